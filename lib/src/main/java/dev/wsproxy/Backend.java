@@ -1,0 +1,149 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.net.URI;
+import java.net.URISyntaxException;
+import java.util.Locale;
+
+/**
+ * A backend WebSocket server that the proxy forwards sessions to: a {@code ws://} or {@code wss://} URI and a weight.
+ *
+ * <p>{@code http://} and {@code https://} are accepted and mean {@code ws://} and {@code wss://}. The path of the URI
+ * decides how request paths are mapped, exactly like nginx's {@code proxy_pass}:
+ * <ul>
+ *   <li>no path ({@code ws://10.0.0.1:8080}): the client's path and query are sent unchanged;</li>
+ *   <li>a path ({@code ws://10.0.0.1:8080/chat/}): the matched route prefix is replaced by that path, and the rest of
+ *       the client's path and its query are appended.</li>
+ * </ul>
+ *
+ * <p>Instances are immutable values: two backends are equal when their URI and weight are equal.
+ *
+ * <pre>{@code
+ * Backend a = Backend.of("ws://10.0.0.1:8080");
+ * Backend b = Backend.of("wss://chat.internal/socket/").withWeight(3);
+ * }</pre>
+ */
+public final class Backend {
+
+    /** The weight of a backend unless {@link #withWeight(int)} says otherwise: {@value}. */
+    public static final int DEFAULT_WEIGHT = 1;
+
+    private final URI uri;
+    private final int weight;
+
+    private Backend(URI uri, int weight) {
+        this.uri = uri;
+        this.weight = weight;
+    }
+
+    /**
+     * Returns a backend for the given URI string.
+     *
+     * @param uri a {@code ws}, {@code wss}, {@code http} or {@code https} URI with a host
+     * @return the backend, with weight {@value #DEFAULT_WEIGHT}
+     * @throws IllegalArgumentException if the URI is malformed, has another scheme, no host, user info or a fragment
+     */
+    public static Backend of(String uri) {
+        requireNonNull(uri, "uri");
+        try {
+            return of(new URI(uri));
+        } catch (URISyntaxException e) {
+            throw new IllegalArgumentException("uri: " + uri + " (expected: a ws:// or wss:// URI)", e);
+        }
+    }
+
+    /**
+     * Returns a backend for the given URI.
+     *
+     * @param uri a {@code ws}, {@code wss}, {@code http} or {@code https} URI with a host
+     * @return the backend, with weight {@value #DEFAULT_WEIGHT}
+     * @throws IllegalArgumentException if the URI has another scheme, no host, user info or a fragment
+     */
+    public static Backend of(URI uri) {
+        requireNonNull(uri, "uri");
+        String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+        String wsScheme;
+        switch (scheme) {
+            case "ws":
+            case "http":
+                wsScheme = "ws";
+                break;
+            case "wss":
+            case "https":
+                wsScheme = "wss";
+                break;
+            default:
+                throw new IllegalArgumentException("uri: " + uri + " (expected: scheme ws, wss, http or https)");
+        }
+        if (uri.getHost() == null || uri.getHost().isEmpty()) {
+            throw new IllegalArgumentException("uri: " + uri + " (expected: a host)");
+        }
+        if (uri.getRawUserInfo() != null) {
+            throw new IllegalArgumentException("uri: " + uri + " (expected: no user info)");
+        }
+        if (uri.getRawFragment() != null) {
+            throw new IllegalArgumentException("uri: " + uri + " (expected: no fragment)");
+        }
+        if (uri.getRawQuery() != null) {
+            throw new IllegalArgumentException("uri: " + uri + " (expected: no query; the client's query is forwarded)");
+        }
+        String path = uri.getRawPath() == null ? "" : uri.getRawPath();
+        URI normalized = URI.create(wsScheme + "://" + uri.getRawAuthority() + path);
+        return new Backend(normalized, DEFAULT_WEIGHT);
+    }
+
+    /**
+     * Returns a copy of this backend with the given weight, used by weighted selectors.
+     *
+     * @param weight a weight from 1 to 1000
+     * @return a backend with the same URI and the given weight
+     * @throws IllegalArgumentException if the weight is out of range
+     */
+    public Backend withWeight(int weight) {
+        if (weight < 1 || weight > 1000) {
+            throw new IllegalArgumentException("weight: " + weight + " (expected: 1 to 1000)");
+        }
+        return new Backend(uri, weight);
+    }
+
+    /**
+     * Returns the URI, with the scheme normalised to {@code ws} or {@code wss}.
+     *
+     * @return the backend URI
+     */
+    public URI uri() {
+        return uri;
+    }
+
+    /**
+     * Returns the weight.
+     *
+     * @return the weight, {@value #DEFAULT_WEIGHT} unless set
+     */
+    public int weight() {
+        return weight;
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        if (this == o) {
+            return true;
+        }
+        if (!(o instanceof Backend)) {
+            return false;
+        }
+        Backend that = (Backend) o;
+        return weight == that.weight && uri.equals(that.uri);
+    }
+
+    @Override
+    public int hashCode() {
+        return uri.hashCode() * 31 + weight;
+    }
+
+    @Override
+    public String toString() {
+        return weight == DEFAULT_WEIGHT ? uri.toString() : uri + ";weight=" + weight;
+    }
+}

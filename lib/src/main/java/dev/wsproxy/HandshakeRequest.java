@@ -1,0 +1,76 @@
+package dev.wsproxy;
+
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.util.List;
+import java.util.Set;
+
+import org.jspecify.annotations.Nullable;
+
+/**
+ * A read-only view of a client's WebSocket upgrade request, as the proxy received it.
+ *
+ * <p>Given to {@link OriginValidator}s, to {@link BackendSelector}s (through {@link SelectionContext}) and to
+ * {@link ProxyListener}s. It stays valid only during the call it is passed to.
+ */
+public interface HandshakeRequest {
+
+    /**
+     * Returns the path prefix of the route that matched this request.
+     *
+     * @return the route prefix, like {@code /ws/}
+     */
+    String route();
+
+    /**
+     * Returns the address of the peer that connected to the proxy.
+     *
+     * @return the client's socket address
+     */
+    InetSocketAddress clientAddress();
+
+    /**
+     * Returns the URI the client asked for: scheme {@code http} or {@code https}, host and port from the
+     * {@code Host} header, path and query.
+     *
+     * @return the request URI
+     */
+    URI uri();
+
+    /**
+     * Tells whether the client connected over TLS.
+     *
+     * @return {@code true} for {@code wss://} clients
+     */
+    boolean secure();
+
+    /**
+     * Returns the first value of a request header.
+     *
+     * @param name the header name, case-insensitive
+     * @return the value, or {@code null} when the header is absent
+     */
+    @Nullable String header(String name);
+
+    /**
+     * Returns every value of a request header, in order.
+     *
+     * @param name the header name, case-insensitive
+     * @return the values, empty when the header is absent
+     */
+    List<String> headers(String name);
+
+    /**
+     * Returns the names of the request headers.
+     *
+     * @return the header names as the client sent them
+     */
+    Set<String> headerNames();
+
+    /**
+     * Returns the subprotocols the client offered in {@code Sec-WebSocket-Protocol}, in order.
+     *
+     * @return the offered subprotocols, empty when none
+     */
+    List<String> subprotocols();
+}

@@ -1,0 +1,84 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.util.List;
+
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.internal.Origins;
+
+/**
+ * Decides whether an upgrade request's {@code Origin} may open a session: the defence against cross-site WebSocket
+ * hijacking. A refused request gets {@code 403 Forbidden} before any backend connection is made.
+ *
+ * <p>Built-ins:
+ * <ul>
+ *   <li>{@link #allowAny()}: every origin (the default: a proxy is transparent, like nginx; the backend may check).</li>
+ *   <li>{@link #sameOrigin()}: only the proxy's own origin (scheme, host and port of the request).</li>
+ *   <li>{@link #allowList(String...)}: exact matches of scheme, host and port.</li>
+ * </ul>
+ * Combine them with {@link #or(OriginValidator)}.
+ *
+ * <p>Browsers always send {@code Origin} with a WebSocket handshake; a request without one comes from a non-browser
+ * client, which no cross-site attack can drive, so the built-ins allow it. The literal origin {@code null} (sandboxed
+ * frames, {@code file:} pages) is refused by all built-ins but {@link #allowAny()}.
+ *
+ * <p>You can also implement your own. It is called on a Jetty thread for every upgrade request, concurrently; it must
+ * be thread-safe and must not block.
+ */
+@FunctionalInterface
+public interface OriginValidator {
+
+    /**
+     * Tells whether the origin may connect.
+     *
+     * @param origin the {@code Origin} header, or {@code null} when the request has none
+     * @param request the upgrade request
+     * @return {@code true} to go on with the handshake, {@code false} to answer {@code 403}
+     */
+    boolean isAllowed(@Nullable String origin, HandshakeRequest request);
+
+    /**
+     * Returns a validator that allows what this one or {@code other} allows.
+     *
+     * @param other the second validator
+     * @return the combination
+     */
+    default OriginValidator or(OriginValidator other) {
+        requireNonNull(other, "other");
+        return (origin, request) -> isAllowed(origin, request) || other.isAllowed(origin, request);
+    }
+
+    /**
+     * Returns a validator that allows every origin.
+     *
+     * @return the permissive validator (the default)
+     */
+    static OriginValidator allowAny() {
+        return Origins.ANY;
+    }
+
+    /**
+     * Returns a validator that allows only the origin the client reached the proxy at: the same host and port as the
+     * request's {@code Host} header and {@code https} for TLS clients, {@code http} otherwise.
+     *
+     * @return the same-origin validator
+     */
+    static OriginValidator sameOrigin() {
+        return Origins.SAME;
+    }
+
+    /**
+     * Returns a validator that allows the listed origins only, compared on scheme, host and port (default ports
+     * filled in, case-insensitive).
+     *
+     * @param origins origins like {@code https://app.example.com} or {@code http://localhost:3000}
+     * @return the allow-list validator
+     * @throws IllegalArgumentException if the list is empty or an origin is not {@code scheme://host[:port]}
+     */
+    static OriginValidator allowList(String... origins) {
+        requireNonNull(origins, "origins");
+        return Origins.allowList(List.of(origins));
+    }
+}

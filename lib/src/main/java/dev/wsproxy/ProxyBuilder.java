@@ -1,0 +1,268 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+
+import org.eclipse.jetty.server.Handler;
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.internal.ProxyConfig;
+import dev.wsproxy.internal.Route;
+import dev.wsproxy.internal.RouteSettings;
+
+/**
+ * Builds a {@link WebSocketProxy}: routes, their backends, and the strategies that pick backends, time sessions out
+ * and check origins.
+ *
+ * <pre>{@code
+ * WebSocketProxy proxy = ProxyBuilder.create()
+ *         .listen("0.0.0.0", 8080)
+ *         .route("/ws/", Backend.of("ws://10.0.0.1:9000"), Backend.of("ws://10.0.0.2:9000"))
+ *         .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMinutes(10)))
+ *         .originValidator(OriginValidator.allowList("https://app.example.com"))
+ *         .build();
+ * proxy.start();
+ * }</pre>
+ *
+ * <p>A route is a path prefix; the longest prefix that starts the request path wins. Settings made on this builder
+ * apply to every route that does not set its own in {@link #route(String, Consumer)}. Each setter validates its value
+ * at once; {@link #build()} checks the combination. A builder is not thread-safe; the proxy it builds is immutable.
+ */
+public final class ProxyBuilder {
+
+    /** The host {@link WebSocketProxy#start()} binds to unless {@link #listen} says otherwise: {@value}. */
+    public static final String DEFAULT_HOST = "127.0.0.1";
+
+    /** The port {@link WebSocketProxy#start()} binds to unless {@link #listen} says otherwise: {@value}. */
+    public static final int DEFAULT_PORT = 8080;
+
+    /** The largest data message relayed in either direction unless set: {@value} bytes (64 MiB). */
+    public static final long DEFAULT_MAX_MESSAGE_SIZE = 64L * 1024 * 1024;
+
+    /** How long {@link WebSocketProxy#close()} lets sessions close before dropping them: 10 seconds. */
+    public static final Duration DEFAULT_DRAIN_TIMEOUT = Duration.ofSeconds(10);
+
+    private String host = DEFAULT_HOST;
+    private int port = DEFAULT_PORT;
+    private final Map<String, RouteSettings> routes = new LinkedHashMap<>();
+    private final RouteSettings defaults = RouteSettings.proxyDefaults(DEFAULT_MAX_MESSAGE_SIZE);
+    private @Nullable Handler nextHandler;
+    private Duration drainTimeout = DEFAULT_DRAIN_TIMEOUT;
+
+    private ProxyBuilder() {
+    }
+
+    /**
+     * Returns a new builder with the defaults: {@code 127.0.0.1:8080}, {@link BackendSelector#roundRobin()},
+     * {@link TimeoutPolicy#ofDefaults()}, {@link OriginValidator#allowAny()}, 64 MiB messages, plain HTTP proxied to
+     * the backends, the client's {@code Host} kept.
+     *
+     * @return a new builder
+     */
+    public static ProxyBuilder create() {
+        return new ProxyBuilder();
+    }
+
+    ProxyBuilder copy() {
+        ProxyBuilder copy = new ProxyBuilder();
+        copy.host = host;
+        copy.port = port;
+        routes.forEach((prefix, settings) -> copy.routes.put(prefix, settings.copy()));
+        copy.defaults.overrideWith(defaults);
+        copy.nextHandler = nextHandler;
+        copy.drainTimeout = drainTimeout;
+        return copy;
+    }
+
+    /**
+     * Sets the address {@link WebSocketProxy#start()} binds to. Not used when the proxy is mounted with
+     * {@link WebSocketProxy#handler()}.
+     *
+     * @param host a host name or IP address; {@code 0.0.0.0} for every interface
+     * @param port a port from 0 to 65535; 0 picks a free port, see {@link WebSocketProxy#uri()}
+     * @return this builder
+     */
+    public ProxyBuilder listen(String host, int port) {
+        requireNonNull(host, "host");
+        if (host.isBlank()) {
+            throw new IllegalArgumentException("host: '" + host + "' (expected: a host name or address)");
+        }
+        if (port < 0 || port > 65535) {
+            throw new IllegalArgumentException("port: " + port + " (expected: 0 to 65535)");
+        }
+        this.host = host;
+        this.port = port;
+        return this;
+    }
+
+    /**
+     * Adds a route: upgrade requests whose path starts with {@code pathPrefix} are proxied to these backends.
+     *
+     * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}
+     * @param backends one or more backends
+     * @return this builder
+     * @throws IllegalArgumentException if the prefix is malformed or already routed, or no backend is given
+     */
+    public ProxyBuilder route(String pathPrefix, Backend... backends) {
+        requireNonNull(backends, "backends");
+        return route(pathPrefix, route -> route.backends(backends));
+    }
+
+    /**
+     * Adds a route configured by {@code configurer}, which must set its backends and may override any proxy-wide
+     * setting for this route only.
+     *
+     * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}
+     * @param configurer sets the route up
+     * @return this builder
+     * @throws IllegalArgumentException if the prefix is malformed or already routed
+     */
+    public ProxyBuilder route(String pathPrefix, Consumer<RouteBuilder> configurer) {
+        requireNonNull(pathPrefix, "pathPrefix");
+        requireNonNull(configurer, "configurer");
+        RouteSettings.validatePrefix(pathPrefix);
+        if (routes.containsKey(pathPrefix)) {
+            throw new IllegalArgumentException("pathPrefix: " + pathPrefix + " (expected: a prefix not routed yet)");
+        }
+        RouteSettings settings = new RouteSettings(pathPrefix);
+        configurer.accept(new RouteBuilder(settings));
+        routes.put(pathPrefix, settings);
+        return this;
+    }
+
+    /**
+     * Sets the backend selector of every route that sets none. Default: {@link BackendSelector#roundRobin()}.
+     *
+     * @param selector the selector; {@link BackendSelector#forRoute(String)} is called once per route
+     * @return this builder
+     */
+    public ProxyBuilder backendSelector(BackendSelector selector) {
+        defaults.selector(requireNonNull(selector, "selector"));
+        return this;
+    }
+
+    /**
+     * Sets the timeouts of every route that sets none. Default: {@link TimeoutPolicy#ofDefaults()}.
+     *
+     * @param policy the timeout policy
+     * @return this builder
+     */
+    public ProxyBuilder timeoutPolicy(TimeoutPolicy policy) {
+        defaults.timeouts(requireNonNull(policy, "policy"));
+        return this;
+    }
+
+    /**
+     * Sets the Origin check of every route that sets none. Default: {@link OriginValidator#allowAny()}.
+     *
+     * @param validator the origin validator
+     * @return this builder
+     */
+    public ProxyBuilder originValidator(OriginValidator validator) {
+        defaults.originValidator(requireNonNull(validator, "validator"));
+        return this;
+    }
+
+    /**
+     * Sets the largest data message, in bytes, relayed in either direction on routes that set none. The sender of a
+     * larger message gets close code {@code 1009 Message Too Big} and the other leg {@code 1001 Going Away}. Messages
+     * are relayed frame by frame as they arrive, so this limit is a policy, not a buffer size. Default:
+     * {@link #DEFAULT_MAX_MESSAGE_SIZE}.
+     *
+     * @param bytes a positive size; {@link Long#MAX_VALUE} for no limit
+     * @return this builder
+     */
+    public ProxyBuilder maxMessageSize(long bytes) {
+        defaults.maxMessageSize(bytes);
+        return this;
+    }
+
+    /**
+     * Sets what routes that set nothing do with requests that are not WebSocket upgrades. Default:
+     * {@link PlainHttp#PROXY_TO_BACKEND}.
+     *
+     * @param plainHttp the behaviour
+     * @return this builder
+     */
+    public ProxyBuilder plainHttp(PlainHttp plainHttp) {
+        defaults.plainHttp(requireNonNull(plainHttp, "plainHttp"));
+        return this;
+    }
+
+    /**
+     * Sets whether backends get the client's {@code Host} header ({@code true}, the default: like nginx's
+     * {@code proxy_set_header Host $host}) or the authority of the backend URI ({@code false}).
+     *
+     * @param preserveHost {@code true} to send the client's {@code Host}
+     * @return this builder
+     */
+    public ProxyBuilder preserveHost(boolean preserveHost) {
+        defaults.preserveHost(preserveHost);
+        return this;
+    }
+
+    /**
+     * Adds a listener for the sessions of every route. Listeners are called in the order they were added.
+     *
+     * @param listener the listener
+     * @return this builder
+     */
+    public ProxyBuilder listener(ProxyListener listener) {
+        defaults.addListener(requireNonNull(listener, "listener"));
+        return this;
+    }
+
+    /**
+     * Sets the handler that gets the requests the proxy does not take, when the proxy runs standalone with
+     * {@link WebSocketProxy#start()}: requests outside every route, and plain HTTP on routes set to
+     * {@link PlainHttp#NEXT_HANDLER}. Without one, such requests get {@code 404}. When the proxy is mounted, wrap your
+     * handler with {@link WebSocketProxy#handler()} instead.
+     *
+     * @param handler the next handler, for instance a {@code ResourceHandler} serving a web page
+     * @return this builder
+     */
+    public ProxyBuilder nextHandler(Handler handler) {
+        this.nextHandler = requireNonNull(handler, "handler");
+        return this;
+    }
+
+    /**
+     * Sets how long {@link WebSocketProxy#close()} waits for open sessions to finish their close handshake before it
+     * drops them. Default: {@link #DEFAULT_DRAIN_TIMEOUT}.
+     *
+     * @param timeout zero or a positive duration
+     * @return this builder
+     */
+    public ProxyBuilder drainTimeout(Duration timeout) {
+        requireNonNull(timeout, "timeout");
+        if (timeout.isNegative()) {
+            throw new IllegalArgumentException("drainTimeout: " + timeout + " (expected: >= 0)");
+        }
+        this.drainTimeout = timeout;
+        return this;
+    }
+
+    /**
+     * Returns the proxy. The builder can be changed and built again afterwards without affecting it.
+     *
+     * @return an immutable, not yet started proxy
+     * @throws IllegalStateException if no route was added or a route has no backend
+     */
+    public WebSocketProxy build() {
+        if (routes.isEmpty()) {
+            throw new IllegalStateException("no route (expected: at least one route(pathPrefix, backends...))");
+        }
+        List<Route> resolved = new ArrayList<>();
+        for (RouteSettings route : routes.values()) {
+            resolved.add(route.resolve(defaults));
+        }
+        ProxyConfig config = new ProxyConfig(host, port, resolved, nextHandler, drainTimeout);
+        return new WebSocketProxy(config, copy());
+    }
+}

@@ -1,0 +1,64 @@
+package dev.wsproxy;
+
+/**
+ * Observes the proxy: sessions opening and closing, failed backend connections and refused handshakes.
+ *
+ * <p>Every method has an empty default, so implement only what you need. Methods are called on Jetty threads, possibly
+ * concurrently for different sessions; they must not block and should return quickly. An exception thrown by a
+ * listener is logged and otherwise ignored.
+ *
+ * <pre>{@code
+ * ProxyListener metrics = new ProxyListener() {
+ *     @Override
+ *     public void onSessionClosed(ProxySession session, SessionClose close) {
+ *         sessionsClosed.increment();
+ *     }
+ * };
+ * }</pre>
+ */
+public interface ProxyListener {
+
+    /** A listener that does nothing. */
+    ProxyListener NOOP = new ProxyListener() {
+    };
+
+    /**
+     * Called when both legs of a session are upgraded and frames start to flow.
+     *
+     * @param session the new session
+     */
+    default void onSessionOpened(ProxySession session) {
+    }
+
+    /**
+     * Called once when both legs of an opened session have ended.
+     *
+     * @param session the session, with its final counters
+     * @param close how it ended
+     */
+    default void onSessionClosed(ProxySession session, SessionClose close) {
+    }
+
+    /**
+     * Called when the proxy could not open the backend leg: connection refused, host unknown, timeout, or a response
+     * that is not a valid {@code 101}. {@link #onHandshakeRejected} follows with the status the client got.
+     *
+     * @param request the client's upgrade request
+     * @param backend the backend that failed
+     * @param cause what went wrong
+     */
+    default void onBackendConnectFailed(HandshakeRequest request, Backend backend, Throwable cause) {
+    }
+
+    /**
+     * Called when the client's upgrade request got an HTTP status instead of {@code 101}: a malformed request
+     * ({@code 400}, {@code 426}), a refused origin ({@code 403}), no backend or shutdown ({@code 503}), a backend
+     * failure ({@code 502}, {@code 504}), or the backend's own refusal, relayed with its status.
+     *
+     * @param request the client's upgrade request
+     * @param status the HTTP status sent to the client
+     * @param reason a short explanation, for logs (never sent to the client)
+     */
+    default void onHandshakeRejected(HandshakeRequest request, int status, String reason) {
+    }
+}

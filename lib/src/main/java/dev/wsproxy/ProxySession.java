@@ -1,0 +1,104 @@
+package dev.wsproxy;
+
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.time.Instant;
+
+import org.jspecify.annotations.Nullable;
+
+/**
+ * A proxied WebSocket session: the client leg (client to proxy) and the backend leg (proxy to backend).
+ *
+ * <p>Counters are live and may be read from any thread.
+ *
+ * @see ProxyListener
+ * @see WebSocketProxy#sessions()
+ */
+public interface ProxySession {
+
+    /**
+     * Returns the session id, unique within the proxy; log lines about the session carry it.
+     *
+     * @return the id
+     */
+    String id();
+
+    /**
+     * Returns the path prefix of the route that served the session.
+     *
+     * @return the route prefix
+     */
+    String route();
+
+    /**
+     * Returns the address of the peer that connected to the proxy.
+     *
+     * @return the client's socket address
+     */
+    InetSocketAddress clientAddress();
+
+    /**
+     * Returns the backend the selector picked.
+     *
+     * @return the backend
+     */
+    Backend backend();
+
+    /**
+     * Returns the URI the backend leg connected to, after path mapping.
+     *
+     * @return the backend request URI
+     */
+    URI backendUri();
+
+    /**
+     * Returns the subprotocol the backend chose, which the client was given too.
+     *
+     * @return the subprotocol, or {@code null} when none was chosen
+     */
+    @Nullable String subprotocol();
+
+    /**
+     * Returns when the client leg was upgraded.
+     *
+     * @return the opening instant
+     */
+    Instant openedAt();
+
+    /**
+     * Returns the payload bytes relayed from the client to the backend.
+     *
+     * @return the byte count
+     */
+    long clientToBackendBytes();
+
+    /**
+     * Returns the complete data messages relayed from the client to the backend.
+     *
+     * @return the message count
+     */
+    long clientToBackendMessages();
+
+    /**
+     * Returns the payload bytes relayed from the backend to the client.
+     *
+     * @return the byte count
+     */
+    long backendToClientBytes();
+
+    /**
+     * Returns the complete data messages relayed from the backend to the client.
+     *
+     * @return the message count
+     */
+    long backendToClientMessages();
+
+    /**
+     * Closes both legs with the given code and reason, as the proxy. Does nothing if the session is already closing.
+     *
+     * @param code a close code that may be sent: 1000 to 1003, 1007 to 1014, or 3000 to 4999 (RFC 6455 section 7.4)
+     * @param reason the reason, at most 123 UTF-8 bytes
+     * @throws IllegalArgumentException if the code may not be sent or the reason is too long
+     */
+    void close(int code, String reason);
+}

@@ -1,0 +1,128 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.util.List;
+
+import dev.wsproxy.internal.RouteSettings;
+
+/**
+ * Configures one route of a {@link ProxyBuilder}: its backends and any setting that differs from the proxy-wide one.
+ *
+ * <pre>{@code
+ * ProxyBuilder.create()
+ *         .route("/ws/", Backend.of("ws://127.0.0.1:9000"))
+ *         .route("/admin/", route -> route
+ *                 .backends(Backend.of("ws://127.0.0.1:9100"))
+ *                 .originValidator(OriginValidator.sameOrigin())
+ *                 .plainHttp(PlainHttp.NEXT_HANDLER));
+ * }</pre>
+ *
+ * <p>Every setting left unset here takes the proxy-wide value from {@link ProxyBuilder}.
+ *
+ * @see ProxyBuilder#route(String, java.util.function.Consumer)
+ */
+public final class RouteBuilder {
+
+    private final RouteSettings settings;
+
+    RouteBuilder(RouteSettings settings) {
+        this.settings = settings;
+    }
+
+    /**
+     * Sets the route's backends, replacing any set before.
+     *
+     * @param backends one or more backends
+     * @return this builder
+     * @throws IllegalArgumentException if none is given
+     */
+    public RouteBuilder backends(Backend... backends) {
+        requireNonNull(backends, "backends");
+        settings.backends(List.of(backends));
+        return this;
+    }
+
+    /**
+     * Sets the route's backend selector.
+     *
+     * @param selector the selector; its {@link BackendSelector#forRoute(String)} is called for this route
+     * @return this builder
+     * @see ProxyBuilder#backendSelector(BackendSelector)
+     */
+    public RouteBuilder backendSelector(BackendSelector selector) {
+        settings.selector(requireNonNull(selector, "selector"));
+        return this;
+    }
+
+    /**
+     * Sets the route's timeouts.
+     *
+     * @param policy the timeout policy
+     * @return this builder
+     * @see ProxyBuilder#timeoutPolicy(TimeoutPolicy)
+     */
+    public RouteBuilder timeoutPolicy(TimeoutPolicy policy) {
+        settings.timeouts(requireNonNull(policy, "policy"));
+        return this;
+    }
+
+    /**
+     * Sets the route's Origin check.
+     *
+     * @param validator the origin validator
+     * @return this builder
+     * @see ProxyBuilder#originValidator(OriginValidator)
+     */
+    public RouteBuilder originValidator(OriginValidator validator) {
+        settings.originValidator(requireNonNull(validator, "validator"));
+        return this;
+    }
+
+    /**
+     * Sets the route's largest data message, in bytes, in either direction.
+     *
+     * @param bytes a positive size
+     * @return this builder
+     * @see ProxyBuilder#maxMessageSize(long)
+     */
+    public RouteBuilder maxMessageSize(long bytes) {
+        settings.maxMessageSize(bytes);
+        return this;
+    }
+
+    /**
+     * Sets what the route does with requests that are not WebSocket upgrades.
+     *
+     * @param plainHttp the behaviour
+     * @return this builder
+     * @see ProxyBuilder#plainHttp(PlainHttp)
+     */
+    public RouteBuilder plainHttp(PlainHttp plainHttp) {
+        settings.plainHttp(requireNonNull(plainHttp, "plainHttp"));
+        return this;
+    }
+
+    /**
+     * Sets whether the backend gets the client's {@code Host} header or the backend's own authority.
+     *
+     * @param preserveHost {@code true} to send the client's {@code Host}
+     * @return this builder
+     * @see ProxyBuilder#preserveHost(boolean)
+     */
+    public RouteBuilder preserveHost(boolean preserveHost) {
+        settings.preserveHost(preserveHost);
+        return this;
+    }
+
+    /**
+     * Adds a listener for this route's sessions, called after the proxy-wide listeners.
+     *
+     * @param listener the listener
+     * @return this builder
+     */
+    public RouteBuilder listener(ProxyListener listener) {
+        settings.addListener(requireNonNull(listener, "listener"));
+        return this;
+    }
+}

@@ -1,0 +1,51 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.time.Duration;
+
+/**
+ * How a proxied session ended.
+ *
+ * <p>{@code clientCode} is the close code the client sent to the proxy and {@code backendCode} the one the backend
+ * sent; {@code 1006} means that peer's connection ended without a close frame, {@code 1005} that its close frame had
+ * no code.
+ *
+ * @param initiator who closed first
+ * @param clientCode the code in the client's close frame, 1005 or 1006
+ * @param clientReason the reason in the client's close frame, empty when none
+ * @param backendCode the code in the backend's close frame, 1005 or 1006
+ * @param backendReason the reason in the backend's close frame, empty when none
+ * @param duration how long the session was open
+ */
+public record SessionClose(
+        Initiator initiator, int clientCode, String clientReason, int backendCode, String backendReason,
+        Duration duration) {
+
+    /**
+     * Validates the components.
+     *
+     * @param initiator who closed first
+     * @param clientCode the code in the client's close frame, 1005 or 1006
+     * @param clientReason the reason in the client's close frame, empty when none
+     * @param backendCode the code in the backend's close frame, 1005 or 1006
+     * @param backendReason the reason in the backend's close frame, empty when none
+     * @param duration how long the session was open
+     */
+    public SessionClose {
+        requireNonNull(initiator, "initiator");
+        requireNonNull(clientReason, "clientReason");
+        requireNonNull(backendReason, "backendReason");
+        requireNonNull(duration, "duration");
+    }
+
+    /** Who started the end of a session. */
+    public enum Initiator {
+        /** The client sent a close frame or its connection ended. */
+        CLIENT,
+        /** The backend sent a close frame or its connection ended. */
+        BACKEND,
+        /** The proxy closed both legs: idle timeout, a limit, a protocol error, shutdown or {@link ProxySession#close}. */
+        PROXY
+    }
+}

@@ -1,0 +1,185 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.time.Duration;
+
+import dev.wsproxy.internal.Timeouts;
+
+/**
+ * The timeouts of a proxied session: backend connect, idle, close handshake and maximum lifetime.
+ *
+ * <p>Built-ins:
+ * <ul>
+ *   <li>{@link #ofDefaults()}: connect 10 s, idle 1 h (as the nginx WebSocket guide recommends for
+ *       {@code proxy_read_timeout}), close 10 s, no maximum lifetime.</li>
+ *   <li>{@link #idle(Duration)}: the defaults with another idle timeout.</li>
+ *   <li>{@link #custom()}: a builder for all four.</li>
+ * </ul>
+ *
+ * <p>The proxy reads the policy once per session, at the handshake. You can also implement your own, for instance
+ * to read the values from live configuration. Implementations must be thread-safe and must not block.
+ *
+ * <p>What each timeout does:
+ * <ul>
+ *   <li><b>connect</b>: from the start of the backend connection to its {@code 101} answer; the client gets
+ *       {@code 504 Gateway Timeout} when it passes (nginx {@code proxy_connect_timeout}).</li>
+ *   <li><b>idle</b>: per leg; a leg with no frame read or written for this long closes both legs with {@code 1001}
+ *       (nginx {@code proxy_read_timeout} and {@code proxy_send_timeout}). {@link Duration#ZERO} disables it.</li>
+ *   <li><b>close</b>: how long a leg may take to answer a close frame before the proxy drops its connection.</li>
+ *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs.
+ *       {@link Duration#ZERO} (the default) means no limit.</li>
+ * </ul>
+ */
+public interface TimeoutPolicy {
+
+    /** The default backend connect and handshake timeout: 10 seconds. */
+    Duration DEFAULT_CONNECT_TIMEOUT = Duration.ofSeconds(10);
+
+    /** The default idle timeout per leg: 1 hour. */
+    Duration DEFAULT_IDLE_TIMEOUT = Duration.ofHours(1);
+
+    /** The default close handshake timeout: 10 seconds. */
+    Duration DEFAULT_CLOSE_TIMEOUT = Duration.ofSeconds(10);
+
+    /**
+     * Returns the time allowed from the start of the backend connection to its {@code 101}.
+     *
+     * @return a positive duration
+     */
+    Duration connectTimeout();
+
+    /**
+     * Returns the idle timeout of each leg.
+     *
+     * @return a positive duration, or {@link Duration#ZERO} for none
+     */
+    Duration idleTimeout();
+
+    /**
+     * Returns how long a leg may take to answer a close frame.
+     *
+     * @return a positive duration; {@link #DEFAULT_CLOSE_TIMEOUT} unless overridden
+     */
+    default Duration closeTimeout() {
+        return DEFAULT_CLOSE_TIMEOUT;
+    }
+
+    /**
+     * Returns the maximum lifetime of a session.
+     *
+     * @return a positive duration, or {@link Duration#ZERO} (the default) for no limit
+     */
+    default Duration maxLifetime() {
+        return Duration.ZERO;
+    }
+
+    /**
+     * Returns the default policy: connect 10 s, idle 1 h, close 10 s, no maximum lifetime.
+     *
+     * @return the default policy
+     */
+    static TimeoutPolicy ofDefaults() {
+        return Timeouts.DEFAULTS;
+    }
+
+    /**
+     * Returns the default policy with another idle timeout.
+     *
+     * @param idleTimeout the idle timeout per leg, or {@link Duration#ZERO} for none
+     * @return the policy
+     * @throws IllegalArgumentException if the duration is negative
+     */
+    static TimeoutPolicy idle(Duration idleTimeout) {
+        return custom().idle(idleTimeout).build();
+    }
+
+    /**
+     * Returns a builder that starts from the defaults.
+     *
+     * @return a new builder
+     */
+    static Builder custom() {
+        return new Builder();
+    }
+
+    /** Builds a {@link TimeoutPolicy}; every setter validates its value at once. */
+    final class Builder {
+        private Duration connect = DEFAULT_CONNECT_TIMEOUT;
+        private Duration idle = DEFAULT_IDLE_TIMEOUT;
+        private Duration close = DEFAULT_CLOSE_TIMEOUT;
+        private Duration maxLifetime = Duration.ZERO;
+
+        private Builder() {
+        }
+
+        /**
+         * Sets the backend connect and handshake timeout.
+         *
+         * @param timeout a positive duration
+         * @return this builder
+         */
+        public Builder connect(Duration timeout) {
+            this.connect = positive("connect", timeout);
+            return this;
+        }
+
+        /**
+         * Sets the idle timeout per leg.
+         *
+         * @param timeout a positive duration, or {@link Duration#ZERO} for none
+         * @return this builder
+         */
+        public Builder idle(Duration timeout) {
+            this.idle = notNegative("idle", timeout);
+            return this;
+        }
+
+        /**
+         * Sets the close handshake timeout.
+         *
+         * @param timeout a positive duration
+         * @return this builder
+         */
+        public Builder close(Duration timeout) {
+            this.close = positive("close", timeout);
+            return this;
+        }
+
+        /**
+         * Sets the maximum session lifetime.
+         *
+         * @param lifetime a positive duration, or {@link Duration#ZERO} for no limit
+         * @return this builder
+         */
+        public Builder maxLifetime(Duration lifetime) {
+            this.maxLifetime = notNegative("maxLifetime", lifetime);
+            return this;
+        }
+
+        /**
+         * Returns the policy.
+         *
+         * @return an immutable policy
+         */
+        public TimeoutPolicy build() {
+            return new Timeouts(connect, idle, close, maxLifetime);
+        }
+
+        private static Duration positive(String name, Duration value) {
+            requireNonNull(value, name);
+            if (value.isNegative() || value.isZero()) {
+                throw new IllegalArgumentException(name + ": " + value + " (expected: > 0)");
+            }
+            return value;
+        }
+
+        private static Duration notNegative(String name, Duration value) {
+            requireNonNull(value, name);
+            if (value.isNegative()) {
+                throw new IllegalArgumentException(name + ": " + value + " (expected: >= 0)");
+            }
+            return value;
+        }
+    }
+}

@@ -1,0 +1,181 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.io.IOException;
+import java.net.URI;
+import java.time.Duration;
+import java.util.List;
+
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.thread.QueuedThreadPool;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.internal.ProxyConfig;
+import dev.wsproxy.internal.WebSocketProxyHandler;
+
+/**
+ * A WebSocket reverse proxy, built by {@link ProxyBuilder}. Run it standalone with {@link #start()}, or mount
+ * {@link #handler()} in your own Jetty {@code Server}.
+ *
+ * <p>Standalone:
+ * <pre>{@code
+ * try (WebSocketProxy proxy = ProxyBuilder.create()
+ *         .listen("127.0.0.1", 8080)
+ *         .route("/ws/", Backend.of("ws://127.0.0.1:3000"))
+ *         .build()) {
+ *     URI uri = proxy.start();
+ *     ...
+ * }
+ * }</pre>
+ *
+ * <p>Mounted: upgrade requests on a route are proxied; every other request goes to the wrapped handler.
+ * <pre>{@code
+ * Handler.Wrapper proxyHandler = proxy.handler();
+ * proxyHandler.setHandler(myApplicationHandler);
+ * server.setHandler(proxyHandler);
+ * server.start();
+ * }</pre>
+ *
+ * <p>For each upgrade request on a route the proxy checks the handshake, connects to a backend first, and upgrades the
+ * client only when the backend answered {@code 101}, with the backend's subprotocol. A backend refusal reaches the
+ * client with the backend's status; a backend that cannot be reached gives {@code 502}, one that does not answer in
+ * time {@code 504}. Then frames flow both ways as they arrive, with backpressure, and close codes are relayed end to
+ * end. The statuses and close codes are listed in the documentation ({@code docs/configuration.md}).
+ *
+ * <p>Thread-safe. {@link #start()} and {@link #stop(Duration)} may be called once each.
+ */
+public final class WebSocketProxy implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(WebSocketProxy.class);
+
+    private final ProxyConfig config;
+    private final ProxyBuilder builder;
+    private final WebSocketProxyHandler handler;
+    private @Nullable Server server;
+    private @Nullable URI uri;
+    private boolean stopped;
+
+    WebSocketProxy(ProxyConfig config, ProxyBuilder builder) {
+        this.config = config;
+        this.builder = builder;
+        this.handler = new WebSocketProxyHandler(config);
+    }
+
+    /**
+     * Starts a Jetty server of the proxy's own on the address set by {@link ProxyBuilder#listen(String, int)}.
+     *
+     * @return the bound URI, like {@code http://127.0.0.1:8080/}, with the real port when port 0 was asked for
+     * @throws IOException if the address cannot be bound or the server does not start
+     * @throws IllegalStateException if the proxy was started, stopped or mounted before
+     */
+    public synchronized URI start() throws IOException {
+        if (server != null || stopped || handler.getServer() != null) {
+            throw new IllegalStateException("start(): the proxy was already started, stopped or mounted");
+        }
+        QueuedThreadPool threads = new QueuedThreadPool();
+        threads.setName("wsproxy");
+        Server standalone = new Server(threads);
+        ServerConnector connector = new ServerConnector(standalone);
+        connector.setHost(config.host());
+        connector.setPort(config.port());
+        // A pending handshake waits for the backend's 101 on this connection: let the connect timeout decide first.
+        connector.setIdleTimeout(config.connectorIdleTimeout().toMillis());
+        standalone.addConnector(connector);
+        standalone.setHandler(handler);
+        try {
+            standalone.start();
+        } catch (Exception e) {
+            try {
+                standalone.stop();
+            } catch (Exception suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e instanceof IOException ? (IOException) e : new IOException("start(): " + e.getMessage(), e);
+        }
+        server = standalone;
+        String host = config.host().contains(":") ? "[" + config.host() + "]" : config.host();
+        uri = URI.create("http://" + host + ":" + connector.getLocalPort() + "/");
+        LOG.info("wsproxy listening on {} (routes {})", uri, config.routePrefixes());
+        return uri;
+    }
+
+    /**
+     * Returns the URI the standalone server is bound to.
+     *
+     * @return the bound URI
+     * @throws IllegalStateException if {@link #start()} has not succeeded
+     */
+    public synchronized URI uri() {
+        if (uri == null) {
+            throw new IllegalStateException("uri(): the proxy is not started");
+        }
+        return uri;
+    }
+
+    /**
+     * Returns the proxy as a Jetty handler to mount in your own {@code Server}. Upgrade requests on a route are
+     * proxied; other requests go to the wrapped handler (set with {@link Handler.Wrapper#setHandler(Handler)} or
+     * {@link ProxyBuilder#nextHandler(Handler)}). The same instance is returned on every call.
+     *
+     * @return the proxy handler
+     */
+    public Handler.Wrapper handler() {
+        return handler;
+    }
+
+    /**
+     * Returns the sessions open now, including those whose close handshake is in progress.
+     *
+     * @return a snapshot of the open sessions
+     */
+    public List<ProxySession> sessions() {
+        return handler.sessions();
+    }
+
+    /**
+     * Stops the proxy: new upgrade requests get {@code 503}, open sessions are closed with {@code 1001 Going Away} on
+     * both legs, and sessions still open when {@code drain} has passed are dropped. Then the standalone server, if any,
+     * stops. A mounted handler keeps refusing upgrades until its server stops it.
+     *
+     * @param drain how long to wait for sessions to finish their close handshake
+     */
+    public void stop(Duration drain) {
+        requireNonNull(drain, "drain");
+        Server toStop;
+        synchronized (this) {
+            if (stopped) {
+                return;
+            }
+            stopped = true;
+            toStop = server;
+        }
+        handler.drain(drain);
+        if (toStop != null) {
+            try {
+                toStop.stop();
+            } catch (Exception e) {
+                LOG.warn("Failed to stop the standalone server", e);
+            }
+        }
+    }
+
+    /** Stops the proxy with the drain timeout of {@link ProxyBuilder#drainTimeout(Duration)}. */
+    @Override
+    public void close() {
+        stop(config.drainTimeout());
+    }
+
+    /**
+     * Returns a builder with this proxy's settings, to derive a variant.
+     *
+     * @return a new builder
+     */
+    public ProxyBuilder toBuilder() {
+        return builder.copy();
+    }
+}

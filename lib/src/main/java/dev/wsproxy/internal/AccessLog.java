@@ -1,0 +1,31 @@
+package dev.wsproxy.internal;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.ProxySession;
+import dev.wsproxy.SessionClose;
+
+/**
+ * One line per closed session on the logger {@code dev.wsproxy.access}, at INFO. Never logs payloads, headers,
+ * cookies or query strings.
+ */
+final class AccessLog {
+
+    static final Logger LOG = LoggerFactory.getLogger("dev.wsproxy.access");
+
+    private AccessLog() {
+    }
+
+    static void log(ProxySession session, SessionClose close) {
+        if (!LOG.isInfoEnabled()) {
+            return;
+        }
+        LOG.info("sid={} client={} route={} backend={} duration_ms={} c2b_bytes={} c2b_msgs={} b2c_bytes={} "
+                        + "b2c_msgs={} client_close={} backend_close={} first={}",
+                session.id(), session.clientAddress().getHostString(), session.route(), session.backend().uri(),
+                close.duration().toMillis(), session.clientToBackendBytes(), session.clientToBackendMessages(),
+                session.backendToClientBytes(), session.backendToClientMessages(), close.clientCode(),
+                close.backendCode(), close.initiator().name().toLowerCase());
+    }
+}

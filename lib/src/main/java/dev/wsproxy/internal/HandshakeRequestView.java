@@ -1,0 +1,96 @@
+package dev.wsproxy.internal;
+
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.net.URI;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpURI;
+import org.eclipse.jetty.server.Request;
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.SelectionContext;
+
+/** The public view of a Jetty request, for validators, selectors and listeners. */
+final class HandshakeRequestView implements SelectionContext {
+
+    private static final InetSocketAddress UNKNOWN = InetSocketAddress.createUnresolved("unknown", 0);
+
+    private final Request request;
+    private final Route route;
+    private @Nullable URI uri;
+
+    HandshakeRequestView(Request request, Route route) {
+        this.request = request;
+        this.route = route;
+    }
+
+    @Override
+    public String route() {
+        return route.prefix();
+    }
+
+    @Override
+    public InetSocketAddress clientAddress() {
+        return clientAddress(request);
+    }
+
+    static InetSocketAddress clientAddress(Request request) {
+        SocketAddress address = request.getConnectionMetaData().getRemoteSocketAddress();
+        return address instanceof InetSocketAddress inet ? inet : UNKNOWN;
+    }
+
+    @Override
+    public URI uri() {
+        URI result = uri;
+        if (result == null) {
+            HttpURI httpUri = HttpURI.build(request.getHttpURI()).scheme(request.isSecure() ? "https" : "http");
+            try {
+                result = httpUri.toURI();
+            } catch (RuntimeException e) {
+                result = URI.create((request.isSecure() ? "https" : "http") + "://invalid/");
+            }
+            uri = result;
+        }
+        return result;
+    }
+
+    @Override
+    public boolean secure() {
+        return request.isSecure();
+    }
+
+    @Override
+    public @Nullable String header(String name) {
+        return request.getHeaders().get(name);
+    }
+
+    @Override
+    public List<String> headers(String name) {
+        return request.getHeaders().getValuesList(name);
+    }
+
+    @Override
+    public Set<String> headerNames() {
+        return new LinkedHashSet<>(request.getHeaders().getFieldNamesCollection());
+    }
+
+    @Override
+    public List<String> subprotocols() {
+        return request.getHeaders().getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
+    }
+
+    @Override
+    public List<Backend> backends() {
+        return route.backends();
+    }
+
+    @Override
+    public String toString() {
+        return request.getMethod() + " " + request.getHttpURI().getPathQuery() + " from " + clientAddress();
+    }
+}

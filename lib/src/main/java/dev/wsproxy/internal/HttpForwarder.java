@@ -1,0 +1,47 @@
+package dev.wsproxy.internal;
+
+import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.http.HttpURI;
+import org.eclipse.jetty.proxy.ProxyHandler;
+import org.eclipse.jetty.server.Request;
+
+/**
+ * Proxies plain HTTP requests on a route (the nginx {@code map $http_upgrade} case) with Jetty's {@link ProxyHandler}.
+ * {@link WebSocketProxyHandler} picks the backend and stores the target URI and the route as request attributes;
+ * this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}).
+ */
+final class HttpForwarder extends ProxyHandler {
+
+    static final String TARGET_ATTRIBUTE = HttpForwarder.class.getName() + ".target";
+    static final String ROUTE_ATTRIBUTE = HttpForwarder.class.getName() + ".route";
+
+    HttpForwarder() {
+        setUseServerThreadPool(true);
+    }
+
+    @Override
+    protected HttpURI rewriteHttpURI(Request clientToProxyRequest) {
+        return (HttpURI) clientToProxyRequest.getAttribute(TARGET_ATTRIBUTE);
+    }
+
+    @Override
+    protected void configureHttpClient(HttpClient httpClient) {
+        super.configureHttpClient(httpClient);
+        httpClient.setUserAgentField(null);
+    }
+
+    @Override
+    protected void copyRequestHeaders(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest) {
+        Route route = (Route) clientToProxyRequest.getAttribute(ROUTE_ATTRIBUTE);
+        proxyToServerRequest.headers(headers ->
+                ForwardedHeaders.copy(clientToProxyRequest, headers, route.preserveHost(), false));
+    }
+
+    @Override
+    protected void addProxyHeaders(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest) {
+        // X-Forwarded-* were added with the copied headers; add Via like any HTTP proxy.
+        addViaHeader(clientToProxyRequest, proxyToServerRequest);
+    }
+}

@@ -1,0 +1,75 @@
+package dev.wsproxy.internal;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+import org.eclipse.jetty.server.Handler;
+import org.jspecify.annotations.Nullable;
+
+/** Everything a {@link dev.wsproxy.WebSocketProxy} was built with; immutable. */
+public final class ProxyConfig {
+
+    private final String host;
+    private final int port;
+    private final List<Route> routes;
+    private final @Nullable Handler nextHandler;
+    private final Duration drainTimeout;
+
+    public ProxyConfig(String host, int port, List<Route> routes, @Nullable Handler nextHandler, Duration drainTimeout) {
+        this.host = host;
+        this.port = port;
+        List<Route> sorted = new ArrayList<>(routes);
+        // Longest prefix first: the first match is the longest.
+        sorted.sort(Comparator.comparingInt((Route r) -> r.prefix().length()).reversed());
+        this.routes = List.copyOf(sorted);
+        this.nextHandler = nextHandler;
+        this.drainTimeout = drainTimeout;
+    }
+
+    public String host() {
+        return host;
+    }
+
+    public int port() {
+        return port;
+    }
+
+    public List<Route> routes() {
+        return routes;
+    }
+
+    public @Nullable Handler nextHandler() {
+        return nextHandler;
+    }
+
+    public Duration drainTimeout() {
+        return drainTimeout;
+    }
+
+    public List<String> routePrefixes() {
+        return routes.stream().map(Route::prefix).toList();
+    }
+
+    /** The standalone connector's idle timeout: above every route's connect timeout, and at least 30 s. */
+    public Duration connectorIdleTimeout() {
+        Duration max = Duration.ofSeconds(30);
+        for (Route route : routes) {
+            Duration wanted = route.timeouts().connectTimeout().plusSeconds(5);
+            if (wanted.compareTo(max) > 0) {
+                max = wanted;
+            }
+        }
+        return max;
+    }
+
+    @Nullable Route match(String path) {
+        for (Route route : routes) {
+            if (route.matches(path)) {
+                return route;
+            }
+        }
+        return null;
+    }
+}

@@ -1,0 +1,673 @@
+package dev.wsproxy.internal;
+
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.NanoTime;
+import org.eclipse.jetty.util.thread.Scheduler;
+import org.eclipse.jetty.websocket.core.CloseStatus;
+import org.eclipse.jetty.websocket.core.CoreSession;
+import org.eclipse.jetty.websocket.core.Frame;
+import org.eclipse.jetty.websocket.core.FrameHandler;
+import org.eclipse.jetty.websocket.core.OpCode;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.ProxySession;
+import dev.wsproxy.SessionClose;
+
+/**
+ * One proxied session: the client leg (a server-side Jetty core session) and the backend leg (a client-side one),
+ * each a {@link FrameHandler}, relaying frames to the other.
+ *
+ * <h2>Demand</h2>
+ * Both legs use explicit demand. A leg demands one frame, hands it to the other leg's {@code sendFrame}, and demands
+ * the next only when that send has completed; the frame's buffer is released at the same moment. So each direction
+ * has at most one frame in flight, and a reader that stops reading stops its writer through TCP. The backend leg opens
+ * first but demands nothing until the client leg is upgraded, so a backend that speaks first loses nothing.
+ *
+ * <h2>Close</h2>
+ * A close frame from one peer is relayed to the other leg, and the frame's callback is held: Jetty would otherwise
+ * answer the close itself. When the other peer's close reply arrives, it is relayed back as the answer and the held
+ * callback completes, so the close handshake is end to end and both codes and reasons are the peers' own. Codes that
+ * cannot be sent are mapped: a peer that vanished without a close frame (1006) becomes {@code 1014} towards the client
+ * or {@code 1001} towards the backend; a close frame with no code is relayed as an empty close frame. The proxy itself
+ * closes both legs for idle timeouts, limits, protocol errors, shutdown and the maximum lifetime. A leg that does not
+ * answer a close within the close timeout is dropped. All close state is guarded by {@code this}; actions on sessions
+ * run after the lock is released, because Jetty may call back into the relay from inside them.
+ *
+ * <h2>End</h2>
+ * The relay ends once both legs have ended (or will never open); {@link #finish()} then runs exactly once: it
+ * deregisters the relay and reports to the selector, the listeners and the access log.
+ */
+final class Relay implements ProxySession {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Relay.class);
+    private static final int MAX_REASON_BYTES = Frame.MAX_CONTROL_PAYLOAD - 2;
+
+    enum Side {
+        CLIENT, BACKEND
+    }
+
+    private final WebSocketProxyHandler owner;
+    private final String id;
+    private final Route route;
+    private final Timeouts timeouts;
+    private final InetSocketAddress clientAddress;
+    private final Backend backend;
+    private final URI backendUri;
+    final Leg clientLeg = new Leg(Side.CLIENT);
+    final Leg backendLeg = new Leg(Side.BACKEND);
+
+    // Guarded by this.
+    private boolean opened;
+    private boolean finished;
+    private SessionClose.@Nullable Initiator initiator;
+    private @Nullable CloseStatus pendingClientClose;
+    private Scheduler.@Nullable Task closeTimer;
+    private Scheduler.@Nullable Task lifetimeTimer;
+    private @Nullable Runnable abortHandshake;
+
+    private volatile @Nullable String subprotocol;
+    private volatile Instant openedAt = Instant.EPOCH;
+    private volatile long openedNanos;
+
+    Relay(WebSocketProxyHandler owner, String id, Route route, Timeouts timeouts, InetSocketAddress clientAddress,
+            Backend backend, URI backendUri) {
+        this.owner = owner;
+        this.id = id;
+        this.route = route;
+        this.timeouts = timeouts;
+        this.clientAddress = clientAddress;
+        this.backend = backend;
+        this.backendUri = backendUri;
+    }
+
+    // ---- ProxySession ----
+
+    @Override
+    public String id() {
+        return id;
+    }
+
+    @Override
+    public String route() {
+        return route.prefix();
+    }
+
+    @Override
+    public InetSocketAddress clientAddress() {
+        return clientAddress;
+    }
+
+    @Override
+    public Backend backend() {
+        return backend;
+    }
+
+    @Override
+    public URI backendUri() {
+        return backendUri;
+    }
+
+    @Override
+    public @Nullable String subprotocol() {
+        return subprotocol;
+    }
+
+    @Override
+    public Instant openedAt() {
+        return openedAt;
+    }
+
+    @Override
+    public long clientToBackendBytes() {
+        return clientLeg.bytes;
+    }
+
+    @Override
+    public long clientToBackendMessages() {
+        return clientLeg.messages;
+    }
+
+    @Override
+    public long backendToClientBytes() {
+        return backendLeg.bytes;
+    }
+
+    @Override
+    public long backendToClientMessages() {
+        return backendLeg.messages;
+    }
+
+    @Override
+    public void close(int code, String reason) {
+        if (!CloseStatus.isTransmittableStatusCode(code)) {
+            throw new IllegalArgumentException("code: " + code + " (expected: 1000-1003, 1007-1014 or 3000-4999)");
+        }
+        if (reason.getBytes(StandardCharsets.UTF_8).length > MAX_REASON_BYTES) {
+            throw new IllegalArgumentException(
+                    "reason: " + reason.length() + " chars (expected: at most " + MAX_REASON_BYTES
+                            + " UTF-8 bytes)");
+        }
+        CloseStatus status = new CloseStatus(code, reason);
+        terminate(status, status);
+    }
+
+    @Override
+    public String toString() {
+        return "Relay[" + id + " " + clientAddress + " -> " + backendUri + "]";
+    }
+
+    // ---- handshake phase, called by WebSocketProxyHandler ----
+
+    /** Remembers how to abort the pending backend handshake, for shutdown. */
+    synchronized void onConnecting(Runnable abort) {
+        this.abortHandshake = abort;
+    }
+
+    /** The backend handshake failed: neither leg will ever open. */
+    void onBackendFailed() {
+        synchronized (this) {
+            clientLeg.done = true;
+            backendLeg.done = true;
+        }
+        finishIfDone();
+    }
+
+    /** The backend leg is open and the client's 101 is about to be written. */
+    void onBackendConnected(@Nullable String subprotocol) {
+        this.subprotocol = subprotocol;
+    }
+
+    /** The client leg will never open (the 101 could not be written, or the proxy answered with an error instead). */
+    void onClientUpgradeFailed(String why) {
+        CoreSession backendSession;
+        synchronized (this) {
+            clientLeg.done = true;
+            backendSession = backendLeg.session;
+            if (backendLeg.done || backendSession == null || backendLeg.closeSent) {
+                backendSession = null;
+            } else {
+                backendLeg.closeSent = true;
+                backendLeg.sentStatus = new CloseStatus(CloseStatus.SHUTDOWN, why);
+            }
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] Client upgrade failed: {}", id, why);
+        }
+        if (backendSession != null) {
+            backendSession.close(backendLeg.sentStatus, Callback.NOOP);
+            armCloseTimer();
+        }
+        finishIfDone();
+    }
+
+    /** The proxy is shutting down: close both legs with 1001, or abort the handshake in progress. */
+    void shutdown() {
+        Runnable abort;
+        synchronized (this) {
+            abort = opened ? null : abortHandshake;
+        }
+        if (abort != null) {
+            abort.run();
+        }
+        CloseStatus goingAway = new CloseStatus(CloseStatus.SHUTDOWN, "proxy shutting down");
+        terminate(goingAway, goingAway);
+    }
+
+    /** Drops both connections at once, without close frames: the drain deadline has passed. */
+    void abort() {
+        CoreSession client;
+        CoreSession backendSession;
+        Runnable abort;
+        synchronized (this) {
+            client = clientLeg.done ? null : clientLeg.session;
+            backendSession = backendLeg.done ? null : backendLeg.session;
+            abort = opened ? null : abortHandshake;
+        }
+        if (abort != null) {
+            abort.run();
+        }
+        if (client != null) {
+            client.abort();
+        }
+        if (backendSession != null) {
+            backendSession.abort();
+        }
+    }
+
+    // ---- relay logic ----
+
+    private void onClientOpened() {
+        List<Runnable> actions = new ArrayList<>();
+        synchronized (this) {
+            opened = true;
+            openedAt = Instant.now();
+            openedNanos = NanoTime.now();
+            CoreSession client = clientLeg.session;
+            if (backendLeg.done || pendingClientClose != null) {
+                // The backend leg ended (or the proxy closed the session) before the client leg was upgraded.
+                CloseStatus status = pendingClientClose != null ? pendingClientClose : lost(Side.BACKEND);
+                if (initiator == null) {
+                    initiator = pendingClientClose != null ? SessionClose.Initiator.PROXY
+                            : SessionClose.Initiator.BACKEND;
+                }
+                clientLeg.closeSent = true;
+                clientLeg.sentStatus = status;
+                actions.add(() -> client.close(status, Callback.NOOP));
+                actions.add(client::demand);
+                actions.add(this::armCloseTimer);
+            } else {
+                CoreSession backendSession = backendLeg.session;
+                actions.add(() -> route.selector().onSessionOpened(backend));
+                actions.add(() -> route.listener().onSessionOpened(this));
+                actions.add(client::demand);
+                actions.add(backendSession::demand);
+                Duration lifetime = timeouts.maxLifetime();
+                if (!lifetime.isZero()) {
+                    lifetimeTimer = owner.scheduler().schedule(this::onLifetimeExceeded, lifetime.toMillis(),
+                            TimeUnit.MILLISECONDS);
+                }
+            }
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, clientAddress, backendUri, subprotocol);
+        }
+        actions.forEach(Runnable::run);
+    }
+
+    private void onLifetimeExceeded() {
+        CloseStatus status = new CloseStatus(CloseStatus.SHUTDOWN, "session lifetime exceeded");
+        terminate(status, status);
+    }
+
+    private void onIdle(Side side) {
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] Idle timeout on the {} leg", id, side);
+        }
+        CloseStatus status = new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout");
+        terminate(status, status);
+    }
+
+    /** A peer broke a rule the proxy enforces (message size, UTF-8): it gets {@code code}, the other leg a mapping. */
+    private void onViolation(Side offender, int code, String reason) {
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] The {} broke the protocol: {} {}", id, offender, code, reason);
+        }
+        CloseStatus toOffender = new CloseStatus(code, reason);
+        CloseStatus toOther;
+        if (offender == Side.CLIENT || code == CloseStatus.MESSAGE_TOO_LARGE) {
+            toOther = new CloseStatus(CloseStatus.SHUTDOWN, offender.name().toLowerCase() + ": " + reason);
+        } else {
+            toOther = new CloseStatus(CloseStatus.BAD_GATEWAY, "backend: " + reason);
+        }
+        if (offender == Side.CLIENT) {
+            terminate(toOffender, toOther);
+        } else {
+            terminate(toOther, toOffender);
+        }
+    }
+
+    /** The proxy closes both legs; legs already closing are answered or left to finish. */
+    private void terminate(CloseStatus toClient, CloseStatus toBackend) {
+        List<Runnable> actions = new ArrayList<>();
+        synchronized (this) {
+            if (finished) {
+                return;
+            }
+            if (initiator == null) {
+                initiator = SessionClose.Initiator.PROXY;
+            }
+            if (clientLeg.session == null && !clientLeg.done) {
+                pendingClientClose = toClient;
+            }
+            closeLeg(clientLeg, toClient, actions);
+            closeLeg(backendLeg, toBackend, actions);
+        }
+        actions.forEach(Runnable::run);
+        armCloseTimer();
+    }
+
+    /** Under the lock: sends {@code status} on a leg that has not been sent a close yet, or answers a held close. */
+    private void closeLeg(Leg leg, CloseStatus status, List<Runnable> actions) {
+        CoreSession session = leg.session;
+        if (leg.done || session == null) {
+            return;
+        }
+        Callback held = leg.heldClose;
+        if (held != null) {
+            leg.heldClose = null;
+            leg.closeSent = true;
+            leg.sentStatus = status;
+            actions.add(() -> {
+                session.close(status, Callback.NOOP);
+                held.succeeded();
+            });
+        } else if (!leg.closeSent) {
+            leg.closeSent = true;
+            leg.sentStatus = status;
+            actions.add(() -> session.close(status, Callback.NOOP));
+        }
+    }
+
+    private void onCloseFrame(Leg from, Frame frame, Callback callback) {
+        CloseStatus status = frame instanceof Frame.Parsed parsed && parsed.getCloseStatus() != null
+                ? parsed.getCloseStatus() : CloseStatus.getCloseStatus(frame);
+        Leg to = from.other();
+        Runnable action;
+        boolean arm = false;
+        synchronized (this) {
+            from.peerCode = status.getCode();
+            from.peerReason = status.getReason() == null ? "" : status.getReason();
+            if (initiator == null) {
+                initiator = from.initiator();
+            }
+            Callback held = to.heldClose;
+            CoreSession target = to.session;
+            if (held != null && target != null) {
+                // The answer to a close we relayed from the other peer: relay it back as that close's reply.
+                to.heldClose = null;
+                CloseStatus reply = relayable(status, from.side);
+                to.closeSent = true;
+                to.sentStatus = reply;
+                action = () -> {
+                    target.close(reply, Callback.NOOP);
+                    held.succeeded();
+                    callback.succeeded();
+                };
+            } else if (from.closeSent || to.done || target == null || to.closeSent) {
+                // The reply to a close the proxy sent, or no one left to tell: let Jetty finish this leg.
+                action = callback::succeeded;
+            } else {
+                // A peer starts the close: relay it, and answer only when the other peer has answered.
+                from.heldClose = callback;
+                CloseStatus relayed = relayable(status, from.side);
+                to.closeSent = true;
+                to.sentStatus = relayed;
+                action = () -> target.close(relayed, Callback.NOOP);
+                arm = true;
+            }
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] Close frame from the {}: {}", id, from.side, status);
+        }
+        action.run();
+        if (arm) {
+            armCloseTimer();
+        }
+    }
+
+    private void onLegClosed(Leg leg, CloseStatus status) {
+        Leg other = leg.other();
+        List<Runnable> actions = new ArrayList<>();
+        boolean arm = false;
+        synchronized (this) {
+            leg.done = true;
+            if (initiator == null) {
+                initiator = leg.initiator();
+            }
+            Callback ownHeld = leg.heldClose;
+            if (ownHeld != null) {
+                // Jetty has closed this connection already; completing the held frame only releases it.
+                leg.heldClose = null;
+                actions.add(ownHeld::succeeded);
+            }
+            CoreSession target = other.session;
+            Callback held = other.heldClose;
+            if (held != null && target != null) {
+                // The other peer waits for this leg's answer to its close, and this leg ended without one.
+                other.heldClose = null;
+                CloseStatus sent = leg.sentStatus;
+                CloseStatus reply = leg.closeSent && sent != null && sent.getCode() == status.getCode()
+                        ? sent : lost(leg.side);
+                other.closeSent = true;
+                other.sentStatus = reply;
+                actions.add(() -> {
+                    target.close(reply, Callback.NOOP);
+                    held.succeeded();
+                });
+            } else if (!other.done && !other.closeSent && target != null) {
+                // This leg ended without a close handshake relayed through the proxy: tell the other peer.
+                CloseStatus notice = lost(leg.side);
+                other.closeSent = true;
+                other.sentStatus = notice;
+                actions.add(() -> target.close(notice, Callback.NOOP));
+                arm = true;
+            }
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] The {} leg ended: {}", id, leg.side, status);
+        }
+        actions.forEach(Runnable::run);
+        if (arm) {
+            armCloseTimer();
+        }
+        finishIfDone();
+    }
+
+    private void armCloseTimer() {
+        Duration timeout = timeouts.closeTimeout();
+        synchronized (this) {
+            if (finished || closeTimer != null) {
+                return;
+            }
+            closeTimer = owner.scheduler().schedule(this::onCloseTimeout, timeout.toMillis(), TimeUnit.MILLISECONDS);
+        }
+    }
+
+    private void onCloseTimeout() {
+        synchronized (this) {
+            if (finished) {
+                return;
+            }
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] Close handshake timed out: dropping the connections", id);
+        }
+        abort();
+    }
+
+    private void finishIfDone() {
+        synchronized (this) {
+            if (finished || !clientLeg.done || !backendLeg.done) {
+                return;
+            }
+            finished = true;
+            if (closeTimer != null) {
+                closeTimer.cancel();
+            }
+            if (lifetimeTimer != null) {
+                lifetimeTimer.cancel();
+            }
+        }
+        finish();
+    }
+
+    /** Runs exactly once, when both legs have ended. */
+    private void finish() {
+        owner.onRelayFinished(this);
+        if (!opened) {
+            return;
+        }
+        SessionClose.Initiator who = initiator == null ? SessionClose.Initiator.PROXY : initiator;
+        SessionClose close = new SessionClose(who, clientLeg.peerCode, clientLeg.peerReason, backendLeg.peerCode,
+                backendLeg.peerReason, Duration.ofNanos(NanoTime.since(openedNanos)));
+        try {
+            route.selector().onSessionClosed(backend);
+        } catch (RuntimeException e) {
+            LOG.warn("[{}] Backend selector failed in onSessionClosed", id, e);
+        }
+        route.listener().onSessionClosed(this, close);
+        AccessLog.log(this, close);
+    }
+
+    /** Returns a status that can be sent on the other leg for one received from {@code from}'s peer. */
+    private static CloseStatus relayable(CloseStatus status, Side from) {
+        int code = status.getCode();
+        if (code == CloseStatus.NO_CODE) {
+            return CloseStatus.NO_CODE_STATUS;
+        }
+        if (CloseStatus.isTransmittableStatusCode(code)) {
+            return new CloseStatus(code, status.getReason());
+        }
+        return lost(from);
+    }
+
+    /** What the other leg is told when {@code side}'s peer is gone without a close handshake. */
+    private static CloseStatus lost(Side side) {
+        return side == Side.BACKEND
+                ? new CloseStatus(CloseStatus.BAD_GATEWAY, "backend connection lost")
+                : new CloseStatus(CloseStatus.SHUTDOWN, "client connection lost");
+    }
+
+    /**
+     * One leg of the relay. The frame counters are written by one thread at a time (the leg demands one frame at a
+     * time) and read from any thread.
+     */
+    final class Leg implements FrameHandler {
+
+        final Side side;
+        volatile @Nullable CoreSession session;
+
+        // Guarded by Relay.this.
+        boolean done;
+        boolean closeSent;
+        @Nullable CloseStatus sentStatus;
+        @Nullable Callback heldClose;
+        int peerCode = CloseStatus.NO_CLOSE;
+        String peerReason = "";
+
+        // Written by the thread handling this leg's current frame.
+        volatile long bytes;
+        volatile long messages;
+        private long messageSize;
+        private boolean textMessage;
+        private final Utf8Validator utf8 = new Utf8Validator();
+
+        Leg(Side side) {
+            this.side = side;
+        }
+
+        Leg other() {
+            return side == Side.CLIENT ? backendLeg : clientLeg;
+        }
+
+        SessionClose.Initiator initiator() {
+            return side == Side.CLIENT ? SessionClose.Initiator.CLIENT : SessionClose.Initiator.BACKEND;
+        }
+
+        @Override
+        public void onOpen(CoreSession coreSession, Callback callback) {
+            session = coreSession;
+            coreSession.addIdleTimeoutListener(timeout -> {
+                onIdle(side);
+                return false;
+            });
+            callback.succeeded();
+            if (side == Side.CLIENT) {
+                onClientOpened();
+            }
+        }
+
+        @Override
+        public void onFrame(Frame frame, Callback callback) {
+            switch (frame.getOpCode()) {
+                case OpCode.CLOSE -> onCloseFrame(this, frame, callback);
+                case OpCode.PING, OpCode.PONG -> forward(frame, callback);
+                default -> onDataFrame(frame, callback);
+            }
+        }
+
+        private void onDataFrame(Frame frame, Callback callback) {
+            byte opCode = frame.getOpCode();
+            if (opCode != OpCode.CONTINUATION) {
+                messageSize = 0;
+                textMessage = opCode == OpCode.TEXT;
+                if (textMessage) {
+                    utf8.reset();
+                }
+            }
+            int length = frame.getPayloadLength();
+            messageSize += length;
+            if (messageSize > route.maxMessageSize()) {
+                callback.succeeded();
+                onViolation(side, CloseStatus.MESSAGE_TOO_LARGE, "message too big");
+                return;
+            }
+            if (textMessage && ((frame.hasPayload() && !utf8.feed(frame.getPayload()))
+                    || (frame.isFin() && !utf8.isComplete()))) {
+                callback.succeeded();
+                onViolation(side, CloseStatus.BAD_PAYLOAD, "invalid UTF-8");
+                return;
+            }
+            bytes += length;
+            if (frame.isFin()) {
+                messages++;
+            }
+            forward(frame, callback);
+        }
+
+        /** Sends the frame on the other leg; the frame is released and the next one demanded when that completes. */
+        private void forward(Frame frame, Callback callback) {
+            CoreSession self = session;
+            CoreSession target = other().session;
+            if (target == null || !target.isOutputOpen()) {
+                // The other leg is closing: drop the frame but keep reading, to see this peer's close frame.
+                callback.succeeded();
+                self.demand();
+                return;
+            }
+            target.sendFrame(frame, new Callback() {
+                @Override
+                public void succeeded() {
+                    callback.succeeded();
+                    self.demand();
+                }
+
+                @Override
+                public void failed(Throwable failure) {
+                    callback.succeeded();
+                    if (target.isOutputOpen()) {
+                        // The other leg cannot send: drop its connection; onClosed then tells this leg's peer.
+                        if (LOG.isDebugEnabled()) {
+                            LOG.debug("[{}] Send to the {} failed", id, other().side, failure);
+                        }
+                        target.abort();
+                    }
+                    self.demand();
+                }
+
+                @Override
+                public InvocationType getInvocationType() {
+                    return InvocationType.NON_BLOCKING;
+                }
+            }, false);
+        }
+
+        @Override
+        public void onError(Throwable cause, Callback callback) {
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("[{}] Error on the {} leg", id, side, cause);
+            }
+            callback.succeeded();
+        }
+
+        @Override
+        public void onClosed(CloseStatus closeStatus, Callback callback) {
+            callback.succeeded();
+            if (session != null) {
+                onLegClosed(this, closeStatus);
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+package dev.wsproxy.internal;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+
+import org.eclipse.jetty.http.HttpField;
+import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpHeaderValue;
+import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.http.MimeTypes;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.util.Callback;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Writes the proxy's answers to upgrade requests it does not upgrade. Every such answer closes the connection, so
+ * that bytes a client pipelined after its handshake are never read as another request.
+ */
+final class Responses {
+
+    /** Seconds a client is asked to wait with {@code 503}. */
+    static final String RETRY_AFTER_SECONDS = "5";
+
+    private Responses() {
+    }
+
+    /** Writes {@code status} with a short plain-text body that carries no detail of the failure. */
+    static void error(Response response, Callback callback, int status) {
+        HttpFields.Mutable headers = response.getHeaders();
+        if (status == HttpStatus.UPGRADE_REQUIRED_426) {
+            headers.put(HttpHeader.SEC_WEBSOCKET_VERSION, "13");
+        } else if (status == HttpStatus.SERVICE_UNAVAILABLE_503) {
+            headers.put(HttpHeader.RETRY_AFTER, RETRY_AFTER_SECONDS);
+        }
+        String reason = HttpStatus.getMessage(status);
+        write(response, callback, status, null, ByteBuffer.wrap((status + " " + reason + "\n")
+                .getBytes(StandardCharsets.UTF_8)), MimeTypes.Type.TEXT_PLAIN_UTF_8.asString());
+    }
+
+    /** Relays a backend's refusal: its status, the headers a client may see, and its (capped) body. */
+    static void relay(Response response, Callback callback, int status, HttpFields backendHeaders, ByteBuffer body) {
+        write(response, callback, status, backendHeaders, body, null);
+    }
+
+    private static void write(Response response, Callback callback, int status, @Nullable HttpFields copied,
+            ByteBuffer body, @Nullable String contentType) {
+        response.setStatus(status);
+        HttpFields.Mutable headers = response.getHeaders();
+        if (copied != null) {
+            for (HttpField field : copied) {
+                if (isRelayable(field)) {
+                    headers.add(field);
+                }
+            }
+        }
+        if (contentType != null) {
+            headers.put(HttpHeader.CONTENT_TYPE, contentType);
+        }
+        headers.put(HttpHeader.CONNECTION, HttpHeaderValue.CLOSE.asString());
+        headers.put(HttpHeader.CONTENT_LENGTH, body.remaining());
+        response.write(true, body, callback);
+    }
+
+    /** Hop-by-hop, framing and WebSocket handshake headers of a backend's refusal stay with the backend. */
+    private static boolean isRelayable(HttpField field) {
+        HttpHeader header = field.getHeader();
+        if (header != null) {
+            switch (header) {
+                case CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING,
+                        UPGRADE, CONTENT_LENGTH, DATE, SERVER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
+                        SEC_WEBSOCKET_SUBPROTOCOL, SEC_WEBSOCKET_VERSION, SEC_WEBSOCKET_KEY -> {
+                    return false;
+                }
+                default -> {
+                    return true;
+                }
+            }
+        }
+        return !field.getLowerCaseName().startsWith("sec-websocket-");
+    }
+}

@@ -1,0 +1,140 @@
+package dev.wsproxy.internal;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.BackendSelector;
+import dev.wsproxy.OriginValidator;
+import dev.wsproxy.PlainHttp;
+import dev.wsproxy.ProxyListener;
+import dev.wsproxy.TimeoutPolicy;
+
+/**
+ * The settings of one route, or the proxy-wide defaults, as the builders collect them. Unset values are {@code null}
+ * and are taken from the defaults by {@link #resolve(RouteSettings)}.
+ */
+public final class RouteSettings {
+
+    private final String prefix;
+    private @Nullable List<Backend> backends;
+    private @Nullable BackendSelector selector;
+    private @Nullable TimeoutPolicy timeouts;
+    private @Nullable OriginValidator originValidator;
+    private @Nullable Long maxMessageSize;
+    private @Nullable PlainHttp plainHttp;
+    private @Nullable Boolean preserveHost;
+    private final List<ProxyListener> listeners = new ArrayList<>();
+
+    public RouteSettings(String prefix) {
+        this.prefix = prefix;
+    }
+
+    /** The proxy-wide defaults, every value set. */
+    public static RouteSettings proxyDefaults(long maxMessageSize) {
+        RouteSettings defaults = new RouteSettings("");
+        defaults.selector = BackendSelectorDefaults.ROUND_ROBIN;
+        defaults.timeouts = Timeouts.DEFAULTS;
+        defaults.originValidator = Origins.ANY;
+        defaults.maxMessageSize = maxMessageSize;
+        defaults.plainHttp = PlainHttp.PROXY_TO_BACKEND;
+        defaults.preserveHost = true;
+        return defaults;
+    }
+
+    public static void validatePrefix(String prefix) {
+        if (!prefix.startsWith("/") || prefix.contains("?") || prefix.contains("#") || prefix.contains("%")
+                || prefix.contains("//") || prefix.chars().anyMatch(c -> c <= ' ' || c == 0x7f)) {
+            throw new IllegalArgumentException(
+                    "pathPrefix: '" + prefix + "' (expected: a decoded path starting with /, like /ws/)");
+        }
+    }
+
+    public RouteSettings copy() {
+        RouteSettings copy = new RouteSettings(prefix);
+        copy.overrideWith(this);
+        return copy;
+    }
+
+    /** Sets every value that {@code other} sets. */
+    public void overrideWith(RouteSettings other) {
+        if (other.backends != null) {
+            backends = other.backends;
+        }
+        if (other.selector != null) {
+            selector = other.selector;
+        }
+        if (other.timeouts != null) {
+            timeouts = other.timeouts;
+        }
+        if (other.originValidator != null) {
+            originValidator = other.originValidator;
+        }
+        if (other.maxMessageSize != null) {
+            maxMessageSize = other.maxMessageSize;
+        }
+        if (other.plainHttp != null) {
+            plainHttp = other.plainHttp;
+        }
+        if (other.preserveHost != null) {
+            preserveHost = other.preserveHost;
+        }
+        listeners.addAll(other.listeners);
+    }
+
+    public void backends(List<Backend> backends) {
+        if (backends.isEmpty()) {
+            throw new IllegalArgumentException("backends: [] (expected: at least one backend)");
+        }
+        this.backends = List.copyOf(backends);
+    }
+
+    public void selector(BackendSelector selector) {
+        this.selector = selector;
+    }
+
+    public void timeouts(TimeoutPolicy timeouts) {
+        this.timeouts = timeouts;
+    }
+
+    public void originValidator(OriginValidator originValidator) {
+        this.originValidator = originValidator;
+    }
+
+    public void maxMessageSize(long bytes) {
+        if (bytes <= 0) {
+            throw new IllegalArgumentException("maxMessageSize: " + bytes + " (expected: > 0)");
+        }
+        this.maxMessageSize = bytes;
+    }
+
+    public void plainHttp(PlainHttp plainHttp) {
+        this.plainHttp = plainHttp;
+    }
+
+    public void preserveHost(boolean preserveHost) {
+        this.preserveHost = preserveHost;
+    }
+
+    public void addListener(ProxyListener listener) {
+        listeners.add(listener);
+    }
+
+    /** Returns the route with every unset value taken from {@code defaults}. */
+    public Route resolve(RouteSettings defaults) {
+        if (backends == null) {
+            throw new IllegalStateException("route " + prefix + " has no backends (expected: backends(...))");
+        }
+        RouteSettings merged = new RouteSettings(prefix);
+        merged.overrideWith(defaults);
+        merged.overrideWith(this);
+        List<ProxyListener> all = new ArrayList<>(defaults.listeners);
+        all.addAll(listeners);
+        TimeoutPolicy timeouts = merged.timeouts;
+        return new Route(prefix, backends, merged.selector.forRoute(prefix), timeouts,
+                merged.originValidator, merged.maxMessageSize, merged.plainHttp, merged.preserveHost,
+                Listeners.of(all));
+    }
+}

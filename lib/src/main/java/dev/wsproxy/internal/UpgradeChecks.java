@@ -1,0 +1,78 @@
+package dev.wsproxy.internal;
+
+import java.util.Base64;
+import java.util.List;
+
+import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpMethod;
+import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.http.HttpVersion;
+import org.eclipse.jetty.server.Request;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Checks a client's upgrade request against RFC 6455 section 4.2.1 before anything else happens, so that a malformed
+ * request never reaches a backend.
+ */
+final class UpgradeChecks {
+
+    /** Why a request is refused, and with which status. */
+    record Refusal(int status, String reason) {
+    }
+
+    private UpgradeChecks() {
+    }
+
+    /** Tells whether the request asks for a protocol upgrade at all; other requests are plain HTTP. */
+    static boolean isUpgradeAttempt(Request request) {
+        return request.getHeaders().contains(HttpHeader.UPGRADE);
+    }
+
+    /** Returns why the upgrade request must be refused, or {@code null} when it is a valid WebSocket handshake. */
+    static @Nullable Refusal check(Request request) {
+        HttpFields headers = request.getHeaders();
+        if (!headers.contains(HttpHeader.UPGRADE, "websocket")) {
+            return bad("Upgrade is not websocket");
+        }
+        if (!HttpMethod.GET.is(request.getMethod())) {
+            return bad("upgrade method is not GET");
+        }
+        if (request.getConnectionMetaData().getHttpVersion() != HttpVersion.HTTP_1_1) {
+            return bad("upgrade is not HTTP/1.1");
+        }
+        if (!headers.contains(HttpHeader.CONNECTION, "upgrade")) {
+            return bad("Connection does not list upgrade");
+        }
+        List<String> versions = headers.getValuesList(HttpHeader.SEC_WEBSOCKET_VERSION);
+        if (versions.size() != 1 || !"13".equals(versions.get(0).trim())) {
+            return new Refusal(HttpStatus.UPGRADE_REQUIRED_426, "Sec-WebSocket-Version is not 13");
+        }
+        List<String> keys = headers.getValuesList(HttpHeader.SEC_WEBSOCKET_KEY);
+        if (keys.size() != 1 || !isValidKey(keys.get(0))) {
+            return bad("Sec-WebSocket-Key is missing or malformed");
+        }
+        if (headers.contains(HttpHeader.TRANSFER_ENCODING)
+                || (headers.contains(HttpHeader.CONTENT_LENGTH) && headers.getLongField(HttpHeader.CONTENT_LENGTH) != 0)) {
+            return bad("upgrade request has a body");
+        }
+        return null;
+    }
+
+    /** A key is 16 random bytes in base64: 24 characters ending in {@code ==}. */
+    private static boolean isValidKey(String key) {
+        String trimmed = key.trim();
+        if (trimmed.length() != 24) {
+            return false;
+        }
+        try {
+            return Base64.getDecoder().decode(trimmed).length == 16;
+        } catch (IllegalArgumentException e) {
+            return false;
+        }
+    }
+
+    private static Refusal bad(String reason) {
+        return new Refusal(HttpStatus.BAD_REQUEST_400, reason);
+    }
+}

@@ -1,0 +1,7 @@
+/**
+ * The implementation of wsproxy. Nothing here is API: it may change at any time.
+ */
+@NullMarked
+package dev.wsproxy.internal;
+
+import org.jspecify.annotations.NullMarked;

@@ -1,0 +1,65 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.net.URI;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.websocket.api.Session;
+import org.eclipse.jetty.websocket.client.ClientUpgradeRequest;
+import org.eclipse.jetty.websocket.client.WebSocketClient;
+
+/** Test clients and the leak checks every test ends with. */
+final class Clients implements AutoCloseable {
+
+    final WebSocketClient client = new WebSocketClient();
+
+    Clients() throws Exception {
+        client.setMaxTextMessageSize(64 * 1024 * 1024);
+        client.setMaxBinaryMessageSize(64 * 1024 * 1024);
+        client.setIdleTimeout(Duration.ofMinutes(1));
+        client.start();
+    }
+
+    WsRecorder connect(URI uri, String... subprotocols) throws Exception {
+        return connect(uri, Map.of(), subprotocols);
+    }
+
+    WsRecorder connect(URI uri, Map<String, String> headers, String... subprotocols) throws Exception {
+        WsRecorder recorder = new WsRecorder();
+        ClientUpgradeRequest request = new ClientUpgradeRequest();
+        if (subprotocols.length > 0) {
+            request.setSubProtocols(subprotocols);
+        }
+        headers.forEach(request::setHeader);
+        Session session = client.connect(recorder, uri, request).get(10, TimeUnit.SECONDS);
+        assertThat(session.isOpen()).isTrue();
+        return recorder;
+    }
+
+    /** Every session ended on every side: the client, the proxy and the backends. */
+    static void assertNoLeaks(WebSocketProxy proxy, Clients clients, TestBackend... backends) {
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> {
+            assertThat(proxy.sessions()).as("proxy sessions").isEmpty();
+            if (clients != null) {
+                assertThat(clients.client.getOpenSessions()).as("client sessions").isEmpty();
+            }
+            for (TestBackend backend : backends) {
+                assertThat(backend.openSessions()).as("backend %s sessions", backend.id).isZero();
+            }
+        });
+    }
+
+    static URI ws(WebSocketProxy proxy, String pathQuery) {
+        URI base = proxy.uri();
+        return URI.create("ws://" + base.getRawAuthority() + pathQuery);
+    }
+
+    @Override
+    public void close() throws Exception {
+        client.stop();
+    }
+}
