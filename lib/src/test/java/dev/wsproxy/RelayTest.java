@@ -2,12 +2,28 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.websocket.api.Callback;
+import org.eclipse.jetty.websocket.api.Session;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
+/** Frames, flow and close codes through the proxy, on real Jetty servers and clients. */
 class RelayTest {
 
+    private final BlockingQueue<SessionClose> closes = new LinkedBlockingQueue<>();
+    private final BlockingQueue<ProxySession> opened = new LinkedBlockingQueue<>();
     private TestBackend backend;
     private WebSocketProxy proxy;
     private Clients clients;
@@ -15,7 +31,22 @@ class RelayTest {
     @BeforeEach
     void start() throws Exception {
         backend = new TestBackend("b1");
-        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend()).build();
+        proxy = ProxyBuilder.create()
+                .listen("127.0.0.1", 0)
+                .route("/ws/", backend.backend())
+                .maxMessageSize(32 * 1024 * 1024)
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onSessionOpened(ProxySession session) {
+                        opened.add(session);
+                    }
+
+                    @Override
+                    public void onSessionClosed(ProxySession session, SessionClose close) {
+                        closes.add(close);
+                    }
+                })
+                .build();
         proxy.start();
         clients = new Clients();
     }
@@ -31,13 +62,241 @@ class RelayTest {
         }
     }
 
+    private WsRecorder connect() throws Exception {
+        return clients.connect(Clients.ws(proxy, "/ws/echo"));
+    }
+
+    private SessionClose nextSessionClose() throws InterruptedException {
+        SessionClose close = closes.poll(10, TimeUnit.SECONDS);
+        assertThat(close).as("listener saw the session close").isNotNull();
+        return close;
+    }
+
     @Test
-    void echoesText() throws Exception {
-        WsRecorder client = clients.connect(Clients.ws(proxy, "/ws/echo"));
+    void echoesTextAndReportsTheSessionToListeners() throws Exception {
+        WsRecorder client = connect();
         client.sendText("hello");
         assertThat(client.nextText()).isEqualTo("hello");
-        client.session.close(1000, "bye", org.eclipse.jetty.websocket.api.Callback.NOOP);
+        ProxySession session = opened.poll(10, TimeUnit.SECONDS);
+        assertThat(session).isNotNull();
+        assertThat(session.backend()).isEqualTo(backend.backend());
+        assertThat(session.route()).isEqualTo("/ws/");
+
+        client.session.close(1000, "bye", Callback.NOOP);
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1000, "bye"));
         assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1000, "bye"));
+        SessionClose close = nextSessionClose();
+        assertThat(close.initiator()).isEqualTo(SessionClose.Initiator.CLIENT);
+        assertThat(close.clientCode()).isEqualTo(1000);
+        assertThat(close.backendCode()).isEqualTo(1000);
+        assertThat(session.clientToBackendMessages()).isEqualTo(1);
+        assertThat(session.clientToBackendBytes()).isEqualTo(5);
+        assertThat(session.backendToClientMessages()).isEqualTo(1);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {0, 1, 125, 126, 65535, 65536, 65537, 1024 * 1024, 16 * 1024 * 1024})
+    void echoesBinaryOfEverySize(int size) throws Exception {
+        WsRecorder client = connect();
+        byte[] payload = new byte[size];
+        new Random(size).nextBytes(payload);
+        client.session.sendBinary(ByteBuffer.wrap(payload), Callback.NOOP);
+        assertThat(client.nextBinary()).isEqualTo(payload);
+        client.session.close();
+        client.nextClose();
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {0, 1, 125, 126, 65536, 1024 * 1024, 16 * 1024 * 1024})
+    void echoesTextOfEverySize(int size) throws Exception {
+        WsRecorder client = connect();
+        StringBuilder text = new StringBuilder(size);
+        Random random = new Random(size);
+        while (text.length() < size) {
+            text.append((char) ('a' + random.nextInt(26)));
+        }
+        client.sendText(text.toString());
+        assertThat(client.nextText()).isEqualTo(text.toString());
+        client.session.close();
+        client.nextClose();
+    }
+
+    @Test
+    void relaysFragmentedMessage() throws Exception {
+        WsRecorder client = connect();
+        client.session.sendPartialText("frag-", false, Callback.NOOP);
+        client.session.sendPartialText("ment", false, Callback.NOOP);
+        client.session.sendPartialText("ed", true, Callback.NOOP);
+        assertThat(client.nextText()).isEqualTo("frag-mented");
+        client.session.close();
+        client.nextClose();
+    }
+
+    @Test
+    void relaysUtf8SplitAcrossFragments() throws Exception {
+        byte[] euro = "€ and 😀".getBytes(StandardCharsets.UTF_8); // 3-byte and 4-byte sequences
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/ws/raw"))) {
+            raw.send(false, RawWebSocket.TEXT, new byte[] {euro[0]});
+            raw.send(false, RawWebSocket.CONTINUATION, java.util.Arrays.copyOfRange(euro, 1, 8));
+            raw.send(true, RawWebSocket.CONTINUATION, java.util.Arrays.copyOfRange(euro, 8, euro.length));
+            RawWebSocket.Frame echo = raw.read();
+            assertThat(echo.opcode()).isEqualTo(RawWebSocket.TEXT);
+            assertThat(echo.text()).isEqualTo("€ and 😀");
+            raw.sendClose(1000, "");
+            assertThat(raw.readClose().closeCode()).isEqualTo(1000);
+        }
+    }
+
+    @Test
+    void closesClientWith1007AndBackendWith1001OnInvalidUtf8() throws Exception {
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/ws/raw"))) {
+            raw.send(false, RawWebSocket.TEXT, "ok ".getBytes(StandardCharsets.UTF_8));
+            raw.send(true, RawWebSocket.CONTINUATION, new byte[] {(byte) 0xED, (byte) 0xA0, (byte) 0x80}); // U+D800
+            RawWebSocket.Frame close = raw.readClose();
+            assertThat(close.closeCode()).isEqualTo(1007);
+        }
+        assertThat(backend.nextClose().code()).isEqualTo(1001);
+        assertThat(backend.texts).as("the backend never got a completed message").isEmpty();
+        assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+    }
+
+    @Test
+    void relaysPingsAndPongsBothWays() throws Exception {
+        WsRecorder client = connect();
+        client.session.sendPing(ByteBuffer.wrap("p1".getBytes(StandardCharsets.UTF_8)), Callback.NOOP);
+        assertThat(client.next(WsRecorder.Pong.class).payload()).as("backend's pong relayed").isEqualTo("p1");
+
+        client.sendText("ping:b1");
+        assertThat(backend.pongs.poll(10, TimeUnit.SECONDS)).as("client's pong relayed").isEqualTo("b1");
+        client.session.close();
+        client.nextClose();
+    }
+
+    @Test
+    void relaysClientCloseAndBackendReplyEndToEnd() throws Exception {
+        WsRecorder client = connect();
+        client.session.close(4000, "client-bye", Callback.NOOP);
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(4000, "client-bye"));
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4100, "backend-reply"));
+        SessionClose close = nextSessionClose();
+        assertThat(close.clientCode()).isEqualTo(4000);
+        assertThat(close.backendCode()).isEqualTo(4100);
+        assertThat(close.backendReason()).isEqualTo("backend-reply");
+    }
+
+    @Test
+    void relaysBackendCloseToClient() throws Exception {
+        WsRecorder client = connect();
+        client.sendText("close:4001:server-bye");
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4001, "server-bye"));
+        assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.BACKEND);
+    }
+
+    @Test
+    void relaysGoingAwayBothWays() throws Exception {
+        WsRecorder client = connect();
+        client.session.close(1001, "tab closed", Callback.NOOP);
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "tab closed"));
+        assertThat(client.nextClose().code()).isEqualTo(1001);
+
+        WsRecorder second = connect();
+        second.sendText("close:1001:restarting");
+        assertThat(second.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "restarting"));
+    }
+
+    @Test
+    void relaysCloseWithoutCodeAsEmptyCloseFrame() throws Exception {
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/ws/raw"))) {
+            raw.send(true, RawWebSocket.CLOSE, new byte[0]);
+            assertThat(backend.nextClose().code()).isEqualTo(1005);
+            RawWebSocket.Frame reply = raw.readClose();
+            assertThat(reply.payload()).as("an empty close frame, not a made-up code").isEmpty();
+        }
+    }
+
+    @Test
+    void closesClientWith1014WhenBackendDropsTheConnection() throws Exception {
+        WsRecorder client = connect();
+        client.sendText("drop");
+        WsRecorder.Closed close = client.nextClose();
+        assertThat(close.code()).isEqualTo(1014);
+        assertThat(close.reason()).isEqualTo("backend connection lost");
+        SessionClose summary = nextSessionClose();
+        assertThat(summary.backendCode()).isEqualTo(1006);
+        assertThat(summary.initiator()).isEqualTo(SessionClose.Initiator.BACKEND);
+    }
+
+    @Test
+    void closesBackendWith1001WhenClientDropsTheConnection() throws Exception {
+        RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/ws/raw"));
+        raw.send(true, RawWebSocket.TEXT, "hi".getBytes(StandardCharsets.UTF_8));
+        assertThat(raw.read().text()).isEqualTo("hi");
+        raw.abort();
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "client connection lost"));
+        assertThat(nextSessionClose().clientCode()).isEqualTo(1006);
+    }
+
+    @Test
+    void deliversTenThousandMessagesInOrder() throws Exception {
+        WsRecorder client = connect();
+        int count = 10_000;
+        for (int i = 0; i < count; i++) {
+            client.session.sendText("m" + i, Callback.NOOP);
+        }
+        for (int i = 0; i < count; i++) {
+            assertThat(client.nextText()).isEqualTo("m" + i);
+        }
+        client.session.close();
+        client.nextClose();
+    }
+
+    @Test
+    void servesTwoHundredConcurrentSessions() throws Exception {
+        List<WsRecorder> sessions = new ArrayList<>();
+        for (int i = 0; i < 200; i++) {
+            sessions.add(connect());
+        }
+        assertThat(proxy.sessions()).hasSize(200);
+        for (int i = 0; i < sessions.size(); i++) {
+            sessions.get(i).sendText("s" + i);
+        }
+        for (int i = 0; i < sessions.size(); i++) {
+            assertThat(sessions.get(i).nextText()).isEqualTo("s" + i);
+        }
+        for (WsRecorder session : sessions) {
+            session.session.close();
+        }
+        for (WsRecorder session : sessions) {
+            assertThat(session.nextClose().code()).isEqualTo(1000);
+        }
+    }
+
+    @Test
+    void closesBothLegsWhenTheProxyClosesTheSession() throws Exception {
+        WsRecorder client = connect();
+        ProxySession session = opened.poll(10, TimeUnit.SECONDS);
+        session.close(4002, "kicked");
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4002, "kicked"));
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(4002, "kicked"));
+        assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+    }
+
+    @Test
+    void drainsOnStopWith1001OnBothLegs() throws Exception {
+        WsRecorder client = connect();
+        proxy.stop(java.time.Duration.ofSeconds(5));
+        assertThat(client.nextClose().code()).isEqualTo(1001);
+        assertThat(backend.nextClose().code()).isEqualTo(1001);
+        assertThat(proxy.sessions()).isEmpty();
+    }
+
+    @Test
+    void sessionIsUsableFromTheListenerCounters() throws Exception {
+        Session jetty = connect().session;
+        ProxySession session = opened.poll(10, TimeUnit.SECONDS);
+        assertThat(session.id()).isNotBlank();
+        assertThat(session.clientAddress().getAddress().isLoopbackAddress()).isTrue();
+        assertThat(session.openedAt()).isBeforeOrEqualTo(java.time.Instant.now());
+        jetty.close();
     }
 }

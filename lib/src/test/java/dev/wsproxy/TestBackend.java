@@ -51,6 +51,7 @@ final class TestBackend implements AutoCloseable {
     final BlockingQueue<String> pongs = new LinkedBlockingQueue<>();
     final BlockingQueue<String> texts = new LinkedBlockingQueue<>();
     final AtomicInteger httpConnections = new AtomicInteger();
+    final java.util.concurrent.atomic.AtomicLong pushedBytes = new java.util.concurrent.atomic.AtomicLong();
     private final Server server;
     private final ServerConnector connector;
     private final ServerWebSocketContainer container;
@@ -193,7 +194,10 @@ final class TestBackend implements AutoCloseable {
             if (count == 0) {
                 return;
             }
-            session.sendBinary(ByteBuffer.allocate(size), Callback.from(() -> push(count - 1, size), x -> { }));
+            session.sendBinary(ByteBuffer.allocate(size), Callback.from(() -> {
+                pushedBytes.addAndGet(size);
+                push(count - 1, size);
+            }, x -> { }));
         }
 
         @Override

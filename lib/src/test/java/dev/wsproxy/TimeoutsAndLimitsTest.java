@@ -1,0 +1,151 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.function.UnaryOperator;
+
+import org.eclipse.jetty.websocket.api.Callback;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Idle timeout, maximum lifetime, close timeout and the message size limit, each on a proxy of its own. */
+class TimeoutsAndLimitsTest {
+
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+    private Clients clients;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        clients = new Clients();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            if (proxy != null) {
+                Clients.assertNoLeaks(proxy, clients, backend);
+            }
+        } finally {
+            clients.close();
+            if (proxy != null) {
+                proxy.close();
+            }
+            backend.close();
+        }
+    }
+
+    private WsRecorder connect(UnaryOperator<ProxyBuilder> settings) throws Exception {
+        proxy = settings.apply(ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend())).build();
+        proxy.start();
+        return clients.connect(Clients.ws(proxy, "/ws/limits"));
+    }
+
+    @Test
+    void closesBothLegsWith1001WhenIdle() throws Exception {
+        WsRecorder client = connect(b -> b.timeoutPolicy(TimeoutPolicy.idle(Duration.ofMillis(300))));
+        client.sendText("hello");
+        assertThat(client.nextText()).isEqualTo("hello");
+        WsRecorder.Closed close = client.nextClose();
+        assertThat(close).isEqualTo(new WsRecorder.Closed(1001, "idle timeout"));
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "idle timeout"));
+    }
+
+    @Test
+    void keepsSessionsWhoseTrafficIsNewerThanTheIdleTimeout() throws Exception {
+        WsRecorder client = connect(b -> b.timeoutPolicy(TimeoutPolicy.idle(Duration.ofMillis(800))));
+        long start = System.nanoTime();
+        // Keep talking for more than twice the idle timeout: the session must survive.
+        int round = 0;
+        while (System.nanoTime() - start < Duration.ofMillis(2000).toNanos()) {
+            client.sendText("r" + round);
+            assertThat(client.nextText()).isEqualTo("r" + round);
+            round++;
+            // Pace the traffic by a round trip through a ping, never by sleeping.
+            client.session.sendPing(ByteBuffer.allocate(0), Callback.NOOP);
+            client.next(WsRecorder.Pong.class);
+        }
+        assertThat(client.session.isOpen()).isTrue();
+        client.session.close();
+        assertThat(client.nextClose().code()).isEqualTo(1000);
+    }
+
+    @Test
+    void closesSessionsAtTheirMaximumLifetime() throws Exception {
+        WsRecorder client = connect(b -> b.timeoutPolicy(
+                TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(400)).build()));
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "session lifetime exceeded"));
+        assertThat(backend.nextClose().code()).isEqualTo(1001);
+    }
+
+    @Test
+    void closesClientWith1009AndBackendWith1001WhenTheClientSendsTooMuch() throws Exception {
+        WsRecorder client = connect(b -> b.maxMessageSize(1000));
+        client.session.sendBinary(ByteBuffer.allocate(1000), Callback.NOOP);
+        assertThat(client.nextBinary()).hasSize(1000);
+        client.session.sendBinary(ByteBuffer.allocate(1001), Callback.NOOP);
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1009, "message too big"));
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "client: message too big"));
+    }
+
+    @Test
+    void countsTheWholeMessageNotTheFrameAgainstTheLimit() throws Exception {
+        WsRecorder client = connect(b -> b.maxMessageSize(1000));
+        client.session.sendPartialBinary(ByteBuffer.allocate(600), false, Callback.NOOP);
+        client.session.sendPartialBinary(ByteBuffer.allocate(600), true, Callback.NOOP);
+        assertThat(client.nextClose().code()).isEqualTo(1009);
+        assertThat(backend.nextClose().code()).isEqualTo(1001);
+    }
+
+    @Test
+    void closesBackendWith1009AndClientWith1001WhenTheBackendSendsTooMuch() throws Exception {
+        WsRecorder client = connect(b -> b.maxMessageSize(1000));
+        client.sendText("push:1:2000");
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "backend: message too big"));
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1009, "message too big"));
+    }
+
+    @Test
+    void dropsAPeerThatDoesNotAnswerACloseWithinTheCloseTimeout() throws Exception {
+        java.util.concurrent.BlockingQueue<ProxySession> opened = new java.util.concurrent.LinkedBlockingQueue<>();
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend())
+                .timeoutPolicy(TimeoutPolicy.custom().close(Duration.ofMillis(300)).build())
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onSessionOpened(ProxySession session) {
+                        opened.add(session);
+                    }
+                })
+                .build();
+        proxy.start();
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/ws/silent"))) {
+            opened.poll(10, java.util.concurrent.TimeUnit.SECONDS).close(4002, "kicked");
+            assertThat(raw.readClose().closeCode()).isEqualTo(4002);
+            assertThat(backend.nextClose().code()).isEqualTo(4002);
+            // The raw client never answers the close: the proxy drops its connection at the close timeout.
+            org.assertj.core.api.Assertions.assertThatThrownBy(raw::read).isInstanceOf(java.io.IOException.class);
+        }
+    }
+
+    @Test
+    void appliesRouteSettingsOverProxyWideOnes() throws Exception {
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .maxMessageSize(10)
+                .route("/ws/", backend.backend())
+                .route("/big/", r -> r.backends(backend.backend()).maxMessageSize(10_000))
+                .build();
+        proxy.start();
+        WsRecorder big = clients.connect(Clients.ws(proxy, "/big/x"));
+        big.sendText("a message longer than ten bytes");
+        assertThat(big.nextText()).isEqualTo("a message longer than ten bytes");
+        WsRecorder small = clients.connect(Clients.ws(proxy, "/ws/x"));
+        small.sendText("a message longer than ten bytes");
+        assertThat(small.nextClose().code()).isEqualTo(1009);
+        big.session.close();
+        big.nextClose();
+    }
+}
