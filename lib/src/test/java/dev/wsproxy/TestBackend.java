@@ -62,9 +62,9 @@ final class TestBackend implements AutoCloseable {
         connector = new ServerConnector(server);
         connector.setHost("127.0.0.1");
         connector.setPort(0);
-        connector.addEventListener(new org.eclipse.jetty.io.Connection.Listener() {
+        connector.addEventListener(new org.eclipse.jetty.io.SelectorManager.AcceptListener() {
             @Override
-            public void onOpened(org.eclipse.jetty.io.Connection connection) {
+            public void onAccepted(java.nio.channels.SelectableChannel channel) {
                 httpConnections.incrementAndGet();
             }
         });

@@ -24,17 +24,18 @@ final class UpgradeChecks {
     private UpgradeChecks() {
     }
 
-    /** Tells whether the request asks for a protocol upgrade at all; other requests are plain HTTP. */
+    /**
+     * Tells whether the request asks for a WebSocket upgrade; other requests are plain HTTP. A request offering
+     * another upgrade ({@code Upgrade: h2c}, sent by default by the JDK's HTTP client) is plain HTTP too: a server
+     * may ignore an upgrade offer (RFC 9110 section 7.8), and the HTTP forwarder drops {@code Upgrade} as hop-by-hop.
+     */
     static boolean isUpgradeAttempt(Request request) {
-        return request.getHeaders().contains(HttpHeader.UPGRADE);
+        return request.getHeaders().contains(HttpHeader.UPGRADE, "websocket");
     }
 
     /** Returns why the upgrade request must be refused, or {@code null} when it is a valid WebSocket handshake. */
     static @Nullable Refusal check(Request request) {
         HttpFields headers = request.getHeaders();
-        if (!headers.contains(HttpHeader.UPGRADE, "websocket")) {
-            return bad("Upgrade is not websocket");
-        }
         if (!HttpMethod.GET.is(request.getMethod())) {
             return bad("upgrade method is not GET");
         }

@@ -1,0 +1,134 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.Callback;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** The proxy mounted as a Handler in a user's own Server, in front of the user's application handler. */
+class MountedHandlerTest {
+
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+    private Server server;
+    private ServerConnector connector;
+    private Clients clients;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        proxy = ProxyBuilder.create()
+                .route("/ws/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER))
+                .build();
+        server = new Server();
+        connector = new ServerConnector(server);
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        Handler.Wrapper proxyHandler = proxy.handler();
+        proxyHandler.setHandler(new Handler.Abstract() {
+            @Override
+            public boolean handle(Request request, Response response, Callback callback) {
+                response.write(true, ByteBuffer.wrap(("app:" + Request.getPathInContext(request))
+                        .getBytes(StandardCharsets.UTF_8)), callback);
+                return true;
+            }
+        });
+        server.setHandler(proxyHandler);
+        server.start();
+        clients = new Clients();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            Clients.assertNoLeaks(proxy, clients, backend);
+        } finally {
+            clients.close();
+            server.stop();
+            backend.close();
+        }
+    }
+
+    private URI uri(String scheme, String path) {
+        return URI.create(scheme + "://127.0.0.1:" + connector.getLocalPort() + path);
+    }
+
+    @Test
+    void proxiesUpgradesAndPassesEverythingElseToTheApplication() throws Exception {
+        WsRecorder client = clients.connect(uri("ws", "/ws/chat"));
+        client.sendText("whoami");
+        assertThat(client.nextText()).isEqualTo("b1");
+        client.session.close();
+        assertThat(client.nextClose().code()).isEqualTo(1000);
+
+        HttpClient http = HttpClient.newHttpClient();
+        HttpResponse<String> page = http.send(HttpRequest.newBuilder(uri("http", "/index.html")).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertThat(page.body()).isEqualTo("app:/index.html");
+        HttpResponse<String> onRoute = http.send(HttpRequest.newBuilder(uri("http", "/ws/status")).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertThat(onRoute.body()).as("plain HTTP on the route goes to the app with NEXT_HANDLER")
+                .isEqualTo("app:/ws/status");
+        assertThat(backend.httpConnections.get()).as("only the WebSocket reached the backend").isEqualTo(1);
+    }
+
+    @Test
+    void drainsAMountedProxyWithoutStoppingTheServer() throws Exception {
+        WsRecorder client = clients.connect(uri("ws", "/ws/chat"));
+        proxy.stop(Duration.ofSeconds(5));
+        assertThat(client.nextClose().code()).isEqualTo(1001);
+        assertThat(server.isRunning()).isTrue();
+        try (RawHttpExchange exchange = RawHttpExchange.upgrade(connector.getLocalPort(), "/ws/x")) {
+            assertThat(exchange.statusLine()).as("new upgrades are refused while draining")
+                    .startsWith("HTTP/1.1 503");
+            assertThat(exchange.head()).containsIgnoringCase("Retry-After: 5");
+        }
+        HttpResponse<String> page = HttpClient.newHttpClient().send(HttpRequest.newBuilder(uri("http", "/page"))
+                .build(), HttpResponse.BodyHandlers.ofString());
+        assertThat(page.body()).as("the application keeps serving").isEqualTo("app:/page");
+    }
+
+    @Test
+    void worksWithTheJdkWebSocketClient() throws Exception {
+        java.util.concurrent.BlockingQueue<String> received = new java.util.concurrent.LinkedBlockingQueue<>();
+        java.net.http.WebSocket socket = HttpClient.newHttpClient().newWebSocketBuilder()
+                .subprotocols("chat.v2", "other")
+                .buildAsync(uri("ws", "/ws/jdk"), new java.net.http.WebSocket.Listener() {
+                    @Override
+                    public java.util.concurrent.CompletionStage<?> onText(java.net.http.WebSocket webSocket,
+                            CharSequence data, boolean last) {
+                        received.add(data.toString());
+                        webSocket.request(1);
+                        return null;
+                    }
+
+                    @Override
+                    public java.util.concurrent.CompletionStage<?> onClose(java.net.http.WebSocket webSocket,
+                            int statusCode, String reason) {
+                        received.add("closed:" + statusCode + ":" + reason);
+                        return null;
+                    }
+                }).get(10, java.util.concurrent.TimeUnit.SECONDS);
+        assertThat(socket.getSubprotocol()).isEqualTo("chat.v2");
+        socket.sendText("jdk hello", true);
+        assertThat(received.poll(10, java.util.concurrent.TimeUnit.SECONDS)).isEqualTo("jdk hello");
+        socket.sendClose(4000, "jdk-bye");
+        assertThat(received.poll(10, java.util.concurrent.TimeUnit.SECONDS)).isEqualTo("closed:4100:backend-reply");
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(4000, "jdk-bye"));
+    }
+}
