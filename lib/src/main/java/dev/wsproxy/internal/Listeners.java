@@ -1,6 +1,7 @@
 package dev.wsproxy.internal;
 
 import java.util.List;
+import java.util.function.Consumer;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -26,47 +27,33 @@ final class Listeners implements ProxyListener {
         return listeners.isEmpty() ? ProxyListener.NOOP : new Listeners(List.copyOf(listeners));
     }
 
-    @Override
-    public void onSessionOpened(ProxySession session) {
+    private void each(String event, Consumer<ProxyListener> call) {
         for (ProxyListener listener : listeners) {
             try {
-                listener.onSessionOpened(session);
+                call.accept(listener);
             } catch (RuntimeException e) {
-                LOG.warn("[{}] Listener {} failed in onSessionOpened", session.id(), listener, e);
+                LOG.warn("Listener {} failed in {}", listener, event, e);
             }
         }
+    }
+
+    @Override
+    public void onSessionOpened(ProxySession session) {
+        each("onSessionOpened", listener -> listener.onSessionOpened(session));
     }
 
     @Override
     public void onSessionClosed(ProxySession session, SessionClose close) {
-        for (ProxyListener listener : listeners) {
-            try {
-                listener.onSessionClosed(session, close);
-            } catch (RuntimeException e) {
-                LOG.warn("[{}] Listener {} failed in onSessionClosed", session.id(), listener, e);
-            }
-        }
+        each("onSessionClosed", listener -> listener.onSessionClosed(session, close));
     }
 
     @Override
     public void onBackendConnectFailed(HandshakeRequest request, Backend backend, Throwable cause) {
-        for (ProxyListener listener : listeners) {
-            try {
-                listener.onBackendConnectFailed(request, backend, cause);
-            } catch (RuntimeException e) {
-                LOG.warn("Listener {} failed in onBackendConnectFailed", listener, e);
-            }
-        }
+        each("onBackendConnectFailed", listener -> listener.onBackendConnectFailed(request, backend, cause));
     }
 
     @Override
     public void onHandshakeRejected(HandshakeRequest request, int status, String reason) {
-        for (ProxyListener listener : listeners) {
-            try {
-                listener.onHandshakeRejected(request, status, reason);
-            } catch (RuntimeException e) {
-                LOG.warn("Listener {} failed in onHandshakeRejected", listener, e);
-            }
-        }
+        each("onHandshakeRejected", listener -> listener.onHandshakeRejected(request, status, reason));
     }
 }

@@ -206,7 +206,7 @@ final class Relay implements ProxySession {
             LOG.debug("[{}] Client upgrade failed: {}", id, why);
         }
         if (backendSession != null) {
-            backendSession.close(backendLeg.sentStatus, Callback.NOOP);
+            backendSession.close(new CloseStatus(CloseStatus.SHUTDOWN, why), Callback.NOOP);
             armCloseTimer();
         }
         finishIfDone();
@@ -269,7 +269,13 @@ final class Relay implements ProxySession {
                 actions.add(this::armCloseTimer);
             } else {
                 CoreSession backendSession = backendLeg.session;
-                actions.add(() -> route.selector().onSessionOpened(backend));
+                actions.add(() -> {
+                    try {
+                        route.selector().onSessionOpened(backend);
+                    } catch (RuntimeException e) {
+                        LOG.warn("[{}] Backend selector failed in onSessionOpened", id, e);
+                    }
+                });
                 actions.add(() -> route.listener().onSessionOpened(this));
                 actions.add(client::demand);
                 actions.add(backendSession::demand);
