@@ -118,6 +118,12 @@ final class RawWebSocket implements AutoCloseable {
         out.flush();
     }
 
+    /** Writes bytes as they are, for frames no client library would produce. */
+    void sendRaw(byte[] bytes) throws IOException {
+        out.write(bytes);
+        out.flush();
+    }
+
     void sendClose(int code, String reason) throws IOException {
         byte[] text = reason.getBytes(StandardCharsets.UTF_8);
         byte[] payload = new byte[2 + text.length];

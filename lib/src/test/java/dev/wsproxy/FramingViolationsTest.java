@@ -1,0 +1,120 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Frames that break RFC 6455 end only the offending session: the client gets 1002 (1009 for an impossible length, or
+ * its connection is dropped),
+ * the backend is told with 1001, nothing of the bad frame is relayed, and no session is left open.
+ */
+class FramingViolationsTest {
+
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).build();
+        proxy.start();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            Clients.assertNoLeaks(proxy, null, backend);
+        } finally {
+            proxy.close();
+            backend.close();
+        }
+    }
+
+    static Stream<Arguments> violations() {
+        return Stream.of(
+                Arguments.of("unmasked text frame", 1002, bytes(0x81, 0x02, 'h', 'i')),
+                Arguments.of("RSV1 without an extension", 1002, masked(0xC1, "hi")),
+                Arguments.of("RSV3 set", 1002, masked(0x91, "hi")),
+                Arguments.of("unknown data opcode 0x3", 1002, masked(0x83, "hi")),
+                Arguments.of("unknown control opcode 0xB", 1002, masked(0x8B, "")),
+                // CVE-2026-19204: unknown opcode with a 64-bit length of 0x7FFFFFFF and no payload.
+                Arguments.of("huge unknown-opcode frame", 1002, bytes(0x83, 0xFF, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF,
+                        1, 2, 3, 4)),
+                Arguments.of("64-bit length with the top bit set", 1009, bytes(0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0,
+                        1, 2, 3, 4)),
+                Arguments.of("fragmented ping", 1002, masked(0x09, "p")),
+                Arguments.of("ping of 126 bytes", 1002, maskedLong(0x89, 126)),
+                Arguments.of("continuation without a start", 1002, masked(0x80, "x")),
+                Arguments.of("new text inside a fragmented message", 1002, concat(masked(0x01, "a"), masked(0x81, "b"))),
+                Arguments.of("close code 1005 on the wire", 1002, maskedBytes(0x88, bytes(0x03, 0xED))),
+                Arguments.of("close code 999", 1002, maskedBytes(0x88, bytes(0x03, 0xE7))),
+                Arguments.of("one-byte close payload", 1002, maskedBytes(0x88, bytes(0x03))));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("violations")
+    void endsOnlyTheOffendingSession(String name, int expectedCode, byte[] frame) throws Exception {
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/bad"))) {
+            raw.sendRaw(frame);
+            int code = closeCodeOrDrop(raw);
+            assertThat(code).as("close code for %s (-1: connection dropped)", name).isIn(expectedCode, -1);
+        }
+        TestBackend.Closed closed = backend.nextClose();
+        assertThat(closed.code()).isEqualTo(1001);
+        assertThat(backend.texts).as("nothing of the bad frame reached the backend").isEmpty();
+    }
+
+    private static int closeCodeOrDrop(RawWebSocket raw) {
+        try {
+            return raw.readClose().closeCode();
+        } catch (IOException e) {
+            return -1;
+        }
+    }
+
+    private static byte[] bytes(int... values) {
+        byte[] result = new byte[values.length];
+        for (int i = 0; i < values.length; i++) {
+            result[i] = (byte) values[i];
+        }
+        return result;
+    }
+
+    private static byte[] masked(int first, String payload) {
+        return maskedBytes(first, payload.getBytes(StandardCharsets.UTF_8));
+    }
+
+    private static byte[] maskedLong(int first, int length) {
+        byte[] frame = new byte[2 + 2 + 4 + length];
+        frame[0] = (byte) first;
+        frame[1] = (byte) (0x80 | 126);
+        frame[2] = (byte) (length >>> 8);
+        frame[3] = (byte) length;
+        return frame; // mask 0, payload zeros
+    }
+
+    /** A masked frame with a zero mask, so the payload goes as it is. */
+    private static byte[] maskedBytes(int first, byte[] payload) {
+        byte[] frame = new byte[2 + 4 + payload.length];
+        frame[0] = (byte) first;
+        frame[1] = (byte) (0x80 | payload.length);
+        System.arraycopy(payload, 0, frame, 6, payload.length);
+        return frame;
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] result = new byte[a.length + b.length];
+        System.arraycopy(a, 0, result, 0, a.length);
+        System.arraycopy(b, 0, result, a.length, b.length);
+        return result;
+    }
+}
