@@ -1,7 +1,6 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.awaitility.Awaitility.await;
 
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -10,7 +9,6 @@ import java.io.Writer;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -74,14 +72,7 @@ class SlowReaderMemoryTest {
                     .getBytes(StandardCharsets.UTF_8));
 
             // Wait until the backend can send no more: its writes stall once every buffer on the way is full.
-            long[] last = {-1};
-            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(500)).until(() -> {
-                long now = backend.pushedBytes.get();
-                boolean stalled = now > 0 && now == last[0];
-                last[0] = now;
-                return stalled;
-            });
-            long stalledAt = backend.pushedBytes.get();
+            long stalledAt = backend.awaitPushStalled();
             assertThat(stalledAt).as("bytes the backend could send to a client that reads nothing")
                     .isLessThan(32L * 1024 * 1024);
             assertThat(proxy.isAlive()).isTrue();

@@ -151,6 +151,19 @@ final class TestBackend implements AutoCloseable {
         return closed;
     }
 
+    /** Waits until the backend's pushes stop progressing: every buffer between it and a reader is full. */
+    long awaitPushStalled() {
+        long[] last = {-1};
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(500))
+                .until(() -> {
+                    long now = pushedBytes.get();
+                    boolean stalled = now > 0 && now == last[0];
+                    last[0] = now;
+                    return stalled;
+                });
+        return pushedBytes.get();
+    }
+
     void stopServer() throws Exception {
         server.stop();
     }

@@ -126,6 +126,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         backendClient = client;
         draining = false;
         super.doStart();
+        LOG.info("wsproxy handler started (routes {})", config.routePrefixes());
     }
 
     @Override
@@ -436,7 +437,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             for (Relay relay : relays) {
                 relay.abort();
             }
-            awaitNoRelays(NanoTime.now() + TimeUnit.SECONDS.toNanos(1));
+            // Aborting closes the sockets at once; the relays finish on Jetty's threads moments later.
+            awaitNoRelays(NanoTime.now() + TimeUnit.MILLISECONDS.toNanos(100));
         }
     }
 

@@ -1,0 +1,82 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Stopping the proxy: draining, the deadline, refusing new upgrades, and the lifecycle rules. */
+class ShutdownTest {
+
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+    private Clients clients;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).build();
+        proxy.start();
+        clients = new Clients();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            Clients.assertNoLeaks(proxy, clients, backend);
+        } finally {
+            clients.close();
+            proxy.close();
+            backend.close();
+        }
+    }
+
+    @Test
+    void returnsByTheDeadlineWhenAClientDoesNotReadItsCloseFrame() throws Exception {
+        try (RawWebSocket stalled = RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024)) {
+            stalled.send(true, RawWebSocket.TEXT, "push:4096:65536".getBytes(StandardCharsets.UTF_8));
+            backend.awaitPushStalled();
+            WsRecorder healthy = clients.connect(Clients.ws(proxy, "/healthy"));
+
+            long start = System.nanoTime();
+            proxy.stop(Duration.ofMillis(500));
+            Duration took = Duration.ofNanos(System.nanoTime() - start);
+
+            assertThat(took).as("stop() returns by its deadline, plus a margin for a loaded machine")
+                    .isLessThan(Duration.ofMillis(500 + 2_000));
+            assertThat(healthy.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+            // The stalled client's close frame could not be written: its connection was dropped.
+            assertThatThrownBy(() -> {
+                while (true) {
+                    stalled.read();
+                }
+            }).isInstanceOf(IOException.class);
+        }
+    }
+
+    @Test
+    void refusesToStartTwiceOrAfterStop() throws Exception {
+        assertThatThrownBy(proxy::start).isInstanceOf(IllegalStateException.class);
+        proxy.close();
+        assertThatThrownBy(proxy::start).isInstanceOf(IllegalStateException.class);
+    }
+
+    @Test
+    void reportsTheBoundUri() {
+        assertThat(proxy.uri().getHost()).isEqualTo("127.0.0.1");
+        assertThat(proxy.uri().getPort()).isPositive();
+    }
+
+    @Test
+    void refusesToStartWhenThePortIsTaken() throws Exception {
+        WebSocketProxy second = proxy.toBuilder().listen("127.0.0.1", proxy.uri().getPort()).build();
+        assertThatThrownBy(second::start).isInstanceOf(IOException.class);
+        second.close();
+    }
+}
