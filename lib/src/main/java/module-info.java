@@ -11,7 +11,7 @@ module dev.wsproxy {
     requires org.eclipse.jetty.websocket.core.client;
     requires org.eclipse.jetty.websocket.core.server;
     requires org.slf4j;
-    requires static org.jspecify;
+    requires static transitive org.jspecify;
 
     exports dev.wsproxy;
 }

@@ -233,8 +233,8 @@ public final class ProxyBuilder {
     }
 
     /**
-     * Sets how long {@link WebSocketProxy#close()} waits for open sessions to finish their close handshake before it
-     * drops them. Default: {@link #DEFAULT_DRAIN_TIMEOUT}.
+     * Sets how long {@link WebSocketProxy#close()} lets open sessions end after their {@code 1001} before it drops
+     * the connections left (those whose peer does not read). Default: {@link #DEFAULT_DRAIN_TIMEOUT}.
      *
      * @param timeout zero or a positive duration
      * @return this builder

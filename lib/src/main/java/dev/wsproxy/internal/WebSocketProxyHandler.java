@@ -213,6 +213,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     }
 
     private boolean forwardHttp(Request request, Response response, Callback callback, Route route) throws Exception {
+        if (draining) {
+            Responses.error(response, callback, HttpStatus.SERVICE_UNAVAILABLE_503);
+            return true;
+        }
         HandshakeRequestView view = new HandshakeRequestView(request, route);
         Backend backend = select(view, response, callback, route);
         if (backend == null) {

@@ -1,0 +1,156 @@
+package dev.wsproxy.examples.chat;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.net.http.WebSocket;
+import java.net.http.WebSocketHandshakeException;
+import java.time.Duration;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Runs the chat demo on a free port and talks to it like a browser would, with the JDK's HTTP and WebSocket client. */
+class ChatDemoTest {
+
+    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+    private ChatDemo demo;
+    private URI uri;
+
+    @BeforeEach
+    void startDemo() throws Exception {
+        demo = new ChatDemo();
+        uri = demo.start(0);
+    }
+
+    @AfterEach
+    void stopDemo() {
+        demo.close();
+    }
+
+    @Test
+    void startsOnTheRequestedFreePort() {
+        assertThat(uri.getScheme()).isEqualTo("http");
+        assertThat(uri.getHost()).isEqualTo("127.0.0.1");
+        assertThat(uri.getPort()).isPositive();
+        assertThat(uri.getPath()).isEqualTo("/");
+        assertThat(demo.proxy().uri()).isEqualTo(uri);
+    }
+
+    @Test
+    void servesTheChatPageAtRoot() throws Exception {
+        HttpResponse<String> page = get("/");
+
+        assertThat(page.statusCode()).isEqualTo(200);
+        assertThat(page.headers().firstValue("Content-Type")).hasValueSatisfying(
+                type -> assertThat(type).startsWith("text/html"));
+        assertThat(page.body()).contains("<title>wsproxy chat</title>", "<main id=\"chat\">", "src=\"chat.js\"");
+
+        HttpResponse<String> script = get("/chat.js");
+        assertThat(script.statusCode()).isEqualTo(200);
+        assertThat(script.body()).contains("'/ws/chat?nick='");
+    }
+
+    @Test
+    void answers404OutsideThePageAndTheRoute() throws Exception {
+        assertThat(get("/missing.html").statusCode()).isEqualTo(404);
+    }
+
+    @Test
+    void broadcastsEachMessageToEveryClientThroughTheProxy() throws Exception {
+        WebSocketRecorder alice = new WebSocketRecorder();
+        WebSocket aliceSocket = connect("alice", alice);
+        assertThat(alice.nextEvent()).isEqualTo("{\"type\":\"join\",\"nick\":\"alice\",\"online\":1}");
+
+        WebSocketRecorder bob = new WebSocketRecorder();
+        WebSocket bobSocket = connect("bob", bob);
+        assertThat(bob.nextEvent()).isEqualTo("{\"type\":\"join\",\"nick\":\"bob\",\"online\":2}");
+        assertThat(alice.nextEvent()).isEqualTo("{\"type\":\"join\",\"nick\":\"bob\",\"online\":2}");
+        assertThat(demo.proxy().sessions()).hasSize(2);
+
+        aliceSocket.sendText("hello \"everyone\"", true).get(5, TimeUnit.SECONDS);
+
+        String expected = "{\"type\":\"message\",\"nick\":\"alice\",\"text\":\"hello \\\"everyone\\\"\"}";
+        assertThat(alice.nextEvent()).isEqualTo(expected);
+        assertThat(bob.nextEvent()).isEqualTo(expected);
+
+        aliceSocket.sendClose(WebSocket.NORMAL_CLOSURE, "bye").get(5, TimeUnit.SECONDS);
+        assertThat(alice.awaitClose()).isEqualTo(WebSocket.NORMAL_CLOSURE);
+        assertThat(bob.nextEvent()).isEqualTo("{\"type\":\"leave\",\"nick\":\"alice\",\"online\":1}");
+
+        bobSocket.sendClose(WebSocket.NORMAL_CLOSURE, "bye").get(5, TimeUnit.SECONDS);
+        assertThat(bob.awaitClose()).isEqualTo(WebSocket.NORMAL_CLOSURE);
+
+        await().atMost(Duration.ofSeconds(5)).untilAsserted(() -> {
+            assertThat(demo.proxy().sessions()).isEmpty();
+            assertThat(demo.backend().onlineCount()).isZero();
+        });
+        assertThat(alice.events()).isEmpty();
+        assertThat(bob.events()).isEmpty();
+    }
+
+    @Test
+    void rejectsPagesOfOtherSitesWith403() {
+        WebSocket.Builder builder = http.newWebSocketBuilder().header("Origin", "https://evil.example");
+
+        assertThat(builder.buildAsync(chatUri("mallory"), new WebSocketRecorder()))
+                .failsWithin(Duration.ofSeconds(5))
+                .withThrowableOfType(ExecutionException.class)
+                .havingCause()
+                .isInstanceOfSatisfying(WebSocketHandshakeException.class,
+                        e -> assertThat(e.getResponse().statusCode()).isEqualTo(403));
+        assertThat(demo.backend().onlineCount()).isZero();
+    }
+
+    @Test
+    void closesTheSessionOfAClientThatSendsTooBigAMessageWith1009() throws Exception {
+        WebSocketRecorder dave = new WebSocketRecorder();
+        WebSocket socket = connect("dave", dave);
+        assertThat(dave.nextEvent()).contains("\"join\"");
+
+        socket.sendText("x".repeat(ChatBackend.MAX_MESSAGE_SIZE + 1), true).get(5, TimeUnit.SECONDS);
+
+        assertThat(dave.awaitClose()).isEqualTo(1009);
+        await().atMost(Duration.ofSeconds(5)).untilAsserted(() -> {
+            assertThat(demo.proxy().sessions()).isEmpty();
+            assertThat(demo.backend().onlineCount()).isZero();
+        });
+    }
+
+    @Test
+    void closingTheDemoClosesOpenSessionsWithGoingAway() throws Exception {
+        WebSocketRecorder carol = new WebSocketRecorder();
+        connect("carol", carol);
+        assertThat(carol.nextEvent()).contains("\"join\"");
+
+        demo.close();
+
+        assertThat(carol.awaitClose()).isEqualTo(1001);
+        assertThat(demo.proxy().sessions()).isEmpty();
+    }
+
+    private HttpResponse<String> get(String path) throws Exception {
+        HttpRequest request = HttpRequest.newBuilder(uri.resolve(path)).timeout(Duration.ofSeconds(5)).build();
+        return http.send(request, HttpResponse.BodyHandlers.ofString());
+    }
+
+    private WebSocket connect(String nick, WebSocketRecorder recorder) {
+        try {
+            return http.newWebSocketBuilder().buildAsync(chatUri(nick), recorder).get(5, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            throw new CompletionException("connect " + nick, e);
+        }
+    }
+
+    private URI chatUri(String nick) {
+        return URI.create("ws://" + uri.getAuthority() + "/ws/chat?nick=" + nick);
+    }
+}

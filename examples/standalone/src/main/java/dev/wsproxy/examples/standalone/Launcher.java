@@ -1,0 +1,117 @@
+package dev.wsproxy.examples.standalone;
+
+import static java.util.Objects.requireNonNull;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.URI;
+import java.util.concurrent.CountDownLatch;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.WebSocketProxy;
+
+/**
+ * Runs the proxy the command line describes until it is told to stop, and maps every outcome to an exit status.
+ *
+ * <p>Output contract: once the proxy accepts connections, exactly one line {@code listening on http://HOST:PORT}
+ * goes to {@code out}, with the port actually bound; errors go to {@code err} as one line naming the flag and the
+ * expected form, followed by a hint. Logs go through SLF4J (to stderr in the runnable jar), never to {@code out}.
+ */
+final class Launcher {
+
+    /** The proxy ran and stopped on request, or {@code --help} was asked for. */
+    static final int EXIT_OK = 0;
+
+    /** The proxy could not start, for instance because the address is taken. */
+    static final int EXIT_FAILURE = 1;
+
+    /** The command line is wrong. */
+    static final int EXIT_USAGE = 2;
+
+    static final String USAGE_HINT = "Run with --help for usage.";
+
+    private static final Logger LOG = LoggerFactory.getLogger(Launcher.class);
+
+    private final PrintStream out;
+    private final PrintStream err;
+    private final CountDownLatch stopRequested = new CountDownLatch(1);
+
+    Launcher(PrintStream out, PrintStream err) {
+        this.out = requireNonNull(out, "out");
+        this.err = requireNonNull(err, "err");
+    }
+
+    /**
+     * Parses {@code args}, starts the proxy and blocks until {@link #stop()} is called, then drains it.
+     *
+     * @param args the command line
+     * @return the exit status: {@link #EXIT_OK}, {@link #EXIT_FAILURE} or {@link #EXIT_USAGE}
+     */
+    int run(String... args) {
+        LauncherOptions options;
+        try {
+            options = LauncherOptions.parse(args);
+        } catch (UsageException e) {
+            err.println("wsproxy: " + e.getMessage());
+            err.println(USAGE_HINT);
+            err.flush();
+            return EXIT_USAGE;
+        }
+        if (options.help()) {
+            out.print(LauncherOptions.usage());
+            out.flush();
+            return EXIT_OK;
+        }
+
+        WebSocketProxy proxy = options.toProxyBuilder().build();
+        URI uri;
+        try {
+            uri = proxy.start();
+        } catch (IOException e) {
+            proxy.close();
+            err.println("wsproxy: --listen: cannot listen on " + options.listen() + " (" + e.getMessage() + ")");
+            err.flush();
+            return EXIT_FAILURE;
+        }
+        // For the ways to end the JVM that do not go through stop(): SIGHUP, System.exit elsewhere.
+        Thread fallback = new Thread(proxy::close, "wsproxy-shutdown-hook");
+        Runtime.getRuntime().addShutdownHook(fallback);
+
+        String address = uri.toString();
+        out.println("listening on " + address.substring(0, address.length() - 1));
+        out.flush();
+
+        awaitStop();
+        LOG.info("Stopping: closing {} open sessions with 1001 Going Away", proxy.sessions().size());
+        proxy.close();
+        try {
+            Runtime.getRuntime().removeShutdownHook(fallback);
+        } catch (IllegalStateException shuttingDown) {
+            // The JVM is already exiting: the hook runs and returns at once, as the proxy is stopped.
+        }
+        LOG.info("Stopped");
+        return EXIT_OK;
+    }
+
+    /** Asks {@link #run} to drain the proxy and return. Callable from any thread, any number of times. */
+    void stop() {
+        stopRequested.countDown();
+    }
+
+    private void awaitStop() {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                stopRequested.await();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,371 @@
+package dev.wsproxy.examples.standalone;
+
+import static java.util.Objects.requireNonNull;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.BackendSelector;
+import dev.wsproxy.OriginValidator;
+import dev.wsproxy.ProxyBuilder;
+import dev.wsproxy.TimeoutPolicy;
+
+/**
+ * The launcher's command line, parsed and checked: no I/O, no network. {@link #parse(String...)} throws a
+ * {@link UsageException} naming the flag and the expected form; {@link #toProxyBuilder()} turns valid options into a
+ * {@link ProxyBuilder}.
+ *
+ * <p>Flags take their value as the next argument ({@code --listen 0.0.0.0:8080}) or after {@code =}
+ * ({@code --listen=0.0.0.0:8080}). Repeatable flags: {@code --route} and {@code --allow-origin}; the others may be
+ * given once. Immutable.
+ */
+final class LauncherOptions {
+
+    /** The address used without {@code --listen}. */
+    static final String DEFAULT_LISTEN = ProxyBuilder.DEFAULT_HOST + ":" + ProxyBuilder.DEFAULT_PORT;
+
+    /** The only {@code --balance} strategy for now, and the default. */
+    static final String ROUND_ROBIN = "round-robin";
+
+    static final String LISTEN_FORM = "HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080";
+    static final String ROUTE_FORM = "PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000";
+    static final String BALANCE_FORM = ROUND_ROBIN;
+    static final String ORIGIN_FORM = "scheme://host[:port], like https://app.example.com";
+    static final String DURATION_FORM = "a duration like 500ms, 5s, 2m or 1h";
+    static final String SIZE_FORM = "a positive number of bytes, like 65536, 64k or 16m";
+
+    private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]]+)]|([^:\\[\\]]+)):(\\d{1,5})");
+    private static final Pattern DURATION = Pattern.compile("(\\d{1,9})(ms|s|m|h)");
+    private static final Pattern SIZE = Pattern.compile("(\\d{1,18})([kKmM]?)");
+
+    private static final String USAGE = String.join("\n",
+            "Usage: java -jar wsproxy-standalone.jar --route PATH=URL[,URL...] [options]",
+            "",
+            "A WebSocket reverse proxy: upgrade requests whose path starts with PATH go to the backends at URL.",
+            "",
+            "Options:",
+            "  --listen HOST:PORT          where to listen (default " + DEFAULT_LISTEN + "); port 0 picks any",
+            "                              free port; IPv6 as [::1]:8080",
+            "  --route PATH=URL[,URL...]   proxy requests under PATH (like /ws/) to these backends: ws://, wss://,",
+            "                              http:// or https:// URLs. Repeatable, at least one. A URL without a",
+            "                              path keeps the request path; a URL with a path replaces PATH by it",
+            "  --balance NAME              how to pick a route's backend: round-robin (default)",
+            "  --allow-origin ORIGIN       accept browser pages from ORIGIN only, like https://app.example.com;",
+            "                              repeatable (default: any origin)",
+            "  --connect-timeout DURATION  backend connect and handshake timeout, like 500ms, 5s, 2m (default "
+                    + format(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT) + ")",
+            "  --idle-timeout DURATION     close sessions idle this long, like 30s, 10m, 1h; 0 disables (default "
+                    + format(TimeoutPolicy.DEFAULT_IDLE_TIMEOUT) + ")",
+            "  --max-message-size BYTES    largest message relayed, like 65536, 64k, 16m (k = KiB, m = MiB;",
+            "                              default " + (ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE >> 20) + "m)",
+            "  --help                      print this help and exit",
+            "",
+            "Prints 'listening on http://HOST:PORT' once ready. SIGTERM or Ctrl-C closes open sessions with 1001",
+            "(up to " + format(ProxyBuilder.DEFAULT_DRAIN_TIMEOUT) + ") and exits with 0. Bad flags exit with 2.",
+            "");
+
+    private final boolean help;
+    private final String host;
+    private final int port;
+    private final Map<String, List<Backend>> routes;
+    private final String balance;
+    private final List<String> allowedOrigins;
+    private final Duration connectTimeout;
+    private final Duration idleTimeout;
+    private final long maxMessageSize;
+
+    private LauncherOptions(Parser parser) {
+        this.help = parser.help;
+        this.host = parser.host;
+        this.port = parser.port;
+        this.routes = Collections.unmodifiableMap(new LinkedHashMap<>(parser.routes));
+        this.balance = parser.balance;
+        this.allowedOrigins = List.copyOf(parser.allowedOrigins);
+        this.connectTimeout = parser.connectTimeout;
+        this.idleTimeout = parser.idleTimeout;
+        this.maxMessageSize = parser.maxMessageSize;
+    }
+
+    /**
+     * Parses a command line.
+     *
+     * @param args the arguments of {@code main}
+     * @return the options; {@link #help()} is {@code true} if {@code --help} was given, and nothing else is checked
+     * @throws UsageException if a flag is unknown, lacks its value, has a malformed one, or no route is given
+     */
+    static LauncherOptions parse(String... args) throws UsageException {
+        requireNonNull(args, "args");
+        return new Parser().parse(args);
+    }
+
+    /** Returns the help text, ending with a newline. */
+    static String usage() {
+        return USAGE;
+    }
+
+    boolean help() {
+        return help;
+    }
+
+    /** Returns the host to listen on, without brackets for IPv6. */
+    String host() {
+        return host;
+    }
+
+    int port() {
+        return port;
+    }
+
+    /** Returns the address to listen on as given to {@code --listen}: {@code HOST:PORT}, IPv6 in brackets. */
+    String listen() {
+        return (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
+    }
+
+    /** Returns the routes in the order given: path prefix to backends. */
+    Map<String, List<Backend>> routes() {
+        return routes;
+    }
+
+    String balance() {
+        return balance;
+    }
+
+    /** Returns the allowed origins; empty means any origin. */
+    List<String> allowedOrigins() {
+        return allowedOrigins;
+    }
+
+    Duration connectTimeout() {
+        return connectTimeout;
+    }
+
+    /** Returns the idle timeout; {@link Duration#ZERO} means none. */
+    Duration idleTimeout() {
+        return idleTimeout;
+    }
+
+    long maxMessageSize() {
+        return maxMessageSize;
+    }
+
+    /**
+     * Returns a builder with these options, ready to {@link ProxyBuilder#build() build}.
+     *
+     * @return a new builder
+     * @throws IllegalStateException if these are {@link #help()} options, which have no route
+     */
+    ProxyBuilder toProxyBuilder() {
+        if (help) {
+            throw new IllegalStateException("toProxyBuilder(): --help was given, there is nothing to run");
+        }
+        ProxyBuilder builder = ProxyBuilder.create()
+                .listen(host, port)
+                .backendSelector(BackendSelector.roundRobin())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).idle(idleTimeout).build())
+                .maxMessageSize(maxMessageSize);
+        routes.forEach((path, backends) -> builder.route(path, backends.toArray(new Backend[0])));
+        if (!allowedOrigins.isEmpty()) {
+            builder.originValidator(OriginValidator.allowList(allowedOrigins.toArray(new String[0])));
+        }
+        return builder;
+    }
+
+    /**
+     * Parses a duration of the launcher's form: a whole number and one of {@code ms}, {@code s}, {@code m},
+     * {@code h}, or {@code 0}.
+     *
+     * @throws UsageException naming {@code flag} if the value has another form
+     */
+    static Duration parseDuration(String flag, String value) throws UsageException {
+        if (value.equals("0")) {
+            return Duration.ZERO;
+        }
+        Matcher m = DURATION.matcher(value);
+        if (!m.matches()) {
+            throw UsageException.badValue(flag, value, DURATION_FORM);
+        }
+        long amount = Long.parseLong(m.group(1));
+        return switch (m.group(2)) {
+            case "ms" -> Duration.ofMillis(amount);
+            case "s" -> Duration.ofSeconds(amount);
+            case "m" -> Duration.ofMinutes(amount);
+            default -> Duration.ofHours(amount);
+        };
+    }
+
+    /**
+     * Parses a byte count: a whole number, optionally followed by {@code k} (KiB) or {@code m} (MiB).
+     *
+     * @throws UsageException naming {@code flag} if the value has another form, is 0 or is too large
+     */
+    static long parseSize(String flag, String value) throws UsageException {
+        Matcher m = SIZE.matcher(value);
+        if (!m.matches()) {
+            throw UsageException.badValue(flag, value, SIZE_FORM);
+        }
+        long number = Long.parseLong(m.group(1));
+        int shift = switch (m.group(2)) {
+            case "k", "K" -> 10;
+            case "m", "M" -> 20;
+            default -> 0;
+        };
+        if (number == 0 || number > (Long.MAX_VALUE >> shift)) {
+            throw UsageException.badValue(flag, value, SIZE_FORM);
+        }
+        return number << shift;
+    }
+
+    /** Formats a duration in the launcher's own form, like {@code 10s} or {@code 1h}. */
+    static String format(Duration duration) {
+        if (duration.isZero()) {
+            return "0";
+        }
+        long millis = duration.toMillis();
+        if (millis % 3_600_000 == 0) {
+            return millis / 3_600_000 + "h";
+        }
+        if (millis % 60_000 == 0) {
+            return millis / 60_000 + "m";
+        }
+        if (millis % 1000 == 0) {
+            return millis / 1000 + "s";
+        }
+        return millis + "ms";
+    }
+
+    /** The mutable state of one parse. */
+    private static final class Parser {
+        private boolean help;
+        private String host = ProxyBuilder.DEFAULT_HOST;
+        private int port = ProxyBuilder.DEFAULT_PORT;
+        private final Map<String, List<Backend>> routes = new LinkedHashMap<>();
+        private String balance = ROUND_ROBIN;
+        private final List<String> allowedOrigins = new ArrayList<>();
+        private Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
+        private Duration idleTimeout = TimeoutPolicy.DEFAULT_IDLE_TIMEOUT;
+        private long maxMessageSize = ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE;
+        private final List<String> seen = new ArrayList<>();
+
+        LauncherOptions parse(String[] args) throws UsageException {
+            for (int i = 0; i < args.length; i++) {
+                String arg = requireNonNull(args[i], "args[" + i + "]");
+                if (arg.equals("--help") || arg.equals("-h")) {
+                    help = true;
+                    return new LauncherOptions(this);
+                }
+                if (!arg.startsWith("--")) {
+                    throw new UsageException("unexpected argument '" + arg + "' (expected: a flag like --route)");
+                }
+                String flag = arg;
+                @Nullable String value;
+                int equals = arg.indexOf('=');
+                if (equals > 0) {
+                    flag = arg.substring(0, equals);
+                    value = arg.substring(equals + 1);
+                } else if (i + 1 < args.length && !args[i + 1].startsWith("--")) {
+                    value = args[++i];
+                } else {
+                    value = null;
+                }
+                apply(flag, value);
+            }
+            if (routes.isEmpty()) {
+                throw new UsageException("--route: missing (expected: at least one --route " + ROUTE_FORM + ")");
+            }
+            return new LauncherOptions(this);
+        }
+
+        private void apply(String flag, @Nullable String value) throws UsageException {
+            String expected = switch (flag) {
+                case "--listen" -> LISTEN_FORM;
+                case "--route" -> ROUTE_FORM;
+                case "--balance" -> BALANCE_FORM;
+                case "--allow-origin" -> ORIGIN_FORM;
+                case "--connect-timeout" -> DURATION_FORM;
+                case "--idle-timeout" -> DURATION_FORM + "; 0 disables";
+                case "--max-message-size" -> SIZE_FORM;
+                default -> throw new UsageException("unknown flag " + flag + " (expected: see --help)");
+            };
+            if (value == null || value.isEmpty()) {
+                throw new UsageException(flag + ": missing value (expected: " + expected + ")");
+            }
+            boolean repeatable = flag.equals("--route") || flag.equals("--allow-origin");
+            if (!repeatable && seen.contains(flag)) {
+                throw new UsageException(flag + ": given twice (expected: once)");
+            }
+            seen.add(flag);
+            switch (flag) {
+                case "--listen" -> listen(value);
+                case "--route" -> route(value);
+                case "--balance" -> {
+                    if (!value.equals(ROUND_ROBIN)) {
+                        throw UsageException.badValue(flag, value, BALANCE_FORM);
+                    }
+                    balance = value;
+                }
+                case "--allow-origin" -> {
+                    try {
+                        OriginValidator.allowList(value);
+                    } catch (IllegalArgumentException e) {
+                        throw UsageException.badValue(flag, value, ORIGIN_FORM);
+                    }
+                    allowedOrigins.add(value);
+                }
+                case "--connect-timeout" -> {
+                    connectTimeout = parseDuration(flag, value);
+                    if (connectTimeout.isZero()) {
+                        throw UsageException.badValue(flag, value, DURATION_FORM + ", more than 0");
+                    }
+                }
+                case "--idle-timeout" -> idleTimeout = parseDuration(flag, value);
+                default -> maxMessageSize = parseSize(flag, value);
+            }
+        }
+
+        private void listen(String value) throws UsageException {
+            Matcher m = LISTEN.matcher(value);
+            int parsedPort = m.matches() ? Integer.parseInt(m.group(3)) : -1;
+            if (parsedPort < 0 || parsedPort > 65535) {
+                throw UsageException.badValue("--listen", value, LISTEN_FORM);
+            }
+            host = m.group(1) != null ? m.group(1) : m.group(2);
+            port = parsedPort;
+        }
+
+        private void route(String value) throws UsageException {
+            int equals = value.indexOf('=');
+            if (equals <= 0 || equals == value.length() - 1) {
+                throw UsageException.badValue("--route", value, ROUTE_FORM);
+            }
+            String path = value.substring(0, equals);
+            if (routes.containsKey(path)) {
+                throw new UsageException("--route: " + path + " routed twice (expected: each PATH once)");
+            }
+            List<Backend> backends = new ArrayList<>();
+            for (String url : value.substring(equals + 1).split(",", -1)) {
+                try {
+                    backends.add(Backend.of(url.strip()));
+                } catch (IllegalArgumentException e) {
+                    throw UsageException.badValue("--route", url, "a ws://, wss://, http:// or https:// URL with a"
+                            + " host, like ws://127.0.0.1:3000");
+                }
+            }
+            try {
+                // Let the library check the path with its own rules.
+                ProxyBuilder.create().route(path, backends.toArray(new Backend[0]));
+            } catch (IllegalArgumentException e) {
+                throw UsageException.badValue("--route", path, "a PATH starting with /, like /ws/");
+            }
+            routes.put(path, List.copyOf(backends));
+        }
+    }
+}

@@ -1,0 +1,243 @@
+package dev.wsproxy.examples.standalone;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.entry;
+
+import java.net.URI;
+import java.time.Duration;
+import java.util.List;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.ProxyBuilder;
+import dev.wsproxy.TimeoutPolicy;
+
+/** The command-line parser on its own: no network, no process. */
+class LauncherOptionsTest {
+
+    private static final String ROUTE = "--route";
+    private static final String WS_ROUTE = "/ws/=ws://127.0.0.1:3000";
+
+    @Test
+    void appliesDefaultsWhenOnlyARouteIsGiven() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE);
+
+        assertThat(options.help()).isFalse();
+        assertThat(options.host()).isEqualTo("127.0.0.1");
+        assertThat(options.port()).isEqualTo(8080);
+        assertThat(options.balance()).isEqualTo("round-robin");
+        assertThat(options.allowedOrigins()).isEmpty();
+        assertThat(options.connectTimeout()).isEqualTo(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT);
+        assertThat(options.idleTimeout()).isEqualTo(TimeoutPolicy.DEFAULT_IDLE_TIMEOUT);
+        assertThat(options.maxMessageSize()).isEqualTo(ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE);
+        assertThat(options.routes()).containsExactly(entry("/ws/", List.of(Backend.of("ws://127.0.0.1:3000"))));
+    }
+
+    @Test
+    void requiresAtLeastOneRoute() {
+        assertUsageError(new String[] {"--listen", "127.0.0.1:8080"},
+                "--route: missing (expected: at least one --route PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000)");
+        assertUsageError(new String[0], "--route: missing");
+    }
+
+    @Test
+    void helpWinsOverEverythingAfterIt() throws Exception {
+        assertThat(LauncherOptions.parse("--help").help()).isTrue();
+        assertThat(LauncherOptions.parse("-h").help()).isTrue();
+        assertThat(LauncherOptions.parse("--listen", "0.0.0.0:1", "--help", "--bogus").help()).isTrue();
+    }
+
+    @Test
+    void usageListsEveryFlag() {
+        assertThat(LauncherOptions.usage()).contains("--listen HOST:PORT", "--route PATH=URL[,URL...]",
+                "--balance NAME", "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION",
+                "--max-message-size BYTES", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
+                "default 64m").endsWith("\n");
+    }
+
+    @ParameterizedTest
+    @CsvSource({
+        "127.0.0.1:8080, 127.0.0.1, 8080",
+        "0.0.0.0:0, 0.0.0.0, 0",
+        "localhost:65535, localhost, 65535",
+        "[::1]:8080, ::1, 8080",
+        "[::]:9000, ::, 9000",
+    })
+    void parsesListenAddresses(String listen, String host, int port) throws Exception {
+        LauncherOptions options = LauncherOptions.parse("--listen", listen, ROUTE, WS_ROUTE);
+
+        assertThat(options.host()).isEqualTo(host);
+        assertThat(options.port()).isEqualTo(port);
+        assertThat(options.listen()).isEqualTo(listen);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"8080", "localhost", ":8080", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
+        "::1:8080", "[::1]", "[::1]8080", "127.0.0.1:80x"})
+    void rejectsMalformedListenAddresses(String listen) {
+        assertUsageError(new String[] {"--listen", listen, ROUTE, WS_ROUTE}, "--listen: '" + listen
+                + "' (expected: HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080)");
+    }
+
+    @Test
+    void acceptsFlagEqualsValue() throws Exception {
+        LauncherOptions options = LauncherOptions.parse("--listen=0.0.0.0:9000", "--route=/ws/=ws://a:1,ws://b:2");
+
+        assertThat(options.port()).isEqualTo(9000);
+        assertThat(options.routes().get("/ws/")).containsExactly(Backend.of("ws://a:1"), Backend.of("ws://b:2"));
+    }
+
+    @Test
+    void keepsRoutesInOrderWithAllTheirBackends() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(
+                ROUTE, "/ws/=ws://10.0.0.1:3000, ws://10.0.0.2:3000",
+                ROUTE, "/admin/=https://admin.internal/socket/",
+                ROUTE, "/=http://127.0.0.1:3000");
+
+        assertThat(options.routes()).containsOnlyKeys("/ws/", "/admin/", "/");
+        assertThat(options.routes().keySet()).containsExactly("/ws/", "/admin/", "/");
+        assertThat(options.routes().get("/ws/"))
+                .containsExactly(Backend.of("ws://10.0.0.1:3000"), Backend.of("ws://10.0.0.2:3000"));
+        assertThat(options.routes().get("/admin/")).extracting(Backend::uri)
+                .containsExactly(URI.create("wss://admin.internal/socket/"));
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "/ws/                    | --route: '/ws/' (expected: PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000)",
+        "=ws://127.0.0.1:3000    | --route: '=ws://127.0.0.1:3000' (expected: PATH=URL[,URL...]",
+        "/ws/=                   | --route: '/ws/=' (expected: PATH=URL[,URL...]",
+        "ws/=ws://127.0.0.1:3000 | --route: 'ws/' (expected: a PATH starting with /, like /ws/)",
+        "/ws/=ftp://host:21      | --route: 'ftp://host:21' (expected: a ws://, wss://, http:// or https:// URL",
+        "/ws/=ws://a:1,,ws://b:2 | --route: '' (expected: a ws://, wss://, http:// or https:// URL",
+        "/ws/=127.0.0.1:3000     | --route: '127.0.0.1:3000' (expected: a ws://",
+    })
+    void rejectsMalformedRoutes(String route, String message) {
+        assertUsageError(new String[] {ROUTE, route.strip()}, message.strip());
+    }
+
+    @Test
+    void rejectsTheSamePathRoutedTwice() {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, ROUTE, "/ws/=ws://127.0.0.1:4000"},
+                "--route: /ws/ routed twice (expected: each PATH once)");
+    }
+
+    @Test
+    void acceptsRoundRobinOnly() throws Exception {
+        assertThat(LauncherOptions.parse("--balance", "round-robin", ROUTE, WS_ROUTE).balance())
+                .isEqualTo("round-robin");
+        assertUsageError(new String[] {"--balance", "least-connections", ROUTE, WS_ROUTE},
+                "--balance: 'least-connections' (expected: round-robin)");
+    }
+
+    @Test
+    void collectsAllowedOrigins() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE,
+                "--allow-origin", "https://app.example.com", "--allow-origin", "http://localhost:3000");
+
+        assertThat(options.allowedOrigins()).containsExactly("https://app.example.com", "http://localhost:3000");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"app.example.com", "https://app.example.com/path", "null", "https://"})
+    void rejectsMalformedOrigins(String origin) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--allow-origin", origin},
+                "--allow-origin: '" + origin + "' (expected: scheme://host[:port], like https://app.example.com)");
+    }
+
+    @ParameterizedTest
+    @CsvSource({"500ms, PT0.5S", "5s, PT5S", "2m, PT2M", "1h, PT1H", "0, PT0S", "90s, PT1M30S"})
+    void parsesDurations(String value, Duration expected) throws Exception {
+        assertThat(LauncherOptions.parseDuration("--idle-timeout", value)).isEqualTo(expected);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"5", "5 s", "5S", "1.5s", "-1s", "s", "PT5S", "5d", "ms"})
+    void rejectsMalformedDurations(String value) {
+        assertThatThrownBy(() -> LauncherOptions.parseDuration("--idle-timeout", value))
+                .isInstanceOf(UsageException.class)
+                .hasMessage("--idle-timeout: '" + value + "' (expected: a duration like 500ms, 5s, 2m or 1h)");
+    }
+
+    @Test
+    void setsTimeouts() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE,
+                "--connect-timeout", "500ms", "--idle-timeout", "2m");
+
+        assertThat(options.connectTimeout()).isEqualTo(Duration.ofMillis(500));
+        assertThat(options.idleTimeout()).isEqualTo(Duration.ofMinutes(2));
+    }
+
+    @Test
+    void idleTimeoutZeroDisablesItButConnectTimeoutZeroIsAnError() throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--idle-timeout", "0").idleTimeout()).isZero();
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--connect-timeout", "0"},
+                "--connect-timeout: '0' (expected: a duration like 500ms, 5s, 2m or 1h, more than 0)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--idle-timeout", "10"},
+                "--idle-timeout: '10' (expected: a duration like 500ms, 5s, 2m or 1h)");
+    }
+
+    @ParameterizedTest
+    @CsvSource({"1, 1", "65536, 65536", "64k, 65536", "64K, 65536", "16m, 16777216", "1M, 1048576"})
+    void parsesSizes(String value, long expected) throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--max-message-size", value).maxMessageSize())
+                .isEqualTo(expected);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"0", "0k", "-1", "64kb", "1g", "1.5m", "k", "999999999999999999m", "64 k"})
+    void rejectsMalformedSizes(String value) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--max-message-size", value}, "--max-message-size: '"
+                + value + "' (expected: a positive number of bytes, like 65536, 64k or 16m)");
+    }
+
+    @Test
+    void rejectsUnknownFlagsAndStrayArguments() {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--port", "80"}, "unknown flag --port (expected: see --help)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "extra"},
+                "unexpected argument 'extra' (expected: a flag like --route)");
+    }
+
+    @Test
+    void rejectsMissingValues() {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--listen"},
+                "--listen: missing value (expected: HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080)");
+        assertUsageError(new String[] {"--idle-timeout", ROUTE, WS_ROUTE},
+                "--idle-timeout: missing value (expected: a duration like 500ms, 5s, 2m or 1h; 0 disables)");
+        assertUsageError(new String[] {"--max-message-size=", ROUTE, WS_ROUTE}, "--max-message-size: missing value");
+    }
+
+    @Test
+    void rejectsSingleValueFlagsGivenTwice() {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"},
+                "--listen: given twice (expected: once)");
+    }
+
+    @Test
+    void buildsAProxyWithTheOptions() throws Exception {
+        LauncherOptions options = LauncherOptions.parse("--listen", "127.0.0.1:0", ROUTE, WS_ROUTE,
+                "--allow-origin", "https://app.example.com", "--idle-timeout", "0", "--max-message-size", "1k");
+
+        // build() accepts the combination; the proxy is not started.
+        assertThat(options.toProxyBuilder().build()).isNotNull();
+        assertThatThrownBy(() -> LauncherOptions.parse("--help").toProxyBuilder())
+                .isInstanceOf(IllegalStateException.class);
+    }
+
+    @ParameterizedTest
+    @CsvSource({"PT10S, 10s", "PT1H, 1h", "PT2M, 2m", "PT0.5S, 500ms", "PT0S, 0", "PT1M30S, 90s"})
+    void formatsDurationsInTheFlagForm(Duration duration, String expected) {
+        assertThat(LauncherOptions.format(duration)).isEqualTo(expected);
+    }
+
+    private static void assertUsageError(String[] args, String messageStart) {
+        assertThatThrownBy(() -> LauncherOptions.parse(args))
+                .isInstanceOf(UsageException.class)
+                .message().startsWith(messageStart).doesNotContain("\n");
+    }
+}
