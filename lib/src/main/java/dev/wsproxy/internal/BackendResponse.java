@@ -2,9 +2,11 @@ package dev.wsproxy.internal;
 
 import java.nio.ByteBuffer;
 
+import org.eclipse.jetty.client.Connection;
 import org.eclipse.jetty.client.Request;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.websocket.core.client.UpgradeListener;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Captures the backend's answer to the handshake: status, headers and the first bytes of the body, so that a refusal
@@ -15,6 +17,7 @@ final class BackendResponse implements UpgradeListener {
     private final int maxBody;
     private volatile int status;
     private volatile HttpFields headers = HttpFields.EMPTY;
+    private volatile @Nullable Request request;
     private ByteBuffer collected = ByteBuffer.allocate(0); // guarded by this
 
     BackendResponse(int maxBody) {
@@ -23,11 +26,19 @@ final class BackendResponse implements UpgradeListener {
 
     @Override
     public void onHandshakeRequest(Request request) {
+        this.request = request;
         request.onResponseHeaders(response -> {
             headers = response.getHeaders();
             status = response.getStatus();
         });
         request.onResponseContent((response, content) -> append(content));
+    }
+
+    /** Called with the 101 too (the response listeners above are not, once Jetty's upgrade handler takes over). */
+    @Override
+    public void onHandshakeResponse(Request request, org.eclipse.jetty.client.Response response) {
+        headers = response.getHeaders();
+        status = response.getStatus();
     }
 
     private synchronized void append(ByteBuffer content) {
@@ -46,6 +57,18 @@ final class BackendResponse implements UpgradeListener {
         ByteBuffer slice = content.slice();
         slice.limit(take);
         collected.put(slice);
+    }
+
+    /**
+     * Closes the backend connection that carried a refused or broken handshake, so that it is neither reused nor
+     * left open until an idle timeout (a {@code 101} that failed validation leaves it half upgraded).
+     */
+    void closeConnection() {
+        Request sent = request;
+        Connection connection = sent == null ? null : sent.getConnection();
+        if (connection != null) {
+            connection.close();
+        }
     }
 
     /** The backend's status, or 0 when no response arrived. */

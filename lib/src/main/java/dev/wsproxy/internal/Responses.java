@@ -2,6 +2,9 @@ package dev.wsproxy.internal;
 
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.util.HashSet;
+import java.util.Locale;
+import java.util.Set;
 
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
@@ -48,8 +51,12 @@ final class Responses {
         response.setStatus(status);
         HttpFields.Mutable headers = response.getHeaders();
         if (copied != null) {
+            Set<String> named = new HashSet<>();
+            for (String token : copied.getCSV(HttpHeader.CONNECTION, false)) {
+                named.add(token.trim().toLowerCase(Locale.ROOT));
+            }
             for (HttpField field : copied) {
-                if (isRelayable(field)) {
+                if (isRelayable(field) && !named.contains(field.getLowerCaseName())) {
                     headers.add(field);
                 }
             }
@@ -62,7 +69,10 @@ final class Responses {
         response.write(true, body, callback);
     }
 
-    /** Hop-by-hop, framing and WebSocket handshake headers of a backend's refusal stay with the backend. */
+    /**
+     * Hop-by-hop, framing and WebSocket handshake headers of a backend's refusal stay with the backend, and so do the
+     * headers it names in its {@code Connection} header (RFC 9110 section 7.6.1).
+     */
     private static boolean isRelayable(HttpField field) {
         HttpHeader header = field.getHeader();
         if (header != null) {

@@ -46,9 +46,9 @@ public final class RouteSettings {
 
     public static void validatePrefix(String prefix) {
         if (!prefix.startsWith("/") || prefix.contains("?") || prefix.contains("#") || prefix.contains("%")
-                || prefix.contains("//") || prefix.chars().anyMatch(c -> c <= ' ' || c == 0x7f)) {
+                || prefix.contains("//") || prefix.chars().anyMatch(c -> c <= ' ' || c >= 0x7f)) {
             throw new IllegalArgumentException(
-                    "pathPrefix: '" + prefix + "' (expected: a decoded path starting with /, like /ws/)");
+                    "pathPrefix: '" + prefix + "' (expected: a path of visible ASCII starting with /, like /ws/)");
         }
     }
 

@@ -23,7 +23,6 @@ import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.NanoTime;
-import org.eclipse.jetty.util.URIUtil;
 import org.eclipse.jetty.util.component.LifeCycle;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
@@ -120,6 +119,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         http.setMaxRequestsQueuedPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND * 4);
         http.setConnectTimeout(maxConnectTimeout().toMillis());
         http.start();
+        // Start installs a gzip decoder when none is set: remove it, to add no Accept-Encoding the client did not send.
+        http.getContentDecoderFactories().clear();
         backendHttpClient = http;
         WebSocketCoreClient client = new WebSocketCoreClient(http, shared);
         client.start();
@@ -271,6 +272,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             if (failure != null) {
                 relay.onBackendFailed();
                 backendFailed(view, response, callback, route, backend, backendResponse, failure);
+            } else if (!backendResponse.headers().contains(HttpHeader.UPGRADE, "websocket")) {
+                // Jetty's client accepts a 101 whose Upgrade names another protocol, or none: not a WebSocket.
+                relay.onBackendInvalid();
+                backendFailed(view, response, callback, route, backend, backendResponse,
+                        new IllegalStateException("101 without Upgrade: websocket"));
             } else {
                 upgradeClient(request, response, callback, route, view, relay, backendSession, legConfiguration);
             }
@@ -319,6 +325,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         Throwable cause = failure instanceof CompletionException && failure.getCause() != null
                 ? failure.getCause() : failure;
         int status = backendResponse.status();
+        if (status > 0) {
+            backendResponse.closeConnection();
+        }
         if (status > 0 && status != HttpStatus.SWITCHING_PROTOCOLS_101) {
             // The backend refused the upgrade: the client gets the backend's own answer.
             if (LOG.isDebugEnabled()) {
@@ -377,8 +386,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (basePath == null || basePath.isEmpty()) {
             path = uri.getPath() == null ? "/" : uri.getPath();
         } else {
+            // The canonical path has its dot segments resolved, so the rest cannot climb out of the base path.
             String rest = Request.getPathInContext(request).substring(route.prefix().length());
-            path = basePath + URIUtil.encodePath(rest);
+            path = basePath + PathEncoding.encodeKeepingEscapes(rest);
         }
         String query = uri.getQuery();
         return URI.create(scheme + "://" + base.getRawAuthority() + path + (query == null ? "" : "?" + query));

@@ -1,0 +1,695 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.net.ServerSocket;
+import java.net.http.HttpClient;
+import java.net.http.WebSocket;
+import java.net.http.WebSocketHandshakeException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
+import java.util.zip.GZIPInputStream;
+import java.util.zip.GZIPOutputStream;
+
+import org.eclipse.jetty.websocket.api.Callback;
+import org.eclipse.jetty.websocket.api.exceptions.UpgradeException;
+import org.eclipse.jetty.websocket.client.ClientUpgradeRequest;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.RawHttp.Request;
+
+/**
+ * The backend handshake comes first (matrix rows H1, H12, B1 to B7, M7, M8): the client gets {@code 101} only after
+ * the backend's {@code 101}, with the backend's subprotocol; any other backend answer is relayed as the backend sent
+ * it; a broken {@code 101}, an unreachable backend or one that does not answer in time gives {@code 502} or
+ * {@code 504}; and the proxy never leaves a backend connection behind.
+ */
+class BackendHandshakeTest {
+
+    /** Long enough never to fire by accident; the silent-backend test sets its own, short one. */
+    private static final Duration CONNECT_TIMEOUT = Duration.ofSeconds(5);
+    private static final Duration SHORT_CONNECT_TIMEOUT = Duration.ofMillis(500);
+
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private final List<TestBackend> testBackends = new ArrayList<>();
+    private final RecordingListener listener = new RecordingListener();
+    private WebSocketProxy proxy;
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            if (proxy != null) {
+                Clients.assertNoLeaks(proxy, null, testBackends.toArray(TestBackend[]::new));
+            }
+        } finally {
+            if (proxy != null) {
+                proxy.close();
+            }
+            Collections.reverse(resources);
+            for (AutoCloseable resource : resources) {
+                resource.close();
+            }
+        }
+    }
+
+    private TestBackend testBackend(String id) throws Exception {
+        TestBackend backend = new TestBackend(id);
+        resources.add(backend);
+        testBackends.add(backend);
+        return backend;
+    }
+
+    private RawBackend rawBackend(RawBackend backend) {
+        resources.add(backend);
+        return backend;
+    }
+
+    private WebSocketProxy startProxy(Backend backend) throws Exception {
+        return startProxy(builder -> builder.route("/ws/", backend));
+    }
+
+    /** The refusing paths of {@link TestBackend} are at its root: map {@code /ws/x} to {@code /x}. */
+    private static Backend atRoot(TestBackend backend) {
+        return Backend.of(backend.uri() + "/");
+    }
+
+    private WebSocketProxy startProxy(UnaryOperator<ProxyBuilder> configuration) throws Exception {
+        return startProxy(CONNECT_TIMEOUT, configuration);
+    }
+
+    private WebSocketProxy startProxy(Duration connectTimeout, UnaryOperator<ProxyBuilder> configuration)
+            throws Exception {
+        proxy = configuration.apply(ProxyBuilder.create()
+                        .listen("127.0.0.1", 0)
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
+                        .listener(listener))
+                .build();
+        proxy.start();
+        return proxy;
+    }
+
+    private Request upgrade(String target) {
+        return Request.upgrade(target, RawHttp.host(proxy));
+    }
+
+    // ---- backend first, subprotocols ----
+
+    @Test
+    void sendsThe101OnlyAfterTheBackendAnswered101() throws Exception {
+        RawBackend backend = rawBackend(RawBackend.holding(RawBackend.switching("chat")));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            client.send(upgrade("/ws/chat").add("Sec-WebSocket-Protocol", "foo, chat"));
+
+            RawBackend.Request seen = backend.nextRequest();
+            assertThat(seen.header("Sec-WebSocket-Key")).as("backend key").isNotNull()
+                    .isNotEqualTo(RawFrames.SAMPLE_KEY);
+            assertThat(seen.header("Sec-WebSocket-Protocol")).isEqualTo("foo, chat");
+            client.assertNothingWithin(Duration.ofMillis(300));
+
+            backend.release();
+            RawHttp.Response response = client.readResponse();
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(response.header("Sec-WebSocket-Accept")).isEqualTo(RawFrames.SAMPLE_ACCEPT);
+            assertThat(response.header("Sec-WebSocket-Protocol")).isEqualTo("chat");
+
+            client.sendText("after the 101");
+            assertThat(client.readFrame().text()).isEqualTo("after the 101");
+            assertThat(client.closeHandshake(1000, "bye").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.nextEnd(5)).isEqualTo("close:1000");
+        assertThat(listener.all(RecordingListener.Rejected.class)).isEmpty();
+    }
+
+    @Test
+    void relaysTheSubprotocolTheBackendChoseToAJettyClient() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(backend.backend());
+        try (Clients clients = new Clients()) {
+            WsRecorder client = clients.connect(Clients.ws(proxy, "/ws/chat"), "foo", "chat");
+
+            assertThat(client.session.getUpgradeResponse().getAcceptedSubProtocol()).isEqualTo("chat");
+            assertThat(backend.nextUpgrade().subprotocols()).containsExactly("foo", "chat");
+            client.sendText("hi");
+            assertThat(client.nextText()).isEqualTo("hi");
+            client.session.close(1000, "bye", Callback.NOOP);
+            assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1000, "bye"));
+            Clients.assertNoLeaks(proxy, clients, backend);
+        }
+    }
+
+    @Test
+    void jdkClientNegotiatesTheSubprotocolAndEchoesThroughTheProxy() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(backend.backend());
+        JdkListener events = new JdkListener();
+
+        WebSocket client = HttpClient.newHttpClient().newWebSocketBuilder()
+                .subprotocols("foo", "chat")
+                .header("X-Client", "jdk")
+                .buildAsync(Clients.ws(proxy, "/ws/jdk?x=1"), events)
+                .get(10, TimeUnit.SECONDS);
+
+        assertThat(client.getSubprotocol()).isEqualTo("chat");
+        TestBackend.Upgrade seen = backend.nextUpgrade();
+        assertThat(seen.pathQuery()).isEqualTo("/ws/jdk?x=1");
+        assertThat(seen.header("X-Client")).isEqualTo("jdk");
+        assertThat(seen.subprotocols()).containsExactly("foo", "chat");
+        client.sendText("hello from the JDK", true).get(5, TimeUnit.SECONDS);
+        assertThat(events.texts.poll(10, TimeUnit.SECONDS)).isEqualTo("hello from the JDK");
+        client.sendClose(1000, "jdk-bye").get(5, TimeUnit.SECONDS);
+        assertThat(events.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1000 jdk-bye");
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1000, "jdk-bye"));
+        assertThat(events.errors).isEmpty();
+    }
+
+    @Test
+    void jdkClientSeesTheBackendRefusalStatus() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(atRoot(backend));
+
+        assertThatThrownBy(() -> HttpClient.newHttpClient().newWebSocketBuilder()
+                .buildAsync(Clients.ws(proxy, "/ws/reject403"), new JdkListener())
+                .get(10, TimeUnit.SECONDS))
+                .isInstanceOf(ExecutionException.class)
+                .cause().isInstanceOfSatisfying(WebSocketHandshakeException.class,
+                        e -> assertThat(e.getResponse().statusCode()).isEqualTo(403));
+    }
+
+    @ParameterizedTest(name = "offered [{0}], backend picks [{1}]")
+    @CsvSource({"'a, b', b", "'a, b', a", "'a, b', ''", "'', ''"})
+    void relaysTheBackendsChoiceAmongTheOfferedSubprotocols(String offered, String picked) throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.switching(picked.isEmpty() ? null : picked)));
+        startProxy(backend.backend());
+        Request request = upgrade("/ws/chat");
+        if (!offered.isEmpty()) {
+            request.add("Sec-WebSocket-Protocol", offered);
+        }
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(request);
+
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(response.header("Sec-WebSocket-Protocol")).isEqualTo(picked.isEmpty() ? null : picked);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.nextEnd(5)).isEqualTo("close:1000");
+    }
+
+    @ParameterizedTest(name = "offered [{0}], backend picks [{1}]")
+    @CsvSource({"'a, b', c", "'', chat", "'a, b', 'a, b'"})
+    void answers502WhenTheBackendPicksASubprotocolTheClientDidNotOffer(String offered, String picked)
+            throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.switching(picked)));
+        startProxy(backend.backend());
+        Request request = upgrade("/ws/chat");
+        if (!offered.isEmpty()) {
+            request.add("Sec-WebSocket-Protocol", offered);
+        }
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(request);
+
+            assertProxyError(response, 502);
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        assertConnectFailedReported(502);
+    }
+
+    // ---- backend refusals, relayed ----
+
+    @Test
+    void relaysA401RefusalWithItsChallengeAndBody() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(atRoot(backend));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/reject401?token=no"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(401);
+            assertThat(response.header("WWW-Authenticate")).isEqualTo("Bearer realm=\"test\"");
+            assertThat(response.bodyText()).isEqualTo("token required");
+            assertThat(response.header("Connection")).containsIgnoringCase("close");
+            assertThat(response.header("Upgrade")).isNull();
+            assertThat(response.header("Sec-WebSocket-Accept")).isNull();
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        assertThat(backend.nextUpgrade().pathQuery()).isEqualTo("/reject401?token=no");
+        assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(401);
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+    }
+
+    @Test
+    void relaysA403RefusalWithItsHeaderAndBody() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(atRoot(backend));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/reject403"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(403);
+            assertThat(response.header("X-Backend-Reason")).isEqualTo("forbidden tenant");
+            assertThat(response.bodyText()).isEqualTo("forbidden by backend");
+            assertThat(response.header("Connection")).containsIgnoringCase("close");
+            assertThat(response.header("Sec-WebSocket-Accept")).isNull();
+        }
+        assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(403);
+    }
+
+    @Test
+    void jettyClientSeesTheBackendRefusalAsAnUpgradeFailure() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(atRoot(backend));
+        try (Clients clients = new Clients()) {
+            WsRecorder recorder = new WsRecorder();
+            assertThatThrownBy(() -> clients.client.connect(recorder, new ClientUpgradeRequest(
+                    Clients.ws(proxy, "/ws/reject401"))).get(10, TimeUnit.SECONDS))
+                    .isInstanceOf(ExecutionException.class)
+                    .cause().isInstanceOfSatisfying(UpgradeException.class,
+                            e -> assertThat(e.getResponseStatusCode()).isEqualTo(401));
+            Clients.assertNoLeaks(proxy, clients, backend);
+        }
+    }
+
+    @Test
+    void neverRelaysBytesPipelinedAfterAHandshakeTheBackendRefused() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(atRoot(backend));
+        String host = RawHttp.host(proxy);
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            ByteArrayOutputStream write = new ByteArrayOutputStream();
+            write.write(upgrade("/ws/reject403").bytes());
+            write.write(RawFrames.text("frame before the 101", true));
+            write.write(("GET /ws/plain?smuggled=1 HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+                    .getBytes(StandardCharsets.ISO_8859_1));
+            client.send(write.toByteArray());
+
+            RawHttp.Response response = client.readResponse();
+            assertThat(response.status()).as("%s", response).isEqualTo(403);
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).as("closed after the one response").isTrue();
+        }
+        assertThat(backend.nextUpgrade().pathQuery()).isEqualTo("/reject403");
+        assertThat(backend.upgrades).isEmpty();
+        assertThat(backend.texts).isEmpty();
+        assertThat(backend.httpConnections).as("only the refused handshake's connection").hasValue(1);
+    }
+
+    @Test
+    void relaysABackend200AsARefusalNeverAsAnUpgrade() throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\n"
+                + "Content-Type: text/plain\r\nX-From: raw\r\nContent-Length: 5\r\n\r\nhello")));
+        startProxy(backend.backend());
+        String host = RawHttp.host(proxy);
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            client.send(new String(upgrade("/ws/chat").bytes(), StandardCharsets.ISO_8859_1)
+                    + "GET /ws/internal HTTP/1.1\r\nHost: " + host + "\r\n\r\n");
+
+            RawHttp.Response response = client.readResponse();
+            assertThat(response.status()).as("%s", response).isEqualTo(200);
+            assertThat(response.bodyText()).isEqualTo("hello");
+            assertThat(response.header("X-From")).isEqualTo("raw");
+            assertThat(response.header("Connection")).containsIgnoringCase("close");
+            assertThat(response.header("Upgrade")).isNull();
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).as("closed after the one response").isTrue();
+        }
+        assertThat(backend.nextRequest().requestLine()).isEqualTo("GET /ws/chat HTTP/1.1");
+        assertThat(backend.requests).as("requests after the handshake").isEmpty();
+        assertThat(backend.connections).hasValue(1);
+        assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(200);
+    }
+
+    @Test
+    void closesTheBackendConnectionAfterRelayingItsRefusal() throws Exception {
+        // A keep-alive refusal: the proxy must not keep (or reuse) the connection of a failed upgrade.
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
+                + "Content-Type: text/plain\r\nContent-Length: 6\r\n\r\ndenied")));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(403);
+        }
+        assertThat(backend.nextEnd(3)).isIn("eof", "reset");
+    }
+
+    @Test
+    void relaysABackendRedirectWithoutFollowingIt() throws Exception {
+        RawBackend elsewhere = rawBackend(RawBackend.answering(RawBackend.switching(null)));
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 302 Found\r\n"
+                + "Location: ws://127.0.0.1:" + elsewhere.port() + "/elsewhere\r\nContent-Length: 0\r\n\r\n")));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(302);
+            assertThat(response.header("Location")).isEqualTo("ws://127.0.0.1:" + elsewhere.port() + "/elsewhere");
+        }
+        assertThat(elsewhere.connections).as("connections to the redirect target").hasValue(0);
+    }
+
+    @Test
+    void dropsHopByHopAndHandshakeHeadersOfARelayedRefusal() throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
+                + "Connection: keep-alive, X-Hop\r\n"
+                + "Keep-Alive: timeout=5\r\n"
+                + "X-Hop: secret-for-the-proxy\r\n"
+                + "Upgrade: websocket\r\n"
+                + "Sec-WebSocket-Accept: " + RawFrames.SAMPLE_ACCEPT + "\r\n"
+                + "X-Kept: yes\r\n"
+                + "Transfer-Encoding: chunked\r\n\r\n"
+                + "3\r\nden\r\n3\r\nied\r\n0\r\n\r\n")));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(403);
+            assertThat(response.bodyText()).isEqualTo("denied");
+            assertThat(response.header("X-Kept")).isEqualTo("yes");
+            assertThat(response.header("Connection")).isEqualToIgnoringCase("close");
+            assertThat(response.header("Keep-Alive")).isNull();
+            assertThat(response.header("Upgrade")).isNull();
+            assertThat(response.header("Sec-WebSocket-Accept")).isNull();
+            assertThat(response.header("X-Hop")).as("header named in the backend's Connection").isNull();
+        }
+    }
+
+    @Test
+    void capsALargeRefusalBodyAndKeepsItsFramingConsistent() throws Exception {
+        String body = "x".repeat(100 * 1024);
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
+                + "Content-Type: text/plain\r\nContent-Length: " + body.length() + "\r\n\r\n" + body)));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(response.status()).isEqualTo(403);
+            assertThat(response.body().length).as("relayed body")
+                    .isEqualTo(Integer.parseInt(response.header("Content-Length")))
+                    .isPositive()
+                    .isLessThanOrEqualTo(body.length());
+            assertThat(response.bodyText()).matches("x+");
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+    }
+
+    @Test
+    void relaysACompressedRefusalBodyThatMatchesItsHeaders() throws Exception {
+        ByteArrayOutputStream gzipped = new ByteArrayOutputStream();
+        try (GZIPOutputStream gzip = new GZIPOutputStream(gzipped)) {
+            gzip.write("denied by a gzip backend".getBytes(StandardCharsets.UTF_8));
+        }
+        String body = new String(gzipped.toByteArray(), StandardCharsets.ISO_8859_1);
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
+                + "Content-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: " + body.length()
+                + "\r\n\r\n" + body)));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat").add("Accept-Encoding", "gzip"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(403);
+            String encoding = response.header("Content-Encoding");
+            String decoded = encoding != null && encoding.contains("gzip")
+                    ? new String(new GZIPInputStream(new ByteArrayInputStream(response.body())).readAllBytes(),
+                            StandardCharsets.UTF_8)
+                    : response.bodyText();
+            assertThat(decoded).isEqualTo("denied by a gzip backend");
+        }
+    }
+
+    // ---- broken 101s, unreachable and silent backends ----
+
+    /** Broken 101 responses; {@code {accept}} stands for the right {@code Sec-WebSocket-Accept} line. */
+    enum Broken101 {
+        WRONG_ACCEPT("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Accept: " + RawFrames.SAMPLE_ACCEPT + "\r\n\r\n"),
+        MISSING_ACCEPT("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+        UPGRADE_H2C("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n{accept}\r\n"),
+        NO_UPGRADE_HEADER("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n{accept}\r\n"),
+        UNOFFERED_SUBPROTOCOL("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "{accept}Sec-WebSocket-Protocol: unoffered\r\n\r\n");
+
+        private final String script;
+
+        Broken101(String script) {
+            this.script = script;
+        }
+
+        RawBackend.Reply reply() {
+            return request -> script.replace("{accept}",
+                    "Sec-WebSocket-Accept: " + RawFrames.accept(request.header("Sec-WebSocket-Key")) + "\r\n");
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(names = {"WRONG_ACCEPT", "MISSING_ACCEPT"})
+    void answers502ForA101WithAWrongOrMissingAccept(Broken101 broken) throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(broken.reply()));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertProxyError(response, 502);
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        assertConnectFailedReported(502);
+    }
+
+    /** Matrix row B3: a 101 that does not switch to WebSocket must not become a tunnel. */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(names = {"UPGRADE_H2C", "NO_UPGRADE_HEADER"})
+    void answers502ForA101ThatDoesNotSwitchToWebSocket(Broken101 broken) throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(broken.reply()));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertProxyError(response, 502);
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        assertConnectFailedReported(502);
+    }
+
+    /** A rejected 101 leaves the backend's socket in the upgraded state: the proxy must close it, not idle it out. */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(names = {"WRONG_ACCEPT", "UNOFFERED_SUBPROTOCOL"})
+    void closesTheBackendConnectionWhenItRejectsABroken101(Broken101 broken) throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(broken.reply()));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(502);
+        }
+        assertThat(backend.nextEnd(3)).as("backend connection").isIn("eof", "reset");
+    }
+
+    @Test
+    void answers502QuicklyWhenTheBackendPortIsClosed() throws Exception {
+        int closedPort;
+        try (ServerSocket socket = new ServerSocket(0)) {
+            closedPort = socket.getLocalPort();
+        }
+        Backend closed = Backend.of("ws://127.0.0.1:" + closedPort);
+        startProxy(closed);
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            long started = System.nanoTime();
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(Duration.ofNanos(System.nanoTime() - started)).isLessThan(Duration.ofSeconds(1));
+            assertProxyError(response, 502);
+            assertThat(response.bodyText()).doesNotContain(String.valueOf(closedPort));
+        }
+        RecordingListener.ConnectFailed failed = assertConnectFailedReported(502);
+        assertThat(failed.backend()).isEqualTo(closed);
+    }
+
+    @Test
+    void answers502WhenTheBackendHostDoesNotResolve() throws Exception {
+        startProxy(Backend.of("ws://backend.invalid:8080"));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertProxyError(response, 502);
+            assertThat(response.bodyText()).doesNotContain("backend.invalid");
+        }
+        assertConnectFailedReported(502);
+    }
+
+    @Test
+    void answers504WhenTheBackendStaysSilentAndClosesItsSocket() throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.silent()));
+        startProxy(SHORT_CONNECT_TIMEOUT, builder -> builder.route("/ws/", backend.backend()));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            long started = System.nanoTime();
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+            Duration elapsed = Duration.ofNanos(System.nanoTime() - started);
+
+            assertProxyError(response, 504);
+            assertThat(elapsed).isGreaterThanOrEqualTo(SHORT_CONNECT_TIMEOUT.minusMillis(50))
+                    .isLessThan(SHORT_CONNECT_TIMEOUT.plusSeconds(2));
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        backend.nextRequest();
+        assertThat(backend.nextEnd(3)).as("backend connection").isIn("eof", "reset");
+        assertConnectFailedReported(504);
+    }
+
+    @Test
+    void answers503WithRetryAfterWhenTheSelectorHasNoBackend() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(builder -> builder.route("/ws/", r -> r.backends(backend.backend())
+                .backendSelector(context -> null)));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertProxyError(response, 503);
+            assertThat(response.header("Retry-After")).isNotBlank();
+        }
+        assertThat(backend.httpConnections).hasValue(0);
+        assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(503);
+    }
+
+    @Test
+    void selectorThatThrowsGivesA500WithoutDetail() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(builder -> builder.route("/ws/", r -> r.backends(backend.backend())
+                .backendSelector(context -> {
+                    throw new IllegalStateException("selector exploded in java.lang.Secret");
+                })));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertProxyError(response, 500);
+            assertThat(response.bodyText()).doesNotContain("exploded");
+        }
+        assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    // ---- the client leaves, or speaks early ----
+
+    @ParameterizedTest(name = "client {0}")
+    @ValueSource(strings = {"closes", "resets"})
+    void closesTheBackendWhenTheClientLeftDuringTheBackendHandshake(String how) throws Exception {
+        RawBackend backend = rawBackend(RawBackend.holding(RawBackend.switching(null)));
+        startProxy(backend.backend());
+        RawHttp client = RawHttp.connect(proxy);
+        client.send(upgrade("/ws/chat"));
+        backend.nextRequest();
+        if (how.equals("resets")) {
+            client.reset();
+        } else {
+            client.close();
+        }
+
+        backend.release();
+
+        // Either the proxy never opens the session (EOF) or it closes the new backend session at once (1001).
+        assertThat(backend.nextEnd(5)).isIn("eof", "reset", "close:1001");
+        Clients.assertNoLeaks(proxy, null);
+        assertThat(listener.all(RecordingListener.Opened.class)).hasSameSizeAs(
+                listener.all(RecordingListener.Closed.class));
+    }
+
+    @Test
+    void relaysFramesPipelinedWithTheHandshakeInOrder() throws Exception {
+        TestBackend backend = testBackend("b1");
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            ByteArrayOutputStream write = new ByteArrayOutputStream();
+            write.write(upgrade("/ws/chat").bytes());
+            write.write(RawFrames.text("one", true));
+            write.write(RawFrames.text("two", true));
+            client.send(write.toByteArray());
+
+            assertThat(client.readResponse().status()).isEqualTo(101);
+            assertThat(client.readFrame().text()).isEqualTo("one");
+            assertThat(client.readFrame().text()).isEqualTo("two");
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.texts).containsExactly("one", "two");
+    }
+
+    @Test
+    void deliversFramesSentBeforeThe101OnlyOnceTheBackendAccepted() throws Exception {
+        RawBackend backend = rawBackend(RawBackend.holding(RawBackend.switching(null)));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            ByteArrayOutputStream write = new ByteArrayOutputStream();
+            write.write(upgrade("/ws/chat").bytes());
+            write.write(RawFrames.text("early", true));
+            client.send(write.toByteArray());
+            backend.nextRequest();
+            assertThat(backend.frames.poll(300, TimeUnit.MILLISECONDS)).as("frame before the backend's 101").isNull();
+
+            backend.release();
+            assertThat(client.readResponse().status()).isEqualTo(101);
+            RawFrames.Frame relayed = backend.frames.poll(5, TimeUnit.SECONDS);
+            assertThat(relayed).isNotNull();
+            assertThat(relayed.text()).isEqualTo("early");
+            assertThat(client.readFrame().text()).isEqualTo("early");
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.nextEnd(5)).isEqualTo("close:1000");
+    }
+
+    // ---- helpers ----
+
+    private void assertProxyError(RawHttp.Response response, int status) {
+        assertThat(response.status()).as("%s", response).isEqualTo(status);
+        assertThat(response.header("Connection")).containsIgnoringCase("close");
+        assertThat(response.header("Sec-WebSocket-Accept")).isNull();
+        assertThat(response.bodyText()).doesNotContain("Exception").doesNotContain("java.");
+    }
+
+    private RecordingListener.ConnectFailed assertConnectFailedReported(int status) {
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).hasSize(1);
+        assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(status);
+        RecordingListener.ConnectFailed failed = listener.first(RecordingListener.ConnectFailed.class);
+        assertThat(failed.cause()).isNotNull();
+        return failed;
+    }
+
+    /** A JDK WebSocket listener that records whole text messages, the close and errors. */
+    static final class JdkListener implements WebSocket.Listener {
+        final BlockingQueue<String> texts = new LinkedBlockingQueue<>();
+        final BlockingQueue<String> closes = new LinkedBlockingQueue<>();
+        final BlockingQueue<Throwable> errors = new LinkedBlockingQueue<>();
+        private final StringBuilder text = new StringBuilder();
+
+        @Override
+        public CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
+            text.append(data);
+            if (last) {
+                texts.add(text.toString());
+                text.setLength(0);
+            }
+            webSocket.request(1);
+            return null;
+        }
+
+        @Override
+        public CompletionStage<?> onClose(WebSocket webSocket, int statusCode, String reason) {
+            closes.add(statusCode + " " + reason);
+            return null;
+        }
+
+        @Override
+        public void onError(WebSocket webSocket, Throwable error) {
+            errors.add(error);
+        }
+    }
+}

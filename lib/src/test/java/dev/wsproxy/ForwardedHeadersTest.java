@@ -1,0 +1,282 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.Base64;
+import java.util.Map;
+
+import org.eclipse.jetty.websocket.api.Callback;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.RawHttp.Request;
+
+/**
+ * What the backend sees of a client's handshake (matrix rows H1, H8, H9): the client's end-to-end headers, the proxy's
+ * own {@code X-Forwarded-*} and {@code X-Real-IP}, never a hop-by-hop header or the client's WebSocket key and
+ * extensions; and the path the route maps the request to.
+ */
+class ForwardedHeadersTest {
+
+    private static final String CLIENT_IP = "127.0.0.1";
+
+    private TestBackend backend;
+    private TestBackend admin;
+    private WebSocketProxy proxy;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        admin = new TestBackend("admin");
+        proxy = ProxyBuilder.create()
+                .listen("127.0.0.1", 0)
+                .route("/ws/", backend.backend())
+                .route("/ws/admin/", admin.backend())
+                .route("/nohost/", r -> r.backends(backend.backend()).preserveHost(false))
+                .route("/mapped/", Backend.of(backend.uri() + "/base/"))
+                .build();
+        proxy.start();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            Clients.assertNoLeaks(proxy, null, backend, admin);
+        } finally {
+            proxy.close();
+            backend.close();
+            admin.close();
+        }
+    }
+
+    /** Upgrades the raw request, checks the 101, closes cleanly and returns what the backend saw. */
+    private TestBackend.Upgrade upgradeAndClose(Request request, TestBackend expected) throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(request);
+            assertThat(response.status()).as("%s\nfor\n%s", response, request).isEqualTo(101);
+            assertThat(response.header("Sec-WebSocket-Accept")).isEqualTo(RawFrames.SAMPLE_ACCEPT);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(expected.nextClose().code()).isEqualTo(1000);
+        return expected.nextUpgrade();
+    }
+
+    private TestBackend.Upgrade upgradeAndClose(Request request) throws Exception {
+        return upgradeAndClose(request, backend);
+    }
+
+    @Test
+    void backendSeesTheClientIpAndTheHttpSchemeInForwardedHeaders() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", "app.example:8443"));
+
+        assertThat(seen.header("X-Forwarded-For")).isEqualTo(CLIENT_IP);
+        assertThat(seen.header("X-Real-IP")).isEqualTo(CLIENT_IP);
+        assertThat(seen.header("X-Forwarded-Proto")).isEqualTo("http");
+        assertThat(seen.header("X-Forwarded-Host")).isEqualTo("app.example:8443");
+        assertThat(seen.header("Host")).as("Host, preserved by default").isEqualTo("app.example:8443");
+    }
+
+    @Test
+    void jettyClientsHandshakeCarriesTheForwardedHeadersToo() throws Exception {
+        try (Clients clients = new Clients()) {
+            WsRecorder client = clients.connect(Clients.ws(proxy, "/ws/chat"),
+                    Map.of("X-Forwarded-For", "10.9.8.7", "Cookie", "session=abc"));
+            TestBackend.Upgrade seen = backend.nextUpgrade();
+
+            assertThat(seen.header("X-Forwarded-For")).isEqualTo("10.9.8.7, " + CLIENT_IP);
+            assertThat(seen.header("X-Forwarded-Proto")).isEqualTo("http");
+            assertThat(seen.header("Host")).isEqualTo(RawHttp.host(proxy));
+            assertThat(seen.header("Cookie")).isEqualTo("session=abc");
+            client.session.close(1000, null, Callback.NOOP);
+            client.nextClose();
+            Clients.assertNoLeaks(proxy, clients, backend);
+        }
+    }
+
+    @ParameterizedTest(name = "X-Forwarded-For: {0}")
+    @CsvSource(delimiter = '|', value = {
+        "1.2.3.4 | 1.2.3.4, 127.0.0.1",
+        "1.2.3.4, 5.6.7.8 | 1.2.3.4, 5.6.7.8, 127.0.0.1",
+        "unknown | unknown, 127.0.0.1"})
+    void appendsTheClientIpToAnIncomingForwardedFor(String incoming, String expected) throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(
+                Request.upgrade("/ws/chat", RawHttp.host(proxy)).add("X-Forwarded-For", incoming));
+
+        assertThat(seen.header("X-Forwarded-For")).isEqualTo(expected);
+        assertThat(seen.headers().get("x-forwarded-for")).as("one header line").hasSize(1);
+    }
+
+    @Test
+    void appendsTheClientIpAfterEveryIncomingForwardedForLine() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", RawHttp.host(proxy))
+                .add("X-Forwarded-For", "1.2.3.4").add("X-Forwarded-For", "5.6.7.8"));
+
+        assertThat(seen.header("X-Forwarded-For")).isEqualTo("1.2.3.4, 5.6.7.8, " + CLIENT_IP);
+    }
+
+    @Test
+    void replacesSpoofedRealIpProtoAndForwardedHost() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", "app.example")
+                .add("X-Real-IP", "6.6.6.6")
+                .add("X-Forwarded-Proto", "https")
+                .add("X-Forwarded-Proto", "wss")
+                .add("X-Forwarded-Host", "evil.example"));
+
+        assertThat(seen.headers().get("x-real-ip")).containsExactly(CLIENT_IP);
+        assertThat(seen.headers().get("x-forwarded-proto")).containsExactly("http");
+        assertThat(seen.headers().get("x-forwarded-host")).containsExactly("app.example");
+    }
+
+    @Test
+    void sendsTheBackendAuthorityAsHostWhenPreserveHostIsOff() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/nohost/chat", "app.example:8443"));
+
+        assertThat(seen.header("Host")).isEqualTo("127.0.0.1:" + backend.port());
+        assertThat(seen.header("X-Forwarded-Host")).isEqualTo("app.example:8443");
+    }
+
+    @Test
+    void forwardsEndToEndHeadersUnchanged() throws Exception {
+        String traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", RawHttp.host(proxy))
+                .add("Cookie", "session=abc; theme=dark")
+                .add("Authorization", "Bearer token-123")
+                .add("traceparent", traceparent)
+                .add("tracestate", "vendor=value")
+                .add("User-Agent", "raw-test/1.0")
+                .add("Accept-Language", "fr-CH")
+                .add("X-Custom", "custom value")
+                .add("X-Multi", "a")
+                .add("X-Multi", "b"));
+
+        assertThat(seen.header("Cookie")).isEqualTo("session=abc; theme=dark");
+        assertThat(seen.header("Authorization")).isEqualTo("Bearer token-123");
+        assertThat(seen.header("traceparent")).isEqualTo(traceparent);
+        assertThat(seen.header("tracestate")).isEqualTo("vendor=value");
+        assertThat(seen.headers().get("user-agent")).as("the client's agent only").containsExactly("raw-test/1.0");
+        assertThat(seen.header("Accept-Language")).isEqualTo("fr-CH");
+        assertThat(seen.header("X-Custom")).isEqualTo("custom value");
+        assertThat(seen.header("X-Multi")).isEqualTo("a, b");
+    }
+
+    @Test
+    void addsNoContentNegotiationTheClientDidNotAskFor() throws Exception {
+        TestBackend.Upgrade plain = upgradeAndClose(Request.upgrade("/ws/chat", RawHttp.host(proxy)));
+        TestBackend.Upgrade brotli = upgradeAndClose(Request.upgrade("/ws/chat", RawHttp.host(proxy))
+                .add("Accept-Encoding", "br"));
+
+        assertThat(plain.headers()).as("backend headers for a client without Accept-Encoding")
+                .doesNotContainKey("accept-encoding");
+        assertThat(brotli.headers().get("accept-encoding")).containsExactly("br");
+    }
+
+    @Test
+    void stripsHopByHopHeaders() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", RawHttp.host(proxy))
+                .set("Connection", "Upgrade, X-Hop, keep-alive")
+                .add("X-Hop", "for the proxy only")
+                .add("Keep-Alive", "timeout=5")
+                .add("TE", "trailers")
+                .add("Trailer", "X-Checksum")
+                .add("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0")
+                .add("Proxy-Connection", "keep-alive"));
+
+        assertThat(seen.headers()).doesNotContainKeys(
+                "x-hop", "keep-alive", "te", "trailer", "proxy-authorization", "proxy-connection");
+        assertThat(seen.header("Connection")).as("the proxy's own Connection").containsIgnoringCase("upgrade")
+                .doesNotContainIgnoringCase("x-hop").doesNotContainIgnoringCase("keep-alive");
+        assertThat(seen.header("Upgrade")).isEqualToIgnoringCase("websocket");
+    }
+
+    @Test
+    void clientCannotStripTheProxysHeadersByNamingThemInConnection() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", "app.example")
+                .set("Connection", "Upgrade, X-Forwarded-For, x-real-ip, X-Forwarded-Proto, X-Forwarded-Host, Cookie")
+                .add("X-Forwarded-For", "1.2.3.4")
+                .add("Cookie", "session=abc"));
+
+        assertThat(seen.header("X-Forwarded-For")).as("X-Forwarded-For").isNotNull().endsWith(CLIENT_IP);
+        assertThat(seen.header("X-Real-IP")).isEqualTo(CLIENT_IP);
+        assertThat(seen.header("X-Forwarded-Proto")).isEqualTo("http");
+        assertThat(seen.header("X-Forwarded-Host")).isEqualTo("app.example");
+        assertThat(seen.headers()).as("Cookie, named hop-by-hop by the client").doesNotContainKey("cookie");
+    }
+
+    @Test
+    void sendsAFreshKeyAndNoExtensionsToTheBackend() throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/ws/chat", RawHttp.host(proxy))
+                    .add("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")
+                    .add("Sec-WebSocket-Extensions", "x-webkit-deflate-frame"));
+
+            assertThat(response.status()).isEqualTo(101);
+            assertThat(response.header("Sec-WebSocket-Extensions")).as("extensions on the client leg").isNull();
+            client.sendText("uncompressed");
+            assertThat(client.readFrame().text()).isEqualTo("uncompressed");
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        backend.nextClose();
+        TestBackend.Upgrade seen = backend.nextUpgrade();
+        String key = seen.header("Sec-WebSocket-Key");
+        assertThat(key).isNotEqualTo(RawFrames.SAMPLE_KEY);
+        assertThat(Base64.getDecoder().decode(key)).hasSize(16);
+        assertThat(seen.headers()).doesNotContainKey("sec-websocket-extensions");
+        assertThat(seen.header("Sec-WebSocket-Version")).isEqualTo("13");
+    }
+
+    @ParameterizedTest(name = "{0} -> {1}")
+    @CsvSource({
+        "/ws/chat?room=1, /ws/chat?room=1",
+        "/ws/chat, /ws/chat",
+        "/ws/a%20b?q=a%26b&x=%2F, /ws/a%20b?q=a%26b&x=%2F",
+        "/mapped/chat?x=1, /base/chat?x=1",
+        "/mapped/, /base/",
+        "/mapped/deep/er/path, /base/deep/er/path",
+        "/mapped/a%20b?q=%20, /base/a%20b?q=%20",
+        "/mapped/what%3F, /base/what%3F",
+        "/mapped/%C3%A9t%C3%A9, /base/%C3%A9t%C3%A9",
+        "/ws/adminx, /ws/adminx"})
+    void mapsTheRequestPathOntoTheBackend(String requested, String expected) throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade(requested, RawHttp.host(proxy)));
+
+        assertThat(seen.pathQuery()).isEqualTo(expected);
+    }
+
+    @Test
+    void longestRoutePrefixWins() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/admin/panel?x=1", RawHttp.host(proxy)), admin);
+
+        assertThat(seen.pathQuery()).isEqualTo("/ws/admin/panel?x=1");
+        assertThat(backend.upgrades).isEmpty();
+    }
+
+    @Test
+    void percentEncodedLettersStillSelectTheLongerRoute() throws Exception {
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/%61dmin/panel", RawHttp.host(proxy)), admin);
+
+        assertThat(seen.pathQuery()).isIn("/ws/%61dmin/panel", "/ws/admin/panel");
+        assertThat(backend.upgrades).isEmpty();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"/mapped/../secret", "/mapped/%2e%2e/secret", "/mapped/..%2Fsecret",
+        "/mapped/%2E%2E%2Fsecret", "/mapped/a/../../secret"})
+    void neverMapsAPathOutsideTheBackendBase(String requested) throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(Request.upgrade(requested, RawHttp.host(proxy)));
+
+            if (response.status() == 101) {
+                client.closeHandshake(1000, "");
+                backend.nextClose();
+                assertThat(backend.nextUpgrade().pathQuery()).startsWith("/base/");
+            } else {
+                assertThat(response.status()).as("%s", response).isIn(400, 404);
+                assertThat(backend.upgrades).isEmpty();
+            }
+        }
+    }
+}

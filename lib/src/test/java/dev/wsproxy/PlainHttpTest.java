@@ -1,0 +1,242 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.RawHttp.Request;
+
+/**
+ * Requests that are not WebSocket upgrades (the nginx {@code map $http_upgrade} case): on a route they are proxied to
+ * the backend as plain HTTP, or passed to the next handler on a {@link PlainHttp#NEXT_HANDLER} route; outside every
+ * route they go to the next handler, or get {@code 404} without one.
+ */
+class PlainHttpTest {
+
+    private TestBackend backend;
+    private RawBackend raw;
+    private NextHandler next;
+    private WebSocketProxy proxy;
+    private int closedPort;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        raw = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nraw-body"));
+        next = new NextHandler();
+        try (ServerSocket socket = new ServerSocket(0)) {
+            closedPort = socket.getLocalPort();
+        }
+        proxy = ProxyBuilder.create()
+                .listen("127.0.0.1", 0)
+                .route("/ws/", backend.backend())
+                .route("/mapped/", Backend.of(backend.uri() + "/base/"))
+                .route("/nohost/", r -> r.backends(backend.backend()).preserveHost(false))
+                .route("/p/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER))
+                .route("/down/", Backend.of("ws://127.0.0.1:" + closedPort))
+                .route("/raw/", raw.backend())
+                .nextHandler(next)
+                .build();
+        proxy.start();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            Clients.assertNoLeaks(proxy, null, backend);
+        } finally {
+            proxy.close();
+            backend.close();
+            raw.close();
+        }
+    }
+
+    private RawHttp.Response get(String target) throws Exception {
+        return get(Request.plain("GET", target, RawHttp.host(proxy)));
+    }
+
+    private RawHttp.Response get(Request request) throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            return client.exchange(request);
+        }
+    }
+
+    @Test
+    void proxiesPlainHttpOnARouteToTheBackend() throws Exception {
+        RawHttp.Response response = get("/ws/plain?q=1");
+
+        assertThat(response.status()).as("%s", response).isEqualTo(200);
+        assertThat(response.bodyText())
+                .isEqualTo("plain:/ws/plain?q=1 host:" + RawHttp.host(proxy) + " xff:127.0.0.1");
+        assertThat(next.requests).isEmpty();
+    }
+
+    @Test
+    void appendsTheClientIpToAnIncomingForwardedForOnPlainHttp() throws Exception {
+        RawHttp.Response response = get(Request.plain("GET", "/ws/plain", RawHttp.host(proxy))
+                .add("X-Forwarded-For", "1.2.3.4"));
+
+        assertThat(response.bodyText()).endsWith(" xff:1.2.3.4, 127.0.0.1");
+    }
+
+    @Test
+    void mapsPlainHttpOntoTheBackendBasePath() throws Exception {
+        RawHttp.Response response = get("/mapped/plain?q=1");
+
+        assertThat(response.status()).isEqualTo(200);
+        assertThat(response.bodyText()).startsWith("plain:/base/plain?q=1 ");
+    }
+
+    @Test
+    void mapsAPercentEncodedPlainHttpPathOntoTheBackendBaseWithoutReencodingIt() throws Exception {
+        RawHttp.Response response = get("/mapped/a%20b/what%3F?q=%20");
+
+        assertThat(response.status()).as("%s", response).isEqualTo(200);
+        assertThat(response.bodyText()).startsWith("plain:/base/a%20b/what%3F?q=%20 ");
+    }
+
+    @Test
+    void sendsTheBackendAuthorityAsHostOnPlainHttpWhenPreserveHostIsOff() throws Exception {
+        RawHttp.Response response = get(Request.plain("GET", "/nohost/plain", "app.example"));
+
+        assertThat(response.bodyText()).contains(" host:127.0.0.1:" + backend.port() + " ");
+    }
+
+    @Test
+    void proxiesAPostWithItsBody() throws Exception {
+        RawHttp.Response response = get(Request.plain("POST", "/ws/plain/form", RawHttp.host(proxy))
+                .add("Content-Type", "text/plain").add("Content-Length", "5").body("hello"));
+
+        assertThat(response.status()).isEqualTo(200);
+        assertThat(response.bodyText()).startsWith("plain:/ws/plain/form ");
+    }
+
+    @Test
+    void passesPlainHttpToTheNextHandlerOnANextHandlerRoute() throws Exception {
+        RawHttp.Response response = get("/p/page?x=1");
+
+        assertThat(response.status()).isEqualTo(200);
+        assertThat(response.bodyText()).isEqualTo("next:/p/page?x=1");
+        assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    @Test
+    void stillProxiesWebSocketUpgradesOnANextHandlerRoute() throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/p/chat", RawHttp.host(proxy)));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.nextUpgrade().pathQuery()).isEqualTo("/p/chat");
+        assertThat(next.requests).isEmpty();
+    }
+
+    @Test
+    void refusesAMalformedUpgradeOnANextHandlerRouteInsteadOfPassingItOn() throws Exception {
+        RawHttp.Response response = get(Request.upgrade("/p/chat", RawHttp.host(proxy))
+                .set("Sec-WebSocket-Version", "8"));
+
+        assertThat(response.status()).isEqualTo(426);
+        assertThat(next.requests).isEmpty();
+        assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    /**
+     * An upgrade offer for another protocol (the JDK's HTTP client offers {@code h2c} by default) is never honoured:
+     * the proxy refuses it or serves it as plain HTTP, but the backend never sees the offer (which would let it switch
+     * the connection to a protocol the proxy cannot inspect: h2c smuggling) and the client never gets a {@code 101}.
+     */
+    @ParameterizedTest(name = "Upgrade: {0}")
+    @ValueSource(strings = {"h2c", "websocket2", "TLS/1.2"})
+    void neverTunnelsAnUpgradeOfferThatIsNotWebSocket(String protocol) throws Exception {
+        RawHttp.Response response = get(Request.plain("GET", "/raw/page", RawHttp.host(proxy))
+                .add("Connection", "Upgrade, HTTP2-Settings")
+                .add("Upgrade", protocol)
+                .add("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"));
+
+        assertThat(response.status()).as("%s", response).isIn(200, 400);
+        assertThat(response.header("Upgrade")).isNull();
+        if (response.status() == 200) {
+            assertThat(response.bodyText()).isEqualTo("raw-body");
+            RawBackend.Request seen = raw.nextRequest();
+            assertThat(seen.requestLine()).isEqualTo("GET /raw/page HTTP/1.1");
+            assertThat(seen.header("Upgrade")).as("Upgrade at the backend").isNull();
+            assertThat(seen.header("HTTP2-Settings")).as("HTTP2-Settings at the backend").isNull();
+            String connection = seen.header("Connection");
+            if (connection != null) {
+                assertThat(connection).doesNotContainIgnoringCase("upgrade").doesNotContainIgnoringCase("http2");
+            }
+        } else {
+            assertThat(raw.connections).hasValue(0);
+        }
+    }
+
+    @Test
+    void proxiesAJdkHttpClientRequestThatOffersH2c() throws Exception {
+        HttpResponse<String> response = HttpClient.newBuilder().version(HttpClient.Version.HTTP_2).build()
+                .send(HttpRequest.newBuilder(URI.create(proxy.uri() + "ws/plain?jdk=1")).build(),
+                        HttpResponse.BodyHandlers.ofString());
+
+        assertThat(response.statusCode()).isEqualTo(200);
+        assertThat(response.body()).startsWith("plain:/ws/plain?jdk=1 ");
+    }
+
+    @Test
+    void passesRequestsOutsideEveryRouteToTheNextHandler() throws Exception {
+        RawHttp.Response page = get("/index.html");
+        RawHttp.Response routeWithoutSlash = get("/ws");
+
+        assertThat(page.bodyText()).isEqualTo("next:/index.html");
+        assertThat(routeWithoutSlash.bodyText()).isEqualTo("next:/ws");
+        assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    @Test
+    void passesUpgradesOutsideEveryRouteToTheNextHandler() throws Exception {
+        RawHttp.Response response = get(Request.upgrade("/elsewhere/chat", RawHttp.host(proxy)));
+
+        assertThat(response.status()).isEqualTo(200);
+        assertThat(response.bodyText()).isEqualTo("next:/elsewhere/chat");
+        assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    @Test
+    void answers404OutsideEveryRouteWithoutANextHandler() throws Exception {
+        try (WebSocketProxy bare = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/ws/", backend.backend()).build()) {
+            bare.start();
+            try (RawHttp client = RawHttp.connect(bare)) {
+                RawHttp.Response response = client.exchange(Request.plain("GET", "/index.html", RawHttp.host(bare)));
+
+                assertThat(response.status()).isEqualTo(404);
+            }
+            try (RawHttp client = RawHttp.connect(bare)) {
+                RawHttp.Response response = client.exchange(Request.upgrade("/other/chat", RawHttp.host(bare)));
+
+                assertThat(response.status()).isEqualTo(404);
+            }
+            Clients.assertNoLeaks(bare, null, backend);
+        }
+        assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    @Test
+    void answers502WithoutDetailWhenThePlainHttpBackendIsDown() throws Exception {
+        RawHttp.Response response = get("/down/page");
+
+        assertThat(response.status()).as("%s", response).isEqualTo(502);
+        assertThat(response.bodyText()).doesNotContain("Exception").doesNotContain("java.")
+                .doesNotContain(String.valueOf(closedPort));
+    }
+}

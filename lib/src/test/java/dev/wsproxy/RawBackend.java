@@ -1,0 +1,243 @@
+package dev.wsproxy;
+
+import java.io.BufferedInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A scripted backend on a bare {@link ServerSocket} (127.0.0.1, port 0), for the answers a real WebSocket server
+ * never gives: silence, {@code 200}, a {@code 101} with a wrong accept or an unoffered subprotocol, a {@code 101} held
+ * back until the test releases it.
+ *
+ * <p>Each connection reads one request head, records it, waits for the gate, writes the scripted reply (nothing when
+ * the reply is {@code null}) and then reads until the proxy closes. After a {@code 101} it speaks WebSocket: it echoes
+ * data frames and answers a close frame with the same close frame, then closes its socket. How each connection ended
+ * is recorded in {@link #ends}: {@code eof} (the proxy closed the socket), {@code reset}, or {@code close:CODE} (the
+ * proxy sent a close frame with CODE).
+ */
+final class RawBackend implements AutoCloseable {
+
+    /** Computes the raw response to a handshake; {@code null} means staying silent. */
+    @FunctionalInterface
+    interface Reply {
+        String response(Request request);
+    }
+
+    /** A request head as the backend received it. */
+    record Request(String head) {
+        String requestLine() {
+            return head.substring(0, head.indexOf("\r\n"));
+        }
+
+        /** Every value of the header, joined with {@code ", "}, or {@code null} when absent. */
+        String header(String name) {
+            List<String> values = new ArrayList<>();
+            for (String line : head.split("\r\n")) {
+                int colon = line.indexOf(':');
+                if (colon > 0 && line.substring(0, colon).trim().equalsIgnoreCase(name)) {
+                    values.add(line.substring(colon + 1).trim());
+                }
+            }
+            return values.isEmpty() ? null : String.join(", ", values);
+        }
+    }
+
+    final AtomicInteger connections = new AtomicInteger();
+    final BlockingQueue<Request> requests = new LinkedBlockingQueue<>();
+    final BlockingQueue<RawFrames.Frame> frames = new LinkedBlockingQueue<>();
+    final BlockingQueue<String> ends = new LinkedBlockingQueue<>();
+    private final ServerSocket server;
+    private final Reply reply;
+    private final CountDownLatch gate;
+    private final Set<Socket> open = ConcurrentHashMap.newKeySet();
+    private final Thread acceptor;
+
+    private RawBackend(Reply reply, boolean held) throws IOException {
+        this.reply = reply;
+        this.gate = new CountDownLatch(held ? 1 : 0);
+        this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        this.acceptor = new Thread(this::acceptLoop, "raw-backend-" + server.getLocalPort());
+        acceptor.setDaemon(true);
+        acceptor.start();
+    }
+
+    /** A backend that answers every handshake at once with {@code reply}. */
+    static RawBackend answering(Reply reply) throws IOException {
+        return new RawBackend(reply, false);
+    }
+
+    /** A backend that records each handshake but answers only after {@link #release()}. */
+    static RawBackend holding(Reply reply) throws IOException {
+        return new RawBackend(reply, true);
+    }
+
+    /** Accepts the TCP connection, reads the request and never answers. */
+    static Reply silent() {
+        return request -> null;
+    }
+
+    /** Always the same raw response. */
+    static Reply raw(String response) {
+        return request -> response;
+    }
+
+    /** A valid {@code 101}, choosing {@code subprotocol} (none when {@code null}). */
+    static Reply switching(String subprotocol) {
+        return switchingWith(subprotocol == null ? "" : "Sec-WebSocket-Protocol: " + subprotocol + "\r\n");
+    }
+
+    /** A valid {@code 101} with extra raw header lines (each ending in CRLF). */
+    static Reply switchingWith(String extraHeaderLines) {
+        return request -> "HTTP/1.1 101 Switching Protocols\r\n"
+                + "Upgrade: websocket\r\n"
+                + "Connection: Upgrade\r\n"
+                + "Sec-WebSocket-Accept: " + RawFrames.accept(request.header("Sec-WebSocket-Key")) + "\r\n"
+                + extraHeaderLines
+                + "\r\n";
+    }
+
+    void release() {
+        gate.countDown();
+    }
+
+    int port() {
+        return server.getLocalPort();
+    }
+
+    URI uri() {
+        return URI.create("ws://127.0.0.1:" + port());
+    }
+
+    Backend backend() {
+        return Backend.of(uri());
+    }
+
+    Request nextRequest() throws InterruptedException {
+        Request request = requests.poll(10, TimeUnit.SECONDS);
+        if (request == null) {
+            throw new AssertionError("raw backend saw no request");
+        }
+        return request;
+    }
+
+    /** How the next connection ended; fails after {@code seconds}. */
+    String nextEnd(long seconds) throws InterruptedException {
+        String end = ends.poll(seconds, TimeUnit.SECONDS);
+        if (end == null) {
+            throw new AssertionError("the proxy did not close its backend connection within " + seconds + " s");
+        }
+        return end;
+    }
+
+    int openConnections() {
+        return open.size();
+    }
+
+    private void acceptLoop() {
+        while (!server.isClosed()) {
+            try {
+                Socket socket = server.accept();
+                connections.incrementAndGet();
+                open.add(socket);
+                Thread handler = new Thread(() -> serve(socket), "raw-backend-conn-" + socket.getPort());
+                handler.setDaemon(true);
+                handler.start();
+            } catch (IOException e) {
+                return; // closed
+            }
+        }
+    }
+
+    private void serve(Socket socket) {
+        String end = "eof";
+        try (socket) {
+            socket.setTcpNoDelay(true);
+            InputStream in = new BufferedInputStream(socket.getInputStream());
+            OutputStream out = socket.getOutputStream();
+            String head = readHead(in);
+            if (head == null) {
+                return;
+            }
+            Request request = new Request(head);
+            requests.add(request);
+            gate.await();
+            String response = reply.response(request);
+            if (response != null) {
+                out.write(response.getBytes(StandardCharsets.ISO_8859_1));
+                out.flush();
+            }
+            if (response != null && response.startsWith("HTTP/1.1 101")) {
+                end = speakWebSocket(in, out);
+            } else {
+                while (in.read() != -1) {
+                    // Whatever the proxy sends after the request is ignored; we wait for it to close.
+                }
+            }
+        } catch (EOFException e) {
+            end = "eof";
+        } catch (SocketException e) {
+            end = server.isClosed() ? "backend closed" : "reset";
+        } catch (IOException | InterruptedException e) {
+            end = "error: " + e;
+        } finally {
+            open.remove(socket);
+            ends.add(end);
+        }
+    }
+
+    private String speakWebSocket(InputStream in, OutputStream out) throws IOException {
+        while (true) {
+            RawFrames.Frame frame = RawFrames.read(in);
+            frames.add(frame);
+            if (frame.opcode() == RawFrames.CLOSE) {
+                RawFrames.write(out, RawFrames.encode(RawFrames.CLOSE, frame.payload(), false));
+                return "close:" + frame.closeCode();
+            }
+            if (frame.opcode() == RawFrames.TEXT || frame.opcode() == RawFrames.BINARY) {
+                RawFrames.write(out, RawFrames.encode(frame.opcode(), frame.payload(), false));
+            }
+        }
+    }
+
+    private static String readHead(InputStream in) throws IOException {
+        ByteArrayOutputStream head = new ByteArrayOutputStream();
+        int matched = 0;
+        int b;
+        while ((b = in.read()) != -1) {
+            head.write(b);
+            matched = (b == '\r' && (matched == 0 || matched == 2)) || (b == '\n' && (matched == 1 || matched == 3))
+                    ? matched + 1 : (b == '\r' ? 1 : 0);
+            if (matched == 4) {
+                return head.toString(StandardCharsets.ISO_8859_1);
+            }
+        }
+        return null;
+    }
+
+    @Override
+    public void close() throws IOException {
+        release();
+        server.close();
+        for (Socket socket : open) {
+            socket.close();
+        }
+    }
+}
