@@ -53,6 +53,25 @@ final class Clients implements AutoCloseable {
         });
     }
 
+    /**
+     * Ends a test: checks that no session is left on the proxy, the client or any {@link TestBackend} among
+     * {@code resources}, then closes everything, even when the check fails.
+     */
+    static void tearDown(WebSocketProxy proxy, Clients clients, AutoCloseable... resources) throws Exception {
+        try {
+            assertNoLeaks(proxy, clients, java.util.Arrays.stream(resources).filter(TestBackend.class::isInstance)
+                    .map(TestBackend.class::cast).toArray(TestBackend[]::new));
+        } finally {
+            if (clients != null) {
+                clients.close();
+            }
+            proxy.close();
+            for (AutoCloseable resource : resources) {
+                resource.close();
+            }
+        }
+    }
+
     static URI ws(WebSocketProxy proxy, String pathQuery) {
         URI base = proxy.uri();
         return URI.create("ws://" + base.getRawAuthority() + pathQuery);

@@ -44,13 +44,7 @@ class ForwardedHeadersTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            Clients.assertNoLeaks(proxy, null, backend, admin);
-        } finally {
-            proxy.close();
-            backend.close();
-            admin.close();
-        }
+        Clients.tearDown(proxy, null, backend, admin);
     }
 
     /** Upgrades the raw request, checks the 101, closes cleanly and returns what the backend saw. */

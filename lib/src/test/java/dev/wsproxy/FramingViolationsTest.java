@@ -31,12 +31,7 @@ class FramingViolationsTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            Clients.assertNoLeaks(proxy, null, backend);
-        } finally {
-            proxy.close();
-            backend.close();
-        }
+        Clients.tearDown(proxy, null, backend);
     }
 
     static Stream<Arguments> violations() {

@@ -49,12 +49,7 @@ class HandshakeValidationTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            Clients.assertNoLeaks(proxy, null, backend);
-        } finally {
-            proxy.close();
-            backend.close();
-        }
+        Clients.tearDown(proxy, null, backend);
     }
 
     private Request upgrade(String target) {

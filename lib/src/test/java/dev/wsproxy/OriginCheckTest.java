@@ -54,12 +54,7 @@ class OriginCheckTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            Clients.assertNoLeaks(proxy, null, backend);
-        } finally {
-            proxy.close();
-            backend.close();
-        }
+        Clients.tearDown(proxy, null, backend);
     }
 
     private String host() {

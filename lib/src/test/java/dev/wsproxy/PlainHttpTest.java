@@ -52,13 +52,7 @@ class PlainHttpTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            Clients.assertNoLeaks(proxy, null, backend);
-        } finally {
-            proxy.close();
-            backend.close();
-            raw.close();
-        }
+        Clients.tearDown(proxy, null, backend, raw);
     }
 
     private RawHttp.Response get(String target) throws Exception {

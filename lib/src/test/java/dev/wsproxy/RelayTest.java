@@ -53,13 +53,7 @@ class RelayTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            Clients.assertNoLeaks(proxy, clients, backend);
-        } finally {
-            clients.close();
-            proxy.close();
-            backend.close();
-        }
+        Clients.tearDown(proxy, clients, backend);
     }
 
     private WsRecorder connect() throws Exception {

@@ -28,13 +28,7 @@ class ShutdownTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            Clients.assertNoLeaks(proxy, clients, backend);
-        } finally {
-            clients.close();
-            proxy.close();
-            backend.close();
-        }
+        Clients.tearDown(proxy, clients, backend);
     }
 
     @Test
