@@ -7,7 +7,8 @@ import java.net.URISyntaxException;
 import java.util.Locale;
 
 /**
- * A backend WebSocket server that the proxy forwards sessions to: a {@code ws://} or {@code wss://} URI and a weight.
+ * A backend WebSocket server that the proxy forwards sessions to: a {@code ws://} or {@code wss://} URI, a weight,
+ * and whether it is a backup.
  *
  * <p>{@code http://} and {@code https://} are accepted and mean {@code ws://} and {@code wss://}. The path of the URI
  * decides how request paths are mapped, exactly like nginx's {@code proxy_pass}:
@@ -17,7 +18,10 @@ import java.util.Locale;
  *       the client's path and its query are appended.</li>
  * </ul>
  *
- * <p>Instances are immutable values: two backends are equal when their URI and weight are equal.
+ * <p>A backup backend ({@link #asBackup()}, nginx's {@code backup}) gets new sessions only while no primary backend of
+ * its route is up.
+ *
+ * <p>Instances are immutable values: two backends are equal when their URI, weight and backup flag are equal.
  *
  * <pre>{@code
  * Backend a = Backend.of("ws://10.0.0.1:8080");
@@ -31,10 +35,12 @@ public final class Backend {
 
     private final URI uri;
     private final int weight;
+    private final boolean backup;
 
-    private Backend(URI uri, int weight) {
+    private Backend(URI uri, int weight, boolean backup) {
         this.uri = uri;
         this.weight = weight;
+        this.backup = backup;
     }
 
     /**
@@ -90,7 +96,7 @@ public final class Backend {
         }
         String path = uri.getRawPath() == null ? "" : uri.getRawPath();
         URI normalized = URI.create(wsScheme + "://" + uri.getRawAuthority() + path);
-        return new Backend(normalized, DEFAULT_WEIGHT);
+        return new Backend(normalized, DEFAULT_WEIGHT, false);
     }
 
     /**
@@ -104,7 +110,26 @@ public final class Backend {
         if (weight < 1 || weight > 1000) {
             throw new IllegalArgumentException("weight: " + weight + " (expected: 1 to 1000)");
         }
-        return new Backend(uri, weight);
+        return new Backend(uri, weight, backup);
+    }
+
+    /**
+     * Returns a copy of this backend marked as a backup: it gets new sessions only while every primary backend of its
+     * route is down or draining.
+     *
+     * @return a backup backend with the same URI and weight
+     */
+    public Backend asBackup() {
+        return new Backend(uri, weight, true);
+    }
+
+    /**
+     * Tells whether this is a backup backend.
+     *
+     * @return {@code true} for a backend made with {@link #asBackup()}
+     */
+    public boolean isBackup() {
+        return backup;
     }
 
     /**
@@ -134,16 +159,16 @@ public final class Backend {
             return false;
         }
         Backend that = (Backend) o;
-        return weight == that.weight && uri.equals(that.uri);
+        return weight == that.weight && backup == that.backup && uri.equals(that.uri);
     }
 
     @Override
     public int hashCode() {
-        return uri.hashCode() * 31 + weight;
+        return (uri.hashCode() * 31 + weight) * 2 + (backup ? 1 : 0);
     }
 
     @Override
     public String toString() {
-        return weight == DEFAULT_WEIGHT ? uri.toString() : uri + ";weight=" + weight;
+        return uri + (weight == DEFAULT_WEIGHT ? "" : ";weight=" + weight) + (backup ? ";backup" : "");
     }
 }

@@ -68,6 +68,22 @@ public interface HandshakeRequest {
     Set<String> headerNames();
 
     /**
+     * Returns the value of a cookie sent with the request.
+     *
+     * @param name the cookie name, case-sensitive
+     * @return the first value, or {@code null} when the request has no such cookie
+     */
+    @Nullable String cookie(String name);
+
+    /**
+     * Returns the value of a query parameter, decoded.
+     *
+     * @param name the parameter name, case-sensitive
+     * @return the first value, or {@code null} when the query has no such parameter
+     */
+    @Nullable String queryParameter(String name);
+
+    /**
      * Returns the subprotocols the client offered in {@code Sec-WebSocket-Protocol}, in order.
      *
      * @return the offered subprotocols, empty when none

@@ -208,6 +208,39 @@ public final class ProxyBuilder {
     }
 
     /**
+     * Sets passive health checks for routes that set none, like nginx's {@code max_fails} and {@code fail_timeout}: a backend
+     * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
+     * handshake) gets no new sessions for {@code failTimeout}, then is tried again. A backend's own refusal (a status
+     * other than {@code 101}) is not a failure. Routes with a single backend never take it down. Default: 1 failure,
+     * 10 seconds.
+     *
+     * @param maxFails failures that take a backend down; 0 turns passive health off
+     * @param failTimeout the window that counts failures, and how long a backend stays down
+     * @return this builder
+     */
+    public ProxyBuilder passiveHealth(int maxFails, Duration failTimeout) {
+        requireNonNull(failTimeout, "failTimeout");
+        defaults.passiveHealth(maxFails, failTimeout);
+        return this;
+    }
+
+    /**
+     * Sets failover for routes that set none, like nginx's {@code proxy_next_upstream error timeout}: when a backend connection
+     * fails before its {@code 101}, the next candidate the selector offers is tried, up to {@code maxAttempts}
+     * backends in all and within {@code maxTime} from the first attempt. A backend's own refusal is relayed, not
+     * retried, and nothing is retried once the client is upgraded. Default: 3 attempts, 30 seconds.
+     *
+     * @param maxAttempts backends to try in all, at least 1 (1 turns failover off)
+     * @param maxTime the time budget of all attempts together
+     * @return this builder
+     */
+    public ProxyBuilder failover(int maxAttempts, Duration maxTime) {
+        requireNonNull(maxTime, "maxTime");
+        defaults.failover(maxAttempts, maxTime);
+        return this;
+    }
+
+    /**
      * Adds a listener for the sessions of every route. Listeners are called in the order they were added.
      *
      * @param listener the listener

@@ -2,6 +2,7 @@ package dev.wsproxy;
 
 import static java.util.Objects.requireNonNull;
 
+import java.time.Duration;
 import java.util.List;
 
 import dev.wsproxy.internal.RouteSettings;
@@ -112,6 +113,39 @@ public final class RouteBuilder {
      */
     public RouteBuilder preserveHost(boolean preserveHost) {
         settings.preserveHost(preserveHost);
+        return this;
+    }
+
+    /**
+     * Sets passive health checks for this route, like nginx's {@code max_fails} and {@code fail_timeout}: a backend
+     * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
+     * handshake) gets no new sessions for {@code failTimeout}, then is tried again. A backend's own refusal (a status
+     * other than {@code 101}) is not a failure. Routes with a single backend never take it down. Default: 1 failure,
+     * 10 seconds.
+     *
+     * @param maxFails failures that take a backend down; 0 turns passive health off
+     * @param failTimeout the window that counts failures, and how long a backend stays down
+     * @return this builder
+     */
+    public RouteBuilder passiveHealth(int maxFails, Duration failTimeout) {
+        requireNonNull(failTimeout, "failTimeout");
+        settings.passiveHealth(maxFails, failTimeout);
+        return this;
+    }
+
+    /**
+     * Sets failover for this route, like nginx's {@code proxy_next_upstream error timeout}: when a backend connection
+     * fails before its {@code 101}, the next candidate the selector offers is tried, up to {@code maxAttempts}
+     * backends in all and within {@code maxTime} from the first attempt. A backend's own refusal is relayed, not
+     * retried, and nothing is retried once the client is upgraded. Default: 3 attempts, 30 seconds.
+     *
+     * @param maxAttempts backends to try in all, at least 1 (1 turns failover off)
+     * @param maxTime the time budget of all attempts together
+     * @return this builder
+     */
+    public RouteBuilder failover(int maxAttempts, Duration maxTime) {
+        requireNonNull(maxTime, "maxTime");
+        settings.failover(maxAttempts, maxTime);
         return this;
     }
 

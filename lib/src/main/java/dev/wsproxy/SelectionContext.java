@@ -4,14 +4,23 @@ import java.util.List;
 
 /**
  * What a {@link BackendSelector} knows when it picks a backend for a new session: the client's
- * {@link HandshakeRequest} and the route's backends.
+ * {@link HandshakeRequest}, the route's backends, and which of them may take the session now.
  */
 public interface SelectionContext extends HandshakeRequest {
 
     /**
-     * Returns the backends of the matched route, in the order they were configured.
+     * Returns every backend of the matched route, in the order they were configured, whatever their state.
      *
-     * @return the candidate backends, never empty
+     * @return the route's backends, never empty
      */
     List<Backend> backends();
+
+    /**
+     * Returns the backends that may take this session now, in configuration order: the primary backends that are
+     * {@link BackendStatus.State#UP up}, or the up backups when no primary is, minus those this handshake already
+     * failed on (failover). Built-in selectors pick from this list.
+     *
+     * @return the candidates with their live state; empty when no backend is available
+     */
+    List<BackendStatus> candidates();
 }

@@ -138,6 +138,51 @@ public final class WebSocketProxy implements AutoCloseable {
     }
 
     /**
+     * Replaces the backends of a route at once. Sessions already open are not touched, whatever their backend; new
+     * sessions use the new list. Backends that stay keep their counters and health, and stop draining.
+     *
+     * @param route the prefix of a route, as given to {@link ProxyBuilder#route}
+     * @param backends one or more backends
+     * @throws IllegalArgumentException if there is no such route or the list is empty
+     */
+    public void updateBackends(String route, List<Backend> backends) {
+        requireNonNull(route, "route");
+        requireNonNull(backends, "backends");
+        handler.updateBackends(route, backends);
+    }
+
+    /**
+     * Returns a live view of a route's backends: state (up, down, draining), active and total sessions, recent
+     * failures.
+     *
+     * @param route the prefix of a route
+     * @return one status per backend, in configuration order
+     * @throws IllegalArgumentException if there is no such route
+     */
+    public List<BackendStatus> backendStatus(String route) {
+        requireNonNull(route, "route");
+        return handler.backendStatus(route);
+    }
+
+    /**
+     * Drains a backend: it gets no new sessions (in every route that has it), and its open sessions are closed with
+     * {@code 1001 Going Away} on both legs, spread evenly across {@code window} so that their clients do not all
+     * reconnect at the same moment. {@link #updateBackends} with the backend in the list ends the draining.
+     *
+     * @param backend a backend of some route (matched by URI)
+     * @param window how long to take closing its sessions; {@link Duration#ZERO} closes them all at once
+     * @throws IllegalArgumentException if no route has this backend
+     */
+    public void drain(Backend backend, Duration window) {
+        requireNonNull(backend, "backend");
+        requireNonNull(window, "window");
+        if (window.isNegative()) {
+            throw new IllegalArgumentException("window: " + window + " (expected: >= 0)");
+        }
+        handler.drainBackend(backend, window);
+    }
+
+    /**
      * Stops the proxy: new upgrade requests get {@code 503}, open sessions are closed with {@code 1001 Going Away} on
      * both legs, and sessions still open when {@code drain} has passed are dropped. Then the standalone server, if any,
      * stops. A mounted handler keeps refusing upgrades until its server stops it.

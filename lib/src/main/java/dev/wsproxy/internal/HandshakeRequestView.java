@@ -3,16 +3,19 @@ package dev.wsproxy.internal;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.URI;
+import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 
+import org.eclipse.jetty.http.HttpCookie;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.server.Request;
 import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
 import dev.wsproxy.SelectionContext;
 
 /** The public view of a Jetty request, for validators, selectors and listeners. */
@@ -23,6 +26,8 @@ final class HandshakeRequestView implements SelectionContext {
     private final Request request;
     private final Route route;
     private @Nullable URI uri;
+    /** Backends this handshake already failed on: not candidates any more. */
+    final Set<BackendState> tried = new HashSet<>();
 
     HandshakeRequestView(Request request, Route route) {
         this.request = request;
@@ -80,13 +85,33 @@ final class HandshakeRequestView implements SelectionContext {
     }
 
     @Override
+    public @Nullable String cookie(String name) {
+        for (HttpCookie cookie : Request.getCookies(request)) {
+            if (cookie.getName().equals(name)) {
+                return cookie.getValue();
+            }
+        }
+        return null;
+    }
+
+    @Override
+    public @Nullable String queryParameter(String name) {
+        return request.getHttpURI().getQuery() == null ? null : Request.extractQueryParameters(request).getValue(name);
+    }
+
+    @Override
     public List<String> subprotocols() {
         return request.getHeaders().getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
     }
 
     @Override
     public List<Backend> backends() {
-        return route.backends();
+        return route.backends().backends();
+    }
+
+    @Override
+    public List<BackendStatus> candidates() {
+        return route.backends().candidates(tried);
     }
 
     @Override

@@ -52,16 +52,27 @@ public final class ProxyConfig {
         return routes.stream().map(Route::prefix).toList();
     }
 
-    /** The standalone connector's idle timeout: above every route's connect timeout, and at least 30 s. */
+    /** The standalone connector's idle timeout: above every route's handshake budget, and at least 30 s. */
     public Duration connectorIdleTimeout() {
         Duration max = Duration.ofSeconds(30);
         for (Route route : routes) {
-            Duration wanted = route.timeouts().connectTimeout().plusSeconds(5);
+            Duration budget = route.failover().maxTime().compareTo(route.timeouts().connectTimeout()) > 0
+                    ? route.failover().maxTime() : route.timeouts().connectTimeout();
+            Duration wanted = budget.plusSeconds(5);
             if (wanted.compareTo(max) > 0) {
                 max = wanted;
             }
         }
         return max;
+    }
+
+    public @Nullable Route route(String prefix) {
+        for (Route route : routes) {
+            if (route.prefix().equals(prefix)) {
+                return route;
+            }
+        }
+        return null;
     }
 
     @Nullable Route match(String path) {

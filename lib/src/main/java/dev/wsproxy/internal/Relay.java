@@ -65,6 +65,7 @@ final class Relay implements ProxySession {
     private final InetSocketAddress clientAddress;
     private final Backend backend;
     private final URI backendUri;
+    private final BackendState.Lease lease;
     final Leg clientLeg = new Leg(Side.CLIENT);
     final Leg backendLeg = new Leg(Side.BACKEND);
 
@@ -82,7 +83,7 @@ final class Relay implements ProxySession {
     private volatile long openedNanos;
 
     Relay(WebSocketProxyHandler owner, String id, Route route, Timeouts timeouts, InetSocketAddress clientAddress,
-            Backend backend, URI backendUri) {
+            Backend backend, URI backendUri, BackendState.Lease lease) {
         this.owner = owner;
         this.id = id;
         this.route = route;
@@ -90,6 +91,7 @@ final class Relay implements ProxySession {
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
+        this.lease = lease;
     }
 
     // ---- ProxySession ----
@@ -282,6 +284,7 @@ final class Relay implements ProxySession {
                 actions.add(this::armCloseTimer);
             } else {
                 CoreSession backendSession = backendLeg.session;
+                lease.state().opened();
                 actions.add(() -> {
                     try {
                         route.selector().onSessionOpened(backend);
@@ -514,6 +517,7 @@ final class Relay implements ProxySession {
 
     /** Runs exactly once, when both legs have ended. */
     private void finish() {
+        lease.release();
         owner.onRelayFinished(this);
         if (!opened) {
             return;

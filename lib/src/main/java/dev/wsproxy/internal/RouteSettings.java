@@ -1,5 +1,6 @@
 package dev.wsproxy.internal;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -26,6 +27,8 @@ public final class RouteSettings {
     private @Nullable Long maxMessageSize;
     private @Nullable PlainHttp plainHttp;
     private @Nullable Boolean preserveHost;
+    private Route.@Nullable PassiveHealth passiveHealth;
+    private Route.@Nullable Failover failover;
     private final List<ProxyListener> listeners = new ArrayList<>();
 
     public RouteSettings(String prefix) {
@@ -41,6 +44,8 @@ public final class RouteSettings {
         defaults.maxMessageSize = maxMessageSize;
         defaults.plainHttp = PlainHttp.PROXY_TO_BACKEND;
         defaults.preserveHost = true;
+        defaults.passiveHealth = Route.PassiveHealth.DEFAULT;
+        defaults.failover = Route.Failover.DEFAULT;
         return defaults;
     }
 
@@ -81,6 +86,12 @@ public final class RouteSettings {
         if (other.preserveHost != null) {
             preserveHost = other.preserveHost;
         }
+        if (other.passiveHealth != null) {
+            passiveHealth = other.passiveHealth;
+        }
+        if (other.failover != null) {
+            failover = other.failover;
+        }
         listeners.addAll(other.listeners);
     }
 
@@ -118,6 +129,26 @@ public final class RouteSettings {
         this.preserveHost = preserveHost;
     }
 
+    public void passiveHealth(int maxFails, Duration failTimeout) {
+        if (maxFails < 0) {
+            throw new IllegalArgumentException("maxFails: " + maxFails + " (expected: >= 0; 0 disables)");
+        }
+        if (failTimeout.isNegative() || failTimeout.isZero()) {
+            throw new IllegalArgumentException("failTimeout: " + failTimeout + " (expected: > 0)");
+        }
+        this.passiveHealth = new Route.PassiveHealth(maxFails, failTimeout);
+    }
+
+    public void failover(int maxAttempts, Duration maxTime) {
+        if (maxAttempts < 1) {
+            throw new IllegalArgumentException("maxAttempts: " + maxAttempts + " (expected: >= 1)");
+        }
+        if (maxTime.isNegative() || maxTime.isZero()) {
+            throw new IllegalArgumentException("maxTime: " + maxTime + " (expected: > 0)");
+        }
+        this.failover = new Route.Failover(maxAttempts, maxTime);
+    }
+
     public void addListener(ProxyListener listener) {
         listeners.add(listener);
     }
@@ -133,8 +164,8 @@ public final class RouteSettings {
         List<ProxyListener> all = new ArrayList<>(defaults.listeners);
         all.addAll(listeners);
         TimeoutPolicy timeouts = merged.timeouts;
-        return new Route(prefix, backends, merged.selector.forRoute(prefix), timeouts,
+        return new Route(prefix, new RouteBackends(backends), merged.selector.forRoute(prefix), timeouts,
                 merged.originValidator, merged.maxMessageSize, merged.plainHttp, merged.preserveHost,
-                Listeners.of(all));
+                merged.passiveHealth, merged.failover, Listeners.of(all));
     }
 }

@@ -4,12 +4,8 @@ import java.net.URI;
 import java.time.Duration;
 import java.util.List;
 import java.util.Set;
-import java.util.concurrent.CancellationException;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.eclipse.jetty.client.HttpClient;
@@ -26,18 +22,16 @@ import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.component.LifeCycle;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
-import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.WebSocketComponents;
-import org.eclipse.jetty.websocket.core.client.CoreClientUpgradeRequest;
 import org.eclipse.jetty.websocket.core.client.WebSocketCoreClient;
 import org.eclipse.jetty.websocket.core.server.Handshaker;
-import org.eclipse.jetty.websocket.core.server.WebSocketNegotiator;
 import org.eclipse.jetty.websocket.core.server.WebSocketServerComponents;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
 import dev.wsproxy.PlainHttp;
 import dev.wsproxy.ProxySession;
 import dev.wsproxy.TimeoutPolicy;
@@ -182,23 +176,16 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             reject(view, response, callback, route, HttpStatus.FORBIDDEN_403, "origin not allowed: " + origin);
             return true;
         }
-        Backend backend = select(view, response, callback, route);
-        if (backend == null) {
-            return true;
-        }
-        URI backendUri;
-        try {
-            backendUri = backendUri(request, route, backend, true);
-        } catch (IllegalArgumentException e) {
-            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "request path cannot be forwarded");
-            return true;
-        }
-        connect(request, response, callback, route, view, backend, backendUri);
+        new Handshake(this, request, response, callback, route, view).start();
         return true;
     }
 
-    /** Asks the route's selector for a backend; answers the client and returns {@code null} when there is none. */
-    private @Nullable Backend select(HandshakeRequestView view, Response response, Callback callback, Route route) {
+    /**
+     * Asks the route's selector for a backend; answers the client and returns {@code null} when there is none: with
+     * {@code 503} on a first attempt, or with the last failure ({@code lastStatus}) when failover ran out of backends.
+     */
+    @Nullable Backend select(HandshakeRequestView view, Response response, Callback callback, Route route,
+            int lastStatus, @Nullable String lastReason) {
         Backend backend;
         try {
             backend = route.selector().select(view);
@@ -208,7 +195,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             return null;
         }
         if (backend == null) {
-            reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "no backend available");
+            if (lastStatus == 0) {
+                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "no backend available");
+            } else {
+                reject(view, response, callback, route, lastStatus, lastReason);
+            }
         }
         return backend;
     }
@@ -219,7 +210,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             return true;
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route);
-        Backend backend = select(view, response, callback, route);
+        Backend backend = select(view, response, callback, route, 0, null);
         if (backend == null) {
             return true;
         }
@@ -235,137 +226,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return httpForwarder.handle(request, response, callback);
     }
 
-    private void connect(Request request, Response response, Callback callback, Route route,
-            HandshakeRequestView view, Backend backend, URI backendUri) {
-        Timeouts timeouts = Timeouts.copyOf(route.timeouts());
-        Relay relay = new Relay(this, nextSessionId(), route, timeouts, view.clientAddress(), backend, backendUri);
-        relays.add(relay);
-        if (draining) {
-            relays.remove(relay);
-            reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
-            return;
-        }
-        Configuration.ConfigurationCustomizer legConfiguration = legConfiguration(timeouts);
-        CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(backendClient, backendUri, relay.backendLeg);
-        upgrade.timeout(timeouts.connectTimeout().toMillis(), TimeUnit.MILLISECONDS);
-        List<String> subprotocols = view.subprotocols();
-        if (!subprotocols.isEmpty()) {
-            upgrade.setSubProtocols(subprotocols);
-        }
-        upgrade.headers(headers -> ForwardedHeaders.copy(request, headers, route.preserveHost(), true));
-        upgrade.setConfiguration(legConfiguration);
-        BackendResponse backendResponse = new BackendResponse(MAX_REFUSAL_BODY);
-        upgrade.addListener(backendResponse);
-        if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] Connecting {} to {}", relay.id(), view, backendUri);
-        }
-        CompletableFuture<CoreSession> future;
-        try {
-            future = backendClient.connect(upgrade);
-        } catch (Exception | Error e) {
-            relay.onBackendFailed();
-            backendFailed(view, response, callback, route, backend, backendResponse, e);
-            return;
-        }
-        relay.onConnecting(() -> future.cancel(false));
-        future.whenComplete((backendSession, failure) -> {
-            if (failure != null) {
-                relay.onBackendFailed();
-                backendFailed(view, response, callback, route, backend, backendResponse, failure);
-            } else if (!backendResponse.headers().contains(HttpHeader.UPGRADE, "websocket")) {
-                // Jetty's client accepts a 101 whose Upgrade names another protocol, or none: not a WebSocket.
-                relay.onBackendInvalid();
-                backendFailed(view, response, callback, route, backend, backendResponse,
-                        new IllegalStateException("101 without Upgrade: websocket"));
-            } else {
-                upgradeClient(request, response, callback, route, view, relay, backendSession, legConfiguration);
-            }
-        });
-    }
-
-    private void upgradeClient(Request request, Response response, Callback callback, Route route,
-            HandshakeRequestView view, Relay relay, CoreSession backendSession,
-            Configuration.ConfigurationCustomizer legConfiguration) {
-        if (draining) {
-            relay.onClientUpgradeFailed("proxy shutting down");
-            reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
-            return;
-        }
-        String subprotocol = backendSession.getNegotiatedSubProtocol();
-        relay.onBackendConnected(subprotocol);
-        WebSocketNegotiator negotiator = (upgradeRequest, upgradeResponse, upgradeCallback) -> {
-            if (subprotocol != null) {
-                upgradeResponse.setAcceptedSubProtocol(subprotocol);
-            }
-            upgradeResponse.setExtensions(List.of());
-            return relay.clientLeg;
-        };
-        Callback upgraded = Callback.from(callback::succeeded, failure -> {
-            relay.onClientUpgradeFailed("client connection lost during the handshake");
-            callback.failed(failure);
-        });
-        try {
-            if (!handshaker.upgradeRequest(negotiator, request, response, upgraded, components, legConfiguration)) {
-                relay.onClientUpgradeFailed("client handshake refused");
-                reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "client handshake refused");
-            }
-        } catch (Exception | Error e) {
-            LOG.warn("[{}] Could not upgrade the client", relay.id(), e);
-            relay.onClientUpgradeFailed("client upgrade failed");
-            if (response.isCommitted()) {
-                callback.failed(e);
-            } else {
-                reject(view, response, callback, route, HttpStatus.BAD_GATEWAY_502, "client upgrade failed");
-            }
-        }
-    }
-
-    private void backendFailed(HandshakeRequestView view, Response response, Callback callback, Route route,
-            Backend backend, BackendResponse backendResponse, Throwable failure) {
-        Throwable cause = failure instanceof CompletionException && failure.getCause() != null
-                ? failure.getCause() : failure;
-        int status = backendResponse.status();
-        if (status > 0) {
-            backendResponse.closeConnection();
-        }
-        if (status > 0 && status != HttpStatus.SWITCHING_PROTOCOLS_101) {
-            // The backend refused the upgrade: the client gets the backend's own answer.
-            if (LOG.isDebugEnabled()) {
-                LOG.debug("Backend {} refused {} with {}", backend, view, status);
-            }
-            route.listener().onHandshakeRejected(view, status, "backend refused the upgrade with " + status);
-            Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
-            return;
-        }
-        if (draining && cause instanceof CancellationException) {
-            reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
-            return;
-        }
-        int answer = isTimeout(cause) ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
-        String reason = answer == HttpStatus.GATEWAY_TIMEOUT_504
-                ? "backend did not complete the handshake in time"
-                : status == HttpStatus.SWITCHING_PROTOCOLS_101
-                        ? "backend sent an invalid 101: " + cause.getMessage()
-                        : "backend unreachable: " + cause;
-        LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
-        route.listener().onBackendConnectFailed(view, backend, cause);
-        reject(view, response, callback, route, answer, reason);
-    }
-
-    private static boolean isTimeout(Throwable failure) {
-        for (Throwable t = failure; t != null; t = t.getCause()) {
-            if (t instanceof TimeoutException || t instanceof java.net.SocketTimeoutException) {
-                return true;
-            }
-            if (t.getCause() == t) {
-                break;
-            }
-        }
-        return false;
-    }
-
-    private void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
-            String reason) {
+    void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
+            @Nullable String reason) {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Refused {}: {} ({})", view, status, reason);
         }
@@ -394,7 +256,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return URI.create(scheme + "://" + base.getRawAuthority() + path + (query == null ? "" : "?" + query));
     }
 
-    private static Configuration.ConfigurationCustomizer legConfiguration(Timeouts timeouts) {
+    static Configuration.ConfigurationCustomizer legConfiguration(Timeouts timeouts) {
         Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer();
         configuration.setIdleTimeout(timeouts.idleTimeout());
         configuration.setInputBufferSize(FRAME_BUFFER_SIZE);
@@ -414,8 +276,34 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return max;
     }
 
-    private String nextSessionId() {
+    String nextSessionId() {
         return Long.toHexString(sessionIds.incrementAndGet());
+    }
+
+    boolean isDraining() {
+        return draining;
+    }
+
+    /** Registers a relay; returns {@code false} (and registers nothing) when the proxy is draining. */
+    boolean register(Relay relay) {
+        relays.add(relay);
+        if (draining) {
+            relays.remove(relay);
+            return false;
+        }
+        return true;
+    }
+
+    Handshaker handshaker() {
+        return handshaker;
+    }
+
+    @Nullable WebSocketComponents components() {
+        return components;
+    }
+
+    @Nullable WebSocketCoreClient backendClient() {
+        return backendClient;
     }
 
     Scheduler scheduler() {
@@ -427,6 +315,59 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (draining) {
             synchronized (drainLock) {
                 drainLock.notifyAll();
+            }
+        }
+    }
+
+    private Route routeNamed(String prefix) {
+        Route route = config.route(prefix);
+        if (route == null) {
+            throw new IllegalArgumentException("route: " + prefix + " (expected: one of " + config.routePrefixes() + ")");
+        }
+        return route;
+    }
+
+    /** Replaces a route's backends at once; open sessions are not touched. */
+    public void updateBackends(String prefix, List<Backend> backends) {
+        if (backends.isEmpty()) {
+            throw new IllegalArgumentException("backends: [] (expected: at least one backend)");
+        }
+        routeNamed(prefix).backends().replace(List.copyOf(backends));
+        LOG.info("Route {} now has backends {}", prefix, backends);
+    }
+
+    /** A live view of a route's backends. */
+    public List<BackendStatus> backendStatus(String prefix) {
+        return List.copyOf(routeNamed(prefix).backends().states());
+    }
+
+    /**
+     * Stops new sessions to a backend (in every route that has it) and closes its open sessions with {@code 1001},
+     * spread evenly across {@code window} so that their clients do not all reconnect at once.
+     */
+    public void drainBackend(Backend backend, Duration window) {
+        boolean known = false;
+        for (Route route : config.routes()) {
+            for (BackendState state : route.backends().states()) {
+                if (state.backend().uri().equals(backend.uri())) {
+                    state.draining(true);
+                    known = true;
+                }
+            }
+        }
+        if (!known) {
+            throw new IllegalArgumentException("backend: " + backend + " (expected: a backend of a route)");
+        }
+        List<Relay> sessions = relays.stream().filter(relay -> relay.backend().uri().equals(backend.uri())).toList();
+        LOG.info("Draining {}: closing {} sessions over {}", backend, sessions.size(), window);
+        long step = sessions.isEmpty() ? 0 : window.toNanos() / sessions.size();
+        for (int i = 0; i < sessions.size(); i++) {
+            Relay relay = sessions.get(i);
+            Runnable close = () -> relay.close(1001, "backend draining");
+            if (i == 0) {
+                close.run();
+            } else {
+                scheduler().schedule(close, step * i, TimeUnit.NANOSECONDS);
             }
         }
     }

@@ -1,0 +1,388 @@
+package dev.wsproxy.benchmark;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.HdrHistogram.Histogram;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.websocket.core.CloseStatus;
+import org.eclipse.jetty.websocket.core.CoreSession;
+import org.eclipse.jetty.websocket.core.Frame;
+import org.eclipse.jetty.websocket.core.FrameHandler;
+import org.eclipse.jetty.websocket.core.OpCode;
+
+/**
+ * Runs one workload against one target and measures it. Every run is bounded twice: by time (warm-up, window and
+ * close deadlines) and by count ({@code maxMessages} round trips or handshake cycles, a fixed number of connections).
+ *
+ * <p>The measured window starts after the run's own warm-up: the counters, the latency histogram and the target's
+ * CPU time are read at its start and at its end, so connection set-up and tear-down never count.
+ */
+final class Runs {
+
+    /** Connections being opened at once (ramps of idle holds and of echo runs). */
+    static final int DEFAULT_CONNECT_CONCURRENCY = 64;
+
+    private final LoadClient client;
+    private final int connectConcurrency;
+    private final long maxMessages;
+
+    Runs(LoadClient client, int connectConcurrency, long maxMessages) {
+        this.client = client;
+        this.connectConcurrency = connectConcurrency;
+        this.maxMessages = maxMessages;
+    }
+
+    static ByteBuffer payload(boolean text, int size) {
+        byte[] bytes = new byte[size];
+        if (text) {
+            byte[] alphabet = "abcdefghijklmnopqrstuvwxyz0123456789".getBytes(StandardCharsets.US_ASCII);
+            for (int i = 0; i < size; i++) {
+                bytes[i] = alphabet[i % alphabet.length];
+            }
+        } else {
+            for (int i = 0; i < size; i++) {
+                bytes[i] = (byte) (i * 31 + 7);
+            }
+        }
+        return ByteBuffer.wrap(bytes).asReadOnlyBuffer();
+    }
+
+    // ---- closed-loop echo ----
+
+    RunResult echo(Target target, Workload workload, int rep, Duration warmup, Duration window) throws Exception {
+        RunState state = new RunState(maxMessages);
+        ByteBuffer payload = payload(workload.text(), workload.size());
+        byte opCode = workload.text() ? OpCode.TEXT : OpCode.BINARY;
+        List<EchoConnection> connections = open(target, state, workload.connections(),
+                () -> new EchoConnection(state, opCode, payload, true), c -> CompletableFuture.completedFuture(c));
+        try {
+            for (EchoConnection c : connections) {
+                c.start();
+            }
+            sleepWhileRunning(state, warmup);
+            Measure measure = Measure.start(target, state);
+            sleepWhileRunning(state, window);
+            Map<String, Double> metrics = measure.stop(workload.size());
+            return new RunResult(workload, target.name(), rep, metrics, state.errors(), state.firstError());
+        } finally {
+            state.stop();
+            closeAll(connections);
+        }
+    }
+
+    // ---- handshake storm ----
+
+    RunResult storm(Target target, Workload workload, int rep, Duration warmup, Duration window) throws Exception {
+        RunState state = new RunState(maxMessages);
+        ByteBuffer payload = payload(true, workload.size());
+        Set<StormCycle> live = ConcurrentHashMap.newKeySet();
+        CountDownLatch stopped = new CountDownLatch(workload.connections());
+        for (int i = 0; i < workload.connections(); i++) {
+            new StormWorker(target, state, payload, live, stopped).next();
+        }
+        try {
+            sleepWhileRunning(state, warmup);
+            Measure measure = Measure.start(target, state);
+            sleepWhileRunning(state, window);
+            Map<String, Double> metrics = measure.stop(workload.size());
+            return new RunResult(workload, target.name(), rep, metrics, state.errors(), state.firstError());
+        } finally {
+            state.stop();
+            if (!stopped.await(15, TimeUnit.SECONDS)) {
+                live.forEach(StormCycle::abort);
+            }
+        }
+    }
+
+    /** Runs handshake cycles one after another until the run stops. */
+    private final class StormWorker {
+        private final Target target;
+        private final RunState state;
+        private final ByteBuffer payload;
+        private final Set<StormCycle> live;
+        private final CountDownLatch stopped;
+
+        StormWorker(Target target, RunState state, ByteBuffer payload, Set<StormCycle> live, CountDownLatch stopped) {
+            this.target = target;
+            this.state = state;
+            this.payload = payload;
+            this.live = live;
+            this.stopped = stopped;
+        }
+
+        void next() {
+            if (!state.running()) {
+                stopped.countDown();
+                return;
+            }
+            StormCycle cycle = new StormCycle(this, System.nanoTime());
+            live.add(cycle);
+            client.connect(target.uri(), cycle).whenComplete((session, failure) -> {
+                if (failure != null) {
+                    live.remove(cycle);
+                    state.error("connect failed: " + failure);
+                    // Do not spin on a refusing target.
+                    client.scheduler().schedule(this::next, 10, TimeUnit.MILLISECONDS);
+                } else {
+                    session.sendFrame(new Frame(OpCode.TEXT, true, payload.slice()), Callback.NOOP, false);
+                }
+            });
+        }
+
+        void cycleDone(StormCycle cycle, boolean echoed, CloseStatus status) {
+            live.remove(cycle);
+            if (echoed) {
+                state.completed(System.nanoTime() - cycle.start, payload.remaining());
+            } else {
+                state.error("closed before the echo: " + status);
+            }
+            next();
+        }
+    }
+
+    /** One connect, echo, close cycle. */
+    private static final class StormCycle implements FrameHandler {
+        private final StormWorker worker;
+        final long start;
+        private volatile CoreSession session;
+        private boolean echoed;
+
+        StormCycle(StormWorker worker, long start) {
+            this.worker = worker;
+            this.start = start;
+        }
+
+        void abort() {
+            CoreSession s = session;
+            if (s != null) {
+                s.abort();
+            }
+        }
+
+        @Override
+        public void onOpen(CoreSession coreSession, Callback callback) {
+            session = coreSession;
+            callback.succeeded();
+            coreSession.demand();
+        }
+
+        @Override
+        public void onFrame(Frame frame, Callback callback) {
+            if (frame.getOpCode() == OpCode.CLOSE) {
+                callback.succeeded();
+                return;
+            }
+            boolean done = frame.isDataFrame() && frame.isFin();
+            callback.succeeded();
+            if (done && !echoed) {
+                echoed = true;
+                session.close(CloseStatus.NORMAL, null, Callback.NOOP);
+            }
+            // Keep reading: the close reply must come in.
+            session.demand();
+        }
+
+        @Override
+        public void onError(Throwable cause, Callback callback) {
+            callback.succeeded();
+        }
+
+        @Override
+        public void onClosed(CloseStatus closeStatus, Callback callback) {
+            callback.succeeded();
+            worker.cycleDone(this, echoed, closeStatus);
+        }
+    }
+
+    // ---- idle hold ----
+
+    /**
+     * Holds {@code count} connections. Heap growth is measured from a GC just before the hold to a GC during it.
+     * RSS growth is measured from {@code baseline}, the target's RSS before the first measured run: both proxies'
+     * allocators keep memory freed by earlier runs and reuse it, so growth from just before each hold would count
+     * less and less with every repetition.
+     */
+    RunResult idle(Target target, Workload workload, int count, int rep, Duration settle, ProcStats.Sample baseline)
+            throws Exception {
+        RunState state = new RunState(Long.MAX_VALUE);
+        ByteBuffer payload = payload(true, workload.size());
+        long heapBefore = heap(target);
+        ProcStats.Sample before = target.pid() > 0 ? ProcStats.sample(target.pid()) : null;
+        long openStart = System.nanoTime();
+        // Each connection proves its two legs with one echo, then stays idle.
+        List<EchoConnection> connections = open(target, state, count,
+                () -> new EchoConnection(state, OpCode.TEXT, payload, false), c -> {
+                    c.start();
+                    return c.firstEcho;
+                });
+        double openSeconds = (System.nanoTime() - openStart) / 1e9;
+        try {
+            Thread.sleep(settle.toMillis());
+            long established = state.completedCount();
+            Map<String, Double> metrics = RunResult.newMetrics();
+            metrics.put(RunResult.CONNECTIONS, (double) established);
+            metrics.put(RunResult.OPEN_PER_S, established / openSeconds);
+            long heapAfter = heap(target);
+            if (before != null && established > 0) {
+                ProcStats.Sample after = ProcStats.sample(target.pid());
+                long rssFrom = baseline != null ? baseline.rssBytes() : before.rssBytes();
+                double rss = (after.rssBytes() - rssFrom) / 1024.0 / established;
+                metrics.put(RunResult.RSS_KIB_PER_CONN, rss);
+                double memory = rss;
+                if (heapBefore >= 0 && heapAfter >= 0) {
+                    double heap = (heapAfter - heapBefore) / 1024.0 / established;
+                    metrics.put(RunResult.HEAP_KIB_PER_CONN, heap);
+                    if (target.pretouch()) {
+                        memory += heap;
+                    }
+                }
+                metrics.put(RunResult.MEM_KIB_PER_CONN, memory);
+                metrics.put(RunResult.THREADS_BEFORE, (double) before.threads());
+                metrics.put(RunResult.THREADS, (double) after.threads());
+            }
+            return new RunResult(workload, target.name(), rep, metrics, state.errors(), state.firstError());
+        } finally {
+            state.stop();
+            closeAll(connections);
+        }
+    }
+
+    private static long heap(Target target) {
+        if (target.adminPort() < 0) {
+            return -1;
+        }
+        try {
+            return AdminPort.queryHeap(target.uri().getHost(), target.adminPort());
+        } catch (IOException e) {
+            System.err.println("warning: no heap figure from " + target.name() + ": " + e);
+            return -1;
+        }
+    }
+
+    // ---- shared ----
+
+    interface Factory {
+        EchoConnection create();
+    }
+
+    interface AfterOpen {
+        CompletableFuture<?> apply(EchoConnection connection);
+    }
+
+    /**
+     * Opens {@code count} connections, at most {@link #connectConcurrency} handshakes at a time, each slot freed when
+     * {@code afterOpen}'s future completes. Bounded by a deadline; failures are counted as errors and left out.
+     */
+    private List<EchoConnection> open(Target target, RunState state, int count, Factory factory, AfterOpen afterOpen)
+            throws InterruptedException {
+        EchoConnection[] opened = new EchoConnection[count];
+        AtomicInteger nextIndex = new AtomicInteger();
+        CountDownLatch finished = new CountDownLatch(count);
+        Runnable[] launch = new Runnable[1];
+        launch[0] = () -> {
+            int i = nextIndex.getAndIncrement();
+            if (i >= count) {
+                return;
+            }
+            EchoConnection connection = factory.create();
+            client.connect(target.uri(), connection).thenCompose(session -> afterOpen.apply(connection))
+                    .whenComplete((ignored, failure) -> {
+                        if (failure != null) {
+                            state.error("connect failed: " + failure);
+                        } else {
+                            opened[i] = connection;
+                        }
+                        finished.countDown();
+                        // Not inline: a future that is already complete would recurse.
+                        client.execute(launch[0]);
+                    });
+        };
+        for (int i = 0; i < Math.min(connectConcurrency, count); i++) {
+            client.execute(launch[0]);
+        }
+        long deadlineMillis = 30_000 + count * 5L;
+        if (!finished.await(deadlineMillis, TimeUnit.MILLISECONDS)) {
+            state.error("only " + (count - finished.getCount()) + " of " + count + " connections in "
+                    + deadlineMillis + " ms");
+        }
+        List<EchoConnection> list = new ArrayList<>(count);
+        Arrays.stream(opened).filter(c -> c != null).forEach(list::add);
+        return list;
+    }
+
+    /** Closes every connection with a close handshake; drops those that have not finished within 20 s. */
+    private static void closeAll(List<EchoConnection> connections) throws InterruptedException {
+        for (EchoConnection c : connections) {
+            c.close();
+        }
+        CompletableFuture<?>[] closed = connections.stream().map(c -> c.closed).toArray(CompletableFuture[]::new);
+        try {
+            CompletableFuture.allOf(closed).get(20, TimeUnit.SECONDS);
+        } catch (TimeoutException | java.util.concurrent.ExecutionException e) {
+            int aborted = 0;
+            for (EchoConnection c : connections) {
+                if (!c.closed.isDone()) {
+                    c.abort();
+                    aborted++;
+                }
+            }
+            System.err.println("warning: " + aborted + " connections did not close in 20 s; dropped");
+        }
+    }
+
+    private static void sleepWhileRunning(RunState state, Duration duration) throws InterruptedException {
+        long end = System.nanoTime() + duration.toNanos();
+        while (state.running()) {
+            long left = end - System.nanoTime();
+            if (left <= 0) {
+                return;
+            }
+            Thread.sleep(Math.min(TimeUnit.NANOSECONDS.toMillis(left) + 1, 50));
+        }
+    }
+
+    /** The start of a measured window: counters, histogram and the target's CPU time. */
+    private record Measure(Target target, RunState state, long startNanos, long startCount, long startBytes,
+            ProcStats.Sample startSample) {
+
+        static Measure start(Target target, RunState state) {
+            state.interval();
+            ProcStats.Sample sample = target.pid() > 0 ? ProcStats.sample(target.pid()) : null;
+            return new Measure(target, state, System.nanoTime(), state.completedCount(), state.bytes(), sample);
+        }
+
+        Map<String, Double> stop(int size) {
+            long count = state.completedCount() - startCount;
+            long bytes = state.bytes() - startBytes;
+            Histogram histogram = state.interval();
+            ProcStats.Sample end = startSample != null ? ProcStats.sample(target.pid()) : null;
+            double seconds = (System.nanoTime() - startNanos) / 1e9;
+            Map<String, Double> metrics = RunResult.newMetrics();
+            metrics.put(RunResult.MSG_PER_S, count / seconds);
+            metrics.put(RunResult.MB_PER_S, bytes / seconds / 1e6);
+            metrics.put(RunResult.P50_US, histogram.getValueAtPercentile(50) / 1e3);
+            metrics.put(RunResult.P99_US, histogram.getValueAtPercentile(99) / 1e3);
+            metrics.put(RunResult.P999_US, histogram.getValueAtPercentile(99.9) / 1e3);
+            if (end != null && count > 0) {
+                long cpu = end.cpuNanos() - startSample.cpuNanos();
+                metrics.put(RunResult.CPU_US_PER_MSG, cpu / 1e3 / count);
+                metrics.put(RunResult.CORE_PERCENT, 100.0 * cpu / (seconds * 1e9));
+            }
+            return metrics;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+package dev.wsproxy.benchmark.jmh;
+
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.SelectionContext;
+
+/** A handshake as a selector or validator sees it, without a network: fixed headers, a fixed client address. */
+final class StubRequest implements SelectionContext {
+
+    private static final InetSocketAddress CLIENT = new InetSocketAddress("127.0.0.1", 50_000);
+
+    private final List<Backend> backends;
+    private final Map<String, String> headers;
+
+    StubRequest(List<Backend> backends, Map<String, String> headers) {
+        this.backends = backends;
+        this.headers = headers;
+    }
+
+    @Override
+    public List<Backend> backends() {
+        return backends;
+    }
+
+    @Override
+    public String route() {
+        return "/ws/";
+    }
+
+    @Override
+    public InetSocketAddress clientAddress() {
+        return CLIENT;
+    }
+
+    @Override
+    public URI uri() {
+        return URI.create("http://app.example.com/ws/chat");
+    }
+
+    @Override
+    public boolean secure() {
+        return false;
+    }
+
+    @Override
+    public String header(String name) {
+        return headers.get(name.toLowerCase(java.util.Locale.ROOT));
+    }
+
+    @Override
+    public List<String> headers(String name) {
+        String value = header(name);
+        return value == null ? List.of() : List.of(value);
+    }
+
+    @Override
+    public Set<String> headerNames() {
+        return headers.keySet();
+    }
+
+    @Override
+    public List<String> subprotocols() {
+        return List.of();
+    }
+}

@@ -1,0 +1,56 @@
+package dev.wsproxy;
+
+/**
+ * A live view of one backend of a route: its state and its sessions. Selectors see the backends they may pick as
+ * {@link SelectionContext#candidates()}; {@link WebSocketProxy#backendStatus(String)} shows all of a route's.
+ *
+ * <p>Values are read live and may change between two calls; reading them is cheap and thread-safe.
+ */
+public interface BackendStatus {
+
+    /**
+     * Returns the backend.
+     *
+     * @return the backend
+     */
+    Backend backend();
+
+    /**
+     * Returns whether the backend takes new sessions.
+     *
+     * @return the state
+     */
+    State state();
+
+    /**
+     * Returns the sessions to this backend that are open or being opened (backend handshake in progress).
+     *
+     * @return the active session count
+     */
+    int activeSessions();
+
+    /**
+     * Returns the sessions ever opened to this backend.
+     *
+     * @return the total session count
+     */
+    long totalSessions();
+
+    /**
+     * Returns the failed connection attempts (refused, timed out, invalid handshake) within the passive health
+     * window.
+     *
+     * @return the recent failure count
+     */
+    int recentFailures();
+
+    /** Whether a backend takes new sessions. */
+    enum State {
+        /** Takes new sessions. */
+        UP,
+        /** Failed too often recently (passive health) or failed its health checks: skipped until it recovers. */
+        DOWN,
+        /** Being drained or removed: takes no new sessions; its open sessions are not affected by this state alone. */
+        DRAINING
+    }
+}

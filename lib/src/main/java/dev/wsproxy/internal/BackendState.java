@@ -1,0 +1,130 @@
+package dev.wsproxy.internal;
+
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.eclipse.jetty.util.NanoTime;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
+
+/**
+ * The live state of one backend in one route: active sessions, passive health (nginx {@code max_fails} /
+ * {@code fail_timeout}) and draining. Thread-safe.
+ */
+public final class BackendState implements BackendStatus {
+
+    private volatile Backend backend;
+    private final AtomicInteger active = new AtomicInteger();
+    private final AtomicLong total = new AtomicLong();
+    private volatile boolean draining;
+
+    // Passive health, guarded by this.
+    private int failures;
+    private long windowStart;
+    private long downUntil;
+    private boolean down;
+
+    BackendState(Backend backend) {
+        this.backend = backend;
+    }
+
+    @Override
+    public Backend backend() {
+        return backend;
+    }
+
+    void backend(Backend backend) {
+        this.backend = backend;
+    }
+
+    @Override
+    public State state() {
+        if (draining) {
+            return State.DRAINING;
+        }
+        return isDown() ? State.DOWN : State.UP;
+    }
+
+    @Override
+    public int activeSessions() {
+        return active.get();
+    }
+
+    @Override
+    public long totalSessions() {
+        return total.get();
+    }
+
+    @Override
+    public synchronized int recentFailures() {
+        return failures;
+    }
+
+    void draining(boolean draining) {
+        this.draining = draining;
+    }
+
+    private synchronized boolean isDown() {
+        if (down && NanoTime.since(downUntil) >= 0) {
+            // The fail timeout has passed: try the backend again (nginx does the same).
+            down = false;
+            failures = 0;
+        }
+        return down;
+    }
+
+    /**
+     * Counts a failed connection attempt; {@code maxFails} failures within {@code windowNanos} take the backend down
+     * for {@code windowNanos}.
+     */
+    synchronized void recordFailure(int maxFails, long windowNanos) {
+        long now = NanoTime.now();
+        if (failures == 0 || NanoTime.elapsed(windowStart, now) > windowNanos) {
+            failures = 0;
+            windowStart = now;
+        }
+        failures++;
+        if (maxFails > 0 && failures >= maxFails && !down) {
+            down = true;
+            downUntil = now + windowNanos;
+        }
+    }
+
+    synchronized void recordSuccess() {
+        if (!down) {
+            failures = 0;
+        }
+    }
+
+    /** Counts a session from its handshake to its end; the returned lease releases it exactly once. */
+    Lease acquire() {
+        active.incrementAndGet();
+        return new Lease();
+    }
+
+    void opened() {
+        total.incrementAndGet();
+    }
+
+    @Override
+    public String toString() {
+        return backend + " " + state() + " active=" + active.get();
+    }
+
+    /** One active session; {@link #release()} is idempotent. */
+    final class Lease {
+        private final AtomicBoolean released = new AtomicBoolean();
+
+        BackendState state() {
+            return BackendState.this;
+        }
+
+        void release() {
+            if (released.compareAndSet(false, true)) {
+                active.decrementAndGet();
+            }
+        }
+    }
+}

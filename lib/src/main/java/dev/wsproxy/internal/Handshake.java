@@ -1,0 +1,225 @@
+package dev.wsproxy.internal;
+
+import java.net.URI;
+import java.util.List;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.NanoTime;
+import org.eclipse.jetty.websocket.core.Configuration;
+import org.eclipse.jetty.websocket.core.CoreSession;
+import org.eclipse.jetty.websocket.core.client.CoreClientUpgradeRequest;
+import org.eclipse.jetty.websocket.core.client.WebSocketCoreClient;
+import org.eclipse.jetty.websocket.core.server.WebSocketNegotiator;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.Backend;
+
+/**
+ * One client handshake, backend first, with failover: picks a backend, connects to it asynchronously, and either
+ * upgrades the client with the backend's subprotocol or, when the connection fails (refused, unknown host, timeout,
+ * invalid {@code 101}), counts the failure against the backend's passive health and tries the next candidate, within
+ * the route's attempt and time budget. A backend's own refusal (any status but {@code 101}) is relayed, never retried;
+ * nothing is retried after the client got its {@code 101}.
+ */
+final class Handshake {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Handshake.class);
+
+    private final WebSocketProxyHandler proxy;
+    private final Request request;
+    private final Response response;
+    private final Callback callback;
+    private final Route route;
+    private final HandshakeRequestView view;
+    private final Timeouts timeouts;
+    private final long deadline;
+    private int attempts;
+
+    Handshake(WebSocketProxyHandler proxy, Request request, Response response, Callback callback, Route route,
+            HandshakeRequestView view) {
+        this.proxy = proxy;
+        this.request = request;
+        this.response = response;
+        this.callback = callback;
+        this.route = route;
+        this.view = view;
+        this.timeouts = Timeouts.copyOf(route.timeouts());
+        this.deadline = NanoTime.now() + route.failover().maxTime().toNanos();
+    }
+
+    void start() {
+        attempt(0, null);
+    }
+
+    /** Picks the next backend and connects; after a failure, {@code lastStatus} is what the client gets if none is left. */
+    private void attempt(int lastStatus, @Nullable String lastReason) {
+        Backend backend = proxy.select(view, response, callback, route, lastStatus, lastReason);
+        if (backend == null) {
+            return;
+        }
+        BackendState state = route.backends().stateOf(backend);
+        if (!view.tried.add(state)) {
+            // The selector picked a backend this handshake already failed on: no further attempt.
+            proxy.reject(view, response, callback, route, lastStatus, lastReason);
+            return;
+        }
+        attempts++;
+        URI backendUri;
+        try {
+            backendUri = WebSocketProxyHandler.backendUri(request, route, backend, true);
+        } catch (IllegalArgumentException e) {
+            proxy.reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "request path cannot be forwarded");
+            return;
+        }
+        Relay relay = new Relay(proxy, proxy.nextSessionId(), route, timeouts, view.clientAddress(), backend,
+                backendUri, state.acquire());
+        if (!proxy.register(relay)) {
+            relay.onBackendFailed();
+            proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            return;
+        }
+        connect(relay, state, backend, backendUri);
+    }
+
+    private void connect(Relay relay, BackendState state, Backend backend, URI backendUri) {
+        long remaining = deadline - NanoTime.now();
+        long timeoutMillis = Math.max(1, Math.min(timeouts.connectTimeout().toMillis(),
+                TimeUnit.NANOSECONDS.toMillis(remaining)));
+        Configuration.ConfigurationCustomizer legConfiguration = WebSocketProxyHandler.legConfiguration(timeouts);
+        WebSocketCoreClient client = proxy.backendClient();
+        CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(client, backendUri, relay.backendLeg);
+        upgrade.timeout(timeoutMillis, TimeUnit.MILLISECONDS);
+        List<String> subprotocols = view.subprotocols();
+        if (!subprotocols.isEmpty()) {
+            upgrade.setSubProtocols(subprotocols);
+        }
+        upgrade.headers(headers -> ForwardedHeaders.copy(request, headers, route.preserveHost(), true));
+        upgrade.setConfiguration(legConfiguration);
+        BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
+        upgrade.addListener(backendResponse);
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, backendUri, attempts);
+        }
+        CompletableFuture<CoreSession> future;
+        try {
+            future = client.connect(upgrade);
+        } catch (Exception | Error e) {
+            relay.onBackendFailed();
+            failed(state, backend, backendResponse, e);
+            return;
+        }
+        relay.onConnecting(() -> future.cancel(false));
+        future.whenComplete((backendSession, failure) -> {
+            if (failure != null) {
+                relay.onBackendFailed();
+                failed(state, backend, backendResponse, failure);
+            } else if (!backendResponse.headers().contains(HttpHeader.UPGRADE, "websocket")) {
+                // Jetty's client accepts a 101 whose Upgrade names another protocol, or none: not a WebSocket.
+                relay.onBackendInvalid();
+                failed(state, backend, backendResponse, new IllegalStateException("101 without Upgrade: websocket"));
+            } else {
+                state.recordSuccess();
+                upgradeClient(relay, backendSession, legConfiguration);
+            }
+        });
+    }
+
+    private void upgradeClient(Relay relay, CoreSession backendSession,
+            Configuration.ConfigurationCustomizer legConfiguration) {
+        if (proxy.isDraining()) {
+            relay.onClientUpgradeFailed("proxy shutting down");
+            proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            return;
+        }
+        String subprotocol = backendSession.getNegotiatedSubProtocol();
+        relay.onBackendConnected(subprotocol);
+        WebSocketNegotiator negotiator = (upgradeRequest, upgradeResponse, upgradeCallback) -> {
+            if (subprotocol != null) {
+                upgradeResponse.setAcceptedSubProtocol(subprotocol);
+            }
+            upgradeResponse.setExtensions(List.of());
+            return relay.clientLeg;
+        };
+        Callback upgraded = Callback.from(callback::succeeded, failure -> {
+            relay.onClientUpgradeFailed("client connection lost during the handshake");
+            callback.failed(failure);
+        });
+        try {
+            if (!proxy.handshaker().upgradeRequest(negotiator, request, response, upgraded, proxy.components(),
+                    legConfiguration)) {
+                relay.onClientUpgradeFailed("client handshake refused");
+                proxy.reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "client handshake refused");
+            }
+        } catch (Exception | Error e) {
+            LOG.warn("[{}] Could not upgrade the client", relay.id(), e);
+            relay.onClientUpgradeFailed("client upgrade failed");
+            if (response.isCommitted()) {
+                callback.failed(e);
+            } else {
+                proxy.reject(view, response, callback, route, HttpStatus.BAD_GATEWAY_502, "client upgrade failed");
+            }
+        }
+    }
+
+    private void failed(BackendState state, Backend backend, BackendResponse backendResponse, Throwable failure) {
+        Throwable cause = failure instanceof CompletionException && failure.getCause() != null
+                ? failure.getCause() : failure;
+        int status = backendResponse.status();
+        if (status > 0) {
+            backendResponse.closeConnection();
+        }
+        if (status > 0 && status != HttpStatus.SWITCHING_PROTOCOLS_101) {
+            // The backend refused the upgrade: the client gets the backend's own answer; no retry.
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("Backend {} refused {} with {}", backend, view, status);
+            }
+            route.listener().onHandshakeRejected(view, status, "backend refused the upgrade with " + status);
+            Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
+            return;
+        }
+        if (proxy.isDraining() && cause instanceof CancellationException) {
+            proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            return;
+        }
+        boolean timeout = isTimeout(cause);
+        int answer = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
+        String reason = timeout
+                ? "backend did not complete the handshake in time"
+                : status == HttpStatus.SWITCHING_PROTOCOLS_101
+                        ? "backend sent an invalid 101: " + cause.getMessage()
+                        : "backend unreachable: " + cause;
+        LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
+        if (route.backends().passiveHealthApplies()) {
+            state.recordFailure(route.passiveHealth().maxFails(), route.passiveHealth().failTimeout().toNanos());
+        }
+        route.listener().onBackendConnectFailed(view, backend, cause);
+        if (attempts < route.failover().maxAttempts() && NanoTime.now() - deadline < 0 && !proxy.isDraining()) {
+            attempt(answer, reason);
+        } else {
+            proxy.reject(view, response, callback, route, answer, reason);
+        }
+    }
+
+    private static boolean isTimeout(Throwable failure) {
+        for (Throwable t = failure; t != null; t = t.getCause()) {
+            if (t instanceof TimeoutException || t instanceof java.net.SocketTimeoutException) {
+                return true;
+            }
+            if (t.getCause() == t) {
+                break;
+            }
+        }
+        return false;
+    }
+}

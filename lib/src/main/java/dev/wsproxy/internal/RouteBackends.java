@@ -1,0 +1,97 @@
+package dev.wsproxy.internal;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
+
+/**
+ * The backends of one route and their states. The list is replaced atomically ({@link #replace}); states are kept
+ * for backends that stay (by URI), so counters and health survive a replacement and sessions already open keep
+ * releasing into the right state.
+ */
+public final class RouteBackends {
+
+    private volatile List<BackendState> states;
+
+    RouteBackends(List<Backend> backends) {
+        List<BackendState> initial = new ArrayList<>();
+        for (Backend backend : backends) {
+            initial.add(new BackendState(backend));
+        }
+        this.states = List.copyOf(initial);
+    }
+
+    List<BackendState> states() {
+        return states;
+    }
+
+    List<Backend> backends() {
+        List<BackendState> current = states;
+        List<Backend> result = new ArrayList<>(current.size());
+        for (BackendState state : current) {
+            result.add(state.backend());
+        }
+        return List.copyOf(result);
+    }
+
+    /** The backends that may take a new session, minus {@code tried}: the up primaries, else the up backups. */
+    List<BackendStatus> candidates(Set<BackendState> tried) {
+        List<BackendStatus> primaries = new ArrayList<>();
+        List<BackendStatus> backups = new ArrayList<>();
+        for (BackendState state : states) {
+            if (tried.contains(state) || state.state() != BackendStatus.State.UP) {
+                continue;
+            }
+            (state.backend().isBackup() ? backups : primaries).add(state);
+        }
+        return List.copyOf(primaries.isEmpty() ? backups : primaries);
+    }
+
+    /** The state of a backend the selector picked; a backend the route does not know gets a state of its own. */
+    BackendState stateOf(Backend backend) {
+        for (BackendState state : states) {
+            if (state.backend().equals(backend)) {
+                return state;
+            }
+        }
+        for (BackendState state : states) {
+            if (state.backend().uri().equals(backend.uri())) {
+                return state;
+            }
+        }
+        return new BackendState(backend);
+    }
+
+    /** Tells whether passive health may take backends down: never for a route of one backend (nginx does the same). */
+    boolean passiveHealthApplies() {
+        return states.size() > 1;
+    }
+
+    synchronized void replace(List<Backend> backends) {
+        Map<java.net.URI, BackendState> old = new HashMap<>();
+        for (BackendState state : states) {
+            old.put(state.backend().uri(), state);
+        }
+        List<BackendState> next = new ArrayList<>();
+        for (Backend backend : backends) {
+            BackendState state = old.remove(backend.uri());
+            if (state == null) {
+                state = new BackendState(backend);
+            } else {
+                state.backend(backend);
+                state.draining(false);
+            }
+            next.add(state);
+        }
+        // Removed backends keep their states only through the sessions that still hold a lease on them.
+        for (BackendState removed : old.values()) {
+            removed.draining(true);
+        }
+        states = List.copyOf(next);
+    }
+}

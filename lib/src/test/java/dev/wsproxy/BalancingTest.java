@@ -1,0 +1,210 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.net.ServerSocket;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Spreading, failover, passive health, backups, live membership and drain, on real backends tagged with ids. */
+class BalancingTest {
+
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private final BlockingQueue<String> failures = new LinkedBlockingQueue<>();
+    private TestBackend a;
+    private TestBackend b;
+    private TestBackend c;
+    private WebSocketProxy proxy;
+    private Clients clients;
+
+    @BeforeEach
+    void start() throws Exception {
+        a = new TestBackend("a");
+        b = new TestBackend("b");
+        c = new TestBackend("c");
+        clients = new Clients();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        if (proxy != null) {
+            Clients.tearDown(proxy, clients, a, b, c);
+        } else {
+            clients.close();
+            a.close();
+            b.close();
+            c.close();
+        }
+        for (AutoCloseable resource : resources) {
+            resource.close();
+        }
+    }
+
+    private void start(ProxyBuilder builder) throws Exception {
+        proxy = builder.listen("127.0.0.1", 0)
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onBackendConnectFailed(HandshakeRequest request, Backend backend, Throwable cause) {
+                        failures.add(backend.uri().toString());
+                    }
+                })
+                .build();
+        proxy.start();
+    }
+
+    /** Opens a session, asks which backend serves it, and keeps it open. */
+    private String whoServes(List<WsRecorder> open) throws Exception {
+        WsRecorder client = clients.connect(Clients.ws(proxy, "/ws/x"));
+        client.sendText("whoami");
+        open.add(client);
+        return client.nextText();
+    }
+
+    private static Backend closedPort() throws Exception {
+        try (ServerSocket socket = new ServerSocket(0)) {
+            return Backend.of("ws://127.0.0.1:" + socket.getLocalPort());
+        }
+    }
+
+    private void closeAll(List<WsRecorder> open) throws Exception {
+        for (WsRecorder client : open) {
+            client.session.close();
+        }
+        for (WsRecorder client : open) {
+            client.nextClose();
+        }
+        open.clear();
+    }
+
+    @Test
+    void spreadsSessionsOverThreeBackendsInTurn() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend(), c.backend()));
+        List<WsRecorder> open = new ArrayList<>();
+        List<String> order = new ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            order.add(whoServes(open));
+        }
+        assertThat(order).containsExactly("a", "b", "c", "a", "b", "c");
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::activeSessions).containsExactly(2, 2, 2);
+        closeAll(open);
+        org.awaitility.Awaitility.await().untilAsserted(() -> assertThat(proxy.backendStatus("/ws/"))
+                .extracting(BackendStatus::activeSessions).containsExactly(0, 0, 0));
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::totalSessions).containsExactly(2L, 2L, 2L);
+    }
+
+    @Test
+    void failsOverToTheNextBackendWhenOneRefusesConnections() throws Exception {
+        Backend down = closedPort();
+        start(ProxyBuilder.create().route("/ws/", down, a.backend()).passiveHealth(0, Duration.ofSeconds(10)));
+        List<WsRecorder> open = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            assertThat(whoServes(open)).as("no client sees a 502 while another backend is up").isEqualTo("a");
+        }
+        assertThat(failures).contains(down.uri().toString());
+        closeAll(open);
+    }
+
+    @Test
+    void skipsAFailedBackendForTheFailTimeoutThenTriesItAgain() throws Exception {
+        Backend down = closedPort();
+        start(ProxyBuilder.create().route("/ws/", down, a.backend()).passiveHealth(1, Duration.ofMillis(700)));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a"); // tried `down` first, failed over
+        assertThat(failures.poll(5, TimeUnit.SECONDS)).isEqualTo(down.uri().toString());
+        assertThat(proxy.backendStatus("/ws/").get(0).state()).isEqualTo(BackendStatus.State.DOWN);
+        for (int i = 0; i < 3; i++) {
+            assertThat(whoServes(open)).isEqualTo("a");
+        }
+        assertThat(failures).as("a down backend is not tried").isEmpty();
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(5)).until(
+                () -> proxy.backendStatus("/ws/").get(0).state() == BackendStatus.State.UP);
+        closeAll(open);
+    }
+
+    @Test
+    void usesBackupsOnlyWhileEveryPrimaryIsDown() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend().asBackup()));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a");
+        assertThat(whoServes(open)).isEqualTo("a");
+        closeAll(open);
+        proxy.drain(a.backend(), Duration.ZERO);
+        assertThat(whoServes(open)).as("the primary is draining: the backup takes over").isEqualTo("b");
+        proxy.updateBackends("/ws/", List.of(a.backend(), b.backend().asBackup()));
+        assertThat(whoServes(open)).as("the primary is back").isEqualTo("a");
+        closeAll(open);
+    }
+
+    @Test
+    void answers503WithRetryAfterWhenNoBackendIsAvailable() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
+        proxy.drain(a.backend(), Duration.ZERO);
+        proxy.drain(b.backend(), Duration.ZERO);
+        try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/ws/x")) {
+            assertThat(exchange.statusLine()).startsWith("HTTP/1.1 503");
+            assertThat(exchange.head()).containsIgnoringCase("Retry-After:");
+        }
+    }
+
+    @Test
+    void replacesTheBackendListWithoutTouchingOpenSessions() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", a.backend()));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a");
+        proxy.updateBackends("/ws/", List.of(b.backend(), c.backend()));
+        assertThat(whoServes(open)).isIn("b", "c");
+        assertThat(whoServes(open)).isIn("b", "c");
+        WsRecorder first = open.get(0);
+        first.sendText("still here");
+        assertThat(first.nextText()).as("the session on the removed backend is untouched").isEqualTo("still here");
+        closeAll(open);
+    }
+
+    @Test
+    void drainClosesABackendsSessionsWith1001AcrossTheWindow() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
+        List<WsRecorder> open = new ArrayList<>();
+        Map<String, List<WsRecorder>> byBackend = new HashMap<>();
+        for (int i = 0; i < 6; i++) {
+            String id = whoServes(open);
+            byBackend.computeIfAbsent(id, k -> new ArrayList<>()).add(open.get(open.size() - 1));
+        }
+        long start = System.nanoTime();
+        proxy.drain(a.backend(), Duration.ofMillis(600));
+        List<Long> closedAfterMillis = new ArrayList<>();
+        for (WsRecorder client : byBackend.get("a")) {
+            assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "backend draining"));
+            closedAfterMillis.add((System.nanoTime() - start) / 1_000_000);
+        }
+        assertThat(closedAfterMillis.get(closedAfterMillis.size() - 1))
+                .as("the closes are spread over the window, not all at once").isGreaterThanOrEqualTo(350);
+        for (WsRecorder client : byBackend.get("b")) {
+            client.sendText("alive");
+            assertThat(client.nextText()).isEqualTo("alive");
+        }
+        assertThat(proxy.backendStatus("/ws/").get(0).state()).isEqualTo(BackendStatus.State.DRAINING);
+        assertThat(whoServes(open)).isEqualTo("b");
+        open.removeAll(byBackend.get("a"));
+        closeAll(open);
+    }
+
+    @Test
+    void relaysABackendRefusalWithoutFailingOver() throws Exception {
+        start(ProxyBuilder.create().route("/reject403", a.backend(), b.backend()));
+        try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/reject403")) {
+            assertThat(exchange.statusLine()).startsWith("HTTP/1.1 403");
+        }
+        assertThat(a.upgrades.size() + b.upgrades.size()).as("one backend asked, no retry").isEqualTo(1);
+        assertThat(failures).isEmpty();
+    }
+}
