@@ -241,6 +241,17 @@ public final class ProxyBuilder {
     }
 
     /**
+     * Probes the backends of every route that sets none actively; see {@link HealthCheck}. Default: none (passive health only).
+     *
+     * @param healthCheck the check
+     * @return this builder
+     */
+    public ProxyBuilder healthCheck(HealthCheck healthCheck) {
+        defaults.healthCheck(requireNonNull(healthCheck, "healthCheck"));
+        return this;
+    }
+
+    /**
      * Adds a listener for the sessions of every route. Listeners are called in the order they were added.
      *
      * @param listener the listener

@@ -40,6 +40,17 @@ public interface ProxyListener {
     }
 
     /**
+     * Called when a backend of a route goes down or comes back: an active {@link HealthCheck} crossed a threshold, or
+     * passive health took it down after failed connections (it comes back silently when its fail timeout has passed).
+     *
+     * @param route the route prefix
+     * @param backend the backend's live status, already in its new state
+     * @param previous the state before the change
+     */
+    default void onBackendStateChanged(String route, BackendStatus backend, BackendStatus.State previous) {
+    }
+
+    /**
      * Called when the proxy could not open the backend leg: connection refused, host unknown, timeout, or a response
      * that is not a valid {@code 101}. {@link #onHandshakeRejected} follows with the status the client got.
      *

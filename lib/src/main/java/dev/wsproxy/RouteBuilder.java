@@ -45,6 +45,28 @@ public final class RouteBuilder {
     }
 
     /**
+     * Takes the route's backends from DNS: the host of {@code uri} is resolved to all its addresses now and every
+     * {@code refresh}, and the route gets one backend per address (same scheme, port and path), replacing the list
+     * like {@link WebSocketProxy#updateBackends} does: open sessions are not touched. This is how a Kubernetes
+     * headless service is followed. A failed resolution keeps the last list; until the first one succeeds the route
+     * answers {@code 503}.
+     *
+     * <p>The JVM caches successful look-ups for 30 seconds by default ({@code networkaddress.cache.ttl}); set it at
+     * or below {@code refresh}, for instance {@code Security.setProperty("networkaddress.cache.ttl", "10")} before the
+     * first look-up, or the refresh sees stale addresses.
+     *
+     * @param uri a backend URI whose host is a DNS name, like {@code ws://chat.default.svc.cluster.local:8080}
+     * @param refresh how often to resolve again
+     * @return this builder
+     */
+    public RouteBuilder backendsFromDns(String uri, Duration refresh) {
+        requireNonNull(uri, "uri");
+        requireNonNull(refresh, "refresh");
+        settings.dns(Backend.of(uri), refresh);
+        return this;
+    }
+
+    /**
      * Sets the route's backend selector.
      *
      * @param selector the selector; its {@link BackendSelector#forRoute(String)} is called for this route
@@ -146,6 +168,17 @@ public final class RouteBuilder {
     public RouteBuilder failover(int maxAttempts, Duration maxTime) {
         requireNonNull(maxTime, "maxTime");
         settings.failover(maxAttempts, maxTime);
+        return this;
+    }
+
+    /**
+     * Probes the backends of this route actively; see {@link HealthCheck}. Default: none (passive health only).
+     *
+     * @param healthCheck the check
+     * @return this builder
+     */
+    public RouteBuilder healthCheck(HealthCheck healthCheck) {
+        settings.healthCheck(requireNonNull(healthCheck, "healthCheck"));
         return this;
     }
 

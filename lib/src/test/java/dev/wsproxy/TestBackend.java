@@ -168,6 +168,12 @@ final class TestBackend implements AutoCloseable {
         server.stop();
     }
 
+    /** Starts the server again on the port it had. */
+    void restartServer(int port) throws Exception {
+        connector.setPort(port);
+        server.start();
+    }
+
     @Override
     public void close() throws Exception {
         server.stop();

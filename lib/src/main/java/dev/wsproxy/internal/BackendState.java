@@ -20,6 +20,11 @@ public final class BackendState implements BackendStatus {
     private final AtomicLong total = new AtomicLong();
     private volatile boolean draining;
 
+    // Active health, guarded by this: consecutive probe results.
+    private boolean probedDown;
+    private int probeStreak;
+    private boolean probeStreakGood;
+
     // Passive health, guarded by this.
     private int failures;
     private long windowStart;
@@ -67,6 +72,9 @@ public final class BackendState implements BackendStatus {
     }
 
     private synchronized boolean isDown() {
+        if (probedDown) {
+            return true;
+        }
         if (down && NanoTime.since(downUntil) >= 0) {
             // The fail timeout has passed: try the backend again (nginx does the same).
             down = false;
@@ -76,10 +84,31 @@ public final class BackendState implements BackendStatus {
     }
 
     /**
-     * Counts a failed connection attempt; {@code maxFails} failures within {@code windowNanos} take the backend down
-     * for {@code windowNanos}.
+     * Counts one health probe; returns {@code true} when the backend's probed health changed: {@code unhealthy}
+     * failures in a row take it down, {@code healthy} successes in a row bring it back.
      */
-    synchronized void recordFailure(int maxFails, long windowNanos) {
+    synchronized boolean recordProbe(boolean good, int unhealthy, int healthy) {
+        if (good != probeStreakGood) {
+            probeStreakGood = good;
+            probeStreak = 0;
+        }
+        probeStreak++;
+        if (probedDown && good && probeStreak >= healthy) {
+            probedDown = false;
+            return true;
+        }
+        if (!probedDown && !good && probeStreak >= unhealthy) {
+            probedDown = true;
+            return true;
+        }
+        return false;
+    }
+
+    /**
+     * Counts a failed connection attempt; {@code maxFails} failures within {@code windowNanos} take the backend down
+     * for {@code windowNanos}. Returns {@code true} when this failure took it down.
+     */
+    synchronized boolean recordFailure(int maxFails, long windowNanos) {
         long now = NanoTime.now();
         if (failures == 0 || NanoTime.elapsed(windowStart, now) > windowNanos) {
             failures = 0;
@@ -89,7 +118,9 @@ public final class BackendState implements BackendStatus {
         if (maxFails > 0 && failures >= maxFails && !down) {
             down = true;
             downUntil = now + windowNanos;
+            return true;
         }
+        return false;
     }
 
     synchronized void recordSuccess() {

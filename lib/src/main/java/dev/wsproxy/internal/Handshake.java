@@ -24,6 +24,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
 
 /**
  * One client handshake, backend first, with failover: picks a backend, connects to it asynchronously, and either
@@ -200,8 +201,11 @@ final class Handshake {
                         ? "backend sent an invalid 101: " + cause.getMessage()
                         : "backend unreachable: " + cause;
         LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
-        if (route.backends().passiveHealthApplies()) {
-            state.recordFailure(route.passiveHealth().maxFails(), route.passiveHealth().failTimeout().toNanos());
+        if (route.backends().passiveHealthApplies() && state.recordFailure(route.passiveHealth().maxFails(),
+                route.passiveHealth().failTimeout().toNanos())) {
+            LOG.warn("Backend {} of route {} is down for {} after failed connections", backend, route.prefix(),
+                    route.passiveHealth().failTimeout());
+            route.listener().onBackendStateChanged(route.prefix(), state, BackendStatus.State.UP);
         }
         route.listener().onBackendConnectFailed(view, backend, cause);
         if (attempts < route.failover().maxAttempts() && NanoTime.now() - deadline < 0 && !proxy.isDraining()) {

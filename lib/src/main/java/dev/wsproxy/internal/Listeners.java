@@ -7,6 +7,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
 import dev.wsproxy.HandshakeRequest;
 import dev.wsproxy.ProxyListener;
 import dev.wsproxy.ProxySession;
@@ -45,6 +46,11 @@ final class Listeners implements ProxyListener {
     @Override
     public void onSessionClosed(ProxySession session, SessionClose close) {
         each("onSessionClosed", listener -> listener.onSessionClosed(session, close));
+    }
+
+    @Override
+    public void onBackendStateChanged(String route, BackendStatus backend, BackendStatus.State previous) {
+        each("onBackendStateChanged", listener -> listener.onBackendStateChanged(route, backend, previous));
     }
 
     @Override

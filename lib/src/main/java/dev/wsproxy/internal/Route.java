@@ -2,7 +2,11 @@ package dev.wsproxy.internal;
 
 import java.time.Duration;
 
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.Backend;
 import dev.wsproxy.BackendSelector;
+import dev.wsproxy.HealthCheck;
 import dev.wsproxy.OriginValidator;
 import dev.wsproxy.PlainHttp;
 import dev.wsproxy.ProxyListener;
@@ -20,7 +24,13 @@ public record Route(
         boolean preserveHost,
         PassiveHealth passiveHealth,
         Failover failover,
+        @Nullable HealthCheck healthCheck,
+        @Nullable Dns dns,
         ProxyListener listener) {
+
+    /** Backends resolved from the host of {@code template} every {@code refresh}. */
+    public record Dns(Backend template, Duration refresh) {
+    }
 
     /** nginx {@code max_fails} / {@code fail_timeout}: {@code maxFails} 0 turns passive health off. */
     public record PassiveHealth(int maxFails, Duration failTimeout) {

@@ -8,6 +8,7 @@ import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendSelector;
+import dev.wsproxy.HealthCheck;
 import dev.wsproxy.OriginValidator;
 import dev.wsproxy.PlainHttp;
 import dev.wsproxy.ProxyListener;
@@ -29,6 +30,9 @@ public final class RouteSettings {
     private @Nullable Boolean preserveHost;
     private Route.@Nullable PassiveHealth passiveHealth;
     private Route.@Nullable Failover failover;
+    private @Nullable HealthCheck healthCheck;
+    private @Nullable Backend dnsTemplate;
+    private @Nullable Duration dnsRefresh;
     private final List<ProxyListener> listeners = new ArrayList<>();
 
     public RouteSettings(String prefix) {
@@ -92,6 +96,9 @@ public final class RouteSettings {
         if (other.failover != null) {
             failover = other.failover;
         }
+        if (other.healthCheck != null) {
+            healthCheck = other.healthCheck;
+        }
         listeners.addAll(other.listeners);
     }
 
@@ -100,6 +107,8 @@ public final class RouteSettings {
             throw new IllegalArgumentException("backends: [] (expected: at least one backend)");
         }
         this.backends = List.copyOf(backends);
+        this.dnsTemplate = null;
+        this.dnsRefresh = null;
     }
 
     public void selector(BackendSelector selector) {
@@ -149,6 +158,19 @@ public final class RouteSettings {
         this.failover = new Route.Failover(maxAttempts, maxTime);
     }
 
+    public void dns(Backend template, Duration refresh) {
+        if (refresh.isNegative() || refresh.isZero()) {
+            throw new IllegalArgumentException("refresh: " + refresh + " (expected: > 0)");
+        }
+        this.dnsTemplate = template;
+        this.dnsRefresh = refresh;
+        this.backends = List.of();
+    }
+
+    public void healthCheck(HealthCheck healthCheck) {
+        this.healthCheck = healthCheck;
+    }
+
     public void addListener(ProxyListener listener) {
         listeners.add(listener);
     }
@@ -164,8 +186,9 @@ public final class RouteSettings {
         List<ProxyListener> all = new ArrayList<>(defaults.listeners);
         all.addAll(listeners);
         TimeoutPolicy timeouts = merged.timeouts;
+        Route.Dns dns = dnsTemplate == null ? null : new Route.Dns(dnsTemplate, dnsRefresh);
         return new Route(prefix, new RouteBackends(backends), merged.selector.forRoute(prefix), timeouts,
                 merged.originValidator, merged.maxMessageSize, merged.plainHttp, merged.preserveHost,
-                merged.passiveHealth, merged.failover, Listeners.of(all));
+                merged.passiveHealth, merged.failover, merged.healthCheck, dns, Listeners.of(all));
     }
 }

@@ -32,6 +32,7 @@ import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendStatus;
+import dev.wsproxy.HealthCheck;
 import dev.wsproxy.PlainHttp;
 import dev.wsproxy.ProxySession;
 import dev.wsproxy.TimeoutPolicy;
@@ -72,6 +73,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final AtomicLong sessionIds = new AtomicLong();
     private final Object drainLock = new Object();
     private volatile boolean draining;
+    private final List<HealthChecker> healthCheckers = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final List<DnsBackends> dnsSources = new java.util.concurrent.CopyOnWriteArrayList<>();
     private @Nullable WebSocketComponents components;
     private @Nullable HttpClient backendHttpClient;
     private @Nullable WebSocketCoreClient backendClient;
@@ -121,12 +124,34 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         backendClient = client;
         draining = false;
         super.doStart();
+        for (Route route : config.routes()) {
+            Route.Dns dns = route.dns();
+            if (dns != null) {
+                DnsBackends source = new DnsBackends(route, dns, server.getThreadPool(), server.getScheduler());
+                dnsSources.add(source);
+                source.start();
+            }
+            HealthCheck check = route.healthCheck();
+            if (check != null) {
+                HealthChecker checker = new HealthChecker(route, check, client, http, server.getScheduler());
+                healthCheckers.add(checker);
+                checker.start();
+            }
+        }
         LOG.info("wsproxy handler started (routes {})", config.routePrefixes());
     }
 
     @Override
     protected void doStop() throws Exception {
         draining = true;
+        for (HealthChecker checker : healthCheckers) {
+            checker.stop();
+        }
+        healthCheckers.clear();
+        for (DnsBackends source : dnsSources) {
+            source.stop();
+        }
+        dnsSources.clear();
         for (Relay relay : relays) {
             relay.abort();
         }

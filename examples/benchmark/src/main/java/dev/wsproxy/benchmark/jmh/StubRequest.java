@@ -7,24 +7,59 @@ import java.util.Map;
 import java.util.Set;
 
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
 import dev.wsproxy.SelectionContext;
 
-/** A handshake as a selector or validator sees it, without a network: fixed headers, a fixed client address. */
+/**
+ * A handshake as a selector or validator sees it, without a network: fixed headers, a fixed client address, every
+ * backend up and idle.
+ */
 final class StubRequest implements SelectionContext {
 
     private static final InetSocketAddress CLIENT = new InetSocketAddress("127.0.0.1", 50_000);
 
     private final List<Backend> backends;
+    private final List<BackendStatus> candidates;
     private final Map<String, String> headers;
 
     StubRequest(List<Backend> backends, Map<String, String> headers) {
         this.backends = backends;
+        this.candidates = backends.stream().<BackendStatus>map(Up::new).toList();
         this.headers = headers;
+    }
+
+    /** A backend that is up, with no sessions and no failures. */
+    private record Up(Backend backend) implements BackendStatus {
+
+        @Override
+        public State state() {
+            return State.UP;
+        }
+
+        @Override
+        public int activeSessions() {
+            return 0;
+        }
+
+        @Override
+        public long totalSessions() {
+            return 0;
+        }
+
+        @Override
+        public int recentFailures() {
+            return 0;
+        }
     }
 
     @Override
     public List<Backend> backends() {
         return backends;
+    }
+
+    @Override
+    public List<BackendStatus> candidates() {
+        return candidates;
     }
 
     @Override
@@ -61,6 +96,16 @@ final class StubRequest implements SelectionContext {
     @Override
     public Set<String> headerNames() {
         return headers.keySet();
+    }
+
+    @Override
+    public String cookie(String name) {
+        return null;
+    }
+
+    @Override
+    public String queryParameter(String name) {
+        return null;
     }
 
     @Override

@@ -1,0 +1,86 @@
+package dev.wsproxy.internal;
+
+import java.net.Inet6Address;
+import java.net.InetAddress;
+import java.net.URI;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.util.thread.Scheduler;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.Backend;
+
+/**
+ * Keeps a route's backends equal to the addresses its DNS name resolves to. Look-ups block, so they run on the
+ * proxy's thread pool, never on a selector thread; the next one is scheduled when the previous one is done.
+ */
+final class DnsBackends {
+
+    private static final Logger LOG = LoggerFactory.getLogger(DnsBackends.class);
+
+    private final Route route;
+    private final Route.Dns dns;
+    private final Executor executor;
+    private final Scheduler scheduler;
+    private volatile boolean stopped;
+    private volatile Scheduler.@Nullable Task next;
+    private List<Backend> last = List.of(); // touched by one look-up at a time
+
+    DnsBackends(Route route, Route.Dns dns, Executor executor, Scheduler scheduler) {
+        this.route = route;
+        this.dns = dns;
+        this.executor = executor;
+        this.scheduler = scheduler;
+    }
+
+    void start() {
+        executor.execute(this::resolve);
+    }
+
+    void stop() {
+        stopped = true;
+        Scheduler.Task task = next;
+        if (task != null) {
+            task.cancel();
+        }
+    }
+
+    private void resolve() {
+        if (stopped) {
+            return;
+        }
+        URI template = dns.template().uri();
+        try {
+            InetAddress[] addresses = InetAddress.getAllByName(template.getHost());
+            List<Backend> backends = new ArrayList<>();
+            for (InetAddress address : addresses) {
+                String host = address instanceof Inet6Address
+                        ? "[" + address.getHostAddress() + "]" : address.getHostAddress();
+                int port = template.getPort();
+                Backend backend = Backend.of(template.getScheme() + "://" + host + (port < 0 ? "" : ":" + port)
+                        + (template.getRawPath() == null ? "" : template.getRawPath()))
+                        .withWeight(dns.template().weight());
+                backends.add(dns.template().isBackup() ? backend.asBackup() : backend);
+            }
+            backends.sort(Comparator.comparing(Backend::toString));
+            if (!backends.equals(last)) {
+                route.backends().replace(backends);
+                LOG.info("Route {}: {} resolved to {}", route.prefix(), template.getHost(), backends);
+                last = backends;
+            }
+        } catch (Exception e) {
+            LOG.warn("Route {}: could not resolve {}; keeping {}", route.prefix(), template.getHost(), last, e);
+        } finally {
+            if (!stopped) {
+                next = scheduler.schedule(() -> executor.execute(this::resolve), dns.refresh().toMillis(),
+                        TimeUnit.MILLISECONDS);
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+package dev.wsproxy.internal;
+
+import java.net.URI;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.thread.Scheduler;
+import org.eclipse.jetty.websocket.core.CloseStatus;
+import org.eclipse.jetty.websocket.core.CoreSession;
+import org.eclipse.jetty.websocket.core.Frame;
+import org.eclipse.jetty.websocket.core.FrameHandler;
+import org.eclipse.jetty.websocket.core.client.CoreClientUpgradeRequest;
+import org.eclipse.jetty.websocket.core.client.WebSocketCoreClient;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.BackendStatus;
+import dev.wsproxy.HealthCheck;
+
+/**
+ * Probes the backends of one route every interval, asynchronously, on the proxy's backend client; a round starts
+ * only after the previous one was scheduled, so a slow backend never stacks probes (each has its timeout).
+ */
+final class HealthChecker {
+
+    private static final Logger LOG = LoggerFactory.getLogger(HealthChecker.class);
+
+    private final Route route;
+    private final HealthCheck check;
+    private final WebSocketCoreClient webSocketClient;
+    private final HttpClient httpClient;
+    private final Scheduler scheduler;
+    private volatile boolean stopped;
+    private volatile Scheduler.@Nullable Task next;
+
+    HealthChecker(Route route, HealthCheck check, WebSocketCoreClient webSocketClient, HttpClient httpClient,
+            Scheduler scheduler) {
+        this.route = route;
+        this.check = check;
+        this.webSocketClient = webSocketClient;
+        this.httpClient = httpClient;
+        this.scheduler = scheduler;
+    }
+
+    void start() {
+        LOG.info("Health checks for route {}: {}", route.prefix(), check);
+        round();
+    }
+
+    void stop() {
+        stopped = true;
+        Scheduler.Task task = next;
+        if (task != null) {
+            task.cancel();
+        }
+    }
+
+    private void round() {
+        if (stopped) {
+            return;
+        }
+        for (BackendState state : route.backends().states()) {
+            probe(state);
+        }
+        next = scheduler.schedule(this::round, check.interval().toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    private void probe(BackendState state) {
+        URI base = state.backend().uri();
+        try {
+            if (check.kind() == HealthCheck.Kind.HTTP) {
+                String scheme = "wss".equals(base.getScheme()) ? "https" : "http";
+                httpClient.newRequest(URI.create(scheme + "://" + base.getRawAuthority() + check.path()))
+                        .timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS)
+                        .send(result -> record(state, result.isSucceeded()
+                                && result.getResponse().getStatus() / 100 == 2));
+            } else {
+                URI uri = URI.create(base.getScheme() + "://" + base.getRawAuthority() + check.path());
+                CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(webSocketClient, uri, new Probe());
+                upgrade.timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS);
+                webSocketClient.connect(upgrade).whenComplete((session, failure) -> record(state, failure == null));
+            }
+        } catch (Exception e) {
+            record(state, false);
+        }
+    }
+
+    private void record(BackendState state, boolean good) {
+        if (stopped) {
+            return;
+        }
+        BackendStatus.State before = state.state();
+        if (state.recordProbe(good, check.unhealthyThreshold(), check.healthyThreshold())) {
+            LOG.warn("Backend {} of route {} is {} (health check {})", state.backend(), route.prefix(),
+                    good ? "up again" : "down", check.path());
+            route.listener().onBackendStateChanged(route.prefix(), state, before);
+        }
+    }
+
+    /** Closes the probe session with 1000 as soon as it opens, and reads until the close answer. */
+    private static final class Probe implements FrameHandler {
+        private volatile @Nullable CoreSession session;
+
+        @Override
+        public void onOpen(CoreSession coreSession, Callback callback) {
+            session = coreSession;
+            callback.succeeded();
+            coreSession.close(CloseStatus.NORMAL, "health check", Callback.NOOP);
+            coreSession.demand();
+        }
+
+        @Override
+        public void onFrame(Frame frame, Callback callback) {
+            callback.succeeded();
+            CoreSession current = session;
+            if (frame.getOpCode() != org.eclipse.jetty.websocket.core.OpCode.CLOSE && current != null) {
+                current.demand();
+            }
+        }
+
+        @Override
+        public void onError(Throwable cause, Callback callback) {
+            callback.succeeded();
+        }
+
+        @Override
+        public void onClosed(CloseStatus closeStatus, Callback callback) {
+            callback.succeeded();
+        }
+    }
+}

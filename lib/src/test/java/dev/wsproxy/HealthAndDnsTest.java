@@ -1,0 +1,119 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Active health checks take backends out and back in; DNS keeps a route's backends equal to a name's addresses. */
+class HealthAndDnsTest {
+
+    private record Change(String backend, BackendStatus.State from, BackendStatus.State to) {
+    }
+
+    private final BlockingQueue<Change> changes = new LinkedBlockingQueue<>();
+    private TestBackend a;
+    private TestBackend b;
+    private WebSocketProxy proxy;
+    private Clients clients;
+
+    @BeforeEach
+    void start() throws Exception {
+        a = new TestBackend("a");
+        b = new TestBackend("b");
+        clients = new Clients();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        Clients.tearDown(proxy, clients, a, b);
+    }
+
+    private void start(ProxyBuilder builder) throws Exception {
+        proxy = builder.listen("127.0.0.1", 0).listener(new ProxyListener() {
+            @Override
+            public void onBackendStateChanged(String route, BackendStatus backend, BackendStatus.State previous) {
+                changes.add(new Change(backend.backend().uri().toString(), previous, backend.state()));
+            }
+        }).build();
+        proxy.start();
+    }
+
+    private Change nextChange() throws InterruptedException {
+        Change change = changes.poll(10, TimeUnit.SECONDS);
+        assertThat(change).as("a backend state change").isNotNull();
+        return change;
+    }
+
+    private String whoServes(List<WsRecorder> open) throws Exception {
+        WsRecorder client = clients.connect(Clients.ws(proxy, "/ws/x"));
+        client.sendText("whoami");
+        open.add(client);
+        return client.nextText();
+    }
+
+    private static void closeAll(List<WsRecorder> open) throws Exception {
+        for (WsRecorder client : open) {
+            client.session.close();
+            client.nextClose();
+        }
+    }
+
+    @Test
+    void webSocketHealthCheckTakesADeadBackendOutAndBringsItBack() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend())
+                .passiveHealth(0, Duration.ofSeconds(1))
+                .healthCheck(HealthCheck.webSocket("/health").interval(Duration.ofMillis(100)).thresholds(2, 2)));
+        int port = b.port();
+        String bUri = b.uri().toString();
+        b.stopServer();
+        assertThat(nextChange()).isEqualTo(new Change(bUri, BackendStatus.State.UP, BackendStatus.State.DOWN));
+        List<WsRecorder> open = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            assertThat(whoServes(open)).isEqualTo("a");
+        }
+        b.restartServer(port);
+        assertThat(nextChange()).isEqualTo(new Change(bUri, BackendStatus.State.DOWN, BackendStatus.State.UP));
+        List<String> served = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            served.add(whoServes(open));
+        }
+        assertThat(served).contains("a", "b");
+        assertThat(b.upgrades.stream().filter(u -> u.pathQuery().equals("/health")).count())
+                .as("the probes are WebSocket handshakes on the health path").isPositive();
+        closeAll(open);
+    }
+
+    @Test
+    void httpHealthCheckMarksABackendDownWhenItStopsAnswering() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend())
+                .healthCheck(HealthCheck.http("/status").interval(Duration.ofMillis(100)).thresholds(1, 1)));
+        await().atMost(Duration.ofSeconds(5)).until(() -> a.httpConnections.get() > 0);
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::state)
+                .containsExactly(BackendStatus.State.UP, BackendStatus.State.UP);
+        a.stopServer();
+        assertThat(nextChange().to()).isEqualTo(BackendStatus.State.DOWN);
+        assertThat(proxy.backendStatus("/ws/").get(0).state()).isEqualTo(BackendStatus.State.DOWN);
+    }
+
+    @Test
+    void followsTheAddressesOfADnsName() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", r -> r.backendsFromDns("ws://localhost:" + a.port(),
+                Duration.ofMillis(200))));
+        await().atMost(Duration.ofSeconds(10)).until(() -> !proxy.backendStatus("/ws/").isEmpty());
+        assertThat(proxy.backendStatus("/ws/")).extracting(status -> status.backend().uri().toString())
+                .contains("ws://127.0.0.1:" + a.port());
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a");
+        closeAll(open);
+    }
+}
