@@ -55,6 +55,36 @@ class ShutdownTest {
     }
 
     @Test
+    void forgetsAClosedSessionLongBeforeTheConnectTimeout() throws Exception {
+        java.util.concurrent.BlockingQueue<ProxySession> opened = new java.util.concurrent.LinkedBlockingQueue<>();
+        WebSocketProxy slow = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofSeconds(60)).build())
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onSessionOpened(ProxySession session) {
+                        opened.add(session);
+                    }
+                })
+                .build();
+        try {
+            slow.start();
+            WsRecorder client = clients.connect(Clients.ws(slow, "/retained"));
+            java.lang.ref.WeakReference<ProxySession> session =
+                    new java.lang.ref.WeakReference<>(opened.poll(10, java.util.concurrent.TimeUnit.SECONDS));
+            client.session.close();
+            client.nextClose();
+            Clients.assertNoLeaks(slow, clients, backend);
+            // Nothing (a pending timer, a pool) may keep the finished session reachable until the connect timeout.
+            org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> {
+                System.gc();
+                return session.get() == null;
+            });
+        } finally {
+            slow.close();
+        }
+    }
+
+    @Test
     void refusesToStartTwiceOrAfterStop() throws Exception {
         assertThatThrownBy(proxy::start).isInstanceOf(IllegalStateException.class);
         proxy.close();

@@ -14,6 +14,7 @@ import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.NanoTime;
+import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.client.CoreClientUpgradeRequest;
@@ -100,7 +101,6 @@ final class Handshake {
         Configuration.ConfigurationCustomizer legConfiguration = WebSocketProxyHandler.legConfiguration(timeouts);
         WebSocketCoreClient client = proxy.backendClient();
         CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(client, backendUri, relay.backendLeg);
-        upgrade.timeout(timeoutMillis, TimeUnit.MILLISECONDS);
         List<String> subprotocols = view.subprotocols();
         if (!subprotocols.isEmpty()) {
             upgrade.setSubProtocols(subprotocols);
@@ -121,7 +121,13 @@ final class Handshake {
             return;
         }
         relay.onConnecting(() -> future.cancel(false));
+        // The proxy's own timer, cancelled on completion. Jetty's request timeout is not used: its task is not
+        // cancelled when the connection is upgraded, and would keep every finished session reachable until it fires.
+        Scheduler.Task timer = proxy.scheduler().schedule(() -> future.completeExceptionally(
+                new TimeoutException("backend handshake took more than " + timeoutMillis + " ms")),
+                timeoutMillis, TimeUnit.MILLISECONDS);
         future.whenComplete((backendSession, failure) -> {
+            timer.cancel();
             if (failure != null) {
                 relay.onBackendFailed();
                 failed(state, backend, backendResponse, failure);
