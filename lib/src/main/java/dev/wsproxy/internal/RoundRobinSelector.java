@@ -11,7 +11,7 @@ import dev.wsproxy.BackendStatus;
 import dev.wsproxy.SelectionContext;
 
 /** Hands out a route's backends in turn. One instance per route: see {@link #forRoute(String)}. */
-public final class RoundRobinSelector implements BackendSelector {
+final class RoundRobinSelector implements BackendSelector {
 
     private final AtomicInteger next = new AtomicInteger();
 

@@ -17,6 +17,8 @@ import dev.wsproxy.BackendStatus;
 public final class RouteBackends {
 
     private volatile List<BackendState> states;
+    /** Backends a custom selector picked that are not in the list: one state each, so their counts add up. */
+    private final Map<Backend, BackendState> others = new java.util.concurrent.ConcurrentHashMap<>();
 
     RouteBackends(List<Backend> backends) {
         List<BackendState> initial = new ArrayList<>();
@@ -64,7 +66,7 @@ public final class RouteBackends {
                 return state;
             }
         }
-        return new BackendState(backend);
+        return others.computeIfAbsent(backend, BackendState::new);
     }
 
     /** Tells whether passive health may take backends down: never for a route of one backend (nginx does the same). */

@@ -42,7 +42,7 @@ public final class RouteSettings {
     /** The proxy-wide defaults, every value set. */
     public static RouteSettings proxyDefaults(long maxMessageSize) {
         RouteSettings defaults = new RouteSettings("");
-        defaults.selector = BackendSelectorDefaults.ROUND_ROBIN;
+        defaults.selector = Selectors.roundRobin();
         defaults.timeouts = Timeouts.DEFAULTS;
         defaults.originValidator = Origins.ANY;
         defaults.maxMessageSize = maxMessageSize;

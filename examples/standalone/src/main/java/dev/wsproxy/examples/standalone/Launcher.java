@@ -75,6 +75,7 @@ final class Launcher {
             err.flush();
             return EXIT_FAILURE;
         }
+        LOG.info("New sessions go to a route's backends by {}", options.balance());
         // For the ways to end the JVM that do not go through stop(): SIGHUP, System.exit elsewhere.
         Thread fallback = new Thread(proxy::close, "wsproxy-shutdown-hook");
         Runtime.getRuntime().addShutdownHook(fallback);

@@ -15,6 +15,7 @@ import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendSelector;
+import dev.wsproxy.HashKeys;
 import dev.wsproxy.OriginValidator;
 import dev.wsproxy.ProxyBuilder;
 import dev.wsproxy.TimeoutPolicy;
@@ -33,12 +34,15 @@ final class LauncherOptions {
     /** The address used without {@code --listen}. */
     static final String DEFAULT_LISTEN = ProxyBuilder.DEFAULT_HOST + ":" + ProxyBuilder.DEFAULT_PORT;
 
-    /** The only {@code --balance} strategy for now, and the default. */
+    /** The default {@code --balance} strategy. */
     static final String ROUND_ROBIN = "round-robin";
 
     static final String LISTEN_FORM = "HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080";
     static final String ROUTE_FORM = "PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000";
-    static final String BALANCE_FORM = ROUND_ROBIN;
+    static final String BALANCE_FORM = "round-robin, weighted-round-robin, random, two-choices, least-connections,"
+            + " ip-hash, hash:header:NAME, hash:cookie:NAME or hash:query:NAME";
+    static final String URL_FORM = "a ws://, wss://, http:// or https:// URL with a host, like ws://127.0.0.1:3000";
+    static final String BACKEND_OPTION_FORM = ";weight=N (N from 1 to 1000) or ;backup after a URL, each once";
     static final String ORIGIN_FORM = "scheme://host[:port], like https://app.example.com";
     static final String DURATION_FORM = "a duration like 500ms, 5s, 2m or 1h";
     static final String SIZE_FORM = "a positive number of bytes, like 65536, 64k or 16m";
@@ -57,8 +61,16 @@ final class LauncherOptions {
             "                              free port; IPv6 as [::1]:8080",
             "  --route PATH=URL[,URL...]   proxy requests under PATH (like /ws/) to these backends: ws://, wss://,",
             "                              http:// or https:// URLs. Repeatable, at least one. A URL without a",
-            "                              path keeps the request path; a URL with a path replaces PATH by it",
-            "  --balance NAME              how to pick a route's backend: round-robin (default)",
+            "                              path keeps the request path; a URL with a path replaces PATH by it.",
+            "                              A URL may end with ;weight=N (1 to 1000, default 1) and ;backup (used",
+            "                              only while no other backend is up): quote the flag for the shell,",
+            "                              like '/ws/=ws://a:3000;weight=2,ws://b:3000;backup'",
+            "  --balance NAME              how to pick a route's backend for each new session: round-robin",
+            "                              (default), weighted-round-robin, random, two-choices (the less busy",
+            "                              of two random backends), least-connections (fewest open sessions per",
+            "                              weight), ip-hash (sticky by client address), hash:header:NAME,",
+            "                              hash:cookie:NAME, hash:query:NAME (sticky by that value, the same",
+            "                              on every proxy instance)",
             "  --allow-origin ORIGIN       accept browser pages from ORIGIN only, like https://app.example.com;",
             "                              repeatable (default: any origin)",
             "  --connect-timeout DURATION  backend connect and handshake timeout, like 500ms, 5s, 2m (default "
@@ -135,8 +147,18 @@ final class LauncherOptions {
         return routes;
     }
 
+    /** Returns the {@code --balance} strategy as given, {@link #ROUND_ROBIN} by default. */
     String balance() {
         return balance;
+    }
+
+    /** Returns a new selector for {@link #balance()}. */
+    BackendSelector selector() {
+        try {
+            return selector(balance);
+        } catch (UsageException e) {
+            throw new IllegalStateException("balance: " + balance + " was checked by parse()", e);
+        }
     }
 
     /** Returns the allowed origins; empty means any origin. */
@@ -169,7 +191,7 @@ final class LauncherOptions {
         }
         ProxyBuilder builder = ProxyBuilder.create()
                 .listen(host, port)
-                .backendSelector(BackendSelector.roundRobin())
+                .backendSelector(selector())
                 .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).idle(idleTimeout).build())
                 .maxMessageSize(maxMessageSize);
         routes.forEach((path, backends) -> builder.route(path, backends.toArray(new Backend[0])));
@@ -177,6 +199,81 @@ final class LauncherOptions {
             builder.originValidator(OriginValidator.allowList(allowedOrigins.toArray(new String[0])));
         }
         return builder;
+    }
+
+    /**
+     * Returns the selector a {@code --balance} value names.
+     *
+     * @throws UsageException if the value names none
+     */
+    static BackendSelector selector(String balance) throws UsageException {
+        switch (balance) {
+            case ROUND_ROBIN:
+                return BackendSelector.roundRobin();
+            case "weighted-round-robin":
+                return BackendSelector.weightedRoundRobin();
+            case "random":
+                return BackendSelector.random();
+            case "two-choices":
+                return BackendSelector.powerOfTwoChoices();
+            case "least-connections":
+                return BackendSelector.leastConnections();
+            case "ip-hash":
+                return BackendSelector.ipHash();
+            default:
+                break;
+        }
+        String[] parts = balance.split(":", 3);
+        if (parts.length == 3 && parts[0].equals("hash") && !parts[2].isEmpty() && parts[2].strip().equals(parts[2])
+                && parts[2].chars().noneMatch(Character::isWhitespace)) {
+            String name = parts[2];
+            switch (parts[1]) {
+                case "header":
+                    return BackendSelector.consistentHash(HashKeys.header(name));
+                case "cookie":
+                    return BackendSelector.consistentHash(HashKeys.cookie(name));
+                case "query":
+                    return BackendSelector.consistentHash(HashKeys.queryParameter(name));
+                default:
+                    break;
+            }
+        }
+        throw UsageException.badValue("--balance", balance, BALANCE_FORM);
+    }
+
+    /**
+     * Parses one backend of {@code --route}: a URL, then optionally {@code ;weight=N} and {@code ;backup}.
+     *
+     * @throws UsageException naming the part that is wrong
+     */
+    static Backend parseBackend(String value) throws UsageException {
+        String[] parts = value.strip().split(";", -1);
+        Backend backend;
+        try {
+            backend = Backend.of(parts[0].strip());
+        } catch (IllegalArgumentException e) {
+            throw UsageException.badValue("--route", parts[0].strip(), URL_FORM);
+        }
+        boolean weighted = false;
+        boolean backup = false;
+        for (int i = 1; i < parts.length; i++) {
+            String option = parts[i].strip();
+            if (option.equals("backup") && !backup) {
+                backup = true;
+                backend = backend.asBackup();
+            } else if (option.startsWith("weight=") && !weighted) {
+                weighted = true;
+                String number = option.substring("weight=".length());
+                int weight = number.matches("\\d{1,4}") ? Integer.parseInt(number) : 0;
+                if (weight < 1 || weight > 1000) {
+                    throw UsageException.badValue("--route", ";" + option, BACKEND_OPTION_FORM);
+                }
+                backend = backend.withWeight(weight);
+            } else {
+                throw UsageException.badValue("--route", ";" + option, BACKEND_OPTION_FORM);
+            }
+        }
+        return backend;
     }
 
     /**
@@ -307,9 +404,7 @@ final class LauncherOptions {
                 case "--listen" -> listen(value);
                 case "--route" -> route(value);
                 case "--balance" -> {
-                    if (!value.equals(ROUND_ROBIN)) {
-                        throw UsageException.badValue(flag, value, BALANCE_FORM);
-                    }
+                    selector(value);
                     balance = value;
                 }
                 case "--allow-origin" -> {
@@ -352,12 +447,7 @@ final class LauncherOptions {
             }
             List<Backend> backends = new ArrayList<>();
             for (String url : value.substring(equals + 1).split(",", -1)) {
-                try {
-                    backends.add(Backend.of(url.strip()));
-                } catch (IllegalArgumentException e) {
-                    throw UsageException.badValue("--route", url, "a ws://, wss://, http:// or https:// URL with a"
-                            + " host, like ws://127.0.0.1:3000");
-                }
+                backends.add(parseBackend(url));
             }
             try {
                 // Let the library check the path with its own rules.

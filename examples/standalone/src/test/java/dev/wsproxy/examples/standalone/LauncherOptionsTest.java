@@ -14,6 +14,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
 import dev.wsproxy.ProxyBuilder;
 import dev.wsproxy.TimeoutPolicy;
 
@@ -55,7 +56,8 @@ class LauncherOptionsTest {
     @Test
     void usageListsEveryFlag() {
         assertThat(LauncherOptions.usage()).contains("--listen HOST:PORT", "--route PATH=URL[,URL...]",
-                "--balance NAME", "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION",
+                "--balance NAME", "least-connections", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",
+                "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION",
                 "--max-message-size BYTES", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
                 "default 64m").endsWith("\n");
     }
@@ -127,12 +129,77 @@ class LauncherOptionsTest {
                 "--route: /ws/ routed twice (expected: each PATH once)");
     }
 
+    @ParameterizedTest
+    @CsvSource({
+        "round-robin, roundRobin",
+        "weighted-round-robin, weightedRoundRobin",
+        "random, random",
+        "two-choices, powerOfTwoChoices",
+        "least-connections, leastConnections",
+        "ip-hash, ipHash",
+        "hash:header:X-User, consistentHash(header X-User)",
+        "hash:cookie:session, consistentHash(cookie session)",
+        "hash:query:room, consistentHash(query room)",
+    })
+    void mapsEveryBalanceStrategyToItsSelector(String balance, String selector) throws Exception {
+        LauncherOptions options = LauncherOptions.parse("--balance", balance, ROUTE, WS_ROUTE);
+
+        assertThat(options.balance()).isEqualTo(balance);
+        assertThat(options.selector()).hasToString(selector);
+    }
+
     @Test
-    void acceptsRoundRobinOnly() throws Exception {
-        assertThat(LauncherOptions.parse("--balance", "round-robin", ROUTE, WS_ROUTE).balance())
-                .isEqualTo("round-robin");
-        assertUsageError(new String[] {"--balance", "least-connections", ROUTE, WS_ROUTE},
-                "--balance: 'least-connections' (expected: round-robin)");
+    void roundRobinIsTheDefaultSelector() throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE).selector()).hasToString("roundRobin");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"least-connections ", "least_conn", "ROUND-ROBIN", "hash", "hash:header", "hash:header:",
+        "hash:path:x", "hash:header:X User", "hash:cookie: session", "hash::X-User", "consistent-hash"})
+    void rejectsUnknownBalanceStrategies(String balance) {
+        assertUsageError(new String[] {"--balance", balance, ROUTE, WS_ROUTE}, "--balance: '" + balance
+                + "' (expected: round-robin, weighted-round-robin, random, two-choices, least-connections, ip-hash,"
+                + " hash:header:NAME, hash:cookie:NAME or hash:query:NAME)");
+    }
+
+    @Test
+    void readsWeightAndBackupAfterABackendUrl() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(ROUTE,
+                "/ws/=ws://a:1;weight=3,ws://b:1;backup, ws://c:1 ; backup ; weight=1000 ,ws://d:1;weight=1");
+
+        assertThat(options.routes().get("/ws/")).containsExactly(
+                Backend.of("ws://a:1").withWeight(3),
+                Backend.of("ws://b:1").asBackup(),
+                Backend.of("ws://c:1").withWeight(1000).asBackup(),
+                Backend.of("ws://d:1"));
+        assertThat(options.routes().get("/ws/")).extracting(Backend::weight).containsExactly(3, 1, 1000, 1);
+        assertThat(options.routes().get("/ws/")).extracting(Backend::isBackup)
+                .containsExactly(false, true, true, false);
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "/ws/=ws://a:1;weight=0          | ;weight=0",
+        "/ws/=ws://a:1;weight=1001       | ;weight=1001",
+        "/ws/=ws://a:1;weight=-1         | ;weight=-1",
+        "/ws/=ws://a:1;weight=           | ;weight=",
+        "/ws/=ws://a:1;weight=2x         | ;weight=2x",
+        "/ws/=ws://a:1;weight=99999      | ;weight=99999",
+        "/ws/=ws://a:1;backup;backup     | ;backup",
+        "/ws/=ws://a:1;weight=2;weight=3 | ;weight=3",
+        "/ws/=ws://a:1;primary           | ;primary",
+        "/ws/=ws://a:1;                  | ;",
+        "/ws/=ws://a:1;Weight=2          | ;Weight=2",
+    })
+    void rejectsMalformedBackendOptions(String route, String part) {
+        assertUsageError(new String[] {ROUTE, route.strip()}, "--route: '" + part.strip()
+                + "' (expected: ;weight=N (N from 1 to 1000) or ;backup after a URL, each once)");
+    }
+
+    @Test
+    void rejectsOptionsWithoutAUrl() {
+        assertUsageError(new String[] {ROUTE, "/ws/=;weight=2"},
+                "--route: '' (expected: a ws://, wss://, http:// or https:// URL with a host, like ws://127.0.0.1:3000)");
     }
 
     @Test
@@ -225,6 +292,11 @@ class LauncherOptionsTest {
 
         // build() accepts the combination; the proxy is not started.
         assertThat(options.toProxyBuilder().build()).isNotNull();
+        LauncherOptions balanced = LauncherOptions.parse("--listen", "127.0.0.1:0", "--balance", "hash:cookie:sid",
+                ROUTE, "/ws/=ws://127.0.0.1:3000;weight=2,ws://127.0.0.1:3001;backup");
+        assertThat(balanced.toProxyBuilder().build().backendStatus("/ws/")).extracting(BackendStatus::backend)
+                .containsExactly(Backend.of("ws://127.0.0.1:3000").withWeight(2),
+                        Backend.of("ws://127.0.0.1:3001").asBackup());
         assertThatThrownBy(() -> LauncherOptions.parse("--help").toProxyBuilder())
                 .isInstanceOf(IllegalStateException.class);
     }
