@@ -12,6 +12,7 @@ import java.util.function.Consumer;
 import org.eclipse.jetty.server.Handler;
 import org.jspecify.annotations.Nullable;
 
+import dev.wsproxy.internal.Cidr;
 import dev.wsproxy.internal.ProxyConfig;
 import dev.wsproxy.internal.Route;
 import dev.wsproxy.internal.RouteSettings;
@@ -54,6 +55,10 @@ public final class ProxyBuilder {
     private final RouteSettings defaults = RouteSettings.proxyDefaults(DEFAULT_MAX_MESSAGE_SIZE);
     private @Nullable Handler nextHandler;
     private Duration drainTimeout = DEFAULT_DRAIN_TIMEOUT;
+    private List<String> trustedProxies = List.of();
+    private int maxConnectionsPerIp = Integer.MAX_VALUE;
+    private int maxConnections = Integer.MAX_VALUE;
+    private int handshakeRatePerIp;
 
     private ProxyBuilder() {
     }
@@ -77,6 +82,10 @@ public final class ProxyBuilder {
         copy.defaults.overrideWith(defaults);
         copy.nextHandler = nextHandler;
         copy.drainTimeout = drainTimeout;
+        copy.trustedProxies = trustedProxies;
+        copy.maxConnectionsPerIp = maxConnectionsPerIp;
+        copy.maxConnections = maxConnections;
+        copy.handshakeRatePerIp = handshakeRatePerIp;
         return copy;
     }
 
@@ -293,6 +302,74 @@ public final class ProxyBuilder {
     }
 
     /**
+     * Sets the proxies in front of this one whose forwarding headers are trusted (nginx's {@code set_real_ip_from}
+     * with {@code real_ip_recursive on}). Default: none. From a peer outside these blocks, inbound
+     * {@code X-Forwarded-*}, {@code X-Real-IP} and {@code Forwarded} headers are discarded and replaced, and the
+     * client is the peer. From a peer inside them, the client is the right-most {@code X-Forwarded-For} hop that is
+     * not a trusted proxy, and {@code X-Forwarded-Proto} / {@code X-Forwarded-Host} give the external scheme and host.
+     * That client address is the one selectors ({@link BackendSelector#ipHash()}), per-address limits, logs and
+     * {@code X-Real-IP} use.
+     *
+     * @param cidrs address blocks like {@code 10.0.0.0/8}, {@code 192.168.1.7} or {@code fd00::/8}
+     * @return this builder
+     * @throws IllegalArgumentException if a block is malformed (host names are not accepted)
+     */
+    public ProxyBuilder trustedProxies(String... cidrs) {
+        requireNonNull(cidrs, "cidrs");
+        List<String> blocks = new ArrayList<>();
+        for (String cidr : cidrs) {
+            blocks.add(Cidr.parse(requireNonNull(cidr, "cidr")).toString());
+        }
+        this.trustedProxies = List.copyOf(blocks);
+        return this;
+    }
+
+    /**
+     * Limits the concurrent sessions of one client address (nginx's {@code limit_conn}): one more gets
+     * {@code 429 Too Many Requests} before any backend connection. A session holds its slot from its handshake to its
+     * end, and gives it back on every path (close, error, drop, failed handshake). Default: no limit.
+     *
+     * @param max the most sessions per client address, at least 1
+     * @return this builder
+     */
+    public ProxyBuilder maxConnectionsPerIp(int max) {
+        this.maxConnectionsPerIp = atLeastOne("maxConnectionsPerIp", max);
+        return this;
+    }
+
+    /**
+     * Limits the concurrent sessions of the whole proxy: one more gets {@code 503} with {@code Retry-After} before any
+     * backend connection. Default: no limit.
+     *
+     * @param max the most sessions in all, at least 1
+     * @return this builder
+     */
+    public ProxyBuilder maxConnections(int max) {
+        this.maxConnections = atLeastOne("maxConnections", max);
+        return this;
+    }
+
+    /**
+     * Limits how fast one client address may start handshakes: a token bucket of {@code perSecond} tokens a second
+     * with a burst of {@code perSecond}. A handshake over the rate gets {@code 429} with {@code Retry-After: 1} before
+     * anything else is done with it. Default: no limit.
+     *
+     * @param perSecond handshakes per second per client address, at least 1
+     * @return this builder
+     */
+    public ProxyBuilder handshakeRatePerIp(int perSecond) {
+        this.handshakeRatePerIp = atLeastOne("handshakeRatePerIp", perSecond);
+        return this;
+    }
+
+    private static int atLeastOne(String name, int value) {
+        if (value < 1) {
+            throw new IllegalArgumentException(name + ": " + value + " (expected: >= 1)");
+        }
+        return value;
+    }
+
+    /**
      * Returns the proxy. The builder can be changed and built again afterwards without affecting it.
      *
      * @return an immutable, not yet started proxy
@@ -306,7 +383,8 @@ public final class ProxyBuilder {
         for (RouteSettings route : routes.values()) {
             resolved.add(route.resolve(defaults));
         }
-        ProxyConfig config = new ProxyConfig(host, port, resolved, nextHandler, drainTimeout);
+        ProxyConfig config = new ProxyConfig(host, port, resolved, nextHandler, drainTimeout, new ProxyConfig.Limits(
+                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp));
         return new WebSocketProxy(config, copy());
     }
 }

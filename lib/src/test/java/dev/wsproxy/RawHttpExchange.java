@@ -26,7 +26,26 @@ final class RawHttpExchange implements AutoCloseable {
     }
 
     static RawHttpExchange send(int port, String request) throws IOException {
+        return send(port, request, null);
+    }
+
+    /** Sends from a given loopback source address (127.0.0.2, ...), to play several clients on one machine. */
+    static RawHttpExchange upgradeFrom(String localAddress, int port, String path, String... extraHeaders)
+            throws IOException {
+        StringBuilder request = new StringBuilder("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + port
+                + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13"
+                + "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
+        for (String header : extraHeaders) {
+            request.append(header).append("\r\n");
+        }
+        return send(port, request.append("\r\n").toString(), localAddress);
+    }
+
+    static RawHttpExchange send(int port, String request, String localAddress) throws IOException {
         Socket socket = new Socket();
+        if (localAddress != null) {
+            socket.bind(new InetSocketAddress(localAddress, 0));
+        }
         socket.setSoTimeout(10_000);
         socket.connect(new InetSocketAddress("127.0.0.1", port), 5_000);
         socket.getOutputStream().write(request.getBytes(StandardCharsets.ISO_8859_1));

@@ -6,6 +6,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -68,16 +70,20 @@ class ShutdownTest {
                 .build();
         try {
             slow.start();
-            WsRecorder client = clients.connect(Clients.ws(slow, "/retained"));
-            java.lang.ref.WeakReference<ProxySession> session =
-                    new java.lang.ref.WeakReference<>(opened.poll(10, java.util.concurrent.TimeUnit.SECONDS));
-            client.session.close();
-            client.nextClose();
+            List<java.lang.ref.WeakReference<ProxySession>> sessions = new ArrayList<>();
+            for (int i = 0; i < 20; i++) {
+                WsRecorder client = clients.connect(Clients.ws(slow, "/retained"));
+                sessions.add(new java.lang.ref.WeakReference<>(
+                        opened.poll(10, java.util.concurrent.TimeUnit.SECONDS)));
+                client.session.close();
+                client.nextClose();
+            }
             Clients.assertNoLeaks(slow, clients, backend);
-            // Nothing (a pending timer, a pool) may keep the finished session reachable until the connect timeout.
+            // Nothing (a pending timer, a pool) may keep finished sessions reachable until the connect timeout. A
+            // pool thread may still point at the last task it ran, so a few may linger: never most of them.
             org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> {
                 System.gc();
-                return session.get() == null;
+                return sessions.stream().filter(session -> session.get() != null).count() <= 3;
             });
         } finally {
             slow.close();

@@ -9,12 +9,13 @@ import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.server.Request;
-import org.jspecify.annotations.Nullable;
 
 /**
  * The headers a backend gets: the client's end-to-end headers, then the proxy's own. Hop-by-hop headers (RFC 9110
  * section 7.6.1), any header the client names in {@code Connection}, and the client's WebSocket handshake headers
  * are dropped first, so a client can never remove a header the proxy sets by naming it in {@code Connection}.
+ * Forwarding headers ({@code X-Forwarded-*}, {@code X-Real-IP}, {@code Forwarded}) from a peer that is not a trusted
+ * proxy are dropped and replaced, so a client cannot forge who it is; a trusted proxy's chain is extended.
  */
 final class ForwardedHeaders {
 
@@ -37,13 +38,15 @@ final class ForwardedHeaders {
      * @param preserveHost send the client's {@code Host} (otherwise the backend URI's authority is used)
      * @param websocket {@code true} for the backend handshake, which drops the client's {@code Sec-WebSocket-*}
      */
-    static void copy(Request client, HttpFields.Mutable out, boolean preserveHost, boolean websocket) {
+    static void copy(Request client, HttpFields.Mutable out, boolean preserveHost, boolean websocket,
+            ClientIdentity identity) {
         HttpFields in = client.getHeaders();
         Set<String> named = connectionTokens(in);
         for (HttpField field : in) {
             String name = field.getLowerCaseName();
             if (NOT_COPIED.contains(name) || named.contains(name) || name.startsWith("proxy-")
-                    || (websocket && name.startsWith("sec-websocket-"))) {
+                    || (websocket && name.startsWith("sec-websocket-"))
+                    || (!identity.peerTrusted && (name.startsWith("x-forwarded-") || name.equals("forwarded")))) {
                 continue;
             }
             out.add(field);
@@ -52,19 +55,19 @@ final class ForwardedHeaders {
         if (preserveHost && host != null) {
             out.put(HttpHeader.HOST, host);
         }
-        addProxyHeaders(client, in, named, host, out);
+        addProxyHeaders(in, named, identity, out);
     }
 
-    private static void addProxyHeaders(Request client, HttpFields in, Set<String> named, @Nullable String host,
+    private static void addProxyHeaders(HttpFields in, Set<String> named, ClientIdentity identity,
             HttpFields.Mutable out) {
-        String peer = Request.getRemoteAddr(client);
-        List<String> earlier = named.contains("x-forwarded-for") ? List.of() : in.getValuesList(X_FORWARDED_FOR);
-        String chain = earlier.isEmpty() ? peer : String.join(", ", earlier) + ", " + peer;
+        List<String> earlier = !identity.peerTrusted || named.contains("x-forwarded-for")
+                ? List.of() : in.getValuesList(X_FORWARDED_FOR);
+        String chain = earlier.isEmpty() ? identity.peer : String.join(", ", earlier) + ", " + identity.peer;
         out.put(X_FORWARDED_FOR, chain);
-        out.put(X_REAL_IP, peer);
-        out.put(X_FORWARDED_PROTO, client.isSecure() ? "https" : "http");
-        if (host != null) {
-            out.put(X_FORWARDED_HOST, host);
+        out.put(X_REAL_IP, identity.clientIp);
+        out.put(X_FORWARDED_PROTO, identity.secure ? "https" : "http");
+        if (identity.host != null) {
+            out.put(X_FORWARDED_HOST, identity.host);
         }
     }
 

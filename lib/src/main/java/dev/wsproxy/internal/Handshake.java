@@ -46,10 +46,11 @@ final class Handshake {
     private final HandshakeRequestView view;
     private final Timeouts timeouts;
     private final long deadline;
+    private final ConnectionLimits.@Nullable Permit permit;
     private int attempts;
 
     Handshake(WebSocketProxyHandler proxy, Request request, Response response, Callback callback, Route route,
-            HandshakeRequestView view) {
+            HandshakeRequestView view, ConnectionLimits.@Nullable Permit permit) {
         this.proxy = proxy;
         this.request = request;
         this.response = response;
@@ -58,6 +59,19 @@ final class Handshake {
         this.view = view;
         this.timeouts = Timeouts.copyOf(route.timeouts());
         this.deadline = NanoTime.now() + route.failover().maxTime().toNanos();
+        this.permit = permit;
+    }
+
+    /** Answers the client without a session: the connection slot is given back. */
+    private void refuse(int status, @Nullable String reason) {
+        releasePermit();
+        proxy.reject(view, response, callback, route, status, reason);
+    }
+
+    private void releasePermit() {
+        if (permit != null) {
+            permit.release();
+        }
     }
 
     void start() {
@@ -68,12 +82,13 @@ final class Handshake {
     private void attempt(int lastStatus, @Nullable String lastReason) {
         Backend backend = proxy.select(view, response, callback, route, lastStatus, lastReason);
         if (backend == null) {
+            releasePermit();
             return;
         }
         BackendState state = route.backends().stateOf(backend);
         if (!view.tried.add(state)) {
             // The selector picked a backend this handshake already failed on: no further attempt.
-            proxy.reject(view, response, callback, route, lastStatus, lastReason);
+            refuse(lastStatus, lastReason);
             return;
         }
         attempts++;
@@ -81,14 +96,14 @@ final class Handshake {
         try {
             backendUri = WebSocketProxyHandler.backendUri(request, route, backend, true);
         } catch (IllegalArgumentException e) {
-            proxy.reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "request path cannot be forwarded");
+            refuse(HttpStatus.BAD_REQUEST_400, "request path cannot be forwarded");
             return;
         }
         Relay relay = new Relay(proxy, proxy.nextSessionId(), route, timeouts, view.clientAddress(), backend,
                 backendUri, state.acquire());
         if (!proxy.register(relay)) {
             relay.onBackendFailed();
-            proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
             return;
         }
         connect(relay, state, backend, backendUri);
@@ -105,7 +120,8 @@ final class Handshake {
         if (!subprotocols.isEmpty()) {
             upgrade.setSubProtocols(subprotocols);
         }
-        upgrade.headers(headers -> ForwardedHeaders.copy(request, headers, route.preserveHost(), true));
+        upgrade.headers(headers -> ForwardedHeaders.copy(request, headers, route.preserveHost(), true,
+                view.identity()));
         upgrade.setConfiguration(legConfiguration);
         BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
         upgrade.addListener(backendResponse);
@@ -144,6 +160,8 @@ final class Handshake {
 
     private void upgradeClient(Relay relay, CoreSession backendSession,
             Configuration.ConfigurationCustomizer legConfiguration) {
+        // From here the relay owns the connection slot: it gives it back when it finishes, whatever happens.
+        relay.holdPermit(permit);
         if (proxy.isDraining()) {
             relay.onClientUpgradeFailed("proxy shutting down");
             proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
@@ -191,12 +209,13 @@ final class Handshake {
             if (LOG.isDebugEnabled()) {
                 LOG.debug("Backend {} refused {} with {}", backend, view, status);
             }
+            releasePermit();
             route.listener().onHandshakeRejected(view, status, "backend refused the upgrade with " + status);
             Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
             return;
         }
         if (proxy.isDraining() && cause instanceof CancellationException) {
-            proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
             return;
         }
         boolean timeout = isTimeout(cause);
@@ -217,7 +236,7 @@ final class Handshake {
         if (attempts < route.failover().maxAttempts() && NanoTime.now() - deadline < 0 && !proxy.isDraining()) {
             attempt(answer, reason);
         } else {
-            proxy.reject(view, response, callback, route, answer, reason);
+            refuse(answer, reason);
         }
     }
 

@@ -29,9 +29,16 @@ final class HandshakeRequestView implements SelectionContext {
     /** Backends this handshake already failed on: not candidates any more. */
     final Set<BackendState> tried = new HashSet<>();
 
-    HandshakeRequestView(Request request, Route route) {
+    private final ClientIdentity identity;
+
+    HandshakeRequestView(Request request, Route route, ClientIdentity identity) {
         this.request = request;
         this.route = route;
+        this.identity = identity;
+    }
+
+    ClientIdentity identity() {
+        return identity;
     }
 
     @Override
@@ -41,10 +48,10 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public InetSocketAddress clientAddress() {
-        return clientAddress(request);
+        return identity.clientAddress;
     }
 
-    static InetSocketAddress clientAddress(Request request) {
+    static InetSocketAddress socketAddress(Request request) {
         SocketAddress address = request.getConnectionMetaData().getRemoteSocketAddress();
         return address instanceof InetSocketAddress inet ? inet : UNKNOWN;
     }
@@ -53,11 +60,14 @@ final class HandshakeRequestView implements SelectionContext {
     public URI uri() {
         URI result = uri;
         if (result == null) {
-            HttpURI httpUri = HttpURI.build(request.getHttpURI()).scheme(request.isSecure() ? "https" : "http");
+            HttpURI.Mutable httpUri = HttpURI.build(request.getHttpURI()).scheme(identity.secure ? "https" : "http");
+            if (identity.host != null && identity.peerTrusted) {
+                httpUri.authority(identity.host);
+            }
             try {
                 result = httpUri.toURI();
             } catch (RuntimeException e) {
-                result = URI.create((request.isSecure() ? "https" : "http") + "://invalid/");
+                result = URI.create((identity.secure ? "https" : "http") + "://invalid/");
             }
             uri = result;
         }
@@ -66,7 +76,7 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public boolean secure() {
-        return request.isSecure();
+        return identity.secure;
     }
 
     @Override

@@ -34,8 +34,9 @@ final class HttpForwarder extends ProxyHandler {
     protected void copyRequestHeaders(Request clientToProxyRequest,
             org.eclipse.jetty.client.Request proxyToServerRequest) {
         Route route = (Route) clientToProxyRequest.getAttribute(ROUTE_ATTRIBUTE);
+        ClientIdentity identity = (ClientIdentity) clientToProxyRequest.getAttribute(ClientIdentity.ATTRIBUTE);
         proxyToServerRequest.headers(headers ->
-                ForwardedHeaders.copy(clientToProxyRequest, headers, route.preserveHost(), false));
+                ForwardedHeaders.copy(clientToProxyRequest, headers, route.preserveHost(), false, identity));
     }
 
     @Override

@@ -16,8 +16,20 @@ public final class ProxyConfig {
     private final List<Route> routes;
     private final @Nullable Handler nextHandler;
     private final Duration drainTimeout;
+    private final Limits limits;
 
-    public ProxyConfig(String host, int port, List<Route> routes, @Nullable Handler nextHandler, Duration drainTimeout) {
+    /** Proxy-wide limits and trust; 0 / {@link Integer#MAX_VALUE} mean none. */
+    public record Limits(List<String> trustedProxies, int maxConnectionsPerIp, int maxConnections,
+            int handshakeRatePerIp) {
+        public static final Limits NONE = new Limits(List.of(), Integer.MAX_VALUE, Integer.MAX_VALUE, 0);
+
+        public Limits {
+            trustedProxies = List.copyOf(trustedProxies);
+        }
+    }
+
+    public ProxyConfig(String host, int port, List<Route> routes, @Nullable Handler nextHandler, Duration drainTimeout,
+            Limits limits) {
         this.host = host;
         this.port = port;
         List<Route> sorted = new ArrayList<>(routes);
@@ -26,6 +38,11 @@ public final class ProxyConfig {
         this.routes = List.copyOf(sorted);
         this.nextHandler = nextHandler;
         this.drainTimeout = drainTimeout;
+        this.limits = limits;
+    }
+
+    public Limits limits() {
+        return limits;
     }
 
     public String host() {

@@ -66,6 +66,7 @@ final class Relay implements ProxySession {
     private final Backend backend;
     private final URI backendUri;
     private final BackendState.Lease lease;
+    private volatile ConnectionLimits.@Nullable Permit permit;
     final Leg clientLeg = new Leg(Side.CLIENT);
     final Leg backendLeg = new Leg(Side.BACKEND);
 
@@ -171,6 +172,11 @@ final class Relay implements ProxySession {
     }
 
     // ---- handshake phase, called by WebSocketProxyHandler ----
+
+    /** Takes over the client's connection slot, to give it back when the relay finishes. */
+    void holdPermit(ConnectionLimits.@Nullable Permit permit) {
+        this.permit = permit;
+    }
 
     /** Remembers how to abort the pending backend handshake, for shutdown. */
     synchronized void onConnecting(Runnable abort) {
@@ -518,6 +524,10 @@ final class Relay implements ProxySession {
     /** Runs exactly once, when both legs have ended. */
     private void finish() {
         lease.release();
+        ConnectionLimits.Permit held = permit;
+        if (held != null) {
+            held.release();
+        }
         owner.onRelayFinished(this);
         if (!opened) {
             return;

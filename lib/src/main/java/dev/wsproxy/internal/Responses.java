@@ -35,6 +35,8 @@ final class Responses {
             headers.put(HttpHeader.SEC_WEBSOCKET_VERSION, "13");
         } else if (status == HttpStatus.SERVICE_UNAVAILABLE_503) {
             headers.put(HttpHeader.RETRY_AFTER, RETRY_AFTER_SECONDS);
+        } else if (status == HttpStatus.TOO_MANY_REQUESTS_429) {
+            headers.put(HttpHeader.RETRY_AFTER, "1");
         }
         String reason = HttpStatus.getMessage(status);
         write(response, callback, status, null, ByteBuffer.wrap((status + " " + reason + "\n")

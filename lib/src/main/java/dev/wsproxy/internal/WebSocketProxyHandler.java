@@ -73,6 +73,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final AtomicLong sessionIds = new AtomicLong();
     private final Object drainLock = new Object();
     private volatile boolean draining;
+    private final List<Cidr> trustedProxies;
+    private final @Nullable ConnectionLimits connectionLimits;
+    private final @Nullable HandshakeRateLimiter rateLimiter;
+    private Scheduler.@Nullable Task rateSweeper;
     private final List<HealthChecker> healthCheckers = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final List<DnsBackends> dnsSources = new java.util.concurrent.CopyOnWriteArrayList<>();
     private @Nullable WebSocketComponents components;
@@ -86,6 +90,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             setHandler(next);
         }
         installBean(httpForwarder);
+        ProxyConfig.Limits limits = config.limits();
+        this.trustedProxies = limits.trustedProxies().stream().map(Cidr::parse).toList();
+        this.connectionLimits = limits.maxConnections() == Integer.MAX_VALUE
+                && limits.maxConnectionsPerIp() == Integer.MAX_VALUE
+                ? null : new ConnectionLimits(limits.maxConnectionsPerIp(), limits.maxConnections());
+        this.rateLimiter = limits.handshakeRatePerIp() > 0 ? new HandshakeRateLimiter(limits.handshakeRatePerIp()) : null;
     }
 
     @Override
@@ -124,6 +134,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         backendClient = client;
         draining = false;
         super.doStart();
+        HandshakeRateLimiter limiter = rateLimiter;
+        if (limiter != null) {
+            rateSweeper = server.getScheduler().schedule(this::sweepRates, 10, TimeUnit.SECONDS);
+        }
         for (Route route : config.routes()) {
             Route.Dns dns = route.dns();
             if (dns != null) {
@@ -144,6 +158,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     @Override
     protected void doStop() throws Exception {
         draining = true;
+        Scheduler.Task sweeper = rateSweeper;
+        if (sweeper != null) {
+            sweeper.cancel();
+        }
         for (HealthChecker checker : healthCheckers) {
             checker.stop();
         }
@@ -166,6 +184,14 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
     }
 
+    private void sweepRates() {
+        HandshakeRateLimiter limiter = rateLimiter;
+        if (limiter != null && isRunning()) {
+            limiter.sweep();
+            rateSweeper = getServer().getScheduler().schedule(this::sweepRates, 10, TimeUnit.SECONDS);
+        }
+    }
+
     @Override
     public boolean handle(Request request, Response response, Callback callback) throws Exception {
         Route route = config.match(Request.getPathInContext(request));
@@ -178,7 +204,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             }
             return forwardHttp(request, response, callback, route);
         }
-        HandshakeRequestView view = new HandshakeRequestView(request, route);
+        HandshakeRequestView view = new HandshakeRequestView(request, route,
+                ClientIdentity.of(request, trustedProxies));
         UpgradeChecks.Refusal refusal = UpgradeChecks.check(request);
         if (refusal != null) {
             reject(view, response, callback, route, refusal.status(), refusal.reason());
@@ -186,6 +213,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         if (draining) {
             reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            return true;
+        }
+        String clientIp = view.identity().clientIp;
+        if (rateLimiter != null && !rateLimiter.tryAcquire(clientIp)) {
+            reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429,
+                    "handshake rate of " + clientIp + " exceeded");
             return true;
         }
         String origin = request.getHeaders().get(HttpHeader.ORIGIN);
@@ -201,7 +234,21 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             reject(view, response, callback, route, HttpStatus.FORBIDDEN_403, "origin not allowed: " + origin);
             return true;
         }
-        new Handshake(this, request, response, callback, route, view).start();
+        ConnectionLimits.Permit permit = null;
+        if (connectionLimits != null) {
+            Object granted = connectionLimits.acquire(clientIp);
+            if (granted == ConnectionLimits.Refusal.PER_ADDRESS) {
+                reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429,
+                        "too many sessions from " + clientIp);
+                return true;
+            }
+            if (granted == ConnectionLimits.Refusal.TOTAL) {
+                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "session limit reached");
+                return true;
+            }
+            permit = (ConnectionLimits.Permit) granted;
+        }
+        new Handshake(this, request, response, callback, route, view, permit).start();
         return true;
     }
 
@@ -234,7 +281,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             Responses.error(response, callback, HttpStatus.SERVICE_UNAVAILABLE_503);
             return true;
         }
-        HandshakeRequestView view = new HandshakeRequestView(request, route);
+        HandshakeRequestView view = new HandshakeRequestView(request, route,
+                ClientIdentity.of(request, trustedProxies));
         Backend backend = select(view, response, callback, route, 0, null);
         if (backend == null) {
             return true;

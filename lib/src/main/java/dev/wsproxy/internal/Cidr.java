@@ -1,0 +1,123 @@
+package dev.wsproxy.internal;
+
+import java.net.Inet4Address;
+import java.net.Inet6Address;
+import java.net.InetAddress;
+import java.util.List;
+
+import org.jspecify.annotations.Nullable;
+
+/** An address block, IPv4 or IPv6; IPv4-mapped IPv6 addresses match IPv4 blocks. Immutable. */
+public final class Cidr {
+
+    private final byte[] network;
+    private final int prefix;
+    private final String text;
+
+    private Cidr(byte[] network, int prefix, String text) {
+        this.network = network;
+        this.prefix = prefix;
+        this.text = text;
+    }
+
+    /** Parses {@code 10.0.0.0/8}, {@code 192.168.1.7}, {@code fd00::/8} or {@code ::1}; no host names. */
+    public static Cidr parse(String value) {
+        String trimmed = value.trim();
+        int slash = trimmed.indexOf('/');
+        String address = slash < 0 ? trimmed : trimmed.substring(0, slash);
+        byte[] bytes = literal(address);
+        if (bytes == null) {
+            throw new IllegalArgumentException("cidr: '" + value + "' (expected: an IP address or block, like 10.0.0.0/8)");
+        }
+        int prefix;
+        try {
+            prefix = slash < 0 ? bytes.length * 8 : Integer.parseInt(trimmed.substring(slash + 1));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("cidr: '" + value + "' (expected: a prefix length after /)");
+        }
+        if (prefix < 0 || prefix > bytes.length * 8) {
+            throw new IllegalArgumentException(
+                    "cidr: '" + value + "' (expected: a prefix length from 0 to " + bytes.length * 8 + ")");
+        }
+        return new Cidr(bytes, prefix, trimmed);
+    }
+
+    /** The bytes of an IP literal, IPv4-mapped IPv6 reduced to IPv4; {@code null} for anything else. */
+    static byte @Nullable [] literal(String address) {
+        String host = address.startsWith("[") && address.endsWith("]")
+                ? address.substring(1, address.length() - 1) : address;
+        if (host.isEmpty() || !(host.indexOf(':') >= 0 || host.chars().allMatch(c -> c == '.' || (c >= '0' && c <= '9')))) {
+            return null; // not a literal: never resolve names here
+        }
+        try {
+            InetAddress parsed = InetAddress.getByName(host);
+            return normalize(parsed);
+        } catch (Exception e) {
+            return null;
+        }
+    }
+
+    static byte[] normalize(InetAddress address) {
+        byte[] bytes = address.getAddress();
+        if (address instanceof Inet6Address && isIpv4Mapped(bytes)) {
+            byte[] v4 = new byte[4];
+            System.arraycopy(bytes, 12, v4, 0, 4);
+            return v4;
+        }
+        return bytes;
+    }
+
+    private static boolean isIpv4Mapped(byte[] bytes) {
+        for (int i = 0; i < 10; i++) {
+            if (bytes[i] != 0) {
+                return false;
+            }
+        }
+        return bytes[10] == (byte) 0xFF && bytes[11] == (byte) 0xFF;
+    }
+
+    boolean contains(byte[] address) {
+        if (address.length != network.length) {
+            return false;
+        }
+        int full = prefix / 8;
+        for (int i = 0; i < full; i++) {
+            if (address[i] != network[i]) {
+                return false;
+            }
+        }
+        int rest = prefix % 8;
+        if (rest == 0) {
+            return true;
+        }
+        int mask = (0xFF << (8 - rest)) & 0xFF;
+        return (address[full] & mask) == (network[full] & mask);
+    }
+
+    static boolean anyContains(List<Cidr> blocks, byte @Nullable [] address) {
+        if (address == null) {
+            return false;
+        }
+        for (Cidr block : blocks) {
+            if (block.contains(address)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The canonical text of an address: IPv4 dotted, IPv6 as {@link InetAddress} prints it. */
+    static String text(byte[] address) {
+        try {
+            InetAddress inet = InetAddress.getByAddress(address);
+            return inet instanceof Inet4Address ? inet.getHostAddress() : inet.getHostAddress();
+        } catch (Exception e) {
+            return "unknown";
+        }
+    }
+
+    @Override
+    public String toString() {
+        return text;
+    }
+}

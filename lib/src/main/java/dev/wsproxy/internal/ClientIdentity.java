@@ -1,0 +1,103 @@
+package dev.wsproxy.internal;
+
+import java.net.InetSocketAddress;
+import java.util.List;
+
+import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.server.Request;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Who the client is, as far as the proxy trusts it. From a peer outside the trusted proxies, the peer itself, whatever
+ * its forwarded headers say. From a trusted proxy, like nginx's {@code set_real_ip_from} with
+ * {@code real_ip_recursive on}: the right-most {@code X-Forwarded-For} hop that is not a trusted proxy, and the
+ * scheme and host that proxy forwarded. Computed once per request.
+ */
+final class ClientIdentity {
+
+    static final String ATTRIBUTE = ClientIdentity.class.getName();
+
+    final String peer;
+    final boolean peerTrusted;
+    final String clientIp;
+    final InetSocketAddress clientAddress;
+    final boolean secure;
+    final @Nullable String host;
+
+    private ClientIdentity(String peer, boolean peerTrusted, String clientIp, InetSocketAddress clientAddress,
+            boolean secure, @Nullable String host) {
+        this.peer = peer;
+        this.peerTrusted = peerTrusted;
+        this.clientIp = clientIp;
+        this.clientAddress = clientAddress;
+        this.secure = secure;
+        this.host = host;
+    }
+
+    /** The identity of the request, computed on first use and kept as a request attribute. */
+    static ClientIdentity of(Request request, List<Cidr> trusted) {
+        Object cached = request.getAttribute(ATTRIBUTE);
+        if (cached instanceof ClientIdentity identity) {
+            return identity;
+        }
+        ClientIdentity identity = compute(request, trusted);
+        request.setAttribute(ATTRIBUTE, identity);
+        return identity;
+    }
+
+    private static ClientIdentity compute(Request request, List<Cidr> trusted) {
+        InetSocketAddress peerAddress = HandshakeRequestView.socketAddress(request);
+        String peer = Request.getRemoteAddr(request);
+        byte[] peerBytes = Cidr.literal(peer);
+        if (peerBytes != null) {
+            peer = Cidr.text(peerBytes);
+        }
+        HttpFields headers = request.getHeaders();
+        String host = headers.get(HttpHeader.HOST);
+        if (!Cidr.anyContains(trusted, peerBytes)) {
+            return new ClientIdentity(peer, false, peer, peerAddress, request.isSecure(), host);
+        }
+        String client = rightmostUntrusted(headers.getCSV(HttpHeader.X_FORWARDED_FOR, false), trusted, peer);
+        if (client.equals(peer)) {
+            String realIp = headers.get("X-Real-IP");
+            byte[] realBytes = realIp == null ? null : Cidr.literal(realIp.trim());
+            if (realBytes != null && headers.get(HttpHeader.X_FORWARDED_FOR) == null) {
+                client = Cidr.text(realBytes);
+            }
+        }
+        String proto = headers.get(HttpHeader.X_FORWARDED_PROTO);
+        boolean secure = proto == null ? request.isSecure()
+                : proto.trim().equalsIgnoreCase("https") || proto.trim().equalsIgnoreCase("wss");
+        String forwardedHost = headers.get(HttpHeader.X_FORWARDED_HOST);
+        InetSocketAddress clientAddress = client.equals(peer) ? peerAddress
+                : new InetSocketAddress(ipAddress(client), 0);
+        return new ClientIdentity(peer, true, client, clientAddress, secure,
+                forwardedHost != null && !forwardedHost.isBlank() ? forwardedHost.trim() : host);
+    }
+
+    /** Walks the chain from the right: trusted hops are skipped, the first other one is the client. */
+    private static String rightmostUntrusted(List<String> chain, List<Cidr> trusted, String peer) {
+        String candidate = peer;
+        for (int i = chain.size() - 1; i >= 0; i--) {
+            byte[] hop = Cidr.literal(chain.get(i).trim());
+            if (hop == null) {
+                // Garbage in the chain: stop at the last hop we could read.
+                return candidate;
+            }
+            candidate = Cidr.text(hop);
+            if (!Cidr.anyContains(trusted, hop)) {
+                return candidate;
+            }
+        }
+        return candidate;
+    }
+
+    private static java.net.InetAddress ipAddress(String literal) {
+        try {
+            return java.net.InetAddress.getByAddress(Cidr.literal(literal));
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}

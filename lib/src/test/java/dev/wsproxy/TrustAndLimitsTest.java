@@ -1,0 +1,140 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Trusted proxies decide who the client is; per-address and global session limits and the handshake rate refuse
+ * before any backend connection, and give their slots back on every path. Clients are played by sockets bound to
+ * different loopback addresses (127.0.0.1, 127.0.0.2, ...).
+ */
+class TrustAndLimitsTest {
+
+    private final List<RawHttpExchange> exchanges = new ArrayList<>();
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        for (RawHttpExchange exchange : exchanges) {
+            exchange.close();
+        }
+        Clients.tearDown(proxy, null, backend);
+    }
+
+    private void start(ProxyBuilder builder) throws Exception {
+        proxy = builder.listen("127.0.0.1", 0).route("/", backend.backend()).build();
+        proxy.start();
+    }
+
+    private RawHttpExchange upgrade(String from, String path, String... headers) throws Exception {
+        RawHttpExchange exchange = RawHttpExchange.upgradeFrom(from, proxy.uri().getPort(), path, headers);
+        exchanges.add(exchange);
+        return exchange;
+    }
+
+    @Test
+    void takesTheClientFromTheForwardedForChainOfATrustedProxy() throws Exception {
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32", "10.0.0.0/8"));
+        assertThat(upgrade("127.0.0.2", "/chat", "X-Forwarded-For: 198.51.100.7, 10.1.2.3",
+                "X-Forwarded-Proto: https", "X-Forwarded-Host: chat.example.com").statusLine())
+                .startsWith("HTTP/1.1 101");
+        TestBackend.Upgrade seen = backend.nextUpgrade();
+        assertThat(seen.header("X-Real-IP")).as("right-most untrusted hop").isEqualTo("198.51.100.7");
+        assertThat(seen.header("X-Forwarded-For")).isEqualTo("198.51.100.7, 10.1.2.3, 127.0.0.2");
+        assertThat(seen.header("X-Forwarded-Proto")).isEqualTo("https");
+        assertThat(seen.header("X-Forwarded-Host")).isEqualTo("chat.example.com");
+        await().until(() -> proxy.sessions().size() == 1);
+        assertThat(proxy.sessions().get(0).clientAddress().getAddress().getHostAddress()).isEqualTo("198.51.100.7");
+    }
+
+    @Test
+    void ignoresTheForwardedForOfAPeerThatIsNotTrusted() throws Exception {
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32"));
+        assertThat(upgrade("127.0.0.1", "/chat", "X-Forwarded-For: 198.51.100.7", "X-Real-IP: 198.51.100.7",
+                "X-Forwarded-Proto: https").statusLine()).startsWith("HTTP/1.1 101");
+        TestBackend.Upgrade seen = backend.nextUpgrade();
+        assertThat(seen.header("X-Real-IP")).isEqualTo("127.0.0.1");
+        assertThat(seen.header("X-Forwarded-For")).isEqualTo("127.0.0.1");
+        assertThat(seen.header("X-Forwarded-Proto")).isEqualTo("http");
+    }
+
+    @Test
+    void refusesTheSessionOverThePerAddressLimitWith429BeforeConnecting() throws Exception {
+        start(ProxyBuilder.create().maxConnectionsPerIp(2));
+        RawHttpExchange first = upgrade("127.0.0.1", "/a");
+        assertThat(first.statusLine()).startsWith("HTTP/1.1 101");
+        assertThat(upgrade("127.0.0.1", "/b").statusLine()).startsWith("HTTP/1.1 101");
+        RawHttpExchange third = upgrade("127.0.0.1", "/c");
+        assertThat(third.statusLine()).startsWith("HTTP/1.1 429");
+        assertThat(third.head()).containsIgnoringCase("Retry-After: 1");
+        assertThat(backend.httpConnections.get()).as("no backend connection for the refused one").isEqualTo(2);
+        assertThat(upgrade("127.0.0.2", "/d").statusLine()).as("another address is not affected")
+                .startsWith("HTTP/1.1 101");
+
+        first.close(); // its session ends: the slot comes back
+        await().until(() -> proxy.sessions().size() == 2);
+        assertThat(upgrade("127.0.0.1", "/e").statusLine()).startsWith("HTTP/1.1 101");
+    }
+
+    @Test
+    void givesTheSlotBackWhenTheHandshakeFails() throws Exception {
+        start(ProxyBuilder.create().maxConnectionsPerIp(1));
+        for (int i = 0; i < 3; i++) {
+            assertThat(upgrade("127.0.0.1", "/reject403").statusLine()).as("refused by the backend")
+                    .startsWith("HTTP/1.1 403");
+        }
+        proxy.close();
+        proxy = proxy.toBuilder().route("/down/", Backend.of("ws://127.0.0.1:1")).build();
+        proxy.start();
+        for (int i = 0; i < 3; i++) {
+            assertThat(upgrade("127.0.0.1", "/down/x").statusLine()).as("backend unreachable")
+                    .startsWith("HTTP/1.1 502");
+        }
+        assertThat(upgrade("127.0.0.1", "/ok").statusLine()).as("failed handshakes kept no slot")
+                .startsWith("HTTP/1.1 101");
+    }
+
+    @Test
+    void limitsTheClientBehindATrustedProxyNotTheProxy() throws Exception {
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32").maxConnectionsPerIp(1));
+        assertThat(upgrade("127.0.0.2", "/a", "X-Forwarded-For: 198.51.100.7").statusLine())
+                .startsWith("HTTP/1.1 101");
+        assertThat(upgrade("127.0.0.2", "/b", "X-Forwarded-For: 198.51.100.8").statusLine())
+                .as("another client behind the same proxy").startsWith("HTTP/1.1 101");
+        assertThat(upgrade("127.0.0.2", "/c", "X-Forwarded-For: 198.51.100.7").statusLine())
+                .startsWith("HTTP/1.1 429");
+    }
+
+    @Test
+    void refusesOverTheGlobalLimitWith503() throws Exception {
+        start(ProxyBuilder.create().maxConnections(1));
+        assertThat(upgrade("127.0.0.1", "/a").statusLine()).startsWith("HTTP/1.1 101");
+        RawHttpExchange refused = upgrade("127.0.0.2", "/b");
+        assertThat(refused.statusLine()).startsWith("HTTP/1.1 503");
+        assertThat(refused.head()).containsIgnoringCase("Retry-After:");
+    }
+
+    @Test
+    void refusesHandshakesOverTheRatePerAddress() throws Exception {
+        start(ProxyBuilder.create().handshakeRatePerIp(1));
+        assertThat(upgrade("127.0.0.1", "/reject403").statusLine()).startsWith("HTTP/1.1 403");
+        RawHttpExchange limited = upgrade("127.0.0.1", "/reject403");
+        assertThat(limited.statusLine()).startsWith("HTTP/1.1 429");
+        assertThat(backend.upgrades).as("the limited handshake never reached the backend").hasSize(1);
+        assertThat(upgrade("127.0.0.3", "/reject403").statusLine()).as("another address has its own rate")
+                .startsWith("HTTP/1.1 403");
+    }
+}
