@@ -17,8 +17,10 @@ import dev.wsproxy.internal.Origins;
  *   <li>{@link #allowAny()}: every origin (the default: a proxy is transparent, like nginx; the backend may check).</li>
  *   <li>{@link #sameOrigin()}: only the proxy's own origin (scheme, host and port of the request).</li>
  *   <li>{@link #allowList(String...)}: exact matches of scheme, host and port.</li>
+ *   <li>{@link #allowPattern(String...)}: like the allow-list, and {@code https://*.example.com} for subdomains.</li>
  * </ul>
- * Combine them with {@link #or(OriginValidator)}.
+ * Combine them with {@link #or(OriginValidator)}; refuse requests without an {@code Origin} with
+ * {@link #requireOrigin()}.
  *
  * <p>Browsers always send {@code Origin} with a WebSocket handshake; a request without one comes from a non-browser
  * client, which no cross-site attack can drive, so the built-ins allow it. The literal origin {@code null} (sandboxed
@@ -51,6 +53,27 @@ public interface OriginValidator {
     }
 
     /**
+     * Returns a validator that refuses requests without an {@code Origin} header and asks this one about the others.
+     * Use it on routes that only browsers may open.
+     *
+     * @return the stricter validator
+     */
+    default OriginValidator requireOrigin() {
+        OriginValidator self = this;
+        return new OriginValidator() {
+            @Override
+            public boolean isAllowed(@Nullable String origin, HandshakeRequest request) {
+                return origin != null && self.isAllowed(origin, request);
+            }
+
+            @Override
+            public String toString() {
+                return self + ".requireOrigin()";
+            }
+        };
+    }
+
+    /**
      * Returns a validator that allows every origin.
      *
      * @return the permissive validator (the default)
@@ -80,5 +103,20 @@ public interface OriginValidator {
     static OriginValidator allowList(String... origins) {
         requireNonNull(origins, "origins");
         return Origins.allowList(List.of(origins));
+    }
+
+    /**
+     * Returns a validator that allows origins matching one of the patterns: an exact origin, or {@code *.} before the
+     * host for its subdomains at any depth. {@code https://*.example.com} allows {@code https://app.example.com} and
+     * {@code https://a.b.example.com}, but not {@code https://example.com} (list it too if you want it), nor
+     * {@code https://evil-example.com}, nor {@code https://example.com.evil.net}, nor another scheme or port.
+     *
+     * @param patterns patterns like {@code https://*.example.com} or {@code http://localhost:3000}
+     * @return the pattern validator
+     * @throws IllegalArgumentException if the list is empty or a pattern is not {@code scheme://[*.]host[:port]}
+     */
+    static OriginValidator allowPattern(String... patterns) {
+        requireNonNull(patterns, "patterns");
+        return Origins.allowPattern(List.of(patterns));
     }
 }

@@ -81,6 +81,71 @@ public final class Origins {
         };
     }
 
+    public static OriginValidator allowPattern(List<String> patterns) {
+        if (patterns.isEmpty()) {
+            throw new IllegalArgumentException("patterns: [] (expected: at least one pattern)");
+        }
+        Set<String> exact = new HashSet<>();
+        List<String[]> wildcards = new java.util.ArrayList<>(); // {scheme, ".domain", port}
+        for (String pattern : patterns) {
+            String expectation = " (expected: scheme://host[:port] or scheme://*.domain[:port])";
+            if (pattern == null) {
+                throw new IllegalArgumentException("pattern: null" + expectation);
+            }
+            int star = pattern.indexOf("://*.");
+            if (star < 0) {
+                String normalized = normalize(pattern);
+                if (normalized == null) {
+                    throw new IllegalArgumentException("pattern: " + pattern + expectation);
+                }
+                exact.add(normalized);
+                continue;
+            }
+            // Normalise the pattern as if "*" were a label, then keep the domain after it.
+            String normalized = normalize(pattern.replace("://*.", "://wildcard."));
+            if (normalized == null || pattern.indexOf('*', star + 4) >= 0) {
+                throw new IllegalArgumentException("pattern: " + pattern + expectation);
+            }
+            int hostStart = normalized.indexOf("://") + 3;
+            int portStart = normalized.lastIndexOf(':');
+            String scheme = normalized.substring(0, hostStart - 3);
+            String domain = normalized.substring(hostStart + "wildcard".length(), portStart); // ".example.com"
+            wildcards.add(new String[] {scheme, domain, normalized.substring(portStart + 1)});
+        }
+        return new OriginValidator() {
+            @Override
+            public boolean isAllowed(@Nullable String origin, HandshakeRequest request) {
+                if (origin == null) {
+                    return true;
+                }
+                String normalized = normalize(origin);
+                if (normalized == null) {
+                    return false;
+                }
+                if (exact.contains(normalized)) {
+                    return true;
+                }
+                int hostStart = normalized.indexOf("://") + 3;
+                int portStart = normalized.lastIndexOf(':');
+                String scheme = normalized.substring(0, hostStart - 3);
+                String host = normalized.substring(hostStart, portStart);
+                String port = normalized.substring(portStart + 1);
+                for (String[] wildcard : wildcards) {
+                    if (wildcard[0].equals(scheme) && wildcard[2].equals(port) && host.endsWith(wildcard[1])
+                            && host.length() > wildcard[1].length()) {
+                        return true;
+                    }
+                }
+                return false;
+            }
+
+            @Override
+            public String toString() {
+                return "allowPattern" + patterns;
+            }
+        };
+    }
+
     /**
      * Returns {@code scheme://host:port} in lower case with the default port filled in, {@code ws} read as
      * {@code http} and {@code wss} as {@code https}; {@code null} for anything that is not a plain origin
