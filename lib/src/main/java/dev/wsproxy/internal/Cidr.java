@@ -42,19 +42,41 @@ public final class Cidr {
         return new Cidr(bytes, prefix, trimmed);
     }
 
-    /** The bytes of an IP literal, IPv4-mapped IPv6 reduced to IPv4; {@code null} for anything else. */
+    /**
+     * The bytes of an IP literal, IPv4-mapped IPv6 reduced to IPv4; {@code null} for anything else. Never looks a name
+     * up: IPv4 is parsed here (exactly four decimal octets), IPv6 only as a bracketed literal.
+     */
     static byte @Nullable [] literal(String address) {
         String host = address.startsWith("[") && address.endsWith("]")
                 ? address.substring(1, address.length() - 1) : address;
-        if (host.isEmpty() || !(host.indexOf(':') >= 0 || host.chars().allMatch(c -> c == '.' || (c >= '0' && c <= '9')))) {
-            return null; // not a literal: never resolve names here
+        if (host.indexOf(':') < 0) {
+            return ipv4(host);
         }
         try {
-            InetAddress parsed = InetAddress.getByName(host);
-            return normalize(parsed);
+            return normalize(InetAddress.getByName("[" + host + "]"));
         } catch (Exception e) {
             return null;
         }
+    }
+
+    private static byte @Nullable [] ipv4(String host) {
+        String[] parts = host.split("\\.", -1);
+        if (parts.length != 4) {
+            return null;
+        }
+        byte[] bytes = new byte[4];
+        for (int i = 0; i < 4; i++) {
+            String part = parts[i];
+            if (part.isEmpty() || part.length() > 3 || !part.chars().allMatch(c -> c >= '0' && c <= '9')) {
+                return null;
+            }
+            int value = Integer.parseInt(part);
+            if (value > 255) {
+                return null;
+            }
+            bytes[i] = (byte) value;
+        }
+        return bytes;
     }
 
     static byte[] normalize(InetAddress address) {

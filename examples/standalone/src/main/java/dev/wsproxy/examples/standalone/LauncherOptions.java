@@ -8,6 +8,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalInt;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -26,8 +27,8 @@ import dev.wsproxy.TimeoutPolicy;
  * {@link ProxyBuilder}.
  *
  * <p>Flags take their value as the next argument ({@code --listen 0.0.0.0:8080}) or after {@code =}
- * ({@code --listen=0.0.0.0:8080}). Repeatable flags: {@code --route} and {@code --allow-origin}; the others may be
- * given once. Immutable.
+ * ({@code --listen=0.0.0.0:8080}). Repeatable flags: {@code --route}, {@code --allow-origin} and
+ * {@code --trusted-proxy}; the others may be given once. Immutable.
  */
 final class LauncherOptions {
 
@@ -46,10 +47,15 @@ final class LauncherOptions {
     static final String ORIGIN_FORM = "scheme://host[:port], like https://app.example.com";
     static final String DURATION_FORM = "a duration like 500ms, 5s, 2m or 1h";
     static final String SIZE_FORM = "a positive number of bytes, like 65536, 64k or 16m";
+    static final String CIDR_FORM = "an IP address or block, like 10.0.0.0/8, 192.168.1.7 or fd00::/8";
+    static final String COUNT_FORM = "a whole number of sessions, at least 1, like 100";
+    static final String RATE_FORM = "handshakes per second, at least 1, like 10/s or 10";
 
     private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]]+)]|([^:\\[\\]]+)):(\\d{1,5})");
     private static final Pattern DURATION = Pattern.compile("(\\d{1,9})(ms|s|m|h)");
     private static final Pattern SIZE = Pattern.compile("(\\d{1,18})([kKmM]?)");
+    private static final Pattern COUNT = Pattern.compile("\\d{1,10}");
+    private static final Pattern RATE = Pattern.compile("(\\d{1,10})(?:/s)?");
 
     private static final String USAGE = String.join("\n",
             "Usage: java -jar wsproxy-standalone.jar --route PATH=URL[,URL...] [options]",
@@ -79,6 +85,15 @@ final class LauncherOptions {
                     + format(TimeoutPolicy.DEFAULT_IDLE_TIMEOUT) + ")",
             "  --max-message-size BYTES    largest message relayed, like 65536, 64k, 16m (k = KiB, m = MiB;",
             "                              default " + (ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE >> 20) + "m)",
+            "  --trusted-proxy CIDR        trust the X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host of",
+            "                              peers in CIDR (a proxy in front, like 10.0.0.0/8 or 192.168.1.7):",
+            "                              the client is then the right-most untrusted X-Forwarded-For hop.",
+            "                              Repeatable (default: none; forwarding headers are replaced)",
+            "  --max-connections-per-ip N  at most N open sessions per client address; more get 429",
+            "                              (default: no limit)",
+            "  --max-connections N         at most N open sessions in all; more get 503 (default: no limit)",
+            "  --handshake-rate-per-ip N/s at most N handshakes a second per client address, in bursts of up",
+            "                              to N, like 10/s or 10; more get 429 (default: no limit)",
             "  --help                      print this help and exit",
             "",
             "Prints 'listening on http://HOST:PORT' once ready. SIGTERM or Ctrl-C closes open sessions with 1001",
@@ -94,6 +109,10 @@ final class LauncherOptions {
     private final Duration connectTimeout;
     private final Duration idleTimeout;
     private final long maxMessageSize;
+    private final List<String> trustedProxies;
+    private final OptionalInt maxConnectionsPerIp;
+    private final OptionalInt maxConnections;
+    private final OptionalInt handshakeRatePerIp;
 
     private LauncherOptions(Parser parser) {
         this.help = parser.help;
@@ -105,6 +124,10 @@ final class LauncherOptions {
         this.connectTimeout = parser.connectTimeout;
         this.idleTimeout = parser.idleTimeout;
         this.maxMessageSize = parser.maxMessageSize;
+        this.trustedProxies = List.copyOf(parser.trustedProxies);
+        this.maxConnectionsPerIp = parser.maxConnectionsPerIp;
+        this.maxConnections = parser.maxConnections;
+        this.handshakeRatePerIp = parser.handshakeRatePerIp;
     }
 
     /**
@@ -179,6 +202,26 @@ final class LauncherOptions {
         return maxMessageSize;
     }
 
+    /** Returns the {@code --trusted-proxy} blocks in the order given; empty means none is trusted. */
+    List<String> trustedProxies() {
+        return trustedProxies;
+    }
+
+    /** Returns the {@code --max-connections-per-ip} limit; empty means no limit. */
+    OptionalInt maxConnectionsPerIp() {
+        return maxConnectionsPerIp;
+    }
+
+    /** Returns the {@code --max-connections} limit; empty means no limit. */
+    OptionalInt maxConnections() {
+        return maxConnections;
+    }
+
+    /** Returns the {@code --handshake-rate-per-ip} limit in handshakes per second; empty means no limit. */
+    OptionalInt handshakeRatePerIp() {
+        return handshakeRatePerIp;
+    }
+
     /**
      * Returns a builder with these options, ready to {@link ProxyBuilder#build() build}.
      *
@@ -198,6 +241,12 @@ final class LauncherOptions {
         if (!allowedOrigins.isEmpty()) {
             builder.originValidator(OriginValidator.allowList(allowedOrigins.toArray(new String[0])));
         }
+        if (!trustedProxies.isEmpty()) {
+            builder.trustedProxies(trustedProxies.toArray(new String[0]));
+        }
+        maxConnectionsPerIp.ifPresent(builder::maxConnectionsPerIp);
+        maxConnections.ifPresent(builder::maxConnections);
+        handshakeRatePerIp.ifPresent(builder::handshakeRatePerIp);
         return builder;
     }
 
@@ -321,6 +370,35 @@ final class LauncherOptions {
         return number << shift;
     }
 
+    /**
+     * Parses a positive whole number that fits an {@code int}.
+     *
+     * @throws UsageException naming {@code flag} if the value has another form, is 0 or is too large
+     */
+    static int parseCount(String flag, String value) throws UsageException {
+        long number = COUNT.matcher(value).matches() ? Long.parseLong(value) : 0;
+        if (number < 1 || number > Integer.MAX_VALUE) {
+            throw UsageException.badValue(flag, value, COUNT_FORM);
+        }
+        return (int) number;
+    }
+
+    /**
+     * Parses a rate per second: {@code N/s} or {@code N}, with {@code N} a positive whole number that fits an
+     * {@code int}.
+     *
+     * @throws UsageException naming {@code flag} if the value has another form (another unit, like {@code 5/m}), is 0
+     *     or is too large
+     */
+    static int parseRatePerSecond(String flag, String value) throws UsageException {
+        Matcher m = RATE.matcher(value);
+        long number = m.matches() ? Long.parseLong(m.group(1)) : 0;
+        if (number < 1 || number > Integer.MAX_VALUE) {
+            throw UsageException.badValue(flag, value, RATE_FORM);
+        }
+        return (int) number;
+    }
+
     /** Formats a duration in the launcher's own form, like {@code 10s} or {@code 1h}. */
     static String format(Duration duration) {
         if (duration.isZero()) {
@@ -350,6 +428,10 @@ final class LauncherOptions {
         private Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
         private Duration idleTimeout = TimeoutPolicy.DEFAULT_IDLE_TIMEOUT;
         private long maxMessageSize = ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE;
+        private final List<String> trustedProxies = new ArrayList<>();
+        private OptionalInt maxConnectionsPerIp = OptionalInt.empty();
+        private OptionalInt maxConnections = OptionalInt.empty();
+        private OptionalInt handshakeRatePerIp = OptionalInt.empty();
         private final List<String> seen = new ArrayList<>();
 
         LauncherOptions parse(String[] args) throws UsageException {
@@ -390,12 +472,16 @@ final class LauncherOptions {
                 case "--connect-timeout" -> DURATION_FORM;
                 case "--idle-timeout" -> DURATION_FORM + "; 0 disables";
                 case "--max-message-size" -> SIZE_FORM;
+                case "--trusted-proxy" -> CIDR_FORM;
+                case "--max-connections-per-ip", "--max-connections" -> COUNT_FORM;
+                case "--handshake-rate-per-ip" -> RATE_FORM;
                 default -> throw new UsageException("unknown flag " + flag + " (expected: see --help)");
             };
             if (value == null || value.isEmpty()) {
                 throw new UsageException(flag + ": missing value (expected: " + expected + ")");
             }
-            boolean repeatable = flag.equals("--route") || flag.equals("--allow-origin");
+            boolean repeatable = flag.equals("--route") || flag.equals("--allow-origin")
+                    || flag.equals("--trusted-proxy");
             if (!repeatable && seen.contains(flag)) {
                 throw new UsageException(flag + ": given twice (expected: once)");
             }
@@ -422,7 +508,11 @@ final class LauncherOptions {
                     }
                 }
                 case "--idle-timeout" -> idleTimeout = parseDuration(flag, value);
-                default -> maxMessageSize = parseSize(flag, value);
+                case "--max-message-size" -> maxMessageSize = parseSize(flag, value);
+                case "--trusted-proxy" -> trustedProxy(value);
+                case "--max-connections-per-ip" -> maxConnectionsPerIp = OptionalInt.of(parseCount(flag, value));
+                case "--max-connections" -> maxConnections = OptionalInt.of(parseCount(flag, value));
+                default -> handshakeRatePerIp = OptionalInt.of(parseRatePerSecond(flag, value));
             }
         }
 
@@ -434,6 +524,17 @@ final class LauncherOptions {
             }
             host = m.group(1) != null ? m.group(1) : m.group(2);
             port = parsedPort;
+        }
+
+        private void trustedProxy(String value) throws UsageException {
+            String block = value.strip();
+            try {
+                // Let the library check the block with its own rules: IP literals only, host names are refused.
+                ProxyBuilder.create().trustedProxies(block);
+            } catch (IllegalArgumentException e) {
+                throw UsageException.badValue("--trusted-proxy", value, CIDR_FORM);
+            }
+            trustedProxies.add(block);
         }
 
         private void route(String value) throws UsageException {

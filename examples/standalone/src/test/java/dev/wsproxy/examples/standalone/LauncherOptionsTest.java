@@ -7,6 +7,7 @@ import static org.assertj.core.api.Assertions.entry;
 import java.net.URI;
 import java.time.Duration;
 import java.util.List;
+import java.util.OptionalInt;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -36,6 +37,10 @@ class LauncherOptionsTest {
         assertThat(options.connectTimeout()).isEqualTo(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT);
         assertThat(options.idleTimeout()).isEqualTo(TimeoutPolicy.DEFAULT_IDLE_TIMEOUT);
         assertThat(options.maxMessageSize()).isEqualTo(ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE);
+        assertThat(options.trustedProxies()).isEmpty();
+        assertThat(options.maxConnectionsPerIp()).isEmpty();
+        assertThat(options.maxConnections()).isEmpty();
+        assertThat(options.handshakeRatePerIp()).isEmpty();
         assertThat(options.routes()).containsExactly(entry("/ws/", List.of(Backend.of("ws://127.0.0.1:3000"))));
     }
 
@@ -58,7 +63,8 @@ class LauncherOptionsTest {
         assertThat(LauncherOptions.usage()).contains("--listen HOST:PORT", "--route PATH=URL[,URL...]",
                 "--balance NAME", "least-connections", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",
                 "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION",
-                "--max-message-size BYTES", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
+                "--max-message-size BYTES", "--trusted-proxy CIDR", "--max-connections-per-ip N",
+                "--max-connections N", "--handshake-rate-per-ip N/s", "429", "503", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
                 "default 64m").endsWith("\n");
     }
 
@@ -263,6 +269,83 @@ class LauncherOptionsTest {
                 + value + "' (expected: a positive number of bytes, like 65536, 64k or 16m)");
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"10.0.0.0/8", "192.168.1.7", "192.168.1.7/32", "0.0.0.0/0", "fd00::/8", "::1", "::/0",
+        "::ffff:10.0.0.1"})
+    void acceptsTrustedProxyBlocks(String cidr) throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--trusted-proxy", cidr).trustedProxies())
+                .containsExactly(cidr);
+    }
+
+    @Test
+    void collectsRepeatedTrustedProxiesInOrder() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE, "--trusted-proxy", "10.0.0.0/8",
+                "--trusted-proxy=192.168.1.7", "--trusted-proxy", " fd00::/8 ");
+
+        assertThat(options.trustedProxies()).containsExactly("10.0.0.0/8", "192.168.1.7", "fd00::/8");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"proxy.internal", "localhost", "10.0.0.0/33", "fd00::/129", "10.0.0.0/", "10.0.0.0/x",
+        "10.0.0.0/-1", "10.0.0.0/8,172.16.0.0/12", "-1", "1:2:3"})
+    void rejectsMalformedTrustedProxies(String cidr) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--trusted-proxy", cidr}, "--trusted-proxy: '" + cidr
+                + "' (expected: an IP address or block, like 10.0.0.0/8, 192.168.1.7 or fd00::/8)");
+    }
+
+    @ParameterizedTest
+    @CsvSource({"1, 1", "100, 100", "2147483647, 2147483647", "007, 7"})
+    void parsesSessionLimits(String value, int expected) throws Exception {
+        LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE,
+                "--max-connections-per-ip", value, "--max-connections=" + value);
+
+        assertThat(options.maxConnectionsPerIp()).isEqualTo(OptionalInt.of(expected));
+        assertThat(options.maxConnections()).isEqualTo(OptionalInt.of(expected));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"0", "-1", "1.5", "ten", "2147483648", "99999999999", "10/s", "+5", "5 "})
+    void rejectsMalformedSessionLimits(String value) {
+        for (String flag : List.of("--max-connections-per-ip", "--max-connections")) {
+            assertUsageError(new String[] {ROUTE, WS_ROUTE, flag, value},
+                    flag + ": '" + value + "' (expected: a whole number of sessions, at least 1, like 100)");
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"10/s, 10", "10, 10", "1/s, 1", "1, 1", "2147483647/s, 2147483647"})
+    void parsesHandshakeRates(String value, int expected) throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--handshake-rate-per-ip", value).handshakeRatePerIp())
+                .isEqualTo(OptionalInt.of(expected));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"0", "0/s", "-1", "-5/s", "5/m", "5/h", "5/S", "5/sec", "5 /s", "5/", "/s", "1.5/s",
+        "2147483648/s", "five/s", "5/s/s"})
+    void rejectsMalformedHandshakeRates(String value) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--handshake-rate-per-ip", value},
+                "--handshake-rate-per-ip: '" + value
+                        + "' (expected: handshakes per second, at least 1, like 10/s or 10)");
+    }
+
+    @Test
+    void rejectsLimitsAndTrustedProxiesWithoutAValue() {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--trusted-proxy"}, "--trusted-proxy: missing value"
+                + " (expected: an IP address or block, like 10.0.0.0/8, 192.168.1.7 or fd00::/8)");
+        assertUsageError(new String[] {"--max-connections-per-ip", ROUTE, WS_ROUTE},
+                "--max-connections-per-ip: missing value (expected: a whole number of sessions, at least 1, like 100)");
+        assertUsageError(new String[] {"--max-connections=", ROUTE, WS_ROUTE}, "--max-connections: missing value");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--handshake-rate-per-ip"},
+                "--handshake-rate-per-ip: missing value (expected: handshakes per second, at least 1, like 10/s or 10)");
+    }
+
+    @ParameterizedTest
+    @CsvSource({"--max-connections-per-ip, 5", "--max-connections, 5", "--handshake-rate-per-ip, 5/s"})
+    void rejectsLimitsGivenTwice(String flag, String value) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, flag, value, flag, value},
+                flag + ": given twice (expected: once)");
+    }
+
     @Test
     void rejectsUnknownFlagsAndStrayArguments() {
         assertUsageError(new String[] {ROUTE, WS_ROUTE, "--port", "80"}, "unknown flag --port (expected: see --help)");
@@ -292,6 +375,10 @@ class LauncherOptionsTest {
 
         // build() accepts the combination; the proxy is not started.
         assertThat(options.toProxyBuilder().build()).isNotNull();
+        LauncherOptions limited = LauncherOptions.parse("--listen", "127.0.0.1:0", ROUTE, WS_ROUTE,
+                "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1", "--max-connections-per-ip", "2",
+                "--max-connections", "1000", "--handshake-rate-per-ip", "5/s");
+        assertThat(limited.toProxyBuilder().build()).isNotNull();
         LauncherOptions balanced = LauncherOptions.parse("--listen", "127.0.0.1:0", "--balance", "hash:cookie:sid",
                 ROUTE, "/ws/=ws://127.0.0.1:3000;weight=2,ws://127.0.0.1:3001;backup");
         assertThat(balanced.toProxyBuilder().build().backendStatus("/ws/")).extracting(BackendStatus::backend)

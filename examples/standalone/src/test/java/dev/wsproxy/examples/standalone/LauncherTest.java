@@ -8,15 +8,57 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpResponse;
+import java.net.http.WebSocket;
+import java.net.http.WebSocketHandshakeException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
-/** The launcher's exit statuses and output for the runs that end before serving; in process. */
+/**
+ * The launcher in process: exit statuses and output for the runs that end before serving, and the session limits
+ * of runs that serve (the launcher on a thread, in front of a Jetty echo backend, until {@link Launcher#stop()}).
+ */
 class LauncherTest {
 
-    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+    private static final Duration TIMEOUT = Duration.ofSeconds(20);
+    private static final Pattern LISTENING = Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)\\R");
+
+    private final ReadyLineOutput out = new ReadyLineOutput();
     private final ByteArrayOutputStream err = new ByteArrayOutputStream();
     private final Launcher launcher = new Launcher(new PrintStream(out, true, UTF_8), new PrintStream(err, true, UTF_8));
+
+    private final HttpClient http = HttpClient.newHttpClient();
+    private final List<WebSocket> openSockets = new ArrayList<>();
+    private final CompletableFuture<Integer> exitStatus = new CompletableFuture<>();
+    private EchoBackend backend;
+    private boolean serving;
+
+    @AfterEach
+    void stopServing() throws Exception {
+        try {
+            if (serving) {
+                launcher.stop();
+                assertThat(exitStatus.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)).as("exit status after stop()")
+                        .isEqualTo(Launcher.EXIT_OK);
+            }
+            openSockets.forEach(WebSocket::abort);
+        } finally {
+            if (backend != null) {
+                backend.stop();
+            }
+        }
+    }
 
     @Test
     void printsUsageToStdoutAndExits0OnHelp() {
@@ -38,6 +80,23 @@ class LauncherTest {
     }
 
     @Test
+    void printsOneLineErrorAndExits2OnABadLimitOrTrustedProxy() {
+        assertThat(launcher.run("--route", "/ws/=ws://127.0.0.1:3000", "--handshake-rate-per-ip", "5/m"))
+                .isEqualTo(Launcher.EXIT_USAGE);
+        assertThat(launcher.run("--route", "/ws/=ws://127.0.0.1:3000", "--trusted-proxy", "proxy.internal"))
+                .isEqualTo(Launcher.EXIT_USAGE);
+
+        assertThat(out.toString(UTF_8)).isEmpty();
+        assertThat(err.toString(UTF_8).lines()).containsExactly(
+                "wsproxy: --handshake-rate-per-ip: '5/m' (expected: handshakes per second, at least 1, like 10/s"
+                        + " or 10)",
+                "Run with --help for usage.",
+                "wsproxy: --trusted-proxy: 'proxy.internal' (expected: an IP address or block, like 10.0.0.0/8,"
+                        + " 192.168.1.7 or fd00::/8)",
+                "Run with --help for usage.");
+    }
+
+    @Test
     void exits2WithoutARoute() {
         assertThat(launcher.run()).isEqualTo(Launcher.EXIT_USAGE);
 
@@ -55,6 +114,147 @@ class LauncherTest {
             assertThat(out.toString(UTF_8)).isEmpty();
             assertThat(err.toString(UTF_8).lines()).singleElement(STRING)
                     .startsWith("wsproxy: --listen: cannot listen on " + listen + " (");
+        }
+    }
+
+    @Test
+    void refusesASecondConcurrentSessionFromTheSameClientWith429AndKeepsTheFirstOpen() throws Exception {
+        int port = serve("--max-connections-per-ip", "1");
+
+        WebSocketRecorder first = new WebSocketRecorder();
+        WebSocket firstSocket = connect(port, "/ws/one", first);
+        firstSocket.sendText("hello", true).get(5, TimeUnit.SECONDS);
+        assertThat(first.nextText()).isEqualTo("echo:/ws/one:hello");
+
+        HttpResponse<?> refused = refusedHandshake(port, "/ws/two");
+        assertThat(refused.statusCode()).isEqualTo(429);
+        assertThat(refused.headers().firstValue("Retry-After")).hasValue("1");
+        // Without --trusted-proxy, a client cannot pass for another one with X-Forwarded-For.
+        assertThat(refusedHandshake(port, "/ws/three", "X-Forwarded-For", "198.51.100.7").statusCode())
+                .isEqualTo(429);
+
+        firstSocket.sendText("still here", true).get(5, TimeUnit.SECONDS);
+        assertThat(first.nextText()).as("the first session is untouched").isEqualTo("echo:/ws/one:still here");
+        assertThat(firstSocket.isInputClosed()).isFalse();
+    }
+
+    @Test
+    void countsTheClientsBehindATrustedProxySeparately() throws Exception {
+        int port = serve("--trusted-proxy", "127.0.0.1", "--max-connections-per-ip", "1");
+
+        WebSocketRecorder alice = new WebSocketRecorder();
+        connect(port, "/ws/a", alice, "X-Forwarded-For", "198.51.100.7").sendText("hi", true).get(5, TimeUnit.SECONDS);
+        WebSocketRecorder bob = new WebSocketRecorder();
+        connect(port, "/ws/b", bob, "X-Forwarded-For", "198.51.100.8").sendText("hi", true).get(5, TimeUnit.SECONDS);
+
+        assertThat(alice.nextText()).isEqualTo("echo:/ws/a:hi");
+        assertThat(bob.nextText()).isEqualTo("echo:/ws/b:hi");
+        assertThat(refusedHandshake(port, "/ws/c", "X-Forwarded-For", "198.51.100.7").statusCode())
+                .as("a second session of the first client").isEqualTo(429);
+    }
+
+    @Test
+    void refusesASessionOverTheProxyWideLimitWith503() throws Exception {
+        int port = serve("--max-connections", "1");
+        WebSocketRecorder first = new WebSocketRecorder();
+        connect(port, "/ws/one", first).sendText("hello", true).get(5, TimeUnit.SECONDS);
+        assertThat(first.nextText()).isEqualTo("echo:/ws/one:hello");
+
+        HttpResponse<?> refused = refusedHandshake(port, "/ws/two");
+
+        assertThat(refused.statusCode()).isEqualTo(503);
+        assertThat(refused.headers().firstValue("Retry-After")).isPresent();
+    }
+
+    @Test
+    void refusesAHandshakeOverTheRateWith429() throws Exception {
+        int port = serve("--handshake-rate-per-ip", "1/s");
+        connect(port, "/ws/one", new WebSocketRecorder());
+
+        // The bucket holds 1 token and gets the next one a second later: an immediate second handshake has none.
+        assertThat(refusedHandshake(port, "/ws/two").statusCode()).isEqualTo(429);
+    }
+
+    /**
+     * Runs the launcher on its own thread in front of a new echo backend, with a route {@code /ws/} to it, listening
+     * on a free port, and these flags; returns the port from the ready line once it is printed.
+     */
+    private int serve(String... flags) throws Exception {
+        backend = new EchoBackend("echo");
+        URI backendUri = backend.start();
+        List<String> args = new ArrayList<>(List.of("--listen", "127.0.0.1:0", "--route", "/ws/=" + backendUri));
+        args.addAll(List.of(flags));
+        Thread thread = new Thread(() -> {
+            try {
+                exitStatus.complete(launcher.run(args.toArray(new String[0])));
+            } catch (Throwable t) {
+                exitStatus.completeExceptionally(t);
+            }
+        }, "launcher-under-test");
+        thread.setDaemon(true);
+        serving = true;
+        thread.start();
+
+        CompletableFuture.anyOf(out.readyLine, exitStatus).get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        assertThat(out.readyLine).as(() -> "ready line; stderr: " + err.toString(UTF_8)).isDone();
+        String line = out.readyLine.join();
+        Matcher listening = LISTENING.matcher(line);
+        assertThat(listening.matches()).as("stdout '%s' matches %s", line, LISTENING).isTrue();
+        return Integer.parseInt(listening.group(1));
+    }
+
+    private WebSocket connect(int port, String path, WebSocketRecorder recorder, String... headers) throws Exception {
+        WebSocket socket = builder(headers).buildAsync(uri(port, path), recorder).get(5, TimeUnit.SECONDS);
+        openSockets.add(socket);
+        return socket;
+    }
+
+    /** Attempts a handshake that the proxy must refuse, and returns the proxy's answer. */
+    private HttpResponse<?> refusedHandshake(int port, String path, String... headers) throws Exception {
+        CompletableFuture<WebSocket> attempt = builder(headers).buildAsync(uri(port, path), new WebSocketRecorder());
+        try {
+            WebSocket unexpected = attempt.get(5, TimeUnit.SECONDS);
+            openSockets.add(unexpected);
+            throw new AssertionError("the handshake to " + path + " was accepted");
+        } catch (ExecutionException e) {
+            assertThat(e.getCause()).isInstanceOf(WebSocketHandshakeException.class);
+            return ((WebSocketHandshakeException) e.getCause()).getResponse();
+        }
+    }
+
+    private WebSocket.Builder builder(String... headers) {
+        WebSocket.Builder builder = http.newWebSocketBuilder();
+        for (int i = 0; i < headers.length; i += 2) {
+            builder.header(headers[i], headers[i + 1]);
+        }
+        return builder;
+    }
+
+    private static URI uri(int port, String path) {
+        return URI.create("ws://127.0.0.1:" + port + path);
+    }
+
+    /** Collects stdout and completes {@link #readyLine} with it once a whole line was written. */
+    private static final class ReadyLineOutput extends ByteArrayOutputStream {
+        final CompletableFuture<String> readyLine = new CompletableFuture<>();
+
+        @Override
+        public synchronized void write(int b) {
+            super.write(b);
+            if (b == '\n') {
+                readyLine.complete(toString(UTF_8));
+            }
+        }
+
+        @Override
+        public synchronized void write(byte[] b, int off, int len) {
+            super.write(b, off, len);
+            for (int i = off; i < off + len; i++) {
+                if (b[i] == '\n') {
+                    readyLine.complete(toString(UTF_8));
+                    return;
+                }
+            }
         }
     }
 }

@@ -1,0 +1,38 @@
+package dev.wsproxy.internal;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+class CidrTest {
+
+    @Test
+    void matchesAddressesInsideTheBlock() {
+        Cidr block = Cidr.parse("10.0.0.0/8");
+        assertThat(block.contains(Cidr.literal("10.200.3.4"))).isTrue();
+        assertThat(block.contains(Cidr.literal("11.0.0.1"))).isFalse();
+        assertThat(Cidr.parse("192.168.1.7").contains(Cidr.literal("192.168.1.7"))).isTrue();
+        assertThat(Cidr.parse("192.168.1.7").contains(Cidr.literal("192.168.1.8"))).isFalse();
+        assertThat(Cidr.parse("172.16.0.0/12").contains(Cidr.literal("172.31.255.255"))).isTrue();
+        assertThat(Cidr.parse("172.16.0.0/12").contains(Cidr.literal("172.32.0.0"))).isFalse();
+        assertThat(Cidr.parse("fd00::/8").contains(Cidr.literal("fd12::1"))).isTrue();
+        assertThat(Cidr.parse("fd00::/8").contains(Cidr.literal("fe80::1"))).isFalse();
+        assertThat(Cidr.parse("0.0.0.0/0").contains(Cidr.literal("8.8.8.8"))).isTrue();
+    }
+
+    @Test
+    void readsIpv4MappedIpv6AsIpv4() {
+        assertThat(Cidr.parse("10.0.0.0/8").contains(Cidr.literal("::ffff:10.1.2.3"))).isTrue();
+        assertThat(Cidr.parse("10.0.0.0/8").contains(Cidr.literal("[::ffff:10.1.2.3]"))).isTrue();
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"999.1.1.1", "10.0.0", "10.0.0.0.0", "1.2.3.x", "localhost", "example.com",
+            "10.0.0.0/33", "fd00::/129", "zz::1", "", "01234.1.1.1", "10.0.0.0/x"})
+    void refusesWhatIsNotAnAddressOrBlockWithoutLookingItUp(String value) {
+        assertThatThrownBy(() -> Cidr.parse(value)).isInstanceOf(IllegalArgumentException.class);
+    }
+}
