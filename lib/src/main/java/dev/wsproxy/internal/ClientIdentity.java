@@ -49,11 +49,15 @@ final class ClientIdentity {
     private static ClientIdentity compute(Request request, List<Cidr> trusted) {
         InetSocketAddress peerAddress = HandshakeRequestView.socketAddress(request);
         String peer = Request.getRemoteAddr(request);
+        HttpFields headers = request.getHeaders();
+        if (trusted.isEmpty()) {
+            // The common case: nothing to parse, the peer is the client.
+            return new ClientIdentity(peer, false, peer, peerAddress, request.isSecure(), headers.get(HttpHeader.HOST));
+        }
         byte[] peerBytes = Cidr.literal(peer);
         if (peerBytes != null) {
             peer = Cidr.text(peerBytes);
         }
-        HttpFields headers = request.getHeaders();
         String host = headers.get(HttpHeader.HOST);
         if (!Cidr.anyContains(trusted, peerBytes)) {
             return new ClientIdentity(peer, false, peer, peerAddress, request.isSecure(), host);

@@ -1,5 +1,8 @@
 package dev.wsproxy.benchmark;
 
+import java.time.Duration;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.HdrHistogram.Histogram;
@@ -17,6 +20,7 @@ final class RunState {
     private final AtomicLong errors = new AtomicLong();
     private final long maxMessages;
     private volatile boolean running = true;
+    private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile String firstError;
 
     RunState(long maxMessages) {
@@ -29,6 +33,12 @@ final class RunState {
 
     void stop() {
         running = false;
+        stopped.countDown();
+    }
+
+    /** Waits until the run stops (time or message count) or {@code duration} has passed, whichever comes first. */
+    void awaitStop(Duration duration) throws InterruptedException {
+        stopped.await(duration.toNanos(), TimeUnit.NANOSECONDS);
     }
 
     /** Records one completed round trip of {@code payloadBytes}; tells whether the connection may send again. */
@@ -36,7 +46,7 @@ final class RunState {
         latency.recordValue(Math.max(1, nanos));
         bytes.addAndGet(payloadBytes);
         if (completed.incrementAndGet() >= maxMessages) {
-            running = false;
+            stop();
         }
         return running;
     }

@@ -73,9 +73,9 @@ final class Runs {
             for (EchoConnection c : connections) {
                 c.start();
             }
-            sleepWhileRunning(state, warmup);
+            state.awaitStop(warmup);
             Measure measure = Measure.start(target, state);
-            sleepWhileRunning(state, window);
+            state.awaitStop(window);
             Map<String, Double> metrics = measure.stop(workload.size());
             return new RunResult(workload, target.name(), rep, metrics, state.errors(), state.firstError());
         } finally {
@@ -95,9 +95,9 @@ final class Runs {
             new StormWorker(target, state, payload, live, stopped).next();
         }
         try {
-            sleepWhileRunning(state, warmup);
+            state.awaitStop(warmup);
             Measure measure = Measure.start(target, state);
-            sleepWhileRunning(state, window);
+            state.awaitStop(window);
             Map<String, Double> metrics = measure.stop(workload.size());
             return new RunResult(workload, target.name(), rep, metrics, state.errors(), state.firstError());
         } finally {
@@ -231,6 +231,7 @@ final class Runs {
                 });
         double openSeconds = (System.nanoTime() - openStart) / 1e9;
         try {
+            // A fixed quiet period, not a wait for an event: the held connections sit idle before memory is sampled.
             Thread.sleep(settle.toMillis());
             long established = state.completedCount();
             Map<String, Double> metrics = RunResult.newMetrics();
@@ -341,17 +342,6 @@ final class Runs {
                 }
             }
             System.err.println("warning: " + aborted + " connections did not close in 20 s; dropped");
-        }
-    }
-
-    private static void sleepWhileRunning(RunState state, Duration duration) throws InterruptedException {
-        long end = System.nanoTime() + duration.toNanos();
-        while (state.running()) {
-            long left = end - System.nanoTime();
-            if (left <= 0) {
-                return;
-            }
-            Thread.sleep(Math.min(TimeUnit.NANOSECONDS.toMillis(left) + 1, 50));
         }
     }
 

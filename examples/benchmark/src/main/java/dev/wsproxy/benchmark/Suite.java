@@ -121,8 +121,6 @@ final class Suite {
                             Files.writeString(Path.of(out), result.tsv() + "\n", StandardCharsets.UTF_8,
                                     StandardOpenOption.CREATE, StandardOpenOption.APPEND);
                         }
-                        // Let closes finish and TIME_WAITs clear a little before the next target.
-                        Thread.sleep(300);
                     }
                 }
             }
