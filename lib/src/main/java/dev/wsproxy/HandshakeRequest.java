@@ -3,6 +3,7 @@ package dev.wsproxy;
 import java.net.InetSocketAddress;
 import java.net.URI;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import org.jspecify.annotations.Nullable;
@@ -89,4 +90,24 @@ public interface HandshakeRequest {
      * @return the offered subprotocols, empty when none
      */
     List<String> subprotocols();
+
+    /**
+     * Returns an attribute an {@link Authenticator} attached with {@link AuthDecision#withAttribute}, for instance a
+     * tenant to route on.
+     *
+     * @param name the attribute name
+     * @return its value, or {@code null} when none was attached (always before authentication)
+     */
+    default @Nullable Object attribute(String name) {
+        return attributes().get(name);
+    }
+
+    /**
+     * Returns the attributes an {@link Authenticator} attached.
+     *
+     * @return an unmodifiable map, empty before authentication or without an authenticator
+     */
+    default Map<String, Object> attributes() {
+        return Map.of();
+    }
 }

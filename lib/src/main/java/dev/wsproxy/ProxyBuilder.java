@@ -59,6 +59,8 @@ public final class ProxyBuilder {
     private int maxConnectionsPerIp = Integer.MAX_VALUE;
     private int maxConnections = Integer.MAX_VALUE;
     private int handshakeRatePerIp;
+    private @Nullable ServerTls tls;
+    private BackendTls backendTls = BackendTls.systemTrust();
 
     private ProxyBuilder() {
     }
@@ -86,6 +88,8 @@ public final class ProxyBuilder {
         copy.maxConnectionsPerIp = maxConnectionsPerIp;
         copy.maxConnections = maxConnections;
         copy.handshakeRatePerIp = handshakeRatePerIp;
+        copy.tls = tls;
+        copy.backendTls = backendTls;
         return copy;
     }
 
@@ -362,6 +366,48 @@ public final class ProxyBuilder {
         return this;
     }
 
+    /**
+     * Serves {@code wss://} (TLS) instead of {@code ws://} on the address of {@link #listen(String, int)}. Backends
+     * then get {@code X-Forwarded-Proto: https}, and {@link WebSocketProxy#uri()} is an {@code https} URI. Used by
+     * {@link WebSocketProxy#start()} only: when the proxy is mounted with {@link WebSocketProxy#handler()}, TLS is
+     * your connector's, and the proxy sees it through the request. Default: none.
+     *
+     * @param tls the certificate and settings, for instance {@link ServerTls#keyStore(java.nio.file.Path, String)}
+     * @return this builder
+     */
+    public ProxyBuilder tls(ServerTls tls) {
+        this.tls = requireNonNull(tls, "tls");
+        return this;
+    }
+
+    /**
+     * Sets how the proxy verifies {@code wss://} backends (and {@code https} health checks and plain HTTP): trusted
+     * certificates, a client certificate for mutual TLS, or, for development only, no verification. Certificates and
+     * host names are always verified otherwise; a backend that fails gets no request, and the client {@code 502}.
+     * Default: {@link BackendTls#systemTrust()}.
+     *
+     * @param tls the backend TLS configuration
+     * @return this builder
+     */
+    public ProxyBuilder backendTls(BackendTls tls) {
+        this.backendTls = requireNonNull(tls, "tls");
+        return this;
+    }
+
+    /**
+     * Sets the authentication of every route that sets none: the authenticator sees each upgrade request after the
+     * handshake, Origin and limit checks and before any backend connection, and either refuses it with a status of its
+     * choosing or lets it through, with headers for the backend and attributes for the selector. Default: none.
+     *
+     * @param authenticator the authenticator; {@link Authenticator#allowAll()} for none
+     * @return this builder
+     * @see Authenticator
+     */
+    public ProxyBuilder authenticator(Authenticator authenticator) {
+        defaults.authenticator(requireNonNull(authenticator, "authenticator"));
+        return this;
+    }
+
     private static int atLeastOne(String name, int value) {
         if (value < 1) {
             throw new IllegalArgumentException(name + ": " + value + " (expected: >= 1)");
@@ -384,7 +430,8 @@ public final class ProxyBuilder {
             resolved.add(route.resolve(defaults));
         }
         ProxyConfig config = new ProxyConfig(host, port, resolved, nextHandler, drainTimeout, new ProxyConfig.Limits(
-                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp));
+                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp),
+                new ProxyConfig.Tls(tls, backendTls));
         return new WebSocketProxy(config, copy());
     }
 }

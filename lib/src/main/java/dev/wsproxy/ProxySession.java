@@ -3,6 +3,7 @@ package dev.wsproxy;
 import java.net.InetSocketAddress;
 import java.net.URI;
 import java.time.Instant;
+import java.util.Map;
 
 import org.jspecify.annotations.Nullable;
 
@@ -101,4 +102,13 @@ public interface ProxySession {
      * @throws IllegalArgumentException if the code may not be sent or the reason is too long
      */
     void close(int code, String reason);
+
+    /**
+     * Returns the attributes the route's {@link Authenticator} attached to this session's request, like a user id.
+     *
+     * @return an unmodifiable map, empty without an authenticator
+     */
+    default Map<String, Object> attributes() {
+        return Map.of();
+    }
 }

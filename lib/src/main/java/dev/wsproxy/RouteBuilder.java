@@ -103,6 +103,18 @@ public final class RouteBuilder {
     }
 
     /**
+     * Sets the route's authentication; {@link Authenticator#allowAll()} turns a proxy-wide one off here.
+     *
+     * @param authenticator the authenticator
+     * @return this builder
+     * @see ProxyBuilder#authenticator(Authenticator)
+     */
+    public RouteBuilder authenticator(Authenticator authenticator) {
+        settings.authenticator(requireNonNull(authenticator, "authenticator"));
+        return this;
+    }
+
+    /**
      * Sets the route's largest data message, in bytes, in either direction.
      *
      * @param bytes a positive size

@@ -7,9 +7,14 @@ import java.net.URI;
 import java.time.Duration;
 import java.util.List;
 
+import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.HttpConfiguration;
+import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.SecureRequestCustomizer;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.server.SslConnectionFactory;
 import org.eclipse.jetty.util.thread.QueuedThreadPool;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
@@ -80,7 +85,18 @@ public final class WebSocketProxy implements AutoCloseable {
         QueuedThreadPool threads = new QueuedThreadPool();
         threads.setName("wsproxy");
         Server standalone = new Server(threads);
-        ServerConnector connector = new ServerConnector(standalone);
+        HttpConfiguration http = new HttpConfiguration();
+        http.setSendServerVersion(false);
+        ServerTls tls = config.tls().server();
+        ServerConnector connector;
+        if (tls == null) {
+            connector = new ServerConnector(standalone, new HttpConnectionFactory(http));
+        } else {
+            http.setSecureScheme("https");
+            http.addCustomizer(new SecureRequestCustomizer());
+            connector = new ServerConnector(standalone, new SslConnectionFactory(tls.newSslContextFactory(),
+                    HttpVersion.HTTP_1_1.asString()), new HttpConnectionFactory(http));
+        }
         connector.setHost(config.host());
         connector.setPort(config.port());
         // A pending handshake waits for the backend's 101 on this connection: let the connect timeout decide first.
@@ -99,7 +115,7 @@ public final class WebSocketProxy implements AutoCloseable {
         }
         server = standalone;
         String host = config.host().contains(":") ? "[" + config.host() + "]" : config.host();
-        uri = URI.create("http://" + host + ":" + connector.getLocalPort() + "/");
+        uri = URI.create((tls == null ? "http://" : "https://") + host + ":" + connector.getLocalPort() + "/");
         LOG.info("wsproxy listening on {} (routes {})", uri, config.routePrefixes());
         return uri;
     }

@@ -8,6 +8,8 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
+import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.eclipse.jetty.websocket.api.Session;
 import org.eclipse.jetty.websocket.client.ClientUpgradeRequest;
 import org.eclipse.jetty.websocket.client.WebSocketClient;
@@ -15,9 +17,24 @@ import org.eclipse.jetty.websocket.client.WebSocketClient;
 /** Test clients and the leak checks every test ends with. */
 final class Clients implements AutoCloseable {
 
-    final WebSocketClient client = new WebSocketClient();
+    final WebSocketClient client;
+    private final HttpClient http;
 
     Clients() throws Exception {
+        this(null);
+    }
+
+    /** Clients whose {@code wss://} connections use {@code tls}. */
+    Clients(SslContextFactory.Client tls) throws Exception {
+        if (tls == null) {
+            http = null;
+            client = new WebSocketClient();
+        } else {
+            http = new HttpClient();
+            http.setSslContextFactory(tls);
+            http.start();
+            client = new WebSocketClient(http);
+        }
         client.setMaxTextMessageSize(64 * 1024 * 1024);
         client.setMaxBinaryMessageSize(64 * 1024 * 1024);
         client.setIdleTimeout(Duration.ofMinutes(1));
@@ -74,11 +91,14 @@ final class Clients implements AutoCloseable {
 
     static URI ws(WebSocketProxy proxy, String pathQuery) {
         URI base = proxy.uri();
-        return URI.create("ws://" + base.getRawAuthority() + pathQuery);
+        return URI.create(("https".equals(base.getScheme()) ? "wss://" : "ws://") + base.getRawAuthority() + pathQuery);
     }
 
     @Override
     public void close() throws Exception {
         client.stop();
+        if (http != null) {
+            http.stop();
+        }
     }
 }

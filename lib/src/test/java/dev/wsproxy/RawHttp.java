@@ -145,6 +145,11 @@ final class RawHttp implements AutoCloseable {
         this.out = socket.getOutputStream();
     }
 
+    /** Speaks over a socket of the caller's, a TLS one for instance. */
+    static RawHttp over(Socket socket) throws IOException {
+        return new RawHttp(socket);
+    }
+
     static RawHttp connect(WebSocketProxy proxy) throws IOException {
         URI uri = proxy.uri();
         return new RawHttp(new Socket(uri.getHost(), uri.getPort()));

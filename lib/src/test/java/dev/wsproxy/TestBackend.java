@@ -18,6 +18,7 @@ import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.eclipse.jetty.websocket.api.Callback;
 import org.eclipse.jetty.websocket.api.Session;
 import org.eclipse.jetty.websocket.server.ServerWebSocketContainer;
@@ -56,10 +57,25 @@ final class TestBackend implements AutoCloseable {
     private final ServerConnector connector;
     private final ServerWebSocketContainer container;
 
+    private final boolean tls;
+
     TestBackend(String id) throws Exception {
+        this(id, null);
+    }
+
+    /** A backend serving {@code wss://} with {@code tls}, or plain {@code ws://} when it is {@code null}. */
+    TestBackend(String id, SslContextFactory.Server tls) throws Exception {
         this.id = id;
+        this.tls = tls != null;
         server = new Server();
-        connector = new ServerConnector(server);
+        if (tls == null) {
+            connector = new ServerConnector(server);
+        } else {
+            // No SNI host check: the proxy sends the client's Host, and the tests are about certificates.
+            org.eclipse.jetty.server.HttpConfiguration http = new org.eclipse.jetty.server.HttpConfiguration();
+            http.addCustomizer(new org.eclipse.jetty.server.SecureRequestCustomizer(false));
+            connector = new ServerConnector(server, tls, new org.eclipse.jetty.server.HttpConnectionFactory(http));
+        }
         connector.setHost("127.0.0.1");
         connector.setPort(0);
         connector.addEventListener(new org.eclipse.jetty.io.SelectorManager.AcceptListener() {
@@ -120,7 +136,7 @@ final class TestBackend implements AutoCloseable {
     }
 
     URI uri() {
-        return URI.create("ws://127.0.0.1:" + connector.getLocalPort());
+        return URI.create((tls ? "wss" : "ws") + "://127.0.0.1:" + connector.getLocalPort());
     }
 
     int port() {

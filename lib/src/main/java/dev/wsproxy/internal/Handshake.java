@@ -101,6 +101,7 @@ final class Handshake {
         }
         Relay relay = new Relay(proxy, proxy.nextSessionId(), route, timeouts, view.clientAddress(), backend,
                 backendUri, state.acquire());
+        relay.attributes(view.attributes());
         if (!proxy.register(relay)) {
             relay.onBackendFailed();
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
@@ -120,8 +121,10 @@ final class Handshake {
         if (!subprotocols.isEmpty()) {
             upgrade.setSubProtocols(subprotocols);
         }
-        upgrade.headers(headers -> ForwardedHeaders.copy(request, headers, route.preserveHost(), true,
-                view.identity()));
+        upgrade.headers(headers -> {
+            ForwardedHeaders.copy(request, headers, route.preserveHost(), true, view.identity());
+            view.addAuthorizedHeaders(headers);
+        });
         upgrade.setConfiguration(legConfiguration);
         BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
         upgrade.addListener(backendResponse);

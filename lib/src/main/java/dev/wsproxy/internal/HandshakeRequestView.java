@@ -6,14 +6,17 @@ import java.net.URI;
 import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import org.eclipse.jetty.http.HttpCookie;
+import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.server.Request;
 import org.jspecify.annotations.Nullable;
 
+import dev.wsproxy.AuthDecision;
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendStatus;
 import dev.wsproxy.SelectionContext;
@@ -30,6 +33,7 @@ final class HandshakeRequestView implements SelectionContext {
     final Set<BackendState> tried = new HashSet<>();
 
     private final ClientIdentity identity;
+    private AuthDecision authorization = AuthDecision.allow();
 
     HandshakeRequestView(Request request, Route route, ClientIdentity identity) {
         this.request = request;
@@ -39,6 +43,27 @@ final class HandshakeRequestView implements SelectionContext {
 
     ClientIdentity identity() {
         return identity;
+    }
+
+    /** Records what the route's authenticator allowed: its backend headers and attributes. */
+    void authorized(AuthDecision decision) {
+        this.authorization = decision;
+    }
+
+    /** Sets the authenticator's headers on the backend request, replacing any the client sent under those names. */
+    void addAuthorizedHeaders(HttpFields.Mutable out) {
+        List<Map.Entry<String, String>> added = authorization.headers();
+        for (Map.Entry<String, String> header : added) {
+            out.remove(header.getKey());
+        }
+        for (Map.Entry<String, String> header : added) {
+            out.add(header.getKey(), header.getValue());
+        }
+    }
+
+    @Override
+    public Map<String, Object> attributes() {
+        return authorization.attributes();
     }
 
     @Override

@@ -8,6 +8,9 @@ import java.util.List;
 import org.eclipse.jetty.server.Handler;
 import org.jspecify.annotations.Nullable;
 
+import dev.wsproxy.BackendTls;
+import dev.wsproxy.ServerTls;
+
 /** Everything a {@link dev.wsproxy.WebSocketProxy} was built with; immutable. */
 public final class ProxyConfig {
 
@@ -17,6 +20,7 @@ public final class ProxyConfig {
     private final @Nullable Handler nextHandler;
     private final Duration drainTimeout;
     private final Limits limits;
+    private final Tls tls;
 
     /** Proxy-wide limits and trust; 0 / {@link Integer#MAX_VALUE} mean none. */
     public record Limits(List<String> trustedProxies, int maxConnectionsPerIp, int maxConnections,
@@ -28,8 +32,13 @@ public final class ProxyConfig {
         }
     }
 
+    /** TLS of the client leg (standalone server only; {@code null} for plain {@code ws://}) and of backends. */
+    public record Tls(@Nullable ServerTls server, BackendTls backend) {
+        public static final Tls NONE = new Tls(null, BackendTls.systemTrust());
+    }
+
     public ProxyConfig(String host, int port, List<Route> routes, @Nullable Handler nextHandler, Duration drainTimeout,
-            Limits limits) {
+            Limits limits, Tls tls) {
         this.host = host;
         this.port = port;
         List<Route> sorted = new ArrayList<>(routes);
@@ -39,6 +48,11 @@ public final class ProxyConfig {
         this.nextHandler = nextHandler;
         this.drainTimeout = drainTimeout;
         this.limits = limits;
+        this.tls = tls;
+    }
+
+    public Tls tls() {
+        return tls;
     }
 
     public Limits limits() {

@@ -7,6 +7,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.util.Callback;
@@ -67,6 +68,7 @@ final class Relay implements ProxySession {
     private final URI backendUri;
     private final BackendState.Lease lease;
     private volatile ConnectionLimits.@Nullable Permit permit;
+    private volatile Map<String, Object> attributes = Map.of();
     final Leg clientLeg = new Leg(Side.CLIENT);
     final Leg backendLeg = new Leg(Side.BACKEND);
 
@@ -153,6 +155,11 @@ final class Relay implements ProxySession {
     }
 
     @Override
+    public Map<String, Object> attributes() {
+        return attributes;
+    }
+
+    @Override
     public void close(int code, String reason) {
         if (!CloseStatus.isTransmittableStatusCode(code)) {
             throw new IllegalArgumentException("code: " + code + " (expected: 1000-1003, 1007-1014 or 3000-4999)");
@@ -172,6 +179,11 @@ final class Relay implements ProxySession {
     }
 
     // ---- handshake phase, called by WebSocketProxyHandler ----
+
+    /** Keeps what the route's authenticator attached to the request. */
+    void attributes(Map<String, Object> attributes) {
+        this.attributes = attributes;
+    }
 
     /** Takes over the client's connection slot, to give it back when the relay finishes. */
     void holdPermit(ConnectionLimits.@Nullable Permit permit) {

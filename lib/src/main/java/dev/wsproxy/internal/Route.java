@@ -4,6 +4,7 @@ import java.time.Duration;
 
 import org.jspecify.annotations.Nullable;
 
+import dev.wsproxy.Authenticator;
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendSelector;
 import dev.wsproxy.HealthCheck;
@@ -26,7 +27,8 @@ public record Route(
         Failover failover,
         @Nullable HealthCheck healthCheck,
         @Nullable Dns dns,
-        ProxyListener listener) {
+        ProxyListener listener,
+        @Nullable Authenticator authenticator) {
 
     /** Backends resolved from the host of {@code template} every {@code refresh}. */
     public record Dns(Backend template, Duration refresh) {

@@ -6,6 +6,7 @@ import java.util.List;
 
 import org.jspecify.annotations.Nullable;
 
+import dev.wsproxy.Authenticator;
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendSelector;
 import dev.wsproxy.HealthCheck;
@@ -34,6 +35,7 @@ public final class RouteSettings {
     private @Nullable Backend dnsTemplate;
     private @Nullable Duration dnsRefresh;
     private final List<ProxyListener> listeners = new ArrayList<>();
+    private @Nullable Authenticator authenticator;
 
     public RouteSettings(String prefix) {
         this.prefix = prefix;
@@ -100,6 +102,9 @@ public final class RouteSettings {
             healthCheck = other.healthCheck;
         }
         listeners.addAll(other.listeners);
+        if (other.authenticator != null) {
+            authenticator = other.authenticator;
+        }
     }
 
     public void backends(List<Backend> backends) {
@@ -171,6 +176,10 @@ public final class RouteSettings {
         this.healthCheck = healthCheck;
     }
 
+    public void authenticator(Authenticator authenticator) {
+        this.authenticator = authenticator;
+    }
+
     public void addListener(ProxyListener listener) {
         listeners.add(listener);
     }
@@ -189,6 +198,7 @@ public final class RouteSettings {
         Route.Dns dns = dnsTemplate == null ? null : new Route.Dns(dnsTemplate, dnsRefresh);
         return new Route(prefix, new RouteBackends(backends), merged.selector.forRoute(prefix), timeouts,
                 merged.originValidator, merged.maxMessageSize, merged.plainHttp, merged.preserveHost,
-                merged.passiveHealth, merged.failover, merged.healthCheck, dns, Listeners.of(all));
+                merged.passiveHealth, merged.failover, merged.healthCheck, dns, Listeners.of(all),
+                merged.authenticator == Authenticator.allowAll() ? null : merged.authenticator);
     }
 }

@@ -3,6 +3,7 @@ package dev.wsproxy.internal;
 import java.net.URI;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
@@ -30,7 +31,9 @@ import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import dev.wsproxy.Authenticator;
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendTls;
 import dev.wsproxy.BackendStatus;
 import dev.wsproxy.HealthCheck;
 import dev.wsproxy.PlainHttp;
@@ -125,6 +128,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         http.setMaxConnectionsPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND);
         http.setMaxRequestsQueuedPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND * 4);
         http.setConnectTimeout(maxConnectTimeout().toMillis());
+        BackendTls backendTls = config.tls().backend();
+        if (backendTls.isInsecure()) {
+            LOG.warn("Backend TLS certificates are NOT verified ({}): anyone on the path to a wss:// backend can read "
+                    + "and change its traffic. For development only.", backendTls);
+        }
+        http.setSslContextFactory(backendTls.newSslContextFactory());
         http.start();
         // Start installs a gzip decoder when none is set: remove it, to add no Accept-Encoding the client did not send.
         http.getContentDecoderFactories().clear();
@@ -248,7 +257,14 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             }
             permit = (ConnectionLimits.Permit) granted;
         }
-        new Handshake(this, request, response, callback, route, view, permit).start();
+        ConnectionLimits.Permit slot = permit;
+        Runnable handshake = () -> new Handshake(this, request, response, callback, route, view, slot).start();
+        Authenticator authenticator = route.authenticator();
+        if (authenticator == null) {
+            handshake.run();
+        } else {
+            Authentication.run(this, authenticator, route, view, response, callback, permit, handshake);
+        }
         return true;
     }
 
@@ -301,10 +317,19 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
             @Nullable String reason) {
+        reject(view, response, callback, route, status, reason, List.of());
+    }
+
+    /** Refuses with {@code status}, adding {@code headers} (an authenticator's) to the answer. */
+    void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
+            @Nullable String reason, List<Map.Entry<String, String>> headers) {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Refused {}: {} ({})", view, status, reason);
         }
         route.listener().onHandshakeRejected(view, status, reason);
+        for (Map.Entry<String, String> header : headers) {
+            response.getHeaders().add(header.getKey(), header.getValue());
+        }
         Responses.error(response, callback, status);
     }
 

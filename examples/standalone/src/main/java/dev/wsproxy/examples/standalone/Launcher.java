@@ -5,6 +5,7 @@ import static java.util.Objects.requireNonNull;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.net.URI;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
 import org.slf4j.Logger;
@@ -16,8 +17,8 @@ import dev.wsproxy.WebSocketProxy;
  * Runs the proxy the command line describes until it is told to stop, and maps every outcome to an exit status.
  *
  * <p>Output contract: once the proxy accepts connections, exactly one line {@code listening on http://HOST:PORT}
- * goes to {@code out}, with the port actually bound; errors go to {@code err} as one line naming the flag and the
- * expected form, followed by a hint. Logs go through SLF4J (to stderr in the runnable jar), never to {@code out}.
+ * ({@code https://} with {@code --tls-keystore}) goes to {@code out}, with the port actually bound; errors go to
+ * {@code err} as one line naming the flag and the expected form, followed by a hint. Logs go through SLF4J (to stderr in the runnable jar), never to {@code out}.
  */
 final class Launcher {
 
@@ -37,10 +38,17 @@ final class Launcher {
     private final PrintStream out;
     private final PrintStream err;
     private final CountDownLatch stopRequested = new CountDownLatch(1);
+    private final Map<String, String> env;
 
     Launcher(PrintStream out, PrintStream err) {
+        this(out, err, System.getenv());
+    }
+
+    /** A launcher that reads the passwords named by {@code --*-password-env} flags from {@code env}. */
+    Launcher(PrintStream out, PrintStream err, Map<String, String> env) {
         this.out = requireNonNull(out, "out");
         this.err = requireNonNull(err, "err");
+        this.env = Map.copyOf(env);
     }
 
     /**
@@ -52,7 +60,7 @@ final class Launcher {
     int run(String... args) {
         LauncherOptions options;
         try {
-            options = LauncherOptions.parse(args);
+            options = LauncherOptions.parse(env, args);
         } catch (UsageException e) {
             err.println("wsproxy: " + e.getMessage());
             err.println(USAGE_HINT);
@@ -65,7 +73,14 @@ final class Launcher {
             return EXIT_OK;
         }
 
-        WebSocketProxy proxy = options.toProxyBuilder().build();
+        WebSocketProxy proxy;
+        try {
+            proxy = options.toProxyBuilder().build();
+        } catch (UsageException e) {
+            err.println("wsproxy: " + e.getMessage());
+            err.flush();
+            return EXIT_USAGE;
+        }
         URI uri;
         try {
             uri = proxy.start();

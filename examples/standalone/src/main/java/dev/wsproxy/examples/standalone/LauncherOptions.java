@@ -2,6 +2,7 @@ package dev.wsproxy.examples.standalone;
 
 import static java.util.Objects.requireNonNull;
 
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -9,6 +10,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalInt;
+import java.util.function.Supplier;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -16,9 +18,11 @@ import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendSelector;
+import dev.wsproxy.BackendTls;
 import dev.wsproxy.HashKeys;
 import dev.wsproxy.OriginValidator;
 import dev.wsproxy.ProxyBuilder;
+import dev.wsproxy.ServerTls;
 import dev.wsproxy.TimeoutPolicy;
 
 /**
@@ -27,7 +31,8 @@ import dev.wsproxy.TimeoutPolicy;
  * {@link ProxyBuilder}.
  *
  * <p>Flags take their value as the next argument ({@code --listen 0.0.0.0:8080}) or after {@code =}
- * ({@code --listen=0.0.0.0:8080}). Repeatable flags: {@code --route}, {@code --allow-origin} and
+ * ({@code --listen=0.0.0.0:8080}); {@code --insecure-backend-tls} takes none. Passwords are never flags: a
+ * {@code --*-password-env} flag names the environment variable that holds one. Repeatable flags: {@code --route}, {@code --allow-origin} and
  * {@code --trusted-proxy}; the others may be given once. Immutable.
  */
 final class LauncherOptions {
@@ -50,7 +55,10 @@ final class LauncherOptions {
     static final String CIDR_FORM = "an IP address or block, like 10.0.0.0/8, 192.168.1.7 or fd00::/8";
     static final String COUNT_FORM = "a whole number of sessions, at least 1, like 100";
     static final String RATE_FORM = "handshakes per second, at least 1, like 10/s or 10";
+    static final String PATH_FORM = "a file path, like /etc/wsproxy/proxy.p12";
+    static final String ENV_FORM = "the name of an environment variable holding the password, like WSPROXY_TLS_PASSWORD";
 
+    private static final String INSECURE_BACKEND_TLS = "--insecure-backend-tls";
     private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]]+)]|([^:\\[\\]]+)):(\\d{1,5})");
     private static final Pattern DURATION = Pattern.compile("(\\d{1,9})(ms|s|m|h)");
     private static final Pattern SIZE = Pattern.compile("(\\d{1,18})([kKmM]?)");
@@ -94,10 +102,25 @@ final class LauncherOptions {
             "  --max-connections N         at most N open sessions in all; more get 503 (default: no limit)",
             "  --handshake-rate-per-ip N/s at most N handshakes a second per client address, in bursts of up",
             "                              to N, like 10/s or 10; more get 429 (default: no limit)",
+            "  --tls-keystore PATH         serve wss:// (TLS 1.2 and 1.3) with the key and certificate of this",
+            "                              PKCS#12 or JKS store; needs --tls-password-env",
+            "  --tls-password-env VAR      the environment variable holding the --tls-keystore password (never",
+            "                              the password itself: command lines are visible to other users)",
+            "  --backend-truststore PATH   verify wss:// backends against these certificates (a PEM bundle or a",
+            "                              PKCS#12/JKS store) instead of the JVM's; host names are always checked",
+            "  --backend-truststore-password-env VAR",
+            "                              the environment variable holding the --backend-truststore password",
+            "  --backend-keystore PATH     present this client certificate (PKCS#12 or JKS) to wss:// backends",
+            "                              (mutual TLS); needs --backend-keystore-password-env",
+            "  --backend-keystore-password-env VAR",
+            "                              the environment variable holding the --backend-keystore password",
+            "  --insecure-backend-tls      do NOT verify backend certificates (development only; logged as a",
+            "                              warning); takes no value",
             "  --help                      print this help and exit",
             "",
-            "Prints 'listening on http://HOST:PORT' once ready. SIGTERM or Ctrl-C closes open sessions with 1001",
-            "(up to " + format(ProxyBuilder.DEFAULT_DRAIN_TIMEOUT) + ") and exits with 0. Bad flags exit with 2.",
+            "Prints 'listening on http://HOST:PORT' (https:// with --tls-keystore) once ready. SIGTERM or",
+            "Ctrl-C closes open sessions with 1001 (up to " + format(ProxyBuilder.DEFAULT_DRAIN_TIMEOUT)
+                    + ") and exits with 0. Bad flags exit with 2.",
             "");
 
     private final boolean help;
@@ -113,6 +136,18 @@ final class LauncherOptions {
     private final OptionalInt maxConnectionsPerIp;
     private final OptionalInt maxConnections;
     private final OptionalInt handshakeRatePerIp;
+    private final @Nullable Secured tlsKeyStore;
+    private final @Nullable Secured backendTrustStore;
+    private final @Nullable Secured backendKeyStore;
+    private final boolean insecureBackendTls;
+
+    /** A file named on the command line with the password read from the environment variable named with it. */
+    record Secured(Path path, @Nullable String password) {
+        @Override
+        public String toString() {
+            return "Secured[" + path + (password == null ? "" : ", password set") + "]";
+        }
+    }
 
     private LauncherOptions(Parser parser) {
         this.help = parser.help;
@@ -128,6 +163,10 @@ final class LauncherOptions {
         this.maxConnectionsPerIp = parser.maxConnectionsPerIp;
         this.maxConnections = parser.maxConnections;
         this.handshakeRatePerIp = parser.handshakeRatePerIp;
+        this.tlsKeyStore = parser.tlsKeyStore();
+        this.backendTrustStore = parser.backendTrustStore();
+        this.backendKeyStore = parser.backendKeyStore();
+        this.insecureBackendTls = parser.insecureBackendTls;
     }
 
     /**
@@ -138,8 +177,21 @@ final class LauncherOptions {
      * @throws UsageException if a flag is unknown, lacks its value, has a malformed one, or no route is given
      */
     static LauncherOptions parse(String... args) throws UsageException {
+        return parse(System.getenv(), args);
+    }
+
+    /**
+     * Parses a command line, reading the passwords that {@code --*-password-env} flags name from {@code env}.
+     *
+     * @param env the environment
+     * @param args the arguments of {@code main}
+     * @return the options
+     * @throws UsageException as {@link #parse(String...)}, and when a named variable is not set
+     */
+    static LauncherOptions parse(Map<String, String> env, String... args) throws UsageException {
+        requireNonNull(env, "env");
         requireNonNull(args, "args");
-        return new Parser().parse(args);
+        return new Parser(env).parse(args);
     }
 
     /** Returns the help text, ending with a newline. */
@@ -222,13 +274,34 @@ final class LauncherOptions {
         return handshakeRatePerIp;
     }
 
+    /** Returns the {@code --tls-keystore} and its password; {@code null} for plain {@code ws://}. */
+    @Nullable Secured tlsKeyStore() {
+        return tlsKeyStore;
+    }
+
+    /** Returns the {@code --backend-truststore} and its password, if any; {@code null} for the JVM's. */
+    @Nullable Secured backendTrustStore() {
+        return backendTrustStore;
+    }
+
+    /** Returns the {@code --backend-keystore} (client certificate) and its password; {@code null} for none. */
+    @Nullable Secured backendKeyStore() {
+        return backendKeyStore;
+    }
+
+    boolean insecureBackendTls() {
+        return insecureBackendTls;
+    }
+
     /**
-     * Returns a builder with these options, ready to {@link ProxyBuilder#build() build}.
+     * Returns a builder with these options, ready to {@link ProxyBuilder#build() build}. The key and trust stores
+     * are read here.
      *
      * @return a new builder
+     * @throws UsageException if a key or trust store cannot be read, naming its flag
      * @throws IllegalStateException if these are {@link #help()} options, which have no route
      */
-    ProxyBuilder toProxyBuilder() {
+    ProxyBuilder toProxyBuilder() throws UsageException {
         if (help) {
             throw new IllegalStateException("toProxyBuilder(): --help was given, there is nothing to run");
         }
@@ -247,7 +320,40 @@ final class LauncherOptions {
         maxConnectionsPerIp.ifPresent(builder::maxConnectionsPerIp);
         maxConnections.ifPresent(builder::maxConnections);
         handshakeRatePerIp.ifPresent(builder::handshakeRatePerIp);
+        if (tlsKeyStore != null) {
+            builder.tls(readStore("--tls-keystore", () -> ServerTls.keyStore(tlsKeyStore.path(),
+                    requireNonNull(tlsKeyStore.password()))));
+        }
+        builder.backendTls(backendTls());
         return builder;
+    }
+
+    private BackendTls backendTls() throws UsageException {
+        if (insecureBackendTls) {
+            return BackendTls.insecureTrustAll();
+        }
+        BackendTls tls = BackendTls.systemTrust();
+        Secured trust = backendTrustStore;
+        if (trust != null) {
+            String password = trust.password();
+            tls = readStore("--backend-truststore", () -> password == null
+                    ? BackendTls.trustStore(trust.path()) : BackendTls.trustStore(trust.path(), password));
+        }
+        Secured client = backendKeyStore;
+        if (client != null) {
+            BackendTls trusted = tls;
+            tls = readStore("--backend-keystore", () -> trusted.withClientCertificate(client.path(),
+                    requireNonNull(client.password())));
+        }
+        return tls;
+    }
+
+    private static <T> T readStore(String flag, Supplier<T> reader) throws UsageException {
+        try {
+            return reader.get();
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(flag + ": " + e.getMessage());
+        }
     }
 
     /**
@@ -432,7 +538,14 @@ final class LauncherOptions {
         private OptionalInt maxConnectionsPerIp = OptionalInt.empty();
         private OptionalInt maxConnections = OptionalInt.empty();
         private OptionalInt handshakeRatePerIp = OptionalInt.empty();
+        private final Map<String, String> values = new LinkedHashMap<>();
+        private boolean insecureBackendTls;
         private final List<String> seen = new ArrayList<>();
+        private final Map<String, String> env;
+
+        Parser(Map<String, String> env) {
+            this.env = env;
+        }
 
         LauncherOptions parse(String[] args) throws UsageException {
             for (int i = 0; i < args.length; i++) {
@@ -443,6 +556,13 @@ final class LauncherOptions {
                 }
                 if (!arg.startsWith("--")) {
                     throw new UsageException("unexpected argument '" + arg + "' (expected: a flag like --route)");
+                }
+                if (arg.equals(INSECURE_BACKEND_TLS)) {
+                    if (insecureBackendTls) {
+                        throw new UsageException(arg + ": given twice (expected: once)");
+                    }
+                    insecureBackendTls = true;
+                    continue;
                 }
                 String flag = arg;
                 @Nullable String value;
@@ -460,7 +580,61 @@ final class LauncherOptions {
             if (routes.isEmpty()) {
                 throw new UsageException("--route: missing (expected: at least one --route " + ROUTE_FORM + ")");
             }
+            checkTlsFlags();
             return new LauncherOptions(this);
+        }
+
+        private void checkTlsFlags() throws UsageException {
+            requireTogether("--tls-keystore", "--tls-password-env");
+            requireTogether("--backend-keystore", "--backend-keystore-password-env");
+            if (values.containsKey("--backend-truststore-password-env") && !values.containsKey("--backend-truststore")) {
+                throw new UsageException("--backend-truststore-password-env: given without --backend-truststore");
+            }
+            if (insecureBackendTls) {
+                for (String flag : List.of("--backend-truststore", "--backend-keystore")) {
+                    if (values.containsKey(flag)) {
+                        throw new UsageException(INSECURE_BACKEND_TLS + ": given with " + flag
+                                + " (expected: one or the other)");
+                    }
+                }
+            }
+            for (String flag : List.of("--tls-password-env", "--backend-truststore-password-env",
+                    "--backend-keystore-password-env")) {
+                String variable = values.get(flag);
+                if (variable != null && (env.get(variable) == null || env.get(variable).isEmpty())) {
+                    throw new UsageException(flag + ": the environment variable " + variable
+                            + " is not set (expected: the password in it)");
+                }
+            }
+        }
+
+        private void requireTogether(String file, String password) throws UsageException {
+            if (values.containsKey(file) != values.containsKey(password)) {
+                String given = values.containsKey(file) ? file : password;
+                String missing = values.containsKey(file) ? password : file;
+                throw new UsageException(given + ": given without " + missing + " (expected: both)");
+            }
+        }
+
+        private @Nullable Secured secured(String file, @Nullable String passwordFlag) {
+            String path = values.get(file);
+            if (path == null) {
+                return null;
+            }
+            String variable = passwordFlag == null ? null : values.get(passwordFlag);
+            return new Secured(Path.of(path), variable == null ? null : env.get(variable));
+        }
+
+        @Nullable Secured tlsKeyStore() {
+            return secured("--tls-keystore", "--tls-password-env");
+        }
+
+        @Nullable Secured backendTrustStore() {
+            return secured("--backend-truststore", "--backend-truststore-password-env");
+        }
+
+        @Nullable Secured backendKeyStore() {
+            return secured("--backend-keystore", "--backend-keystore-password-env");
         }
 
         private void apply(String flag, @Nullable String value) throws UsageException {
@@ -475,6 +649,9 @@ final class LauncherOptions {
                 case "--trusted-proxy" -> CIDR_FORM;
                 case "--max-connections-per-ip", "--max-connections" -> COUNT_FORM;
                 case "--handshake-rate-per-ip" -> RATE_FORM;
+                case "--tls-keystore", "--backend-truststore", "--backend-keystore" -> PATH_FORM;
+                case "--tls-password-env", "--backend-truststore-password-env", "--backend-keystore-password-env" ->
+                        ENV_FORM;
                 default -> throw new UsageException("unknown flag " + flag + " (expected: see --help)");
             };
             if (value == null || value.isEmpty()) {
@@ -512,6 +689,13 @@ final class LauncherOptions {
                 case "--trusted-proxy" -> trustedProxy(value);
                 case "--max-connections-per-ip" -> maxConnectionsPerIp = OptionalInt.of(parseCount(flag, value));
                 case "--max-connections" -> maxConnections = OptionalInt.of(parseCount(flag, value));
+                case "--tls-keystore", "--backend-truststore", "--backend-keystore" -> values.put(flag, value);
+                case "--tls-password-env", "--backend-truststore-password-env", "--backend-keystore-password-env" -> {
+                    if (!value.matches("[A-Za-z_][A-Za-z0-9_]*")) {
+                        throw UsageException.badValue(flag, value, ENV_FORM);
+                    }
+                    values.put(flag, value);
+                }
                 default -> handshakeRatePerIp = OptionalInt.of(parseRatePerSecond(flag, value));
             }
         }

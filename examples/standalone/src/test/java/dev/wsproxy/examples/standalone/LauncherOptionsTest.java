@@ -5,11 +5,14 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.entry;
 
 import java.net.URI;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.OptionalInt;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -388,10 +391,86 @@ class LauncherOptionsTest {
                 .isInstanceOf(IllegalStateException.class);
     }
 
+    @Test
+    void readsTlsPasswordsFromTheEnvironmentVariablesNamed() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(Map.of("PROXY_PW", "front-secret", "TRUST_PW", "t",
+                        "CLIENT_PW", "c"), ROUTE, WS_ROUTE,
+                "--tls-keystore", "/etc/wsproxy/proxy.p12", "--tls-password-env", "PROXY_PW",
+                "--backend-truststore", "/etc/wsproxy/ca.p12", "--backend-truststore-password-env", "TRUST_PW",
+                "--backend-keystore", "/etc/wsproxy/client.p12", "--backend-keystore-password-env", "CLIENT_PW");
+
+        assertThat(options.tlsKeyStore()).isEqualTo(
+                new LauncherOptions.Secured(Path.of("/etc/wsproxy/proxy.p12"), "front-secret"));
+        assertThat(options.backendTrustStore()).isEqualTo(
+                new LauncherOptions.Secured(Path.of("/etc/wsproxy/ca.p12"), "t"));
+        assertThat(options.backendKeyStore()).isEqualTo(
+                new LauncherOptions.Secured(Path.of("/etc/wsproxy/client.p12"), "c"));
+        assertThat(options.tlsKeyStore().toString()).doesNotContain("front-secret");
+        assertThat(options.insecureBackendTls()).isFalse();
+        LauncherOptions plain = LauncherOptions.parse(Map.of(), ROUTE, WS_ROUTE);
+        assertThat(plain.tlsKeyStore()).isNull();
+        assertThat(plain.backendTrustStore()).isNull();
+        assertThat(plain.backendKeyStore()).isNull();
+        LauncherOptions pemTrust = LauncherOptions.parse(Map.of(), ROUTE, WS_ROUTE, "--backend-truststore", "ca.pem");
+        assertThat(pemTrust.backendTrustStore()).isEqualTo(new LauncherOptions.Secured(Path.of("ca.pem"), null));
+    }
+
+    @Test
+    void insecureBackendTlsTakesNoValueAndExcludesVerificationFlags() throws Exception {
+        assertThat(LauncherOptions.parse(Map.of(), "--insecure-backend-tls", ROUTE, WS_ROUTE).insecureBackendTls())
+                .isTrue();
+        assertUsageError(Map.of(), new String[] {"--insecure-backend-tls", "yes", ROUTE, WS_ROUTE},
+                "unexpected argument 'yes'");
+        assertUsageError(Map.of(), new String[] {"--insecure-backend-tls", "--insecure-backend-tls", ROUTE, WS_ROUTE},
+                "--insecure-backend-tls: given twice");
+        assertUsageError(Map.of(), new String[] {"--insecure-backend-tls", "--backend-truststore", "ca.pem", ROUTE,
+                WS_ROUTE}, "--insecure-backend-tls: given with --backend-truststore (expected: one or the other)");
+    }
+
+    @Test
+    void rejectsIncompleteTlsFlagsAndUnsetPasswordVariables() {
+        Map<String, String> env = Map.of("PW", "secret", "EMPTY", "");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12"},
+                "--tls-keystore: given without --tls-password-env (expected: both)");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-password-env", "PW"},
+                "--tls-password-env: given without --tls-keystore (expected: both)");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env", "NOPE"},
+                "--tls-password-env: the environment variable NOPE is not set (expected: the password in it)");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env", "EMPTY"},
+                "--tls-password-env: the environment variable EMPTY is not set");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env",
+                "secret value"}, "--tls-password-env: 'secret value' (expected: the name of an environment variable");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--backend-keystore", "c.p12"},
+                "--backend-keystore: given without --backend-keystore-password-env (expected: both)");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--backend-truststore-password-env", "PW"},
+                "--backend-truststore-password-env: given without --backend-truststore");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "a", "--tls-keystore", "b",
+                "--tls-password-env", "PW"}, "--tls-keystore: given twice");
+    }
+
+    @Test
+    void namesTheFlagWhenAStoreCannotBeRead(@TempDir Path dir) throws Exception {
+        Path missing = dir.resolve("missing.p12");
+        LauncherOptions options = LauncherOptions.parse(Map.of("PW", "secret"), ROUTE, WS_ROUTE,
+                "--tls-keystore", missing.toString(), "--tls-password-env", "PW");
+        assertThatThrownBy(options::toProxyBuilder).isInstanceOf(UsageException.class)
+                .hasMessageStartingWith("--tls-keystore: keyStore: " + missing).hasMessageNotContaining("secret");
+        LauncherOptions trust = LauncherOptions.parse(Map.of(), ROUTE, WS_ROUTE,
+                "--backend-truststore", missing.toString());
+        assertThatThrownBy(trust::toProxyBuilder).isInstanceOf(UsageException.class)
+                .hasMessageStartingWith("--backend-truststore: trustStore: " + missing);
+    }
+
     @ParameterizedTest
     @CsvSource({"PT10S, 10s", "PT1H, 1h", "PT2M, 2m", "PT0.5S, 500ms", "PT0S, 0", "PT1M30S, 90s"})
     void formatsDurationsInTheFlagForm(Duration duration, String expected) {
         assertThat(LauncherOptions.format(duration)).isEqualTo(expected);
+    }
+
+    private static void assertUsageError(Map<String, String> env, String[] args, String messageStart) {
+        assertThatThrownBy(() -> LauncherOptions.parse(env, args))
+                .isInstanceOf(UsageException.class)
+                .message().startsWith(messageStart).doesNotContain("\n");
     }
 
     private static void assertUsageError(String[] args, String messageStart) {

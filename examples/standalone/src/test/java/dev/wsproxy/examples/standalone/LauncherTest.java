@@ -9,6 +9,8 @@ import java.io.PrintStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.URI;
+import java.nio.file.Path;
+import java.security.KeyStore;
 import java.net.http.HttpClient;
 import java.net.http.HttpResponse;
 import java.net.http.WebSocket;
@@ -16,14 +18,19 @@ import java.net.http.WebSocketHandshakeException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManagerFactory;
+
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The launcher in process: exit statuses and output for the runs that end before serving, and the session limits
@@ -32,11 +39,15 @@ import org.junit.jupiter.api.Test;
 class LauncherTest {
 
     private static final Duration TIMEOUT = Duration.ofSeconds(20);
-    private static final Pattern LISTENING = Pattern.compile("listening on http://127\\.0\\.0\\.1:(\\d+)\\R");
+    private static final Pattern LISTENING = Pattern.compile("listening on (https?)://127\\.0\\.0\\.1:(\\d+)\\R");
+    private static final String PASSWORD_VARIABLE = "WSPROXY_TEST_TLS_PASSWORD";
+    private static final String PASSWORD = "launcher-test-only";
 
     private final ReadyLineOutput out = new ReadyLineOutput();
     private final ByteArrayOutputStream err = new ByteArrayOutputStream();
-    private final Launcher launcher = new Launcher(new PrintStream(out, true, UTF_8), new PrintStream(err, true, UTF_8));
+    private final Launcher launcher = new Launcher(new PrintStream(out, true, UTF_8), new PrintStream(err, true, UTF_8),
+            Map.of(PASSWORD_VARIABLE, PASSWORD));
+    private String scheme;
 
     private final HttpClient http = HttpClient.newHttpClient();
     private final List<WebSocket> openSockets = new ArrayList<>();
@@ -175,6 +186,53 @@ class LauncherTest {
         assertThat(refusedHandshake(port, "/ws/two").statusCode()).isEqualTo(429);
     }
 
+    @Test
+    void servesWssWithTheKeyStoreAndThePasswordFromTheEnvironment(@TempDir Path dir) throws Exception {
+        Path keyStore = keyStore(dir);
+        int port = serve("--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE);
+        assertThat(scheme).isEqualTo("https");
+
+        KeyStore trusted = KeyStore.getInstance(keyStore.toFile(), PASSWORD.toCharArray());
+        TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+        trust.init(trusted);
+        SSLContext tls = SSLContext.getInstance("TLS");
+        tls.init(null, trust.getTrustManagers(), null);
+        WebSocketRecorder recorder = new WebSocketRecorder();
+        WebSocket socket = HttpClient.newBuilder().sslContext(tls).build().newWebSocketBuilder()
+                .buildAsync(URI.create("wss://127.0.0.1:" + port + "/ws/tls"), recorder).get(5, TimeUnit.SECONDS);
+        openSockets.add(socket);
+        socket.sendText("secure", true).get(5, TimeUnit.SECONDS);
+        assertThat(recorder.nextText()).isEqualTo("echo:/ws/tls:secure");
+    }
+
+    @Test
+    void exits2NamingTheFlagWhenTheKeyStorePasswordIsWrong(@TempDir Path dir) throws Exception {
+        Path keyStore = keyStore(dir);
+        Launcher wrongPassword = new Launcher(new PrintStream(out, true, UTF_8), new PrintStream(err, true, UTF_8),
+                Map.of(PASSWORD_VARIABLE, "not-the-password"));
+
+        int status = wrongPassword.run("--listen", "127.0.0.1:0", "--route", "/ws/=ws://127.0.0.1:3000",
+                "--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE);
+
+        assertThat(status).isEqualTo(Launcher.EXIT_USAGE);
+        assertThat(err.toString(UTF_8)).startsWith("wsproxy: --tls-keystore: keyStore: " + keyStore)
+                .contains("wrong password").doesNotContain("not-the-password");
+        assertThat(out.toString(UTF_8)).isEmpty();
+    }
+
+    /** A PKCS#12 key store for 127.0.0.1, made by keytool in {@code dir}. */
+    private static Path keyStore(Path dir) throws Exception {
+        Path keyStore = dir.resolve("proxy.p12");
+        Process keytool = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "keytool").toString(),
+                "-genkeypair", "-alias", "proxy", "-keyalg", "EC", "-groupname", "secp256r1", "-dname",
+                "CN=localhost", "-ext", "SAN=dns:localhost,ip:127.0.0.1", "-validity", "2", "-keystore",
+                keyStore.toString(), "-storetype", "PKCS12", "-storepass", PASSWORD).redirectErrorStream(true).start();
+        String output = new String(keytool.getInputStream().readAllBytes(), UTF_8);
+        assertThat(keytool.waitFor(60, TimeUnit.SECONDS)).as("keytool finished").isTrue();
+        assertThat(keytool.exitValue()).as("keytool: %s", output).isZero();
+        return keyStore;
+    }
+
     /**
      * Runs the launcher on its own thread in front of a new echo backend, with a route {@code /ws/} to it, listening
      * on a free port, and these flags; returns the port from the ready line once it is printed.
@@ -200,7 +258,8 @@ class LauncherTest {
         String line = out.readyLine.join();
         Matcher listening = LISTENING.matcher(line);
         assertThat(listening.matches()).as("stdout '%s' matches %s", line, LISTENING).isTrue();
-        return Integer.parseInt(listening.group(1));
+        scheme = listening.group(1);
+        return Integer.parseInt(listening.group(2));
     }
 
     private WebSocket connect(int port, String path, WebSocketRecorder recorder, String... headers) throws Exception {

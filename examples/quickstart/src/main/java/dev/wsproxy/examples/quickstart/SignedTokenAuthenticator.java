@@ -1,0 +1,155 @@
+package dev.wsproxy.examples.quickstart;
+
+import static java.nio.charset.StandardCharsets.UTF_8;
+import static java.util.Objects.requireNonNull;
+
+import java.security.GeneralSecurityException;
+import java.security.MessageDigest;
+import java.time.Clock;
+import java.time.Instant;
+import java.util.Base64;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.AuthDecision;
+import dev.wsproxy.Authenticator;
+import dev.wsproxy.HandshakeRequest;
+
+/**
+ * An authenticator of your own: accepts upgrade requests that carry a token signed with a shared secret (HMAC-SHA256)
+ * in {@code Authorization: Bearer ...} or, since browsers cannot set headers on a WebSocket, in the
+ * {@code access_token} query parameter. A valid token's user goes to the backend as {@code X-User-Id} (replacing any
+ * header of that name the client sent) and its tenant becomes the {@code tenant} attribute, which a selector reads
+ * with {@code request.attribute("tenant")}. A missing, forged or expired token gets {@code 401} with
+ * {@code WWW-Authenticate}, before any backend connection.
+ *
+ * <pre>{@code
+ * ProxyBuilder.create()
+ *         .route("/ws/", Backend.of("ws://10.0.0.1:9000"))
+ *         .authenticator(new SignedTokenAuthenticator(secret, Clock.systemUTC()));
+ * }</pre>
+ *
+ * <p>A token is {@code base64url(user:tenant:expiry-epoch-seconds) + "." + base64url(hmac)}; {@link #issue} makes
+ * one. It decides at once (no I/O), so it is safe to run on the request thread. Thread-safe.
+ */
+public final class SignedTokenAuthenticator implements Authenticator {
+
+    private static final String ALGORITHM = "HmacSHA256";
+    private static final Base64.Encoder ENCODER = Base64.getUrlEncoder().withoutPadding();
+    private static final Base64.Decoder DECODER = Base64.getUrlDecoder();
+
+    private final SecretKeySpec key;
+    private final Clock clock;
+
+    /**
+     * Creates an authenticator for tokens signed with {@code secret}.
+     *
+     * @param secret the shared secret, at least 32 bytes
+     * @param clock the clock expiry is checked against
+     */
+    public SignedTokenAuthenticator(byte[] secret, Clock clock) {
+        requireNonNull(secret, "secret");
+        if (secret.length < 32) {
+            throw new IllegalArgumentException("secret: " + secret.length + " bytes (expected: at least 32)");
+        }
+        this.key = new SecretKeySpec(secret.clone(), ALGORITHM);
+        this.clock = requireNonNull(clock, "clock");
+    }
+
+    /**
+     * Issues a token, as your login service would.
+     *
+     * @param secret the shared secret
+     * @param user the user id, without {@code :}
+     * @param tenant the tenant, without {@code :}
+     * @param expires when the token stops being accepted
+     * @return the token
+     */
+    public static String issue(byte[] secret, String user, String tenant, Instant expires) {
+        if (user.contains(":") || tenant.contains(":")) {
+            throw new IllegalArgumentException("user and tenant must not contain ':'");
+        }
+        byte[] payload = (user + ":" + tenant + ":" + expires.getEpochSecond()).getBytes(UTF_8);
+        return ENCODER.encodeToString(payload) + "." + ENCODER.encodeToString(mac(new SecretKeySpec(secret, ALGORITHM),
+                payload));
+    }
+
+    @Override
+    public CompletionStage<AuthDecision> authenticate(HandshakeRequest request) {
+        return CompletableFuture.completedFuture(decide(request));
+    }
+
+    private AuthDecision decide(HandshakeRequest request) {
+        // authenticator begins
+        String token = bearerToken(request.header("Authorization"));
+        if (token == null) {
+            token = request.queryParameter("access_token");
+        }
+        if (token == null) {
+            return AuthDecision.reject(401).withResponseHeader("WWW-Authenticate", "Bearer realm=\"ws\"");
+        }
+        String[] claims = verify(token);
+        if (claims == null) {
+            return AuthDecision.reject(401)
+                    .withResponseHeader("WWW-Authenticate", "Bearer realm=\"ws\", error=\"invalid_token\"");
+        }
+        return AuthDecision.allow()
+                .withBackendHeader("X-User-Id", claims[0])
+                .withAttribute("tenant", claims[1]);
+        // authenticator ends
+    }
+
+    /** Returns {@code [user, tenant]} of a token whose signature is right and which has not expired. */
+    private String @Nullable [] verify(String token) {
+        int dot = token.indexOf('.');
+        if (dot <= 0 || dot != token.lastIndexOf('.')) {
+            return null;
+        }
+        byte[] payload;
+        byte[] signature;
+        try {
+            payload = DECODER.decode(token.substring(0, dot));
+            signature = DECODER.decode(token.substring(dot + 1));
+        } catch (IllegalArgumentException notBase64) {
+            return null;
+        }
+        // Constant time, so that the signature cannot be guessed byte by byte from response times.
+        if (!MessageDigest.isEqual(mac(key, payload), signature)) {
+            return null;
+        }
+        String[] claims = new String(payload, UTF_8).split(":", -1);
+        if (claims.length != 3 || !claims[2].matches("\\d{1,12}")
+                || Instant.ofEpochSecond(Long.parseLong(claims[2])).isBefore(clock.instant())) {
+            return null;
+        }
+        return new String[] {claims[0], claims[1]};
+    }
+
+    private static @Nullable String bearerToken(@Nullable String authorization) {
+        if (authorization == null || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {
+            return null;
+        }
+        String token = authorization.substring(7).trim();
+        return token.isEmpty() ? null : token;
+    }
+
+    private static byte[] mac(SecretKeySpec key, byte[] payload) {
+        try {
+            Mac mac = Mac.getInstance(ALGORITHM);
+            mac.init(key);
+            return mac.doFinal(payload);
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException("HmacSHA256 is part of every JDK", e);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "SignedTokenAuthenticator";
+    }
+}

@@ -1,0 +1,155 @@
+package dev.wsproxy.examples.quickstart;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.catchThrowable;
+
+import java.net.URI;
+import java.net.URLEncoder;
+import java.net.http.HttpClient;
+import java.net.http.HttpResponse;
+import java.net.http.WebSocket;
+import java.net.http.WebSocketHandshakeException;
+import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.websocket.api.Callback;
+import org.eclipse.jetty.websocket.api.Session;
+import org.eclipse.jetty.websocket.server.WebSocketUpgradeHandler;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.BackendSelector;
+import dev.wsproxy.ProxyBuilder;
+import dev.wsproxy.WebSocketProxy;
+
+/**
+ * {@link SignedTokenAuthenticator} in a real proxy, in front of a Jetty backend that answers with the user it was told
+ * about.
+ */
+class SignedTokenAuthenticatorTest {
+
+    private static final byte[] SECRET = "a test secret of at least 32 bytes!".getBytes(StandardCharsets.UTF_8);
+    private static final Instant NOW = Instant.parse("2026-11-21T12:00:00Z");
+
+    /** Answers every text with the {@code X-User-Id} of its upgrade request. Public: Jetty binds it. */
+    public static final class WhoAmI implements Session.Listener.AutoDemanding {
+        private final String user;
+        private Session session;
+
+        WhoAmI(String user) {
+            this.user = user;
+        }
+
+        @Override
+        public void onWebSocketOpen(Session session) {
+            this.session = session;
+        }
+
+        @Override
+        public void onWebSocketText(String message) {
+            session.sendText("user=" + user, Callback.NOOP);
+        }
+    }
+
+    private final Server backend = new Server();
+    private final HttpClient http = HttpClient.newHttpClient();
+    private final BlockingQueue<Object> tenantsSelected = new LinkedBlockingQueue<>();
+    private WebSocketProxy proxy;
+    private URI uri;
+
+    @BeforeEach
+    void start() throws Exception {
+        ServerConnector connector = new ServerConnector(backend);
+        connector.setHost("127.0.0.1");
+        backend.addConnector(connector);
+        backend.setHandler(WebSocketUpgradeHandler.from(backend,
+                c -> c.addMapping("/*", (rq, rs, cb) -> new WhoAmI(rq.getHeaders().get("X-User-Id")))));
+        backend.start();
+        Backend only = Backend.of("ws://127.0.0.1:" + connector.getLocalPort());
+        proxy = ProxyBuilder.create()
+                .listen("127.0.0.1", 0)
+                .route("/ws/", only)
+                .authenticator(new SignedTokenAuthenticator(SECRET, Clock.fixed(NOW, ZoneOffset.UTC)))
+                .backendSelector(context -> {
+                    tenantsSelected.add(String.valueOf(context.attribute("tenant")));
+                    return BackendSelector.roundRobin().select(context);
+                })
+                .build();
+        uri = URI.create("ws://127.0.0.1:" + proxy.start().getPort() + "/ws/chat");
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        proxy.close();
+        backend.stop();
+    }
+
+    @Test
+    void letsAValidTokenThroughAsItsUserAndTenant() throws Exception {
+        String token = SignedTokenAuthenticator.issue(SECRET, "alice", "blue", NOW.plus(Duration.ofMinutes(5)));
+
+        assertThat(ask(query(token), null)).isEqualTo("user=alice");
+        assertThat(tenantsSelected.poll(10, TimeUnit.SECONDS)).isEqualTo("blue");
+        // A header the client sets itself is replaced by the verified one.
+        assertThat(ask(uri, "Bearer " + token)).isEqualTo("user=alice");
+    }
+
+    @Test
+    void refusesMissingForgedAndExpiredTokensWith401BeforeAnyBackendConnection() throws Exception {
+        String expired = SignedTokenAuthenticator.issue(SECRET, "alice", "blue", NOW.minusSeconds(1));
+        String forged = SignedTokenAuthenticator.issue("another secret, also 32 bytes long".getBytes(
+                StandardCharsets.UTF_8), "mallory", "blue", NOW.plus(Duration.ofMinutes(5)));
+
+        assertThat(refused(uri).headers().firstValue("WWW-Authenticate")).hasValue("Bearer realm=\"ws\"");
+        for (String token : new String[] {expired, forged, "not-a-token", "a.b.c"}) {
+            assertThat(refused(query(token)).headers().firstValue("WWW-Authenticate"))
+                    .hasValue("Bearer realm=\"ws\", error=\"invalid_token\"");
+        }
+        assertThat(tenantsSelected).as("selections: the backend was never asked").isEmpty();
+    }
+
+    private URI query(String token) {
+        return URI.create(uri + "?access_token=" + URLEncoder.encode(token, StandardCharsets.UTF_8));
+    }
+
+    private HttpResponse<?> refused(URI target) {
+        Throwable failure = catchThrowable(() -> ask(target, null));
+        assertThat(failure).isInstanceOf(ExecutionException.class)
+                .cause().isInstanceOf(WebSocketHandshakeException.class);
+        HttpResponse<?> response = ((WebSocketHandshakeException) failure.getCause()).getResponse();
+        assertThat(response.statusCode()).isEqualTo(401);
+        return response;
+    }
+
+    private String ask(URI target, String authorization) throws Exception {
+        BlockingQueue<String> received = new LinkedBlockingQueue<>();
+        WebSocket.Builder builder = http.newWebSocketBuilder().header("X-User-Id", "admin");
+        if (authorization != null) {
+            builder.header("Authorization", authorization);
+        }
+        WebSocket socket = builder.buildAsync(target, new WebSocket.Listener() {
+            @Override
+            public CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
+                received.add(data.toString());
+                webSocket.request(1);
+                return null;
+            }
+        }).get(10, TimeUnit.SECONDS);
+        socket.sendText("who am I?", true);
+        String answer = received.poll(10, TimeUnit.SECONDS);
+        socket.sendClose(WebSocket.NORMAL_CLOSURE, "").get(10, TimeUnit.SECONDS);
+        return answer;
+    }
+}

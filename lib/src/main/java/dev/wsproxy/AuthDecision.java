@@ -1,0 +1,211 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * What an {@link Authenticator} decided about one upgrade request: {@link #allow()}, possibly with headers for the
+ * backend and attributes for the selector, or {@link #reject(int)} with a status and response headers. Immutable:
+ * every {@code with} method returns a new decision.
+ */
+public final class AuthDecision {
+
+    /** Headers the proxy or the WebSocket handshake owns: an authenticator cannot set them for the backend. */
+    private static final Set<String> RESERVED_BACKEND = Set.of("connection", "upgrade", "host", "content-length",
+            "transfer-encoding", "te", "trailer", "keep-alive", "x-forwarded-for", "x-forwarded-proto",
+            "x-forwarded-host", "x-real-ip", "forwarded");
+    /** Headers that frame or end the refusal: the proxy writes them itself. */
+    private static final Set<String> RESERVED_RESPONSE = Set.of("connection", "upgrade", "content-length",
+            "content-type", "transfer-encoding", "te", "trailer", "keep-alive");
+
+    private static final AuthDecision ALLOW = new AuthDecision(0, List.of(), Map.of());
+
+    /** The shared {@link Authenticator#allowAll()}; the proxy skips it. */
+    static final Authenticator ALLOW_ALL = new Authenticator() {
+        private final CompletableFuture<AuthDecision> allowed = CompletableFuture.completedFuture(ALLOW);
+
+        @Override
+        public CompletableFuture<AuthDecision> authenticate(HandshakeRequest request) {
+            return allowed;
+        }
+
+        @Override
+        public String toString() {
+            return "Authenticator.allowAll()";
+        }
+    };
+
+    private final int status;
+    private final List<Map.Entry<String, String>> headers;
+    private final Map<String, Object> attributes;
+
+    private AuthDecision(int status, List<Map.Entry<String, String>> headers, Map<String, Object> attributes) {
+        this.status = status;
+        this.headers = headers;
+        this.attributes = attributes;
+    }
+
+    /**
+     * Lets the request through to the backend.
+     *
+     * @return a decision that allows
+     */
+    public static AuthDecision allow() {
+        return ALLOW;
+    }
+
+    /**
+     * Refuses the request with {@code status}: the client gets it with a short plain-text body and
+     * {@code Connection: close}; no backend is contacted.
+     *
+     * @param status a client or server error, 400 to 599, like {@code 401} or {@code 403}
+     * @return a decision that refuses
+     * @throws IllegalArgumentException if the status is not an error
+     */
+    public static AuthDecision reject(int status) {
+        if (status < 400 || status > 599) {
+            throw new IllegalArgumentException("status: " + status + " (expected: 400 to 599)");
+        }
+        return new AuthDecision(status, List.of(), Map.of());
+    }
+
+    /**
+     * Adds a header to the backend's upgrade request. Any header of that name the client sent is removed first, so a
+     * client cannot forge it; several calls with one name send several values.
+     *
+     * @param name a header name, not one the proxy sets ({@code Host}, {@code X-Forwarded-*}, {@code X-Real-IP},
+     *         {@code Forwarded}), a hop-by-hop one or a {@code Sec-WebSocket-*} one
+     * @param value the value, without line breaks
+     * @return a new decision
+     * @throws IllegalStateException if this decision refuses
+     * @throws IllegalArgumentException if the name is reserved or malformed, or the value has control characters
+     */
+    public AuthDecision withBackendHeader(String name, String value) {
+        requireAllowed("withBackendHeader");
+        String lower = checkHeader(name, value);
+        if (RESERVED_BACKEND.contains(lower) || lower.startsWith("proxy-") || lower.startsWith("sec-websocket-")) {
+            throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself)");
+        }
+        return new AuthDecision(status, append(Map.entry(name, value)), attributes);
+    }
+
+    /**
+     * Attaches an attribute to the request, for the route's {@link BackendSelector}
+     * ({@link HandshakeRequest#attribute(String)}) and, once the session is open, for listeners
+     * ({@link ProxySession#attributes()}).
+     *
+     * @param name the attribute name
+     * @param value its value
+     * @return a new decision
+     * @throws IllegalStateException if this decision refuses
+     */
+    public AuthDecision withAttribute(String name, Object value) {
+        requireNonNull(name, "name");
+        requireNonNull(value, "value");
+        requireAllowed("withAttribute");
+        Map<String, Object> copy = new LinkedHashMap<>(attributes);
+        copy.put(name, value);
+        return new AuthDecision(status, headers, Map.copyOf(copy));
+    }
+
+    /**
+     * Adds a header to the refusal the client gets, like {@code WWW-Authenticate} with a {@code 401}.
+     *
+     * @param name a header name, not a framing or hop-by-hop one, nor {@code Content-Type}
+     * @param value the value, without line breaks
+     * @return a new decision
+     * @throws IllegalStateException if this decision allows
+     * @throws IllegalArgumentException if the name is reserved or malformed, or the value has control characters
+     */
+    public AuthDecision withResponseHeader(String name, String value) {
+        if (status == 0) {
+            throw new IllegalStateException("withResponseHeader: only a rejection has response headers");
+        }
+        String lower = checkHeader(name, value);
+        if (RESERVED_RESPONSE.contains(lower) || lower.startsWith("sec-websocket-")) {
+            throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not write itself)");
+        }
+        return new AuthDecision(status, append(Map.entry(name, value)), attributes);
+    }
+
+    /**
+     * Tells whether the request may go on.
+     *
+     * @return {@code true} for {@link #allow()}
+     */
+    public boolean isAllowed() {
+        return status == 0;
+    }
+
+    /**
+     * Returns the status of a refusal.
+     *
+     * @return the status, or 0 when the request is allowed
+     */
+    public int status() {
+        return status;
+    }
+
+    /**
+     * Returns the headers added: for the backend when allowed, for the client when refused.
+     *
+     * @return name and value pairs, in the order they were added
+     */
+    public List<Map.Entry<String, String>> headers() {
+        return headers;
+    }
+
+    /**
+     * Returns the attributes attached.
+     *
+     * @return an unmodifiable map
+     */
+    public Map<String, Object> attributes() {
+        return attributes;
+    }
+
+    private void requireAllowed(String method) {
+        if (status != 0) {
+            throw new IllegalStateException(method + ": only an allowing decision reaches a backend");
+        }
+    }
+
+    private List<Map.Entry<String, String>> append(Map.Entry<String, String> header) {
+        List<Map.Entry<String, String>> copy = new ArrayList<>(headers);
+        copy.add(header);
+        return List.copyOf(copy);
+    }
+
+    private static String checkHeader(String name, String value) {
+        requireNonNull(name, "name");
+        requireNonNull(value, "value");
+        if (name.isEmpty() || !name.chars().allMatch(AuthDecision::isTokenChar)) {
+            throw new IllegalArgumentException("name: '" + name + "' (expected: an HTTP header name)");
+        }
+        if (value.chars().anyMatch(c -> (c < 0x20 && c != '\t') || c == 0x7f)) {
+            throw new IllegalArgumentException("value of " + name + " (expected: no control characters or line breaks)");
+        }
+        return name.toLowerCase(Locale.ROOT);
+    }
+
+    private static boolean isTokenChar(int c) {
+        return c > 0x20 && c < 0x7f && "\"(),/:;<=>?@[\\]{}".indexOf(c) < 0;
+    }
+
+    @Override
+    public String toString() {
+        return status == 0 ? "allow" + headerNames() + attributes.keySet() : "reject(" + status + ")" + headerNames();
+    }
+
+    private List<String> headerNames() {
+        // Names only: values may be credentials.
+        return headers.stream().map(Map.Entry::getKey).toList();
+    }
+}

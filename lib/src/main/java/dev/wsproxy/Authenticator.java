@@ -1,0 +1,75 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.function.Function;
+
+/**
+ * Authenticates upgrade requests before any backend connection (nginx's {@code auth_request}, done in-process).
+ *
+ * <p>The proxy calls {@link #authenticate} after it has checked the handshake, the Origin, the handshake rate and the
+ * connection limits, and before it picks a backend. The answer is an {@link AuthDecision}:
+ * <ul>
+ *   <li>{@link AuthDecision#reject(int)}: the client gets that status (for instance {@code 401} with
+ *       {@code WWW-Authenticate}), and no backend hears of the request;</li>
+ *   <li>{@link AuthDecision#allow()}: the handshake goes on, with the headers the decision adds for the backend (a
+ *       verified user id, replacing any header of that name the client sent) and the attributes it attaches, which
+ *       {@link BackendSelector}s read with {@link HandshakeRequest#attribute(String)} and listeners with
+ *       {@link ProxySession#attributes()}.</li>
+ * </ul>
+ *
+ * <pre>{@code
+ * Authenticator bearer = Authenticator.of(request -> {
+ *     String token = request.queryParameter("token");
+ *     User user = token == null ? null : tokens.verify(token);
+ *     if (user == null) {
+ *         return AuthDecision.reject(401).withResponseHeader("WWW-Authenticate", "Bearer realm=\"chat\"");
+ *     }
+ *     return AuthDecision.allow()
+ *             .withBackendHeader("X-User-Id", user.id())
+ *             .withAttribute("tenant", user.tenant());
+ * });
+ * }</pre>
+ *
+ * <p>The stage may complete later, on any thread: an authenticator that asks a remote service returns that call's
+ * future, and no proxy thread waits for it. It must complete within the route's connect timeout
+ * ({@link TimeoutPolicy#connectTimeout()}), or the client gets {@code 504}. An authenticator that throws, or whose stage
+ * completes exceptionally or with {@code null}, gets the client {@code 500}; the exception is logged, never sent. The
+ * request passed in can be read until the stage completes. Implementations must be thread-safe.
+ *
+ * <p>Authentication applies to WebSocket upgrades; plain HTTP requests forwarded on a route are not authenticated.
+ */
+@FunctionalInterface
+public interface Authenticator {
+
+    /**
+     * Decides on one upgrade request.
+     *
+     * @param request the client's upgrade request, readable until the returned stage completes
+     * @return the decision, now or later
+     */
+    CompletionStage<AuthDecision> authenticate(HandshakeRequest request);
+
+    /**
+     * Adapts a function that decides at once, on the thread that handles the request: for checks that do not block,
+     * like verifying a signed token.
+     *
+     * @param check the decision function
+     * @return an authenticator
+     */
+    static Authenticator of(Function<? super HandshakeRequest, AuthDecision> check) {
+        requireNonNull(check, "check");
+        return request -> CompletableFuture.completedFuture(check.apply(request));
+    }
+
+    /**
+     * Returns the authenticator that lets every request through, to turn a proxy-wide authenticator off on one route.
+     *
+     * @return an authenticator that allows everything, without delay
+     */
+    static Authenticator allowAll() {
+        return AuthDecision.ALLOW_ALL;
+    }
+}

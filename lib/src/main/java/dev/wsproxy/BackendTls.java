@@ -1,0 +1,178 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.nio.file.Path;
+import java.security.KeyStore;
+import java.util.function.Supplier;
+
+import org.eclipse.jetty.util.ssl.SslContextFactory;
+import org.jspecify.annotations.Nullable;
+
+import dev.wsproxy.internal.TlsStores;
+
+/**
+ * TLS for the connections to {@code wss://} backends (and to {@code https://} health checks and plain HTTP); see
+ * {@link ProxyBuilder#backendTls(BackendTls)}.
+ *
+ * <p>A backend's certificate is always verified: its chain against the trusted certificates, its names against the
+ * backend URI's host (as a browser does). A backend that fails verification gets no request and the client gets
+ * {@code 502}; there is no fallback to {@code ws://}. Only {@link #insecureTrustAll()} turns verification off, with a
+ * warning in the log on every start.
+ *
+ * <pre>{@code
+ * BackendTls.trustStore(Path.of("/etc/wsproxy/backend-ca.pem"))                  // a private CA
+ *         .withClientCertificate(Path.of("/etc/wsproxy/proxy-client.p12"), pwd);  // mTLS
+ * }</pre>
+ *
+ * <p>The proxy never speaks a protocol older than TLS 1.2 to backends. Immutable and thread-safe.
+ */
+public final class BackendTls {
+
+    private static final BackendTls SYSTEM = new BackendTls(null, null, null, false, null, "systemTrust()");
+
+    private final @Nullable KeyStore trustStore;
+    private final @Nullable KeyStore clientKeyStore;
+    private final @Nullable String clientKeyPassword;
+    private final boolean trustAll;
+    private final @Nullable Supplier<SslContextFactory.Client> custom;
+    private final String description;
+
+    private BackendTls(@Nullable KeyStore trustStore, @Nullable KeyStore clientKeyStore,
+            @Nullable String clientKeyPassword, boolean trustAll, @Nullable Supplier<SslContextFactory.Client> custom,
+            String description) {
+        this.trustStore = trustStore;
+        this.clientKeyStore = clientKeyStore;
+        this.clientKeyPassword = clientKeyPassword;
+        this.trustAll = trustAll;
+        this.custom = custom;
+        this.description = description;
+    }
+
+    /**
+     * Trusts the certificate authorities of the JVM ({@code cacerts}, or {@code javax.net.ssl.trustStore} when set).
+     * The default.
+     *
+     * @return the configuration
+     */
+    public static BackendTls systemTrust() {
+        return SYSTEM;
+    }
+
+    /**
+     * Trusts the certificates of a file instead of the JVM's: a PEM bundle (one or more
+     * {@code -----BEGIN CERTIFICATE-----} blocks, like nginx's {@code proxy_ssl_trusted_certificate}) or a PKCS#12 or
+     * JKS store whose certificates can be read without a password. The file is read now.
+     *
+     * @param path the trusted certificates
+     * @return the configuration
+     * @throws IllegalArgumentException if the file cannot be read or holds no certificate
+     */
+    public static BackendTls trustStore(Path path) {
+        requireNonNull(path, "path");
+        return new BackendTls(TlsStores.loadTrustStore(path, null), null, null, false, null,
+                "trustStore(" + path + ")");
+    }
+
+    /**
+     * Trusts the certificates of a PKCS#12 or JKS store protected by a password. The file is read now.
+     *
+     * @param path the trust store
+     * @param password its password
+     * @return the configuration
+     * @throws IllegalArgumentException if the store cannot be read or holds no certificate
+     */
+    public static BackendTls trustStore(Path path, String password) {
+        requireNonNull(path, "path");
+        requireNonNull(password, "password");
+        return new BackendTls(TlsStores.loadTrustStore(path, password), null, null, false, null,
+                "trustStore(" + path + ")");
+    }
+
+    /**
+     * Trusts every certificate, for any host name: <b>for development only</b>. Anyone on the path to a backend can
+     * then read and change the traffic. Logged as a warning each time a proxy starts with it.
+     *
+     * @return the configuration
+     */
+    public static BackendTls insecureTrustAll() {
+        return new BackendTls(null, null, null, true, null, "insecureTrustAll()");
+    }
+
+    /**
+     * Uses a Jetty {@code SslContextFactory.Client} of your own. The supplier is called each time the proxy starts; a
+     * factory it returns unstarted is started and stopped with the proxy. {@code TLSv1} and {@code TLSv1.1} are added
+     * to its excluded protocols. Host-name verification is yours to keep: Jetty's default
+     * ({@code setEndpointIdentificationAlgorithm("HTTPS")}) does it.
+     *
+     * @param factory supplies the factory
+     * @return the configuration
+     */
+    public static BackendTls custom(Supplier<SslContextFactory.Client> factory) {
+        requireNonNull(factory, "factory");
+        return new BackendTls(null, null, null, false, factory, "custom(" + factory + ")");
+    }
+
+    /**
+     * Returns this configuration with a client certificate, for backends that require one (mutual TLS). The store
+     * is read now.
+     *
+     * @param path a PKCS#12 or JKS key store with the proxy's private key and certificate chain
+     * @param password the store's password, also used for its key
+     * @return a new configuration
+     * @throws IllegalArgumentException if the store cannot be read or holds no private key
+     * @throws IllegalStateException on a {@link #custom} configuration (set the key store on your factory)
+     */
+    public BackendTls withClientCertificate(Path path, String password) {
+        requireNonNull(path, "path");
+        requireNonNull(password, "password");
+        if (custom != null) {
+            throw new IllegalStateException("withClientCertificate: set the key store on your own SslContextFactory");
+        }
+        return new BackendTls(trustStore, TlsStores.loadKeyStore(path, password), password, trustAll, null,
+                description + ".withClientCertificate(" + path + ")");
+    }
+
+    /**
+     * Tells whether this configuration verifies nothing ({@link #insecureTrustAll()}).
+     *
+     * @return {@code true} for {@link #insecureTrustAll()}
+     */
+    public boolean isInsecure() {
+        return trustAll;
+    }
+
+    /**
+     * Returns a new Jetty factory for this configuration, with protocols older than TLS 1.2 excluded. Called by the
+     * proxy on start.
+     *
+     * @return an unstarted factory, or the one a {@link #custom} supplier returned
+     * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}
+     */
+    public SslContextFactory.Client newSslContextFactory() {
+        SslContextFactory.Client client;
+        if (custom != null) {
+            client = custom.get();
+            if (client == null) {
+                throw new IllegalStateException("BackendTls." + description + " supplied no SslContextFactory.Client");
+            }
+        } else {
+            client = new SslContextFactory.Client(trustAll);
+            if (trustStore != null) {
+                client.setTrustStore(trustStore);
+            }
+            if (clientKeyStore != null) {
+                client.setKeyStore(clientKeyStore);
+                client.setKeyStorePassword(clientKeyPassword);
+            }
+            client.setIncludeProtocols("TLSv1.3", "TLSv1.2");
+        }
+        TlsStores.excludeOldProtocols(client);
+        return client;
+    }
+
+    @Override
+    public String toString() {
+        return "BackendTls." + description;
+    }
+}

@@ -1,0 +1,97 @@
+package dev.wsproxy;
+
+import static java.util.Objects.requireNonNull;
+
+import java.nio.file.Path;
+import java.security.KeyStore;
+import java.util.function.Supplier;
+
+import org.eclipse.jetty.util.ssl.SslContextFactory;
+
+import dev.wsproxy.internal.TlsStores;
+
+/**
+ * TLS for the clients' leg ({@code wss://} clients), used by {@link WebSocketProxy#start()}; see
+ * {@link ProxyBuilder#tls(ServerTls)}.
+ *
+ * <pre>{@code
+ * ProxyBuilder.create()
+ *         .listen("0.0.0.0", 8443)
+ *         .tls(ServerTls.keyStore(Path.of("/etc/wsproxy/proxy.p12"), System.getenv("WSPROXY_TLS_PASSWORD")))
+ *         .route("/ws/", Backend.of("ws://10.0.0.1:9000"));
+ * }</pre>
+ *
+ * <p>Whatever the configuration, the proxy never speaks a protocol older than TLS 1.2: {@code TLSv1} and
+ * {@code TLSv1.1} are always excluded. The connection is HTTP/1.1 (WebSocket over HTTP/2 is not offered). Requests whose
+ * {@code Host} does not match the certificate are refused with {@code 400} (Jetty's SNI host check), so a certificate
+ * for one name cannot front requests for another. Immutable and thread-safe.
+ */
+public final class ServerTls {
+
+    private final Supplier<SslContextFactory.Server> factory;
+    private final String description;
+
+    private ServerTls(Supplier<SslContextFactory.Server> factory, String description) {
+        this.factory = factory;
+        this.description = description;
+    }
+
+    /**
+     * Serves the certificate and private key of a key store. The store is read now, so a missing file, a wrong
+     * password or a store without a private key fails here rather than at start; a store with several keys serves
+     * the one whose certificate matches the name the client asks for (SNI). Protocols: TLS 1.3 and 1.2.
+     *
+     * @param path a PKCS#12 or JKS key store (convert PEM files with
+     *         {@code openssl pkcs12 -export -in cert.pem -inkey key.pem -out proxy.p12})
+     * @param password the store's password, also used for its keys
+     * @return the configuration
+     * @throws IllegalArgumentException if the store cannot be read or holds no private key
+     */
+    public static ServerTls keyStore(Path path, String password) {
+        requireNonNull(path, "path");
+        requireNonNull(password, "password");
+        KeyStore store = TlsStores.loadKeyStore(path, password);
+        return new ServerTls(() -> {
+            SslContextFactory.Server server = new SslContextFactory.Server();
+            server.setKeyStore(store);
+            server.setKeyStorePassword(password);
+            server.setIncludeProtocols("TLSv1.3", "TLSv1.2");
+            return server;
+        }, "keyStore(" + path + ")");
+    }
+
+    /**
+     * Uses a Jetty {@code SslContextFactory.Server} of your own, for settings the other forms do not offer (client
+     * certificates, cipher suites, key store reloading). The supplier is called on each {@link WebSocketProxy#start()};
+     * a factory it returns unstarted is started and stopped with the proxy's server, one already started is left to
+     * you. {@code TLSv1} and {@code TLSv1.1} are added to its excluded protocols.
+     *
+     * @param factory supplies the factory
+     * @return the configuration
+     */
+    public static ServerTls custom(Supplier<SslContextFactory.Server> factory) {
+        requireNonNull(factory, "factory");
+        return new ServerTls(factory, "custom(" + factory + ")");
+    }
+
+    /**
+     * Returns a new Jetty factory for this configuration, with protocols older than TLS 1.2 excluded. Called by the
+     * proxy on start.
+     *
+     * @return an unstarted factory, or the one a {@link #custom} supplier returned
+     * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}
+     */
+    public SslContextFactory.Server newSslContextFactory() {
+        SslContextFactory.Server server = factory.get();
+        if (server == null) {
+            throw new IllegalStateException("ServerTls." + description + " supplied no SslContextFactory.Server");
+        }
+        TlsStores.excludeOldProtocols(server);
+        return server;
+    }
+
+    @Override
+    public String toString() {
+        return "ServerTls." + description;
+    }
+}

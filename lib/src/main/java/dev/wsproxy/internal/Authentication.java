@@ -1,0 +1,123 @@
+package dev.wsproxy.internal;
+
+import java.util.List;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.thread.Scheduler;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.wsproxy.AuthDecision;
+import dev.wsproxy.Authenticator;
+
+/**
+ * Runs a route's {@link Authenticator} on one upgrade request, then goes on with the handshake or refuses it, on
+ * whichever thread decides: the request thread when the decision is immediate, the authenticator's thread when it
+ * completes later, the scheduler's when it is late ({@code 504}). Exactly one of them acts.
+ */
+final class Authentication {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Authentication.class);
+
+    private final WebSocketProxyHandler proxy;
+    private final Route route;
+    private final HandshakeRequestView view;
+    private final Response response;
+    private final Callback callback;
+    private final ConnectionLimits.@Nullable Permit permit;
+    private final Runnable proceed;
+    private final AtomicBoolean decided = new AtomicBoolean();
+
+    private Authentication(WebSocketProxyHandler proxy, Route route, HandshakeRequestView view, Response response,
+            Callback callback, ConnectionLimits.@Nullable Permit permit, Runnable proceed) {
+        this.proxy = proxy;
+        this.route = route;
+        this.view = view;
+        this.response = response;
+        this.callback = callback;
+        this.permit = permit;
+        this.proceed = proceed;
+    }
+
+    /** Authenticates; runs {@code proceed} if allowed, otherwise answers the client and gives the permit back. */
+    static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, HandshakeRequestView view,
+            Response response, Callback callback, ConnectionLimits.@Nullable Permit permit, Runnable proceed) {
+        new Authentication(proxy, route, view, response, callback, permit, proceed).start(authenticator);
+    }
+
+    private void start(Authenticator authenticator) {
+        CompletionStage<AuthDecision> stage;
+        try {
+            stage = authenticator.authenticate(view);
+        } catch (RuntimeException e) {
+            failed(authenticator, e);
+            return;
+        }
+        if (stage == null) {
+            failed(authenticator, new NullPointerException("authenticate returned null"));
+            return;
+        }
+        if (stage instanceof CompletableFuture<AuthDecision> future && future.isDone()) {
+            // The common case: decided at once, no timer needed.
+            decided.set(true);
+            AuthDecision decision = null;
+            Throwable failure = null;
+            try {
+                decision = future.join();
+            } catch (CompletionException | CancellationException e) {
+                failure = e;
+            }
+            complete(authenticator, decision, failure);
+            return;
+        }
+        long timeout = route.timeouts().connectTimeout().toMillis();
+        Scheduler.Task timer = proxy.scheduler().schedule(() -> {
+            if (decided.compareAndSet(false, true)) {
+                refuse(HttpStatus.GATEWAY_TIMEOUT_504, "authentication took more than " + timeout + " ms", null);
+            }
+        }, timeout, TimeUnit.MILLISECONDS);
+        stage.whenComplete((decision, failure) -> {
+            if (decided.compareAndSet(false, true)) {
+                timer.cancel();
+                complete(authenticator, decision, failure);
+            }
+        });
+    }
+
+    private void complete(Authenticator authenticator, @Nullable AuthDecision decision, @Nullable Throwable failure) {
+        if (failure != null) {
+            failed(authenticator, failure instanceof CompletionException && failure.getCause() != null
+                    ? failure.getCause() : failure);
+        } else if (decision == null) {
+            failed(authenticator, new NullPointerException("the decision was null"));
+        } else if (!decision.isAllowed()) {
+            refuse(decision.status(), "authentication refused", decision);
+        } else {
+            view.authorized(decision);
+            proceed.run();
+        }
+    }
+
+    private void failed(Authenticator authenticator, Throwable failure) {
+        decided.set(true);
+        LOG.warn("Authenticator {} failed on {}", authenticator, view, failure);
+        refuse(HttpStatus.INTERNAL_SERVER_ERROR_500, "authenticator failed", null);
+    }
+
+    private void refuse(int status, String reason, @Nullable AuthDecision decision) {
+        if (permit != null) {
+            permit.release();
+        }
+        proxy.reject(view, response, callback, route, status, reason,
+                decision == null ? List.of() : decision.headers());
+    }
+}

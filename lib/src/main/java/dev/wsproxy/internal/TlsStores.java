@@ -1,0 +1,124 @@
+package dev.wsproxy.internal;
+
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.GeneralSecurityException;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Collections;
+import java.util.List;
+
+import org.eclipse.jetty.util.ssl.SslContextFactory;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Reads key and trust stores eagerly, so that a configuration mistake fails when the proxy is configured, with a
+ * message naming the file, rather than at the first {@code wss://} connection.
+ */
+public final class TlsStores {
+
+    private static final String[] OLD_PROTOCOLS = {"TLSv1", "TLSv1.1"};
+
+    private TlsStores() {
+    }
+
+    /** Loads a PKCS#12 or JKS store that must hold at least one private key. */
+    public static KeyStore loadKeyStore(Path path, String password) {
+        KeyStore store = load(path, password.toCharArray(), "keyStore");
+        try {
+            for (String alias : Collections.list(store.aliases())) {
+                if (store.isKeyEntry(alias)) {
+                    return store;
+                }
+            }
+        } catch (GeneralSecurityException e) {
+            throw new IllegalArgumentException("keyStore: " + path + " (cannot be read: " + e.getMessage() + ")", e);
+        }
+        throw new IllegalArgumentException("keyStore: " + path + " (expected: a store with a private key and its "
+                + "certificate chain; this one holds certificates only)");
+    }
+
+    /**
+     * Loads trusted certificates: a PEM bundle, or a PKCS#12 / JKS store ({@code password} may be {@code null} when
+     * its certificates are not encrypted).
+     */
+    public static KeyStore loadTrustStore(Path path, @Nullable String password) {
+        byte[] bytes = read(path, "trustStore");
+        String head = new String(bytes, 0, Math.min(bytes.length, 256), StandardCharsets.US_ASCII);
+        KeyStore store;
+        if (head.contains("-----BEGIN")) {
+            store = fromPem(path, bytes);
+        } else {
+            store = load(path, password == null ? null : password.toCharArray(), "trustStore");
+        }
+        try {
+            for (String alias : Collections.list(store.aliases())) {
+                if (store.isCertificateEntry(alias) || store.getCertificate(alias) != null) {
+                    return store;
+                }
+            }
+        } catch (GeneralSecurityException e) {
+            throw new IllegalArgumentException("trustStore: " + path + " (cannot be read: " + e.getMessage() + ")", e);
+        }
+        throw new IllegalArgumentException("trustStore: " + path + " (expected: at least one certificate"
+                + (password == null ? "; a store whose certificates are encrypted needs its password" : "") + ")");
+    }
+
+    /** Adds TLS 1.0 and 1.1 to the factory's excluded protocols: the proxy never speaks them. */
+    public static void excludeOldProtocols(SslContextFactory factory) {
+        factory.addExcludeProtocols(OLD_PROTOCOLS);
+    }
+
+    private static KeyStore fromPem(Path path, byte[] bytes) {
+        Collection<? extends Certificate> certificates;
+        try {
+            certificates = CertificateFactory.getInstance("X.509")
+                    .generateCertificates(new ByteArrayInputStream(bytes));
+        } catch (GeneralSecurityException e) {
+            throw new IllegalArgumentException("trustStore: " + path + " (expected: PEM certificates; "
+                    + e.getMessage() + ")", e);
+        }
+        try {
+            KeyStore store = KeyStore.getInstance(KeyStore.getDefaultType());
+            store.load(null, null);
+            List<Certificate> list = new ArrayList<>(certificates);
+            for (int i = 0; i < list.size(); i++) {
+                store.setCertificateEntry("pem-" + i, list.get(i));
+            }
+            return store;
+        } catch (GeneralSecurityException | IOException e) {
+            throw new IllegalStateException("in-memory trust store: " + e.getMessage(), e);
+        }
+    }
+
+    private static KeyStore load(Path path, char @Nullable [] password, String what) {
+        if (!Files.isReadable(path)) {
+            throw new IllegalArgumentException(what + ": " + path + " (expected: a readable file)");
+        }
+        try {
+            return KeyStore.getInstance(path.toFile(), password);
+        } catch (IOException e) {
+            String detail = e.getCause() instanceof java.security.UnrecoverableKeyException
+                    || String.valueOf(e.getMessage()).contains("password")
+                    ? "wrong password" : e.getMessage();
+            throw new IllegalArgumentException(what + ": " + path + " (cannot be read: " + detail + ")", e);
+        } catch (GeneralSecurityException | RuntimeException e) {
+            throw new IllegalArgumentException(what + ": " + path + " (expected: a PKCS#12 or JKS store; "
+                    + e.getMessage() + ")", e);
+        }
+    }
+
+    private static byte[] read(Path path, String what) {
+        try {
+            return Files.readAllBytes(path);
+        } catch (IOException e) {
+            throw new IllegalArgumentException(what + ": " + path + " (expected: a readable file)", e);
+        }
+    }
+}

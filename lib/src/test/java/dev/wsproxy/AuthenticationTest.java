@@ -1,0 +1,241 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The authentication hook: an {@link Authenticator} sees each upgrade request after the handshake, Origin and limit
+ * checks and before any backend connection; it refuses with a status and headers of its choosing, or lets the request
+ * through with backend headers (replacing what the client sent under those names) and attributes that selectors and
+ * listeners read. It may decide later, on its own thread; a late, failing or throwing one gets the client 504 or 500,
+ * and every refusal gives the connection slot back.
+ */
+class AuthenticationTest {
+
+    private TestBackend backend;
+    private TestBackend other;
+    private WebSocketProxy proxy;
+    private Clients clients;
+    private final RecordingListener listener = new RecordingListener();
+    private final List<HandshakeRequest> authenticated = new CopyOnWriteArrayList<>();
+
+    @BeforeEach
+    void startBackends() throws Exception {
+        backend = new TestBackend("b1");
+        other = new TestBackend("b2");
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        if (proxy == null) {
+            backend.close();
+            other.close();
+        } else {
+            Clients.tearDown(proxy, clients, backend, other);
+        }
+    }
+
+    private void start(ProxyBuilder builder) throws Exception {
+        proxy = builder.listen("127.0.0.1", 0).listener(listener).build();
+        proxy.start();
+        clients = new Clients();
+    }
+
+    /** Bearer tokens in the query: {@code good} is user 42 of tenant {@code b2}; anything else is refused. */
+    private Authenticator bearer() {
+        return Authenticator.of(request -> {
+            authenticated.add(request);
+            if (!"good".equals(request.queryParameter("token"))) {
+                return AuthDecision.reject(401).withResponseHeader("WWW-Authenticate", "Bearer realm=\"chat\"");
+            }
+            return AuthDecision.allow().withBackendHeader("X-User-Id", "42").withAttribute("tenant", "b2");
+        });
+    }
+
+    private RawHttp.Response exchange(String pathQuery, String... headers) throws Exception {
+        try (RawHttp http = RawHttp.connect(proxy)) {
+            RawHttp.Request request = RawHttp.Request.upgrade(pathQuery, RawHttp.host(proxy));
+            for (int i = 0; i < headers.length; i += 2) {
+                request.add(headers[i], headers[i + 1]);
+            }
+            return http.exchange(request);
+        }
+    }
+
+    @Test
+    void refusesWithTheAuthenticatorsStatusAndHeadersBeforeAnyBackendConnection() throws Exception {
+        start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(bearer())));
+
+        RawHttp.Response response = exchange("/chat?token=bad");
+
+        assertThat(response.status()).isEqualTo(401);
+        assertThat(response.header("WWW-Authenticate")).isEqualTo("Bearer realm=\"chat\"");
+        assertThat(response.header("Connection")).isEqualTo("close");
+        assertThat(backend.httpConnections.get()).isZero();
+        assertThat(listener.first(RecordingListener.Rejected.class).status()).isEqualTo(401);
+    }
+
+    @Test
+    void addsVerifiedHeadersForTheBackendReplacingForgedOnes() throws Exception {
+        start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(bearer())));
+
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/chat?token=good"), Map.of("X-User-Id", "admin"));
+
+        TestBackend.Upgrade upgrade = backend.nextUpgrade();
+        assertThat(upgrade.headers().get("x-user-id")).containsExactly("42");
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void attributesReachTheSelectorAndTheSession() throws Exception {
+        BlockingQueue<ProxySession> opened = new LinkedBlockingQueue<>();
+        start(ProxyBuilder.create()
+                .route("/", r -> r.backends(backend.backend(), other.backend()).authenticator(bearer())
+                        .backendSelector(context -> "b2".equals(context.attribute("tenant"))
+                                ? context.backends().get(1) : context.backends().get(0)))
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onSessionOpened(ProxySession session) {
+                        opened.add(session);
+                    }
+                }));
+
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/chat?token=good"));
+        recorder.sendText("whoami");
+
+        assertThat(recorder.nextText()).isEqualTo("b2");
+        ProxySession session = opened.poll(10, TimeUnit.SECONDS);
+        assertThat(session).isNotNull();
+        assertThat(session.attributes()).containsExactly(Map.entry("tenant", "b2"));
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void waitsForALaterDecisionWithoutHoldingAThreadOrTheBackend() throws Exception {
+        BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
+        start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(request -> {
+            CompletableFuture<AuthDecision> decision = new CompletableFuture<>();
+            pending.add(decision);
+            return decision;
+        })));
+
+        CompletableFuture<WsRecorder> connecting = CompletableFuture.supplyAsync(() -> {
+            try {
+                return clients.connect(Clients.ws(proxy, "/chat"));
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        CompletableFuture<AuthDecision> decision = pending.poll(10, TimeUnit.SECONDS);
+        assertThat(decision).as("the authenticator was asked").isNotNull();
+        assertThat(backend.httpConnections.get()).as("backend connections before the decision").isZero();
+        assertThat(connecting).isNotDone();
+
+        // Decided on a thread of the test's, long after the request thread moved on.
+        decision.complete(AuthDecision.allow().withBackendHeader("X-User-Id", "7"));
+
+        WsRecorder recorder = connecting.get(10, TimeUnit.SECONDS);
+        assertThat(backend.nextUpgrade().header("X-User-Id")).isEqualTo("7");
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void answers504WhenTheDecisionIsLaterThanTheConnectTimeoutAndGivesTheSlotBack() throws Exception {
+        CompletableFuture<AuthDecision> never = new CompletableFuture<>();
+        start(ProxyBuilder.create()
+                .maxConnectionsPerIp(1)
+                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> never)
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMillis(300)).build()))
+                .route("/open/", backend.backend()));
+
+        assertThat(exchange("/slow/").status()).isEqualTo(504);
+        assertThat(backend.httpConnections.get()).isZero();
+        // The one slot of this address is free again.
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/open/"));
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void answers500WithoutDetailWhenTheAuthenticatorFails() throws Exception {
+        start(ProxyBuilder.create()
+                .route("/throws/", r -> r.backends(backend.backend()).authenticator(request -> {
+                    throw new IllegalStateException("token service at 10.0.0.9 exploded");
+                }))
+                .route("/fails/", r -> r.backends(backend.backend()).authenticator(
+                        request -> CompletableFuture.failedFuture(new IllegalStateException("secret detail"))))
+                .route("/null/", r -> r.backends(backend.backend()).authenticator(request -> null))
+                .route("/null-decision/", r -> r.backends(backend.backend()).authenticator(Authenticator.of(request -> null))));
+
+        for (String path : List.of("/throws/", "/fails/", "/null/", "/null-decision/")) {
+            RawHttp.Response response = exchange(path);
+            assertThat(response.status()).as(path).isEqualTo(500);
+            String body = new String(response.body(), StandardCharsets.UTF_8);
+            assertThat(body).doesNotContain("exploded").doesNotContain("secret").doesNotContain("Exception");
+        }
+        assertThat(backend.httpConnections.get()).isZero();
+    }
+
+    @Test
+    void runsAfterTheOriginCheckAndCanBeTurnedOffPerRoute() throws Exception {
+        start(ProxyBuilder.create()
+                .authenticator(bearer())
+                .originValidator(OriginValidator.allowList("https://app.example"))
+                .route("/private/", backend.backend())
+                .route("/public/", r -> r.backends(backend.backend()).authenticator(Authenticator.allowAll())));
+
+        assertThat(exchange("/private/?token=good", "Origin", "https://evil.example").status()).isEqualTo(403);
+        assertThat(authenticated).as("requests the authenticator saw").isEmpty();
+        assertThat(exchange("/private/?token=bad", "Origin", "https://app.example").status()).isEqualTo(401);
+        assertThat(authenticated).hasSize(1);
+
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/public/"), Map.of("Origin", "https://app.example"));
+        assertThat(authenticated).hasSize(1);
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void decisionsRefuseHeadersThatWouldBreakTheProtocolOrForgeTheProxysOwn() {
+        assertThatThrownBy(() -> AuthDecision.reject(200)).isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> AuthDecision.reject(101)).isInstanceOf(IllegalArgumentException.class);
+        for (String reserved : List.of("Host", "X-Forwarded-For", "x-real-ip", "Forwarded", "Connection", "Upgrade",
+                "Sec-WebSocket-Key", "Transfer-Encoding", "Proxy-Authorization")) {
+            assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader(reserved, "x")).as(reserved)
+                    .isInstanceOf(IllegalArgumentException.class);
+        }
+        for (String reserved : List.of("Content-Length", "Connection", "Content-Type", "Sec-WebSocket-Accept")) {
+            assertThatThrownBy(() -> AuthDecision.reject(401).withResponseHeader(reserved, "x")).as(reserved)
+                    .isInstanceOf(IllegalArgumentException.class);
+        }
+        assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader("X-User", "1\r\nX-Admin: true"))
+                .isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader("X User", "1"))
+                .isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> AuthDecision.allow().withResponseHeader("WWW-Authenticate", "Bearer"))
+                .isInstanceOf(IllegalStateException.class);
+        assertThatThrownBy(() -> AuthDecision.reject(401).withBackendHeader("X-User-Id", "1"))
+                .isInstanceOf(IllegalStateException.class);
+        assertThatThrownBy(() -> AuthDecision.reject(401).withAttribute("user", "1"))
+                .isInstanceOf(IllegalStateException.class);
+        AuthDecision decision = AuthDecision.allow().withBackendHeader("X-User-Id", "secret-token");
+        assertThat(decision.toString()).contains("X-User-Id").doesNotContain("secret-token");
+    }
+}

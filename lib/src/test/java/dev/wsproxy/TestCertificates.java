@@ -1,0 +1,166 @@
+package dev.wsproxy;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.util.ssl.SslContextFactory;
+
+/**
+ * Certificates made with the JDK's {@code keytool} when a test first asks for them, in a temporary directory: nothing
+ * secret is committed. Each is self-signed, so trusting one means trusting exactly that certificate.
+ */
+final class TestCertificates {
+
+    static final String PASSWORD = "test-only-password";
+
+    /** A key store with one self-signed certificate, and that certificate alone in PEM and in a PKCS#12 store. */
+    record Certificate(Path keyStore, Path pem, Path trustStore) {
+
+        SslContextFactory.Server server() {
+            SslContextFactory.Server server = new SslContextFactory.Server();
+            server.setKeyStorePath(keyStore.toString());
+            server.setKeyStorePassword(PASSWORD);
+            return server;
+        }
+
+        /** A client factory that trusts this certificate only (and verifies host names). */
+        SslContextFactory.Client trustingClient() {
+            SslContextFactory.Client client = new SslContextFactory.Client();
+            client.setTrustStorePath(trustStore.toString());
+            client.setTrustStorePassword(PASSWORD);
+            return client;
+        }
+    }
+
+    private static final String LOCAL_NAMES = "SAN=dns:localhost,ip:127.0.0.1";
+    private static final Path DIR;
+    /** For {@code localhost} and {@code 127.0.0.1}. */
+    static final Certificate LOCALHOST;
+    /** Also for {@code localhost} and {@code 127.0.0.1}, but a different key: trusted by nobody. */
+    static final Certificate UNTRUSTED;
+    /** For {@code wrong.example} only. */
+    static final Certificate WRONG_HOST;
+    /**
+     * For {@code localhost} and {@code 127.0.0.1}, signed by a test CA and expired eight days ago; its {@code pem} is
+     * the CA's certificate. (A self-signed certificate would not do: a trust anchor's dates are not checked.)
+     */
+    static final Certificate EXPIRED;
+    /** The proxy's client certificate, for mutual TLS. */
+    static final Certificate PROXY_CLIENT;
+
+    static {
+        try {
+            DIR = Files.createTempDirectory("wsproxy-certs");
+            DIR.toFile().deleteOnExit();
+            // keytool is a JVM start per call: the independent certificates are made side by side. The tasks call
+            // Keytool only: a method of this class would wait for this very initialisation to finish.
+            ExecutorService pool = Executors.newFixedThreadPool(5);
+            try {
+                Future<Certificate> localhost = pool.submit(Keytool.selfSigned(DIR, "localhost", LOCAL_NAMES));
+                Future<Certificate> untrusted = pool.submit(Keytool.selfSigned(DIR, "untrusted", LOCAL_NAMES));
+                Future<Certificate> wrongHost = pool.submit(Keytool.selfSigned(DIR, "wrong-host",
+                        "SAN=dns:wrong.example"));
+                Future<Certificate> expired = pool.submit(Keytool.expired(DIR));
+                Future<Certificate> client = pool.submit(Keytool.selfSigned(DIR, "proxy-client",
+                        "SAN=dns:proxy.internal"));
+                LOCALHOST = localhost.get();
+                UNTRUSTED = untrusted.get();
+                WRONG_HOST = wrongHost.get();
+                EXPIRED = expired.get();
+                PROXY_CLIENT = client.get();
+            } finally {
+                pool.shutdownNow();
+            }
+        } catch (IOException | ExecutionException e) {
+            throw new ExceptionInInitializerError(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    private TestCertificates() {
+    }
+
+    /** Runs keytool; nothing here touches {@link TestCertificates}' static state. */
+    private static final class Keytool {
+
+        static Callable<Certificate> selfSigned(Path dir, String name, String san) {
+            return () -> create(dir, name, san);
+        }
+
+        static Callable<Certificate> expired(Path dir) {
+            return () -> expiredNow(dir);
+        }
+
+        static Certificate expiredNow(Path dir) throws IOException {
+            Certificate ca = create(dir, "test-ca", "bc:c");
+            Path keyStore = dir.resolve("expired.p12");
+            Path request = dir.resolve("expired.csr");
+            Path signed = dir.resolve("expired.pem");
+            keytool(List.of("-genkeypair", "-alias", "expired", "-keyalg", "EC", "-groupname", "secp256r1", "-dname",
+                    "CN=expired", "-keystore", keyStore.toString(), "-storetype", "PKCS12", "-storepass", PASSWORD));
+            keytool(List.of("-certreq", "-alias", "expired", "-keystore", keyStore.toString(), "-storepass", PASSWORD,
+                    "-file", request.toString()));
+            keytool(List.of("-gencert", "-alias", "test-ca", "-keystore", ca.keyStore().toString(), "-storepass",
+                    PASSWORD, "-infile", request.toString(), "-outfile", signed.toString(), "-rfc", "-startdate", "-10d",
+                    "-validity", "2", "-ext", "SAN=dns:localhost,ip:127.0.0.1"));
+            keytool(List.of("-importcert", "-noprompt", "-alias", "test-ca", "-file", ca.pem().toString(), "-keystore",
+                    keyStore.toString(), "-storepass", PASSWORD));
+            keytool(List.of("-importcert", "-alias", "expired", "-file", signed.toString(), "-keystore",
+                    keyStore.toString(), "-storepass", PASSWORD));
+            for (Path path : List.of(keyStore, request, signed)) {
+                path.toFile().deleteOnExit();
+            }
+            return new Certificate(keyStore, ca.pem(), ca.trustStore());
+        }
+
+        static Certificate create(Path dir, String name, String san) throws IOException {
+            Path keyStore = dir.resolve(name + ".p12");
+            Path pem = dir.resolve(name + ".pem");
+            Path trustStore = dir.resolve(name + "-trust.p12");
+            List<String> generate = new ArrayList<>(List.of("-genkeypair", "-alias", name, "-keyalg", "EC",
+                    "-groupname", "secp256r1", "-dname", "CN=" + name, "-ext", san, "-keystore", keyStore.toString(),
+                    "-storetype", "PKCS12", "-storepass", PASSWORD, "-validity", "2"));
+            keytool(generate);
+            keytool(List.of("-exportcert", "-rfc", "-alias", name, "-keystore", keyStore.toString(), "-storepass",
+                    PASSWORD, "-file", pem.toString()));
+            keytool(List.of("-importcert", "-noprompt", "-alias", name, "-file", pem.toString(), "-keystore",
+                    trustStore.toString(), "-storetype", "PKCS12", "-storepass", PASSWORD));
+            for (Path path : List.of(keyStore, pem, trustStore)) {
+                path.toFile().deleteOnExit();
+            }
+            return new Certificate(keyStore, pem, trustStore);
+        }
+
+        static void keytool(List<String> arguments) throws IOException {
+            List<String> command = new ArrayList<>();
+            command.add(Path.of(System.getProperty("java.home"), "bin", "keytool").toString());
+            command.addAll(arguments);
+            Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
+            try {
+                if (!process.waitFor(60, TimeUnit.SECONDS)) {
+                    process.destroyForcibly();
+                    throw new IOException("keytool did not finish: " + command);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException(e);
+            }
+            if (process.exitValue() != 0) {
+                throw new IOException("keytool failed: " + command + "\n"
+                        + new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8));
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.KeyStore;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLHandshakeException;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManagerFactory;
+
+import org.eclipse.jetty.util.ssl.SslContextFactory;
+import org.eclipse.jetty.websocket.api.exceptions.UpgradeException;
+import org.eclipse.jetty.websocket.client.ClientUpgradeRequest;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * TLS on both legs (matrix rows S1 to S3): {@code wss://} clients with the proxy's key store, TLS 1.2 as the floor,
+ * {@code X-Forwarded-Proto: https}; {@code wss://} backends verified by certificate and host name, with a trust store,
+ * a client certificate, or (for development) no verification; every verification failure is a {@code 502} and no
+ * request reaches the backend; never a fallback to plain text. The certificates are made by {@link TestCertificates}.
+ */
+class TlsTest {
+
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private final RecordingListener listener = new RecordingListener();
+    private WebSocketProxy proxy;
+    private Clients clients;
+
+    @AfterEach
+    void tearDown() throws Exception {
+        if (proxy != null) {
+            Clients.tearDown(proxy, clients, resources.toArray(AutoCloseable[]::new));
+        }
+    }
+
+    private TestBackend backend(String id, SslContextFactory.Server tls) throws Exception {
+        TestBackend backend = new TestBackend(id, tls);
+        resources.add(backend);
+        return backend;
+    }
+
+    private void startProxy(ProxyBuilder builder) throws Exception {
+        proxy = builder.listen("127.0.0.1", 0).listener(listener).build();
+        proxy.start();
+    }
+
+    /** The status of the client's upgrade: {@code 101} when it succeeded (the session is then closed). */
+    private int upgradeStatus(String pathQuery) throws Exception {
+        WsRecorder recorder = new WsRecorder();
+        try {
+            clients.client.connect(recorder, new ClientUpgradeRequest(Clients.ws(proxy, pathQuery)))
+                    .get(10, TimeUnit.SECONDS).close();
+            recorder.nextClose();
+            return 101;
+        } catch (ExecutionException e) {
+            assertThat(e.getCause()).isInstanceOf(UpgradeException.class);
+            return ((UpgradeException) e.getCause()).getResponseStatusCode();
+        }
+    }
+
+    // ---- the client leg ----
+
+    @Test
+    void servesWssClientsAndTellsBackendsTheClientUsedHttps() throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+
+        assertThat(proxy.uri().getScheme()).isEqualTo("https");
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/chat"));
+        recorder.sendText("over tls");
+        assertThat(recorder.nextText()).isEqualTo("over tls");
+        assertThat(backend.nextUpgrade().header("X-Forwarded-Proto")).isEqualTo("https");
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void sameOriginOnATlsListenerMeansTheHttpsOrigin() throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .originValidator(OriginValidator.sameOrigin())
+                .route("/", backend.backend()));
+        String authority = proxy.uri().getRawAuthority();
+        try (RawHttp https = RawHttp.over(tlsSocket(null))) {
+            assertThat(https.exchange(RawHttp.Request.upgrade("/", authority).add("Origin", "http://" + authority))
+                    .status()).isEqualTo(403);
+        }
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/"), Map.of("Origin", "https://" + authority));
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void speaksTls13And12AndRefusesOlderProtocolsWithAnAlert() throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        for (String protocol : List.of("TLSv1.3", "TLSv1.2")) {
+            try (SSLSocket socket = tlsSocket(protocol)) {
+                socket.startHandshake();
+                assertThat(socket.getSession().getProtocol()).isEqualTo(protocol);
+            }
+        }
+        // The JDK's own client no longer offers TLS 1.0 or 1.1, so the ClientHellos are written by hand.
+        for (int minor : new int[] {1, 2}) {
+            try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+                socket.setSoTimeout(10_000);
+                socket.getOutputStream().write(clientHello(minor));
+                byte[] alert = socket.getInputStream().readNBytes(7);
+                // A fatal protocol_version alert (70), not a ServerHello (a handshake record, 0x16).
+                assertThat(alert).hasSize(7);
+                assertThat(alert[0]).as("record type").isEqualTo((byte) 0x15);
+                assertThat(alert[5]).as("alert level").isEqualTo((byte) 2);
+                assertThat(alert[6]).as("alert description").isEqualTo((byte) 70);
+            }
+        }
+    }
+
+    @Test
+    void neverSpeaksTlsBelow12EvenWithACustomFactoryThatAsksForIt() {
+        ServerTls server = ServerTls.custom(() -> {
+            SslContextFactory.Server factory = TestCertificates.LOCALHOST.server();
+            factory.setIncludeProtocols("TLSv1", "TLSv1.1", "TLSv1.2");
+            return factory;
+        });
+        assertThat(server.newSslContextFactory().getExcludeProtocols()).contains("TLSv1", "TLSv1.1");
+        BackendTls backend = BackendTls.custom(() -> {
+            SslContextFactory.Client factory = new SslContextFactory.Client();
+            factory.setIncludeProtocols("TLSv1.1", "TLSv1.2");
+            return factory;
+        });
+        assertThat(backend.newSslContextFactory().getExcludeProtocols()).contains("TLSv1", "TLSv1.1");
+        assertThat(BackendTls.systemTrust().newSslContextFactory().getExcludeProtocols()).contains("TLSv1", "TLSv1.1");
+    }
+
+    @Test
+    void closesPlainTextAndGarbageOnTheTlsPortAndKeepsServing() throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        String authority = proxy.uri().getRawAuthority();
+        byte[] garbage = new byte[4096];
+        new java.util.Random(7).nextBytes(garbage);
+        garbage[0] = 0x16; // looks like a handshake record, then nonsense
+        for (byte[] bytes : List.of(RawHttp.Request.upgrade("/", authority).bytes(), garbage)) {
+            try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+                socket.setSoTimeout(10_000);
+                OutputStream out = socket.getOutputStream();
+                try {
+                    out.write(bytes);
+                } catch (IOException closedWhileWriting) {
+                    // The proxy may close before it has read everything: that is a refusal too.
+                }
+                assertThat(readUntilClosed(socket.getInputStream())).as("bytes before the close")
+                        .doesNotContain("HTTP/1.1 101").doesNotContain("Sec-WebSocket-Accept");
+            }
+        }
+        assertThat(backend.httpConnections.get()).isZero();
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/"));
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void keyAndTrustStoreMistakesFailWhenConfiguredNamingTheFile(@TempDir Path dir) throws IOException {
+        Path missing = dir.resolve("missing.p12");
+        assertThatThrownBy(() -> ServerTls.keyStore(missing, "x"))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(missing.toString());
+        assertThatThrownBy(() -> ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), "wrong"))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("wrong password");
+        assertThatThrownBy(() -> ServerTls.keyStore(TestCertificates.LOCALHOST.trustStore(), TestCertificates.PASSWORD))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("private key");
+        Path empty = Files.writeString(dir.resolve("empty.pem"), "-----BEGIN CERTIFICATE-----\n");
+        assertThatThrownBy(() -> BackendTls.trustStore(empty)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(empty.toString());
+        assertThatThrownBy(() -> BackendTls.systemTrust().withClientCertificate(TestCertificates.PROXY_CLIENT.pem(),
+                TestCertificates.PASSWORD)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    // ---- the backend leg ----
+
+    @Test
+    void proxiesToAWssBackendItsTrustStoreVerifies() throws Exception {
+        TestBackend backend = backend("tls", TestCertificates.LOCALHOST.server());
+        assertThat(backend.uri().getScheme()).isEqualTo("wss");
+        for (BackendTls tls : List.of(BackendTls.trustStore(TestCertificates.LOCALHOST.pem()),
+                BackendTls.trustStore(TestCertificates.LOCALHOST.trustStore(), TestCertificates.PASSWORD))) {
+            startProxy(ProxyBuilder.create().backendTls(tls).route("/", backend.backend()));
+            clients = new Clients();
+            WsRecorder recorder = clients.connect(Clients.ws(proxy, "/secure"));
+            recorder.sendText("to a wss backend");
+            assertThat(recorder.nextText()).isEqualTo("to a wss backend");
+            assertThat(backend.nextUpgrade().header("X-Forwarded-Proto")).isEqualTo("http");
+            recorder.session.close();
+            recorder.nextClose();
+            Clients.tearDown(proxy, clients);
+            proxy = null;
+        }
+    }
+
+    @Test
+    void refusesAnUntrustedBackendCertificateWith502AndSendsItNoRequest() throws Exception {
+        TestBackend backend = backend("untrusted", TestCertificates.UNTRUSTED.server());
+        startProxy(ProxyBuilder.create().route("/", backend.backend()));
+        clients = new Clients();
+        assertThat(upgradeStatus("/")).isEqualTo(502);
+        assertBackendTlsFailureReported();
+        assertThat(backend.upgrades).isEmpty();
+
+        // Trusting another certificate for the same names does not help.
+        proxy.close();
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(TestCertificates.LOCALHOST.pem()))
+                .route("/", backend.backend()));
+        assertThat(upgradeStatus("/")).isEqualTo(502);
+        assertThat(backend.upgrades).isEmpty();
+    }
+
+    @Test
+    void refusesATrustedCertificateForAnotherHostWith502() throws Exception {
+        TestBackend backend = backend("wrong-host", TestCertificates.WRONG_HOST.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(TestCertificates.WRONG_HOST.pem()))
+                .route("/", backend.backend()));
+        clients = new Clients();
+        assertThat(upgradeStatus("/")).isEqualTo(502);
+        assertBackendTlsFailureReported();
+        assertThat(backend.upgrades).isEmpty();
+    }
+
+    @Test
+    void refusesAnExpiredTrustedCertificateWith502() throws Exception {
+        TestBackend backend = backend("expired", TestCertificates.EXPIRED.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(TestCertificates.EXPIRED.pem()))
+                .route("/", backend.backend()));
+        clients = new Clients();
+        assertThat(upgradeStatus("/")).isEqualTo(502);
+        assertBackendTlsFailureReported();
+        assertThat(backend.upgrades).isEmpty();
+    }
+
+    @Test
+    void insecureTrustAllAcceptsAnyCertificateForAnyName() throws Exception {
+        TestBackend untrusted = backend("untrusted", TestCertificates.UNTRUSTED.server());
+        TestBackend wrongHost = backend("wrong-host", TestCertificates.WRONG_HOST.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.insecureTrustAll())
+                .route("/a/", untrusted.backend()).route("/b/", wrongHost.backend()));
+        clients = new Clients();
+        assertThat(BackendTls.insecureTrustAll().isInsecure()).isTrue();
+        assertThat(upgradeStatus("/a/")).isEqualTo(101);
+        assertThat(upgradeStatus("/b/")).isEqualTo(101);
+    }
+
+    @Test
+    void presentsAClientCertificateToBackendsThatRequireOne() throws Exception {
+        SslContextFactory.Server requiring = TestCertificates.LOCALHOST.server();
+        requiring.setNeedClientAuth(true);
+        requiring.setTrustStorePath(TestCertificates.PROXY_CLIENT.trustStore().toString());
+        requiring.setTrustStorePassword(TestCertificates.PASSWORD);
+        TestBackend backend = backend("mtls", requiring);
+        BackendTls trusting = BackendTls.trustStore(TestCertificates.LOCALHOST.pem());
+
+        startProxy(ProxyBuilder.create().backendTls(trusting).route("/", backend.backend()));
+        clients = new Clients();
+        assertThat(upgradeStatus("/")).as("without a client certificate").isEqualTo(502);
+        assertThat(backend.upgrades).isEmpty();
+        Clients.tearDown(proxy, clients);
+
+        startProxy(ProxyBuilder.create()
+                .backendTls(trusting.withClientCertificate(TestCertificates.PROXY_CLIENT.keyStore(),
+                        TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        clients = new Clients();
+        assertThat(upgradeStatus("/")).as("with the client certificate").isEqualTo(101);
+        assertThat(backend.upgrades).hasSize(1);
+    }
+
+    @Test
+    void neverFallsBackToPlainTextWhenAWssBackendSpeaksPlainHttp() throws Exception {
+        TestBackend plain = backend("plain", null);
+        TestBackend tls = backend("tls", TestCertificates.LOCALHOST.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(TestCertificates.LOCALHOST.pem()))
+                .route("/downgrade/", Backend.of("wss://127.0.0.1:" + plain.port()))
+                .route("/mismatch/", Backend.of("ws://127.0.0.1:" + tls.port())));
+        clients = new Clients();
+        assertThat(upgradeStatus("/downgrade/")).as("TLS to a plain-text backend").isEqualTo(502);
+        // A TLS backend answers plain text with its own plain-text 400, which is relayed like any refusal.
+        assertThat(upgradeStatus("/mismatch/")).as("plain text to a TLS backend").isEqualTo(400);
+        assertThat(plain.upgrades).isEmpty();
+        assertThat(tls.upgrades).isEmpty();
+    }
+
+    private void assertBackendTlsFailureReported() {
+        RecordingListener.ConnectFailed failed = listener.first(RecordingListener.ConnectFailed.class);
+        Throwable cause = failed.cause();
+        while (cause != null && !(cause instanceof SSLHandshakeException)) {
+            cause = cause.getCause();
+        }
+        assertThat(cause).as("an SSLHandshakeException in " + failed.cause()).isNotNull();
+    }
+
+    // ---- raw TLS helpers ----
+
+    /** A TLS socket to the proxy that trusts the proxy's certificate, limited to {@code protocol} when given. */
+    private SSLSocket tlsSocket(String protocol) throws Exception {
+        KeyStore trust = KeyStore.getInstance(TestCertificates.LOCALHOST.trustStore().toFile(),
+                TestCertificates.PASSWORD.toCharArray());
+        TrustManagerFactory trustManagers = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+        trustManagers.init(trust);
+        SSLContext context = SSLContext.getInstance("TLS");
+        context.init(null, trustManagers.getTrustManagers(), null);
+        URI uri = proxy.uri();
+        SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket(uri.getHost(), uri.getPort());
+        if (protocol != null) {
+            socket.setEnabledProtocols(new String[] {protocol});
+        }
+        socket.setSoTimeout(10_000);
+        return socket;
+    }
+
+    /** A minimal ClientHello offering TLS 1.{@code minor - 1} and two RSA/AES suites, with no extension. */
+    private static byte[] clientHello(int minor) {
+        byte[] body = new byte[2 + 32 + 1 + 2 + 4 + 2];
+        int i = 0;
+        body[i++] = 3;
+        body[i++] = (byte) minor;
+        i += 32; // random: zeros will do
+        body[i++] = 0; // no session id
+        body[i++] = 0;
+        body[i++] = 4;
+        body[i++] = 0x00;
+        body[i++] = 0x2f; // TLS_RSA_WITH_AES_128_CBC_SHA
+        body[i++] = 0x00;
+        body[i++] = 0x35; // TLS_RSA_WITH_AES_256_CBC_SHA
+        body[i++] = 1;
+        body[i] = 0; // null compression
+        byte[] record = new byte[5 + 4 + body.length];
+        record[0] = 0x16;
+        record[1] = 3;
+        record[2] = 1;
+        record[3] = 0;
+        record[4] = (byte) (4 + body.length);
+        record[5] = 1; // client_hello
+        record[6] = 0;
+        record[7] = 0;
+        record[8] = (byte) body.length;
+        System.arraycopy(body, 0, record, 9, body.length);
+        return record;
+    }
+
+    private static String readUntilClosed(InputStream in) throws IOException {
+        StringBuilder text = new StringBuilder();
+        byte[] buffer = new byte[4096];
+        try {
+            for (int n; (n = in.read(buffer)) >= 0; ) {
+                text.append(new String(buffer, 0, n, StandardCharsets.ISO_8859_1));
+            }
+        } catch (IOException reset) {
+            // A reset is a close too.
+        }
+        return text.toString();
+    }
+}
