@@ -23,6 +23,11 @@ import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManagerFactory;
 
+import org.eclipse.jetty.server.HttpConfiguration;
+import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.SecureRequestCustomizer;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.eclipse.jetty.websocket.api.exceptions.UpgradeException;
 import org.eclipse.jetty.websocket.client.ClientUpgradeRequest;
@@ -47,6 +52,10 @@ class TlsTest {
     void tearDown() throws Exception {
         if (proxy != null) {
             Clients.tearDown(proxy, clients, resources.toArray(AutoCloseable[]::new));
+        } else {
+            for (AutoCloseable resource : resources) {
+                resource.close();
+            }
         }
     }
 
@@ -137,6 +146,37 @@ class TlsTest {
                 assertThat(alert[6]).as("alert description").isEqualTo((byte) 70);
             }
         }
+    }
+
+    @Test
+    void seesTheTlsOfTheUsersOwnConnectorWhenMounted() throws Exception {
+        TestBackend backend = backend("plain", null);
+        WebSocketProxy mounted = ProxyBuilder.create()
+                .originValidator(OriginValidator.sameOrigin())
+                .route("/", backend.backend())
+                .build();
+        Server server = new Server();
+        HttpConfiguration http = new HttpConfiguration();
+        http.addCustomizer(new SecureRequestCustomizer());
+        ServerConnector connector = new ServerConnector(server, TestCertificates.LOCALHOST.server(),
+                new HttpConnectionFactory(http));
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(mounted.handler());
+        server.start();
+        resources.add(server::stop);
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+        String authority = "127.0.0.1:" + connector.getLocalPort();
+
+        WsRecorder recorder = clients.connect(URI.create("wss://" + authority + "/mounted"),
+                Map.of("Origin", "https://" + authority));
+
+        assertThat(backend.nextUpgrade().header("X-Forwarded-Proto")).isEqualTo("https");
+        recorder.session.close();
+        recorder.nextClose();
+        Clients.assertNoLeaks(mounted, clients, backend);
+        clients.close();
+        clients = null;
     }
 
     @Test
