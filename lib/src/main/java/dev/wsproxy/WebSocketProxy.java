@@ -20,6 +20,7 @@ import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import dev.wsproxy.internal.PlainErrorHandler;
 import dev.wsproxy.internal.ProxyConfig;
 import dev.wsproxy.internal.WebSocketProxyHandler;
 
@@ -85,6 +86,7 @@ public final class WebSocketProxy implements AutoCloseable {
         QueuedThreadPool threads = new QueuedThreadPool();
         threads.setName("wsproxy");
         Server standalone = new Server(threads);
+        standalone.setErrorHandler(new PlainErrorHandler());
         HttpConfiguration http = new HttpConfiguration();
         http.setSendServerVersion(false);
         ServerTls tls = config.tls().server();
