@@ -46,6 +46,13 @@ public final class ProxyBuilder {
     /** The largest data message relayed in either direction unless set: {@value} bytes (64 MiB). */
     public static final long DEFAULT_MAX_MESSAGE_SIZE = 64L * 1024 * 1024;
 
+    /**
+     * The frames a data message may consist of, beyond one per KiB of its payload, unless set: {@value}.
+     *
+     * @see #maxFragmentsPerMessage(int)
+     */
+    public static final int DEFAULT_MAX_FRAGMENTS_PER_MESSAGE = 1024;
+
     /** How long {@link WebSocketProxy#close()} lets sessions close before dropping them: 10 seconds. */
     public static final Duration DEFAULT_DRAIN_TIMEOUT = Duration.ofSeconds(10);
 
@@ -193,6 +200,49 @@ public final class ProxyBuilder {
      */
     public ProxyBuilder maxMessageSize(long bytes) {
         defaults.maxMessageSize(bytes);
+        return this;
+    }
+
+    /**
+     * Caps the frames one data message may be split into, in either direction, on routes that set none: against a
+     * flood of empty or tiny continuation frames, which cost the proxy a relayed frame each while carrying nothing
+     * (RFC 6455 section 5.4 sets no limit). A message may have {@code fragments} frames plus one per KiB of payload
+     * it carries, so a sender whose frames carry 1 KiB or more each is never limited, whatever the message size;
+     * only one that splits a message into more than {@code fragments} small frames is. The sender of such a message
+     * gets close code {@code 1009 Message Too Big} ({@code "too many fragments"}) and the other leg
+     * {@code 1001 Going Away}, as for {@link #maxMessageSize(long)}.
+     *
+     * <p>What is counted are the frames the peer sent, not the pieces Jetty delivers: Jetty hands a frame that has not
+     * fully arrived to the proxy in several pieces, one per network read, so a large frame trickling in over a slow
+     * link is many pieces but still one frame here. A frame is counted when it is empty or was read together with the
+     * frame before it; the first frame of each network read is not, so a peer can escape the count only by sending
+     * one frame per TCP segment, which costs it as much as the proxy. Default:
+     * {@link #DEFAULT_MAX_FRAGMENTS_PER_MESSAGE}.
+     *
+     * @param fragments a positive count; {@link Integer#MAX_VALUE} for no limit
+     * @return this builder
+     * @see RouteBuilder#maxFragmentsPerMessage(int)
+     */
+    public ProxyBuilder maxFragmentsPerMessage(int fragments) {
+        defaults.maxFragmentsPerMessage(fragments);
+        return this;
+    }
+
+    /**
+     * Limits how fast each client may send, on routes that set none: at most {@code messagesPerSecond} messages per
+     * second per session, with bursts of up to {@code messagesPerSecond} (a token bucket that refills continuously).
+     * Every data message counts once, when its first frame arrives, and so does every ping and pong, so a ping flood
+     * is limited too; close frames do not count. A client over the rate gets close code
+     * {@code 1008 Policy Violation} ({@code "message rate exceeded"}) and the backend {@code 1001 Going Away}.
+     * Messages from the backend are not limited: the backend is trusted, and a client that cannot keep up slows it
+     * down through TCP instead. Default: 0, no limit.
+     *
+     * @param messagesPerSecond messages per second and burst size; 0 turns the limit off
+     * @return this builder
+     * @see RouteBuilder#messageRateLimit(int)
+     */
+    public ProxyBuilder messageRateLimit(int messagesPerSecond) {
+        defaults.messageRateLimit(messagesPerSecond);
         return this;
     }
 

@@ -127,6 +127,31 @@ public final class RouteBuilder {
     }
 
     /**
+     * Sets the route's cap on the frames one data message may be split into (plus one per KiB of payload), in either
+     * direction.
+     *
+     * @param fragments a positive count
+     * @return this builder
+     * @see ProxyBuilder#maxFragmentsPerMessage(int)
+     */
+    public RouteBuilder maxFragmentsPerMessage(int fragments) {
+        settings.maxFragmentsPerMessage(fragments);
+        return this;
+    }
+
+    /**
+     * Sets the route's limit on the messages, pings and pongs each client may send per second.
+     *
+     * @param messagesPerSecond messages per second and burst size; 0 turns the limit off
+     * @return this builder
+     * @see ProxyBuilder#messageRateLimit(int)
+     */
+    public RouteBuilder messageRateLimit(int messagesPerSecond) {
+        settings.messageRateLimit(messagesPerSecond);
+        return this;
+    }
+
+    /**
      * Sets what the route does with requests that are not WebSocket upgrades.
      *
      * @param plainHttp the behaviour

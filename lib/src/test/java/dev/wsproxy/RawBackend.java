@@ -29,9 +29,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>Each connection reads one request head, records it, waits for the gate, writes the scripted reply (nothing when
  * the reply is {@code null}) and then reads until the proxy closes. After a {@code 101} it speaks WebSocket: it echoes
- * data frames and answers a close frame with the same close frame, then closes its socket. How each connection ended
+ * unfragmented data frames and answers a close frame with the same close frame, then closes its socket. How each connection ended
  * is recorded in {@link #ends}: {@code eof} (the proxy closed the socket), {@code reset}, or {@code close:CODE} (the
- * proxy sent a close frame with CODE).
+ * proxy sent a close frame with CODE). Every frame the proxy sends after a {@code 101} is recorded in {@link #frames}.
  */
 final class RawBackend implements AutoCloseable {
 
@@ -39,6 +39,15 @@ final class RawBackend implements AutoCloseable {
     @FunctionalInterface
     interface Reply {
         String response(Request request);
+    }
+
+    /**
+     * What the backend does right after writing a {@code 101}, before it starts echoing: write raw frames, half-close,
+     * reset. It may close the socket; if it returns with the socket open, the backend speaks WebSocket as usual.
+     */
+    @FunctionalInterface
+    interface AfterUpgrade {
+        void run(Socket socket, OutputStream out) throws IOException;
     }
 
     /** A request head as the backend received it. */
@@ -66,12 +75,20 @@ final class RawBackend implements AutoCloseable {
     final BlockingQueue<String> ends = new LinkedBlockingQueue<>();
     private final ServerSocket server;
     private final Reply reply;
+    private final AfterUpgrade afterUpgrade;
+    private final boolean echo;
     private final CountDownLatch gate;
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
     private final Thread acceptor;
 
     private RawBackend(Reply reply, boolean held) throws IOException {
+        this(reply, held, (socket, out) -> { }, true);
+    }
+
+    private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo) throws IOException {
         this.reply = reply;
+        this.afterUpgrade = afterUpgrade;
+        this.echo = echo;
         this.gate = new CountDownLatch(held ? 1 : 0);
         this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
         this.acceptor = new Thread(this::acceptLoop, "raw-backend-" + server.getLocalPort());
@@ -82,6 +99,19 @@ final class RawBackend implements AutoCloseable {
     /** A backend that answers every handshake at once with {@code reply}. */
     static RawBackend answering(Reply reply) throws IOException {
         return new RawBackend(reply, false);
+    }
+
+    /** A backend that answers every handshake with a valid {@code 101}, then runs {@code afterUpgrade}. */
+    static RawBackend upgradingThen(AfterUpgrade afterUpgrade) throws IOException {
+        return new RawBackend(switching(null), false, afterUpgrade, true);
+    }
+
+    /**
+     * A backend that answers every handshake with a valid {@code 101} and then only records: it never writes a data
+     * frame, so nothing it sends can cross a close frame from the proxy.
+     */
+    static RawBackend recording() throws IOException {
+        return new RawBackend(switching(null), false, (socket, out) -> { }, false);
     }
 
     /** A backend that records each handshake but answers only after {@link #release()}. */
@@ -185,6 +215,7 @@ final class RawBackend implements AutoCloseable {
                 out.flush();
             }
             if (response != null && response.startsWith("HTTP/1.1 101")) {
+                afterUpgrade.run(socket, out);
                 end = speakWebSocket(in, out);
             } else {
                 while (in.read() != -1) {
@@ -211,7 +242,7 @@ final class RawBackend implements AutoCloseable {
                 RawFrames.write(out, RawFrames.encode(RawFrames.CLOSE, frame.payload(), false));
                 return "close:" + frame.closeCode();
             }
-            if (frame.opcode() == RawFrames.TEXT || frame.opcode() == RawFrames.BINARY) {
+            if (echo && frame.fin() && (frame.opcode() == RawFrames.TEXT || frame.opcode() == RawFrames.BINARY)) {
                 RawFrames.write(out, RawFrames.encode(frame.opcode(), frame.payload(), false));
             }
         }

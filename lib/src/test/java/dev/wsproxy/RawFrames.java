@@ -13,6 +13,7 @@ import java.util.concurrent.ThreadLocalRandom;
 /** A minimal RFC 6455 frame codec for raw-socket peers, and the handshake's accept computation. */
 final class RawFrames {
 
+    static final int CONTINUATION = 0x0;
     static final int TEXT = 0x1;
     static final int BINARY = 0x2;
     static final int CLOSE = 0x8;
@@ -57,11 +58,16 @@ final class RawFrames {
 
     /** Encodes one final frame; {@code masked} for a client's frames. */
     static byte[] encode(int opcode, byte[] payload, boolean masked) {
+        return encode(true, opcode, payload, masked);
+    }
+
+    /** Encodes one frame, final or not; {@code masked} for a client's frames. */
+    static byte[] encode(boolean fin, int opcode, byte[] payload, boolean masked) {
         int length = payload.length;
         int header = 2 + (length < 126 ? 0 : length <= 0xFFFF ? 2 : 8) + (masked ? 4 : 0);
         byte[] frame = new byte[header + length];
         int i = 0;
-        frame[i++] = (byte) (0x80 | opcode);
+        frame[i++] = (byte) ((fin ? 0x80 : 0) | opcode);
         int maskBit = masked ? 0x80 : 0;
         if (length < 126) {
             frame[i++] = (byte) (maskBit | length);

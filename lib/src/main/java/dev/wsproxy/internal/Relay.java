@@ -18,6 +18,8 @@ import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.Frame;
 import org.eclipse.jetty.websocket.core.FrameHandler;
 import org.eclipse.jetty.websocket.core.OpCode;
+import org.eclipse.jetty.websocket.core.WebSocketConnection;
+import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -45,6 +47,19 @@ import dev.wsproxy.SessionClose;
  * closes both legs for idle timeouts, limits, protocol errors, shutdown and the maximum lifetime. A leg that does not
  * answer a close within the close timeout is dropped. All close state is guarded by {@code this}; actions on sessions
  * run after the lock is released, because Jetty may call back into the relay from inside them.
+ *
+ * <h2>Limits</h2>
+ * Each leg polices what its peer sends, on the thread handling its current frame and without allocation or locks:
+ * the message size and UTF-8 of text; the fragments per message; and, on the client leg only, a message rate (GCRA: a
+ * single timestamp). Fragments are counted as the peer sent them, not as Jetty delivers them. With autoFragment on,
+ * Jetty's {@code Parser} delivers a data frame whose payload has not fully arrived as pieces: each piece is non-empty,
+ * takes everything left in the network buffer, and the next piece comes only after another read. So a data frame
+ * that is empty, or that was parsed from the same read as the data frame before it (the connection's
+ * {@code getBytesIn()} has not moved), is certainly the start of a frame the peer sent, and only those are counted;
+ * the first frame after each read is not. A trickling frame is then never counted more than once, while a flood of
+ * small frames packed into reads is counted all but once per read. The cap grows by one per KiB of the message, so
+ * frames of 1 KiB or more are never limited. A violation closes the offender with 1009 (fragments, size), 1008 (rate)
+ * or 1007 (UTF-8), and the other leg as {@link #onViolation} says.
  *
  * <h2>End</h2>
  * The relay ends once both legs have ended (or will never open); {@link #finish()} then runs exactly once: it
@@ -596,8 +611,16 @@ final class Relay implements ProxySession {
         volatile long bytes;
         volatile long messages;
         private long messageSize;
+        private long messageFragments;
         private boolean textMessage;
         private final Utf8Validator utf8 = new Utf8Validator();
+        /** The connection's bytes read when the last data frame arrived: tells frames the peer sent from pieces. */
+        private @Nullable WebSocketConnection connection;
+        private long lastBytesIn = -1;
+        /** Message rate limit, client leg only: GCRA, the nanoTime at which the bucket is full again. */
+        private long rateInterval;
+        private long rateBurst;
+        private long rateFullAt;
 
         Leg(Side side) {
             this.side = side;
@@ -614,6 +637,15 @@ final class Relay implements ProxySession {
         @Override
         public void onOpen(CoreSession coreSession, Callback callback) {
             session = coreSession;
+            if (coreSession instanceof WebSocketCoreSession core) {
+                connection = core.getConnection();
+            }
+            int rate = route.messageRateLimit();
+            if (side == Side.CLIENT && rate > 0) {
+                rateInterval = 1_000_000_000L / rate;
+                rateBurst = (rate - 1) * rateInterval;
+                rateFullAt = System.nanoTime();
+            }
             coreSession.addIdleTimeoutListener(timeout -> {
                 onIdle(side);
                 return false;
@@ -628,25 +660,66 @@ final class Relay implements ProxySession {
         public void onFrame(Frame frame, Callback callback) {
             switch (frame.getOpCode()) {
                 case OpCode.CLOSE -> onCloseFrame(this, frame, callback);
-                case OpCode.PING, OpCode.PONG -> forward(frame, callback);
+                case OpCode.PING, OpCode.PONG -> {
+                    if (rateInterval != 0 && overRate()) {
+                        callback.succeeded();
+                        onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded");
+                    } else {
+                        forward(frame, callback);
+                    }
+                }
                 default -> onDataFrame(frame, callback);
             }
+        }
+
+        /**
+         * Takes one token from the message rate bucket (GCRA: one timestamp, no allocation); {@code true} when the
+         * bucket is empty. Only called by the thread handling this leg's current frame.
+         */
+        private boolean overRate() {
+            long now = System.nanoTime();
+            long fullAt = rateFullAt - now < 0 ? now : rateFullAt;
+            if (fullAt - now > rateBurst) {
+                return true;
+            }
+            rateFullAt = fullAt + rateInterval;
+            return false;
         }
 
         private void onDataFrame(Frame frame, Callback callback) {
             byte opCode = frame.getOpCode();
             if (opCode != OpCode.CONTINUATION) {
+                if (rateInterval != 0 && overRate()) {
+                    callback.succeeded();
+                    onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded");
+                    return;
+                }
                 messageSize = 0;
+                messageFragments = 0;
                 textMessage = opCode == OpCode.TEXT;
                 if (textMessage) {
                     utf8.reset();
                 }
             }
             int length = frame.getPayloadLength();
+            // Jetty's parser delivers a frame that has not fully arrived as several pieces, each ending its network
+            // read and never empty. So a frame that is empty, or parsed from the same read as the data frame before
+            // it, is one the peer sent: only those count, and a trickling large frame is one fragment, not many.
+            WebSocketConnection conn = connection;
+            long bytesIn = conn == null ? lastBytesIn : conn.getBytesIn();
+            if (length == 0 || bytesIn == lastBytesIn) {
+                messageFragments++;
+            }
+            lastBytesIn = bytesIn;
             messageSize += length;
             if (messageSize > route.maxMessageSize()) {
                 callback.succeeded();
                 onViolation(side, CloseStatus.MESSAGE_TOO_LARGE, "message too big");
+                return;
+            }
+            if (messageFragments > route.maxFragmentsPerMessage() + (messageSize >>> 10)) {
+                callback.succeeded();
+                onViolation(side, CloseStatus.MESSAGE_TOO_LARGE, "too many fragments");
                 return;
             }
             if (textMessage && ((frame.hasPayload() && !utf8.feed(frame.getPayload()))

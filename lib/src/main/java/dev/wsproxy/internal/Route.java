@@ -21,6 +21,8 @@ public record Route(
         TimeoutPolicy timeouts,
         OriginValidator originValidator,
         long maxMessageSize,
+        int maxFragmentsPerMessage,
+        int messageRateLimit,
         PlainHttp plainHttp,
         boolean preserveHost,
         PassiveHealth passiveHealth,

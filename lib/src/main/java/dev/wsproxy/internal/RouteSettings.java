@@ -12,6 +12,7 @@ import dev.wsproxy.BackendSelector;
 import dev.wsproxy.HealthCheck;
 import dev.wsproxy.OriginValidator;
 import dev.wsproxy.PlainHttp;
+import dev.wsproxy.ProxyBuilder;
 import dev.wsproxy.ProxyListener;
 import dev.wsproxy.TimeoutPolicy;
 
@@ -27,6 +28,8 @@ public final class RouteSettings {
     private @Nullable TimeoutPolicy timeouts;
     private @Nullable OriginValidator originValidator;
     private @Nullable Long maxMessageSize;
+    private @Nullable Integer maxFragmentsPerMessage;
+    private @Nullable Integer messageRateLimit;
     private @Nullable PlainHttp plainHttp;
     private @Nullable Boolean preserveHost;
     private Route.@Nullable PassiveHealth passiveHealth;
@@ -48,6 +51,8 @@ public final class RouteSettings {
         defaults.timeouts = Timeouts.DEFAULTS;
         defaults.originValidator = Origins.ANY;
         defaults.maxMessageSize = maxMessageSize;
+        defaults.maxFragmentsPerMessage = ProxyBuilder.DEFAULT_MAX_FRAGMENTS_PER_MESSAGE;
+        defaults.messageRateLimit = 0;
         defaults.plainHttp = PlainHttp.PROXY_TO_BACKEND;
         defaults.preserveHost = true;
         defaults.passiveHealth = Route.PassiveHealth.DEFAULT;
@@ -85,6 +90,12 @@ public final class RouteSettings {
         }
         if (other.maxMessageSize != null) {
             maxMessageSize = other.maxMessageSize;
+        }
+        if (other.maxFragmentsPerMessage != null) {
+            maxFragmentsPerMessage = other.maxFragmentsPerMessage;
+        }
+        if (other.messageRateLimit != null) {
+            messageRateLimit = other.messageRateLimit;
         }
         if (other.plainHttp != null) {
             plainHttp = other.plainHttp;
@@ -133,6 +144,21 @@ public final class RouteSettings {
             throw new IllegalArgumentException("maxMessageSize: " + bytes + " (expected: > 0)");
         }
         this.maxMessageSize = bytes;
+    }
+
+    public void maxFragmentsPerMessage(int fragments) {
+        if (fragments <= 0) {
+            throw new IllegalArgumentException("maxFragmentsPerMessage: " + fragments + " (expected: > 0)");
+        }
+        this.maxFragmentsPerMessage = fragments;
+    }
+
+    public void messageRateLimit(int messagesPerSecond) {
+        if (messagesPerSecond < 0) {
+            throw new IllegalArgumentException(
+                    "messageRateLimit: " + messagesPerSecond + " (expected: >= 0; 0 disables)");
+        }
+        this.messageRateLimit = messagesPerSecond;
     }
 
     public void plainHttp(PlainHttp plainHttp) {
@@ -197,7 +223,8 @@ public final class RouteSettings {
         TimeoutPolicy timeouts = merged.timeouts;
         Route.Dns dns = dnsTemplate == null ? null : new Route.Dns(dnsTemplate, dnsRefresh);
         return new Route(prefix, new RouteBackends(backends), merged.selector.forRoute(prefix), timeouts,
-                merged.originValidator, merged.maxMessageSize, merged.plainHttp, merged.preserveHost,
+                merged.originValidator, merged.maxMessageSize, merged.maxFragmentsPerMessage,
+                merged.messageRateLimit, merged.plainHttp, merged.preserveHost,
                 merged.passiveHealth, merged.failover, merged.healthCheck, dns, Listeners.of(all),
                 merged.authenticator == Authenticator.allowAll() ? null : merged.authenticator);
     }

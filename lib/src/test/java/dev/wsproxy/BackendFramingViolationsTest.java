@@ -1,0 +1,250 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * A hostile or broken backend after its {@code 101} (matrix rows F1 to F9 on the backend leg, M2, M3): the client gets
+ * {@code 1014} (or, for the proxy's own limits, {@code 1001} as for a client at fault), the bad frame never reaches
+ * it, no message is completed on its side, and the session, its backend count and its connection slots are released.
+ */
+class BackendFramingViolationsTest {
+
+    private RawBackend backend;
+    private WebSocketProxy proxy;
+
+    @AfterEach
+    void stop() throws Exception {
+        if (proxy != null) {
+            Clients.tearDown(proxy, null, backend);
+        } else if (backend != null) {
+            backend.close();
+        }
+    }
+
+    private void start(RawBackend.AfterUpgrade script) throws Exception {
+        backend = RawBackend.upgradingThen(script);
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", backend.backend())
+                .maxMessageSize(1000)
+                .maxFragmentsPerMessage(100)
+                .maxConnections(1)
+                .maxConnectionsPerIp(1)
+                .build();
+        proxy.start();
+    }
+
+    /** Frames written by the backend after its {@code 101}: code the client must get, whether a prefix may pass. */
+    static Stream<Arguments> violations() {
+        return Stream.of(
+                // F1: server frames must not be masked.
+                Arguments.of("masked server frame", bytes(0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2), 1014),
+                // F2
+                Arguments.of("RSV1 without an extension", server(0xC1, "hi"), 1014),
+                Arguments.of("RSV2 set", server(0xA1, "hi"), 1014),
+                Arguments.of("RSV3 set", server(0x91, "hi"), 1014),
+                // F3
+                Arguments.of("unknown data opcode 0x3", server(0x83, "hi"), 1014),
+                Arguments.of("unknown control opcode 0xB", server(0x8B, ""), 1014),
+                Arguments.of("unknown opcode 0xF", server(0x8F, "x"), 1014),
+                Arguments.of("huge unknown-opcode frame (CVE-2026-19204)",
+                        bytes(0x83, 0x7F, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF), 1014),
+                // F4
+                Arguments.of("fragmented ping", server(0x09, "p"), 1014),
+                Arguments.of("ping of 126 bytes", concat(bytes(0x89, 0x7E, 0, 126), new byte[126]), 1014),
+                // F5
+                Arguments.of("continuation without a start", server(0x80, "x"), 1014),
+                Arguments.of("new text inside a fragmented message", concat(server(0x01, "a"), server(0x81, "b")),
+                        1014),
+                // F6: the relay's UTF-8 check; the backend gets 1007.
+                Arguments.of("invalid UTF-8", serverBytes(0x81, bytes(0xC3, 0x28)), 1014),
+                Arguments.of("invalid UTF-8 split across fragments",
+                        concat(serverBytes(0x01, bytes('o', 'k', 0xE2)), serverBytes(0x80, bytes(0x28))), 1014),
+                Arguments.of("overlong UTF-8", serverBytes(0x81, bytes(0xC0, 0xAF)), 1014),
+                Arguments.of("UTF-16 surrogate U+D800", serverBytes(0x81, bytes(0xED, 0xA0, 0x80)), 1014),
+                // F7
+                Arguments.of("close code 0", closeWith(0), 1014),
+                Arguments.of("close code 999", closeWith(999), 1014),
+                Arguments.of("close code 1004", closeWith(1004), 1014),
+                Arguments.of("close code 1005 on the wire", closeWith(1005), 1014),
+                Arguments.of("close code 1006 on the wire", closeWith(1006), 1014),
+                Arguments.of("close code 1015 on the wire", closeWith(1015), 1014),
+                Arguments.of("close code 1016", closeWith(1016), 1014),
+                Arguments.of("close code 2999", closeWith(2999), 1014),
+                Arguments.of("close code 5000", closeWith(5000), 1014),
+                Arguments.of("one-byte close payload", serverBytes(0x88, bytes(0x03)), 1014),
+                Arguments.of("close reason not UTF-8", serverBytes(0x88, bytes(0x0F, 0xA0, 0xC3, 0x28)), 1014),
+                // F8: the proxy's size cap is the contract of maxMessageSize (sender 1009, other leg 1001).
+                Arguments.of("message over maxMessageSize", RawFrames.encode(RawFrames.BINARY, new byte[1001], false),
+                        1001),
+                Arguments.of("64-bit length with the top bit set", bytes(0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0), 1014),
+                // F9: the fragment cap, same contract as the size cap.
+                Arguments.of("flood of empty continuations", concat(server(0x01, "a"), repeat(bytes(0x00, 0x00), 2_000)),
+                        1001));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("violations")
+    void closesTheClientAndNeverRelaysTheBadFrame(String name, byte[] script, int clientCode) throws Exception {
+        start((socket, out) -> RawFrames.write(out, script));
+        List<RawWebSocket.Frame> data = new ArrayList<>();
+        RawWebSocket.Frame close = readUntilClose(data);
+
+        assertThat(close.closeCode()).as("close code for %s", name).isEqualTo(clientCode);
+        assertThat(data).as("no message completed on the client").noneMatch(RawWebSocket.Frame::fin);
+        // Only the valid start of a fragmented message may pass: "a", then empty continuations, or "ok" + 0xE2.
+        assertThat(data).as("nothing but a valid prefix relayed").allSatisfy(frame ->
+                assertThat(new String(frame.payload(), StandardCharsets.ISO_8859_1)).isIn("a", "", "ok\u00E2"));
+        assertReleased();
+    }
+
+    @Test
+    void tellsTheBackend1007ForInvalidUtf8AndTheClient1014WithTheReason() throws Exception {
+        start((socket, out) -> RawFrames.write(out, serverBytes(0x81, bytes(0xED, 0xA0, 0x80))));
+        RawWebSocket.Frame close = readUntilClose(new ArrayList<>());
+        assertThat(close.closeCode()).isEqualTo(1014);
+        assertThat(close.text()).isEqualTo("backend: invalid UTF-8");
+        assertThat(backendClose().closeCode()).isEqualTo(1007);
+        assertReleased();
+    }
+
+    @Test
+    void tellsTheBackend1009ForTooManyFragments() throws Exception {
+        start((socket, out) -> RawFrames.write(out, concat(server(0x01, "a"), repeat(bytes(0x00, 0x00), 2_000))));
+        RawWebSocket.Frame close = readUntilClose(new ArrayList<>());
+        assertThat(close.closeCode()).isEqualTo(1001);
+        assertThat(close.text()).isEqualTo("backend: too many fragments");
+        RawFrames.Frame backendClose = backendClose();
+        assertThat(backendClose.closeCode()).isEqualTo(1009);
+        assertThat(new String(backendClose.payload(), 2, backendClose.payload().length - 2, StandardCharsets.UTF_8))
+                .isEqualTo("too many fragments");
+        assertReleased();
+    }
+
+    /** Matrix row M2: a backend that half-closes without a close frame. */
+    @Test
+    void closesTheClientWith1014WhenTheBackendEndsItsStreamWithoutACloseFrame() throws Exception {
+        start((socket, out) -> {
+            RawFrames.write(out, RawFrames.text("last words", false));
+            socket.shutdownOutput();
+        });
+        List<RawWebSocket.Frame> data = new ArrayList<>();
+        RawWebSocket.Frame close = readUntilClose(data);
+        assertThat(data).extracting(RawWebSocket.Frame::text).containsExactly("last words");
+        assertThat(close.closeCode()).isEqualTo(1014);
+        assertThat(close.text()).isEqualTo("backend connection lost");
+        assertReleased();
+    }
+
+    /** Matrix row M3: the backend resets its connection in the middle of a fragmented message. */
+    @Test
+    void closesTheClientWith1014AndNeverCompletesAMessageCutByABackendReset() throws Exception {
+        start((socket, out) -> {
+            RawFrames.write(out, RawFrames.encode(false, RawFrames.TEXT, "half".getBytes(StandardCharsets.UTF_8),
+                    false));
+            socket.setSoLinger(true, 0);
+            socket.close();
+        });
+        List<RawWebSocket.Frame> data = new ArrayList<>();
+        RawWebSocket.Frame close = readUntilClose(data);
+        assertThat(close.closeCode()).isEqualTo(1014);
+        assertThat(data).as("the message was never completed").noneMatch(RawWebSocket.Frame::fin);
+        assertReleased();
+    }
+
+    // ---- helpers ----
+
+    /** Connects a raw client, collects data frames until the proxy's close frame, and answers it. */
+    private RawWebSocket.Frame readUntilClose(List<RawWebSocket.Frame> data) throws IOException {
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/hostile"))) {
+            RawWebSocket.Frame frame;
+            while ((frame = raw.read()).opcode() != RawWebSocket.CLOSE) {
+                data.add(frame);
+            }
+            try {
+                raw.sendClose(frame.closeCode(), "");
+            } catch (IOException e) {
+                // For codes other than 1000 and 3000+ Jetty drops the connection right after its close frame.
+            }
+            return frame;
+        }
+    }
+
+    private RawFrames.Frame backendClose() throws InterruptedException {
+        while (true) {
+            RawFrames.Frame frame = backend.frames.poll(10, TimeUnit.SECONDS);
+            assertThat(frame).as("the backend got a close frame").isNotNull();
+            if (frame.opcode() == RawFrames.CLOSE) {
+                return frame;
+            }
+        }
+    }
+
+    /** The session, the backend's active count and both connection slots are free: a new session gets its 101. */
+    private void assertReleased() throws IOException {
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> {
+            assertThat(proxy.sessions()).isEmpty();
+            assertThat(proxy.backendStatus("/")).singleElement()
+                    .satisfies(status -> assertThat(status.activeSessions()).isZero());
+        });
+        try (RawWebSocket again = RawWebSocket.connect(Clients.ws(proxy, "/again"))) {
+            assertThat(again.responseHead).startsWith("HTTP/1.1 101");
+            again.abort();
+        }
+    }
+
+    private static byte[] bytes(int... values) {
+        byte[] result = new byte[values.length];
+        for (int i = 0; i < values.length; i++) {
+            result[i] = (byte) values[i];
+        }
+        return result;
+    }
+
+    /** An unmasked frame with a short payload and the first byte as given (FIN, RSV, opcode). */
+    private static byte[] server(int first, String payload) {
+        return serverBytes(first, payload.getBytes(StandardCharsets.UTF_8));
+    }
+
+    private static byte[] serverBytes(int first, byte[] payload) {
+        byte[] frame = new byte[2 + payload.length];
+        frame[0] = (byte) first;
+        frame[1] = (byte) payload.length;
+        System.arraycopy(payload, 0, frame, 2, payload.length);
+        return frame;
+    }
+
+    private static byte[] closeWith(int code) {
+        return serverBytes(0x88, bytes(code >>> 8, code & 0xFF));
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] result = new byte[a.length + b.length];
+        System.arraycopy(a, 0, result, 0, a.length);
+        System.arraycopy(b, 0, result, a.length, b.length);
+        return result;
+    }
+
+    private static byte[] repeat(byte[] frame, int times) {
+        ByteArrayOutputStream all = new ByteArrayOutputStream();
+        for (int i = 0; i < times; i++) {
+            all.writeBytes(frame);
+        }
+        return all.toByteArray();
+    }
+}

@@ -1,0 +1,105 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.zip.CRC32;
+
+import org.eclipse.jetty.websocket.api.Callback;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Legal but unusual traffic relayed exactly (matrix rows F12 and F13): control frames inside fragmented messages,
+ * unsolicited pongs, large and small messages interleaved, every byte value and 4-byte UTF-8.
+ */
+class RelayEdgeCasesTest {
+
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+    private Clients clients;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).build();
+        proxy.start();
+        clients = new Clients();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        Clients.tearDown(proxy, clients, backend);
+    }
+
+    @Test
+    void relaysAPingInsideAFragmentedMessageAndKeepsTheMessageIntact() throws Exception {
+        ByteArrayOutputStream frames = new ByteArrayOutputStream();
+        frames.writeBytes(RawFrames.encode(false, RawFrames.TEXT, "frag-".getBytes(StandardCharsets.UTF_8), true));
+        frames.writeBytes(RawFrames.encode(true, RawFrames.PING, "p1".getBytes(StandardCharsets.UTF_8), true));
+        frames.writeBytes(RawFrames.encode(true, RawFrames.CONTINUATION, "ment".getBytes(StandardCharsets.UTF_8),
+                true));
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/f12"))) {
+            raw.sendRaw(frames.toByteArray());
+            List<String> seen = new ArrayList<>();
+            while (seen.size() < 2) {
+                RawWebSocket.Frame frame = raw.read();
+                assertThat(frame.fin()).isTrue();
+                seen.add(frame.opcode() + ":" + frame.text());
+            }
+            assertThat(seen).containsExactlyInAnyOrder(RawFrames.PONG + ":p1", RawFrames.TEXT + ":frag-ment");
+            raw.sendClose(1000, "");
+            assertThat(raw.readClose().closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.texts.poll(10, TimeUnit.SECONDS)).isEqualTo("frag-ment");
+    }
+
+    @Test
+    void relaysAnUnsolicitedPongWithoutError() throws Exception {
+        WsRecorder client = clients.connect(Clients.ws(proxy, "/f12"));
+        client.session.sendPong(ByteBuffer.wrap("u1".getBytes(StandardCharsets.UTF_8)), Callback.NOOP);
+        assertThat(backend.pongs.poll(10, TimeUnit.SECONDS)).isEqualTo("u1");
+        client.sendText("still open");
+        assertThat(client.nextText()).isEqualTo("still open");
+        client.session.close(1000, "bye", Callback.NOOP);
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1000, "bye"));
+    }
+
+    /** nginx's proxy_websocket.t pattern: large and small messages interleaved, checked byte for byte by CRC. */
+    @Test
+    void relaysInterleavedLargeAndSmallMessagesInOrderAndByteExact() throws Exception {
+        WsRecorder client = clients.connect(Clients.ws(proxy, "/f13"));
+        List<Long> sentCrcs = new ArrayList<>();
+        List<String> sentTexts = new ArrayList<>();
+        for (int i = 0; i < 10; i++) {
+            byte[] large = new byte[48 * 1024 + i];
+            for (int j = 0; j < large.length; j++) {
+                large[j] = (byte) (j + i); // every byte value, shifted per message
+            }
+            sentCrcs.add(crc(large));
+            sentTexts.add("small " + i + " \uD83D\uDE00 \u20AC");
+            client.session.sendBinary(ByteBuffer.wrap(large), Callback.NOOP);
+            client.sendText(sentTexts.get(i));
+        }
+        for (int i = 0; i < 10; i++) {
+            byte[] echoed = client.nextBinary();
+            assertThat(echoed).hasSize(48 * 1024 + i);
+            assertThat(crc(echoed)).as("CRC of large message %s", i).isEqualTo(sentCrcs.get(i));
+            assertThat(client.nextText()).isEqualTo(sentTexts.get(i));
+        }
+        client.session.close(1000, "bye", Callback.NOOP);
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1000, "bye"));
+    }
+
+    private static long crc(byte[] bytes) {
+        CRC32 crc = new CRC32();
+        crc.update(bytes);
+        return crc.getValue();
+    }
+}
