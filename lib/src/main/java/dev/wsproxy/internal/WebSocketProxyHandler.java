@@ -77,6 +77,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final @Nullable ConnectionLimits connectionLimits;
     private final @Nullable HandshakeRateLimiter rateLimiter;
     private Scheduler.@Nullable Task rateSweeper;
+    private final @Nullable HandshakeGuard handshakeGuard;
     private final List<HealthChecker> healthCheckers = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final List<DnsBackends> dnsSources = new java.util.concurrent.CopyOnWriteArrayList<>();
     private @Nullable WebSocketComponents components;
@@ -96,6 +97,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 && limits.maxConnectionsPerIp() == Integer.MAX_VALUE
                 ? null : new ConnectionLimits(limits.maxConnectionsPerIp(), limits.maxConnections());
         this.rateLimiter = limits.handshakeRatePerIp() > 0 ? new HandshakeRateLimiter(limits.handshakeRatePerIp()) : null;
+        this.handshakeGuard = limits.handshakeTimeout().isZero() && limits.maxPendingHandshakes() == Integer.MAX_VALUE
+                ? null : new HandshakeGuard(limits.handshakeTimeout(), limits.maxPendingHandshakes());
     }
 
     @Override
@@ -138,6 +141,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (limiter != null) {
             rateSweeper = server.getScheduler().schedule(this::sweepRates, 10, TimeUnit.SECONDS);
         }
+        HandshakeGuard guard = handshakeGuard;
+        if (guard != null) {
+            // On the server's connectors, standalone or mounted: request heads are timed whichever handler gets them.
+            guard.install(server);
+        }
         for (Route route : config.routes()) {
             Route.Dns dns = route.dns();
             if (dns != null) {
@@ -158,6 +166,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     @Override
     protected void doStop() throws Exception {
         draining = true;
+        HandshakeGuard guard = handshakeGuard;
+        if (guard != null) {
+            guard.uninstall();
+        }
         Scheduler.Task sweeper = rateSweeper;
         if (sweeper != null) {
             sweeper.cancel();
