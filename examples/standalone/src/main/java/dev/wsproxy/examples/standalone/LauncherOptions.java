@@ -50,6 +50,7 @@ final class LauncherOptions {
     static final String CIDR_FORM = "an IP address or block, like 10.0.0.0/8, 192.168.1.7 or fd00::/8";
     static final String COUNT_FORM = "a whole number of sessions, at least 1, like 100";
     static final String RATE_FORM = "handshakes per second, at least 1, like 10/s or 10";
+    static final String PENDING_FORM = "a whole number of connections, at least 1, like 4096";
 
     private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]]+)]|([^:\\[\\]]+)):(\\d{1,5})");
     private static final Pattern DURATION = Pattern.compile("(\\d{1,9})(ms|s|m|h)");
@@ -94,6 +95,14 @@ final class LauncherOptions {
             "  --max-connections N         at most N open sessions in all; more get 503 (default: no limit)",
             "  --handshake-rate-per-ip N/s at most N handshakes a second per client address, in bursts of up",
             "                              to N, like 10/s or 10; more get 429 (default: no limit)",
+            "  --handshake-timeout DURATION",
+            "                              close connections that have not sent a whole request head this long",
+            "                              after connecting or after their previous request, however steadily",
+            "                              they drip it (slowloris), like 5s; 0 disables (default "
+                    + format(ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT) + ")",
+            "  --max-pending-handshakes N  at most N connections waiting for a request head; one more closes",
+            "                              the oldest of them (default " + ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES
+                    + ")",
             "  --help                      print this help and exit",
             "",
             "Prints 'listening on http://HOST:PORT' once ready. SIGTERM or Ctrl-C closes open sessions with 1001",
@@ -113,6 +122,8 @@ final class LauncherOptions {
     private final OptionalInt maxConnectionsPerIp;
     private final OptionalInt maxConnections;
     private final OptionalInt handshakeRatePerIp;
+    private final Duration handshakeTimeout;
+    private final int maxPendingHandshakes;
 
     private LauncherOptions(Parser parser) {
         this.help = parser.help;
@@ -128,6 +139,8 @@ final class LauncherOptions {
         this.maxConnectionsPerIp = parser.maxConnectionsPerIp;
         this.maxConnections = parser.maxConnections;
         this.handshakeRatePerIp = parser.handshakeRatePerIp;
+        this.handshakeTimeout = parser.handshakeTimeout;
+        this.maxPendingHandshakes = parser.maxPendingHandshakes;
     }
 
     /**
@@ -222,6 +235,16 @@ final class LauncherOptions {
         return handshakeRatePerIp;
     }
 
+    /** Returns the {@code --handshake-timeout}; {@link Duration#ZERO} means none. */
+    Duration handshakeTimeout() {
+        return handshakeTimeout;
+    }
+
+    /** Returns the {@code --max-pending-handshakes} cap. */
+    int maxPendingHandshakes() {
+        return maxPendingHandshakes;
+    }
+
     /**
      * Returns a builder with these options, ready to {@link ProxyBuilder#build() build}.
      *
@@ -247,6 +270,7 @@ final class LauncherOptions {
         maxConnectionsPerIp.ifPresent(builder::maxConnectionsPerIp);
         maxConnections.ifPresent(builder::maxConnections);
         handshakeRatePerIp.ifPresent(builder::handshakeRatePerIp);
+        builder.handshakeTimeout(handshakeTimeout).maxPendingHandshakes(maxPendingHandshakes);
         return builder;
     }
 
@@ -376,9 +400,18 @@ final class LauncherOptions {
      * @throws UsageException naming {@code flag} if the value has another form, is 0 or is too large
      */
     static int parseCount(String flag, String value) throws UsageException {
+        return parseCount(flag, value, COUNT_FORM);
+    }
+
+    /**
+     * Parses a positive whole number that fits an {@code int}.
+     *
+     * @throws UsageException naming {@code flag} and {@code form} if the value has another form, is 0 or is too large
+     */
+    static int parseCount(String flag, String value, String form) throws UsageException {
         long number = COUNT.matcher(value).matches() ? Long.parseLong(value) : 0;
         if (number < 1 || number > Integer.MAX_VALUE) {
-            throw UsageException.badValue(flag, value, COUNT_FORM);
+            throw UsageException.badValue(flag, value, form);
         }
         return (int) number;
     }
@@ -432,6 +465,8 @@ final class LauncherOptions {
         private OptionalInt maxConnectionsPerIp = OptionalInt.empty();
         private OptionalInt maxConnections = OptionalInt.empty();
         private OptionalInt handshakeRatePerIp = OptionalInt.empty();
+        private Duration handshakeTimeout = ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT;
+        private int maxPendingHandshakes = ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES;
         private final List<String> seen = new ArrayList<>();
 
         LauncherOptions parse(String[] args) throws UsageException {
@@ -475,6 +510,8 @@ final class LauncherOptions {
                 case "--trusted-proxy" -> CIDR_FORM;
                 case "--max-connections-per-ip", "--max-connections" -> COUNT_FORM;
                 case "--handshake-rate-per-ip" -> RATE_FORM;
+                case "--handshake-timeout" -> DURATION_FORM + "; 0 disables";
+                case "--max-pending-handshakes" -> PENDING_FORM;
                 default -> throw new UsageException("unknown flag " + flag + " (expected: see --help)");
             };
             if (value == null || value.isEmpty()) {
@@ -512,6 +549,8 @@ final class LauncherOptions {
                 case "--trusted-proxy" -> trustedProxy(value);
                 case "--max-connections-per-ip" -> maxConnectionsPerIp = OptionalInt.of(parseCount(flag, value));
                 case "--max-connections" -> maxConnections = OptionalInt.of(parseCount(flag, value));
+                case "--handshake-timeout" -> handshakeTimeout = parseDuration(flag, value);
+                case "--max-pending-handshakes" -> maxPendingHandshakes = parseCount(flag, value, PENDING_FORM);
                 default -> handshakeRatePerIp = OptionalInt.of(parseRatePerSecond(flag, value));
             }
         }
