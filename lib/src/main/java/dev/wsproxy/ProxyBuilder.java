@@ -56,6 +56,12 @@ public final class ProxyBuilder {
     /** How long {@link WebSocketProxy#close()} lets sessions close before dropping them: 10 seconds. */
     public static final Duration DEFAULT_DRAIN_TIMEOUT = Duration.ofSeconds(10);
 
+    /** How long a connection has to deliver a complete request head unless set: 10 seconds. */
+    public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(10);
+
+    /** How many connections may wait for a request head at once unless set: {@value}. */
+    public static final int DEFAULT_MAX_PENDING_HANDSHAKES = 4096;
+
     private String host = DEFAULT_HOST;
     private int port = DEFAULT_PORT;
     private final Map<String, RouteSettings> routes = new LinkedHashMap<>();
@@ -66,6 +72,8 @@ public final class ProxyBuilder {
     private int maxConnectionsPerIp = Integer.MAX_VALUE;
     private int maxConnections = Integer.MAX_VALUE;
     private int handshakeRatePerIp;
+    private Duration handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT;
+    private int maxPendingHandshakes = DEFAULT_MAX_PENDING_HANDSHAKES;
     private @Nullable ServerTls tls;
     private BackendTls backendTls = BackendTls.systemTrust();
 
@@ -95,6 +103,8 @@ public final class ProxyBuilder {
         copy.maxConnectionsPerIp = maxConnectionsPerIp;
         copy.maxConnections = maxConnections;
         copy.handshakeRatePerIp = handshakeRatePerIp;
+        copy.handshakeTimeout = handshakeTimeout;
+        copy.maxPendingHandshakes = maxPendingHandshakes;
         copy.tls = tls;
         copy.backendTls = backendTls;
         return copy;
@@ -417,6 +427,49 @@ public final class ProxyBuilder {
     }
 
     /**
+     * Sets how long a client connection has to deliver a complete request head (nginx's
+     * {@code client_header_timeout}, HAProxy's {@code timeout http-request}), against slowloris: a connection that has
+     * not sent its whole WebSocket handshake request (or any other HTTP request) this long after it was accepted is
+     * closed, however steadily it drips bytes. Jetty's idle timeout cannot do this: it restarts on every byte. On a
+     * keep-alive connection the time runs again from the end of each exchange, so the next request must also come
+     * within it. The deadline ends when the request head has been read, before any handler runs: from then on the
+     * backend connect timeout ({@link TimeoutPolicy}) governs a handshake, and an upgraded session is never touched.
+     * Nothing can be answered in the middle of a request head, so the connection is just closed.
+     *
+     * <p>It guards every HTTP/1 connector of the server the proxy runs in, also when the proxy is mounted with
+     * {@link WebSocketProxy#handler()}, and every request on them, whichever handler takes it. Default:
+     * {@link #DEFAULT_HANDSHAKE_TIMEOUT}, five times a slow mobile TLS handshake, under Jetty's 30 s idle timeout.
+     *
+     * @param timeout a positive duration; {@link Duration#ZERO} turns the deadline off
+     * @return this builder
+     * @see #maxPendingHandshakes(int)
+     */
+    public ProxyBuilder handshakeTimeout(Duration timeout) {
+        requireNonNull(timeout, "timeout");
+        if (timeout.isNegative() || (!timeout.isZero() && timeout.toNanos() < 1_000_000)) {
+            throw new IllegalArgumentException("handshakeTimeout: " + timeout + " (expected: >= 1ms, or 0 for none)");
+        }
+        this.handshakeTimeout = timeout;
+        return this;
+    }
+
+    /**
+     * Caps the connections that are waiting for a complete request head at once: just accepted, or idle between two
+     * requests on a keep-alive connection (see {@link #handshakeTimeout(Duration)}). Connections whose request is being
+     * handled, including handshakes waiting for their backend, and upgraded sessions do not count. When one more
+     * would wait, the <em>oldest</em> waiting connection is closed, not the new one: a flood of stalled sockets then
+     * mostly closes its own, while a real client, whose request follows its connect within a round trip, gets through.
+     * Default: {@link #DEFAULT_MAX_PENDING_HANDSHAKES}.
+     *
+     * @param max the most waiting connections, at least 1; {@link Integer#MAX_VALUE} for no cap
+     * @return this builder
+     */
+    public ProxyBuilder maxPendingHandshakes(int max) {
+        this.maxPendingHandshakes = atLeastOne("maxPendingHandshakes", max);
+        return this;
+    }
+
+    /**
      * Serves {@code wss://} (TLS) instead of {@code ws://} on the address of {@link #listen(String, int)}. Backends
      * then get {@code X-Forwarded-Proto: https}, and {@link WebSocketProxy#uri()} is an {@code https} URI. Used by
      * {@link WebSocketProxy#start()} only: when the proxy is mounted with {@link WebSocketProxy#handler()}, TLS is
@@ -480,8 +533,8 @@ public final class ProxyBuilder {
             resolved.add(route.resolve(defaults));
         }
         ProxyConfig config = new ProxyConfig(host, port, resolved, nextHandler, drainTimeout, new ProxyConfig.Limits(
-                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp),
-                new ProxyConfig.Tls(tls, backendTls));
+                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp, handshakeTimeout,
+                maxPendingHandshakes), new ProxyConfig.Tls(tls, backendTls));
         return new WebSocketProxy(config, copy());
     }
 }

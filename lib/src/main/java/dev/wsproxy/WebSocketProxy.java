@@ -101,6 +101,9 @@ public final class WebSocketProxy implements AutoCloseable {
         }
         connector.setHost(config.host());
         connector.setPort(config.port());
+        // The JVM's default backlog of 50 drops SYNs under a burst of connections (real clients then wait out a 1 s
+        // retransmission); the kernel still caps it at net.core.somaxconn.
+        connector.setAcceptQueueSize(1024);
         // A pending handshake waits for the backend's 101 on this connection: let the connect timeout decide first.
         connector.setIdleTimeout(config.connectorIdleTimeout().toMillis());
         standalone.addConnector(connector);

@@ -80,9 +80,8 @@ final class Handshake {
 
     /** Picks the next backend and connects; after a failure, {@code lastStatus} is what the client gets if none is left. */
     private void attempt(int lastStatus, @Nullable String lastReason) {
-        Backend backend = proxy.select(view, response, callback, route, lastStatus, lastReason);
+        Backend backend = proxy.select(view, response, callback, route, lastStatus, lastReason, this::releasePermit);
         if (backend == null) {
-            releasePermit();
             return;
         }
         BackendState state = route.backends().stateOf(backend);

@@ -22,10 +22,11 @@ public final class ProxyConfig {
     private final Limits limits;
     private final Tls tls;
 
-    /** Proxy-wide limits and trust; 0 / {@link Integer#MAX_VALUE} mean none. */
+    /** Proxy-wide limits and trust; 0, {@link Duration#ZERO} and {@link Integer#MAX_VALUE} mean none. */
     public record Limits(List<String> trustedProxies, int maxConnectionsPerIp, int maxConnections,
-            int handshakeRatePerIp) {
-        public static final Limits NONE = new Limits(List.of(), Integer.MAX_VALUE, Integer.MAX_VALUE, 0);
+            int handshakeRatePerIp, Duration handshakeTimeout, int maxPendingHandshakes) {
+        public static final Limits NONE = new Limits(List.of(), Integer.MAX_VALUE, Integer.MAX_VALUE, 0,
+                Duration.ZERO, Integer.MAX_VALUE);
 
         public Limits {
             trustedProxies = List.copyOf(trustedProxies);

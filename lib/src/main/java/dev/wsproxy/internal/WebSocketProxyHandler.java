@@ -80,6 +80,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final @Nullable ConnectionLimits connectionLimits;
     private final @Nullable HandshakeRateLimiter rateLimiter;
     private Scheduler.@Nullable Task rateSweeper;
+    private final @Nullable HandshakeGuard handshakeGuard;
     private final List<HealthChecker> healthCheckers = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final List<DnsBackends> dnsSources = new java.util.concurrent.CopyOnWriteArrayList<>();
     private @Nullable WebSocketComponents components;
@@ -99,6 +100,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 && limits.maxConnectionsPerIp() == Integer.MAX_VALUE
                 ? null : new ConnectionLimits(limits.maxConnectionsPerIp(), limits.maxConnections());
         this.rateLimiter = limits.handshakeRatePerIp() > 0 ? new HandshakeRateLimiter(limits.handshakeRatePerIp()) : null;
+        this.handshakeGuard = limits.handshakeTimeout().isZero() && limits.maxPendingHandshakes() == Integer.MAX_VALUE
+                ? null : new HandshakeGuard(limits.handshakeTimeout(), limits.maxPendingHandshakes());
     }
 
     @Override
@@ -147,6 +150,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (limiter != null) {
             rateSweeper = server.getScheduler().schedule(this::sweepRates, 10, TimeUnit.SECONDS);
         }
+        HandshakeGuard guard = handshakeGuard;
+        if (guard != null) {
+            // On the server's connectors, standalone or mounted: request heads are timed whichever handler gets them.
+            guard.install(server);
+        }
         for (Route route : config.routes()) {
             Route.Dns dns = route.dns();
             if (dns != null) {
@@ -167,6 +175,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     @Override
     protected void doStop() throws Exception {
         draining = true;
+        HandshakeGuard guard = handshakeGuard;
+        if (guard != null) {
+            guard.uninstall();
+        }
         Scheduler.Task sweeper = rateSweeper;
         if (sweeper != null) {
             sweeper.cancel();
@@ -271,18 +283,22 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     /**
      * Asks the route's selector for a backend; answers the client and returns {@code null} when there is none: with
      * {@code 503} on a first attempt, or with the last failure ({@code lastStatus}) when failover ran out of backends.
+     * {@code beforeRefusal} runs before such an answer is written (a client that retries at once must find its
+     * connection slot free).
      */
     @Nullable Backend select(HandshakeRequestView view, Response response, Callback callback, Route route,
-            int lastStatus, @Nullable String lastReason) {
+            int lastStatus, @Nullable String lastReason, Runnable beforeRefusal) {
         Backend backend;
         try {
             backend = route.selector().select(view);
         } catch (RuntimeException e) {
             LOG.warn("Backend selector {} failed", route.selector(), e);
+            beforeRefusal.run();
             reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "backend selector failed");
             return null;
         }
         if (backend == null) {
+            beforeRefusal.run();
             if (lastStatus == 0) {
                 reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "no backend available");
             } else {
@@ -299,7 +315,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route,
                 ClientIdentity.of(request, trustedProxies));
-        Backend backend = select(view, response, callback, route, 0, null);
+        Backend backend = select(view, response, callback, route, 0, null, () -> { });
         if (backend == null) {
             return true;
         }

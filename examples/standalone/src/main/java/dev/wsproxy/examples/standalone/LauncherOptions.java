@@ -57,6 +57,7 @@ final class LauncherOptions {
     static final String RATE_FORM = "handshakes per second, at least 1, like 10/s or 10";
     static final String PATH_FORM = "a file path, like /etc/wsproxy/proxy.p12";
     static final String ENV_FORM = "the name of an environment variable holding the password, like WSPROXY_TLS_PASSWORD";
+    static final String PENDING_FORM = "a whole number of connections, at least 1, like 4096";
 
     private static final String INSECURE_BACKEND_TLS = "--insecure-backend-tls";
     private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]]+)]|([^:\\[\\]]+)):(\\d{1,5})");
@@ -116,6 +117,14 @@ final class LauncherOptions {
             "                              the environment variable holding the --backend-keystore password",
             "  --insecure-backend-tls      do NOT verify backend certificates (development only; logged as a",
             "                              warning); takes no value",
+            "  --handshake-timeout DURATION",
+            "                              close connections that have not sent a whole request head this long",
+            "                              after connecting or after their previous request, however steadily",
+            "                              they drip it (slowloris), like 5s; 0 disables (default "
+                    + format(ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT) + ")",
+            "  --max-pending-handshakes N  at most N connections waiting for a request head; one more closes",
+            "                              the oldest of them (default " + ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES
+                    + ")",
             "  --help                      print this help and exit",
             "",
             "Prints 'listening on http://HOST:PORT' (https:// with --tls-keystore) once ready. SIGTERM or",
@@ -148,6 +157,8 @@ final class LauncherOptions {
             return "Secured[" + path + (password == null ? "" : ", password set") + "]";
         }
     }
+    private final Duration handshakeTimeout;
+    private final int maxPendingHandshakes;
 
     private LauncherOptions(Parser parser) {
         this.help = parser.help;
@@ -167,6 +178,8 @@ final class LauncherOptions {
         this.backendTrustStore = parser.backendTrustStore();
         this.backendKeyStore = parser.backendKeyStore();
         this.insecureBackendTls = parser.insecureBackendTls;
+        this.handshakeTimeout = parser.handshakeTimeout;
+        this.maxPendingHandshakes = parser.maxPendingHandshakes;
     }
 
     /**
@@ -293,6 +306,16 @@ final class LauncherOptions {
         return insecureBackendTls;
     }
 
+    /** Returns the {@code --handshake-timeout}; {@link Duration#ZERO} means none. */
+    Duration handshakeTimeout() {
+        return handshakeTimeout;
+    }
+
+    /** Returns the {@code --max-pending-handshakes} cap. */
+    int maxPendingHandshakes() {
+        return maxPendingHandshakes;
+    }
+
     /**
      * Returns a builder with these options, ready to {@link ProxyBuilder#build() build}. The key and trust stores
      * are read here.
@@ -325,6 +348,7 @@ final class LauncherOptions {
                     requireNonNull(tlsKeyStore.password()))));
         }
         builder.backendTls(backendTls());
+        builder.handshakeTimeout(handshakeTimeout).maxPendingHandshakes(maxPendingHandshakes);
         return builder;
     }
 
@@ -482,9 +506,18 @@ final class LauncherOptions {
      * @throws UsageException naming {@code flag} if the value has another form, is 0 or is too large
      */
     static int parseCount(String flag, String value) throws UsageException {
+        return parseCount(flag, value, COUNT_FORM);
+    }
+
+    /**
+     * Parses a positive whole number that fits an {@code int}.
+     *
+     * @throws UsageException naming {@code flag} and {@code form} if the value has another form, is 0 or is too large
+     */
+    static int parseCount(String flag, String value, String form) throws UsageException {
         long number = COUNT.matcher(value).matches() ? Long.parseLong(value) : 0;
         if (number < 1 || number > Integer.MAX_VALUE) {
-            throw UsageException.badValue(flag, value, COUNT_FORM);
+            throw UsageException.badValue(flag, value, form);
         }
         return (int) number;
     }
@@ -540,6 +573,8 @@ final class LauncherOptions {
         private OptionalInt handshakeRatePerIp = OptionalInt.empty();
         private final Map<String, String> values = new LinkedHashMap<>();
         private boolean insecureBackendTls;
+        private Duration handshakeTimeout = ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT;
+        private int maxPendingHandshakes = ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES;
         private final List<String> seen = new ArrayList<>();
         private final Map<String, String> env;
 
@@ -652,6 +687,8 @@ final class LauncherOptions {
                 case "--tls-keystore", "--backend-truststore", "--backend-keystore" -> PATH_FORM;
                 case "--tls-password-env", "--backend-truststore-password-env", "--backend-keystore-password-env" ->
                         ENV_FORM;
+                case "--handshake-timeout" -> DURATION_FORM + "; 0 disables";
+                case "--max-pending-handshakes" -> PENDING_FORM;
                 default -> throw new UsageException("unknown flag " + flag + " (expected: see --help)");
             };
             if (value == null || value.isEmpty()) {
@@ -696,6 +733,8 @@ final class LauncherOptions {
                     }
                     values.put(flag, value);
                 }
+                case "--handshake-timeout" -> handshakeTimeout = parseDuration(flag, value);
+                case "--max-pending-handshakes" -> maxPendingHandshakes = parseCount(flag, value, PENDING_FORM);
                 default -> handshakeRatePerIp = OptionalInt.of(parseRatePerSecond(flag, value));
             }
         }

@@ -44,6 +44,8 @@ class LauncherOptionsTest {
         assertThat(options.maxConnectionsPerIp()).isEmpty();
         assertThat(options.maxConnections()).isEmpty();
         assertThat(options.handshakeRatePerIp()).isEmpty();
+        assertThat(options.handshakeTimeout()).isEqualTo(ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT);
+        assertThat(options.maxPendingHandshakes()).isEqualTo(ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES);
         assertThat(options.routes()).containsExactly(entry("/ws/", List.of(Backend.of("ws://127.0.0.1:3000"))));
     }
 
@@ -67,7 +69,8 @@ class LauncherOptionsTest {
                 "--balance NAME", "least-connections", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",
                 "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION",
                 "--max-message-size BYTES", "--trusted-proxy CIDR", "--max-connections-per-ip N",
-                "--max-connections N", "--handshake-rate-per-ip N/s", "429", "503", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
+                "--max-connections N", "--handshake-rate-per-ip N/s", "--handshake-timeout DURATION",
+                "--max-pending-handshakes N", "slowloris", "default 4096", "429", "503", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
                 "default 64m").endsWith("\n");
     }
 
@@ -331,6 +334,37 @@ class LauncherOptionsTest {
                         + "' (expected: handshakes per second, at least 1, like 10/s or 10)");
     }
 
+    @ParameterizedTest
+    @CsvSource({"5s, PT5S", "500ms, PT0.5S", "2m, PT2M", "0, PT0S", "0s, PT0S"})
+    void parsesHandshakeTimeouts(String value, Duration expected) throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--handshake-timeout", value).handshakeTimeout())
+                .isEqualTo(expected);
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--handshake-timeout=" + value).toProxyBuilder().build())
+                .isNotNull();
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"soon", "-1s", "5", "1.5s", "5 s", "5sec", "10d"})
+    void rejectsMalformedHandshakeTimeouts(String value) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--handshake-timeout", value}, "--handshake-timeout: '"
+                + value + "' (expected: a duration like 500ms, 5s, 2m or 1h)");
+    }
+
+    @ParameterizedTest
+    @CsvSource({"1, 1", "4096, 4096", "2147483647, 2147483647"})
+    void parsesMaxPendingHandshakes(String value, int expected) throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--max-pending-handshakes", value).maxPendingHandshakes())
+                .isEqualTo(expected);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"0", "-1", "1.5", "many", "2147483648", "10/s", "+5"})
+    void rejectsMalformedMaxPendingHandshakes(String value) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--max-pending-handshakes", value},
+                "--max-pending-handshakes: '" + value
+                        + "' (expected: a whole number of connections, at least 1, like 4096)");
+    }
+
     @Test
     void rejectsLimitsAndTrustedProxiesWithoutAValue() {
         assertUsageError(new String[] {ROUTE, WS_ROUTE, "--trusted-proxy"}, "--trusted-proxy: missing value"
@@ -340,10 +374,15 @@ class LauncherOptionsTest {
         assertUsageError(new String[] {"--max-connections=", ROUTE, WS_ROUTE}, "--max-connections: missing value");
         assertUsageError(new String[] {ROUTE, WS_ROUTE, "--handshake-rate-per-ip"},
                 "--handshake-rate-per-ip: missing value (expected: handshakes per second, at least 1, like 10/s or 10)");
+        assertUsageError(new String[] {"--handshake-timeout", ROUTE, WS_ROUTE},
+                "--handshake-timeout: missing value (expected: a duration like 500ms, 5s, 2m or 1h; 0 disables)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--max-pending-handshakes="},
+                "--max-pending-handshakes: missing value (expected: a whole number of connections, at least 1,");
     }
 
     @ParameterizedTest
-    @CsvSource({"--max-connections-per-ip, 5", "--max-connections, 5", "--handshake-rate-per-ip, 5/s"})
+    @CsvSource({"--max-connections-per-ip, 5", "--max-connections, 5", "--handshake-rate-per-ip, 5/s",
+        "--handshake-timeout, 5s", "--max-pending-handshakes, 5"})
     void rejectsLimitsGivenTwice(String flag, String value) {
         assertUsageError(new String[] {ROUTE, WS_ROUTE, flag, value, flag, value},
                 flag + ": given twice (expected: once)");
@@ -380,7 +419,8 @@ class LauncherOptionsTest {
         assertThat(options.toProxyBuilder().build()).isNotNull();
         LauncherOptions limited = LauncherOptions.parse("--listen", "127.0.0.1:0", ROUTE, WS_ROUTE,
                 "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1", "--max-connections-per-ip", "2",
-                "--max-connections", "1000", "--handshake-rate-per-ip", "5/s");
+                "--max-connections", "1000", "--handshake-rate-per-ip", "5/s", "--handshake-timeout", "5s",
+                "--max-pending-handshakes", "100");
         assertThat(limited.toProxyBuilder().build()).isNotNull();
         LauncherOptions balanced = LauncherOptions.parse("--listen", "127.0.0.1:0", "--balance", "hash:cookie:sid",
                 ROUTE, "/ws/=ws://127.0.0.1:3000;weight=2,ws://127.0.0.1:3001;backup");

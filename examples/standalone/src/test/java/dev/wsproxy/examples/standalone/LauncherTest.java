@@ -8,6 +8,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
+import java.net.Socket;
 import java.net.URI;
 import java.nio.file.Path;
 import java.security.KeyStore;
@@ -231,6 +232,63 @@ class LauncherTest {
         assertThat(keytool.waitFor(60, TimeUnit.SECONDS)).as("keytool finished").isTrue();
         assertThat(keytool.exitValue()).as("keytool: %s", output).isZero();
         return keyStore;
+    }
+
+    @Test
+    void closesAConnectionThatStallsItsHandshakeAtTheHandshakeTimeout() throws Exception {
+        int port = serve("--handshake-timeout", "1s");
+        try (Socket stalled = new Socket("127.0.0.1", port)) {
+            long opened = System.nanoTime();
+            stalled.setSoTimeout((int) TIMEOUT.toMillis());
+            stalled.getOutputStream().write("GET /ws/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs"
+                    .getBytes(UTF_8));
+            WebSocketRecorder served = new WebSocketRecorder();
+            connect(port, "/ws/fast", served).sendText("hello", true).get(5, TimeUnit.SECONDS);
+            assertThat(served.nextText()).as("a real client meanwhile").isEqualTo("echo:/ws/fast:hello");
+
+            assertThat(stalled.getInputStream().read()).as("end of the stalled connection").isEqualTo(-1);
+            assertThat(Duration.ofNanos(System.nanoTime() - opened)).as("lifetime: 1s, well before the default 10s")
+                    .isGreaterThanOrEqualTo(Duration.ofSeconds(1)).isLessThan(Duration.ofSeconds(5));
+        }
+    }
+
+    @Test
+    void closesTheOldestWaitingConnectionBeyondMaxPendingHandshakes() throws Exception {
+        int port = serve("--max-pending-handshakes", "1", "--handshake-timeout", "1m");
+        try (Socket first = stalledSocket(port); Socket second = stalledSocket(port)) {
+            CompletableFuture<Integer> firstEnd = CompletableFuture.supplyAsync(() -> readOne(first));
+            CompletableFuture<Integer> secondEnd = CompletableFuture.supplyAsync(() -> readOne(second));
+            // Whichever the proxy saw first makes room for the other at once, not at a handshake timeout.
+            assertThat(CompletableFuture.anyOf(firstEnd, secondEnd).get(5, TimeUnit.SECONDS))
+                    .as("end of the older stalled connection").isEqualTo(-1);
+            assertThat(firstEnd.isDone() && secondEnd.isDone()).as("both closed").isFalse();
+
+            // A real client now makes room in the same way, and is served.
+            WebSocketRecorder served = new WebSocketRecorder();
+            connect(port, "/ws/fast", served).sendText("hello", true).get(5, TimeUnit.SECONDS);
+            assertThat(served.nextText()).isEqualTo("echo:/ws/fast:hello");
+            assertThat(firstEnd.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)).isEqualTo(-1);
+            assertThat(secondEnd.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)).isEqualTo(-1);
+        }
+    }
+
+    /** Opens a connection that sends the start of a request head and no more. */
+    private static Socket stalledSocket(int port) throws Exception {
+        Socket socket = new Socket("127.0.0.1", port);
+        socket.setSoTimeout((int) TIMEOUT.toMillis());
+        socket.getOutputStream().write("GET /ws/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n".getBytes(UTF_8));
+        return socket;
+    }
+
+    /** Reads one byte; -1 at the end of the stream or on a reset. */
+    private static int readOne(Socket socket) {
+        try {
+            return socket.getInputStream().read();
+        } catch (java.net.SocketTimeoutException e) {
+            throw new AssertionError("still open after " + TIMEOUT, e);
+        } catch (java.io.IOException reset) {
+            return -1;
+        }
     }
 
     /**

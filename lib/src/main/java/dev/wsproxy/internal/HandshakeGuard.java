@@ -1,0 +1,333 @@
+package dev.wsproxy.internal;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.io.Connection;
+import org.eclipse.jetty.server.AbstractMetaDataConnection;
+import org.eclipse.jetty.server.ConnectionFactory;
+import org.eclipse.jetty.server.Connector;
+import org.eclipse.jetty.server.HttpConfiguration;
+import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.HttpStream;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.util.NanoTime;
+import org.eclipse.jetty.util.thread.Scheduler;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The slowloris guard: closes HTTP/1 connections that do not deliver a complete request head within a deadline, and
+ * caps how many connections may be waiting for one at a time.
+ *
+ * <h2>What is pending</h2>
+ * A connection is <em>pending</em> while it waits for a request head: from the moment Jetty opens its HTTP/1
+ * connection (at accept; over TLS that includes the TLS handshake) until the head is parsed, and again from the end of
+ * each exchange until the next head on a keep-alive connection (HAProxy's {@code timeout http-request} does the same
+ * when no {@code http-keep-alive} timeout is set). A connection whose request is being handled (a WebSocket upgrade
+ * waiting for its backend, a long download) is not pending: the backend connect timeout and the connector's idle
+ * timeout govern it. A connection upgraded to WebSocket is forgotten for good. Jetty's idle timeout cannot do this job:
+ * it restarts on every byte, so a client dripping one header byte a second would hold a connection forever.
+ *
+ * <h2>How it hooks into Jetty</h2>
+ * {@link #install(Server)} adds this object to every connector that has an {@link HttpConnectionFactory}, twice: as a
+ * {@link Connection.Listener}, which Jetty attaches to each connection the connector creates (it sees the HTTP/1
+ * connection open at accept and close at upgrade or disconnect), and as a {@link HttpConfiguration.Customizer} of the
+ * factory's configuration, which Jetty calls for every request once its head is parsed, before any handler runs. So
+ * the guard works the same for the standalone server and in a user's own {@code Server}, and for every request on the
+ * connectors, whichever handler takes it. {@link #uninstall()} removes both.
+ *
+ * <h2>Deadline</h2>
+ * Pending connections are kept oldest first, and all have the same timeout, so the oldest is the next to expire: one
+ * scheduler task at a time, set for the oldest's deadline, closes every overdue connection and re-arms for the next;
+ * it is cancelled when nothing is pending. No thread waits; a connection that closes is forgotten at once.
+ *
+ * <h2>Cap</h2>
+ * When a connection would become pending while {@code maxPending} are, the oldest pending connection is closed (not
+ * the new one). A flood of stalled sockets then mostly evicts itself, while a real client, whose head follows its
+ * connect within a round trip, is pending only briefly: to shut real clients out an attacker must cycle the whole cap
+ * within one client round trip, instead of within one handshake timeout if new connections were refused.
+ *
+ * <p>Thread-safe: listener and customizer callbacks come from Jetty's selector, pool and scheduler threads. One lock
+ * guards the bookkeeping; connections are closed outside it.
+ */
+public final class HandshakeGuard implements Connection.Listener, HttpConfiguration.Customizer {
+
+    private static final Logger LOG = LoggerFactory.getLogger(HandshakeGuard.class);
+
+    /** The least time between two INFO lines about evictions, during a flood. */
+    private static final long EVICTION_LOG_INTERVAL = TimeUnit.SECONDS.toNanos(10);
+
+    private final long timeoutNanos;
+    private final int maxPending;
+    private final Object lock = new Object();
+    /** Every HTTP/1 connection the guard follows, pending or not; guarded by {@link #lock}. */
+    private final Map<Connection, Watch> watched = new HashMap<>();
+    /** The pending ones, oldest first; guarded by {@link #lock}. */
+    private final LinkedHashSet<Watch> pending = new LinkedHashSet<>();
+    private final List<Connector> connectors = new ArrayList<>();
+    private final List<HttpConfiguration> configurations = new ArrayList<>();
+    private Scheduler.@Nullable Task sweep;
+    private @Nullable Scheduler scheduler;
+    private @Nullable Executor executor;
+    private long evictions;
+    private long evictionsLogged;
+    private long lastEvictionLog;
+    private long expirations;
+
+    /**
+     * @param timeout the time a connection has to deliver a request head; {@link Duration#ZERO} for no deadline
+     * @param maxPending the most pending connections; {@link Integer#MAX_VALUE} for no cap
+     */
+    public HandshakeGuard(Duration timeout, int maxPending) {
+        this.timeoutNanos = timeout.toNanos();
+        this.maxPending = maxPending;
+    }
+
+    /** Starts guarding the connectors the server has now: those with an HTTP/1 connection factory. */
+    public void install(Server server) {
+        synchronized (lock) {
+            scheduler = server.getScheduler();
+            executor = server.getThreadPool();
+            for (Connector connector : server.getConnectors()) {
+                boolean http1 = false;
+                for (ConnectionFactory factory : connector.getConnectionFactories()) {
+                    if (factory instanceof HttpConnectionFactory http) {
+                        http1 = true;
+                        HttpConfiguration configuration = http.getHttpConfiguration();
+                        if (!configuration.getCustomizers().contains(this)) {
+                            configuration.addCustomizer(this);
+                            configurations.add(configuration);
+                        }
+                    }
+                }
+                if (http1 && connector.addEventListener(this)) {
+                    connectors.add(connector);
+                }
+            }
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Guarding {}: handshake timeout {} ms, at most {} pending", connectors,
+                    TimeUnit.NANOSECONDS.toMillis(timeoutNanos), maxPending);
+        }
+    }
+
+    /** Stops guarding: removes the listener and customizer, cancels the deadline task and forgets every connection. */
+    public void uninstall() {
+        synchronized (lock) {
+            for (Connector connector : connectors) {
+                connector.removeEventListener(this);
+            }
+            connectors.clear();
+            for (HttpConfiguration configuration : configurations) {
+                configuration.removeCustomizer(this);
+            }
+            configurations.clear();
+            cancelSweepLocked();
+            watched.clear();
+            pending.clear();
+            scheduler = null;
+            executor = null;
+        }
+    }
+
+    /** The connections waiting for a request head now. */
+    public int pending() {
+        synchronized (lock) {
+            return pending.size();
+        }
+    }
+
+    /** The connections followed now: pending ones and those with a request in progress. */
+    public int watched() {
+        synchronized (lock) {
+            return watched.size();
+        }
+    }
+
+    @Override
+    public void onOpened(Connection connection) {
+        // HTTP/1 only (HTTP/2 multiplexes: a head does not end its waiting), and only from a guarded factory.
+        if (!(connection instanceof AbstractMetaDataConnection http1)
+                || !http1.getHttpConfiguration().getCustomizers().contains(this)) {
+            return;
+        }
+        Connection evicted;
+        synchronized (lock) {
+            if (scheduler == null) {
+                return;
+            }
+            Watch watch = new Watch(connection);
+            watched.put(connection, watch);
+            evicted = makePendingLocked(watch);
+        }
+        close(evicted, "evicted: too many connections waiting for a request head");
+    }
+
+    @Override
+    public void onClosed(Connection connection) {
+        synchronized (lock) {
+            Watch watch = watched.remove(connection);
+            if (watch != null && pending.remove(watch) && pending.isEmpty()) {
+                cancelSweepLocked();
+            }
+        }
+    }
+
+    /** Called by Jetty for every request once its head is parsed, before any handler: the head came in time. */
+    @Override
+    public Request customize(Request request, HttpFields.Mutable responseHeaders) {
+        Connection connection = request.getConnectionMetaData().getConnection();
+        Watch watch;
+        synchronized (lock) {
+            watch = watched.get(connection);
+            if (watch == null) {
+                return request;
+            }
+            if (pending.remove(watch) && pending.isEmpty()) {
+                cancelSweepLocked();
+            }
+        }
+        Request.addCompletionListener(request, failure -> onExchangeEnd(watch, request));
+        return request;
+    }
+
+    /**
+     * Runs when an exchange has completed, just before Jetty reads the next request or swaps in the upgraded
+     * connection: a keep-alive connection is pending again, an upgraded one never again.
+     */
+    private void onExchangeEnd(Watch watch, Request request) {
+        if (request.getAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE) != null) {
+            return;
+        }
+        Connection evicted;
+        synchronized (lock) {
+            if (watched.get(watch.connection) != watch) {
+                return; // closed meanwhile
+            }
+            evicted = makePendingLocked(watch);
+        }
+        close(evicted, "evicted: too many connections waiting for a request head");
+    }
+
+    /** Makes the connection pending from now on; returns the oldest pending connection if it must make room. */
+    private @Nullable Connection makePendingLocked(Watch watch) {
+        Connection evicted = null;
+        if (pending.size() >= maxPending) {
+            Iterator<Watch> oldest = pending.iterator();
+            Watch victim = oldest.next();
+            oldest.remove();
+            evicted = victim.connection;
+            evictions++;
+            long now = NanoTime.now();
+            if (evictions == 1 || NanoTime.elapsed(lastEvictionLog, now) >= EVICTION_LOG_INTERVAL) {
+                LOG.info("{} connections are waiting for a request head: closed the oldest {} since the last report",
+                        maxPending, evictions - evictionsLogged);
+                lastEvictionLog = now;
+                evictionsLogged = evictions;
+            }
+        }
+        pending.remove(watch);
+        watch.since = NanoTime.now();
+        pending.add(watch);
+        if (timeoutNanos > 0 && sweep == null) {
+            scheduleSweepLocked();
+        }
+        return evicted;
+    }
+
+    private void scheduleSweepLocked() {
+        Scheduler timer = scheduler;
+        if (timer == null || pending.isEmpty()) {
+            return;
+        }
+        Watch oldest = pending.iterator().next();
+        long delay = Math.max(0, timeoutNanos - NanoTime.since(oldest.since));
+        sweep = timer.schedule(this::sweep, delay, TimeUnit.NANOSECONDS);
+    }
+
+    private void cancelSweepLocked() {
+        Scheduler.Task task = sweep;
+        sweep = null;
+        if (task != null) {
+            task.cancel();
+        }
+    }
+
+    /** The deadline task: closes every overdue connection, then waits for the next one to be due. */
+    private void sweep() {
+        List<Connection> overdue = new ArrayList<>();
+        synchronized (lock) {
+            sweep = null;
+            long now = NanoTime.now();
+            Iterator<Watch> oldestFirst = pending.iterator();
+            while (oldestFirst.hasNext()) {
+                Watch watch = oldestFirst.next();
+                if (NanoTime.elapsed(watch.since, now) < timeoutNanos) {
+                    break;
+                }
+                oldestFirst.remove();
+                overdue.add(watch.connection);
+            }
+            expirations += overdue.size();
+            scheduleSweepLocked();
+        }
+        if (overdue.isEmpty()) {
+            return;
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Closing {} connections without a request head after {} ms", overdue.size(),
+                    TimeUnit.NANOSECONDS.toMillis(timeoutNanos));
+        }
+        // Closing many sockets is not work for the scheduler's thread.
+        Runnable closeAll = () -> overdue.forEach(connection -> close(connection, "no request head in time"));
+        Executor pool = executor;
+        try {
+            if (pool == null) {
+                closeAll.run();
+            } else {
+                pool.execute(closeAll);
+            }
+        } catch (RejectedExecutionException stopping) {
+            closeAll.run();
+        }
+    }
+
+    /** Closes the connection's TCP connection: nothing can be answered in the middle of a request head. */
+    private static void close(@Nullable Connection connection, String reason) {
+        if (connection != null) {
+            connection.getEndPoint().close(new TimeoutException(reason));
+        }
+    }
+
+    @Override
+    public String toString() {
+        synchronized (lock) {
+            return "HandshakeGuard[timeout=" + TimeUnit.NANOSECONDS.toMillis(timeoutNanos) + "ms, pending="
+                    + pending.size() + "/" + maxPending + ", watched=" + watched.size() + ", expired=" + expirations
+                    + ", evicted=" + evictions + "]";
+        }
+    }
+
+    /** One followed connection; {@link #since} is when it last became pending. */
+    private static final class Watch {
+        final Connection connection;
+        long since;
+
+        Watch(Connection connection) {
+            this.connection = connection;
+        }
+    }
+}
