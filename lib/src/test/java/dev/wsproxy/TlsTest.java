@@ -12,7 +12,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.KeyStore;
+import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
@@ -177,6 +179,27 @@ class TlsTest {
         Clients.assertNoLeaks(mounted, clients, backend);
         clients.close();
         clients = null;
+    }
+
+    @Test
+    void closesASlowTlsHandshakeAtTheHandshakeTimeout() throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .handshakeTimeout(Duration.ofSeconds(1))
+                .route("/", backend.backend()));
+        try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+            socket.setSoTimeout(20_000);
+            long opened = System.nanoTime();
+            // The first bytes of a ClientHello, and no more (matrix S1: a slow ClientHello).
+            socket.getOutputStream().write(Arrays.copyOf(clientHello(3), 10));
+
+            // Closed: at most an alert, never a ServerHello (a handshake record).
+            assertThat(readUntilClosed(socket.getInputStream())).doesNotStartWith("\u0016");
+            assertThat(Duration.ofNanos(System.nanoTime() - opened)).as("open until the 1 s deadline, not Jetty's "
+                    + "30 s idle timeout").isGreaterThanOrEqualTo(Duration.ofSeconds(1)).isLessThan(Duration.ofSeconds(10));
+        }
+        assertThat(backend.httpConnections.get()).isZero();
     }
 
     @Test
