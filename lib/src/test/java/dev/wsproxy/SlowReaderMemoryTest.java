@@ -80,6 +80,9 @@ class SlowReaderMemoryTest {
             proxyIn.write("heap\n");
             proxyIn.flush();
             long heap = Long.parseLong(proxyLine("heap"));
+            // The figures docs/security.md quotes.
+            System.out.printf("slow reader: backend stalled after %d KiB; proxy heap after GC %d KiB%n",
+                    stalledAt / 1024, heap / 1024);
             assertThat(heap).as("proxy heap after GC while stalled").isLessThan(48L * 1024 * 1024);
 
             // The client reads again: everything arrives, and the proxy survived it.
