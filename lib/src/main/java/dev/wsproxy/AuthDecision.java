@@ -25,7 +25,7 @@ public final class AuthDecision {
     private static final Set<String> RESERVED_RESPONSE = Set.of("connection", "upgrade", "content-length",
             "content-type", "transfer-encoding", "te", "trailer", "keep-alive");
 
-    private static final AuthDecision ALLOW = new AuthDecision(0, List.of(), Map.of());
+    private static final AuthDecision ALLOW = new AuthDecision(0, List.of(), List.of(), Map.of());
 
     /** The shared {@link Authenticator#allowAll()}; the proxy skips it. */
     static final Authenticator ALLOW_ALL = new Authenticator() {
@@ -44,11 +44,14 @@ public final class AuthDecision {
 
     private final int status;
     private final List<Map.Entry<String, String>> headers;
+    private final List<String> removedHeaders;
     private final Map<String, Object> attributes;
 
-    private AuthDecision(int status, List<Map.Entry<String, String>> headers, Map<String, Object> attributes) {
+    private AuthDecision(int status, List<Map.Entry<String, String>> headers, List<String> removedHeaders,
+            Map<String, Object> attributes) {
         this.status = status;
         this.headers = headers;
+        this.removedHeaders = removedHeaders;
         this.attributes = attributes;
     }
 
@@ -73,12 +76,13 @@ public final class AuthDecision {
         if (status < 400 || status > 599) {
             throw new IllegalArgumentException("status: " + status + " (expected: 400 to 599)");
         }
-        return new AuthDecision(status, List.of(), Map.of());
+        return new AuthDecision(status, List.of(), List.of(), Map.of());
     }
 
     /**
-     * Adds a header to the backend's upgrade request. Any header of that name the client sent is removed first, so a
-     * client cannot forge it; several calls with one name send several values.
+     * Adds a header to the backend's request. Any header of that name the client sent is removed first, also when
+     * spelled with {@code _} for {@code -} ({@code X_User_Id}, which CGI-style backends read as {@code X-User-Id}), so
+     * a client cannot forge it; several calls with one name send several values.
      *
      * @param name a header name, not one the proxy sets ({@code Host}, {@code X-Forwarded-*}, {@code X-Real-IP},
      *         {@code Forwarded}), a hop-by-hop one or a {@code Sec-WebSocket-*} one
@@ -93,7 +97,27 @@ public final class AuthDecision {
         if (RESERVED_BACKEND.contains(lower) || lower.startsWith("proxy-") || lower.startsWith("sec-websocket-")) {
             throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself)");
         }
-        return new AuthDecision(status, append(Map.entry(name, value)), attributes);
+        return new AuthDecision(status, append(Map.entry(name, value)), removedHeaders, attributes);
+    }
+
+    /**
+     * Removes a header the client sent from the backend's request, like the {@code Authorization} that carried a
+     * token the backend should not see (also when spelled with {@code _} for {@code -}).
+     *
+     * @param name a header name, not one the proxy sets, a hop-by-hop one or a {@code Sec-WebSocket-*} one
+     * @return a new decision
+     * @throws IllegalStateException if this decision refuses
+     * @throws IllegalArgumentException if the name is reserved or malformed
+     */
+    public AuthDecision withoutBackendHeader(String name) {
+        requireAllowed("withoutBackendHeader");
+        String lower = checkHeader(name, "");
+        if (RESERVED_BACKEND.contains(lower) || lower.startsWith("proxy-") || lower.startsWith("sec-websocket-")) {
+            throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself)");
+        }
+        List<String> copy = new ArrayList<>(removedHeaders);
+        copy.add(name);
+        return new AuthDecision(status, headers, List.copyOf(copy), attributes);
     }
 
     /**
@@ -112,7 +136,7 @@ public final class AuthDecision {
         requireAllowed("withAttribute");
         Map<String, Object> copy = new LinkedHashMap<>(attributes);
         copy.put(name, value);
-        return new AuthDecision(status, headers, Map.copyOf(copy));
+        return new AuthDecision(status, headers, removedHeaders, Map.copyOf(copy));
     }
 
     /**
@@ -132,7 +156,7 @@ public final class AuthDecision {
         if (RESERVED_RESPONSE.contains(lower) || lower.startsWith("sec-websocket-")) {
             throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not write itself)");
         }
-        return new AuthDecision(status, append(Map.entry(name, value)), attributes);
+        return new AuthDecision(status, append(Map.entry(name, value)), removedHeaders, attributes);
     }
 
     /**
@@ -160,6 +184,15 @@ public final class AuthDecision {
      */
     public List<Map.Entry<String, String>> headers() {
         return headers;
+    }
+
+    /**
+     * Returns the client headers removed from the backend's request with {@link #withoutBackendHeader(String)}.
+     *
+     * @return the names, in the order they were given
+     */
+    public List<String> removedHeaders() {
+        return removedHeaders;
     }
 
     /**

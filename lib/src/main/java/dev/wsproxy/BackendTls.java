@@ -121,13 +121,19 @@ public final class BackendTls {
      * @param password the store's password, also used for its key
      * @return a new configuration
      * @throws IllegalArgumentException if the store cannot be read or holds no private key
-     * @throws IllegalStateException on a {@link #custom} configuration (set the key store on your factory)
+     * @throws IllegalStateException on a {@link #custom} configuration (set the key store on your factory), or on
+     *         {@link #insecureTrustAll()}
      */
     public BackendTls withClientCertificate(Path path, String password) {
         requireNonNull(path, "path");
         requireNonNull(password, "password");
         if (custom != null) {
             throw new IllegalStateException("withClientCertificate: set the key store on your own SslContextFactory");
+        }
+        if (trustAll) {
+            // Jetty verifies against the JVM's trust store as soon as a key store is set: refuse rather than mislead.
+            throw new IllegalStateException("withClientCertificate: not with insecureTrustAll() (expected: a trust "
+                    + "store that holds the backends' certificates)");
         }
         return new BackendTls(trustStore, TlsStores.loadKeyStore(path, password), password, trustAll, null,
                 description + ".withClientCertificate(" + path + ")");

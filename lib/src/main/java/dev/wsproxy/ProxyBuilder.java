@@ -224,9 +224,10 @@ public final class ProxyBuilder {
      *
      * <p>What is counted are the frames the peer sent, not the pieces Jetty delivers: Jetty hands a frame that has not
      * fully arrived to the proxy in several pieces, one per network read, so a large frame trickling in over a slow
-     * link is many pieces but still one frame here. A frame is counted when it is empty or was read together with the
-     * frame before it; the first frame of each network read is not, so a peer can escape the count only by sending
-     * one frame per TCP segment, which costs it as much as the proxy. Default:
+     * link is many pieces but still one frame here. A frame is counted when it carries less than 128 bytes, or was read
+     * together with the frame before it; a frame of 128 bytes or more that starts a network read is not, so a
+     * trickling frame counts at most once per tiny read, and a flood of tiny frames is counted whatever the reads (also
+     * over TLS, where each record is a read). Default:
      * {@link #DEFAULT_MAX_FRAGMENTS_PER_MESSAGE}.
      *
      * @param fragments a positive count; {@link Integer#MAX_VALUE} for no limit
@@ -247,7 +248,7 @@ public final class ProxyBuilder {
      * Messages from the backend are not limited: the backend is trusted, and a client that cannot keep up slows it
      * down through TCP instead. Default: 0, no limit.
      *
-     * @param messagesPerSecond messages per second and burst size; 0 turns the limit off
+     * @param messagesPerSecond messages per second and burst size, up to 1,000,000; 0 turns the limit off
      * @return this builder
      * @see RouteBuilder#messageRateLimit(int)
      */

@@ -142,7 +142,7 @@ public final class RouteBuilder {
     /**
      * Sets the route's limit on the messages, pings and pongs each client may send per second.
      *
-     * @param messagesPerSecond messages per second and burst size; 0 turns the limit off
+     * @param messagesPerSecond messages per second and burst size, up to 1,000,000; 0 turns the limit off
      * @return this builder
      * @see ProxyBuilder#messageRateLimit(int)
      */

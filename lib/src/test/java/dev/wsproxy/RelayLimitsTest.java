@@ -154,7 +154,7 @@ class RelayLimitsTest {
     void countsAFrameTricklingInOverManyReadsAsOneFragment() throws Exception {
         RawBackend backend = startWithRawBackend(b -> b.maxFragmentsPerMessage(1));
         int chunks = 20;
-        int chunk = 100;
+        int chunk = 200; // pieces of 128 bytes or more: a piece smaller than that always counts
         try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/trickle"))) {
             byte[] whole = frame(true, RawFrames.BINARY, new byte[chunks * chunk]);
             int header = whole.length - chunks * chunk;
@@ -305,7 +305,10 @@ class RelayLimitsTest {
         assertThatThrownBy(() -> builder.maxFragmentsPerMessage(0))
                 .hasMessage("maxFragmentsPerMessage: 0 (expected: > 0)");
         assertThatThrownBy(() -> builder.messageRateLimit(-1))
-                .hasMessage("messageRateLimit: -1 (expected: >= 0; 0 disables)");
+                .hasMessage("messageRateLimit: -1 (expected: 0 to 1000000; 0 disables)");
+        // Above a million a second the interval between tokens would round to nothing, and nothing be limited.
+        assertThatThrownBy(() -> builder.messageRateLimit(1_000_000_001))
+                .hasMessage("messageRateLimit: 1000000001 (expected: 0 to 1000000; 0 disables)");
         assertThatThrownBy(() -> builder.route("/r/", r -> r.backends(Backend.of("ws://127.0.0.1:1"))
                 .maxFragmentsPerMessage(-5))).hasMessage("maxFragmentsPerMessage: -5 (expected: > 0)");
     }

@@ -124,7 +124,8 @@ final class TestBackend implements AutoCloseable {
             @Override
             public boolean handle(Request request, Response response, org.eclipse.jetty.util.Callback callback) {
                 String body = "plain:" + request.getHttpURI().getPathQuery() + " host:"
-                        + request.getHeaders().get("Host") + " xff:" + request.getHeaders().get("X-Forwarded-For");
+                        + request.getHeaders().get("Host") + " xff:" + request.getHeaders().get("X-Forwarded-For")
+                        + " uid:" + request.getHeaders().get("X-User-Id") + " uid_:" + request.getHeaders().get("X_User_Id");
                 response.getHeaders().put("Content-Type", "text/plain");
                 response.write(true, ByteBuffer.wrap(body.getBytes(StandardCharsets.UTF_8)), callback);
                 return true;

@@ -128,7 +128,7 @@ final class Handshake {
         BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
         upgrade.addListener(backendResponse);
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, backendUri, attempts);
+            LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri), attempts);
         }
         CompletableFuture<CoreSession> future;
         try {

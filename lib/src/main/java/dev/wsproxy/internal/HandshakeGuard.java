@@ -81,7 +81,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     private final List<HttpConfiguration> configurations = new ArrayList<>();
     private Scheduler.@Nullable Task sweep;
     private @Nullable Scheduler scheduler;
-    private @Nullable Executor executor;
+    private volatile @Nullable Executor executor;
     private long evictions;
     private long evictionsLogged;
     private long lastEvictionLog;
@@ -200,7 +200,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
                 cancelSweepLocked();
             }
         }
-        Request.addCompletionListener(request, failure -> onExchangeEnd(watch, request));
+        Request.addCompletionListener(request, failure -> onExchangeEnd(watch, request, failure));
         return request;
     }
 
@@ -208,8 +208,13 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
      * Runs when an exchange has completed, just before Jetty reads the next request or swaps in the upgraded
      * connection: a keep-alive connection is pending again, an upgraded one never again.
      */
-    private void onExchangeEnd(Watch watch, Request request) {
+    private void onExchangeEnd(Watch watch, Request request, @Nullable Throwable failure) {
         if (request.getAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE) != null) {
+            return;
+        }
+        if (failure != null || !request.getConnectionMetaData().isPersistent()) {
+            // The connection closes after this exchange (every refusal of the proxy says Connection: close): it will
+            // not wait for another head, and must not evict a connection that does.
             return;
         }
         Connection evicted;
@@ -308,7 +313,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     /** Closes the connection's TCP connection: nothing can be answered in the middle of a request head. */
     private static void close(@Nullable Connection connection, String reason) {
         if (connection != null) {
-            connection.getEndPoint().close(new TimeoutException(reason));
+            connection.getEndPoint().close(new HeadTimeout(reason));
         }
     }
 
@@ -328,6 +333,20 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
 
         Watch(Connection connection) {
             this.connection = connection;
+        }
+    }
+
+    /** Why a connection was closed; without a stack trace, which would cost more than the close itself. */
+    private static final class HeadTimeout extends TimeoutException {
+        private static final long serialVersionUID = 1L;
+
+        HeadTimeout(String reason) {
+            super(reason);
+        }
+
+        @Override
+        public synchronized Throwable fillInStackTrace() {
+            return this;
         }
     }
 }

@@ -4,12 +4,15 @@ import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.URI;
 import java.util.HashSet;
+import java.util.Iterator;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 
 import org.eclipse.jetty.http.HttpCookie;
+import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
@@ -50,15 +53,36 @@ final class HandshakeRequestView implements SelectionContext {
         this.authorization = decision;
     }
 
-    /** Sets the authenticator's headers on the backend request, replacing any the client sent under those names. */
+    /**
+     * Sets the authenticator's headers on the backend request, after removing those the client sent under those names
+     * and under the names the authenticator removed, with {@code _} read as {@code -}: CGI-style backends merge the
+     * two spellings, so {@code X_User_Id} must not pass for {@code X-User-Id}.
+     */
     void addAuthorizedHeaders(HttpFields.Mutable out) {
         List<Map.Entry<String, String>> added = authorization.headers();
+        List<String> removed = authorization.removedHeaders();
+        if (added.isEmpty() && removed.isEmpty()) {
+            return;
+        }
+        Set<String> owned = new HashSet<>();
         for (Map.Entry<String, String> header : added) {
-            out.remove(header.getKey());
+            owned.add(normalized(header.getKey()));
+        }
+        for (String name : removed) {
+            owned.add(normalized(name));
+        }
+        for (Iterator<HttpField> fields = out.iterator(); fields.hasNext(); ) {
+            if (owned.contains(normalized(fields.next().getName()))) {
+                fields.remove();
+            }
         }
         for (Map.Entry<String, String> header : added) {
             out.add(header.getKey(), header.getValue());
         }
+    }
+
+    private static String normalized(String name) {
+        return name.toLowerCase(Locale.ROOT).replace('_', '-');
     }
 
     @Override
@@ -151,6 +175,7 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public String toString() {
-        return request.getMethod() + " " + request.getHttpURI().getPathQuery() + " from " + clientAddress();
+        // The path only: a query may carry a token (access_token=...), and this is logged.
+        return request.getMethod() + " " + request.getHttpURI().getPath() + " from " + clientAddress();
     }
 }

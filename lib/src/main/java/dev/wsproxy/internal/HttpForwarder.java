@@ -5,6 +5,8 @@ import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
 
+import dev.wsproxy.BackendTls;
+
 /**
  * Proxies plain HTTP requests on a route (the nginx {@code map $http_upgrade} case) with Jetty's {@link ProxyHandler}.
  * {@link WebSocketProxyHandler} picks the backend and stores the target URI and the route as request attributes;
@@ -14,8 +16,13 @@ final class HttpForwarder extends ProxyHandler {
 
     static final String TARGET_ATTRIBUTE = HttpForwarder.class.getName() + ".target";
     static final String ROUTE_ATTRIBUTE = HttpForwarder.class.getName() + ".route";
+    /** The request's {@link HandshakeRequestView}, carrying what the route's authenticator allowed. */
+    static final String VIEW_ATTRIBUTE = HttpForwarder.class.getName() + ".view";
 
-    HttpForwarder() {
+    private final BackendTls tls;
+
+    HttpForwarder(BackendTls tls) {
+        this.tls = tls;
         setUseServerThreadPool(true);
     }
 
@@ -28,6 +35,8 @@ final class HttpForwarder extends ProxyHandler {
     protected void configureHttpClient(HttpClient httpClient) {
         super.configureHttpClient(httpClient);
         httpClient.setUserAgentField(null);
+        // The same verification, trust, client certificate and protocol floor as the WebSocket backend leg.
+        httpClient.setSslContextFactory(tls.newSslContextFactory());
     }
 
     @Override
@@ -35,8 +44,13 @@ final class HttpForwarder extends ProxyHandler {
             org.eclipse.jetty.client.Request proxyToServerRequest) {
         Route route = (Route) clientToProxyRequest.getAttribute(ROUTE_ATTRIBUTE);
         ClientIdentity identity = (ClientIdentity) clientToProxyRequest.getAttribute(ClientIdentity.ATTRIBUTE);
-        proxyToServerRequest.headers(headers ->
-                ForwardedHeaders.copy(clientToProxyRequest, headers, route.preserveHost(), false, identity));
+        HandshakeRequestView view = (HandshakeRequestView) clientToProxyRequest.getAttribute(VIEW_ATTRIBUTE);
+        proxyToServerRequest.headers(headers -> {
+            ForwardedHeaders.copy(clientToProxyRequest, headers, route.preserveHost(), false, identity);
+            if (view != null) {
+                view.addAuthorizedHeaders(headers);
+            }
+        });
     }
 
     @Override

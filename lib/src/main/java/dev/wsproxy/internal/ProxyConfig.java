@@ -90,6 +90,10 @@ public final class ProxyConfig {
         for (Route route : routes) {
             Duration budget = route.failover().maxTime().compareTo(route.timeouts().connectTimeout()) > 0
                     ? route.failover().maxTime() : route.timeouts().connectTimeout();
+            if (route.authenticator() != null) {
+                // The authenticator may take up to a connect timeout before the backend handshake starts.
+                budget = budget.plus(route.timeouts().connectTimeout());
+            }
             Duration wanted = budget.plusSeconds(5);
             if (wanted.compareTo(max) > 0) {
                 max = wanted;

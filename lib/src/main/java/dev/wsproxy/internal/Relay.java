@@ -55,9 +55,11 @@ import dev.wsproxy.SessionClose;
  * Jetty's {@code Parser} delivers a data frame whose payload has not fully arrived as pieces: each piece is non-empty,
  * takes everything left in the network buffer, and the next piece comes only after another read. So a data frame
  * that is empty, or that was parsed from the same read as the data frame before it (the connection's
- * {@code getBytesIn()} has not moved), is certainly the start of a frame the peer sent, and only those are counted;
- * the first frame after each read is not. A trickling frame is then never counted more than once, while a flood of
- * small frames packed into reads is counted all but once per read. The cap grows by one per KiB of the message, so
+ * {@code getBytesIn()} has not moved), is certainly the start of a frame the peer sent. Those are counted, and so is
+ * any data frame under {@link #SMALL_FRAGMENT} bytes whatever the reads (over TLS each record is a read of its own,
+ * so a peer could otherwise send one tiny frame per record uncounted). A trickling frame, which arrives in
+ * segment-sized pieces, then counts at most for its rare tiny reads, while a flood of small frames always counts.
+ * The cap grows by one per KiB of the message, so
  * frames of 1 KiB or more are never limited. A violation closes the offender with 1009 (fragments, size), 1008 (rate)
  * or 1007 (UTF-8), and the other leg as {@link #onViolation} says.
  *
@@ -69,6 +71,8 @@ final class Relay implements ProxySession {
 
     private static final Logger LOG = LoggerFactory.getLogger(Relay.class);
     private static final int MAX_REASON_BYTES = Frame.MAX_CONTROL_PAYLOAD - 2;
+    /** Data frames carrying less than this always count against the fragment cap. */
+    static final int SMALL_FRAGMENT = 128;
 
     enum Side {
         CLIENT, BACKEND
@@ -190,7 +194,14 @@ final class Relay implements ProxySession {
 
     @Override
     public String toString() {
-        return "Relay[" + id + " " + clientAddress + " -> " + backendUri + "]";
+        return "Relay[" + id + " " + clientAddress + " -> " + withoutQuery(backendUri) + "]";
+    }
+
+    /** The URI without its query, for logs: a query may carry a token ({@code access_token=...}). */
+    static String withoutQuery(URI uri) {
+        String text = uri.toString();
+        int query = text.indexOf('?');
+        return query < 0 ? text : text.substring(0, query) + "?...";
     }
 
     // ---- handshake phase, called by WebSocketProxyHandler ----
@@ -336,7 +347,7 @@ final class Relay implements ProxySession {
             }
         }
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, clientAddress, backendUri, subprotocol);
+            LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, clientAddress, withoutQuery(backendUri), subprotocol);
         }
         actions.forEach(Runnable::run);
     }
@@ -704,10 +715,12 @@ final class Relay implements ProxySession {
             int length = frame.getPayloadLength();
             // Jetty's parser delivers a frame that has not fully arrived as several pieces, each ending its network
             // read and never empty. So a frame that is empty, or parsed from the same read as the data frame before
-            // it, is one the peer sent: only those count, and a trickling large frame is one fragment, not many.
+            // it, is one the peer sent. A small piece counts whatever the reads: TLS hands over one record per read,
+            // so a peer writing one tiny frame per record would otherwise never be counted, while an honest
+            // trickling frame arrives in segment-sized pieces.
             WebSocketConnection conn = connection;
             long bytesIn = conn == null ? lastBytesIn : conn.getBytesIn();
-            if (length == 0 || bytesIn == lastBytesIn) {
+            if (length < SMALL_FRAGMENT || bytesIn == lastBytesIn) {
                 messageFragments++;
             }
             lastBytesIn = bytesIn;

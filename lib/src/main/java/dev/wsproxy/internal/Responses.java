@@ -33,9 +33,10 @@ final class Responses {
         HttpFields.Mutable headers = response.getHeaders();
         if (status == HttpStatus.UPGRADE_REQUIRED_426) {
             headers.put(HttpHeader.SEC_WEBSOCKET_VERSION, "13");
-        } else if (status == HttpStatus.SERVICE_UNAVAILABLE_503) {
+        } else if (status == HttpStatus.SERVICE_UNAVAILABLE_503 && !headers.contains(HttpHeader.RETRY_AFTER)) {
             headers.put(HttpHeader.RETRY_AFTER, RETRY_AFTER_SECONDS);
-        } else if (status == HttpStatus.TOO_MANY_REQUESTS_429) {
+        } else if (status == HttpStatus.TOO_MANY_REQUESTS_429 && !headers.contains(HttpHeader.RETRY_AFTER)) {
+            // An authenticator's own Retry-After wins.
             headers.put(HttpHeader.RETRY_AFTER, "1");
         }
         String reason = HttpStatus.getMessage(status);

@@ -22,6 +22,9 @@ import dev.wsproxy.TimeoutPolicy;
  */
 public final class RouteSettings {
 
+    /** The highest message rate that can be set: above it the limit would not limit anything. */
+    public static final int MAX_MESSAGE_RATE = 1_000_000;
+
     private final String prefix;
     private @Nullable List<Backend> backends;
     private @Nullable BackendSelector selector;
@@ -154,9 +157,9 @@ public final class RouteSettings {
     }
 
     public void messageRateLimit(int messagesPerSecond) {
-        if (messagesPerSecond < 0) {
-            throw new IllegalArgumentException(
-                    "messageRateLimit: " + messagesPerSecond + " (expected: >= 0; 0 disables)");
+        if (messagesPerSecond < 0 || messagesPerSecond > MAX_MESSAGE_RATE) {
+            throw new IllegalArgumentException("messageRateLimit: " + messagesPerSecond
+                    + " (expected: 0 to " + MAX_MESSAGE_RATE + "; 0 disables)");
         }
         this.messageRateLimit = messagesPerSecond;
     }

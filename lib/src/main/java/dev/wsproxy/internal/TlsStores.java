@@ -70,8 +70,24 @@ public final class TlsStores {
                 + (password == null ? "; a store whose certificates are encrypted needs its password" : "") + ")");
     }
 
-    /** Adds TLS 1.0 and 1.1 to the factory's excluded protocols: the proxy never speaks them. */
+    /**
+     * Adds TLS 1.0 and 1.1 to the factory's excluded protocols: the proxy never speaks them. A factory already started
+     * has chosen its protocols: it is refused if it chose one of those.
+     *
+     * @throws IllegalStateException if the factory is started with TLS 1.0 or 1.1 selected
+     */
     public static void excludeOldProtocols(SslContextFactory factory) {
+        if (factory.isStarted()) {
+            for (String selected : factory.getSelectedProtocols()) {
+                for (String old : OLD_PROTOCOLS) {
+                    if (old.equals(selected)) {
+                        throw new IllegalStateException("the SslContextFactory was started with " + selected
+                                + " enabled (expected: TLS 1.2 or later only; exclude TLSv1 and TLSv1.1, or let the "
+                                + "proxy start the factory)");
+                    }
+                }
+            }
+        }
         factory.addExcludeProtocols(OLD_PROTOCOLS);
     }
 

@@ -71,7 +71,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     private final ProxyConfig config;
     private final Handshaker handshaker = Handshaker.newInstance();
-    private final HttpForwarder httpForwarder = new HttpForwarder();
+    private final HttpForwarder httpForwarder;
     private final Set<Relay> relays = ConcurrentHashMap.newKeySet();
     private final AtomicLong sessionIds = new AtomicLong();
     private final Object drainLock = new Object();
@@ -89,6 +89,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     public WebSocketProxyHandler(ProxyConfig config) {
         this.config = config;
+        this.httpForwarder = new HttpForwarder(config.tls().backend());
         Handler next = config.nextHandler();
         if (next != null) {
             setHandler(next);
@@ -308,6 +309,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return backend;
     }
 
+    /**
+     * Forwards a plain HTTP request on a route to a backend, after the route's authenticator (if any) allowed it: a
+     * route that authenticates its WebSocket sessions also guards the plain HTTP it forwards (Socket.IO's polling
+     * fallback, REST calls under the same prefix), with the same backend headers.
+     */
     private boolean forwardHttp(Request request, Response response, Callback callback, Route route) throws Exception {
         if (draining) {
             Responses.error(response, callback, HttpStatus.SERVICE_UNAVAILABLE_503);
@@ -315,6 +321,29 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route,
                 ClientIdentity.of(request, trustedProxies));
+        Authenticator authenticator = route.authenticator();
+        if (authenticator == null) {
+            return forwardAuthorized(request, response, callback, route, view);
+        }
+        Authentication.run(this, authenticator, route, view, response, callback, null, () -> {
+            try {
+                if (!forwardAuthorized(request, response, callback, route, view)) {
+                    Responses.error(response, callback, HttpStatus.NOT_FOUND_404);
+                }
+            } catch (Exception | Error e) {
+                LOG.warn("Could not forward {}", view, e);
+                if (!response.isCommitted()) {
+                    Responses.error(response, callback, HttpStatus.BAD_GATEWAY_502);
+                } else {
+                    callback.failed(e);
+                }
+            }
+        });
+        return true;
+    }
+
+    private boolean forwardAuthorized(Request request, Response response, Callback callback, Route route,
+            HandshakeRequestView view) throws Exception {
         Backend backend = select(view, response, callback, route, 0, null, () -> { });
         if (backend == null) {
             return true;
@@ -328,6 +357,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         request.setAttribute(HttpForwarder.TARGET_ATTRIBUTE, HttpURI.from(target));
         request.setAttribute(HttpForwarder.ROUTE_ATTRIBUTE, route);
+        request.setAttribute(HttpForwarder.VIEW_ATTRIBUTE, view);
         return httpForwarder.handle(request, response, callback);
     }
 
