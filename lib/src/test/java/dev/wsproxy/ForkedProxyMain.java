@@ -7,7 +7,7 @@ import java.lang.management.MemoryUsage;
 import java.nio.charset.StandardCharsets;
 
 /**
- * A proxy alone in a JVM of its own, started by {@link SlowReaderMemoryTest} with a small heap, so that an unbounded
+ * A proxy alone in a JVM of its own, started by {@link ForkedProxy} with a small heap, so that an unbounded
  * buffer ends the process with an OutOfMemoryError instead of passing by luck. Prints {@code listening PORT}, answers
  * {@code heap} with the heap used after a GC, and exits when standard input closes.
  */

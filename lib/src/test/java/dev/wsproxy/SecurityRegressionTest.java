@@ -6,15 +6,12 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
-import java.security.KeyStore;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
-import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLSocket;
-import javax.net.ssl.TrustManagerFactory;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.junit.jupiter.api.AfterEach;
@@ -146,7 +143,7 @@ class SecurityRegressionTest {
         start(ProxyBuilder.create().maxFragmentsPerMessage(100)
                 .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
                 .route("/", backend.backend()));
-        try (SSLSocket socket = tlsSocket()) {
+        try (SSLSocket socket = TestCertificates.LOCALHOST.socketTo(proxy.uri())) {
             OutputStream out = socket.getOutputStream();
             out.write(RawHttp.Request.upgrade("/flood", proxy.uri().getRawAuthority()).bytes());
             InputStream in = socket.getInputStream();
@@ -203,18 +200,6 @@ class SecurityRegressionTest {
         assertThatThrownBy(() -> BackendTls.insecureTrustAll().withClientCertificate(
                 TestCertificates.PROXY_CLIENT.keyStore(), TestCertificates.PASSWORD))
                 .isInstanceOf(IllegalStateException.class).hasMessageContaining("insecureTrustAll");
-    }
-
-    private SSLSocket tlsSocket() throws Exception {
-        KeyStore trust = KeyStore.getInstance(TestCertificates.LOCALHOST.trustStore().toFile(),
-                TestCertificates.PASSWORD.toCharArray());
-        TrustManagerFactory trustManagers = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-        trustManagers.init(trust);
-        SSLContext context = SSLContext.getInstance("TLS");
-        context.init(null, trustManagers.getTrustManagers(), null);
-        SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket("127.0.0.1", proxy.uri().getPort());
-        socket.setSoTimeout(10_000);
-        return socket;
     }
 
     /** A masked client frame. */

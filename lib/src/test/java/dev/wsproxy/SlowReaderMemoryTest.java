@@ -2,15 +2,8 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
-import java.io.OutputStreamWriter;
-import java.io.Writer;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
-import java.util.List;
-import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -28,45 +21,23 @@ class SlowReaderMemoryTest {
     private static final long TOTAL = (long) MESSAGES * MESSAGE_SIZE; // 256 MiB
 
     private TestBackend backend;
-    private Process proxy;
-    private BufferedReader proxyOut;
-    private Writer proxyIn;
+    private ForkedProxy proxy;
 
     @BeforeEach
     void start() throws Exception {
         backend = new TestBackend("pusher");
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        proxy = new ProcessBuilder(List.of(java, "-Xmx64m", "-XX:MaxDirectMemorySize=64m",
-                "-XX:+ExitOnOutOfMemoryError", "-cp", System.getProperty("java.class.path"),
-                ForkedProxyMain.class.getName(), backend.uri().toString()))
-                .redirectError(ProcessBuilder.Redirect.INHERIT)
-                .start();
-        proxyOut = new BufferedReader(new InputStreamReader(proxy.getInputStream(), StandardCharsets.UTF_8));
-        proxyIn = new OutputStreamWriter(proxy.getOutputStream(), StandardCharsets.UTF_8);
+        proxy = ForkedProxy.start(backend.uri());
     }
 
     @AfterEach
     void stop() throws Exception {
-        proxyIn.close();
-        if (!proxy.waitFor(20, TimeUnit.SECONDS)) {
-            proxy.destroyForcibly();
-        }
+        proxy.close();
         backend.close();
-    }
-
-    private String proxyLine(String prefix) throws Exception {
-        String line;
-        do {
-            line = proxyOut.readLine();
-            assertThat(line).as("the forked proxy is alive").isNotNull();
-        } while (!line.startsWith(prefix));
-        return line.substring(prefix.length()).trim();
     }
 
     @Test
     void holdsBackTheBackendWhileTheClientDoesNotRead() throws Exception {
-        int port = Integer.parseInt(proxyLine("listening"));
-        URI uri = URI.create("ws://127.0.0.1:" + port + "/push");
+        URI uri = proxy.ws("/push");
         try (RawWebSocket client = RawWebSocket.connect(uri, 64 * 1024)) {
             client.send(true, RawWebSocket.TEXT, ("push:" + MESSAGES + ":" + MESSAGE_SIZE)
                     .getBytes(StandardCharsets.UTF_8));
@@ -77,9 +48,7 @@ class SlowReaderMemoryTest {
                     .isLessThan(32L * 1024 * 1024);
             assertThat(proxy.isAlive()).isTrue();
 
-            proxyIn.write("heap\n");
-            proxyIn.flush();
-            long heap = Long.parseLong(proxyLine("heap"));
+            long heap = proxy.heapAfterGc();
             // The figures docs/security.md quotes.
             System.out.printf("slow reader: backend stalled after %d KiB; proxy heap after GC %d KiB%n",
                     stalledAt / 1024, heap / 1024);

@@ -1,9 +1,11 @@
 package dev.wsproxy;
 
 import java.io.IOException;
+import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.KeyStore;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -12,6 +14,10 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManagerFactory;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
 
@@ -31,6 +37,19 @@ final class TestCertificates {
             server.setKeyStorePath(keyStore.toString());
             server.setKeyStorePassword(PASSWORD);
             return server;
+        }
+
+        /** A plain JDK TLS socket to {@code uri}'s host and port that trusts this certificate only. */
+        SSLSocket socketTo(URI uri) throws Exception {
+            KeyStore trust = KeyStore.getInstance(trustStore.toFile(), PASSWORD.toCharArray());
+            TrustManagerFactory trustManagers = TrustManagerFactory.getInstance(
+                    TrustManagerFactory.getDefaultAlgorithm());
+            trustManagers.init(trust);
+            SSLContext context = SSLContext.getInstance("TLS");
+            context.init(null, trustManagers.getTrustManagers(), null);
+            SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket(uri.getHost(), uri.getPort());
+            socket.setSoTimeout(10_000);
+            return socket;
         }
 
         /** A client factory that trusts this certificate only (and verifies host names). */

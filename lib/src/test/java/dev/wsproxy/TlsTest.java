@@ -11,7 +11,6 @@ import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.KeyStore;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -20,10 +19,8 @@ import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 
-import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSocket;
-import javax.net.ssl.TrustManagerFactory;
 
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
@@ -36,6 +33,8 @@ import org.eclipse.jetty.websocket.client.ClientUpgradeRequest;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * TLS on both legs (matrix rows S1 to S3): {@code wss://} clients with the proxy's key store, TLS 1.2 as the floor,
@@ -303,21 +302,13 @@ class TlsTest {
         assertThat(backend.upgrades).isEmpty();
     }
 
-    @Test
-    void refusesATrustedCertificateForAnotherHostWith502() throws Exception {
-        TestBackend backend = backend("wrong-host", TestCertificates.WRONG_HOST.server());
-        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(TestCertificates.WRONG_HOST.pem()))
-                .route("/", backend.backend()));
-        clients = new Clients();
-        assertThat(upgradeStatus("/")).isEqualTo(502);
-        assertBackendTlsFailureReported();
-        assertThat(backend.upgrades).isEmpty();
-    }
-
-    @Test
-    void refusesAnExpiredTrustedCertificateWith502() throws Exception {
-        TestBackend backend = backend("expired", TestCertificates.EXPIRED.server());
-        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(TestCertificates.EXPIRED.pem()))
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"issued for another host", "expired"})
+    void refusesATrustedCertificateThatIsNotValidForTheBackendWith502(String fault) throws Exception {
+        TestCertificates.Certificate certificate = fault.equals("expired")
+                ? TestCertificates.EXPIRED : TestCertificates.WRONG_HOST;
+        TestBackend backend = backend(fault, certificate.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(certificate.pem()))
                 .route("/", backend.backend()));
         clients = new Clients();
         assertThat(upgradeStatus("/")).isEqualTo(502);
@@ -389,18 +380,10 @@ class TlsTest {
 
     /** A TLS socket to the proxy that trusts the proxy's certificate, limited to {@code protocol} when given. */
     private SSLSocket tlsSocket(String protocol) throws Exception {
-        KeyStore trust = KeyStore.getInstance(TestCertificates.LOCALHOST.trustStore().toFile(),
-                TestCertificates.PASSWORD.toCharArray());
-        TrustManagerFactory trustManagers = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-        trustManagers.init(trust);
-        SSLContext context = SSLContext.getInstance("TLS");
-        context.init(null, trustManagers.getTrustManagers(), null);
-        URI uri = proxy.uri();
-        SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket(uri.getHost(), uri.getPort());
+        SSLSocket socket = TestCertificates.LOCALHOST.socketTo(proxy.uri());
         if (protocol != null) {
             socket.setEnabledProtocols(new String[] {protocol});
         }
-        socket.setSoTimeout(10_000);
         return socket;
     }
 

@@ -1,0 +1,77 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStreamWriter;
+import java.io.Writer;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A {@link ForkedProxyMain} in a JVM of its own with a 64 MiB heap and 64 MiB of direct memory, which an unbounded
+ * buffer ends with an OutOfMemoryError instead of passing by luck in the test JVM's large heap.
+ */
+final class ForkedProxy implements AutoCloseable {
+
+    private final Process process;
+    private final BufferedReader out;
+    private final Writer in;
+    private final int port;
+
+    private ForkedProxy(URI backend) throws IOException {
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        process = new ProcessBuilder(List.of(java, "-Xmx64m", "-XX:MaxDirectMemorySize=64m",
+                "-XX:+ExitOnOutOfMemoryError", "-cp", System.getProperty("java.class.path"),
+                ForkedProxyMain.class.getName(), backend.toString()))
+                .redirectError(ProcessBuilder.Redirect.INHERIT)
+                .start();
+        out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+        in = new OutputStreamWriter(process.getOutputStream(), StandardCharsets.UTF_8);
+        port = Integer.parseInt(line("listening"));
+    }
+
+    /** Starts a proxy with one route, {@code /}, to {@code backend}, and waits until it listens. */
+    static ForkedProxy start(URI backend) throws IOException {
+        return new ForkedProxy(backend);
+    }
+
+    /** The proxy's URI for {@code path}. */
+    URI ws(String path) {
+        return URI.create("ws://127.0.0.1:" + port + path);
+    }
+
+    /** The heap the proxy uses after a full GC. */
+    long heapAfterGc() throws IOException {
+        in.write("heap\n");
+        in.flush();
+        return Long.parseLong(line("heap"));
+    }
+
+    boolean isAlive() {
+        return process.isAlive();
+    }
+
+    private String line(String prefix) throws IOException {
+        String line;
+        do {
+            line = out.readLine();
+            assertThat(line).as("the forked proxy is alive").isNotNull();
+        } while (!line.startsWith(prefix));
+        return line.substring(prefix.length()).trim();
+    }
+
+    /** Closes the proxy's standard input, which stops it, and waits for it (forcibly after 20 s). */
+    @Override
+    public void close() throws IOException, InterruptedException {
+        in.close();
+        if (!process.waitFor(20, TimeUnit.SECONDS)) {
+            process.destroyForcibly();
+        }
+    }
+}
