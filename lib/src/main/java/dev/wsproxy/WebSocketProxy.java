@@ -16,6 +16,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.internal.ProxyConfig;
+import dev.wsproxy.internal.WebSocketEndPoints;
 import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /**
@@ -80,7 +81,8 @@ public final class WebSocketProxy implements AutoCloseable {
         QueuedThreadPool threads = new QueuedThreadPool();
         threads.setName("wsproxy");
         Server standalone = new Server(threads);
-        ServerConnector connector = new ServerConnector(standalone);
+        // WebSocket reads run on the selector threads (see WebSocketEndPoints); HTTP keeps Jetty's defaults.
+        ServerConnector connector = WebSocketEndPoints.serverConnector(standalone);
         connector.setHost(config.host());
         connector.setPort(config.port());
         // A pending handshake waits for the backend's 101 on this connection: let the connect timeout decide first.
