@@ -22,6 +22,7 @@ import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.internal.PlainErrorHandler;
 import dev.wsproxy.internal.ProxyConfig;
+import dev.wsproxy.internal.WebSocketEndPoints;
 import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /**
@@ -90,14 +91,15 @@ public final class WebSocketProxy implements AutoCloseable {
         HttpConfiguration http = new HttpConfiguration();
         http.setSendServerVersion(false);
         ServerTls tls = config.tls().server();
+        // WebSocket reads run on the selector threads (see WebSocketEndPoints); HTTP keeps Jetty's defaults.
         ServerConnector connector;
         if (tls == null) {
-            connector = new ServerConnector(standalone, new HttpConnectionFactory(http));
+            connector = WebSocketEndPoints.serverConnector(standalone, new HttpConnectionFactory(http));
         } else {
             http.setSecureScheme("https");
             http.addCustomizer(new SecureRequestCustomizer());
-            connector = new ServerConnector(standalone, new SslConnectionFactory(tls.newSslContextFactory(),
-                    HttpVersion.HTTP_1_1.asString()), new HttpConnectionFactory(http));
+            connector = WebSocketEndPoints.serverConnector(standalone, new SslConnectionFactory(
+                    tls.newSslContextFactory(), HttpVersion.HTTP_1_1.asString()), new HttpConnectionFactory(http));
         }
         connector.setHost(config.host());
         connector.setPort(config.port());

@@ -10,6 +10,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.client.transport.HttpClientTransportOverHTTP;
 import org.eclipse.jetty.http.HttpCookieStore;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
@@ -55,7 +56,8 @@ import dev.wsproxy.TimeoutPolicy;
  *
  * <h2>Shared resources</h2>
  * The backend client shares the server's thread pool, scheduler and buffer pool, follows no redirects and keeps no
- * cookies. Both legs read with 64 KiB buffers (large frames cost 2 to 3 times less CPU than with Jetty's 4 KiB) and
+ * cookies; its WebSocket connections read on its selector threads ({@link WebSocketEndPoints}), as the standalone
+ * server's do. Both legs read with 64 KiB buffers (large frames cost 2 to 3 times less CPU than with Jetty's 4 KiB) and
  * offer no extensions: permessage-deflate stays off on both legs.
  */
 public final class WebSocketProxyHandler extends Handler.Wrapper {
@@ -121,7 +123,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         LifeCycle.start(shared);
         components = shared;
 
-        HttpClient http = new HttpClient();
+        // Backend WebSocket reads run on the client's selector threads (see WebSocketEndPoints).
+        HttpClient http = new HttpClient(new HttpClientTransportOverHTTP(WebSocketEndPoints.clientConnector()));
         http.setName("wsproxy-backend");
         http.setExecutor(server.getThreadPool());
         http.setScheduler(server.getScheduler());

@@ -13,7 +13,9 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * A loopback line protocol that lets the generator read a JVM's heap after a full GC, without touching the process
- * under test while it relays. One command: {@code heap}, answered with {@code heapUsed=BYTES}.
+ * under test while it relays. Two commands: {@code heap}, answered with {@code heapUsed=BYTES}, and {@code alloc},
+ * answered with {@code allocated=BYTES}: the bytes allocated so far by the JVM's live threads
+ * ({@code com.sun.management.ThreadMXBean#getThreadAllocatedBytes}; threads that ended take theirs with them).
  *
  * <p>Costs one blocked daemon thread and nothing per connection; {@code jcmd PID GC.run} followed by
  * {@code jcmd PID GC.heap_info} gives the same figure by hand.
@@ -41,7 +43,8 @@ final class AdminPort {
                         new InputStreamReader(socket.getInputStream(), StandardCharsets.US_ASCII));
                 OutputStream out = socket.getOutputStream();
                 String command = in.readLine();
-                String answer = "heap".equals(command) ? "heapUsed=" + heapAfterGc() : "unknown command";
+                String answer = "heap".equals(command) ? "heapUsed=" + heapAfterGc()
+                        : "alloc".equals(command) ? "allocated=" + allocatedBytes() : "unknown command";
                 out.write((answer + "\n").getBytes(StandardCharsets.US_ASCII));
                 out.flush();
             } catch (IOException e) {
@@ -57,19 +60,43 @@ final class AdminPort {
         return ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
     }
 
+    /** Bytes allocated by the live threads so far; -1 when the JVM cannot tell. */
+    static long allocatedBytes() {
+        if (!(ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean threads)
+                || !threads.isThreadAllocatedMemorySupported() || !threads.isThreadAllocatedMemoryEnabled()) {
+            return -1;
+        }
+        long total = 0;
+        for (long bytes : threads.getThreadAllocatedBytes(threads.getAllThreadIds())) {
+            if (bytes > 0) {
+                total += bytes;
+            }
+        }
+        return total;
+    }
+
     /** Asks the admin port at {@code host:port} for the heap after GC. */
     static long queryHeap(String host, int port) throws IOException {
+        return query(host, port, "heap", "heapUsed=");
+    }
+
+    /** Asks the admin port at {@code host:port} for the bytes its live threads have allocated. */
+    static long queryAllocated(String host, int port) throws IOException {
+        return query(host, port, "alloc", "allocated=");
+    }
+
+    private static long query(String host, int port, String command, String prefix) throws IOException {
         try (Socket socket = new Socket()) {
             socket.connect(new InetSocketAddress(host, port), 5_000);
             socket.setSoTimeout(60_000);
-            socket.getOutputStream().write("heap\n".getBytes(StandardCharsets.US_ASCII));
+            socket.getOutputStream().write((command + "\n").getBytes(StandardCharsets.US_ASCII));
             socket.getOutputStream().flush();
             String line = new BufferedReader(
                     new InputStreamReader(socket.getInputStream(), StandardCharsets.US_ASCII)).readLine();
-            if (line == null || !line.startsWith("heapUsed=")) {
+            if (line == null || !line.startsWith(prefix)) {
                 throw new IOException("admin port " + host + ":" + port + " answered " + line);
             }
-            return Long.parseLong(line.substring("heapUsed=".length()));
+            return Long.parseLong(line.substring(prefix.length()));
         }
     }
 }

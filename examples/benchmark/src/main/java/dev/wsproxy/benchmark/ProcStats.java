@@ -16,8 +16,12 @@ import java.util.List;
  */
 final class ProcStats {
 
-    /** One sample of a process tree. */
-    record Sample(long cpuNanos, long rssBytes, int threads) {
+    /**
+     * One sample of a process tree. {@code contextSwitches} sums {@code voluntary_ctxt_switches} and
+     * {@code nonvoluntary_ctxt_switches} over the live threads ({@code /proc/PID/task/*}/status): threads that ended
+     * between two samples take their count with them, so a difference is a lower bound when a pool shrinks.
+     */
+    record Sample(long cpuNanos, long rssBytes, int threads, long contextSwitches) {
     }
 
     private static final Path PROC = Path.of("/proc");
@@ -36,17 +40,38 @@ final class ProcStats {
         long ticks = 0;
         long rssKiB = 0;
         int threads = 0;
+        long switches = 0;
         for (long p : tree(pid)) {
             try {
                 ticks += cpuTicks(Files.readString(PROC.resolve(p + "/stat")));
                 String status = Files.readString(PROC.resolve(p + "/status"));
                 rssKiB += statusField(status, "VmRSS:");
                 threads += (int) statusField(status, "Threads:");
+                switches += contextSwitches(p);
             } catch (IOException e) {
                 // The process ended between listing and reading.
             }
         }
-        return new Sample(ticks * 1_000_000_000L / clockTicksPerSecond(), rssKiB * 1024, threads);
+        return new Sample(ticks * 1_000_000_000L / clockTicksPerSecond(), rssKiB * 1024, threads, switches);
+    }
+
+    /** Voluntary and involuntary context switches of every live thread of {@code pid}. */
+    static long contextSwitches(long pid) {
+        long switches = 0;
+        try (DirectoryStream<Path> tasks = Files.newDirectoryStream(PROC.resolve(pid + "/task"), "[0-9]*")) {
+            for (Path task : tasks) {
+                try {
+                    String status = Files.readString(task.resolve("status"));
+                    switches += statusField(status, "\nvoluntary_ctxt_switches:")
+                            + statusField(status, "nonvoluntary_ctxt_switches:");
+                } catch (IOException e) {
+                    // The thread ended between listing and reading.
+                }
+            }
+        } catch (IOException e) {
+            return 0;
+        }
+        return switches;
     }
 
     /** Returns {@code pid} followed by its descendants. */

@@ -347,12 +347,26 @@ final class Runs {
 
     /** The start of a measured window: counters, histogram and the target's CPU time. */
     private record Measure(Target target, RunState state, long startNanos, long startCount, long startBytes,
-            ProcStats.Sample startSample) {
+            ProcStats.Sample startSample, long startAllocated) {
 
         static Measure start(Target target, RunState state) {
+            long allocated = allocated(target);
             state.interval();
             ProcStats.Sample sample = target.pid() > 0 ? ProcStats.sample(target.pid()) : null;
-            return new Measure(target, state, System.nanoTime(), state.completedCount(), state.bytes(), sample);
+            return new Measure(target, state, System.nanoTime(), state.completedCount(), state.bytes(), sample,
+                    allocated);
+        }
+
+        /** The target JVM's allocated bytes through its admin port; -1 without one. */
+        private static long allocated(Target target) {
+            if (target.adminPort() < 0) {
+                return -1;
+            }
+            try {
+                return AdminPort.queryAllocated(target.uri().getHost(), target.adminPort());
+            } catch (IOException e) {
+                return -1;
+            }
         }
 
         Map<String, Double> stop(int size) {
@@ -361,6 +375,7 @@ final class Runs {
             Histogram histogram = state.interval();
             ProcStats.Sample end = startSample != null ? ProcStats.sample(target.pid()) : null;
             double seconds = (System.nanoTime() - startNanos) / 1e9;
+            long allocatedEnd = startAllocated >= 0 ? allocated(target) : -1;
             Map<String, Double> metrics = RunResult.newMetrics();
             metrics.put(RunResult.MSG_PER_S, count / seconds);
             metrics.put(RunResult.MB_PER_S, bytes / seconds / 1e6);
@@ -371,6 +386,11 @@ final class Runs {
                 long cpu = end.cpuNanos() - startSample.cpuNanos();
                 metrics.put(RunResult.CPU_US_PER_MSG, cpu / 1e3 / count);
                 metrics.put(RunResult.CORE_PERCENT, 100.0 * cpu / (seconds * 1e9));
+                metrics.put(RunResult.CSW_PER_MSG,
+                        (double) (end.contextSwitches() - startSample.contextSwitches()) / count);
+            }
+            if (allocatedEnd >= 0 && count > 0) {
+                metrics.put(RunResult.ALLOC_PER_MSG, (double) (allocatedEnd - startAllocated) / count);
             }
             return metrics;
         }

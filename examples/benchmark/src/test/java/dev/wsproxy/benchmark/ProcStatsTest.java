@@ -33,5 +33,14 @@ class ProcStatsTest {
         assertThat(sample.cpuNanos()).isPositive();
         assertThat(sample.rssBytes()).isPositive();
         assertThat(sample.threads()).isPositive();
+        assertThat(sample.contextSwitches()).isPositive();
+    }
+
+    @Test
+    void readsVoluntaryAndInvoluntarySwitchesApart() {
+        String status = "Name:\tjava\nvoluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t3\n";
+
+        assertThat(ProcStats.statusField(status, "\nvoluntary_ctxt_switches:")).isEqualTo(7);
+        assertThat(ProcStats.statusField(status, "nonvoluntary_ctxt_switches:")).isEqualTo(3);
     }
 }
