@@ -8,6 +8,7 @@ import java.time.Duration;
 import java.util.List;
 
 import org.eclipse.jetty.http.HttpVersion;
+import org.eclipse.jetty.server.ConnectionFactory;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
@@ -138,6 +139,36 @@ public final class WebSocketProxy implements AutoCloseable {
             throw new IllegalStateException("uri(): the proxy is not started");
         }
         return uri;
+    }
+
+    /**
+     * Returns a Jetty {@code ServerConnector} for a {@code Server} you mount the proxy in, which relays WebSocket
+     * frames on its selector threads, as the standalone server does: about a quarter less CPU per small message than a
+     * plain {@code ServerConnector}, whose WebSocket reads are each handed to another thread. HTTP requests, including
+     * the upgrade requests themselves, are handled as on a plain connector. TLS works as usual: pass an
+     * {@code SslConnectionFactory} before the {@code HttpConnectionFactory}.
+     *
+     * <pre>{@code
+     * Server server = new Server();
+     * ServerConnector connector = WebSocketProxy.serverConnector(server, new HttpConnectionFactory());
+     * connector.setPort(8080);
+     * server.addConnector(connector);
+     * server.setHandler(proxy.handler());
+     * }</pre>
+     *
+     * <p>Listeners of a proxy run on those selector threads when a session ends, so they must not block (see
+     * {@link ProxyListener}).
+     *
+     * @param server the server the connector belongs to
+     * @param factories the connection factories, like those of {@code ServerConnector(Server, ConnectionFactory...)};
+     *         none for plain HTTP/1.1
+     * @return a new, unstarted connector
+     */
+    public static ServerConnector serverConnector(Server server, ConnectionFactory... factories) {
+        requireNonNull(server, "server");
+        requireNonNull(factories, "factories");
+        return WebSocketEndPoints.serverConnector(server,
+                factories.length == 0 ? new ConnectionFactory[] {new HttpConnectionFactory()} : factories);
     }
 
     /**

@@ -36,7 +36,8 @@ class MountedHandlerTest {
                 .route("/ws/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER))
                 .build();
         server = new Server();
-        connector = new ServerConnector(server);
+        // The connector the proxy recommends for mounting: WebSocket frames relayed on its selector threads.
+        connector = WebSocketProxy.serverConnector(server);
         connector.setHost("127.0.0.1");
         server.addConnector(connector);
         Handler.Wrapper proxyHandler = proxy.handler();
