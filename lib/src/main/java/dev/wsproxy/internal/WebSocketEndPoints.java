@@ -40,6 +40,11 @@ import org.jspecify.annotations.Nullable;
  * that does not complete at once still completes on a pool thread (Jetty's write flusher decides), and a demand made
  * outside a read (after such a write) is still run by the connection's executor.
  *
+ * <h2>Accepting</h2>
+ * The server connector has no acceptor thread: its selector accepts (a non-blocking {@code accept}, registered like
+ * any other I/O), as an nginx worker does. With Jetty's default acceptor thread, every new connection was one
+ * thread waking another (the acceptor blocks in {@code accept}, then wakes the selector to register the channel).
+ *
  * <h2>Threads</h2>
  * The selectors are now where relaying happens: client-to-backend frames on the server connector's selectors,
  * backend-to-client frames on the backend client's. The backend client gets as many selectors as Jetty gives a server
@@ -50,7 +55,10 @@ public final class WebSocketEndPoints {
     private WebSocketEndPoints() {
     }
 
-    /** A server connector on {@code server} whose WebSocket connections read on the selector thread. */
+    /**
+     * A server connector on {@code server} whose WebSocket connections read on the selector thread, and whose
+     * selectors accept connections (no acceptor thread).
+     */
     public static ServerConnector serverConnector(Server server, ConnectionFactory... factories) {
         return new Connector(server, factories);
     }
@@ -65,7 +73,7 @@ public final class WebSocketEndPoints {
     private static final class Connector extends ServerConnector {
 
         Connector(Server server, ConnectionFactory... factories) {
-            super(server, factories);
+            super(server, 0, -1, factories);
         }
 
         @Override

@@ -22,6 +22,7 @@ import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.component.LifeCycle;
+import org.eclipse.jetty.util.thread.Invocable;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.WebSocketComponents;
@@ -57,8 +58,10 @@ import dev.wsproxy.TimeoutPolicy;
  * <h2>Shared resources</h2>
  * The backend client shares the server's thread pool, scheduler and buffer pool, follows no redirects and keeps no
  * cookies; its WebSocket connections read on its selector threads ({@link WebSocketEndPoints}), as the standalone
- * server's do. Both legs read with 64 KiB buffers (large frames cost 2 to 3 times less CPU than with Jetty's 4 KiB) and
- * offer no extensions: permessage-deflate stays off on both legs.
+ * server's do, and its handshake responses are handled there too (its transport is {@code NON_BLOCKING}: the backend's
+ * {@code 101} upgrades the client on the thread that read it). Its WebSocket connections use direct buffers only
+ * ({@link DirectBuffers}). Both legs read with 64 KiB buffers (large frames cost 2 to 3 times less CPU than with
+ * Jetty's 4 KiB) and offer no extensions: permessage-deflate stays off on both legs.
  */
 public final class WebSocketProxyHandler extends Handler.Wrapper {
 
@@ -123,8 +126,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         LifeCycle.start(shared);
         components = shared;
 
-        // Backend WebSocket reads run on the client's selector threads (see WebSocketEndPoints).
-        HttpClient http = new HttpClient(new HttpClientTransportOverHTTP(WebSocketEndPoints.clientConnector()));
+        // Backend WebSocket reads run on the client's selector threads (see WebSocketEndPoints), and so do the
+        // backend's handshake responses: the code they call (Handshake, the client's upgrade, listeners) never blocks.
+        HttpClientTransportOverHTTP transport = new HttpClientTransportOverHTTP(WebSocketEndPoints.clientConnector());
+        transport.setInvocationType(Invocable.InvocationType.NON_BLOCKING);
+        HttpClient http = new HttpClient(transport);
         http.setName("wsproxy-backend");
         http.setExecutor(server.getThreadPool());
         http.setScheduler(server.getScheduler());
@@ -145,7 +151,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         // Start installs a gzip decoder when none is set: remove it, to add no Accept-Encoding the client did not send.
         http.getContentDecoderFactories().clear();
         backendHttpClient = http;
-        WebSocketCoreClient client = new WebSocketCoreClient(http, shared);
+        // The backend legs read and flush with direct buffers (see DirectBuffers); the client starts and stops these.
+        WebSocketComponents backendComponents = new WebSocketComponents(null, null,
+                new DirectBuffers(server.getByteBufferPool()), null, null, server.getThreadPool());
+        WebSocketCoreClient client = new WebSocketCoreClient(http, backendComponents);
         client.start();
         backendClient = client;
         draining = false;
