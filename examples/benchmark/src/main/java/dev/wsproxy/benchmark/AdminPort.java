@@ -4,6 +4,7 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.OutputStream;
+import java.lang.management.CompilationMXBean;
 import java.lang.management.ManagementFactory;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -13,9 +14,11 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * A loopback line protocol that lets the generator read a JVM's heap after a full GC, without touching the process
- * under test while it relays. Two commands: {@code heap}, answered with {@code heapUsed=BYTES}, and {@code alloc},
+ * under test while it relays. Three commands: {@code heap}, answered with {@code heapUsed=BYTES}; {@code alloc},
  * answered with {@code allocated=BYTES}: the bytes allocated so far by the JVM's live threads
- * ({@code com.sun.management.ThreadMXBean#getThreadAllocatedBytes}; threads that ended take theirs with them).
+ * ({@code com.sun.management.ThreadMXBean#getThreadAllocatedBytes}; threads that ended take theirs with them); and
+ * {@code jit}, answered with {@code jitMillis=MS}: the JIT compilers' total time so far, which tells a measured window
+ * that still compiles (its CPU includes the compilers') from a steady one.
  *
  * <p>Costs one blocked daemon thread and nothing per connection; {@code jcmd PID GC.run} followed by
  * {@code jcmd PID GC.heap_info} gives the same figure by hand.
@@ -44,7 +47,8 @@ final class AdminPort {
                 OutputStream out = socket.getOutputStream();
                 String command = in.readLine();
                 String answer = "heap".equals(command) ? "heapUsed=" + heapAfterGc()
-                        : "alloc".equals(command) ? "allocated=" + allocatedBytes() : "unknown command";
+                        : "alloc".equals(command) ? "allocated=" + allocatedBytes()
+                        : "jit".equals(command) ? "jitMillis=" + jitMillis() : "unknown command";
                 out.write((answer + "\n").getBytes(StandardCharsets.US_ASCII));
                 out.flush();
             } catch (IOException e) {
@@ -58,6 +62,13 @@ final class AdminPort {
         System.gc();
         System.gc();
         return ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
+    }
+
+    /** The JIT compilers' accumulated time, in milliseconds; -1 when the JVM cannot tell. */
+    static long jitMillis() {
+        CompilationMXBean compiler = ManagementFactory.getCompilationMXBean();
+        return compiler != null && compiler.isCompilationTimeMonitoringSupported()
+                ? compiler.getTotalCompilationTime() : -1;
     }
 
     /** Bytes allocated by the live threads so far; -1 when the JVM cannot tell. */
@@ -83,6 +94,11 @@ final class AdminPort {
     /** Asks the admin port at {@code host:port} for the bytes its live threads have allocated. */
     static long queryAllocated(String host, int port) throws IOException {
         return query(host, port, "alloc", "allocated=");
+    }
+
+    /** Asks the admin port at {@code host:port} for its JIT compilers' total time, in milliseconds. */
+    static long queryJitMillis(String host, int port) throws IOException {
+        return query(host, port, "jit", "jitMillis=");
     }
 
     private static long query(String host, int port, String command, String prefix) throws IOException {

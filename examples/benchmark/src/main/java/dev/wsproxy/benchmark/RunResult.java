@@ -20,6 +20,7 @@ record RunResult(Workload workload, String target, int rep, Map<String, Double> 
     static final String CORE_PERCENT = "core %";
     static final String CSW_PER_MSG = "ctx switches/msg";
     static final String ALLOC_PER_MSG = "alloc B/msg";
+    static final String JIT_MS = "JIT ms";
     static final String CONNECTIONS = "conns";
     static final String RSS_KIB_PER_CONN = "RSS KiB/conn";
     static final String HEAP_KIB_PER_CONN = "heap KiB/conn";

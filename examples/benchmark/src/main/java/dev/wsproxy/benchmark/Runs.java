@@ -347,14 +347,15 @@ final class Runs {
 
     /** The start of a measured window: counters, histogram and the target's CPU time. */
     private record Measure(Target target, RunState state, long startNanos, long startCount, long startBytes,
-            ProcStats.Sample startSample, long startAllocated) {
+            ProcStats.Sample startSample, long startAllocated, long startJit) {
 
         static Measure start(Target target, RunState state) {
             long allocated = allocated(target);
+            long jit = jitMillis(target);
             state.interval();
             ProcStats.Sample sample = target.pid() > 0 ? ProcStats.sample(target.pid()) : null;
             return new Measure(target, state, System.nanoTime(), state.completedCount(), state.bytes(), sample,
-                    allocated);
+                    allocated, jit);
         }
 
         /** The target JVM's allocated bytes through its admin port; -1 without one. */
@@ -369,6 +370,18 @@ final class Runs {
             }
         }
 
+        /** The target JVM's JIT compilation time so far, through its admin port; -1 without one. */
+        private static long jitMillis(Target target) {
+            if (target.adminPort() < 0) {
+                return -1;
+            }
+            try {
+                return AdminPort.queryJitMillis(target.uri().getHost(), target.adminPort());
+            } catch (IOException e) {
+                return -1;
+            }
+        }
+
         Map<String, Double> stop(int size) {
             long count = state.completedCount() - startCount;
             long bytes = state.bytes() - startBytes;
@@ -376,6 +389,7 @@ final class Runs {
             ProcStats.Sample end = startSample != null ? ProcStats.sample(target.pid()) : null;
             double seconds = (System.nanoTime() - startNanos) / 1e9;
             long allocatedEnd = startAllocated >= 0 ? allocated(target) : -1;
+            long jitEnd = startJit >= 0 ? jitMillis(target) : -1;
             Map<String, Double> metrics = RunResult.newMetrics();
             metrics.put(RunResult.MSG_PER_S, count / seconds);
             metrics.put(RunResult.MB_PER_S, bytes / seconds / 1e6);
@@ -391,6 +405,9 @@ final class Runs {
             }
             if (allocatedEnd >= 0 && count > 0) {
                 metrics.put(RunResult.ALLOC_PER_MSG, (double) (allocatedEnd - startAllocated) / count);
+            }
+            if (jitEnd >= 0) {
+                metrics.put(RunResult.JIT_MS, (double) (jitEnd - startJit));
             }
             return metrics;
         }
