@@ -38,6 +38,7 @@ OUT=""
 BUILD=auto
 INSTALL=yes
 MAX_TOTAL=1800
+JIT_SETTLE=()
 
 usage() {
     cat <<EOF
@@ -46,7 +47,10 @@ usage: $0 [options]
   --reps N                repetitions of each workload per target (default $REPS)
   --duration S            measured window of each run, seconds (default $DURATION)
   --run-warmup S          load before each measured window, seconds (default $RUN_WARMUP)
-  --warmup S              load on the wsproxy JVM before the first measured run, seconds (default $WARMUP)
+  --warmup S              load on the wsproxy JVM before the first measured run, seconds (default $WARMUP);
+                          then more rounds of 2 s per workload until a round compiles for less than 100 ms
+                          (the JIT has settled), at most 3 times --warmup
+  --no-jit-settle         only the --warmup seconds, even if the JIT still compiles (--quick sets it)
   --workloads LIST        default $WORKLOADS
   --targets LIST          any of direct,wsproxy,nginx (default $TARGETS)
   --proxy-jvm-opts "..."  JVM flags of wsproxy (default "$PROXY_JVM_OPTS")
@@ -61,7 +65,8 @@ EOF
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) REPS=2; DURATION=1.5; RUN_WARMUP=0.5; WARMUP=10; MAX_TOTAL=600 ;;
+        --quick) REPS=2; DURATION=1.5; RUN_WARMUP=0.5; WARMUP=10; MAX_TOTAL=600; JIT_SETTLE=(--no-jit-settle) ;;
+        --no-jit-settle) JIT_SETTLE=(--no-jit-settle) ;;
         --reps) REPS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --run-warmup) RUN_WARMUP=$2; shift ;;
@@ -292,7 +297,7 @@ log "running the suite; progress below, tables at the end and in $OUT/table.md"
 (pin "$LOAD_CPU" timeout --kill-after=30 $((MAX_TOTAL + 300)) java $LOAD_JVM_OPTS -jar "$JAR" suite \
     "${SUITE_TARGETS[@]}" --workloads "$WORKLOADS" --reps "$REPS" --duration "$DURATION" \
     --run-warmup "$RUN_WARMUP" --warmup "$WARMUP" --source-addresses "$SOURCE_ADDRESSES" \
-    --baseline "$BASELINE" --max-total "$MAX_TOTAL" --out "$OUT/runs.tsv" \
+    --baseline "$BASELINE" --max-total "$MAX_TOTAL" --out "$OUT/runs.tsv" ${JIT_SETTLE[@]+"${JIT_SETTLE[@]}"} \
     > "$OUT/table.md" 2> >(tee "$OUT/progress.log" >&2))
 if [ -n "${NGINX_DIR:-}" ] && [ -f "$NGINX_DIR/logs/error.log" ]; then
     cp "$NGINX_DIR/logs/error.log" "$OUT/nginx-error.log"

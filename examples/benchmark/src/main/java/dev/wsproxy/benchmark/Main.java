@@ -15,7 +15,8 @@ public final class Main {
                                                                  wsproxy in front of it
               suite   --target NAME=ws://127.0.0.1:PORT/[,pid=N][,admin=PORT][,pretouch][,warmup] ...
                       [--workloads %s]
-                      [--reps 3] [--duration 10] [--run-warmup 3] [--warmup 30] [--idle-settle 1]
+                      [--reps 3] [--duration 10] [--run-warmup 3] [--warmup 30] [--no-jit-settle]
+                      [--idle-settle 1]
                       [--source-addresses 127.0.0.2-127.0.0.5] [--connect-concurrency 64]
                       [--max-messages 100000000] [--max-total 1800] [--baseline nginx] [--out runs.tsv]
               jmh     [JMH options]                              the micro-benchmarks (org.openjdk.jmh.Main)
