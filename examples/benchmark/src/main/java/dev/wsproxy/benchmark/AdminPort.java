@@ -86,6 +86,12 @@ final class AdminPort {
         return total;
     }
 
+    /** One of the questions below. */
+    @FunctionalInterface
+    interface Query {
+        long ask(String host, int port) throws IOException;
+    }
+
     /** Asks the admin port at {@code host:port} for the heap after GC. */
     static long queryHeap(String host, int port) throws IOException {
         return query(host, port, "heap", "heapUsed=");

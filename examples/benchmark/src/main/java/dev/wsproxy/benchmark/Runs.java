@@ -360,23 +360,21 @@ final class Runs {
 
         /** The target JVM's allocated bytes through its admin port; -1 without one. */
         private static long allocated(Target target) {
-            if (target.adminPort() < 0) {
-                return -1;
-            }
-            try {
-                return AdminPort.queryAllocated(target.uri().getHost(), target.adminPort());
-            } catch (IOException e) {
-                return -1;
-            }
+            return ask(target, AdminPort::queryAllocated);
         }
 
         /** The target JVM's JIT compilation time so far, through its admin port; -1 without one. */
         private static long jitMillis(Target target) {
+            return ask(target, AdminPort::queryJitMillis);
+        }
+
+        /** One question to the target's admin port; -1 without one, or when it does not answer. */
+        private static long ask(Target target, AdminPort.Query query) {
             if (target.adminPort() < 0) {
                 return -1;
             }
             try {
-                return AdminPort.queryJitMillis(target.uri().getHost(), target.adminPort());
+                return query.ask(target.uri().getHost(), target.adminPort());
             } catch (IOException e) {
                 return -1;
             }
