@@ -47,8 +47,13 @@ class BackendHandshakeWireTest {
     }
 
     private void startProxy(Backend backend) throws Exception {
+        startProxy(backend, BackendTls.systemTrust());
+    }
+
+    private void startProxy(Backend backend, BackendTls tls) throws Exception {
         proxy = ProxyBuilder.create()
                 .listen("127.0.0.1", 0)
+                .backendTls(tls)
                 .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofSeconds(5)).build())
                 .listener(listener)
                 .route("/ws/", backend)
@@ -165,6 +170,20 @@ class BackendHandshakeWireTest {
             assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(101);
             client.send(RawFrames.text("hello", true));
             assertThat(client.readFrame().text()).endsWith("hello");
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.upgrades).hasSize(1);
+    }
+
+    @Test
+    void verifiesAWssBackendNamedByAHostNameAgainstThatName() throws Exception {
+        TestBackend backend = resource(new TestBackend("named-tls", TestCertificates.LOCALHOST.server()));
+        startProxy(Backend.of("wss://localhost:" + backend.port()),
+                BackendTls.trustStore(TestCertificates.LOCALHOST.pem()));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(101);
+            client.send(RawFrames.text("over tls", true));
+            assertThat(client.readFrame().text()).isEqualTo("over tls");
             assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
         }
         assertThat(backend.upgrades).hasSize(1);
