@@ -77,6 +77,7 @@ final class RawBackend implements AutoCloseable {
     private final Reply reply;
     private final AfterUpgrade afterUpgrade;
     private final boolean echo;
+    private final boolean closeAfterReply;
     private final CountDownLatch gate;
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
     private final Thread acceptor;
@@ -86,7 +87,13 @@ final class RawBackend implements AutoCloseable {
     }
 
     private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo) throws IOException {
+        this(reply, held, afterUpgrade, echo, false);
+    }
+
+    private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo, boolean closeAfterReply)
+            throws IOException {
         this.reply = reply;
+        this.closeAfterReply = closeAfterReply;
         this.afterUpgrade = afterUpgrade;
         this.echo = echo;
         this.gate = new CountDownLatch(held ? 1 : 0);
@@ -99,6 +106,14 @@ final class RawBackend implements AutoCloseable {
     /** A backend that answers every handshake at once with {@code reply}. */
     static RawBackend answering(Reply reply) throws IOException {
         return new RawBackend(reply, false);
+    }
+
+    /**
+     * A backend that answers every handshake with {@code reply} and closes its socket at once, whatever it wrote: a
+     * body delimited by the end of the connection, or a response cut short.
+     */
+    static RawBackend answeringThenClosing(Reply reply) throws IOException {
+        return new RawBackend(reply, false, (socket, out) -> { }, false, true);
     }
 
     /** A backend that answers every handshake with a valid {@code 101}, then runs {@code afterUpgrade}. */
@@ -213,6 +228,9 @@ final class RawBackend implements AutoCloseable {
             if (response != null) {
                 out.write(response.getBytes(StandardCharsets.ISO_8859_1));
                 out.flush();
+            }
+            if (closeAfterReply) {
+                return;
             }
             if (response != null && response.startsWith("HTTP/1.1 101")) {
                 afterUpgrade.run(socket, out);

@@ -2,49 +2,42 @@ package dev.wsproxy.internal;
 
 import java.nio.ByteBuffer;
 
-import org.eclipse.jetty.client.Connection;
-import org.eclipse.jetty.client.Request;
 import org.eclipse.jetty.http.HttpFields;
-import org.eclipse.jetty.websocket.core.client.UpgradeListener;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Captures the backend's answer to the handshake: status, headers and the first bytes of the body, so that a refusal
- * can be relayed to the client as the backend sent it. Bodies past the cap are read and dropped.
+ * The backend's answer to a handshake, as {@link BackendHandshake} read it: status, headers and the first bytes of the
+ * body, so that a refusal can be relayed to the client as the backend sent it. The status and headers are published
+ * once the response head is complete; a body is read up to the cap, then the connection is closed.
  */
-final class BackendResponse implements UpgradeListener {
+final class BackendResponse {
 
     private final int maxBody;
     private volatile int status;
     private volatile HttpFields headers = HttpFields.EMPTY;
-    private volatile @Nullable Request request;
+    private volatile @Nullable Runnable closer;
     private ByteBuffer collected = ByteBuffer.allocate(0); // guarded by this
 
     BackendResponse(int maxBody) {
         this.maxBody = maxBody;
     }
 
-    @Override
-    public void onHandshakeRequest(Request request) {
-        this.request = request;
-        request.onResponseHeaders(response -> {
-            headers = response.getHeaders();
-            status = response.getStatus();
-        });
-        request.onResponseContent((response, content) -> append(content));
+    /** Publishes the response head; called once, by the thread that parsed it. */
+    void head(int status, HttpFields headers) {
+        this.headers = headers;
+        this.status = status;
     }
 
-    /** Called with the 101 too (the response listeners above are not, once Jetty's upgrade handler takes over). */
-    @Override
-    public void onHandshakeResponse(Request request, org.eclipse.jetty.client.Response response) {
-        headers = response.getHeaders();
-        status = response.getStatus();
+    /** Remembers how to close the connection that carries this response. */
+    void closer(Runnable closer) {
+        this.closer = closer;
     }
 
-    private synchronized void append(ByteBuffer content) {
+    /** Keeps what fits under the cap of {@code content}; {@code true} once the cap is reached. */
+    synchronized boolean append(ByteBuffer content) {
         int room = maxBody - collected.position();
         if (room <= 0) {
-            return;
+            return true;
         }
         int take = Math.min(room, content.remaining());
         if (collected.remaining() < take) {
@@ -57,21 +50,21 @@ final class BackendResponse implements UpgradeListener {
         ByteBuffer slice = content.slice();
         slice.limit(take);
         collected.put(slice);
+        return collected.position() >= maxBody;
     }
 
     /**
      * Closes the backend connection that carried a refused or broken handshake, so that it is neither reused nor
-     * left open until an idle timeout (a {@code 101} that failed validation leaves it half upgraded).
+     * left open until an idle timeout (a {@code 101} that failed validation leaves it half upgraded). Idempotent.
      */
     void closeConnection() {
-        Request sent = request;
-        Connection connection = sent == null ? null : sent.getConnection();
-        if (connection != null) {
-            connection.close();
+        Runnable close = closer;
+        if (close != null) {
+            close.run();
         }
     }
 
-    /** The backend's status, or 0 when no response arrived. */
+    /** The backend's status, or 0 when no complete response head arrived. */
     int status() {
         return status;
     }

@@ -8,6 +8,7 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
+import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.server.Request;
@@ -17,8 +18,6 @@ import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.CoreSession;
-import org.eclipse.jetty.websocket.core.client.CoreClientUpgradeRequest;
-import org.eclipse.jetty.websocket.core.client.WebSocketCoreClient;
 import org.eclipse.jetty.websocket.core.server.WebSocketNegotiator;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
@@ -32,7 +31,8 @@ import dev.wsproxy.BackendStatus;
  * upgrades the client with the backend's subprotocol or, when the connection fails (refused, unknown host, timeout,
  * invalid {@code 101}), counts the failure against the backend's passive health and tries the next candidate, within
  * the route's attempt and time budget. A backend's own refusal (any status but {@code 101}) is relayed, never retried;
- * nothing is retried after the client got its {@code 101}.
+ * nothing is retried after the client got its {@code 101}. The backend connection is made by {@link BackendHandshake},
+ * not Jetty's {@code WebSocketCoreClient}; the proxy's own timer bounds it.
  */
 final class Handshake {
 
@@ -114,33 +114,20 @@ final class Handshake {
         long timeoutMillis = Math.max(1, Math.min(timeouts.connectTimeout().toMillis(),
                 TimeUnit.NANOSECONDS.toMillis(remaining)));
         Configuration.ConfigurationCustomizer legConfiguration = WebSocketProxyHandler.legConfiguration(timeouts);
-        WebSocketCoreClient client = proxy.backendClient();
-        CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(client, backendUri, relay.backendLeg);
-        List<String> subprotocols = view.subprotocols();
-        if (!subprotocols.isEmpty()) {
-            upgrade.setSubProtocols(subprotocols);
+        HttpFields.Mutable headers = HttpFields.build();
+        for (String subprotocol : view.subprotocols()) {
+            headers.add(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
         }
-        upgrade.headers(headers -> {
-            ForwardedHeaders.copy(request, headers, route.preserveHost(), true, view.identity());
-            view.addAuthorizedHeaders(headers);
-        });
-        upgrade.setConfiguration(legConfiguration);
+        ForwardedHeaders.copy(request, headers, route.preserveHost(), true, view.identity());
+        view.addAuthorizedHeaders(headers);
         BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
-        upgrade.addListener(backendResponse);
         if (LOG.isDebugEnabled()) {
             LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri), attempts);
         }
-        CompletableFuture<CoreSession> future;
-        try {
-            future = client.connect(upgrade);
-        } catch (Exception | Error e) {
-            relay.onBackendFailed();
-            failed(state, backend, backendResponse, e);
-            return;
-        }
+        CompletableFuture<CoreSession> future = proxy.backendHandshake().connect(backendUri, headers,
+                relay.backendLeg, legConfiguration, backendResponse);
         relay.onConnecting(() -> future.cancel(false));
-        // The proxy's own timer, cancelled on completion. Jetty's request timeout is not used: its task is not
-        // cancelled when the connection is upgraded, and would keep every finished session reachable until it fires.
+        // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
         Scheduler.Task timer = proxy.scheduler().schedule(() -> future.completeExceptionally(
                 new TimeoutException("backend handshake took more than " + timeoutMillis + " ms")),
                 timeoutMillis, TimeUnit.MILLISECONDS);
@@ -149,10 +136,6 @@ final class Handshake {
             if (failure != null) {
                 relay.onBackendFailed();
                 failed(state, backend, backendResponse, failure);
-            } else if (!backendResponse.headers().contains(HttpHeader.UPGRADE, "websocket")) {
-                // Jetty's client accepts a 101 whose Upgrade names another protocol, or none: not a WebSocket.
-                relay.onBackendInvalid();
-                failed(state, backend, backendResponse, new IllegalStateException("101 without Upgrade: websocket"));
             } else {
                 state.recordSuccess();
                 upgradeClient(relay, backendSession, legConfiguration);

@@ -266,19 +266,6 @@ final class Relay implements ProxySession {
         finishIfDone();
     }
 
-    /** The backend's 101 was not a WebSocket upgrade after all: drop its connection; the client gets no 101. */
-    void onBackendInvalid() {
-        CoreSession backendSession;
-        synchronized (this) {
-            clientLeg.done = true;
-            backendSession = backendLeg.done ? null : backendLeg.session;
-        }
-        if (backendSession != null) {
-            backendSession.abort();
-        }
-        finishIfDone();
-    }
-
     /** The proxy is shutting down: close both legs with 1001, or abort the handshake in progress. */
     void shutdown() {
         Runnable abort;

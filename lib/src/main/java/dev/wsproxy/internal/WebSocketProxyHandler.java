@@ -49,20 +49,21 @@ import dev.wsproxy.TimeoutPolicy;
  * <h2>Handshake, backend first</h2>
  * {@link #handle} checks the client's handshake ({@code 400}, {@code 426}), refuses during shutdown ({@code 503}),
  * checks the Origin ({@code 403}) and asks the route's selector for a backend ({@code 503} when none), all before any
- * backend connection. Then it starts the backend handshake with Jetty's {@link WebSocketCoreClient} and returns: no
- * thread waits. When the backend answers {@code 101}, the completion thread upgrades the client with the backend's
- * subprotocol through {@link Handshaker#upgradeRequest}; otherwise it answers the client with the backend's own
+ * backend connection. Then it starts the backend handshake with {@link BackendHandshake} (the proxy's own, on the
+ * backend client's connector) and returns: no thread waits. When the backend answers {@code 101}, the completion
+ * thread upgrades the client with the backend's subprotocol through {@link Handshaker#upgradeRequest}; otherwise it answers the client with the backend's own
  * refusal, {@code 502} or {@code 504}. The backend leg exists before the client's {@code 101} is written; if that write
  * fails, the backend leg is closed.
  *
  * <h2>Shared resources</h2>
  * The backend client shares the server's thread pool, scheduler and buffer pool, follows no redirects and keeps no
- * cookies; its WebSocket connections read on its selector threads ({@link WebSocketEndPoints}), as the standalone
- * server's do, and its handshake responses are handled there too (its transport is {@code NON_BLOCKING}: the backend's
- * {@code 101} upgrades the client on the thread that read it). Its WebSocket connections use direct buffers only
- * ({@link DirectBuffers}). Each leg reads with a 4 KiB buffer until its first large frame, then with 64 KiB
- * (large frames cost 2 to 3 times less CPU than with 4 KiB; see {@link Relay} for why it starts small). Both legs
- * offer no extensions: permessage-deflate stays off on both legs.
+ * cookies; health checks use it through Jetty's {@link WebSocketCoreClient}, proxied sessions only through its
+ * connector, resolver and TLS factory ({@link BackendHandshake}). Its WebSocket connections read on its selector
+ * threads ({@link WebSocketEndPoints}), as the standalone server's do, and handshake responses are handled there too
+ * (read interest is {@code NON_BLOCKING}: the backend's {@code 101} upgrades the client on the thread that read it).
+ * Its WebSocket connections use direct buffers only ({@link DirectBuffers}). Each leg reads with a 4 KiB buffer until
+ * its first large frame, then with 64 KiB (large frames cost 2 to 3 times less CPU than with 4 KiB; see
+ * {@link Relay} for why it starts small). Both legs offer no extensions: permessage-deflate stays off on both legs.
  */
 public final class WebSocketProxyHandler extends Handler.Wrapper {
 
@@ -97,6 +98,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private @Nullable WebSocketComponents components;
     private @Nullable HttpClient backendHttpClient;
     private @Nullable WebSocketCoreClient backendClient;
+    private @Nullable BackendHandshake backendHandshake;
 
     public WebSocketProxyHandler(ProxyConfig config) {
         this.config = config;
@@ -163,6 +165,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         WebSocketCoreClient client = new WebSocketCoreClient(http, backendComponents);
         client.start();
         backendClient = client;
+        backendHandshake = new BackendHandshake(http, backendComponents, client.getClassLoader());
         draining = false;
         super.doStart();
         HandshakeRateLimiter limiter = rateLimiter;
@@ -464,8 +467,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return components;
     }
 
-    @Nullable WebSocketCoreClient backendClient() {
-        return backendClient;
+    /** The backend handshake; set while started. */
+    BackendHandshake backendHandshake() {
+        BackendHandshake handshake = backendHandshake;
+        if (handshake == null) {
+            throw new IllegalStateException("wsproxy handler not started");
+        }
+        return handshake;
     }
 
     Scheduler scheduler() {

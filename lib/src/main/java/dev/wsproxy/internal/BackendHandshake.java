@@ -1,0 +1,705 @@
+package dev.wsproxy.internal;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.net.UnknownHostException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.SecureRandom;
+import java.util.Base64;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ThreadLocalRandom;
+
+import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.http.HttpException;
+import org.eclipse.jetty.http.HttpField;
+import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpParser;
+import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.http.HttpVersion;
+import org.eclipse.jetty.io.AbstractConnection;
+import org.eclipse.jetty.io.ByteBufferPool;
+import org.eclipse.jetty.io.ClientConnectionFactory;
+import org.eclipse.jetty.io.ClientConnector;
+import org.eclipse.jetty.io.Connection;
+import org.eclipse.jetty.io.EndPoint;
+import org.eclipse.jetty.io.RetainableByteBuffer;
+import org.eclipse.jetty.io.Transport;
+import org.eclipse.jetty.io.ssl.SslConnection;
+import org.eclipse.jetty.io.ssl.SslHandshakeListener;
+import org.eclipse.jetty.util.BufferUtil;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.Promise;
+import org.eclipse.jetty.util.SocketAddressResolver;
+import org.eclipse.jetty.util.thread.Invocable;
+import org.eclipse.jetty.util.thread.Scheduler;
+import org.eclipse.jetty.websocket.core.Behavior;
+import org.eclipse.jetty.websocket.core.Configuration;
+import org.eclipse.jetty.websocket.core.CoreSession;
+import org.eclipse.jetty.websocket.core.ExtensionStack;
+import org.eclipse.jetty.websocket.core.FrameHandler;
+import org.eclipse.jetty.websocket.core.Negotiated;
+import org.eclipse.jetty.websocket.core.WebSocketComponents;
+import org.eclipse.jetty.websocket.core.WebSocketConnection;
+import org.eclipse.jetty.websocket.core.WebSocketConstants;
+import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
+import org.eclipse.jetty.websocket.core.exception.UpgradeException;
+import org.eclipse.jetty.websocket.core.util.WebSocketUtils;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The backend leg's WebSocket handshake, written for the proxy directly on Jetty's {@link ClientConnector}: one GET
+ * upgrade request out, one response parsed with Jetty's {@link HttpParser}, then the end point is upgraded to a
+ * client-side {@link WebSocketConnection}.
+ *
+ * <h2>Why</h2>
+ * Jetty's {@code WebSocketCoreClient} runs each handshake as a full {@code HttpClient} exchange: request, conversation
+ * and exchange objects, a destination lookup and its connection pool, sender and receiver, response listeners, the
+ * upgrade protocol handler and {@code HttpUpgraderOverHTTP}, {@code CoreClientUpgradeRequest} with its listeners and
+ * stream-based extension parsing, the URI parsed again, and a {@code new SecureRandom()} per connection. In a profile
+ * of a handshake storm (connect, one echo, close, repeated) that machinery was about 26 % of the proxy's CPU per
+ * cycle. The proxy needs none of it: it opens one connection per handshake, never reuses it for HTTP, offers no
+ * extensions and relays any refusal as it is.
+ *
+ * <h2>What is sent</h2>
+ * {@code GET} with the backend URI's path and query, {@code Host} (the URI's authority unless the forwarded headers
+ * carry the client's), the headers the caller built (forwarded and authenticator headers, one
+ * {@code Sec-WebSocket-Protocol} per offered subprotocol), then, replacing any of the same name as Jetty's client
+ * does: {@code Upgrade: websocket}, {@code Connection: Upgrade}, a random {@code Sec-WebSocket-Key},
+ * {@code Sec-WebSocket-Version: 13}, {@code Pragma} and {@code Cache-Control: no-cache}. No {@code Expect}, no
+ * {@code User-Agent}, no {@code Accept-Encoding}, no extensions. CR, LF and NUL in header names and values are
+ * replaced, as Jetty's generator does.
+ *
+ * <h2>What is validated</h2>
+ * What Jetty's client validates, and what the proxy added on top: status {@code 101}; {@code Upgrade} names
+ * {@code websocket}; {@code Connection} contains {@code upgrade}; {@code Sec-WebSocket-Accept} is the hash of the key
+ * sent; at most one subprotocol, one of those offered; no extension (none was offered). Interim responses
+ * ({@code 100}, {@code 103}...) are skipped. The response head is limited to {@link #MAX_RESPONSE_HEAD} bytes.
+ *
+ * <h2>Outcomes</h2>
+ * The future completes with the backend {@link CoreSession} after {@code endPoint.upgrade(...)}: the bytes the backend
+ * sent right after its {@code 101} are handed to the WebSocket connection. Anything else completes it exceptionally,
+ * and the {@link BackendResponse} tells a refusal (a complete response head that is not {@code 101}: its status,
+ * headers and up to the cap of its body, whether framed by length, chunks or EOF) from an invalid {@code 101} (status
+ * {@code 101}) and from a failure before any response (status 0: DNS, connect, TLS, closed response). A response the
+ * parser rejects gets the parser's code as its status, as in Jetty's client ({@code 400} for an illegal character,
+ * say a TLS alert from a backend spoken to in plain text), and is relayed as such.
+ * Completing the future from outside (the proxy's timer, a cancellation on shutdown) closes the connection, or closes
+ * it as soon as a connect in progress opens it.
+ *
+ * <h2>Threads</h2>
+ * The response is read on the client connector's selector thread ({@code NON_BLOCKING} read interest), which then
+ * runs the caller's completion: the proxy's completions never block. Names are resolved by the {@code HttpClient}'s
+ * asynchronous resolver; IP literals are not resolved. Nothing waits.
+ */
+final class BackendHandshake {
+
+    private static final Logger LOG = LoggerFactory.getLogger(BackendHandshake.class);
+
+    /** The largest response head accepted (Jetty's client sets no limit; the client leg relays at most 8 KiB). */
+    static final int MAX_RESPONSE_HEAD = 64 * 1024;
+    private static final String ATTEMPT_CONTEXT_KEY = BackendHandshake.class.getName() + ".attempt";
+
+    private final ClientConnector connector;
+    private final SocketAddressResolver resolver;
+    private final ClientConnectionFactory plain;
+    private final ClientConnectionFactory tls;
+    private final WebSocketComponents components;
+    private final Executor executor;
+    private final Scheduler scheduler;
+    private final ByteBufferPool pool;
+    private final int responseBufferSize;
+    private final @Nullable ClassLoader classLoader;
+    /** Masks for every backend connection: one strong generator per proxy, not one per connection. */
+    private final Random masks = new SecureRandom();
+    private final org.eclipse.jetty.http.HttpCompliance compliance;
+
+    /**
+     * @param http the started backend client: its connector (selectors, TLS factory), resolver, executor, scheduler
+     * @param components the backend legs' WebSocket components (direct buffer pool)
+     */
+    BackendHandshake(HttpClient http, WebSocketComponents components, @Nullable ClassLoader classLoader) {
+        this.connector = http.getClientConnector();
+        this.resolver = http.getSocketAddressResolver();
+        this.components = components;
+        this.executor = http.getExecutor();
+        this.scheduler = http.getScheduler();
+        this.pool = components.getByteBufferPool();
+        this.responseBufferSize = http.getResponseBufferSize();
+        this.classLoader = classLoader;
+        this.compliance = http.getHttpCompliance();
+        this.plain = (endPoint, context) -> ((Attempt) context.get(ATTEMPT_CONTEXT_KEY)).newConnection(endPoint);
+        // The same TLS set-up as HttpClient's: the connector's SslContextFactory (host name verification as
+        // configured there), the peer host taken from the remote address the name was resolved to.
+        this.tls = connector.newSslClientConnectionFactory(http.getSslContextFactory(), plain);
+    }
+
+    /**
+     * Starts a handshake with {@code uri}; never throws.
+     *
+     * @param headers the request headers besides Host and the handshake's own (see the class comment)
+     * @param handler the backend leg, opened before the future completes
+     * @param response receives the backend's response head and refusal body
+     */
+    CompletableFuture<CoreSession> connect(URI uri, HttpFields headers, FrameHandler handler,
+            Configuration.ConfigurationCustomizer configuration, BackendResponse response) {
+        Attempt attempt = new Attempt(uri, headers, handler, configuration, response);
+        try {
+            attempt.start();
+        } catch (RuntimeException e) {
+            // For instance the resolver's executor refusing the task, while stopping.
+            attempt.fail(e);
+        }
+        return attempt.future;
+    }
+
+    /** One handshake: resolve, connect, exchange, upgrade. */
+    private final class Attempt implements Promise<Connection> {
+
+        final CompletableFuture<CoreSession> future = new CompletableFuture<>();
+        private final URI uri;
+        private final boolean secure;
+        private final HttpFields headers;
+        private final FrameHandler handler;
+        private final Configuration.ConfigurationCustomizer configuration;
+        private final BackendResponse response;
+        private final String key;
+        private volatile @Nullable EndPoint endPoint;
+        private @Nullable List<InetSocketAddress> addresses;
+        private int next;
+
+        Attempt(URI uri, HttpFields headers, FrameHandler handler, Configuration.ConfigurationCustomizer configuration,
+                BackendResponse response) {
+            this.uri = uri;
+            this.secure = "wss".equalsIgnoreCase(uri.getScheme());
+            this.headers = headers;
+            this.handler = handler;
+            this.configuration = configuration;
+            this.response = response;
+            byte[] nonce = new byte[16];
+            ThreadLocalRandom.current().nextBytes(nonce);
+            this.key = Base64.getEncoder().encodeToString(nonce);
+            response.closer(this::close);
+        }
+
+        void start() {
+            // Whoever completes the future first (failure, timer, cancellation), the connection goes with it.
+            future.whenComplete((session, failure) -> {
+                if (failure != null) {
+                    close();
+                }
+            });
+            String host = uri.getHost();
+            if (host == null) {
+                fail(new IllegalArgumentException("backend URI without a host"));
+                return;
+            }
+            if (host.startsWith("[") && host.endsWith("]")) {
+                host = host.substring(1, host.length() - 1);
+            }
+            int port = uri.getPort() > 0 ? uri.getPort() : secure ? 443 : 80;
+            try {
+                InetAddress literal = ipLiteral(host);
+                if (literal != null) {
+                    addresses = List.of(new InetSocketAddress(literal, port));
+                    connectNext();
+                    return;
+                }
+            } catch (UnknownHostException e) {
+                fail(e);
+                return;
+            }
+            resolver.resolve(host, port, Map.of(), new Promise<>() {
+                @Override
+                public void succeeded(List<InetSocketAddress> resolved) {
+                    if (resolved.isEmpty()) {
+                        fail(new UnknownHostException("no address"));
+                        return;
+                    }
+                    addresses = resolved;
+                    connectNext();
+                }
+
+                @Override
+                public void failed(Throwable failure) {
+                    fail(failure);
+                }
+            });
+        }
+
+        /** Connects to the next resolved address; the connector calls {@link #failed} or opens the connection. */
+        private void connectNext() {
+            List<InetSocketAddress> candidates = addresses;
+            if (future.isDone() || candidates == null) {
+                return;
+            }
+            InetSocketAddress address = candidates.get(next++);
+            Map<String, Object> context = new ConcurrentHashMap<>(8);
+            context.put(Transport.CONTEXT_KEY, Transport.TCP_IP);
+            context.put(ATTEMPT_CONTEXT_KEY, this);
+            context.put(ClientConnectionFactory.CONTEXT_KEY, secure ? tls : plain);
+            context.put(ClientConnector.CONNECTION_PROMISE_CONTEXT_KEY, this);
+            connector.connect(address, context);
+        }
+
+        /** The connection opened (its {@code onOpen} has written the request). */
+        @Override
+        public void succeeded(Connection connection) {
+        }
+
+        /** The connect failed: try the next address, as Jetty's client does, or give up. */
+        @Override
+        public void failed(Throwable failure) {
+            List<InetSocketAddress> candidates = addresses;
+            if (candidates != null && next < candidates.size() && !future.isDone()) {
+                connectNext();
+            } else {
+                fail(failure);
+            }
+        }
+
+        Connection newConnection(EndPoint endPoint) {
+            this.endPoint = endPoint;
+            Exchange exchange = new Exchange(this, endPoint);
+            if (endPoint instanceof SslConnection.SslEndPoint tlsEndPoint) {
+                // The TLS failure itself (untrusted certificate, host name mismatch), before the close it causes.
+                tlsEndPoint.getSslConnection().addHandshakeListener(new SslHandshakeListener() {
+                    @Override
+                    public void handshakeFailed(Event event, Throwable failure) {
+                        fail(failure);
+                    }
+                });
+            }
+            if (future.isDone()) {
+                // Timed out or cancelled while connecting: the whenComplete above found no end point to close.
+                endPoint.close();
+            }
+            return exchange;
+        }
+
+        void fail(Throwable failure) {
+            future.completeExceptionally(failure);
+        }
+
+        /**
+         * Closes the connection, if there is one yet; idempotent. Only called once the future failed: an end point
+         * upgraded meanwhile is closed too, and its session is failed by {@link #upgraded}.
+         */
+        void close() {
+            EndPoint open = endPoint;
+            if (open != null) {
+                open.close();
+            }
+        }
+
+        ByteBuffer request() {
+            StringBuilder head = new StringBuilder(512);
+            String path = uri.getRawPath();
+            head.append("GET ").append(path == null || path.isEmpty() ? "/" : path);
+            String query = uri.getRawQuery();
+            if (query != null) {
+                head.append('?').append(query);
+            }
+            head.append(" HTTP/1.1\r\n");
+            if (!headers.contains(HttpHeader.HOST)) {
+                line(head, "Host", uri.getAuthority());
+            }
+            for (HttpField field : headers) {
+                HttpHeader known = field.getHeader();
+                if (known != null) {
+                    switch (known) {
+                        case UPGRADE, CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, PRAGMA, CACHE_CONTROL,
+                                EXPECT -> {
+                            continue;
+                        }
+                        default -> {
+                        }
+                    }
+                }
+                line(head, field.getName(), field.getValue());
+            }
+            head.append("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ").append(key)
+                    .append("\r\nSec-WebSocket-Version: ").append(WebSocketConstants.SPEC_VERSION_STRING)
+                    .append("\r\nPragma: no-cache\r\nCache-Control: no-cache\r\n\r\n");
+            return ByteBuffer.wrap(head.toString().getBytes(StandardCharsets.ISO_8859_1));
+        }
+
+        /**
+         * Validates a {@code 101} and builds the backend session on {@code endPoint}, as
+         * {@code CoreClientUpgradeRequest.upgrade} does; returns the failure's description when it is not valid.
+         */
+        @Nullable String validate(HttpFields answer) {
+            if (!answer.contains(HttpHeader.UPGRADE, "websocket")) {
+                return "101 without Upgrade: websocket";
+            }
+            if (!answer.contains(HttpHeader.CONNECTION, "upgrade")) {
+                return "WebSocket upgrade missing 'Connection: Upgrade' header";
+            }
+            String accept = answer.get(HttpHeader.SEC_WEBSOCKET_ACCEPT);
+            // Compared as Jetty's client does, ignoring case.
+            if (!WebSocketUtils.hashKey(key).equalsIgnoreCase(accept)) {
+                return "Invalid Sec-WebSocket-Accept hash";
+            }
+            for (String extension : answer.getCSV(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, false)) {
+                if (!extension.trim().startsWith("@")) {
+                    return "Sec-WebSocket-Extensions contained extension not requested";
+                }
+            }
+            List<String> chosen = answer.getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
+            if (chosen.size() > 1) {
+                return "Too many WebSocket subprotocols in response";
+            }
+            if (chosen.size() == 1 && !headers.getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true)
+                    .contains(chosen.get(0))) {
+                return "subprotocol not found in offered subprotocols";
+            }
+            return null;
+        }
+
+        WebSocketCoreSession newSession(EndPoint endPoint, HttpFields answer) {
+            List<String> chosen = answer.getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
+            ExtensionStack extensions = new ExtensionStack(components, Behavior.CLIENT);
+            extensions.negotiate(List.of(), List.of());
+            Negotiated negotiated = new Negotiated(uri, chosen.isEmpty() ? null : chosen.get(0), secure, extensions,
+                    WebSocketConstants.SPEC_VERSION_STRING);
+            WebSocketCoreSession session = new WebSocketCoreSession(handler, Behavior.CLIENT, negotiated, components);
+            if (classLoader != null) {
+                session.setClassLoader(classLoader);
+            }
+            configuration.customize(session);
+            WebSocketConnection connection = new WebSocketConnection(endPoint, executor, scheduler, pool, session,
+                    masks);
+            session.setWebSocketConnection(connection);
+            return session;
+        }
+
+        /** The upgraded session is open: hand it over, or drop it if the proxy gave up meanwhile. */
+        void upgraded(WebSocketCoreSession session) {
+            if (!future.complete(session)) {
+                future.exceptionally(failure -> {
+                    session.processConnectionError(failure, Callback.NOOP);
+                    return null;
+                });
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "BackendHandshake[" + Relay.withoutQuery(uri) + "]";
+        }
+    }
+
+    /**
+     * The connection during the exchange: writes the request, parses the response, and on a valid {@code 101}
+     * replaces itself with the WebSocket connection. Its reads are serialized by the end point; {@code onClose} may
+     * run on another thread (a timer closing the end point) and only fails the attempt.
+     */
+    private final class Exchange extends AbstractConnection.NonBlocking
+            implements Connection.UpgradeFrom, HttpParser.ResponseHandler {
+
+        private final Attempt attempt;
+        private final HttpParser parser;
+        private HttpFields.Mutable fields = HttpFields.build();
+        private int status;
+        /** Set by the parser's callbacks, acted upon once {@code parseNext} has returned (it is not reentrant). */
+        private boolean switching;
+        private boolean interimDone;
+        private boolean refused;
+        private boolean headDone;
+        private @Nullable Throwable broken;
+        private volatile boolean upgrading;
+        private volatile @Nullable Throwable writeFailure;
+        private @Nullable ByteBuffer leftover;
+
+        Exchange(Attempt attempt, EndPoint endPoint) {
+            super(endPoint, executor);
+            this.attempt = attempt;
+            this.parser = new HttpParser(this, MAX_RESPONSE_HEAD, compliance);
+        }
+
+        @Override
+        public void onOpen() {
+            super.onOpen();
+            ByteBuffer request;
+            try {
+                request = attempt.request();
+            } catch (RuntimeException e) {
+                attempt.fail(e);
+                return;
+            }
+            // A failed write still reads: the backend may have answered (and closed) before reading it all, as a
+            // TLS server does with plain text; Jetty's client reads that response too.
+            getEndPoint().write(Callback.from(Invocable.InvocationType.NON_BLOCKING, this::fillInterested,
+                    this::writeFailed), request);
+        }
+
+        private void writeFailed(Throwable failure) {
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("{} could not write the request", attempt, failure);
+            }
+            writeFailure = failure;
+            if (getEndPoint().isOpen()) {
+                fillInterested();
+            } else {
+                attempt.fail(failure);
+            }
+        }
+
+        @Override
+        public void onFillable() {
+            RetainableByteBuffer network = pool.acquire(responseBufferSize, true);
+            try {
+                ByteBuffer buffer = network.getByteBuffer();
+                while (!attempt.future.isDone()) {
+                    BufferUtil.clear(buffer);
+                    int filled = getEndPoint().fill(buffer);
+                    if (filled == 0) {
+                        fillInterested();
+                        return;
+                    }
+                    if (filled < 0) {
+                        parser.atEOF();
+                    }
+                    if (parse(buffer) || filled < 0) {
+                        if (filled < 0 && !attempt.future.isDone()) {
+                            attempt.fail(new EOFException("backend closed the connection during the handshake"));
+                        }
+                        return;
+                    }
+                }
+            } catch (Throwable x) {
+                attempt.fail(x);
+            } finally {
+                network.release();
+            }
+        }
+
+        /** Parses what {@code buffer} holds; {@code true} when the exchange is over (however it ended). */
+        private boolean parse(ByteBuffer buffer) {
+            while (true) {
+                boolean stopped = parser.parseNext(buffer);
+                if (broken != null) {
+                    attempt.fail(broken);
+                    return true;
+                }
+                if (switching) {
+                    upgrade(buffer);
+                    return true;
+                }
+                if (refused) {
+                    if (LOG.isDebugEnabled()) {
+                        LOG.debug("{} refused with {}", attempt, status);
+                    }
+                    attempt.fail(new UpgradeException(attempt.uri, status,
+                            "Failed to upgrade to websocket: Unexpected HTTP Response Status Code: " + status));
+                    return true;
+                }
+                if (interimDone) {
+                    interimDone = false;
+                    status = 0;
+                    fields = HttpFields.build();
+                    parser.reset();
+                    continue;
+                }
+                if (!stopped && !buffer.hasRemaining()) {
+                    return false;
+                }
+            }
+        }
+
+        private void upgrade(ByteBuffer buffer) {
+            HttpFields answer = fields.asImmutable();
+            String invalid = attempt.validate(answer);
+            if (invalid != null) {
+                attempt.fail(new UpgradeException(attempt.uri, HttpStatus.SWITCHING_PROTOCOLS_101, invalid));
+                return;
+            }
+            WebSocketCoreSession session;
+            try {
+                session = attempt.newSession(getEndPoint(), answer);
+            } catch (RuntimeException e) {
+                attempt.fail(new UpgradeException(attempt.uri, HttpStatus.SWITCHING_PROTOCOLS_101, e.getMessage(),
+                        e));
+                return;
+            }
+            if (attempt.future.isDone()) {
+                return;
+            }
+            upgrading = true;
+            leftover = buffer;
+            try {
+                getEndPoint().upgrade(session.getConnection());
+            } catch (Throwable x) {
+                attempt.fail(x);
+                getEndPoint().close();
+                return;
+            } finally {
+                leftover = null;
+            }
+            attempt.upgraded(session);
+        }
+
+        @Override
+        public @Nullable ByteBuffer onUpgradeFrom() {
+            ByteBuffer rest = leftover;
+            // Copied by the WebSocket connection before upgrade() returns; the pooled buffer is released after.
+            return rest != null && rest.hasRemaining() ? rest : null;
+        }
+
+        @Override
+        public void onClose(@Nullable Throwable cause) {
+            super.onClose(cause);
+            if (!upgrading) {
+                Throwable failure = cause != null ? cause : writeFailure;
+                attempt.fail(failure != null ? failure
+                        : new EOFException("backend connection closed during the handshake"));
+            }
+        }
+
+        @Override
+        public void onFillInterestedFailed(Throwable cause) {
+            attempt.fail(cause);
+            super.onFillInterestedFailed(cause);
+        }
+
+        // ---- HttpParser.ResponseHandler: record only, see parse() ----
+
+        @Override
+        public void startResponse(HttpVersion version, int status, String reason) {
+            this.status = status;
+        }
+
+        @Override
+        public void parsedHeader(HttpField field) {
+            fields.add(field);
+        }
+
+        @Override
+        public boolean headerComplete() {
+            if (status == HttpStatus.SWITCHING_PROTOCOLS_101) {
+                attempt.response.head(status, fields.asImmutable());
+                switching = true;
+                return true;
+            }
+            if (HttpStatus.isInterim(status)) {
+                return false;
+            }
+            attempt.response.head(status, fields.asImmutable());
+            headDone = true;
+            return false;
+        }
+
+        @Override
+        public boolean content(ByteBuffer item) {
+            if (attempt.response.append(item)) {
+                // The cap is reached: the rest is not needed (the relayed refusal gets its own length).
+                refused = true;
+                return true;
+            }
+            return false;
+        }
+
+        @Override
+        public boolean contentComplete() {
+            return false;
+        }
+
+        @Override
+        public boolean messageComplete() {
+            if (HttpStatus.isInterim(status) && status != HttpStatus.SWITCHING_PROTOCOLS_101) {
+                interimDone = true;
+            } else {
+                refused = true;
+            }
+            return true;
+        }
+
+        @Override
+        public void earlyEOF() {
+            if (headDone) {
+                // The head was complete: a refusal with a truncated body, relayed as far as it came.
+                refused = true;
+            } else {
+                broken = new EOFException("backend closed the connection in its response head");
+            }
+        }
+
+        @Override
+        public void badMessage(HttpException failure) {
+            // As Jetty's client does: the parser's code becomes the response status (400 for an illegal character,
+            // as when a TLS backend answers plain text with an alert; the status parsed so far otherwise), so a
+            // garbled answer is relayed as that status, and a garbled 101 counts as an invalid one.
+            if (failure.getCode() > 0) {
+                attempt.response.head(failure.getCode(), fields.asImmutable());
+            }
+            broken = failure instanceof Throwable throwable ? throwable
+                    : new IOException("bad response from the backend: " + failure.getReason());
+        }
+
+        @Override
+        public String toConnectionString() {
+            return attempt + "@" + Integer.toHexString(hashCode());
+        }
+    }
+
+    /**
+     * The address of an IP literal, parsed without any lookup; {@code null} for a name, which must be resolved.
+     * IPv6 literals are the only hosts with a colon; IPv4 ones are four decimal octets.
+     */
+    static @Nullable InetAddress ipLiteral(String host) throws UnknownHostException {
+        if (host.indexOf(':') >= 0) {
+            return InetAddress.getByName(host); // a literal, or UnknownHostException: never a lookup
+        }
+        String[] parts = host.split("\\.", -1);
+        if (parts.length != 4) {
+            return null;
+        }
+        byte[] address = new byte[4];
+        for (int i = 0; i < 4; i++) {
+            String part = parts[i];
+            if (part.isEmpty() || part.length() > 3) {
+                return null;
+            }
+            int value = 0;
+            for (int c = 0; c < part.length(); c++) {
+                char digit = part.charAt(c);
+                if (digit < '0' || digit > '9') {
+                    return null;
+                }
+                value = value * 10 + (digit - '0');
+            }
+            if (value > 255) {
+                return null;
+            }
+            address[i] = (byte) value;
+        }
+        return InetAddress.getByAddress(address);
+    }
+
+    private static void line(StringBuilder head, String name, @Nullable String value) {
+        appendSanitized(head, name, '?');
+        head.append(": ");
+        if (value != null) {
+            appendSanitized(head, value, ' ');
+        }
+        head.append("\r\n");
+    }
+
+    private static void appendSanitized(StringBuilder head, String text, char replacement) {
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            head.append(c == '\r' || c == '\n' || c == 0 ? replacement : c);
+        }
+    }
+}
