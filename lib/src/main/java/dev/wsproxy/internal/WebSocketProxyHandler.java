@@ -134,8 +134,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         LifeCycle.start(shared);
         components = shared;
 
-        // Backend WebSocket reads run on the client's selector threads (see WebSocketEndPoints), and so do the
-        // backend's handshake responses: the code they call (Handshake, the client's upgrade, listeners) never blocks.
+        // Backend WebSocket reads run on the client's selector threads (see WebSocketEndPoints), and so do handshake
+        // answers: BackendHandshake's for proxied sessions, and this client's for health checks (NON_BLOCKING: what
+        // they call, Handshake, the client's upgrade, HealthChecker and listeners, never blocks).
         HttpClientTransportOverHTTP transport = new HttpClientTransportOverHTTP(WebSocketEndPoints.clientConnector());
         transport.setInvocationType(Invocable.InvocationType.NON_BLOCKING);
         HttpClient http = new HttpClient(transport);
