@@ -162,6 +162,48 @@ class BackendHandshakeWireTest {
     }
 
     @Test
+    void relaysARefusalWhoseHeadBreaksAfterItsStatusLineWithThatStatus() throws Exception {
+        RawBackend backend = resource(RawBackend.answeringThenClosing(RawBackend.raw(
+                "HTTP/1.1 403 Forbidden\r\nX-Reason: policy\r\nno colon in this line\r\n\r\n")));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(403);
+        }
+    }
+
+    @Test
+    void answers502ForAnAnswerThatIsNotHttpOrAnInterimResponseGoneBad() throws Exception {
+        for (String garbled : List.of("\u0015\u0003\u0003\u0000\u0002\u0002\u0032",
+                "HTTP/1.1 103 Early Hints\r\nno colon in this line\r\n\r\n")) {
+            RawBackend backend = resource(RawBackend.answeringThenClosing(RawBackend.raw(garbled)));
+            startProxy(backend.backend());
+            try (RawHttp client = RawHttp.connect(proxy)) {
+                assertThat(client.exchange(upgrade("/ws/chat")).status()).as(garbled).isEqualTo(502);
+            }
+            proxy.close();
+            proxy = null;
+        }
+    }
+
+    @Test
+    void writesHeaderValuesInLatin1AsJettysGeneratorDoes() throws Exception {
+        RawBackend backend = resource(RawBackend.recording());
+        proxy = ProxyBuilder.create()
+                .listen("127.0.0.1", 0)
+                .authenticator(Authenticator.of(request -> AuthDecision.allow()
+                        .withBackendHeader("X-User", "caf\u00e9 \u20ac!")))
+                .route("/ws/", backend.backend())
+                .build();
+        proxy.start();
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(101);
+        }
+        // Control characters never get this far (AuthDecision refuses them); a character ISO-8859-1 cannot hold
+        // becomes a space, as in Jetty's generator, and Latin-1 ones go as they are.
+        assertThat(backend.nextRequest().header("X-User")).isEqualTo("caf\u00e9  !");
+    }
+
+    @Test
     void connectsToABackendNamedByAHostName() throws Exception {
         TestBackend backend = resource(new TestBackend("named"));
         // localhost may resolve to ::1 first, where nothing listens: the next address is tried.

@@ -361,8 +361,8 @@ class TlsTest {
                 .route("/mismatch/", Backend.of("ws://127.0.0.1:" + tls.port())));
         clients = new Clients();
         assertThat(upgradeStatus("/downgrade/")).as("TLS to a plain-text backend").isEqualTo(502);
-        // A TLS backend answers plain text with its own plain-text 400, which is relayed like any refusal.
-        assertThat(upgradeStatus("/mismatch/")).as("plain text to a TLS backend").isEqualTo(400);
+        // A TLS backend answers plain text with a TLS alert: no HTTP answer at all, so a bad gateway.
+        assertThat(upgradeStatus("/mismatch/")).as("plain text to a TLS backend").isEqualTo(502);
         assertThat(plain.upgrades).isEmpty();
         assertThat(tls.upgrades).isEmpty();
     }

@@ -93,8 +93,9 @@ import org.slf4j.LoggerFactory;
  * and the {@link BackendResponse} tells a refusal (a complete response head that is not {@code 101}: its status,
  * headers and up to the cap of its body, whether framed by length, chunks or EOF) from an invalid {@code 101} (status
  * {@code 101}) and from a failure before any response (status 0: DNS, connect, TLS, closed response). A response the
- * parser rejects gets the parser's code as its status, as in Jetty's client ({@code 400} for an illegal character,
- * say a TLS alert from a backend spoken to in plain text), and is relayed as such.
+ * parser rejects after an error status line (a TLS backend spoken to in plain text answers its own {@code 400}, then
+ * bytes the parser refuses; a head over the limit) is relayed with that status as far as it came; any other garbled
+ * answer counts as no answer ({@code 502}).
  * Completing the future from outside (the proxy's timer, a cancellation on shutdown) closes the connection, or closes
  * it as soon as a connect in progress opens it.
  *
@@ -270,7 +271,6 @@ final class BackendHandshake {
         }
 
         Connection newConnection(EndPoint endPoint) {
-            this.endPoint = endPoint;
             Exchange exchange = new Exchange(this, endPoint);
             if (endPoint instanceof SslConnection.SslEndPoint tlsEndPoint) {
                 // The TLS failure itself (untrusted certificate, host name mismatch), before the close it causes.
@@ -281,11 +281,22 @@ final class BackendHandshake {
                     }
                 });
             }
-            if (future.isDone()) {
-                // Timed out or cancelled while connecting: the whenComplete above found no end point to close.
-                endPoint.close();
-            }
             return exchange;
+        }
+
+        /**
+         * The connection opened: publish its end point for {@link #close()}, or close it at once when the proxy gave
+         * up meanwhile (the {@code whenComplete} in {@link #start()} found no end point to close). Done in
+         * {@code onOpen}, not when the connection is created: Jetty opens the end point after that, and an end point
+         * closed before it is opened makes Jetty log a warning. Returns whether the exchange may go on.
+         */
+        boolean opened(EndPoint open) {
+            this.endPoint = open;
+            if (future.isDone()) {
+                open.close();
+                return false;
+            }
+            return true;
         }
 
         void fail(Throwable failure) {
@@ -313,7 +324,7 @@ final class BackendHandshake {
             }
             head.append(" HTTP/1.1\r\n");
             if (!headers.contains(HttpHeader.HOST)) {
-                line(head, "Host", uri.getAuthority());
+                line(head, "Host", hostHeader(uri, secure));
             }
             for (HttpField field : headers) {
                 HttpHeader known = field.getHeader();
@@ -431,6 +442,9 @@ final class BackendHandshake {
         @Override
         public void onOpen() {
             super.onOpen();
+            if (!attempt.opened(getEndPoint())) {
+                return;
+            }
             ByteBuffer request;
             try {
                 request = attempt.request();
@@ -637,11 +651,14 @@ final class BackendHandshake {
 
         @Override
         public void badMessage(HttpException failure) {
-            // As Jetty's client does: the parser's code becomes the response status (400 for an illegal character,
-            // as when a TLS backend answers plain text with an alert; the status parsed so far otherwise), so a
-            // garbled answer is relayed as that status, and a garbled 101 counts as an invalid one.
-            if (failure.getCode() > 0) {
-                attempt.response.head(failure.getCode(), fields.asImmutable());
+            // An error response that broke down after its status line (a TLS backend answering plain text with its
+            // own 400, then bytes the parser refuses; a head over the limit) is still the backend's refusal: relayed
+            // with that status, as far as it came. Anything else garbled (no status yet, an interim or a 101 gone
+            // bad) is no answer at all, so the client gets 502 (status 0), or 502 for an invalid 101.
+            if (status >= 400) {
+                attempt.response.head(status, fields.asImmutable());
+            } else if (status == HttpStatus.SWITCHING_PROTOCOLS_101) {
+                attempt.response.head(status, fields.asImmutable());
             }
             broken = failure instanceof Throwable throwable ? throwable
                     : new IOException("bad response from the backend: " + failure.getReason());
@@ -687,19 +704,34 @@ final class BackendHandshake {
         return InetAddress.getByAddress(address);
     }
 
+    /**
+     * One header line, cleaned as Jetty's {@code HttpGenerator} cleans them: in a name, a colon, a control character
+     * (but HTAB) or a character above {@code 0xFF} becomes {@code '.'}; in a value, a control character (but HTAB) or
+     * a character above {@code 0xFF} becomes a space. So no header can end early or carry bytes the request's
+     * ISO-8859-1 encoding cannot hold.
+     */
     private static void line(StringBuilder head, String name, @Nullable String value) {
-        appendSanitized(head, name, '?');
+        for (int i = 0; i < name.length(); i++) {
+            char c = name.charAt(i);
+            head.append(c == ':' || c > 0xFF || (c <= 0x1F && c != '\t') ? '.' : c);
+        }
         head.append(": ");
         if (value != null) {
-            appendSanitized(head, value, ' ');
+            for (int i = 0; i < value.length(); i++) {
+                char c = value.charAt(i);
+                head.append(c > 0xFF || (c <= 0x1F && c != '\t') ? ' ' : c);
+            }
         }
         head.append("\r\n");
     }
 
-    private static void appendSanitized(StringBuilder head, String text, char replacement) {
-        for (int i = 0; i < text.length(); i++) {
-            char c = text.charAt(i);
-            head.append(c == '\r' || c == '\n' || c == 0 ? replacement : c);
+    /** The backend URI's authority, without the scheme's default port (as Jetty's client writes {@code Host}). */
+    static String hostHeader(URI uri, boolean secure) {
+        String authority = uri.getRawAuthority();
+        int port = uri.getPort();
+        if ((port == 80 && !secure) || (port == 443 && secure)) {
+            return authority.substring(0, authority.lastIndexOf(':'));
         }
+        return authority;
     }
 }
