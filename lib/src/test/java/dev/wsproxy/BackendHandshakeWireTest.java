@@ -10,6 +10,8 @@ import java.util.List;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import dev.wsproxy.RawHttp.Request;
 
@@ -138,30 +140,6 @@ class BackendHandshakeWireTest {
     }
 
     @Test
-    void answers502WhenTheBackendClosesInTheMiddleOfIts101() throws Exception {
-        RawBackend backend = resource(RawBackend.answeringThenClosing(RawBackend.raw(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConn")));
-        startProxy(backend.backend());
-        try (RawHttp client = RawHttp.connect(proxy)) {
-            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
-
-            assertThat(response.status()).isEqualTo(502);
-            assertThat(response.header("Sec-WebSocket-Accept")).isNull();
-        }
-        assertThat(listener.all(RecordingListener.ConnectFailed.class)).hasSize(1);
-    }
-
-    @Test
-    void answers502WhenTheBackendClosesWithoutAnswering() throws Exception {
-        RawBackend backend = resource(RawBackend.answeringThenClosing(request -> null));
-        startProxy(backend.backend());
-        try (RawHttp client = RawHttp.connect(proxy)) {
-            assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(502);
-        }
-        assertThat(listener.all(RecordingListener.ConnectFailed.class)).hasSize(1);
-    }
-
-    @Test
     void relaysARefusalWhoseHeadBreaksAfterItsStatusLineWithThatStatus() throws Exception {
         RawBackend backend = resource(RawBackend.answeringThenClosing(RawBackend.raw(
                 "HTTP/1.1 403 Forbidden\r\nX-Reason: policy\r\nno colon in this line\r\n\r\n")));
@@ -171,18 +149,21 @@ class BackendHandshakeWireTest {
         }
     }
 
-    @Test
-    void answers502ForAnAnswerThatIsNotHttpOrAnInterimResponseGoneBad() throws Exception {
-        for (String garbled : List.of("\u0015\u0003\u0003\u0000\u0002\u0002\u0032",
-                "HTTP/1.1 103 Early Hints\r\nno colon in this line\r\n\r\n")) {
-            RawBackend backend = resource(RawBackend.answeringThenClosing(RawBackend.raw(garbled)));
-            startProxy(backend.backend());
-            try (RawHttp client = RawHttp.connect(proxy)) {
-                assertThat(client.exchange(upgrade("/ws/chat")).status()).as(garbled).isEqualTo(502);
-            }
-            proxy.close();
-            proxy = null;
+    /** Answers after which the backend closes: none at all (empty), a 101 cut short, not HTTP, a broken interim. */
+    @ParameterizedTest
+    @ValueSource(strings = {"", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConn",
+            "\u0015\u0003\u0003\u0000\u0002\u0002\u0032", "HTTP/1.1 103 Early Hints\r\nno colon in this line\r\n\r\n"})
+    void answers502WhenTheBackendGivesNoValidAnswer(String answer) throws Exception {
+        RawBackend backend = resource(RawBackend.answeringThenClosing(
+                answer.isEmpty() ? request -> null : RawBackend.raw(answer)));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(response.status()).isEqualTo(502);
+            assertThat(response.header("Sec-WebSocket-Accept")).isNull();
         }
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).hasSize(1);
     }
 
     @Test
