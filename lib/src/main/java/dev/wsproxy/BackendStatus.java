@@ -30,6 +30,15 @@ public interface BackendStatus {
     int activeSessions();
 
     /**
+     * Returns the backend handshakes to this backend in flight: connecting, in TLS or waiting for the backend's
+     * answer to the upgrade request. At most {@link RouteBuilder#maxPendingBackendHandshakes(int)}; a backend at that
+     * cap gets no further handshake until one ends.
+     *
+     * @return the pending handshake count
+     */
+    int pendingHandshakes();
+
+    /**
      * Returns the sessions ever opened to this backend.
      *
      * @return the total session count

@@ -53,6 +53,13 @@ public final class ProxyBuilder {
      */
     public static final int DEFAULT_MAX_FRAGMENTS_PER_MESSAGE = 1024;
 
+    /**
+     * The backend handshakes that may be in flight to one backend at once unless set: {@value}.
+     *
+     * @see #maxPendingBackendHandshakes(int)
+     */
+    public static final int DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES = 1024;
+
     /** How long {@link WebSocketProxy#close()} lets sessions close before dropping them: 10 seconds. */
     public static final Duration DEFAULT_DRAIN_TIMEOUT = Duration.ofSeconds(10);
 
@@ -311,6 +318,36 @@ public final class ProxyBuilder {
     public ProxyBuilder failover(int maxAttempts, Duration maxTime) {
         requireNonNull(maxTime, "maxTime");
         defaults.failover(maxAttempts, maxTime);
+        return this;
+    }
+
+    /**
+     * Caps the backend handshakes in flight to each backend, on routes that set none: a handshake counts from the
+     * start of its TCP connect, through TLS and the upgrade request, until the backend's {@code 101} or its failure.
+     * Without a cap, a backend that accepts connections but does not answer (stalled, black-holed, its accept queue
+     * full) would collect every handshake sent to it until the connect timeout, each with a socket and its buffers.
+     * (The client side has its own cap, {@link #maxPendingHandshakes(int)}: connections still sending their request.)
+     *
+     * <p>A handshake to a backend at its cap does not connect: it counts as a failed attempt with {@code 503}, so
+     * {@link #failover(int, Duration) failover} tries the next candidate; when none is left, the client gets
+     * {@code 503} with {@code Retry-After} and listeners get {@link ProxyListener#onHandshakeRejected} with a
+     * {@code "backend busy"} reason. It is not a failure for {@link #passiveHealth(int, Duration) passive health}:
+     * the backend is busy, not broken. A handshake gives its place back when it ends, however it ends: the backend's
+     * {@code 101} or refusal, a failure, the connect timeout, or the proxy stopping. A client that leaves meanwhile
+     * does not end its backend handshake, so the connect timeout bounds that case too.
+     * {@link BackendStatus#pendingHandshakes()} shows the count; like the active sessions, it is kept per route.
+     *
+     * <p>Default: {@link #DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES}. A healthy backend answers within a few round trips,
+     * so 1,024 in flight still admit 20,000 handshakes a second to a backend that takes 50 ms for each, more than one
+     * backend process upgrades: the cap bites only when a backend stops answering, and then limits what that backend
+     * holds to 1,024 sockets.
+     *
+     * @param perBackend the most handshakes in flight to one backend, at least 1; {@link Integer#MAX_VALUE} for no cap
+     * @return this builder
+     * @see RouteBuilder#maxPendingBackendHandshakes(int)
+     */
+    public ProxyBuilder maxPendingBackendHandshakes(int perBackend) {
+        defaults.maxPendingBackendHandshakes(perBackend);
         return this;
     }
 

@@ -54,7 +54,10 @@ public interface ProxyListener {
 
     /**
      * Called when the proxy could not open the backend leg: connection refused, host unknown, timeout, or a response
-     * that is not a valid {@code 101}. {@link #onHandshakeRejected} follows with the status the client got.
+     * that is not a valid {@code 101}. {@link #onHandshakeRejected} follows with the status the client got, unless
+     * failover found another backend. A backend skipped because it has its
+     * {@linkplain ProxyBuilder#maxPendingBackendHandshakes(int) cap of handshakes in flight} did not fail and is not
+     * reported here.
      *
      * @param request the client's upgrade request
      * @param backend the backend that failed
@@ -65,8 +68,9 @@ public interface ProxyListener {
 
     /**
      * Called when the client's upgrade request got an HTTP status instead of {@code 101}: a malformed request
-     * ({@code 400}, {@code 426}), a refused origin ({@code 403}), no backend or shutdown ({@code 503}), a backend
-     * failure ({@code 502}, {@code 504}), or the backend's own refusal, relayed with its status.
+     * ({@code 400}, {@code 426}), a refused origin ({@code 403}), no backend, every backend tried busy or shutdown
+     * ({@code 503}), a backend failure ({@code 502}, {@code 504}), or the backend's own refusal, relayed with its
+     * status.
      *
      * @param request the client's upgrade request
      * @param status the HTTP status sent to the client

@@ -209,6 +209,21 @@ public final class RouteBuilder {
     }
 
     /**
+     * Caps the backend handshakes in flight to each backend of this route, from the TCP connect to the backend's
+     * {@code 101} or failure. A handshake to a backend at its cap does not connect: it is a failed attempt with
+     * {@code 503}, which failover moves on from, and not a failure for passive health. Default:
+     * {@link ProxyBuilder#DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES}.
+     *
+     * @param perBackend the most handshakes in flight to one backend, at least 1; {@link Integer#MAX_VALUE} for no cap
+     * @return this builder
+     * @see ProxyBuilder#maxPendingBackendHandshakes(int)
+     */
+    public RouteBuilder maxPendingBackendHandshakes(int perBackend) {
+        settings.maxPendingBackendHandshakes(perBackend);
+        return this;
+    }
+
+    /**
      * Probes the backends of this route actively; see {@link HealthCheck}. Default: none (passive health only).
      *
      * @param healthCheck the check

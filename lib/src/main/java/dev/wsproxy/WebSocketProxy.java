@@ -207,8 +207,8 @@ public final class WebSocketProxy implements AutoCloseable {
     }
 
     /**
-     * Returns a live view of a route's backends: state (up, down, draining), active and total sessions, recent
-     * failures.
+     * Returns a live view of a route's backends: state (up, down, draining), active and total sessions, backend
+     * handshakes in flight, recent failures.
      *
      * @param route the prefix of a route
      * @return one status per backend, in configuration order

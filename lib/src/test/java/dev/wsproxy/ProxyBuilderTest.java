@@ -49,6 +49,20 @@ class ProxyBuilderTest {
     }
 
     @Test
+    void validatesTheCapOnBackendHandshakesInFlight() {
+        assertThatThrownBy(() -> ProxyBuilder.create().maxPendingBackendHandshakes(0))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("maxPendingBackendHandshakes: 0 (expected: > 0)");
+        assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", r -> r.backends(BACKEND)
+                .maxPendingBackendHandshakes(-1)))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("maxPendingBackendHandshakes: -1 (expected: > 0)");
+        assertThat(ProxyBuilder.create().maxPendingBackendHandshakes(1)
+                .route("/ws/", r -> r.backends(BACKEND).maxPendingBackendHandshakes(Integer.MAX_VALUE))
+                .build()).isNotNull();
+    }
+
+    @Test
     void validatesTimeouts() {
         assertThatThrownBy(() -> TimeoutPolicy.custom().connect(Duration.ZERO))
                 .hasMessage("connect: PT0S (expected: > 0)");

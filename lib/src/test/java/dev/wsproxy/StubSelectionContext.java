@@ -45,6 +45,11 @@ final class StubSelectionContext implements SelectionContext {
         }
 
         @Override
+        public int pendingHandshakes() {
+            return 0;
+        }
+
+        @Override
         public long totalSessions() {
             return 0;
         }

@@ -5,19 +5,21 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.eclipse.jetty.util.NanoTime;
+import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendStatus;
 
 /**
- * The live state of one backend in one route: active sessions, passive health (nginx {@code max_fails} /
- * {@code fail_timeout}) and draining. Thread-safe.
+ * The live state of one backend in one route: active sessions, backend handshakes in flight, passive health (nginx
+ * {@code max_fails} / {@code fail_timeout}) and draining. Thread-safe.
  */
 public final class BackendState implements BackendStatus {
 
     private volatile Backend backend;
     private final AtomicInteger active = new AtomicInteger();
     private final AtomicLong total = new AtomicLong();
+    private final AtomicInteger pending = new AtomicInteger();
     private volatile boolean draining;
 
     // Active health, guarded by this: consecutive probe results.
@@ -60,6 +62,11 @@ public final class BackendState implements BackendStatus {
     @Override
     public long totalSessions() {
         return total.get();
+    }
+
+    @Override
+    public int pendingHandshakes() {
+        return pending.get();
     }
 
     @Override
@@ -139,9 +146,24 @@ public final class BackendState implements BackendStatus {
         total.incrementAndGet();
     }
 
+    /**
+     * Counts a backend handshake in flight, unless {@code max} are already: then returns {@code null} and counts
+     * nothing. The returned slot releases it exactly once.
+     */
+    @Nullable HandshakeSlot tryStartHandshake(int max) {
+        int current;
+        do {
+            current = pending.get();
+            if (current >= max) {
+                return null;
+            }
+        } while (!pending.compareAndSet(current, current + 1));
+        return new HandshakeSlot();
+    }
+
     @Override
     public String toString() {
-        return backend + " " + state() + " active=" + active.get();
+        return backend + " " + state() + " active=" + active.get() + " pending=" + pending.get();
     }
 
     /** One active session; {@link #release()} is idempotent. */
@@ -155,6 +177,17 @@ public final class BackendState implements BackendStatus {
         void release() {
             if (released.compareAndSet(false, true)) {
                 active.decrementAndGet();
+            }
+        }
+    }
+
+    /** One backend handshake in flight, from its connect to its end; {@link #release()} is idempotent. */
+    final class HandshakeSlot {
+        private final AtomicBoolean released = new AtomicBoolean();
+
+        void release() {
+            if (released.compareAndSet(false, true)) {
+                pending.decrementAndGet();
             }
         }
     }

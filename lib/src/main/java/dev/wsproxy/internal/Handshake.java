@@ -33,6 +33,11 @@ import dev.wsproxy.BackendStatus;
  * the route's attempt and time budget. A backend's own refusal (any status but {@code 101}) is relayed, never retried;
  * nothing is retried after the client got its {@code 101}. The backend connection is made by {@link BackendHandshake},
  * not Jetty's {@code WebSocketCoreClient}; the proxy's own timer bounds it.
+ *
+ * <p>Each connect holds one of the backend's pending handshake slots ({@link BackendState#tryStartHandshake}), given
+ * back when the connect's future completes: every end (101, refusal, failure, the timer, a cancellation on shutdown)
+ * completes it, and the timer guarantees one does. A backend whose slots are all taken is not connected to: that
+ * attempt fails with {@code 503} and moves on like a failed connection, without counting against passive health.
  */
 final class Handshake {
 
@@ -98,18 +103,35 @@ final class Handshake {
             refuse(HttpStatus.BAD_REQUEST_400, "request path cannot be forwarded");
             return;
         }
+        BackendState.HandshakeSlot slot = state.tryStartHandshake(route.maxPendingBackendHandshakes());
+        if (slot == null) {
+            busy(backend);
+            return;
+        }
         Relay relay = new Relay(proxy, proxy.nextSessionId(), route, timeouts, view.clientAddress(), backend,
                 backendUri, state.acquire());
         relay.attributes(view.attributes());
         if (!proxy.register(relay)) {
+            slot.release();
             relay.onBackendFailed();
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
             return;
         }
-        connect(relay, state, backend, backendUri);
+        connect(relay, state, slot, backend, backendUri);
     }
 
-    private void connect(Relay relay, BackendState state, Backend backend, URI backendUri) {
+    /** The backend has its cap of handshakes in flight: a failed attempt, but the backend is busy, not broken. */
+    private void busy(Backend backend) {
+        String reason = "backend busy: " + route.maxPendingBackendHandshakes() + " handshakes pending to "
+                + backend.uri();
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Backend {} not tried for {}: {}", backend, view, reason);
+        }
+        nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, reason);
+    }
+
+    private void connect(Relay relay, BackendState state, BackendState.HandshakeSlot slot, Backend backend,
+            URI backendUri) {
         long remaining = deadline - NanoTime.now();
         long timeoutMillis = Math.max(1, Math.min(timeouts.connectTimeout().toMillis(),
                 TimeUnit.NANOSECONDS.toMillis(remaining)));
@@ -133,6 +155,7 @@ final class Handshake {
                 timeoutMillis, TimeUnit.MILLISECONDS);
         future.whenComplete((backendSession, failure) -> {
             timer.cancel();
+            slot.release();
             if (failure != null) {
                 relay.onBackendFailed();
                 failed(state, backend, backendResponse, failure);
@@ -218,10 +241,15 @@ final class Handshake {
             route.listener().onBackendStateChanged(route.prefix(), state, BackendStatus.State.UP);
         }
         route.listener().onBackendConnectFailed(view, backend, cause);
+        nextAttemptOrRefuse(answer, reason);
+    }
+
+    /** Tries the next backend while the failover budget lasts; otherwise the client gets {@code status}. */
+    private void nextAttemptOrRefuse(int status, String reason) {
         if (attempts < route.failover().maxAttempts() && NanoTime.now() - deadline < 0 && !proxy.isDraining()) {
-            attempt(answer, reason);
+            attempt(status, reason);
         } else {
-            refuse(answer, reason);
+            refuse(status, reason);
         }
     }
 

@@ -27,6 +27,7 @@ public record Route(
         boolean preserveHost,
         PassiveHealth passiveHealth,
         Failover failover,
+        int maxPendingBackendHandshakes,
         @Nullable HealthCheck healthCheck,
         @Nullable Dns dns,
         ProxyListener listener,

@@ -37,6 +37,7 @@ public final class RouteSettings {
     private @Nullable Boolean preserveHost;
     private Route.@Nullable PassiveHealth passiveHealth;
     private Route.@Nullable Failover failover;
+    private @Nullable Integer maxPendingBackendHandshakes;
     private @Nullable HealthCheck healthCheck;
     private @Nullable Backend dnsTemplate;
     private @Nullable Duration dnsRefresh;
@@ -60,6 +61,7 @@ public final class RouteSettings {
         defaults.preserveHost = true;
         defaults.passiveHealth = Route.PassiveHealth.DEFAULT;
         defaults.failover = Route.Failover.DEFAULT;
+        defaults.maxPendingBackendHandshakes = ProxyBuilder.DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES;
         return defaults;
     }
 
@@ -111,6 +113,9 @@ public final class RouteSettings {
         }
         if (other.failover != null) {
             failover = other.failover;
+        }
+        if (other.maxPendingBackendHandshakes != null) {
+            maxPendingBackendHandshakes = other.maxPendingBackendHandshakes;
         }
         if (other.healthCheck != null) {
             healthCheck = other.healthCheck;
@@ -192,6 +197,13 @@ public final class RouteSettings {
         this.failover = new Route.Failover(maxAttempts, maxTime);
     }
 
+    public void maxPendingBackendHandshakes(int perBackend) {
+        if (perBackend <= 0) {
+            throw new IllegalArgumentException("maxPendingBackendHandshakes: " + perBackend + " (expected: > 0)");
+        }
+        this.maxPendingBackendHandshakes = perBackend;
+    }
+
     public void dns(Backend template, Duration refresh) {
         if (refresh.isNegative() || refresh.isZero()) {
             throw new IllegalArgumentException("refresh: " + refresh + " (expected: > 0)");
@@ -228,7 +240,8 @@ public final class RouteSettings {
         return new Route(prefix, new RouteBackends(backends), merged.selector.forRoute(prefix), timeouts,
                 merged.originValidator, merged.maxMessageSize, merged.maxFragmentsPerMessage,
                 merged.messageRateLimit, merged.plainHttp, merged.preserveHost,
-                merged.passiveHealth, merged.failover, merged.healthCheck, dns, Listeners.of(all),
+                merged.passiveHealth, merged.failover, merged.maxPendingBackendHandshakes, merged.healthCheck, dns,
+                Listeners.of(all),
                 merged.authenticator == Authenticator.allowAll() ? null : merged.authenticator);
     }
 }

@@ -78,7 +78,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     static final int INITIAL_INPUT_BUFFER_SIZE = 4 * 1024;
     /** The most of a backend's refusal body relayed to the client. */
     static final int MAX_REFUSAL_BODY = 64 * 1024;
-    /** Concurrent backend handshakes per backend address. */
+    /**
+     * Connections per backend address of the backend client, which only health checks use: proxied sessions
+     * connect through {@link BackendHandshake}, capped per backend by {@link Route#maxPendingBackendHandshakes()}.
+     */
     private static final int MAX_PENDING_HANDSHAKES_PER_BACKEND = 4096;
 
     private final ProxyConfig config;

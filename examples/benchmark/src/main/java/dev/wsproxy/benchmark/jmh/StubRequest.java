@@ -42,6 +42,11 @@ final class StubRequest implements SelectionContext {
         }
 
         @Override
+        public int pendingHandshakes() {
+            return 0;
+        }
+
+        @Override
         public long totalSessions() {
             return 0;
         }

@@ -1,0 +1,254 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.function.UnaryOperator;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.RawHttp.Request;
+
+/**
+ * The cap on backend handshakes in flight per backend ({@code maxPendingBackendHandshakes}): one more to a backend at
+ * its cap gets {@code 503} at once without connecting, or fails over to another backend without the busy one being
+ * marked down; and every handshake gives its slot back however it ends (answer, refusal, invalid {@code 101}, connect
+ * timeout, client gone, proxy stopped).
+ */
+class BackendHandshakeCapTest {
+
+    /** Far beyond every wait in these tests: a handshake that is not capped would hang instead of failing fast. */
+    private static final Duration LONG_CONNECT_TIMEOUT = Duration.ofSeconds(60);
+    private static final Duration SHORT_CONNECT_TIMEOUT = Duration.ofMillis(500);
+
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private final List<TestBackend> testBackends = new ArrayList<>();
+    private final RecordingListener listener = new RecordingListener();
+    private WebSocketProxy proxy;
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            if (proxy != null) {
+                Clients.assertNoLeaks(proxy, null, testBackends.toArray(TestBackend[]::new));
+            }
+        } finally {
+            if (proxy != null) {
+                proxy.close();
+            }
+            Collections.reverse(resources);
+            for (AutoCloseable resource : resources) {
+                resource.close();
+            }
+        }
+        if (proxy != null) {
+            assertThat(proxy.backendStatus("/ws/")).as("no handshake slot left taken after the proxy stopped")
+                    .extracting(BackendStatus::pendingHandshakes).containsOnly(0);
+        }
+    }
+
+    private <T extends AutoCloseable> T resource(T resource) {
+        resources.add(resource);
+        return resource;
+    }
+
+    private void startProxy(Duration connectTimeout, UnaryOperator<ProxyBuilder> configuration) throws Exception {
+        proxy = configuration.apply(ProxyBuilder.create()
+                        .listen("127.0.0.1", 0)
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
+                        .listener(listener))
+                .build();
+        proxy.start();
+    }
+
+    private Request upgrade() {
+        return Request.upgrade("/ws/chat", RawHttp.host(proxy));
+    }
+
+    /** Opens a client connection and sends an upgrade request without waiting for the answer. */
+    private RawHttp sendUpgrade() throws Exception {
+        RawHttp client = resource(RawHttp.connect(proxy));
+        client.send(upgrade());
+        return client;
+    }
+
+    private BackendStatus status(int index) {
+        return proxy.backendStatus("/ws/").get(index);
+    }
+
+    @Test
+    void answers503AtOnceWithoutConnectingWhenTheBackendHasItsCapInFlight() throws Exception {
+        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(2)
+                .route("/ws/", silent.backend()));
+        RawHttp first = sendUpgrade();
+        RawHttp second = sendUpgrade();
+        silent.nextRequest();
+        silent.nextRequest();
+        assertThat(status(0).pendingHandshakes()).isEqualTo(2);
+
+        try (RawHttp third = RawHttp.connect(proxy)) {
+            long started = System.nanoTime();
+            RawHttp.Response response = third.exchange(upgrade());
+
+            assertThat(response.status()).isEqualTo(503);
+            assertThat(Duration.ofNanos(System.nanoTime() - started)).as("long before the connect timeout")
+                    .isLessThan(Duration.ofSeconds(5));
+            assertThat(response.header("Retry-After")).isEqualTo("5");
+            assertThat(third.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        assertThat(silent.connections).as("the third handshake never connected").hasValue(2);
+        assertThat(status(0).pendingHandshakes()).isEqualTo(2);
+        assertThat(listener.all(RecordingListener.Rejected.class)).singleElement().satisfies(rejected -> {
+            assertThat(rejected.status()).isEqualTo(503);
+            assertThat(rejected.reason()).startsWith("backend busy: 2 handshakes pending to " + silent.uri());
+        });
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).as("the backend did not fail").isEmpty();
+
+        silent.close();
+        assertThat(first.readResponse().status()).isEqualTo(502);
+        assertThat(second.readResponse().status()).isEqualTo(502);
+        assertThat(status(0).pendingHandshakes()).as("given back when the backend failed").isZero();
+    }
+
+    @Test
+    void failsOverFromABusyBackendWithoutMarkingItDown() throws Exception {
+        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        TestBackend a = resource(new TestBackend("a"));
+        testBackends.add(a);
+        // Always the first candidate: the busy backend is tried first, every time it is a candidate.
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder
+                .passiveHealth(1, Duration.ofMinutes(1))
+                .route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                        .maxPendingBackendHandshakes(2)
+                        .backendSelector(context -> context.candidates().isEmpty()
+                                ? null : context.candidates().get(0).backend())));
+        RawHttp first = sendUpgrade();
+        RawHttp second = sendUpgrade();
+        silent.nextRequest();
+        silent.nextRequest();
+
+        try (RawHttp third = RawHttp.connect(proxy)) {
+            assertThat(third.exchange(upgrade()).status()).isEqualTo(101);
+            third.sendText("whoami");
+            assertThat(third.readFrame().text()).isEqualTo("a");
+
+            assertThat(silent.connections).hasValue(2);
+            assertThat(status(0).state()).as("busy, not broken").isEqualTo(BackendStatus.State.UP);
+            assertThat(status(0).recentFailures()).isZero();
+            assertThat(status(0).pendingHandshakes()).isEqualTo(2);
+            assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+            assertThat(listener.all(RecordingListener.Rejected.class)).isEmpty();
+            assertThat(third.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+
+        // Now the busy backend fails its handshakes: they fail over too.
+        silent.close();
+        for (RawHttp client : List.of(first, second)) {
+            assertThat(client.readResponse().status()).isEqualTo(101);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(status(0).pendingHandshakes()).isZero();
+    }
+
+    @ParameterizedTest(name = "backend answers {0}")
+    @ValueSource(ints = {101, 403, 502})
+    void givesTheSlotBackWhenTheBackendAnswers(int answer) throws Exception {
+        RawBackend.Reply reply = switch (answer) {
+            case 101 -> RawBackend.switching(null);
+            case 403 -> RawBackend.raw("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+            default -> RawBackend.raw("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    + "Connection: Upgrade\r\nSec-WebSocket-Accept: not-the-hash-of-the-key\r\n\r\n");
+        };
+        RawBackend held = resource(RawBackend.holding(reply));
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(1)
+                .route("/ws/", held.backend()));
+        RawHttp first = sendUpgrade();
+        held.nextRequest();
+        try (RawHttp refused = RawHttp.connect(proxy)) {
+            assertThat(refused.exchange(upgrade()).status()).as("while the first is in flight").isEqualTo(503);
+        }
+
+        held.release();
+        assertThat(first.readResponse().status()).isEqualTo(answer);
+        assertThat(status(0).pendingHandshakes()).as("given back before the client got its answer").isZero();
+        try (RawHttp next = RawHttp.connect(proxy)) {
+            assertThat(next.exchange(upgrade()).status()).isEqualTo(answer);
+            if (answer == 101) {
+                assertThat(next.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+            }
+        }
+        if (answer == 101) {
+            assertThat(first.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(held.connections).hasValue(2);
+    }
+
+    @Test
+    void givesTheSlotBackWhenTheHandshakeTimesOut() throws Exception {
+        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        startProxy(SHORT_CONNECT_TIMEOUT, builder -> builder.failover(1, Duration.ofSeconds(30))
+                .route("/ws/", r -> r.backends(silent.backend()).maxPendingBackendHandshakes(1)));
+        RawHttp first = sendUpgrade();
+        silent.nextRequest();
+        try (RawHttp refused = RawHttp.connect(proxy)) {
+            assertThat(refused.exchange(upgrade()).status()).isEqualTo(503);
+        }
+
+        assertThat(first.readResponse().status()).isEqualTo(504);
+        assertThat(status(0).pendingHandshakes()).isZero();
+        try (RawHttp next = RawHttp.connect(proxy)) {
+            assertThat(next.exchange(upgrade()).status()).as("connected, then timed out too").isEqualTo(504);
+        }
+        assertThat(silent.connections).hasValue(2);
+        assertThat(status(0).pendingHandshakes()).isZero();
+    }
+
+    @Test
+    void givesTheSlotsBackWhenTheClientsLeaveMidHandshake() throws Exception {
+        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        startProxy(SHORT_CONNECT_TIMEOUT, builder -> builder.failover(1, Duration.ofSeconds(30))
+                .route("/ws/", r -> r.backends(silent.backend()).maxPendingBackendHandshakes(2)));
+        RawHttp first = sendUpgrade();
+        RawHttp second = sendUpgrade();
+        silent.nextRequest();
+        silent.nextRequest();
+        first.reset();
+        second.close();
+
+        // The backend handshakes go on without their clients until the connect timeout ends them.
+        await().atMost(Duration.ofSeconds(10)).until(() -> status(0).pendingHandshakes() == 0);
+        assertThat(silent.nextEnd(5)).isIn("eof", "reset");
+        assertThat(silent.nextEnd(5)).isIn("eof", "reset");
+        try (RawHttp next = RawHttp.connect(proxy)) {
+            assertThat(next.exchange(upgrade()).status()).isEqualTo(504);
+        }
+        assertThat(silent.connections).hasValue(3);
+    }
+
+    @Test
+    void givesTheSlotsBackWhenTheProxyStopsMidHandshake() throws Exception {
+        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(2)
+                .route("/ws/", silent.backend()));
+        RawHttp first = sendUpgrade();
+        sendUpgrade();
+        silent.nextRequest();
+        silent.nextRequest();
+        assertThat(status(0).pendingHandshakes()).isEqualTo(2);
+
+        proxy.stop(Duration.ofSeconds(5));
+
+        assertThat(status(0).pendingHandshakes()).isZero();
+        assertThat(first.readResponse().status()).isEqualTo(503);
+        assertThat(silent.nextEnd(5)).isIn("eof", "reset");
+        assertThat(silent.nextEnd(5)).isIn("eof", "reset");
+    }
+}
