@@ -85,7 +85,8 @@ public final class WebSocketProxy implements AutoCloseable {
         if (server != null || stopped || handler.getServer() != null) {
             throw new IllegalStateException("start(): the proxy was already started, stopped or mounted");
         }
-        QueuedThreadPool threads = new QueuedThreadPool();
+        // Runs reads the relay resumes on the resuming thread (see WebSocketEndPoints).
+        QueuedThreadPool threads = WebSocketEndPoints.threadPool();
         threads.setName("wsproxy");
         Server standalone = new Server(threads);
         standalone.setErrorHandler(new PlainErrorHandler());
