@@ -174,6 +174,23 @@ public final class WebSocketProxy implements AutoCloseable {
     }
 
     /**
+     * Returns a Jetty {@code QueuedThreadPool} for a {@code Server} you mount the proxy in, with
+     * {@link #serverConnector}: the pool the standalone server uses. When a client leg of the proxy stopped reading
+     * because the backend was slow to take its frames, and the backend's write completes, the leg's next read runs on
+     * the thread that saw the write complete, instead of being handed to another thread: one thread wake-up less each
+     * time. Every other task, the application's included, runs as on a plain {@code QueuedThreadPool}.
+     *
+     * <pre>{@code
+     * Server server = new Server(WebSocketProxy.threadPool());
+     * }</pre>
+     *
+     * @return a new, unstarted pool, to configure as any {@code QueuedThreadPool}
+     */
+    public static QueuedThreadPool threadPool() {
+        return WebSocketEndPoints.threadPool();
+    }
+
+    /**
      * Returns the proxy as a Jetty handler to mount in your own {@code Server}. Upgrade requests on a route are
      * proxied; other requests go to the wrapped handler (set with {@link Handler.Wrapper#setHandler(Handler)} or
      * {@link ProxyBuilder#nextHandler(Handler)}). The same instance is returned on every call.
