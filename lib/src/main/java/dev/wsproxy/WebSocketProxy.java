@@ -85,7 +85,8 @@ public final class WebSocketProxy implements AutoCloseable {
         if (server != null || stopped || handler.getServer() != null) {
             throw new IllegalStateException("start(): the proxy was already started, stopped or mounted");
         }
-        QueuedThreadPool threads = new QueuedThreadPool();
+        // Runs reads the relay resumes on the resuming thread (see WebSocketEndPoints).
+        QueuedThreadPool threads = WebSocketEndPoints.threadPool();
         threads.setName("wsproxy");
         Server standalone = new Server(threads);
         standalone.setErrorHandler(new PlainErrorHandler());
@@ -170,6 +171,23 @@ public final class WebSocketProxy implements AutoCloseable {
         requireNonNull(factories, "factories");
         return WebSocketEndPoints.serverConnector(server,
                 factories.length == 0 ? new ConnectionFactory[] {new HttpConnectionFactory()} : factories);
+    }
+
+    /**
+     * Returns a Jetty {@code QueuedThreadPool} for a {@code Server} you mount the proxy in, with
+     * {@link #serverConnector}: the pool the standalone server uses. When a client leg of the proxy stopped reading
+     * because the backend was slow to take its frames, and the backend's write completes, the leg's next read runs on
+     * the thread that saw the write complete, instead of being handed to another thread: one thread wake-up less each
+     * time. Every other task, the application's included, runs as on a plain {@code QueuedThreadPool}.
+     *
+     * <pre>{@code
+     * Server server = new Server(WebSocketProxy.threadPool());
+     * }</pre>
+     *
+     * @return a new, unstarted pool, to configure as any {@code QueuedThreadPool}
+     */
+    public static QueuedThreadPool threadPool() {
+        return WebSocketEndPoints.threadPool();
     }
 
     /**

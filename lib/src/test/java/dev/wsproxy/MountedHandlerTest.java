@@ -35,8 +35,8 @@ class MountedHandlerTest {
         proxy = ProxyBuilder.create()
                 .route("/ws/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER))
                 .build();
-        server = new Server();
-        // The connector the proxy recommends for mounting: WebSocket frames relayed on its selector threads.
+        // The pool and connector the proxy recommends for mounting: WebSocket frames relayed on the selector threads.
+        server = new Server(WebSocketProxy.threadPool());
         connector = WebSocketProxy.serverConnector(server);
         connector.setHost("127.0.0.1");
         server.addConnector(connector);

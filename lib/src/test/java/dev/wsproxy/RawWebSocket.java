@@ -124,6 +124,18 @@ final class RawWebSocket implements AutoCloseable {
         out.flush();
     }
 
+    /**
+     * Answers the proxy's close frame with {@code code}, if the connection is still there: for codes other than 1000 and
+     * 3000+ Jetty drops the connection right after its close frame, and a write then fails.
+     */
+    void answerClose(int code) {
+        try {
+            sendClose(code, "");
+        } catch (IOException e) {
+            // Dropped already.
+        }
+    }
+
     void sendClose(int code, String reason) throws IOException {
         byte[] text = reason.getBytes(StandardCharsets.UTF_8);
         byte[] payload = new byte[2 + text.length];

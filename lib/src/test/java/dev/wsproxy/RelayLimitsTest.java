@@ -142,7 +142,7 @@ class RelayLimitsTest {
             RawWebSocket.Frame close = raw.readClose();
             assertThat(close.closeCode()).isEqualTo(1009);
             assertThat(close.text()).isEqualTo("too many fragments");
-            raw.sendClose(1009, "");
+            raw.answerClose(1009);
         }
         List<RawFrames.Frame> relayed = framesUntilClose(backend, "client: too many fragments");
         assertThat(relayed).as("frames relayed before the cap").hasSizeLessThan(1_000);
@@ -228,7 +228,7 @@ class RelayLimitsTest {
         try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/strict/x"))) {
             raw.sendRaw(message.toByteArray());
             assertThat(raw.readClose().closeCode()).isEqualTo(1009);
-            raw.sendClose(1009, "");
+            raw.answerClose(1009);
         }
         assertThat(testBackend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "client: too many fragments"));
         assertThat(testBackend.texts).as("only the lenient route's message").hasSize(1);
@@ -248,7 +248,7 @@ class RelayLimitsTest {
             RawWebSocket.Frame close = raw.readClose();
             assertThat(close.closeCode()).isEqualTo(1008);
             assertThat(close.text()).isEqualTo("message rate exceeded");
-            raw.sendClose(1008, "");
+            raw.answerClose(1008);
         }
         assertThat(framesUntilClose(backend, "client: message rate exceeded")).as("messages relayed before the limit")
                 .hasSizeBetween(2, 10);
@@ -278,7 +278,7 @@ class RelayLimitsTest {
             raw.sendRaw(repeat(frame(true, opcode, "p".getBytes(StandardCharsets.UTF_8)), 1_000));
             RawWebSocket.Frame close = raw.readClose();
             assertThat(close.closeCode()).isEqualTo(1008);
-            raw.sendClose(1008, "");
+            raw.answerClose(1008);
         }
         assertThat(framesUntilClose(backend, "client: message rate exceeded")).as("frames relayed before the limit")
                 .hasSizeBetween(10, 20).allMatch(frame -> frame.opcode() == opcode);

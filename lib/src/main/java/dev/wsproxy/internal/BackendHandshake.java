@@ -389,8 +389,9 @@ final class BackendHandshake {
                 session.setClassLoader(classLoader);
             }
             configuration.customize(session);
-            WebSocketConnection connection = new WebSocketConnection(endPoint, executor, scheduler, pool, session,
-                    masks);
+            // Its reads resumed by the relay run on the resuming thread (see WebSocketEndPoints).
+            WebSocketConnection connection = new WebSocketConnection(endPoint,
+                    WebSocketEndPoints.resumingExecutor(executor), scheduler, pool, session, masks);
             session.setWebSocketConnection(connection);
             return session;
         }

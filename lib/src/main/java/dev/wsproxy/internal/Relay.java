@@ -36,7 +36,8 @@ import dev.wsproxy.SessionClose;
  * Both legs use explicit demand. A leg demands one frame, hands it to the other leg's {@code sendFrame}, and demands
  * the next only when that send has completed; the frame's buffer is released at the same moment. So each direction
  * has at most one frame in flight, and a reader that stops reading stops its writer through TCP. The backend leg opens
- * first but demands nothing until the client leg is upgraded, so a backend that speaks first loses nothing.
+ * first but demands nothing until the client leg is upgraded, so a backend that speaks first loses nothing. Demands go
+ * through {@link WebSocketEndPoints#demand}, so that a read they resume runs on the demanding thread.
  *
  * <h2>Close</h2>
  * A close frame from one peer is relayed to the other leg, and the frame's callback is held: Jetty would otherwise
@@ -319,7 +320,7 @@ final class Relay implements ProxySession {
                 clientLeg.closeSent = true;
                 clientLeg.sentStatus = status;
                 actions.add(() -> client.close(status, Callback.NOOP));
-                actions.add(client::demand);
+                actions.add(() -> WebSocketEndPoints.demand(client));
                 actions.add(this::armCloseTimer);
             } else {
                 CoreSession backendSession = backendLeg.session;
@@ -332,8 +333,8 @@ final class Relay implements ProxySession {
                     }
                 });
                 actions.add(() -> route.listener().onSessionOpened(this));
-                actions.add(client::demand);
-                actions.add(backendSession::demand);
+                actions.add(() -> WebSocketEndPoints.demand(client));
+                actions.add(() -> WebSocketEndPoints.demand(backendSession));
                 Duration lifetime = timeouts.maxLifetime();
                 if (!lifetime.isZero()) {
                     lifetimeTimer = owner.scheduler().schedule(this::onLifetimeExceeded, lifetime.toMillis(),
@@ -757,14 +758,14 @@ final class Relay implements ProxySession {
             if (target == null || !target.isOutputOpen()) {
                 // The other leg is closing: drop the frame but keep reading, to see this peer's close frame.
                 callback.succeeded();
-                self.demand();
+                WebSocketEndPoints.demand(self);
                 return;
             }
             target.sendFrame(frame, new Callback() {
                 @Override
                 public void succeeded() {
                     callback.succeeded();
-                    self.demand();
+                    WebSocketEndPoints.demand(self);
                 }
 
                 @Override
@@ -777,7 +778,7 @@ final class Relay implements ProxySession {
                         }
                         target.abort();
                     }
-                    self.demand();
+                    WebSocketEndPoints.demand(self);
                 }
 
                 @Override

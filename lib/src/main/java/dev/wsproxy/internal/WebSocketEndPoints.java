@@ -4,10 +4,12 @@ import java.nio.channels.SelectableChannel;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.SocketChannel;
 import java.util.Map;
+import java.util.concurrent.Executor;
 
 import org.eclipse.jetty.io.ClientConnector;
 import org.eclipse.jetty.io.EndPoint;
 import org.eclipse.jetty.io.ManagedSelector;
+import org.eclipse.jetty.io.SelectorManager;
 import org.eclipse.jetty.io.SocketChannelEndPoint;
 import org.eclipse.jetty.io.Transport;
 import org.eclipse.jetty.server.ConnectionFactory;
@@ -16,7 +18,9 @@ import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.ProcessorUtils;
 import org.eclipse.jetty.util.thread.Invocable;
+import org.eclipse.jetty.util.thread.QueuedThreadPool;
 import org.eclipse.jetty.util.thread.Scheduler;
+import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
 import org.jspecify.annotations.Nullable;
 
@@ -37,8 +41,23 @@ import org.jspecify.annotations.Nullable;
  * <h2>What stays as it was</h2>
  * HTTP connections (handshakes, plain HTTP forwarding, the application's handlers) keep Jetty's blocking invocation
  * and its hand-off to the pool: the end point checks its connection each time read interest is registered. A write
- * that does not complete at once still completes on a pool thread (Jetty's write flusher decides), and a demand made
- * outside a read (after such a write) is still run by the connection's executor.
+ * that does not complete at once still completes on a pool thread (Jetty's write flusher decides).
+ *
+ * <h2>Resumed reads</h2>
+ * A leg that has no demand stops reading; when the other leg's write completes, the relay demands again
+ * ({@link #demand}) and Jetty's connection hands its read to its executor: one thread waking another, for work the
+ * waking thread can do itself. Reads resumed by the relay run on the thread that resumes them instead: always on the
+ * backend leg (its connection is the relay's, {@link #resumingExecutor}), and on the client leg when the server's
+ * pool is {@link #threadPool()} (the standalone proxy's; a server of the application keeps its own pool, and its
+ * client legs keep the hand-off). A resumed read runs at most once per leg at a time (Jetty's connection refuses to
+ * re-enter), so nesting stays shallow: a read on one leg can resume the other, never itself.
+ *
+ * <h2>Selector tasks</h2>
+ * Jetty's selectors also hand three tasks of their own to the pool: creating the end point and connection of an
+ * accepted or connected socket, and closing a connection's state after its socket closed. These connectors run the
+ * first two on the selector thread (the connection factories they use do not block: HTTP/1.1, TLS, the backend
+ * handshake) and queue the third to the selector, as an update it runs between two selects, outside the locks of
+ * whoever closed the socket. A storm of handshakes costs about half the context switches it did.
  *
  * <h2>Accepting</h2>
  * The server connector has no acceptor thread: its selector accepts (a non-blocking {@code accept}, registered like
@@ -63,6 +82,48 @@ public final class WebSocketEndPoints {
         return new Connector(server, factories);
     }
 
+    /**
+     * A thread pool for a server whose connector is {@link #serverConnector}: it runs a client leg's read resumed by
+     * the relay on the resuming thread (see "Resumed reads" above); every other task goes to the pool as usual.
+     */
+    public static QueuedThreadPool threadPool() {
+        return new Pool();
+    }
+
+    /**
+     * The executor of a backend leg's connection ({@code pool} otherwise): the connection hands it nothing but its
+     * reads resumed by the relay, which run on the resuming thread.
+     */
+    static Executor resumingExecutor(Executor pool) {
+        return task -> {
+            if (task instanceof WebSocketConnection) {
+                task.run();
+            } else {
+                pool.execute(task);
+            }
+        };
+    }
+
+    /**
+     * Demands the next frame of a relay leg. When that resumes the leg's read, {@link #threadPool()} runs it on this
+     * thread; the relay calls no other code that asks the pool to run a WebSocket connection.
+     */
+    static void demand(CoreSession session) {
+        if (RESUMING.get() == Boolean.TRUE) {
+            session.demand();
+            return;
+        }
+        RESUMING.set(Boolean.TRUE);
+        try {
+            session.demand();
+        } finally {
+            RESUMING.set(Boolean.FALSE);
+        }
+    }
+
+    /** Whether this thread is in {@link #demand}. */
+    private static final ThreadLocal<Boolean> RESUMING = new ThreadLocal<>();
+
     /** A client connector, for the backend {@code HttpClient}, whose WebSocket connections read on the selector. */
     static ClientConnector clientConnector() {
         Client connector = new Client();
@@ -82,6 +143,18 @@ public final class WebSocketEndPoints {
             endPoint.setIdleTimeout(getIdleTimeout());
             return endPoint;
         }
+
+        @Override
+        protected SelectorManager newSelectorManager(Executor executor, Scheduler scheduler, int selectors) {
+            return new ServerConnectorManager(executor, scheduler, selectors) {
+                @Override
+                protected void execute(Runnable task) {
+                    if (!SelectorTasks.runOnSelector(task, this, this::chooseSelector)) {
+                        super.execute(task);
+                    }
+                }
+            };
+        }
     }
 
     private static final class Client extends ClientConnector {
@@ -96,6 +169,73 @@ public final class WebSocketEndPoints {
                 return new SelectorReadEndPoint(channel, selector, key, getScheduler());
             }
             return super.newEndPoint(selectable, selector, key);
+        }
+
+        @Override
+        protected SelectorManager newSelectorManager() {
+            return new ClientSelectorManager(getExecutor(), getScheduler(), getSelectors()) {
+                @Override
+                protected void execute(Runnable task) {
+                    if (!SelectorTasks.runOnSelector(task, this, this::chooseSelector)) {
+                        super.execute(task);
+                    }
+                }
+            };
+        }
+    }
+
+    /** The selector tasks these connectors keep on their selectors (see "Selector tasks" above). */
+    private static final class SelectorTasks {
+
+        /** Jetty's tasks for an accepted socket and for a connected one: they create its end point and connection. */
+        private static final @Nullable Class<?> ACCEPT = jettyClass("org.eclipse.jetty.io.ManagedSelector$Accept");
+        private static final @Nullable Class<?> CREATE =
+                jettyClass("org.eclipse.jetty.io.ManagedSelector$CreateEndPoint");
+        /** Jetty's task after a socket closed: closes its connection and tells the listeners. */
+        private static final @Nullable Class<?> DESTROY =
+                jettyClass("org.eclipse.jetty.io.ManagedSelector$DestroyEndPoint");
+
+        private SelectorTasks() {
+        }
+
+        /** Runs {@code task} on a selector and returns {@code true}, or returns {@code false} for the pool to. */
+        static boolean runOnSelector(Runnable task, SelectorManager manager,
+                java.util.function.Supplier<ManagedSelector> selectors) {
+            Class<?> type = task.getClass();
+            if (type == ACCEPT || type == CREATE) {
+                // Called by the selector thread, while it processes its keys or updates.
+                task.run();
+                return true;
+            }
+            if (type == DESTROY && manager.isRunning()) {
+                // Called by whoever closed the socket: queued, so that it runs outside that caller's locks. Updates
+                // queued while the manager runs are all applied before its selectors stop.
+                selectors.get().submit(selector -> task.run());
+                return true;
+            }
+            return false;
+        }
+
+        private static @Nullable Class<?> jettyClass(String name) {
+            try {
+                return Class.forName(name, false, ManagedSelector.class.getClassLoader());
+            } catch (ClassNotFoundException e) {
+                // Another Jetty: its tasks go to the pool, as Jetty wants.
+                return null;
+            }
+        }
+    }
+
+    /** The pool of {@link #threadPool()}. */
+    private static final class Pool extends QueuedThreadPool {
+
+        @Override
+        public void execute(Runnable job) {
+            if (job instanceof WebSocketConnection && RESUMING.get() == Boolean.TRUE) {
+                job.run();
+            } else {
+                super.execute(job);
+            }
         }
     }
 
