@@ -3,11 +3,20 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.function.UnaryOperator;
+import java.util.stream.Stream;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -81,6 +90,54 @@ class BackendHandshakeCapTest {
 
     private BackendStatus status(int index) {
         return proxy.backendStatus("/ws/").get(index);
+    }
+
+    /**
+     * A backend whose accept queue is full drops SYNs, so a connect to it stays pending. When the proxy gives up (its
+     * connect timeout, 504) it closes that socket at once: otherwise it would stay open until Jetty's own connect
+     * timeout, the longest of all routes (60 s here), and the cap would bound handshakes but not sockets.
+     */
+    @Test
+    void closesTheSocketOfAConnectTheBackendNeverAnswers() throws Exception {
+        ServerSocket full = resource(new ServerSocket(0, 1, InetAddress.getLoopbackAddress()));
+        InetSocketAddress address = new InetSocketAddress(InetAddress.getLoopbackAddress(), full.getLocalPort());
+        boolean pending = false;
+        for (int i = 0; i < 8 && !pending; i++) {
+            Socket queued = resource(new Socket());
+            try {
+                queued.connect(address, 300);
+            } catch (SocketTimeoutException e) {
+                pending = true;
+            }
+        }
+        assertThat(pending).as("the backend's accept queue is full: connects stay pending").isTrue();
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder
+                .route("/ws/", r -> r.backends(Backend.of("ws://127.0.0.1:" + full.getLocalPort()))
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(SHORT_CONNECT_TIMEOUT).build())));
+        long before = openSockets();
+
+        for (int i = 0; i < 5; i++) {
+            try (RawHttp client = RawHttp.connect(proxy)) {
+                assertThat(client.exchange(upgrade()).status()).isEqualTo(504);
+            }
+        }
+
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(openSockets())
+                .as("the proxy's sockets to the backend, closed when it gave up").isLessThanOrEqualTo(before));
+        assertThat(status(0).pendingHandshakes()).isZero();
+    }
+
+    /** The sockets this JVM has open (Linux). */
+    private static long openSockets() throws IOException {
+        try (Stream<Path> fds = Files.list(Path.of("/proc/self/fd"))) {
+            return fds.filter(fd -> {
+                try {
+                    return Files.readSymbolicLink(fd).toString().startsWith("socket:");
+                } catch (IOException e) {
+                    return false; // closed meanwhile
+                }
+            }).count();
+        }
     }
 
     @Test

@@ -4,9 +4,11 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.SocketAddress;
 import java.net.URI;
 import java.net.UnknownHostException;
 import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.security.SecureRandom;
 import java.util.Base64;
@@ -32,12 +34,15 @@ import org.eclipse.jetty.io.ClientConnectionFactory;
 import org.eclipse.jetty.io.ClientConnector;
 import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.io.EndPoint;
+import org.eclipse.jetty.io.ManagedSelector;
 import org.eclipse.jetty.io.RetainableByteBuffer;
+import org.eclipse.jetty.io.SelectorManager;
 import org.eclipse.jetty.io.Transport;
 import org.eclipse.jetty.io.ssl.SslConnection;
 import org.eclipse.jetty.io.ssl.SslHandshakeListener;
 import org.eclipse.jetty.util.BufferUtil;
 import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.IO;
 import org.eclipse.jetty.util.Promise;
 import org.eclipse.jetty.util.SocketAddressResolver;
 import org.eclipse.jetty.util.thread.Invocable;
@@ -144,7 +149,37 @@ final class BackendHandshake {
         // The same TLS set-up as HttpClient's: the connector's SslContextFactory (host name verification as
         // configured there), the peer host taken from the remote address the name was resolved to.
         this.tls = connector.newSslClientConnectionFactory(http.getSslContextFactory(), plain);
+        // Jetty's connector creates the socket of each connect; its listener tells the attempt, which closes the
+        // socket itself when the proxy gives up before the connect completes (see Attempt.close).
+        connector.addEventListener(new ClientConnector.ConnectListener() {
+            @Override
+            public void onConnectBegin(SocketChannel channel, SocketAddress address) {
+                Attempt attempt = CONNECTING.get();
+                if (attempt != null) {
+                    attempt.connecting(channel);
+                }
+            }
+        });
     }
+
+    /**
+     * Closes the socket of a connect still pending. The JDK closes a socket registered with a selector for real only
+     * when that selector next selects, so the client connector's selectors are woken up (they are few, and this is
+     * rare: a backend that does not answer SYNs).
+     */
+    private void closePending(SocketChannel socket) {
+        IO.close(socket);
+        SelectorManager selectors = connector.getBean(SelectorManager.class);
+        if (selectors != null) {
+            for (ManagedSelector selector : selectors.getBeans(ManagedSelector.class)) {
+                selector.submit(woken -> {
+                });
+            }
+        }
+    }
+
+    /** The attempt this thread is connecting, within {@link Attempt#connectNext}. */
+    private static final ThreadLocal<@Nullable Attempt> CONNECTING = new ThreadLocal<>();
 
     /**
      * Starts a handshake with {@code uri}; never throws.
@@ -177,6 +212,7 @@ final class BackendHandshake {
         private final BackendResponse response;
         private final String key;
         private volatile @Nullable EndPoint endPoint;
+        private volatile @Nullable SocketChannel channel;
         private @Nullable List<InetSocketAddress> addresses;
         private int next;
 
@@ -251,7 +287,20 @@ final class BackendHandshake {
             context.put(ATTEMPT_CONTEXT_KEY, this);
             context.put(ClientConnectionFactory.CONTEXT_KEY, secure ? tls : plain);
             context.put(ClientConnector.CONNECTION_PROMISE_CONTEXT_KEY, this);
-            connector.connect(address, context);
+            CONNECTING.set(this);
+            try {
+                connector.connect(address, context);
+            } finally {
+                CONNECTING.remove();
+            }
+        }
+
+        /** The socket of the connect in progress: closed by {@link #close()} if the proxy gives up first. */
+        void connecting(SocketChannel socket) {
+            channel = socket;
+            if (future.isDone()) {
+                closePending(socket);
+            }
         }
 
         /** The connection opened (its {@code onOpen} has written the request). */
@@ -311,6 +360,14 @@ final class BackendHandshake {
             EndPoint open = endPoint;
             if (open != null) {
                 open.close();
+                return;
+            }
+            // Still connecting (a backend that does not answer SYNs): close the socket now rather than when Jetty's
+            // connect times out, which it does after the longest connect timeout of all routes. Jetty's pending
+            // connect then fails or times out on a closed socket, and the attempt ignores it (the future is done).
+            SocketChannel socket = channel;
+            if (socket != null) {
+                closePending(socket);
             }
         }
 

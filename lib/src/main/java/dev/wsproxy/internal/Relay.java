@@ -778,7 +778,9 @@ final class Relay implements ProxySession {
                         }
                         target.abort();
                     }
-                    WebSocketEndPoints.demand(self);
+                    // Not WebSocketEndPoints.demand: a write fails on whichever thread aborted the other leg (the
+                    // scheduler's, an application's), and its read is better run by the pool.
+                    self.demand();
                 }
 
                 @Override

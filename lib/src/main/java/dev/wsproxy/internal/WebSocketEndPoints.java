@@ -6,6 +6,8 @@ import java.nio.channels.SelectionKey;
 import java.nio.channels.SocketChannel;
 import java.util.Map;
 import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
 
 import org.eclipse.jetty.io.ClientConnector;
 import org.eclipse.jetty.io.EndPoint;
@@ -23,7 +25,10 @@ import org.eclipse.jetty.util.thread.QueuedThreadPool;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
+import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
 import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Connectors whose socket end points let the selector thread run a WebSocket connection's reads itself.
@@ -47,18 +52,26 @@ import org.jspecify.annotations.Nullable;
  * <h2>Resumed reads</h2>
  * A leg that has no demand stops reading; when the other leg's write completes, the relay demands again
  * ({@link #demand}) and Jetty's connection hands its read to its executor: one thread waking another, for work the
- * waking thread can do itself. Reads resumed by the relay run on the thread that resumes them instead: always on the
- * backend leg (its connection is the relay's, {@link #resumingExecutor}), and on the client leg when the server's
- * pool is {@link #threadPool()} (the standalone proxy's; a server of the application keeps its own pool, and its
- * client legs keep the hand-off). A resumed read runs at most once per leg at a time (Jetty's connection refuses to
- * re-enter), so nesting stays shallow: a read on one leg can resume the other, never itself.
+ * waking thread can do itself. Reads resumed by the relay run on the thread that resumes them instead: on the backend
+ * leg always (its connection is the relay's, {@link #resumingExecutor}), on the client leg when the server's pool is
+ * {@link #threadPool()} (the standalone proxy's, or a mounted server's created with it). Only the connection being
+ * demanded is run so; a read runs at most once per connection at a time (Jetty's connection refuses to re-enter), so
+ * nesting stays shallow: a read on one leg can resume the other, never itself. One consequence: the backend leg's
+ * first read runs when the client leg opens, inside its {@code onOpen}, so frames a backend sends right after the
+ * upgrade are relayed before the client leg reads its first frame (before, the two reads ran side by side on two
+ * threads). A demand after a failed write (the other leg is closing) still goes to the pool: that failure can be
+ * seen on the scheduler's thread or an application's, which should not run a read.
  *
  * <h2>Selector tasks</h2>
  * Jetty's selectors also hand three tasks of their own to the pool: creating the end point and connection of an
- * accepted or connected socket, and closing a connection's state after its socket closed. These connectors run the
- * first two on the selector thread (the connection factories they use do not block: HTTP/1.1, TLS, the backend
- * handshake) and queue the third to the selector, as an update it runs between two selects, outside the locks of
- * whoever closed the socket. A storm of handshakes costs about half the context switches it did.
+ * accepted or connected socket, and cleaning up after a socket closed (the connection's {@code onClose}, the
+ * listeners). These connectors run the first two on the selector thread, and queue the third to the socket's own
+ * selector, as an update it runs between two selects, outside the locks of whoever closed the socket (Jetty wakes
+ * that selector for the close anyway); while the connector stops, the pool takes it again. So the selector runs the
+ * connection factories' {@code newConnection} and {@code onOpen} and the connection listeners: those of the proxy
+ * (HTTP/1.1, TLS, the backend handshake, the handshake guard) do not block; a server the proxy is mounted in that
+ * adds factories or listeners to {@code WebSocketProxy.serverConnector} must keep them so too. A storm of handshakes
+ * costs about a third of the context switches it did.
  *
  * <h2>Accepting</h2>
  * The server connector has no acceptor thread: its selector accepts (a non-blocking {@code accept}, registered like
@@ -71,6 +84,8 @@ import org.jspecify.annotations.Nullable;
  * connector by default, half the available processors.
  */
 public final class WebSocketEndPoints {
+
+    private static final Logger LOG = LoggerFactory.getLogger(WebSocketEndPoints.class);
 
     private WebSocketEndPoints() {
     }
@@ -92,38 +107,54 @@ public final class WebSocketEndPoints {
     }
 
     /**
-     * The executor of a backend leg's connection ({@code pool} otherwise): the connection hands it nothing but its
-     * reads resumed by the relay, which run on the resuming thread.
+     * The executor of a backend leg's connection: the read {@link #demand} resumes runs on the demanding thread, every
+     * other task on {@code pool}.
      */
     static Executor resumingExecutor(Executor pool) {
         return task -> {
-            if (task instanceof WebSocketConnection) {
-                task.run();
-            } else {
+            if (!runResumed(task)) {
                 pool.execute(task);
             }
         };
     }
 
     /**
-     * Demands the next frame of a relay leg. When that resumes the leg's read, {@link #threadPool()} runs it on this
-     * thread; the relay calls no other code that asks the pool to run a WebSocket connection.
+     * Demands the next frame of a relay leg. When that resumes the leg's read (Jetty's connection then hands itself
+     * to its executor), {@link #threadPool()} and {@link #resumingExecutor} run that read on this thread. Only the
+     * connection demanded is run so: any other task, such as another connection a listener demands meanwhile, goes
+     * to the pool as usual.
      */
     static void demand(CoreSession session) {
-        if (RESUMING.get() == Boolean.TRUE) {
+        WebSocketConnection connection = session instanceof WebSocketCoreSession core ? core.getConnection() : null;
+        if (connection == null) {
             session.demand();
             return;
         }
-        RESUMING.set(Boolean.TRUE);
+        WebSocketConnection outer = RESUMING.get();
+        RESUMING.set(connection);
         try {
             session.demand();
         } finally {
-            RESUMING.set(Boolean.FALSE);
+            RESUMING.set(outer);
         }
     }
 
-    /** Whether this thread is in {@link #demand}. */
-    private static final ThreadLocal<Boolean> RESUMING = new ThreadLocal<>();
+    /** Runs {@code task} here and returns {@code true} if it is the read of the connection this thread demands. */
+    private static boolean runResumed(Runnable task) {
+        if (task != RESUMING.get()) {
+            return false;
+        }
+        try {
+            task.run();
+        } catch (Throwable x) {
+            // What the pool would have done with a task that throws (Jetty's connection catches its own failures).
+            LOG.warn("Resumed read of {} failed", task, x);
+        }
+        return true;
+    }
+
+    /** The connection whose read this thread resumes, within {@link #demand}. */
+    private static final ThreadLocal<@Nullable WebSocketConnection> RESUMING = new ThreadLocal<>();
 
     /** A client connector, for the backend {@code HttpClient}, whose WebSocket connections read on the selector. */
     static ClientConnector clientConnector() {
@@ -150,7 +181,7 @@ public final class WebSocketEndPoints {
             return new ServerConnectorManager(executor, scheduler, selectors) {
                 @Override
                 protected void execute(Runnable task) {
-                    if (!SelectorTasks.runOnSelector(task, this, this::chooseSelector)) {
+                    if (!SelectorTasks.runOnSelector(task, this, pooled -> super.execute(pooled))) {
                         super.execute(task);
                     }
                 }
@@ -177,7 +208,7 @@ public final class WebSocketEndPoints {
             return new ClientSelectorManager(getExecutor(), getScheduler(), getSelectors()) {
                 @Override
                 protected void execute(Runnable task) {
-                    if (!SelectorTasks.runOnSelector(task, this, this::chooseSelector)) {
+                    if (!SelectorTasks.runOnSelector(task, this, pooled -> super.execute(pooled))) {
                         super.execute(task);
                     }
                 }
@@ -199,22 +230,31 @@ public final class WebSocketEndPoints {
         private SelectorTasks() {
         }
 
-        /** Runs {@code task} on a selector and returns {@code true}, or returns {@code false} for the pool to. */
-        static boolean runOnSelector(Runnable task, SelectorManager manager,
-                java.util.function.Supplier<ManagedSelector> selectors) {
+        /**
+         * Runs {@code task} on a selector, or hands it to {@code pool}, and returns {@code true}; returns
+         * {@code false} for the caller to hand it to the pool.
+         */
+        static boolean runOnSelector(Runnable task, SelectorManager manager, Consumer<Runnable> pool) {
             Class<?> type = task.getClass();
             if (type == ACCEPT || type == CREATE) {
                 // Called by the selector thread, while it processes its keys or updates.
                 task.run();
                 return true;
             }
-            if (type == DESTROY && manager.isRunning()) {
-                // Called by whoever closed the socket: queued, so that it runs outside that caller's locks. Updates
-                // queued while the manager runs are all applied before its selectors stop.
-                selectors.get().submit(selector -> task.run());
-                return true;
+            ManagedSelector own = CLOSING.get();
+            if (type != DESTROY || own == null || !manager.isRunning()) {
+                return false;
             }
-            return false;
+            // Called by whoever closed the socket: queued to the socket's own selector (which Jetty wakes up for the
+            // close anyway), so that it runs outside that caller's locks.
+            Once once = new Once(task);
+            own.submit(selector -> once.run());
+            if (!manager.isRunning()) {
+                // The manager began to stop meanwhile, and may stop the selector before it takes the update. Had it
+                // not begun when checked here, its selectors' stop would come after the update in their queue.
+                pool.accept(once);
+            }
+            return true;
         }
 
         private static @Nullable Class<?> jettyClass(String name) {
@@ -227,14 +267,33 @@ public final class WebSocketEndPoints {
         }
     }
 
+    /** The selector of the end point this thread closes, within {@link SelectorReadEndPoint#onClose}. */
+    private static final ThreadLocal<@Nullable ManagedSelector> CLOSING = new ThreadLocal<>();
+
+    /** A task that runs at most once, however many times it is asked to. */
+    private static final class Once implements Runnable {
+
+        private final AtomicBoolean done = new AtomicBoolean();
+        private final Runnable task;
+
+        Once(Runnable task) {
+            this.task = task;
+        }
+
+        @Override
+        public void run() {
+            if (done.compareAndSet(false, true)) {
+                task.run();
+            }
+        }
+    }
+
     /** The pool of {@link #threadPool()}. */
     private static final class Pool extends QueuedThreadPool {
 
         @Override
         public void execute(Runnable job) {
-            if (job instanceof WebSocketConnection && RESUMING.get() == Boolean.TRUE) {
-                job.run();
-            } else {
+            if (!runResumed(job)) {
                 super.execute(job);
             }
         }
@@ -245,8 +304,12 @@ public final class WebSocketEndPoints {
         /** The last callback adapted, and its adaptation: a WebSocket connection passes the same callback each time. */
         private volatile @Nullable NonBlocking adapted;
 
+        /** The selector of this end point. */
+        private final ManagedSelector selector;
+
         SelectorReadEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key, Scheduler scheduler) {
             super(channel, selector, key, scheduler);
+            this.selector = selector;
         }
 
         @Override
@@ -265,7 +328,14 @@ public final class WebSocketEndPoints {
             if (cause == null && getConnection() instanceof WebSocketConnection) {
                 cause = new Closed();
             }
-            super.onClose(cause);
+            // Tells SelectorTasks which selector this end point's clean-up belongs to.
+            ManagedSelector outer = CLOSING.get();
+            CLOSING.set(selector);
+            try {
+                super.onClose(cause);
+            } finally {
+                CLOSING.set(outer);
+            }
         }
 
         @Override
