@@ -13,7 +13,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
@@ -44,19 +43,7 @@ class BackendHandshakeCapTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            if (proxy != null) {
-                Clients.assertNoLeaks(proxy, null, testBackends.toArray(TestBackend[]::new));
-            }
-        } finally {
-            if (proxy != null) {
-                proxy.close();
-            }
-            Collections.reverse(resources);
-            for (AutoCloseable resource : resources) {
-                resource.close();
-            }
-        }
+        Clients.stopAfterLeakCheck(proxy, resources, testBackends.toArray(TestBackend[]::new));
         if (proxy != null) {
             assertThat(proxy.backendStatus("/ws/")).as("no handshake slot left taken after the proxy stopped")
                     .extracting(BackendStatus::pendingHandshakes).containsOnly(0);

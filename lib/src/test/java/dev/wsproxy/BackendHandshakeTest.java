@@ -12,7 +12,6 @@ import java.net.http.WebSocketHandshakeException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletionStage;
@@ -54,19 +53,7 @@ class BackendHandshakeTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            if (proxy != null) {
-                Clients.assertNoLeaks(proxy, null, testBackends.toArray(TestBackend[]::new));
-            }
-        } finally {
-            if (proxy != null) {
-                proxy.close();
-            }
-            Collections.reverse(resources);
-            for (AutoCloseable resource : resources) {
-                resource.close();
-            }
-        }
+        Clients.stopAfterLeakCheck(proxy, resources, testBackends.toArray(TestBackend[]::new));
     }
 
     private TestBackend testBackend(String id) throws Exception {

@@ -5,7 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 
 import org.junit.jupiter.api.AfterEach;
@@ -28,19 +27,7 @@ class BackendHandshakeWireTest {
 
     @AfterEach
     void stop() throws Exception {
-        try {
-            if (proxy != null) {
-                Clients.assertNoLeaks(proxy, null);
-            }
-        } finally {
-            if (proxy != null) {
-                proxy.close();
-            }
-            Collections.reverse(resources);
-            for (AutoCloseable resource : resources) {
-                resource.close();
-            }
-        }
+        Clients.stopAfterLeakCheck(proxy, resources);
     }
 
     private <T extends AutoCloseable> T resource(T resource) {

@@ -5,6 +5,9 @@ import static org.awaitility.Awaitility.await;
 
 import java.net.URI;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
@@ -55,6 +58,28 @@ final class Clients implements AutoCloseable {
         Session session = client.connect(recorder, uri, request).get(10, TimeUnit.SECONDS);
         assertThat(session.isOpen()).isTrue();
         return recorder;
+    }
+
+    /**
+     * The tear-down of a test that opens a proxy and resources of its own: checks that the proxy left nothing behind,
+     * then, whatever the check found, stops the proxy and closes {@code resources}, the last opened first.
+     */
+    static void stopAfterLeakCheck(WebSocketProxy proxy, List<AutoCloseable> resources, TestBackend... backends)
+            throws Exception {
+        try {
+            if (proxy != null) {
+                assertNoLeaks(proxy, null, backends);
+            }
+        } finally {
+            if (proxy != null) {
+                proxy.close();
+            }
+            List<AutoCloseable> lastFirst = new ArrayList<>(resources);
+            Collections.reverse(lastFirst);
+            for (AutoCloseable resource : lastFirst) {
+                resource.close();
+            }
+        }
     }
 
     /** Every session ended on every side: the client, the proxy and the backends. */
