@@ -19,8 +19,9 @@ import dev.wsproxy.internal.Selectors;
  *
  * <p>A WebSocket session stays on the backend it got for minutes or hours, so the pick matters more than for HTTP
  * requests: a backend that gets a burst of sessions keeps them. Built-ins, each picking among
- * {@link SelectionContext#candidates()} (the backends that may take a session now: up, not draining, primaries before
- * backups, minus those this handshake already failed on) and returning {@code null} when there is none:
+ * {@link SelectionContext#candidates()} (the backends that may take a session now: up, not draining, not at their cap
+ * of handshakes in flight, primaries before backups, minus those this handshake already failed on) and returning
+ * {@code null} when there is none:
  * <ul>
  *   <li>{@link #roundRobin()}: each candidate in turn (the default). Even spread when sessions live about as long as
  *       each other.</li>
@@ -54,7 +55,7 @@ import dev.wsproxy.internal.Selectors;
  * };
  * }</pre>
  * Pick from {@link SelectionContext#candidates()} rather than {@link SelectionContext#backends()}, so that down,
- * draining and already failed backends are skipped and failover can move on.
+ * draining, busy and already failed backends are skipped and failover can move on.
  *
  * <p>Threading: {@link #select} is called on a Jetty thread for every upgrade request (and every plain HTTP request
  * proxied on the route), concurrently; it must be thread-safe and must not block. A selector that keeps state

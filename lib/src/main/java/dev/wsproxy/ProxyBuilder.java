@@ -328,11 +328,12 @@ public final class ProxyBuilder {
      * full) would collect every handshake sent to it until the connect timeout, each with a socket and its buffers.
      * (The client side has its own cap, {@link #maxPendingHandshakes(int)}: connections still sending their request.)
      *
-     * <p>A handshake to a backend at its cap does not connect: it counts as a failed attempt with {@code 503}, so
-     * {@link #failover(int, Duration) failover} tries the next candidate; when none is left, the client gets
-     * {@code 503} with {@code Retry-After} and listeners get {@link ProxyListener#onHandshakeRejected} with a
-     * {@code "backend busy"} reason. It is not a failure for {@link #passiveHealth(int, Duration) passive health}:
-     * the backend is busy, not broken. A handshake gives its place back when it ends, however it ends: the backend's
+     * <p>A backend at its cap is left out of {@link SelectionContext#candidates()} until one of its handshakes ends,
+     * so selectors pick another; when every backend is busy, the client gets {@code 503} with {@code Retry-After} and
+     * listeners get {@link ProxyListener#onHandshakeRejected} with an {@code "every backend busy"} reason. A selector
+     * that picks a busy backend anyway gets a failed attempt with {@code 503} ({@code "backend busy"}), which
+     * {@link #failover(int, Duration) failover} moves on from. Neither is a failure for
+     * {@link #passiveHealth(int, Duration) passive health}: the backend is busy, not broken. A handshake gives its place back when it ends, however it ends: the backend's
      * {@code 101} or refusal, a failure, the connect timeout, or the proxy stopping. A client that leaves meanwhile
      * does not end its backend handshake, so the connect timeout bounds that case too.
      * {@link BackendStatus#pendingHandshakes()} shows the count; like the active sessions, it is kept per route.

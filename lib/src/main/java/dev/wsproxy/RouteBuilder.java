@@ -210,8 +210,9 @@ public final class RouteBuilder {
 
     /**
      * Caps the backend handshakes in flight to each backend of this route, from the TCP connect to the backend's
-     * {@code 101} or failure. A handshake to a backend at its cap does not connect: it is a failed attempt with
-     * {@code 503}, which failover moves on from, and not a failure for passive health. Default:
+     * {@code 101} or failure. A backend at its cap is not a candidate for new sessions until one of them ends (and a
+     * selector that picks it anyway gets a failed attempt with {@code 503}, which failover moves on from); it is not
+     * a failure for passive health. Default:
      * {@link ProxyBuilder#DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES}.
      *
      * @param perBackend the most handshakes in flight to one backend, at least 1; {@link Integer#MAX_VALUE} for no cap

@@ -17,8 +17,9 @@ public interface SelectionContext extends HandshakeRequest {
 
     /**
      * Returns the backends that may take this session now, in configuration order: the primary backends that are
-     * {@link BackendStatus.State#UP up}, or the up backups when no primary is, minus those this handshake already
-     * failed on (failover). Built-in selectors pick from this list.
+     * {@link BackendStatus.State#UP up} and not at their cap of handshakes in flight
+     * ({@link RouteBuilder#maxPendingBackendHandshakes(int)}), or such backups when no primary is, minus those this
+     * handshake already failed on (failover). Built-in selectors pick from this list.
      *
      * @return the candidates with their live state; empty when no backend is available
      */

@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 
@@ -152,7 +153,7 @@ class BackendHandshakeCapTest {
         assertThat(status(0).pendingHandshakes()).isEqualTo(2);
         assertThat(listener.all(RecordingListener.Rejected.class)).singleElement().satisfies(rejected -> {
             assertThat(rejected.status()).isEqualTo(503);
-            assertThat(rejected.reason()).startsWith("backend busy: 2 handshakes pending to " + silent.uri());
+            assertThat(rejected.reason()).isEqualTo("every backend busy: 2 handshakes pending to each");
         });
         assertThat(listener.all(RecordingListener.ConnectFailed.class)).as("the backend did not fail").isEmpty();
 
@@ -167,13 +168,18 @@ class BackendHandshakeCapTest {
         RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
         TestBackend a = resource(new TestBackend("a"));
         testBackends.add(a);
-        // Always the first candidate: the busy backend is tried first, every time it is a candidate.
+        // A selector that picks the silent backend for the first and the third handshake, even when it is busy (so
+        // not a candidate), and the first candidate otherwise: the third is offered the busy backend, then fails over.
+        AtomicInteger calls = new AtomicInteger();
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder
                 .passiveHealth(1, Duration.ofMinutes(1))
                 .route("/ws/", r -> r.backends(silent.backend(), a.backend())
                         .maxPendingBackendHandshakes(2)
-                        .backendSelector(context -> context.candidates().isEmpty()
-                                ? null : context.candidates().get(0).backend())));
+                        .backendSelector(context -> {
+                            int call = calls.incrementAndGet();
+                            return call == 1 || call == 3 ? silent.backend()
+                                    : context.candidates().isEmpty() ? null : context.candidates().get(0).backend();
+                        })));
         RawHttp first = sendUpgrade();
         RawHttp second = sendUpgrade();
         silent.nextRequest();
@@ -200,6 +206,38 @@ class BackendHandshakeCapTest {
             assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
         }
         assertThat(status(0).pendingHandshakes()).isZero();
+    }
+
+    /**
+     * A backend at its cap is not a candidate: the default round robin sends every handshake to the other backend,
+     * without spending a failover attempt on the busy one (one attempt only here, so each would get 503).
+     */
+    @Test
+    void leavesABusyBackendOutOfTheCandidates() throws Exception {
+        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        TestBackend a = resource(new TestBackend("a"));
+        testBackends.add(a);
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder
+                .route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                        .maxPendingBackendHandshakes(1)
+                        .failover(1, Duration.ofMinutes(1))));
+        // Round robin starts with the first backend: the silent one, where this handshake stays pending.
+        RawHttp pending = sendUpgrade();
+        silent.nextRequest();
+        assertThat(status(0).pendingHandshakes()).isEqualTo(1);
+
+        for (int i = 0; i < 4; i++) {
+            try (RawHttp client = RawHttp.connect(proxy)) {
+                assertThat(client.exchange(upgrade()).status()).as("handshake %d", i).isEqualTo(101);
+                client.sendText("whoami");
+                assertThat(client.readFrame().text()).isEqualTo("a");
+                assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+            }
+        }
+        assertThat(silent.connections).hasValue(1);
+        assertThat(listener.all(RecordingListener.Rejected.class)).isEmpty();
+        silent.close();
+        assertThat(pending.readResponse().status()).isEqualTo(502);
     }
 
     @ParameterizedTest(name = "backend answers {0}")

@@ -170,7 +170,7 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public List<BackendStatus> candidates() {
-        return route.backends().candidates(tried);
+        return route.backends().candidates(tried, route.maxPendingBackendHandshakes());
     }
 
     @Override

@@ -41,17 +41,31 @@ public final class RouteBackends {
         return List.copyOf(result);
     }
 
-    /** The backends that may take a new session, minus {@code tried}: the up primaries, else the up backups. */
-    List<BackendStatus> candidates(Set<BackendState> tried) {
+    /**
+     * The backends that may take a new session, minus {@code tried}: the up primaries with fewer than
+     * {@code maxPendingHandshakes} handshakes in flight, else such backups.
+     */
+    List<BackendStatus> candidates(Set<BackendState> tried, int maxPendingHandshakes) {
         List<BackendStatus> primaries = new ArrayList<>();
         List<BackendStatus> backups = new ArrayList<>();
         for (BackendState state : states) {
-            if (tried.contains(state) || state.state() != BackendStatus.State.UP) {
+            if (tried.contains(state) || state.state() != BackendStatus.State.UP
+                    || state.pendingHandshakes() >= maxPendingHandshakes) {
                 continue;
             }
             (state.backend().isBackup() ? backups : primaries).add(state);
         }
         return List.copyOf(primaries.isEmpty() ? backups : primaries);
+    }
+
+    /** Tells whether a backend that is up has {@code maxPendingHandshakes} in flight: not a candidate for now. */
+    boolean anyBusy(int maxPendingHandshakes) {
+        for (BackendState state : states) {
+            if (state.state() == BackendStatus.State.UP && state.pendingHandshakes() >= maxPendingHandshakes) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** The state of a backend the selector picked; a backend the route does not know gets a state of its own. */

@@ -326,7 +326,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (backend == null) {
             beforeRefusal.run();
             if (lastStatus == 0) {
-                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "no backend available");
+                int cap = route.maxPendingBackendHandshakes();
+                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503,
+                        route.backends().anyBusy(cap) ? "every backend busy: " + cap + " handshakes pending to each"
+                                : "no backend available");
             } else {
                 reject(view, response, callback, route, lastStatus, lastReason);
             }
