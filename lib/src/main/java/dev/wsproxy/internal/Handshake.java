@@ -150,11 +150,11 @@ final class Handshake {
                 relay.backendLeg, legConfiguration, backendResponse);
         relay.onConnecting(() -> future.cancel(false));
         // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
-        Scheduler.Task timer = proxy.scheduler().schedule(() -> future.completeExceptionally(
-                new TimeoutException("backend handshake took more than " + timeoutMillis + " ms")),
-                timeoutMillis, TimeUnit.MILLISECONDS);
+        Scheduler.Task timer = timeout(future, timeoutMillis);
         future.whenComplete((backendSession, failure) -> {
-            timer.cancel();
+            if (timer != null) {
+                timer.cancel();
+            }
             slot.release();
             if (failure != null) {
                 relay.onBackendFailed();
@@ -164,6 +164,21 @@ final class Handshake {
                 upgradeClient(relay, backendSession, legConfiguration);
             }
         });
+    }
+
+    /**
+     * Fails {@code future} with a {@link TimeoutException} after {@code millis}; fails it at once when the scheduler
+     * refuses the task (it is stopping), so that the handshake still ends and gives back what it holds.
+     */
+    private Scheduler.@Nullable Task timeout(CompletableFuture<CoreSession> future, long millis) {
+        try {
+            return proxy.scheduler().schedule(() -> future.completeExceptionally(
+                    new TimeoutException("backend handshake took more than " + millis + " ms")),
+                    millis, TimeUnit.MILLISECONDS);
+        } catch (RuntimeException e) {
+            future.completeExceptionally(e);
+            return null;
+        }
     }
 
     private void upgradeClient(Relay relay, CoreSession backendSession,
