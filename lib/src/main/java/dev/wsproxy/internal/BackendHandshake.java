@@ -366,7 +366,7 @@ final class BackendHandshake {
             // connect times out, which it does after the longest connect timeout of all routes. Jetty's pending
             // connect then fails or times out on a closed socket, and the attempt ignores it (the future is done).
             SocketChannel socket = channel;
-            if (socket != null) {
+            if (socket != null && socket.isOpen()) {
                 closePending(socket);
             }
         }
