@@ -71,7 +71,7 @@ import org.slf4j.LoggerFactory;
  * connection factories' {@code newConnection} and {@code onOpen} and the connection listeners: those of the proxy
  * (HTTP/1.1, TLS, the backend handshake, the handshake guard) do not block; a server the proxy is mounted in that
  * adds factories or listeners to {@code WebSocketProxy.serverConnector} must keep them so too. A storm of handshakes
- * costs about a third of the context switches it did.
+ * costs a third to a half of the context switches it did.
  *
  * <h2>Accepting</h2>
  * The server connector has no acceptor thread: its selector accepts (a non-blocking {@code accept}, registered like
