@@ -56,6 +56,11 @@ class BackendHandshakeCapTest {
         return resource;
     }
 
+    /** A backend that accepts connections and reads upgrade requests, and never answers them. */
+    private RawBackend silentBackend() throws Exception {
+        return resource(RawBackend.answering(RawBackend.silent()));
+    }
+
     private void startProxy(Duration connectTimeout, UnaryOperator<ProxyBuilder> configuration) throws Exception {
         proxy = configuration.apply(ProxyBuilder.create()
                         .listen("127.0.0.1", 0)
@@ -130,7 +135,7 @@ class BackendHandshakeCapTest {
 
     @Test
     void answers503AtOnceWithoutConnectingWhenTheBackendHasItsCapInFlight() throws Exception {
-        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        RawBackend silent = silentBackend();
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(2)
                 .route("/ws/", silent.backend()));
         RawHttp first = sendUpgrade();
@@ -165,7 +170,7 @@ class BackendHandshakeCapTest {
 
     @Test
     void failsOverFromABusyBackendWithoutMarkingItDown() throws Exception {
-        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        RawBackend silent = silentBackend();
         TestBackend a = resource(new TestBackend("a"));
         testBackends.add(a);
         // A selector that picks the silent backend for the first and the third handshake, even when it is busy (so
@@ -214,7 +219,7 @@ class BackendHandshakeCapTest {
      */
     @Test
     void leavesABusyBackendOutOfTheCandidates() throws Exception {
-        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        RawBackend silent = silentBackend();
         TestBackend a = resource(new TestBackend("a"));
         testBackends.add(a);
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder
@@ -275,7 +280,7 @@ class BackendHandshakeCapTest {
 
     @Test
     void givesTheSlotBackWhenTheHandshakeTimesOut() throws Exception {
-        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        RawBackend silent = silentBackend();
         startProxy(SHORT_CONNECT_TIMEOUT, builder -> builder.failover(1, Duration.ofSeconds(30))
                 .route("/ws/", r -> r.backends(silent.backend()).maxPendingBackendHandshakes(1)));
         RawHttp first = sendUpgrade();
@@ -295,7 +300,7 @@ class BackendHandshakeCapTest {
 
     @Test
     void givesTheSlotsBackWhenTheClientsLeaveMidHandshake() throws Exception {
-        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        RawBackend silent = silentBackend();
         startProxy(SHORT_CONNECT_TIMEOUT, builder -> builder.failover(1, Duration.ofSeconds(30))
                 .route("/ws/", r -> r.backends(silent.backend()).maxPendingBackendHandshakes(2)));
         RawHttp first = sendUpgrade();
@@ -317,7 +322,7 @@ class BackendHandshakeCapTest {
 
     @Test
     void givesTheSlotsBackWhenTheProxyStopsMidHandshake() throws Exception {
-        RawBackend silent = resource(RawBackend.answering(RawBackend.silent()));
+        RawBackend silent = silentBackend();
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(2)
                 .route("/ws/", silent.backend()));
         RawHttp first = sendUpgrade();
