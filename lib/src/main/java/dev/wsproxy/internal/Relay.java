@@ -648,6 +648,8 @@ final class Relay implements ProxySession {
             session = coreSession;
             if (coreSession instanceof WebSocketCoreSession core) {
                 connection = core.getConnection();
+                // Before the first frame is parsed or masked on this leg (see Masking).
+                Masking.install(core.getConnection(), core, core.getBehavior());
             }
             int rate = route.messageRateLimit();
             if (side == Side.CLIENT && rate > 0) {

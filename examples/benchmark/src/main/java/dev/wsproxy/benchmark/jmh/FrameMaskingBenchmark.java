@@ -7,6 +7,8 @@ import java.util.concurrent.TimeUnit;
 import org.eclipse.jetty.websocket.core.Frame;
 import org.eclipse.jetty.websocket.core.OpCode;
 import org.eclipse.jetty.websocket.core.internal.Generator;
+
+import dev.wsproxy.internal.Masking;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -70,6 +72,22 @@ public class FrameMaskingBenchmark {
         frame.setMask(mask);
         out.clear().limit(0); // empty, in Jetty's flush mode: the generator appends
         generator.generatePayload(frame, out);
+        return out;
+    }
+
+    /** What wsproxy's client leg does instead of Jetty's unmasking: eight bytes a step ({@code Masking}). */
+    @Benchmark
+    public ByteBuffer unmaskInPlaceEightBytes() {
+        ByteBuffer buffer = payload.duplicate();
+        Masking.unmask(buffer, mask);
+        return buffer;
+    }
+
+    /** What wsproxy's backend leg does instead of Jetty's masking copy: eight bytes a step ({@code Masking}). */
+    @Benchmark
+    public ByteBuffer maskWhileCopyingEightBytes() {
+        out.clear();
+        Masking.maskCopy(payload.duplicate(), out, mask);
         return out;
     }
 

@@ -1,0 +1,239 @@
+package dev.wsproxy.internal;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.lang.reflect.Field;
+import java.nio.BufferOverflowException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+import org.eclipse.jetty.io.ByteBufferPool;
+import org.eclipse.jetty.util.BufferUtil;
+import org.eclipse.jetty.websocket.core.Behavior;
+import org.eclipse.jetty.websocket.core.Configuration;
+import org.eclipse.jetty.websocket.core.Frame;
+import org.eclipse.jetty.websocket.core.WebSocketConnection;
+import org.eclipse.jetty.websocket.core.internal.FrameFlusher;
+import org.eclipse.jetty.websocket.core.internal.Generator;
+import org.eclipse.jetty.websocket.core.internal.Parser;
+import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * WebSocket masking (RFC 6455 §5.3) eight bytes at a time, and its installation into Jetty's frame codec.
+ *
+ * <h2>Why</h2>
+ * Every byte a client sends crosses two masking passes in a proxy built on Jetty's codec: the client leg's parser
+ * unmasks each frame in place ({@code Frame.Parsed}), and the backend leg's flusher masks it again with a fresh key
+ * while copying it into its output buffer ({@code Generator.generatePayload}). Jetty's loops step four bytes at a
+ * time, with a byte-order swap and a branch in each step, which the JIT does not vectorise: measured (JMH
+ * {@code FrameMaskingBenchmark}), the two passes cost about 28 times a plain copy of the same bytes, about 780 µs per
+ * 1 MiB message, the whole of wsproxy's gap to nginx on large messages (nginx relays the client's bytes still masked).
+ * The loops here step eight bytes at a time in the machine's byte order, through a {@link VarHandle} view of the
+ * buffer (no byte swap, no per-step branch, no {@code Unsafe}); {@code docs/benchmarks.md} has the figures.
+ *
+ * <h2>How it gets in</h2>
+ * Jetty builds a connection's {@link Parser} and {@link Generator} privately in the {@link WebSocketConnection}
+ * constructor, with no way to substitute them. Both classes are public and meant to be extended (the parser's
+ * {@code newFrame} is a protected factory), so {@link #install} swaps the one each leg needs through reflection on
+ * their private fields: on a server-side connection (the client leg, which receives masked frames) a parser whose
+ * frames unmask with {@link #unmask}; on a client-side one (the backend leg, which sends masked frames) a generator
+ * that masks with {@link #maskCopy}. It runs when the relay's leg opens, before the connection parses its first
+ * frame or flushes its first masked one. The codec is otherwise Jetty's own: framing, limits, validation and close
+ * handling are unchanged, and the bytes on the wire are the same.
+ *
+ * <p>Where the fields cannot be reached (Jetty's jars on the module path without {@code --add-opens}, or a Jetty
+ * version whose fields differ), {@link #install} leaves Jetty's loops in place and says so once at INFO: the proxy
+ * works as before, only slower on large messages. {@code MaskingTest} fails if the pinned Jetty stops matching.
+ */
+public final class Masking {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Masking.class);
+
+    /** Reads and writes eight bytes of a buffer at any index, in the machine's byte order. */
+    private static final VarHandle LONGS =
+            MethodHandles.byteBufferViewVarHandle(long[].class, ByteOrder.nativeOrder());
+    private static final boolean LITTLE_ENDIAN = ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN;
+
+    private static final @Nullable Fields FIELDS = Fields.find();
+
+    private Masking() {
+    }
+
+    /**
+     * Whether {@link #install} can swap Jetty's codec parts on this JVM and Jetty version.
+     */
+    public static boolean available() {
+        return FIELDS != null;
+    }
+
+    /**
+     * Gives the connection the faster masking its side needs: the unmasking parser to a server-side connection, the
+     * masking generator to a client-side one. Call it before the connection parses or sends a frame. Does nothing
+     * when {@link #available()} is false.
+     */
+    static void install(WebSocketConnection connection, Configuration configuration, Behavior behavior) {
+        Fields fields = FIELDS;
+        if (fields == null) {
+            return;
+        }
+        try {
+            if (behavior == Behavior.SERVER) {
+                ByteBufferPool pool = (ByteBufferPool) fields.connectionPool.get(connection);
+                fields.connectionParser.set(connection, new UnmaskingParser(pool, configuration));
+            } else {
+                Generator generator = new MaskingGenerator();
+                fields.connectionGenerator.set(connection, generator);
+                fields.flusherGenerator.set(fields.connectionFlusher.get(connection), generator);
+            }
+        } catch (IllegalAccessException e) {
+            // find() made every field accessible; only a security manager could refuse now.
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** Whether the connection has the part {@link #install} gives its side: for tests. */
+    static boolean installedOn(WebSocketConnection connection, Behavior behavior) throws IllegalAccessException {
+        Fields fields = FIELDS;
+        if (fields == null) {
+            return false;
+        }
+        return behavior == Behavior.SERVER
+                ? fields.connectionParser.get(connection) instanceof UnmaskingParser
+                : fields.flusherGenerator.get(fields.connectionFlusher.get(connection)) instanceof MaskingGenerator;
+    }
+
+    /**
+     * XORs the buffer's remaining bytes with the 4-byte mask in place, the mask's first byte on the byte at the
+     * buffer's position (RFC 6455 §5.3). Masking and unmasking are the same operation. The position and limit are
+     * left as they are.
+     */
+    public static void unmask(ByteBuffer buffer, byte[] mask) {
+        int start = buffer.position();
+        int end = buffer.limit();
+        long wide = wide(mask);
+        int i = start;
+        for (int last = end - Long.BYTES; i <= last; i += Long.BYTES) {
+            LONGS.set(buffer, i, (long) LONGS.get(buffer, i) ^ wide);
+        }
+        for (; i < end; i++) {
+            buffer.put(i, (byte) (buffer.get(i) ^ mask[(i - start) & 3]));
+        }
+    }
+
+    /**
+     * Copies the remaining bytes of {@code from} to {@code to} at its position, XORed with the 4-byte mask as
+     * {@link #unmask} does, and advances both positions past them.
+     *
+     * @throws BufferOverflowException if {@code to} has less room than {@code from} has bytes (nothing is copied)
+     */
+    public static void maskCopy(ByteBuffer from, ByteBuffer to, byte[] mask) {
+        int length = from.remaining();
+        if (to.remaining() < length) {
+            throw new BufferOverflowException();
+        }
+        int source = from.position();
+        int target = to.position();
+        long wide = wide(mask);
+        int i = 0;
+        for (int last = length - Long.BYTES; i <= last; i += Long.BYTES) {
+            LONGS.set(to, target + i, (long) LONGS.get(from, source + i) ^ wide);
+        }
+        for (; i < length; i++) {
+            to.put(target + i, (byte) (from.get(source + i) ^ mask[i & 3]));
+        }
+        from.position(source + length);
+        to.position(target + length);
+    }
+
+    /** The mask repeated twice, as eight bytes read in the machine's byte order. */
+    private static long wide(byte[] mask) {
+        long key = ((mask[0] & 0xFFL) << 24) | ((mask[1] & 0xFFL) << 16) | ((mask[2] & 0xFFL) << 8) | (mask[3] & 0xFFL);
+        long twice = (key << 32) | key;
+        return LITTLE_ENDIAN ? Long.reverseBytes(twice) : twice;
+    }
+
+    /** Jetty's parser, whose frames unmask themselves with {@link #unmask}. */
+    static final class UnmaskingParser extends Parser {
+
+        UnmaskingParser(ByteBufferPool pool, Configuration configuration) {
+            super(pool, configuration);
+        }
+
+        @Override
+        protected Frame.Parsed newFrame(byte firstByte, byte @Nullable [] mask, @Nullable ByteBuffer payload,
+                @Nullable Runnable releaser) {
+            return new UnmaskedFrame(firstByte, mask, payload, releaser);
+        }
+    }
+
+    /** A parsed frame; its constructor unmasks it (Jetty's {@code Parsed} calls {@link #demask} itself). */
+    static final class UnmaskedFrame extends Frame.Parsed {
+
+        UnmaskedFrame(byte firstByte, byte @Nullable [] mask, @Nullable ByteBuffer payload,
+                @Nullable Runnable releaser) {
+            super(firstByte, mask, payload, releaser);
+        }
+
+        /** As Jetty's: unmasks the payload, then zeroes the key so that a second call changes nothing. */
+        @Override
+        public void demask() {
+            byte[] key = mask;
+            if (key != null && hasPayload()) {
+                unmask(payload, key);
+                key[0] = 0;
+                key[1] = 0;
+                key[2] = 0;
+                key[3] = 0;
+            }
+        }
+    }
+
+    /** Jetty's generator, masking payloads with {@link #maskCopy}. */
+    static final class MaskingGenerator extends Generator {
+
+        @Override
+        public void generatePayload(Frame frame, ByteBuffer buffer) {
+            ByteBuffer payload = frame.getPayload();
+            if (!frame.isMasked() || !BufferUtil.hasContent(payload)) {
+                super.generatePayload(frame, buffer);
+                return;
+            }
+            // The buffer is in Jetty's flush mode: append after its content, as the superclass does.
+            int position = BufferUtil.flipToFill(buffer);
+            maskCopy(payload, buffer, frame.getMask());
+            BufferUtil.flipToFlush(buffer, position);
+        }
+    }
+
+    /** The private fields of Jetty's connection and flusher that hold the parts swapped, made accessible once. */
+    private record Fields(Field connectionPool, Field connectionParser, Field connectionGenerator,
+            Field connectionFlusher, Field flusherGenerator) {
+
+        static @Nullable Fields find() {
+            try {
+                return new Fields(
+                        field(WebSocketConnection.class, "byteBufferPool", ByteBufferPool.class),
+                        field(WebSocketConnection.class, "parser", Parser.class),
+                        field(WebSocketConnection.class, "generator", Generator.class),
+                        field(WebSocketConnection.class, "flusher", FrameFlusher.class),
+                        field(FrameFlusher.class, "_generator", Generator.class));
+            } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
+                LOG.info("Masking WebSocket frames with Jetty's own loops, slower on large messages ({})",
+                        e.toString());
+                return null;
+            }
+        }
+
+        private static Field field(Class<?> owner, String name, Class<?> type) throws NoSuchFieldException {
+            Field field = owner.getDeclaredField(name);
+            if (!type.isAssignableFrom(field.getType())) {
+                throw new NoSuchFieldException(owner.getName() + "." + name + " is a " + field.getType().getName()
+                        + " (expected: " + type.getName() + ")");
+            }
+            field.setAccessible(true);
+            return field;
+        }
+    }
+}
