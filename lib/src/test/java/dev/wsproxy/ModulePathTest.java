@@ -16,17 +16,19 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.websocket.api.Callback;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The proxy as a modular application runs it: its module and Jetty's on the module path, where Jetty opens none of
  * its internals. The proxy must work there with Jetty's own masking loops (see {@code internal/Masking}), saying so
- * once in its log, instead of failing to load.
+ * once in its log however many sessions it relays, instead of failing to load.
  */
 class ModulePathTest {
 
@@ -52,8 +54,13 @@ class ModulePathTest {
             }
             """;
 
-    @Test
-    void relaysOnTheModulePathWithJettysOwnMaskingLoops(@TempDir Path dir) throws Exception {
+    /**
+     * Without the two {@code --add-opens} of {@code docs/getting-started.md}, the proxy relays with Jetty's loops and
+     * says so once; with them, with its own, silently.
+     */
+    @ParameterizedTest(name = "Jetty''s codec opened to the proxy: {0}")
+    @ValueSource(booleans = {false, true})
+    void relaysOnTheModulePathWithTheMaskingItCanReach(boolean opened, @TempDir Path dir) throws Exception {
         // The module path: the proxy's module (its classes directory) and the modular jars it and its logging need.
         List<String> modules = new ArrayList<>();
         String classPath = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
@@ -77,43 +84,60 @@ class ModulePathTest {
         assertThat(javac.exitValue()).as("javac: %s", javacOutput).isZero();
 
         try (TestBackend backend = new TestBackend("b1"); Clients clients = new Clients()) {
-            Process process = new ProcessBuilder(bin.resolve("java").toString(), "--module-path", modulePath, "--add-modules", "dev.wsproxy",
-                    "-cp", dir.toString(), "ModularMain", backend.uri().toString())
-                    .redirectErrorStream(true)
-                    .start();
+            List<String> command = new ArrayList<>(List.of(bin.resolve("java").toString()));
+            if (opened) {
+                command.addAll(List.of(
+                        "--add-opens", "org.eclipse.jetty.websocket.core.common/org.eclipse.jetty.websocket.core=dev.wsproxy",
+                        "--add-opens",
+                        "org.eclipse.jetty.websocket.core.common/org.eclipse.jetty.websocket.core.internal=dev.wsproxy"));
+            }
+            command.addAll(List.of("--module-path", modulePath, "--add-modules", "dev.wsproxy", "-cp", dir.toString(),
+                    "ModularMain", backend.uri().toString()));
+            Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
             BlockingQueue<String> lines = new LinkedBlockingQueue<>();
-            Thread reader = new Thread(() -> readLines(process, lines), "module-path-proxy-output");
+            List<String> output = new CopyOnWriteArrayList<>();
+            Thread reader = new Thread(() -> readLines(process, lines, output), "module-path-proxy-output");
             reader.setDaemon(true);
             reader.start();
             try {
                 assertThat(nextLineStartingWith(lines, "module ")).isEqualTo("module dev.wsproxy");
                 int port = Integer.parseInt(nextLineStartingWith(lines, "listening ").substring(10));
 
-                WsRecorder client = clients.connect(URI.create("ws://127.0.0.1:" + port + "/echo"));
-                byte[] payload = new byte[100_003];
-                new Random(7).nextBytes(payload);
-                client.session.sendBinary(ByteBuffer.wrap(payload), Callback.NOOP);
-                assertThat(client.nextBinary()).as("a masked client frame relayed masked again").isEqualTo(payload);
-                client.sendText("hello");
-                assertThat(client.nextText()).isEqualTo("hello");
-                assertThat(nextLineContaining(lines, "Masking"))
-                        .contains("Masking WebSocket frames with Jetty's own loops");
-                client.session.close();
-                client.nextClose();
+                for (int session = 0; session < 2; session++) {
+                    WsRecorder client = clients.connect(URI.create("ws://127.0.0.1:" + port + "/echo"));
+                    byte[] payload = new byte[100_003];
+                    new Random(session).nextBytes(payload);
+                    client.session.sendBinary(ByteBuffer.wrap(payload), Callback.NOOP);
+                    assertThat(client.nextBinary()).as("a masked client frame relayed masked again")
+                            .isEqualTo(payload);
+                    client.sendText("hello");
+                    assertThat(client.nextText()).isEqualTo("hello");
+                    client.session.close();
+                    client.nextClose();
+                }
+                if (!opened) {
+                    assertThat(nextLineContaining(lines, "Masking"))
+                            .contains("Masking WebSocket frames with Jetty's own loops");
+                }
             } finally {
                 process.getOutputStream().close();
                 if (!process.waitFor(20, TimeUnit.SECONDS)) {
                     process.destroyForcibly();
                 }
             }
+            reader.join(TimeUnit.SECONDS.toMillis(20));
+            assertThat(reader.isAlive()).as("the proxy's output ended").isFalse();
+            assertThat(output).as("the proxy's output").filteredOn(line -> line.contains("Jetty's own loops"))
+                    .hasSize(opened ? 0 : 1);
         }
     }
 
-    private static void readLines(Process process, BlockingQueue<String> lines) {
+    private static void readLines(Process process, BlockingQueue<String> lines, List<String> output) {
         try (BufferedReader out = new BufferedReader(
                 new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8))) {
             String line;
             while ((line = out.readLine()) != null) {
+                output.add(line);
                 lines.add(line);
             }
         } catch (IOException e) {

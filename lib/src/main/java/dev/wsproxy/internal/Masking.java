@@ -6,6 +6,7 @@ import java.lang.reflect.Field;
 import java.nio.BufferOverflowException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.eclipse.jetty.io.ByteBufferPool;
 import org.eclipse.jetty.util.BufferUtil;
@@ -44,8 +45,12 @@ import org.slf4j.LoggerFactory;
  * handling are unchanged, and the bytes on the wire are the same.
  *
  * <p>Where the fields cannot be reached (Jetty's jars on the module path without {@code --add-opens}, or a Jetty
- * version whose fields differ), {@link #install} leaves Jetty's loops in place and says so once at INFO: the proxy
- * works as before, only slower on large messages. {@code MaskingTest} fails if the pinned Jetty stops matching.
+ * version whose fields differ) or the JVM refuses to change them (JEP 500's {@code
+ * --illegal-final-field-mutation=deny}; from JDK 26 the JVM warns once unless started with {@code
+ * --enable-final-field-mutation=ALL-UNNAMED}, or the proxy's module name on the module path), {@link #install} leaves
+ * Jetty's loops in place and says so once at INFO: the proxy works as before, only slower on large messages. {@code
+ * MaskingTest} fails if the pinned Jetty stops matching; {@code ModulePathTest} runs the proxy where it cannot reach
+ * them.
  */
 public final class Masking {
 
@@ -57,6 +62,8 @@ public final class Masking {
     private static final boolean LITTLE_ENDIAN = ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN;
 
     private static final @Nullable Fields FIELDS = Fields.find();
+    /** Set when the JVM refused a swap after all (final field mutation denied, JEP 500): Jetty's loops stay. */
+    private static final AtomicBoolean REFUSED = new AtomicBoolean();
 
     private Masking() {
     }
@@ -65,7 +72,7 @@ public final class Masking {
      * Whether {@link #install} can swap Jetty's codec parts on this JVM and Jetty version.
      */
     public static boolean available() {
-        return FIELDS != null;
+        return FIELDS != null && !REFUSED.get();
     }
 
     /**
@@ -75,7 +82,7 @@ public final class Masking {
      */
     static void install(WebSocketConnection connection, Configuration configuration, Behavior behavior) {
         Fields fields = FIELDS;
-        if (fields == null) {
+        if (fields == null || REFUSED.get()) {
             return;
         }
         try {
@@ -83,13 +90,19 @@ public final class Masking {
                 ByteBufferPool pool = (ByteBufferPool) fields.connectionPool.get(connection);
                 fields.connectionParser.set(connection, new UnmaskingParser(pool, configuration));
             } else {
+                // The flusher's is the one that generates; the connection's only shows in dumps.
                 Generator generator = new MaskingGenerator();
-                fields.connectionGenerator.set(connection, generator);
                 fields.flusherGenerator.set(fields.connectionFlusher.get(connection), generator);
+                fields.connectionGenerator.set(connection, generator);
             }
-        } catch (IllegalAccessException e) {
-            // find() made every field accessible; only a security manager could refuse now.
-            throw new IllegalStateException(e);
+        } catch (IllegalAccessException | RuntimeException e) {
+            // The fields were made accessible, but a JVM may still refuse to change a final field (JEP 500, with
+            // --illegal-final-field-mutation=deny). The connection keeps what it had, Jetty's own, and so do the
+            // next ones: either part works with the other's frames, as both give the same bytes.
+            if (REFUSED.compareAndSet(false, true)) {
+                LOG.info("Masking WebSocket frames with Jetty's own loops, slower on large messages ({})",
+                        e.toString());
+            }
         }
     }
 

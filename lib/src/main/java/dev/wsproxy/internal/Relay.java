@@ -645,12 +645,13 @@ final class Relay implements ProxySession {
 
         @Override
         public void onOpen(CoreSession coreSession, Callback callback) {
-            session = coreSession;
             if (coreSession instanceof WebSocketCoreSession core) {
-                connection = core.getConnection();
-                // Before the first frame is parsed or masked on this leg (see Masking).
+                // Before the first frame is parsed or masked on this leg, and before the session is published to
+                // threads that could send on it (see Masking).
                 Masking.install(core.getConnection(), core, core.getBehavior());
+                connection = core.getConnection();
             }
+            session = coreSession;
             int rate = route.messageRateLimit();
             if (side == Side.CLIENT && rate > 0) {
                 rateInterval = 1_000_000_000L / rate;

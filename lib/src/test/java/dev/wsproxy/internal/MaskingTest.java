@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.net.URI;
 import java.nio.BufferOverflowException;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -13,6 +14,7 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
+import org.eclipse.jetty.io.ByteBufferPool;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.BufferUtil;
@@ -20,10 +22,12 @@ import org.eclipse.jetty.websocket.api.Callback;
 import org.eclipse.jetty.websocket.api.Session;
 import org.eclipse.jetty.websocket.client.WebSocketClient;
 import org.eclipse.jetty.websocket.core.Behavior;
+import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.Frame;
 import org.eclipse.jetty.websocket.core.OpCode;
 import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
 import org.eclipse.jetty.websocket.core.internal.Generator;
+import org.eclipse.jetty.websocket.core.internal.Parser;
 import org.eclipse.jetty.websocket.server.WebSocketUpgradeHandler;
 import org.junit.jupiter.api.Test;
 
@@ -68,27 +72,132 @@ class MaskingTest {
     @Test
     void unmasksInPlaceAsJettysParsedFramesDo() {
         for (boolean direct : new boolean[] {true, false}) {
-            for (int length : LENGTHS) {
-                for (int offset : OFFSETS) {
-                    byte[] payload = bytes(length);
-                    byte[] around = bytes(offset + 9);
-                    byte[] mask = bytes(4);
-                    ByteBuffer jettys = framed(payload, offset, direct, around);
-                    ByteBuffer ours = framed(payload, offset, direct, around);
+            for (boolean sliced : new boolean[] {false, true}) {
+                for (int length : LENGTHS) {
+                    for (int offset : OFFSETS) {
+                        byte[] payload = bytes(length);
+                        byte[] around = bytes(offset + 9);
+                        byte[] mask = bytes(4);
+                        ByteBuffer jettys = framed(payload, offset, direct, around);
+                        ByteBuffer ours = framed(payload, offset, direct, around);
+                        // The parser hands over slices of its network buffer: position 0, at an offset in memory.
+                        ByteBuffer operand = sliced ? ours.slice() : ours;
 
-                    new Frame(OpCode.BINARY, true, jettys).setMask(mask.clone()).demask();
-                    Masking.unmask(ours, mask);
+                        new Frame(OpCode.BINARY, true, sliced ? jettys.slice() : jettys).setMask(mask.clone()).demask();
+                        Masking.unmask(operand, mask);
 
-                    String what = (direct ? "direct" : "heap") + ", " + length + " bytes at " + offset;
-                    assertThat(all(ours)).as(what).isEqualTo(all(jettys));
-                    assertThat(ours.position()).as(what).isEqualTo(offset);
-                    assertThat(ours.limit()).as(what).isEqualTo(offset + length);
-                    if (length >= 4) {
-                        assertThat(all(ours)).as("%s: changed", what).isNotEqualTo(all(framed(payload, offset,
-                                direct, around)));
+                        String what = (direct ? "direct" : "heap") + (sliced ? " slice" : "") + ", " + length
+                                + " bytes at " + offset;
+                        assertThat(all(ours)).as(what).isEqualTo(all(jettys));
+                        assertThat(operand.position()).as(what).isEqualTo(sliced ? 0 : offset);
+                        assertThat(operand.remaining()).as(what).isEqualTo(length);
+                        if (length >= 4) {
+                            assertThat(all(ours)).as("%s: changed", what).isNotEqualTo(all(framed(payload, offset,
+                                    direct, around)));
+                        }
                     }
                 }
             }
+        }
+    }
+
+    @Test
+    void unmasksAsTheRfcSaysWhateverTheBuffersByteOrder() {
+        byte[] payload = bytes(29);
+        byte[] mask = bytes(4);
+        ByteBuffer little = ByteBuffer.wrap(payload.clone()).order(ByteOrder.LITTLE_ENDIAN);
+
+        Masking.unmask(little, mask);
+
+        byte[] expected = new byte[payload.length];
+        for (int i = 0; i < payload.length; i++) {
+            expected[i] = (byte) (payload[i] ^ mask[i % 4]); // RFC 6455 §5.3, octet i XOR key octet i MOD 4
+        }
+        assertThat(little.array()).isEqualTo(expected);
+    }
+
+    /**
+     * A client's stream, masked: text, a 300-byte binary (16-bit length), a fragmented message with a ping between
+     * its fragments, an empty pong, a close with a reason.
+     */
+    private byte[] maskedClientStream() {
+        java.io.ByteArrayOutputStream stream = new java.io.ByteArrayOutputStream();
+        maskedFrame(stream, 0x80 | OpCode.TEXT, "hello, world".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        maskedFrame(stream, 0x80 | OpCode.BINARY, bytes(300));
+        maskedFrame(stream, OpCode.BINARY, bytes(5));
+        maskedFrame(stream, 0x80 | OpCode.PING, bytes(3));
+        maskedFrame(stream, 0x80 | OpCode.CONTINUATION, bytes(9));
+        maskedFrame(stream, 0x80 | OpCode.PONG, new byte[0]);
+        byte[] reason = "bye".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        byte[] close = new byte[2 + reason.length];
+        close[0] = (byte) (1000 >> 8);
+        close[1] = (byte) (1000 & 0xFF);
+        System.arraycopy(reason, 0, close, 2, reason.length);
+        maskedFrame(stream, 0x80 | OpCode.CLOSE, close);
+        return stream.toByteArray();
+    }
+
+    private void maskedFrame(java.io.ByteArrayOutputStream stream, int firstByte, byte[] payload) {
+        stream.write(firstByte);
+        if (payload.length < 126) {
+            stream.write(0x80 | payload.length);
+        } else {
+            stream.write(0x80 | 126);
+            stream.write(payload.length >> 8);
+            stream.write(payload.length & 0xFF);
+        }
+        byte[] mask = bytes(4);
+        stream.writeBytes(mask);
+        for (int i = 0; i < payload.length; i++) {
+            stream.write(payload[i] ^ mask[i % 4]);
+        }
+    }
+
+    /** Every frame the parser makes of the stream read in two pieces, split at {@code split}, described. */
+    private static List<String> parse(Parser parser, byte[] stream, int split, boolean direct) {
+        List<String> frames = new ArrayList<>();
+        for (int[] piece : new int[][] {{0, split}, {split, stream.length}}) {
+            ByteBuffer read = direct ? ByteBuffer.allocateDirect(piece[1] - piece[0])
+                    : ByteBuffer.allocate(piece[1] - piece[0]);
+            read.put(stream, piece[0], piece[1] - piece[0]).flip();
+            Frame.Parsed frame;
+            while ((frame = parser.parse(read)) != null) {
+                String description = OpCode.name(frame.getOpCode()) + (frame.isFin() ? " fin " : " ")
+                        + java.util.HexFormat.of().formatHex(BufferUtil.toArray(frame.getPayload()));
+                if (frame.getOpCode() == OpCode.CLOSE) {
+                    description += " " + frame.getCloseStatus().getCode() + " " + frame.getCloseStatus().getReason();
+                }
+                frames.add(description);
+                frame.close();
+            }
+            assertThat(read.hasRemaining()).as("the parser took the whole read").isFalse();
+        }
+        return frames;
+    }
+
+    @Test
+    void parsesAMaskedClientStreamAsJettysParserDoesWhereverTheReadsSplitIt() {
+        byte[] stream = maskedClientStream();
+        // Large frames whole; frames auto-fragmented in reads; and at most 7 bytes a frame, which rotates the mask
+        // for each next fragment by 3.
+        long[][] settings = {{65536, 0}, {65536, 1}, {7, 1}};
+        for (long[] setting : settings) {
+            Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer();
+            configuration.setMaxFrameSize(setting[0]);
+            configuration.setAutoFragment(setting[1] == 1);
+            for (boolean direct : new boolean[] {true, false}) {
+                for (int split = 0; split <= stream.length; split++) {
+                    List<String> jettys = parse(new Parser(ByteBufferPool.NON_POOLING, configuration), stream, split,
+                            direct);
+                    List<String> ours = parse(new Masking.UnmaskingParser(ByteBufferPool.NON_POOLING, configuration),
+                            stream, split, direct);
+                    assertThat(ours).as("max frame %d, auto-fragment %d, split at %d", setting[0], setting[1], split)
+                            .isEqualTo(jettys);
+                }
+            }
+            assertThat(parse(new Masking.UnmaskingParser(ByteBufferPool.NON_POOLING, configuration), stream, 0, true))
+                    .as("the stream's frames").hasSizeGreaterThanOrEqualTo(7)
+                    .last().isEqualTo("CLOSE fin 03e8627965 1000 bye");
         }
     }
 
@@ -112,7 +221,9 @@ class MaskingTest {
     void masksWhileCopyingAsJettysGeneratorDoes() {
         Generator jettys = new Generator();
         Generator ours = new Masking.MaskingGenerator();
-        for (boolean direct : new boolean[] {true, false}) {
+        for (int kinds = 0; kinds < 4; kinds++) {
+            boolean direct = (kinds & 1) != 0;
+            boolean directOut = (kinds & 2) != 0;
             for (int length : LENGTHS) {
                 for (int offset : OFFSETS) {
                     byte[] payload = bytes(length);
@@ -122,15 +233,18 @@ class MaskingTest {
                     ByteBuffer jettyPayload = framed(payload, offset, direct, around);
                     ByteBuffer ourPayload = framed(payload, offset, direct, around);
                     // The flusher's output buffer, in Jetty's flush mode, already holding a frame header.
-                    ByteBuffer jettyOut = direct ? BufferUtil.allocateDirect(length + 16) : BufferUtil.allocate(length + 16);
-                    ByteBuffer ourOut = direct ? BufferUtil.allocateDirect(length + 16) : BufferUtil.allocate(length + 16);
+                    ByteBuffer jettyOut = directOut ? BufferUtil.allocateDirect(length + 16)
+                            : BufferUtil.allocate(length + 16);
+                    ByteBuffer ourOut = directOut ? BufferUtil.allocateDirect(length + 16)
+                            : BufferUtil.allocate(length + 16);
                     BufferUtil.append(jettyOut, ByteBuffer.wrap(header));
                     BufferUtil.append(ourOut, ByteBuffer.wrap(header));
 
                     jettys.generatePayload(new Frame(OpCode.BINARY, true, jettyPayload).setMask(mask.clone()), jettyOut);
                     ours.generatePayload(new Frame(OpCode.BINARY, true, ourPayload).setMask(mask.clone()), ourOut);
 
-                    String what = (direct ? "direct" : "heap") + ", " + length + " bytes at " + offset;
+                    String what = (direct ? "direct" : "heap") + " to " + (directOut ? "direct" : "heap") + ", "
+                            + length + " bytes at " + offset;
                     assertThat(BufferUtil.toArray(ourOut)).as(what).isEqualTo(BufferUtil.toArray(jettyOut));
                     assertThat(ourOut.remaining()).as(what).isEqualTo(3 + length);
                     assertThat(ourPayload.position()).as(what).isEqualTo(jettyPayload.position());

@@ -4,11 +4,10 @@ import java.nio.ByteBuffer;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 
+import dev.wsproxy.internal.Masking;
 import org.eclipse.jetty.websocket.core.Frame;
 import org.eclipse.jetty.websocket.core.OpCode;
 import org.eclipse.jetty.websocket.core.internal.Generator;
-
-import dev.wsproxy.internal.Masking;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -25,7 +24,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * The per-byte passes a WebSocket proxy built on Jetty's frame codec makes over a client's data, and nginx does not
  * (it relays the bytes as they are, still masked): Jetty's parser unmasks each client frame in place
  * ({@code Frame.Parsed}), and its generator masks the payload again while copying it into the backend leg's output
- * buffer ({@code Generator.generatePayload}). A plain copy of the same bytes is the yardstick. One 64 KiB fragment
+ * buffer ({@code Generator.generatePayload}); beside them, the eight-byte loops wsproxy puts into Jetty's codec
+ * instead ({@code dev.wsproxy.internal.Masking}). A plain copy of the same bytes is the yardstick. One 64 KiB fragment
  * per operation, the relay's frame size; ×16 gives the cost per 1 MiB message and direction.
  *
  * <pre>java -jar examples/benchmark/target/wsproxy-benchmark.jar jmh FrameMasking</pre>
