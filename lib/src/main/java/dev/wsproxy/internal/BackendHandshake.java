@@ -105,8 +105,10 @@ import org.slf4j.LoggerFactory;
  * it as soon as a connect in progress opens it.
  *
  * <h2>Threads</h2>
- * The response is read on the client connector's selector thread ({@code NON_BLOCKING} read interest), which then
- * runs the caller's completion: the proxy's completions never block. Names are resolved by the {@code HttpClient}'s
+ * The response is read on the selector thread of the backend socket ({@code NON_BLOCKING} read interest), which then
+ * runs the caller's completion: the proxy's completions never block. That selector is the client leg's when the
+ * caller names its socket and one of the proxy's server connectors serves it ({@link WebSocketEndPoints}, one
+ * selector per session), otherwise one of the client connector's. Names are resolved by the {@code HttpClient}'s
  * asynchronous resolver; IP literals are not resolved. Nothing waits.
  */
 final class BackendHandshake {
@@ -164,11 +166,13 @@ final class BackendHandshake {
 
     /**
      * Closes the socket of a connect still pending. The JDK closes a socket registered with a selector for real only
-     * when that selector next selects, so the client connector's selectors are woken up (they are few, and this is
-     * rare: a backend that does not answer SYNs).
+     * when that selector next selects, so the selector it may be registered with is woken up: the client leg's
+     * ({@code home}, see {@link WebSocketEndPoints#home}) and the client connector's (they are few, and this is rare:
+     * a backend that does not answer SYNs).
      */
-    private void closePending(SocketChannel socket) {
+    private void closePending(SocketChannel socket, @Nullable Object home) {
         IO.close(socket);
+        WebSocketEndPoints.wake(home);
         SelectorManager selectors = connector.getBean(SelectorManager.class);
         if (selectors != null) {
             for (ManagedSelector selector : selectors.getBeans(ManagedSelector.class)) {
@@ -187,10 +191,12 @@ final class BackendHandshake {
      * @param headers the request headers besides Host and the handshake's own (see the class comment)
      * @param handler the backend leg, opened before the future completes
      * @param response receives the backend's response head and refusal body
+     * @param home the client leg's socket ({@link WebSocketEndPoints#home}), whose selector the backend socket then
+     *         shares; {@code null} for the client connector's selectors
      */
     CompletableFuture<CoreSession> connect(URI uri, HttpFields headers, FrameHandler handler,
-            Configuration.ConfigurationCustomizer configuration, BackendResponse response) {
-        Attempt attempt = new Attempt(uri, headers, handler, configuration, response);
+            Configuration.ConfigurationCustomizer configuration, BackendResponse response, @Nullable Object home) {
+        Attempt attempt = new Attempt(uri, headers, handler, configuration, response, home);
         try {
             attempt.start();
         } catch (RuntimeException e) {
@@ -210,6 +216,7 @@ final class BackendHandshake {
         private final FrameHandler handler;
         private final Configuration.ConfigurationCustomizer configuration;
         private final BackendResponse response;
+        private final @Nullable Object home;
         private final String key;
         private volatile @Nullable EndPoint endPoint;
         private volatile @Nullable SocketChannel channel;
@@ -217,13 +224,14 @@ final class BackendHandshake {
         private int next;
 
         Attempt(URI uri, HttpFields headers, FrameHandler handler, Configuration.ConfigurationCustomizer configuration,
-                BackendResponse response) {
+                BackendResponse response, @Nullable Object home) {
             this.uri = uri;
             this.secure = "wss".equalsIgnoreCase(uri.getScheme());
             this.headers = headers;
             this.handler = handler;
             this.configuration = configuration;
             this.response = response;
+            this.home = home;
             byte[] nonce = new byte[16];
             ThreadLocalRandom.current().nextBytes(nonce);
             this.key = Base64.getEncoder().encodeToString(nonce);
@@ -287,6 +295,10 @@ final class BackendHandshake {
             context.put(ATTEMPT_CONTEXT_KEY, this);
             context.put(ClientConnectionFactory.CONTEXT_KEY, secure ? tls : plain);
             context.put(ClientConnector.CONNECTION_PROMISE_CONTEXT_KEY, this);
+            if (home != null) {
+                // The client leg's selector takes the backend socket too (see WebSocketEndPoints).
+                context.put(WebSocketEndPoints.HOME_CONTEXT_KEY, home);
+            }
             CONNECTING.set(this);
             try {
                 connector.connect(address, context);
@@ -299,7 +311,7 @@ final class BackendHandshake {
         void connecting(SocketChannel socket) {
             channel = socket;
             if (future.isDone()) {
-                closePending(socket);
+                closePending(socket, home);
             }
         }
 
@@ -367,7 +379,7 @@ final class BackendHandshake {
             // connect then fails or times out on a closed socket, and the attempt ignores it (the future is done).
             SocketChannel socket = channel;
             if (socket != null && socket.isOpen()) {
-                closePending(socket);
+                closePending(socket, home);
             }
         }
 

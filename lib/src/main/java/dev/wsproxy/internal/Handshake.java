@@ -146,8 +146,9 @@ final class Handshake {
         if (LOG.isDebugEnabled()) {
             LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri), attempts);
         }
+        // On the client's own selector when its connector allows (see WebSocketEndPoints, one selector per session).
         CompletableFuture<CoreSession> future = proxy.backendHandshake().connect(backendUri, headers,
-                relay.backendLeg, legConfiguration, backendResponse);
+                relay.backendLeg, legConfiguration, backendResponse, WebSocketEndPoints.home(request));
         relay.onConnecting(() -> future.cancel(false));
         // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
         Scheduler.Task timer = timeout(future, timeoutMillis);

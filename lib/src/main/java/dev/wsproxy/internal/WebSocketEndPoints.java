@@ -1,8 +1,10 @@
 package dev.wsproxy.internal;
 
+import java.io.IOException;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SelectableChannel;
 import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.util.Map;
 import java.util.concurrent.Executor;
@@ -10,12 +12,14 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
 
 import org.eclipse.jetty.io.ClientConnector;
+import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.io.EndPoint;
 import org.eclipse.jetty.io.ManagedSelector;
 import org.eclipse.jetty.io.SelectorManager;
 import org.eclipse.jetty.io.SocketChannelEndPoint;
 import org.eclipse.jetty.io.Transport;
 import org.eclipse.jetty.server.ConnectionFactory;
+import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.Callback;
@@ -23,6 +27,7 @@ import org.eclipse.jetty.util.ProcessorUtils;
 import org.eclipse.jetty.util.thread.Invocable;
 import org.eclipse.jetty.util.thread.QueuedThreadPool;
 import org.eclipse.jetty.util.thread.Scheduler;
+import org.eclipse.jetty.util.thread.ThreadPool;
 import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
 import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
@@ -78,10 +83,27 @@ import org.slf4j.LoggerFactory;
  * any other I/O), as an nginx worker does. With Jetty's default acceptor thread, every new connection was one
  * thread waking another (the acceptor blocks in {@code accept}, then wakes the selector to register the channel).
  *
+ * <h2>One selector per session</h2>
+ * A backend connection opened for a client whose socket one of these server connectors serves is registered with
+ * that socket's own selector, not with the backend client's: the selector that read the upgrade request also
+ * connects, writes the backend handshake, reads the {@code 101}, upgrades the client, and relays both directions, as
+ * an nginx worker serves both connections of a request. Before, every session went back and forth between two
+ * selector threads (the connect, the backend's {@code 101}, each echo), a wake-up each way. The server connector's
+ * selector manager then acts as the client connector's selector manager for those sockets: the end point gets the
+ * client's idle timeout, the connection comes from the connect context's factory, opening it completes the context's
+ * promise and a failed connect fails it, and the connect times out after the client's connect timeout. Such end
+ * points are not the server connector's: they are not among its connected end points, and its accept listeners do
+ * not hear of them. Everything else keeps the backend client's selectors: the health checks, a connect that completes
+ * at once (Jetty registers those as accepted sockets), a connector that is stopping, and a proxy mounted in a server
+ * whose connector is not one of these. A backend connection lives as long as the server connector that serves it:
+ * stopping the connector closes it with the client's socket.
+ *
  * <h2>Threads</h2>
- * The selectors are now where relaying happens: client-to-backend frames on the server connector's selectors,
- * backend-to-client frames on the backend client's. The backend client gets as many selectors as Jetty gives a server
- * connector by default, half the available processors.
+ * The selectors are now where relaying happens: both directions of a session on the server connector's selector
+ * that accepted its client (see above); on the backend client's selectors only when the server connector is not one
+ * of these. So these server connectors get one selector per processor (at most one per 16 pool threads), as many as
+ * the two connectors had together with Jetty's default of half the processors each; the backend client keeps half
+ * the processors, for proxies mounted behind another connector.
  */
 public final class WebSocketEndPoints {
 
@@ -92,11 +114,61 @@ public final class WebSocketEndPoints {
 
     /**
      * A server connector on {@code server} whose WebSocket connections read on the selector thread, and whose
-     * selectors accept connections (no acceptor thread).
+     * selectors accept connections (no acceptor thread). It has one selector per processor, at most one per 16 of
+     * the server's pool threads (Jetty's own bound): its selectors relay both legs of their sessions (see "One
+     * selector per session"), the work that Jetty's default of half the processors here and as many again on the
+     * backend client's shared before, as nginx runs one worker per core.
      */
     public static ServerConnector serverConnector(Server server, ConnectionFactory... factories) {
-        return new Connector(server, factories);
+        int threads = server.getThreadPool() instanceof ThreadPool.SizedThreadPool pool ? pool.getMaxThreads()
+                : Integer.MAX_VALUE;
+        int selectors = Math.max(1, Math.min(ProcessorUtils.availableProcessors(), threads / 16));
+        return new Connector(server, selectors, factories);
     }
+
+    /** {@link #serverConnector(Server, ConnectionFactory...)} with {@code selectors} selectors (for tests). */
+    public static ServerConnector serverConnector(Server server, int selectors, ConnectionFactory... factories) {
+        return new Connector(server, selectors, factories);
+    }
+
+    /**
+     * The key, in the context of a backend connect, of the client leg's end point whose selector the backend socket
+     * is to share (see "One selector per session" above).
+     */
+    static final String HOME_CONTEXT_KEY = WebSocketEndPoints.class.getName() + ".home";
+
+    /**
+     * The end point of {@code request}'s socket, when one of these server connectors serves it and may take its
+     * backend connection on the same selector; {@code null} otherwise. Only for {@link #HOME_CONTEXT_KEY}.
+     */
+    static @Nullable Object home(Request request) {
+        Connection connection = request.getConnectionMetaData().getConnection();
+        EndPoint endPoint = connection == null ? null : connection.getEndPoint();
+        while (endPoint instanceof EndPoint.Wrapper wrapper) {
+            // TLS: the socket's end point under the decrypted one.
+            EndPoint wrapped = wrapper.unwrap();
+            if (wrapped == endPoint) {
+                break;
+            }
+            endPoint = wrapped;
+        }
+        return endPoint instanceof SelectorReadEndPoint socket && socket.connector != null ? socket : null;
+    }
+
+    /** Wakes the selector of {@code home} (a {@link #home} end point), for a socket closed while registered there. */
+    static void wake(@Nullable Object home) {
+        if (home instanceof SelectorReadEndPoint socket) {
+            socket.selector.submit(selector -> {
+            });
+        }
+    }
+
+    /** A backend connect made on a server connector's selector: where, and its timeout. */
+    private record BackendConnect(ManagedSelector selector, long timeout) {
+    }
+
+    /** The backend connect this thread is submitting to a server connector's selector manager. */
+    private static final ThreadLocal<@Nullable BackendConnect> BACKEND_CONNECT = new ThreadLocal<>();
 
     /**
      * A thread pool for a server whose connector is {@link #serverConnector}: it runs a client leg's read resumed by
@@ -165,27 +237,154 @@ public final class WebSocketEndPoints {
 
     private static final class Connector extends ServerConnector {
 
-        Connector(Server server, ConnectionFactory... factories) {
-            super(server, 0, -1, factories);
+        Connector(Server server, int selectors, ConnectionFactory... factories) {
+            super(server, 0, selectors, factories);
         }
 
         @Override
         protected SocketChannelEndPoint newEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key) {
-            SocketChannelEndPoint endPoint = new SelectorReadEndPoint(channel, selector, key, getScheduler());
+            SocketChannelEndPoint endPoint = new SelectorReadEndPoint(channel, selector, key, getScheduler(), this);
             endPoint.setIdleTimeout(getIdleTimeout());
             return endPoint;
         }
 
         @Override
         protected SelectorManager newSelectorManager(Executor executor, Scheduler scheduler, int selectors) {
-            return new ServerConnectorManager(executor, scheduler, selectors) {
-                @Override
-                protected void execute(Runnable task) {
-                    if (!SelectorTasks.runOnSelector(task, this, pooled -> super.execute(pooled))) {
-                        super.execute(task);
+            return new Shared(executor, scheduler, selectors);
+        }
+
+        /**
+         * The server connector's selector manager, which also serves the backend sockets of its clients: for a socket
+         * whose attachment is the context of a {@link Client}'s connect, it does what that client's selector manager
+         * does (see "One selector per session" above).
+         */
+        final class Shared extends ServerConnectorManager {
+
+            /** This manager's selectors while it runs, to find the key of a channel that connected. */
+            private final @Nullable ManagedSelector[] selectors;
+
+            Shared(Executor executor, Scheduler scheduler, int selectors) {
+                super(executor, scheduler, selectors);
+                this.selectors = new ManagedSelector[getSelectorCount()];
+            }
+
+            /**
+             * Connects {@code channel} on {@code selector}, one of this manager's, with {@code timeout}; Jetty's
+             * connect picks the selector and reads the timeout through {@link #chooseSelector} and
+             * {@link #getConnectTimeout}, on this thread.
+             */
+            void connectBackend(SelectableChannel channel, Object context, ManagedSelector selector, long timeout) {
+                BACKEND_CONNECT.set(new BackendConnect(selector, timeout));
+                try {
+                    connect(channel, context);
+                } finally {
+                    BACKEND_CONNECT.remove();
+                }
+            }
+
+            @Override
+            protected ManagedSelector chooseSelector() {
+                BackendConnect backend = BACKEND_CONNECT.get();
+                return backend != null ? backend.selector() : super.chooseSelector();
+            }
+
+            @Override
+            public long getConnectTimeout() {
+                BackendConnect backend = BACKEND_CONNECT.get();
+                return backend != null ? backend.timeout() : super.getConnectTimeout();
+            }
+
+            @Override
+            protected ManagedSelector newSelector(int id) {
+                ManagedSelector selector = super.newSelector(id);
+                selectors[id] = selector;
+                return selector;
+            }
+
+            @Override
+            protected void execute(Runnable task) {
+                if (!SelectorTasks.runOnSelector(task, this, pooled -> super.execute(pooled))) {
+                    super.execute(task);
+                }
+            }
+
+            @Override
+            protected SocketChannelEndPoint newEndPoint(SelectableChannel channel, ManagedSelector selector,
+                    SelectionKey key) throws IOException {
+                Client.Manager client = Client.managerOf(key.attachment());
+                return client != null ? client.backendEndPoint((SocketChannel) channel, selector, key)
+                        : super.newEndPoint(channel, selector, key);
+            }
+
+            @Override
+            public Connection newConnection(SelectableChannel channel, EndPoint endPoint, Object attachment)
+                    throws IOException {
+                Client.Manager client = Client.managerOf(attachment);
+                return client != null ? client.newConnection(channel, endPoint, attachment)
+                        : super.newConnection(channel, endPoint, attachment);
+            }
+
+            @Override
+            public void connectionOpened(Connection connection, Object context) {
+                Client.Manager client = Client.managerOf(context);
+                if (client != null) {
+                    client.connectionOpened(connection, context);
+                } else {
+                    super.connectionOpened(connection, context);
+                }
+            }
+
+            @Override
+            protected void connectionSucceeded(SelectableChannel channel) {
+                // Only backend sockets connect here; Jetty has attached the connect's context to the key by now.
+                Client.Manager client = Client.managerOf(attachmentOf(channel));
+                if (client != null) {
+                    client.connectionSucceeded(channel);
+                } else {
+                    super.connectionSucceeded(channel);
+                }
+            }
+
+            @Override
+            protected void connectionFailed(SelectableChannel channel, Throwable failure, Object attachment) {
+                Client.Manager client = Client.managerOf(attachment);
+                if (client != null) {
+                    client.failed(channel, failure, attachment);
+                } else {
+                    super.connectionFailed(channel, failure, attachment);
+                }
+            }
+
+            @Override
+            protected void endPointOpened(EndPoint endPoint) {
+                // A backend socket is not one of the server connector's (graceful shutdown, statistics).
+                if (!isBackend(endPoint)) {
+                    super.endPointOpened(endPoint);
+                }
+            }
+
+            @Override
+            protected void endPointClosed(EndPoint endPoint) {
+                // Nor do the server connector's accept listeners hear of it.
+                if (!isBackend(endPoint)) {
+                    super.endPointClosed(endPoint);
+                }
+            }
+
+            private boolean isBackend(EndPoint endPoint) {
+                return endPoint instanceof SelectorReadEndPoint socket && socket.connector == null;
+            }
+
+            private @Nullable Object attachmentOf(SelectableChannel channel) {
+                for (ManagedSelector managed : selectors) {
+                    Selector selector = managed == null ? null : managed.getSelector();
+                    SelectionKey key = selector == null ? null : channel.keyFor(selector);
+                    if (key != null) {
+                        return key.attachment();
                     }
                 }
-            };
+                return null;
+            }
         }
     }
 
@@ -198,21 +397,66 @@ public final class WebSocketEndPoints {
             if (context != null && context.get(Transport.CONTEXT_KEY) == Transport.TCP_IP
                     && selectable instanceof SocketChannel channel) {
                 // What Transport.TCP_IP.newEndPoint does, with the subclass.
-                return new SelectorReadEndPoint(channel, selector, key, getScheduler());
+                return new SelectorReadEndPoint(channel, selector, key, getScheduler(), null);
             }
             return super.newEndPoint(selectable, selector, key);
         }
 
         @Override
         protected SelectorManager newSelectorManager() {
-            return new ClientSelectorManager(getExecutor(), getScheduler(), getSelectors()) {
-                @Override
-                protected void execute(Runnable task) {
-                    if (!SelectorTasks.runOnSelector(task, this, pooled -> super.execute(pooled))) {
-                        super.execute(task);
-                    }
+            return new Manager();
+        }
+
+        /** The selector manager of the client whose connect {@code attachment} is the context of, if it is one. */
+        static @Nullable Manager managerOf(@Nullable Object attachment) {
+            if (attachment instanceof Map<?, ?> context && context.get(ClientConnector.CONTEXT_KEY) instanceof Client c
+                    && c.getSelectorManager() instanceof Manager manager) {
+                return manager;
+            }
+            return null;
+        }
+
+        /**
+         * The client's selector manager: it hands a backend connect whose context names the client leg's end point
+         * to that end point's server connector (see "One selector per session" above), which calls back here for
+         * what a client selector manager decides.
+         */
+        final class Manager extends ClientSelectorManager {
+
+            Manager() {
+                super(Client.this.getExecutor(), Client.this.getScheduler(), Client.this.getSelectors());
+            }
+
+            @Override
+            public void connect(SelectableChannel channel, Object attachment) {
+                if (attachment instanceof Map<?, ?> context
+                        && context.get(Transport.CONTEXT_KEY) == Transport.TCP_IP
+                        && context.get(HOME_CONTEXT_KEY) instanceof SelectorReadEndPoint home
+                        && home.connectBackend(channel, attachment, getConnectTimeout())) {
+                    return;
                 }
-            };
+                super.connect(channel, attachment);
+            }
+
+            @Override
+            protected void execute(Runnable task) {
+                if (!SelectorTasks.runOnSelector(task, this, pooled -> super.execute(pooled))) {
+                    super.execute(task);
+                }
+            }
+
+            /** The end point of a backend socket on a server connector's {@code selector}, as this manager's. */
+            SocketChannelEndPoint backendEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key) {
+                SocketChannelEndPoint endPoint = new SelectorReadEndPoint(channel, selector, key, getScheduler(),
+                        null);
+                endPoint.setIdleTimeout(getIdleTimeout().toMillis());
+                return endPoint;
+            }
+
+            /** A backend connect on a server connector's selector failed or timed out. */
+            void failed(SelectableChannel channel, Throwable failure, Object attachment) {
+                connectionFailed(channel, failure, attachment);
+            }
         }
     }
 
@@ -306,10 +550,29 @@ public final class WebSocketEndPoints {
 
         /** The selector of this end point. */
         private final ManagedSelector selector;
+        /** The server connector that accepted this socket; {@code null} for a backend socket. */
+        private final @Nullable Connector connector;
 
-        SelectorReadEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key, Scheduler scheduler) {
+        SelectorReadEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key, Scheduler scheduler,
+                @Nullable Connector connector) {
             super(channel, selector, key, scheduler);
             this.selector = selector;
+            this.connector = connector;
+        }
+
+        /**
+         * Connects a backend {@code channel} on this client socket's selector, and returns {@code true}; returns
+         * {@code false} when it cannot (not a server connector's socket, or its connector stops), for the backend
+         * client to connect on its own selectors.
+         */
+        boolean connectBackend(SelectableChannel channel, Object context, long timeout) {
+            Connector home = connector;
+            if (home == null || !(home.getSelectorManager() instanceof Connector.Shared shared)
+                    || !shared.isRunning() || !selector.isRunning()) {
+                return false;
+            }
+            shared.connectBackend(channel, context, selector, timeout);
+            return true;
         }
 
         @Override

@@ -58,8 +58,9 @@ import dev.wsproxy.TimeoutPolicy;
  * <h2>Shared resources</h2>
  * The backend client shares the server's thread pool, scheduler and buffer pool, follows no redirects and keeps no
  * cookies; health checks use it through Jetty's {@link WebSocketCoreClient}, proxied sessions only through its
- * connector, resolver and TLS factory ({@link BackendHandshake}). Its WebSocket connections read on its selector
- * threads ({@link WebSocketEndPoints}), as the standalone server's do, and handshake responses are handled there too
+ * connector, resolver and TLS factory ({@link BackendHandshake}). Its WebSocket connections read on a selector
+ * thread ({@link WebSocketEndPoints}): the client leg's own when the proxy's server connector serves it, otherwise
+ * one of the client connector's; handshake responses are handled there too
  * (read interest is {@code NON_BLOCKING}: the backend's {@code 101} upgrades the client on the thread that read it).
  * Its WebSocket connections use direct buffers only ({@link DirectBuffers}). Each leg reads with a 4 KiB buffer until
  * its first large frame, then with 64 KiB (large frames cost 2 to 3 times less CPU than with 4 KiB; see

@@ -1,0 +1,165 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.net.URI;
+import java.nio.channels.SelectionKey;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.io.EndPoint;
+import org.eclipse.jetty.io.ManagedSelector;
+import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.server.SslConnectionFactory;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import dev.wsproxy.internal.WebSocketEndPoints;
+
+/**
+ * One selector per session: the backend socket of a proxied session is registered with the selector of its client's
+ * socket when the proxy's server connector serves it, and with the backend client's own selectors otherwise.
+ */
+class SharedSelectorTest {
+
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+    private Server server;
+    private Clients clients;
+
+    private ServerConnector mount(ServerConnector connector, Clients clients) throws Exception {
+        this.clients = clients;
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(proxy.handler());
+        server.start();
+        return connector;
+    }
+
+    private void create() throws Exception {
+        backend = new TestBackend("b1");
+        proxy = ProxyBuilder.create().route("/ws/", r -> r.backends(backend.backend())).build();
+        server = new Server(WebSocketProxy.threadPool());
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            if (clients != null) {
+                Clients.assertNoLeaks(proxy, clients, backend);
+            }
+        } finally {
+            if (clients != null) {
+                clients.close();
+            }
+            if (server != null) {
+                server.stop();
+            }
+            if (backend != null) {
+                backend.close();
+            }
+        }
+    }
+
+    @Test
+    void eachSessionsBackendSocketIsOnItsClientsSelector() throws Exception {
+        create();
+        // Two selectors, so that sharing the manager is not enough: each session must stay on its client's selector.
+        ServerConnector connector = mount(WebSocketEndPoints.serverConnector(server, 2, new HttpConnectionFactory()),
+                new Clients());
+        assertSessionsShareSelectors(connector, URI.create("ws://127.0.0.1:" + connector.getLocalPort() + "/ws/chat"));
+    }
+
+    @Test
+    void overTlsTooTheBackendSocketIsOnTheClientsSelector() throws Exception {
+        create();
+        ServerConnector connector = mount(WebSocketEndPoints.serverConnector(server, 2,
+                new SslConnectionFactory(TestCertificates.LOCALHOST.server(), "http/1.1"),
+                new HttpConnectionFactory()), new Clients(TestCertificates.LOCALHOST.trustingClient()));
+        assertSessionsShareSelectors(connector,
+                URI.create("wss://localhost:" + connector.getLocalPort() + "/ws/chat"));
+    }
+
+    /** Opens sessions one by one: each one's backend socket is on the selector of its client's socket. */
+    private void assertSessionsShareSelectors(ServerConnector connector, URI uri) throws Exception {
+        List<WsRecorder> sessions = new ArrayList<>();
+        Map<ManagedSelector, Integer> sessionsPerSelector = new LinkedHashMap<>();
+        for (int i = 0; i < 6; i++) {
+            WsRecorder client = clients.connect(uri);
+            sessions.add(client);
+            client.sendText("echo " + i);
+            assertThat(client.nextText()).isEqualTo("echo " + i);
+            int clientPort = ((InetSocketAddress) client.session.getLocalSocketAddress()).getPort();
+
+            Map<ManagedSelector, List<EndPoint>> keys = endPoints(connector);
+            ManagedSelector clientSelector = null;
+            for (Map.Entry<ManagedSelector, List<EndPoint>> entry : keys.entrySet()) {
+                for (EndPoint endPoint : entry.getValue()) {
+                    if (remotePort(endPoint) == clientPort) {
+                        clientSelector = entry.getKey();
+                    }
+                }
+            }
+            assertThat(clientSelector).as("the client socket of session %d is the server connector's", i).isNotNull();
+            sessionsPerSelector.merge(clientSelector, 1, Integer::sum);
+            // Every session still open has its client socket and its backend socket on the same selector.
+            for (Map.Entry<ManagedSelector, List<EndPoint>> entry : keys.entrySet()) {
+                long backendSockets = entry.getValue().stream().filter(e -> remotePort(e) == backend.port()).count();
+                assertThat(backendSockets).as("backend sockets on %s after %d sessions", entry.getKey(), i + 1)
+                        .isEqualTo(sessionsPerSelector.getOrDefault(entry.getKey(), 0).longValue());
+            }
+        }
+        assertThat(sessionsPerSelector).as("the sessions were spread over both selectors").hasSize(2);
+        for (WsRecorder client : sessions) {
+            client.session.close();
+            assertThat(client.nextClose().code()).isEqualTo(1000);
+        }
+    }
+
+    @Test
+    void aConnectorThatIsNotTheProxysKeepsBackendSocketsOnTheBackendClient() throws Exception {
+        create();
+        ServerConnector connector = mount(new ServerConnector(server), new Clients());
+        URI uri = URI.create("ws://127.0.0.1:" + connector.getLocalPort() + "/ws/chat");
+        WsRecorder client = clients.connect(uri);
+        client.sendText("whoami");
+        assertThat(client.nextText()).isEqualTo("b1");
+        List<EndPoint> all = endPoints(connector).values().stream().flatMap(List::stream).toList();
+        assertThat(all).as("the client socket only").hasSize(1);
+        assertThat(remotePort(all.get(0))).isNotEqualTo(backend.port());
+        client.session.close();
+        assertThat(client.nextClose().code()).isEqualTo(1000);
+    }
+
+    /** The end points registered with each of {@code connector}'s selectors, read on the selector's own thread. */
+    private static Map<ManagedSelector, List<EndPoint>> endPoints(ServerConnector connector) throws Exception {
+        Map<ManagedSelector, List<EndPoint>> all = new LinkedHashMap<>();
+        for (ManagedSelector managed : connector.getSelectorManager().getBeans(ManagedSelector.class)) {
+            CompletableFuture<List<EndPoint>> found = new CompletableFuture<>();
+            managed.submit(selector -> {
+                List<EndPoint> endPoints = new ArrayList<>();
+                for (SelectionKey key : selector.keys()) {
+                    if (key.isValid() && key.attachment() instanceof EndPoint endPoint) {
+                        endPoints.add(endPoint);
+                    }
+                }
+                found.complete(endPoints);
+            });
+            all.put(managed, found.get(10, TimeUnit.SECONDS));
+        }
+        return all;
+    }
+
+    private static int remotePort(EndPoint endPoint) {
+        SocketAddress remote = endPoint.getRemoteSocketAddress();
+        return remote instanceof InetSocketAddress inet ? inet.getPort() : -1;
+    }
+}
