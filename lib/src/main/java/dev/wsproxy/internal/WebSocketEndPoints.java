@@ -553,11 +553,36 @@ public final class WebSocketEndPoints {
         /** The server connector that accepted this socket; {@code null} for a backend socket. */
         private final @Nullable Connector connector;
 
+        /** This end point's selection key, as Jetty's superclass holds it (private there). */
+        private volatile SelectionKey key;
+
         SelectorReadEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key, Scheduler scheduler,
                 @Nullable Connector connector) {
             super(channel, selector, key, scheduler);
             this.selector = selector;
             this.connector = connector;
+            this.key = key;
+        }
+
+        @Override
+        public void replaceKey(SelectionKey newKey) {
+            key = newKey;
+            super.replaceKey(newKey);
+        }
+
+        /**
+         * Closes the end point when its key was cancelled (its socket closed since an interest update was queued),
+         * as Jetty does, but without asking the key: the JDK answers with a {@code CancelledKeyException} and its
+         * stack trace, which Jetty catches to close the end point. In a handshake storm, where each socket closes with
+         * an update pending, building those exceptions was 1.6 % of the proxy's CPU.
+         */
+        @Override
+        public void updateKey() {
+            if (!key.isValid()) {
+                close();
+                return;
+            }
+            super.updateKey();
         }
 
         /**
