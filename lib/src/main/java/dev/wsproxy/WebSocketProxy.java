@@ -147,8 +147,9 @@ public final class WebSocketProxy implements AutoCloseable {
      * frames on its selector threads, as the standalone server does: about a quarter less CPU per small message than a
      * plain {@code ServerConnector}, whose WebSocket reads are each handed to another thread. Its selectors also accept
      * connections themselves, instead of an acceptor thread handing each one over, and connect each session's
-     * backend socket on its client socket's selector, which then relays both legs: it has one selector per processor
-     * (at most one per 16 threads of the server's pool), as nginx runs one worker per core. HTTP requests, including
+     * backend socket on its client socket's selector, which then relays both legs: it has up to one selector per
+     * processor (as many as a plain connector and the backend client would have together), as nginx runs one worker
+     * per core. HTTP requests, including
      * the upgrade requests themselves, are handled as on a plain connector. TLS works as usual: pass an
      * {@code SslConnectionFactory} before the {@code HttpConnectionFactory}.
      *

@@ -1,11 +1,13 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.URI;
 import java.nio.channels.SelectionKey;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -109,6 +111,10 @@ class SharedSelectorTest {
                 }
             }
             assertThat(clientSelector).as("the client socket of session %d is the server connector's", i).isNotNull();
+            // Backend sockets are not the server connector's own (graceful shutdown and statistics count clients).
+            assertThat(connector.getConnectedEndPoints()).as("the server connector's end points")
+                    .hasSize(i + 1)
+                    .noneMatch(endPoint -> remotePort(endPoint) == backend.port());
             sessionsPerSelector.merge(clientSelector, 1, Integer::sum);
             // Every session still open has its client socket and its backend socket on the same selector.
             for (Map.Entry<ManagedSelector, List<EndPoint>> entry : keys.entrySet()) {
@@ -122,6 +128,9 @@ class SharedSelectorTest {
             client.session.close();
             assertThat(client.nextClose().code()).isEqualTo(1000);
         }
+        // Nothing stays registered: the backend sockets left the shared selectors with their sessions.
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(endPoints(connector).values())
+                .as("end points still registered").allSatisfy(endPoints -> assertThat(endPoints).isEmpty()));
     }
 
     @Test

@@ -101,9 +101,9 @@ import org.slf4j.LoggerFactory;
  * <h2>Threads</h2>
  * The selectors are now where relaying happens: both directions of a session on the server connector's selector
  * that accepted its client (see above); on the backend client's selectors only when the server connector is not one
- * of these. So these server connectors get one selector per processor (at most one per 16 pool threads), as many as
- * the two connectors had together with Jetty's default of half the processors each; the backend client keeps half
- * the processors, for proxies mounted behind another connector.
+ * of these. So these server connectors get as many selectors as the two connectors had together (Jetty's default of
+ * half the processors, at most one per 16 pool threads, plus the backend client's half), at most one per processor;
+ * the backend client keeps half the processors, for proxies mounted behind another connector.
  */
 public final class WebSocketEndPoints {
 
@@ -114,15 +114,16 @@ public final class WebSocketEndPoints {
 
     /**
      * A server connector on {@code server} whose WebSocket connections read on the selector thread, and whose
-     * selectors accept connections (no acceptor thread). It has one selector per processor, at most one per 16 of
-     * the server's pool threads (Jetty's own bound): its selectors relay both legs of their sessions (see "One
-     * selector per session"), the work that Jetty's default of half the processors here and as many again on the
-     * backend client's shared before, as nginx runs one worker per core.
+     * selectors accept connections (no acceptor thread). Its selectors relay both legs of their sessions (see "One
+     * selector per session"), the work that the server connector's selectors (Jetty's default: half the processors,
+     * at most one per 16 pool threads) and the backend client's (half the processors) shared before; so it has as
+     * many as those two together, at most one per processor, as nginx runs one worker per core.
      */
     public static ServerConnector serverConnector(Server server, ConnectionFactory... factories) {
         int threads = server.getThreadPool() instanceof ThreadPool.SizedThreadPool pool ? pool.getMaxThreads()
                 : Integer.MAX_VALUE;
-        int selectors = Math.max(1, Math.min(ProcessorUtils.availableProcessors(), threads / 16));
+        int cpus = ProcessorUtils.availableProcessors();
+        int selectors = Math.max(1, Math.min(cpus, Math.min(cpus / 2, threads / 16) + cpus / 2));
         return new Connector(server, selectors, factories);
     }
 
