@@ -81,6 +81,13 @@ class BackendHandshakeCapTest {
         return client;
     }
 
+    /** Sends an upgrade request and waits until {@code backend} has read it: a backend handshake in flight. */
+    private RawHttp pendingUpgrade(RawBackend backend) throws Exception {
+        RawHttp client = sendUpgrade();
+        backend.nextRequest();
+        return client;
+    }
+
     private BackendStatus status(int index) {
         return proxy.backendStatus("/ws/").get(index);
     }
@@ -138,10 +145,8 @@ class BackendHandshakeCapTest {
         RawBackend silent = silentBackend();
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(2)
                 .route("/ws/", silent.backend()));
-        RawHttp first = sendUpgrade();
-        RawHttp second = sendUpgrade();
-        silent.nextRequest();
-        silent.nextRequest();
+        RawHttp first = pendingUpgrade(silent);
+        RawHttp second = pendingUpgrade(silent);
         assertThat(status(0).pendingHandshakes()).isEqualTo(2);
 
         try (RawHttp third = RawHttp.connect(proxy)) {
@@ -185,10 +190,8 @@ class BackendHandshakeCapTest {
                             return call == 1 || call == 3 ? silent.backend()
                                     : context.candidates().isEmpty() ? null : context.candidates().get(0).backend();
                         })));
-        RawHttp first = sendUpgrade();
-        RawHttp second = sendUpgrade();
-        silent.nextRequest();
-        silent.nextRequest();
+        RawHttp first = pendingUpgrade(silent);
+        RawHttp second = pendingUpgrade(silent);
 
         try (RawHttp third = RawHttp.connect(proxy)) {
             assertThat(third.exchange(upgrade()).status()).isEqualTo(101);
@@ -227,8 +230,7 @@ class BackendHandshakeCapTest {
                         .maxPendingBackendHandshakes(1)
                         .failover(1, Duration.ofMinutes(1))));
         // Round robin starts with the first backend: the silent one, where this handshake stays pending.
-        RawHttp pending = sendUpgrade();
-        silent.nextRequest();
+        RawHttp pending = pendingUpgrade(silent);
         assertThat(status(0).pendingHandshakes()).isEqualTo(1);
 
         for (int i = 0; i < 4; i++) {
@@ -257,8 +259,7 @@ class BackendHandshakeCapTest {
         RawBackend held = resource(RawBackend.holding(reply));
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(1)
                 .route("/ws/", held.backend()));
-        RawHttp first = sendUpgrade();
-        held.nextRequest();
+        RawHttp first = pendingUpgrade(held);
         try (RawHttp refused = RawHttp.connect(proxy)) {
             assertThat(refused.exchange(upgrade()).status()).as("while the first is in flight").isEqualTo(503);
         }
@@ -283,8 +284,7 @@ class BackendHandshakeCapTest {
         RawBackend silent = silentBackend();
         startProxy(SHORT_CONNECT_TIMEOUT, builder -> builder.failover(1, Duration.ofSeconds(30))
                 .route("/ws/", r -> r.backends(silent.backend()).maxPendingBackendHandshakes(1)));
-        RawHttp first = sendUpgrade();
-        silent.nextRequest();
+        RawHttp first = pendingUpgrade(silent);
         try (RawHttp refused = RawHttp.connect(proxy)) {
             assertThat(refused.exchange(upgrade()).status()).isEqualTo(503);
         }
@@ -303,10 +303,8 @@ class BackendHandshakeCapTest {
         RawBackend silent = silentBackend();
         startProxy(SHORT_CONNECT_TIMEOUT, builder -> builder.failover(1, Duration.ofSeconds(30))
                 .route("/ws/", r -> r.backends(silent.backend()).maxPendingBackendHandshakes(2)));
-        RawHttp first = sendUpgrade();
-        RawHttp second = sendUpgrade();
-        silent.nextRequest();
-        silent.nextRequest();
+        RawHttp first = pendingUpgrade(silent);
+        RawHttp second = pendingUpgrade(silent);
         first.reset();
         second.close();
 
@@ -325,10 +323,8 @@ class BackendHandshakeCapTest {
         RawBackend silent = silentBackend();
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(2)
                 .route("/ws/", silent.backend()));
-        RawHttp first = sendUpgrade();
-        sendUpgrade();
-        silent.nextRequest();
-        silent.nextRequest();
+        RawHttp first = pendingUpgrade(silent);
+        pendingUpgrade(silent);
         assertThat(status(0).pendingHandshakes()).isEqualTo(2);
 
         proxy.stop(Duration.ofSeconds(5));

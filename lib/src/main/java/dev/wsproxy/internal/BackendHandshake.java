@@ -172,13 +172,10 @@ final class BackendHandshake {
      */
     private void closePending(SocketChannel socket, @Nullable Object home) {
         IO.close(socket);
-        WebSocketEndPoints.wake(home);
+        WebSocketEndPoints.wakeHome(home);
         SelectorManager selectors = connector.getBean(SelectorManager.class);
         if (selectors != null) {
-            for (ManagedSelector selector : selectors.getBeans(ManagedSelector.class)) {
-                selector.submit(woken -> {
-                });
-            }
+            selectors.getBeans(ManagedSelector.class).forEach(WebSocketEndPoints::wake);
         }
     }
 
@@ -725,9 +722,7 @@ final class BackendHandshake {
             // own 400, then bytes the parser refuses; a head over the limit) is still the backend's refusal: relayed
             // with that status, as far as it came. Anything else garbled (no status yet, an interim or a 101 gone
             // bad) is no answer at all, so the client gets 502 (status 0), or 502 for an invalid 101.
-            if (status >= 400) {
-                attempt.response.head(status, fields.asImmutable());
-            } else if (status == HttpStatus.SWITCHING_PROTOCOLS_101) {
+            if (status >= 400 || status == HttpStatus.SWITCHING_PROTOCOLS_101) {
                 attempt.response.head(status, fields.asImmutable());
             }
             broken = failure instanceof Throwable throwable ? throwable

@@ -90,10 +90,8 @@ public final class Masking {
                 ByteBufferPool pool = (ByteBufferPool) fields.connectionPool.get(connection);
                 fields.connectionParser.set(connection, new UnmaskingParser(pool, configuration));
             } else {
-                // The flusher's is the one that generates; the connection's only shows in dumps.
-                Generator generator = new MaskingGenerator();
-                fields.flusherGenerator.set(fields.connectionFlusher.get(connection), generator);
-                fields.connectionGenerator.set(connection, generator);
+                // The flusher's generator is the one that generates (the connection's own only shows in dumps).
+                fields.flusherGenerator.set(fields.connectionFlusher.get(connection), fields.generator);
             }
         } catch (IllegalAccessException | RuntimeException e) {
             // The fields were made accessible, but a JVM may still refuse to change a final field (JEP 500, with
@@ -220,18 +218,24 @@ public final class Masking {
         }
     }
 
-    /** The private fields of Jetty's connection and flusher that hold the parts swapped, made accessible once. */
-    private record Fields(Field connectionPool, Field connectionParser, Field connectionGenerator,
-            Field connectionFlusher, Field flusherGenerator) {
+    /**
+     * The private fields of Jetty's connection and flusher that hold the parts swapped, made accessible once, and the
+     * generator every backend leg shares (Jetty's keeps no state). Only made where Jetty's types can be reached. The
+     * generator is held as an {@code Object}: typed as Jetty's, this record could not even be verified where Jetty's
+     * internals are closed (the verifier would load the subclass to check it), and the proxy would fail there
+     * instead of falling back ({@code ModulePathTest}).
+     */
+    private record Fields(Field connectionPool, Field connectionParser, Field connectionFlusher,
+            Field flusherGenerator, Object generator) {
 
         static @Nullable Fields find() {
             try {
                 return new Fields(
                         field(WebSocketConnection.class, "byteBufferPool", ByteBufferPool.class),
                         field(WebSocketConnection.class, "parser", Parser.class),
-                        field(WebSocketConnection.class, "generator", Generator.class),
                         field(WebSocketConnection.class, "flusher", FrameFlusher.class),
-                        field(FrameFlusher.class, "_generator", Generator.class));
+                        field(FrameFlusher.class, "_generator", Generator.class),
+                        new MaskingGenerator());
             } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
                 LOG.info("Masking WebSocket frames with Jetty's own loops, slower on large messages ({})",
                         e.toString());

@@ -648,8 +648,8 @@ final class Relay implements ProxySession {
             if (coreSession instanceof WebSocketCoreSession core) {
                 // Before the first frame is parsed or masked on this leg, and before the session is published to
                 // threads that could send on it (see Masking).
-                Masking.install(core.getConnection(), core, core.getBehavior());
                 connection = core.getConnection();
+                Masking.install(connection, core, core.getBehavior());
             }
             session = coreSession;
             int rate = route.messageRateLimit();

@@ -157,12 +157,19 @@ public final class WebSocketEndPoints {
     }
 
     /** Wakes the selector of {@code home} (a {@link #home} end point), for a socket closed while registered there. */
-    static void wake(@Nullable Object home) {
+    static void wakeHome(@Nullable Object home) {
         if (home instanceof SelectorReadEndPoint socket) {
-            socket.selector.submit(selector -> {
-            });
+            wake(socket.selector);
         }
     }
+
+    /** Wakes {@code selector} with an update that does nothing: it selects again, and the JDK ends closed sockets. */
+    static void wake(ManagedSelector selector) {
+        selector.submit(NOTHING);
+    }
+
+    private static final ManagedSelector.SelectorUpdate NOTHING = selector -> {
+    };
 
     /** A backend connect made on a server connector's selector: where, and its timeout. */
     private record BackendConnect(ManagedSelector selector, long timeout) {
