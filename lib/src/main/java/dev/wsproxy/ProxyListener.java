@@ -70,10 +70,12 @@ public interface ProxyListener {
      * Called when the client's upgrade request got an HTTP status instead of {@code 101}: a malformed request
      * ({@code 400}, {@code 426}), a refused origin ({@code 403}), no backend, every backend tried busy or shutdown
      * ({@code 503}), a backend failure ({@code 502}, {@code 504}), or the backend's own refusal, relayed with its
-     * status.
+     * status. A client that closes its connection while the proxy waits for the backend's answer
+     * is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is closed at once, and
+     * the backend is not blamed.
      *
      * @param request the client's upgrade request
-     * @param status the HTTP status sent to the client
+     * @param status the HTTP status sent to the client, or {@code 499} when the client left first
      * @param reason a short explanation, for logs (never sent to the client)
      */
     default void onHandshakeRejected(HandshakeRequest request, int status, String reason) {

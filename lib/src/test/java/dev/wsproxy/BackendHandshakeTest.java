@@ -2,6 +2,7 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
@@ -579,6 +580,76 @@ class BackendHandshakeTest {
                 listener.all(RecordingListener.Closed.class));
     }
 
+    @ParameterizedTest(name = "client {0}")
+    @ValueSource(strings = {"closes", "resets", "half-closes", "closes its TLS connection",
+            "speaks early, then closes"})
+    void abortsTheBackendHandshakeAsSoonAsTheClientLeaves(String how) throws Exception {
+        // A backend that never answers: only the proxy noticing the client can end its connection before the
+        // connect timeout, which is a minute here. One connection per client address and one pending handshake per
+        // backend: a second client gets through only if the first one's slots were given back.
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.silent()));
+        boolean tls = how.contains("TLS");
+        startProxy(Duration.ofMinutes(1), builder -> (tls
+                ? builder.tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                : builder).maxConnectionsPerIp(1).maxPendingBackendHandshakes(1).route("/ws/", backend.backend()));
+        RawHttp client = connect(tls);
+        client.send(upgrade("/ws/chat"));
+        backend.nextRequest();
+        if (how.startsWith("speaks early")) {
+            client.send(RawFrames.text("early", true));
+        }
+        switch (how) {
+            case "resets" -> client.reset();
+            case "half-closes" -> {
+                client.shutdownOutput();
+                // Nothing is written to a client that left, not even an error page: the proxy just closes.
+                assertThat(client.closedWithin(Duration.ofSeconds(20))).as("closed, nothing written").isTrue();
+                client.close();
+            }
+            default -> client.close();
+        }
+
+        assertThat(backend.nextEnd(20)).isIn("eof", "reset");
+        await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(499));
+        // No session, and nothing held against the backend.
+        assertThat(listener.all(RecordingListener.Opened.class)).isEmpty();
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(proxy.backendStatus("/ws/").get(0).recentFailures()).isZero();
+        try (RawHttp next = connect(tls)) {
+            next.send(upgrade("/ws/chat"));
+            assertThat(backend.nextRequest()).as("the next client's request, through the same slots").isNotNull();
+        }
+        assertThat(backend.nextEnd(20)).isIn("eof", "reset");
+        Clients.assertNoLeaks(proxy, null);
+    }
+
+    @Test
+    void watchesTheClientAgainOnTheAttemptAfterAFailedOne() throws Exception {
+        int closedPort;
+        try (ServerSocket socket = new ServerSocket(0)) {
+            closedPort = socket.getLocalPort();
+        }
+        RawBackend silent = rawBackend(RawBackend.answering(RawBackend.silent()));
+        // Round robin starts with the first backend: refused at once, then the silent one, where the client leaves.
+        startProxy(Duration.ofMinutes(1), builder -> builder.route("/ws/",
+                r -> r.backends(Backend.of("ws://127.0.0.1:" + closedPort), silent.backend())));
+        RawHttp client = RawHttp.connect(proxy);
+        client.send(upgrade("/ws/chat"));
+        silent.nextRequest();
+        client.close();
+
+        assertThat(silent.nextEnd(20)).isIn("eof", "reset");
+        await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(499));
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).hasSize(1);
+        Clients.assertNoLeaks(proxy, null);
+    }
+
+    private RawHttp connect(boolean tls) throws Exception {
+        return tls ? RawHttp.over(TestCertificates.LOCALHOST.socketTo(proxy.uri())) : RawHttp.connect(proxy);
+    }
+
     @Test
     void relaysFramesPipelinedWithTheHandshakeInOrder() throws Exception {
         TestBackend backend = testBackend("b1");
@@ -598,24 +669,38 @@ class BackendHandshakeTest {
         assertThat(backend.texts).containsExactly("one", "two");
     }
 
-    @Test
-    void deliversFramesSentBeforeThe101OnlyOnceTheBackendAccepted() throws Exception {
+    @ParameterizedTest(name = "over TLS: {0}")
+    @ValueSource(booleans = {false, true})
+    void deliversFramesSentBeforeThe101OnlyOnceTheBackendAcceptedAndInOrder(boolean tls) throws Exception {
         RawBackend backend = rawBackend(RawBackend.holding(RawBackend.switching(null)));
-        startProxy(backend.backend());
-        try (RawHttp client = RawHttp.connect(proxy)) {
+        startProxy(builder -> (tls
+                ? builder.tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                : builder).route("/ws/", backend.backend()));
+        try (RawHttp client = tls ? RawHttp.over(TestCertificates.LOCALHOST.socketTo(proxy.uri()))
+                : RawHttp.connect(proxy)) {
+            // One frame with the request, read with it; two while the backend handshake is pending, read by the
+            // proxy's watch on the client; all three wait for the 101, in order.
             ByteArrayOutputStream write = new ByteArrayOutputStream();
             write.write(upgrade("/ws/chat").bytes());
-            write.write(RawFrames.text("early", true));
+            write.write(RawFrames.text("with the request", true));
             client.send(write.toByteArray());
             backend.nextRequest();
+            client.send(RawFrames.text("while pending", true));
+            client.send(RawFrames.text("still pending", true));
             assertThat(backend.frames.poll(300, TimeUnit.MILLISECONDS)).as("frame before the backend's 101").isNull();
 
             backend.release();
             assertThat(client.readResponse().status()).isEqualTo(101);
-            RawFrames.Frame relayed = backend.frames.poll(5, TimeUnit.SECONDS);
-            assertThat(relayed).isNotNull();
-            assertThat(relayed.text()).isEqualTo("early");
-            assertThat(client.readFrame().text()).isEqualTo("early");
+            List<String> relayed = new ArrayList<>();
+            for (int i = 0; i < 3; i++) {
+                RawFrames.Frame frame = backend.frames.poll(5, TimeUnit.SECONDS);
+                assertThat(frame).isNotNull();
+                relayed.add(frame.text());
+            }
+            assertThat(relayed).containsExactly("with the request", "while pending", "still pending");
+            assertThat(client.readFrame().text()).isEqualTo("with the request");
+            assertThat(client.readFrame().text()).isEqualTo("while pending");
+            assertThat(client.readFrame().text()).isEqualTo("still pending");
             assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
         }
         assertThat(backend.nextEnd(5)).isEqualTo("close:1000");

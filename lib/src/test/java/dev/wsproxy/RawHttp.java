@@ -297,6 +297,11 @@ final class RawHttp implements AutoCloseable {
         }
     }
 
+    /** Sends a FIN and keeps reading: a client that half-closes its connection. */
+    void shutdownOutput() throws IOException {
+        socket.shutdownOutput();
+    }
+
     /** Drops the connection with a TCP reset instead of a FIN. */
     void reset() throws IOException {
         socket.setSoLinger(true, 0);

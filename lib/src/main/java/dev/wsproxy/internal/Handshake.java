@@ -11,6 +11,7 @@ import java.util.concurrent.TimeoutException;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.io.EofException;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
@@ -147,17 +148,25 @@ final class Handshake {
             LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri), attempts);
         }
         // On the client's own selector when its connector allows (see WebSocketEndPoints, one selector per session).
+        Object home = WebSocketEndPoints.home(request);
         CompletableFuture<CoreSession> future = proxy.backendHandshake().connect(backendUri, headers,
-                relay.backendLeg, legConfiguration, backendResponse, WebSocketEndPoints.home(request));
+                relay.backendLeg, legConfiguration, backendResponse, home);
         relay.onConnecting(() -> future.cancel(false));
         // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
         Scheduler.Task timer = timeout(future, timeoutMillis);
+        // A client that leaves meanwhile ends the attempt at once, rather than when its 101 is written.
+        WebSocketEndPoints.watchClient(home, () -> future.completeExceptionally(new ClientGone()));
         future.whenComplete((backendSession, failure) -> {
+            // Before anything is written to the client: from here the connection reads its own socket.
+            WebSocketEndPoints.unwatchClient(home);
             if (timer != null) {
                 timer.cancel();
             }
             slot.release();
-            if (failure != null) {
+            if (failure instanceof ClientGone gone) {
+                relay.onBackendFailed();
+                clientGone(backend, gone);
+            } else if (failure != null) {
                 relay.onBackendFailed();
                 failed(state, backend, backendResponse, failure);
             } else {
@@ -221,6 +230,23 @@ final class Handshake {
         }
     }
 
+    /**
+     * The client's connection ended while the backend handshake was pending (the client closed or reset it, or the
+     * server closed it): the backend connection is closed (completing the future did it), nothing counts against the
+     * backend, and nothing is written to the client. Listeners hear of it as {@link #CLIENT_CLOSED_REQUEST}, the
+     * status nginx logs for the same case.
+     */
+    private void clientGone(Backend backend, ClientGone gone) {
+        releasePermit();
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Client of {} left while the handshake with {} was pending", view, backend);
+        }
+        route.listener().onHandshakeRejected(view, CLIENT_CLOSED_REQUEST,
+                "client connection closed before the backend answered");
+        // An abort: Jetty closes the connection without writing an error page to a client that may still read.
+        callback.failed(new Request.Handler.AbortException(gone));
+    }
+
     private void failed(BackendState state, Backend backend, BackendResponse backendResponse, Throwable failure) {
         Throwable cause = failure instanceof CompletionException && failure.getCause() != null
                 ? failure.getCause() : failure;
@@ -266,6 +292,24 @@ final class Handshake {
             attempt(status, reason);
         } else {
             refuse(status, reason);
+        }
+    }
+
+    /** The status listeners get for a client that left before the backend answered: nothing is sent. */
+    static final int CLIENT_CLOSED_REQUEST = 499;
+
+    /** A client gone while its backend handshake was pending; no stack trace, it tells nothing. */
+    private static final class ClientGone extends EofException {
+
+        private static final long serialVersionUID = 1L;
+
+        ClientGone() {
+            super("client closed the connection during the backend handshake");
+        }
+
+        @Override
+        public synchronized Throwable fillInStackTrace() {
+            return this;
         }
     }
 

@@ -1,6 +1,7 @@
 package dev.wsproxy.internal;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SelectableChannel;
 import java.nio.channels.SelectionKey;
@@ -8,6 +9,8 @@ import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.util.Map;
 import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
 
@@ -22,6 +25,7 @@ import org.eclipse.jetty.server.ConnectionFactory;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.BufferUtil;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.ProcessorUtils;
 import org.eclipse.jetty.util.thread.Invocable;
@@ -98,6 +102,21 @@ import org.slf4j.LoggerFactory;
  * whose connector is not one of these. A backend connection lives as long as the server connector that serves it:
  * stopping the connector closes it with the client's socket.
  *
+ * <h2>Watching a waiting client</h2>
+ * Jetty's HTTP connection does not read while a request is handled, so a client that leaves while its upgrade
+ * request waits for the backend would be noticed only when its {@code 101} is written, and its backend connection
+ * would live until the backend answered or the connect timeout. While a backend handshake is pending, the proxy
+ * registers a read of its own on the client's socket ({@link #watchClient}): at the end of the stream (a close, a
+ * reset) or when the socket is closed, the handshake ends at once and the backend connection with it. Bytes a client
+ * sends before its {@code 101} (a WebSocket client must not, a TLS alert may come) are read into a small buffer,
+ * {@value #EARLY_BYTES} bytes at most, that the connection's next fills return first, in order; with a full buffer
+ * the watch stops. When the handshake ends the watch is disarmed before anything is written to the client, and stays
+ * registered: the read the upgraded connection registers next takes its place. So the socket's read interest does
+ * not drop between the request and the upgraded connection's reads (unless the client's first frame arrives before
+ * that read is registered: the level-triggered selector signals it again), which also spares the two
+ * {@code epoll_ctl} calls per handshake the JDK makes when a socket's interest drops to none and comes back. A read
+ * registered before the watch (none is, in Jetty's HTTP/1.1) turns it off.
+ *
  * <h2>Threads</h2>
  * The selectors are now where relaying happens: both directions of a session on the server connector's selector
  * that accepted its client (see above); on the backend client's selectors only when the server connector is not one
@@ -170,6 +189,27 @@ public final class WebSocketEndPoints {
 
     private static final ManagedSelector.SelectorUpdate NOTHING = selector -> {
     };
+
+    /**
+     * Watches the client socket {@code home} (a {@link #home} end point) while its upgrade request waits for the
+     * backend: runs {@code onGone} if the client closes or resets its connection, until
+     * {@link #unwatchClient} or the connection reads again (see "Watching a waiting client" above). Returns
+     * {@code false} when it cannot watch: not one of these sockets, a read registered already, or bytes the client
+     * sent early still unread.
+     */
+    static boolean watchClient(@Nullable Object home, Runnable onGone) {
+        return home instanceof SelectorReadEndPoint socket && socket.watch(onGone);
+    }
+
+    /** Stops watching {@code home} for {@link #watchClient}'s {@code onGone}; waits for a probe that is reading. */
+    static void unwatchClient(@Nullable Object home) {
+        if (home instanceof SelectorReadEndPoint socket) {
+            Watch watch = socket.watch;
+            if (watch != null) {
+                watch.disarm();
+            }
+        }
+    }
 
     /** A backend connect made on a server connector's selector: where, and its timeout. */
     private record BackendConnect(ManagedSelector selector, long timeout) {
@@ -286,7 +326,8 @@ public final class WebSocketEndPoints {
                 try {
                     connect(channel, context);
                 } finally {
-                    BACKEND_CONNECT.remove();
+                    // Not remove(): the thread keeps its entry, and a storm of handshakes skips clearing it each time.
+                    BACKEND_CONNECT.set(null);
                 }
             }
 
@@ -608,9 +649,131 @@ public final class WebSocketEndPoints {
             return true;
         }
 
+        /** Watches this client socket while its handshake waits for the backend; {@code null} until it first does. */
+        private volatile @Nullable Watch watch;
+        /** Bytes the watch read while the handshake waited, for this end point's next fills; {@code null} if none. */
+        private volatile @Nullable ByteBuffer early;
+
+        boolean watch(Runnable onGone) {
+            if (connector == null) {
+                return false;
+            }
+            if (isInputShutdown() || !isOpen()) {
+                // Gone before this attempt began (a probe of the attempt before saw the end of the stream).
+                onGone.run();
+                return true;
+            }
+            ByteBuffer bytes = early;
+            if (bytes != null && BufferUtil.space(bytes) == 0) {
+                return false;
+            }
+            Watch current = watch;
+            if (current == null) {
+                current = new Watch(this);
+                watch = current;
+            }
+            return current.arm(onGone);
+        }
+
+        /** Registers {@code watch} for the next read, past the hand-over of {@link #tryFillInterested}. */
+        boolean register(Watch watch) {
+            if (!super.tryFillInterested(watch)) {
+                return false;
+            }
+            if (!isOpen()) {
+                // Closed meanwhile: Jetty failed the reads registered at the close, not this one.
+                getFillInterest().onClose();
+            }
+            return true;
+        }
+
+        /**
+         * Reads what the client sent while its handshake waits into {@link #early}: returns {@code -1} when the
+         * client closed or reset its connection, {@code 1} when {@link #EARLY_BYTES} are held (the watch then stops),
+         * {@code 0} otherwise.
+         */
+        int probe() {
+            ByteBuffer bytes = early;
+            if (bytes == null) {
+                bytes = BufferUtil.allocate(EARLY_BYTES);
+            }
+            int filled;
+            try {
+                do {
+                    filled = super.fill(bytes);
+                } while (filled > 0);
+            } catch (IOException e) {
+                filled = -1;
+            }
+            if (bytes.hasRemaining()) {
+                early = bytes;
+            }
+            return filled < 0 ? -1 : BufferUtil.space(bytes) == 0 ? 1 : 0;
+        }
+
+        @Override
+        public int fill(ByteBuffer buffer) throws IOException {
+            ByteBuffer bytes = early;
+            if (bytes != null) {
+                // Never past them: the socket's end of stream comes after the bytes read before it.
+                int appended = BufferUtil.append(buffer, bytes);
+                if (!bytes.hasRemaining()) {
+                    early = null;
+                }
+                if (appended > 0) {
+                    notIdle();
+                }
+                return appended;
+            }
+            return super.fill(buffer);
+        }
+
         @Override
         public void fillInterested(Callback callback) {
-            super.fillInterested(adapt(callback));
+            Callback adapted = adapt(callback);
+            Watch current = watch;
+            if (current != null && current.handOver(adapted)) {
+                notIdle();
+            } else {
+                super.fillInterested(adapted);
+                readEarly();
+            }
+        }
+
+        @Override
+        public boolean tryFillInterested(Callback callback) {
+            Callback adapted = adapt(callback);
+            Watch current = watch;
+            if (current != null && current.handOver(adapted)) {
+                notIdle();
+                return true;
+            }
+            boolean registered = super.tryFillInterested(adapted);
+            if (registered) {
+                readEarly();
+            }
+            return registered;
+        }
+
+        /**
+         * Jetty's HTTP connection aborts a response that completes while a read is registered: the watch's read is
+         * not the connection's.
+         */
+        @Override
+        public boolean isFillInterested() {
+            Watch current = watch;
+            return super.isFillInterested() && (current == null || !current.alone());
+        }
+
+        /**
+         * Signals a read just registered at once when the watch holds bytes for it: the socket has none to signal.
+         * (Jetty's connections fill before they register, so this is a safety net.)
+         */
+        private void readEarly() {
+            Connector home = connector;
+            if (early != null && home != null) {
+                home.getExecutor().execute(() -> getFillInterest().fillable());
+            }
         }
 
         /**
@@ -634,11 +797,6 @@ public final class WebSocketEndPoints {
             }
         }
 
-        @Override
-        public boolean tryFillInterested(Callback callback) {
-            return super.tryFillInterested(adapt(callback));
-        }
-
         private Callback adapt(Callback callback) {
             if (!(getConnection() instanceof WebSocketConnection)
                     || callback.getInvocationType() != Invocable.InvocationType.BLOCKING) {
@@ -651,6 +809,183 @@ public final class WebSocketEndPoints {
             NonBlocking adaptation = new NonBlocking(callback);
             adapted = adaptation;
             return adaptation;
+        }
+    }
+
+    /** At most this many bytes a client sends before its {@code 101} are read while its handshake waits. */
+    private static final int EARLY_BYTES = 4096;
+
+    /**
+     * The read a client socket registers while its upgrade request waits for the backend (see "Watching a waiting
+     * client" above). Armed, it probes the socket when it turns readable: at the end of the stream it runs the
+     * handshake's {@code onGone}; bytes (a client that speaks early, a TLS alert) are kept for the connection's next
+     * fills, and it keeps watching until {@link #EARLY_BYTES} are held. Disarmed, it stays registered without
+     * reading. A read the connection registers while this one is registered is handed over to it: the socket's
+     * interest does not change. Every step runs under this object's lock, so a probe never reads beside the
+     * connection.
+     */
+    private static final class Watch implements Callback {
+
+        private final SelectorReadEndPoint socket;
+        /** What runs when the client is gone; {@code null} when disarmed. */
+        private @Nullable Runnable onGone;
+        /** Whether this watch is the end point's registered read; written under the lock, read before it too. */
+        private volatile boolean registered;
+        /** The connection's read, handed over while this watch was registered. */
+        private @Nullable Callback next;
+
+        Watch(SelectorReadEndPoint socket) {
+            this.socket = socket;
+        }
+
+        boolean arm(Runnable gone) {
+            synchronized (this) {
+                if (next != null) {
+                    return false;
+                }
+                onGone = gone;
+                if (registered) {
+                    return true;
+                }
+                registered = true;
+            }
+            if (socket.register(this)) {
+                return true;
+            }
+            unregistered();
+            return false;
+        }
+
+        /** The registration this watch counted on failed: a read handed over meanwhile is registered as it asked. */
+        private void unregistered() {
+            Callback late;
+            synchronized (this) {
+                registered = false;
+                onGone = null;
+                late = next;
+                next = null;
+            }
+            if (late != null) {
+                socket.fillInterested(late);
+            }
+        }
+
+        synchronized void disarm() {
+            onGone = null;
+        }
+
+        /**
+         * Takes {@code callback} as the read to signal, if this watch is registered; the watch is then over. Without
+         * the lock when it is not: the connection's every read after its first.
+         */
+        boolean handOver(Callback callback) {
+            if (!registered) {
+                return false;
+            }
+            synchronized (this) {
+                if (!registered || next != null) {
+                    return false;
+                }
+                next = callback;
+                onGone = null;
+                return true;
+            }
+        }
+
+        /** Whether this watch is registered for nobody but itself. */
+        boolean alone() {
+            if (!registered) {
+                return false;
+            }
+            synchronized (this) {
+                return registered && next == null;
+            }
+        }
+
+        @Override
+        public void succeeded() {
+            Callback handedOver;
+            Runnable gone = null;
+            boolean again = false;
+            synchronized (this) {
+                registered = false;
+                handedOver = next;
+                next = null;
+                if (handedOver == null && onGone != null) {
+                    int probed = socket.probe();
+                    if (probed < 0) {
+                        gone = onGone;
+                        onGone = null;
+                    } else if (probed == 0) {
+                        registered = again = true;
+                    } else {
+                        onGone = null;
+                    }
+                }
+            }
+            if (handedOver != null) {
+                signal(handedOver);
+                return;
+            }
+            if (gone != null) {
+                gone.run();
+            }
+            if (again && !socket.register(this)) {
+                unregistered();
+            }
+        }
+
+        /**
+         * Signals the read handed over. The selector chose how to run this watch from its invocation type at the
+         * time: a blocking read it signalled as a non-blocking task goes to the pool.
+         */
+        private void signal(Callback handedOver) {
+            if (handedOver.getInvocationType() != InvocationType.BLOCKING || !Invocable.isNonBlockingInvocation()) {
+                handedOver.succeeded();
+                return;
+            }
+            try {
+                Connector home = socket.connector;
+                if (home == null) {
+                    throw new RejectedExecutionException("no connector");
+                }
+                home.getExecutor().execute(handedOver::succeeded);
+            } catch (RejectedExecutionException e) {
+                handedOver.failed(e);
+            }
+        }
+
+        @Override
+        public void failed(Throwable failure) {
+            Callback handedOver;
+            Runnable gone;
+            synchronized (this) {
+                registered = false;
+                handedOver = next;
+                next = null;
+                gone = handedOver == null ? onGone : null;
+                onGone = null;
+            }
+            if (handedOver != null) {
+                handedOver.failed(failure);
+                return;
+            }
+            if (gone != null) {
+                gone.run();
+            }
+            if (failure instanceof TimeoutException timeout) {
+                // Jetty closes an idle end point whose read it did not fail: this watch's read is not the connection's.
+                socket.close(timeout);
+            }
+        }
+
+        @Override
+        public InvocationType getInvocationType() {
+            Callback handedOver;
+            synchronized (this) {
+                handedOver = next;
+            }
+            return handedOver == null ? InvocationType.NON_BLOCKING : handedOver.getInvocationType();
         }
     }
 
