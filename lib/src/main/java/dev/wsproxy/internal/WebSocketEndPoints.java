@@ -3,6 +3,7 @@ package dev.wsproxy.internal;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ReadPendingException;
 import java.nio.channels.SelectableChannel;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
@@ -866,7 +867,12 @@ public final class WebSocketEndPoints {
                 next = null;
             }
             if (late != null) {
-                socket.fillInterested(late);
+                try {
+                    socket.fillInterested(late);
+                } catch (ReadPendingException e) {
+                    // What registering would have told it, had it not been handed over: another read holds the slot.
+                    late.failed(e);
+                }
             }
         }
 
