@@ -117,6 +117,9 @@ class BackendHandshakeTest {
             assertThat(response.status()).as("%s", response).isEqualTo(101);
             assertThat(response.header("Sec-WebSocket-Accept")).isEqualTo(RawFrames.SAMPLE_ACCEPT);
             assertThat(response.header("Sec-WebSocket-Protocol")).isEqualTo("chat");
+            assertThat(response.header("Upgrade")).isEqualToIgnoringCase("websocket");
+            assertThat(response.header("Connection")).isEqualToIgnoringCase("upgrade");
+            assertThat(response.header("Sec-WebSocket-Extensions")).isNull();
 
             client.sendText("after the 101");
             assertThat(client.readFrame().text()).isEqualTo("after the 101");

@@ -1,7 +1,6 @@
 package dev.wsproxy.internal;
 
 import java.net.URI;
-import java.util.List;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -19,7 +18,6 @@ import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.CoreSession;
-import org.eclipse.jetty.websocket.core.server.WebSocketNegotiator;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -202,23 +200,13 @@ final class Handshake {
         }
         String subprotocol = backendSession.getNegotiatedSubProtocol();
         relay.onBackendConnected(subprotocol);
-        WebSocketNegotiator negotiator = (upgradeRequest, upgradeResponse, upgradeCallback) -> {
-            if (subprotocol != null) {
-                upgradeResponse.setAcceptedSubProtocol(subprotocol);
-            }
-            upgradeResponse.setExtensions(List.of());
-            return relay.clientLeg;
-        };
         Callback upgraded = Callback.from(callback::succeeded, failure -> {
             relay.onClientUpgradeFailed("client connection lost during the handshake");
             callback.failed(failure);
         });
         try {
-            if (!proxy.handshaker().upgradeRequest(negotiator, request, response, upgraded, proxy.components(),
-                    legConfiguration)) {
-                relay.onClientUpgradeFailed("client handshake refused");
-                proxy.reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "client handshake refused");
-            }
+            ClientUpgrade.upgrade(request, response, upgraded, relay.clientLeg, subprotocol, proxy.components(),
+                    legConfiguration);
         } catch (Exception | Error e) {
             LOG.warn("[{}] Could not upgrade the client", relay.id(), e);
             relay.onClientUpgradeFailed("client upgrade failed");

@@ -27,7 +27,6 @@ import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.WebSocketComponents;
 import org.eclipse.jetty.websocket.core.client.WebSocketCoreClient;
-import org.eclipse.jetty.websocket.core.server.Handshaker;
 import org.eclipse.jetty.websocket.core.server.WebSocketServerComponents;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
@@ -51,8 +50,9 @@ import dev.wsproxy.TimeoutPolicy;
  * checks the Origin ({@code 403}) and asks the route's selector for a backend ({@code 503} when none), all before any
  * backend connection. Then it starts the backend handshake with {@link BackendHandshake} (the proxy's own, on the
  * backend client's connector) and returns: no thread waits. When the backend answers {@code 101}, the completion
- * thread upgrades the client with the backend's subprotocol through {@link Handshaker#upgradeRequest}; otherwise it answers the client with the backend's own
- * refusal, {@code 502} or {@code 504}. The backend leg exists before the client's {@code 101} is written; if that write
+ * thread upgrades the client with the backend's subprotocol through {@link ClientUpgrade} (what Jetty's
+ * {@code Handshaker.upgradeRequest} does, without what the proxy has checked and decided by then); otherwise it
+ * answers the client with the backend's own refusal, {@code 502} or {@code 504}. The backend leg exists before the client's {@code 101} is written; if that write
  * fails, the backend leg is closed.
  *
  * <h2>Shared resources</h2>
@@ -86,7 +86,6 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private static final int MAX_PENDING_HANDSHAKES_PER_BACKEND = 4096;
 
     private final ProxyConfig config;
-    private final Handshaker handshaker = Handshaker.newInstance();
     private final HttpForwarder httpForwarder;
     private final Set<Relay> relays = ConcurrentHashMap.newKeySet();
     private final AtomicLong sessionIds = new AtomicLong();
@@ -467,12 +466,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return true;
     }
 
-    Handshaker handshaker() {
-        return handshaker;
-    }
-
-    @Nullable WebSocketComponents components() {
-        return components;
+    /** The WebSocket components of the client legs; set while started. */
+    WebSocketComponents components() {
+        WebSocketComponents shared = components;
+        if (shared == null) {
+            throw new IllegalStateException("wsproxy handler not started");
+        }
+        return shared;
     }
 
     /** The backend handshake; set while started. */
