@@ -654,6 +654,24 @@ class BackendHandshakeTest {
     }
 
     @Test
+    void relaysARequestWhoseQueryIsNotUtf8WithoutBlamingTheBackend() throws Exception {
+        // Jetty decodes a session's query as UTF-8 and throws on bytes that are not: the client's doing, never a
+        // reason to count the backend's valid 101 as a failure (a client could take every backend down so).
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.switching(null)));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat?x=%FF&y=%E2%82"));
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(backend.nextRequest().requestLine()).isEqualTo("GET /ws/chat?x=%FF&y=%E2%82 HTTP/1.1");
+            client.sendText("hello");
+            assertThat(client.readFrame().text()).isEqualTo("hello");
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(proxy.backendStatus("/ws/").get(0).recentFailures()).isZero();
+    }
+
+    @Test
     void relaysFramesPipelinedWithTheHandshakeInOrder() throws Exception {
         TestBackend backend = testBackend("b1");
         startProxy(backend.backend());

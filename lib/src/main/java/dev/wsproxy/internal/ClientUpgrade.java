@@ -95,15 +95,16 @@ final class ClientUpgrade {
     }
 
     /**
-     * The request's URI with a WebSocket scheme, parsed once. Nothing of the proxy reads it (the session's
-     * {@code getRequestURI()}); one that does not parse (the backend's URI, built from the same path and query, did)
-     * is replaced by the scheme and authority alone.
+     * The request's URI with a WebSocket scheme and without its query, parsed once. Nothing of the proxy reads it (the
+     * session's {@code getRequestURI()} and parameter map); Jetty decodes a query into that map as UTF-8 and throws on
+     * bytes that are not. One that does not parse (the backend's URI, built from the same path, did) is replaced by
+     * the scheme and authority alone.
      */
     private static URI webSocketUri(Request request) {
         HttpURI uri = request.getHttpURI();
         String scheme = request.isSecure() ? "wss://" : "ws://";
         try {
-            return URI.create(scheme + uri.getAuthority() + uri.getPathQuery());
+            return URI.create(scheme + uri.getAuthority() + uri.getPath());
         } catch (IllegalArgumentException e) {
             return URI.create(scheme + "invalid/");
         }

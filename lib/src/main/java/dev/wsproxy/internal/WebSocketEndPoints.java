@@ -834,6 +834,8 @@ public final class WebSocketEndPoints {
         private volatile boolean registered;
         /** The connection's read, handed over while this watch was registered. */
         private @Nullable Callback next;
+        /** Whether this watch told the selector, since it last registered, that it runs without blocking. */
+        private boolean toldNonBlocking;
 
         Watch(SelectorReadEndPoint socket) {
             this.socket = socket;
@@ -849,6 +851,7 @@ public final class WebSocketEndPoints {
                     return true;
                 }
                 registered = true;
+                toldNonBlocking = false;
             }
             if (socket.register(this)) {
                 return true;
@@ -913,8 +916,10 @@ public final class WebSocketEndPoints {
             Callback handedOver;
             Runnable gone = null;
             boolean again = false;
+            boolean asNonBlocking;
             synchronized (this) {
                 registered = false;
+                asNonBlocking = toldNonBlocking;
                 handedOver = next;
                 next = null;
                 if (handedOver == null && onGone != null) {
@@ -924,13 +929,14 @@ public final class WebSocketEndPoints {
                         onGone = null;
                     } else if (probed == 0) {
                         registered = again = true;
+                        toldNonBlocking = false;
                     } else {
                         onGone = null;
                     }
                 }
             }
             if (handedOver != null) {
-                signal(handedOver);
+                signal(handedOver, asNonBlocking);
                 return;
             }
             if (gone != null) {
@@ -942,12 +948,19 @@ public final class WebSocketEndPoints {
         }
 
         /**
-         * Signals the read handed over. The selector chose how to run this watch from its invocation type at the
-         * time: a blocking read it signalled as a non-blocking task goes to the pool.
+         * Signals the read handed over. The selector chose how to run this watch from its invocation type when it
+         * selected it: when that was this watch's own ({@code NON_BLOCKING}, {@code asNonBlocking}), a read that may
+         * block goes to the pool and one that may run either way is told not to block; otherwise the selector chose
+         * for the read itself.
          */
-        private void signal(Callback handedOver) {
-            if (handedOver.getInvocationType() != InvocationType.BLOCKING || !Invocable.isNonBlockingInvocation()) {
+        private void signal(Callback handedOver, boolean asNonBlocking) {
+            InvocationType type = handedOver.getInvocationType();
+            if (!asNonBlocking || type == InvocationType.NON_BLOCKING) {
                 handedOver.succeeded();
+                return;
+            }
+            if (type == InvocationType.EITHER) {
+                Invocable.invokeNonBlocking(handedOver::succeeded);
                 return;
             }
             try {
@@ -990,6 +1003,9 @@ public final class WebSocketEndPoints {
             Callback handedOver;
             synchronized (this) {
                 handedOver = next;
+                if (handedOver == null) {
+                    toldNonBlocking = true;
+                }
             }
             return handedOver == null ? InvocationType.NON_BLOCKING : handedOver.getInvocationType();
         }
