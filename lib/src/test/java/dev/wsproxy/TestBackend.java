@@ -32,7 +32,7 @@ import org.eclipse.jetty.websocket.server.WebSocketUpgradeHandler;
  * binary messages of SIZE bytes. Everything else is echoed. Paths: {@code /reject401} and {@code /reject403} refuse
  * the upgrade with that status, a header and a body; {@code /plain} answers plain HTTP with the path and query.
  */
-final class TestBackend implements AutoCloseable {
+public final class TestBackend implements AutoCloseable {
 
     /** What the backend saw of one upgrade request. */
     record Upgrade(String pathQuery, Map<String, List<String>> headers, List<String> subprotocols) {
@@ -59,7 +59,7 @@ final class TestBackend implements AutoCloseable {
 
     private final boolean tls;
 
-    TestBackend(String id) throws Exception {
+    public TestBackend(String id) throws Exception {
         this(id, null);
     }
 
@@ -144,7 +144,7 @@ final class TestBackend implements AutoCloseable {
         return connector.getLocalPort();
     }
 
-    Backend backend() {
+    public Backend backend() {
         return Backend.of(uri());
     }
 

@@ -50,7 +50,6 @@ import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Behavior;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.CoreSession;
-import org.eclipse.jetty.websocket.core.ExtensionStack;
 import org.eclipse.jetty.websocket.core.FrameHandler;
 import org.eclipse.jetty.websocket.core.Negotiated;
 import org.eclipse.jetty.websocket.core.WebSocketComponents;
@@ -444,25 +443,10 @@ final class BackendHandshake {
             return null;
         }
 
-        /**
-         * {@code uri} without its query, for the session's {@link Negotiated}: Jetty decodes a query into the session's
-         * parameter map as UTF-8 and throws on bytes that are not, which the client chose, not the backend (nothing
-         * of the proxy reads that map or the session's URI). Parsed again only when there is a query.
-         */
-        private static URI withoutQuery(URI uri) {
-            if (uri.getRawQuery() == null) {
-                return uri;
-            }
-            String text = uri.toString();
-            return URI.create(text.substring(0, text.indexOf('?')));
-        }
-
         WebSocketCoreSession newSession(EndPoint endPoint, HttpFields answer) {
             List<String> chosen = answer.getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
-            ExtensionStack extensions = new ExtensionStack(components, Behavior.CLIENT);
-            extensions.negotiate(List.of(), List.of());
-            Negotiated negotiated = new Negotiated(withoutQuery(uri), chosen.isEmpty() ? null : chosen.get(0), secure,
-                    extensions, WebSocketConstants.SPEC_VERSION_STRING);
+            Negotiated negotiated = ClientUpgrade.negotiated(components, Behavior.CLIENT, uri,
+                    chosen.isEmpty() ? null : chosen.get(0), secure);
             WebSocketCoreSession session = new WebSocketCoreSession(handler, Behavior.CLIENT, negotiated, components);
             if (classLoader != null) {
                 session.setClassLoader(classLoader);

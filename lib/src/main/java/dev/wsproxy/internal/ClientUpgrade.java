@@ -59,10 +59,8 @@ final class ClientUpgrade {
         if (key == null) {
             throw new IllegalStateException("upgrade request without Sec-WebSocket-Key");
         }
-        ExtensionStack extensions = new ExtensionStack(components, Behavior.SERVER);
-        extensions.negotiate(List.of(), List.of());
-        Negotiated negotiated = new Negotiated(webSocketUri(request), subprotocol, request.isSecure(), extensions,
-                WebSocketConstants.SPEC_VERSION_STRING);
+        Negotiated negotiated = negotiated(components, Behavior.SERVER, webSocketUri(request), subprotocol,
+                request.isSecure());
         Context context = request.getContext();
         WebSocketCoreSession session = new WebSocketCoreSession(handler, Behavior.SERVER, negotiated, components) {
             @Override
@@ -95,10 +93,27 @@ final class ClientUpgrade {
     }
 
     /**
-     * The request's URI with a WebSocket scheme and without its query, parsed once. Nothing of the proxy reads it (the
-     * session's {@code getRequestURI()} and parameter map); Jetty decodes a query into that map as UTF-8 and throws on
-     * bytes that are not. One that does not parse (the backend's URI, built from the same path, did) is replaced by
-     * the scheme and authority alone.
+     * What a relay leg's session negotiated, on either side: {@code subprotocol}, no extension, and {@code uri}
+     * without its query. Jetty decodes a session's query into its parameter map as UTF-8 and throws on bytes that are
+     * not: a client's {@code ?x=%FF} would fail the backend leg after the backend's valid {@code 101}, counted against
+     * that backend. Nothing of the proxy reads that map or the session's URI; the backend still gets the query in its
+     * request line. {@code uri} is parsed again only when it has a query.
+     */
+    static Negotiated negotiated(WebSocketComponents components, Behavior behavior, URI uri,
+            @Nullable String subprotocol, boolean secure) {
+        ExtensionStack extensions = new ExtensionStack(components, behavior);
+        extensions.negotiate(List.of(), List.of());
+        URI withoutQuery = uri;
+        if (uri.getRawQuery() != null) {
+            String text = uri.toString();
+            withoutQuery = URI.create(text.substring(0, text.indexOf('?')));
+        }
+        return new Negotiated(withoutQuery, subprotocol, secure, extensions, WebSocketConstants.SPEC_VERSION_STRING);
+    }
+
+    /**
+     * The request's URI with a WebSocket scheme and without its query (see {@link #negotiated}), parsed once. One that
+     * does not parse (the backend's URI, built from the same path, did) is replaced by the scheme and authority alone.
      */
     private static URI webSocketUri(Request request) {
         HttpURI uri = request.getHttpURI();

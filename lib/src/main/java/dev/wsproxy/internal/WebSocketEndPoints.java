@@ -732,10 +732,7 @@ public final class WebSocketEndPoints {
         @Override
         public void fillInterested(Callback callback) {
             Callback adapted = adapt(callback);
-            Watch current = watch;
-            if (current != null && current.handOver(adapted)) {
-                notIdle();
-            } else {
+            if (!handedOver(adapted)) {
                 super.fillInterested(adapted);
                 readEarly();
             }
@@ -744,9 +741,7 @@ public final class WebSocketEndPoints {
         @Override
         public boolean tryFillInterested(Callback callback) {
             Callback adapted = adapt(callback);
-            Watch current = watch;
-            if (current != null && current.handOver(adapted)) {
-                notIdle();
+            if (handedOver(adapted)) {
                 return true;
             }
             boolean registered = super.tryFillInterested(adapted);
@@ -754,6 +749,16 @@ public final class WebSocketEndPoints {
                 readEarly();
             }
             return registered;
+        }
+
+        /** Hands {@code callback} to the watch registered in its place, if one is: the socket's interest stays. */
+        private boolean handedOver(Callback callback) {
+            Watch current = watch;
+            if (current == null || !current.handOver(callback)) {
+                return false;
+            }
+            notIdle();
+            return true;
         }
 
         /**

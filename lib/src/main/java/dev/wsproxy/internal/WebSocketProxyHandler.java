@@ -52,8 +52,9 @@ import dev.wsproxy.TimeoutPolicy;
  * backend client's connector) and returns: no thread waits. When the backend answers {@code 101}, the completion
  * thread upgrades the client with the backend's subprotocol through {@link ClientUpgrade} (what Jetty's
  * {@code Handshaker.upgradeRequest} does, without what the proxy has checked and decided by then); otherwise it
- * answers the client with the backend's own refusal, {@code 502} or {@code 504}. The backend leg exists before the client's {@code 101} is written; if that write
- * fails, the backend leg is closed.
+ * answers the client with the backend's own refusal, {@code 502} or {@code 504}. The backend leg exists before the
+ * client's {@code 101} is written; if that write fails, the backend leg is closed. While the backend handshake is
+ * pending, the client's socket is watched ({@link WebSocketEndPoints#watchClient}): a client that leaves ends it.
  *
  * <h2>Shared resources</h2>
  * The backend client shares the server's thread pool, scheduler and buffer pool, follows no redirects and keeps no

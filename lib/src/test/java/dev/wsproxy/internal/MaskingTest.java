@@ -15,8 +15,6 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.io.ByteBufferPool;
-import org.eclipse.jetty.server.Server;
-import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.BufferUtil;
 import org.eclipse.jetty.websocket.api.Callback;
 import org.eclipse.jetty.websocket.api.Session;
@@ -28,13 +26,12 @@ import org.eclipse.jetty.websocket.core.OpCode;
 import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
 import org.eclipse.jetty.websocket.core.internal.Generator;
 import org.eclipse.jetty.websocket.core.internal.Parser;
-import org.eclipse.jetty.websocket.server.WebSocketUpgradeHandler;
 import org.junit.jupiter.api.Test;
 
-import dev.wsproxy.Backend;
 import dev.wsproxy.ProxyBuilder;
 import dev.wsproxy.ProxyListener;
 import dev.wsproxy.ProxySession;
+import dev.wsproxy.TestBackend;
 import dev.wsproxy.WebSocketProxy;
 
 /** Eight-byte masking gives the bytes Jetty's own loops give, and goes into both legs of a proxied session. */
@@ -283,21 +280,11 @@ class MaskingTest {
 
     @Test
     void goesIntoBothLegsOfAProxiedSessionWhichRelaysEveryLengthExactly() throws Exception {
-        Server backendServer = new Server();
-        ServerConnector backendConnector = new ServerConnector(backendServer);
-        backendConnector.setHost("127.0.0.1");
-        backendServer.addConnector(backendConnector);
-        WebSocketUpgradeHandler upgrades = WebSocketUpgradeHandler.from(backendServer,
-                container -> {
-                    container.setMaxBinaryMessageSize(1024 * 1024);
-                    container.addMapping("/*", (request, response, callback) -> new Echo());
-                });
-        backendServer.setHandler(upgrades);
-        backendServer.start();
+        TestBackend backend = new TestBackend("b1");
         BlockingQueue<ProxySession> opened = new LinkedBlockingQueue<>();
         WebSocketProxy proxy = ProxyBuilder.create()
                 .listen("127.0.0.1", 0)
-                .route("/ws/", Backend.of("ws://127.0.0.1:" + backendConnector.getLocalPort()))
+                .route("/ws/", backend.backend())
                 .listener(new ProxyListener() {
                     @Override
                     public void onSessionOpened(ProxySession session) {
@@ -332,30 +319,12 @@ class MaskingTest {
         } finally {
             client.stop();
             proxy.close();
-            backendServer.stop();
+            backend.close();
         }
     }
 
     private static org.eclipse.jetty.websocket.core.WebSocketConnection connection(Relay.Leg leg) {
         return ((WebSocketCoreSession) leg.session).getConnection();
-    }
-
-    /** Public: Jetty binds endpoint methods with method handles. */
-    public static final class Echo implements Session.Listener.AutoDemanding {
-        private volatile Session session;
-
-        @Override
-        public void onWebSocketOpen(Session session) {
-            this.session = session;
-        }
-
-        @Override
-        public void onWebSocketBinary(ByteBuffer payload, Callback callback) {
-            ByteBuffer copy = ByteBuffer.allocate(payload.remaining());
-            copy.put(payload).flip();
-            callback.succeed();
-            session.sendBinary(copy, Callback.NOOP);
-        }
     }
 
     /** Public: Jetty binds endpoint methods with method handles. */
