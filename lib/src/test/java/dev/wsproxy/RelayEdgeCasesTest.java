@@ -6,6 +6,7 @@ import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.zip.CRC32;
@@ -58,6 +59,34 @@ class RelayEdgeCasesTest {
             assertThat(raw.readClose().closeCode()).isEqualTo(1000);
         }
         assertThat(backend.texts.poll(10, TimeUnit.SECONDS)).isEqualTo("frag-ment");
+    }
+
+    /**
+     * The proxy trusts a short read that ends a message (it does not read the socket again before registering for
+     * the next bytes, see {@code WebSocketEndPoints}, "Short reads"), and reads on after one that ends inside a frame
+     * or inside a fragmented message. Two messages, the first in two frames, written in two pieces split at every
+     * byte (in a header, in a payload, between the fragments, between the messages), the second piece close behind
+     * the first: every message reaches the backend and comes back, in order.
+     */
+    @Test
+    void relaysMessagesWhoseBytesArriveInPiecesEndingAnywhere() throws Exception {
+        ByteArrayOutputStream stream = new ByteArrayOutputStream();
+        stream.writeBytes(RawFrames.encode(false, RawFrames.TEXT, "first, ".getBytes(StandardCharsets.UTF_8), true));
+        stream.writeBytes(RawFrames.encode(true, RawFrames.CONTINUATION,
+                "in two frames".getBytes(StandardCharsets.UTF_8), true));
+        stream.writeBytes(RawFrames.text("second", true));
+        byte[] bytes = stream.toByteArray();
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/pieces"))) {
+            raw.socket.setTcpNoDelay(true);
+            for (int split = 1; split < bytes.length; split++) {
+                raw.sendRaw(Arrays.copyOfRange(bytes, 0, split));
+                raw.sendRaw(Arrays.copyOfRange(bytes, split, bytes.length));
+                assertThat(raw.read().text()).as("split at %d", split).isEqualTo("first, in two frames");
+                assertThat(raw.read().text()).as("split at %d", split).isEqualTo("second");
+            }
+            raw.sendClose(1000, "");
+            assertThat(raw.readClose().closeCode()).isEqualTo(1000);
+        }
     }
 
     @Test

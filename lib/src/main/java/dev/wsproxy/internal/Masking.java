@@ -14,6 +14,7 @@ import org.eclipse.jetty.websocket.core.Behavior;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.Frame;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
+import org.eclipse.jetty.websocket.core.exception.WebSocketException;
 import org.eclipse.jetty.websocket.core.internal.FrameFlusher;
 import org.eclipse.jetty.websocket.core.internal.Generator;
 import org.eclipse.jetty.websocket.core.internal.Parser;
@@ -40,7 +41,9 @@ import org.slf4j.LoggerFactory;
  * {@code newFrame} is a protected factory), so {@link #install} swaps the one each leg needs through reflection on
  * their private fields: on a server-side connection (the client leg, which receives masked frames) a parser whose
  * frames unmask with {@link #unmask}; on a client-side one (the backend leg, which sends masked frames) a generator
- * that masks with {@link #maskCopy}. It runs when the relay's leg opens, before the connection parses its first
+ * that masks with {@link #maskCopy}. Both legs' parsers (on the backend leg, Jetty's with nothing else changed) also
+ * tell the socket after each parse whether the peer stopped between two messages, for the socket's short reads
+ * ({@link BoundaryParser}). It runs when the relay's leg opens, before the connection parses its first
  * frame or flushes its first masked one. The codec is otherwise Jetty's own: framing, limits, validation and close
  * handling are unchanged, and the bytes on the wire are the same.
  *
@@ -86,12 +89,22 @@ public final class Masking {
             return;
         }
         try {
+            ByteBufferPool pool = (ByteBufferPool) fields.connectionPool.get(connection);
+            WebSocketEndPoints.ParseBoundaries boundaries = WebSocketEndPoints.parseBoundaries(connection.getEndPoint());
             if (behavior == Behavior.SERVER) {
-                ByteBufferPool pool = (ByteBufferPool) fields.connectionPool.get(connection);
-                fields.connectionParser.set(connection, new UnmaskingParser(pool, configuration));
+                fields.connectionParser.set(connection, new UnmaskingParser(pool, configuration, boundaries));
             } else {
                 // The flusher's generator is the one that generates (the connection's own only shows in dumps).
                 fields.flusherGenerator.set(fields.connectionFlusher.get(connection), fields.generator);
+                if (boundaries != null) {
+                    fields.connectionParser.set(connection, new BoundaryParser(pool, configuration, boundaries));
+                }
+            }
+            if (boundaries != null) {
+                // The socket's last read was the handshake's, whole: a client waits for its 101 before it sends a
+                // frame, and a backend had sent all it had when the read of its 101 came short. A bet like any short
+                // read: if bytes came meanwhile, the selector signals them at once.
+                boundaries.parsed(true);
             }
         } catch (IllegalAccessException | RuntimeException e) {
             // The fields were made accessible, but a JVM may still refuse to change a final field (JEP 500, with
@@ -102,6 +115,13 @@ public final class Masking {
                         e.toString());
             }
         }
+    }
+
+    /** Whether the connection's parser tells its socket where each parse stopped: for tests. */
+    static boolean reportsBoundariesOn(WebSocketConnection connection) throws IllegalAccessException {
+        Fields fields = FIELDS;
+        return fields != null && fields.connectionParser.get(connection) instanceof BoundaryParser parser
+                && parser.boundaries != null;
     }
 
     /** Whether the connection has the part {@link #install} gives its side: for tests. */
@@ -165,11 +185,64 @@ public final class Masking {
         return LITTLE_ENDIAN ? Long.reverseBytes(twice) : twice;
     }
 
+    /**
+     * Jetty's parser, telling its end point after each parse whether the peer stopped between two messages (see
+     * "Short reads" in {@link WebSocketEndPoints}): the parse ended after a frame, not inside one, and that frame
+     * (or the last data frame before it) was the last of its message.
+     */
+    static class BoundaryParser extends Parser {
+
+        private final WebSocketEndPoints.@Nullable ParseBoundaries boundaries;
+        /** Whether the parse under way ended between two frames: {@link #reset} says so. */
+        private boolean betweenFrames;
+        /** Whether the last data frame parsed was not its message's last. */
+        private boolean inMessage;
+
+        BoundaryParser(ByteBufferPool pool, Configuration configuration,
+                WebSocketEndPoints.@Nullable ParseBoundaries boundaries) {
+            super(pool, configuration);
+            this.boundaries = boundaries;
+        }
+
+        @Override
+        public Frame.Parsed parse(ByteBuffer buffer) throws WebSocketException {
+            betweenFrames = false;
+            Frame.Parsed frame;
+            try {
+                // Jetty's parse resets the parser on its way out when it stopped between two frames.
+                frame = super.parse(buffer);
+            } catch (RuntimeException e) {
+                if (boundaries != null) {
+                    boundaries.parsed(false);
+                }
+                throw e;
+            }
+            if (frame != null && frame.isDataFrame()) {
+                inMessage = !frame.isFin();
+            }
+            if (boundaries != null) {
+                boundaries.parsed(betweenFrames && !inMessage);
+            }
+            return frame;
+        }
+
+        @Override
+        public void reset() {
+            super.reset();
+            betweenFrames = true;
+        }
+    }
+
     /** Jetty's parser, whose frames unmask themselves with {@link #unmask}. */
-    static final class UnmaskingParser extends Parser {
+    static final class UnmaskingParser extends BoundaryParser {
 
         UnmaskingParser(ByteBufferPool pool, Configuration configuration) {
-            super(pool, configuration);
+            this(pool, configuration, null);
+        }
+
+        UnmaskingParser(ByteBufferPool pool, Configuration configuration,
+                WebSocketEndPoints.@Nullable ParseBoundaries boundaries) {
+            super(pool, configuration, boundaries);
         }
 
         @Override

@@ -72,6 +72,19 @@ import org.slf4j.LoggerFactory;
  * threads). A demand after a failed write (the other leg is closing) still goes to the pool: that failure can be
  * seen on the scheduler's thread or an application's, which should not run a read.
  *
+ * <h2>Short reads</h2>
+ * Jetty's WebSocket connection fills again after each frame it delivers, so every relayed frame cost a second {@code
+ * read} that failed with {@code EAGAIN}: a third of the relay's system calls (a read, a failed read and a {@code
+ * writev} per frame). A read that returns fewer bytes than its buffer had room for has emptied the socket's receive
+ * queue; when those bytes also ended a message (the connection's parser says so, {@link #parseBoundaries}), the peer
+ * has sent all it had, and the fill after it returns 0 without asking the kernel. The connection then registers a
+ * read as after any empty fill, and the selector, level-triggered, signals at once bytes that came in between. In the
+ * middle of a message (a large one streams in) the fill reads: its bytes are likely there already, and a read is
+ * cheaper than a turn through the selector; so does a read the relay resumes after holding it back (the other
+ * leg's write was pending: time has passed). nginx trusts a short read the same way, without the exceptions. Plain
+ * HTTP connections, TLS sockets and WebSocket connections whose parser could not be installed ({@link Masking})
+ * always read.
+ *
  * <h2>Selector tasks</h2>
  * Jetty's selectors also hand three tasks of their own to the pool: creating the end point and connection of an
  * accepted or connected socket, and cleaning up after a socket closed (the connection's {@code onClose}, the
@@ -264,6 +277,10 @@ public final class WebSocketEndPoints {
     private static boolean runResumed(Runnable task) {
         if (task != RESUMING.get()) {
             return false;
+        }
+        if (((WebSocketConnection) task).getEndPoint() instanceof SelectorReadEndPoint socket) {
+            // The read stopped for want of demand, a while ago maybe: its last short read is not to be trusted.
+            socket.drained = false;
         }
         try {
             task.run();
@@ -593,7 +610,7 @@ public final class WebSocketEndPoints {
         }
     }
 
-    private static final class SelectorReadEndPoint extends SocketChannelEndPoint {
+    private static final class SelectorReadEndPoint extends SocketChannelEndPoint implements ParseBoundaries {
 
         /** The last callback adapted, and its adaptation: a WebSocket connection passes the same callback each time. */
         private volatile @Nullable NonBlocking adapted;
@@ -716,6 +733,8 @@ public final class WebSocketEndPoints {
         public int fill(ByteBuffer buffer) throws IOException {
             ByteBuffer bytes = early;
             if (bytes != null) {
+                // The watch may have stopped with its buffer full: more bytes may wait in the socket.
+                drained = false;
                 // Never past them: the socket's end of stream comes after the bytes read before it.
                 int appended = BufferUtil.append(buffer, bytes);
                 if (!bytes.hasRemaining()) {
@@ -726,11 +745,40 @@ public final class WebSocketEndPoints {
                 }
                 return appended;
             }
-            return super.fill(buffer);
+            if (drained) {
+                drained = false;
+                if (betweenMessages && !isInputShutdown()) {
+                    // The last read found fewer bytes than it had room for, and they ended a message: the peer had
+                    // sent all it had. Trust it instead of asking the kernel again (an EAGAIN); the caller registers
+                    // a read, and the level-triggered selector signals it at once if bytes came meanwhile.
+                    return 0;
+                }
+            }
+            int filled = super.fill(buffer);
+            // After the read the buffer's limit is where it stopped: short of the capacity, the read was short.
+            drained = filled > 0 && BufferUtil.space(buffer) > 0;
+            return filled;
         }
 
         @Override
+        public void parsed(boolean betweenMessages) {
+            this.betweenMessages = betweenMessages;
+        }
+
+        /**
+         * Whether the last fill read fewer bytes than the buffer had room for (so the socket's receive queue was
+         * empty after it), and no read was registered or resumed since; see "Short reads" above. It and {@link
+         * #betweenMessages} are plain fields: the fills and parses that write them run under the connection's lock,
+         * which the registration of a read and the resumption of one are ordered with, and a stale value costs no
+         * more than one read or one turn of the selector.
+         */
+        private boolean drained;
+        /** Whether the connection's parser last stopped between two messages; only ever set on a relay's leg. */
+        private boolean betweenMessages;
+
+        @Override
         public void fillInterested(Callback callback) {
+            drained = false;
             Callback adapted = adapt(callback);
             if (!handedOver(adapted)) {
                 super.fillInterested(adapted);
@@ -740,6 +788,7 @@ public final class WebSocketEndPoints {
 
         @Override
         public boolean tryFillInterested(Callback callback) {
+            drained = false;
             Callback adapted = adapt(callback);
             if (handedOver(adapted)) {
                 return true;
@@ -816,6 +865,21 @@ public final class WebSocketEndPoints {
             adapted = adaptation;
             return adaptation;
         }
+    }
+
+    /** Told by a WebSocket connection's parser, after each parse, whether it stopped between two messages. */
+    interface ParseBoundaries {
+
+        void parsed(boolean betweenMessages);
+    }
+
+    /**
+     * What a WebSocket connection's parser on {@code endPoint} tells where it stopped, so that a short read at the
+     * end of a message is trusted (see "Short reads" above); {@code null} when the end point is not one of these
+     * connectors' sockets (a TLS connection's, a foreign connector's).
+     */
+    static @Nullable ParseBoundaries parseBoundaries(EndPoint endPoint) {
+        return endPoint instanceof SelectorReadEndPoint socket ? socket : null;
     }
 
     /** At most this many bytes a client sends before its {@code 101} are read while its handshake waits. */

@@ -199,6 +199,58 @@ class MaskingTest {
     }
 
     @Test
+    void tellsTheSocketAParseStoppedBetweenMessagesOnlyAfterAMessagesLastFrameWhereverTheReadsSplitIt() {
+        byte[] stream = maskedClientStream();
+        // Where each frame of the stream ends, and whether its message ends there: the binary frame of 5 bytes is
+        // not its message's last, and the ping that follows it comes inside that message.
+        int[] ends = new int[7];
+        int end = 0;
+        for (int i = 0; i < ends.length; i++) {
+            int length = stream[end + 1] & 0x7F;
+            int header = 2 + 4 + (length == 126 ? 2 : 0);
+            if (length == 126) {
+                length = ((stream[end + 2] & 0xFF) << 8) | (stream[end + 3] & 0xFF);
+            }
+            end += header + length;
+            ends[i] = end;
+        }
+        assertThat(end).isEqualTo(stream.length);
+        boolean[] endsAMessage = {true, true, false, false, true, true, true};
+        long[][] settings = {{65536, 0}, {65536, 1}, {7, 1}};
+        for (long[] setting : settings) {
+            Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer();
+            configuration.setMaxFrameSize(setting[0]);
+            configuration.setAutoFragment(setting[1] == 1);
+            for (int split = 1; split < stream.length; split++) {
+                List<Boolean> told = new ArrayList<>();
+                Parser parser = new Masking.UnmaskingParser(ByteBufferPool.NON_POOLING, configuration, told::add);
+                boolean expected = false;
+                for (int i = 0; i < ends.length; i++) {
+                    expected |= ends[i] == split && endsAMessage[i];
+                }
+                for (int[] piece : new int[][] {{0, split}, {split, stream.length}}) {
+                    ByteBuffer read = ByteBuffer.allocate(piece[1] - piece[0]);
+                    read.put(stream, piece[0], piece[1] - piece[0]).flip();
+                    told.clear();
+                    // As Jetty's connection parses a read: until the read is used up.
+                    while (read.hasRemaining()) {
+                        Frame.Parsed frame = parser.parse(read);
+                        if (frame == null) {
+                            break;
+                        }
+                        frame.close();
+                    }
+                    assertThat(told).as("max frame %d, auto-fragment %d, split at %d: told after each parse",
+                            setting[0], setting[1], split).isNotEmpty();
+                    assertThat(told.get(told.size() - 1))
+                            .as("max frame %d, auto-fragment %d, read ending at %d", setting[0], setting[1], piece[1])
+                            .isEqualTo(piece[1] == stream.length || expected);
+                }
+            }
+        }
+    }
+
+    @Test
     void unmaskedParsedFramesLeaveAZeroKeyLikeJettysSoASecondPassChangesNothing() {
         byte[] payload = bytes(21);
         byte[] mask = bytes(4);
@@ -305,6 +357,8 @@ class MaskingTest {
             assertThat(relay).isNotNull();
             assertThat(Masking.installedOn(connection(relay.clientLeg), Behavior.SERVER)).as("client leg").isTrue();
             assertThat(Masking.installedOn(connection(relay.backendLeg), Behavior.CLIENT)).as("backend leg").isTrue();
+            assertThat(Masking.reportsBoundariesOn(connection(relay.clientLeg))).as("client leg's parser").isTrue();
+            assertThat(Masking.reportsBoundariesOn(connection(relay.backendLeg))).as("backend leg's parser").isTrue();
             List<byte[]> sent = new ArrayList<>();
             for (int length : LENGTHS) {
                 byte[] payload = bytes(length);
