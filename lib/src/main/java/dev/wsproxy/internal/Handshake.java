@@ -35,8 +35,9 @@ import dev.wsproxy.BackendStatus;
  *
  * <p>Each connect holds one of the backend's pending handshake slots ({@link BackendState#tryStartHandshake}), given
  * back when the connect's future completes: every end (101, refusal, failure, the timer, a cancellation on shutdown,
- * the client leaving, which its socket's watch sees) completes it, and the timer guarantees one does. A backend whose slots are all taken is not connected to: that
- * attempt fails with {@code 503} and moves on like a failed connection, without counting against passive health.
+ * the client leaving, which its socket's watch sees) completes it, and the timer guarantees one does. A backend whose
+ * slots are all taken is not connected to: that attempt fails with {@code 503} and moves on like a failed connection,
+ * without counting against passive health.
  */
 final class Handshake {
 

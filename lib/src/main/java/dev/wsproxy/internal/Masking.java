@@ -90,7 +90,8 @@ public final class Masking {
         }
         try {
             ByteBufferPool pool = (ByteBufferPool) fields.connectionPool.get(connection);
-            WebSocketEndPoints.ParseBoundaries boundaries = WebSocketEndPoints.parseBoundaries(connection.getEndPoint());
+            WebSocketEndPoints.ParseBoundaries boundaries =
+                    WebSocketEndPoints.parseBoundaries(connection.getEndPoint());
             if (behavior == Behavior.SERVER) {
                 fields.connectionParser.set(connection, new UnmaskingParser(pool, configuration, boundaries));
             } else {

@@ -118,23 +118,30 @@ class MaskingTest {
      * its fragments, an empty pong, a close with a reason.
      */
     private byte[] maskedClientStream() {
+        return maskedClientStream(new ArrayList<>());
+    }
+
+    /** The stream, with where each of its frames ends added to {@code frameEnds}. */
+    private byte[] maskedClientStream(List<Integer> frameEnds) {
         java.io.ByteArrayOutputStream stream = new java.io.ByteArrayOutputStream();
-        maskedFrame(stream, 0x80 | OpCode.TEXT, "hello, world".getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        maskedFrame(stream, 0x80 | OpCode.BINARY, bytes(300));
-        maskedFrame(stream, OpCode.BINARY, bytes(5));
-        maskedFrame(stream, 0x80 | OpCode.PING, bytes(3));
-        maskedFrame(stream, 0x80 | OpCode.CONTINUATION, bytes(9));
-        maskedFrame(stream, 0x80 | OpCode.PONG, new byte[0]);
+        maskedFrame(stream, frameEnds, 0x80 | OpCode.TEXT,
+                "hello, world".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        maskedFrame(stream, frameEnds, 0x80 | OpCode.BINARY, bytes(300));
+        maskedFrame(stream, frameEnds, OpCode.BINARY, bytes(5));
+        maskedFrame(stream, frameEnds, 0x80 | OpCode.PING, bytes(3));
+        maskedFrame(stream, frameEnds, 0x80 | OpCode.CONTINUATION, bytes(9));
+        maskedFrame(stream, frameEnds, 0x80 | OpCode.PONG, new byte[0]);
         byte[] reason = "bye".getBytes(java.nio.charset.StandardCharsets.UTF_8);
         byte[] close = new byte[2 + reason.length];
         close[0] = (byte) (1000 >> 8);
         close[1] = (byte) (1000 & 0xFF);
         System.arraycopy(reason, 0, close, 2, reason.length);
-        maskedFrame(stream, 0x80 | OpCode.CLOSE, close);
+        maskedFrame(stream, frameEnds, 0x80 | OpCode.CLOSE, close);
         return stream.toByteArray();
     }
 
-    private void maskedFrame(java.io.ByteArrayOutputStream stream, int firstByte, byte[] payload) {
+    private void maskedFrame(java.io.ByteArrayOutputStream stream, List<Integer> frameEnds, int firstByte,
+            byte[] payload) {
         stream.write(firstByte);
         if (payload.length < 126) {
             stream.write(0x80 | payload.length);
@@ -148,6 +155,7 @@ class MaskingTest {
         for (int i = 0; i < payload.length; i++) {
             stream.write(payload[i] ^ mask[i % 4]);
         }
+        frameEnds.add(stream.size());
     }
 
     /** Every frame the parser makes of the stream read in two pieces, split at {@code split}, described. */
@@ -200,22 +208,12 @@ class MaskingTest {
 
     @Test
     void tellsTheSocketAParseStoppedBetweenMessagesOnlyAfterAMessagesLastFrameWhereverTheReadsSplitIt() {
-        byte[] stream = maskedClientStream();
-        // Where each frame of the stream ends, and whether its message ends there: the binary frame of 5 bytes is
-        // not its message's last, and the ping that follows it comes inside that message.
-        int[] ends = new int[7];
-        int end = 0;
-        for (int i = 0; i < ends.length; i++) {
-            int length = stream[end + 1] & 0x7F;
-            int header = 2 + 4 + (length == 126 ? 2 : 0);
-            if (length == 126) {
-                length = ((stream[end + 2] & 0xFF) << 8) | (stream[end + 3] & 0xFF);
-            }
-            end += header + length;
-            ends[i] = end;
-        }
-        assertThat(end).isEqualTo(stream.length);
+        List<Integer> ends = new ArrayList<>();
+        byte[] stream = maskedClientStream(ends);
+        // Whether each frame ends its message: the binary frame of 5 bytes is not its message's last, and the ping
+        // that follows it comes inside that message.
         boolean[] endsAMessage = {true, true, false, false, true, true, true};
+        assertThat(ends).hasSize(endsAMessage.length).last().isEqualTo(stream.length);
         long[][] settings = {{65536, 0}, {65536, 1}, {7, 1}};
         for (long[] setting : settings) {
             Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer();
@@ -224,10 +222,8 @@ class MaskingTest {
             for (int split = 1; split < stream.length; split++) {
                 List<Boolean> told = new ArrayList<>();
                 Parser parser = new Masking.UnmaskingParser(ByteBufferPool.NON_POOLING, configuration, told::add);
-                boolean expected = false;
-                for (int i = 0; i < ends.length; i++) {
-                    expected |= ends[i] == split && endsAMessage[i];
-                }
+                int ended = ends.indexOf(split);
+                boolean expected = ended >= 0 && endsAMessage[ended];
                 for (int[] piece : new int[][] {{0, split}, {split, stream.length}}) {
                     ByteBuffer read = ByteBuffer.allocate(piece[1] - piece[0]);
                     read.put(stream, piece[0], piece[1] - piece[0]).flip();
