@@ -10,7 +10,6 @@ import java.net.UnknownHostException;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
-import java.security.SecureRandom;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
@@ -128,8 +127,8 @@ final class BackendHandshake {
     private final ByteBufferPool pool;
     private final int responseBufferSize;
     private final @Nullable ClassLoader classLoader;
-    /** Masks for every backend connection: one strong generator per proxy, not one per connection. */
-    private final Random masks = new SecureRandom();
+    /** Masks for every backend connection: one strong generator per proxy, drawn in blocks (see MaskKeys). */
+    private final Random masks = new MaskKeys();
     private final org.eclipse.jetty.http.HttpCompliance compliance;
 
     /**
