@@ -192,8 +192,8 @@ class SlowlorisTest {
     void closesAClientDrippingEvery100MsAtTheDeadlineNotAtAnIdleTimeout() throws Exception {
         Duration deadline = Duration.ofSeconds(1);
         startProxy(ProxyBuilder.create().handshakeTimeout(deadline));
+        long opened = System.nanoTime(); // before the connect: the proxy's timer starts at its accept
         try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
-            long opened = System.nanoTime();
             socket.setSoTimeout(10_000);
             OutputStream out = socket.getOutputStream();
             out.write(StalledSockets.PARTIAL_HEAD.getBytes(StandardCharsets.ISO_8859_1));

@@ -237,8 +237,9 @@ class LauncherTest {
     @Test
     void closesAConnectionThatStallsItsHandshakeAtTheHandshakeTimeout() throws Exception {
         int port = serve("--handshake-timeout", "1s");
+        // Before the connect: the proxy's timer starts when it accepts, which may come before the connect returns here.
+        long opened = System.nanoTime();
         try (Socket stalled = new Socket("127.0.0.1", port)) {
-            long opened = System.nanoTime();
             stalled.setSoTimeout((int) TIMEOUT.toMillis());
             stalled.getOutputStream().write("GET /ws/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs"
                     .getBytes(UTF_8));
