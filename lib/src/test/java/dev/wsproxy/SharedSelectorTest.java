@@ -7,12 +7,14 @@ import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.URI;
 import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.io.EndPoint;
@@ -21,6 +23,7 @@ import org.eclipse.jetty.server.HttpConnectionFactory;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.server.SslConnectionFactory;
+import org.eclipse.jetty.websocket.api.Callback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -28,9 +31,13 @@ import dev.wsproxy.internal.WebSocketEndPoints;
 
 /**
  * One selector per session: the backend socket of a proxied session is registered with the selector of its client's
- * socket when the proxy's server connector serves it, and with the backend client's own selectors otherwise.
+ * socket when the proxy's server connector serves it, and with the backend client's own selectors otherwise; those
+ * selectors forget a burst.
  */
 class SharedSelectorTest {
+
+    /** More than the burst that arms a selector's move (256 ready keys in one select). */
+    private static final int BURST_SESSIONS = 300;
 
     private TestBackend backend;
     private WebSocketProxy proxy;
@@ -148,6 +155,93 @@ class SharedSelectorTest {
         assertThat(client.nextClose().code()).isEqualTo(1000);
     }
 
+    /**
+     * After a burst of ready sockets, a quiet selector moves its sockets to a fresh JDK selector (whose selected-key
+     * table is small again), and every session goes on relaying across the move.
+     */
+    @Test
+    void aQuietSelectorMovesItsSocketsAfterABurstAndEverySessionRelaysOn() throws Exception {
+        create();
+        ServerConnector connector = mount(WebSocketEndPoints.serverConnector(server, 1, new HttpConnectionFactory()),
+                new Clients());
+        URI uri = URI.create("ws://127.0.0.1:" + connector.getLocalPort() + "/ws/chat");
+        ManagedSelector managed = connector.getSelectorManager().getBean(ManagedSelector.class);
+
+        List<WsRecorder> sessions = new ArrayList<>();
+        for (int i = 0; i < BURST_SESSIONS; i++) {
+            sessions.add(clients.connect(uri));
+        }
+
+        // The burst: every client's frame arrives while the selector is held, so one select finds them all ready.
+        CountDownLatch held = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        managed.submit(selector -> {
+            held.countDown();
+            try {
+                release.await(30, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        Selector before;
+        try {
+            assertThat(held.await(10, TimeUnit.SECONDS)).as("selector held").isTrue();
+            // Taken now: the replies to the burst alone could make the quiet selects that move it.
+            before = managed.getSelector();
+            List<CompletableFuture<Void>> sent = new ArrayList<>();
+            for (int i = 0; i < BURST_SESSIONS; i++) {
+                CompletableFuture<Void> written = new CompletableFuture<>();
+                sessions.get(i).session.sendText("burst " + i, Callback.from(() -> written.complete(null),
+                        written::completeExceptionally));
+                sent.add(written);
+            }
+            CompletableFuture.allOf(sent.toArray(CompletableFuture[]::new)).get(10, TimeUnit.SECONDS);
+        } finally {
+            release.countDown();
+        }
+        for (int i = 0; i < BURST_SESSIONS; i++) {
+            assertThat(sessions.get(i).nextText()).isEqualTo("burst " + i);
+        }
+        assertThat(managed.getMaxSelectedKeys()).as("the largest batch of ready keys").isGreaterThanOrEqualTo(256);
+
+        // Quiet: one session echoes, a select or two per message, until the selector has moved (bounded).
+        WsRecorder quiet = sessions.get(0);
+        int echoes = 0;
+        while (managed.getSelector() == before && echoes < 10_000) {
+            quiet.sendText("quiet " + echoes);
+            assertThat(quiet.nextText()).isEqualTo("quiet " + echoes);
+            echoes++;
+        }
+        Selector after = managed.getSelector();
+        assertThat(after).as("the JDK selector after %d quiet echoes", echoes).isNotSameAs(before);
+        assertThat(before.isOpen()).as("the old selector closed").isFalse();
+        // Both legs of every session moved, and the listening socket (the selector accepts).
+        assertThat(registered(managed)).isEqualTo(2 * BURST_SESSIONS + 1);
+        // Jetty's dump reads the selector field without its lock; the selector still wakes for updates after it.
+        assertThat(managed.dump()).isNotEmpty();
+
+        for (int i = 0; i < BURST_SESSIONS; i++) {
+            sessions.get(i).sendText("after " + i);
+        }
+        for (int i = 0; i < BURST_SESSIONS; i++) {
+            assertThat(sessions.get(i).nextText()).isEqualTo("after " + i);
+        }
+        WsRecorder late = clients.connect(uri);
+        late.sendText("whoami");
+        assertThat(late.nextText()).isEqualTo("b1");
+        sessions.add(late);
+        for (WsRecorder client : sessions) {
+            client.session.close();
+            assertThat(client.nextClose().code()).isEqualTo(1000);
+        }
+    }
+
+    /** The valid keys of {@code managed}'s JDK selector, counted on the selector's own thread. */
+    private static int registered(ManagedSelector managed) throws Exception {
+        CompletableFuture<Integer> count = new CompletableFuture<>();
+        managed.submit(selector -> count.complete((int) selector.keys().stream().filter(k -> k.isValid()).count()));
+        return count.get(10, TimeUnit.SECONDS);
+    }
     /** The end points registered with each of {@code connector}'s selectors, read on the selector's own thread. */
     private static Map<ManagedSelector, List<EndPoint>> endPoints(ServerConnector connector) throws Exception {
         Map<ManagedSelector, List<EndPoint>> all = new LinkedHashMap<>();

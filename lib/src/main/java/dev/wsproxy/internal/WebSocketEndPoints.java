@@ -137,6 +137,11 @@ import org.slf4j.LoggerFactory;
  * of these. So these server connectors get as many selectors as the two connectors had together (Jetty's default of
  * half the processors, at most one per 16 pool threads, plus the backend client's half), at most one per processor;
  * the backend client keeps half the processors, for proxies mounted behind another connector.
+ *
+ * <h2>After a burst</h2>
+ * The server connectors' selectors are {@link CompactingSelector}s where Jetty's selector field can be reached: once a
+ * burst of ready sockets is over, they move their sockets to a fresh JDK selector, whose selected-key table is small
+ * again (a JDK selector's never shrinks, and Jetty walks all of it three times per select).
  */
 public final class WebSocketEndPoints {
 
@@ -363,7 +368,8 @@ public final class WebSocketEndPoints {
 
             @Override
             protected ManagedSelector newSelector(int id) {
-                ManagedSelector selector = super.newSelector(id);
+                ManagedSelector selector = CompactingSelector.available() ? new CompactingSelector(this, id)
+                        : super.newSelector(id);
                 selectors[id] = selector;
                 return selector;
             }
