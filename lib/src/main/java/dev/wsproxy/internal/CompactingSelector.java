@@ -41,12 +41,12 @@ import org.slf4j.LoggerFactory;
  * own thread between two selects: each valid key's channel is registered with a new JDK selector with the key's
  * interest and attachment, the end point (or acceptor) is given its new key, the old key is cancelled, the old
  * selector closed. Unlike Jetty's recovery it never closes a socket whose key was cancelled (a paused acceptor) and
- * logs a move at DEBUG only. Jetty keeps the JDK selector in a private field, which is set through reflection; where that field
- * cannot be reached (Jetty on the module path) or is not there (another Jetty version), nothing moves. The first
- * select after a move does not block: a thread that read the old selector under Jetty's lock may have woken it
+ * logs a move at DEBUG only. Jetty keeps the JDK selector in a private field, which is set through reflection; where
+ * that field cannot be reached (Jetty on the module path) or is not there (another Jetty version), nothing moves. The
+ * first select after a move does not block: a thread that read the old selector under Jetty's lock may have woken it
  * instead of the new one, and its update is run after this select. Jetty's {@code dump}, which reads the selector
- * without that lock, wakes the current one once more when it is done; a select failure right after a move recovers
- * from the current selector, not the retired one Jetty passes in.
+ * without that lock, wakes the current one once more when it is done. Where Jetty passes in the selector it read
+ * when a select began (its retry of the same select, its recovery from a failed one), the current one is used.
  */
 final class CompactingSelector extends ManagedSelector {
 
@@ -65,9 +65,6 @@ final class CompactingSelector extends ManagedSelector {
     private int largest;
     /** Quiet selects in a row since; the selector's thread only. */
     private int quiet;
-    /** The JDK selector the last move replaced, until the select after it; Jetty may still pass it in. */
-    private @Nullable Selector retired;
-    private int moves;
 
     CompactingSelector(SelectorManager manager, int id) {
         super(manager, id);
@@ -78,19 +75,11 @@ final class CompactingSelector extends ManagedSelector {
         return SELECTOR != null;
     }
 
-    /** How many times this selector moved its sockets. */
-    int moves() {
-        return moves;
-    }
-
     @Override
     protected int nioSelect(Selector selector, boolean now) throws IOException {
-        if (selector == retired) {
-            // Jetty's retry of the same select (FORCE_SELECT_NOW) with the selector it started with.
-            selector = current(selector);
-        } else {
-            retired = null; // let its table go
-        }
+        // Jetty passes the selector it read when the select began: a move may have retired it since (Jetty's retry
+        // of the same select, FORCE_SELECT_NOW). The current one is the right one in any case.
+        selector = current(selector);
         if (!now && largest >= BURST && quiet >= QUIET_SELECTS) {
             largest = 0;
             quiet = 0;
@@ -113,7 +102,7 @@ final class CompactingSelector extends ManagedSelector {
     @Override
     protected void handleSelectFailure(Selector selector, Throwable failure) throws IOException {
         // Jetty passes the selector it started the select with: after a move, recover from the current one.
-        super.handleSelectFailure(selector == retired ? current(selector) : selector, failure);
+        super.handleSelectFailure(current(selector), failure);
     }
 
     @Override
@@ -130,6 +119,7 @@ final class CompactingSelector extends ManagedSelector {
         }
     }
 
+    /** This selector's JDK selector (only the selector's thread changes it); {@code fallback} once Jetty dropped it. */
     private Selector current(Selector fallback) {
         Selector current = getSelector();
         return current != null ? current : fallback;
@@ -157,8 +147,6 @@ final class CompactingSelector extends ManagedSelector {
             // Reachable when looked up; cannot happen. Keep the old one: the new one shares its sockets.
             throw new IllegalStateException(e);
         }
-        retired = old;
-        moves++;
         IO.close(old);
         if (LOG.isDebugEnabled()) {
             LOG.debug("{} moved {} sockets to a fresh selector", this, fresh.keys().size());

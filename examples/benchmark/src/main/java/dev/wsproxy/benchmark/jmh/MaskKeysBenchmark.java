@@ -11,7 +11,9 @@ import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.Threads;
 import org.openjdk.jmh.annotations.Warmup;
@@ -32,10 +34,18 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(1)
 public class MaskKeysBenchmark {
 
-    private final Random secureRandom = new SecureRandom();
-    private final Random maskKeys = new MaskKeys();
+    /** The generator the keys come from. */
+    @Param({"SecureRandom", "MaskKeys"})
+    public String keys;
 
-    private static byte[] key(Random random) {
+    private Random random;
+
+    @Setup
+    public void setUp() {
+        random = "MaskKeys".equals(keys) ? new MaskKeys() : new SecureRandom();
+    }
+
+    private byte[] key() {
         byte[] key = new byte[4];
         random.nextBytes(key);
         return key;
@@ -43,25 +53,13 @@ public class MaskKeysBenchmark {
 
     @Benchmark
     @Threads(1)
-    public byte[] secureRandom() {
-        return key(secureRandom);
-    }
-
-    @Benchmark
-    @Threads(1)
-    public byte[] maskKeys() {
-        return key(maskKeys);
+    public byte[] oneThread() {
+        return key();
     }
 
     @Benchmark
     @Threads(2)
-    public byte[] secureRandomTwoThreads() {
-        return key(secureRandom);
-    }
-
-    @Benchmark
-    @Threads(2)
-    public byte[] maskKeysTwoThreads() {
-        return key(maskKeys);
+    public byte[] twoThreads() {
+        return key();
     }
 }
