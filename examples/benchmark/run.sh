@@ -51,7 +51,8 @@ usage: $0 [options]
                           then more rounds of 2 s per workload until a round compiles for less than 100 ms
                           (the JIT has settled), at most 3 times --warmup
   --no-jit-settle         only the --warmup seconds, even if the JIT still compiles (--quick sets it)
-  --workloads LIST        default $WORKLOADS
+  --workloads LIST        default $WORKLOADS;
+                          also open-loop echoes at a fixed rate in messages/s: text64x50@10k, bin16kx50@2000
   --targets LIST          any of direct,wsproxy,nginx (default $TARGETS)
   --proxy-jvm-opts "..."  JVM flags of wsproxy (default "$PROXY_JVM_OPTS")
   --variant NAME="..."    one more wsproxy target with these JVM flags, measured in the same alternation

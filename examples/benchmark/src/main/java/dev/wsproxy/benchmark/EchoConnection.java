@@ -2,6 +2,7 @@ package dev.wsproxy.benchmark;
 
 import java.nio.ByteBuffer;
 import java.util.concurrent.CompletableFuture;
+import java.util.function.LongSupplier;
 
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.websocket.core.CloseStatus;
@@ -11,50 +12,117 @@ import org.eclipse.jetty.websocket.core.FrameHandler;
 import org.eclipse.jetty.websocket.core.OpCode;
 
 /**
- * One closed-loop echo connection: send one message, wait for the whole echo (all its fragments), record the round
- * trip, send the next. In probe mode it sends a single message and then stays idle (the idle-hold workloads).
+ * One echo connection, in one of three modes: closed loop (send one message, wait for the whole echo, all its
+ * fragments, record the round trip, send the next), probe (one message, then idle: the idle holds) or paced (a
+ * {@link Pacer} sends on its own schedule, whatever is in flight: the open-loop workloads).
  *
- * <p>One message is in flight at a time, so the frame callbacks of one connection never run concurrently.
+ * <p>The echo comes back in the order of the sends, so the send times wait in a first-in first-out ring and each
+ * echo's round trip is measured from its own message's send. The frame callbacks of one connection never run
+ * concurrently; in paced mode the pacer's thread sends while they run, so the ring is locked.
  */
 final class EchoConnection implements FrameHandler {
+
+    /** The most messages a paced connection lets wait for their echo (its ring's size). */
+    static final int MAX_IN_FLIGHT = 1024;
+
+    /** No message in flight ({@link System#nanoTime()} may be negative, never this). */
+    private static final long NONE = Long.MIN_VALUE;
+
+    enum Mode {
+        /** One message in flight; the next is sent when its echo is back, while the run runs. */
+        CLOSED_LOOP,
+        /** One message, then idle. */
+        PROBE,
+        /** Messages sent by {@link #sendNow()} from a pacer, up to {@link #MAX_IN_FLIGHT} in flight. */
+        PACED
+    }
 
     private final RunState state;
     private final byte opCode;
     private final ByteBuffer payload;
-    private final boolean loop;
+    private final Mode mode;
+    private final LongSupplier clock;
     /** Completes on the first echo (probe) and is failed if the connection closes first. */
     final CompletableFuture<EchoConnection> firstEcho = new CompletableFuture<>();
     /** Completes when Jetty reports the session closed. */
     final CompletableFuture<CloseStatus> closed = new CompletableFuture<>();
     private volatile CoreSession session;
     private volatile boolean closing;
-    private long sentAt;
+    /** Set when a send failed or the session closed: no more sends. */
+    private volatile boolean broken;
+    /** Send times of the messages in flight, oldest first: a ring of {@code inFlight} slots from {@code head}. */
+    private final long[] sentAt;
+    private int head;
+    private int inFlight;
+    /** Bytes of the echo being received. */
     private long received;
 
     /**
      * @param payload read-only message, never changed: each send masks a copy of it
-     * @param loop {@code true} to keep sending while the run is running, {@code false} to send once
+     * @param mode closed loop, probe or paced
      */
-    EchoConnection(RunState state, byte opCode, ByteBuffer payload, boolean loop) {
+    EchoConnection(RunState state, byte opCode, ByteBuffer payload, Mode mode) {
+        this(state, opCode, payload, mode, System::nanoTime);
+    }
+
+    /** With the clock of the round trips (tests). */
+    EchoConnection(RunState state, byte opCode, ByteBuffer payload, Mode mode, LongSupplier clock) {
         this.state = state;
         this.opCode = opCode;
         this.payload = payload;
-        this.loop = loop;
+        this.mode = mode;
+        this.clock = clock;
+        this.sentAt = new long[mode == Mode.PACED ? MAX_IN_FLIGHT : 1];
     }
 
-    /** Sends the first message; the session is open. */
+    /** Sends the first message of a closed loop or a probe; the session is open. */
     void start() {
-        send();
+        sendNow();
     }
 
-    private void send() {
-        sentAt = System.nanoTime();
-        received = 0;
+    /**
+     * Sends one message now; never blocks (Jetty queues what the socket does not take). Tells {@code false}, sending
+     * nothing, when the ring of messages waiting for their echo is full ({@link #MAX_IN_FLIGHT} paced, one
+     * otherwise), or once a send failed or the session closed: the pairing of echoes with sends would be lost.
+     */
+    boolean sendNow() {
+        if (broken) {
+            return false;
+        }
+        synchronized (sentAt) {
+            if (inFlight == sentAt.length) {
+                return false;
+            }
+            sentAt[(head + inFlight) % sentAt.length] = clock.getAsLong();
+            inFlight++;
+        }
         session.sendFrame(new Frame(opCode, true, payload.slice()), Callback.from(() -> { }, failure -> {
+            broken = true;
             if (!closing) {
                 state.error("send failed: " + failure);
             }
         }), false);
+        return true;
+    }
+
+    /** How long the oldest message in flight has waited for its echo, in nanoseconds; 0 when none waits. */
+    long oldestWaitNanos() {
+        synchronized (sentAt) {
+            return inFlight == 0 ? 0 : clock.getAsLong() - sentAt[head];
+        }
+    }
+
+    /** The send time of the oldest message in flight, now echoed; {@link #NONE} for an echo of nothing sent. */
+    private long echoed() {
+        synchronized (sentAt) {
+            if (inFlight == 0) {
+                return NONE;
+            }
+            long sent = sentAt[head];
+            head = (head + 1) % sentAt.length;
+            inFlight--;
+            return sent;
+        }
     }
 
     /** Starts the close handshake; {@link #closed} completes when it is over. */
@@ -92,7 +160,7 @@ final class EchoConnection implements FrameHandler {
                 boolean fin = frame.isFin();
                 callback.succeeded();
                 if (fin) {
-                    onEcho(System.nanoTime() - sentAt);
+                    onEcho(clock.getAsLong());
                 }
                 session.demand();
             }
@@ -109,18 +177,26 @@ final class EchoConnection implements FrameHandler {
         }
     }
 
-    private void onEcho(long nanos) {
+    private void onEcho(long now) {
         int expected = payload.remaining();
         if (received != expected) {
             state.error("echo of " + received + " bytes for " + expected);
         }
-        if (!loop) {
-            state.completed(nanos, expected);
-            firstEcho.complete(this);
+        received = 0;
+        long sent = echoed();
+        if (sent == NONE) {
+            state.error("an echo of no message sent");
             return;
         }
-        if (state.completed(nanos, expected) && !closing) {
-            send();
+        boolean again = state.completed(now - sent, expected);
+        switch (mode) {
+            case PROBE -> firstEcho.complete(this);
+            case CLOSED_LOOP -> {
+                if (again && !closing) {
+                    sendNow();
+                }
+            }
+            case PACED -> { }
         }
     }
 
@@ -134,6 +210,7 @@ final class EchoConnection implements FrameHandler {
 
     @Override
     public void onClosed(CloseStatus closeStatus, Callback callback) {
+        broken = true;
         callback.succeeded();
         if (!closing) {
             state.error("closed by the peer: " + closeStatus);

@@ -91,6 +91,15 @@ final class Report {
                         "ctx switches/msg", "alloc B/msg", "JIT ms"},
                 new String[] {RunResult.CPU_US_PER_MSG, RunResult.P99_US}, new String[] {"CPU ×" + baseline,
                         "p99 ×" + baseline});
+        table(out, "Echo at a fixed rate (open loop: messages go out on schedule, whatever is in flight)", workloads,
+                targets, results, baseline, w -> w.kind() == Workload.Kind.PACED,
+                new String[] {RunResult.SENT_PER_S, RunResult.MSG_PER_S, RunResult.P50_US, RunResult.P99_US,
+                        RunResult.P999_US, RunResult.CPU_US_PER_MSG, RunResult.CORE_PERCENT, RunResult.CSW_PER_MSG,
+                        RunResult.PACER_LAG_P99_MS, RunResult.PACER_LAG_MAX_MS, RunResult.JIT_MS},
+                new String[] {"sent msg/s", "echoed msg/s", "p50 µs", "p99 µs", "p99.9 µs", "proxy CPU µs/msg",
+                        "proxy core %", "ctx switches/msg", "pacer lag p99 ms", "pacer lag max ms", "JIT ms"},
+                new String[] {RunResult.P99_US, RunResult.CPU_US_PER_MSG}, new String[] {"p99 ×" + baseline,
+                        "CPU ×" + baseline});
         table(out, "Handshake storm (each cycle: connect, one 64 B echo, close)", workloads, targets, results,
                 baseline, w -> w.kind() == Workload.Kind.STORM,
                 new String[] {RunResult.MSG_PER_S, RunResult.P50_US, RunResult.P99_US, RunResult.CPU_US_PER_MSG,

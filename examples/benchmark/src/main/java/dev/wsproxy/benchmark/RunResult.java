@@ -12,6 +12,11 @@ record RunResult(Workload workload, String target, int rep, Map<String, Double> 
         String firstError) {
 
     static final String MSG_PER_S = "msg/s";
+    /** Messages sent per second by an open-loop run's pacer. */
+    static final String SENT_PER_S = "sent/s";
+    /** How late an open-loop run's pacer sent behind its schedule in the window: 99th percentile and worst. */
+    static final String PACER_LAG_P99_MS = "pacer lag p99 ms";
+    static final String PACER_LAG_MAX_MS = "pacer lag max ms";
     static final String MB_PER_S = "MB/s";
     static final String P50_US = "p50 µs";
     static final String P99_US = "p99 µs";

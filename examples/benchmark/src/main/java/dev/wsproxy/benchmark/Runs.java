@@ -7,6 +7,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -61,14 +62,20 @@ final class Runs {
         return ByteBuffer.wrap(bytes).asReadOnlyBuffer();
     }
 
+    /** The workload's connections, opened and ready to send its message (none sent yet). */
+    private List<EchoConnection> openEchoes(Target target, RunState state, Workload workload, EchoConnection.Mode mode)
+            throws InterruptedException {
+        ByteBuffer payload = payload(workload.text(), workload.size());
+        byte opCode = workload.text() ? OpCode.TEXT : OpCode.BINARY;
+        return open(target, state, workload.connections(), () -> new EchoConnection(state, opCode, payload, mode),
+                c -> CompletableFuture.completedFuture(c));
+    }
+
     // ---- closed-loop echo ----
 
     RunResult echo(Target target, Workload workload, int rep, Duration warmup, Duration window) throws Exception {
         RunState state = new RunState(maxMessages);
-        ByteBuffer payload = payload(workload.text(), workload.size());
-        byte opCode = workload.text() ? OpCode.TEXT : OpCode.BINARY;
-        List<EchoConnection> connections = open(target, state, workload.connections(),
-                () -> new EchoConnection(state, opCode, payload, true), c -> CompletableFuture.completedFuture(c));
+        List<EchoConnection> connections = openEchoes(target, state, workload, EchoConnection.Mode.CLOSED_LOOP);
         try {
             for (EchoConnection c : connections) {
                 c.start();
@@ -82,6 +89,90 @@ final class Runs {
             state.stop();
             closeAll(connections);
         }
+    }
+
+    // ---- open-loop echo ----
+
+    /**
+     * A window sent less than this share of the rate (or echoed less than this share of what it sent), and more than
+     * {@link #SLACK} of messages short: it did not measure that rate.
+     */
+    static final double KEPT_UP = 0.98;
+    /** Messages a window may be short whatever its share: this long at the rate (the start of a short window). */
+    static final Duration SLACK = Duration.ofMillis(50);
+    /** A message that has waited this long for its echo at the end of a window: the target has stalled. */
+    static final Duration STALLED = Duration.ofSeconds(1);
+
+    /**
+     * The echo at the workload's fixed rate (see {@link Pacer}): the round trips of the messages echoed in the window,
+     * the rate actually sent and how late the pacer was beside the rate echoed. A window is an error, and says why,
+     * when the pacer did not send the rate (the generator's core is short), when the target echoed less than it was
+     * sent, when a message has waited for its echo for {@link #STALLED} at its end, or when a connection refused a
+     * message (closed, or {@link EchoConnection#MAX_IN_FLIGHT} messages unanswered on it: that ends the run).
+     */
+    RunResult paced(Target target, Workload workload, int rep, Duration warmup, Duration window) throws Exception {
+        RunState state = new RunState(maxMessages);
+        List<EchoConnection> connections = openEchoes(target, state, workload, EchoConnection.Mode.PACED);
+        Thread thread = null;
+        try {
+            if (connections.isEmpty()) {
+                return new RunResult(workload, target.name(), rep, RunResult.newMetrics(), state.errors(),
+                        state.firstError());
+            }
+            Pacer pacer = new Pacer(workload.rate(), connections.size(), i -> connections.get(i).sendNow(),
+                    state::running);
+            thread = new Thread(() -> {
+                pacer.run();
+                if (pacer.refused()) {
+                    state.error("a connection refused a message: closed, or " + EchoConnection.MAX_IN_FLIGHT
+                            + " messages unanswered on it");
+                    state.stop();
+                }
+            }, "pacer");
+            thread.setDaemon(true);
+            thread.start();
+            state.awaitStop(warmup);
+            Measure measure = Measure.start(target, state);
+            long sentBefore = pacer.sent();
+            pacer.takeLag();
+            long startNanos = System.nanoTime();
+            state.awaitStop(window);
+            long sent = pacer.sent() - sentBefore;
+            double seconds = (System.nanoTime() - startNanos) / 1e9;
+            long stalled = connections.stream().mapToLong(EchoConnection::oldestWaitNanos).max().orElse(0);
+            Map<String, Double> metrics = measure.stop(workload.size());
+            Histogram lag = pacer.takeLag();
+            double sentPerSecond = sent / seconds;
+            double echoedPerSecond = metrics.get(RunResult.MSG_PER_S);
+            metrics.put(RunResult.SENT_PER_S, sentPerSecond);
+            metrics.put(RunResult.PACER_LAG_P99_MS, lag.getValueAtPercentile(99) / 1e6);
+            metrics.put(RunResult.PACER_LAG_MAX_MS, lag.getMaxValue() / 1e6);
+            if (fellShort(sentPerSecond, workload.rate(), seconds, workload.rate())) {
+                state.error(String.format(Locale.ROOT, "the generator sent %.0f of %d msg/s: its core is short",
+                        sentPerSecond, workload.rate()));
+            }
+            if (fellShort(echoedPerSecond, sentPerSecond, seconds, workload.rate())) {
+                state.error(String.format(Locale.ROOT, "the target echoed %.0f of the %.0f msg/s it was sent",
+                        echoedPerSecond, sentPerSecond));
+            }
+            if (stalled >= STALLED.toNanos()) {
+                state.error(String.format(Locale.ROOT, "a message had waited %.0f ms for its echo at the window's end",
+                        stalled / 1e6));
+            }
+            return new RunResult(workload, target.name(), rep, metrics, state.errors(), state.firstError());
+        } finally {
+            state.stop();
+            if (thread != null) {
+                thread.join(TimeUnit.SECONDS.toMillis(5));
+            }
+            closeAll(connections);
+        }
+    }
+
+    /** Whether {@code perSecond} fell short of {@code expected} by both {@link #KEPT_UP} and {@link #SLACK}. */
+    private static boolean fellShort(double perSecond, double expected, double seconds, int rate) {
+        double missing = (expected - perSecond) * seconds;
+        return perSecond < KEPT_UP * expected && missing > rate * SLACK.toNanos() / 1e9;
     }
 
     // ---- handshake storm ----
@@ -225,7 +316,7 @@ final class Runs {
         long openStart = System.nanoTime();
         // Each connection proves its two legs with one echo, then stays idle.
         List<EchoConnection> connections = open(target, state, count,
-                () -> new EchoConnection(state, OpCode.TEXT, payload, false), c -> {
+                () -> new EchoConnection(state, OpCode.TEXT, payload, EchoConnection.Mode.PROBE), c -> {
                     c.start();
                     return c.firstEcho;
                 });

@@ -149,6 +149,7 @@ final class Suite {
                         }
                         RunResult result = switch (workload.kind()) {
                             case ECHO -> runs.echo(target, workload, rep, runWarmup, window);
+                            case PACED -> runs.paced(target, workload, rep, runWarmup, window);
                             case STORM -> runs.storm(target, workload, rep, runWarmup, window);
                             case IDLE -> idleRuns.idle(target, workload, count, rep, settle,
                                     baselines.get(target.name()));

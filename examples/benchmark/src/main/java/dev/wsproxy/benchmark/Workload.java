@@ -7,14 +7,22 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * One workload of the issue, named by an id: {@code text64x50} (64 B text echo on 50 connections), {@code bin16kx50},
- * {@code bin1mx4}, {@code storm} (connect, one 64 B echo, close; {@code storm32} for 32 at a time), {@code idle1k},
- * {@code idle10k} (hold that many connections open).
+ * One workload, named by an id: {@code text64x50} (64 B text echo on 50 connections, closed loop), {@code bin16kx50},
+ * {@code bin1mx4}, {@code text64x50@10k} (the same echo at a fixed 10,000 messages a second over all connections,
+ * open loop: see {@link Pacer}), {@code storm} (connect, one 64 B echo, close; {@code storm32} for 32 at a time),
+ * {@code idle1k}, {@code idle10k} (hold that many connections open).
+ *
+ * @param rate messages a second of a {@link Kind#PACED} workload, 0 for the others
  */
-record Workload(String id, Kind kind, boolean text, int size, int connections) {
+record Workload(String id, Kind kind, boolean text, int size, int connections, int rate) {
 
     enum Kind {
-        ECHO, STORM, IDLE
+        /** Closed-loop echo: each connection sends its next message when the echo of the last is back. */
+        ECHO,
+        /** Open-loop echo: messages go out at a fixed rate, whatever is in flight. */
+        PACED,
+        STORM,
+        IDLE
     }
 
     /** The issue's workloads, in the order the suite runs them. */
@@ -26,7 +34,7 @@ record Workload(String id, Kind kind, boolean text, int size, int connections) {
     /** The small message of the storm and of the idle probe. */
     static final int SMALL = 64;
 
-    private static final Pattern ECHO = Pattern.compile("(text|bin)(\\d+)([km]?)x(\\d+)");
+    private static final Pattern ECHO = Pattern.compile("(text|bin)(\\d+)([km]?)x(\\d+)(?:@(\\d+)(k?))?");
     private static final Pattern STORM = Pattern.compile("storm(\\d+)?");
     private static final Pattern IDLE = Pattern.compile("idle(\\d+)(k?)");
 
@@ -39,21 +47,30 @@ record Workload(String id, Kind kind, boolean text, int size, int connections) {
                 case "m" -> 1024 * 1024;
                 default -> 1;
             };
-            return new Workload(s, Kind.ECHO, m.group(1).equals("text"), Math.multiplyExact(Integer.parseInt(m.group(2)), unit),
-                    Integer.parseInt(m.group(4)));
+            int size = Math.multiplyExact(Integer.parseInt(m.group(2)), unit);
+            int connections = Integer.parseInt(m.group(4));
+            if (m.group(5) == null) {
+                return new Workload(s, Kind.ECHO, m.group(1).equals("text"), size, connections, 0);
+            }
+            int rate = Math.multiplyExact(Integer.parseInt(m.group(5)), m.group(6).isEmpty() ? 1 : 1000);
+            if (rate < 1 || connections < 1) {
+                throw new IllegalArgumentException("workload: " + id + " (expected: a rate and connections above 0)");
+            }
+            return new Workload(s, Kind.PACED, m.group(1).equals("text"), size, connections, rate);
         }
         m = STORM.matcher(s);
         if (m.matches()) {
             int concurrency = m.group(1) == null ? DEFAULT_STORM_CONCURRENCY : Integer.parseInt(m.group(1));
-            return new Workload(s, Kind.STORM, true, SMALL, concurrency);
+            return new Workload(s, Kind.STORM, true, SMALL, concurrency, 0);
         }
         m = IDLE.matcher(s);
         if (m.matches()) {
             int count = Integer.parseInt(m.group(1)) * (m.group(2).isEmpty() ? 1 : 1000);
-            return new Workload(s, Kind.IDLE, true, SMALL, count);
+            return new Workload(s, Kind.IDLE, true, SMALL, count, 0);
         }
         throw new IllegalArgumentException("workload: " + id
-                + " (expected: textNxC, binN[k|m]xC, storm[C] or idleN[k], like text64x50, bin1mx4, idle10k)");
+                + " (expected: textNxC or binN[k|m]xC, optionally @R[k] for R messages/s, storm[C] or idleN[k],"
+                + " like text64x50, bin1mx4, text64x50@10k, idle10k)");
     }
 
     static List<Workload> parseList(String ids) {
@@ -70,6 +87,8 @@ record Workload(String id, Kind kind, boolean text, int size, int connections) {
     String label() {
         return switch (kind) {
             case ECHO -> size(size) + (text ? " text" : " binary") + " echo ×" + connections;
+            case PACED -> size(size) + (text ? " text" : " binary") + " echo ×" + connections + " at "
+                    + String.format(Locale.ROOT, "%,d", rate) + " msg/s";
             case STORM -> "handshake storm (connect, 64 B echo, close) ×" + connections;
             case IDLE -> "idle hold " + String.format(Locale.ROOT, "%,d", connections) + " connections";
         };

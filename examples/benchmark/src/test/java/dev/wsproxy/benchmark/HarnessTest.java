@@ -62,6 +62,21 @@ class HarnessTest {
     }
 
     @Test
+    void pacesAnOpenLoopEchoThroughTheProxy() throws Exception {
+        Runs runs = new Runs(client, 8, 1_500);
+
+        RunResult paced = runs.paced(proxied, Workload.parse("text64x4@5000"), 1, Duration.ZERO,
+                Duration.ofSeconds(30));
+
+        // The run ends after 1,500 echoes: about 0.3 s at the rate, which the pacer kept (or this is an error).
+        assertThat(paced.errors()).as(String.valueOf(paced.firstError())).isZero();
+        assertThat(paced.metrics().get(RunResult.SENT_PER_S)).isBetween(0.5 * 5000, 1.5 * 5000);
+        assertThat(paced.metrics().get(RunResult.MSG_PER_S)).isBetween(0.5 * 5000, 1.5 * 5000);
+        assertThat(paced.metrics().get(RunResult.P50_US)).isPositive();
+        assertThat(paced.metrics()).containsKeys(RunResult.CPU_US_PER_MSG, RunResult.PACER_LAG_P99_MS);
+    }
+
+    @Test
     void stormsHandshakesDirectAndThroughTheProxy() throws Exception {
         Runs runs = new Runs(client, 8, 40);
 

@@ -45,10 +45,29 @@ class ReportTest {
         assertThat(table).contains("| 64 B text echo ×50 | nginx |").contains("1.00×");
     }
 
+    @Test
+    void openLoopRunsHaveATableOfTheirOwnWithTheirP99AgainstTheBaseline() {
+        Workload closed = Workload.parse("text64x50");
+        Workload paced = Workload.parse("text64x50@10k");
+        List<RunResult> results = List.of(run(closed, "wsproxy", 1, 30.0), run(closed, "nginx", 1, 15.0),
+                run(paced, "wsproxy", 1, 30.0, 150.0), run(paced, "nginx", 1, 15.0, 100.0));
+
+        String table = Report.markdown(List.of(closed, paced), List.of("wsproxy", "nginx"), results, "nginx");
+
+        assertThat(table.indexOf("**Echo at a fixed rate")).isPositive();
+        String open = table.substring(table.indexOf("**Echo at a fixed rate"));
+        assertThat(open).contains("| 64 B text echo ×50 at 10,000 msg/s | wsproxy |").contains("| 1.50× | 2.00× |")
+                .doesNotContain("| 64 B text echo ×50 |");
+    }
+
     private static RunResult run(Workload workload, String target, int rep, double cpu) {
+        return run(workload, target, rep, cpu, 100.0);
+    }
+
+    private static RunResult run(Workload workload, String target, int rep, double cpu, double p99) {
         Map<String, Double> metrics = RunResult.newMetrics();
         metrics.put(RunResult.MSG_PER_S, 1000.0);
-        metrics.put(RunResult.P99_US, 100.0);
+        metrics.put(RunResult.P99_US, p99);
         metrics.put(RunResult.CPU_US_PER_MSG, cpu);
         return new RunResult(workload, target, rep, metrics, 0, null);
     }
@@ -61,6 +80,11 @@ class ReportTest {
                 "idle hold 1,000 connections", "idle hold 10,000 connections");
         assertThat(Workload.parse("bin1mx4").size()).isEqualTo(1024 * 1024);
         assertThat(Workload.parse("storm32").connections()).isEqualTo(32);
+        assertThat(Workload.parse("text64x50@10k")).isEqualTo(
+                new Workload("text64x50@10k", Workload.Kind.PACED, true, 64, 50, 10_000));
+        assertThat(Workload.parse("bin16kx4@250").label()).isEqualTo("16 KiB binary echo ×4 at 250 msg/s");
+        assertThatThrownBy(() -> Workload.parse("text64x50@0")).hasMessageContaining("above 0");
+        assertThatThrownBy(() -> Workload.parse("text64x0@10")).hasMessageContaining("above 0");
         assertThatThrownBy(() -> Workload.parse("echo")).hasMessageContaining("expected: textNxC");
     }
 
