@@ -19,7 +19,8 @@ import java.util.Locale;
  * </ul>
  *
  * <p>A backup backend ({@link #asBackup()}, nginx's {@code backup}) gets new sessions only while no primary backend of
- * its route is up.
+ * its route can take one: none is up and not draining, below its cap of handshakes in flight and not already tried by
+ * the handshake (failover).
  *
  * <p>Instances are immutable values: two backends are equal when their URI, weight and backup flag are equal.
  *
@@ -48,7 +49,8 @@ public final class Backend {
      *
      * @param uri a {@code ws}, {@code wss}, {@code http} or {@code https} URI with a host
      * @return the backend, with weight {@value #DEFAULT_WEIGHT}
-     * @throws IllegalArgumentException if the URI is malformed, has another scheme, no host, user info or a fragment
+     * @throws IllegalArgumentException if the URI is malformed, has another scheme, no host, user info, a query or a
+     *         fragment
      */
     public static Backend of(String uri) {
         requireNonNull(uri, "uri");
@@ -64,7 +66,7 @@ public final class Backend {
      *
      * @param uri a {@code ws}, {@code wss}, {@code http} or {@code https} URI with a host
      * @return the backend, with weight {@value #DEFAULT_WEIGHT}
-     * @throws IllegalArgumentException if the URI has another scheme, no host, user info or a fragment
+     * @throws IllegalArgumentException if the URI has another scheme, no host, user info, a query or a fragment
      */
     public static Backend of(URI uri) {
         requireNonNull(uri, "uri");
@@ -114,8 +116,9 @@ public final class Backend {
     }
 
     /**
-     * Returns a copy of this backend marked as a backup: it gets new sessions only while every primary backend of its
-     * route is down or draining.
+     * Returns a copy of this backend marked as a backup: it gets new sessions only while no primary backend of its
+     * route can take one (every primary is down, draining, at its cap of handshakes in flight, or already failed for
+     * the handshake at hand).
      *
      * @return a backup backend with the same URI and weight
      */

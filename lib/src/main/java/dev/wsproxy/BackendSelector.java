@@ -190,10 +190,11 @@ public interface BackendSelector {
      *
      * <p>Pick it when a client's reconnects must find the backend that holds its state (a session cache, a
      * Socket.IO long-polling fallback) and the client has no better key. The key is
-     * {@link HandshakeRequest#clientAddress()}, the peer of the proxy's connection, whole (nginx uses the first three
-     * octets of IPv4), with an IPv4-mapped IPv6 address ({@code ::ffff:10.0.0.1}) taken as the IPv4 address. Clients
-     * behind one NAT or one forward proxy share a backend; behind another proxy of yours every client has that proxy's
-     * address, so use {@link #consistentHash(Function)} with a key you trust instead. Removing or losing one backend
+     * {@link HandshakeRequest#clientAddress()}, whole (nginx uses the first three octets of IPv4), with an IPv4-mapped
+     * IPv6 address ({@code ::ffff:10.0.0.1}) taken as the IPv4 address. Clients behind one NAT or one forward proxy
+     * share a backend; behind another proxy of yours, name it in {@link ProxyBuilder#trustedProxies(String...)} so
+     * that the address is the client's from its {@code X-Forwarded-For}, or use {@link #consistentHash(Function)} with
+     * a key you trust. Removing or losing one backend
      * moves only its own clients; they come back when it is up again. No state: every proxy instance with the same
      * backends picks the same backend for the same address. Stateless and thread-safe; one shared instance.
      *

@@ -24,7 +24,10 @@ public interface HandshakeRequest {
     String route();
 
     /**
-     * Returns the address of the peer that connected to the proxy.
+     * Returns the client's address: the peer that connected to the proxy or, when that peer is one of
+     * {@link ProxyBuilder#trustedProxies(String...)}, the client it names, with port 0: the right-most hop of its
+     * {@code X-Forwarded-For} that is not a trusted proxy, or its {@code X-Real-IP} when it sends no
+     * {@code X-Forwarded-For}.
      *
      * @return the client's socket address
      */
@@ -32,7 +35,7 @@ public interface HandshakeRequest {
 
     /**
      * Returns the URI the client asked for: scheme {@code http} or {@code https}, host and port from the
-     * {@code Host} header, path and query.
+     * {@code Host} header (from {@code X-Forwarded-Host} when the peer is a trusted proxy), path and query.
      *
      * @return the request URI
      */

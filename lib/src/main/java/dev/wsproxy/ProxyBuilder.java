@@ -334,8 +334,9 @@ public final class ProxyBuilder {
      * that picks a busy backend anyway gets a failed attempt with {@code 503} ({@code "backend busy"}), which
      * {@link #failover(int, Duration) failover} moves on from. Neither is a failure for
      * {@link #passiveHealth(int, Duration) passive health}: the backend is busy, not broken. A handshake gives its place back when it ends, however it ends: the backend's
-     * {@code 101} or refusal, a failure, the connect timeout, or the proxy stopping. A client that leaves meanwhile
-     * does not end its backend handshake, so the connect timeout bounds that case too.
+     * {@code 101} or refusal, a failure, the connect timeout, the proxy stopping, or the client leaving meanwhile,
+     * which the proxy notices at once on its own connectors ({@link WebSocketProxy#serverConnector}); behind another
+     * connector, it is noticed when the {@code 101} is written, and the connect timeout bounds that case.
      * {@link BackendStatus#pendingHandshakes()} shows the count; like the active sessions, it is kept per route.
      *
      * <p>Default: {@link #DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES}. A healthy backend answers within a few round trips,
@@ -454,8 +455,9 @@ public final class ProxyBuilder {
 
     /**
      * Limits how fast one client address may start handshakes: a token bucket of {@code perSecond} tokens a second
-     * with a burst of {@code perSecond}. A handshake over the rate gets {@code 429} with {@code Retry-After: 1} before
-     * anything else is done with it. Default: no limit.
+     * with a burst of {@code perSecond}. A handshake over the rate gets {@code 429} with {@code Retry-After: 1} right
+     * after the request is validated as an upgrade (and the proxy found not shutting down), before any other check.
+     * Default: no limit.
      *
      * @param perSecond handshakes per second per client address, at least 1
      * @return this builder

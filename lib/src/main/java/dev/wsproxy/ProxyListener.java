@@ -68,9 +68,11 @@ public interface ProxyListener {
 
     /**
      * Called when the client's upgrade request got an HTTP status instead of {@code 101}: a malformed request
-     * ({@code 400}, {@code 426}), a refused origin ({@code 403}), no backend, every backend tried busy or shutdown
-     * ({@code 503}), a backend failure ({@code 502}, {@code 504}), or the backend's own refusal, relayed with its
-     * status. A client that closes its connection while the proxy waits for the backend's answer
+     * ({@code 400}, {@code 426}), a refused origin ({@code 403}), a client over its handshake rate or its connection
+     * limit ({@code 429}), the proxy at {@code maxConnections}, no backend, every backend tried busy or shutdown
+     * ({@code 503}), the route's authenticator's refusal (its own status, or {@code 504} when it did not decide in
+     * time), a validator, selector or authenticator that threw ({@code 500}), a backend failure ({@code 502},
+     * {@code 504}), or the backend's own refusal, relayed with its status. A client that closes its connection while the proxy waits for the backend's answer
      * is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is closed at once, and
      * the backend is not blamed.
      *

@@ -32,7 +32,10 @@ public interface ProxySession {
     String route();
 
     /**
-     * Returns the address of the peer that connected to the proxy.
+     * Returns the client's address: the peer that connected to the proxy or, when that peer is one of
+     * {@link ProxyBuilder#trustedProxies(String...)}, the client it names, with port 0: the right-most hop of its
+     * {@code X-Forwarded-For} that is not a trusted proxy, or its {@code X-Real-IP} when it sends no
+     * {@code X-Forwarded-For}.
      *
      * @return the client's socket address
      */
@@ -62,7 +65,7 @@ public interface ProxySession {
     /**
      * Returns when the client leg was upgraded.
      *
-     * @return the opening instant
+     * @return the opening instant, {@link Instant#EPOCH} while the backend handshake is in progress
      */
     Instant openedAt();
 
@@ -95,7 +98,9 @@ public interface ProxySession {
     long backendToClientMessages();
 
     /**
-     * Closes both legs with the given code and reason, as the proxy. Does nothing if the session is already closing.
+     * Closes both legs with the given code and reason, as the proxy. A leg that was already sent a close keeps it; a
+     * close a peer started that the proxy still holds (waiting for the other peer's answer) is answered with this code.
+     * Does nothing once the session has ended.
      *
      * @param code a close code that may be sent: 1000 to 1003, 1007 to 1014, or 3000 to 4999 (RFC 6455 section 7.4)
      * @param reason the reason, at most 123 UTF-8 bytes

@@ -11,7 +11,8 @@ public interface SelectionContext extends HandshakeRequest {
     /**
      * Returns every backend of the matched route, in the order they were configured, whatever their state.
      *
-     * @return the route's backends, never empty
+     * @return the route's backends; empty only for a route whose backends come from DNS, before its first look-up
+     *         succeeded
      */
     List<Backend> backends();
 

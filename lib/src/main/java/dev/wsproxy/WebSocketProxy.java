@@ -205,7 +205,9 @@ public final class WebSocketProxy implements AutoCloseable {
     }
 
     /**
-     * Returns the sessions open now, including those whose close handshake is in progress.
+     * Returns the sessions open now, including those whose close handshake is in progress and those still in their
+     * backend handshake (their {@link ProxySession#openedAt()} is {@link java.time.Instant#EPOCH} and their
+     * subprotocol {@code null} until the client is upgraded).
      *
      * @return a snapshot of the open sessions
      */
