@@ -84,9 +84,9 @@ public final class AuthDecision {
      * spelled with {@code _} for {@code -} ({@code X_User_Id}, which CGI-style backends read as {@code X-User-Id}), so
      * a client cannot forge it; several calls with one name send several values.
      *
-     * @param name a header name, not one the proxy sets ({@code Host}, {@code X-Forwarded-For},
-     *         {@code X-Forwarded-Proto}, {@code X-Forwarded-Host}, {@code X-Real-IP}, {@code Forwarded}), a hop-by-hop
-     *         one or a {@code Sec-WebSocket-*} one
+     * @param name a header name, not a reserved one: those the proxy sets or filters ({@code Host},
+     *         {@code X-Forwarded-For}, {@code X-Forwarded-Proto}, {@code X-Forwarded-Host}, {@code X-Real-IP},
+     *         {@code Forwarded}, {@code Content-Length}), hop-by-hop ones and {@code Sec-WebSocket-*} ones
      * @param value the value, without line breaks
      * @return a new decision
      * @throws IllegalStateException if this decision refuses

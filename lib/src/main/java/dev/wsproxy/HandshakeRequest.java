@@ -34,15 +34,18 @@ public interface HandshakeRequest {
     InetSocketAddress clientAddress();
 
     /**
-     * Returns the URI the client asked for: scheme {@code http} or {@code https}, host and port from the
-     * {@code Host} header (from {@code X-Forwarded-Host} when the peer is a trusted proxy), path and query.
+     * Returns the URI the client asked for: scheme {@code https} when {@link #secure()}, else {@code http}; host and
+     * port from the {@code Host} header (from {@code X-Forwarded-Host} when the peer is a trusted proxy); path and
+     * query.
      *
      * @return the request URI
      */
     URI uri();
 
     /**
-     * Tells whether the client connected over TLS.
+     * Tells whether the client connected over TLS: to the proxy or, when the peer is a trusted proxy
+     * ({@link ProxyBuilder#trustedProxies(String...)}) that sends {@code X-Forwarded-Proto}, to that proxy
+     * ({@code https} or {@code wss}).
      *
      * @return {@code true} for {@code wss://} clients
      */

@@ -334,9 +334,10 @@ public final class ProxyBuilder {
      * that picks a busy backend anyway gets a failed attempt with {@code 503} ({@code "backend busy"}), which
      * {@link #failover(int, Duration) failover} moves on from. Neither is a failure for
      * {@link #passiveHealth(int, Duration) passive health}: the backend is busy, not broken. A handshake gives its place back when it ends, however it ends: the backend's
-     * {@code 101} or refusal, a failure, the connect timeout, the proxy stopping, or the client leaving meanwhile,
-     * which the proxy notices at once on its own connectors ({@link WebSocketProxy#serverConnector}); behind another
-     * connector, it is noticed when the {@code 101} is written, and the connect timeout bounds that case.
+     * {@code 101} or refusal, a failure, the connect timeout, the proxy stopping, the session closed by
+     * {@link ProxySession#close}, or the client leaving meanwhile, which the proxy notices at once on its own
+     * connectors ({@link WebSocketProxy#serverConnector}); behind another connector, the handshake goes on until the
+     * backend answers or the connect timeout.
      * {@link BackendStatus#pendingHandshakes()} shows the count; like the active sessions, it is kept per route.
      *
      * <p>Default: {@link #DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES}. A healthy backend answers within a few round trips,
@@ -376,10 +377,10 @@ public final class ProxyBuilder {
     }
 
     /**
-     * Sets the handler that gets the requests the proxy does not take, when the proxy runs standalone with
-     * {@link WebSocketProxy#start()}: requests outside every route, and plain HTTP on routes set to
-     * {@link PlainHttp#NEXT_HANDLER}. Without one, such requests get {@code 404}. When the proxy is mounted, wrap your
-     * handler with {@link WebSocketProxy#handler()} instead.
+     * Sets the handler that gets the requests the proxy does not take: requests outside every route, and plain HTTP
+     * on routes set to {@link PlainHttp#NEXT_HANDLER}. Without one, such requests get {@code 404}. It is the handler
+     * {@link WebSocketProxy#handler()} wraps, standalone or mounted; when mounted, {@code handler().setHandler(...)}
+     * replaces it.
      *
      * @param handler the next handler, for instance a {@code ResourceHandler} serving a web page
      * @return this builder

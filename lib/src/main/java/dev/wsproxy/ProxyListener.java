@@ -69,12 +69,15 @@ public interface ProxyListener {
     /**
      * Called when the client's upgrade request got an HTTP status instead of {@code 101}: a malformed request
      * ({@code 400}, {@code 426}), a refused origin ({@code 403}), a client over its handshake rate or its connection
-     * limit ({@code 429}), the proxy at {@code maxConnections}, no backend, every backend tried busy or shutdown
-     * ({@code 503}), the route's authenticator's refusal (its own status, or {@code 504} when it did not decide in
-     * time), a validator, selector or authenticator that threw ({@code 500}), a backend failure ({@code 502},
-     * {@code 504}), or the backend's own refusal, relayed with its status. A client that closes its connection while the proxy waits for the backend's answer
-     * is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is closed at once, and
-     * the backend is not blamed.
+     * limit ({@code 429}), the proxy at {@code maxConnections}, no backend, every backend tried busy, a session closed
+     * by {@link ProxySession#close} during its backend handshake, or shutdown ({@code 503}), the route's
+     * authenticator's refusal (its own status, or {@code 504} when it did not decide in time), a validator, selector
+     * or authenticator that threw ({@code 500}), a backend failure ({@code 502}, {@code 504}), a client that could not
+     * be upgraded ({@code 502}), or the backend's own refusal, relayed with its status. On the proxy's own connectors
+     * ({@link WebSocketProxy#serverConnector}), a client that closes its connection while the proxy waits for the
+     * backend's answer is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is
+     * closed at once, and the backend is not blamed. Plain HTTP requests on a route that the route's authenticator or
+     * selector refuses are reported here too.
      *
      * @param request the client's upgrade request
      * @param status the HTTP status sent to the client, or {@code 499} when the client left first

@@ -100,7 +100,8 @@ public interface ProxySession {
     /**
      * Closes both legs with the given code and reason, as the proxy. A leg that was already sent a close keeps it; a
      * close a peer started that the proxy still holds (waiting for the other peer's answer) is answered with this code.
-     * Does nothing once the session has ended.
+     * A session still in its backend handshake ends it: the client gets {@code 503} instead of {@code 101}, and the
+     * backend is neither blamed nor replaced by another. Does nothing once the session has ended.
      *
      * @param code a close code that may be sent: 1000 to 1003, 1007 to 1014, or 3000 to 4999 (RFC 6455 section 7.4)
      * @param reason the reason, at most 123 UTF-8 bytes

@@ -206,8 +206,8 @@ public final class WebSocketProxy implements AutoCloseable {
 
     /**
      * Returns the sessions open now, including those whose close handshake is in progress and those still in their
-     * backend handshake (their {@link ProxySession#openedAt()} is {@link java.time.Instant#EPOCH} and their
-     * subprotocol {@code null} until the client is upgraded).
+     * backend handshake (their {@link ProxySession#openedAt()} is {@link java.time.Instant#EPOCH} until the client is
+     * upgraded, and their subprotocol {@code null} until the backend's {@code 101} is accepted).
      *
      * @return a snapshot of the open sessions
      */

@@ -56,6 +56,13 @@ class BackendHandshakeCapTest {
         return resource;
     }
 
+    /** A WebSocket backend that answers {@code whoami} with {@code name}, left-over sessions checked after the test. */
+    private TestBackend testBackend(String name) throws Exception {
+        TestBackend backend = resource(new TestBackend(name));
+        testBackends.add(backend);
+        return backend;
+    }
+
     /** A backend that accepts connections and reads upgrade requests, and never answers them. */
     private RawBackend silentBackend() throws Exception {
         return resource(RawBackend.answering(RawBackend.silent()));
@@ -176,8 +183,7 @@ class BackendHandshakeCapTest {
     @Test
     void failsOverFromABusyBackendWithoutMarkingItDown() throws Exception {
         RawBackend silent = silentBackend();
-        TestBackend a = resource(new TestBackend("a"));
-        testBackends.add(a);
+        TestBackend a = testBackend("a");
         // A selector that picks the silent backend for the first and the third handshake, even when it is busy (so
         // not a candidate), and the first candidate otherwise: the third is offered the busy backend, then fails over.
         AtomicInteger calls = new AtomicInteger();
@@ -217,14 +223,45 @@ class BackendHandshakeCapTest {
     }
 
     /**
+     * {@code ProxySession.close} on a session still in its backend handshake ({@code sessions()} lists it): the
+     * handshake ends at once, the client gets {@code 503}, the backend is not blamed and no other backend is tried.
+     * (Before, the close timer cancelled the handshake as a failure: a passive-health failure, then failover, and the
+     * closed session came back open on another backend.)
+     */
+    @Test
+    void aSessionClosedDuringItsBackendHandshakeGets503WithoutBlameOrFailover() throws Exception {
+        RawBackend silent = silentBackend();
+        TestBackend a = testBackend("a");
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder
+                .passiveHealth(1, Duration.ofMinutes(1))
+                .route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                        .backendSelector(context -> context.candidates().get(0).backend())));
+        RawHttp client = pendingUpgrade(silent);
+        assertThat(proxy.sessions()).hasSize(1);
+        ProxySession pending = proxy.sessions().get(0);
+        assertThat(pending.openedAt()).isEqualTo(java.time.Instant.EPOCH);
+
+        pending.close(4001, "kicked");
+
+        assertThat(client.readResponse().status()).isEqualTo(503);
+        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
+        assertThat(status(0).recentFailures()).isZero();
+        assertThat(status(0).pendingHandshakes()).isZero();
+        assertThat(status(1).totalSessions()).as("no failover").isZero();
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                .containsExactly(503);
+        await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+    }
+
+    /**
      * A backend at its cap is not a candidate: the default round robin sends every handshake to the other backend,
      * without spending a failover attempt on the busy one (one attempt only here, so each would get 503).
      */
     @Test
     void leavesABusyBackendOutOfTheCandidates() throws Exception {
         RawBackend silent = silentBackend();
-        TestBackend a = resource(new TestBackend("a"));
-        testBackends.add(a);
+        TestBackend a = testBackend("a");
         startProxy(LONG_CONNECT_TIMEOUT, builder -> builder
                 .route("/ws/", r -> r.backends(silent.backend(), a.backend())
                         .maxPendingBackendHandshakes(1)

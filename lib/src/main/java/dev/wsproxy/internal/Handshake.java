@@ -167,7 +167,14 @@ final class Handshake {
                 clientGone(backend, gone);
             } else if (failure != null) {
                 relay.onBackendFailed();
-                failed(state, backend, backendResponse, failure);
+                if (relay.closedBeforeUpgrade() && (failure instanceof CancellationException
+                        || failure.getCause() instanceof CancellationException)) {
+                    // ProxySession.close on a session still in its backend handshake: the application's decision,
+                    // not the backend's failure.
+                    refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "session closed before its upgrade");
+                } else {
+                    failed(state, backend, backendResponse, failure);
+                }
             } else {
                 state.recordSuccess();
                 upgradeClient(relay, backendSession, legConfiguration);

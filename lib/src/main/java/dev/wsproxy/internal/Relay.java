@@ -108,6 +108,8 @@ final class Relay implements ProxySession {
     private Scheduler.@Nullable Task closeTimer;
     private Scheduler.@Nullable Task lifetimeTimer;
     private @Nullable Runnable abortHandshake;
+    /** {@link #close} was called before the client was upgraded: a backend handshake it cancels is not a failure. */
+    private boolean closedBeforeUpgrade;
 
     private volatile @Nullable String subprotocol;
     private volatile Instant openedAt = Instant.EPOCH;
@@ -198,7 +200,24 @@ final class Relay implements ProxySession {
                             + " UTF-8 bytes)");
         }
         CloseStatus status = new CloseStatus(code, reason);
+        Runnable abort = null;
+        synchronized (this) {
+            if (!opened && !finished) {
+                closedBeforeUpgrade = true;
+                abort = abortHandshake;
+            }
+        }
         terminate(status, status);
+        if (abort != null) {
+            // A backend handshake in progress ends now (503 to the client, nobody blamed, no failover); one that
+            // completed already goes on, and the client gets its 101 and then this close.
+            abort.run();
+        }
+    }
+
+    /** Whether {@link #close} was called before the client was upgraded (see {@link Handshake}). */
+    synchronized boolean closedBeforeUpgrade() {
+        return closedBeforeUpgrade;
     }
 
     @Override
@@ -225,9 +244,16 @@ final class Relay implements ProxySession {
         this.permit = permit;
     }
 
-    /** Remembers how to abort the pending backend handshake, for shutdown. */
-    synchronized void onConnecting(Runnable abort) {
-        this.abortHandshake = abort;
+    /** Remembers how to abort the pending backend handshake, for shutdown; aborts it at once after an early close. */
+    void onConnecting(Runnable abort) {
+        boolean closed;
+        synchronized (this) {
+            this.abortHandshake = abort;
+            closed = closedBeforeUpgrade;
+        }
+        if (closed) {
+            abort.run();
+        }
     }
 
     /** The backend handshake failed: neither leg will ever open. */

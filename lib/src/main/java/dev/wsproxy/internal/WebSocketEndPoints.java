@@ -468,8 +468,10 @@ public final class WebSocketEndPoints {
 
         /**
          * What Jetty's connector sets on each socket it opens, less {@code SO_REUSEADDR} and {@code SO_REUSEPORT}
-         * where it binds none: options of a bound address, two system calls per backend connection for nothing on a
-         * socket that connects from a port the kernel picks (a storm cycle made 5 {@code setsockopt} calls, nginx 2).
+         * where it binds none: options of a bound address, two system calls per backend connection on a socket that
+         * connects from a port the kernel picks (a storm cycle made 5 {@code setsockopt} calls, nginx 2). Like nginx's
+         * upstream sockets, such a socket then keeps its port from a listener that binds it with
+         * {@code SO_REUSEADDR} while the connection lives or waits in {@code TIME_WAIT}.
          */
         @Override
         protected void configure(SelectableChannel selectable) throws IOException {
@@ -486,12 +488,12 @@ public final class WebSocketEndPoints {
             }
         }
 
-        /** Sets an option as Jetty's connector does: a socket that refuses one is used without it. */
+        /** Sets an option; a socket that refuses one is used without it, as Jetty's connector does. */
         private static <T> void setOption(NetworkChannel channel, SocketOption<T> option, T value) {
             try {
                 channel.setOption(option, value);
-            } catch (IOException | RuntimeException e) {
-                LOG.debug("Could not set {} to {} on {}", option, value, channel, e);
+            } catch (Throwable x) {
+                LOG.trace("Could not set {} to {} on {}", option, value, channel, x);
             }
         }
 
