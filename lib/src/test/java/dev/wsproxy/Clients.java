@@ -17,6 +17,8 @@ import org.eclipse.jetty.websocket.api.Session;
 import org.eclipse.jetty.websocket.client.ClientUpgradeRequest;
 import org.eclipse.jetty.websocket.client.WebSocketClient;
 
+import dev.wsproxy.internal.WebSocketProxyHandler;
+
 /** Test clients and the leak checks every test ends with. */
 final class Clients implements AutoCloseable {
 
@@ -86,6 +88,8 @@ final class Clients implements AutoCloseable {
     static void assertNoLeaks(WebSocketProxy proxy, Clients clients, TestBackend... backends) {
         await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> {
             assertThat(proxy.sessions()).as("proxy sessions").isEmpty();
+            assertThat(((WebSocketProxyHandler) proxy.handler()).held())
+                    .as("connection slots and backend counts held").isEqualTo(new WebSocketProxyHandler.Held(0, 0, 0, 0));
             if (clients != null) {
                 assertThat(clients.client.getOpenSessions()).as("client sessions").isEmpty();
             }

@@ -551,6 +551,31 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
     }
 
+    /**
+     * What the proxy holds for sessions now, in all routes: all zero once every session has ended and every
+     * handshake has finished (the tests' leak check).
+     *
+     * @param sessions registered sessions
+     * @param connectionSlots client connection slots taken ({@code maxConnections}, {@code maxConnectionsPerIp})
+     * @param activeBackendSessions sessions the backends' counts hold (least-connections, {@code BackendStatus})
+     * @param pendingBackendHandshakes backend handshakes in flight
+     */
+    public record Held(int sessions, int connectionSlots, int activeBackendSessions, int pendingBackendHandshakes) {
+    }
+
+    /** What the proxy holds now; see {@link Held}. */
+    public Held held() {
+        int active = 0;
+        int pending = 0;
+        for (Route route : config.routes()) {
+            for (BackendState state : route.backends().states()) {
+                active += state.activeSessions();
+                pending += state.pendingHandshakes();
+            }
+        }
+        return new Held(relays.size(), connectionLimits == null ? 0 : connectionLimits.total(), active, pending);
+    }
+
     /** The open sessions, including those whose handshake or close is in progress. */
     public List<ProxySession> sessions() {
         return List.copyOf(relays);
