@@ -38,6 +38,8 @@ class OriginCheckTest {
                 .route("/same/", r -> r.backends(backend.backend()).originValidator(OriginValidator.sameOrigin()))
                 .route("/list/", r -> r.backends(backend.backend())
                         .originValidator(OriginValidator.allowList("https://a.example")))
+                .route("/required/", r -> r.backends(backend.backend())
+                        .originValidator(OriginValidator.allowList("https://a.example").requireOrigin()))
                 .route("/either/", r -> r.backends(backend.backend()).originValidator(
                         OriginValidator.allowList("https://a.example").or(OriginValidator.allowList("https://b.example"))))
                 .route("/custom/", r -> r.backends(backend.backend()).originValidator((origin, request) -> {
@@ -149,6 +151,14 @@ class OriginCheckTest {
     @ValueSource(strings = {"/any/", "/same/", "/list/", "/either/"})
     void builtInsUpgradeARequestWithoutOrigin(String route) throws Exception {
         assertUpgrades(Request.upgrade(route + "chat", host()));
+    }
+
+    /** Non-browser clients send no Origin; {@code requireOrigin()} refuses them like a foreign origin (matrix H3). */
+    @Test
+    void requireOriginRejectsARequestWithoutOriginWith403BeforeConnecting() throws Exception {
+        assertRejectedBeforeConnecting(Request.upgrade("/required/chat", host()));
+        assertRejectedBeforeConnecting(Request.upgrade("/required/chat", host()).add("Origin", "https://b.example"));
+        assertUpgrades(Request.upgrade("/required/chat", host()).add("Origin", "https://a.example"));
     }
 
     @Test

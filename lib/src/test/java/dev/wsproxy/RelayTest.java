@@ -186,6 +186,32 @@ class RelayTest {
         assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.BACKEND);
     }
 
+    /** The first and last application close codes go through as they are, both ways (matrix F7). */
+    @ParameterizedTest(name = "code {0}")
+    @ValueSource(ints = {3000, 4999})
+    void relaysTheEdgesOfTheApplicationCloseCodesBothWays(int code) throws Exception {
+        WsRecorder client = connect();
+        client.session.close(code, "from-client", Callback.NOOP);
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(code, "from-client"));
+        client.nextClose();
+
+        WsRecorder second = connect();
+        second.sendText("close:" + code + ":from-backend");
+        assertThat(second.nextClose()).isEqualTo(new WsRecorder.Closed(code, "from-backend"));
+    }
+
+    /** A client that ends its stream without a close frame (FIN, no RST) is a lost client too (matrix M6). */
+    @Test
+    void closesBackendWith1001WhenClientEndsItsStreamWithoutACloseFrame() throws Exception {
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/ws/raw"))) {
+            raw.send(true, RawWebSocket.TEXT, "hi".getBytes(StandardCharsets.UTF_8));
+            assertThat(raw.read().text()).isEqualTo("hi");
+            raw.socket.shutdownOutput();
+            assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "client connection lost"));
+        }
+        assertThat(nextSessionClose().clientCode()).isEqualTo(1006);
+    }
+
     @Test
     void relaysGoingAwayBothWays() throws Exception {
         WsRecorder client = connect();
