@@ -8,6 +8,7 @@ import java.util.stream.Stream;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -71,6 +72,22 @@ class FramingViolationsTest {
         List<Integer> relayed = name.equals(FRAGMENT_THEN_TEXT) ? List.of(0x1, 0x8) : List.of(0x8);
         assertThat(backend.frames).as("what reached the backend").extracting(RawFrames.Frame::opcode)
                 .containsExactlyElementsOf(relayed);
+    }
+
+    /**
+     * Bytes after a client's close frame are not a frame of the session (RFC 6455 section 5.5.1): a text frame sent in
+     * the same write as the close never reaches the backend, which gets the client's close as it came (matrix M9).
+     * The client, which broke the protocol, loses its connection: Jetty reads on after a close to see the end of the
+     * stream and fails the connection on a data frame, before the backend's answer could be relayed.
+     */
+    @Test
+    void relaysNothingAClientSendsAfterItsCloseFrame() throws Exception {
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/late"))) {
+            raw.sendRaw(concat(maskedBytes(0x88, bytes(0x03, 0xE8, 'b', 'y', 'e')), masked(0x81, "late")));
+            assertThat(backend.nextEnd(5)).isEqualTo("close:1000");
+        }
+        assertThat(backend.frames).extracting(RawFrames.Frame::opcode).containsExactly(0x8);
+        assertThat(backend.frames.peek().payload()).containsExactly(0x03, 0xE8, 'b', 'y', 'e');
     }
 
     private static byte[] bytes(int... values) {
