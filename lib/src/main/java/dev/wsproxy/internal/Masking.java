@@ -13,6 +13,7 @@ import org.eclipse.jetty.util.BufferUtil;
 import org.eclipse.jetty.websocket.core.Behavior;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.Frame;
+import org.eclipse.jetty.websocket.core.OpCode;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
 import org.eclipse.jetty.websocket.core.exception.WebSocketException;
 import org.eclipse.jetty.websocket.core.internal.FrameFlusher;
@@ -198,6 +199,8 @@ public final class Masking {
         private boolean betweenFrames;
         /** Whether the last data frame parsed was not its message's last. */
         private boolean inMessage;
+        /** Whether a close frame was parsed: nothing after it is a frame of the session. */
+        private boolean closed;
 
         BoundaryParser(ByteBufferPool pool, Configuration configuration,
                 WebSocketEndPoints.@Nullable ParseBoundaries boundaries) {
@@ -212,6 +215,14 @@ public final class Masking {
             try {
                 // Jetty's parse resets the parser on its way out when it stopped between two frames.
                 frame = super.parse(buffer);
+                // After a close frame a peer sends nothing (RFC 6455 section 5.5.1). Jetty reads on after one to see
+                // the end of the stream, and a data frame there would fail the connection before the other peer's
+                // answer to the close is relayed: what follows a close is parsed (a broken frame still fails it) and
+                // dropped.
+                while (closed && frame != null) {
+                    frame.close();
+                    frame = super.parse(buffer);
+                }
             } catch (RuntimeException e) {
                 if (boundaries != null) {
                     boundaries.parsed(false);
@@ -220,6 +231,8 @@ public final class Masking {
             }
             if (frame != null && frame.isDataFrame()) {
                 inMessage = !frame.isFin();
+            } else if (frame != null && frame.getOpCode() == OpCode.CLOSE) {
+                closed = true;
             }
             if (boundaries != null) {
                 boundaries.parsed(betweenFrames && !inMessage);
