@@ -167,14 +167,7 @@ final class Handshake {
                 clientGone(backend, gone);
             } else if (failure != null) {
                 relay.onBackendFailed();
-                if (relay.closedBeforeUpgrade() && (failure instanceof CancellationException
-                        || failure.getCause() instanceof CancellationException)) {
-                    // ProxySession.close on a session still in its backend handshake: the application's decision,
-                    // not the backend's failure.
-                    refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "session closed before its upgrade");
-                } else {
-                    failed(state, backend, backendResponse, failure);
-                }
+                failed(relay, state, backend, backendResponse, failure);
             } else {
                 state.recordSuccess();
                 upgradeClient(relay, backendSession, legConfiguration);
@@ -243,7 +236,8 @@ final class Handshake {
         callback.failed(new Request.Handler.AbortException(gone));
     }
 
-    private void failed(BackendState state, Backend backend, BackendResponse backendResponse, Throwable failure) {
+    private void failed(Relay relay, BackendState state, Backend backend, BackendResponse backendResponse,
+            Throwable failure) {
         Throwable cause = failure instanceof CompletionException && failure.getCause() != null
                 ? failure.getCause() : failure;
         int status = backendResponse.status();
@@ -260,8 +254,12 @@ final class Handshake {
             Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
             return;
         }
-        if (proxy.isDraining() && cause instanceof CancellationException) {
-            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+        boolean draining = proxy.isDraining();
+        if (cause instanceof CancellationException && (draining || relay.closedBeforeUpgrade())) {
+            // The proxy stopping, or ProxySession.close on a session still in its backend handshake: the proxy's or
+            // the application's decision, not the backend's failure (no blame, no failover).
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503,
+                    draining ? "proxy is shutting down" : "session closed before its upgrade");
             return;
         }
         boolean timeout = isTimeout(cause);

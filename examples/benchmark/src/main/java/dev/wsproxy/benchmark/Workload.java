@@ -86,12 +86,15 @@ record Workload(String id, Kind kind, boolean text, int size, int connections, i
     /** A human label: {@code 64 B text ×50}. */
     String label() {
         return switch (kind) {
-            case ECHO -> size(size) + (text ? " text" : " binary") + " echo ×" + connections;
-            case PACED -> size(size) + (text ? " text" : " binary") + " echo ×" + connections + " at "
-                    + String.format(Locale.ROOT, "%,d", rate) + " msg/s";
+            case ECHO -> echoLabel();
+            case PACED -> echoLabel() + " at " + String.format(Locale.ROOT, "%,d", rate) + " msg/s";
             case STORM -> "handshake storm (connect, 64 B echo, close) ×" + connections;
             case IDLE -> "idle hold " + String.format(Locale.ROOT, "%,d", connections) + " connections";
         };
+    }
+
+    private String echoLabel() {
+        return size(size) + (text ? " text" : " binary") + " echo ×" + connections;
     }
 
     static String size(int bytes) {
