@@ -4,12 +4,20 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import java.io.ByteArrayOutputStream;
+import java.io.EOFException;
 import java.io.IOException;
+import java.io.InputStream;
+import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.BrokenBarrierException;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.stream.Stream;
 
 import org.junit.jupiter.api.AfterEach;
@@ -22,6 +30,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * A hostile or broken backend after its {@code 101} (matrix rows F1 to F9 on the backend leg, M2, M3): the client gets
  * {@code 1014} (or, for the proxy's own limits, {@code 1001} as for a client at fault), the bad frame never reaches
  * it, no message is completed on its side, and the session, its backend count and its connection slots are released.
+ * Row M9 on the backend leg: a data frame a backend sends after its close frame is dropped and the close completes end
+ * to end; a close from each peer at the same moment (raw sockets on both sides, each writing its close before reading
+ * anything) is answered by the other's, one close frame per leg.
  */
 class BackendFramingViolationsTest {
 
@@ -38,6 +49,10 @@ class BackendFramingViolationsTest {
     }
 
     private void start(RawBackend.AfterUpgrade script) throws Exception {
+        start(script, ProxyListener.NOOP);
+    }
+
+    private void start(RawBackend.AfterUpgrade script, ProxyListener listener) throws Exception {
         backend = RawBackend.upgradingThen(script);
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
                 .route("/", backend.backend())
@@ -45,6 +60,7 @@ class BackendFramingViolationsTest {
                 .maxFragmentsPerMessage(100)
                 .maxConnections(1)
                 .maxConnectionsPerIp(1)
+                .listener(listener)
                 .build();
         proxy.start();
     }
@@ -167,7 +183,178 @@ class BackendFramingViolationsTest {
         assertReleased();
     }
 
+    /**
+     * Matrix row M9, backend leg (the client leg's twin is in {@link FramingViolationsTest}): a text frame a backend
+     * writes in the same write as its close frame is not a frame of the session (RFC 6455 section 5.5.1). The client
+     * gets the backend's close as it came and nothing else, its reply reaches the backend as the close's answer, and
+     * each peer gets exactly one close frame before the proxy ends its connection.
+     */
+    @Test
+    void dropsWhatABackendSendsAfterItsCloseFrameAndCompletesTheClose() throws Exception {
+        BlockingQueue<Object> atBackend = new LinkedBlockingQueue<>();
+        start((socket, out) -> {
+            InputStream in = socket.getInputStream();
+            RawFrames.Frame go = RawFrames.read(in);
+            if (!go.text().equals("go")) {
+                throw new IOException("expected go, got " + go);
+            }
+            RawFrames.write(out, concat(RawFrames.close(4000, "backend-bye", false), RawFrames.text("late", false)));
+            readUntilEnd(socket, atBackend);
+        });
+        List<RawWebSocket.Frame> atClient;
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/late"))) {
+            raw.send(true, RawWebSocket.TEXT, "go".getBytes(StandardCharsets.UTF_8));
+            RawWebSocket.Frame close = raw.read();
+            assertThat(close.opcode()).as("the first frame the client gets").isEqualTo(RawWebSocket.CLOSE);
+            assertThat(close.closeCode()).isEqualTo(4000);
+            assertThat(close.text()).isEqualTo("backend-bye");
+            raw.sendClose(4001, "client-reply");
+            atClient = readUntilEnd(raw);
+        }
+        assertThat(atClient).as("what the client got after the backend's close").isEmpty();
+        assertThat(atBackend.poll(10, TimeUnit.SECONDS)).as("the backend got the client's reply, then its end")
+                .isEqualTo(new CloseFrame(4001, "client-reply"));
+        assertThat(atBackend.poll(10, TimeUnit.SECONDS)).isEqualTo("eof");
+        assertReleased();
+    }
+
+    /** Who writes a close first in {@link #answersEachPeersCloseWithTheOthersWhenBothCloseAtOnce}. */
+    private enum First {
+        /** The client; the backend writes its own once the proxy relayed the client's (unread in its socket). */
+        CLIENT,
+        /** The backend; the client writes its own once the proxy relayed the backend's (unread in its socket). */
+        BACKEND,
+        /** Both at once, released together by a barrier. */
+        NEITHER
+    }
+
+    /**
+     * Matrix row M9, a simultaneous close: once the client's session is open, the client and the backend each write a
+     * close frame before reading anything, so the two closes cross. In turn the client's close is on the wire first
+     * (the backend writes its own once the proxy relayed the client's to it, unread), the backend's first, or both at
+     * once. Whichever close the proxy reads first, its close state machine takes the other as the answer (design.md,
+     * "Close"): the client gets exactly the backend's close and the backend exactly the client's, no other frame
+     * follows on either leg before the proxy ends the connection, the proxy reports both codes as the peers sent them
+     * and the first as the initiator, and the session and its slots are freed. Fifteen rounds.
+     */
+    @Test
+    void answersEachPeersCloseWithTheOthersWhenBothCloseAtOnce() throws Exception {
+        CyclicBarrier together = new CyclicBarrier(2);
+        BlockingQueue<Object> atBackend = new LinkedBlockingQueue<>();
+        BlockingQueue<SessionClose> closes = new LinkedBlockingQueue<>();
+        start((socket, out) -> {
+            RawFrames.Frame go = RawFrames.read(socket.getInputStream());
+            First first = Stream.of(First.values()).filter(value -> value.name().equals(go.text())).findFirst()
+                    .orElseThrow(() -> new IOException("not a round but " + go + ": assertReleased()'s session"));
+            byte[] close = RawFrames.close(4002, "backend-bye", false);
+            if (first == First.CLIENT) {
+                awaitUnread(socket);
+            } else if (first == First.NEITHER) {
+                meet(together);
+            }
+            RawFrames.write(out, close);
+            readUntilEnd(socket, atBackend);
+        }, new ProxyListener() {
+            @Override
+            public void onSessionClosed(ProxySession session, SessionClose close) {
+                closes.add(close);
+            }
+        });
+        for (int round = 0; round < 15; round++) {
+            First first = First.values()[round % 3];
+            List<RawWebSocket.Frame> atClient;
+            try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/both"))) {
+                byte[] close = RawFrames.close(4001, "client-bye", true);
+                raw.send(true, RawWebSocket.TEXT, first.name().getBytes(StandardCharsets.UTF_8));
+                if (first == First.BACKEND) {
+                    awaitUnread(raw.socket);
+                } else if (first == First.NEITHER) {
+                    meet(together);
+                }
+                raw.sendRaw(close);
+                atClient = readUntilEnd(raw);
+            }
+            assertThat(atClient).as("round %d (%s first): frames the client got", round, first).singleElement()
+                    .satisfies(frame -> {
+                        assertThat(frame.opcode()).isEqualTo(RawWebSocket.CLOSE);
+                        assertThat(frame.closeCode()).isEqualTo(4002);
+                        assertThat(frame.text()).isEqualTo("backend-bye");
+                    });
+            assertThat(atBackend.poll(10, TimeUnit.SECONDS)).as("round %d (%s first): frames the backend got", round,
+                    first).isEqualTo(new CloseFrame(4001, "client-bye"));
+            assertThat(atBackend.poll(10, TimeUnit.SECONDS)).isEqualTo("eof");
+            SessionClose close = closes.poll(10, TimeUnit.SECONDS);
+            assertThat(close).as("round %d: the session ended", round).isNotNull();
+            assertThat(List.of(close.clientCode(), close.clientReason(), close.backendCode(), close.backendReason()))
+                    .containsExactly(4001, "client-bye", 4002, "backend-bye");
+            assertThat(close.initiator()).as("round %d (%s first): the initiator", round, first).isIn(switch (first) {
+                case CLIENT -> List.of(SessionClose.Initiator.CLIENT);
+                case BACKEND -> List.of(SessionClose.Initiator.BACKEND);
+                case NEITHER -> List.of(SessionClose.Initiator.CLIENT, SessionClose.Initiator.BACKEND);
+            });
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+        }
+        assertReleased();
+    }
+
     // ---- helpers ----
+
+    /** A close frame a raw backend received. */
+    private record CloseFrame(int code, String reason) {
+    }
+
+    /**
+     * Run by a raw backend: records each frame the proxy sends (a close as a {@link CloseFrame}, anything else as its
+     * {@link RawFrames.Frame}), then {@code "eof"} when the proxy ends the connection, or the failure.
+     */
+    private static void readUntilEnd(Socket socket, BlockingQueue<Object> record) throws IOException {
+        socket.setSoTimeout(10_000);
+        InputStream in = socket.getInputStream();
+        for (int frames = 0; frames < 10; frames++) {
+            RawFrames.Frame frame;
+            try {
+                frame = RawFrames.read(in);
+            } catch (EOFException e) {
+                record.add("eof");
+                return;
+            } catch (IOException e) {
+                record.add(e.toString());
+                return;
+            }
+            byte[] payload = frame.payload();
+            record.add(frame.opcode() != RawFrames.CLOSE ? frame : new CloseFrame(frame.closeCode(),
+                    payload.length < 2 ? "" : new String(payload, 2, payload.length - 2, StandardCharsets.UTF_8)));
+        }
+        record.add("more than 10 frames");
+    }
+
+    /** Every frame the proxy sends the client until it ends the connection (at most 10; a read timeout fails). */
+    private static List<RawWebSocket.Frame> readUntilEnd(RawWebSocket raw) throws IOException {
+        List<RawWebSocket.Frame> frames = new ArrayList<>();
+        while (frames.size() < 10) {
+            try {
+                frames.add(raw.read());
+            } catch (EOFException e) {
+                return frames;
+            }
+        }
+        throw new AssertionError("more than 10 frames: " + frames);
+    }
+
+    /** Waits until bytes from the proxy are in the socket's receive buffer, without reading them. */
+    private static void awaitUnread(Socket socket) throws IOException {
+        InputStream in = socket.getInputStream();
+        await().atMost(Duration.ofSeconds(10)).pollInterval(Duration.ofMillis(1)).until(() -> in.available() > 0);
+    }
+
+    /** Waits for the other peer at the barrier; a raw backend's script may throw only I/O errors. */
+    private static void meet(CyclicBarrier barrier) throws IOException {
+        try {
+            barrier.await(10, TimeUnit.SECONDS);
+        } catch (InterruptedException | BrokenBarrierException | TimeoutException e) {
+            throw new IOException("the other peer did not come: " + e, e);
+        }
+    }
 
     /** Connects a raw client, collects data frames until the proxy's close frame, and answers it. */
     private RawWebSocket.Frame readUntilClose(List<RawWebSocket.Frame> data) throws IOException {

@@ -10,12 +10,14 @@ import java.io.Writer;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
  * A {@link ForkedProxyMain} in a JVM of its own with a 64 MiB heap and 64 MiB of direct memory, which an unbounded
- * buffer ends with an OutOfMemoryError instead of passing by luck in the test JVM's large heap.
+ * buffer ends with an OutOfMemoryError instead of passing by luck in the test JVM's large heap. Its log can go to a
+ * file of the test's, read once the proxy has stopped, to check what the proxy logs.
  */
 final class ForkedProxy implements AutoCloseable {
 
@@ -24,13 +26,16 @@ final class ForkedProxy implements AutoCloseable {
     private final Writer in;
     private final int port;
 
-    private ForkedProxy(URI backend) throws IOException {
+    private ForkedProxy(URI backend, List<String> jvmOptions, ProcessBuilder.Redirect stderr, List<String> settings)
+            throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        process = new ProcessBuilder(List.of(java, "-Xmx64m", "-XX:MaxDirectMemorySize=64m",
-                "-XX:+ExitOnOutOfMemoryError", "-cp", System.getProperty("java.class.path"),
-                ForkedProxyMain.class.getName(), backend.toString()))
-                .redirectError(ProcessBuilder.Redirect.INHERIT)
-                .start();
+        List<String> command = new ArrayList<>(List.of(java, "-Xmx64m", "-XX:MaxDirectMemorySize=64m",
+                "-XX:+ExitOnOutOfMemoryError"));
+        command.addAll(jvmOptions);
+        command.addAll(List.of("-cp", System.getProperty("java.class.path"), ForkedProxyMain.class.getName(),
+                backend.toString()));
+        command.addAll(settings);
+        process = new ProcessBuilder(command).redirectError(stderr).start();
         out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
         in = new OutputStreamWriter(process.getOutputStream(), StandardCharsets.UTF_8);
         port = Integer.parseInt(line("listening"));
@@ -38,7 +43,22 @@ final class ForkedProxy implements AutoCloseable {
 
     /** Starts a proxy with one route, {@code /}, to {@code backend}, and waits until it listens. */
     static ForkedProxy start(URI backend) throws IOException {
-        return new ForkedProxy(backend);
+        return new ForkedProxy(backend, List.of(), ProcessBuilder.Redirect.INHERIT, List.of());
+    }
+
+    /**
+     * Like {@link #start(URI)}, with the proxy's standard error (where slf4j-simple logs) written to {@code stderr},
+     * {@code jvmOptions} added to the JVM's (system properties such as slf4j-simple's log levels), and
+     * {@code settings} for {@link ForkedProxyMain}.
+     */
+    static ForkedProxy start(URI backend, Path stderr, List<String> jvmOptions, String... settings)
+            throws IOException {
+        return new ForkedProxy(backend, jvmOptions, ProcessBuilder.Redirect.to(stderr.toFile()), List.of(settings));
+    }
+
+    /** The port the proxy listens on. */
+    int port() {
+        return port;
     }
 
     /** The proxy's URI for {@code path}. */
@@ -55,6 +75,11 @@ final class ForkedProxy implements AutoCloseable {
 
     boolean isAlive() {
         return process.isAlive();
+    }
+
+    /** The exit code of a proxy that has ended, after {@link #close()}. */
+    int exitValue() {
+        return process.exitValue();
     }
 
     private String line(String prefix) throws IOException {

@@ -5,11 +5,16 @@ import java.io.InputStreamReader;
 import java.lang.management.ManagementFactory;
 import java.lang.management.MemoryUsage;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 
 /**
  * A proxy alone in a JVM of its own, started by {@link ForkedProxy} with a small heap, so that an unbounded
  * buffer ends the process with an OutOfMemoryError instead of passing by luck. Prints {@code listening PORT}, answers
- * {@code heap} with the heap used after a GC, and exits when standard input closes.
+ * {@code heap} with the heap used after a GC, and exits when standard input closes, stopping the proxy.
+ *
+ * <p>Arguments: the backend of the route {@code /}, then any of these settings: {@code route=PREFIX=URI} (one more
+ * route), {@code connectTimeout=DURATION} (the backend connect timeout) and {@code handshakeTimeout=DURATION}, the
+ * durations in ISO-8601 ({@code PT0.5S}).
  */
 public final class ForkedProxyMain {
 
@@ -17,10 +22,13 @@ public final class ForkedProxyMain {
     }
 
     public static void main(String[] args) throws Exception {
-        try (WebSocketProxy proxy = ProxyBuilder.create()
+        ProxyBuilder builder = ProxyBuilder.create()
                 .listen("127.0.0.1", 0)
-                .route("/", Backend.of(args[0]))
-                .build()) {
+                .route("/", Backend.of(args[0]));
+        for (int i = 1; i < args.length; i++) {
+            apply(builder, args[i]);
+        }
+        try (WebSocketProxy proxy = builder.build()) {
             System.out.println("listening " + proxy.start().getPort());
             System.out.flush();
             BufferedReader commands = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
@@ -33,6 +41,21 @@ public final class ForkedProxyMain {
                     System.out.flush();
                 }
             }
+        }
+    }
+
+    private static void apply(ProxyBuilder builder, String setting) {
+        String[] nameValue = setting.split("=", 2);
+        switch (nameValue[0]) {
+            case "route" -> {
+                String[] prefixUri = nameValue[1].split("=", 2);
+                builder.route(prefixUri[0], Backend.of(prefixUri[1]));
+            }
+            case "connectTimeout" -> builder.timeoutPolicy(
+                    TimeoutPolicy.custom().connect(Duration.parse(nameValue[1])).build());
+            case "handshakeTimeout" -> builder.handshakeTimeout(Duration.parse(nameValue[1]));
+            default -> throw new IllegalArgumentException("setting: " + setting
+                    + " (expected: route=PREFIX=URI, connectTimeout=DURATION or handshakeTimeout=DURATION)");
         }
     }
 }

@@ -1,0 +1,415 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import dev.wsproxy.RawHttp.Request;
+
+/**
+ * What the proxy logs while hostile and faulty inputs are thrown at it: the hostile-input matrix's log assertions (no
+ * stack trace for expected faults, no ERROR, one access-log line per session, {@code Cookie} and {@code Authorization}
+ * never logged) and what docs/configuration.md and docs/security.md promise (a backend failure is one WARN line
+ * without a stack trace; the access log has no payloads, headers, cookies or query strings; requests are logged with
+ * their path only). The proxy runs in a forked JVM ({@link ForkedProxy}) whose standard error, where slf4j-simple
+ * writes, goes to a file: the log holds the proxy's lines only, and is read once the proxy has stopped.
+ *
+ * <p>Each input is checked for the answer it must get, so that it really happened: malformed handshakes (400), bad
+ * versions (426), oversized headers (431), a duplicate {@code Host} (400), a refused backend (502, also for plain
+ * HTTP), a silent backend (504), a client gone while its backend handshake is pending, a backend's own refusal (401),
+ * sessions that end cleanly from either side, a client reset and a client half-close, a backend that drops its
+ * connection (1014), invalid frames (1002, 1007, 1009), data after a close, a close inside a fragmented message,
+ * slowloris sockets (one the client closes, two the proxy closes at the handshake deadline), a session open while the
+ * proxy stops, and plain HTTP. Requests carry secrets in {@code Authorization}, in a {@code Cookie} and in a
+ * {@code token=} query parameter, and messages one in their payload.
+ *
+ * <p>At INFO, every line must be a log record (no stack trace, nothing printed past the logger), none at ERROR, and
+ * none naming an exception class but the refused backend's WARN, which ends with its cause as documented
+ * ({@code backend unreachable: java.net.ConnectException: Connection refused}, a class name in one line, not a stack
+ * trace). At DEBUG a stack trace may follow a DEBUG record only. At both, none of the secrets appears, and the access
+ * log has one line per session in the documented format with the close codes and the initiator each session must
+ * show. The JVM's own warnings ({@code WARNING: ...}, as JDK 26 prints once for the final fields {@code Masking} sets)
+ * are not the proxy's records and are left out.
+ */
+class LogHygieneTest {
+
+    private static final String BEARER = "sk-live-4f1d9c0a7be25e31";
+    private static final String COOKIE = "sess-7c1e22d94fa0b6d8";
+    private static final String TOKEN = "tok-93b0a7e1c55d2f40";
+    private static final String PAYLOAD = "payload-5be1f0c3a8e97d21";
+    private static final List<String> SECRETS = List.of(BEARER, COOKIE, TOKEN, PAYLOAD);
+
+    /** A line of slf4j-simple: {@code [thread] LEVEL logger - message}. */
+    private static final Pattern RECORD = Pattern.compile(
+            "^\\[[^\\]]*\\] (TRACE|DEBUG|INFO|WARN|ERROR) ([\\w.$]+) - (.*)$");
+    /** docs/configuration.md's access-log line, for a session of this test. */
+    private static final Pattern ACCESS = Pattern.compile("sid=[0-9a-f]+ client=127\\.0\\.0\\.1 route=/ "
+            + "backend=ws://127\\.0\\.0\\.1:\\d+ duration_ms=\\d+ c2b_bytes=\\d+ c2b_msgs=\\d+ b2c_bytes=\\d+ "
+            + "b2c_msgs=\\d+ client_close=(\\d+) backend_close=(\\d+) first=(client|backend|proxy)");
+    /** A class name of an exception or error, as a stack trace or a cause's {@code toString()} shows it. */
+    private static final Pattern THROWABLE = Pattern.compile("\\b[\\w$]+(Exception|Error)\\b");
+    /** The one WARN that names an exception: a refused backend connection, documented as one WARN line. */
+    private static final Pattern REFUSED_WARN = Pattern.compile("Backend ws://127\\.0\\.0\\.1:\\d+ failed for GET "
+            + "/refused/s\\d+ from /127\\.0\\.0\\.1:\\d+: backend unreachable: java\\.net\\.ConnectException: "
+            + "Connection refused");
+    private static final Pattern SILENT_WARN = Pattern.compile("WARN Backend ws://127\\.0\\.0\\.1:\\d+ failed for GET "
+            + "/silent/s from /127\\.0\\.0\\.1:\\d+: backend did not complete the handshake in time");
+
+    @TempDir
+    Path dir;
+
+    private TestBackend backend;
+    private RawBackend silent;
+    private String closed;
+    private ForkedProxy proxy;
+    private Clients clients;
+    private WsRecorder open;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        silent = RawBackend.answering(RawBackend.silent());
+        try (ServerSocket socket = new ServerSocket(0)) {
+            closed = "ws://127.0.0.1:" + socket.getLocalPort();
+        }
+        clients = new Clients();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            if (proxy != null) {
+                proxy.close();
+            }
+        } finally {
+            clients.close();
+            silent.close();
+            backend.close();
+        }
+    }
+
+    private Path fork(String level) throws IOException {
+        Path log = dir.resolve("proxy-" + level + ".log");
+        proxy = ForkedProxy.start(backend.uri(), log, List.of(
+                        "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+                        "-Dorg.slf4j.simpleLogger.log.dev.wsproxy=" + level,
+                        "-Dorg.slf4j.simpleLogger.log.dev.wsproxy.access=info"),
+                "route=/refused/=" + closed,
+                "route=/silent/=" + silent.uri(),
+                "connectTimeout=PT1S",
+                "handshakeTimeout=PT1S");
+        return log;
+    }
+
+    @Test
+    void logsNoErrorNoStackTraceAndNoSecretAndOneAccessLineForEachSession() throws Exception {
+        Path file = fork("info");
+        List<String> sessions = throwEverythingAt();
+        List<Line> log = stopAndRead(file);
+
+        assertThat(log).as("the proxy's log").isNotEmpty();
+        assertThat(log).filteredOn(line -> line.level() == null)
+                .as("lines that are not log records: stack traces, or anything printed past the logger").isEmpty();
+        assertNoErrorAndNoSecret(log);
+        assertThat(log).extracting(Line::level).as("levels").containsOnly("INFO", "WARN");
+        assertThat(log).filteredOn(line -> THROWABLE.matcher(line.text()).find()
+                        && !REFUSED_WARN.matcher(line.message()).matches())
+                .as("records naming an exception, other than the refused backend's WARN").isEmpty();
+        assertThat(log).filteredOn(line -> REFUSED_WARN.matcher(line.message()).matches())
+                .as("the refused backend's WARN, path only, one per refused handshake").hasSize(2)
+                .allSatisfy(line -> assertThat(line.level()).isEqualTo("WARN"));
+        assertThat(log).filteredOn(line -> line.message().contains("/silent/s "))
+                .as("the silent backend's WARN").singleElement()
+                .satisfies(line -> assertThat(line.level() + " " + line.message()).matches(SILENT_WARN));
+        assertAccessLines(log, sessions);
+    }
+
+    @Test
+    void logsNoErrorAndNoSecretAtDebugEither() throws Exception {
+        Path file = fork("debug");
+        List<String> sessions = throwEverythingAt();
+        List<Line> log = stopAndRead(file);
+
+        assertThat(log).filteredOn(line -> "DEBUG".equals(line.level()))
+                .as("the per-session detail of DEBUG").isNotEmpty();
+        assertNoErrorAndNoSecret(log);
+        // A stack trace may follow a DEBUG record (the detail of a leg's error), never a record above DEBUG.
+        String level = null;
+        for (Line line : log) {
+            if (line.level() != null) {
+                level = line.level();
+            } else {
+                assertThat(level).as("the record a stack trace line belongs to: %s", line.text()).isEqualTo("DEBUG");
+            }
+        }
+        assertAccessLines(log, sessions);
+    }
+
+    // ---- the inputs ----
+
+    /**
+     * Throws every input at the proxy, checking each answer, and returns the outcome of each session that opened as its
+     * access line must show it: {@code client_close backend_close first}.
+     */
+    private List<String> throwEverythingAt() throws Exception {
+        handshakesRefusedByTheProxy();
+        handshakesThatFailAtTheBackend();
+        slowloris();
+        plainHttp();
+        List<String> sessions = new ArrayList<>();
+        sessions.addAll(sessionsThatEndCleanly());
+        sessions.addAll(sessionsThatEndInFaults());
+        sessions.addAll(invalidFrames());
+        sessions.addAll(aSessionOpenWhileTheProxyStops());
+        return sessions;
+    }
+
+    private void handshakesRefusedByTheProxy() throws IOException {
+        assertThat(exchange(upgrade("/ws/s").remove("Sec-WebSocket-Key")).status()).isEqualTo(400);
+        assertThat(exchange(upgrade("/ws/s").set("Sec-WebSocket-Key", "AAAA")).status()).isEqualTo(400);
+        assertThat(exchange(upgrade("/ws/s").method("POST").add("Content-Length", "0")).status()).isEqualTo(400);
+        assertThat(exchange(upgrade("/ws/s").add("Content-Length", "5").body("hello")).status()).isEqualTo(400);
+        assertThat(exchange(upgrade("/ws/s").version("HTTP/1.0")).status()).isEqualTo(400);
+        assertThat(exchange(upgrade("/ws/s").add("Host", "other.example")).status()).isEqualTo(400);
+        RawHttp.Response version8 = exchange(upgrade("/ws/s").set("Sec-WebSocket-Version", "8"));
+        assertThat(version8.status()).isEqualTo(426);
+        assertThat(version8.header("Sec-WebSocket-Version")).isEqualTo("13");
+        assertThat(exchange(upgrade("/ws/s").set("Sec-WebSocket-Version", "1337")).status()).isEqualTo(426);
+        assertThat(exchange(upgrade("/ws/s").add("X-Padding", "x".repeat(64 * 1024))).status()).isEqualTo(431);
+    }
+
+    private void handshakesThatFailAtTheBackend() throws Exception {
+        for (int i = 0; i < 2; i++) {
+            assertThat(exchange(upgrade("/refused/s" + i)).status()).isEqualTo(502);
+        }
+        assertThat(exchange(upgrade("/silent/s")).status()).isEqualTo(504);
+        // A client that leaves while the backend has not answered: nothing is sent, the backend connection is closed.
+        try (RawHttp client = connect()) {
+            client.send(upgrade("/silent/gone"));
+            silent.nextRequest();
+            client.reset();
+        }
+        assertThat(silent.nextEnd(5)).isEqualTo("eof"); // the 504's connection
+        assertThat(silent.nextEnd(5)).isEqualTo("eof");
+        RawHttp.Response refusal = exchange(upgrade("/reject401/s"));
+        assertThat(refusal.status()).isEqualTo(401);
+        assertThat(refusal.bodyText()).isEqualTo("token required");
+    }
+
+    private void slowloris() throws IOException {
+        // Half a request head, then the client gives up.
+        try (RawHttp client = connect()) {
+            client.send("GET /ws/slow?token=" + TOKEN + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                    + BEARER + "\r\n");
+            client.reset();
+        }
+        // Half a request head, then nothing: closed at the handshake deadline, long before the read timeout.
+        try (RawHttp client = connect()) {
+            client.send("GET /ws/slow?token=" + TOKEN + " HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session="
+                    + COOKIE + "\r\n");
+            assertThat(client.closedWithin(Duration.ofSeconds(8))).as("closed at the handshake deadline").isTrue();
+        }
+        // Nothing at all.
+        try (RawHttp client = connect()) {
+            assertThat(client.closedWithin(Duration.ofSeconds(8))).as("closed at the handshake deadline").isTrue();
+        }
+    }
+
+    private void plainHttp() throws IOException {
+        RawHttp.Response plain = exchange(withSecrets(Request.plain("GET", "/plain?token=" + TOKEN, "127.0.0.1")));
+        assertThat(plain.status()).isEqualTo(200);
+        assertThat(plain.bodyText()).startsWith("plain:/plain?token=" + TOKEN);
+        assertThat(exchange(withSecrets(Request.plain("GET", "/refused/plain?token=" + TOKEN, "127.0.0.1")))
+                .status()).isEqualTo(502);
+    }
+
+    private List<String> sessionsThatEndCleanly() throws Exception {
+        try (RawHttp client = upgraded("/ws/clean")) {
+            client.sendText(PAYLOAD);
+            assertThat(client.readFrame().text()).isEqualTo(PAYLOAD);
+            assertThat(client.closeHandshake(1000, "bye").closeCode()).isEqualTo(1000);
+        }
+        try (RawHttp client = upgraded("/ws/backend-closes")) {
+            client.sendText("close:4001:bye");
+            RawFrames.Frame close = client.readFrame();
+            assertThat(close.closeCode()).isEqualTo(4001);
+            client.send(RawFrames.close(4001, "", true));
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        try (RawHttp client = upgraded("/ws/mid-message")) {
+            client.send(RawFrames.encode(false, RawFrames.TEXT, PAYLOAD.getBytes(StandardCharsets.UTF_8), true));
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        try (RawHttp client = upgraded("/ws/after-close")) {
+            byte[] close = RawFrames.close(1000, "", true);
+            byte[] late = RawFrames.text(PAYLOAD, true);
+            byte[] both = new byte[close.length + late.length];
+            System.arraycopy(close, 0, both, 0, close.length);
+            System.arraycopy(late, 0, both, close.length, late.length);
+            client.send(both);
+            assertThat(client.readFrame().closeCode()).isEqualTo(1000);
+        }
+        return List.of("1000 1000 client", "4001 4001 backend", "1000 1000 client", "1000 1000 client");
+    }
+
+    private List<String> sessionsThatEndInFaults() throws Exception {
+        try (RawHttp client = upgraded("/ws/reset")) {
+            echo(client);
+            client.reset();
+        }
+        try (RawHttp client = upgraded("/ws/half-close")) {
+            echo(client);
+            client.shutdownOutput();
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        try (RawHttp client = upgraded("/ws/backend-drops")) {
+            client.sendText("drop");
+            assertThat(client.readFrame().closeCode()).isEqualTo(1014);
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        return List.of("1006 1006 client", "1006 1006 client", "1006 1006 backend");
+    }
+
+    private List<String> invalidFrames() throws Exception {
+        List<InvalidFrame> frames = List.of(
+                new InvalidFrame(bytes(0x81, 0x02, 'h', 'i'), 1002),                                // unmasked
+                new InvalidFrame(bytes(0xC1, 0x82, 0, 0, 0, 0, 'h', 'i'), 1002),                    // RSV1
+                new InvalidFrame(bytes(0x83, 0xFF, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4), 1002), // CVE
+                new InvalidFrame(bytes(0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4), 1009),   // length's top bit
+                new InvalidFrame(bytes(0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE7), 1002),                  // close code 999
+                new InvalidFrame(bytes(0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28), 1007));                 // invalid UTF-8
+        List<String> sessions = new ArrayList<>();
+        for (InvalidFrame frame : frames) {
+            try (RawHttp client = upgraded("/ws/invalid")) {
+                client.send(frame.bytes());
+                assertThat(client.readFrame().closeCode()).isEqualTo(frame.code());
+            }
+            sessions.add(frame.code() == 1007 ? "1006 1006 proxy" : "1006 1006 client");
+        }
+        return sessions;
+    }
+
+    /** A session open while the proxy stops, from a Jetty client that answers the proxy's close. */
+    private List<String> aSessionOpenWhileTheProxyStops() throws Exception {
+        open = clients.connect(proxy.ws("/ws/open?token=" + TOKEN),
+                Map.of("Authorization", "Bearer " + BEARER, "Cookie", "session=" + COOKIE));
+        // The proxy drops each connection after its 1001 (Jetty does after any close code but 1000 and 3000+), so
+        // neither answer is seen: 1006 for both.
+        return List.of("1006 1006 proxy");
+    }
+
+    /** A frame that breaks RFC 6455 and the close code it gets. */
+    record InvalidFrame(byte[] bytes, int code) {
+    }
+
+    // ---- the log ----
+
+    /** One line of the log: a record's first line (its level, logger and message), or a line that follows one. */
+    record Line(String text, String level, String logger, String message) {
+    }
+
+    /** Stops the proxy (the session still open gets 1001), and reads its log. */
+    private List<Line> stopAndRead(Path file) throws Exception {
+        proxy.close();
+        assertThat(proxy.exitValue()).as("the proxy's exit code").isZero();
+        assertThat(open.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+        List<Line> lines = new ArrayList<>();
+        for (String text : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+            if (text.startsWith("WARNING: ")) {
+                continue; // the JVM's own warnings (JDK 26 warns once of the final fields Masking sets), not a record
+            }
+            Matcher record = RECORD.matcher(text);
+            lines.add(record.matches() ? new Line(text, record.group(1), record.group(2), record.group(3))
+                    : new Line(text, null, null, null));
+        }
+        System.out.println("The forked proxy's log:");
+        lines.forEach(line -> System.out.println("  " + line.text()));
+        return lines;
+    }
+
+    private static void assertNoErrorAndNoSecret(List<Line> log) {
+        assertThat(log).filteredOn(line -> "ERROR".equals(line.level())).as("records at ERROR").isEmpty();
+        for (String secret : SECRETS) {
+            assertThat(log).filteredOn(line -> line.text().contains(secret)).as("lines with the secret %s", secret)
+                    .isEmpty();
+        }
+        assertThat(log).filteredOn(line -> line.text().contains("token=")).as("lines with a query").isEmpty();
+    }
+
+    /** One access line per session, in the documented format, with each session's close codes and initiator. */
+    private static void assertAccessLines(List<Line> log, List<String> sessions) {
+        List<Line> access = log.stream().filter(line -> "dev.wsproxy.access".equals(line.logger())).toList();
+        assertThat(access).allSatisfy(line -> {
+            assertThat(line.level()).isEqualTo("INFO");
+            assertThat(line.message()).matches(ACCESS);
+        });
+        List<String> outcomes = access.stream().map(line -> {
+            Matcher fields = ACCESS.matcher(line.message());
+            assertThat(fields.matches()).isTrue();
+            return fields.group(1) + " " + fields.group(2) + " " + fields.group(3);
+        }).toList();
+        assertThat(outcomes).as("access lines: client_close backend_close first")
+                .containsExactlyInAnyOrderElementsOf(sessions);
+    }
+
+    // ---- helpers ----
+
+    private RawHttp connect() throws IOException {
+        return RawHttp.over(new Socket("127.0.0.1", proxy.port()));
+    }
+
+    private String host() {
+        return "127.0.0.1:" + proxy.port();
+    }
+
+    /** An upgrade for {@code path} with a secret in its query, its {@code Authorization} and its {@code Cookie}. */
+    private Request upgrade(String path) {
+        return withSecrets(Request.upgrade(path + "?token=" + TOKEN, host()));
+    }
+
+    private static Request withSecrets(Request request) {
+        return request.add("Authorization", "Bearer " + BEARER).add("Cookie", "session=" + COOKIE);
+    }
+
+    private RawHttp.Response exchange(Request request) throws IOException {
+        try (RawHttp client = connect()) {
+            return client.exchange(request);
+        }
+    }
+
+    private RawHttp upgraded(String path) throws IOException {
+        RawHttp client = connect();
+        RawHttp.Response response = client.exchange(upgrade(path));
+        assertThat(response.status()).as("%s", response).isEqualTo(101);
+        return client;
+    }
+
+    private static void echo(RawHttp client) throws IOException {
+        client.sendText(PAYLOAD);
+        assertThat(client.readFrame().text()).isEqualTo(PAYLOAD);
+    }
+
+    private static byte[] bytes(int... values) {
+        byte[] result = new byte[values.length];
+        for (int i = 0; i < values.length; i++) {
+            result[i] = (byte) values[i];
+        }
+        return result;
+    }
+}
