@@ -206,6 +206,9 @@ public final class Masking {
                 WebSocketEndPoints.@Nullable ParseBoundaries boundaries) {
             super(pool, configuration);
             this.boundaries = boundaries;
+            if (boundaries != null) {
+                boundaries.lingers(true);
+            }
         }
 
         @Override
@@ -233,6 +236,10 @@ public final class Masking {
                 inMessage = !frame.isFin();
             } else if (frame != null && frame.getOpCode() == OpCode.CLOSE) {
                 closed = true;
+                if (boundaries != null) {
+                    // The peer sends nothing after its close: its socket needs no lingering close.
+                    boundaries.lingers(false);
+                }
             }
             if (boundaries != null) {
                 boundaries.parsed(betweenFrames && !inMessage);

@@ -320,10 +320,10 @@ final class Relay implements ProxySession {
             abort.run();
         }
         if (client != null) {
-            client.abort();
+            WebSocketEndPoints.abort(client);
         }
         if (backendSession != null) {
-            backendSession.abort();
+            WebSocketEndPoints.abort(backendSession);
         }
     }
 
@@ -805,7 +805,7 @@ final class Relay implements ProxySession {
                         if (LOG.isDebugEnabled()) {
                             LOG.debug("[{}] Send to the {} failed", id, other().side, failure);
                         }
-                        target.abort();
+                        WebSocketEndPoints.abort(target);
                     }
                     // Not WebSocketEndPoints.demand: a write fails on whichever thread aborted the other leg (the
                     // scheduler's, an application's), and its read is better run by the pool.

@@ -1,9 +1,11 @@
 package dev.wsproxy.internal;
 
+import java.io.Closeable;
 import java.io.IOException;
 import java.net.SocketOption;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
+import java.nio.channels.CancelledKeyException;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.NetworkChannel;
 import java.nio.channels.ReadPendingException;
@@ -12,9 +14,12 @@ import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
 
@@ -30,6 +35,7 @@ import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.BufferUtil;
+import org.eclipse.jetty.util.IO;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.ProcessorUtils;
 import org.eclipse.jetty.util.thread.Invocable;
@@ -140,6 +146,17 @@ import org.slf4j.LoggerFactory;
  * of these. So these server connectors get as many selectors as the two connectors had together (Jetty's default of
  * half the processors, at most one per 16 pool threads, plus the backend client's half), at most one per processor;
  * the backend client keeps half the processors, for proxies mounted behind another connector.
+ *
+ * <h2>Lingering close</h2>
+ * Jetty drops a WebSocket connection right after it writes a close frame with an error code (anything but 1000 and
+ * 3000-4999). If the peer is still sending, the kernel resets the connection (bytes unread, or arriving after the
+ * close), and a peer blocked writing sees its write fail before it reads the close frame: it reports 1006, not the
+ * code it was sent. A relay leg's socket therefore lingers when it closes while its peer has sent no close frame and
+ * has not ended its stream (the leg's parser says so, {@link ParseBoundaries#lingers}) and nothing waits to be
+ * written: its output is shut down after the close frame, its selector reads and discards what the peer still sends
+ * until the end of the stream, an error, {@value #LINGER_MILLIS} ms or {@link #LINGER_BYTES} bytes, and then closes
+ * it ({@code Linger}, which takes the socket's selection key from the end point). Jetty's end point and connection
+ * are closed as before; the session is over. A socket the relay drops ({@link #abort}) closes at once.
  *
  * <h2>After a burst</h2>
  * The server connectors' selectors are {@link CompactingSelector}s where Jetty's selector field can be reached: once a
@@ -663,12 +680,19 @@ public final class WebSocketEndPoints {
         /** This end point's selection key, as Jetty's superclass holds it (private there). */
         private volatile SelectionKey key;
 
+        private final Scheduler scheduler;
+        /** Whether the socket lingers when it closes: {@link #LINGER_NONE}, {@link #LINGER_ARMED} or {@link #LINGER_OFF}. */
+        private volatile int linger = LINGER_NONE;
+        /** The socket's lingering close, once it began; the end point then leaves the selection key alone. */
+        private volatile @Nullable Linger lingering;
+
         SelectorReadEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key, Scheduler scheduler,
                 @Nullable Connector connector) {
             super(channel, selector, key, scheduler);
             this.selector = selector;
             this.connector = connector;
             this.key = key;
+            this.scheduler = scheduler;
         }
 
         @Override
@@ -685,6 +709,10 @@ public final class WebSocketEndPoints {
          */
         @Override
         public void updateKey() {
+            if (lingering != null) {
+                // The key is the lingering close's now.
+                return;
+            }
             if (!key.isValid()) {
                 close();
                 return;
@@ -795,6 +823,10 @@ public final class WebSocketEndPoints {
                 }
             }
             int filled = super.fill(buffer);
+            if (filled < 0) {
+                // The peer will send nothing more (or reset the connection): nothing to linger for.
+                linger = LINGER_OFF;
+            }
             // After the read the buffer's limit is where it stopped: short of the capacity, the read was short.
             drained = filled > 0 && BufferUtil.space(buffer) > 0;
             return filled;
@@ -803,6 +835,28 @@ public final class WebSocketEndPoints {
         @Override
         public void parsed(boolean betweenMessages) {
             this.betweenMessages = betweenMessages;
+        }
+
+        @Override
+        public void lingers(boolean lingers) {
+            if (!lingers) {
+                linger = LINGER_OFF;
+            } else if (linger == LINGER_NONE) {
+                linger = LINGER_ARMED;
+            }
+        }
+
+        /**
+         * Closes the socket, or begins its lingering close (see "Lingering close" above) when it is a relay leg's whose
+         * peer sent no close frame and did not end its stream, and everything written has gone out (the close frame
+         * among it); Jetty's end point, connection and callbacks are closed either way.
+         */
+        @Override
+        public void doClose() {
+            if (linger == LINGER_ARMED && !getWriteFlusher().isPending() && Linger.begin(this)) {
+                return;
+            }
+            super.doClose();
         }
 
         /**
@@ -907,10 +961,176 @@ public final class WebSocketEndPoints {
         }
     }
 
-    /** Told by a WebSocket connection's parser, after each parse, whether it stopped between two messages. */
+    /**
+     * Told by a relay leg's WebSocket parser, after each parse, whether it stopped between two messages, and whether
+     * the socket is to linger when the proxy closes it: from the parser's installation until the peer's close frame.
+     */
     interface ParseBoundaries {
 
         void parsed(boolean betweenMessages);
+
+        default void lingers(boolean lingers) {
+        }
+    }
+
+    private static final int LINGER_NONE = 0;
+    private static final int LINGER_ARMED = 1;
+    private static final int LINGER_OFF = 2;
+
+    /** How long a lingering close waits for the peer to end its stream. */
+    static final long LINGER_MILLIS = 5_000;
+    /**
+     * How many bytes a lingering close reads and discards at most: more than the socket buffers between a peer that
+     * was stalled and the proxy hold (the kernel's limits here: 4 MiB to send, 32 MiB to receive).
+     */
+    static final long LINGER_BYTES = 64 << 20;
+    /** How many sockets linger at most in this JVM: past it, sockets close at once, as they did without lingering. */
+    static final int MAX_LINGERING = 4096;
+
+    /**
+     * Drops {@code session}'s connection at once, with no lingering close: for a peer that did not answer a close in
+     * time, that cannot be written to, or a drain deadline passed.
+     */
+    static void abort(CoreSession session) {
+        WebSocketConnection connection = session instanceof WebSocketCoreSession core ? core.getConnection() : null;
+        if (connection != null && connection.getEndPoint() instanceof SelectorReadEndPoint socket) {
+            socket.lingers(false);
+        }
+        session.abort();
+    }
+
+    /** How many sockets linger now, in this JVM. */
+    public static int lingering() {
+        return Linger.purge();
+    }
+
+    /**
+     * A socket's lingering close (see "Lingering close" above): its output shut down, it reads and discards what the
+     * peer still sends until the end of the stream, an error, {@link #LINGER_BYTES} or {@link #LINGER_MILLIS}, then
+     * closes. It takes the socket's selection key from the end point, on the selector's thread; stopping the
+     * connector closes it with the other sockets.
+     */
+    private static final class Linger implements ManagedSelector.Selectable, ManagedSelector.SelectorUpdate, Closeable {
+
+        /**
+         * The sockets lingering. A stopping connector closes their channels itself (Jetty's selector closes the channel
+         * of a key whose attachment is not an end point): those are purged when the set looks full, and when counted.
+         */
+        private static final Set<Linger> ALL = ConcurrentHashMap.newKeySet();
+
+        private final SelectorReadEndPoint socket;
+        private final SocketChannel channel;
+        private final AtomicBoolean closed = new AtomicBoolean();
+        private volatile Scheduler.@Nullable Task timer;
+        private @Nullable ByteBuffer scratch;
+        private long discarded;
+
+        private Linger(SelectorReadEndPoint socket) {
+            this.socket = socket;
+            this.channel = socket.getChannel();
+        }
+
+        /** Begins {@code socket}'s lingering close and returns {@code true}, or returns {@code false} if it cannot. */
+        static boolean begin(SelectorReadEndPoint socket) {
+            if (!socket.selector.isRunning() || !socket.getChannel().isOpen()) {
+                return false;
+            }
+            if (ALL.size() >= MAX_LINGERING && purge() >= MAX_LINGERING) {
+                return false;
+            }
+            Linger linger = new Linger(socket);
+            ALL.add(linger);
+            try {
+                // The close frame is out: the peer reads it, then the end of the stream.
+                socket.getChannel().shutdownOutput();
+                socket.lingering = linger;
+                linger.timer = socket.scheduler.schedule(linger::close, LINGER_MILLIS, TimeUnit.MILLISECONDS);
+                socket.selector.submit(linger);
+                if (!socket.selector.isRunning()) {
+                    // Stopping: the update may come after the selector closed its sockets.
+                    linger.close();
+                }
+            } catch (IOException | RuntimeException e) {
+                // A socket reset meanwhile, a scheduler stopped: close it now.
+                linger.close();
+            }
+            return true;
+        }
+
+        /** Takes the socket's key, on the selector's thread, and reads. */
+        @Override
+        public void update(Selector selector) {
+            SelectionKey key = socket.key;
+            if (closed.get() || !key.isValid()) {
+                close();
+                return;
+            }
+            try {
+                key.attach(this);
+                key.interestOps(SelectionKey.OP_READ);
+            } catch (CancelledKeyException e) {
+                close();
+            }
+        }
+
+        @Override
+        public @Nullable Runnable onSelected() {
+            ByteBuffer buffer = scratch;
+            if (buffer == null) {
+                buffer = ByteBuffer.allocate(16 * 1024);
+                scratch = buffer;
+            }
+            try {
+                // At most 256 KiB per turn of the selector, whose other sockets wait meanwhile; a socket with more to
+                // read is selected again.
+                long budget = discarded + 256 * 1024;
+                int read;
+                do {
+                    buffer.clear();
+                    read = channel.read(buffer);
+                    discarded += Math.max(read, 0);
+                } while (read > 0 && discarded < Math.min(budget, LINGER_BYTES));
+                if (read < 0 || discarded >= LINGER_BYTES) {
+                    close();
+                }
+            } catch (IOException e) {
+                close();
+            }
+            return null;
+        }
+
+        @Override
+        public void updateKey() {
+        }
+
+        @Override
+        public void replaceKey(SelectionKey newKey) {
+        }
+
+        static int purge() {
+            ALL.removeIf(linger -> !linger.channel.isOpen());
+            return ALL.size();
+        }
+
+        @Override
+        public void close() {
+            if (!closed.compareAndSet(false, true)) {
+                return;
+            }
+            ALL.remove(this);
+            Scheduler.Task task = timer;
+            if (task != null) {
+                task.cancel();
+            }
+            IO.close(channel);
+            // The JDK ends a socket registered with a selector at that selector's next select.
+            wake(socket.selector);
+        }
+
+        @Override
+        public String toString() {
+            return "Linger@" + Integer.toHexString(hashCode()) + "[" + channel + "]";
+        }
     }
 
     /**
