@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import java.io.ByteArrayInputStream;
@@ -94,12 +95,55 @@ class LingeringCloseTest {
         pushUntilStalled(client, frame(RawFrames.BINARY, true));
         writeFully(backendSide, RawFrames.close(1011, "backend broke", false));
         assertThat(readUntilTheEnd(client).how()).isEqualTo("eof");
-        assertThat(WebSocketEndPoints.lingering()).as("sockets lingering while the client holds its socket")
-                .isPositive();
+        // Jetty shuts the output down right after the close frame, a moment before the socket begins to linger.
+        await().atMost(Duration.ofSeconds(2)).untilAsserted(() -> assertThat(WebSocketEndPoints.lingering())
+                .as("sockets lingering while the client holds its socket").isPositive());
 
         client.close();
         await().atMost(Duration.ofSeconds(4)).untilAsserted(() ->
                 assertThat(WebSocketEndPoints.lingering()).as("sockets lingering once the client closed").isZero());
+        backendSide.close();
+    }
+
+    @Test
+    void lingeringSocketsCloseWhenTheProxyStops() throws Exception {
+        start();
+        SocketChannel client = connectClient();
+        SocketChannel backendSide = backend.accepted.get(10, TimeUnit.SECONDS);
+        pushUntilStalled(client, frame(RawFrames.BINARY, true));
+        writeFully(backendSide, RawFrames.close(1011, "backend broke", false));
+        assertThat(readUntilTheEnd(client).how()).isEqualTo("eof");
+        // Jetty shuts the output down right after the close frame, a moment before the socket begins to linger.
+        await().atMost(Duration.ofSeconds(2)).untilAsserted(() -> assertThat(WebSocketEndPoints.lingering())
+                .as("sockets lingering while the client holds its socket").isPositive());
+
+        // Well before the linger's own 5 s: the stop closes the socket.
+        proxy.close();
+        assertThat(WebSocketEndPoints.lingering()).as("sockets lingering once the proxy stopped").isZero();
+        assertThatThrownBy(() -> assertStillWritable(client, frame(RawFrames.BINARY, true)))
+                .as("the client's writes once the proxy stopped").isInstanceOf(AssertionError.class);
+        client.close();
+        backendSide.close();
+    }
+
+    @Test
+    void aCloseHandshakeEndToEndLeavesNothingLingering() throws Exception {
+        start();
+        SocketChannel client = connectClient();
+        SocketChannel backendSide = backend.accepted.get(10, TimeUnit.SECONDS);
+        writeFully(client, RawFrames.close(1000, "done", true));
+        // The backend reads the client's close and answers it: each peer sent its close frame, so neither socket
+        // needs to linger when the proxy closes it.
+        RawFrames.Frame relayed = RawFrames.read(backendSide.socket().getInputStream());
+        assertThat(closeCode(relayed)).isEqualTo(1000);
+        writeFully(backendSide, RawFrames.close(1000, "done too", false));
+        Ending ending = readUntilTheEnd(client);
+        assertThat(closeReason(ending.close())).isEqualTo("done too");
+        assertThat(ending.how()).isEqualTo("eof");
+        // Once the session has ended both sockets have been closed (or begun to linger).
+        await().atMost(Duration.ofSeconds(5)).until(() -> proxy.sessions().isEmpty());
+        assertThat(WebSocketEndPoints.lingering()).as("sockets lingering after a close handshake").isZero();
+        client.close();
         backendSide.close();
     }
 

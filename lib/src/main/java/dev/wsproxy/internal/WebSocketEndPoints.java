@@ -21,6 +21,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 import org.eclipse.jetty.io.ClientConnector;
@@ -38,6 +39,7 @@ import org.eclipse.jetty.util.BufferUtil;
 import org.eclipse.jetty.util.IO;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.ProcessorUtils;
+import org.eclipse.jetty.util.component.LifeCycle;
 import org.eclipse.jetty.util.thread.Invocable;
 import org.eclipse.jetty.util.thread.QueuedThreadPool;
 import org.eclipse.jetty.util.thread.Scheduler;
@@ -981,7 +983,8 @@ public final class WebSocketEndPoints {
     static final long LINGER_MILLIS = 5_000;
     /**
      * How many bytes a lingering close reads and discards at most: more than the socket buffers between a peer that
-     * was stalled and the proxy hold (the kernel's limits here: 4 MiB to send, 32 MiB to receive).
+     * was stalled and the proxy hold with Linux's default limits (4 MiB to send, 6 MiB to receive; 32 MiB where
+     * raised, as on the machines the tests run on).
      */
     static final long LINGER_BYTES = 64 << 20;
     /** How many sockets linger at most in this JVM: past it, sockets close at once, as they did without lingering. */
@@ -1001,67 +1004,93 @@ public final class WebSocketEndPoints {
 
     /** How many sockets linger now, in this JVM. */
     public static int lingering() {
-        return Linger.purge();
+        return Linger.COUNT.get();
     }
 
     /**
      * A socket's lingering close (see "Lingering close" above): its output shut down, it reads and discards what the
      * peer still sends until the end of the stream, an error, {@link #LINGER_BYTES} or {@link #LINGER_MILLIS}, then
-     * closes. It takes the socket's selection key from the end point, on the selector's thread; stopping the
-     * connector closes it with the other sockets.
+     * closes. It takes the socket's selection key from the end point, on the selector's thread, and keeps neither the
+     * end point nor its connection. A selector that stops closes its lingering sockets first.
      */
     private static final class Linger implements ManagedSelector.Selectable, ManagedSelector.SelectorUpdate, Closeable {
 
-        /**
-         * The sockets lingering. A stopping connector closes their channels itself (Jetty's selector closes the channel
-         * of a key whose attachment is not an end point): those are purged when the set looks full, and when counted.
-         */
-        private static final Set<Linger> ALL = ConcurrentHashMap.newKeySet();
+        static final AtomicInteger COUNT = new AtomicInteger();
+        /** The lingering sockets of each running selector, closed when it stops. */
+        private static final Map<ManagedSelector, Set<Linger>> BY_SELECTOR = new ConcurrentHashMap<>();
+        /** What the lingering sockets of a selector thread read into: one buffer per selector thread. */
+        private static final ThreadLocal<ByteBuffer> SCRATCH =
+                ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(64 * 1024));
 
-        private final SelectorReadEndPoint socket;
+        private final ManagedSelector selector;
         private final SocketChannel channel;
+        private final Set<Linger> siblings;
         private final AtomicBoolean closed = new AtomicBoolean();
+        /** The end point whose key this takes; {@code null} once taken. */
+        private volatile @Nullable SelectorReadEndPoint socket;
         private volatile Scheduler.@Nullable Task timer;
-        private @Nullable ByteBuffer scratch;
         private long discarded;
 
-        private Linger(SelectorReadEndPoint socket) {
+        private Linger(SelectorReadEndPoint socket, Set<Linger> siblings) {
             this.socket = socket;
+            this.selector = socket.selector;
             this.channel = socket.getChannel();
+            this.siblings = siblings;
         }
 
         /** Begins {@code socket}'s lingering close and returns {@code true}, or returns {@code false} if it cannot. */
         static boolean begin(SelectorReadEndPoint socket) {
-            if (!socket.selector.isRunning() || !socket.getChannel().isOpen()) {
+            ManagedSelector selector = socket.selector;
+            if (!selector.isRunning() || !socket.getChannel().isOpen()
+                    || !socket.scheduler.isRunning()) {
                 return false;
             }
-            if (ALL.size() >= MAX_LINGERING && purge() >= MAX_LINGERING) {
+            if (COUNT.incrementAndGet() > MAX_LINGERING) {
+                COUNT.decrementAndGet();
                 return false;
             }
-            Linger linger = new Linger(socket);
-            ALL.add(linger);
+            Linger linger = new Linger(socket, BY_SELECTOR.computeIfAbsent(selector, Linger::register));
+            linger.siblings.add(linger);
             try {
-                // The close frame is out: the peer reads it, then the end of the stream.
+                // The close frame is out: the peer reads it, then the end of the stream (Jetty's frame flusher has
+                // shut the output down after a close frame already; not on every path that closes).
                 socket.getChannel().shutdownOutput();
                 socket.lingering = linger;
                 linger.timer = socket.scheduler.schedule(linger::close, LINGER_MILLIS, TimeUnit.MILLISECONDS);
-                socket.selector.submit(linger);
-                if (!socket.selector.isRunning()) {
+                selector.submit(linger);
+                if (!selector.isRunning()) {
                     // Stopping: the update may come after the selector closed its sockets.
                     linger.close();
                 }
             } catch (IOException | RuntimeException e) {
-                // A socket reset meanwhile, a scheduler stopped: close it now.
+                // A socket reset meanwhile: close it now.
                 linger.close();
             }
             return true;
         }
 
+        /** The set of {@code selector}'s lingering sockets, closed when it begins to stop. */
+        private static Set<Linger> register(ManagedSelector selector) {
+            Set<Linger> lingers = ConcurrentHashMap.newKeySet();
+            selector.addEventListener(new LifeCycle.Listener() {
+                @Override
+                public void lifeCycleStopping(LifeCycle event) {
+                    BY_SELECTOR.remove(selector);
+                    for (Linger linger : lingers) {
+                        linger.close();
+                    }
+                }
+            });
+            return lingers;
+        }
+
         /** Takes the socket's key, on the selector's thread, and reads. */
         @Override
-        public void update(Selector selector) {
-            SelectionKey key = socket.key;
-            if (closed.get() || !key.isValid()) {
+        public void update(Selector jdkSelector) {
+            SelectorReadEndPoint owner = socket;
+            socket = null;
+            SelectionKey key = owner == null ? null : owner.key;
+            if (closed.get() || key == null || !key.isValid()) {
                 close();
                 return;
             }
@@ -1075,11 +1104,7 @@ public final class WebSocketEndPoints {
 
         @Override
         public @Nullable Runnable onSelected() {
-            ByteBuffer buffer = scratch;
-            if (buffer == null) {
-                buffer = ByteBuffer.allocate(16 * 1024);
-                scratch = buffer;
-            }
+            ByteBuffer buffer = SCRATCH.get();
             try {
                 // At most 256 KiB per turn of the selector, whose other sockets wait meanwhile; a socket with more to
                 // read is selected again.
@@ -1107,24 +1132,21 @@ public final class WebSocketEndPoints {
         public void replaceKey(SelectionKey newKey) {
         }
 
-        static int purge() {
-            ALL.removeIf(linger -> !linger.channel.isOpen());
-            return ALL.size();
-        }
-
         @Override
         public void close() {
             if (!closed.compareAndSet(false, true)) {
                 return;
             }
-            ALL.remove(this);
+            COUNT.decrementAndGet();
+            siblings.remove(this);
+            socket = null;
             Scheduler.Task task = timer;
             if (task != null) {
                 task.cancel();
             }
             IO.close(channel);
             // The JDK ends a socket registered with a selector at that selector's next select.
-            wake(socket.selector);
+            wake(selector);
         }
 
         @Override
