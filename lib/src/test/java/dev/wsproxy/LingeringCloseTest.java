@@ -91,13 +91,7 @@ class LingeringCloseTest {
     void lingeringSocketsCloseOnceThePeerEndsItsStream() throws Exception {
         start();
         SocketChannel client = connectClient();
-        SocketChannel backendSide = backend.accepted.get(10, TimeUnit.SECONDS);
-        pushUntilStalled(client, frame(RawFrames.BINARY, true));
-        writeFully(backendSide, RawFrames.close(1011, "backend broke", false));
-        assertThat(readUntilTheEnd(client).how()).isEqualTo("eof");
-        // Jetty shuts the output down right after the close frame, a moment before the socket begins to linger.
-        await().atMost(Duration.ofSeconds(2)).untilAsserted(() -> assertThat(WebSocketEndPoints.lingering())
-                .as("sockets lingering while the client holds its socket").isPositive());
+        SocketChannel backendSide = lingerForTheClient(client);
 
         client.close();
         await().atMost(Duration.ofSeconds(4)).untilAsserted(() ->
@@ -109,13 +103,7 @@ class LingeringCloseTest {
     void lingeringSocketsCloseWhenTheProxyStops() throws Exception {
         start();
         SocketChannel client = connectClient();
-        SocketChannel backendSide = backend.accepted.get(10, TimeUnit.SECONDS);
-        pushUntilStalled(client, frame(RawFrames.BINARY, true));
-        writeFully(backendSide, RawFrames.close(1011, "backend broke", false));
-        assertThat(readUntilTheEnd(client).how()).isEqualTo("eof");
-        // Jetty shuts the output down right after the close frame, a moment before the socket begins to linger.
-        await().atMost(Duration.ofSeconds(2)).untilAsserted(() -> assertThat(WebSocketEndPoints.lingering())
-                .as("sockets lingering while the client holds its socket").isPositive());
+        SocketChannel backendSide = lingerForTheClient(client);
 
         // Well before the linger's own 5 s: the stop closes the socket.
         proxy.close();
@@ -124,6 +112,21 @@ class LingeringCloseTest {
                 .as("the client's writes once the proxy stopped").isInstanceOf(AssertionError.class);
         client.close();
         backendSide.close();
+    }
+
+    /**
+     * Stalls {@code client}'s direction, has the backend close with 1011, and waits until the client read the end of
+     * its stream and the proxy's socket lingers; returns the backend's socket.
+     */
+    private SocketChannel lingerForTheClient(SocketChannel client) throws Exception {
+        SocketChannel backendSide = backend.accepted.get(10, TimeUnit.SECONDS);
+        pushUntilStalled(client, frame(RawFrames.BINARY, true));
+        writeFully(backendSide, RawFrames.close(1011, "backend broke", false));
+        assertThat(readUntilTheEnd(client).how()).isEqualTo("eof");
+        // Jetty shuts the output down right after the close frame, a moment before the socket begins to linger.
+        await().atMost(Duration.ofSeconds(2)).untilAsserted(() -> assertThat(WebSocketEndPoints.lingering())
+                .as("sockets lingering while the client holds its socket").isPositive());
+        return backendSide;
     }
 
     @Test
