@@ -241,7 +241,8 @@ class BackendFramingViolationsTest {
     void answersEachPeersCloseWithTheOthersWhenBothCloseAtOnce() throws Exception {
         CyclicBarrier together = new CyclicBarrier(2);
         BlockingQueue<Object> atBackend = new LinkedBlockingQueue<>();
-        BlockingQueue<SessionClose> closes = new LinkedBlockingQueue<>();
+        SessionEvents events = new SessionEvents();
+        BlockingQueue<SessionClose> closes = events.closes;
         start((socket, out) -> {
             RawFrames.Frame go = RawFrames.read(socket.getInputStream());
             First first = Stream.of(First.values()).filter(value -> value.name().equals(go.text())).findFirst()
@@ -254,12 +255,7 @@ class BackendFramingViolationsTest {
             }
             RawFrames.write(out, close);
             readUntilEnd(socket, atBackend);
-        }, new ProxyListener() {
-            @Override
-            public void onSessionClosed(ProxySession session, SessionClose close) {
-                closes.add(close);
-            }
-        });
+        }, events);
         for (int round = 0; round < 15; round++) {
             First first = First.values()[round % 3];
             List<RawWebSocket.Frame> atClient;

@@ -8,7 +8,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.websocket.api.Callback;
@@ -22,8 +21,9 @@ import org.junit.jupiter.params.provider.ValueSource;
 /** Frames, flow and close codes through the proxy, on real Jetty servers and clients. */
 class RelayTest {
 
-    private final BlockingQueue<SessionClose> closes = new LinkedBlockingQueue<>();
-    private final BlockingQueue<ProxySession> opened = new LinkedBlockingQueue<>();
+    private final SessionEvents events = new SessionEvents();
+    private final BlockingQueue<SessionClose> closes = events.closes;
+    private final BlockingQueue<ProxySession> opened = events.opened;
     private TestBackend backend;
     private WebSocketProxy proxy;
     private Clients clients;
@@ -35,17 +35,7 @@ class RelayTest {
                 .listen("127.0.0.1", 0)
                 .route("/ws/", backend.backend())
                 .maxMessageSize(32 * 1024 * 1024)
-                .listener(new ProxyListener() {
-                    @Override
-                    public void onSessionOpened(ProxySession session) {
-                        opened.add(session);
-                    }
-
-                    @Override
-                    public void onSessionClosed(ProxySession session, SessionClose close) {
-                        closes.add(close);
-                    }
-                })
+                .listener(events)
                 .build();
         proxy.start();
         clients = new Clients();

@@ -14,7 +14,6 @@ import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -57,8 +56,9 @@ class StalledPeerTest {
     /** 64 MiB: far more than the buffers between the two peers hold, so the writer is always held back. */
     private static final int MESSAGES = 1024;
 
-    private final BlockingQueue<ProxySession> opened = new LinkedBlockingQueue<>();
-    private final BlockingQueue<SessionClose> closed = new LinkedBlockingQueue<>();
+    private final SessionEvents events = new SessionEvents();
+    private final BlockingQueue<ProxySession> opened = events.opened;
+    private final BlockingQueue<SessionClose> closed = events.closes;
     private final List<AutoCloseable> resources = new ArrayList<>();
     private final CountDownLatch thaw = new CountDownLatch(1);
     private Clients clients;
@@ -79,17 +79,7 @@ class StalledPeerTest {
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
                 .route("/", backend)
                 .timeoutPolicy(TimeoutPolicy.custom().idle(IDLE).close(Duration.ofMillis(CLOSE_MILLIS)).build())
-                .listener(new ProxyListener() {
-                    @Override
-                    public void onSessionOpened(ProxySession session) {
-                        opened.add(session);
-                    }
-
-                    @Override
-                    public void onSessionClosed(ProxySession session, SessionClose close) {
-                        closed.add(close);
-                    }
-                })
+                .listener(events)
                 .build();
         proxy.start();
     }

@@ -685,8 +685,8 @@ public final class WebSocketEndPoints {
         private final Scheduler scheduler;
         /** Whether the socket lingers when it closes: {@link #LINGER_NONE}, {@link #LINGER_ARMED} or {@link #LINGER_OFF}. */
         private volatile int linger = LINGER_NONE;
-        /** The socket's lingering close, once it began; the end point then leaves the selection key alone. */
-        private volatile @Nullable Linger lingering;
+        /** Whether the socket's lingering close began: the end point then leaves the selection key alone. */
+        private volatile boolean lingering;
 
         SelectorReadEndPoint(SocketChannel channel, ManagedSelector selector, SelectionKey key, Scheduler scheduler,
                 @Nullable Connector connector) {
@@ -711,7 +711,7 @@ public final class WebSocketEndPoints {
          */
         @Override
         public void updateKey() {
-            if (lingering != null) {
+            if (lingering) {
                 // The key is the lingering close's now.
                 return;
             }
@@ -1055,7 +1055,7 @@ public final class WebSocketEndPoints {
                 // The close frame is out: the peer reads it, then the end of the stream (Jetty's frame flusher has
                 // shut the output down after a close frame already; not on every path that closes).
                 socket.getChannel().shutdownOutput();
-                socket.lingering = linger;
+                socket.lingering = true;
                 linger.timer = socket.scheduler.schedule(linger::close, LINGER_MILLIS, TimeUnit.MILLISECONDS);
                 selector.submit(linger);
                 if (!selector.isRunning()) {
