@@ -7,14 +7,15 @@ import java.time.Duration;
 import dev.wsproxy.internal.Timeouts;
 
 /**
- * The timeouts of a proxied session: backend connect, idle, close handshake and maximum lifetime.
+ * The timeouts of a proxied session: backend connect, idle, close handshake, maximum lifetime and the keep-alive
+ * pings that tell a live peer from a dead one.
  *
  * <p>Built-ins:
  * <ul>
  *   <li>{@link #ofDefaults()}: connect 10 s, idle 1 h (as the nginx WebSocket guide recommends for
  *       {@code proxy_read_timeout}), close 10 s, no maximum lifetime.</li>
  *   <li>{@link #idle(Duration)}: the defaults with another idle timeout.</li>
- *   <li>{@link #custom()}: a builder for all four.</li>
+ *   <li>{@link #custom()}: a builder for all five.</li>
  * </ul>
  *
  * <p>The proxy reads the policy once per session, at the handshake. You can also implement your own, for instance
@@ -24,11 +25,23 @@ import dev.wsproxy.internal.Timeouts;
  * <ul>
  *   <li><b>connect</b>: from the start of the backend connection to its {@code 101} answer; the client gets
  *       {@code 504 Gateway Timeout} when it passes (nginx {@code proxy_connect_timeout}).</li>
- *   <li><b>idle</b>: per leg; a leg with no frame read or written for this long closes both legs with {@code 1001}
- *       (nginx {@code proxy_read_timeout} and {@code proxy_send_timeout}). {@link Duration#ZERO} disables it.</li>
+ *   <li><b>idle</b>: per leg; a leg with no bytes read or written for this long closes both legs with {@code 1001}
+ *       (nginx {@code proxy_read_timeout} and {@code proxy_send_timeout}). Relayed pings and pongs count, the proxy's
+ *       own do not. {@link Duration#ZERO} disables it.</li>
  *   <li><b>close</b>: how long a leg may take to answer a close frame before the proxy drops its connection.</li>
  *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs.
  *       {@link Duration#ZERO} (the default) means no limit.</li>
+ *   <li><b>ping</b>: when a leg has read and written nothing for this long, the proxy sends its peer a ping of its
+ *       own; a peer that then sends nothing at all for another interval, not even the pong, is taken for dead: its
+ *       connection is dropped and the other peer gets {@code 1014} (a dead backend) or {@code 1001} (a dead client).
+ *       That finds a frozen or vanished peer (a host that lost power, a half-open TCP connection) within two
+ *       intervals, where the idle timeout alone would wait an hour, and the pings keep quiet sessions alive through
+ *       middleboxes that drop idle connections (cloud load balancers, NAT). The pongs that answer the proxy's pings
+ *       are not relayed. A peer that reads nothing for two intervals, so that the ping cannot even be sent, counts
+ *       as dead too (as nginx's {@code proxy_send_timeout}); a peer the proxy is not reading from because the other
+ *       peer is slow is never judged. The idle timeout is then checked at each interval, so it fires up to one
+ *       interval late. {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most
+ *       deployments; the interval must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
  * </ul>
  */
 public interface TimeoutPolicy {
@@ -41,6 +54,9 @@ public interface TimeoutPolicy {
 
     /** The default close handshake timeout: 10 seconds. */
     Duration DEFAULT_CLOSE_TIMEOUT = Duration.ofSeconds(10);
+
+    /** The shortest ping interval: 100 milliseconds. */
+    Duration MIN_PING_INTERVAL = Duration.ofMillis(100);
 
     /**
      * Returns the time allowed from the start of the backend connection to its {@code 101}.
@@ -75,7 +91,17 @@ public interface TimeoutPolicy {
     }
 
     /**
-     * Returns the default policy: connect 10 s, idle 1 h, close 10 s, no maximum lifetime.
+     * Returns how long a leg may be silent before the proxy pings its peer; see the class comment.
+     *
+     * @return at least {@link #MIN_PING_INTERVAL} and shorter than {@link #idleTimeout()}, or {@link Duration#ZERO}
+     *     (the default) for no pings; any other value also means no pings
+     */
+    default Duration pingInterval() {
+        return Duration.ZERO;
+    }
+
+    /**
+     * Returns the default policy: connect 10 s, idle 1 h, close 10 s, no maximum lifetime, no pings.
      *
      * @return the default policy
      */
@@ -109,6 +135,7 @@ public interface TimeoutPolicy {
         private Duration idle = DEFAULT_IDLE_TIMEOUT;
         private Duration close = DEFAULT_CLOSE_TIMEOUT;
         private Duration maxLifetime = Duration.ZERO;
+        private Duration ping = Duration.ZERO;
 
         private Builder() {
         }
@@ -158,12 +185,35 @@ public interface TimeoutPolicy {
         }
 
         /**
+         * Sets the interval of the proxy's keep-alive pings (see the class comment).
+         *
+         * @param interval at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout, or
+         *     {@link Duration#ZERO} for no pings
+         * @return this builder
+         * @throws IllegalArgumentException if the interval is negative or shorter than {@link #MIN_PING_INTERVAL}
+         */
+        public Builder ping(Duration interval) {
+            notNegative("ping", interval);
+            if (!interval.isZero() && interval.compareTo(MIN_PING_INTERVAL) < 0) {
+                throw new IllegalArgumentException(
+                        "ping: " + interval + " (expected: at least " + MIN_PING_INTERVAL + ", or 0)");
+            }
+            this.ping = interval;
+            return this;
+        }
+
+        /**
          * Returns the policy.
          *
          * @return an immutable policy
+         * @throws IllegalArgumentException if the ping interval is not shorter than a non-zero idle timeout
          */
         public TimeoutPolicy build() {
-            return new Timeouts(connect, idle, close, maxLifetime);
+            if (!ping.isZero() && !idle.isZero() && ping.compareTo(idle) >= 0) {
+                throw new IllegalArgumentException(
+                        "ping: " + ping + " (expected: shorter than the idle timeout " + idle + ", or 0)");
+            }
+            return new Timeouts(connect, idle, close, maxLifetime, ping);
         }
 
         private static Duration positive(String name, Duration value) {

@@ -38,6 +38,7 @@ final class RawWebSocket implements AutoCloseable {
     static final int CONTINUATION = 0;
     static final int CLOSE = 8;
     static final int PING = 9;
+    static final int PONG = 10;
 
     final Socket socket;
     private final OutputStream out;

@@ -9,7 +9,6 @@ import java.io.InputStream;
 import java.net.SocketTimeoutException;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -39,14 +38,14 @@ class SlowBackendReaderMemoryTest {
     private static final int MESSAGE_SIZE = 64 * 1024;
     private static final long TOTAL = (long) MESSAGES * MESSAGE_SIZE; // 256 MiB
 
-    private final CountDownLatch thaw = new CountDownLatch(1);
+    private final Thaw thaw = new Thaw();
     private RawBackend backend;
     private ForkedProxy proxy;
     private Thread writer;
 
     @AfterEach
     void stop() throws Exception {
-        thaw.countDown();
+        thaw.release();
         try {
             if (proxy != null) {
                 proxy.close();
@@ -66,7 +65,7 @@ class SlowBackendReaderMemoryTest {
     void holdsBackTheClientWhileTheBackendDoesNotReadAndDeliversEverythingOnceItDoes() throws Exception {
         CompletableFuture<long[]> received = new CompletableFuture<>();
         backend = RawBackend.upgradingThen((socket, out) -> {
-            awaitThaw();
+            thaw.await();
             // Reads the client's 256 MiB as the proxy relays them (in pieces, perhaps), keeping none of it; then the
             // fixture answers the client's close frame.
             socket.setSoTimeout(30_000);
@@ -90,7 +89,7 @@ class SlowBackendReaderMemoryTest {
         try (RawWebSocket client = RawWebSocket.connect(proxy.ws("/slow-backend"))) {
             Push push = pushUntilHeldBack(client);
 
-            thaw.countDown();
+            thaw.release();
             assertThat(push.done).as("the client's writes, once the backend reads")
                     .succeedsWithin(Duration.ofSeconds(60));
             assertThat(push.frames.get()).isEqualTo(MESSAGES);
@@ -110,7 +109,7 @@ class SlowBackendReaderMemoryTest {
     @Test
     void releasesTheHeldBackClientWith1014WhenTheStalledBackendIsReset() throws Exception {
         backend = RawBackend.upgradingThen((socket, out) -> {
-            awaitThaw();
+            thaw.await();
             // Gone without a close frame, its receive buffer full: a reset.
             socket.setSoLinger(true, 0);
             socket.close();
@@ -119,7 +118,7 @@ class SlowBackendReaderMemoryTest {
         try (RawWebSocket client = RawWebSocket.connect(proxy.ws("/slow-backend"))) {
             Push push = pushUntilHeldBack(client);
 
-            thaw.countDown();
+            thaw.release();
             RawWebSocket.Frame close = client.readClose();
             assertThat(close.closeCode()).isEqualTo(1014);
             assertThat(close.text()).isEqualTo("backend connection lost");
@@ -173,17 +172,6 @@ class SlowBackendReaderMemoryTest {
         assertThat(push.frames.get() * MESSAGE_SIZE).as("bytes sent, after the proxy's full GC")
                 .isEqualTo(stalledAt);
         return push;
-    }
-
-    private void awaitThaw() throws IOException {
-        try {
-            if (!thaw.await(60, TimeUnit.SECONDS)) {
-                throw new IOException("never thawed");
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException(e);
-        }
     }
 
     /** The client's writes: how many frames were written, and how the writing ended. */

@@ -13,7 +13,6 @@ import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -39,7 +38,7 @@ import org.junit.jupiter.api.Test;
  * <p>Both sides of a stalled session are raw sockets read by a thread that does nothing else, so the test sees what
  * the proxy wrote.
  *
- * <p>C5 tests the semantics {@link TimeoutPolicy} documents: the idle timeout is per leg and counts frames read
+ * <p>C5 tests the semantics {@link TimeoutPolicy} documents: the idle timeout is per leg and counts bytes read
  * <em>or</em> written on that leg. A backend that reads what the client says and never answers is therefore not
  * idle: the proxy writes to it. The session outlives the idle timeout four times over while the client talks, and
  * both legs get {@code 1001 "idle timeout"} one idle timeout after the client falls silent too. (nginx's
@@ -60,7 +59,7 @@ class StalledPeerTest {
     private final BlockingQueue<ProxySession> opened = events.opened;
     private final BlockingQueue<SessionClose> closed = events.closes;
     private final List<AutoCloseable> resources = new ArrayList<>();
-    private final CountDownLatch thaw = new CountDownLatch(1);
+    private final Thaw thaw = new Thaw();
     private Clients clients;
     private WebSocketProxy proxy;
 
@@ -71,7 +70,7 @@ class StalledPeerTest {
 
     @AfterEach
     void stop() throws Exception {
-        thaw.countDown();
+        thaw.release();
         Clients.tearDown(proxy, clients, resources.toArray(AutoCloseable[]::new));
     }
 
@@ -90,7 +89,7 @@ class StalledPeerTest {
         RawBackend backend = RawBackend.upgradingThen((socket, out) -> {
             // Frozen: no read, no write, the socket open, until the test thaws it. Then it reads what reached it, up
             // to an EOFException (recorded as "eof") or a SocketException ("reset").
-            awaitThaw();
+            thaw.await();
             socket.setSoTimeout(10_000);
             InputStream in = socket.getInputStream();
             while (true) {
@@ -120,7 +119,7 @@ class StalledPeerTest {
         }
 
         // The proxy closed its backend socket: thawed, the backend reads what reached it, then its end.
-        thaw.countDown();
+        thaw.release();
         assertThat(backend.nextEnd(10)).isIn("eof", "reset");
         assertDataThenAtMostAnIdleClose(thawed);
     }
@@ -245,17 +244,6 @@ class StalledPeerTest {
     private static RawFrames.Frame withoutData(RawFrames.Frame frame) {
         return frame.opcode() >= RawFrames.CLOSE ? frame
                 : new RawFrames.Frame(frame.opcode(), frame.fin(), new byte[0]);
-    }
-
-    private void awaitThaw() throws IOException {
-        try {
-            if (!thaw.await(30, TimeUnit.SECONDS)) {
-                throw new IOException("never thawed");
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException(e);
-        }
     }
 
     /** A blocking write. */

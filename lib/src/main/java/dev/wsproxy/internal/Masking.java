@@ -119,6 +119,24 @@ public final class Masking {
         }
     }
 
+    /**
+     * Makes the connection's parser drop every frame it parses from now on, and read on (see {@link BoundaryParser}):
+     * for a connection the proxy is closing with an error code. Does nothing where the parser is Jetty's own.
+     */
+    static void dropFrames(WebSocketConnection connection) {
+        Fields fields = FIELDS;
+        if (fields == null) {
+            return;
+        }
+        try {
+            if (fields.connectionParser.get(connection) instanceof BoundaryParser parser) {
+                parser.dropping = true;
+            }
+        } catch (IllegalAccessException e) {
+            // Not installed on this connection: Jetty's behaviour stands.
+        }
+    }
+
     /** Whether the connection's parser tells its socket where each parse stopped: for tests. */
     static boolean reportsBoundariesOn(WebSocketConnection connection) throws IllegalAccessException {
         Fields fields = FIELDS;
@@ -201,6 +219,8 @@ public final class Masking {
         private boolean inMessage;
         /** Whether a close frame was parsed: nothing after it is a frame of the session. */
         private boolean closed;
+        /** Whether the proxy sent an error close on this connection: Jetty takes no more frames (see parse). */
+        private volatile boolean dropping;
 
         BoundaryParser(ByteBufferPool pool, Configuration configuration,
                 WebSocketEndPoints.@Nullable ParseBoundaries boundaries) {
@@ -221,8 +241,15 @@ public final class Masking {
                 // After a close frame a peer sends nothing (RFC 6455 section 5.5.1). Jetty reads on after one to see
                 // the end of the stream, and a data frame there would fail the connection before the other peer's
                 // answer to the close is relayed: what follows a close is parsed (a broken frame still fails it) and
-                // dropped.
-                while (closed && frame != null) {
+                // dropped. Likewise once the proxy has sent an error close (any code but 1000 and 3000-4999): Jetty then
+                // closes the session both ways at once, while the close frame may still wait to be written behind a
+                // data frame, and would refuse the next frame and read no more; a peer blocked writing to the proxy
+                // (its pongs or echoes held back) would then never read the close frame, and be dropped at the close
+                // timeout instead. A close frame among the dropped ones still ends the lingering.
+                while (frame != null && (closed || dropping)) {
+                    if (frame.getOpCode() == OpCode.CLOSE) {
+                        onCloseFrame();
+                    }
                     frame.close();
                     frame = super.parse(buffer);
                 }
@@ -235,16 +262,20 @@ public final class Masking {
             if (frame != null && frame.isDataFrame()) {
                 inMessage = !frame.isFin();
             } else if (frame != null && frame.getOpCode() == OpCode.CLOSE) {
-                closed = true;
-                if (boundaries != null) {
-                    // The peer sends nothing after its close: its socket needs no lingering close.
-                    boundaries.lingers(false);
-                }
+                onCloseFrame();
             }
             if (boundaries != null) {
                 boundaries.parsed(betweenFrames && !inMessage);
             }
             return frame;
+        }
+
+        private void onCloseFrame() {
+            closed = true;
+            if (boundaries != null) {
+                // The peer sends nothing after its close: its socket needs no lingering close.
+                boundaries.lingers(false);
+            }
         }
 
         @Override

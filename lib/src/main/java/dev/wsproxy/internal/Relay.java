@@ -2,6 +2,7 @@ package dev.wsproxy.internal;
 
 import java.net.InetSocketAddress;
 import java.net.URI;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.Instant;
@@ -72,6 +73,19 @@ import dev.wsproxy.SessionClose;
  * frames of 1 KiB or more are never limited. A violation closes the offender with 1009 (fragments, size), 1008 (rate)
  * or 1007 (UTF-8), and the other leg as {@link #onViolation} says.
  *
+ * <h2>Keep-alive pings</h2>
+ * With a ping interval (see {@link dev.wsproxy.TimeoutPolicy}) shorter than the idle timeout, each leg's connection
+ * times out after the ping interval instead of the idle timeout, and the leg's {@code KeepAlive} runs each time the
+ * connection has read and written nothing for that long. It measures the idle timeout itself, from the relay's
+ * counters (data bytes, messages, relayed pings and pongs of both legs), so that the proxy's own pings and pongs do not
+ * keep a session alive; it sends the peer a ping; and the peer is dead when the previous ping still waits to be written
+ * (the peer reads nothing), or when the connection has read nothing since that ping while it was waiting to read. A
+ * leg the relay is not reading from (its frame waits for the other leg's send) is not waiting to read, so a peer held
+ * back by a slow other peer is never judged by its silence. The pongs that answer the proxy's pings carry {@link
+ * #PING_PAYLOAD} and are dropped, not relayed, one for each ping: any other pong is the peers' own, whatever it carries.
+ * Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has none of
+ * it (one null field), and nothing changes on the relay's paths.
+ *
  * <h2>End</h2>
  * The relay ends once both legs have ended (or will never open); {@link #finish()} then runs exactly once: it
  * deregisters the relay and reports to the selector, the listeners and the access log.
@@ -82,6 +96,9 @@ final class Relay implements ProxySession {
     private static final int MAX_REASON_BYTES = Frame.MAX_CONTROL_PAYLOAD - 2;
     /** Data frames carrying less than this always count against the fragment cap. */
     static final int SMALL_FRAGMENT = 128;
+    /** The payload of the proxy's own pings; a pong carrying it answers one of them and is not relayed. */
+    private static final ByteBuffer PING_PAYLOAD =
+            ByteBuffer.wrap("wsproxy".getBytes(StandardCharsets.US_ASCII)).asReadOnlyBuffer();
 
     enum Side {
         CLIENT, BACKEND
@@ -91,6 +108,8 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
+    /** Whether the proxy pings quiet legs (see "Keep-alive pings"). */
+    private final boolean pings;
     private final InetSocketAddress clientAddress;
     private final Backend backend;
     private final URI backendUri;
@@ -121,6 +140,7 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
+        this.pings = timeouts.pings();
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
@@ -287,7 +307,7 @@ final class Relay implements ProxySession {
             LOG.debug("[{}] Client upgrade failed: {}", id, why);
         }
         if (backendSession != null) {
-            backendSession.close(new CloseStatus(CloseStatus.SHUTDOWN, why), Callback.NOOP);
+            backendLeg.sendClose(backendSession, new CloseStatus(CloseStatus.SHUTDOWN, why));
             armCloseTimer();
         }
         finishIfDone();
@@ -345,7 +365,7 @@ final class Relay implements ProxySession {
                 }
                 clientLeg.closeSent = true;
                 clientLeg.sentStatus = status;
-                actions.add(() -> client.close(status, Callback.NOOP));
+                actions.add(() -> clientLeg.sendClose(client, status));
                 actions.add(() -> WebSocketEndPoints.demand(client));
                 actions.add(this::armCloseTimer);
             } else {
@@ -377,6 +397,38 @@ final class Relay implements ProxySession {
     private void onLifetimeExceeded() {
         CloseStatus status = new CloseStatus(CloseStatus.SHUTDOWN, "session lifetime exceeded");
         terminate(status, status);
+    }
+
+    /** What the relay has carried so far, both ways: it moves whenever a frame or a piece of one is relayed. */
+    private long traffic() {
+        return clientLeg.bytes + clientLeg.messages + clientLeg.controls()
+                + backendLeg.bytes + backendLeg.messages + backendLeg.controls();
+    }
+
+    /** A peer did not answer the proxy's ping: its connection is dropped, the other peer told (see TimeoutPolicy). */
+    private void onUnresponsive(Leg dead) {
+        CoreSession deadSession;
+        List<Runnable> actions = new ArrayList<>();
+        synchronized (this) {
+            deadSession = dead.session;
+            if (finished || dead.done || dead.closeSent || dead.heldClose != null || deadSession == null) {
+                return; // a close is under way: the close timeout sees to it
+            }
+            if (initiator == null) {
+                initiator = SessionClose.Initiator.PROXY;
+            }
+            dead.closeSent = true;
+            CloseStatus notice = dead.side == Side.BACKEND
+                    ? new CloseStatus(CloseStatus.BAD_GATEWAY, "backend not responding")
+                    : new CloseStatus(CloseStatus.SHUTDOWN, "client not responding");
+            closeLeg(dead.other(), notice, actions);
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] The {} did not answer a ping: dropping its connection", id, dead.side);
+        }
+        actions.forEach(Runnable::run);
+        WebSocketEndPoints.abort(deadSession);
+        armCloseTimer();
     }
 
     private void onIdle(Side side) {
@@ -438,13 +490,13 @@ final class Relay implements ProxySession {
             leg.closeSent = true;
             leg.sentStatus = status;
             actions.add(() -> {
-                session.close(status, Callback.NOOP);
+                leg.sendClose(session, status);
                 held.succeeded();
             });
         } else if (!leg.closeSent) {
             leg.closeSent = true;
             leg.sentStatus = status;
-            actions.add(() -> session.close(status, Callback.NOOP));
+            actions.add(() -> leg.sendClose(session, status));
         }
     }
 
@@ -469,7 +521,7 @@ final class Relay implements ProxySession {
                 to.closeSent = true;
                 to.sentStatus = reply;
                 action = () -> {
-                    target.close(reply, Callback.NOOP);
+                    to.sendClose(target, reply);
                     held.succeeded();
                     callback.succeeded();
                 };
@@ -482,7 +534,7 @@ final class Relay implements ProxySession {
                 CloseStatus relayed = relayable(status, from.side);
                 to.closeSent = true;
                 to.sentStatus = relayed;
-                action = () -> target.close(relayed, Callback.NOOP);
+                action = () -> to.sendClose(target, relayed);
                 arm = true;
             }
         }
@@ -521,7 +573,7 @@ final class Relay implements ProxySession {
                 other.closeSent = true;
                 other.sentStatus = reply;
                 actions.add(() -> {
-                    target.close(reply, Callback.NOOP);
+                    other.sendClose(target, reply);
                     held.succeeded();
                 });
             } else if (!other.done && !other.closeSent && target != null) {
@@ -529,7 +581,7 @@ final class Relay implements ProxySession {
                 CloseStatus notice = lost(leg.side);
                 other.closeSent = true;
                 other.sentStatus = notice;
-                actions.add(() -> target.close(notice, Callback.NOOP));
+                actions.add(() -> other.sendClose(target, notice));
                 arm = true;
             }
         }
@@ -652,6 +704,8 @@ final class Relay implements ProxySession {
         private long lastBytesIn = -1;
         /** Whether this leg reads with the large input buffer; only the thread handling its frames touches it. */
         private boolean largeInput;
+        /** The keep-alive pings' state when the proxy pings (see the class comment), set before the leg opens. */
+        private @Nullable KeepAlive keepAlive;
         /** Message rate limit, client leg only: GCRA, the nanoTime at which the bucket is full again. */
         private long rateInterval;
         private long rateBurst;
@@ -659,6 +713,70 @@ final class Relay implements ProxySession {
 
         Leg(Side side) {
             this.side = side;
+        }
+
+        /**
+         * The keep-alive pings of a leg (see the class comment), and the callback of its pings. Only the leg's idle
+         * expiry touches the state, one at a time, except {@link #unsent}.
+         */
+        private final class KeepAlive implements Callback {
+            /** Pings and pongs relayed from this leg's peer; written by the thread handling its current frame. */
+            volatile long controls;
+            /** Whether a ping was sent and its pong has not come: set by the idle expiry, cleared by the pong. */
+            volatile boolean awaitingPong;
+            /** {@link #traffic()} at the last expiry, and the nanoTime since which it has not moved. */
+            private long trafficSeen = -1;
+            private long quietSince;
+            /** The connection's bytes read when the last ping was sent. */
+            private long pingBytesIn = -1;
+            /** Whether the last ping waits to be written: set by the idle expiry, cleared when the write completes. */
+            private volatile boolean unsent;
+
+            /** The leg's connection has read and written nothing for a ping interval. */
+            void onQuiet() {
+                long now = NanoTime.now();
+                long traffic = traffic();
+                if (traffic != trafficSeen) {
+                    trafficSeen = traffic;
+                    quietSince = now - timeouts.pingInterval().toNanos();
+                }
+                long idle = timeouts.idleTimeout().toNanos();
+                if (idle != 0 && now - quietSince >= idle) {
+                    onIdle(side);
+                    return;
+                }
+                CoreSession self = session;
+                WebSocketConnection conn = connection;
+                if (self == null || conn == null || !self.isOutputOpen() || !self.isInputOpen()) {
+                    return; // closing: the close timeout sees to it
+                }
+                long bytesIn = conn.getBytesIn();
+                if (unsent || (bytesIn == pingBytesIn && conn.getEndPoint().isFillInterested())) {
+                    // The peer read nothing for an interval (the ping still waits to be written), or sent nothing for
+                    // one while the relay was waiting to read from it.
+                    onUnresponsive(Leg.this);
+                    return;
+                }
+                pingBytesIn = bytesIn;
+                unsent = true;
+                awaitingPong = true;
+                self.sendFrame(new Frame(OpCode.PING).setPayload(PING_PAYLOAD.slice()), this, false);
+            }
+
+            @Override
+            public void succeeded() {
+                unsent = false;
+            }
+
+            @Override
+            public void failed(Throwable failure) {
+                unsent = false; // the connection is failing: its end tells the relay
+            }
+
+            @Override
+            public InvocationType getInvocationType() {
+                return InvocationType.NON_BLOCKING;
+            }
         }
 
         Leg other() {
@@ -684,8 +802,9 @@ final class Relay implements ProxySession {
                 rateBurst = (rate - 1) * rateInterval;
                 rateFullAt = System.nanoTime();
             }
+            keepAlive = pings ? new KeepAlive() : null;
             coreSession.addIdleTimeoutListener(timeout -> {
-                onIdle(side);
+                onConnectionIdle();
                 return false;
             });
             callback.succeeded();
@@ -699,14 +818,60 @@ final class Relay implements ProxySession {
             switch (frame.getOpCode()) {
                 case OpCode.CLOSE -> onCloseFrame(this, frame, callback);
                 case OpCode.PING, OpCode.PONG -> {
-                    if (rateInterval != 0 && overRate()) {
+                    KeepAlive pinger = keepAlive;
+                    if (pinger != null && pinger.awaitingPong && frame.getOpCode() == OpCode.PONG
+                            && PING_PAYLOAD.equals(frame.getPayload())) {
+                        // The answer to the proxy's own ping, not the other peer's.
+                        pinger.awaitingPong = false;
+                        callback.succeeded();
+                        WebSocketEndPoints.demand(session);
+                    } else if (rateInterval != 0 && overRate()) {
                         callback.succeeded();
                         onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded");
                     } else {
+                        if (pinger != null) {
+                            pinger.controls++;
+                        }
                         forward(frame, callback);
                     }
                 }
                 default -> onDataFrame(frame, callback);
+            }
+        }
+
+        /**
+         * Sends this leg's peer a close frame. After an error close (any code but 1000, 1005 and 3000-4999) Jetty
+         * takes no more frames from the peer while its close frame may still wait to be written: the proxy's parser
+         * then drops them and reads on, so that a peer blocked writing reads its close frame (see {@link Masking}).
+         */
+        void sendClose(CoreSession target, CloseStatus status) {
+            WebSocketConnection conn = connection;
+            if (conn != null && status.isAbnormal()) {
+                Masking.dropFrames(conn);
+            }
+            target.close(status, Callback.NOOP);
+        }
+
+        /** Pings and pongs relayed from this leg's peer, counted only when the proxy pings. */
+        long controls() {
+            KeepAlive pinger = keepAlive;
+            return pinger == null ? 0 : pinger.controls;
+        }
+
+        /**
+         * This leg's connection read and wrote nothing for its idle timeout: the ping interval when the proxy pings.
+         * Runs on the scheduler; a failure here would stop the connection's idle checks for good, so it is logged.
+         */
+        private void onConnectionIdle() {
+            try {
+                KeepAlive pinger = keepAlive;
+                if (pinger == null) {
+                    onIdle(side);
+                } else {
+                    pinger.onQuiet();
+                }
+            } catch (RuntimeException e) {
+                LOG.warn("[{}] Idle check of the {} leg failed", id, side, e);
             }
         }
 

@@ -431,7 +431,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     static Configuration.ConfigurationCustomizer legConfiguration(Timeouts timeouts) {
         Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer();
-        configuration.setIdleTimeout(timeouts.idleTimeout());
+        configuration.setIdleTimeout(timeouts.connectionIdleTimeout());
         configuration.setInputBufferSize(INITIAL_INPUT_BUFFER_SIZE);
         configuration.setMaxFrameSize(FRAME_BUFFER_SIZE);
         configuration.setAutoFragment(true);

@@ -54,7 +54,10 @@ public final class ChatDemo implements AutoCloseable {
                     .route("/ws/", Backend.of(backendUri))
                     // The page and the socket share one origin: refuse pages of other sites (403).
                     .originValidator(OriginValidator.sameOrigin())
-                    .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMinutes(10)))
+                    // Close chats idle for ten minutes; ping a quiet browser or backend every 30 s, which finds a
+                    // vanished one within a minute and keeps the socket alive through load balancers and NAT.
+                    .timeoutPolicy(TimeoutPolicy.custom().idle(Duration.ofMinutes(10)).ping(Duration.ofSeconds(30))
+                            .build())
                     .maxMessageSize(ChatBackend.MAX_MESSAGE_SIZE)
                     // Everything outside /ws/ is the chat page.
                     .nextHandler(staticFiles())

@@ -92,6 +92,9 @@ final class LauncherOptions {
                     + format(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT) + ")",
             "  --idle-timeout DURATION     close sessions idle this long, like 30s, 10m, 1h; 0 disables (default "
                     + format(TimeoutPolicy.DEFAULT_IDLE_TIMEOUT) + ")",
+            "  --ping-interval DURATION    ping a side silent this long, and drop a peer that does not answer",
+            "                              within another, like 30s; shorter than --idle-timeout (default: 0,",
+            "                              no pings)",
             "  --max-message-size BYTES    largest message relayed, like 65536, 64k, 16m (k = KiB, m = MiB;",
             "                              default " + (ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE >> 20) + "m)",
             "  --trusted-proxy CIDR        trust the X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host of",
@@ -140,6 +143,7 @@ final class LauncherOptions {
     private final List<String> allowedOrigins;
     private final Duration connectTimeout;
     private final Duration idleTimeout;
+    private final Duration pingInterval;
     private final long maxMessageSize;
     private final List<String> trustedProxies;
     private final OptionalInt maxConnectionsPerIp;
@@ -169,6 +173,7 @@ final class LauncherOptions {
         this.allowedOrigins = List.copyOf(parser.allowedOrigins);
         this.connectTimeout = parser.connectTimeout;
         this.idleTimeout = parser.idleTimeout;
+        this.pingInterval = parser.pingInterval;
         this.maxMessageSize = parser.maxMessageSize;
         this.trustedProxies = List.copyOf(parser.trustedProxies);
         this.maxConnectionsPerIp = parser.maxConnectionsPerIp;
@@ -263,6 +268,11 @@ final class LauncherOptions {
         return idleTimeout;
     }
 
+    /** Returns the keep-alive ping interval; {@link Duration#ZERO} means no pings. */
+    Duration pingInterval() {
+        return pingInterval;
+    }
+
     long maxMessageSize() {
         return maxMessageSize;
     }
@@ -331,7 +341,8 @@ final class LauncherOptions {
         ProxyBuilder builder = ProxyBuilder.create()
                 .listen(host, port)
                 .backendSelector(selector())
-                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).idle(idleTimeout).build())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).idle(idleTimeout).ping(pingInterval)
+                        .build())
                 .maxMessageSize(maxMessageSize);
         routes.forEach((path, backends) -> builder.route(path, backends.toArray(new Backend[0])));
         if (!allowedOrigins.isEmpty()) {
@@ -566,6 +577,7 @@ final class LauncherOptions {
         private final List<String> allowedOrigins = new ArrayList<>();
         private Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
         private Duration idleTimeout = TimeoutPolicy.DEFAULT_IDLE_TIMEOUT;
+        private Duration pingInterval = Duration.ZERO;
         private long maxMessageSize = ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE;
         private final List<String> trustedProxies = new ArrayList<>();
         private OptionalInt maxConnectionsPerIp = OptionalInt.empty();
@@ -614,6 +626,10 @@ final class LauncherOptions {
             }
             if (routes.isEmpty()) {
                 throw new UsageException("--route: missing (expected: at least one --route " + ROUTE_FORM + ")");
+            }
+            if (!pingInterval.isZero() && !idleTimeout.isZero() && pingInterval.compareTo(idleTimeout) >= 0) {
+                throw new UsageException("--ping-interval: " + format(pingInterval) + " (expected: shorter than"
+                        + " --idle-timeout " + format(idleTimeout) + ", or 0)");
             }
             checkTlsFlags();
             return new LauncherOptions(this);
@@ -680,6 +696,7 @@ final class LauncherOptions {
                 case "--allow-origin" -> ORIGIN_FORM;
                 case "--connect-timeout" -> DURATION_FORM;
                 case "--idle-timeout" -> DURATION_FORM + "; 0 disables";
+                case "--ping-interval" -> DURATION_FORM + "; 0 disables";
                 case "--max-message-size" -> SIZE_FORM;
                 case "--trusted-proxy" -> CIDR_FORM;
                 case "--max-connections-per-ip", "--max-connections" -> COUNT_FORM;
@@ -722,6 +739,12 @@ final class LauncherOptions {
                     }
                 }
                 case "--idle-timeout" -> idleTimeout = parseDuration(flag, value);
+                case "--ping-interval" -> {
+                    pingInterval = parseDuration(flag, value);
+                    if (!pingInterval.isZero() && pingInterval.compareTo(TimeoutPolicy.MIN_PING_INTERVAL) < 0) {
+                        throw UsageException.badValue(flag, value, "at least 100ms, or 0");
+                    }
+                }
                 case "--max-message-size" -> maxMessageSize = parseSize(flag, value);
                 case "--trusted-proxy" -> trustedProxy(value);
                 case "--max-connections-per-ip" -> maxConnectionsPerIp = OptionalInt.of(parseCount(flag, value));

@@ -39,6 +39,7 @@ class LauncherOptionsTest {
         assertThat(options.allowedOrigins()).isEmpty();
         assertThat(options.connectTimeout()).isEqualTo(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT);
         assertThat(options.idleTimeout()).isEqualTo(TimeoutPolicy.DEFAULT_IDLE_TIMEOUT);
+        assertThat(options.pingInterval()).isZero();
         assertThat(options.maxMessageSize()).isEqualTo(ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE);
         assertThat(options.trustedProxies()).isEmpty();
         assertThat(options.maxConnectionsPerIp()).isEmpty();
@@ -67,7 +68,7 @@ class LauncherOptionsTest {
     void usageListsEveryFlag() {
         assertThat(LauncherOptions.usage()).contains("--listen HOST:PORT", "--route PATH=URL[,URL...]",
                 "--balance NAME", "least-connections", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",
-                "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION",
+                "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION", "--ping-interval DURATION",
                 "--max-message-size BYTES", "--trusted-proxy CIDR", "--max-connections-per-ip N",
                 "--max-connections N", "--handshake-rate-per-ip N/s", "--handshake-timeout DURATION",
                 "--max-pending-handshakes N", "slowloris", "default 4096", "429", "503", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
@@ -246,10 +247,25 @@ class LauncherOptionsTest {
     @Test
     void setsTimeouts() throws Exception {
         LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE,
-                "--connect-timeout", "500ms", "--idle-timeout", "2m");
+                "--connect-timeout", "500ms", "--idle-timeout", "2m", "--ping-interval", "30s");
 
         assertThat(options.connectTimeout()).isEqualTo(Duration.ofMillis(500));
         assertThat(options.idleTimeout()).isEqualTo(Duration.ofMinutes(2));
+        assertThat(options.pingInterval()).isEqualTo(Duration.ofSeconds(30));
+        assertThat(options.toProxyBuilder()).isNotNull();
+    }
+
+    @Test
+    void refusesAPingIntervalNotShorterThanTheIdleTimeout() throws Exception {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--idle-timeout", "1m", "--ping-interval", "1m"},
+                "--ping-interval: 1m (expected: shorter than --idle-timeout 1m, or 0)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--ping-interval", "2h"},
+                "--ping-interval: 2h (expected: shorter than --idle-timeout 1h, or 0)");
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--idle-timeout", "0", "--ping-interval", "2h")
+                .pingInterval()).as("with no idle timeout").isEqualTo(Duration.ofHours(2));
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--ping-interval", "0").pingInterval()).isZero();
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--ping-interval", "50ms"},
+                "--ping-interval: '50ms' (expected: at least 100ms, or 0)");
     }
 
     @Test

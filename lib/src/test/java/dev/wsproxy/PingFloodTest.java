@@ -1,0 +1,351 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.net.Socket;
+import java.net.SocketException;
+import java.net.URI;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A ping flood from a client that never reads its pongs (matrix row F11), against a backend that answers every ping
+ * with a pong.
+ *
+ * <p>Without a rate limit the flood is bounded by demand alone: the proxy relays one frame at a time in each
+ * direction, so once the client's receive buffer is full the pongs back up into the proxy, the proxy's backend leg
+ * stops reading, the backend blocks writing its pongs and stops reading pings, and the proxy's client leg stops
+ * reading in turn, until the client's own writes block. The backend here is a raw socket that writes each pong (a
+ * blocking write) before it reads the next frame, so that every buffer on the loop fills; a Jetty backend would
+ * instead queue its pongs without bound in its own memory and keep reading. The proxy runs in a forked JVM with a
+ * 64 MiB heap ({@link ForkedProxy}): the client writes up to 2,000,000 pings of 125 bytes (262 MB on the wire) from a
+ * thread of its own, and must be held back far short of that with the proxy's heap bounded; a proxy that read on
+ * regardless would buffer the pings or pongs it cannot write and die of an OutOfMemoryError. While the flood is held
+ * back the proxy still serves a new session; once the client reads again every ping has its pong, in order, and a
+ * {@code 1000} close goes through end to end. A client that vanishes instead leaves the backend a {@code 1001} at
+ * once: the proxy reads the backend again, dropping its pongs, so that the backend, blocked writing them, gets to read
+ * its close frame (before the proxy's parser dropped what a closed session receives, Jetty refused those pongs and
+ * the proxy stopped reading, and the backend was dropped at the close timeout, 10 s later, without its {@code 1001}).
+ *
+ * <p>With {@code messageRateLimit}, the same client is closed with {@code 1008 message rate exceeded} and the backend
+ * with {@code 1001} as soon as it passes its burst, while it is still flooding and has not read a byte: the session
+ * ends on the proxy without waiting for the client ({@link RelayLimitsTest} sends a single burst from a client that
+ * reads, to a backend that answers nothing).
+ */
+class PingFloodTest {
+
+    /** The most pings a client writes: 262 MB on the wire, four times the forked proxy's heap. */
+    private static final int MAX_PINGS = 2_000_000;
+    private static final int BATCH = 1_000;
+    /** The largest control frame payload (RFC 6455 section 5.5): 8 bytes of sequence number, then padding. */
+    private static final int PING_PAYLOAD = 125;
+
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private RawBackend backend;
+    private PongingBackend ponging;
+    private ForkedProxy forked;
+    private WebSocketProxy proxy;
+    private Flood flood;
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            if (flood != null) {
+                flood.stop.set(true);
+                if (!flood.client.socket.isClosed()) {
+                    flood.client.abort();
+                }
+                flood.thread.join(10_000);
+                assertThat(flood.thread.isAlive()).as("the client's writer thread ended").isFalse();
+            }
+        } finally {
+            if (forked != null) {
+                forked.close();
+            }
+            Clients.stopAfterLeakCheck(proxy, resources);
+        }
+    }
+
+    @Test
+    void holdsBackAPingFloodWhoseSenderNeverReadsAndDeliversEveryPongOnceItDoes() throws Exception {
+        startForked();
+        flood = Flood.start(RawWebSocket.connect(forked.ws("/flood"), 16 * 1024));
+        long heldBackAt = awaitHeldBack();
+
+        assertServesANewSession(forked.ws("/other"));
+
+        // The client stops flooding and reads: every ping it wrote has its pong, in order.
+        flood.stop.set(true);
+        InputStream in = new BufferedInputStream(flood.client.socket.getInputStream(), 64 * 1024);
+        long pongs = readPongsUntilTheFloodEnds(in);
+        assertThat(flood.done).succeedsWithin(Duration.ofSeconds(10));
+        assertThat(pongs).as("pongs read").isEqualTo(flood.written.get()).isGreaterThanOrEqualTo(heldBackAt);
+        assertThat(ponging.pings.get()).as("pings the backend answered").isEqualTo(pongs);
+
+        flood.client.sendClose(1000, "done");
+        RawFrames.Frame close = RawFrames.read(in);
+        assertThat(close.opcode()).as("the frame after the last pong").isEqualTo(RawFrames.CLOSE);
+        assertThat(close.closeCode()).isEqualTo(1000);
+        assertThat(ponging.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1000 done");
+        assertThat(in.read()).as("the end of the stream").isEqualTo(-1);
+        assertThat(backend.nextEnd(10)).isEqualTo("eof");
+        assertThat(forked.isAlive()).isTrue();
+    }
+
+    @Test
+    void endsTheSessionWhenTheHeldBackClientVanishes() throws Exception {
+        startForked();
+        flood = Flood.start(RawWebSocket.connect(forked.ws("/flood"), 16 * 1024));
+        awaitHeldBack();
+
+        flood.client.abort();
+        assertThat(flood.done).failsWithin(Duration.ofSeconds(10));
+        // The pings the proxy had read are still relayed, their pongs dropped; then the backend hears of the loss.
+        assertThat(ponging.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1001 client connection lost");
+        assertThat(backend.nextEnd(10)).isEqualTo("eof");
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
+                assertThat(backend.openConnections()).as("backend connections").isZero());
+        assertServesANewSession(forked.ws("/after"));
+        assertThat(forked.isAlive()).isTrue();
+        long heap = forked.heapAfterGc();
+        assertThat(heap).as("proxy heap after GC once the flood ended").isLessThan(48L * 1024 * 1024);
+    }
+
+    @Test
+    void closesAFloodingClientThatNeverReadsWith1008AtTheRateAndTheBackendWith1001() throws Exception {
+        startPongingBackend();
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).messageRateLimit(10)
+                .build();
+        proxy.start();
+        flood = Flood.start(RawWebSocket.connect(Clients.ws(proxy, "/flood"), 16 * 1024), 100);
+
+        // The session ends on the proxy while the client floods and has read nothing.
+        assertThat(ponging.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1001 client: message rate exceeded");
+        Clients.assertNoLeaks(proxy, null);
+        long relayed = ponging.pings.get();
+        assertThat(relayed).as("pings relayed before the limit").isBetween(10L, 20L);
+        assertThat(backend.nextEnd(10)).isEqualTo("eof");
+
+        // The rest of the flood is read and discarded (the lingering close): every write of the client completes.
+        assertThat(flood.done).as("the end of the client's flood").succeedsWithin(Duration.ofSeconds(15));
+        InputStream in = new BufferedInputStream(flood.client.socket.getInputStream(), 64 * 1024);
+        long pongs = 0;
+        RawFrames.Frame frame;
+        while ((frame = RawFrames.read(in)).opcode() == RawFrames.PONG && pongs <= relayed) {
+            assertThat(sequence(frame.payload())).as("pong %s", pongs).isEqualTo(pongs);
+            pongs++;
+        }
+        assertThat(pongs).as("pongs before the close frame").isLessThanOrEqualTo(relayed);
+        assertThat(frame.opcode()).isEqualTo(RawFrames.CLOSE);
+        assertThat(frame.closeCode()).isEqualTo(1008);
+        assertThat(new String(frame.payload(), 2, frame.payload().length - 2, StandardCharsets.UTF_8))
+                .isEqualTo("message rate exceeded");
+    }
+
+    // ---- set-up ----
+
+    private void startPongingBackend() throws IOException {
+        ponging = new PongingBackend();
+        backend = RawBackend.upgradingThen(ponging);
+        resources.add(backend);
+    }
+
+    private void startForked() throws IOException {
+        startPongingBackend();
+        forked = ForkedProxy.start(backend.uri());
+    }
+
+    /**
+     * Waits until the client's writes stop completing (two equal readings 500 ms apart), and checks that the proxy
+     * held it back far short of the flood with a bounded heap; returns the pings written by then.
+     */
+    private long awaitHeldBack() throws IOException {
+        long[] last = {-1};
+        await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(500)).until(() -> {
+            long now = flood.written.get();
+            boolean stalled = now > 0 && now == last[0];
+            last[0] = now;
+            return stalled;
+        });
+        long heldBackAt = flood.written.get();
+        assertThat(flood.done).as("the client's flood, held back").isNotDone();
+        // Half the flood, 131 MB, is more than every socket buffer on the way can hold, even at Linux's limits
+        // raised to 32 MiB to receive: the client's and the backend's own buffers are small, and the proxy's four
+        // hold at most 2 x 32 MiB + 2 x 4 MiB.
+        assertThat(heldBackAt).as("pings the client could write without reading a pong").isLessThan(MAX_PINGS / 2);
+        assertThat(forked.isAlive()).isTrue();
+        long heap = forked.heapAfterGc();
+        // Figures to compare with the slow readers' in docs/security.md.
+        System.out.printf("ping flood: client held back after %d pings (%d KiB), backend answered %d; proxy heap"
+                + " after GC %d KiB%n", heldBackAt, heldBackAt * (PING_PAYLOAD + 6) / 1024, ponging.pings.get(),
+                heap / 1024);
+        assertThat(heap).as("proxy heap after GC while the flood is held back").isLessThan(48L * 1024 * 1024);
+        assertThat(flood.written.get()).as("pings written, after the proxy's full GC").isEqualTo(heldBackAt);
+        return heldBackAt;
+    }
+
+    /**
+     * Reads the pongs of every ping the client wrote, checking their order, until the writer has ended and each of
+     * its pings was answered; returns how many.
+     */
+    private long readPongsUntilTheFloodEnds(InputStream in) throws IOException {
+        long pongs = 0;
+        while (pongs < MAX_PINGS) {
+            if (pongs == flood.written.get()) {
+                // Every counted ping is answered. The writer may still be counting its last batch, whose pongs will
+                // follow (with the pipeline drained, the batch fits in the socket buffers), or be ending.
+                long answered = pongs;
+                await().atMost(Duration.ofSeconds(10))
+                        .until(() -> flood.done.isDone() || flood.written.get() > answered);
+                if (flood.written.get() == answered) {
+                    return pongs;
+                }
+            }
+            RawFrames.Frame frame = RawFrames.read(in);
+            assertThat(frame.opcode()).as("frame %s from the proxy", pongs).isEqualTo(RawFrames.PONG);
+            assertThat(sequence(frame.payload())).as("pong %s", pongs).isEqualTo(pongs);
+            pongs++;
+        }
+        return pongs;
+    }
+
+    /** A second client gets its message echoed and its close answered while the first is held back. */
+    private void assertServesANewSession(URI uri) throws Exception {
+        try (RawWebSocket other = RawWebSocket.connect(uri)) {
+            other.send(true, RawWebSocket.TEXT, "still serving".getBytes(StandardCharsets.UTF_8));
+            assertThat(other.read().text()).isEqualTo("still serving");
+            other.sendClose(1000, "bye");
+            assertThat(other.readClose().closeCode()).isEqualTo(1000);
+        }
+        assertThat(ponging.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1000 bye");
+        assertThat(backend.nextEnd(10)).isEqualTo("eof");
+    }
+
+    private static byte[] ping(long sequence) {
+        byte[] payload = new byte[PING_PAYLOAD];
+        ByteBuffer.wrap(payload).putLong(sequence);
+        return RawFrames.encode(RawFrames.PING, payload, true);
+    }
+
+    private static long sequence(byte[] payload) {
+        assertThat(payload).as("a pong's payload").hasSize(PING_PAYLOAD);
+        return ByteBuffer.wrap(payload).getLong();
+    }
+
+    /**
+     * The client's flood: batches of {@value #BATCH} numbered pings from a thread of its own, until {@link #stop}, the
+     * batch limit or a failed write; {@link #written} counts the pings of the batches whose write returned.
+     */
+    private static final class Flood {
+        final RawWebSocket client;
+        final AtomicLong written = new AtomicLong();
+        final AtomicBoolean stop = new AtomicBoolean();
+        final CompletableFuture<Void> done = new CompletableFuture<>();
+        final Thread thread;
+
+        private Flood(RawWebSocket client, int batches) {
+            this.client = client;
+            try {
+                // A small send buffer: what the client writes waits in the proxy's buffers, not in its own.
+                client.socket.setSendBufferSize(64 * 1024);
+            } catch (SocketException e) {
+                throw new UncheckedIOException(e);
+            }
+            this.thread = new Thread(() -> {
+                try {
+                    for (int i = 0; i < batches && !stop.get(); i++) {
+                        ByteArrayOutputStream batch = new ByteArrayOutputStream(BATCH * (PING_PAYLOAD + 6));
+                        for (int j = 0; j < BATCH; j++) {
+                            batch.writeBytes(ping((long) i * BATCH + j));
+                        }
+                        client.sendRaw(batch.toByteArray());
+                        written.addAndGet(BATCH);
+                    }
+                    done.complete(null);
+                } catch (Throwable e) {
+                    done.completeExceptionally(e);
+                }
+            }, "ping-flood");
+            thread.setDaemon(true);
+            thread.start();
+        }
+
+        static Flood start(RawWebSocket client) {
+            return start(client, MAX_PINGS / BATCH);
+        }
+
+        static Flood start(RawWebSocket client, int batches) {
+            return new Flood(client, batches);
+        }
+    }
+
+    /**
+     * The backend's side of each connection after its {@code 101}: answers every ping with a pong, written before the
+     * next frame is read (so a backend whose pongs cannot be written reads nothing), echoes whole data messages, and
+     * answers a close frame with the same frame; then the raw backend waits for the proxy to close the connection.
+     */
+    private static final class PongingBackend implements RawBackend.AfterUpgrade {
+        /** Pings answered, over all connections. */
+        final AtomicLong pings = new AtomicLong();
+        /** {@code CODE REASON} of each close frame the backend got. */
+        final BlockingQueue<String> closes = new LinkedBlockingQueue<>();
+
+        @Override
+        public void run(Socket socket, OutputStream socketOut) throws IOException {
+            // Nothing follows the request head before the 101, so no byte is left in the raw backend's own buffer.
+            // A small receive buffer: the pings the proxy could write to it are few (the pongs must back up first).
+            socket.setReceiveBufferSize(64 * 1024);
+            InputStream in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
+            OutputStream out = new BufferedOutputStream(socketOut, 8 * 1024);
+            while (true) {
+                RawFrames.Frame frame;
+                try {
+                    frame = RawFrames.read(in);
+                } catch (EOFException e) {
+                    out.flush();
+                    throw e;
+                }
+                switch (frame.opcode()) {
+                    case RawFrames.PING -> {
+                        out.write(RawFrames.encode(RawFrames.PONG, frame.payload(), false));
+                        pings.incrementAndGet();
+                    }
+                    case RawFrames.TEXT, RawFrames.BINARY -> out.write(
+                            RawFrames.encode(frame.opcode(), frame.payload(), false));
+                    case RawFrames.CLOSE -> {
+                        closes.add(frame.closeCode() + " " + new String(frame.payload(), 2,
+                                frame.payload().length - 2, StandardCharsets.UTF_8));
+                        out.write(RawFrames.encode(RawFrames.CLOSE, frame.payload(), false));
+                        out.flush();
+                        return;
+                    }
+                    default -> throw new IOException("unexpected frame: " + frame);
+                }
+                if (in.available() == 0) {
+                    out.flush();
+                }
+            }
+        }
+    }
+}
