@@ -50,6 +50,14 @@ class PingLivenessTest {
                 resources.stream().filter(TestBackend.class::isInstance).toArray(TestBackend[]::new));
     }
 
+    /** A Jetty backend, which answers pings by itself, behind the proxy. */
+    private TestBackend startProxyToLiveBackend(Duration idle) throws Exception {
+        TestBackend backend = new TestBackend("live");
+        resources.add(backend);
+        startProxy(backend.backend(), idle);
+        return backend;
+    }
+
     private void startProxy(Backend backend, Duration idle) throws Exception {
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
                 .route("/", backend)
@@ -147,9 +155,7 @@ class PingLivenessTest {
 
     @Test
     void relaysAPongWithTheProxysPayloadThatAnswersNoPing() throws Exception {
-        TestBackend backend = new TestBackend("live");
-        resources.add(backend);
-        startProxy(backend.backend(), Duration.ofHours(1));
+        TestBackend backend = startProxyToLiveBackend(Duration.ofHours(1));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/unsolicited"))) {
             // Sent at once, before any interval has passed: no ping of the proxy's is waiting for it.
             client.send(true, RawWebSocket.PONG, PROXY_PING);
@@ -161,9 +167,7 @@ class PingLivenessTest {
 
     @Test
     void dropsAClientThatStopsAnsweringAndClosesTheBackendWith1001() throws Exception {
-        TestBackend backend = new TestBackend("live");
-        resources.add(backend);
-        startProxy(backend.backend(), Duration.ofHours(1));
+        TestBackend backend = startProxyToLiveBackend(Duration.ofHours(1));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/gone"))) {
             // The backend answers the proxy's pings (Jetty's automatic pong); the client never does.
             long connected = System.nanoTime();
@@ -182,9 +186,7 @@ class PingLivenessTest {
 
     @Test
     void keepsAQuietSessionWithLivePeersOpenAndRelaysOnlyThePeersOwnPingsAndPongs() throws Exception {
-        TestBackend backend = new TestBackend("live");
-        resources.add(backend);
-        startProxy(backend.backend(), Duration.ofHours(1));
+        TestBackend backend = startProxyToLiveBackend(Duration.ofHours(1));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/quiet"))) {
             // Ten intervals, five times what it takes to find a dead peer: the proxy pings, the client answers, and
             // neither peer is dropped. Any other frame fails the test (a close, or a relayed pong of the proxy's).
@@ -209,9 +211,7 @@ class PingLivenessTest {
 
     @Test
     void closesAnIdleSessionWhoseOnlyTrafficIsTheProxysPings() throws Exception {
-        TestBackend backend = new TestBackend("live");
-        resources.add(backend);
-        startProxy(backend.backend(), Duration.ofSeconds(1));
+        TestBackend backend = startProxyToLiveBackend(Duration.ofSeconds(1));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/idle"))) {
             // While the client sends a message at each of the proxy's pings, the session outlives its idle timeout
             // (eight intervals and their round trips are more than one second).
