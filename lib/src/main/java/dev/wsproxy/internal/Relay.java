@@ -108,8 +108,6 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
-    /** Whether the proxy pings quiet legs (see "Keep-alive pings"). */
-    private final boolean pings;
     private final InetSocketAddress clientAddress;
     private final Backend backend;
     private final URI backendUri;
@@ -140,7 +138,6 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
-        this.pings = timeouts.pings();
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
@@ -802,7 +799,7 @@ final class Relay implements ProxySession {
                 rateBurst = (rate - 1) * rateInterval;
                 rateFullAt = System.nanoTime();
             }
-            keepAlive = pings ? new KeepAlive() : null;
+            keepAlive = timeouts.pings() ? new KeepAlive() : null;
             coreSession.addIdleTimeoutListener(timeout -> {
                 onConnectionIdle();
                 return false;

@@ -742,7 +742,8 @@ final class LauncherOptions {
                 case "--ping-interval" -> {
                     pingInterval = parseDuration(flag, value);
                     if (!pingInterval.isZero() && pingInterval.compareTo(TimeoutPolicy.MIN_PING_INTERVAL) < 0) {
-                        throw UsageException.badValue(flag, value, "at least 100ms, or 0");
+                        throw UsageException.badValue(flag, value,
+                                "at least " + format(TimeoutPolicy.MIN_PING_INTERVAL) + ", or 0");
                     }
                 }
                 case "--max-message-size" -> maxMessageSize = parseSize(flag, value);
