@@ -1,8 +1,9 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawFrames.bytes;
+import static dev.wsproxy.RawFrames.concat;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -105,7 +106,7 @@ class ClientFramingVariantsTest {
         expected.add(END);
         assertThat(backendUntilEnd()).as("what the backend got").containsExactlyElementsOf(expected);
         assertThat(atClient).as("what the client got").containsExactly("close 1007 invalid UTF-8", END);
-        assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+        assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
     }
 
     /** A close frame the client sends, and the close frame Jetty's parser answers it with. */
@@ -158,7 +159,7 @@ class ClientFramingVariantsTest {
         }
         assertThat(backendUntilEnd()).as("what the backend got").containsExactly("close " + code + " " + reason, END);
         assertThat(atClient).as("what the client got").containsExactly("close 4100 backend-reply", END);
-        SessionClose close = nextSessionClose();
+        SessionClose close = events.nextClose();
         assertThat(List.of(close.initiator(), close.clientCode(), close.clientReason(), close.backendCode(),
                 close.backendReason())).containsExactly(SessionClose.Initiator.CLIENT, code, reason, 4100,
                 "backend-reply");
@@ -204,12 +205,6 @@ class ClientFramingVariantsTest {
             }
         }
         return recorded;
-    }
-
-    private SessionClose nextSessionClose() throws InterruptedException {
-        SessionClose close = events.closes.poll(10, TimeUnit.SECONDS);
-        assertThat(close).as("listener saw the session close").isNotNull();
-        return close;
     }
 
     /** Every frame the client gets, then how its stream ended. */
@@ -259,19 +254,4 @@ class ClientFramingVariantsTest {
         return RawFrames.encode(true, RawFrames.CLOSE, bytes(payload), true);
     }
 
-    private static byte[] bytes(int... values) {
-        byte[] result = new byte[values.length];
-        for (int i = 0; i < values.length; i++) {
-            result[i] = (byte) values[i];
-        }
-        return result;
-    }
-
-    private static byte[] concat(byte[]... parts) {
-        ByteArrayOutputStream all = new ByteArrayOutputStream();
-        for (byte[] part : parts) {
-            all.writeBytes(part);
-        }
-        return all.toByteArray();
-    }
 }

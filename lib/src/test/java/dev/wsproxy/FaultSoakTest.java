@@ -1,5 +1,6 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawFrames.bytes;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -498,11 +499,4 @@ class FaultSoakTest {
                 SEED, SEED, what, String.join("\n", sample)).isZero();
     }
 
-    private static byte[] bytes(int... values) {
-        byte[] result = new byte[values.length];
-        for (int i = 0; i < values.length; i++) {
-            result[i] = (byte) values[i];
-        }
-        return result;
-    }
 }

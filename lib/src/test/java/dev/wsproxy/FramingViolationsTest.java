@@ -1,5 +1,7 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawFrames.bytes;
+import static dev.wsproxy.RawFrames.concat;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.charset.StandardCharsets;
@@ -91,14 +93,6 @@ class FramingViolationsTest {
         assertThat(backend.frames.peek().payload()).containsExactly(0x03, 0xE8, 'b', 'y', 'e');
     }
 
-    private static byte[] bytes(int... values) {
-        byte[] result = new byte[values.length];
-        for (int i = 0; i < values.length; i++) {
-            result[i] = (byte) values[i];
-        }
-        return result;
-    }
-
     private static byte[] masked(int first, String payload) {
         return maskedBytes(first, payload.getBytes(StandardCharsets.UTF_8));
     }
@@ -121,10 +115,4 @@ class FramingViolationsTest {
         return frame;
     }
 
-    private static byte[] concat(byte[] a, byte[] b) {
-        byte[] result = new byte[a.length + b.length];
-        System.arraycopy(a, 0, result, 0, a.length);
-        System.arraycopy(b, 0, result, a.length, b.length);
-        return result;
-    }
 }

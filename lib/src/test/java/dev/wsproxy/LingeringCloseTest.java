@@ -79,8 +79,8 @@ class LingeringCloseTest {
         writeFully(backendSide, RawFrames.close(1011, "backend broke", false));
 
         Ending ending = readUntilTheEnd(client);
-        assertThat(closeCode(ending.close())).isEqualTo(1011);
-        assertThat(closeReason(ending.close())).isEqualTo("backend broke");
+        assertThat(ending.close().closeCode()).isEqualTo(1011);
+        assertThat(ending.close().closeReason()).isEqualTo("backend broke");
         assertThat(ending.how()).as("how the client's stream ended after the close frame").isEqualTo("eof");
         assertStillWritable(client, frame(RawFrames.BINARY, true));
         client.close();
@@ -138,10 +138,10 @@ class LingeringCloseTest {
         // The backend reads the client's close and answers it: each peer sent its close frame, so neither socket
         // needs to linger when the proxy closes it.
         RawFrames.Frame relayed = RawFrames.read(backendSide.socket().getInputStream());
-        assertThat(closeCode(relayed)).isEqualTo(1000);
+        assertThat(relayed.closeCode()).isEqualTo(1000);
         writeFully(backendSide, RawFrames.close(1000, "done too", false));
         Ending ending = readUntilTheEnd(client);
-        assertThat(closeReason(ending.close())).isEqualTo("done too");
+        assertThat(ending.close().closeReason()).isEqualTo("done too");
         assertThat(ending.how()).isEqualTo("eof");
         // Once the session has ended both sockets have been closed (or begun to linger).
         await().atMost(Duration.ofSeconds(5)).until(() -> proxy.sessions().isEmpty());
@@ -317,15 +317,5 @@ class LingeringCloseTest {
         while (buffer.hasRemaining()) {
             channel.write(buffer);
         }
-    }
-
-    private static int closeCode(RawFrames.Frame close) {
-        byte[] payload = close.payload();
-        return ((payload[0] & 0xFF) << 8) | (payload[1] & 0xFF);
-    }
-
-    private static String closeReason(RawFrames.Frame close) {
-        byte[] payload = close.payload();
-        return new String(payload, 2, payload.length - 2, StandardCharsets.UTF_8);
     }
 }

@@ -1,5 +1,6 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawFrames.bytes;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.IOException;
@@ -405,11 +406,4 @@ class LogHygieneTest {
         assertThat(client.readFrame().text()).isEqualTo(PAYLOAD);
     }
 
-    private static byte[] bytes(int... values) {
-        byte[] result = new byte[values.length];
-        for (int i = 0; i < values.length; i++) {
-            result[i] = (byte) values[i];
-        }
-        return result;
-    }
 }

@@ -83,7 +83,7 @@ class PingLivenessTest {
             // reads no more from the client) and never answers a ping: the proxy is not reading from it, so its
             // silence says nothing, and only the backend is judged.
             byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], true);
-            StalledPeerTest.Writes writes = StalledPeerTest.Writes.start("client-writes", 1024,
+            Writes writes = Writes.start("client-writes", 1024,
                     () -> client.sendRaw(frame));
 
             RawWebSocket.Frame close = skipProxyPings(client, false);
@@ -91,11 +91,11 @@ class PingLivenessTest {
             assertThat(close.opcode()).isEqualTo(RawWebSocket.CLOSE);
             assertThat(close.closeCode()).isEqualTo(1014);
             assertThat(close.text()).isEqualTo("backend not responding");
-            SessionClose ended = nextSessionClose();
+            SessionClose ended = events.nextClose();
             assertThat(ended.initiator()).isEqualTo(SessionClose.Initiator.PROXY);
             assertThat(ended.backendCode()).as("no close frame from the backend").isEqualTo(1006);
             assertThatThrownBy(client::read).isInstanceOf(IOException.class);
-            writes.done.handle((done, failure) -> null).get(10, TimeUnit.SECONDS);
+            writes.awaitEnd("the client's blocked writes", Duration.ofSeconds(10));
         }
         thaw.release();
         assertThat(backend.nextEnd(10)).as("the backend socket, closed by the proxy").isIn("eof", "reset");
@@ -113,7 +113,7 @@ class PingLivenessTest {
             assertThat(close.opcode()).isEqualTo(RawWebSocket.CLOSE);
             assertThat(close.closeCode()).isEqualTo(1014);
             assertThat(close.text()).isEqualTo("backend not responding");
-            assertThat(nextSessionClose().backendCode()).isEqualTo(1006);
+            assertThat(events.nextClose().backendCode()).isEqualTo(1006);
         }
         assertThat(backend.nextEnd(10)).as("no close frame for a dead backend: its socket is dropped")
                 .isIn("eof", "reset");
@@ -130,9 +130,9 @@ class PingLivenessTest {
         // waits for the other leg's stalled send), so silence proves nothing, but a ping that cannot be written for
         // an interval does: the peer reads nothing.
         byte[] fromBackend = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], false);
-        CompletableFuture<StalledPeerTest.Writes> backendWrites = new CompletableFuture<>();
+        CompletableFuture<Writes> backendWrites = new CompletableFuture<>();
         RawBackend backend = RawBackend.upgradingThen((socket, out) -> {
-            backendWrites.complete(StalledPeerTest.Writes.start("backend-writes", 1024,
+            backendWrites.complete(Writes.start("backend-writes", 1024,
                     () -> RawFrames.write(out, fromBackend)));
             thaw.await();
         });
@@ -140,16 +140,16 @@ class PingLivenessTest {
         startProxy(backend.backend(), Duration.ofHours(1));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/deadlock"), 16 * 1024)) {
             byte[] fromClient = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], true);
-            StalledPeerTest.Writes clientWrites = StalledPeerTest.Writes.start("client-writes", 1024,
+            Writes clientWrites = Writes.start("client-writes", 1024,
                     () -> client.sendRaw(fromClient));
 
-            SessionClose ended = nextSessionClose();
+            SessionClose ended = events.nextClose();
             assertThat(ended.initiator()).isEqualTo(SessionClose.Initiator.PROXY);
             assertThat(ended.clientCode()).as("no close frame from the client").isEqualTo(1006);
             assertThat(ended.backendCode()).as("no close frame from the backend").isEqualTo(1006);
             // Both connections are gone: the blocked writes end (failed, or done into a socket that drains them).
-            clientWrites.done.handle((done, failure) -> null).get(10, TimeUnit.SECONDS);
-            backendWrites.get(10, TimeUnit.SECONDS).done.handle((done, failure) -> null).get(10, TimeUnit.SECONDS);
+            clientWrites.awaitEnd("the client's blocked writes", Duration.ofSeconds(10));
+            backendWrites.get(10, TimeUnit.SECONDS).awaitEnd("the backend's blocked writes", Duration.ofSeconds(10));
         }
     }
 
@@ -173,8 +173,9 @@ class PingLivenessTest {
             long connected = System.nanoTime();
             TestBackend.Closed closed = backend.closes.poll(10, TimeUnit.SECONDS);
             assertFoundWithinSeconds(connected, 5);
-            assertThat(closed).as("the backend's close").isEqualTo(new TestBackend.Closed(1001, "client not responding"));
-            assertThat(nextSessionClose().clientCode()).isEqualTo(1006);
+            assertThat(closed).as("the backend's close")
+                    .isEqualTo(new TestBackend.Closed(1001, "client not responding"));
+            assertThat(events.nextClose().clientCode()).isEqualTo(1006);
             RawWebSocket.Frame frame = client.read();
             assertThat(frame.opcode()).as("what the client was sent before its connection was dropped")
                     .isEqualTo(RawWebSocket.PING);
@@ -205,7 +206,7 @@ class PingLivenessTest {
             client.sendClose(1000, "bye");
             assertThat(skipProxyPings(client, true).closeCode()).isEqualTo(1000);
         }
-        assertThat(nextSessionClose().backendCode()).isEqualTo(1000);
+        assertThat(events.nextClose().backendCode()).isEqualTo(1000);
         assertThat(backend.pongs).as("the client's answers to the proxy's pings, relayed to the backend").isEmpty();
     }
 
@@ -286,9 +287,4 @@ class PingLivenessTest {
                 .isLessThan(Duration.ofSeconds(seconds));
     }
 
-    private SessionClose nextSessionClose() throws InterruptedException {
-        SessionClose close = events.closes.poll(10, TimeUnit.SECONDS);
-        assertThat(close).as("the session's end").isNotNull();
-        return close;
-    }
 }

@@ -1,5 +1,6 @@
 package dev.wsproxy;
 
+import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -33,6 +34,11 @@ final class RawFrames {
         /** The close code of a close frame, or 1005 when it carries none. */
         int closeCode() {
             return payload.length >= 2 ? ((payload[0] & 0xFF) << 8) | (payload[1] & 0xFF) : 1005;
+        }
+
+        /** The reason of a close frame, empty when it carries none. */
+        String closeReason() {
+            return payload.length > 2 ? new String(payload, 2, payload.length - 2, StandardCharsets.UTF_8) : "";
         }
 
         @Override
@@ -138,5 +144,23 @@ final class RawFrames {
             }
         }
         return new Frame(b0 & 0x0F, (b0 & 0x80) != 0, payload);
+    }
+
+    /** The bytes given as ints (0-255), for frames and payloads written byte by byte. */
+    static byte[] bytes(int... values) {
+        byte[] result = new byte[values.length];
+        for (int i = 0; i < values.length; i++) {
+            result[i] = (byte) values[i];
+        }
+        return result;
+    }
+
+    /** The parts one after the other, as one write. */
+    static byte[] concat(byte[]... parts) {
+        ByteArrayOutputStream all = new ByteArrayOutputStream();
+        for (byte[] part : parts) {
+            all.writeBytes(part);
+        }
+        return all.toByteArray();
     }
 }

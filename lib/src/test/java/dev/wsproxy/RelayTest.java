@@ -50,12 +50,6 @@ class RelayTest {
         return clients.connect(Clients.ws(proxy, "/ws/echo"));
     }
 
-    private SessionClose nextSessionClose() throws InterruptedException {
-        SessionClose close = closes.poll(10, TimeUnit.SECONDS);
-        assertThat(close).as("listener saw the session close").isNotNull();
-        return close;
-    }
-
     @Test
     void echoesTextAndReportsTheSessionToListeners() throws Exception {
         WsRecorder client = connect();
@@ -69,7 +63,7 @@ class RelayTest {
         client.session.close(1000, "bye", Callback.NOOP);
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1000, "bye"));
         assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1000, "bye"));
-        SessionClose close = nextSessionClose();
+        SessionClose close = events.nextClose();
         assertThat(close.initiator()).isEqualTo(SessionClose.Initiator.CLIENT);
         assertThat(close.clientCode()).isEqualTo(1000);
         assertThat(close.backendCode()).isEqualTo(1000);
@@ -141,7 +135,7 @@ class RelayTest {
         }
         assertThat(backend.nextClose().code()).isEqualTo(1001);
         assertThat(backend.texts).as("the backend never got a completed message").isEmpty();
-        assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+        assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
     }
 
     @Test
@@ -162,7 +156,7 @@ class RelayTest {
         client.session.close(4000, "client-bye", Callback.NOOP);
         assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(4000, "client-bye"));
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4100, "backend-reply"));
-        SessionClose close = nextSessionClose();
+        SessionClose close = events.nextClose();
         assertThat(close.clientCode()).isEqualTo(4000);
         assertThat(close.backendCode()).isEqualTo(4100);
         assertThat(close.backendReason()).isEqualTo("backend-reply");
@@ -173,7 +167,7 @@ class RelayTest {
         WsRecorder client = connect();
         client.sendText("close:4001:server-bye");
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4001, "server-bye"));
-        assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.BACKEND);
+        assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.BACKEND);
     }
 
     /** The first and last application close codes go through as they are, both ways (matrix F7). */
@@ -199,7 +193,7 @@ class RelayTest {
             raw.socket.shutdownOutput();
             assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "client connection lost"));
         }
-        assertThat(nextSessionClose().clientCode()).isEqualTo(1006);
+        assertThat(events.nextClose().clientCode()).isEqualTo(1006);
     }
 
     @Test
@@ -231,7 +225,7 @@ class RelayTest {
         WsRecorder.Closed close = client.nextClose();
         assertThat(close.code()).isEqualTo(1014);
         assertThat(close.reason()).isEqualTo("backend connection lost");
-        SessionClose summary = nextSessionClose();
+        SessionClose summary = events.nextClose();
         assertThat(summary.backendCode()).isEqualTo(1006);
         assertThat(summary.initiator()).isEqualTo(SessionClose.Initiator.BACKEND);
     }
@@ -243,7 +237,7 @@ class RelayTest {
         assertThat(raw.read().text()).isEqualTo("hi");
         raw.abort();
         assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "client connection lost"));
-        assertThat(nextSessionClose().clientCode()).isEqualTo(1006);
+        assertThat(events.nextClose().clientCode()).isEqualTo(1006);
     }
 
     @Test
@@ -288,7 +282,7 @@ class RelayTest {
         session.close(4002, "kicked");
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4002, "kicked"));
         assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(4002, "kicked"));
-        assertThat(nextSessionClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+        assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
     }
 
     @Test

@@ -2,7 +2,6 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
-import static org.awaitility.Awaitility.await;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -14,7 +13,6 @@ import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -208,7 +206,7 @@ class StalledPeerTest {
      * close frame the proxy discards what the writer still sends, then resets the connection.
      */
     private static void assertWritesEnd(Writes writes, String what) {
-        await(what).atMost(Duration.ofSeconds(10)).until(writes.done::isDone);
+        writes.awaitEnd(what, Duration.ofSeconds(10));
     }
 
     /** How the session ended; fails unless it ended within {@code bound} from {@code sinceNanos}. */
@@ -244,38 +242,5 @@ class StalledPeerTest {
     private static RawFrames.Frame withoutData(RawFrames.Frame frame) {
         return frame.opcode() >= RawFrames.CLOSE ? frame
                 : new RawFrames.Frame(frame.opcode(), frame.fin(), new byte[0]);
-    }
-
-    /** A blocking write. */
-    @FunctionalInterface
-    interface Write {
-        void run() throws IOException;
-    }
-
-    /**
-     * Repeats a blocking write on a thread of its own, as fast as the socket takes it, counting the writes that
-     * returned; {@link #done} fails with the first write that fails.
-     */
-    static final class Writes {
-        final AtomicLong completed = new AtomicLong();
-        final CompletableFuture<Void> done = new CompletableFuture<>();
-
-        static Writes start(String name, int count, Write write) {
-            Writes writes = new Writes();
-            Thread thread = new Thread(() -> {
-                try {
-                    for (int i = 0; i < count; i++) {
-                        write.run();
-                        writes.completed.incrementAndGet();
-                    }
-                    writes.done.complete(null);
-                } catch (Throwable e) {
-                    writes.done.completeExceptionally(e);
-                }
-            }, name);
-            thread.setDaemon(true);
-            thread.start();
-            return writes;
-        }
     }
 }
