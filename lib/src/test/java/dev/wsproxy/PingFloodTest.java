@@ -10,9 +10,7 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
-import java.io.UncheckedIOException;
 import java.net.Socket;
-import java.net.SocketException;
 import java.net.URI;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -20,10 +18,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.AfterEach;
@@ -66,18 +62,19 @@ class PingFloodTest {
     private PongingBackend ponging;
     private ForkedProxy forked;
     private WebSocketProxy proxy;
-    private Flood flood;
+    /** The flooding client, and its writes: batches of {@value #BATCH} numbered pings. */
+    private RawWebSocket client;
+    private Writes flood;
 
     @AfterEach
     void stop() throws Exception {
         try {
             if (flood != null) {
-                flood.stop.set(true);
-                if (!flood.client.socket.isClosed()) {
-                    flood.client.abort();
+                flood.stop();
+                if (!client.socket.isClosed()) {
+                    client.abort();
                 }
-                flood.thread.join(10_000);
-                assertThat(flood.thread.isAlive()).as("the client's writer thread ended").isFalse();
+                flood.join(Duration.ofSeconds(10));
             }
         } finally {
             if (forked != null) {
@@ -90,20 +87,20 @@ class PingFloodTest {
     @Test
     void holdsBackAPingFloodWhoseSenderNeverReadsAndDeliversEveryPongOnceItDoes() throws Exception {
         startForked();
-        flood = Flood.start(RawWebSocket.connect(forked.ws("/flood"), 16 * 1024));
+        startFlood(forked.ws("/flood"), MAX_PINGS / BATCH);
         long heldBackAt = awaitHeldBack();
 
         assertServesANewSession(forked.ws("/other"));
 
         // The client stops flooding and reads: every ping it wrote has its pong, in order.
-        flood.stop.set(true);
-        InputStream in = new BufferedInputStream(flood.client.socket.getInputStream(), 64 * 1024);
+        flood.stop();
+        InputStream in = new BufferedInputStream(client.socket.getInputStream(), 64 * 1024);
         long pongs = readPongsUntilTheFloodEnds(in);
         assertThat(flood.done).succeedsWithin(Duration.ofSeconds(10));
-        assertThat(pongs).as("pongs read").isEqualTo(flood.written.get()).isGreaterThanOrEqualTo(heldBackAt);
+        assertThat(pongs).as("pongs read").isEqualTo(pingsWritten()).isGreaterThanOrEqualTo(heldBackAt);
         assertThat(ponging.pings.get()).as("pings the backend answered").isEqualTo(pongs);
 
-        flood.client.sendClose(1000, "done");
+        client.sendClose(1000, "done");
         RawFrames.Frame close = RawFrames.read(in);
         assertThat(close.opcode()).as("the frame after the last pong").isEqualTo(RawFrames.CLOSE);
         assertThat(close.closeCode()).isEqualTo(1000);
@@ -116,10 +113,10 @@ class PingFloodTest {
     @Test
     void endsTheSessionWhenTheHeldBackClientVanishes() throws Exception {
         startForked();
-        flood = Flood.start(RawWebSocket.connect(forked.ws("/flood"), 16 * 1024));
+        startFlood(forked.ws("/flood"), MAX_PINGS / BATCH);
         awaitHeldBack();
 
-        flood.client.abort();
+        client.abort();
         assertThat(flood.done).failsWithin(Duration.ofSeconds(10));
         // The pings the proxy had read are still relayed, their pongs dropped; then the backend hears of the loss.
         assertThat(ponging.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1001 client connection lost");
@@ -138,7 +135,7 @@ class PingFloodTest {
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).messageRateLimit(10)
                 .build();
         proxy.start();
-        flood = Flood.start(RawWebSocket.connect(Clients.ws(proxy, "/flood"), 16 * 1024), 100);
+        startFlood(Clients.ws(proxy, "/flood"), 100);
 
         // The session ends on the proxy while the client floods and has read nothing.
         assertThat(ponging.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1001 client: message rate exceeded");
@@ -149,7 +146,7 @@ class PingFloodTest {
 
         // The rest of the flood is read and discarded (the lingering close): every write of the client completes.
         assertThat(flood.done).as("the end of the client's flood").succeedsWithin(Duration.ofSeconds(15));
-        InputStream in = new BufferedInputStream(flood.client.socket.getInputStream(), 64 * 1024);
+        InputStream in = new BufferedInputStream(client.socket.getInputStream(), 64 * 1024);
         long pongs = 0;
         RawFrames.Frame frame;
         while ((frame = RawFrames.read(in)).opcode() == RawFrames.PONG && pongs <= relayed) {
@@ -180,15 +177,7 @@ class PingFloodTest {
      * held it back far short of the flood with a bounded heap; returns the pings written by then.
      */
     private long awaitHeldBack() throws IOException {
-        long[] last = {-1};
-        await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(500)).until(() -> {
-            long now = flood.written.get();
-            boolean stalled = now > 0 && now == last[0];
-            last[0] = now;
-            return stalled;
-        });
-        long heldBackAt = flood.written.get();
-        assertThat(flood.done).as("the client's flood, held back").isNotDone();
+        long heldBackAt = flood.awaitHeldBack("the client's flood, held back", Duration.ofSeconds(30)) * BATCH;
         // Half the flood, 131 MB, is more than every socket buffer on the way can hold, even at Linux's limits
         // raised to 32 MiB to receive: the client's and the backend's own buffers are small, and the proxy's four
         // hold at most 2 x 32 MiB + 2 x 4 MiB.
@@ -200,7 +189,7 @@ class PingFloodTest {
                 + " after GC %d KiB%n", heldBackAt, heldBackAt * (PING_PAYLOAD + 6) / 1024, ponging.pings.get(),
                 heap / 1024);
         assertThat(heap).as("proxy heap after GC while the flood is held back").isLessThan(48L * 1024 * 1024);
-        assertThat(flood.written.get()).as("pings written, after the proxy's full GC").isEqualTo(heldBackAt);
+        assertThat(pingsWritten()).as("pings written, after the proxy's full GC").isEqualTo(heldBackAt);
         return heldBackAt;
     }
 
@@ -211,13 +200,13 @@ class PingFloodTest {
     private long readPongsUntilTheFloodEnds(InputStream in) throws IOException {
         long pongs = 0;
         while (pongs < MAX_PINGS) {
-            if (pongs == flood.written.get()) {
+            if (pongs == pingsWritten()) {
                 // Every counted ping is answered. The writer may still be counting its last batch, whose pongs will
                 // follow (with the pipeline drained, the batch fits in the socket buffers), or be ending.
                 long answered = pongs;
                 await().atMost(Duration.ofSeconds(10))
-                        .until(() -> flood.done.isDone() || flood.written.get() > answered);
-                if (flood.written.get() == answered) {
+                        .until(() -> flood.done.isDone() || pingsWritten() > answered);
+                if (pingsWritten() == answered) {
                     return pongs;
                 }
             }
@@ -252,51 +241,23 @@ class PingFloodTest {
         return ByteBuffer.wrap(payload).getLong();
     }
 
-    /**
-     * The client's flood: batches of {@value #BATCH} numbered pings from a thread of its own, until {@link #stop}, the
-     * batch limit or a failed write; {@link #written} counts the pings of the batches whose write returned.
-     */
-    private static final class Flood {
-        final RawWebSocket client;
-        final AtomicLong written = new AtomicLong();
-        final AtomicBoolean stop = new AtomicBoolean();
-        final CompletableFuture<Void> done = new CompletableFuture<>();
-        final Thread thread;
-
-        private Flood(RawWebSocket client, int batches) {
-            this.client = client;
-            try {
-                // A small send buffer: what the client writes waits in the proxy's buffers, not in its own.
-                client.socket.setSendBufferSize(64 * 1024);
-            } catch (SocketException e) {
-                throw new UncheckedIOException(e);
+    /** Connects the flooding client and starts its writes: at most {@code batches} of {@value #BATCH} pings. */
+    private void startFlood(URI uri, int batches) throws IOException {
+        client = RawWebSocket.connect(uri, 16 * 1024);
+        // A small send buffer: what the client writes waits in the proxy's buffers, not in its own.
+        client.socket.setSendBufferSize(64 * 1024);
+        flood = Writes.start("ping-flood", batches, batch -> {
+            ByteArrayOutputStream pings = new ByteArrayOutputStream(BATCH * (PING_PAYLOAD + 6));
+            for (int j = 0; j < BATCH; j++) {
+                pings.writeBytes(ping((long) batch * BATCH + j));
             }
-            this.thread = new Thread(() -> {
-                try {
-                    for (int i = 0; i < batches && !stop.get(); i++) {
-                        ByteArrayOutputStream batch = new ByteArrayOutputStream(BATCH * (PING_PAYLOAD + 6));
-                        for (int j = 0; j < BATCH; j++) {
-                            batch.writeBytes(ping((long) i * BATCH + j));
-                        }
-                        client.sendRaw(batch.toByteArray());
-                        written.addAndGet(BATCH);
-                    }
-                    done.complete(null);
-                } catch (Throwable e) {
-                    done.completeExceptionally(e);
-                }
-            }, "ping-flood");
-            thread.setDaemon(true);
-            thread.start();
-        }
+            client.sendRaw(pings.toByteArray());
+        });
+    }
 
-        static Flood start(RawWebSocket client) {
-            return start(client, MAX_PINGS / BATCH);
-        }
-
-        static Flood start(RawWebSocket client, int batches) {
-            return new Flood(client, batches);
-        }
+    /** The pings of the batches whose write returned. */
+    private long pingsWritten() {
+        return flood.written() * BATCH;
     }
 
     /**

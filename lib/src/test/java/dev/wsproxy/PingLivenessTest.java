@@ -83,8 +83,7 @@ class PingLivenessTest {
             // reads no more from the client) and never answers a ping: the proxy is not reading from it, so its
             // silence says nothing, and only the backend is judged.
             byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], true);
-            Writes writes = Writes.start("client-writes", 1024,
-                    () -> client.sendRaw(frame));
+            Writes writes = Writes.start("client-writes", 1024, i -> client.sendRaw(frame));
 
             RawWebSocket.Frame close = skipProxyPings(client, false);
             assertFoundWithinSeconds(connected, 5);
@@ -132,16 +131,14 @@ class PingLivenessTest {
         byte[] fromBackend = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], false);
         CompletableFuture<Writes> backendWrites = new CompletableFuture<>();
         RawBackend backend = RawBackend.upgradingThen((socket, out) -> {
-            backendWrites.complete(Writes.start("backend-writes", 1024,
-                    () -> RawFrames.write(out, fromBackend)));
+            backendWrites.complete(Writes.start("backend-writes", 1024, i -> RawFrames.write(out, fromBackend)));
             thaw.await();
         });
         resources.add(backend);
         startProxy(backend.backend(), Duration.ofHours(1));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/deadlock"), 16 * 1024)) {
             byte[] fromClient = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], true);
-            Writes clientWrites = Writes.start("client-writes", 1024,
-                    () -> client.sendRaw(fromClient));
+            Writes clientWrites = Writes.start("client-writes", 1024, i -> client.sendRaw(fromClient));
 
             SessionClose ended = events.nextClose();
             assertThat(ended.initiator()).isEqualTo(SessionClose.Initiator.PROXY);

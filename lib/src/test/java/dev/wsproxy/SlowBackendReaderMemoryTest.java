@@ -2,7 +2,6 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
-import static org.awaitility.Awaitility.await;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -10,7 +9,6 @@ import java.net.SocketTimeoutException;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -41,7 +39,7 @@ class SlowBackendReaderMemoryTest {
     private final Thaw thaw = new Thaw();
     private RawBackend backend;
     private ForkedProxy proxy;
-    private Thread writer;
+    private Writes writes;
 
     @AfterEach
     void stop() throws Exception {
@@ -55,9 +53,8 @@ class SlowBackendReaderMemoryTest {
                 backend.close();
             }
         }
-        if (writer != null) {
-            writer.join(10_000);
-            assertThat(writer.isAlive()).as("the client's writer thread ended").isFalse();
+        if (writes != null) {
+            writes.join(Duration.ofSeconds(10));
         }
     }
 
@@ -87,12 +84,12 @@ class SlowBackendReaderMemoryTest {
         });
         proxy = ForkedProxy.start(backend.uri());
         try (RawWebSocket client = RawWebSocket.connect(proxy.ws("/slow-backend"))) {
-            Push push = pushUntilHeldBack(client);
+            pushUntilHeldBack(client);
 
             thaw.release();
-            assertThat(push.done).as("the client's writes, once the backend reads")
+            assertThat(writes.done).as("the client's writes, once the backend reads")
                     .succeedsWithin(Duration.ofSeconds(60));
-            assertThat(push.frames.get()).isEqualTo(MESSAGES);
+            assertThat(writes.written()).isEqualTo(MESSAGES);
             long[] bytesAndMessages = received.get(60, TimeUnit.SECONDS);
             assertThat(bytesAndMessages[0]).as("bytes at the backend").isEqualTo(TOTAL);
             assertThat(bytesAndMessages[1]).as("messages at the backend").isEqualTo(MESSAGES);
@@ -116,7 +113,7 @@ class SlowBackendReaderMemoryTest {
         });
         proxy = ForkedProxy.start(backend.uri());
         try (RawWebSocket client = RawWebSocket.connect(proxy.ws("/slow-backend"))) {
-            Push push = pushUntilHeldBack(client);
+            pushUntilHeldBack(client);
 
             thaw.release();
             RawWebSocket.Frame close = client.readClose();
@@ -125,7 +122,7 @@ class SlowBackendReaderMemoryTest {
             // Jetty drops a connection right after a 1014: the client's blocked write fails instead of hanging.
             assertThatThrownBy(client::read).isInstanceOf(IOException.class)
                     .isNotInstanceOf(SocketTimeoutException.class);
-            assertThat(push.done).failsWithin(Duration.ofSeconds(10));
+            assertThat(writes.done).failsWithin(Duration.ofSeconds(10));
             assertThat(proxy.isAlive()).isTrue();
         }
     }
@@ -134,34 +131,12 @@ class SlowBackendReaderMemoryTest {
      * Writes 256 MiB from a thread of its own and waits until the writes stop completing; checks that the proxy holds
      * the client back with a bounded heap.
      */
-    private Push pushUntilHeldBack(RawWebSocket client) throws IOException {
+    private void pushUntilHeldBack(RawWebSocket client) throws IOException {
         byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[MESSAGE_SIZE], true);
-        Push push = new Push();
-        writer = new Thread(() -> {
-            try {
-                for (int i = 0; i < MESSAGES; i++) {
-                    client.sendRaw(frame);
-                    push.frames.incrementAndGet();
-                }
-                push.done.complete(null);
-            } catch (Throwable e) {
-                push.done.completeExceptionally(e);
-            }
-        }, "slow-backend-client-writes");
-        writer.setDaemon(true);
-        writer.start();
-
-        long[] last = {-1};
-        await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(500)).until(() -> {
-            long now = push.frames.get();
-            boolean stalled = now > 0 && now == last[0];
-            last[0] = now;
-            return stalled;
-        });
-        long stalledAt = push.frames.get() * MESSAGE_SIZE;
+        writes = Writes.start("slow-backend-client-writes", MESSAGES, i -> client.sendRaw(frame));
+        long stalledAt = writes.awaitHeldBack("the client's writes, held back", Duration.ofSeconds(60)) * MESSAGE_SIZE;
         assertThat(stalledAt).as("bytes the client could send to a backend that reads nothing")
                 .isLessThan(32L * 1024 * 1024);
-        assertThat(push.done).isNotDone();
         assertThat(proxy.isAlive()).isTrue();
 
         long heap = proxy.heapAfterGc();
@@ -169,14 +144,6 @@ class SlowBackendReaderMemoryTest {
         System.out.printf("slow backend reader: client held back after %d KiB; proxy heap after GC %d KiB%n",
                 stalledAt / 1024, heap / 1024);
         assertThat(heap).as("proxy heap after GC while stalled").isLessThan(48L * 1024 * 1024);
-        assertThat(push.frames.get() * MESSAGE_SIZE).as("bytes sent, after the proxy's full GC")
-                .isEqualTo(stalledAt);
-        return push;
-    }
-
-    /** The client's writes: how many frames were written, and how the writing ended. */
-    private static final class Push {
-        final AtomicLong frames = new AtomicLong();
-        final CompletableFuture<Void> done = new CompletableFuture<>();
+        assertThat(writes.written() * MESSAGE_SIZE).as("bytes sent, after the proxy's full GC").isEqualTo(stalledAt);
     }
 }

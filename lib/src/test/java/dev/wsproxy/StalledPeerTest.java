@@ -98,7 +98,7 @@ class StalledPeerTest {
         startProxy(backend.backend());
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/frozen-backend"))) {
             byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[MESSAGE_SIZE], true);
-            Writes writes = Writes.start("client-writes", MESSAGES, () -> client.sendRaw(frame));
+            Writes writes = Writes.start("client-writes", MESSAGES, i -> client.sendRaw(frame));
 
             assertCloseFrame(client.read(), 1001, "idle timeout");
             long closedAt = System.nanoTime();
@@ -128,7 +128,7 @@ class StalledPeerTest {
         CompletableFuture<Writes> backendWrites = new CompletableFuture<>();
         // The backend writes from a thread of its own; the fixture's thread reads and records what the proxy sends.
         RawBackend backend = RawBackend.upgradingThen((socket, out) -> backendWrites.complete(
-                Writes.start("backend-writes", MESSAGES, () -> RawFrames.write(out, frame))));
+                Writes.start("backend-writes", MESSAGES, i -> RawFrames.write(out, frame))));
         resources.add(backend);
         startProxy(backend.backend());
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/frozen-client"), 16 * 1024)) {

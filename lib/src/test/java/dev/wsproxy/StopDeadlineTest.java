@@ -22,7 +22,6 @@ import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -60,15 +59,14 @@ class StopDeadlineTest {
 
     private final List<AutoCloseable> resources = new ArrayList<>();
     private final Thaw thaw = new Thaw();
-    private final List<Thread> threads = new ArrayList<>();
-    private final AtomicLong pushed = new AtomicLong();
-    private final CompletableFuture<Void> pushDone = new CompletableFuture<>();
     /**
      * What the backend's reading side saw: each frame ({@code text:TEXT}, {@code data}, {@code close:CODE REASON}),
      * then how its stream ended ({@code eof}, {@code reset}).
      */
     private final BlockingQueue<String> backendSaw = new LinkedBlockingQueue<>();
     private WebSocketProxy proxy;
+    /** A peer's writes to one that reads nothing. */
+    private Writes push;
     private Set<Thread> baseline;
 
     @AfterEach
@@ -77,9 +75,8 @@ class StopDeadlineTest {
         try {
             Clients.stopAfterLeakCheck(proxy, resources);
         } finally {
-            for (Thread thread : threads) {
-                thread.join(10_000);
-                assertThat(thread.isAlive()).as("thread %s ended", thread.getName()).isFalse();
+            if (push != null) {
+                push.join(Duration.ofSeconds(10));
             }
         }
     }
@@ -133,12 +130,15 @@ class StopDeadlineTest {
 
     @Test
     void dropsAClientThatDoesNotReadAtTheDeadlineAndGivesItsBackendA1001AtOnce() throws Exception {
+        byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], false);
+        CompletableFuture<Writes> backendPush = new CompletableFuture<>();
         RawBackend backend = start(RawBackend.upgradingThen((socket, out) -> {
-            startThread("backend-reads", () -> readUntilTheEnd(socket, out));
-            push(out);
+            backendPush.complete(Writes.start("backend-pushes", MAX_FRAMES, i -> out.write(frame)));
+            readUntilTheEnd(socket, out);
         }));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024)) {
-            awaitPushHeldBack();
+            push = backendPush.get(10, TimeUnit.SECONDS);
+            push.awaitHeldBack("the backend's push", Duration.ofSeconds(30));
 
             Duration took = stop(DRAIN);
 
@@ -146,10 +146,10 @@ class StopDeadlineTest {
                     .isGreaterThanOrEqualTo(DRAIN.minus(WHOLE_MILLISECONDS)).isLessThan(DRAIN.plusSeconds(5));
             // The backend got its 1001 at once; its writes fail once the proxy has stopped.
             assertThat(backendSaw.poll(10, TimeUnit.SECONDS)).isEqualTo("close:1001 proxy shutting down");
-            assertThat(pushDone).failsWithin(Duration.ofSeconds(10));
+            assertThat(push.done).failsWithin(Duration.ofSeconds(10));
             // The client reads what was on its way, then the end of its connection: no close frame ever came.
             long read = readDataUntilTheEnd(client);
-            assertThat(read).as("bytes the client read").isPositive().isLessThanOrEqualTo(pushed.get() * FRAME_SIZE);
+            assertThat(read).as("bytes the client read").isPositive().isLessThanOrEqualTo(push.written() * FRAME_SIZE);
         }
         assertNothingLeft(backend);
     }
@@ -161,26 +161,16 @@ class StopDeadlineTest {
             readUntilTheEnd(socket, out);
         }));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stalled"))) {
-            startThread("client-pushes", () -> {
-                byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], true);
-                try {
-                    for (int i = 0; i < MAX_FRAMES; i++) {
-                        client.sendRaw(frame);
-                        pushed.incrementAndGet();
-                    }
-                    pushDone.complete(null);
-                } catch (IOException e) {
-                    pushDone.completeExceptionally(e);
-                }
-            });
-            awaitPushHeldBack();
+            byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], true);
+            push = Writes.start("client-pushes", MAX_FRAMES, i -> client.sendRaw(frame));
+            push.awaitHeldBack("the client's push", Duration.ofSeconds(30));
 
             Duration took = stop(DRAIN);
 
             assertThat(took).as("stop() with a %s drain", DRAIN)
                     .isGreaterThanOrEqualTo(DRAIN.minus(WHOLE_MILLISECONDS)).isLessThan(DRAIN.plusSeconds(5));
             assertCloseFrame(client.read(), 1001, "proxy shutting down");
-            assertThat(pushDone).failsWithin(Duration.ofSeconds(10));
+            assertThat(push.done).failsWithin(Duration.ofSeconds(10));
             // The backend reads again: the frames that were on their way, then the end of the stream, no close frame.
             thaw.release();
             long frames = 0;
@@ -249,39 +239,6 @@ class StopDeadlineTest {
         }
     }
 
-    /** Pushes binary frames until a write fails or {@link #MAX_FRAMES}; the result in {@link #pushDone}. */
-    private void push(OutputStream out) {
-        byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], false);
-        try {
-            for (int i = 0; i < MAX_FRAMES; i++) {
-                out.write(frame);
-                pushed.incrementAndGet();
-            }
-            pushDone.complete(null);
-        } catch (IOException e) {
-            pushDone.completeExceptionally(e);
-        }
-    }
-
-    private void startThread(String name, Runnable body) {
-        Thread thread = new Thread(body, name);
-        thread.setDaemon(true);
-        threads.add(thread);
-        thread.start();
-    }
-
-    /** Waits until the pushing peer's writes stop completing: every buffer towards the peer that reads nothing is full. */
-    private void awaitPushHeldBack() {
-        long[] last = {-1};
-        await().atMost(Duration.ofSeconds(30)).pollInterval(Duration.ofMillis(500)).until(() -> {
-            long now = pushed.get();
-            boolean stalled = now > 0 && now == last[0];
-            last[0] = now;
-            return stalled;
-        });
-        assertThat(pushDone).as("the push, held back").isNotDone();
-    }
-
     private static void assertCloseFrame(RawWebSocket.Frame frame, int code, String reason) {
         assertThat(frame.opcode()).as("a close frame").isEqualTo(RawWebSocket.CLOSE);
         assertThat(frame.closeCode()).isEqualTo(code);
@@ -315,9 +272,6 @@ class StopDeadlineTest {
         Clients.assertNoLeaks(proxy, null);
         await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
                 assertThat(backend.openConnections()).as("backend connections").isZero());
-        for (Thread thread : threads) {
-            thread.join(10_000);
-        }
         // Polled on this thread: Awaitility's own polling thread would be one started since the baseline.
         await().atMost(Duration.ofSeconds(10)).pollInSameThread().untilAsserted(() ->
                 assertThat(Thread.getAllStackTraces().keySet().stream().filter(Thread::isAlive)
