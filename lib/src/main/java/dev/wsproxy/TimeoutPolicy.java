@@ -94,7 +94,8 @@ public interface TimeoutPolicy {
      * Returns how long a leg may be silent before the proxy pings its peer; see the class comment.
      *
      * @return at least {@link #MIN_PING_INTERVAL} and shorter than {@link #idleTimeout()}, or {@link Duration#ZERO}
-     *     (the default) for no pings; any other value also means no pings
+     *     (the default) for no pings; any other value also means no pings (logged at {@code WARN} once per policy
+     *     class, as is a value of the other methods out of range, which the proxy replaces by its default)
      */
     default Duration pingInterval() {
         return Duration.ZERO;

@@ -1,6 +1,11 @@
 package dev.wsproxy.internal;
 
 import java.time.Duration;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.TimeoutPolicy;
 
@@ -11,20 +16,42 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     public static final Timeouts DEFAULTS = new Timeouts(
             DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO);
 
+    private static final Logger LOG = LoggerFactory.getLogger(Timeouts.class);
+    /** The classes of the user policies a value out of range was logged for: once each, not once per session. */
+    private static final Set<Class<?>> WARNED = ConcurrentHashMap.newKeySet();
+
     /**
      * Reads a policy once, for one session, and checks what a user implementation returned; a value out of range is
-     * replaced by the default so that one bad answer cannot wedge a session.
+     * replaced by the default so that one bad answer cannot wedge a session, and a ping interval the proxy cannot
+     * use means no pings. Either is logged at WARN, once per policy class.
      */
     static Timeouts copyOf(TimeoutPolicy policy) {
         if (policy instanceof Timeouts timeouts) {
             return timeouts;
         }
-        return new Timeouts(
-                positiveOr(policy.connectTimeout(), DEFAULT_CONNECT_TIMEOUT),
-                notNegativeOr(policy.idleTimeout(), DEFAULT_IDLE_TIMEOUT),
-                positiveOr(policy.closeTimeout(), DEFAULT_CLOSE_TIMEOUT),
-                notNegativeOr(policy.maxLifetime(), Duration.ZERO),
-                notNegativeOr(policy.pingInterval(), Duration.ZERO));
+        Duration connect = policy.connectTimeout();
+        Duration idle = policy.idleTimeout();
+        Duration close = policy.closeTimeout();
+        Duration lifetime = policy.maxLifetime();
+        Duration ping = policy.pingInterval();
+        Timeouts copy = new Timeouts(
+                positiveOr(connect, DEFAULT_CONNECT_TIMEOUT),
+                notNegativeOr(idle, DEFAULT_IDLE_TIMEOUT),
+                positiveOr(close, DEFAULT_CLOSE_TIMEOUT),
+                notNegativeOr(lifetime, Duration.ZERO),
+                notNegativeOr(ping, Duration.ZERO));
+        // The checks above return the value itself when it is in range.
+        boolean replaced = copy.connectTimeout != connect || copy.idleTimeout != idle || copy.closeTimeout != close
+                || copy.maxLifetime != lifetime || copy.pingInterval != ping;
+        if ((replaced || !(copy.pingInterval.isZero() || copy.pings())) && WARNED.add(policy.getClass())) {
+            LOG.warn("TimeoutPolicy {} returned connect {}, idle {}, close {}, max lifetime {}, ping {}; using connect"
+                    + " {}, idle {}, close {}, max lifetime {}, {} (expected: connect and close positive, idle and"
+                    + " max lifetime 0 or more, ping 0 or at least {} and shorter than the idle timeout). Logged once"
+                    + " per policy class.", policy.getClass().getName(), connect, idle, close, lifetime, ping,
+                    copy.connectTimeout, copy.idleTimeout, copy.closeTimeout, copy.maxLifetime,
+                    copy.pings() ? "ping " + copy.pingInterval : "no pings", MIN_PING_INTERVAL);
+        }
+        return copy;
     }
 
     /**

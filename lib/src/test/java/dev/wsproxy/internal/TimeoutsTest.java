@@ -1,0 +1,93 @@
+package dev.wsproxy.internal;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+
+import org.junit.jupiter.api.Test;
+
+import dev.wsproxy.TimeoutPolicy;
+
+/**
+ * A user's {@link TimeoutPolicy} is read once per session: values out of range are replaced (a ping interval the
+ * proxy cannot use means no pings), and logged at WARN once per policy class, not once per session. The tests read
+ * slf4j-simple's lines on standard error, where the test class path sends them.
+ */
+class TimeoutsTest {
+
+    @Test
+    void takesAUserPolicyInRangeAsItIsAndLogsNothing() {
+        record InRange(Duration connectTimeout, Duration idleTimeout) implements TimeoutPolicy {
+            @Override
+            public Duration pingInterval() {
+                return Duration.ofSeconds(30);
+            }
+        }
+        String logged = stderrOf(() -> Timeouts.copyOf(new InRange(Duration.ofSeconds(3), Duration.ofMinutes(5))));
+
+        assertThat(logged).isEmpty();
+        Timeouts copy = Timeouts.copyOf(new InRange(Duration.ofSeconds(3), Duration.ofMinutes(5)));
+        assertThat(copy).isEqualTo(new Timeouts(Duration.ofSeconds(3), Duration.ofMinutes(5),
+                TimeoutPolicy.DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ofSeconds(30)));
+        assertThat(copy.pings()).isTrue();
+    }
+
+    @Test
+    void sendsNoPingsForAnIntervalItCannotUseAndSaysSoOncePerPolicyClass() {
+        record FastPings(Duration pingInterval) implements TimeoutPolicy {
+            @Override
+            public Duration connectTimeout() {
+                return Duration.ofSeconds(3);
+            }
+
+            @Override
+            public Duration idleTimeout() {
+                return Duration.ofMinutes(1);
+            }
+        }
+        Timeouts[] copy = new Timeouts[1];
+        String first = stderrOf(() -> copy[0] = Timeouts.copyOf(new FastPings(Duration.ofMillis(50))));
+
+        assertThat(copy[0].pings()).isFalse();
+        assertThat(copy[0].connectionIdleTimeout()).isEqualTo(Duration.ofMinutes(1));
+        assertThat(first).contains("WARN", FastPings.class.getName(), "ping PT0.05S", "no pings",
+                "at least PT0.1S and shorter than the idle timeout");
+        // Another session, another instance: the same class is not logged again.
+        String second = stderrOf(() -> copy[0] = Timeouts.copyOf(new FastPings(Duration.ofMinutes(2))));
+        assertThat(copy[0].pings()).as("an interval not shorter than the idle timeout").isFalse();
+        assertThat(second).isEmpty();
+    }
+
+    @Test
+    void replacesAValueOutOfRangeByItsDefaultAndSaysWhichItReplaced() {
+        record Broken(Duration connectTimeout, Duration idleTimeout) implements TimeoutPolicy {
+            @Override
+            public Duration closeTimeout() {
+                return null;
+            }
+        }
+        Timeouts[] copy = new Timeouts[1];
+        String logged = stderrOf(() -> copy[0] = Timeouts.copyOf(new Broken(Duration.ofSeconds(-1), Duration.ZERO)));
+
+        assertThat(copy[0]).isEqualTo(new Timeouts(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT, Duration.ZERO,
+                TimeoutPolicy.DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO));
+        assertThat(logged).contains("WARN", Broken.class.getName(), "returned connect PT-1S", "close null",
+                "using connect PT10S", "close PT10S");
+    }
+
+    /** What {@code action} wrote to standard error, slf4j-simple's output. */
+    private static String stderrOf(Runnable action) {
+        PrintStream saved = System.err;
+        ByteArrayOutputStream captured = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(captured, true, StandardCharsets.UTF_8));
+        try {
+            action.run();
+        } finally {
+            System.setErr(saved);
+        }
+        return captured.toString(StandardCharsets.UTF_8);
+    }
+}
