@@ -2,6 +2,7 @@ package dev.wsproxy;
 
 import static dev.wsproxy.RawFrames.bytes;
 import static dev.wsproxy.RawFrames.concat;
+import static dev.wsproxy.RawWebSocket.assertCloseFrame;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -206,9 +207,7 @@ class BackendFramingViolationsTest {
         try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/late"))) {
             raw.send(true, RawWebSocket.TEXT, "go".getBytes(StandardCharsets.UTF_8));
             RawWebSocket.Frame close = raw.read();
-            assertThat(close.opcode()).as("the first frame the client gets").isEqualTo(RawWebSocket.CLOSE);
-            assertThat(close.closeCode()).isEqualTo(4000);
-            assertThat(close.text()).isEqualTo("backend-bye");
+            assertCloseFrame(close, 4000, "backend-bye");
             raw.sendClose(4001, "client-reply");
             atClient = readUntilEnd(raw);
         }
@@ -273,9 +272,7 @@ class BackendFramingViolationsTest {
             }
             assertThat(atClient).as("round %d (%s first): frames the client got", round, first).singleElement()
                     .satisfies(frame -> {
-                        assertThat(frame.opcode()).isEqualTo(RawWebSocket.CLOSE);
-                        assertThat(frame.closeCode()).isEqualTo(4002);
-                        assertThat(frame.text()).isEqualTo("backend-bye");
+                        assertCloseFrame(frame, 4002, "backend-bye");
                     });
             assertThat(atBackend.poll(10, TimeUnit.SECONDS)).as("round %d (%s first): frames the backend got", round,
                     first).isEqualTo(new CloseFrame(4001, "client-bye"));

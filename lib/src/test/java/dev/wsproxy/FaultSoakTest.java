@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static dev.wsproxy.RawFrames.bytes;
+import static dev.wsproxy.RawWebSocket.assertCloseFrame;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -304,7 +305,7 @@ class FaultSoakTest {
             case BACKEND_DROPS -> {
                 try (RawWebSocket client = echoed(plan)) {
                     client.send(true, RawWebSocket.TEXT, "drop".getBytes(StandardCharsets.UTF_8));
-                    assertClose(client.read(), 1014, "backend connection lost");
+                    assertCloseFrame(client.read(), 1014, "backend connection lost");
                     assertDropped(client);
                 }
             }
@@ -315,7 +316,7 @@ class FaultSoakTest {
                         assertThat(frame.fin()).as("a frame the backend never finished, relayed as final").isFalse();
                         frame = client.read();
                     }
-                    assertClose(frame, 1014, "backend connection lost");
+                    assertCloseFrame(frame, 1014, "backend connection lost");
                     assertDropped(client);
                 }
             }
@@ -323,7 +324,7 @@ class FaultSoakTest {
                 try (RawWebSocket client = RawWebSocket.connect(uri(plan))) {
                     client.send(false, RawWebSocket.TEXT, ("frag" + n).getBytes(StandardCharsets.UTF_8));
                     client.sendClose(1000, "m" + n);
-                    assertClose(client.read(), 1000, "m" + n);
+                    assertCloseFrame(client.read(), 1000, "m" + n);
                 }
             }
             case CLIENT_SENDS_INVALID_FRAME -> {
@@ -354,12 +355,6 @@ class FaultSoakTest {
         RawWebSocket.Frame echo = client.read();
         assertThat(echo.text()).isEqualTo("m" + plan.index());
         return client;
-    }
-
-    private static void assertClose(RawWebSocket.Frame frame, int code, String reason) {
-        assertThat(frame.opcode()).as("a close frame").isEqualTo(RawWebSocket.CLOSE);
-        assertThat(frame.closeCode()).as("close code").isEqualTo(code);
-        assertThat(frame.text()).as("close reason").isEqualTo(reason);
     }
 
     /** After a close with an error code the proxy drops the connection: an end of stream or a reset, not silence. */

@@ -1,5 +1,6 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawFrames.assertCloseFrame;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -154,9 +155,7 @@ class PingFloodTest {
             pongs++;
         }
         assertThat(pongs).as("pongs before the close frame").isLessThanOrEqualTo(relayed);
-        assertThat(frame.opcode()).isEqualTo(RawFrames.CLOSE);
-        assertThat(frame.closeCode()).isEqualTo(1008);
-        assertThat(frame.closeReason()).isEqualTo("message rate exceeded");
+        assertCloseFrame(frame, 1008, "message rate exceeded");
     }
 
     // ---- set-up ----

@@ -1,5 +1,6 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawWebSocket.assertCloseFrame;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -87,9 +88,7 @@ class PingLivenessTest {
 
             RawWebSocket.Frame close = skipProxyPings(client, false);
             assertFoundWithinSeconds(connected, 5);
-            assertThat(close.opcode()).isEqualTo(RawWebSocket.CLOSE);
-            assertThat(close.closeCode()).isEqualTo(1014);
-            assertThat(close.text()).isEqualTo("backend not responding");
+            assertCloseFrame(close, 1014, "backend not responding");
             SessionClose ended = events.nextClose();
             assertThat(ended.initiator()).isEqualTo(SessionClose.Initiator.PROXY);
             assertThat(ended.backendCode()).as("no close frame from the backend").isEqualTo(1006);
@@ -109,9 +108,7 @@ class PingLivenessTest {
             long connected = System.nanoTime();
             RawWebSocket.Frame close = skipProxyPings(client, true);
             assertFoundWithinSeconds(connected, 5);
-            assertThat(close.opcode()).isEqualTo(RawWebSocket.CLOSE);
-            assertThat(close.closeCode()).isEqualTo(1014);
-            assertThat(close.text()).isEqualTo("backend not responding");
+            assertCloseFrame(close, 1014, "backend not responding");
             assertThat(events.nextClose().backendCode()).isEqualTo(1006);
         }
         assertThat(backend.nextEnd(10)).as("no close frame for a dead backend: its socket is dropped")
@@ -225,9 +222,7 @@ class PingLivenessTest {
                 pings++;
                 client.send(true, RawWebSocket.PONG, frame.payload());
             }
-            assertThat(frame.opcode()).isEqualTo(RawWebSocket.CLOSE);
-            assertThat(frame.closeCode()).isEqualTo(1001);
-            assertThat(frame.text()).isEqualTo("idle timeout");
+            assertCloseFrame(frame, 1001, "idle timeout");
             assertThat(pings).as("pings answered while idle").isGreaterThanOrEqualTo(2);
         }
         assertThat(backend.closes.poll(10, TimeUnit.SECONDS)).isEqualTo(new TestBackend.Closed(1001, "idle timeout"));

@@ -1,5 +1,7 @@
 package dev.wsproxy;
 
+import static org.assertj.core.api.Assertions.assertThat;
+
 import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
@@ -48,6 +50,13 @@ final class RawFrames {
     }
 
     private RawFrames() {
+    }
+
+    /** Fails unless {@code frame} is a close frame with this code and reason. */
+    static void assertCloseFrame(Frame frame, int code, String reason) {
+        assertThat(frame.opcode()).as("a close frame").isEqualTo(CLOSE);
+        assertThat(frame.closeCode()).as("close code").isEqualTo(code);
+        assertThat(frame.closeReason()).as("close reason").isEqualTo(reason);
     }
 
     /** {@code base64(sha1(key + GUID))}, RFC 6455 section 4.2.2. */

@@ -33,6 +33,13 @@ final class RawWebSocket implements AutoCloseable {
         }
     }
 
+    /** Fails unless {@code frame} is a close frame with this code and reason. */
+    static void assertCloseFrame(Frame frame, int code, String reason) {
+        assertThat(frame.opcode()).as("a close frame").isEqualTo(CLOSE);
+        assertThat(frame.closeCode()).as("close code").isEqualTo(code);
+        assertThat(frame.text()).as("close reason").isEqualTo(reason);
+    }
+
     static final int TEXT = 1;
     static final int BINARY = 2;
     static final int CONTINUATION = 0;

@@ -1,5 +1,7 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawFrames.assertCloseFrame;
+import static dev.wsproxy.RawWebSocket.assertCloseFrame;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -215,16 +217,6 @@ class StalledPeerTest {
         SessionClose close = closed.poll(Math.max(left, 0), TimeUnit.NANOSECONDS);
         assertThat(close).as("the session ended within %s", bound).isNotNull();
         return close;
-    }
-
-    private static void assertCloseFrame(RawWebSocket.Frame frame, int code, String reason) {
-        assertThat(frame.opcode()).isEqualTo(RawWebSocket.CLOSE);
-        assertThat(frame.closeCode()).isEqualTo(code);
-        assertThat(frame.text()).isEqualTo(reason);
-    }
-
-    private static void assertCloseFrame(RawFrames.Frame frame, int code, String reason) {
-        assertCloseFrame(new RawWebSocket.Frame(frame.fin(), frame.opcode(), frame.payload()), code, reason);
     }
 
     /** Data frames only, except that the last may be the proxy's {@code 1001 "idle timeout"}. */

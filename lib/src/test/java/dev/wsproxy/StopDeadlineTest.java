@@ -1,5 +1,6 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawWebSocket.assertCloseFrame;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -237,12 +238,6 @@ class StopDeadlineTest {
         } catch (IOException e) {
             backendSaw.add(e instanceof SocketException ? "reset" : e.toString());
         }
-    }
-
-    private static void assertCloseFrame(RawWebSocket.Frame frame, int code, String reason) {
-        assertThat(frame.opcode()).as("a close frame").isEqualTo(RawWebSocket.CLOSE);
-        assertThat(frame.closeCode()).isEqualTo(code);
-        assertThat(frame.text()).isEqualTo(reason);
     }
 
     /** The client's stream ends, with no frame before. */
