@@ -26,8 +26,10 @@ import dev.wsproxy.internal.Timeouts;
  *   <li><b>connect</b>: from the start of the backend connection to its {@code 101} answer; the client gets
  *       {@code 504 Gateway Timeout} when it passes (nginx {@code proxy_connect_timeout}).</li>
  *   <li><b>idle</b>: per leg; a leg with no bytes read or written for this long closes both legs with {@code 1001}
- *       (nginx {@code proxy_read_timeout} and {@code proxy_send_timeout}). Relayed pings and pongs count, the proxy's
- *       own do not. {@link Duration#ZERO} disables it.</li>
+ *       (nginx {@code proxy_read_timeout}), and so does a relayed frame its peer has not taken for this long, even
+ *       while that peer keeps sending (nginx {@code proxy_send_timeout}): the peer's connection is dropped, the other
+ *       peer gets {@code 1001 idle timeout}. Relayed pings and pongs count, the proxy's own do not.
+ *       {@link Duration#ZERO} disables both.</li>
  *   <li><b>close</b>: how long a leg may take to answer a close frame before the proxy drops its connection.</li>
  *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs.
  *       {@link Duration#ZERO} (the default) means no limit.</li>
@@ -37,11 +39,12 @@ import dev.wsproxy.internal.Timeouts;
  *       That finds a frozen or vanished peer (a host that lost power, a half-open TCP connection) within two
  *       intervals, where the idle timeout alone would wait an hour, and the pings keep quiet sessions alive through
  *       middleboxes that drop idle connections (cloud load balancers, NAT). The pongs that answer the proxy's pings
- *       are not relayed. A peer that reads nothing for two intervals, so that the ping cannot even be sent, counts
- *       as dead too (as nginx's {@code proxy_send_timeout}); a peer the proxy is not reading from because the other
- *       peer is slow is never judged. The idle timeout is then checked at each interval, so it fires up to one
- *       interval late. {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most
- *       deployments; the interval must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
+ *       are not relayed. A peer that reads nothing for two intervals, so that a ping or a relayed frame cannot be
+ *       written, counts as dead too, even while it keeps sending (as nginx's {@code proxy_send_timeout}; with pings
+ *       this bound replaces the idle timeout's); a peer the proxy is not reading from because the other peer is slow
+ *       is never judged. The idle timeout is then checked at each interval, so it fires up to one interval late.
+ *       {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most deployments; the interval
+ *       must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
  * </ul>
  */
 public interface TimeoutPolicy {

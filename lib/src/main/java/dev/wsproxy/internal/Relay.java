@@ -19,8 +19,10 @@ import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.Frame;
 import org.eclipse.jetty.websocket.core.FrameHandler;
 import org.eclipse.jetty.websocket.core.OpCode;
+import org.eclipse.jetty.websocket.core.OutgoingEntry;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
 import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
+import org.eclipse.jetty.websocket.core.exception.WebSocketWriteTimeoutException;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -86,6 +88,13 @@ import dev.wsproxy.SessionClose;
  * Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has none of
  * it (one null field), and nothing changes on the relay's paths.
  *
+ * <h2>Write timeout</h2>
+ * A peer that keeps sending while it reads nothing keeps its connection from ever being idle, so neither the idle
+ * timeout nor a ping finds it. Each relayed frame therefore carries {@link Timeouts#writeTimeout()} for Jetty's frame
+ * flusher: when a frame waits that long to be written, Jetty fails the leg's session with a
+ * {@link WebSocketWriteTimeoutException} and drops its connection; {@code onError} sees the exception before the
+ * close and tells the other peer why ({@link #onWriteTimeout}).
+ *
  * <h2>End</h2>
  * The relay ends once both legs have ended (or will never open); {@link #finish()} then runs exactly once: it
  * deregisters the relay and reports to the selector, the listeners and the access log.
@@ -108,6 +117,8 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
+    /** {@link Timeouts#writeTimeout()} in milliseconds, given to Jetty with each relayed frame; 0 for none. */
+    private final long writeTimeoutMillis;
     private final InetSocketAddress clientAddress;
     private final Backend backend;
     private final URI backendUri;
@@ -138,6 +149,7 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
+        this.writeTimeoutMillis = timeouts.writeTimeout().toMillis();
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
@@ -421,11 +433,27 @@ final class Relay implements ProxySession {
             closeLeg(dead.other(), notice, actions);
         }
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] The {} did not answer a ping: dropping its connection", id, dead.side);
+            LOG.debug("[{}] The {} is not responding: dropping its connection", id, dead.side);
         }
         actions.forEach(Runnable::run);
         WebSocketEndPoints.abort(deadSession);
         armCloseTimer();
+    }
+
+    /**
+     * A frame relayed to {@code stalled} waited {@link Timeouts#writeTimeout()} to be written: its peer reads nothing,
+     * whether or not it still sends (a peer that sends keeps its connection from ever being idle). With pings that is
+     * a dead peer; without, an idle timeout of the leg's sending side, as nginx's {@code proxy_send_timeout}.
+     */
+    private void onWriteTimeout(Leg stalled) {
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("[{}] A frame to the {} waited {} to be written", id, stalled.side, timeouts.writeTimeout());
+        }
+        if (timeouts.pings()) {
+            onUnresponsive(stalled);
+        } else {
+            onIdle(stalled.side);
+        }
     }
 
     private void onIdle(Side side) {
@@ -952,7 +980,7 @@ final class Relay implements ProxySession {
                 WebSocketEndPoints.demand(self);
                 return;
             }
-            target.sendFrame(frame, new Callback() {
+            Callback sent = new Callback() {
                 @Override
                 public void succeeded() {
                     callback.succeeded();
@@ -978,13 +1006,19 @@ final class Relay implements ProxySession {
                 public InvocationType getInvocationType() {
                     return InvocationType.NON_BLOCKING;
                 }
-            }, false);
+            };
+            target.sendFrame(new OutgoingEntry.Builder(frame, sent).frameTimeout(writeTimeoutMillis).build());
         }
 
         @Override
         public void onError(Throwable cause, Callback callback) {
             if (LOG.isDebugEnabled()) {
                 LOG.debug("[{}] Error on the {} leg", id, side, cause);
+            }
+            if (cause instanceof WebSocketWriteTimeoutException) {
+                // A frame relayed to this leg's peer was not written in time; Jetty is closing the connection (with
+                // 1006, once this callback completes), and the other peer must hear why first.
+                onWriteTimeout(this);
             }
             callback.succeeded();
         }

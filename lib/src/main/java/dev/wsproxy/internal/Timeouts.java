@@ -72,6 +72,15 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
         return pings() ? pingInterval : idleTimeout;
     }
 
+    /**
+     * How long a frame the relay hands to a leg may wait to be written before the leg's peer counts as reading
+     * nothing, even while it keeps sending: two ping intervals when the proxy pings (as long as an unwritten ping
+     * takes to find it), the idle timeout otherwise; {@link Duration#ZERO} for no limit.
+     */
+    Duration writeTimeout() {
+        return pings() ? pingInterval.multipliedBy(2) : idleTimeout;
+    }
+
     private static Duration positiveOr(Duration value, Duration fallback) {
         return value == null || value.isNegative() || value.isZero() ? fallback : value;
     }

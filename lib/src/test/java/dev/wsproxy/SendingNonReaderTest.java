@@ -1,0 +1,218 @@
+package dev.wsproxy;
+
+import static dev.wsproxy.RawWebSocket.assertCloseFrame;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.io.BufferedInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A peer that keeps sending while it reads nothing: a client whose heartbeat thread pings every 20 ms while its
+ * reader is stuck, a backend that pings while it reads nothing. Its connection is never idle (the proxy reads from it
+ * all the time), so neither the idle timeout nor a keep-alive ping finds it; what does is the frame the proxy relays
+ * to it, which waits to be written: after two ping intervals with pings on ({@code 1001 client not responding} or
+ * {@code 1014 backend not responding} to the other peer), after the idle timeout without ({@code 1001 idle timeout},
+ * as nginx's {@code proxy_send_timeout}). The peer's connection is dropped: it reads nothing, so no close frame could
+ * reach it. Without that, each of these sessions stays open for as long as the peer sends.
+ */
+class SendingNonReaderTest {
+
+    private static final Duration PING = Duration.ofMillis(200);
+    private static final byte[] HEARTBEAT = "heartbeat".getBytes(StandardCharsets.US_ASCII);
+    /** The most heartbeats a peer sends: 30 s of them, far beyond every verdict here. */
+    private static final int MAX_HEARTBEATS = 1500;
+
+    private final SessionEvents events = new SessionEvents();
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private final Thaw thaw = new Thaw();
+    private final ScheduledExecutorService heartbeats = Executors.newSingleThreadScheduledExecutor(runnable -> {
+        Thread thread = new Thread(runnable, "heartbeats");
+        thread.setDaemon(true);
+        return thread;
+    });
+    private WebSocketProxy proxy;
+
+    @AfterEach
+    void stop() throws Exception {
+        thaw.release();
+        heartbeats.shutdownNow();
+        Clients.stopAfterLeakCheck(proxy, resources);
+    }
+
+    @Test
+    void dropsAClientThatPingsButReadsNothingAndClosesTheBackendWith1001() throws Exception {
+        Broadcaster broadcaster = new Broadcaster();
+        startProxy(broadcaster, TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1)));
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
+            CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
+
+            assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).as("the backend's close frame")
+                    .isEqualTo("1001 client not responding");
+            assertProxyDropped(events.nextClose(), true);
+            assertThat(beating).as("the client's heartbeats, once its connection is gone")
+                    .failsWithin(Duration.ofSeconds(10));
+            assertDataThenTheEnd(client);
+        }
+        assertThat(broadcaster.pingsRead.get()).as("the client's heartbeats relayed to the backend").isPositive();
+    }
+
+    @Test
+    void closesTheBackendWith1001IdleTimeoutWithoutPingsWhenTheClientReadsNothingForTheIdleTimeout() throws Exception {
+        Broadcaster broadcaster = new Broadcaster();
+        startProxy(broadcaster, TimeoutPolicy.custom().idle(Duration.ofSeconds(1)));
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
+            CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
+
+            assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).as("the backend's close frame")
+                    .isEqualTo("1001 idle timeout");
+            assertProxyDropped(events.nextClose(), true);
+            assertThat(beating).failsWithin(Duration.ofSeconds(10));
+            assertDataThenTheEnd(client);
+        }
+    }
+
+    @Test
+    void dropsABackendThatPingsButReadsNothingAndClosesTheClientWith1014() throws Exception {
+        CompletableFuture<Void> backendBeating = new CompletableFuture<>();
+        RawBackend backend = RawBackend.upgradingThen((socket, out) -> {
+            byte[] ping = RawFrames.encode(RawFrames.PING, HEARTBEAT, false);
+            heartbeat(beat -> RawFrames.write(out, ping)).whenComplete((done, failure) ->
+                    backendBeating.completeExceptionally(failure != null ? failure : new AssertionError("done")));
+            // Reads nothing until the test ends.
+            thaw.await();
+        });
+        resources.add(backend);
+        startProxy(backend.backend(), TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1)));
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-backend"))) {
+            byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], true);
+            Writes writes = Writes.start("client-writes", 4096, i -> client.sendRaw(frame));
+
+            // The client reads everything: the backend's heartbeats, relayed, and the proxy's own pings (the relay is
+            // not reading from the client, so it is not judged for leaving them unanswered), then the close frame.
+            RawWebSocket.Frame close;
+            int heartbeatsRead = 0;
+            while ((close = client.read()).opcode() == RawWebSocket.PING) {
+                if (Arrays.equals(close.payload(), HEARTBEAT)) {
+                    heartbeatsRead++;
+                }
+            }
+            assertCloseFrame(close, 1014, "backend not responding");
+            assertThat(heartbeatsRead).as("the backend's heartbeats relayed to the client").isPositive();
+            assertProxyDropped(events.nextClose(), false);
+            writes.awaitEnd("the client's writes", Duration.ofSeconds(10));
+            assertThat(backendBeating).as("the backend's heartbeats, once its connection is gone")
+                    .failsWithin(Duration.ofSeconds(10));
+        }
+        thaw.release();
+        assertThat(backend.nextEnd(10)).as("the backend socket, closed by the proxy").isIn("eof", "reset");
+    }
+
+    // ---- set-up and helpers ----
+
+    private void startProxy(Broadcaster broadcaster, TimeoutPolicy.Builder timeouts) throws Exception {
+        RawBackend backend = RawBackend.upgradingThen(broadcaster);
+        resources.add(backend);
+        startProxy(backend.backend(), timeouts);
+    }
+
+    private void startProxy(Backend backend, TimeoutPolicy.Builder timeouts) throws Exception {
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", backend)
+                .timeoutPolicy(timeouts.close(Duration.ofMillis(500)).build())
+                .listener(events)
+                .build();
+        proxy.start();
+    }
+
+    /**
+     * Runs {@code write} every 20 ms, at most {@value #MAX_HEARTBEATS} times, on the heartbeat thread; the future
+     * fails with the first write that fails.
+     */
+    private CompletableFuture<Void> heartbeat(Writes.Write write) {
+        CompletableFuture<Void> beating = new CompletableFuture<>();
+        AtomicInteger beats = new AtomicInteger();
+        heartbeats.scheduleAtFixedRate(() -> {
+            try {
+                int beat = beats.getAndIncrement();
+                if (beat >= MAX_HEARTBEATS) {
+                    beating.complete(null);
+                    throw new IllegalStateException("done"); // no further runs
+                }
+                write.run(beat);
+            } catch (IOException e) {
+                beating.completeExceptionally(e);
+                throw new IllegalStateException(e); // no further runs
+            }
+        }, 0, 20, TimeUnit.MILLISECONDS);
+        return beating;
+    }
+
+    /** The proxy ended the session, the peer that read nothing (the client or the backend) without a close frame. */
+    private static void assertProxyDropped(SessionClose close, boolean client) {
+        assertThat(close.initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+        assertThat(client ? close.clientCode() : close.backendCode()).as("no close frame from the dropped peer")
+                .isEqualTo(1006);
+    }
+
+    /**
+     * The client reads what reached it before its connection was dropped: data frames (the last perhaps cut short),
+     * then the end of the stream or a reset, long before its 10 s read timeout; never a close frame.
+     */
+    private static void assertDataThenTheEnd(RawWebSocket client) {
+        assertThatThrownBy(() -> {
+            for (int i = 0; i < 100_000; i++) {
+                assertThat(client.read().opcode()).as("frame %s", i)
+                        .isIn(RawWebSocket.BINARY, RawWebSocket.CONTINUATION);
+            }
+        }).isInstanceOf(IOException.class).isNotInstanceOf(SocketTimeoutException.class);
+    }
+
+    /**
+     * A backend that writes 64 KiB binary frames as fast as the proxy takes them, from a thread of its own, and reads
+     * every frame meanwhile. At a close frame it stops writing, answers the close and reads to the end.
+     */
+    private static final class Broadcaster implements RawBackend.AfterUpgrade {
+        final BlockingQueue<String> closes = new LinkedBlockingQueue<>();
+        /** The client's heartbeats read (the proxy's own pings are not counted, nor answered). */
+        final AtomicInteger pingsRead = new AtomicInteger();
+
+        @Override
+        public void run(Socket socket, OutputStream out) throws IOException {
+            byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], false);
+            Writes writes = Writes.start("backend-broadcast", 4096, i -> out.write(frame));
+            InputStream in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
+            while (true) {
+                RawFrames.Frame read = RawFrames.read(in);
+                if (read.opcode() == RawFrames.PING && Arrays.equals(read.payload(), HEARTBEAT)) {
+                    pingsRead.incrementAndGet();
+                } else if (read.opcode() == RawFrames.CLOSE) {
+                    closes.add(read.closeCode() + " " + read.closeReason());
+                    // The proxy reads on after its close frame, so the write under way completes.
+                    writes.stop();
+                    writes.awaitEnd("the backend's last write", Duration.ofSeconds(10));
+                    RawFrames.write(out, RawFrames.encode(RawFrames.CLOSE, read.payload(), false));
+                }
+            }
+        }
+    }
+}
