@@ -29,7 +29,7 @@ import dev.wsproxy.internal.Timeouts;
  *       (nginx {@code proxy_read_timeout}), and so does a relayed frame its peer has not taken for this long, even
  *       while that peer keeps sending (nginx {@code proxy_send_timeout}): the peer's connection is dropped, the other
  *       peer gets {@code 1001 idle timeout}. Relayed pings and pongs count, the proxy's own do not.
- *       {@link Duration#ZERO} disables both.</li>
+ *       {@link Duration#ZERO} disables both (with pings on, the ping's bound on reading stays).</li>
  *   <li><b>close</b>: how long a leg may take to answer a close frame before the proxy drops its connection.</li>
  *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs.
  *       {@link Duration#ZERO} (the default) means no limit.</li>
@@ -41,8 +41,11 @@ import dev.wsproxy.internal.Timeouts;
  *       middleboxes that drop idle connections (cloud load balancers, NAT). The pongs that answer the proxy's pings
  *       are not relayed. A peer that reads nothing for two intervals, so that a ping or a relayed frame cannot be
  *       written, counts as dead too, even while it keeps sending (as nginx's {@code proxy_send_timeout}; with pings
- *       this bound replaces the idle timeout's); a peer the proxy is not reading from because the other peer is slow
- *       is never judged. The idle timeout is then checked at each interval, so it fires up to one interval late.
+ *       this bound replaces the idle timeout's). A peer must take a frame (at most 64 KiB) within two intervals, and
+ *       before it about half of the socket's send buffer (up to 4 MiB on Linux), which the kernel drains before it
+ *       lets a write resume: about 35 KiB/s at 30 s in the worst case. A peer the proxy is not reading from
+ *       because the other peer is slow is never judged by its silence (only by its reading). The idle timeout is
+ *       then checked at each interval, so it fires up to one interval late.
  *       {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most deployments; the interval
  *       must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
  * </ul>

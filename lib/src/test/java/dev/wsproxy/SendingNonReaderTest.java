@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.BufferedInputStream;
+import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -33,7 +34,9 @@ import org.junit.jupiter.api.Test;
  * to it, which waits to be written: after two ping intervals with pings on ({@code 1001 client not responding} or
  * {@code 1014 backend not responding} to the other peer), after the idle timeout without ({@code 1001 idle timeout},
  * as nginx's {@code proxy_send_timeout}). The peer's connection is dropped: it reads nothing, so no close frame could
- * reach it. Without that, each of these sessions stays open for as long as the peer sends.
+ * reach it. Without that, each of these sessions stays open for as long as the peer sends. The verdicts come no
+ * sooner than the timeout; and a client that sends and reads slowly but steadily, fast enough to drain the socket
+ * buffers ahead of a write within the timeout, keeps its session over two timeouts.
  */
 class SendingNonReaderTest {
 
@@ -45,8 +48,9 @@ class SendingNonReaderTest {
     private final SessionEvents events = new SessionEvents();
     private final List<AutoCloseable> resources = new ArrayList<>();
     private final Thaw thaw = new Thaw();
-    private final ScheduledExecutorService heartbeats = Executors.newSingleThreadScheduledExecutor(runnable -> {
-        Thread thread = new Thread(runnable, "heartbeats");
+    /** Paces the heartbeats, and the slow reader's reads. */
+    private final ScheduledExecutorService pacer = Executors.newSingleThreadScheduledExecutor(runnable -> {
+        Thread thread = new Thread(runnable, "pacer");
         thread.setDaemon(true);
         return thread;
     });
@@ -55,7 +59,7 @@ class SendingNonReaderTest {
     @AfterEach
     void stop() throws Exception {
         thaw.release();
-        heartbeats.shutdownNow();
+        pacer.shutdownNow();
         Clients.stopAfterLeakCheck(proxy, resources);
     }
 
@@ -64,10 +68,12 @@ class SendingNonReaderTest {
         Broadcaster broadcaster = new Broadcaster();
         startProxy(broadcaster, TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1)));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
+            long connected = System.nanoTime();
             CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
 
             assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).as("the backend's close frame")
                     .isEqualTo("1001 client not responding");
+            assertNotBefore(connected, PING.multipliedBy(2));
             assertProxyDropped(events.nextClose(), true);
             assertThat(beating).as("the client's heartbeats, once its connection is gone")
                     .failsWithin(Duration.ofSeconds(10));
@@ -81,10 +87,12 @@ class SendingNonReaderTest {
         Broadcaster broadcaster = new Broadcaster();
         startProxy(broadcaster, TimeoutPolicy.custom().idle(Duration.ofSeconds(1)));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
+            long connected = System.nanoTime();
             CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
 
             assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).as("the backend's close frame")
                     .isEqualTo("1001 idle timeout");
+            assertNotBefore(connected, Duration.ofSeconds(1));
             assertProxyDropped(events.nextClose(), true);
             assertThat(beating).failsWithin(Duration.ofSeconds(10));
             assertDataThenTheEnd(client);
@@ -104,6 +112,7 @@ class SendingNonReaderTest {
         resources.add(backend);
         startProxy(backend.backend(), TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1)));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-backend"))) {
+            long connected = System.nanoTime();
             byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], true);
             Writes writes = Writes.start("client-writes", 4096, i -> client.sendRaw(frame));
 
@@ -117,6 +126,10 @@ class SendingNonReaderTest {
                 }
             }
             assertCloseFrame(close, 1014, "backend not responding");
+            assertNotBefore(connected, PING.multipliedBy(2));
+            // Long before the heartbeats end (30 s), after which the backend is quiet and its pings would find it.
+            assertThat(Duration.ofNanos(System.nanoTime() - connected)).as("the verdict")
+                    .isLessThan(Duration.ofSeconds(10));
             assertThat(heartbeatsRead).as("the backend's heartbeats relayed to the client").isPositive();
             assertProxyDropped(events.nextClose(), false);
             writes.awaitEnd("the client's writes", Duration.ofSeconds(10));
@@ -125,6 +138,33 @@ class SendingNonReaderTest {
         }
         thaw.release();
         assertThat(backend.nextEnd(10)).as("the backend socket, closed by the proxy").isIn("eof", "reset");
+    }
+
+    @Test
+    void keepsAClientThatSendsAndReadsSlowlyButSteadilyOverTwoWriteTimeouts() throws Exception {
+        // Pings every second: a write may stay pending for 2 s. The client sends its heartbeats (so its frames look
+        // at the proxy's pending write all the time, and its leg is never quiet enough to be pinged) and takes at
+        // most 64 KiB every 20 ms: 3.2 MB/s, so that it drains even a socket send buffer grown to Linux's 4 MiB, of
+        // which the kernel wakes a writer after about half, well within the timeout. 12 MiB at that pace take more
+        // than 3.8 s: two write timeouts.
+        Broadcaster broadcaster = new Broadcaster();
+        startProxy(broadcaster, TimeoutPolicy.custom().ping(Duration.ofSeconds(1)).idle(Duration.ofHours(1)));
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/slow-reader"), 256 * 1024)) {
+            long connected = System.nanoTime();
+            CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
+            CompletableFuture<Void> readEnough = paceReads(client.socket.getInputStream(), 12 * 1024 * 1024);
+
+            assertThat(readEnough).succeedsWithin(Duration.ofSeconds(30));
+            assertThat(Duration.ofNanos(System.nanoTime() - connected)).as("the slow reading")
+                    .isGreaterThan(Duration.ofSeconds(3));
+            assertThat(events.closes).as("sessions ended while the client read slowly").isEmpty();
+            assertThat(broadcaster.closes).as("close frames the backend got").isEmpty();
+            assertThat(beating).isNotDone();
+
+            client.abort();
+            assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1001 client connection lost");
+            assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.CLIENT);
+        }
     }
 
     // ---- set-up and helpers ----
@@ -151,7 +191,7 @@ class SendingNonReaderTest {
     private CompletableFuture<Void> heartbeat(Writes.Write write) {
         CompletableFuture<Void> beating = new CompletableFuture<>();
         AtomicInteger beats = new AtomicInteger();
-        heartbeats.scheduleAtFixedRate(() -> {
+        pacer.scheduleAtFixedRate(() -> {
             try {
                 int beat = beats.getAndIncrement();
                 if (beat >= MAX_HEARTBEATS) {
@@ -165,6 +205,39 @@ class SendingNonReaderTest {
             }
         }, 0, 20, TimeUnit.MILLISECONDS);
         return beating;
+    }
+
+    /**
+     * Reads at most 64 KiB every 20 ms on the pacer's thread, raw bytes whatever the frames, until {@code total}
+     * bytes; the future fails with the end of the stream or a failed read.
+     */
+    private CompletableFuture<Void> paceReads(InputStream in, long total) {
+        CompletableFuture<Void> readEnough = new CompletableFuture<>();
+        byte[] buffer = new byte[64 * 1024];
+        long[] read = {0};
+        pacer.scheduleAtFixedRate(() -> {
+            try {
+                int n = in.read(buffer);
+                if (n < 0) {
+                    throw new EOFException("the end of the stream after " + read[0] + " bytes");
+                }
+                read[0] += n;
+                if (read[0] >= total) {
+                    readEnough.complete(null);
+                    throw new IllegalStateException("done"); // no further runs
+                }
+            } catch (IOException e) {
+                readEnough.completeExceptionally(e);
+                throw new IllegalStateException(e); // no further runs
+            }
+        }, 0, 20, TimeUnit.MILLISECONDS);
+        return readEnough;
+    }
+
+    /** Fails if the proxy's verdict came sooner than {@code bound} after {@code sinceNanos}. */
+    private static void assertNotBefore(long sinceNanos, Duration bound) {
+        assertThat(Duration.ofNanos(System.nanoTime() - sinceNanos)).as("the verdict, no sooner than the timeout")
+                .isGreaterThanOrEqualTo(bound);
     }
 
     /** The proxy ended the session, the peer that read nothing (the client or the backend) without a close frame. */

@@ -11,6 +11,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
+import org.eclipse.jetty.io.AbstractEndPoint;
+import org.eclipse.jetty.io.WriteFlusher;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.thread.Scheduler;
@@ -19,10 +21,8 @@ import org.eclipse.jetty.websocket.core.CoreSession;
 import org.eclipse.jetty.websocket.core.Frame;
 import org.eclipse.jetty.websocket.core.FrameHandler;
 import org.eclipse.jetty.websocket.core.OpCode;
-import org.eclipse.jetty.websocket.core.OutgoingEntry;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
 import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
-import org.eclipse.jetty.websocket.core.exception.WebSocketWriteTimeoutException;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -90,10 +90,11 @@ import dev.wsproxy.SessionClose;
  *
  * <h2>Write timeout</h2>
  * A peer that keeps sending while it reads nothing keeps its connection from ever being idle, so neither the idle
- * timeout nor a ping finds it. Each relayed frame therefore carries {@link Timeouts#writeTimeout()} for Jetty's frame
- * flusher: when a frame waits that long to be written, Jetty fails the leg's session with a
- * {@link WebSocketWriteTimeoutException} and drops its connection; {@code onError} sees the exception before the
- * close and tells the other peer why ({@link #onWriteTimeout}).
+ * timeout nor a ping finds it. Its own frames find it: each frame the leg handles first looks at the connection's
+ * write flusher, and only when a write to the peer is pending does it read the clock, remembering the bytes handed
+ * out and since when; a write still pending, with nothing handed out since, {@link Timeouts#writeTimeout()} later
+ * means the peer has taken no frame for that long ({@link #onWriteTimeout}). So the check costs one volatile read per
+ * frame while writes complete, and a peer that sends nothing is left to the idle timeout and the pings.
  *
  * <h2>End</h2>
  * The relay ends once both legs have ended (or will never open); {@link #finish()} then runs exactly once: it
@@ -117,8 +118,8 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
-    /** {@link Timeouts#writeTimeout()} in milliseconds, given to Jetty with each relayed frame; 0 for none. */
-    private final long writeTimeoutMillis;
+    /** {@link Timeouts#writeTimeout()} in nanoseconds; 0 for none. */
+    private final long writeTimeoutNanos;
     private final InetSocketAddress clientAddress;
     private final Backend backend;
     private final URI backendUri;
@@ -149,7 +150,7 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
-        this.writeTimeoutMillis = timeouts.writeTimeout().toMillis();
+        this.writeTimeoutNanos = timeouts.writeTimeout().toNanos();
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
@@ -416,6 +417,16 @@ final class Relay implements ProxySession {
 
     /** A peer did not answer the proxy's ping: its connection is dropped, the other peer told (see TimeoutPolicy). */
     private void onUnresponsive(Leg dead) {
+        drop(dead, dead.side == Side.BACKEND
+                ? new CloseStatus(CloseStatus.BAD_GATEWAY, "backend not responding")
+                : new CloseStatus(CloseStatus.SHUTDOWN, "client not responding"));
+    }
+
+    /**
+     * Drops the connection of {@code dead}, whose peer would read no close frame, and closes the other leg with
+     * {@code notice}; nothing when a close is under way (the close timeout sees to it).
+     */
+    private void drop(Leg dead, CloseStatus notice) {
         CoreSession deadSession;
         List<Runnable> actions = new ArrayList<>();
         synchronized (this) {
@@ -427,9 +438,6 @@ final class Relay implements ProxySession {
                 initiator = SessionClose.Initiator.PROXY;
             }
             dead.closeSent = true;
-            CloseStatus notice = dead.side == Side.BACKEND
-                    ? new CloseStatus(CloseStatus.BAD_GATEWAY, "backend not responding")
-                    : new CloseStatus(CloseStatus.SHUTDOWN, "client not responding");
             closeLeg(dead.other(), notice, actions);
         }
         if (LOG.isDebugEnabled()) {
@@ -441,18 +449,18 @@ final class Relay implements ProxySession {
     }
 
     /**
-     * A frame relayed to {@code stalled} waited {@link Timeouts#writeTimeout()} to be written: its peer reads nothing,
-     * whether or not it still sends (a peer that sends keeps its connection from ever being idle). With pings that is
-     * a dead peer; without, an idle timeout of the leg's sending side, as nginx's {@code proxy_send_timeout}.
+     * A write to {@code stalled} has been pending for {@link Timeouts#writeTimeout()} while its peer kept sending: the
+     * peer reads nothing. With pings that is a dead peer; without, an idle timeout of the leg's sending side, as
+     * nginx's {@code proxy_send_timeout}. Either way its connection is dropped: it would not read a close frame.
      */
     private void onWriteTimeout(Leg stalled) {
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] A frame to the {} waited {} to be written", id, stalled.side, timeouts.writeTimeout());
+            LOG.debug("[{}] A write to the {} has been pending for {}", id, stalled.side, timeouts.writeTimeout());
         }
         if (timeouts.pings()) {
             onUnresponsive(stalled);
         } else {
-            onIdle(stalled.side);
+            drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"));
         }
     }
 
@@ -731,6 +739,14 @@ final class Relay implements ProxySession {
         private boolean largeInput;
         /** The keep-alive pings' state when the proxy pings (see the class comment), set before the leg opens. */
         private @Nullable KeepAlive keepAlive;
+        /**
+         * The write flusher of this leg's end point, when the relay can see it (see "Write timeout" in the class
+         * comment); and, while a write to the peer is pending, the connection's bytes handed out when it was first
+         * seen pending (-1: none is) and the nanoTime since then. Only the thread handling this leg's frames.
+         */
+        private @Nullable WriteFlusher writes;
+        private long pendingBytesOut = -1;
+        private long pendingSince;
         /** Message rate limit, client leg only: GCRA, the nanoTime at which the bucket is full again. */
         private long rateInterval;
         private long rateBurst;
@@ -819,6 +835,9 @@ final class Relay implements ProxySession {
                 // threads that could send on it (see Masking).
                 connection = core.getConnection();
                 Masking.install(connection, core, core.getBehavior());
+                if (writeTimeoutNanos != 0 && connection.getEndPoint() instanceof AbstractEndPoint endPoint) {
+                    writes = endPoint.getWriteFlusher();
+                }
             }
             session = coreSession;
             int rate = route.messageRateLimit();
@@ -840,6 +859,16 @@ final class Relay implements ProxySession {
 
         @Override
         public void onFrame(Frame frame, Callback callback) {
+            WriteFlusher flusher = writes;
+            if (flusher != null && flusher.isPending()) {
+                if (writeStalled()) {
+                    callback.succeeded();
+                    onWriteTimeout(this);
+                    return;
+                }
+            } else if (pendingBytesOut != -1) {
+                pendingBytesOut = -1;
+            }
             switch (frame.getOpCode()) {
                 case OpCode.CLOSE -> onCloseFrame(this, frame, callback);
                 case OpCode.PING, OpCode.PONG -> {
@@ -875,6 +904,21 @@ final class Relay implements ProxySession {
                 Masking.dropFrames(conn);
             }
             target.close(status, Callback.NOOP);
+        }
+
+        /**
+         * A write to this leg's peer is pending: whether it is the same write (no bytes handed out since) that was
+         * pending {@link Timeouts#writeTimeout()} ago.
+         */
+        private boolean writeStalled() {
+            long out = connection.getBytesOut();
+            long now = NanoTime.now();
+            if (out != pendingBytesOut) {
+                pendingBytesOut = out;
+                pendingSince = now;
+                return false;
+            }
+            return now - pendingSince >= writeTimeoutNanos;
         }
 
         /** Pings and pongs relayed from this leg's peer, counted only when the proxy pings. */
@@ -980,7 +1024,7 @@ final class Relay implements ProxySession {
                 WebSocketEndPoints.demand(self);
                 return;
             }
-            Callback sent = new Callback() {
+            target.sendFrame(frame, new Callback() {
                 @Override
                 public void succeeded() {
                     callback.succeeded();
@@ -1006,19 +1050,13 @@ final class Relay implements ProxySession {
                 public InvocationType getInvocationType() {
                     return InvocationType.NON_BLOCKING;
                 }
-            };
-            target.sendFrame(new OutgoingEntry.Builder(frame, sent).frameTimeout(writeTimeoutMillis).build());
+            }, false);
         }
 
         @Override
         public void onError(Throwable cause, Callback callback) {
             if (LOG.isDebugEnabled()) {
                 LOG.debug("[{}] Error on the {} leg", id, side, cause);
-            }
-            if (cause instanceof WebSocketWriteTimeoutException) {
-                // A frame relayed to this leg's peer was not written in time; Jetty is closing the connection (with
-                // 1006, once this callback completes), and the other peer must hear why first.
-                onWriteTimeout(this);
             }
             callback.succeeded();
         }
