@@ -48,55 +48,31 @@ class SendingNonReaderTest {
     private final SessionEvents events = new SessionEvents();
     private final List<AutoCloseable> resources = new ArrayList<>();
     private final Thaw thaw = new Thaw();
-    /** Paces the heartbeats, and the slow reader's reads. */
-    private final ScheduledExecutorService pacer = Executors.newSingleThreadScheduledExecutor(runnable -> {
-        Thread thread = new Thread(runnable, "pacer");
-        thread.setDaemon(true);
-        return thread;
-    });
+    /** Paces the heartbeats. */
+    private final ScheduledExecutorService pacer = pacer("heartbeats");
+    /** Paces the slow reader's reads, on a thread of their own. */
+    private final ScheduledExecutorService readPacer = pacer("slow-reads");
     private WebSocketProxy proxy;
 
     @AfterEach
     void stop() throws Exception {
         thaw.release();
         pacer.shutdownNow();
+        readPacer.shutdownNow();
         Clients.stopAfterLeakCheck(proxy, resources);
     }
 
     @Test
     void dropsAClientThatPingsButReadsNothingAndClosesTheBackendWith1001() throws Exception {
-        Broadcaster broadcaster = new Broadcaster();
-        startProxy(broadcaster, TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1)));
-        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
-            long connected = System.nanoTime();
-            CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
-
-            assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).as("the backend's close frame")
-                    .isEqualTo("1001 client not responding");
-            assertNotBefore(connected, PING.multipliedBy(2));
-            assertProxyDropped(events.nextClose(), true);
-            assertThat(beating).as("the client's heartbeats, once its connection is gone")
-                    .failsWithin(Duration.ofSeconds(10));
-            assertDataThenTheEnd(client);
-        }
+        Broadcaster broadcaster = assertStuckReaderDropped(TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1)),
+                "1001 client not responding", PING.multipliedBy(2));
         assertThat(broadcaster.pingsRead.get()).as("the client's heartbeats relayed to the backend").isPositive();
     }
 
     @Test
     void closesTheBackendWith1001IdleTimeoutWithoutPingsWhenTheClientReadsNothingForTheIdleTimeout() throws Exception {
-        Broadcaster broadcaster = new Broadcaster();
-        startProxy(broadcaster, TimeoutPolicy.custom().idle(Duration.ofSeconds(1)));
-        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
-            long connected = System.nanoTime();
-            CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
-
-            assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).as("the backend's close frame")
-                    .isEqualTo("1001 idle timeout");
-            assertNotBefore(connected, Duration.ofSeconds(1));
-            assertProxyDropped(events.nextClose(), true);
-            assertThat(beating).failsWithin(Duration.ofSeconds(10));
-            assertDataThenTheEnd(client);
-        }
+        assertStuckReaderDropped(TimeoutPolicy.custom().idle(Duration.ofSeconds(1)), "1001 idle timeout",
+                Duration.ofSeconds(1));
     }
 
     @Test
@@ -159,6 +135,9 @@ class SendingNonReaderTest {
                     .isGreaterThan(Duration.ofSeconds(3));
             assertThat(events.closes).as("sessions ended while the client read slowly").isEmpty();
             assertThat(broadcaster.closes).as("close frames the backend got").isEmpty();
+            // The writes to the client were held back all along: MiBs waited in the buffers before it.
+            assertThat(broadcaster.writes.written() * 64 * 1024 - 12 * 1024 * 1024)
+                    .as("bytes the backend wrote beyond what the client read").isGreaterThan(1024 * 1024);
             assertThat(beating).isNotDone();
 
             client.abort();
@@ -168,6 +147,30 @@ class SendingNonReaderTest {
     }
 
     // ---- set-up and helpers ----
+
+    /**
+     * A client whose heartbeats go on while it reads nothing, behind a proxy with {@code timeouts}, in front of a
+     * broadcasting backend: the backend gets {@code backendClose} no sooner than {@code timeout} after the connect,
+     * the client's connection is dropped without a close frame and its heartbeats fail.
+     */
+    private Broadcaster assertStuckReaderDropped(TimeoutPolicy.Builder timeouts, String backendClose, Duration timeout)
+            throws Exception {
+        Broadcaster broadcaster = new Broadcaster();
+        startProxy(broadcaster, timeouts);
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
+            long connected = System.nanoTime();
+            CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
+
+            assertThat(broadcaster.closes.poll(10, TimeUnit.SECONDS)).as("the backend's close frame")
+                    .isEqualTo(backendClose);
+            assertNotBefore(connected, timeout);
+            assertProxyDropped(events.nextClose(), true);
+            assertThat(beating).as("the client's heartbeats, once its connection is gone")
+                    .failsWithin(Duration.ofSeconds(10));
+            assertDataThenTheEnd(client);
+        }
+        return broadcaster;
+    }
 
     private void startProxy(Broadcaster broadcaster, TimeoutPolicy.Builder timeouts) throws Exception {
         RawBackend backend = RawBackend.upgradingThen(broadcaster);
@@ -208,14 +211,14 @@ class SendingNonReaderTest {
     }
 
     /**
-     * Reads at most 64 KiB every 20 ms on the pacer's thread, raw bytes whatever the frames, until {@code total}
+     * Reads at most 64 KiB every 20 ms on the read pacer's thread, raw bytes whatever the frames, until {@code total}
      * bytes; the future fails with the end of the stream or a failed read.
      */
     private CompletableFuture<Void> paceReads(InputStream in, long total) {
         CompletableFuture<Void> readEnough = new CompletableFuture<>();
         byte[] buffer = new byte[64 * 1024];
         long[] read = {0};
-        pacer.scheduleAtFixedRate(() -> {
+        readPacer.scheduleAtFixedRate(() -> {
             try {
                 int n = in.read(buffer);
                 if (n < 0) {
@@ -232,6 +235,14 @@ class SendingNonReaderTest {
             }
         }, 0, 20, TimeUnit.MILLISECONDS);
         return readEnough;
+    }
+
+    private static ScheduledExecutorService pacer(String name) {
+        return Executors.newSingleThreadScheduledExecutor(runnable -> {
+            Thread thread = new Thread(runnable, name);
+            thread.setDaemon(true);
+            return thread;
+        });
     }
 
     /** Fails if the proxy's verdict came sooner than {@code bound} after {@code sinceNanos}. */
@@ -268,11 +279,14 @@ class SendingNonReaderTest {
         final BlockingQueue<String> closes = new LinkedBlockingQueue<>();
         /** The client's heartbeats read (the proxy's own pings are not counted, nor answered). */
         final AtomicInteger pingsRead = new AtomicInteger();
+        /** The writes of the last connection. */
+        volatile Writes writes;
 
         @Override
         public void run(Socket socket, OutputStream out) throws IOException {
             byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[64 * 1024], false);
             Writes writes = Writes.start("backend-broadcast", 4096, i -> out.write(frame));
+            this.writes = writes;
             InputStream in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
             while (true) {
                 RawFrames.Frame read = RawFrames.read(in);

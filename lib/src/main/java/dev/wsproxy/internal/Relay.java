@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.io.AbstractEndPoint;
+import org.eclipse.jetty.io.EndPoint;
 import org.eclipse.jetty.io.WriteFlusher;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.NanoTime;
@@ -150,7 +151,7 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
-        this.writeTimeoutNanos = timeouts.writeTimeout().toNanos();
+        this.writeTimeoutNanos = Timeouts.nanos(timeouts.writeTimeout());
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
@@ -416,23 +417,23 @@ final class Relay implements ProxySession {
     }
 
     /** A peer did not answer the proxy's ping: its connection is dropped, the other peer told (see TimeoutPolicy). */
-    private void onUnresponsive(Leg dead) {
-        drop(dead, dead.side == Side.BACKEND
+    private boolean onUnresponsive(Leg dead) {
+        return drop(dead, dead.side == Side.BACKEND
                 ? new CloseStatus(CloseStatus.BAD_GATEWAY, "backend not responding")
                 : new CloseStatus(CloseStatus.SHUTDOWN, "client not responding"));
     }
 
     /**
      * Drops the connection of {@code dead}, whose peer would read no close frame, and closes the other leg with
-     * {@code notice}; nothing when a close is under way (the close timeout sees to it).
+     * {@code notice}; nothing when a close is under way (the close timeout sees to it). Returns whether it dropped.
      */
-    private void drop(Leg dead, CloseStatus notice) {
+    private boolean drop(Leg dead, CloseStatus notice) {
         CoreSession deadSession;
         List<Runnable> actions = new ArrayList<>();
         synchronized (this) {
             deadSession = dead.session;
             if (finished || dead.done || dead.closeSent || dead.heldClose != null || deadSession == null) {
-                return; // a close is under way: the close timeout sees to it
+                return false; // a close is under way: the close timeout sees to it
             }
             if (initiator == null) {
                 initiator = SessionClose.Initiator.PROXY;
@@ -446,22 +447,22 @@ final class Relay implements ProxySession {
         actions.forEach(Runnable::run);
         WebSocketEndPoints.abort(deadSession);
         armCloseTimer();
+        return true;
     }
 
     /**
      * A write to {@code stalled} has been pending for {@link Timeouts#writeTimeout()} while its peer kept sending: the
      * peer reads nothing. With pings that is a dead peer; without, an idle timeout of the leg's sending side, as
      * nginx's {@code proxy_send_timeout}. Either way its connection is dropped: it would not read a close frame.
+     * Returns whether it was; not when a close is under way.
      */
-    private void onWriteTimeout(Leg stalled) {
+    private boolean onWriteTimeout(Leg stalled) {
         if (LOG.isDebugEnabled()) {
             LOG.debug("[{}] A write to the {} has been pending for {}", id, stalled.side, timeouts.writeTimeout());
         }
-        if (timeouts.pings()) {
-            onUnresponsive(stalled);
-        } else {
-            drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"));
-        }
+        return timeouts.pings()
+                ? onUnresponsive(stalled)
+                : drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"));
     }
 
     private void onIdle(Side side) {
@@ -781,7 +782,7 @@ final class Relay implements ProxySession {
                     trafficSeen = traffic;
                     quietSince = now - timeouts.pingInterval().toNanos();
                 }
-                long idle = timeouts.idleTimeout().toNanos();
+                long idle = Timeouts.nanos(timeouts.idleTimeout());
                 if (idle != 0 && now - quietSince >= idle) {
                     onIdle(side);
                     return;
@@ -835,8 +836,8 @@ final class Relay implements ProxySession {
                 // threads that could send on it (see Masking).
                 connection = core.getConnection();
                 Masking.install(connection, core, core.getBehavior());
-                if (writeTimeoutNanos != 0 && connection.getEndPoint() instanceof AbstractEndPoint endPoint) {
-                    writes = endPoint.getWriteFlusher();
+                if (writeTimeoutNanos != 0) {
+                    writes = writeFlusher(connection.getEndPoint());
                 }
             }
             session = coreSession;
@@ -861,9 +862,9 @@ final class Relay implements ProxySession {
         public void onFrame(Frame frame, Callback callback) {
             WriteFlusher flusher = writes;
             if (flusher != null && flusher.isPending()) {
-                if (writeStalled()) {
+                // A close frame is relayed whatever the writes: the close handshake has a timeout of its own.
+                if (frame.getOpCode() != OpCode.CLOSE && writeStalled() && onWriteTimeout(this)) {
                     callback.succeeded();
-                    onWriteTimeout(this);
                     return;
                 }
             } else if (pendingBytesOut != -1) {
@@ -904,6 +905,25 @@ final class Relay implements ProxySession {
                 Masking.dropFrames(conn);
             }
             target.close(status, Callback.NOOP);
+        }
+
+        /**
+         * The write flusher that holds this leg's pending writes: the end point's own, or that of the first end point
+         * it wraps that has one (a PROXY-protocol end point writes straight to the one it wraps); {@code null} when
+         * none has, and then the write timeout is off for this leg.
+         */
+        private static @Nullable WriteFlusher writeFlusher(EndPoint endPoint) {
+            EndPoint current = endPoint;
+            for (int depth = 0; depth < 8 && current != null; depth++) {
+                if (current instanceof AbstractEndPoint withFlusher) {
+                    return withFlusher.getWriteFlusher();
+                }
+                current = current instanceof EndPoint.Wrapper wrapper ? wrapper.unwrap() : null;
+            }
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("No write flusher behind {}: no write timeout", endPoint);
+            }
+            return null;
         }
 
         /**

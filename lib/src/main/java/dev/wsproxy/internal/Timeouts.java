@@ -17,6 +17,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
             DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO);
 
     private static final Logger LOG = LoggerFactory.getLogger(Timeouts.class);
+    private static final Duration LONGEST_NANOS = Duration.ofNanos(Long.MAX_VALUE);
     /** The classes of the user policies a value out of range was logged for: once each, not once per session. */
     private static final Set<Class<?>> WARNED = ConcurrentHashMap.newKeySet();
 
@@ -79,6 +80,11 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
      */
     Duration writeTimeout() {
         return pings() ? pingInterval.multipliedBy(2) : idleTimeout;
+    }
+
+    /** {@code duration} in nanoseconds, {@link Long#MAX_VALUE} for one too long to say so (about 292 years). */
+    static long nanos(Duration duration) {
+        return duration.compareTo(LONGEST_NANOS) >= 0 ? Long.MAX_VALUE : duration.toNanos();
     }
 
     private static Duration positiveOr(Duration value, Duration fallback) {
