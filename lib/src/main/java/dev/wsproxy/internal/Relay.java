@@ -780,7 +780,7 @@ final class Relay implements ProxySession {
                 long traffic = traffic();
                 if (traffic != trafficSeen) {
                     trafficSeen = traffic;
-                    quietSince = now - timeouts.pingInterval().toNanos();
+                    quietSince = now - Timeouts.nanos(timeouts.pingInterval());
                 }
                 long idle = Timeouts.nanos(timeouts.idleTimeout());
                 if (idle != 0 && now - quietSince >= idle) {
