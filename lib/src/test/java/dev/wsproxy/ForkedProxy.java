@@ -66,8 +66,22 @@ final class ForkedProxy implements AutoCloseable {
         return URI.create("ws://127.0.0.1:" + port + path);
     }
 
+    /** The most heap after a full GC that the memory tests let the proxy keep: three quarters of its 64 MiB. */
+    static final long HEAP_BOUND = 48L * 1024 * 1024;
+
+    /**
+     * Fails unless the proxy is alive and keeps less than {@link #HEAP_BOUND} of heap after a full GC; returns that
+     * heap. {@code when} says at what point of the test, in the failure message.
+     */
+    long assertHeapBounded(String when) throws IOException {
+        assertThat(isAlive()).as("the proxy, alive %s", when).isTrue();
+        long heap = heapAfterGc();
+        assertThat(heap).as("proxy heap after GC %s", when).isLessThan(HEAP_BOUND);
+        return heap;
+    }
+
     /** The heap the proxy uses after a full GC. */
-    long heapAfterGc() throws IOException {
+    private long heapAfterGc() throws IOException {
         in.write("heap\n");
         in.flush();
         return Long.parseLong(line("heap"));

@@ -125,9 +125,7 @@ class PingFloodTest {
         await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
                 assertThat(backend.openConnections()).as("backend connections").isZero());
         assertServesANewSession(forked.ws("/after"));
-        assertThat(forked.isAlive()).isTrue();
-        long heap = forked.heapAfterGc();
-        assertThat(heap).as("proxy heap after GC once the flood ended").isLessThan(48L * 1024 * 1024);
+        forked.assertHeapBounded("once the flood ended");
     }
 
     @Test
@@ -181,13 +179,11 @@ class PingFloodTest {
         // raised to 32 MiB to receive: the client's and the backend's own buffers are small, and the proxy's four
         // hold at most 2 x 32 MiB + 2 x 4 MiB.
         assertThat(heldBackAt).as("pings the client could write without reading a pong").isLessThan(MAX_PINGS / 2);
-        assertThat(forked.isAlive()).isTrue();
-        long heap = forked.heapAfterGc();
+        long heap = forked.assertHeapBounded("while the flood is held back");
         // Figures to compare with the slow readers' in docs/security.md.
         System.out.printf("ping flood: client held back after %d pings (%d KiB), backend answered %d; proxy heap"
                 + " after GC %d KiB%n", heldBackAt, heldBackAt * (PING_PAYLOAD + 6) / 1024, ponging.pings.get(),
                 heap / 1024);
-        assertThat(heap).as("proxy heap after GC while the flood is held back").isLessThan(48L * 1024 * 1024);
         assertThat(pingsWritten()).as("pings written, after the proxy's full GC").isEqualTo(heldBackAt);
         return heldBackAt;
     }
