@@ -4,6 +4,8 @@ import static java.util.Objects.requireNonNull;
 
 import java.time.Duration;
 
+import dev.wsproxy.internal.Durations;
+
 /**
  * An active health check: every {@link #interval()}, the proxy probes each backend of a route and takes it out of
  * selection after {@link #unhealthyThreshold()} failed probes in a row, back in after {@link #healthyThreshold()}
@@ -132,7 +134,7 @@ public final class HealthCheck {
         if (value.isNegative() || value.isZero()) {
             throw new IllegalArgumentException(name + ": " + value + " (expected: > 0)");
         }
-        return value;
+        return Durations.capped(value);
     }
 
     /**

@@ -13,6 +13,7 @@ import org.eclipse.jetty.server.Handler;
 import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.internal.Cidr;
+import dev.wsproxy.internal.Durations;
 import dev.wsproxy.internal.ProxyConfig;
 import dev.wsproxy.internal.Route;
 import dev.wsproxy.internal.RouteSettings;
@@ -34,6 +35,9 @@ import dev.wsproxy.internal.RouteSettings;
  * <p>A route is a path prefix; the longest prefix that starts the request path wins. Settings made on this builder
  * apply to every route that does not set its own in {@link #route(String, Consumer)}. Each setter validates its value
  * at once; {@link #build()} checks the combination. A builder is not thread-safe; the proxy it builds is immutable.
+ * Every duration longer than 100 years counts as 100 years, wherever the API takes one (here, in a
+ * {@link TimeoutPolicy}, a {@link HealthCheck}, {@link WebSocketProxy#stop(Duration)}): {@code
+ * ChronoUnit.FOREVER.getDuration()} means "never".
  */
 public final class ProxyBuilder {
 
@@ -402,7 +406,7 @@ public final class ProxyBuilder {
         if (timeout.isNegative()) {
             throw new IllegalArgumentException("drainTimeout: " + timeout + " (expected: >= 0)");
         }
-        this.drainTimeout = timeout;
+        this.drainTimeout = Durations.capped(timeout);
         return this;
     }
 
@@ -488,10 +492,10 @@ public final class ProxyBuilder {
      */
     public ProxyBuilder handshakeTimeout(Duration timeout) {
         requireNonNull(timeout, "timeout");
-        if (timeout.isNegative() || (!timeout.isZero() && timeout.toNanos() < 1_000_000)) {
+        if (timeout.isNegative() || (!timeout.isZero() && timeout.compareTo(Duration.ofMillis(1)) < 0)) {
             throw new IllegalArgumentException("handshakeTimeout: " + timeout + " (expected: >= 1ms, or 0 for none)");
         }
-        this.handshakeTimeout = timeout;
+        this.handshakeTimeout = Durations.capped(timeout);
         return this;
     }
 

@@ -19,7 +19,10 @@ import dev.wsproxy.internal.Timeouts;
  * </ul>
  *
  * <p>The proxy reads the policy once per session, at the handshake. You can also implement your own, for instance
- * to read the values from live configuration. Implementations must be thread-safe and must not block.
+ * to read the values from live configuration. Implementations must be thread-safe and must not block. A duration
+ * longer than 100 years counts as 100 years, so {@code ChronoUnit.FOREVER.getDuration()} means "never" wherever
+ * {@link Duration#ZERO} does not; the built-in policies return the capped value ({@code idle(FOREVER).idleTimeout()}
+ * is 100 years).
  *
  * <p>What each timeout does:
  * <ul>

@@ -21,6 +21,7 @@ import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import dev.wsproxy.internal.Durations;
 import dev.wsproxy.internal.PlainErrorHandler;
 import dev.wsproxy.internal.ProxyConfig;
 import dev.wsproxy.internal.WebSocketEndPoints;
@@ -257,7 +258,7 @@ public final class WebSocketProxy implements AutoCloseable {
         if (window.isNegative()) {
             throw new IllegalArgumentException("window: " + window + " (expected: >= 0)");
         }
-        handler.drainBackend(backend, window);
+        handler.drainBackend(backend, Durations.capped(window));
     }
 
     /**
@@ -277,7 +278,7 @@ public final class WebSocketProxy implements AutoCloseable {
             stopped = true;
             toStop = server;
         }
-        handler.drain(drain);
+        handler.drain(Durations.capped(drain));
         if (toStop != null) {
             try {
                 toStop.stop();

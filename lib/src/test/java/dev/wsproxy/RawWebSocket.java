@@ -72,6 +72,14 @@ final class RawWebSocket implements AutoCloseable {
         }
         socket.setSoTimeout(10_000);
         socket.connect(new InetSocketAddress(uri.getHost(), uri.getPort()), 5_000);
+        return over(socket, uri);
+    }
+
+    /**
+     * Performs the handshake for {@code uri}'s path on a connected socket (a TLS socket, one that already sent a
+     * PROXY-protocol line); fails unless the answer is 101.
+     */
+    static RawWebSocket over(Socket socket, URI uri) throws IOException {
         byte[] keyBytes = new byte[16];
         ThreadLocalRandom.current().nextBytes(keyBytes);
         String request = "GET " + uri.getRawPath() + (uri.getRawQuery() == null ? "" : "?" + uri.getRawQuery())

@@ -9,14 +9,17 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
+import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -24,6 +27,11 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.eclipse.jetty.http.HttpVersion;
+import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.ProxyConnectionFactory;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -35,8 +43,9 @@ import org.junit.jupiter.api.Test;
  * {@code 1014 backend not responding} to the other peer), after the idle timeout without ({@code 1001 idle timeout},
  * as nginx's {@code proxy_send_timeout}). The peer's connection is dropped: it reads nothing, so no close frame could
  * reach it. Without that, each of these sessions stays open for as long as the peer sends. The verdicts come no
- * sooner than the timeout; and a client that sends and reads slowly but steadily, fast enough to drain the socket
- * buffers ahead of a write within the timeout, keeps its session over two timeouts.
+ * sooner than the timeout, also over TLS and behind a PROXY-protocol connector (end points over the socket's, whose
+ * pending write the relay must find); and a client that sends and reads slowly but steadily, fast enough to drain the
+ * socket buffers ahead of a write within the timeout, keeps its session over two timeouts.
  */
 class SendingNonReaderTest {
 
@@ -73,6 +82,52 @@ class SendingNonReaderTest {
     void closesTheBackendWith1001IdleTimeoutWithoutPingsWhenTheClientReadsNothingForTheIdleTimeout() throws Exception {
         assertStuckReaderDropped(TimeoutPolicy.custom().idle(Duration.ofSeconds(1)), "1001 idle timeout",
                 Duration.ofSeconds(1));
+    }
+
+    @Test
+    void dropsAClientThatPingsButReadsNothingOverTls() throws Exception {
+        // The client leg's writes go through Jetty's TLS end point, whose own write waits for the socket's.
+        Broadcaster broadcaster = new Broadcaster();
+        RawBackend backend = RawBackend.upgradingThen(broadcaster);
+        resources.add(backend);
+        proxy = proxyBuilder(backend.backend(), TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1)))
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .build();
+        proxy.start();
+        URI uri = proxy.uri().resolve("/stuck-tls-reader");
+        assertStuckReaderDropped(broadcaster,
+                () -> RawWebSocket.over(TestCertificates.LOCALHOST.socketTo(uri, 16 * 1024), uri),
+                "1001 client not responding", PING.multipliedBy(2));
+    }
+
+    @Test
+    void dropsAClientThatPingsButReadsNothingBehindAProxyProtocolConnector() throws Exception {
+        // A load balancer in front speaks the PROXY protocol: the client leg's end point wraps the socket's.
+        Broadcaster broadcaster = new Broadcaster();
+        RawBackend backend = RawBackend.upgradingThen(broadcaster);
+        resources.add(backend);
+        proxy = proxyBuilder(backend.backend(), TimeoutPolicy.custom().ping(PING).idle(Duration.ofHours(1))).build();
+        Server server = new Server(WebSocketProxy.threadPool());
+        ServerConnector connector = WebSocketProxy.serverConnector(server,
+                new ProxyConnectionFactory(HttpVersion.HTTP_1_1.asString()), new HttpConnectionFactory());
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(proxy.handler());
+        server.start();
+        resources.add(server::stop);
+        URI uri = URI.create("ws://127.0.0.1:" + connector.getLocalPort() + "/stuck-reader-behind-a-balancer");
+        assertStuckReaderDropped(broadcaster, () -> {
+            Socket socket = new Socket();
+            socket.setReceiveBufferSize(16 * 1024);
+            socket.setSoTimeout(10_000);
+            socket.connect(new InetSocketAddress(uri.getHost(), uri.getPort()), 5_000);
+            socket.getOutputStream().write("PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"
+                    .getBytes(StandardCharsets.US_ASCII));
+            return RawWebSocket.over(socket, uri);
+        }, "1001 client not responding", PING.multipliedBy(2));
+        assertThat(events.opened.poll()).as("the session").isNotNull()
+                .extracting(session -> session.clientAddress().getAddress().getHostAddress())
+                .as("the client's address, from the PROXY line").isEqualTo("203.0.113.7");
     }
 
     @Test
@@ -157,7 +212,15 @@ class SendingNonReaderTest {
             throws Exception {
         Broadcaster broadcaster = new Broadcaster();
         startProxy(broadcaster, timeouts);
-        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024)) {
+        assertStuckReaderDropped(broadcaster, () -> RawWebSocket.connect(Clients.ws(proxy, "/stuck-reader"), 16 * 1024),
+                backendClose, timeout);
+        return broadcaster;
+    }
+
+    /** The same with a proxy started in front of {@code broadcaster}, and the client {@code connect} opens. */
+    private void assertStuckReaderDropped(Broadcaster broadcaster, Callable<RawWebSocket> connect,
+            String backendClose, Duration timeout) throws Exception {
+        try (RawWebSocket client = connect.call()) {
             long connected = System.nanoTime();
             CompletableFuture<Void> beating = heartbeat(beat -> client.send(true, RawWebSocket.PING, HEARTBEAT));
 
@@ -169,7 +232,6 @@ class SendingNonReaderTest {
                     .failsWithin(Duration.ofSeconds(10));
             assertDataThenTheEnd(client);
         }
-        return broadcaster;
     }
 
     private void startProxy(Broadcaster broadcaster, TimeoutPolicy.Builder timeouts) throws Exception {
@@ -179,12 +241,15 @@ class SendingNonReaderTest {
     }
 
     private void startProxy(Backend backend, TimeoutPolicy.Builder timeouts) throws Exception {
-        proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
+        proxy = proxyBuilder(backend, timeouts).build();
+        proxy.start();
+    }
+
+    private ProxyBuilder proxyBuilder(Backend backend, TimeoutPolicy.Builder timeouts) {
+        return ProxyBuilder.create().listen("127.0.0.1", 0)
                 .route("/", backend)
                 .timeoutPolicy(timeouts.close(Duration.ofMillis(500)).build())
-                .listener(events)
-                .build();
-        proxy.start();
+                .listener(events);
     }
 
     /**

@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import java.io.IOException;
+import java.net.InetSocketAddress;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -41,14 +42,23 @@ final class TestCertificates {
 
         /** A plain JDK TLS socket to {@code uri}'s host and port that trusts this certificate only. */
         SSLSocket socketTo(URI uri) throws Exception {
+            return socketTo(uri, 0);
+        }
+
+        /** Like {@link #socketTo(URI)} with a receive buffer of the given size (0: the system's default). */
+        SSLSocket socketTo(URI uri, int receiveBufferSize) throws Exception {
             KeyStore trust = KeyStore.getInstance(trustStore.toFile(), PASSWORD.toCharArray());
             TrustManagerFactory trustManagers = TrustManagerFactory.getInstance(
                     TrustManagerFactory.getDefaultAlgorithm());
             trustManagers.init(trust);
             SSLContext context = SSLContext.getInstance("TLS");
             context.init(null, trustManagers.getTrustManagers(), null);
-            SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket(uri.getHost(), uri.getPort());
+            SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket();
+            if (receiveBufferSize > 0) {
+                socket.setReceiveBufferSize(receiveBufferSize);
+            }
             socket.setSoTimeout(10_000);
+            socket.connect(new InetSocketAddress(uri.getHost(), uri.getPort()), 5_000);
             return socket;
         }
 

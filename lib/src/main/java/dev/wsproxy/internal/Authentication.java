@@ -1,5 +1,6 @@
 package dev.wsproxy.internal;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
@@ -30,6 +31,8 @@ final class Authentication {
 
     private final WebSocketProxyHandler proxy;
     private final Route route;
+    /** The connect timeout of the session's policy: the authenticator's deadline. */
+    private final Duration timeout;
     private final HandshakeRequestView view;
     private final Response response;
     private final Callback callback;
@@ -37,10 +40,11 @@ final class Authentication {
     private final Runnable proceed;
     private final AtomicBoolean decided = new AtomicBoolean();
 
-    private Authentication(WebSocketProxyHandler proxy, Route route, HandshakeRequestView view, Response response,
-            Callback callback, ConnectionLimits.@Nullable Permit permit, Runnable proceed) {
+    private Authentication(WebSocketProxyHandler proxy, Route route, Duration timeout, HandshakeRequestView view,
+            Response response, Callback callback, ConnectionLimits.@Nullable Permit permit, Runnable proceed) {
         this.proxy = proxy;
         this.route = route;
+        this.timeout = timeout;
         this.view = view;
         this.response = response;
         this.callback = callback;
@@ -49,9 +53,10 @@ final class Authentication {
     }
 
     /** Authenticates; runs {@code proceed} if allowed, otherwise answers the client and gives the permit back. */
-    static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, HandshakeRequestView view,
-            Response response, Callback callback, ConnectionLimits.@Nullable Permit permit, Runnable proceed) {
-        new Authentication(proxy, route, view, response, callback, permit, proceed).start(authenticator);
+    static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, Duration timeout,
+            HandshakeRequestView view, Response response, Callback callback, ConnectionLimits.@Nullable Permit permit,
+            Runnable proceed) {
+        new Authentication(proxy, route, timeout, view, response, callback, permit, proceed).start(authenticator);
     }
 
     private void start(Authenticator authenticator) {
@@ -79,12 +84,12 @@ final class Authentication {
             complete(authenticator, decision, failure);
             return;
         }
-        long timeout = route.timeouts().connectTimeout().toMillis();
+        long timeoutMillis = timeout.toMillis();
         Scheduler.Task timer = proxy.scheduler().schedule(() -> {
             if (decided.compareAndSet(false, true)) {
-                refuse(HttpStatus.GATEWAY_TIMEOUT_504, "authentication took more than " + timeout + " ms", null);
+                refuse(HttpStatus.GATEWAY_TIMEOUT_504, "authentication took more than " + timeoutMillis + " ms", null);
             }
-        }, timeout, TimeUnit.MILLISECONDS);
+        }, timeoutMillis, TimeUnit.MILLISECONDS);
         stage.whenComplete((decision, failure) -> {
             if (decided.compareAndSet(false, true)) {
                 timer.cancel();

@@ -55,14 +55,14 @@ final class Handshake {
     private int attempts;
 
     Handshake(WebSocketProxyHandler proxy, Request request, Response response, Callback callback, Route route,
-            HandshakeRequestView view, ConnectionLimits.@Nullable Permit permit) {
+            Timeouts timeouts, HandshakeRequestView view, ConnectionLimits.@Nullable Permit permit) {
         this.proxy = proxy;
         this.request = request;
         this.response = response;
         this.callback = callback;
         this.route = route;
         this.view = view;
-        this.timeouts = Timeouts.copyOf(route.timeouts());
+        this.timeouts = timeouts;
         this.deadline = NanoTime.now() + route.failover().maxTime().toNanos();
         this.permit = permit;
     }

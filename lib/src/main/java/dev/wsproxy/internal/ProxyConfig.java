@@ -88,11 +88,12 @@ public final class ProxyConfig {
     public Duration connectorIdleTimeout() {
         Duration max = Duration.ofSeconds(30);
         for (Route route : routes) {
-            Duration budget = route.failover().maxTime().compareTo(route.timeouts().connectTimeout()) > 0
-                    ? route.failover().maxTime() : route.timeouts().connectTimeout();
+            // A user's policy read as a session reads it: checked, and capped at Durations.LONGEST.
+            Duration connect = Timeouts.copyOf(route.timeouts()).connectTimeout();
+            Duration budget = route.failover().maxTime().compareTo(connect) > 0 ? route.failover().maxTime() : connect;
             if (route.authenticator() != null) {
                 // The authenticator may take up to a connect timeout before the backend handshake starts.
-                budget = budget.plus(route.timeouts().connectTimeout());
+                budget = budget.plus(connect);
             }
             Duration wanted = budget.plusSeconds(5);
             if (wanted.compareTo(max) > 0) {

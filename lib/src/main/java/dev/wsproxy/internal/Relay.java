@@ -93,7 +93,7 @@ import dev.wsproxy.SessionClose;
  * A peer that keeps sending while it reads nothing keeps its connection from ever being idle, so neither the idle
  * timeout nor a ping finds it. Its own frames find it: each frame the leg handles first looks at the connection's
  * write flusher, and only when a write to the peer is pending does it read the clock, remembering the bytes handed
- * out and since when; a write still pending, with nothing handed out since, {@link Timeouts#writeTimeout()} later
+ * out and since when; a write still pending, with nothing handed out since, {@link Timeouts#writeTimeoutNanos()} later
  * means the peer has taken no frame for that long ({@link #onWriteTimeout}). So the check costs one volatile read per
  * frame while writes complete, and a peer that sends nothing is left to the idle timeout and the pings.
  *
@@ -119,7 +119,7 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
-    /** {@link Timeouts#writeTimeout()} in nanoseconds; 0 for none. */
+    /** {@link Timeouts#writeTimeoutNanos()}; 0 for none. */
     private final long writeTimeoutNanos;
     private final InetSocketAddress clientAddress;
     private final Backend backend;
@@ -151,7 +151,7 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
-        this.writeTimeoutNanos = Timeouts.nanos(timeouts.writeTimeout());
+        this.writeTimeoutNanos = timeouts.writeTimeoutNanos();
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
@@ -451,14 +451,15 @@ final class Relay implements ProxySession {
     }
 
     /**
-     * A write to {@code stalled} has been pending for {@link Timeouts#writeTimeout()} while its peer kept sending: the
-     * peer reads nothing. With pings that is a dead peer; without, an idle timeout of the leg's sending side, as
-     * nginx's {@code proxy_send_timeout}. Either way its connection is dropped: it would not read a close frame.
-     * Returns whether it was; not when a close is under way.
+     * A write to {@code stalled} has been pending for {@link Timeouts#writeTimeoutNanos()} while its peer kept
+     * sending: the peer reads nothing. With pings that is a dead peer; without, an idle timeout of the leg's sending
+     * side, as nginx's {@code proxy_send_timeout}. Either way its connection is dropped: it would not read a close
+     * frame. Returns whether it was; not when a close is under way.
      */
     private boolean onWriteTimeout(Leg stalled) {
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] A write to the {} has been pending for {}", id, stalled.side, timeouts.writeTimeout());
+            LOG.debug("[{}] A write to the {} has been pending for {}", id, stalled.side,
+                    Duration.ofNanos(writeTimeoutNanos));
         }
         return timeouts.pings()
                 ? onUnresponsive(stalled)
@@ -780,9 +781,9 @@ final class Relay implements ProxySession {
                 long traffic = traffic();
                 if (traffic != trafficSeen) {
                     trafficSeen = traffic;
-                    quietSince = now - Timeouts.nanos(timeouts.pingInterval());
+                    quietSince = now - timeouts.pingInterval().toNanos();
                 }
-                long idle = Timeouts.nanos(timeouts.idleTimeout());
+                long idle = timeouts.idleTimeout().toNanos();
                 if (idle != 0 && now - quietSince >= idle) {
                     onIdle(side);
                     return;
@@ -928,7 +929,7 @@ final class Relay implements ProxySession {
 
         /**
          * A write to this leg's peer is pending: whether it is the same write (no bytes handed out since) that was
-         * pending {@link Timeouts#writeTimeout()} ago.
+         * pending {@link Timeouts#writeTimeoutNanos()} ago.
          */
         private boolean writeStalled() {
             long out = connection.getBytesOut();

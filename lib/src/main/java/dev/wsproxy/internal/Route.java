@@ -40,11 +40,19 @@ public record Route(
     /** nginx {@code max_fails} / {@code fail_timeout}: {@code maxFails} 0 turns passive health off. */
     public record PassiveHealth(int maxFails, Duration failTimeout) {
         public static final PassiveHealth DEFAULT = new PassiveHealth(1, Duration.ofSeconds(10));
+
+        public PassiveHealth {
+            failTimeout = Durations.capped(failTimeout);
+        }
     }
 
     /** nginx {@code proxy_next_upstream_tries} / {@code proxy_next_upstream_timeout}. */
     public record Failover(int maxAttempts, Duration maxTime) {
         public static final Failover DEFAULT = new Failover(3, Duration.ofSeconds(30));
+
+        public Failover {
+            maxTime = Durations.capped(maxTime);
+        }
     }
 
     /** Tells whether this route serves {@code path} (a path in context). */

@@ -209,7 +209,7 @@ public final class RouteSettings {
             throw new IllegalArgumentException("refresh: " + refresh + " (expected: > 0)");
         }
         this.dnsTemplate = template;
-        this.dnsRefresh = refresh;
+        this.dnsRefresh = Durations.capped(refresh);
         this.backends = List.of();
     }
 

@@ -17,14 +17,23 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
             DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO);
 
     private static final Logger LOG = LoggerFactory.getLogger(Timeouts.class);
-    private static final Duration LONGEST_NANOS = Duration.ofNanos(Long.MAX_VALUE);
     /** The classes of the user policies a value out of range was logged for: once each, not once per session. */
     private static final Set<Class<?>> WARNED = ConcurrentHashMap.newKeySet();
+
+    /** Caps each duration at {@link Durations#LONGEST}: longer ones mean "forever" and would overflow. */
+    public Timeouts {
+        connectTimeout = Durations.capped(connectTimeout);
+        idleTimeout = Durations.capped(idleTimeout);
+        closeTimeout = Durations.capped(closeTimeout);
+        maxLifetime = Durations.capped(maxLifetime);
+        pingInterval = Durations.capped(pingInterval);
+    }
 
     /**
      * Reads a policy once, for one session, and checks what a user implementation returned; a value out of range is
      * replaced by the default so that one bad answer cannot wedge a session, and a ping interval the proxy cannot
-     * use means no pings. Either is logged at WARN, once per policy class.
+     * use means no pings. Either is logged at WARN, once per policy class; a value capped at {@link Durations#LONGEST}
+     * is not.
      */
     static Timeouts copyOf(TimeoutPolicy policy) {
         if (policy instanceof Timeouts timeouts) {
@@ -35,16 +44,19 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
         Duration close = policy.closeTimeout();
         Duration lifetime = policy.maxLifetime();
         Duration ping = policy.pingInterval();
-        Timeouts copy = new Timeouts(
-                positiveOr(connect, DEFAULT_CONNECT_TIMEOUT),
-                notNegativeOr(idle, DEFAULT_IDLE_TIMEOUT),
-                positiveOr(close, DEFAULT_CLOSE_TIMEOUT),
-                notNegativeOr(lifetime, Duration.ZERO),
-                notNegativeOr(ping, Duration.ZERO));
-        // The checks above return the value itself when it is in range.
-        boolean replaced = copy.connectTimeout != connect || copy.idleTimeout != idle || copy.closeTimeout != close
-                || copy.maxLifetime != lifetime || copy.pingInterval != ping;
-        if ((replaced || !(copy.pingInterval.isZero() || copy.pings())) && WARNED.add(policy.getClass())) {
+        Duration connectUsed = positiveOr(connect, DEFAULT_CONNECT_TIMEOUT);
+        Duration idleUsed = notNegativeOr(idle, DEFAULT_IDLE_TIMEOUT);
+        Duration closeUsed = positiveOr(close, DEFAULT_CLOSE_TIMEOUT);
+        Duration lifetimeUsed = notNegativeOr(lifetime, Duration.ZERO);
+        Duration pingUsed = notNegativeOr(ping, Duration.ZERO);
+        // The checks above return the value itself when it is in range (a longer one than Durations.LONGEST is
+        // capped, not replaced: it means "forever").
+        boolean replaced = connectUsed != connect || idleUsed != idle || closeUsed != close
+                || lifetimeUsed != lifetime || pingUsed != ping;
+        Timeouts copy = new Timeouts(connectUsed, idleUsed, closeUsed, lifetimeUsed, pingUsed);
+        // Judged before the cap: an interval of 200 years under an idle timeout of 300 is usable, if pointless.
+        boolean unusablePing = !pingUsed.isZero() && !usablePing(pingUsed, idleUsed);
+        if ((replaced || unusablePing) && WARNED.add(policy.getClass())) {
             LOG.warn("TimeoutPolicy {} returned connect {}, idle {}, close {}, max lifetime {}, ping {}; using connect"
                     + " {}, idle {}, close {}, max lifetime {}, {} (expected: connect and close positive, idle and"
                     + " max lifetime 0 or more, ping 0 or at least {} and shorter than the idle timeout). Logged once"
@@ -61,8 +73,11 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
      * timeout, if any.
      */
     boolean pings() {
-        return pingInterval.compareTo(MIN_PING_INTERVAL) >= 0
-                && (idleTimeout.isZero() || pingInterval.compareTo(idleTimeout) < 0);
+        return usablePing(pingInterval, idleTimeout);
+    }
+
+    private static boolean usablePing(Duration ping, Duration idle) {
+        return ping.compareTo(MIN_PING_INTERVAL) >= 0 && (idle.isZero() || ping.compareTo(idle) < 0);
     }
 
     /**
@@ -76,15 +91,12 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     /**
      * How long a frame the relay hands to a leg may wait to be written before the leg's peer counts as reading
      * nothing, even while it keeps sending: two ping intervals when the proxy pings (as long as an unwritten ping
-     * takes to find it), the idle timeout otherwise; {@link Duration#ZERO} for no limit.
+     * takes to find it), the idle timeout otherwise; 0 for no limit. In nanoseconds, computed for each session, so
+     * without {@code Duration.multipliedBy}, which goes through {@code BigDecimal} (half a kilobyte allocated per
+     * session).
      */
-    Duration writeTimeout() {
-        return pings() ? pingInterval.multipliedBy(2) : idleTimeout;
-    }
-
-    /** {@code duration} in nanoseconds, {@link Long#MAX_VALUE} for one too long to say so (about 292 years). */
-    static long nanos(Duration duration) {
-        return duration.compareTo(LONGEST_NANOS) >= 0 ? Long.MAX_VALUE : duration.toNanos();
+    long writeTimeoutNanos() {
+        return pings() ? 2 * pingInterval.toNanos() : idleTimeout.toNanos();
     }
 
     private static Duration positiveOr(Duration value, Duration fallback) {

@@ -297,12 +297,16 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             permit = (ConnectionLimits.Permit) granted;
         }
         ConnectionLimits.Permit slot = permit;
-        Runnable handshake = () -> new Handshake(this, request, response, callback, route, view, slot).start();
+        // The route's policy, read once for this session: the authenticator's deadline and the handshake's.
+        Timeouts timeouts = Timeouts.copyOf(route.timeouts());
+        Runnable handshake = () -> new Handshake(this, request, response, callback, route, timeouts, view, slot)
+                .start();
         Authenticator authenticator = route.authenticator();
         if (authenticator == null) {
             handshake.run();
         } else {
-            Authentication.run(this, authenticator, route, view, response, callback, permit, handshake);
+            Authentication.run(this, authenticator, route, timeouts.connectTimeout(), view, response, callback, permit,
+                    handshake);
         }
         return true;
     }
@@ -354,7 +358,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (authenticator == null) {
             return forwardAuthorized(request, response, callback, route, view);
         }
-        Authentication.run(this, authenticator, route, view, response, callback, null, () -> {
+        Authentication.run(this, authenticator, route, Timeouts.copyOf(route.timeouts()).connectTimeout(), view,
+                response, callback, null, () -> {
             try {
                 if (!forwardAuthorized(request, response, callback, route, view)) {
                     Responses.error(response, callback, HttpStatus.NOT_FOUND_404);
@@ -441,7 +446,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private Duration maxConnectTimeout() {
         Duration max = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
         for (Route route : config.routes()) {
-            Duration connect = route.timeouts().connectTimeout();
+            Duration connect = Timeouts.copyOf(route.timeouts()).connectTimeout();
             if (connect.compareTo(max) > 0) {
                 max = connect;
             }

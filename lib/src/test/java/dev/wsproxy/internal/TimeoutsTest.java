@@ -6,6 +6,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.time.temporal.ChronoUnit;
 
 import org.junit.jupiter.api.Test;
 
@@ -76,6 +77,43 @@ class TimeoutsTest {
                 TimeoutPolicy.DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO));
         assertThat(logged).contains("WARN", Broken.class.getName(), "returned connect PT-1S", "close null",
                 "using connect PT10S", "close PT10S");
+    }
+
+    @Test
+    void capsDurationsMeantAsForeverAndLogsNothing() {
+        // Forever everywhere, and pings every 200 years under an idle timeout of 300: in range, if pointless.
+        record Forever(Duration idleTimeout, Duration pingInterval) implements TimeoutPolicy {
+            @Override
+            public Duration connectTimeout() {
+                return ChronoUnit.FOREVER.getDuration();
+            }
+
+            @Override
+            public Duration closeTimeout() {
+                return ChronoUnit.FOREVER.getDuration();
+            }
+
+            @Override
+            public Duration maxLifetime() {
+                return ChronoUnit.FOREVER.getDuration();
+            }
+        }
+        Duration year = ChronoUnit.YEARS.getDuration();
+        Timeouts[] copies = new Timeouts[2];
+        String logged = stderrOf(() -> {
+            copies[0] = Timeouts.copyOf(new Forever(ChronoUnit.FOREVER.getDuration(), Duration.ofHours(1)));
+            copies[1] = Timeouts.copyOf(new Forever(year.multipliedBy(300), year.multipliedBy(200)));
+        });
+
+        assertThat(logged).isEmpty();
+        assertThat(copies[0]).isEqualTo(new Timeouts(Durations.LONGEST, Durations.LONGEST, Durations.LONGEST,
+                Durations.LONGEST, Duration.ofHours(1)));
+        assertThat(copies[0].pings()).isTrue();
+        assertThat(copies[0].writeTimeoutNanos()).isEqualTo(Duration.ofHours(2).toNanos());
+        assertThat(copies[1].idleTimeout()).isEqualTo(Durations.LONGEST);
+        assertThat(copies[1].pingInterval()).isEqualTo(Durations.LONGEST);
+        assertThat(copies[1].pings()).as("pings every 100 years under the same idle timeout: none").isFalse();
+        assertThat(copies[1].writeTimeoutNanos()).isEqualTo(Durations.LONGEST.toNanos());
     }
 
     /** What {@code action} wrote to standard error, slf4j-simple's output. */
