@@ -58,7 +58,8 @@ usage: $0 [options]
   --variant NAME="..."    one more wsproxy target with these JVM flags, measured in the same alternation
                           (repeatable; e.g. --variant wsproxy-g1="-Xms512m -Xmx512m -XX:+UseG1GC -XX:+AlwaysPreTouch";
                           with -cp OTHER.jar among them, another build of wsproxy-benchmark.jar: two versions of the
-                          code side by side)
+                          code side by side; after " -- ", options of the proxy itself: e.g.
+                          --variant ping30="-Xms512m ... -- --ping-interval 30")
   --port-base N           ports N+1 (backend), N+2 (wsproxy), N+3 (nginx), N+101/N+102 (admin) (default $PORT_BASE)
   --out DIR               where the tables, raw runs and logs go (default examples/benchmark/target/bench-DATE)
   --build                 rebuild the jar (the default builds it only when it is missing)
@@ -205,15 +206,20 @@ PIDS+=("$BACKEND_PID")
 wait_port "$BACKEND_PORT" "$BACKEND_PID" backend "$OUT/backend.log"
 
 SUITE_TARGETS=()
-start_wsproxy() { # NAME PORT ADMIN_PORT JVM_OPTS
-    local name=$1 port=$2 admin=$3 opts=$4 flags=""
+start_wsproxy() { # NAME PORT ADMIN_PORT "JVM_OPTS [-- PROXY_ARGS]"
+    local name=$1 port=$2 admin=$3 opts=$4 args="" flags=""
+    if [[ " $opts " == *" -- "* ]]; then # JVM flags -- the proxy's own options
+        args=" $opts "
+        opts=${args%%" -- "*}
+        args=${args#*" -- "}
+    fi
     log "starting $name on $port (CPU $PROXY_CPU): $opts"
     # The access log is off, as in the nginx config: one line per session would be measured too.
     # The class path comes before the flags, so that a variant's own -cp (another build's jar) wins: the launcher
     # takes the last one.
     # shellcheck disable=SC2086
     pin "$PROXY_CPU" java -cp "$JAR" $opts -Dorg.slf4j.simpleLogger.log.dev.wsproxy.access=warn \
-        dev.wsproxy.benchmark.Main proxy --port "$port" --backend-port "$BACKEND_PORT" --admin-port "$admin" \
+        dev.wsproxy.benchmark.Main proxy --port "$port" --backend-port "$BACKEND_PORT" --admin-port "$admin" $args \
         > "$OUT/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")

@@ -11,7 +11,7 @@ public final class Main {
     private static final String USAGE = """
             usage: java -jar wsproxy-benchmark.jar COMMAND [options]
               backend --port 19001 [--admin-port 19102]          the echo backend (Jetty core)
-              proxy   --port 19002 --backend-port 19001 [--admin-port 19101] [--connect-timeout S]
+              proxy   --port 19002 --backend-port 19001 [--admin-port 19101] [--connect-timeout S] [--ping-interval S]
                                                                  wsproxy in front of it
               suite   --target NAME=ws://127.0.0.1:PORT/[,pid=N][,admin=PORT][,pretouch][,warmup] ...
                       [--workloads %s]

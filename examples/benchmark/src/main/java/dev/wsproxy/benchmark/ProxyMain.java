@@ -13,26 +13,28 @@ import dev.wsproxy.WebSocketProxy;
  * idle timeout long enough for the idle-hold workloads.
  *
  * <pre>java -jar wsproxy-benchmark.jar proxy --port 19002 --backend-port 19001 [--admin-port 19101]
- *     [--connect-timeout SECONDS]</pre>
+ *     [--connect-timeout SECONDS] [--ping-interval SECONDS]</pre>
+ *
+ * <p>{@code --connect-timeout} shows which timers hold closed sessions; {@code --ping-interval} turns the keep-alive
+ * pings on, to measure what they cost ({@code run.sh --variant NAME="JVM flags -- --ping-interval 30"}).
  */
 public final class ProxyMain {
+
+    private static final Duration IDLE_TIMEOUT = Duration.ofHours(1);
 
     private ProxyMain() {
     }
 
     /** The proxy under test; {@code main} starts it, the test starts it on port 0. */
     static WebSocketProxy proxy(int port, int backendPort) {
+        return proxy(port, backendPort, TimeoutPolicy.idle(IDLE_TIMEOUT));
+    }
+
+    private static WebSocketProxy proxy(int port, int backendPort, TimeoutPolicy timeouts) {
         return ProxyBuilder.create()
                 .listen("127.0.0.1", port)
                 .route("/", Backend.of("ws://127.0.0.1:" + backendPort))
-                .timeoutPolicy(TimeoutPolicy.idle(Duration.ofHours(1)))
-                .build();
-    }
-
-    /** The same proxy with another connect timeout (to see which timers hold closed sessions). */
-    static WebSocketProxy proxy(int port, int backendPort, Duration connectTimeout) {
-        return proxy(port, backendPort).toBuilder()
-                .timeoutPolicy(TimeoutPolicy.custom().idle(Duration.ofHours(1)).connect(connectTimeout).build())
+                .timeoutPolicy(timeouts)
                 .build();
     }
 
@@ -42,9 +44,16 @@ public final class ProxyMain {
         int backendPort = options.intValue("--backend-port", 19001);
         int adminPort = options.intValue("--admin-port", -1);
         Duration connectTimeout = options.seconds("--connect-timeout", null);
+        Duration pingInterval = options.seconds("--ping-interval", null);
         options.requireAllUsed();
-        WebSocketProxy proxy = connectTimeout == null ? proxy(port, backendPort)
-                : proxy(port, backendPort, connectTimeout);
+        TimeoutPolicy.Builder timeouts = TimeoutPolicy.custom().idle(IDLE_TIMEOUT);
+        if (connectTimeout != null) {
+            timeouts.connect(connectTimeout);
+        }
+        if (pingInterval != null) {
+            timeouts.ping(pingInterval);
+        }
+        WebSocketProxy proxy = proxy(port, backendPort, timeouts.build());
         Runtime.getRuntime().addShutdownHook(new Thread(() -> proxy.stop(Duration.ofSeconds(2))));
         URI uri = proxy.start();
         if (adminPort >= 0) {
