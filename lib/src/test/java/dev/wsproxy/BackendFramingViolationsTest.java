@@ -44,11 +44,7 @@ class BackendFramingViolationsTest {
 
     @AfterEach
     void stop() throws Exception {
-        if (proxy != null) {
-            Clients.tearDown(proxy, null, backend);
-        } else if (backend != null) {
-            backend.close();
-        }
+        Clients.tearDown(proxy, null, backend);
     }
 
     private void start(RawBackend.AfterUpgrade script) throws Exception {

@@ -6,7 +6,6 @@ import static org.awaitility.Awaitility.await;
 
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
-import java.net.ServerSocket;
 import java.net.http.HttpClient;
 import java.net.http.WebSocket;
 import java.net.http.WebSocketHandshakeException;
@@ -477,10 +476,7 @@ class BackendHandshakeTest {
 
     @Test
     void answers502QuicklyWhenTheBackendPortIsClosed() throws Exception {
-        int closedPort;
-        try (ServerSocket socket = new ServerSocket(0)) {
-            closedPort = socket.getLocalPort();
-        }
+        int closedPort = Clients.closedPort();
         Backend closed = Backend.of("ws://127.0.0.1:" + closedPort);
         startProxy(closed);
         try (RawHttp client = RawHttp.connect(proxy)) {
@@ -629,10 +625,7 @@ class BackendHandshakeTest {
 
     @Test
     void watchesTheClientAgainOnTheAttemptAfterAFailedOne() throws Exception {
-        int closedPort;
-        try (ServerSocket socket = new ServerSocket(0)) {
-            closedPort = socket.getLocalPort();
-        }
+        int closedPort = Clients.closedPort();
         RawBackend silent = rawBackend(RawBackend.answering(RawBackend.silent()));
         // Round robin starts with the first backend: refused at once, then the silent one, where the client leaves.
         startProxy(Duration.ofMinutes(1), builder -> builder.route("/ws/",

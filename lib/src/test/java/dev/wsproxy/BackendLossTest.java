@@ -49,13 +49,7 @@ class BackendLossTest {
 
     @AfterEach
     void stop() throws Exception {
-        if (proxy != null) {
-            Clients.tearDown(proxy, clients, dying, live);
-        } else {
-            clients.close();
-            dying.close();
-            live.close();
-        }
+        Clients.tearDown(proxy, clients, dying, live);
     }
 
     @ParameterizedTest(name = "{0}")

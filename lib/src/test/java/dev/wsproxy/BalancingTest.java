@@ -2,7 +2,6 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -37,14 +36,7 @@ class BalancingTest {
 
     @AfterEach
     void stop() throws Exception {
-        if (proxy != null) {
-            Clients.tearDown(proxy, clients, a, b, c);
-        } else {
-            clients.close();
-            a.close();
-            b.close();
-            c.close();
-        }
+        Clients.tearDown(proxy, clients, a, b, c);
         for (AutoCloseable resource : resources) {
             resource.close();
         }
@@ -71,9 +63,7 @@ class BalancingTest {
     }
 
     private static Backend closedPort() throws Exception {
-        try (ServerSocket socket = new ServerSocket(0)) {
-            return Backend.of("ws://127.0.0.1:" + socket.getLocalPort());
-        }
+        return Backend.of("ws://127.0.0.1:" + Clients.closedPort());
     }
 
     private void closeAll(List<WsRecorder> open) throws Exception {

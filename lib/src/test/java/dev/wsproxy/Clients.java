@@ -3,6 +3,8 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.io.IOException;
+import java.net.ServerSocket;
 import java.net.URI;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -101,20 +103,35 @@ final class Clients implements AutoCloseable {
 
     /**
      * Ends a test: checks that no session is left on the proxy, the client or any {@link TestBackend} among
-     * {@code resources}, then closes everything, even when the check fails.
+     * {@code resources}, then closes everything, even when the check fails. A {@code null} proxy (the test failed
+     * before it built one) skips the check; {@code null} clients and resources are skipped.
      */
     static void tearDown(WebSocketProxy proxy, Clients clients, AutoCloseable... resources) throws Exception {
         try {
-            assertNoLeaks(proxy, clients, java.util.Arrays.stream(resources).filter(TestBackend.class::isInstance)
-                    .map(TestBackend.class::cast).toArray(TestBackend[]::new));
+            if (proxy != null) {
+                assertNoLeaks(proxy, clients, java.util.Arrays.stream(resources)
+                        .filter(TestBackend.class::isInstance).map(TestBackend.class::cast)
+                        .toArray(TestBackend[]::new));
+            }
         } finally {
             if (clients != null) {
                 clients.close();
             }
-            proxy.close();
-            for (AutoCloseable resource : resources) {
-                resource.close();
+            if (proxy != null) {
+                proxy.close();
             }
+            for (AutoCloseable resource : resources) {
+                if (resource != null) {
+                    resource.close();
+                }
+            }
+        }
+    }
+
+    /** A loopback port nothing listens on: one the system gave, then closed. */
+    static int closedPort() throws IOException {
+        try (ServerSocket socket = new ServerSocket(0)) {
+            return socket.getLocalPort();
         }
     }
 

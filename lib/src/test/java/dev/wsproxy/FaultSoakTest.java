@@ -8,7 +8,6 @@ import static org.awaitility.Awaitility.await;
 
 import java.io.EOFException;
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.net.URI;
@@ -151,9 +150,7 @@ class FaultSoakTest {
             socket.setSoLinger(true, 0);
             socket.close();
         });
-        try (ServerSocket socket = new ServerSocket(0)) {
-            closed = Backend.of("ws://127.0.0.1:" + socket.getLocalPort());
-        }
+        closed = Backend.of("ws://127.0.0.1:" + Clients.closedPort());
         Map<String, Backend> byName = Map.of("b1", b1.backend(), "b2", b2.backend(), "raw", raw.backend(),
                 "closed", closed);
         byName.forEach((name, backend) -> names.put(backend.uri().toString(), name));

@@ -4,7 +4,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.tuple;
 import static org.awaitility.Awaitility.await;
 
-import java.net.ServerSocket;
 import java.time.Duration;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
@@ -44,12 +43,7 @@ class ForeverDurationsTest {
 
     @AfterEach
     void stop() throws Exception {
-        if (proxy != null) {
-            Clients.tearDown(proxy, clients, backend);
-        } else {
-            clients.close();
-            backend.close();
-        }
+        Clients.tearDown(proxy, clients, backend);
     }
 
     /** A user's own policy that means every timeout as "never" but pings hourly. */
@@ -116,10 +110,7 @@ class ForeverDurationsTest {
 
     @Test
     void takesABackendThatRefusesDownForeverAndRelaysThroughTheOther() throws Exception {
-        int closedPort;
-        try (ServerSocket socket = new ServerSocket(0)) {
-            closedPort = socket.getLocalPort();
-        }
+        int closedPort = Clients.closedPort();
         Backend refusing = Backend.of("ws://127.0.0.1:" + closedPort);
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
                 .route("/ws/", refusing, backend.backend())

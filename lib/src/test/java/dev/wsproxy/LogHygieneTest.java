@@ -4,7 +4,6 @@ import static dev.wsproxy.RawFrames.bytes;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -86,9 +85,7 @@ class LogHygieneTest {
     void start() throws Exception {
         backend = new TestBackend("b1");
         silent = RawBackend.answering(RawBackend.silent());
-        try (ServerSocket socket = new ServerSocket(0)) {
-            closed = "ws://127.0.0.1:" + socket.getLocalPort();
-        }
+        closed = "ws://127.0.0.1:" + Clients.closedPort();
         clients = new Clients();
     }
 

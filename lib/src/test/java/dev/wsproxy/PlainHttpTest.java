@@ -2,7 +2,6 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -34,9 +33,7 @@ class PlainHttpTest {
         backend = new TestBackend("b1");
         raw = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nraw-body"));
         next = new NextHandler();
-        try (ServerSocket socket = new ServerSocket(0)) {
-            closedPort = socket.getLocalPort();
-        }
+        closedPort = Clients.closedPort();
         proxy = ProxyBuilder.create()
                 .listen("127.0.0.1", 0)
                 .route("/ws/", backend.backend())

@@ -32,13 +32,7 @@ class SecurityRegressionTest {
 
     @AfterEach
     void tearDown() throws Exception {
-        if (proxy != null) {
-            Clients.tearDown(proxy, clients, resources.toArray(AutoCloseable[]::new));
-        } else {
-            for (AutoCloseable resource : resources) {
-                resource.close();
-            }
-        }
+        Clients.tearDown(proxy, clients, resources.toArray(AutoCloseable[]::new));
     }
 
     private <T extends AutoCloseable> T keep(T resource) {

@@ -80,11 +80,8 @@ class SlowlorisTest {
                     userServer.stop();
                     backend.close();
                 }
-            } else if (proxy != null) {
-                Clients.tearDown(proxy, clients, backend);
             } else {
-                clients.close();
-                backend.close();
+                Clients.tearDown(proxy, clients, backend);
             }
         }
     }

@@ -43,14 +43,7 @@ class StickyBalancingTest {
             WebSocketProxy second = secondProxy;
             await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(second.sessions()).isEmpty());
         }
-        if (proxy != null) {
-            Clients.tearDown(proxy, clients, secondProxy == null ? () -> { } : secondProxy, a, b, c);
-        } else {
-            clients.close();
-            a.close();
-            b.close();
-            c.close();
-        }
+        Clients.tearDown(proxy, clients, secondProxy, a, b, c);
     }
 
     private WebSocketProxy startProxy(BackendSelector selector) throws Exception {

@@ -26,12 +26,7 @@ class TimeoutsAndLimitsTest {
 
     @AfterEach
     void stop() throws Exception {
-        if (proxy != null) {
-            Clients.tearDown(proxy, clients, backend);
-        } else {
-            clients.close();
-            backend.close();
-        }
+        Clients.tearDown(proxy, clients, backend);
     }
 
     private WsRecorder connect(UnaryOperator<ProxyBuilder> settings) throws Exception {

@@ -51,13 +51,7 @@ class TlsTest {
 
     @AfterEach
     void tearDown() throws Exception {
-        if (proxy != null) {
-            Clients.tearDown(proxy, clients, resources.toArray(AutoCloseable[]::new));
-        } else {
-            for (AutoCloseable resource : resources) {
-                resource.close();
-            }
-        }
+        Clients.tearDown(proxy, clients, resources.toArray(AutoCloseable[]::new));
     }
 
     private TestBackend backend(String id, SslContextFactory.Server tls) throws Exception {

@@ -56,13 +56,7 @@ class TrustedProxyHashTest {
         for (RawHttp client : open) {
             client.close();
         }
-        if (proxy != null) {
-            Clients.tearDown(proxy, null, backends.toArray(AutoCloseable[]::new));
-        } else {
-            for (TestBackend backend : backends) {
-                backend.close();
-            }
-        }
+        Clients.tearDown(proxy, null, backends.toArray(AutoCloseable[]::new));
     }
 
     private void start(UnaryOperator<ProxyBuilder> settings) throws Exception {
