@@ -23,6 +23,7 @@ JAR="$HERE/target/wsproxy-benchmark.jar"
 REPS=3
 DURATION=10
 RUN_WARMUP=3
+IDLE_SETTLE=1
 WARMUP=30
 WORKLOADS=text64x1,text64x50,text64x500,bin16kx50,bin1mx4,storm,idle1k,idle10k
 TARGETS=direct,wsproxy,nginx
@@ -47,6 +48,8 @@ usage: $0 [options]
   --reps N                repetitions of each workload per target (default $REPS)
   --duration S            measured window of each run, seconds (default $DURATION)
   --run-warmup S          load before each measured window, seconds (default $RUN_WARMUP)
+  --idle-settle S         how long an idle hold holds its connections before memory is sampled, seconds (default
+                          $IDLE_SETTLE); the proxy's CPU meanwhile is "proxy core % held" (keep-alive pings: 65)
   --warmup S              load on the wsproxy JVM before the first measured run, seconds (default $WARMUP);
                           then more rounds of 2 s per workload until a round compiles for less than 100 ms
                           (the JIT has settled), at most 3 times --warmup
@@ -74,6 +77,7 @@ while [ $# -gt 0 ]; do
         --reps) REPS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --run-warmup) RUN_WARMUP=$2; shift ;;
+        --idle-settle) IDLE_SETTLE=$2; shift ;;
         --warmup) WARMUP=$2; shift ;;
         --workloads) WORKLOADS=$2; shift ;;
         --targets) TARGETS=$2; shift ;;
@@ -193,7 +197,7 @@ mkdir -p "$OUT"
     echo "pinning: $([ "$PIN" = yes ] && echo "proxies on CPU $PROXY_CPU, backend and generator on CPU $LOAD_CPU" || echo none)"
     echo "wsproxy JVM: $PROXY_JVM_OPTS"
     for v in "${VARIANTS[@]}"; do echo "variant: $v"; done
-    echo "reps=$REPS duration=${DURATION}s run-warmup=${RUN_WARMUP}s warmup=${WARMUP}s targets=$TARGETS"
+    echo "reps=$REPS duration=${DURATION}s run-warmup=${RUN_WARMUP}s warmup=${WARMUP}s idle-settle=${IDLE_SETTLE}s targets=$TARGETS"
 } | tee "$OUT/machine.txt" >&2
 
 # ---- the processes under test ----
@@ -307,7 +311,7 @@ log "running the suite; progress below, tables at the end and in $OUT/table.md"
 # shellcheck disable=SC2086
 (pin "$LOAD_CPU" timeout --kill-after=30 $((MAX_TOTAL + 300)) java $LOAD_JVM_OPTS -jar "$JAR" suite \
     "${SUITE_TARGETS[@]}" --workloads "$WORKLOADS" --reps "$REPS" --duration "$DURATION" \
-    --run-warmup "$RUN_WARMUP" --warmup "$WARMUP" --source-addresses "$SOURCE_ADDRESSES" \
+    --run-warmup "$RUN_WARMUP" --warmup "$WARMUP" --idle-settle "$IDLE_SETTLE" --source-addresses "$SOURCE_ADDRESSES" \
     --baseline "$BASELINE" --max-total "$MAX_TOTAL" --out "$OUT/runs.tsv" ${JIT_SETTLE[@]+"${JIT_SETTLE[@]}"} \
     > "$OUT/table.md" 2> >(tee "$OUT/progress.log" >&2))
 if [ -n "${NGINX_DIR:-}" ] && [ -f "$NGINX_DIR/logs/error.log" ]; then

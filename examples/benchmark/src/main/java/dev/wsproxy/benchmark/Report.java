@@ -112,9 +112,9 @@ final class Report {
                 baseline, w -> w.kind() == Workload.Kind.IDLE,
                 new String[] {RunResult.CONNECTIONS, RunResult.OPEN_PER_S, RunResult.RSS_KIB_PER_CONN,
                         RunResult.HEAP_KIB_PER_CONN, RunResult.MEM_KIB_PER_CONN, RunResult.THREADS_BEFORE,
-                        RunResult.THREADS},
+                        RunResult.THREADS, RunResult.HOLD_CORE_PERCENT},
                 new String[] {"conns", "opened/s", "RSS Δ KiB/conn", "heap Δ KiB/conn", "memory KiB/conn",
-                        "threads before", "threads held"},
+                        "threads before", "threads held", "proxy core % held"},
                 new String[] {RunResult.MEM_KIB_PER_CONN}, new String[] {"memory ×" + baseline});
         return out.toString();
     }

@@ -32,6 +32,8 @@ record RunResult(Workload workload, String target, int rep, Map<String, Double> 
     static final String MEM_KIB_PER_CONN = "mem KiB/conn";
     static final String THREADS_BEFORE = "threads before";
     static final String THREADS = "threads";
+    /** The proxy's CPU while the connections are held idle, in % of one core (keep-alive pings, timers). */
+    static final String HOLD_CORE_PERCENT = "hold core %";
     static final String OPEN_PER_S = "opened/s";
 
     /** One tab-separated line: workload, target, rep, errors, then {@code name=value} pairs. */

@@ -330,8 +330,13 @@ final class Runs {
                 });
         double openSeconds = (System.nanoTime() - openStart) / 1e9;
         try {
+            ProcStats.Sample held = target.pid() > 0 ? ProcStats.sample(target.pid()) : null;
+            long heldStart = System.nanoTime();
             // A fixed quiet period, not a wait for an event: the held connections sit idle before memory is sampled.
             Thread.sleep(settle.toMillis());
+            // Before the heap figure, whose full GC would count.
+            ProcStats.Sample settled = held != null ? ProcStats.sample(target.pid()) : null;
+            long heldNanos = System.nanoTime() - heldStart;
             long established = state.completedCount();
             Map<String, Double> metrics = RunResult.newMetrics();
             metrics.put(RunResult.CONNECTIONS, (double) established);
@@ -353,6 +358,7 @@ final class Runs {
                 metrics.put(RunResult.MEM_KIB_PER_CONN, memory);
                 metrics.put(RunResult.THREADS_BEFORE, (double) before.threads());
                 metrics.put(RunResult.THREADS, (double) after.threads());
+                metrics.put(RunResult.HOLD_CORE_PERCENT, 100.0 * (settled.cpuNanos() - held.cpuNanos()) / heldNanos);
             }
             return new RunResult(workload, target.name(), rep, metrics, state.errors(), state.firstError());
         } finally {

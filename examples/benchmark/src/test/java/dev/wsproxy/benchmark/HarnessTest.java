@@ -96,6 +96,7 @@ class HarnessTest {
 
         assertThat(idle.errors()).as(String.valueOf(idle.firstError())).isZero();
         assertThat(idle.metrics().get(RunResult.CONNECTIONS)).isEqualTo(50.0);
-        assertThat(idle.metrics()).containsKeys(RunResult.HEAP_KIB_PER_CONN, RunResult.THREADS);
+        assertThat(idle.metrics()).containsKeys(RunResult.HEAP_KIB_PER_CONN, RunResult.THREADS,
+                RunResult.HOLD_CORE_PERCENT);
     }
 }
