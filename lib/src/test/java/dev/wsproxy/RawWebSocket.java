@@ -66,13 +66,21 @@ final class RawWebSocket implements AutoCloseable {
 
     /** Like {@link #connect(URI)} with a receive buffer of the given size (0: the system's default). */
     static RawWebSocket connect(URI uri, int receiveBufferSize) throws IOException {
+        return over(socketTo(uri, receiveBufferSize), uri);
+    }
+
+    /**
+     * A plain socket connected to {@code uri}'s host and port, with a receive buffer of the given size (0: the
+     * system's default) and a 10 s read timeout, for {@link #over} after bytes of the test's own.
+     */
+    static Socket socketTo(URI uri, int receiveBufferSize) throws IOException {
         Socket socket = new Socket();
         if (receiveBufferSize > 0) {
             socket.setReceiveBufferSize(receiveBufferSize);
         }
         socket.setSoTimeout(10_000);
         socket.connect(new InetSocketAddress(uri.getHost(), uri.getPort()), 5_000);
-        return over(socket, uri);
+        return socket;
     }
 
     /**

@@ -9,7 +9,6 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
-import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.net.URI;
@@ -117,10 +116,7 @@ class SendingNonReaderTest {
         resources.add(server::stop);
         URI uri = URI.create("ws://127.0.0.1:" + connector.getLocalPort() + "/stuck-reader-behind-a-balancer");
         assertStuckReaderDropped(broadcaster, () -> {
-            Socket socket = new Socket();
-            socket.setReceiveBufferSize(16 * 1024);
-            socket.setSoTimeout(10_000);
-            socket.connect(new InetSocketAddress(uri.getHost(), uri.getPort()), 5_000);
+            Socket socket = RawWebSocket.socketTo(uri, 16 * 1024);
             socket.getOutputStream().write("PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"
                     .getBytes(StandardCharsets.US_ASCII));
             return RawWebSocket.over(socket, uri);

@@ -119,6 +119,8 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
+    /** Whether the proxy pings quiet legs (see "Keep-alive pings"): read once, not at each leg's open. */
+    private final boolean pings;
     /** {@link Timeouts#writeTimeoutNanos()}; 0 for none. */
     private final long writeTimeoutNanos;
     private final InetSocketAddress clientAddress;
@@ -151,6 +153,7 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
+        this.pings = timeouts.pings();
         this.writeTimeoutNanos = timeouts.writeTimeoutNanos();
         this.clientAddress = clientAddress;
         this.backend = backend;
@@ -461,7 +464,7 @@ final class Relay implements ProxySession {
             LOG.debug("[{}] A write to the {} has been pending for {}", id, stalled.side,
                     Duration.ofNanos(writeTimeoutNanos));
         }
-        return timeouts.pings()
+        return pings
                 ? onUnresponsive(stalled)
                 : drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"));
     }
@@ -848,7 +851,7 @@ final class Relay implements ProxySession {
                 rateBurst = (rate - 1) * rateInterval;
                 rateFullAt = System.nanoTime();
             }
-            keepAlive = timeouts.pings() ? new KeepAlive() : null;
+            keepAlive = pings ? new KeepAlive() : null;
             coreSession.addIdleTimeoutListener(timeout -> {
                 onConnectionIdle();
                 return false;
