@@ -48,7 +48,9 @@ import dev.wsproxy.internal.Timeouts;
  *       before it about a third of the socket's send buffer (which Linux grows up to 4 MiB by default), which the
  *       kernel drains before it lets a write resume: about 25 KiB/s at 30 s in the worst case. A peer the proxy is
  *       not reading from because the other peer is slow is never judged by its silence (only by its reading). The
- *       idle timeout is then checked at each interval, so it fires up to one interval late.
+ *       idle timeout is then checked at each interval, so it fires up to one interval late. Each session's interval
+ *       is this one shortened by up to 15 %, drawn at its handshake, so that sessions opened together do not ping
+ *       together; never longer, so an interval below a load balancer's idle timeout stays below it.
  *       {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most deployments; the interval
  *       must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
  * </ul>

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.net.SocketTimeoutException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -12,6 +13,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.AfterEach;
@@ -29,7 +32,8 @@ import org.junit.jupiter.api.Test;
  * backend is (without that rule the client is often judged first, and the test fails on its missing close frame). A
  * live peer is pinged each interval and its session stays open; the pongs answering the proxy's pings are not relayed,
  * while the peers' own pings and pongs still are, even a pong with the proxy's payload that answers no ping. The pings
- * do not keep an idle session alive: the idle timeout counts only what the relay carries.
+ * do not keep an idle session alive: the idle timeout counts only what the relay carries. Sessions opened together
+ * do not ping together: each draws its own interval, up to 15 % shorter than the policy's.
  *
  * <p>The clients are raw sockets, so that the test sees every ping the proxy sends and decides whether to answer.
  * The waits for a verdict are bounded by the socket's read timeout (10 s), far above the two intervals it takes.
@@ -226,6 +230,66 @@ class PingLivenessTest {
             assertThat(pings).as("pings answered while idle").isGreaterThanOrEqualTo(2);
         }
         assertThat(backend.closes.poll(10, TimeUnit.SECONDS)).isEqualTo(new TestBackend.Closed(1001, "idle timeout"));
+    }
+
+    @Test
+    void spreadsThePingsOfSessionsOpenedTogether() throws Exception {
+        // Sixteen sessions opened one after the other within milliseconds: each one's first ping comes after its own
+        // interval, the policy's shortened by a draw of up to 15 % (1.7 to 2 s here), so the first pings spread over
+        // about 300 ms instead of arriving together (within the few milliseconds that connecting and waking the
+        // readers take; 100 ms would take a stall of the scheduler thread in the middle of the sixteen).
+        long intervalMillis = 2_000;
+        TestBackend backend = new TestBackend("spread");
+        resources.add(backend);
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", backend.backend())
+                .timeoutPolicy(TimeoutPolicy.custom().ping(Duration.ofMillis(intervalMillis)).build())
+                .build();
+        proxy.start();
+        List<RawWebSocket> clients = new ArrayList<>();
+        // Per session: its first ping's arrival, in ms after the client started connecting (never sooner than the
+        // shortest interval: the proxy's clock starts later) and after it read the 101 (the spread is measured on
+        // these: the proxy's clock starts just before).
+        List<CompletableFuture<long[]>> delays = new ArrayList<>();
+        ExecutorService readers = Executors.newFixedThreadPool(16);
+        try {
+            for (int i = 0; i < 16; i++) {
+                long connecting = System.nanoTime();
+                RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/spread/" + i));
+                clients.add(client);
+                long connected = System.nanoTime();
+                delays.add(CompletableFuture.supplyAsync(() -> {
+                    try {
+                        RawWebSocket.Frame frame = client.read();
+                        long now = System.nanoTime();
+                        assertThat(frame.opcode()).isEqualTo(RawWebSocket.PING);
+                        assertThat(frame.payload()).isEqualTo(PROXY_PING);
+                        return new long[] {TimeUnit.NANOSECONDS.toMillis(now - connecting),
+                                TimeUnit.NANOSECONDS.toMillis(now - connected)};
+                    } catch (IOException e) {
+                        throw new UncheckedIOException(e);
+                    }
+                }, readers));
+            }
+            List<Long> sinceConnecting = new ArrayList<>();
+            List<Long> sinceConnected = new ArrayList<>();
+            for (CompletableFuture<long[]> delay : delays) {
+                long[] millis = delay.get(10, TimeUnit.SECONDS);
+                sinceConnecting.add(millis[0]);
+                sinceConnected.add(millis[1]);
+            }
+            assertThat(sinceConnecting).as("the first pings, ms after each client started connecting")
+                    .allSatisfy(millis -> assertThat(millis).isGreaterThanOrEqualTo(intervalMillis * 85 / 100));
+            long first = sinceConnected.stream().mapToLong(Long::longValue).min().orElseThrow();
+            long last = sinceConnected.stream().mapToLong(Long::longValue).max().orElseThrow();
+            assertThat(last - first).as("the spread of the first pings, ms after each 101; all: %s", sinceConnected)
+                    .isGreaterThanOrEqualTo(100);
+        } finally {
+            readers.shutdownNow();
+            for (RawWebSocket client : clients) {
+                client.close();
+            }
+        }
     }
 
     @Test

@@ -135,7 +135,8 @@ final class Handshake {
         long remaining = deadline - NanoTime.now();
         long timeoutMillis = Math.max(1, Math.min(timeouts.connectTimeout().toMillis(),
                 TimeUnit.NANOSECONDS.toMillis(remaining)));
-        Configuration.ConfigurationCustomizer legConfiguration = WebSocketProxyHandler.legConfiguration(timeouts);
+        Configuration.ConfigurationCustomizer legConfiguration =
+                WebSocketProxyHandler.legConfiguration(relay.connectionIdleTimeout());
         HttpFields.Mutable headers = HttpFields.build();
         for (String subprotocol : view.subprotocols()) {
             headers.add(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);

@@ -9,6 +9,7 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.io.AbstractEndPoint;
@@ -87,7 +88,11 @@ import dev.wsproxy.SessionClose;
  * back by a slow other peer is never judged by its silence. The pongs that answer the proxy's pings carry {@link
  * #PING_PAYLOAD} and are dropped, not relayed, one for each ping: any other pong is the peers' own, whatever it carries.
  * Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has none of
- * it (one null field), and nothing changes on the relay's paths.
+ * it (one null field), and nothing changes on the relay's paths. Each session's interval is the policy's shortened by
+ * up to {@link Timeouts#PING_SPREAD_PERCENT} percent, drawn once ({@link Timeouts#sessionPingMillis}): sessions
+ * opened together (a reconnect storm after a restart) would otherwise ping together for as long as they stay quiet,
+ * every interval one burst of writes on Jetty's one scheduler thread, delaying every other timer behind it. Never
+ * longer: the interval is what keeps middleboxes from dropping quiet connections.
  *
  * <h2>Write timeout</h2>
  * A peer that keeps sending while it reads nothing keeps its connection from ever being idle, so neither the idle
@@ -119,8 +124,11 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
-    /** Whether the proxy pings quiet legs (see "Keep-alive pings"): read once, not at each leg's open. */
-    private final boolean pings;
+    /**
+     * This session's ping interval in milliseconds (see "Keep-alive pings"); 0 when the proxy does not ping. Read
+     * once, not at each leg's open.
+     */
+    private final long pingMillis;
     /** {@link Timeouts#writeTimeoutNanos()}; 0 for none. */
     private final long writeTimeoutNanos;
     private final InetSocketAddress clientAddress;
@@ -153,12 +161,20 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
-        this.pings = timeouts.pings();
+        this.pingMillis = timeouts.sessionPingMillis(ThreadLocalRandom.current());
         this.writeTimeoutNanos = timeouts.writeTimeoutNanos();
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
         this.lease = lease;
+    }
+
+    /**
+     * The idle timeout of each leg's connection: this session's ping interval when the proxy pings (the relay then
+     * measures the idle timeout itself), the idle timeout otherwise.
+     */
+    Duration connectionIdleTimeout() {
+        return pingMillis != 0 ? Duration.ofMillis(pingMillis) : timeouts.idleTimeout();
     }
 
     // ---- ProxySession ----
@@ -464,7 +480,7 @@ final class Relay implements ProxySession {
             LOG.debug("[{}] A write to the {} has been pending for {}", id, stalled.side,
                     Duration.ofNanos(writeTimeoutNanos));
         }
-        return pings
+        return pingMillis != 0
                 ? onUnresponsive(stalled)
                 : drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"));
     }
@@ -784,7 +800,7 @@ final class Relay implements ProxySession {
                 long traffic = traffic();
                 if (traffic != trafficSeen) {
                     trafficSeen = traffic;
-                    quietSince = now - timeouts.pingInterval().toNanos();
+                    quietSince = now - TimeUnit.MILLISECONDS.toNanos(pingMillis);
                 }
                 long idle = timeouts.idleTimeout().toNanos();
                 if (idle != 0 && now - quietSince >= idle) {
@@ -851,7 +867,7 @@ final class Relay implements ProxySession {
                 rateBurst = (rate - 1) * rateInterval;
                 rateFullAt = System.nanoTime();
             }
-            keepAlive = pings ? new KeepAlive() : null;
+            keepAlive = pingMillis != 0 ? new KeepAlive() : null;
             coreSession.addIdleTimeoutListener(timeout -> {
                 onConnectionIdle();
                 return false;

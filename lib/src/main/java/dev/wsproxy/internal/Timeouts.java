@@ -3,6 +3,7 @@ package dev.wsproxy.internal;
 import java.time.Duration;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.random.RandomGenerator;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -15,6 +16,9 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
 
     public static final Timeouts DEFAULTS = new Timeouts(
             DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO);
+
+    /** How much shorter than the policy's ping interval a session's may be ({@link #sessionPingMillis}). */
+    static final int PING_SPREAD_PERCENT = 15;
 
     private static final Logger LOG = LoggerFactory.getLogger(Timeouts.class);
     /** The classes of the user policies a value out of range was logged for: once each, not once per session. */
@@ -81,11 +85,16 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     }
 
     /**
-     * The idle timeout of each leg's connection: the ping interval when the proxy pings (the relay then measures the
-     * idle timeout itself, see {@code Relay}), the idle timeout otherwise.
+     * A session's ping interval, in milliseconds (the resolution of Jetty's idle timeouts): the policy's shortened by
+     * a uniform draw of up to {@link #PING_SPREAD_PERCENT} percent, so that sessions opened together do not ping
+     * together (see "Keep-alive pings" in {@code Relay}); 0 when the proxy does not ping.
      */
-    Duration connectionIdleTimeout() {
-        return pings() ? pingInterval : idleTimeout;
+    long sessionPingMillis(RandomGenerator random) {
+        if (!pings()) {
+            return 0;
+        }
+        long millis = pingInterval.toMillis(); // at most Durations.LONGEST: no overflow below
+        return millis - random.nextLong(millis * PING_SPREAD_PERCENT / 100 + 1);
     }
 
     /**
