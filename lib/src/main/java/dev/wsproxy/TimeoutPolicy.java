@@ -36,8 +36,8 @@ import dev.wsproxy.internal.Timeouts;
  *   <li><b>close</b>: how long a leg may take to answer a close frame before the proxy drops its connection.</li>
  *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs.
  *       {@link Duration#ZERO} (the default) means no limit.</li>
- *   <li><b>ping</b>: when a leg has read and written nothing for this long, the proxy sends its peer a ping of its
- *       own; a peer that then sends nothing at all for another interval, not even the pong, is taken for dead: its
+ *   <li><b>ping</b>: when a leg has read and written nothing for this long (the session's interval: see below), the
+ *       proxy sends its peer a ping of its own; a peer that then sends nothing at all for another interval, not even the pong, is taken for dead: its
  *       connection is dropped and the other peer gets {@code 1014} (a dead backend) or {@code 1001} (a dead client).
  *       That finds a frozen or vanished peer (a host that lost power, a half-open TCP connection) within two
  *       intervals, where the idle timeout alone would wait an hour, and the pings keep quiet sessions alive through
@@ -102,7 +102,8 @@ public interface TimeoutPolicy {
     }
 
     /**
-     * Returns how long a leg may be silent before the proxy pings its peer; see the class comment.
+     * Returns how long a leg may be silent before the proxy pings its peer (each session's interval is this one
+     * shortened by up to 15 %); see the class comment.
      *
      * @return at least {@link #MIN_PING_INTERVAL} and shorter than {@link #idleTimeout()}, or {@link Duration#ZERO}
      *     (the default) for no pings; any other value also means no pings (logged at {@code WARN} once per policy

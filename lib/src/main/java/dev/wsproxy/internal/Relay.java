@@ -79,7 +79,7 @@ import dev.wsproxy.SessionClose;
  *
  * <h2>Keep-alive pings</h2>
  * With a ping interval (see {@link dev.wsproxy.TimeoutPolicy}) shorter than the idle timeout, each leg's connection
- * times out after the ping interval instead of the idle timeout, and the leg's {@code KeepAlive} runs each time the
+ * times out after the session's ping interval (see below) instead of the idle timeout, and the leg's {@code KeepAlive} runs each time the
  * connection has read and written nothing for that long. It measures the idle timeout itself, from the relay's
  * counters (data bytes, messages, relayed pings and pongs of both legs), so that the proxy's own pings and pongs do not
  * keep a session alive; it sends the peer a ping; and the peer is dead when the previous ping still waits to be written
@@ -169,12 +169,9 @@ final class Relay implements ProxySession {
         this.lease = lease;
     }
 
-    /**
-     * The idle timeout of each leg's connection: this session's ping interval when the proxy pings (the relay then
-     * measures the idle timeout itself), the idle timeout otherwise.
-     */
+    /** The idle timeout of each leg's connection: this session's ping interval, or the idle timeout without pings. */
     Duration connectionIdleTimeout() {
-        return pingMillis != 0 ? Duration.ofMillis(pingMillis) : timeouts.idleTimeout();
+        return timeouts.connectionIdleTimeout(pingMillis);
     }
 
     // ---- ProxySession ----
@@ -968,7 +965,8 @@ final class Relay implements ProxySession {
         }
 
         /**
-         * This leg's connection read and wrote nothing for its idle timeout: the ping interval when the proxy pings.
+         * This leg's connection read and wrote nothing for its idle timeout: the session's ping interval when the
+         * proxy pings.
          * Runs on the scheduler; a failure here would stop the connection's idle checks for good, so it is logged.
          */
         private void onConnectionIdle() {

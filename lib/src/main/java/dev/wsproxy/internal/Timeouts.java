@@ -98,9 +98,18 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     }
 
     /**
+     * The idle timeout of each leg's connection: the session's ping interval ({@link #sessionPingMillis}) when the
+     * proxy pings (the relay then measures the idle timeout itself, see {@code Relay}), the idle timeout otherwise.
+     */
+    Duration connectionIdleTimeout(long sessionPingMillis) {
+        return sessionPingMillis != 0 ? Duration.ofMillis(sessionPingMillis) : idleTimeout;
+    }
+
+    /**
      * How long a frame the relay hands to a leg may wait to be written before the leg's peer counts as reading
-     * nothing, even while it keeps sending: two ping intervals when the proxy pings (as long as an unwritten ping
-     * takes to find it), the idle timeout otherwise; 0 for no limit. In nanoseconds, computed for each session, so
+     * nothing, even while it keeps sending: two of the policy's ping intervals when the proxy pings (at least as long
+     * as an unwritten ping takes to find it, with a session's interval up to {@link #PING_SPREAD_PERCENT} percent
+     * shorter), the idle timeout otherwise; 0 for no limit. In nanoseconds, computed for each session, so
      * without {@code Duration.multipliedBy}, which goes through {@code BigDecimal} (half a kilobyte allocated per
      * session).
      */

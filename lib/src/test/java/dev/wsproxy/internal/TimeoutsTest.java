@@ -57,8 +57,9 @@ class TimeoutsTest {
         String first = stderrOf(() -> copy[0] = Timeouts.copyOf(new FastPings(Duration.ofMillis(50))));
 
         assertThat(copy[0].pings()).isFalse();
-        assertThat(copy[0].sessionPingMillis(new SplittableRandom(1)))
-                .as("no ping interval: the connections time out after the idle timeout").isZero();
+        assertThat(copy[0].sessionPingMillis(new SplittableRandom(1))).isZero();
+        assertThat(copy[0].connectionIdleTimeout(0)).as("no pings: the connections time out after the idle timeout")
+                .isEqualTo(Duration.ofMinutes(1));
         assertThat(first).contains("WARN", FastPings.class.getName(), "ping PT0.05S", "no pings",
                 "at least PT0.1S and shorter than the idle timeout");
         // Another session, another instance: the same class is not logged again.
@@ -125,8 +126,10 @@ class TimeoutsTest {
     void drawsEachSessionsPingIntervalUpTo15PercentShorterThanThePolicysAndNeverLonger() {
         Timeouts thirty = new Timeouts(Duration.ofSeconds(3), Duration.ofMinutes(5), Duration.ofSeconds(10),
                 Duration.ZERO, Duration.ofSeconds(30));
-        assertThat(thirty.sessionPingMillis(fixedDraw(false))).as("the smallest draw").isEqualTo(30_000);
-        assertThat(thirty.sessionPingMillis(fixedDraw(true))).as("the largest draw").isEqualTo(25_500);
+        assertThat(thirty.sessionPingMillis(drawingZero())).as("the smallest draw").isEqualTo(30_000);
+        assertThat(thirty.sessionPingMillis(drawingTheLargest())).as("the largest draw").isEqualTo(25_500);
+        assertThat(thirty.connectionIdleTimeout(25_500)).as("pings: the connections time out after the session's")
+                .isEqualTo(Duration.ofMillis(25_500));
         SplittableRandom random = new SplittableRandom(1);
         Set<Long> drawn = new HashSet<>();
         for (int i = 0; i < 1_000; i++) {
@@ -137,26 +140,34 @@ class TimeoutsTest {
 
         Timeouts shortest = new Timeouts(Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(10),
                 Duration.ZERO, TimeoutPolicy.MIN_PING_INTERVAL);
-        assertThat(shortest.sessionPingMillis(fixedDraw(true))).isEqualTo(85);
+        assertThat(shortest.sessionPingMillis(drawingTheLargest())).isEqualTo(85);
         Timeouts century = new Timeouts(Duration.ofSeconds(3), Duration.ZERO, Duration.ofSeconds(10), Duration.ZERO,
                 ChronoUnit.FOREVER.getDuration());
-        assertThat(century.sessionPingMillis(fixedDraw(true))).as("no overflow at the cap")
+        assertThat(century.sessionPingMillis(drawingTheLargest())).as("no overflow at the cap")
                 .isEqualTo(Durations.LONGEST.toMillis() - Durations.LONGEST.toMillis() * 15 / 100);
     }
 
-    /** A generator that always draws 0, or always the largest value below the bound. */
-    private static RandomGenerator fixedDraw(boolean largest) {
-        return new RandomGenerator() {
-            @Override
-            public long nextLong() {
-                throw new UnsupportedOperationException();
-            }
+    /** A generator whose {@code nextLong(bound)} always draws 0. */
+    private static RandomGenerator drawingZero() {
+        return new FixedDraw(0);
+    }
 
-            @Override
-            public long nextLong(long bound) {
-                return largest ? bound - 1 : 0;
-            }
-        };
+    /** A generator whose {@code nextLong(bound)} always draws the largest value below the bound. */
+    private static RandomGenerator drawingTheLargest() {
+        return new FixedDraw(-1);
+    }
+
+    /** Draws {@code offset} (0 or more), or the bound plus {@code offset} (below 0). */
+    private record FixedDraw(long offset) implements RandomGenerator {
+        @Override
+        public long nextLong() {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
+        public long nextLong(long bound) {
+            return offset < 0 ? bound + offset : offset;
+        }
     }
 
     /** What {@code action} wrote to standard error, slf4j-simple's output. */
