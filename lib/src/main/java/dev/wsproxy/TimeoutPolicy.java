@@ -34,7 +34,10 @@ import dev.wsproxy.internal.Timeouts;
  *       peer gets {@code 1001 idle timeout}. Relayed pings and pongs count, the proxy's own do not.
  *       {@link Duration#ZERO} disables both (with pings on, the ping's bound on reading stays).</li>
  *   <li><b>close</b>: how long a leg may take to answer a close frame before the proxy drops its connection.</li>
- *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs.
+ *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs; each session's
+ *       limit is this one shortened by up to 15 %, drawn at its handshake, so that sessions opened together (clients
+ *       reconnecting after a restart) are not closed together and do not all reconnect at once again, at every
+ *       lifetime. No session outlives this one.
  *       {@link Duration#ZERO} (the default) means no limit.</li>
  *   <li><b>ping</b>: when a leg has read and written nothing for this long (the session's interval: see below), the
  *       proxy sends its peer a ping of its own; a peer that then sends nothing at all for another interval, not even the pong, is taken for dead: its
@@ -93,7 +96,8 @@ public interface TimeoutPolicy {
     }
 
     /**
-     * Returns the maximum lifetime of a session.
+     * Returns the maximum lifetime of a session (each session's limit is this one shortened by up to 15 %); see the
+     * class comment.
      *
      * @return a positive duration, or {@link Duration#ZERO} (the default) for no limit
      */

@@ -5,7 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.net.SocketTimeoutException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -13,8 +12,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.AfterEach;
@@ -236,8 +233,7 @@ class PingLivenessTest {
     void spreadsThePingsOfSessionsOpenedTogether() throws Exception {
         // Sixteen sessions opened one after the other within milliseconds: each one's first ping comes after its own
         // interval, the policy's shortened by a draw of up to 15 % (1.7 to 2 s here), so the first pings spread over
-        // about 300 ms instead of arriving together (within the few milliseconds that connecting and waking the
-        // readers take; 100 ms would take a stall of the scheduler thread in the middle of the sixteen).
+        // about 300 ms instead of arriving together.
         long intervalMillis = 2_000;
         TestBackend backend = new TestBackend("spread");
         resources.add(backend);
@@ -246,52 +242,14 @@ class PingLivenessTest {
                 .timeoutPolicy(TimeoutPolicy.custom().ping(Duration.ofMillis(intervalMillis)).build())
                 .build();
         proxy.start();
-        List<RawWebSocket> clients = new ArrayList<>();
-        // Per session: its first ping's arrival, in ms after the client started connecting (never sooner than the
-        // shortest interval: the proxy's clock starts later) and after it read the 101 (the spread is measured on
-        // these: the proxy's clock starts just before).
-        List<CompletableFuture<long[]>> delays = new ArrayList<>();
-        ExecutorService readers = Executors.newFixedThreadPool(16);
-        try {
-            for (int i = 0; i < 16; i++) {
-                long connecting = System.nanoTime();
-                RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/spread/" + i));
-                clients.add(client);
-                long connected = System.nanoTime();
-                delays.add(CompletableFuture.supplyAsync(() -> {
-                    try {
-                        RawWebSocket.Frame frame = client.read();
-                        long now = System.nanoTime();
-                        assertThat(frame.opcode()).isEqualTo(RawWebSocket.PING);
-                        assertThat(frame.payload()).isEqualTo(PROXY_PING);
-                        return new long[] {TimeUnit.NANOSECONDS.toMillis(now - connecting),
-                                TimeUnit.NANOSECONDS.toMillis(now - connected)};
-                    } catch (IOException e) {
-                        throw new UncheckedIOException(e);
-                    }
-                }, readers));
-            }
-            List<Long> sinceConnecting = new ArrayList<>();
-            List<Long> sinceConnected = new ArrayList<>();
-            for (CompletableFuture<long[]> delay : delays) {
-                long[] millis = delay.get(10, TimeUnit.SECONDS);
-                sinceConnecting.add(millis[0]);
-                sinceConnected.add(millis[1]);
-            }
-            assertThat(sinceConnecting).as("the first pings, ms after each client started connecting")
-                    .allSatisfy(millis -> assertThat(millis).isGreaterThanOrEqualTo(intervalMillis * 85 / 100))
-                    .anySatisfy(millis -> assertThat(millis).as("sooner than the policy's interval")
-                            .isLessThan(intervalMillis));
-            long first = sinceConnected.stream().mapToLong(Long::longValue).min().orElseThrow();
-            long last = sinceConnected.stream().mapToLong(Long::longValue).max().orElseThrow();
-            assertThat(last - first).as("the spread of the first pings, ms after each 101; all: %s", sinceConnected)
-                    .isGreaterThanOrEqualTo(100);
-        } finally {
-            readers.shutdownNow();
-            for (RawWebSocket client : clients) {
-                client.close();
-            }
-        }
+
+        List<FirstFrames.Timed> firsts = FirstFrames.of(proxy, "/spread", 16);
+
+        assertThat(firsts).allSatisfy(first -> {
+            assertThat(first.frame().opcode()).isEqualTo(RawWebSocket.PING);
+            assertThat(first.frame().payload()).isEqualTo(PROXY_PING);
+        });
+        FirstFrames.assertSpreadBelow(firsts, intervalMillis);
     }
 
     @Test

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.util.List;
 import java.util.function.UnaryOperator;
 
 import org.eclipse.jetty.websocket.api.Callback;
@@ -70,6 +71,24 @@ class TimeoutsAndLimitsTest {
                 TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(400)).build()));
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "session lifetime exceeded"));
         assertThat(backend.nextClose().code()).isEqualTo(1001);
+    }
+
+    @Test
+    void spreadsTheLifetimesOfSessionsOpenedTogether() throws Exception {
+        // Sixteen sessions opened one after the other within milliseconds (as clients reconnecting after a restart)
+        // are closed at lifetimes of their own, the policy's shortened by a draw of up to 15 % (1.7 to 2 s here), so
+        // they do not all reconnect at once again: their closes spread over about 300 ms.
+        long lifetimeMillis = 2_000;
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend())
+                .timeoutPolicy(TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(lifetimeMillis)).build())
+                .build();
+        proxy.start();
+
+        List<FirstFrames.Timed> firsts = FirstFrames.of(proxy, "/ws/lifetime", 16);
+
+        assertThat(firsts).allSatisfy(first ->
+                RawWebSocket.assertCloseFrame(first.frame(), 1001, "session lifetime exceeded"));
+        FirstFrames.assertSpreadBelow(firsts, lifetimeMillis);
     }
 
     @Test

@@ -89,7 +89,7 @@ import dev.wsproxy.SessionClose;
  * #PING_PAYLOAD} and are dropped, not relayed, one for each ping: any other pong is the peers' own, whatever it carries.
  * Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has none of
  * it (one null field), and nothing changes on the relay's paths. Each session's interval is the policy's shortened by
- * up to {@link Timeouts#PING_SPREAD_PERCENT} percent, drawn once ({@link Timeouts#sessionPingMillis}): sessions
+ * up to {@link Timeouts#SPREAD_PERCENT} percent, drawn once ({@link Timeouts#sessionPingMillis}): sessions
  * opened together (a reconnect storm after a restart) would otherwise ping together for as long as they stay quiet,
  * every interval one burst of writes on Jetty's one scheduler thread, delaying every other timer behind it. Never
  * longer: the interval is what keeps middleboxes from dropping quiet connections.
@@ -408,9 +408,10 @@ final class Relay implements ProxySession {
                 actions.add(() -> route.listener().onSessionOpened(this));
                 actions.add(() -> WebSocketEndPoints.demand(client));
                 actions.add(() -> WebSocketEndPoints.demand(backendSession));
-                Duration lifetime = timeouts.maxLifetime();
-                if (!lifetime.isZero()) {
-                    lifetimeTimer = owner.scheduler().schedule(this::onLifetimeExceeded, lifetime.toMillis(),
+                // Drawn per session (see Timeouts): sessions opened together are not closed together.
+                long lifetimeMillis = timeouts.sessionLifetimeMillis(ThreadLocalRandom.current());
+                if (lifetimeMillis != 0) {
+                    lifetimeTimer = owner.scheduler().schedule(this::onLifetimeExceeded, lifetimeMillis,
                             TimeUnit.MILLISECONDS);
                 }
             }

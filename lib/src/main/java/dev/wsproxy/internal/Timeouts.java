@@ -17,8 +17,11 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     public static final Timeouts DEFAULTS = new Timeouts(
             DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO);
 
-    /** How much shorter than the policy's ping interval a session's may be ({@link #sessionPingMillis}). */
-    static final int PING_SPREAD_PERCENT = 15;
+    /**
+     * How much shorter than the policy's a session's ping interval and maximum lifetime may be ({@link
+     * #sessionPingMillis}, {@link #sessionLifetimeMillis}).
+     */
+    static final int SPREAD_PERCENT = 15;
 
     private static final Logger LOG = LoggerFactory.getLogger(Timeouts.class);
     /** The classes of the user policies a value out of range was logged for: once each, not once per session. */
@@ -86,15 +89,25 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
 
     /**
      * A session's ping interval, in milliseconds (the resolution of Jetty's idle timeouts): the policy's shortened by
-     * a uniform draw of up to {@link #PING_SPREAD_PERCENT} percent, so that sessions opened together do not ping
-     * together (see "Keep-alive pings" in {@code Relay}); 0 when the proxy does not ping.
+     * a uniform draw of up to {@link #SPREAD_PERCENT} percent, so that sessions opened together do not ping together
+     * (see "Keep-alive pings" in {@code Relay}); 0 when the proxy does not ping.
      */
     long sessionPingMillis(RandomGenerator random) {
-        if (!pings()) {
-            return 0;
-        }
-        long millis = pingInterval.toMillis(); // at most Durations.LONGEST: no overflow below
-        return millis - random.nextLong(millis * PING_SPREAD_PERCENT / 100 + 1);
+        return pings() ? spread(pingInterval, random) : 0;
+    }
+
+    /**
+     * A session's maximum lifetime, in milliseconds: the policy's shortened by a uniform draw of up to {@link
+     * #SPREAD_PERCENT} percent, so that sessions opened together (a reconnect storm) are not closed together, and do
+     * not all reconnect at once again, at every lifetime; at least 1; 0 for no limit.
+     */
+    long sessionLifetimeMillis(RandomGenerator random) {
+        return maxLifetime.isZero() ? 0 : Math.max(1, spread(maxLifetime, random));
+    }
+
+    private static long spread(Duration duration, RandomGenerator random) {
+        long millis = duration.toMillis(); // at most Durations.LONGEST: no overflow below
+        return millis - random.nextLong(millis * SPREAD_PERCENT / 100 + 1);
     }
 
     /**
@@ -108,7 +121,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     /**
      * How long a frame the relay hands to a leg may wait to be written before the leg's peer counts as reading
      * nothing, even while it keeps sending: two of the policy's ping intervals when the proxy pings (at least as long
-     * as an unwritten ping takes to find it, with a session's interval up to {@link #PING_SPREAD_PERCENT} percent
+     * as an unwritten ping takes to find it, with a session's interval up to {@link #SPREAD_PERCENT} percent
      * shorter), the idle timeout otherwise; 0 for no limit. In nanoseconds, computed for each session, so
      * without {@code Duration.multipliedBy}, which goes through {@code BigDecimal} (half a kilobyte allocated per
      * session).

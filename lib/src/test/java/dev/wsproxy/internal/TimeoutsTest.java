@@ -147,6 +147,32 @@ class TimeoutsTest {
                 .isEqualTo(Durations.LONGEST.toMillis() - Durations.LONGEST.toMillis() * 15 / 100);
     }
 
+    @Test
+    void drawsEachSessionsMaximumLifetimeUpTo15PercentShorterThanThePolicysAndAtLeastOneMillisecond() {
+        Timeouts hour = new Timeouts(Duration.ofSeconds(3), Duration.ZERO, Duration.ofSeconds(10), Duration.ofHours(1),
+                Duration.ZERO);
+        assertThat(hour.sessionLifetimeMillis(drawingZero())).isEqualTo(3_600_000);
+        assertThat(hour.sessionLifetimeMillis(drawingTheLargest())).isEqualTo(3_060_000);
+        SplittableRandom random = new SplittableRandom(1);
+        Set<Long> drawn = new HashSet<>();
+        for (int i = 0; i < 1_000; i++) {
+            drawn.add(hour.sessionLifetimeMillis(random));
+        }
+        assertThat(drawn).allSatisfy(millis -> assertThat(millis).isBetween(3_060_000L, 3_600_000L))
+                .hasSizeGreaterThan(990);
+
+        Timeouts none = new Timeouts(Duration.ofSeconds(3), Duration.ZERO, Duration.ofSeconds(10), Duration.ZERO,
+                Duration.ZERO);
+        assertThat(none.sessionLifetimeMillis(drawingTheLargest())).as("no limit").isZero();
+        Timeouts instant = new Timeouts(Duration.ofSeconds(3), Duration.ZERO, Duration.ofSeconds(10),
+                Duration.ofNanos(1), Duration.ZERO);
+        assertThat(instant.sessionLifetimeMillis(drawingZero())).as("a limit, however short").isEqualTo(1);
+        Timeouts forever = new Timeouts(Duration.ofSeconds(3), Duration.ZERO, Duration.ofSeconds(10),
+                ChronoUnit.FOREVER.getDuration(), Duration.ZERO);
+        assertThat(forever.sessionLifetimeMillis(drawingTheLargest())).as("no overflow at the cap")
+                .isEqualTo(Durations.LONGEST.toMillis() - Durations.LONGEST.toMillis() * 15 / 100);
+    }
+
     /** A generator whose {@code nextLong(bound)} always draws 0. */
     private static RandomGenerator drawingZero() {
         return new FixedDraw(0);
