@@ -79,17 +79,17 @@ import dev.wsproxy.SessionClose;
  *
  * <h2>Keep-alive pings</h2>
  * With a ping interval (see {@link dev.wsproxy.TimeoutPolicy}) shorter than the idle timeout, each leg's connection
- * times out after the session's ping interval (see below) instead of the idle timeout, and the leg's {@code KeepAlive} runs each time the
- * connection has read and written nothing for that long. It measures the idle timeout itself, from the relay's
- * counters (data bytes, messages, relayed pings and pongs of both legs), so that the proxy's own pings and pongs do not
- * keep a session alive; it sends the peer a ping; and the peer is dead when the previous ping still waits to be written
- * (the peer reads nothing), or when the connection has read nothing since that ping while it was waiting to read. A
- * leg the relay is not reading from (its frame waits for the other leg's send) is not waiting to read, so a peer held
- * back by a slow other peer is never judged by its silence. The pongs that answer the proxy's pings carry {@link
- * #PING_PAYLOAD} and are dropped, not relayed, one for each ping: any other pong is the peers' own, whatever it carries.
- * Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has none of
- * it (one null field), and nothing changes on the relay's paths. Each session's interval is the policy's shortened by
- * up to {@link Timeouts#SPREAD_PERCENT} percent, drawn once ({@link Timeouts#sessionPingMillis}): sessions
+ * times out after the session's ping interval (see below) instead of the idle timeout, and the leg's {@code KeepAlive}
+ * runs each time the connection has read and written nothing for that long. It measures the idle timeout itself, from
+ * the relay's counters (data bytes, messages, relayed pings and pongs of both legs), so that the proxy's own pings and
+ * pongs do not keep a session alive; it sends the peer a ping; and the peer is dead when the previous ping still waits
+ * to be written (the peer reads nothing), or when the connection has read nothing since that ping while it was waiting
+ * to read. A leg the relay is not reading from (its frame waits for the other leg's send) is not waiting to read, so a
+ * peer held back by a slow other peer is never judged by its silence. The pongs that answer the proxy's pings carry
+ * {@link #PING_PAYLOAD} and are dropped, not relayed, one for each ping: any other pong is the peers' own, whatever it
+ * carries. Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has
+ * none of it (one null field), and nothing changes on the relay's paths. Each session's interval is the policy's
+ * shortened by up to {@link Timeouts#SPREAD_PERCENT} percent, drawn once ({@link Timeouts#sessionPingMillis}): sessions
  * opened together (a reconnect storm after a restart) would otherwise ping together for as long as they stay quiet,
  * every interval one burst of writes on Jetty's one scheduler thread, delaying every other timer behind it. Never
  * longer: the interval is what keeps middleboxes from dropping quiet connections.
