@@ -35,10 +35,10 @@ import dev.wsproxy.internal.Timeouts;
  *       {@link Duration#ZERO} disables both (with pings on, the ping's bound on reading stays).</li>
  *   <li><b>close</b>: how long a leg may take to answer a close frame before the proxy drops its connection.</li>
  *   <li><b>max lifetime</b>: a session older than this is closed with {@code 1001} on both legs; each session's
- *       limit is this one shortened by up to 15 %, drawn at its handshake, so that sessions opened together (clients
+ *       limit is this one shortened by up to 15 %, drawn when it opens, so that sessions opened together (clients
  *       reconnecting after a restart) are not closed together and do not all reconnect at once again, at every
- *       lifetime. No session outlives this one.
- *       {@link Duration#ZERO} (the default) means no limit.</li>
+ *       lifetime. No session's close starts later than this after it opened. {@link Duration#ZERO} (the default)
+ *       means no limit.</li>
  *   <li><b>ping</b>: when a leg has read and written nothing for this long (the session's interval: see below), the
  *       proxy sends its peer a ping of its own; a peer that then sends nothing at all for another interval, not even
  *       the pong, is taken for dead: its connection is dropped and the other peer gets {@code 1014} (a dead backend) or
@@ -191,7 +191,8 @@ public interface TimeoutPolicy {
         }
 
         /**
-         * Sets the maximum session lifetime.
+         * Sets the maximum session lifetime (each session's is this one shortened by up to 15 %; see the class
+         * comment).
          *
          * @param lifetime a positive duration, or {@link Duration#ZERO} for no limit
          * @return this builder

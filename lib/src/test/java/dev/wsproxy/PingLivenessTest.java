@@ -232,9 +232,9 @@ class PingLivenessTest {
     @Test
     void spreadsThePingsOfSessionsOpenedTogether() throws Exception {
         // Sixteen sessions opened one after the other within milliseconds: each one's first ping comes after its own
-        // interval, the policy's shortened by a draw of up to 15 % (1.7 to 2 s here), so the first pings spread over
-        // about 300 ms instead of arriving together.
-        long intervalMillis = 2_000;
+        // interval, the policy's shortened by a draw of up to 15 % (3.4 to 4 s here), so the first pings spread over
+        // about 600 ms instead of arriving together.
+        long intervalMillis = 4_000;
         TestBackend backend = new TestBackend("spread");
         resources.add(backend);
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0)

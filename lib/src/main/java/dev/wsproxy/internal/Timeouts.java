@@ -18,8 +18,8 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
             DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO);
 
     /**
-     * How much shorter than the policy's a session's ping interval and maximum lifetime may be ({@link
-     * #sessionPingMillis}, {@link #sessionLifetimeMillis}).
+     * How much shorter than the policy's a session's ping interval and maximum lifetime may be
+     * ({@link #sessionPingMillis}, {@link #sessionLifetimeMillis}).
      */
     static final int SPREAD_PERCENT = 15;
 
@@ -97,9 +97,9 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     }
 
     /**
-     * A session's maximum lifetime, in milliseconds: the policy's shortened by a uniform draw of up to {@link
-     * #SPREAD_PERCENT} percent, so that sessions opened together (a reconnect storm) are not closed together, and do
-     * not all reconnect at once again, at every lifetime; at least 1; 0 for no limit.
+     * A session's maximum lifetime, in milliseconds: the policy's shortened by a uniform draw of up to
+     * {@link #SPREAD_PERCENT} percent, so that sessions opened together (a reconnect storm) are not closed together,
+     * and do not all reconnect at once again, at every lifetime; at least 1; 0 for no limit.
      */
     long sessionLifetimeMillis(RandomGenerator random) {
         return maxLifetime.isZero() ? 0 : Math.max(1, spread(maxLifetime, random));
