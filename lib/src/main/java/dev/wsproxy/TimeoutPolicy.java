@@ -39,22 +39,20 @@ import dev.wsproxy.internal.Timeouts;
  *       reconnecting after a restart) are not closed together and do not all reconnect at once again, at every
  *       lifetime. No session's close starts later than this after it opened. {@link Duration#ZERO} (the default)
  *       means no limit.</li>
- *   <li><b>ping</b>: when a leg has read and written nothing for this long (the session's interval: see below), the
- *       proxy sends its peer a ping of its own; a peer that then sends nothing at all for another interval, not even
- *       the pong, is taken for dead: its connection is dropped and the other peer gets {@code 1014} (a dead backend) or
- *       {@code 1001} (a dead client). That finds a frozen or vanished peer (a host that lost power, a half-open TCP
- *       connection) within two intervals, where the idle timeout alone would wait an hour, and the pings keep quiet
- *       sessions alive through middleboxes that drop idle connections (cloud load balancers, NAT). The pongs that
- *       answer the proxy's pings are not relayed. A peer that reads nothing for two intervals, so that a ping or a
- *       relayed frame cannot be written, counts as dead too, even while it keeps sending (as nginx's
- *       {@code proxy_send_timeout}; with pings this bound replaces the idle timeout's). A peer must take a frame (at
- *       most 64 KiB) within two intervals, and before it about a third of the socket's send buffer (which Linux grows
- *       up to 4 MiB by default), which the kernel drains before it lets a write resume: about 25 KiB/s at 30 s in the
- *       worst case. A peer the proxy is not reading from because the other peer is slow is never judged by its silence
- *       (only by its reading). The idle timeout is then checked at each interval, so it fires up to one interval late.
- *       Each session's interval is this one shortened by up to 15 %, drawn at its handshake, so that sessions opened
- *       together do not ping together; never longer, so an interval below a load balancer's idle timeout stays below
- *       it. {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most deployments; the interval
+ *   <li><b>ping</b>: when a leg has read and written nothing for this long, the proxy sends its peer a ping of its
+ *       own; a peer that then sends nothing at all for another interval, not even the pong, is taken for dead: its
+ *       connection is dropped and the other peer gets {@code 1014} (a dead backend) or {@code 1001} (a dead client).
+ *       That finds a frozen or vanished peer (a host that lost power, a half-open TCP connection) within two
+ *       intervals, where the idle timeout alone would wait an hour, and the pings keep quiet sessions alive through
+ *       middleboxes that drop idle connections (cloud load balancers, NAT). The pongs that answer the proxy's pings
+ *       are not relayed. A peer that reads nothing for two intervals, so that a ping or a relayed frame cannot be
+ *       written, counts as dead too, even while it keeps sending (as nginx's {@code proxy_send_timeout}; with pings
+ *       this bound replaces the idle timeout's). A peer must take a frame (at most 64 KiB) within two intervals, and
+ *       before it about a third of the socket's send buffer (which Linux grows up to 4 MiB by default), which the
+ *       kernel drains before it lets a write resume: about 25 KiB/s at 30 s in the worst case. A peer the proxy is
+ *       not reading from because the other peer is slow is never judged by its silence (only by its reading). The
+ *       idle timeout is then checked at each interval, so it fires up to one interval late.
+ *       {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most deployments; the interval
  *       must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
  * </ul>
  */
@@ -106,8 +104,7 @@ public interface TimeoutPolicy {
     }
 
     /**
-     * Returns how long a leg may be silent before the proxy pings its peer (each session's interval is this one
-     * shortened by up to 15 %); see the class comment.
+     * Returns how long a leg may be silent before the proxy pings its peer; see the class comment.
      *
      * @return at least {@link #MIN_PING_INTERVAL} and shorter than {@link #idleTimeout()}, or {@link Duration#ZERO}
      *     (the default) for no pings; any other value also means no pings (logged at {@code WARN} once per policy

@@ -13,14 +13,15 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Raw clients opened one after the other within milliseconds, and the first frame each receives from the proxy, timed
- * by a reader thread of its own: for timers the proxy arms per session (pings, the maximum lifetime), which must not
- * fire together for sessions opened together.
+ * by a reader thread of its own: for a timer the proxy arms per session (the maximum lifetime), which must not fire
+ * together for sessions opened together.
  */
 final class FirstFrames {
 
     /**
      * A client's first frame, and when it came: in ms after the client started connecting (never sooner than the
-     * proxy's timer: its clock starts later) and after it read the {@code 101} (the proxy's clock starts about then).
+     * proxy's timer: its clock starts later) and after it read the {@code 101} (the proxy's clock starts about then:
+     * when the session opens).
      */
     record Timed(RawWebSocket.Frame frame, long sinceConnecting, long sinceConnected) {
     }

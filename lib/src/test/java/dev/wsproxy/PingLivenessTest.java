@@ -29,8 +29,7 @@ import org.junit.jupiter.api.Test;
  * backend is (without that rule the client is often judged first, and the test fails on its missing close frame). A
  * live peer is pinged each interval and its session stays open; the pongs answering the proxy's pings are not relayed,
  * while the peers' own pings and pongs still are, even a pong with the proxy's payload that answers no ping. The pings
- * do not keep an idle session alive: the idle timeout counts only what the relay carries. Sessions opened together
- * do not ping together: each draws its own interval, up to 15 % shorter than the policy's.
+ * do not keep an idle session alive: the idle timeout counts only what the relay carries.
  *
  * <p>The clients are raw sockets, so that the test sees every ping the proxy sends and decides whether to answer.
  * The waits for a verdict are bounded by the socket's read timeout (10 s), far above the two intervals it takes.
@@ -227,29 +226,6 @@ class PingLivenessTest {
             assertThat(pings).as("pings answered while idle").isGreaterThanOrEqualTo(2);
         }
         assertThat(backend.closes.poll(10, TimeUnit.SECONDS)).isEqualTo(new TestBackend.Closed(1001, "idle timeout"));
-    }
-
-    @Test
-    void spreadsThePingsOfSessionsOpenedTogether() throws Exception {
-        // Sixteen sessions opened one after the other within milliseconds: each one's first ping comes after its own
-        // interval, the policy's shortened by a draw of up to 15 % (3.4 to 4 s here), so the first pings spread over
-        // about 600 ms instead of arriving together.
-        long intervalMillis = 4_000;
-        TestBackend backend = new TestBackend("spread");
-        resources.add(backend);
-        proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
-                .route("/", backend.backend())
-                .timeoutPolicy(TimeoutPolicy.custom().ping(Duration.ofMillis(intervalMillis)).build())
-                .build();
-        proxy.start();
-
-        List<FirstFrames.Timed> firsts = FirstFrames.of(proxy, "/spread", 16);
-
-        assertThat(firsts).allSatisfy(first -> {
-            assertThat(first.frame().opcode()).isEqualTo(RawWebSocket.PING);
-            assertThat(first.frame().payload()).isEqualTo(PROXY_PING);
-        });
-        FirstFrames.assertSpreadBelow(firsts, intervalMillis);
     }
 
     @Test

@@ -135,8 +135,7 @@ final class Handshake {
         long remaining = deadline - NanoTime.now();
         long timeoutMillis = Math.max(1, Math.min(timeouts.connectTimeout().toMillis(),
                 TimeUnit.NANOSECONDS.toMillis(remaining)));
-        Configuration.ConfigurationCustomizer legConfiguration =
-                WebSocketProxyHandler.legConfiguration(relay.connectionIdleTimeout());
+        Configuration.ConfigurationCustomizer legConfiguration = WebSocketProxyHandler.legConfiguration(timeouts);
         HttpFields.Mutable headers = HttpFields.build();
         for (String subprotocol : view.subprotocols()) {
             headers.add(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);

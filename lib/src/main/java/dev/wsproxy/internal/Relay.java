@@ -79,20 +79,16 @@ import dev.wsproxy.SessionClose;
  *
  * <h2>Keep-alive pings</h2>
  * With a ping interval (see {@link dev.wsproxy.TimeoutPolicy}) shorter than the idle timeout, each leg's connection
- * times out after the session's ping interval (see below) instead of the idle timeout, and the leg's {@code KeepAlive}
- * runs each time the connection has read and written nothing for that long. It measures the idle timeout itself, from
- * the relay's counters (data bytes, messages, relayed pings and pongs of both legs), so that the proxy's own pings and
- * pongs do not keep a session alive; it sends the peer a ping; and the peer is dead when the previous ping still waits
- * to be written (the peer reads nothing), or when the connection has read nothing since that ping while it was waiting
- * to read. A leg the relay is not reading from (its frame waits for the other leg's send) is not waiting to read, so a
- * peer held back by a slow other peer is never judged by its silence. The pongs that answer the proxy's pings carry
- * {@link #PING_PAYLOAD} and are dropped, not relayed, one for each ping: any other pong is the peers' own, whatever it
- * carries. Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has
- * none of it (one null field), and nothing changes on the relay's paths. Each session's interval is the policy's
- * shortened by up to {@link Timeouts#SPREAD_PERCENT} percent, drawn once ({@link Timeouts#sessionPingMillis}): sessions
- * opened together (a reconnect storm after a restart) would otherwise ping together for as long as they stay quiet,
- * every interval one burst of writes on Jetty's one scheduler thread, delaying every other timer behind it. Never
- * longer: the interval is what keeps middleboxes from dropping quiet connections.
+ * times out after the ping interval instead of the idle timeout, and the leg's {@code KeepAlive} runs each time the
+ * connection has read and written nothing for that long. It measures the idle timeout itself, from the relay's
+ * counters (data bytes, messages, relayed pings and pongs of both legs), so that the proxy's own pings and pongs do not
+ * keep a session alive; it sends the peer a ping; and the peer is dead when the previous ping still waits to be written
+ * (the peer reads nothing), or when the connection has read nothing since that ping while it was waiting to read. A
+ * leg the relay is not reading from (its frame waits for the other leg's send) is not waiting to read, so a peer held
+ * back by a slow other peer is never judged by its silence. The pongs that answer the proxy's pings carry {@link
+ * #PING_PAYLOAD} and are dropped, not relayed, one for each ping: any other pong is the peers' own, whatever it carries.
+ * Only the leg's idle expiry touches the state, and Jetty runs those one at a time; with pings off a leg has none of
+ * it (one null field), and nothing changes on the relay's paths.
  *
  * <h2>Write timeout</h2>
  * A peer that keeps sending while it reads nothing keeps its connection from ever being idle, so neither the idle
@@ -124,11 +120,8 @@ final class Relay implements ProxySession {
     private final String id;
     private final Route route;
     private final Timeouts timeouts;
-    /**
-     * This session's ping interval in milliseconds (see "Keep-alive pings"); 0 when the proxy does not ping. Read
-     * once, not at each leg's open.
-     */
-    private final long pingMillis;
+    /** Whether the proxy pings quiet legs (see "Keep-alive pings"): read once, not at each leg's open. */
+    private final boolean pings;
     /** {@link Timeouts#writeTimeoutNanos()}; 0 for none. */
     private final long writeTimeoutNanos;
     private final InetSocketAddress clientAddress;
@@ -161,17 +154,12 @@ final class Relay implements ProxySession {
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
-        this.pingMillis = timeouts.sessionPingMillis(ThreadLocalRandom.current());
+        this.pings = timeouts.pings();
         this.writeTimeoutNanos = timeouts.writeTimeoutNanos();
         this.clientAddress = clientAddress;
         this.backend = backend;
         this.backendUri = backendUri;
         this.lease = lease;
-    }
-
-    /** The idle timeout of each leg's connection: this session's ping interval, or the idle timeout without pings. */
-    Duration connectionIdleTimeout() {
-        return timeouts.connectionIdleTimeout(pingMillis);
     }
 
     // ---- ProxySession ----
@@ -478,7 +466,7 @@ final class Relay implements ProxySession {
             LOG.debug("[{}] A write to the {} has been pending for {}", id, stalled.side,
                     Duration.ofNanos(writeTimeoutNanos));
         }
-        return pingMillis != 0
+        return pings
                 ? onUnresponsive(stalled)
                 : drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"));
     }
@@ -798,7 +786,7 @@ final class Relay implements ProxySession {
                 long traffic = traffic();
                 if (traffic != trafficSeen) {
                     trafficSeen = traffic;
-                    quietSince = now - TimeUnit.MILLISECONDS.toNanos(pingMillis);
+                    quietSince = now - timeouts.pingInterval().toNanos();
                 }
                 long idle = timeouts.idleTimeout().toNanos();
                 if (idle != 0 && now - quietSince >= idle) {
@@ -865,7 +853,7 @@ final class Relay implements ProxySession {
                 rateBurst = (rate - 1) * rateInterval;
                 rateFullAt = System.nanoTime();
             }
-            keepAlive = pingMillis != 0 ? new KeepAlive() : null;
+            keepAlive = pings ? new KeepAlive() : null;
             coreSession.addIdleTimeoutListener(timeout -> {
                 onConnectionIdle();
                 return false;
@@ -966,8 +954,7 @@ final class Relay implements ProxySession {
         }
 
         /**
-         * This leg's connection read and wrote nothing for its idle timeout: the session's ping interval when the
-         * proxy pings.
+         * This leg's connection read and wrote nothing for its idle timeout: the ping interval when the proxy pings.
          * Runs on the scheduler; a failure here would stop the connection's idle checks for good, so it is logged.
          */
         private void onConnectionIdle() {

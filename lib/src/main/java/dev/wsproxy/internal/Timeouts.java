@@ -17,10 +17,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     public static final Timeouts DEFAULTS = new Timeouts(
             DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_CLOSE_TIMEOUT, Duration.ZERO, Duration.ZERO);
 
-    /**
-     * How much shorter than the policy's a session's ping interval and maximum lifetime may be
-     * ({@link #sessionPingMillis}, {@link #sessionLifetimeMillis}).
-     */
+    /** How much shorter than the policy's a session's maximum lifetime may be ({@link #sessionLifetimeMillis}). */
     static final int SPREAD_PERCENT = 15;
 
     private static final Logger LOG = LoggerFactory.getLogger(Timeouts.class);
@@ -88,41 +85,32 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     }
 
     /**
-     * A session's ping interval, in milliseconds (the resolution of Jetty's idle timeouts): the policy's shortened by
-     * a uniform draw of up to {@link #SPREAD_PERCENT} percent, so that sessions opened together do not ping together
-     * (see "Keep-alive pings" in {@code Relay}); 0 when the proxy does not ping.
-     */
-    long sessionPingMillis(RandomGenerator random) {
-        return pings() ? spread(pingInterval, random) : 0;
-    }
-
-    /**
      * A session's maximum lifetime, in milliseconds: the policy's shortened by a uniform draw of up to
      * {@link #SPREAD_PERCENT} percent, so that sessions opened together (a reconnect storm) are not closed together,
-     * and do not all reconnect at once again, at every lifetime; at least 1; 0 for no limit.
+     * and do not all reconnect at once again, at every lifetime; at least 1; 0 for no limit. The ping interval is not
+     * drawn: pings that come together cost less than the same pings apart (see "Maximum lifetime drawn per session"
+     * in {@code docs/design.md}).
      */
     long sessionLifetimeMillis(RandomGenerator random) {
-        return maxLifetime.isZero() ? 0 : Math.max(1, spread(maxLifetime, random));
-    }
-
-    private static long spread(Duration duration, RandomGenerator random) {
-        long millis = duration.toMillis(); // at most Durations.LONGEST: no overflow below
-        return millis - random.nextLong(millis * SPREAD_PERCENT / 100 + 1);
+        if (maxLifetime.isZero()) {
+            return 0;
+        }
+        long millis = maxLifetime.toMillis(); // at most Durations.LONGEST: no overflow below
+        return Math.max(1, millis - random.nextLong(millis * SPREAD_PERCENT / 100 + 1));
     }
 
     /**
-     * The idle timeout of each leg's connection: the session's ping interval ({@link #sessionPingMillis}) when the
-     * proxy pings (the relay then measures the idle timeout itself, see {@code Relay}), the idle timeout otherwise.
+     * The idle timeout of each leg's connection: the ping interval when the proxy pings (the relay then measures the
+     * idle timeout itself, see {@code Relay}), the idle timeout otherwise.
      */
-    Duration connectionIdleTimeout(long sessionPingMillis) {
-        return sessionPingMillis != 0 ? Duration.ofMillis(sessionPingMillis) : idleTimeout;
+    Duration connectionIdleTimeout() {
+        return pings() ? pingInterval : idleTimeout;
     }
 
     /**
      * How long a frame the relay hands to a leg may wait to be written before the leg's peer counts as reading
-     * nothing, even while it keeps sending: two of the policy's ping intervals when the proxy pings (at least as long
-     * as an unwritten ping takes to find it, with a session's interval up to {@link #SPREAD_PERCENT} percent
-     * shorter), the idle timeout otherwise; 0 for no limit. In nanoseconds, computed for each session, so
+     * nothing, even while it keeps sending: two ping intervals when the proxy pings (as long as an unwritten ping
+     * takes to find it), the idle timeout otherwise; 0 for no limit. In nanoseconds, computed for each session, so
      * without {@code Duration.multipliedBy}, which goes through {@code BigDecimal} (half a kilobyte allocated per
      * session).
      */

@@ -434,9 +434,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return URI.create(scheme + "://" + base.getRawAuthority() + path + (query == null ? "" : "?" + query));
     }
 
-    static Configuration.ConfigurationCustomizer legConfiguration(Duration idleTimeout) {
+    static Configuration.ConfigurationCustomizer legConfiguration(Timeouts timeouts) {
         Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer();
-        configuration.setIdleTimeout(idleTimeout);
+        configuration.setIdleTimeout(timeouts.connectionIdleTimeout());
         configuration.setInputBufferSize(INITIAL_INPUT_BUFFER_SIZE);
         configuration.setMaxFrameSize(FRAME_BUFFER_SIZE);
         configuration.setAutoFragment(true);

@@ -57,9 +57,7 @@ class TimeoutsTest {
         String first = stderrOf(() -> copy[0] = Timeouts.copyOf(new FastPings(Duration.ofMillis(50))));
 
         assertThat(copy[0].pings()).isFalse();
-        assertThat(copy[0].sessionPingMillis(new SplittableRandom(1))).isZero();
-        assertThat(copy[0].connectionIdleTimeout(0)).as("no pings: the connections time out after the idle timeout")
-                .isEqualTo(Duration.ofMinutes(1));
+        assertThat(copy[0].connectionIdleTimeout()).isEqualTo(Duration.ofMinutes(1));
         assertThat(first).contains("WARN", FastPings.class.getName(), "ping PT0.05S", "no pings",
                 "at least PT0.1S and shorter than the idle timeout");
         // Another session, another instance: the same class is not logged again.
@@ -120,31 +118,6 @@ class TimeoutsTest {
         assertThat(copies[1].pingInterval()).isEqualTo(Durations.LONGEST);
         assertThat(copies[1].pings()).as("pings every 100 years under the same idle timeout: none").isFalse();
         assertThat(copies[1].writeTimeoutNanos()).isEqualTo(Durations.LONGEST.toNanos());
-    }
-
-    @Test
-    void drawsEachSessionsPingIntervalUpTo15PercentShorterThanThePolicysAndNeverLonger() {
-        Timeouts thirty = new Timeouts(Duration.ofSeconds(3), Duration.ofMinutes(5), Duration.ofSeconds(10),
-                Duration.ZERO, Duration.ofSeconds(30));
-        assertThat(thirty.sessionPingMillis(drawingZero())).as("the smallest draw").isEqualTo(30_000);
-        assertThat(thirty.sessionPingMillis(drawingTheLargest())).as("the largest draw").isEqualTo(25_500);
-        assertThat(thirty.connectionIdleTimeout(25_500)).as("pings: the connections time out after the session's")
-                .isEqualTo(Duration.ofMillis(25_500));
-        SplittableRandom random = new SplittableRandom(1);
-        Set<Long> drawn = new HashSet<>();
-        for (int i = 0; i < 1_000; i++) {
-            drawn.add(thirty.sessionPingMillis(random));
-        }
-        assertThat(drawn).allSatisfy(millis -> assertThat(millis).isBetween(25_500L, 30_000L));
-        assertThat(drawn).as("a thousand sessions' intervals, to the millisecond").hasSizeGreaterThan(800);
-
-        Timeouts shortest = new Timeouts(Duration.ofSeconds(3), Duration.ofSeconds(1), Duration.ofSeconds(10),
-                Duration.ZERO, TimeoutPolicy.MIN_PING_INTERVAL);
-        assertThat(shortest.sessionPingMillis(drawingTheLargest())).isEqualTo(85);
-        Timeouts century = new Timeouts(Duration.ofSeconds(3), Duration.ZERO, Duration.ofSeconds(10), Duration.ZERO,
-                ChronoUnit.FOREVER.getDuration());
-        assertThat(century.sessionPingMillis(drawingTheLargest())).as("no overflow at the cap")
-                .isEqualTo(Durations.LONGEST.toMillis() - Durations.LONGEST.toMillis() * 15 / 100);
     }
 
     @Test

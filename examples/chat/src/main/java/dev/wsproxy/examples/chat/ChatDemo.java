@@ -54,9 +54,8 @@ public final class ChatDemo implements AutoCloseable {
                     .route("/ws/", Backend.of(backendUri))
                     // The page and the socket share one origin: refuse pages of other sites (403).
                     .originValidator(OriginValidator.sameOrigin())
-                    // Close chats idle for ten minutes; ping a quiet browser or backend every 30 s (or up to 15 %
-                    // sooner, drawn per session), which finds a vanished one within a minute and keeps the socket
-                    // alive through load balancers and NAT.
+                    // Close chats idle for ten minutes; ping a quiet browser or backend every 30 s, which finds a
+                    // vanished one within a minute and keeps the socket alive through load balancers and NAT.
                     .timeoutPolicy(TimeoutPolicy.custom().idle(Duration.ofMinutes(10)).ping(Duration.ofSeconds(30))
                             .build())
                     .maxMessageSize(ChatBackend.MAX_MESSAGE_SIZE)

@@ -92,9 +92,9 @@ final class LauncherOptions {
                     + format(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT) + ")",
             "  --idle-timeout DURATION     close sessions idle this long, like 30s, 10m, 1h; 0 disables (default "
                     + format(TimeoutPolicy.DEFAULT_IDLE_TIMEOUT) + ")",
-            "  --ping-interval DURATION    ping a side silent this long (up to 15 % less, drawn per session),",
-            "                              and drop a peer that does not answer within another, like 30s;",
-            "                              shorter than --idle-timeout (default: 0, no pings)",
+            "  --ping-interval DURATION    ping a side silent this long, and drop a peer that does not answer",
+            "                              within another, like 30s; shorter than --idle-timeout (default: 0,",
+            "                              no pings)",
             "  --max-message-size BYTES    largest message relayed, like 65536, 64k, 16m (k = KiB, m = MiB;",
             "                              default " + (ProxyBuilder.DEFAULT_MAX_MESSAGE_SIZE >> 20) + "m)",
             "  --trusted-proxy CIDR        trust the X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host of",
