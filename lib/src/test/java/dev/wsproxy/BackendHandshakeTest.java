@@ -665,6 +665,22 @@ class BackendHandshakeTest {
     }
 
     @Test
+    void relaysAQueryWithCharactersBrowsersSendUnencodedWithThemEncoded() throws Exception {
+        // Browsers send { } | ^ ` \ unencoded in a query (and a stray %), which RFC 3986 does not allow there and
+        // java.net.URI refuses: they reach the backend percent-encoded, the escapes the client sent kept as they are.
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.switching(null)));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat?f={a}|b^c`d\\e&p=100%&q=%41"));
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(backend.nextRequest().requestLine())
+                    .isEqualTo("GET /ws/chat?f=%7Ba%7D%7Cb%5Ec%60d%5Ce&p=100%25&q=%41 HTTP/1.1");
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+    }
+
+    @Test
     void relaysFramesPipelinedWithTheHandshakeInOrder() throws Exception {
         TestBackend backend = testBackend("b1");
         startProxy(backend.backend());

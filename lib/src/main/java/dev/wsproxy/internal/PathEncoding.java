@@ -3,10 +3,13 @@ package dev.wsproxy.internal;
 import java.nio.charset.StandardCharsets;
 
 /**
- * Encodes a path for a backend request. Jetty's canonical path decodes what is safe to decode (UTF-8 letters) and
- * keeps escapes that would change the meaning of the path ({@code %2F}, {@code %3F}, {@code %20}...), so the
- * characters outside RFC 3986 {@code pchar} and {@code /} are encoded, and existing {@code %XX} escapes are kept as
- * they are rather than encoded twice.
+ * Encodes a path or a query for a backend request. Jetty's canonical path decodes what is safe to decode (UTF-8
+ * letters) and keeps escapes that would change the meaning of the path ({@code %2F}, {@code %3F}, {@code %20}...), so
+ * the characters outside RFC 3986 {@code pchar} and {@code /} are encoded, and existing {@code %XX} escapes are kept
+ * as they are rather than encoded twice. A query is the client's as it was sent, which Jetty does not check: browsers
+ * send {@code { } | ^ ` \} and non-ASCII letters unencoded there, which RFC 3986 does not allow (and
+ * {@code java.net.URI} refuses), so they are encoded the same way, keeping {@code ?}, {@code [} and {@code ]} too (PHP
+ * style {@code a[]=1}).
  */
 final class PathEncoding {
 
@@ -16,10 +19,19 @@ final class PathEncoding {
     }
 
     static String encodeKeepingEscapes(String path) {
+        return encode(path, false);
+    }
+
+    static String encodeQueryKeepingEscapes(String query) {
+        return encode(query, true);
+    }
+
+    private static String encode(String path, boolean query) {
         StringBuilder out = null;
         for (int i = 0; i < path.length(); i++) {
             char c = path.charAt(i);
-            boolean keep = isPathChar(c) || (c == '%' && isEscape(path, i));
+            boolean keep = isPathChar(c) || (query && (c == '?' || c == '[' || c == ']'))
+                    || (c == '%' && isEscape(path, i));
             if (keep) {
                 if (out != null) {
                     out.append(c);

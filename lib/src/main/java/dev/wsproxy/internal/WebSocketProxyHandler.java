@@ -415,7 +415,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     /**
      * Maps the request onto a backend like nginx's {@code proxy_pass}: a backend without a path gets the client's
-     * path as it was sent; a backend with a path gets that path in place of the route prefix. The query is kept.
+     * path as it was sent; a backend with a path gets that path in place of the route prefix. The query is kept, with
+     * the characters RFC 3986 does not allow there encoded ({@link PathEncoding#encodeQueryKeepingEscapes}).
      */
     static URI backendUri(Request request, Route route, Backend backend, boolean websocket) {
         URI base = backend.uri();
@@ -431,7 +432,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             path = basePath + PathEncoding.encodeKeepingEscapes(rest);
         }
         String query = uri.getQuery();
-        return URI.create(scheme + "://" + base.getRawAuthority() + path + (query == null ? "" : "?" + query));
+        return URI.create(scheme + "://" + base.getRawAuthority() + path
+                + (query == null ? "" : "?" + PathEncoding.encodeQueryKeepingEscapes(query)));
     }
 
     static Configuration.ConfigurationCustomizer legConfiguration(Timeouts timeouts) {
