@@ -113,6 +113,27 @@ class ForwardedHeadersTest {
     }
 
     @Test
+    void dropsForwardingAndProxyHeadersSpelledWithUnderscoresAndTheProxyHeader() throws Exception {
+        // CGI-style backends read X_Forwarded_For as X-Forwarded-For (HTTP_X_FORWARDED_FOR), and Proxy as the
+        // HTTP_PROXY of their own outgoing requests.
+        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", "app.example")
+                .add("X_Forwarded_For", "6.6.6.6")
+                .add("x_real_ip", "6.6.6.6")
+                .add("X_Forwarded_Proto", "https")
+                .add("X_Forwarded_Host", "evil.example")
+                .add("X_Forwarded_Port", "443")
+                .add("Proxy_Authorization", "Basic cHJveHk6c2VjcmV0")
+                .add("Proxy", "http://evil.example:8080")
+                .add("X_Trace_Id", "kept"));
+
+        assertThat(seen.headers()).doesNotContainKeys("x_forwarded_for", "x_real_ip", "x_forwarded_proto",
+                "x_forwarded_host", "x_forwarded_port", "proxy_authorization", "proxy");
+        assertThat(seen.header("X-Forwarded-For")).isEqualTo(CLIENT_IP);
+        assertThat(seen.header("X-Real-IP")).isEqualTo(CLIENT_IP);
+        assertThat(seen.header("X_Trace_Id")).as("other names with underscores go on").isEqualTo("kept");
+    }
+
+    @Test
     void replacesSpoofedRealIpProtoAndForwardedHost() throws Exception {
         TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", "app.example")
                 .add("X-Real-IP", "6.6.6.6")

@@ -16,6 +16,12 @@ import org.eclipse.jetty.server.Request;
  * are dropped first, so a client can never remove a header the proxy sets by naming it in {@code Connection}.
  * Forwarding headers ({@code X-Forwarded-*}, {@code X-Real-IP}, {@code Forwarded}) from a peer that is not a trusted
  * proxy are dropped and replaced, so a client cannot forge who it is; a trusted proxy's chain is extended.
+ *
+ * <p>Names are compared with {@code _} read as {@code -}: backends that map header names to CGI-style variables
+ * ({@code HTTP_X_FORWARDED_FOR}: Rack, many WSGI servers) read {@code X_Forwarded_For} as {@code X-Forwarded-For}, so
+ * a client's {@code X_Forwarded_For} would otherwise stand beside the proxy's and be read first. {@code Proxy} is
+ * dropped too: no client has a reason to send it, and CGI-style backends turn it into {@code HTTP_PROXY}, the
+ * outgoing proxy of their HTTP clients ("httpoxy").
  */
 final class ForwardedHeaders {
 
@@ -27,7 +33,7 @@ final class ForwardedHeaders {
     /** Never copied from the client: hop-by-hop, framing, or set by the proxy or by the backend handshake. */
     private static final Set<String> NOT_COPIED = Set.of(
             "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host",
-            "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host");
+            "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "proxy");
 
     private ForwardedHeaders() {
     }
@@ -43,7 +49,7 @@ final class ForwardedHeaders {
         HttpFields in = client.getHeaders();
         Set<String> named = connectionTokens(in);
         for (HttpField field : in) {
-            String name = field.getLowerCaseName();
+            String name = canonical(field.getLowerCaseName());
             if (NOT_COPIED.contains(name) || named.contains(name) || name.startsWith("proxy-")
                     || (websocket && name.startsWith("sec-websocket-"))
                     || (!identity.peerTrusted && (name.startsWith("x-forwarded-") || name.equals("forwarded")))) {
@@ -74,8 +80,13 @@ final class ForwardedHeaders {
     private static Set<String> connectionTokens(HttpFields headers) {
         Set<String> tokens = new HashSet<>();
         for (String token : headers.getCSV(HttpHeader.CONNECTION, false)) {
-            tokens.add(token.trim().toLowerCase(Locale.ROOT));
+            tokens.add(canonical(token.trim().toLowerCase(Locale.ROOT)));
         }
         return tokens;
+    }
+
+    /** A lower-case header name with {@code _} read as {@code -} (see the class comment). */
+    private static String canonical(String lowerCaseName) {
+        return lowerCaseName.indexOf('_') < 0 ? lowerCaseName : lowerCaseName.replace('_', '-');
     }
 }
