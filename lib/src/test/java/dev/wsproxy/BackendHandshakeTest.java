@@ -430,7 +430,18 @@ class BackendHandshakeTest {
         UPGRADE_H2C("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n{accept}\r\n"),
         NO_UPGRADE_HEADER("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n{accept}\r\n"),
         UNOFFERED_SUBPROTOCOL("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "{accept}Sec-WebSocket-Protocol: unoffered\r\n\r\n");
+                + "{accept}Sec-WebSocket-Protocol: unoffered\r\n\r\n"),
+        // RFC 6455 section 4.1: the accept value exactly, one Upgrade value that is "websocket", no extension unoffered.
+        ACCEPT_IN_OTHER_CASE("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "{ACCEPT}\r\n"),
+        SECOND_ACCEPT("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "{accept}Sec-WebSocket-Accept: " + RawFrames.SAMPLE_ACCEPT + "\r\n\r\n"),
+        UPGRADE_H2C_AND_WEBSOCKET("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c, websocket\r\n"
+                + "Connection: Upgrade\r\n{accept}\r\n"),
+        JETTY_INTERNAL_EXTENSION("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "{accept}Sec-WebSocket-Extensions: @validation\r\n\r\n"),
+        UNOFFERED_EXTENSION("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "{accept}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
 
         private final String script;
 
@@ -439,17 +450,30 @@ class BackendHandshakeTest {
         }
 
         RawBackend.Reply reply() {
-            return request -> script.replace("{accept}",
-                    "Sec-WebSocket-Accept: " + RawFrames.accept(request.header("Sec-WebSocket-Key")) + "\r\n");
+            return request -> {
+                String accept = RawFrames.accept(request.header("Sec-WebSocket-Key"));
+                return script.replace("{accept}", "Sec-WebSocket-Accept: " + accept + "\r\n")
+                        .replace("{ACCEPT}", "Sec-WebSocket-Accept: " + swapCase(accept) + "\r\n");
+            };
+        }
+
+        private static String swapCase(String value) {
+            StringBuilder swapped = new StringBuilder(value.length());
+            for (char c : value.toCharArray()) {
+                swapped.append(Character.isUpperCase(c) ? Character.toLowerCase(c) : Character.toUpperCase(c));
+            }
+            return swapped.toString();
         }
     }
 
     /**
      * Matrix rows B2 and B3: a 101 with a wrong or missing {@code Sec-WebSocket-Accept}, or one that does not switch
-     * to WebSocket, must not become a tunnel.
+     * to WebSocket, must not become a tunnel; nor one that RFC 6455 section 4.1 says the client must fail (the accept
+     * value in another case or twice, another protocol beside {@code websocket}, an extension the proxy did not offer).
      */
     @ParameterizedTest(name = "{0}")
-    @EnumSource(names = {"WRONG_ACCEPT", "MISSING_ACCEPT", "UPGRADE_H2C", "NO_UPGRADE_HEADER"})
+    @EnumSource(names = {"WRONG_ACCEPT", "MISSING_ACCEPT", "UPGRADE_H2C", "NO_UPGRADE_HEADER", "ACCEPT_IN_OTHER_CASE",
+            "SECOND_ACCEPT", "UPGRADE_H2C_AND_WEBSOCKET", "JETTY_INTERNAL_EXTENSION", "UNOFFERED_EXTENSION"})
     void answers502ForA101ThatIsNotAValidWebSocketUpgrade(Broken101 broken) throws Exception {
         RawBackend backend = rawBackend(RawBackend.answering(broken.reply()));
         startProxy(backend.backend());

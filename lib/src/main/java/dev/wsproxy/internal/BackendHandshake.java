@@ -411,25 +411,26 @@ final class BackendHandshake {
         }
 
         /**
-         * Validates a {@code 101} and builds the backend session on {@code endPoint}, as
-         * {@code CoreClientUpgradeRequest.upgrade} does; returns the failure's description when it is not valid.
+         * Validates a {@code 101} as RFC 6455 section 4.1 says a client must, more strictly than
+         * {@code CoreClientUpgradeRequest.upgrade}: one {@code Upgrade} value, {@code websocket} in any case (not
+         * {@code h2c, websocket}); one {@code Sec-WebSocket-Accept}, compared exactly (base64 has case); no extension
+         * at all (the proxy offers none; Jetty's client lets names starting with {@code @} through, its internal
+         * ones); one subprotocol among those offered. Returns the failure's description when it is not valid.
          */
         @Nullable String validate(HttpFields answer) {
-            if (!answer.contains(HttpHeader.UPGRADE, "websocket")) {
+            List<String> upgrade = answer.getValuesList(HttpHeader.UPGRADE);
+            if (upgrade.size() != 1 || !upgrade.get(0).trim().equalsIgnoreCase("websocket")) {
                 return "101 without Upgrade: websocket";
             }
             if (!answer.contains(HttpHeader.CONNECTION, "upgrade")) {
                 return "WebSocket upgrade missing 'Connection: Upgrade' header";
             }
-            String accept = answer.get(HttpHeader.SEC_WEBSOCKET_ACCEPT);
-            // Compared as Jetty's client does, ignoring case.
-            if (!WebSocketUtils.hashKey(key).equalsIgnoreCase(accept)) {
+            List<String> accept = answer.getValuesList(HttpHeader.SEC_WEBSOCKET_ACCEPT);
+            if (accept.size() != 1 || !WebSocketUtils.hashKey(key).equals(accept.get(0).trim())) {
                 return "Invalid Sec-WebSocket-Accept hash";
             }
-            for (String extension : answer.getCSV(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, false)) {
-                if (!extension.trim().startsWith("@")) {
-                    return "Sec-WebSocket-Extensions contained extension not requested";
-                }
+            if (!answer.getCSV(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, false).isEmpty()) {
+                return "Sec-WebSocket-Extensions contained extension not requested";
             }
             List<String> chosen = answer.getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
             if (chosen.size() > 1) {
