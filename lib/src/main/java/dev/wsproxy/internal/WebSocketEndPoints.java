@@ -1018,7 +1018,12 @@ public final class WebSocketEndPoints {
         static final AtomicInteger COUNT = new AtomicInteger();
         /** The lingering sockets of each running selector, closed when it stops. */
         private static final Map<ManagedSelector, Set<Linger>> BY_SELECTOR = new ConcurrentHashMap<>();
-        /** What the lingering sockets of a selector thread read into: one buffer per selector thread. */
+        /**
+         * What lingering sockets are read into, one buffer per thread that read one: a selector's thread, or a pool
+         * thread that took over its selecting (Jetty's execution strategy hands that role on), so at most the pool's
+         * threads × 64 KiB of direct memory, kept until the thread ends (the JDK would keep as much per thread for a
+         * heap buffer's reads).
+         */
         private static final ThreadLocal<ByteBuffer> SCRATCH =
                 ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(64 * 1024));
 
