@@ -86,7 +86,8 @@ public interface HandshakeRequest {
      * Returns the value of a query parameter, decoded.
      *
      * @param name the parameter name, case-sensitive
-     * @return the first value, or {@code null} when the query has no such parameter
+     * @return the first value, or {@code null} when the query has no such parameter, or does not decode (a
+     *     {@code %} that starts no escape, bytes that are not UTF-8): such a query has no readable parameter
      */
     @Nullable String queryParameter(String name);
 

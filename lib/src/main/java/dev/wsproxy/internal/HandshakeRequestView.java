@@ -14,6 +14,7 @@ import java.util.Set;
 import org.eclipse.jetty.http.HttpCookie;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpException;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.server.Request;
@@ -155,7 +156,18 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public @Nullable String queryParameter(String name) {
-        return request.getHttpURI().getQuery() == null ? null : Request.extractQueryParameters(request).getValue(name);
+        if (request.getHttpURI().getQuery() == null) {
+            return null;
+        }
+        try {
+            return Request.extractQueryParameters(request).getValue(name);
+        } catch (RuntimeException e) {
+            if (e instanceof HttpException) {
+                // Jetty's "Bad query" (400): a client's malformed query, not the selector's or authenticator's fault.
+                return null;
+            }
+            throw e;
+        }
     }
 
     @Override
