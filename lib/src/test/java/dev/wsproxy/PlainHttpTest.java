@@ -3,10 +3,21 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.net.URI;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 
+import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.Callback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -70,6 +81,52 @@ class PlainHttpTest {
         assertThat(response.bodyText())
                 .isEqualTo("plain:/ws/plain?q=1 host:" + RawHttp.host(proxy) + " xff:127.0.0.1 uid:null uid_:null");
         assertThat(next.requests).isEmpty();
+    }
+
+    @Test
+    void carriesMoreThan64LongRequestsToOneBackendAtOnce() throws Exception {
+        // Long polls (Socket.IO's fallback holds a GET for 25 s): Jetty's client would keep the 65th waiting behind
+        // the other 64 on its connections to the backend, which holds every request until all 65 have arrived.
+        int requests = 65;
+        CountDownLatch arrived = new CountDownLatch(requests);
+        CompletableFuture<Void> release = new CompletableFuture<>();
+        Server holding = new Server();
+        ServerConnector connector = new ServerConnector(holding);
+        connector.setHost("127.0.0.1");
+        holding.addConnector(connector);
+        holding.setHandler(new Handler.Abstract.NonBlocking() {
+            @Override
+            public boolean handle(org.eclipse.jetty.server.Request request, Response response, Callback callback) {
+                arrived.countDown();
+                release.whenComplete((ignored, failure) -> Content.Sink.write(response, true, "held", callback));
+                return true;
+            }
+        });
+        holding.start();
+        List<RawHttp> clients = new ArrayList<>();
+        try (WebSocketProxy polls = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/poll/", Backend.of("ws://127.0.0.1:" + connector.getLocalPort())).build()) {
+            polls.start();
+            for (int i = 0; i < requests; i++) {
+                RawHttp client = RawHttp.connect(polls);
+                clients.add(client);
+                client.send(Request.plain("GET", "/poll/" + i, RawHttp.host(polls)));
+            }
+            assertThat(arrived.await(10, TimeUnit.SECONDS)).as("%d of %d requests at the backend",
+                    requests - arrived.getCount(), requests).isTrue();
+            release.complete(null);
+            for (RawHttp client : clients) {
+                RawHttp.Response response = client.readResponse();
+                assertThat(response.status()).isEqualTo(200);
+                assertThat(response.bodyText()).isEqualTo("held");
+            }
+        } finally {
+            release.complete(null);
+            for (RawHttp client : clients) {
+                client.close();
+            }
+            holding.stop();
+        }
     }
 
     @Test

@@ -1,5 +1,7 @@
 package dev.wsproxy.internal;
 
+import java.time.Duration;
+
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.proxy.ProxyHandler;
@@ -10,7 +12,11 @@ import dev.wsproxy.BackendTls;
 /**
  * Proxies plain HTTP requests on a route (the nginx {@code map $http_upgrade} case) with Jetty's {@link ProxyHandler}.
  * {@link WebSocketProxyHandler} picks the backend and stores the target URI and the route as request attributes;
- * this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}).
+ * this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}), and the same
+ * limits: as many connections per backend as handshakes in flight (Jetty's client allows 64, so the 65th long poll,
+ * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), and the longest connect
+ * timeout of the routes. A request still goes quiet for at most 30 s (the client's idle timeout, and the least the
+ * proxy's connector has).
  */
 final class HttpForwarder extends ProxyHandler {
 
@@ -20,9 +26,13 @@ final class HttpForwarder extends ProxyHandler {
     static final String VIEW_ATTRIBUTE = HttpForwarder.class.getName() + ".view";
 
     private final BackendTls tls;
+    private final int maxConnectionsPerBackend;
+    private final Duration connectTimeout;
 
-    HttpForwarder(BackendTls tls) {
+    HttpForwarder(BackendTls tls, int maxConnectionsPerBackend, Duration connectTimeout) {
         this.tls = tls;
+        this.maxConnectionsPerBackend = maxConnectionsPerBackend;
+        this.connectTimeout = connectTimeout;
         setUseServerThreadPool(true);
     }
 
@@ -37,6 +47,9 @@ final class HttpForwarder extends ProxyHandler {
         httpClient.setUserAgentField(null);
         // The same verification, trust, client certificate and protocol floor as the WebSocket backend leg.
         httpClient.setSslContextFactory(tls.newSslContextFactory());
+        httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
+        httpClient.setMaxRequestsQueuedPerDestination(maxConnectionsPerBackend * 4);
+        httpClient.setConnectTimeout(connectTimeout.toMillis());
     }
 
     @Override

@@ -106,7 +106,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     public WebSocketProxyHandler(ProxyConfig config) {
         this.config = config;
-        this.httpForwarder = new HttpForwarder(config.tls().backend());
+        this.httpForwarder = new HttpForwarder(config.tls().backend(), MAX_PENDING_HANDSHAKES_PER_BACKEND,
+                maxConnectTimeout());
         Handler next = config.nextHandler();
         if (next != null) {
             setHandler(next);
