@@ -189,6 +189,30 @@ class BalancingTest {
     }
 
     @Test
+    void neverOpensASessionOnABackendDrainedAfterItsSelection() throws Exception {
+        // The race between drain() and a handshake, made certain: the selector drains the backend it then returns.
+        // drain() finds no session of it to close, so the handshake itself must see the backend draining.
+        BackendSelector drainingA = new BackendSelector() {
+            private int calls;
+
+            @Override
+            public synchronized Backend select(SelectionContext context) {
+                if (calls++ == 0) {
+                    proxy.drain(a.backend(), Duration.ZERO);
+                    return a.backend();
+                }
+                return b.backend();
+            }
+        };
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend()).backendSelector(drainingA)));
+
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).as("the session, failed over from the drained backend").isEqualTo("b");
+        assertThat(a.upgrades).as("handshakes the drained backend got").isEmpty();
+        closeAll(open);
+    }
+
+    @Test
     void relaysABackendRefusalWithoutFailingOver() throws Exception {
         start(ProxyBuilder.create().route("/reject403", a.backend(), b.backend()));
         try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/reject403")) {

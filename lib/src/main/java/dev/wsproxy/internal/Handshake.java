@@ -117,6 +117,15 @@ final class Handshake {
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
             return;
         }
+        if (state.state() == BackendStatus.State.DRAINING) {
+            // Drained since the selector chose it (or chosen by a selector that ignores the state): drain() closes
+            // the sessions it finds registered after marking the backend, so one registered before this check is
+            // found, and one registered after it is turned away here. Another backend, or 503.
+            slot.release();
+            relay.onBackendFailed();
+            nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend draining");
+            return;
+        }
         connect(relay, state, slot, backend, backendUri);
     }
 
