@@ -95,7 +95,7 @@ public final class HealthCheck {
     /**
      * Returns a copy probing every {@code interval}.
      *
-     * @param interval a positive duration
+     * @param interval a positive duration (less than a millisecond counts as one)
      * @return the changed check
      */
     public HealthCheck interval(Duration interval) {
@@ -106,7 +106,7 @@ public final class HealthCheck {
     /**
      * Returns a copy whose probes fail when they take longer than {@code timeout}.
      *
-     * @param timeout a positive duration
+     * @param timeout a positive duration (less than a millisecond counts as one)
      * @return the changed check
      */
     public HealthCheck timeout(Duration timeout) {

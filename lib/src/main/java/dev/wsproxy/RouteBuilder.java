@@ -56,7 +56,7 @@ public final class RouteBuilder {
      * first look-up, or the refresh sees stale addresses.
      *
      * @param uri a backend URI whose host is a DNS name, like {@code ws://chat.default.svc.cluster.local:8080}
-     * @param refresh how often to resolve again
+     * @param refresh how often to resolve again (positive; less than a millisecond counts as one)
      * @return this builder
      */
     public RouteBuilder backendsFromDns(String uri, Duration refresh) {

@@ -106,6 +106,23 @@ class HealthAndDnsTest {
     }
 
     @Test
+    void takesASubMillisecondTimeoutAsOneMillisecondNotAsNone() throws Exception {
+        // Jetty reads a timeout of 0 ms as none: a backend that accepts and never answers stayed UP forever.
+        RawBackend silent = RawBackend.holding(RawBackend.silent());
+        try {
+            start(ProxyBuilder.create().route("/ws/", silent.backend())
+                    .healthCheck(HealthCheck.http("/status").interval(Duration.ofMillis(100))
+                            .timeout(Duration.ofNanos(500)).thresholds(1, 1)));
+            assertThat(nextChange()).as("the silent backend, taken out by its probe's timeout")
+                    .isEqualTo(new Change(silent.backend().uri().toString(), BackendStatus.State.UP,
+                            BackendStatus.State.DOWN));
+        } finally {
+            Clients.tearDown(proxy, null, silent);
+            proxy = null;
+        }
+    }
+
+    @Test
     void followsTheAddressesOfADnsName() throws Exception {
         start(ProxyBuilder.create().route("/ws/", r -> r.backendsFromDns("ws://localhost:" + a.port(),
                 Duration.ofMillis(200))));

@@ -16,6 +16,15 @@ public final class Durations {
     private Durations() {
     }
 
+    /**
+     * A positive duration in milliseconds, at least 1: timers and Jetty's timeouts count milliseconds, and 0 would
+     * mean "at once, again and again" for a period (a health check's interval, a DNS refresh) and "never" for a
+     * timeout. Sub-millisecond durations are valid in the API (positive), so they are rounded up, not refused.
+     */
+    public static long millis(Duration positive) {
+        return Math.max(1, positive.toMillis());
+    }
+
     /** {@code duration}, or {@link #LONGEST} when it is longer; {@code null} stays {@code null}. */
     public static Duration capped(Duration duration) {
         return duration != null && duration.compareTo(LONGEST) > 0 ? LONGEST : duration;
