@@ -130,6 +130,21 @@ class PlainHttpTest {
     }
 
     @Test
+    void refusesConnectAndTraceWith405AndForwardsNeither() throws Exception {
+        assertThat(get(Request.plain("TRACE", "/ws/plain", RawHttp.host(proxy))).status()).isEqualTo(405);
+        assertThat(get(Request.plain("TRACE", "/raw/x", RawHttp.host(proxy))).status()).isEqualTo(405);
+        try (WebSocketProxy tunnels = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", raw.backend()).build()) {
+            tunnels.start();
+            try (RawHttp client = RawHttp.connect(tunnels)) {
+                RawHttp.Response response = client.exchange(
+                        Request.plain("CONNECT", "example.com:443", "example.com:443"));
+                assertThat(response.status()).as("%s", response).isEqualTo(405);
+            }
+        }
+        assertThat(raw.requests).as("requests the raw backend got").isEmpty();
+    }
+
+    @Test
     void replacesTheForwardedForOfAnUntrustedPeerOnPlainHttp() throws Exception {
         RawHttp.Response response = get(Request.plain("GET", "/ws/plain", RawHttp.host(proxy))
                 .add("X-Forwarded-For", "1.2.3.4"));

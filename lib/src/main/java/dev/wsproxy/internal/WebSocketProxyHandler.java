@@ -13,6 +13,7 @@ import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.client.transport.HttpClientTransportOverHTTP;
 import org.eclipse.jetty.http.HttpCookieStore;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpMethod;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.server.Handler;
@@ -346,11 +347,18 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     /**
      * Forwards a plain HTTP request on a route to a backend, after the route's authenticator (if any) allowed it: a
      * route that authenticates its WebSocket sessions also guards the plain HTTP it forwards (Socket.IO's polling
-     * fallback, REST calls under the same prefix), with the same backend headers.
+     * fallback, REST calls under the same prefix), with the same backend headers. {@code CONNECT} (a tunnel, whose
+     * authority-form target Jetty maps to the path {@code /}) and {@code TRACE} (which would echo the proxy's headers
+     * for the backend) get {@code 405}, as from nginx.
      */
     private boolean forwardHttp(Request request, Response response, Callback callback, Route route) throws Exception {
         if (draining) {
             Responses.error(response, callback, HttpStatus.SERVICE_UNAVAILABLE_503);
+            return true;
+        }
+        String method = request.getMethod();
+        if (HttpMethod.CONNECT.is(method) || HttpMethod.TRACE.is(method)) {
+            Responses.error(response, callback, HttpStatus.METHOD_NOT_ALLOWED_405);
             return true;
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route,
