@@ -130,6 +130,26 @@ class PlainHttpTest {
     }
 
     @Test
+    void dropsTheResponseHeadersTheBackendNamesInConnection() throws Exception {
+        RawBackend naming = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nConnection: X-Debug, x_trace\r\n"
+                + "X-Debug: internal\r\nX-Trace: internal\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"));
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", naming.backend())
+                .build()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("GET", "/x", RawHttp.host(proxying)));
+            }
+            assertThat(response.status()).isEqualTo(200);
+            assertThat(response.header("X-Kept")).isEqualTo("yes");
+            assertThat(response.header("X-Debug")).as("named in the backend's Connection").isNull();
+            assertThat(response.header("X-Trace")).as("named with _ for -").isNull();
+        } finally {
+            naming.close();
+        }
+    }
+
+    @Test
     void refusesConnectAndTraceWith405AndForwardsNeither() throws Exception {
         assertThat(get(Request.plain("TRACE", "/ws/plain", RawHttp.host(proxy))).status()).isEqualTo(405);
         assertThat(get(Request.plain("TRACE", "/raw/x", RawHttp.host(proxy))).status()).isEqualTo(405);

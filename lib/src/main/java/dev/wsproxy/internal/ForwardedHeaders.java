@@ -77,7 +77,7 @@ final class ForwardedHeaders {
         }
     }
 
-    private static Set<String> connectionTokens(HttpFields headers) {
+    static Set<String> connectionTokens(HttpFields headers) {
         Set<String> tokens = new HashSet<>();
         for (String token : headers.getCSV(HttpHeader.CONNECTION, false)) {
             tokens.add(canonical(token.trim().toLowerCase(Locale.ROOT)));
@@ -86,7 +86,7 @@ final class ForwardedHeaders {
     }
 
     /** A lower-case header name with {@code _} read as {@code -} (see the class comment). */
-    private static String canonical(String lowerCaseName) {
+    static String canonical(String lowerCaseName) {
         return lowerCaseName.indexOf('_') < 0 ? lowerCaseName : lowerCaseName.replace('_', '-');
     }
 }

@@ -1,11 +1,16 @@
 package dev.wsproxy.internal;
 
 import java.time.Duration;
+import java.util.Set;
 
 import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.util.Callback;
+import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.BackendTls;
 
@@ -16,7 +21,8 @@ import dev.wsproxy.BackendTls;
  * limits: as many connections per backend as handshakes in flight (Jetty's client allows 64, so the 65th long poll,
  * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), and the longest connect
  * timeout of the routes. A request still goes quiet for at most 30 s (the client's idle timeout, and the least the
- * proxy's connector has).
+ * proxy's connector has). The headers a backend's response names in its {@code Connection} are its hop-by-hop ones
+ * (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list.
  */
 final class HttpForwarder extends ProxyHandler {
 
@@ -24,6 +30,9 @@ final class HttpForwarder extends ProxyHandler {
     static final String ROUTE_ATTRIBUTE = HttpForwarder.class.getName() + ".route";
     /** The request's {@link HandshakeRequestView}, carrying what the route's authenticator allowed. */
     static final String VIEW_ATTRIBUTE = HttpForwarder.class.getName() + ".view";
+
+    /** The names the response being copied on this thread lists in its {@code Connection} header. */
+    private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
 
     private final BackendTls tls;
     private final int maxConnectionsPerBackend;
@@ -50,6 +59,32 @@ final class HttpForwarder extends ProxyHandler {
         httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
         httpClient.setMaxRequestsQueuedPerDestination(maxConnectionsPerBackend * 4);
         httpClient.setConnectTimeout(connectTimeout.toMillis());
+    }
+
+    @Override
+    protected org.eclipse.jetty.client.Response.CompleteListener newServerToProxyResponseListener(
+            Request clientToProxyRequest, org.eclipse.jetty.client.Request proxyToServerRequest,
+            Response proxyToClientResponse, Callback proxyToClientCallback) {
+        return new ProxyResponseListener(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
+                proxyToClientCallback) {
+            @Override
+            public void onHeaders(org.eclipse.jetty.client.Response serverToProxyResponse) {
+                // Jetty copies the headers within this call, through filterServerToProxyResponseField.
+                RESPONSE_CONNECTION_TOKENS.set(ForwardedHeaders.connectionTokens(serverToProxyResponse.getHeaders()));
+                try {
+                    super.onHeaders(serverToProxyResponse);
+                } finally {
+                    RESPONSE_CONNECTION_TOKENS.remove();
+                }
+            }
+        };
+    }
+
+    @Override
+    protected @Nullable HttpField filterServerToProxyResponseField(HttpField serverToProxyResponseField) {
+        Set<String> named = RESPONSE_CONNECTION_TOKENS.get();
+        String name = ForwardedHeaders.canonical(serverToProxyResponseField.getLowerCaseName());
+        return named != null && named.contains(name) ? null : serverToProxyResponseField;
     }
 
     @Override
