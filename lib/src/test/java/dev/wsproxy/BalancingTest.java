@@ -136,6 +136,26 @@ class BalancingTest {
     }
 
     @Test
+    void keepsTheCountsOfABackendRemovedAndAddedBackWhileItsSessionsStayOpen() throws Exception {
+        // As a DNS answer that leaves an address out once: with a fresh state the backend would count none of its
+        // open sessions, and least-connections would send it every new session.
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
+                .backendSelector(BackendSelector.leastConnections())));
+        List<WsRecorder> open = new ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            whoServes(open);
+        }
+        proxy.updateBackends("/ws/", List.of(b.backend()));
+        proxy.updateBackends("/ws/", List.of(a.backend(), b.backend()));
+
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::activeSessions).containsExactly(2, 2);
+        assertThat(proxy.backendStatus("/ws/").get(0).state()).isEqualTo(BackendStatus.State.UP);
+        assertThat(List.of(whoServes(open), whoServes(open))).as("least connections, counts kept")
+                .containsExactlyInAnyOrder("a", "b");
+        closeAll(open);
+    }
+
+    @Test
     void answers503WithRetryAfterWhenNoBackendIsAvailable() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
         proxy.drain(a.backend(), Duration.ZERO);

@@ -12,13 +12,17 @@ import dev.wsproxy.BackendStatus;
 /**
  * The backends of one route and their states. The list is replaced atomically ({@link #replace}); states are kept
  * for backends that stay (by URI), so counters and health survive a replacement and sessions already open keep
- * releasing into the right state.
+ * releasing into the right state. A backend removed while it has sessions keeps its state until they end, and gets
+ * it back if it returns meanwhile (a DNS answer that left it out once): with a fresh one, it would count none of its
+ * open sessions, and least-connections would send it every new one.
  */
 public final class RouteBackends {
 
     private volatile List<BackendState> states;
     /** Backends a custom selector picked that are not in the list: one state each, so their counts add up. */
     private final Map<Backend, BackendState> others = new java.util.concurrent.ConcurrentHashMap<>();
+    /** Removed backends whose sessions or handshakes were still open at their removal, by URI (see above). */
+    private final Map<java.net.URI, BackendState> retired = new java.util.concurrent.ConcurrentHashMap<>();
 
     RouteBackends(List<Backend> backends) {
         List<BackendState> initial = new ArrayList<>();
@@ -30,6 +34,14 @@ public final class RouteBackends {
 
     List<BackendState> states() {
         return states;
+    }
+
+    /** Every state that may hold counts: the list's, the removed backends' and those outside the list. */
+    List<BackendState> allStates() {
+        List<BackendState> all = new ArrayList<>(states);
+        all.addAll(retired.values());
+        all.addAll(others.values());
+        return all;
     }
 
     List<Backend> backends() {
@@ -97,6 +109,9 @@ public final class RouteBackends {
         for (Backend backend : backends) {
             BackendState state = old.remove(backend.uri());
             if (state == null) {
+                state = retired.remove(backend.uri());
+            }
+            if (state == null) {
                 state = new BackendState(backend);
             } else {
                 state.backend(backend);
@@ -104,10 +119,13 @@ public final class RouteBackends {
             }
             next.add(state);
         }
-        // Removed backends keep their states only through the sessions that still hold a lease on them.
+        // Removed backends keep their states through the sessions that still hold a lease on them, and here while
+        // they have any.
         for (BackendState removed : old.values()) {
             removed.draining(true);
+            retired.put(removed.backend().uri(), removed);
         }
+        retired.values().removeIf(state -> state.activeSessions() == 0 && state.pendingHandshakes() == 0);
         states = List.copyOf(next);
     }
 }

@@ -584,7 +584,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         int active = 0;
         int pending = 0;
         for (Route route : config.routes()) {
-            for (BackendState state : route.backends().states()) {
+            for (BackendState state : route.backends().allStates()) {
                 active += state.activeSessions();
                 pending += state.pendingHandshakes();
             }
