@@ -86,8 +86,9 @@ public interface HandshakeRequest {
      * Returns the value of a query parameter, decoded.
      *
      * @param name the parameter name, case-sensitive
-     * @return the first value, or {@code null} when the query has no such parameter, or does not decode (a
-     *     {@code %} that starts no escape, bytes that are not UTF-8): such a query has no readable parameter
+     * @return the first value, or {@code null} when the query has no such parameter. A query that does not decode
+     *     strictly (a {@code %} that starts no escape, bytes that are not UTF-8) is decoded leniently: the bad escape
+     *     kept as it is, bad bytes as U+FFFD, the other parameters as the backend reads them
      */
     @Nullable String queryParameter(String name);
 

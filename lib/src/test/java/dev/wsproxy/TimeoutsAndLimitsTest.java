@@ -66,6 +66,18 @@ class TimeoutsAndLimitsTest {
     }
 
     @Test
+    void takesASubMillisecondIdleTimeoutAsOneMillisecondNotAsNone() throws Exception {
+        // Jetty takes idle timeouts in milliseconds, and 0 as none: 500 µs made sessions that never idled out.
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend())
+                .timeoutPolicy(TimeoutPolicy.idle(Duration.ofNanos(500_000))).build();
+        proxy.start();
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/ws/idle"))) {
+            RawWebSocket.assertCloseFrame(client.read(), 1001, "idle timeout");
+        }
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "idle timeout"));
+    }
+
+    @Test
     void closesSessionsAtTheirMaximumLifetime() throws Exception {
         WsRecorder client = connect(b -> b.timeoutPolicy(
                 TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(400)).build()));

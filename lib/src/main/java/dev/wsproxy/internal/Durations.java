@@ -12,6 +12,7 @@ public final class Durations {
 
     /** 100 years: practically forever, and about a third of what nanoseconds count. */
     public static final Duration LONGEST = Duration.ofDays(36_525);
+    private static final Duration ONE_MILLI = Duration.ofMillis(1);
 
     private Durations() {
     }
@@ -23,6 +24,15 @@ public final class Durations {
      */
     public static long millis(Duration positive) {
         return Math.max(1, positive.toMillis());
+    }
+
+    /**
+     * {@code duration}, or one millisecond when it is positive and shorter (Jetty takes timeouts in milliseconds, and
+     * 0 means none); {@code null} stays {@code null}.
+     */
+    public static Duration atLeastOneMilli(Duration duration) {
+        return duration != null && duration.compareTo(ONE_MILLI) < 0 && duration.compareTo(Duration.ZERO) > 0
+                ? ONE_MILLI : duration;
     }
 
     /** {@code duration}, or {@link #LONGEST} when it is longer; {@code null} stays {@code null}. */

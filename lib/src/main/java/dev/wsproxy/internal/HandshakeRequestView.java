@@ -18,6 +18,8 @@ import org.eclipse.jetty.http.HttpException;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.util.Fields;
+import org.eclipse.jetty.util.UrlEncoded;
 import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.AuthDecision;
@@ -156,17 +158,23 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public @Nullable String queryParameter(String name) {
-        if (request.getHttpURI().getQuery() == null) {
+        String query = request.getHttpURI().getQuery();
+        if (query == null) {
             return null;
         }
         try {
             return Request.extractQueryParameters(request).getValue(name);
         } catch (RuntimeException e) {
-            if (e instanceof HttpException) {
-                // Jetty's "Bad query" (400): a client's malformed query, not the selector's or authenticator's fault.
-                return null;
+            if (!(e instanceof HttpException)) {
+                throw e;
             }
-            throw e;
+            // Jetty's "Bad query" (a % that starts no escape, bytes that are not UTF-8): the client's doing, not the
+            // selector's or the authenticator's failure. Decoded leniently instead, a bad escape kept as it is and bad
+            // bytes as U+FFFD, so that every other parameter reads as the backend will read it (the proxy forwards
+            // the query, with a lone % encoded): ?x=%&room=admin has room=admin on both sides.
+            Fields fields = new Fields(true);
+            UrlEncoded.decodeUtf8To(query, 0, query.length(), fields::add, true, true, true);
+            return fields.getValue(name);
         }
     }
 

@@ -37,7 +37,7 @@ public final class RouteBackends {
     }
 
     /** Every state that may hold counts: the list's, the removed backends' and those outside the list. */
-    List<BackendState> allStates() {
+    synchronized List<BackendState> allStates() {
         List<BackendState> all = new ArrayList<>(states);
         all.addAll(retired.values());
         all.addAll(others.values());
@@ -101,6 +101,9 @@ public final class RouteBackends {
     }
 
     synchronized void replace(List<Backend> backends) {
+        // Only a removed backend whose sessions are still open comes back with its state: one whose sessions all
+        // ended starts afresh, as a new backend does (its old health may be long out of date).
+        retired.values().removeIf(state -> state.activeSessions() == 0 && state.pendingHandshakes() == 0);
         Map<java.net.URI, BackendState> old = new HashMap<>();
         for (BackendState state : states) {
             old.put(state.backend().uri(), state);
@@ -123,9 +126,10 @@ public final class RouteBackends {
         // they have any.
         for (BackendState removed : old.values()) {
             removed.draining(true);
-            retired.put(removed.backend().uri(), removed);
+            if (removed.activeSessions() != 0 || removed.pendingHandshakes() != 0) {
+                retired.put(removed.backend().uri(), removed);
+            }
         }
-        retired.values().removeIf(state -> state.activeSessions() == 0 && state.pendingHandshakes() == 0);
         states = List.copyOf(next);
     }
 }

@@ -24,13 +24,16 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     /** The classes of the user policies a value out of range was logged for: once each, not once per session. */
     private static final Set<Class<?>> WARNED = ConcurrentHashMap.newKeySet();
 
-    /** Caps each duration at {@link Durations#LONGEST}: longer ones mean "forever" and would overflow. */
+    /**
+     * Caps each duration at {@link Durations#LONGEST} (longer ones mean "forever" and would overflow) and rounds a
+     * positive one shorter than a millisecond up to one (Jetty would read its 0 ms as no timeout at all).
+     */
     public Timeouts {
-        connectTimeout = Durations.capped(connectTimeout);
-        idleTimeout = Durations.capped(idleTimeout);
-        closeTimeout = Durations.capped(closeTimeout);
-        maxLifetime = Durations.capped(maxLifetime);
-        pingInterval = Durations.capped(pingInterval);
+        connectTimeout = Durations.capped(Durations.atLeastOneMilli(connectTimeout));
+        idleTimeout = Durations.capped(Durations.atLeastOneMilli(idleTimeout));
+        closeTimeout = Durations.capped(Durations.atLeastOneMilli(closeTimeout));
+        maxLifetime = Durations.capped(Durations.atLeastOneMilli(maxLifetime));
+        pingInterval = Durations.capped(Durations.atLeastOneMilli(pingInterval));
     }
 
     /**

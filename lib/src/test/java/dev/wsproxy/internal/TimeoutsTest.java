@@ -8,6 +8,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.temporal.ChronoUnit;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.random.RandomGenerator;
@@ -118,6 +119,15 @@ class TimeoutsTest {
         assertThat(copies[1].pingInterval()).isEqualTo(Durations.LONGEST);
         assertThat(copies[1].pings()).as("pings every 100 years under the same idle timeout: none").isFalse();
         assertThat(copies[1].writeTimeoutNanos()).isEqualTo(Durations.LONGEST.toNanos());
+    }
+
+    @Test
+    void roundsAPositiveDurationShorterThanAMillisecondUpToOne() {
+        Duration half = Duration.ofNanos(500_000);
+        Timeouts timeouts = new Timeouts(half, half, half, half, Duration.ZERO);
+        assertThat(List.of(timeouts.connectTimeout(), timeouts.idleTimeout(), timeouts.closeTimeout(),
+                timeouts.maxLifetime())).containsOnly(Duration.ofMillis(1));
+        assertThat(timeouts.pingInterval()).as("0 stays none").isZero();
     }
 
     @Test
