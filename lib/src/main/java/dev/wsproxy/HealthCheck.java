@@ -134,7 +134,7 @@ public final class HealthCheck {
         if (value.isNegative() || value.isZero()) {
             throw new IllegalArgumentException(name + ": " + value + " (expected: > 0)");
         }
-        return Durations.capped(value);
+        return Durations.stored(value);
     }
 
     /**

@@ -406,7 +406,7 @@ public final class ProxyBuilder {
         if (timeout.isNegative()) {
             throw new IllegalArgumentException("drainTimeout: " + timeout + " (expected: >= 0)");
         }
-        this.drainTimeout = Durations.capped(timeout);
+        this.drainTimeout = Durations.stored(timeout);
         return this;
     }
 
@@ -495,7 +495,7 @@ public final class ProxyBuilder {
         if (timeout.isNegative() || (!timeout.isZero() && timeout.compareTo(Duration.ofMillis(1)) < 0)) {
             throw new IllegalArgumentException("handshakeTimeout: " + timeout + " (expected: >= 1ms, or 0 for none)");
         }
-        this.handshakeTimeout = Durations.capped(timeout);
+        this.handshakeTimeout = Durations.stored(timeout);
         return this;
     }
 

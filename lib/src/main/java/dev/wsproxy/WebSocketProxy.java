@@ -258,7 +258,7 @@ public final class WebSocketProxy implements AutoCloseable {
         if (window.isNegative()) {
             throw new IllegalArgumentException("window: " + window + " (expected: >= 0)");
         }
-        handler.drainBackend(backend, Durations.capped(window));
+        handler.drainBackend(backend, Durations.stored(window));
     }
 
     /**
@@ -278,7 +278,7 @@ public final class WebSocketProxy implements AutoCloseable {
             stopped = true;
             toStop = server;
         }
-        handler.drain(Durations.capped(drain));
+        handler.drain(Durations.stored(drain));
         if (toStop != null) {
             try {
                 toStop.stop();

@@ -78,7 +78,7 @@ final class DnsBackends {
             LOG.warn("Route {}: could not resolve {}; keeping {}", route.prefix(), template.getHost(), last, e);
         } finally {
             if (!stopped) {
-                next = scheduler.schedule(() -> executor.execute(this::resolve), Durations.millis(dns.refresh()),
+                next = scheduler.schedule(() -> executor.execute(this::resolve), dns.refresh().toMillis(),
                         TimeUnit.MILLISECONDS);
             }
         }

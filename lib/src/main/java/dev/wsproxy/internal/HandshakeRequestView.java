@@ -69,23 +69,19 @@ final class HandshakeRequestView implements SelectionContext {
         }
         Set<String> owned = new HashSet<>();
         for (Map.Entry<String, String> header : added) {
-            owned.add(normalized(header.getKey()));
+            owned.add(ForwardedHeaders.canonical(header.getKey().toLowerCase(Locale.ROOT)));
         }
         for (String name : removed) {
-            owned.add(normalized(name));
+            owned.add(ForwardedHeaders.canonical(name.toLowerCase(Locale.ROOT)));
         }
         for (Iterator<HttpField> fields = out.iterator(); fields.hasNext(); ) {
-            if (owned.contains(normalized(fields.next().getName()))) {
+            if (owned.contains(ForwardedHeaders.canonical(fields.next().getLowerCaseName()))) {
                 fields.remove();
             }
         }
         for (Map.Entry<String, String> header : added) {
             out.add(header.getKey(), header.getValue());
         }
-    }
-
-    private static String normalized(String name) {
-        return name.toLowerCase(Locale.ROOT).replace('_', '-');
     }
 
     @Override

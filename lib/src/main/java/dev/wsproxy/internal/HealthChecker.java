@@ -64,7 +64,7 @@ final class HealthChecker {
         for (BackendState state : route.backends().states()) {
             probe(state);
         }
-        next = scheduler.schedule(this::round, Durations.millis(check.interval()), TimeUnit.MILLISECONDS);
+        next = scheduler.schedule(this::round, check.interval().toMillis(), TimeUnit.MILLISECONDS);
     }
 
     private void probe(BackendState state) {
@@ -73,13 +73,13 @@ final class HealthChecker {
             if (check.kind() == HealthCheck.Kind.HTTP) {
                 String scheme = "wss".equals(base.getScheme()) ? "https" : "http";
                 httpClient.newRequest(URI.create(scheme + "://" + base.getRawAuthority() + check.path()))
-                        .timeout(Durations.millis(check.timeout()), TimeUnit.MILLISECONDS)
+                        .timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS)
                         .send(result -> record(state, result.isSucceeded()
                                 && result.getResponse().getStatus() / 100 == 2));
             } else {
                 URI uri = URI.create(base.getScheme() + "://" + base.getRawAuthority() + check.path());
                 CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(webSocketClient, uri, new Probe());
-                upgrade.timeout(Durations.millis(check.timeout()), TimeUnit.MILLISECONDS);
+                upgrade.timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS);
                 webSocketClient.connect(upgrade).whenComplete((session, failure) -> record(state, failure == null));
             }
         } catch (Exception e) {

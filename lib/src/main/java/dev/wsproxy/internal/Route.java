@@ -42,7 +42,7 @@ public record Route(
         public static final PassiveHealth DEFAULT = new PassiveHealth(1, Duration.ofSeconds(10));
 
         public PassiveHealth {
-            failTimeout = Durations.capped(failTimeout);
+            failTimeout = Durations.stored(failTimeout);
         }
     }
 
@@ -51,7 +51,7 @@ public record Route(
         public static final Failover DEFAULT = new Failover(3, Duration.ofSeconds(30));
 
         public Failover {
-            maxTime = Durations.capped(maxTime);
+            maxTime = Durations.stored(maxTime);
         }
     }
 

@@ -209,7 +209,7 @@ public final class RouteSettings {
             throw new IllegalArgumentException("refresh: " + refresh + " (expected: > 0)");
         }
         this.dnsTemplate = template;
-        this.dnsRefresh = Durations.capped(refresh);
+        this.dnsRefresh = Durations.stored(refresh);
         this.backends = List.of();
     }
 

@@ -29,11 +29,11 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
      * positive one shorter than a millisecond up to one (Jetty would read its 0 ms as no timeout at all).
      */
     public Timeouts {
-        connectTimeout = Durations.capped(Durations.atLeastOneMilli(connectTimeout));
-        idleTimeout = Durations.capped(Durations.atLeastOneMilli(idleTimeout));
-        closeTimeout = Durations.capped(Durations.atLeastOneMilli(closeTimeout));
-        maxLifetime = Durations.capped(Durations.atLeastOneMilli(maxLifetime));
-        pingInterval = Durations.capped(Durations.atLeastOneMilli(pingInterval));
+        connectTimeout = Durations.stored(connectTimeout);
+        idleTimeout = Durations.stored(idleTimeout);
+        closeTimeout = Durations.stored(closeTimeout);
+        maxLifetime = Durations.stored(maxLifetime);
+        pingInterval = Durations.stored(pingInterval);
     }
 
     /**
