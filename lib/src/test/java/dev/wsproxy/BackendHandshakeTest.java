@@ -354,9 +354,10 @@ class BackendHandshakeTest {
     @Test
     void dropsHopByHopAndHandshakeHeadersOfARelayedRefusal() throws Exception {
         RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
-                + "Connection: keep-alive, X-Hop\r\n"
+                + "Connection: keep-alive, X-Hop, x_trace\r\n"
                 + "Keep-Alive: timeout=5\r\n"
                 + "X-Hop: secret-for-the-proxy\r\n"
+                + "X-Trace: internal\r\n"
                 + "Upgrade: websocket\r\n"
                 + "Sec-WebSocket-Accept: " + RawFrames.SAMPLE_ACCEPT + "\r\n"
                 + "X-Kept: yes\r\n"
@@ -374,6 +375,7 @@ class BackendHandshakeTest {
             assertThat(response.header("Upgrade")).isNull();
             assertThat(response.header("Sec-WebSocket-Accept")).isNull();
             assertThat(response.header("X-Hop")).as("header named in the backend's Connection").isNull();
+            assertThat(response.header("X-Trace")).as("named with _ for -").isNull();
         }
     }
 

@@ -150,8 +150,55 @@ class PlainHttpTest {
     }
 
     @Test
+    void passesEarlyHintsWithTheirEndToEndHeadersOnly() throws Exception {
+        RawHttp.Response[] responses = hintsThenPage("Link: </style.css>; rel=preload\r\n"
+                + "Connection: X-Internal, x_trace\r\nX-Internal: secret\r\nX-Trace: internal\r\n"
+                + "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n");
+        RawHttp.Response hints = responses[0];
+
+        assertThat(hints.status()).isEqualTo(103);
+        assertThat(hints.header("Link")).isEqualTo("</style.css>; rel=preload");
+        assertThat(hints.header("X-Internal")).as("named in the backend's Connection").isNull();
+        assertThat(hints.header("X-Trace")).as("named with _ for -").isNull();
+        assertThat(hints.header("Connection")).isNull();
+        assertThat(hints.header("Keep-Alive")).isNull();
+        assertThat(hints.header("Proxy-Connection")).isNull();
+        assertThat(responses[1].bodyText()).isEqualTo("ok");
+    }
+
+    @Test
+    void earlyHintsCarryingAContentLengthDoNotStallTheResponse() throws Exception {
+        // Passed on as it came, the length stalled Jetty's response: the client got neither the 103 nor the 200.
+        RawHttp.Response[] responses = hintsThenPage("Link: </style.css>; rel=preload\r\nContent-Length: 7\r\n");
+
+        assertThat(responses[0].status()).isEqualTo(103);
+        assertThat(responses[0].header("Content-Length")).isNull();
+        assertThat(responses[1].status()).isEqualTo(200);
+        assertThat(responses[1].bodyText()).isEqualTo("ok");
+    }
+
+    /** A backend answers {@code 103} with {@code hintHeaders}, then {@code 200 ok}; returns what a client reads. */
+    private static RawHttp.Response[] hintsThenPage(String hintHeaders) throws Exception {
+        RawBackend hinting = RawBackend.answering(RawBackend.raw("HTTP/1.1 103 Early Hints\r\n" + hintHeaders
+                + "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", hinting.backend())
+                .build()) {
+            proxying.start();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                RawHttp.Response hints = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
+                return new RawHttp.Response[] {hints, client.readResponse()};
+            }
+        } finally {
+            hinting.close();
+        }
+    }
+
+    @Test
     void refusesConnectAndTraceWith405AndForwardsNeither() throws Exception {
-        assertThat(get(Request.plain("TRACE", "/ws/plain", RawHttp.host(proxy))).status()).isEqualTo(405);
+        RawHttp.Response trace = get(Request.plain("TRACE", "/ws/plain", RawHttp.host(proxy)));
+        assertThat(trace.status()).isEqualTo(405);
+        assertThat(trace.header("Allow")).as("RFC 9110 section 15.5.6").contains("GET").contains("POST")
+                .doesNotContain("TRACE").doesNotContain("CONNECT");
         assertThat(get(Request.plain("TRACE", "/raw/x", RawHttp.host(proxy))).status()).isEqualTo(405);
         try (WebSocketProxy tunnels = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", raw.backend()).build()) {
             tunnels.start();

@@ -5,6 +5,7 @@ import java.util.Set;
 
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpField;
+import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
@@ -22,7 +23,9 @@ import dev.wsproxy.BackendTls;
  * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), and the longest connect
  * timeout of the routes. A request still goes quiet for at most 30 s (the client's idle timeout, and the least the
  * proxy's connector has). The headers a backend's response names in its {@code Connection} are its hop-by-hop ones
- * (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list.
+ * (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. Interim responses
+ * ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them as the backend
+ * sent them, hop-by-hop and framing headers included.
  */
 final class HttpForwarder extends ProxyHandler {
 
@@ -33,6 +36,10 @@ final class HttpForwarder extends ProxyHandler {
 
     /** The names the response being copied on this thread lists in its {@code Connection} header. */
     private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
+
+    /** Hop-by-hop and framing headers, which an interim response must not pass on. */
+    private static final Set<String> INTERIM_DROPPED = Set.of(
+            "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length");
 
     private final BackendTls tls;
     private final int maxConnectionsPerBackend;
@@ -78,6 +85,35 @@ final class HttpForwarder extends ProxyHandler {
                 }
             }
         };
+    }
+
+    @Override
+    protected void onServerToProxyResponse102Processing(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest, HttpFields serverToProxyResponseHeaders,
+            Response proxyToClientResponse) {
+        super.onServerToProxyResponse102Processing(clientToProxyRequest, proxyToServerRequest,
+                endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+    }
+
+    @Override
+    protected void onServerToProxyResponse103EarlyHints(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest, HttpFields serverToProxyResponseHeaders,
+            Response proxyToClientResponse) {
+        super.onServerToProxyResponse103EarlyHints(clientToProxyRequest, proxyToServerRequest,
+                endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+    }
+
+    /** An interim response's headers without its hop-by-hop and framing ones, and those it names in Connection. */
+    static HttpFields endToEnd(HttpFields interim) {
+        Set<String> named = ForwardedHeaders.connectionTokens(interim);
+        HttpFields.Mutable kept = HttpFields.build(interim.size());
+        for (HttpField field : interim) {
+            String name = ForwardedHeaders.canonical(field.getLowerCaseName());
+            if (!INTERIM_DROPPED.contains(name) && !named.contains(name) && !name.startsWith("proxy-")) {
+                kept.add(field);
+            }
+        }
+        return kept;
     }
 
     @Override

@@ -2,8 +2,6 @@ package dev.wsproxy.internal;
 
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
-import java.util.HashSet;
-import java.util.Locale;
 import java.util.Set;
 
 import org.eclipse.jetty.http.HttpField;
@@ -25,6 +23,9 @@ final class Responses {
     /** Seconds a client is asked to wait with {@code 503}. */
     static final String RETRY_AFTER_SECONDS = "5";
 
+    /** The methods a route with plain HTTP forwards, as its {@code 405} lists them (all but CONNECT and TRACE). */
+    static final String ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+
     private Responses() {
     }
 
@@ -38,6 +39,9 @@ final class Responses {
         } else if (status == HttpStatus.TOO_MANY_REQUESTS_429 && !headers.contains(HttpHeader.RETRY_AFTER)) {
             // An authenticator's own Retry-After wins.
             headers.put(HttpHeader.RETRY_AFTER, "1");
+        } else if (status == HttpStatus.METHOD_NOT_ALLOWED_405) {
+            // RFC 9110 section 15.5.6: a 405 lists what the target allows; a route forwards any other method.
+            headers.put(HttpHeader.ALLOW, ALLOWED_METHODS);
         }
         String reason = HttpStatus.getMessage(status);
         write(response, callback, status, null, ByteBuffer.wrap((status + " " + reason + "\n")
@@ -54,12 +58,9 @@ final class Responses {
         response.setStatus(status);
         HttpFields.Mutable headers = response.getHeaders();
         if (copied != null) {
-            Set<String> named = new HashSet<>();
-            for (String token : copied.getCSV(HttpHeader.CONNECTION, false)) {
-                named.add(token.trim().toLowerCase(Locale.ROOT));
-            }
+            Set<String> named = ForwardedHeaders.connectionTokens(copied);
             for (HttpField field : copied) {
-                if (isRelayable(field) && !named.contains(field.getLowerCaseName())) {
+                if (isRelayable(field) && !named.contains(ForwardedHeaders.canonical(field.getLowerCaseName()))) {
                     headers.add(field);
                 }
             }
@@ -90,6 +91,6 @@ final class Responses {
                 }
             }
         }
-        return !field.getLowerCaseName().startsWith("sec-websocket-");
+        return !ForwardedHeaders.canonical(field.getLowerCaseName()).startsWith("sec-websocket-");
     }
 }
