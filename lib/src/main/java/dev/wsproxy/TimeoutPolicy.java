@@ -78,7 +78,8 @@ public interface TimeoutPolicy {
     Duration connectTimeout();
 
     /**
-     * Returns the idle timeout of each leg.
+     * Returns the idle timeout of each leg. Plain HTTP proxied on the route may wait this long for the backend's
+     * response, and for each of its bytes (a long poll, server-sent events), before the client gets {@code 504}.
      *
      * @return a positive duration, or {@link Duration#ZERO} for none
      */

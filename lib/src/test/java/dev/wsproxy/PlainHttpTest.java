@@ -2,7 +2,9 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.net.Socket;
 import java.net.URI;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -146,6 +148,52 @@ class PlainHttpTest {
             assertThat(response.header("X-Trace")).as("named with _ for -").isNull();
         } finally {
             naming.close();
+        }
+    }
+
+    @Test
+    void waitsForABackendQuietLongerThanTheConnectorsIdleTimeout() throws Exception {
+        RawBackend slow = RawBackend.holding(RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate"));
+        WebSocketProxy mounted = ProxyBuilder.create().route("/", slow.backend()).build();
+        Server server = new Server();
+        ServerConnector connector = new ServerConnector(server);
+        connector.setHost("127.0.0.1");
+        connector.setIdleTimeout(300);
+        server.addConnector(connector);
+        server.setHandler(mounted.handler());
+        server.start();
+        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
+            client.send(Request.plain("GET", "/poll", "127.0.0.1:" + connector.getLocalPort()));
+            slow.nextRequest();
+
+            // A long poll: three of the connector's idle timeouts without a byte either way.
+            client.assertNothingWithin(Duration.ofMillis(900));
+            slow.release();
+            RawHttp.Response response = client.readResponse();
+
+            assertThat(response.status()).as("%s", response).isEqualTo(200);
+            assertThat(response.bodyText()).isEqualTo("late");
+        } finally {
+            server.stop();
+            slow.close();
+        }
+    }
+
+    @Test
+    void answers504WhenTheBackendIsQuietForTheRoutesIdleTimeout() throws Exception {
+        RawBackend silent = RawBackend.answering(RawBackend.silent());
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", r -> r.backends(silent.backend()).timeoutPolicy(TimeoutPolicy.idle(Duration.ofMillis(300))))
+                .build()) {
+            proxying.start();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                RawHttp.Response response = client.exchange(Request.plain("GET", "/poll", RawHttp.host(proxying)));
+
+                assertThat(response.status()).as("%s", response).isEqualTo(504);
+            }
+            assertThat(silent.nextEnd(5)).as("the backend connection").isEqualTo("eof");
+        } finally {
+            silent.close();
         }
     }
 

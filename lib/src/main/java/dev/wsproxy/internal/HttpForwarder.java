@@ -2,6 +2,7 @@ package dev.wsproxy.internal;
 
 import java.time.Duration;
 import java.util.Set;
+import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpField;
@@ -21,9 +22,11 @@ import dev.wsproxy.BackendTls;
  * this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}), and the same
  * limits: as many connections per backend as handshakes in flight (Jetty's client allows 64, so the 65th long poll,
  * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), and the longest connect
- * timeout of the routes. A request still goes quiet for at most 30 s (the client's idle timeout, and the least the
- * proxy's connector has). The headers a backend's response names in its {@code Connection} are its hop-by-hop ones
- * (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. Interim responses
+ * timeout of the routes. The backend may keep a request waiting, or a response quiet (a long poll, server-sent
+ * events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location (Jetty's client
+ * would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a write to it
+ * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
+ * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. Interim responses
  * ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them as the backend
  * sent them, hop-by-hop and framing headers included.
  */
@@ -66,6 +69,18 @@ final class HttpForwarder extends ProxyHandler {
         httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
         httpClient.setMaxRequestsQueuedPerDestination(maxConnectionsPerBackend * 4);
         httpClient.setConnectTimeout(connectTimeout.toMillis());
+    }
+
+    @Override
+    protected void sendProxyToServerRequest(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest, Response proxyToClientResponse,
+            Callback proxyToClientCallback) {
+        Route route = (Route) clientToProxyRequest.getAttribute(ROUTE_ATTRIBUTE);
+        // 0 (no idle timeout on the route) is none for Jetty's client too.
+        proxyToServerRequest.idleTimeout(Timeouts.copyOf(route.timeouts()).idleTimeout().toMillis(),
+                TimeUnit.MILLISECONDS);
+        super.sendProxyToServerRequest(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
+                proxyToClientCallback);
     }
 
     @Override
