@@ -14,6 +14,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -581,6 +582,48 @@ class BackendHandshakeTest {
     }
 
     // ---- the client leaves, or speaks early ----
+
+    /**
+     * {@link WebSocketProxy#sessions()} lists sessions still in their handshake, and closing one between the backend's
+     * {@code 101} and the client's gives the client its {@code 101}, then the close: listeners hear of an opened
+     * session, then of its close (they heard of the close only), and the backend's answer to the close is read. No
+     * hook sits in that window, so many handshakes race a loop that closes whatever session it finds.
+     */
+    @Test
+    void reportsASessionClosedDuringItsHandshakeAsOpenedFirst() throws Exception {
+        RawBackend backend = rawBackend(RawBackend.answering(RawBackend.switching(null)));
+        startProxy(builder -> builder.route("/ws/", r -> r.backends(backend.backend())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(CONNECT_TIMEOUT).close(Duration.ofMinutes(1)).build())));
+        for (int i = 0; i < 300; i++) {
+            CompletableFuture<Integer> status = CompletableFuture.supplyAsync(() -> {
+                try (RawHttp client = RawHttp.connect(proxy)) {
+                    return client.exchange(upgrade("/ws/chat")).status();
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            while (!status.isDone()) {
+                for (ProxySession session : proxy.sessions()) {
+                    session.close(4000, "closed during the handshake");
+                }
+                Thread.onSpinWait();
+            }
+            assertThat(status.get()).isIn(101, 503);
+        }
+
+        // Within a close timeout of a minute: each backend's answer to its close was read.
+        Clients.assertNoLeaks(proxy, null);
+        List<String> opened = new ArrayList<>();
+        for (Object event : listener.events) {
+            if (event instanceof RecordingListener.Opened open) {
+                opened.add(open.sessionId());
+            } else if (event instanceof RecordingListener.Closed close) {
+                assertThat(opened).as("sessions opened before %s closed", close.sessionId())
+                        .contains(close.sessionId());
+            }
+        }
+        assertThat(listener.all(RecordingListener.Closed.class)).hasSameSizeAs(opened);
+    }
 
     @ParameterizedTest(name = "client {0}")
     @ValueSource(strings = {"closes", "resets"})

@@ -8,6 +8,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
@@ -371,6 +372,10 @@ final class Relay implements ProxySession {
             openedAt = Instant.now();
             openedNanos = NanoTime.now();
             CoreSession client = clientLeg.session;
+            // The client has its 101: an opened session, whatever happens next, so that every close reported in
+            // finish() follows an open reported here.
+            lease.state().opened();
+            actions.add(this::reportOpened);
             if (backendLeg.done || pendingClientClose != null) {
                 // The backend leg ended (or the proxy closed the session) before the client leg was upgraded.
                 CloseStatus status = pendingClientClose != null ? pendingClientClose : lost(Side.BACKEND);
@@ -382,18 +387,14 @@ final class Relay implements ProxySession {
                 clientLeg.sentStatus = status;
                 actions.add(() -> clientLeg.sendClose(client, status));
                 actions.add(() -> WebSocketEndPoints.demand(client));
+                CoreSession backendSession = backendLeg.session;
+                if (!backendLeg.done && backendSession != null) {
+                    // The proxy's close went to the backend too: its answer must be read.
+                    actions.add(() -> WebSocketEndPoints.demand(backendSession));
+                }
                 actions.add(this::armCloseTimer);
             } else {
                 CoreSession backendSession = backendLeg.session;
-                lease.state().opened();
-                actions.add(() -> {
-                    try {
-                        route.selector().onSessionOpened(backend);
-                    } catch (RuntimeException e) {
-                        LOG.warn("[{}] Backend selector failed in onSessionOpened", id, e);
-                    }
-                });
-                actions.add(() -> route.listener().onSessionOpened(this));
                 actions.add(() -> WebSocketEndPoints.demand(client));
                 actions.add(() -> WebSocketEndPoints.demand(backendSession));
                 // Drawn per session (see Timeouts): sessions opened together are not closed together.
@@ -408,6 +409,15 @@ final class Relay implements ProxySession {
             LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, clientAddress, withoutQuery(backendUri), subprotocol);
         }
         actions.forEach(Runnable::run);
+    }
+
+    private void reportOpened() {
+        try {
+            route.selector().onSessionOpened(backend);
+        } catch (Throwable e) {
+            LOG.warn("[{}] Backend selector failed in onSessionOpened", id, e);
+        }
+        route.listener().onSessionOpened(this);
     }
 
     private void onLifetimeExceeded() {
@@ -487,7 +497,7 @@ final class Relay implements ProxySession {
         CloseStatus toOffender = new CloseStatus(code, reason);
         CloseStatus toOther;
         if (offender == Side.CLIENT || code == CloseStatus.MESSAGE_TOO_LARGE) {
-            toOther = new CloseStatus(CloseStatus.SHUTDOWN, offender.name().toLowerCase() + ": " + reason);
+            toOther = new CloseStatus(CloseStatus.SHUTDOWN, offender.name().toLowerCase(Locale.ROOT) + ": " + reason);
         } else {
             toOther = new CloseStatus(CloseStatus.BAD_GATEWAY, "backend: " + reason);
         }
@@ -689,7 +699,7 @@ final class Relay implements ProxySession {
                 backendLeg.peerReason, Duration.ofNanos(NanoTime.since(openedNanos)));
         try {
             route.selector().onSessionClosed(backend);
-        } catch (RuntimeException e) {
+        } catch (Throwable e) {
             LOG.warn("[{}] Backend selector failed in onSessionClosed", id, e);
         }
         route.listener().onSessionClosed(this, close);
