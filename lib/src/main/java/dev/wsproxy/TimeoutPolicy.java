@@ -55,6 +55,9 @@ import dev.wsproxy.internal.Timeouts;
  *       {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most deployments; the interval
  *       must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
  * </ul>
+ *
+ * <p>A policy is read once per session, at the handshake. A value out of range is replaced by its default, and a
+ * policy that throws gives that session the defaults; either is logged at WARN, once per policy class.
  */
 public interface TimeoutPolicy {
 

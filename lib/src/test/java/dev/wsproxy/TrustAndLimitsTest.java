@@ -2,13 +2,23 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.params.provider.Arguments.arguments;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.Consumer;
+import java.util.stream.Stream;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /**
  * Trusted proxies decide who the client is; per-address and global session limits and the handshake rate refuse
@@ -105,6 +115,71 @@ class TrustAndLimitsTest {
         }
         assertThat(upgrade("127.0.0.1", "/ok").statusLine()).as("failed handshakes kept no slot")
                 .startsWith("HTTP/1.1 101");
+    }
+
+    /**
+     * User code that throws, an {@code Error} or a checked exception included, gets its documented answer, and the
+     * connection slot is given back; so does an authenticator's already completed minimal stage, whose own
+     * {@code isDone()} throws.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("userCodeThatThrows")
+    void givesTheSlotBackWhateverUserCodeThrows(String what, Consumer<RouteBuilder> code, int status) throws Exception {
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).maxConnectionsPerIp(1)
+                .route("/", r -> code.accept(r.backends(backend.backend()))).build();
+        proxy.start();
+        for (int i = 1; i <= 2; i++) {
+            try (RawHttpExchange exchange = RawHttpExchange.upgradeFrom("127.0.0.1", proxy.uri().getPort(), "/x")) {
+                assertThat(exchange.statusLine()).as("%s, attempt %d", what, i).startsWith("HTTP/1.1 " + status);
+            }
+            await().atMost(Duration.ofSeconds(10)).until(() -> ((WebSocketProxyHandler) proxy.handler()).held(),
+                    held -> held.equals(new WebSocketProxyHandler.Held(0, 0, 0, 0)));
+        }
+    }
+
+    static Stream<Arguments> userCodeThatThrows() throws Exception {
+        int closedPort = Clients.closedPort();
+        return Stream.of(
+                arguments("an origin validator's Error", (Consumer<RouteBuilder>) r -> r.originValidator(
+                        (origin, request) -> {
+                            throw new AssertionError("origin");
+                        }), 500),
+                arguments("a selector's Error", (Consumer<RouteBuilder>) r -> r.backendSelector(context -> {
+                    throw new AssertionError("select");
+                }), 500),
+                arguments("an authenticator's Error", (Consumer<RouteBuilder>) r -> r.authenticator(request -> {
+                    throw new AssertionError("authenticate");
+                }), 500),
+                arguments("an authenticator's checked exception", (Consumer<RouteBuilder>) r -> r.authenticator(
+                        request -> sneakyThrow(new java.io.IOException("authenticate"))), 500),
+                arguments("an authenticator's completed minimal stage", (Consumer<RouteBuilder>) r -> r.authenticator(
+                        request -> CompletableFuture.completedStage(AuthDecision.allow())), 101),
+                arguments("a timeout policy that throws", (Consumer<RouteBuilder>) r -> r.timeoutPolicy(
+                        new TimeoutPolicy() {
+                            @Override
+                            public Duration connectTimeout() {
+                                throw new IllegalStateException("configuration unavailable");
+                            }
+
+                            @Override
+                            public Duration idleTimeout() {
+                                return Duration.ofMinutes(1);
+                            }
+                        }), 101),
+                arguments("a listener's Error on a failed connect", (Consumer<RouteBuilder>) r -> r
+                        .backends(Backend.of("ws://127.0.0.1:" + closedPort)).listener(new ProxyListener() {
+                            @Override
+                            public void onBackendConnectFailed(HandshakeRequest request, Backend backend,
+                                    Throwable cause) {
+                                throw new AssertionError("listener");
+                            }
+                        }), 502));
+    }
+
+    /** Throws a checked exception undeclared, as Kotlin code or Lombok's {@code @SneakyThrows} do. */
+    @SuppressWarnings("unchecked")
+    private static <T, E extends Throwable> T sneakyThrow(Throwable e) throws E {
+        throw (E) e;
     }
 
     @Test

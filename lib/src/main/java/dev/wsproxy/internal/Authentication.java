@@ -63,7 +63,7 @@ final class Authentication {
         CompletionStage<AuthDecision> stage;
         try {
             stage = authenticator.authenticate(view);
-        } catch (RuntimeException e) {
+        } catch (Throwable e) {
             failed(authenticator, e);
             return;
         }
@@ -71,7 +71,15 @@ final class Authentication {
             failed(authenticator, new NullPointerException("authenticate returned null"));
             return;
         }
-        if (stage instanceof CompletableFuture<AuthDecision> future && future.isDone()) {
+        CompletableFuture<AuthDecision> future = null;
+        try {
+            // A CompletableFuture is itself; a minimal stage (CompletableFuture.completedStage) gives a copy, whereas
+            // its own isDone() and join() throw.
+            future = stage.toCompletableFuture();
+        } catch (RuntimeException e) {
+            // A stage that has none (UnsupportedOperationException) is waited for below.
+        }
+        if (future != null && future.isDone()) {
             // The common case: decided at once, no timer needed.
             decided.set(true);
             AuthDecision decision = null;
@@ -85,17 +93,34 @@ final class Authentication {
             return;
         }
         long timeoutMillis = timeout.toMillis();
-        Scheduler.Task timer = proxy.scheduler().schedule(() -> {
+        Scheduler.Task timer;
+        try {
+            timer = proxy.scheduler().schedule(() -> {
+                if (decided.compareAndSet(false, true)) {
+                    refuse(HttpStatus.GATEWAY_TIMEOUT_504, "authentication took more than " + timeoutMillis + " ms",
+                            null);
+                }
+            }, timeoutMillis, TimeUnit.MILLISECONDS);
+        } catch (RuntimeException e) {
+            // The scheduler refuses tasks once it stops: the proxy is stopping.
             if (decided.compareAndSet(false, true)) {
-                refuse(HttpStatus.GATEWAY_TIMEOUT_504, "authentication took more than " + timeoutMillis + " ms", null);
+                refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down", null);
             }
-        }, timeoutMillis, TimeUnit.MILLISECONDS);
-        stage.whenComplete((decision, failure) -> {
+            return;
+        }
+        try {
+            stage.whenComplete((decision, failure) -> {
+                if (decided.compareAndSet(false, true)) {
+                    timer.cancel();
+                    complete(authenticator, decision, failure);
+                }
+            });
+        } catch (Throwable e) {
             if (decided.compareAndSet(false, true)) {
                 timer.cancel();
-                complete(authenticator, decision, failure);
+                failed(authenticator, e);
             }
-        });
+        }
     }
 
     private void complete(Authenticator authenticator, @Nullable AuthDecision decision, @Nullable Throwable failure) {

@@ -32,7 +32,8 @@ final class Listeners implements ProxyListener {
         for (ProxyListener listener : listeners) {
             try {
                 call.accept(listener);
-            } catch (RuntimeException e) {
+            } catch (Throwable e) {
+                // Whatever it throws (an AssertionError, a checked exception from Kotlin code): the session goes on.
                 LOG.warn("Listener {} failed in {}", listener, event, e);
             }
         }

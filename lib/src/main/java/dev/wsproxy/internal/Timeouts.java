@@ -39,18 +39,33 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     /**
      * Reads a policy once, for one session, and checks what a user implementation returned; a value out of range is
      * replaced by the default so that one bad answer cannot wedge a session, and a ping interval the proxy cannot
-     * use means no pings. Either is logged at WARN, once per policy class; a value capped at {@link Durations#LONGEST}
-     * is not.
+     * use means no pings; a policy that throws means the defaults. Each is logged at WARN, once per policy class; a
+     * value capped at {@link Durations#LONGEST} is not.
      */
     static Timeouts copyOf(TimeoutPolicy policy) {
         if (policy instanceof Timeouts timeouts) {
             return timeouts;
         }
-        Duration connect = policy.connectTimeout();
-        Duration idle = policy.idleTimeout();
-        Duration close = policy.closeTimeout();
-        Duration lifetime = policy.maxLifetime();
-        Duration ping = policy.pingInterval();
+        Duration connect;
+        Duration idle;
+        Duration close;
+        Duration lifetime;
+        Duration ping;
+        try {
+            connect = policy.connectTimeout();
+            idle = policy.idleTimeout();
+            close = policy.closeTimeout();
+            lifetime = policy.maxLifetime();
+            ping = policy.pingInterval();
+        } catch (Throwable e) {
+            // A policy reading live configuration may fail: the session gets the defaults rather than an error that
+            // would leave its connection slot taken.
+            if (WARNED.add(policy.getClass())) {
+                LOG.warn("TimeoutPolicy {} failed; using the defaults. Logged once per policy class.",
+                        policy.getClass().getName(), e);
+            }
+            return DEFAULTS;
+        }
         Duration connectUsed = positiveOr(connect, DEFAULT_CONNECT_TIMEOUT);
         Duration idleUsed = notNegativeOr(idle, DEFAULT_IDLE_TIMEOUT);
         Duration closeUsed = positiveOr(close, DEFAULT_CLOSE_TIMEOUT);

@@ -275,7 +275,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         boolean allowed;
         try {
             allowed = route.originValidator().isAllowed(origin, view);
-        } catch (RuntimeException e) {
+        } catch (Throwable e) {
             LOG.warn("Origin validator {} failed", route.originValidator(), e);
             reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "origin validator failed");
             return true;
@@ -324,7 +324,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         Backend backend;
         try {
             backend = route.selector().select(view);
-        } catch (RuntimeException e) {
+        } catch (Throwable e) {
             LOG.warn("Backend selector {} failed", route.selector(), e);
             beforeRefusal.run();
             reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "backend selector failed");
