@@ -5,6 +5,7 @@ import static dev.wsproxy.RawFrames.concat;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.List;
 import java.util.stream.Stream;
 
@@ -91,6 +92,35 @@ class FramingViolationsTest {
         }
         assertThat(backend.frames).extracting(RawFrames.Frame::opcode).containsExactly(0x8);
         assertThat(backend.frames.peek().payload()).containsExactly(0x03, 0xE8, 'b', 'y', 'e');
+    }
+
+    /**
+     * A client that breaks a rule after the proxy relayed it the backend's close (invalid UTF-8 while it still owes
+     * its answer) gets no second close, but is read on: its answer ends the session at once, as it came (the leg was
+     * no longer read, and the session waited for the close timeout, a minute here).
+     */
+    @Test
+    void readsTheAnswerOfAClientThatBreaksARuleWhileItsCloseIsOwed() throws Exception {
+        RawBackend closing = RawBackend.upgradingThen((socket, out) -> RawFrames.write(out,
+                RawFrames.close(1000, "bye", false)));
+        SessionEvents events = new SessionEvents();
+        try (WebSocketProxy closingProxy = ProxyBuilder.create().listen("127.0.0.1", 0).listener(events)
+                .route("/", r -> r.backends(closing.backend())
+                        .timeoutPolicy(TimeoutPolicy.custom().close(Duration.ofMinutes(1)).build()))
+                .build()) {
+            closingProxy.start();
+            try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(closingProxy, "/owed"))) {
+                RawWebSocket.assertCloseFrame(raw.readClose(), 1000, "bye");
+                raw.sendRaw(maskedBytes(0x81, bytes(0xC3, 0x28)));
+                raw.sendClose(1000, "");
+
+                SessionClose close = events.nextClose();
+                assertThat(close.clientCode()).as("the client's answer").isEqualTo(1000);
+                assertThat(closing.nextEnd(5)).as("the backend's close answered").isEqualTo("close:1001");
+            }
+        } finally {
+            closing.close();
+        }
     }
 
     private static byte[] masked(int first, String payload) {

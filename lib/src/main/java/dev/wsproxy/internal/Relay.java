@@ -501,10 +501,21 @@ final class Relay implements ProxySession {
         } else {
             toOther = new CloseStatus(CloseStatus.BAD_GATEWAY, "backend: " + reason);
         }
+        Leg leg = offender == Side.CLIENT ? clientLeg : backendLeg;
+        boolean owesClose;
+        synchronized (this) {
+            owesClose = leg.closeSent && !leg.done;
+        }
         if (offender == Side.CLIENT) {
             terminate(toOffender, toOther);
         } else {
             terminate(toOther, toOffender);
+        }
+        CoreSession session = leg.session;
+        if (owesClose && session != null) {
+            // The offender was sent a close before it broke the rule, so it gets no other: read on for its answer
+            // (what it sends meanwhile is dropped, the other leg being closed too), or the close timer ends it.
+            WebSocketEndPoints.demand(session);
         }
     }
 
