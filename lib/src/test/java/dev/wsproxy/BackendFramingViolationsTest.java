@@ -28,6 +28,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * A hostile or broken backend after its {@code 101} (matrix rows F1 to F9 on the backend leg, M2, M3): the client gets
@@ -52,8 +53,18 @@ class BackendFramingViolationsTest {
     }
 
     private void start(RawBackend.AfterUpgrade script, ProxyListener listener) throws Exception {
-        backend = RawBackend.upgradingThen(script);
+        start(RawBackend.upgradingThen(script), listener);
+    }
+
+    /** With a {@code wss://} backend: the backend leg's end point is then TLS's, not the socket's. */
+    private void startOverTls(RawBackend.AfterUpgrade script) throws Exception {
+        start(RawBackend.upgradingThenOverTls(script, TestCertificates.LOCALHOST), ProxyListener.NOOP);
+    }
+
+    private void start(RawBackend rawBackend, ProxyListener listener) throws Exception {
+        backend = rawBackend;
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .backendTls(BackendTls.trustStore(TestCertificates.LOCALHOST.pem()))
                 .route("/", backend.backend())
                 .maxMessageSize(1000)
                 .maxFragmentsPerMessage(100)
@@ -187,10 +198,11 @@ class BackendFramingViolationsTest {
      * gets the backend's close as it came and nothing else, its reply reaches the backend as the close's answer, and
      * each peer gets exactly one close frame before the proxy ends its connection.
      */
-    @Test
-    void dropsWhatABackendSendsAfterItsCloseFrameAndCompletesTheClose() throws Exception {
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"ws", "wss"})
+    void dropsWhatABackendSendsAfterItsCloseFrameAndCompletesTheClose(String scheme) throws Exception {
         BlockingQueue<Object> atBackend = new LinkedBlockingQueue<>();
-        start((socket, out) -> {
+        RawBackend.AfterUpgrade script = (socket, out) -> {
             InputStream in = socket.getInputStream();
             RawFrames.Frame go = RawFrames.read(in);
             if (!go.text().equals("go")) {
@@ -198,7 +210,12 @@ class BackendFramingViolationsTest {
             }
             RawFrames.write(out, concat(RawFrames.close(4000, "backend-bye", false), RawFrames.text("late", false)));
             readUntilEnd(socket, atBackend);
-        });
+        };
+        if (scheme.equals("wss")) {
+            startOverTls(script);
+        } else {
+            start(script);
+        }
         List<RawWebSocket.Frame> atClient;
         try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(proxy, "/late"))) {
             raw.send(true, RawWebSocket.TEXT, "go".getBytes(StandardCharsets.UTF_8));

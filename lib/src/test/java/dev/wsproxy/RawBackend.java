@@ -12,6 +12,7 @@ import java.net.Socket;
 import java.net.SocketException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.security.KeyStore;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -21,6 +22,10 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+
+import javax.net.ssl.KeyManagerFactory;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLServerSocket;
 
 /**
  * A scripted backend on a bare {@link ServerSocket} (127.0.0.1, port 0), for the answers a real WebSocket server
@@ -92,12 +97,18 @@ final class RawBackend implements AutoCloseable {
 
     private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo, boolean closeAfterReply)
             throws IOException {
+        this(reply, held, afterUpgrade, echo, closeAfterReply, null);
+    }
+
+    private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo, boolean closeAfterReply,
+            SSLContext tls) throws IOException {
         this.reply = reply;
         this.closeAfterReply = closeAfterReply;
         this.afterUpgrade = afterUpgrade;
         this.echo = echo;
         this.gate = new CountDownLatch(held ? 1 : 0);
-        this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        this.server = tls == null ? new ServerSocket(0, 50, InetAddress.getLoopbackAddress())
+                : tls.getServerSocketFactory().createServerSocket(0, 50, InetAddress.getLoopbackAddress());
         this.acceptor = new Thread(this::acceptLoop, "raw-backend-" + server.getLocalPort());
         acceptor.setDaemon(true);
         acceptor.start();
@@ -119,6 +130,18 @@ final class RawBackend implements AutoCloseable {
     /** A backend that answers every handshake with a valid {@code 101}, then runs {@code afterUpgrade}. */
     static RawBackend upgradingThen(AfterUpgrade afterUpgrade) throws IOException {
         return new RawBackend(switching(null), false, afterUpgrade, true);
+    }
+
+    /** Like {@link #upgradingThen}, over TLS with {@code certificate}'s key: a {@code wss://} backend. */
+    static RawBackend upgradingThenOverTls(AfterUpgrade afterUpgrade, TestCertificates.Certificate certificate)
+            throws Exception {
+        KeyStore keys = KeyStore.getInstance(certificate.keyStore().toFile(),
+                TestCertificates.PASSWORD.toCharArray());
+        KeyManagerFactory keyManagers = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+        keyManagers.init(keys, TestCertificates.PASSWORD.toCharArray());
+        SSLContext tls = SSLContext.getInstance("TLS");
+        tls.init(keyManagers.getKeyManagers(), null, null);
+        return new RawBackend(switching(null), false, afterUpgrade, true, false, tls);
     }
 
     /**
@@ -168,7 +191,7 @@ final class RawBackend implements AutoCloseable {
     }
 
     URI uri() {
-        return URI.create("ws://127.0.0.1:" + port());
+        return URI.create((server instanceof SSLServerSocket ? "wss" : "ws") + "://127.0.0.1:" + port());
     }
 
     Backend backend() {

@@ -98,9 +98,8 @@ public final class Masking {
             } else {
                 // The flusher's generator is the one that generates (the connection's own only shows in dumps).
                 fields.flusherGenerator.set(fields.connectionFlusher.get(connection), fields.generator);
-                if (boundaries != null) {
-                    fields.connectionParser.set(connection, new BoundaryParser(pool, configuration, boundaries));
-                }
+                // Without boundaries too (a wss:// backend's end point is TLS's): it drops what follows a close.
+                fields.connectionParser.set(connection, new BoundaryParser(pool, configuration, boundaries));
             }
             if (boundaries != null) {
                 // The socket's last read was the handshake's, whole: a client waits for its 101 before it sends a
