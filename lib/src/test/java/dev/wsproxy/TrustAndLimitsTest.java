@@ -1,9 +1,14 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assumptions.assumeThat;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.params.provider.Arguments.arguments;
 
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,16 +23,18 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
+import dev.wsproxy.RawHttp.Request;
 import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /**
  * Trusted proxies decide who the client is; per-address and global session limits and the handshake rate refuse
  * before any backend connection, and give their slots back on every path. Clients are played by sockets bound to
- * different loopback addresses (127.0.0.1, 127.0.0.2, ...).
+ * different loopback addresses (127.0.0.1, 127.0.0.2, ...), and by {@code ::1} for IPv6.
  */
 class TrustAndLimitsTest {
 
     private final List<RawHttpExchange> exchanges = new ArrayList<>();
+    private final List<RawHttp> ipv6Clients = new ArrayList<>();
     private TestBackend backend;
     private WebSocketProxy proxy;
 
@@ -40,6 +47,9 @@ class TrustAndLimitsTest {
     void stop() throws Exception {
         for (RawHttpExchange exchange : exchanges) {
             exchange.close();
+        }
+        for (RawHttp client : ipv6Clients) {
+            client.close();
         }
         Clients.tearDown(proxy, null, backend);
     }
@@ -194,6 +204,35 @@ class TrustAndLimitsTest {
     }
 
     @Test
+    void namesAnIpv6ClientByItsBareShortestAddressWhetherOrNotItsPeerIsTrusted() throws Exception {
+        assumeThat(ipv6LoopbackWorks()).as("IPv6 loopback (::1) is available").isTrue();
+        // Backends parse these headers as addresses: "[0:0:0:0:0:0:0:1]" is none, and a long form is not the
+        // one nginx's $remote_addr sends ("::1", "2001:db8::1", RFC 5952).
+        startOnIpv6Loopback(ProxyBuilder.create());
+        assertThat(upgradeOverIpv6("X-Forwarded-For: 2001:db8::7").status()).isEqualTo(101);
+        TestBackend.Upgrade seen = backend.nextUpgrade();
+        assertThat(seen.header("X-Forwarded-For")).as("no trusted proxies").isEqualTo("::1");
+        assertThat(seen.header("X-Real-IP")).isEqualTo("::1");
+        closeIpv6ClientsAndProxy();
+
+        startOnIpv6Loopback(ProxyBuilder.create().trustedProxies("10.0.0.0/8"));
+        assertThat(upgradeOverIpv6("X-Forwarded-For: 2001:db8::7").status()).isEqualTo(101);
+        seen = backend.nextUpgrade();
+        assertThat(seen.header("X-Forwarded-For")).as("a peer outside the trusted proxies").isEqualTo("::1");
+        assertThat(seen.header("X-Real-IP")).isEqualTo("::1");
+        closeIpv6ClientsAndProxy();
+
+        // Behind a trusted proxy, the client is one address however its hop is spelled: one per-address slot.
+        startOnIpv6Loopback(ProxyBuilder.create().trustedProxies("::1/128").maxConnectionsPerIp(1));
+        assertThat(upgradeOverIpv6("X-Forwarded-For: 2001:DB8:0:0:0:0:0:1").status()).isEqualTo(101);
+        seen = backend.nextUpgrade();
+        assertThat(seen.header("X-Real-IP")).as("the client hop, in short form").isEqualTo("2001:db8::1");
+        assertThat(seen.header("X-Forwarded-For")).as("the trusted chain as sent, then the peer")
+                .isEqualTo("2001:DB8:0:0:0:0:0:1, ::1");
+        assertThat(upgradeOverIpv6("X-Forwarded-For: 2001:db8::1").status()).isEqualTo(429);
+    }
+
+    @Test
     void refusesOverTheGlobalLimitWith503() throws Exception {
         start(ProxyBuilder.create().maxConnections(1));
         assertThat(upgrade("127.0.0.1", "/a").statusLine()).startsWith("HTTP/1.1 101");
@@ -211,5 +250,37 @@ class TrustAndLimitsTest {
         assertThat(backend.upgrades).as("the limited handshake never reached the backend").hasSize(1);
         assertThat(upgrade("127.0.0.3", "/reject403").statusLine()).as("another address has its own rate")
                 .startsWith("HTTP/1.1 403");
+    }
+
+    private void startOnIpv6Loopback(ProxyBuilder builder) throws Exception {
+        proxy = builder.listen("::1", 0).route("/", backend.backend()).build();
+        proxy.start();
+    }
+
+    /** An upgrade over {@code ::1} to the proxy started by {@link #startOnIpv6Loopback}; kept open to the end. */
+    private RawHttp.Response upgradeOverIpv6(String header) throws IOException {
+        RawHttp client = RawHttp.connect(proxy);
+        ipv6Clients.add(client);
+        int colon = header.indexOf(':');
+        return client.exchange(Request.upgrade("/chat", RawHttp.host(proxy))
+                .add(header.substring(0, colon), header.substring(colon + 1).trim()));
+    }
+
+    private void closeIpv6ClientsAndProxy() throws Exception {
+        for (RawHttp client : ipv6Clients) {
+            client.close();
+        }
+        ipv6Clients.clear();
+        await().until(() -> proxy.sessions().isEmpty());
+        proxy.close();
+    }
+
+    private static boolean ipv6LoopbackWorks() {
+        try (ServerSocket socket = new ServerSocket()) {
+            socket.bind(new InetSocketAddress(InetAddress.getByName("::1"), 0));
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 }

@@ -1,6 +1,5 @@
 package dev.wsproxy.internal;
 
-import java.net.Inet4Address;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.util.List;
@@ -128,14 +127,53 @@ public final class Cidr {
         return false;
     }
 
-    /** The canonical text of an address: IPv4 dotted, IPv6 as {@link InetAddress} prints it. */
+    /**
+     * The canonical text of an address, as nginx's {@code $remote_addr} writes it: IPv4 dotted, IPv6 bare (no
+     * brackets, no zone) in the RFC 5952 form ({@code ::1}, {@code 2001:db8::1}). Backends parse {@code X-Real-IP}
+     * and {@code X-Forwarded-For} as addresses: a bracketed one is no address to most parsers, and
+     * {@link InetAddress#getHostAddress()}'s long form ({@code 0:0:0:0:0:0:0:1}) would read as another client to a
+     * backend that compares the text. {@code address} is 4 or 16 bytes (see {@link #normalize}).
+     */
     static String text(byte[] address) {
-        try {
-            InetAddress inet = InetAddress.getByAddress(address);
-            return inet instanceof Inet4Address ? inet.getHostAddress() : inet.getHostAddress();
-        } catch (Exception e) {
+        if (address.length == 4) {
+            return (address[0] & 0xFF) + "." + (address[1] & 0xFF) + "." + (address[2] & 0xFF) + "."
+                    + (address[3] & 0xFF);
+        }
+        if (address.length != 16) {
             return "unknown";
         }
+        int[] groups = new int[8];
+        for (int i = 0; i < 8; i++) {
+            groups[i] = (address[2 * i] & 0xFF) << 8 | (address[2 * i + 1] & 0xFF);
+        }
+        // The longest run of two or more zero groups becomes "::", the first of equally long ones (RFC 5952 4.2).
+        int bestStart = -1;
+        int bestLength = 1;
+        int i = 0;
+        while (i < 8) {
+            int end = i;
+            while (end < 8 && groups[end] == 0) {
+                end++;
+            }
+            if (end - i > bestLength) {
+                bestStart = i;
+                bestLength = end - i;
+            }
+            i = end == i ? i + 1 : end;
+        }
+        StringBuilder text = new StringBuilder(39);
+        for (int group = 0; group < 8; group++) {
+            if (group == bestStart) {
+                text.append("::");
+                group += bestLength - 1;
+                continue;
+            }
+            if (text.length() > 0 && text.charAt(text.length() - 1) != ':') {
+                text.append(':');
+            }
+            text.append(Integer.toHexString(groups[group]));
+        }
+        return text.toString();
     }
 
     @Override

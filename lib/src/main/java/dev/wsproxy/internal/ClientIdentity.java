@@ -48,15 +48,15 @@ final class ClientIdentity {
 
     private static ClientIdentity compute(Request request, List<Cidr> trusted) {
         InetSocketAddress peerAddress = HandshakeRequestView.socketAddress(request);
-        String peer = Request.getRemoteAddr(request);
+        // The peer's text is the canonical one of its bytes, never Request.getRemoteAddr's: Jetty brackets IPv6
+        // ("[0:0:0:0:0:0:0:1]"), which backends cannot parse in X-Real-IP, and which would name the same client
+        // differently with and without trusted proxies (per-address limits and rates are keyed by this text).
+        byte[] peerBytes = peerAddress.getAddress() == null ? null : Cidr.normalize(peerAddress.getAddress());
+        String peer = peerBytes == null ? Request.getRemoteAddr(request) : Cidr.text(peerBytes);
         HttpFields headers = request.getHeaders();
         if (trusted.isEmpty()) {
             // The common case: nothing to parse, the peer is the client.
             return new ClientIdentity(peer, false, peer, peerAddress, request.isSecure(), headers.get(HttpHeader.HOST));
-        }
-        byte[] peerBytes = Cidr.literal(peer);
-        if (peerBytes != null) {
-            peer = Cidr.text(peerBytes);
         }
         String host = headers.get(HttpHeader.HOST);
         if (!Cidr.anyContains(trusted, peerBytes)) {

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 class CidrTest {
@@ -27,6 +28,24 @@ class CidrTest {
     void readsIpv4MappedIpv6AsIpv4() {
         assertThat(Cidr.parse("10.0.0.0/8").contains(Cidr.literal("::ffff:10.1.2.3"))).isTrue();
         assertThat(Cidr.parse("10.0.0.0/8").contains(Cidr.literal("[::ffff:10.1.2.3]"))).isTrue();
+    }
+
+    /** The text backends get in X-Real-IP and X-Forwarded-For: bare, and RFC 5952's form, as nginx's $remote_addr. */
+    @ParameterizedTest(name = "{0} is written {1}")
+    @CsvSource({
+            "0:0:0:0:0:0:0:1, ::1",
+            "[0:0:0:0:0:0:0:1], ::1",
+            "::, ::",
+            "2001:DB8:0:0:0:0:0:1, 2001:db8::1",
+            "2001:db8:0:0:1:0:0:1, 2001:db8::1:0:0:1",
+            "2001:db8:0:1:0:0:0:1, 2001:db8:0:1::1",
+            "2001:db8:0:1:1:1:1:1, 2001:db8:0:1:1:1:1:1",
+            "fe80:0:0:0:0:0:0:0, fe80::",
+            "2001:0db8:00aa:0:0:0:0:0bcd, 2001:db8:aa::bcd",
+            "::ffff:10.1.2.3, 10.1.2.3",
+            "192.168.001.007, 192.168.1.7"})
+    void writesAnAddressBareInItsCanonicalForm(String literal, String expected) {
+        assertThat(Cidr.text(Cidr.literal(literal))).isEqualTo(expected);
     }
 
     @ParameterizedTest
