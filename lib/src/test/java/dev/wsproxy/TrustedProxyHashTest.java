@@ -91,6 +91,30 @@ class TrustedProxyHashTest {
     }
 
     @Test
+    void readsAHopThatCarriesAPortAsItsAddress() throws Exception {
+        // Azure Application Gateway, among others, sends "203.0.113.7:51234" and "[2001:db8::1]:443". Read as
+        // garbage, such a hop made every client the balancer itself: one backend for all, one per-address count.
+        start(b -> b.backendSelector(BackendSelector.ipHash()).maxConnectionsPerIp(1));
+        List<String> v4 = oneAddressPerBackend("198.51.100.");
+        List<String> v6 = oneAddressPerBackend("2001:db8::");
+        for (int k = 0; k < 3; k++) {
+            String chain = v4.get(k) + ":" + (51234 + k) + ", " + INNER_HOP + ":443";
+            Session session = open(TRUSTED_PEER, chain);
+            assertThat(session.backend).as("the backend of %s behind %s", chain, TRUSTED_PEER).isEqualTo(idOf(k));
+            assertThat(session.seen.header("X-Real-IP")).isEqualTo(v4.get(k));
+            assertThat(session.seen.header("X-Forwarded-For")).as("the chain goes on as sent")
+                    .isEqualTo(chain + ", " + TRUSTED_PEER);
+
+            chain = "[" + v6.get(k) + "]:443, [::ffff:" + INNER_HOP + "]";
+            session = open(TRUSTED_PEER, chain);
+            assertThat(session.backend).as("the backend of %s behind %s", chain, TRUSTED_PEER).isEqualTo(idOf(k));
+            assertThat(session.seen.header("X-Real-IP")).isEqualTo(v6.get(k));
+        }
+        assertRefused(TRUSTED_PEER, v4.get(0) + ":40000", "the same client from another port");
+        assertRefused(TRUSTED_PEER, v6.get(0), "the same client without brackets and port");
+    }
+
+    @Test
     void hashesAnUntrustedPeerByItsOwnAddressWhateverItsForwardedFor() throws Exception {
         start(b -> b.backendSelector(BackendSelector.ipHash()));
         List<String> hops = oneAddressPerBackend("198.51.100.");

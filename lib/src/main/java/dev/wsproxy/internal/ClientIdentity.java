@@ -65,7 +65,7 @@ final class ClientIdentity {
         String client = rightmostUntrusted(headers.getCSV(HttpHeader.X_FORWARDED_FOR, false), trusted, peer);
         if (client.equals(peer)) {
             String realIp = headers.get("X-Real-IP");
-            byte[] realBytes = realIp == null ? null : Cidr.literal(realIp.trim());
+            byte[] realBytes = realIp == null ? null : hop(realIp);
             if (realBytes != null && headers.get(HttpHeader.X_FORWARDED_FOR) == null) {
                 client = Cidr.text(realBytes);
             }
@@ -84,7 +84,7 @@ final class ClientIdentity {
     private static String rightmostUntrusted(List<String> chain, List<Cidr> trusted, String peer) {
         String candidate = peer;
         for (int i = chain.size() - 1; i >= 0; i--) {
-            byte[] hop = Cidr.literal(chain.get(i).trim());
+            byte[] hop = hop(chain.get(i));
             if (hop == null) {
                 // Garbage in the chain: stop at the last hop we could read.
                 return candidate;
@@ -95,6 +95,50 @@ final class ClientIdentity {
             }
         }
         return candidate;
+    }
+
+    /**
+     * The address of one forwarded hop, without the port some balancers add (Azure Application Gateway sends
+     * {@code 203.0.113.7:51234} and {@code [2001:db8::1]:443}); {@code null} for anything else. Read as garbage, a hop
+     * with a port made every client the balancer itself. An IPv6 address without brackets has no port: its last
+     * group is part of it ({@code 2001:db8::1:443} is an address).
+     */
+    static byte @Nullable [] hop(String value) {
+        String hop = value.trim();
+        int end = hop.length();
+        if (hop.startsWith("[")) {
+            end = hop.indexOf(']');
+            if (end < 0 || !isPortOrNothing(hop, end + 1)) {
+                return null;
+            }
+            end++;
+        } else {
+            int colon = hop.indexOf(':');
+            if (colon >= 0 && colon == hop.lastIndexOf(':')) {
+                if (!isPortOrNothing(hop, colon)) {
+                    return null;
+                }
+                end = colon;
+            }
+        }
+        return Cidr.literal(hop.substring(0, end));
+    }
+
+    /** Whether {@code text} from {@code from} on is empty or {@code :} and a port number. */
+    private static boolean isPortOrNothing(String text, int from) {
+        if (from == text.length()) {
+            return true;
+        }
+        int digits = text.length() - from - 1;
+        if (text.charAt(from) != ':' || digits < 1 || digits > 5) {
+            return false;
+        }
+        for (int i = from + 1; i < text.length(); i++) {
+            if (text.charAt(i) < '0' || text.charAt(i) > '9') {
+                return false;
+            }
+        }
+        return Integer.parseInt(text, from + 1, text.length(), 10) <= 65535;
     }
 
     private static java.net.InetAddress ipAddress(String literal) {
