@@ -61,7 +61,8 @@ public final class BackendTls {
 
     /**
      * Trusts the certificates of a file instead of the JVM's: a PEM bundle (one or more
-     * {@code -----BEGIN CERTIFICATE-----} blocks, like nginx's {@code proxy_ssl_trusted_certificate}) or a PKCS#12 or
+     * {@code -----BEGIN CERTIFICATE-----} blocks, like nginx's {@code proxy_ssl_trusted_certificate}; text before and
+     * between them is skipped, as in curl's {@code cacert.pem} or {@code openssl x509 -text} output) or a PKCS#12 or
      * JKS store whose certificates can be read without a password. The file is read now.
      *
      * @param path the trusted certificates

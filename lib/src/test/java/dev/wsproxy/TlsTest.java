@@ -280,6 +280,36 @@ class TlsTest {
     }
 
     @Test
+    void readsAPemBundleWhateverTextPrecedesItsCertificates(@TempDir Path dir) throws Exception {
+        // As curl's cacert.pem starts, and as openssl writes "x509 -text" and "pkcs12 -nokeys" output: a PEM bundle
+        // is one by its BEGIN lines, however much text comes first (it was taken for a PKCS#12 or JKS store).
+        StringBuilder preamble = new StringBuilder("##\n## Bundle of CA Root Certificates\n##\n");
+        for (int i = 0; i < 20; i++) {
+            preamble.append("## This is a bundle of X.509 certificates of public Certificate Authorities, line ")
+                    .append(i).append("\n");
+        }
+        String bundle = preamble + "\nBag Attributes\n    friendlyName: untrusted\nsubject=CN = untrusted\n"
+                + Files.readString(TestCertificates.UNTRUSTED.pem())
+                + "\nCertificate:\n    Data:\n        Version: 3 (0x2)\n        Subject: CN = localhost\n"
+                + Files.readString(TestCertificates.LOCALHOST.pem()) + "\n# end of bundle\n";
+        Path pem = Files.writeString(dir.resolve("cacert.pem"), bundle);
+        assertThat(bundle.indexOf("-----BEGIN")).as("where the first certificate begins").isGreaterThan(1024);
+
+        TestBackend backend = backend("tls", TestCertificates.LOCALHOST.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(pem)).route("/", backend.backend()));
+        clients = new Clients();
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/secure"));
+        recorder.sendText("trusted by the second certificate of the bundle");
+        assertThat(recorder.nextText()).isEqualTo("trusted by the second certificate of the bundle");
+        recorder.session.close();
+        recorder.nextClose();
+
+        Path neither = Files.writeString(dir.resolve("notes.txt"), preamble);
+        assertThatThrownBy(() -> BackendTls.trustStore(neither)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(neither.toString()).hasMessageContaining("PEM");
+    }
+
+    @Test
     void refusesAnUntrustedBackendCertificateWith502AndSendsItNoRequest() throws Exception {
         TestBackend backend = backend("untrusted", TestCertificates.UNTRUSTED.server());
         startProxy(ProxyBuilder.create().route("/", backend.backend()));

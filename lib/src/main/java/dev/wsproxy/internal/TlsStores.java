@@ -10,6 +10,7 @@ import java.security.KeyStore;
 import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.List;
@@ -24,13 +25,15 @@ import org.jspecify.annotations.Nullable;
 public final class TlsStores {
 
     private static final String[] OLD_PROTOCOLS = {"TLSv1", "TLSv1.1"};
+    private static final byte[] JKS_MAGIC = {(byte) 0xFE, (byte) 0xED, (byte) 0xFE, (byte) 0xED};
+    private static final byte[] JCEKS_MAGIC = {(byte) 0xCE, (byte) 0xCE, (byte) 0xCE, (byte) 0xCE};
 
     private TlsStores() {
     }
 
     /** Loads a PKCS#12 or JKS store that must hold at least one private key. */
     public static KeyStore loadKeyStore(Path path, String password) {
-        KeyStore store = load(path, password.toCharArray(), "keyStore");
+        KeyStore store = load(path, password.toCharArray(), "keyStore", "a PKCS#12 or JKS store");
         try {
             for (String alias : Collections.list(store.aliases())) {
                 if (store.isKeyEntry(alias)) {
@@ -50,12 +53,12 @@ public final class TlsStores {
      */
     public static KeyStore loadTrustStore(Path path, @Nullable String password) {
         byte[] bytes = read(path, "trustStore");
-        String head = new String(bytes, 0, Math.min(bytes.length, 256), StandardCharsets.US_ASCII);
         KeyStore store;
-        if (head.contains("-----BEGIN")) {
+        if (isPem(bytes)) {
             store = fromPem(path, bytes);
         } else {
-            store = load(path, password == null ? null : password.toCharArray(), "trustStore");
+            store = load(path, password == null ? null : password.toCharArray(), "trustStore",
+                    "PEM certificates (-----BEGIN CERTIFICATE-----), or a PKCS#12 or JKS store");
         }
         try {
             for (String alias : Collections.list(store.aliases())) {
@@ -91,6 +94,24 @@ public final class TlsStores {
         factory.addExcludeProtocols(OLD_PROTOCOLS);
     }
 
+    /**
+     * Whether a file is PEM: {@code -----BEGIN} anywhere in it, not only near the start. Bundles often open with
+     * text: curl's {@code cacert.pem} with a page of comments, {@code openssl x509 -text} with the decoded
+     * certificate, {@code openssl pkcs12 -nokeys} with {@code Bag Attributes}; the JDK's parser skips it. The whole
+     * file is read anyway. A file that opens as a store does (a DER {@code SEQUENCE}, as PKCS#12 does, or the JKS or
+     * JCEKS magic number) is a store, whatever bytes it holds further on.
+     */
+    private static boolean isPem(byte[] bytes) {
+        if (bytes.length == 0 || bytes[0] == 0x30 || startsWith(bytes, JKS_MAGIC) || startsWith(bytes, JCEKS_MAGIC)) {
+            return false;
+        }
+        return new String(bytes, StandardCharsets.ISO_8859_1).contains("-----BEGIN");
+    }
+
+    private static boolean startsWith(byte[] bytes, byte[] prefix) {
+        return bytes.length >= prefix.length && Arrays.equals(bytes, 0, prefix.length, prefix, 0, prefix.length);
+    }
+
     private static KeyStore fromPem(Path path, byte[] bytes) {
         Collection<? extends Certificate> certificates;
         try {
@@ -113,7 +134,7 @@ public final class TlsStores {
         }
     }
 
-    private static KeyStore load(Path path, char @Nullable [] password, String what) {
+    private static KeyStore load(Path path, char @Nullable [] password, String what, String expected) {
         if (!Files.isReadable(path)) {
             throw new IllegalArgumentException(what + ": " + path + " (expected: a readable file)");
         }
@@ -125,7 +146,7 @@ public final class TlsStores {
                     ? "wrong password" : e.getMessage();
             throw new IllegalArgumentException(what + ": " + path + " (cannot be read: " + detail + ")", e);
         } catch (GeneralSecurityException | RuntimeException e) {
-            throw new IllegalArgumentException(what + ": " + path + " (expected: a PKCS#12 or JKS store; "
+            throw new IllegalArgumentException(what + ": " + path + " (expected: " + expected + "; "
                     + e.getMessage() + ")", e);
         }
     }
