@@ -121,7 +121,8 @@ public final class BackendTls {
      * @param path a PKCS#12 or JKS key store with the proxy's private key and certificate chain
      * @param password the store's password, also used for its key
      * @return a new configuration
-     * @throws IllegalArgumentException if the store cannot be read or holds no private key
+     * @throws IllegalArgumentException if the store or one of its keys cannot be read with {@code password} (a JKS
+     *         key with a password of its own), or it holds no private key
      * @throws IllegalStateException on a {@link #custom} configuration (set the key store on your factory), or on
      *         {@link #insecureTrustAll()}
      */

@@ -38,14 +38,16 @@ public final class ServerTls {
 
     /**
      * Serves the certificate and private key of a key store. The store is read now, so a missing file, a wrong
-     * password or a store without a private key fails here rather than at start; a store with several keys serves
+     * password (also a key whose password is not the store's, as {@code keytool -keypass} makes in JKS) or a store
+     * without a private key fails here rather than at start; a store with several keys serves
      * the one whose certificate matches the name the client asks for (SNI). Protocols: TLS 1.3 and 1.2.
      *
      * @param path a PKCS#12 or JKS key store (convert PEM files with
      *         {@code openssl pkcs12 -export -in cert.pem -inkey key.pem -out proxy.p12})
      * @param password the store's password, also used for its keys
      * @return the configuration
-     * @throws IllegalArgumentException if the store cannot be read or holds no private key
+     * @throws IllegalArgumentException if the store or one of its keys cannot be read with {@code password}, or it
+     *         holds no private key
      */
     public static ServerTls keyStore(Path path, String password) {
         requireNonNull(path, "path");

@@ -11,6 +11,7 @@ import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.KeyStore;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -256,6 +257,32 @@ class TlsTest {
                 .hasMessageContaining(empty.toString());
         assertThatThrownBy(() -> BackendTls.systemTrust().withClientCertificate(TestCertificates.PROXY_CLIENT.pem(),
                 TestCertificates.PASSWORD)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void aKeyWhosePasswordIsNotTheStoresFailsWhenConfiguredNamingTheFile(@TempDir Path dir) throws Exception {
+        // keytool -keypass and older tools make JKS stores whose keys have passwords of their own. Only the store's
+        // password is taken, for both: such a key was found at configuration and failed at start() with
+        // "Cannot recover key".
+        KeyStore source = KeyStore.getInstance(TestCertificates.LOCALHOST.keyStore().toFile(),
+                TestCertificates.PASSWORD.toCharArray());
+        String alias = source.aliases().nextElement();
+        KeyStore jks = KeyStore.getInstance("JKS");
+        jks.load(null, null);
+        jks.setKeyEntry(alias, source.getKey(alias, TestCertificates.PASSWORD.toCharArray()),
+                "another-key-password".toCharArray(), source.getCertificateChain(alias));
+        Path path = dir.resolve("keypass.jks");
+        try (OutputStream out = Files.newOutputStream(path)) {
+            jks.store(out, TestCertificates.PASSWORD.toCharArray());
+        }
+
+        assertThatThrownBy(() -> ServerTls.keyStore(path, TestCertificates.PASSWORD))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(path.toString())
+                .hasMessageContaining("wrong password").hasMessageContaining(alias);
+        assertThatThrownBy(() -> BackendTls.trustStore(TestCertificates.LOCALHOST.pem())
+                .withClientCertificate(path, TestCertificates.PASSWORD))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(path.toString())
+                .hasMessageContaining("wrong password");
     }
 
     // ---- the backend leg ----

@@ -7,6 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
 import java.security.KeyStore;
+import java.security.UnrecoverableKeyException;
 import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
 import java.util.ArrayList;
@@ -31,20 +32,40 @@ public final class TlsStores {
     private TlsStores() {
     }
 
-    /** Loads a PKCS#12 or JKS store that must hold at least one private key. */
+    /**
+     * Loads a PKCS#12 or JKS store that must hold at least one private key, every key readable with the store's
+     * password. Jetty's key manager reads every key with that one password when the proxy starts: a JKS store whose
+     * keys have passwords of their own ({@code keytool -keypass}) would open here and fail there with "Cannot recover
+     * key", naming no file. So each key is recovered now.
+     */
     public static KeyStore loadKeyStore(Path path, String password) {
         KeyStore store = load(path, password.toCharArray(), "keyStore", "a PKCS#12 or JKS store");
+        boolean hasKey = false;
         try {
             for (String alias : Collections.list(store.aliases())) {
                 if (store.isKeyEntry(alias)) {
-                    return store;
+                    recoverKey(path, store, alias, password);
+                    hasKey = true;
                 }
             }
         } catch (GeneralSecurityException e) {
             throw new IllegalArgumentException("keyStore: " + path + " (cannot be read: " + e.getMessage() + ")", e);
         }
-        throw new IllegalArgumentException("keyStore: " + path + " (expected: a store with a private key and its "
-                + "certificate chain; this one holds certificates only)");
+        if (!hasKey) {
+            throw new IllegalArgumentException("keyStore: " + path + " (expected: a store with a private key and its "
+                    + "certificate chain; this one holds certificates only)");
+        }
+        return store;
+    }
+
+    private static void recoverKey(Path path, KeyStore store, String alias, String password)
+            throws GeneralSecurityException {
+        try {
+            store.getKey(alias, password.toCharArray());
+        } catch (UnrecoverableKeyException e) {
+            throw new IllegalArgumentException("keyStore: " + path + " (cannot be read: wrong password for key '"
+                    + alias + "'; expected: the store's password, which is used for its keys too)", e);
+        }
     }
 
     /**
@@ -141,7 +162,7 @@ public final class TlsStores {
         try {
             return KeyStore.getInstance(path.toFile(), password);
         } catch (IOException e) {
-            String detail = e.getCause() instanceof java.security.UnrecoverableKeyException
+            String detail = e.getCause() instanceof UnrecoverableKeyException
                     || String.valueOf(e.getMessage()).contains("password")
                     ? "wrong password" : e.getMessage();
             throw new IllegalArgumentException(what + ": " + path + " (cannot be read: " + detail + ")", e);
