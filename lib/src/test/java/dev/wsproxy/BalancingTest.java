@@ -122,6 +122,30 @@ class BalancingTest {
     }
 
     @Test
+    void doesNotBlameABackendWhoseConnectTimeoutTheFailoverTimeCutShort() throws Exception {
+        // A takes the whole connect timeout (1 s) and is rightly down; B then gets only what is left of the failover
+        // time (about 100 ms). Its timeout says nothing about B, which would have answered within its own 1 s.
+        RawBackend silent = RawBackend.answering(RawBackend.silent());
+        resources.add(silent);
+        RawBackend late = RawBackend.holding(RawBackend.switching(null));
+        resources.add(late);
+        start(ProxyBuilder.create().route("/ws/", silent.backend(), late.backend())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofSeconds(1)).build())
+                .failover(2, Duration.ofMillis(1100)));
+        try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/ws/x")) {
+            assertThat(exchange.statusLine()).startsWith("HTTP/1.1 504");
+        }
+        assertThat(late.nextRequest()).as("B was tried, after A").isNotNull();
+        late.release();
+
+        List<BackendStatus> status = proxy.backendStatus("/ws/");
+        assertThat(status.get(0).state()).as("A, silent for its whole connect timeout")
+                .isEqualTo(BackendStatus.State.DOWN);
+        assertThat(status.get(1).state()).as("B, cut short by the failover time").isEqualTo(BackendStatus.State.UP);
+        assertThat(status.get(1).recentFailures()).isZero();
+    }
+
+    @Test
     void usesBackupsOnlyWhileEveryPrimaryIsDown() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend().asBackup()));
         List<WsRecorder> open = new ArrayList<>();

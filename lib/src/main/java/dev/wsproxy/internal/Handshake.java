@@ -38,6 +38,11 @@ import dev.wsproxy.BackendStatus;
  * the client leaving, which its socket's watch sees) completes it, and the timer guarantees one does. A backend whose
  * slots are all taken is not connected to: that attempt fails with {@code 503} and moves on like a failed connection,
  * without counting against passive health.
+ *
+ * <p>Each connect's timer is the connect timeout, or what is left of the failover time when that is shorter. A timeout
+ * counts against the backend only when the backend had the time a first connect gets: one whose timer was cut short
+ * because earlier attempts spent the failover time did not exceed its own timeout, and counting it would take a healthy
+ * backend down for being tried late (nginx never shortens the connect timeout of its next try).
  */
 final class Handshake {
 
@@ -53,6 +58,8 @@ final class Handshake {
     private final long deadline;
     private final ConnectionLimits.@Nullable Permit permit;
     private int attempts;
+    /** Whether an earlier attempt of this handshake connected, spending failover time. */
+    private boolean connectedBefore;
 
     Handshake(WebSocketProxyHandler proxy, Request request, Response response, Callback callback, Route route,
             Timeouts timeouts, HandshakeRequestView view, ConnectionLimits.@Nullable Permit permit) {
@@ -141,9 +148,12 @@ final class Handshake {
 
     private void connect(Relay relay, BackendState state, BackendState.HandshakeSlot slot, Backend backend,
             URI backendUri) {
-        long remaining = deadline - NanoTime.now();
-        long timeoutMillis = Math.max(1, Math.min(timeouts.connectTimeout().toMillis(),
-                TimeUnit.NANOSECONDS.toMillis(remaining)));
+        long connectMillis = timeouts.connectTimeout().toMillis();
+        long remainingMillis = TimeUnit.NANOSECONDS.toMillis(deadline - NanoTime.now());
+        long timeoutMillis = Math.max(1, Math.min(connectMillis, remainingMillis));
+        // A first connect cut short by a failover time below the connect timeout had all the time the route allows.
+        boolean cutShort = connectedBefore && remainingMillis < connectMillis;
+        connectedBefore = true;
         Configuration.ConfigurationCustomizer legConfiguration = WebSocketProxyHandler.legConfiguration(timeouts);
         HttpFields.Mutable headers = HttpFields.build();
         for (String subprotocol : view.subprotocols()) {
@@ -161,7 +171,7 @@ final class Handshake {
                 relay.backendLeg, legConfiguration, backendResponse, home);
         relay.onConnecting(() -> future.cancel(false));
         // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
-        Scheduler.Task timer = timeout(future, timeoutMillis);
+        Scheduler.Task timer = timeout(future, timeoutMillis, cutShort);
         // A client that leaves meanwhile ends the attempt at once, rather than when its 101 is written.
         WebSocketEndPoints.watchClient(home, () -> future.completeExceptionally(new ClientGone()));
         future.whenComplete((backendSession, failure) -> {
@@ -185,13 +195,15 @@ final class Handshake {
     }
 
     /**
-     * Fails {@code future} with a {@link TimeoutException} after {@code millis}; fails it at once when the scheduler
-     * refuses the task (it is stopping), so that the handshake still ends and gives back what it holds.
+     * Fails {@code future} with a {@link TimeoutException} after {@code millis} (a {@link FailoverTimeUp} when
+     * {@code cutShort}); fails it at once when the scheduler refuses the task (it is stopping), so that the handshake
+     * still ends and gives back what it holds.
      */
-    private Scheduler.@Nullable Task timeout(CompletableFuture<CoreSession> future, long millis) {
+    private Scheduler.@Nullable Task timeout(CompletableFuture<CoreSession> future, long millis, boolean cutShort) {
         try {
-            return proxy.scheduler().schedule(() -> future.completeExceptionally(
-                    new TimeoutException("backend handshake took more than " + millis + " ms")),
+            return proxy.scheduler().schedule(() -> future.completeExceptionally(cutShort
+                    ? new FailoverTimeUp(millis)
+                    : new TimeoutException("backend handshake took more than " + millis + " ms")),
                     millis, TimeUnit.MILLISECONDS);
         } catch (RuntimeException e) {
             future.completeExceptionally(e);
@@ -273,13 +285,17 @@ final class Handshake {
         }
         boolean timeout = isTimeout(cause);
         int answer = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
-        String reason = timeout
+        String reason = cause instanceof FailoverTimeUp
+                ? "failover time ran out while the backend handshake was pending"
+                : timeout
                 ? "backend did not complete the handshake in time"
                 : status == HttpStatus.SWITCHING_PROTOCOLS_101
                         ? "backend sent an invalid 101: " + cause.getMessage()
                         : "backend unreachable: " + cause;
         LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
-        if (route.backends().passiveHealthApplies() && state.recordFailure(route.passiveHealth().maxFails(),
+        // A timer cut short by the failover time says nothing about the backend (see the class comment).
+        boolean blamed = !(cause instanceof FailoverTimeUp);
+        if (blamed && route.backends().passiveHealthApplies() && state.recordFailure(route.passiveHealth().maxFails(),
                 route.passiveHealth().failTimeout().toNanos())) {
             LOG.warn("Backend {} of route {} is down for {} after failed connections", backend, route.prefix(),
                     route.passiveHealth().failTimeout());
@@ -308,6 +324,24 @@ final class Handshake {
 
         ClientGone() {
             super("client closed the connection during the backend handshake");
+        }
+
+        @Override
+        public synchronized Throwable fillInStackTrace() {
+            return this;
+        }
+    }
+
+    /**
+     * The timer of a connect that had less than the connect timeout because earlier attempts spent the failover time:
+     * the client gets {@code 504}, but the backend is not blamed.
+     */
+    private static final class FailoverTimeUp extends TimeoutException {
+
+        private static final long serialVersionUID = 1L;
+
+        FailoverTimeUp(long millis) {
+            super("failover time ran out " + millis + " ms into the backend handshake");
         }
 
         @Override
