@@ -20,7 +20,10 @@ public final class BackendState implements BackendStatus {
     private final AtomicInteger active = new AtomicInteger();
     private final AtomicLong total = new AtomicLong();
     private final AtomicInteger pending = new AtomicInteger();
+    /** {@code proxy.drain(backend)}: until an explicit {@code updateBackends} lists the backend again. */
     private volatile boolean draining;
+    /** No longer in the route's list: handshakes already past selection are turned away, as for a drained one. */
+    private volatile boolean removed;
 
     // Active health, guarded by this: consecutive probe results.
     private boolean probedDown;
@@ -48,7 +51,7 @@ public final class BackendState implements BackendStatus {
 
     @Override
     public State state() {
-        if (draining) {
+        if (draining || removed) {
             return State.DRAINING;
         }
         return isDown() ? State.DOWN : State.UP;
@@ -76,6 +79,10 @@ public final class BackendState implements BackendStatus {
 
     void draining(boolean draining) {
         this.draining = draining;
+    }
+
+    void removed(boolean removed) {
+        this.removed = removed;
     }
 
     private synchronized boolean isDown() {

@@ -3,6 +3,7 @@ package dev.wsproxy.internal;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.net.URI;
+import java.net.UnknownHostException;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -18,7 +19,9 @@ import dev.wsproxy.Backend;
 
 /**
  * Keeps a route's backends equal to the addresses its DNS name resolves to. Look-ups block, so they run on the
- * proxy's thread pool, never on a selector thread; the next one is scheduled when the previous one is done.
+ * proxy's thread pool, never on a selector thread; the next one is scheduled when the previous one is done. A new
+ * answer replaces the list as {@code updateBackends} does, but a drained backend that stays in it stays draining: the
+ * answer says which addresses exist, not that the operator's drain is over ({@link RouteBackends#follow}).
  */
 final class DnsBackends {
 
@@ -28,15 +31,28 @@ final class DnsBackends {
     private final Route.Dns dns;
     private final Executor executor;
     private final Scheduler scheduler;
+    private final Resolver resolver;
     private volatile boolean stopped;
     private volatile Scheduler.@Nullable Task next;
     private List<Backend> last = List.of(); // touched by one look-up at a time
 
+    /** Resolves a host name to its addresses; blocks. */
+    @FunctionalInterface
+    interface Resolver {
+        InetAddress[] resolve(String host) throws UnknownHostException;
+    }
+
     DnsBackends(Route route, Route.Dns dns, Executor executor, Scheduler scheduler) {
+        this(route, dns, executor, scheduler, InetAddress::getAllByName);
+    }
+
+    /** With another resolver than the JVM's: tests change the answer, which the JVM's cannot. */
+    DnsBackends(Route route, Route.Dns dns, Executor executor, Scheduler scheduler, Resolver resolver) {
         this.route = route;
         this.dns = dns;
         this.executor = executor;
         this.scheduler = scheduler;
+        this.resolver = resolver;
     }
 
     void start() {
@@ -57,7 +73,7 @@ final class DnsBackends {
         }
         URI template = dns.template().uri();
         try {
-            InetAddress[] addresses = InetAddress.getAllByName(template.getHost());
+            InetAddress[] addresses = resolver.resolve(template.getHost());
             List<Backend> backends = new ArrayList<>();
             for (InetAddress address : addresses) {
                 String host = address instanceof Inet6Address
@@ -70,7 +86,7 @@ final class DnsBackends {
             }
             backends.sort(Comparator.comparing(Backend::toString));
             if (!backends.equals(last)) {
-                route.backends().replace(backends);
+                route.backends().follow(backends);
                 LOG.info("Route {}: {} resolved to {}", route.prefix(), template.getHost(), backends);
                 last = backends;
             }

@@ -15,6 +15,10 @@ import dev.wsproxy.BackendStatus;
  * releasing into the right state. A backend removed while it has sessions keeps its state until they end, and gets
  * it back if it returns meanwhile (a DNS answer that left it out once): with a fresh one, it would count none of its
  * open sessions, and least-connections would send it every new one.
+ *
+ * <p>Two kinds of replacement: an explicit one ({@code updateBackends}, {@link #replace}) is the operator's new list
+ * and ends the draining of the backends it names, as documented; a DNS answer ({@link #follow}) only says which
+ * addresses exist, so a backend drained with {@code proxy.drain} stays draining through it.
  */
 public final class RouteBackends {
 
@@ -100,7 +104,17 @@ public final class RouteBackends {
         return states.size() > 1;
     }
 
-    synchronized void replace(List<Backend> backends) {
+    /** Replaces the list with the operator's: backends that stay (or come back) stop draining. */
+    void replace(List<Backend> backends) {
+        replace(backends, true);
+    }
+
+    /** Replaces the list with a DNS answer: backends that stay (or come back) keep draining if they were. */
+    void follow(List<Backend> backends) {
+        replace(backends, false);
+    }
+
+    private synchronized void replace(List<Backend> backends, boolean endDraining) {
         // Only a removed backend whose sessions are still open comes back with its state: one whose sessions all
         // ended starts afresh, as a new backend does (its old health may be long out of date).
         retired.values().removeIf(state -> state.activeSessions() == 0 && state.pendingHandshakes() == 0);
@@ -118,14 +132,17 @@ public final class RouteBackends {
                 state = new BackendState(backend);
             } else {
                 state.backend(backend);
-                state.draining(false);
+                state.removed(false);
+                if (endDraining) {
+                    state.draining(false);
+                }
             }
             next.add(state);
         }
         // Removed backends keep their states through the sessions that still hold a lease on them, and here while
         // they have any.
         for (BackendState removed : old.values()) {
-            removed.draining(true);
+            removed.removed(true);
             if (removed.activeSessions() != 0 || removed.pendingHandshakes() != 0) {
                 retired.put(removed.backend().uri(), removed);
             }

@@ -1,0 +1,95 @@
+package dev.wsproxy.internal;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.net.InetAddress;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.eclipse.jetty.util.thread.ScheduledExecutorScheduler;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
+
+/**
+ * A route's backends follow the answers of a resolver the test controls (the JVM's cannot be made to change its
+ * answer): what a DNS change keeps, and what it must leave alone.
+ */
+class DnsBackendsTest {
+
+    private final AtomicReference<InetAddress[]> answer = new AtomicReference<>();
+    private final ScheduledExecutorScheduler scheduler = new ScheduledExecutorScheduler("dns-test", true);
+    private Route route;
+    private DnsBackends dns;
+
+    @BeforeEach
+    void start() throws Exception {
+        scheduler.start();
+        RouteSettings settings = new RouteSettings("/ws/");
+        settings.dns(Backend.of("ws://chat.test:8080"), Duration.ofMillis(20));
+        route = settings.resolve(RouteSettings.proxyDefaults(65_536));
+        dns = new DnsBackends(route, route.dns(), Runnable::run, scheduler, host -> answer.get());
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        dns.stop();
+        scheduler.stop();
+    }
+
+    private static InetAddress address(int last) throws Exception {
+        return InetAddress.getByAddress(new byte[] {10, 0, 0, (byte) last});
+    }
+
+    private void answerAndAwait(InetAddress... addresses) {
+        answer.set(addresses);
+        List<String> expected = java.util.Arrays.stream(addresses)
+                .map(address -> "ws://" + address.getHostAddress() + ":8080").toList();
+        await().atMost(Duration.ofSeconds(5)).until(() -> route.backends().backends().stream()
+                .map(backend -> backend.uri().toString()).toList().equals(expected));
+    }
+
+    private BackendState stateOf(String uri) {
+        return route.backends().states().stream()
+                .filter(state -> state.backend().uri().toString().equals(uri)).findFirst().orElseThrow();
+    }
+
+    @Test
+    void keepsABackendDrainingWhenTheAnswerChanges() throws Exception {
+        answer.set(new InetAddress[] {address(1), address(2)});
+        dns.start();
+        answerAndAwait(address(1), address(2));
+        // What proxy.drain(backend, window) does to every state of the backend.
+        stateOf("ws://10.0.0.1:8080").draining(true);
+
+        answerAndAwait(address(1), address(3));
+
+        assertThat(stateOf("ws://10.0.0.1:8080").state()).as("drained, and still in the answer")
+                .isEqualTo(BackendStatus.State.DRAINING);
+        assertThat(stateOf("ws://10.0.0.3:8080").state()).isEqualTo(BackendStatus.State.UP);
+        // An explicit updateBackends with the backend in the list ends the draining, as documented.
+        route.backends().replace(route.backends().backends());
+        assertThat(stateOf("ws://10.0.0.1:8080").state()).isEqualTo(BackendStatus.State.UP);
+    }
+
+    @Test
+    void bringsBackUpABackendTheAnswerLeftOutOnceWhileItsSessionsWereOpen() throws Exception {
+        answer.set(new InetAddress[] {address(1), address(2)});
+        dns.start();
+        answerAndAwait(address(1), address(2));
+        BackendState.Lease session = stateOf("ws://10.0.0.2:8080").acquire();
+
+        answerAndAwait(address(1));
+        answerAndAwait(address(1), address(2));
+
+        BackendState back = stateOf("ws://10.0.0.2:8080");
+        assertThat(back.activeSessions()).as("its own state, with its open session").isOne();
+        assertThat(back.state()).as("removed meanwhile, never drained").isEqualTo(BackendStatus.State.UP);
+        session.release();
+    }
+}
