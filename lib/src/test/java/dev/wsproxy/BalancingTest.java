@@ -146,6 +146,27 @@ class BalancingTest {
     }
 
     @Test
+    void neverKeepsTheOnlyBackendOfARouteDownForEarlierFailures() throws Exception {
+        // Passive health never takes down the one backend of a route; a route shrunk to one must not keep it down
+        // either, or it answers 503 until the fail timeout although its backend is back.
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()).passiveHealth(1, Duration.ofMinutes(5)));
+        int port = a.port();
+        String aUri = a.uri().toString();
+        a.stopServer();
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("b"); // tried a first, failed over
+        assertThat(failures.poll(5, TimeUnit.SECONDS)).isEqualTo(aUri);
+        assertThat(proxy.backendStatus("/ws/").get(0).state()).isEqualTo(BackendStatus.State.DOWN);
+        a.restartServer(port);
+
+        proxy.updateBackends("/ws/", List.of(a.backend()));
+
+        assertThat(proxy.backendStatus("/ws/").get(0).state()).isEqualTo(BackendStatus.State.UP);
+        assertThat(whoServes(open)).isEqualTo("a");
+        closeAll(open);
+    }
+
+    @Test
     void usesBackupsOnlyWhileEveryPrimaryIsDown() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend().asBackup()));
         List<WsRecorder> open = new ArrayList<>();

@@ -137,6 +137,12 @@ public final class BackendState implements BackendStatus {
         return false;
     }
 
+    /** Forgets the failures and brings the backend back from passive health's down (not from a health check's). */
+    synchronized void forgetFailures() {
+        failures = 0;
+        down = false;
+    }
+
     synchronized void recordSuccess() {
         if (!down) {
             failures = 0;

@@ -295,7 +295,7 @@ final class Handshake {
         LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
         // A timer cut short by the failover time says nothing about the backend (see the class comment).
         boolean blamed = !(cause instanceof FailoverTimeUp);
-        if (blamed && route.backends().passiveHealthApplies() && state.recordFailure(route.passiveHealth().maxFails(),
+        if (blamed && route.backends().recordFailure(state, route.passiveHealth().maxFails(),
                 route.passiveHealth().failTimeout().toNanos())) {
             LOG.warn("Backend {} of route {} is down for {} after failed connections", backend, route.prefix(),
                     route.passiveHealth().failTimeout());

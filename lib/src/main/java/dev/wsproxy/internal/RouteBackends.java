@@ -19,6 +19,9 @@ import dev.wsproxy.BackendStatus;
  * <p>Two kinds of replacement: an explicit one ({@code updateBackends}, {@link #replace}) is the operator's new list
  * and ends the draining of the backends it names, as documented; a DNS answer ({@link #follow}) only says which
  * addresses exist, so a backend drained with {@code proxy.drain} stays draining through it.
+ *
+ * <p>Passive health applies only while the route has more than one backend ({@link #recordFailure}); a replacement
+ * that leaves one forgets that one's failures.
  */
 public final class RouteBackends {
 
@@ -99,9 +102,14 @@ public final class RouteBackends {
         return others.computeIfAbsent(backend, BackendState::new);
     }
 
-    /** Tells whether passive health may take backends down: never for a route of one backend (nginx does the same). */
-    boolean passiveHealthApplies() {
-        return states.size() > 1;
+    /**
+     * Counts a failed connection against {@code state} for passive health ({@link BackendState#recordFailure}), unless
+     * the route has one backend: passive health never takes that one down (nginx does the same). Returns {@code true}
+     * when this failure took the backend down. Under the lock of {@link #replace}, so that a failure counted while the
+     * route had two backends is forgotten when it shrinks to one, and none is counted after.
+     */
+    synchronized boolean recordFailure(BackendState state, int maxFails, long windowNanos) {
+        return states.size() > 1 && state.recordFailure(maxFails, windowNanos);
     }
 
     /** Replaces the list with the operator's: backends that stay (or come back) stop draining. */
@@ -146,6 +154,11 @@ public final class RouteBackends {
             if (removed.activeSessions() != 0 || removed.pendingHandshakes() != 0) {
                 retired.put(removed.backend().uri(), removed);
             }
+        }
+        if (next.size() == 1) {
+            // A route shrunk to one backend: passive health no longer applies, so it must not keep the backend down
+            // (503 until the fail timeout) for failures counted while there were others.
+            next.get(0).forgetFailures();
         }
         states = List.copyOf(next);
     }
