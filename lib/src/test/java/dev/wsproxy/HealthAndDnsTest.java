@@ -123,6 +123,33 @@ class HealthAndDnsTest {
     }
 
     @Test
+    void reportsNoChangeWhenPassiveHealthFailsABackendAHealthCheckTookDown() throws Exception {
+        // A selector may pick a backend that is down (from backends()); its failed connect then counts for passive
+        // health, but the backend was DOWN already: listeners heard UP -> DOWN a second time.
+        Backend dead = Backend.of("ws://127.0.0.1:" + Clients.closedPort());
+        BackendSelector deadFirst = new BackendSelector() {
+            private int calls;
+
+            @Override
+            public synchronized Backend select(SelectionContext context) {
+                return calls++ == 0 ? dead : a.backend();
+            }
+        };
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(dead, a.backend()).backendSelector(deadFirst))
+                .healthCheck(HealthCheck.webSocket("/health").interval(Duration.ofMillis(100)).thresholds(1, 1)));
+        assertThat(nextChange()).isEqualTo(new Change(dead.uri().toString(), BackendStatus.State.UP,
+                BackendStatus.State.DOWN));
+
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).as("tried the dead backend first, failed over").isEqualTo("a");
+
+        assertThat(proxy.backendStatus("/ws/").get(0).recentFailures()).as("the failure counted").isOne();
+        // Listeners are called before failover moves on, so before the client got its 101.
+        assertThat(changes).as("changes reported after the health check's").isEmpty();
+        closeAll(open);
+    }
+
+    @Test
     void followsTheAddressesOfADnsName() throws Exception {
         start(ProxyBuilder.create().route("/ws/", r -> r.backendsFromDns("ws://localhost:" + a.port(),
                 Duration.ofMillis(200))));

@@ -98,10 +98,13 @@ public final class BackendState implements BackendStatus {
     }
 
     /**
-     * Counts one health probe; returns {@code true} when the backend's probed health changed: {@code unhealthy}
-     * failures in a row take it down, {@code healthy} successes in a row bring it back.
+     * Counts one health probe: {@code unhealthy} failures in a row take the backend down, {@code healthy} successes
+     * in a row bring it back. Returns the {@link #state()} the backend had when this probe changed it, else
+     * {@code null}: listeners hear of real changes only, from the state the backend really had, not of a verdict that
+     * changes under passive health's down or a drain (the backend stays {@code DOWN} or {@code DRAINING}).
      */
-    synchronized boolean recordProbe(boolean good, int unhealthy, int healthy) {
+    synchronized @Nullable State recordProbe(boolean good, int unhealthy, int healthy) {
+        State before = state();
         if (good != probeStreakGood) {
             probeStreakGood = good;
             probeStreak = 0;
@@ -109,20 +112,26 @@ public final class BackendState implements BackendStatus {
         probeStreak++;
         if (probedDown && good && probeStreak >= healthy) {
             probedDown = false;
-            return true;
-        }
-        if (!probedDown && !good && probeStreak >= unhealthy) {
+        } else if (!probedDown && !good && probeStreak >= unhealthy) {
             probedDown = true;
-            return true;
+        } else {
+            return null;
         }
-        return false;
+        return changedFrom(before);
+    }
+
+    private @Nullable State changedFrom(State before) {
+        return state() == before ? null : before;
     }
 
     /**
      * Counts a failed connection attempt; {@code maxFails} failures within {@code windowNanos} take the backend down
-     * for {@code windowNanos}. Returns {@code true} when this failure took it down.
+     * for {@code windowNanos}. Returns the {@link #state()} the backend had when this failure changed it (took it
+     * down), else {@code null}, as {@link #recordProbe} does: a backend a health check took down, or draining, does
+     * not change.
      */
-    synchronized boolean recordFailure(int maxFails, long windowNanos) {
+    synchronized @Nullable State recordFailure(int maxFails, long windowNanos) {
+        State before = state();
         long now = NanoTime.now();
         if (failures == 0 || NanoTime.elapsed(windowStart, now) > windowNanos) {
             failures = 0;
@@ -132,9 +141,9 @@ public final class BackendState implements BackendStatus {
         if (maxFails > 0 && failures >= maxFails && !down) {
             down = true;
             downUntil = now + windowNanos;
-            return true;
+            return changedFrom(before);
         }
-        return false;
+        return null;
     }
 
     /** Forgets the failures and brings the backend back from passive health's down (not from a health check's). */

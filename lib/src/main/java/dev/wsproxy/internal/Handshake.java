@@ -294,12 +294,12 @@ final class Handshake {
                         : "backend unreachable: " + cause;
         LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
         // A timer cut short by the failover time says nothing about the backend (see the class comment).
-        boolean blamed = !(cause instanceof FailoverTimeUp);
-        if (blamed && route.backends().recordFailure(state, route.passiveHealth().maxFails(),
-                route.passiveHealth().failTimeout().toNanos())) {
+        BackendStatus.State previous = cause instanceof FailoverTimeUp ? null : route.backends().recordFailure(state,
+                route.passiveHealth().maxFails(), route.passiveHealth().failTimeout().toNanos());
+        if (previous != null) {
             LOG.warn("Backend {} of route {} is down for {} after failed connections", backend, route.prefix(),
                     route.passiveHealth().failTimeout());
-            route.listener().onBackendStateChanged(route.prefix(), state, BackendStatus.State.UP);
+            route.listener().onBackendStateChanged(route.prefix(), state, previous);
         }
         route.listener().onBackendConnectFailed(view, backend, cause);
         nextAttemptOrRefuse(answer, reason);

@@ -87,15 +87,16 @@ final class HealthChecker {
         }
     }
 
-    private void record(BackendState state, boolean good) {
+    /** Counts one probe result; package-private for tests, which feed results without probing. */
+    void record(BackendState state, boolean good) {
         if (stopped) {
             return;
         }
-        BackendStatus.State before = state.state();
-        if (state.recordProbe(good, check.unhealthyThreshold(), check.healthyThreshold())) {
+        BackendStatus.State previous = state.recordProbe(good, check.unhealthyThreshold(), check.healthyThreshold());
+        if (previous != null) {
             LOG.warn("Backend {} of route {} is {} (health check {})", state.backend(), route.prefix(),
                     good ? "up again" : "down", check.path());
-            route.listener().onBackendStateChanged(route.prefix(), state, before);
+            route.listener().onBackendStateChanged(route.prefix(), state, previous);
         }
     }
 

@@ -6,6 +6,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
+import org.jspecify.annotations.Nullable;
+
 import dev.wsproxy.Backend;
 import dev.wsproxy.BackendStatus;
 
@@ -104,12 +106,12 @@ public final class RouteBackends {
 
     /**
      * Counts a failed connection against {@code state} for passive health ({@link BackendState#recordFailure}), unless
-     * the route has one backend: passive health never takes that one down (nginx does the same). Returns {@code true}
-     * when this failure took the backend down. Under the lock of {@link #replace}, so that a failure counted while the
-     * route had two backends is forgotten when it shrinks to one, and none is counted after.
+     * the route has one backend: passive health never takes that one down (nginx does the same). Returns the state the
+     * backend had when this failure changed it, else {@code null}. Under the lock of {@link #replace}, so that a
+     * failure counted while the route had two backends is forgotten when it shrinks to one, and none is counted after.
      */
-    synchronized boolean recordFailure(BackendState state, int maxFails, long windowNanos) {
-        return states.size() > 1 && state.recordFailure(maxFails, windowNanos);
+    synchronized BackendStatus.@Nullable State recordFailure(BackendState state, int maxFails, long windowNanos) {
+        return states.size() > 1 ? state.recordFailure(maxFails, windowNanos) : null;
     }
 
     /** Replaces the list with the operator's: backends that stay (or come back) stop draining. */
