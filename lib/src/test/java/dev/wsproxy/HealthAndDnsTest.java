@@ -123,6 +123,26 @@ class HealthAndDnsTest {
     }
 
     @Test
+    void neverStacksProbesOnABackendSlowerThanTheInterval() throws Exception {
+        // A new probe each round whatever the last one's fate kept timeout / interval probes in flight to a stalled
+        // backend (here 20), and their late failures reset the good streak of a backend that had recovered.
+        RawBackend stalled = RawBackend.holding(RawBackend.silent());
+        try {
+            start(ProxyBuilder.create().route("/ws/", stalled.backend())
+                    .healthCheck(HealthCheck.webSocket("/health").interval(Duration.ofMillis(50))
+                            .timeout(Duration.ofSeconds(1)).thresholds(1, 1)));
+            assertThat(nextChange()).as("the stalled backend, taken out by its first probe's timeout")
+                    .isEqualTo(new Change(stalled.backend().uri().toString(), BackendStatus.State.UP,
+                            BackendStatus.State.DOWN));
+            assertThat(stalled.connections.get()).as("probes opened until the first one timed out")
+                    .isLessThanOrEqualTo(2);
+        } finally {
+            Clients.tearDown(proxy, null, stalled);
+            proxy = null;
+        }
+    }
+
+    @Test
     void reportsNoChangeWhenPassiveHealthFailsABackendAHealthCheckTookDown() throws Exception {
         // A selector may pick a backend that is down (from backends()); its failed connect then counts for passive
         // health, but the backend was DOWN already: listeners heard UP -> DOWN a second time.

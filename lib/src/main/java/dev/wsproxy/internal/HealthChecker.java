@@ -1,6 +1,8 @@
 package dev.wsproxy.internal;
 
 import java.net.URI;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.client.HttpClient;
@@ -20,8 +22,11 @@ import dev.wsproxy.BackendStatus;
 import dev.wsproxy.HealthCheck;
 
 /**
- * Probes the backends of one route every interval, asynchronously, on the proxy's backend client; a round starts
- * only after the previous one was scheduled, so a slow backend never stacks probes (each has its timeout).
+ * Probes the backends of one route every interval, asynchronously, on the proxy's backend client. A backend whose
+ * previous probe is still pending is skipped in a round, so a slow backend never stacks probes when the timeout is
+ * longer than the interval: with one probe per round, a stalled backend would hold timeout / interval of them, and
+ * their late failures would reset the good streak of a backend that had recovered meanwhile. Each probe has its
+ * timeout, so each ends and its backend is probed again.
  */
 final class HealthChecker {
 
@@ -34,6 +39,8 @@ final class HealthChecker {
     private final Scheduler scheduler;
     private volatile boolean stopped;
     private volatile Scheduler.@Nullable Task next;
+    /** The backends with a probe in flight, until it ends. */
+    private final Set<BackendState> probing = ConcurrentHashMap.newKeySet();
 
     HealthChecker(Route route, HealthCheck check, WebSocketCoreClient webSocketClient, HttpClient httpClient,
             Scheduler scheduler) {
@@ -62,7 +69,9 @@ final class HealthChecker {
             return;
         }
         for (BackendState state : route.backends().states()) {
-            probe(state);
+            if (probing.add(state)) {
+                probe(state);
+            }
         }
         next = scheduler.schedule(this::round, check.interval().toMillis(), TimeUnit.MILLISECONDS);
     }
@@ -74,17 +83,23 @@ final class HealthChecker {
                 String scheme = "wss".equals(base.getScheme()) ? "https" : "http";
                 httpClient.newRequest(URI.create(scheme + "://" + base.getRawAuthority() + check.path()))
                         .timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS)
-                        .send(result -> record(state, result.isSucceeded()
+                        .send(result -> probed(state, result.isSucceeded()
                                 && result.getResponse().getStatus() / 100 == 2));
             } else {
                 URI uri = URI.create(base.getScheme() + "://" + base.getRawAuthority() + check.path());
                 CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(webSocketClient, uri, new Probe());
                 upgrade.timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS);
-                webSocketClient.connect(upgrade).whenComplete((session, failure) -> record(state, failure == null));
+                webSocketClient.connect(upgrade).whenComplete((session, failure) -> probed(state, failure == null));
             }
         } catch (Exception e) {
-            record(state, false);
+            probed(state, false);
         }
+    }
+
+    /** A probe ended: the backend may be probed again. */
+    private void probed(BackendState state, boolean good) {
+        probing.remove(state);
+        record(state, good);
     }
 
     /** Counts one probe result; package-private for tests, which feed results without probing. */
