@@ -295,7 +295,7 @@ public final class WebSocketProxy implements AutoCloseable {
     }
 
     /**
-     * Returns a builder with this proxy's settings, to derive a variant.
+     * Returns a builder with this proxy's settings, every one of them (a route's DNS name too), to derive a variant.
      *
      * @return a new builder
      */

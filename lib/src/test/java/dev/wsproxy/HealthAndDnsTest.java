@@ -180,4 +180,16 @@ class HealthAndDnsTest {
         assertThat(whoServes(open)).isEqualTo("a");
         closeAll(open);
     }
+
+    @Test
+    void aProxyDerivedWithToBuilderFollowsTheDnsNameToo() throws Exception {
+        // The derived route had lost its DNS name, keeping the empty list it starts with: 503 forever.
+        WebSocketProxy original = ProxyBuilder.create().route("/ws/", r -> r.backendsFromDns(
+                "ws://localhost:" + a.port(), Duration.ofMillis(200))).build();
+        start(original.toBuilder());
+        await().atMost(Duration.ofSeconds(10)).until(() -> !proxy.backendStatus("/ws/").isEmpty());
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a");
+        closeAll(open);
+    }
 }

@@ -3,10 +3,19 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.lang.reflect.Field;
+import java.lang.reflect.Modifier;
 import java.net.URI;
 import java.time.Duration;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
 
+import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.junit.jupiter.api.Test;
+
+import dev.wsproxy.internal.RouteSettings;
 
 /** The builder and the value types validate what they are given; no network. */
 class ProxyBuilderTest {
@@ -103,6 +112,101 @@ class ProxyBuilderTest {
         assertThatThrownBy(() -> first.toBuilder().route("/a/", BACKEND))
                 .as("the derived builder has the original's routes").isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(first::uri).isInstanceOf(IllegalStateException.class);
+    }
+
+    @Test
+    void toBuilderKeepsEverySetting() throws Exception {
+        // Every field of the builder and of a route's settings set, so that a field added later and not copied fails
+        // here: the DNS name of a route was not, and a proxy derived from one served 503 forever.
+        ProxyBuilder builder = ProxyBuilder.create()
+                .listen("127.0.0.2", 9001)
+                .route("/dns/", r -> r.backendsFromDns("ws://localhost:9", Duration.ofSeconds(7))
+                        .backendSelector(BackendSelector.leastConnections())
+                        .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMinutes(5)))
+                        .originValidator(OriginValidator.sameOrigin())
+                        .authenticator(Authenticator.of(request -> AuthDecision.allow()))
+                        .maxMessageSize(1000)
+                        .maxFragmentsPerMessage(7)
+                        .messageRateLimit(9)
+                        .plainHttp(PlainHttp.NEXT_HANDLER)
+                        .preserveHost(false)
+                        .passiveHealth(3, Duration.ofSeconds(4))
+                        .failover(2, Duration.ofSeconds(5))
+                        .maxPendingBackendHandshakes(11)
+                        .healthCheck(HealthCheck.http("/health"))
+                        .listener(new ProxyListener() { }))
+                .route("/ws/", BACKEND)
+                .backendSelector(BackendSelector.random())
+                .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMinutes(6)))
+                .originValidator(OriginValidator.allowList("https://app.example.com"))
+                .authenticator(Authenticator.of(request -> AuthDecision.reject(401)))
+                .maxMessageSize(2000)
+                .maxFragmentsPerMessage(8)
+                .messageRateLimit(10)
+                .plainHttp(PlainHttp.NEXT_HANDLER)
+                .preserveHost(false)
+                .passiveHealth(4, Duration.ofSeconds(5))
+                .failover(3, Duration.ofSeconds(6))
+                .maxPendingBackendHandshakes(12)
+                .healthCheck(HealthCheck.webSocket("/health"))
+                .listener(new ProxyListener() { })
+                .nextHandler(new NextHandler())
+                .drainTimeout(Duration.ofSeconds(3))
+                .trustedProxies("10.0.0.0/8")
+                .maxConnectionsPerIp(5)
+                .maxConnections(50)
+                .handshakeRatePerIp(8)
+                .handshakeTimeout(Duration.ofSeconds(2))
+                .maxPendingHandshakes(77)
+                .tls(ServerTls.custom(SslContextFactory.Server::new))
+                .backendTls(BackendTls.insecureTrustAll());
+        ProxyBuilder fresh = ProxyBuilder.create();
+        for (Field field : settingsFields(ProxyBuilder.class)) {
+            assertThat(field.get(builder)).as("ProxyBuilder.%s, set by this test", field.getName())
+                    .isNotEqualTo(field.get(fresh));
+        }
+        Object dnsRoute = ((Map<?, ?>) field(ProxyBuilder.class, "routes").get(builder)).get("/dns/");
+        for (Field field : settingsFields(RouteSettings.class)) {
+            assertThat(field.get(dnsRoute)).as("RouteSettings.%s of /dns/, set by this test", field.getName())
+                    .isNotNull();
+        }
+
+        assertSameSettings("", builder, builder.build().toBuilder());
+    }
+
+    /** Every setting of {@code copy} equals the original's, routes and defaults compared setting by setting. */
+    private static void assertSameSettings(String path, Object original, Object copy) throws Exception {
+        for (Field field : settingsFields(original.getClass())) {
+            Object value = field.get(original);
+            Object copied = field.get(copy);
+            String name = path + field.getName();
+            if (value instanceof RouteSettings settings) {
+                assertSameSettings(name + ".", settings, copied);
+            } else if (value instanceof Map<?, ?> routes) {
+                assertThat(List.copyOf(((Map<?, ?>) copied).keySet())).as(name).isEqualTo(List.copyOf(routes.keySet()));
+                for (Map.Entry<?, ?> route : routes.entrySet()) {
+                    assertSameSettings(name + "[" + route.getKey() + "].", route.getValue(),
+                            ((Map<?, ?>) copied).get(route.getKey()));
+                }
+            } else if (value instanceof Collection<?> values) {
+                assertThat(List.copyOf((Collection<?>) copied)).as(name).isEqualTo(List.copyOf(values));
+            } else {
+                assertThat(copied).as(name).isEqualTo(value);
+            }
+        }
+    }
+
+    private static List<Field> settingsFields(Class<?> type) {
+        return Arrays.stream(type.getDeclaredFields())
+                .filter(field -> !Modifier.isStatic(field.getModifiers()))
+                .peek(field -> field.setAccessible(true))
+                .toList();
+    }
+
+    private static Field field(Class<?> type, String name) throws NoSuchFieldException {
+        Field field = type.getDeclaredField(name);
+        field.setAccessible(true);
+        return field;
     }
 
     @Test

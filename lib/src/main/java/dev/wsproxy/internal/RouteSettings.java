@@ -79,10 +79,16 @@ public final class RouteSettings {
         return copy;
     }
 
-    /** Sets every value that {@code other} sets. */
+    /**
+     * Sets every value that {@code other} sets. The backends and the DNS name they come from go together, as
+     * {@link #backends} and {@link #dns} set them: a route from DNS has an empty list until the first answer, and
+     * copied without its name it would stay empty (every upgrade {@code 503}).
+     */
     public void overrideWith(RouteSettings other) {
         if (other.backends != null) {
             backends = other.backends;
+            dnsTemplate = other.dnsTemplate;
+            dnsRefresh = other.dnsRefresh;
         }
         if (other.selector != null) {
             selector = other.selector;
