@@ -146,9 +146,11 @@ public final class ProxyBuilder {
      * Adds a route: upgrade requests whose path starts with {@code pathPrefix} are proxied to these backends.
      *
      * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}
-     * @param backends one or more backends
+     * @param backends one or more backends, each URI once (two backends with one URI would be one backend to
+     *         failover, health and draining)
      * @return this builder
-     * @throws IllegalArgumentException if the prefix is malformed or already routed, or no backend is given
+     * @throws IllegalArgumentException if the prefix is malformed or already routed, no backend is given, or a URI is
+     *         given twice
      */
     public ProxyBuilder route(String pathPrefix, Backend... backends) {
         requireNonNull(backends, "backends");

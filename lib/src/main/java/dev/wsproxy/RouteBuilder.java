@@ -34,9 +34,10 @@ public final class RouteBuilder {
     /**
      * Sets the route's backends, replacing any set before.
      *
-     * @param backends one or more backends
+     * @param backends one or more backends, each URI once (two backends with one URI would be one backend to
+     *         failover, health and draining)
      * @return this builder
-     * @throws IllegalArgumentException if none is given
+     * @throws IllegalArgumentException if none is given, or a URI is given twice
      */
     public RouteBuilder backends(Backend... backends) {
         requireNonNull(backends, "backends");

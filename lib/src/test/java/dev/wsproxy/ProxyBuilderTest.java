@@ -37,6 +37,28 @@ class ProxyBuilderTest {
     }
 
     @Test
+    void refusesABackendUriGivenTwiceInARoute() {
+        // Two entries with one URI shared a state: failover stopped at the second as already tried (502 while
+        // another backend was up), and failures counted on the first only.
+        Backend other = Backend.of("ws://127.0.0.1:10");
+        assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", BACKEND, BACKEND, other))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("backends: [ws://127.0.0.1:9, ws://127.0.0.1:9, ws://127.0.0.1:10] (expected: each URI "
+                        + "once; ws://127.0.0.1:9 is given twice)");
+        assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", r -> r.backends(
+                        Backend.of("http://127.0.0.1:9"), BACKEND.withWeight(3).asBackup())))
+                .as("one URI, however spelled and weighted").isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("ws://127.0.0.1:9 is given twice");
+        WebSocketProxy proxy = ProxyBuilder.create().route("/ws/", BACKEND).build();
+        assertThatThrownBy(() -> proxy.updateBackends("/ws/", List.of(other, BACKEND, other)))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("ws://127.0.0.1:10 is given twice");
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::backend).containsExactly(BACKEND);
+        proxy.updateBackends("/ws/", List.of(other, BACKEND));
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::backend).containsExactly(other, BACKEND);
+    }
+
+    @Test
     void refusesMalformedAndDuplicateRoutePrefixes() {
         assertThatThrownBy(() -> ProxyBuilder.create().route("ws/", BACKEND))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("pathPrefix: 'ws/'");

@@ -1,8 +1,11 @@
 package dev.wsproxy.internal;
 
+import java.net.URI;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 
 import org.jspecify.annotations.Nullable;
 
@@ -132,11 +135,29 @@ public final class RouteSettings {
         }
     }
 
-    public void backends(List<Backend> backends) {
+    /**
+     * Returns a copy of a route's backends, checked: at least one, and each URI once. A route's backends are told
+     * apart by URI (their states, failover's "already tried", {@link dev.wsproxy.WebSocketProxy#drain}), so two
+     * entries with one URI would share a state: failover would stop at the second as already tried, even with another
+     * backend up, and failures would count on the first only. DNS answers do not pass here ({@link DnsBackends}
+     * replaces the list itself; the JDK's resolver gives each address once).
+     */
+    public static List<Backend> checkedBackends(List<Backend> backends) {
         if (backends.isEmpty()) {
             throw new IllegalArgumentException("backends: [] (expected: at least one backend)");
         }
-        this.backends = List.copyOf(backends);
+        Set<URI> uris = new HashSet<>();
+        for (Backend backend : backends) {
+            if (!uris.add(backend.uri())) {
+                throw new IllegalArgumentException("backends: " + backends + " (expected: each URI once; "
+                        + backend.uri() + " is given twice)");
+            }
+        }
+        return List.copyOf(backends);
+    }
+
+    public void backends(List<Backend> backends) {
+        this.backends = checkedBackends(backends);
         this.dnsTemplate = null;
         this.dnsRefresh = null;
     }

@@ -524,10 +524,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     /** Replaces a route's backends at once; open sessions are not touched. */
     public void updateBackends(String prefix, List<Backend> backends) {
-        if (backends.isEmpty()) {
-            throw new IllegalArgumentException("backends: [] (expected: at least one backend)");
-        }
-        routeNamed(prefix).backends().replace(List.copyOf(backends));
+        List<Backend> checked = RouteSettings.checkedBackends(backends);
+        routeNamed(prefix).backends().replace(checked);
         LOG.info("Route {} now has backends {}", prefix, backends);
     }
 
