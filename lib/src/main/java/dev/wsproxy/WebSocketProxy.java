@@ -56,7 +56,8 @@ import dev.wsproxy.internal.WebSocketProxyHandler;
  * time {@code 504}. Then frames flow both ways as they arrive, with backpressure, and close codes are relayed end to
  * end. The statuses and close codes are listed in the documentation ({@code docs/configuration.md}).
  *
- * <p>Thread-safe. {@link #start()} and {@link #stop(Duration)} may be called once each.
+ * <p>Thread-safe. {@link #start()} succeeds once at most (a start that failed may be tried again), and
+ * {@link #stop(Duration)} acts once.
  */
 public final class WebSocketProxy implements AutoCloseable {
 
@@ -77,6 +78,9 @@ public final class WebSocketProxy implements AutoCloseable {
 
     /**
      * Starts a Jetty server of the proxy's own on the address set by {@link ProxyBuilder#listen(String, int)}.
+     *
+     * <p>A start that fails leaves nothing behind (no thread, socket or server), and the proxy can be started
+     * again, once the port is free for instance.
      *
      * @return the bound URI, like {@code http://127.0.0.1:8080/}, with the real port when port 0 was asked for
      * @throws IOException if the address cannot be bound or the server does not start
@@ -116,11 +120,7 @@ public final class WebSocketProxy implements AutoCloseable {
         try {
             standalone.start();
         } catch (Exception e) {
-            try {
-                standalone.stop();
-            } catch (Exception suppressed) {
-                e.addSuppressed(suppressed);
-            }
+            abandon(standalone, e);
             throw e instanceof IOException ? (IOException) e : new IOException("start(): " + e.getMessage(), e);
         }
         server = standalone;
@@ -128,6 +128,27 @@ public final class WebSocketProxy implements AutoCloseable {
         uri = URI.create((tls == null ? "http://" : "https://") + host + ":" + connector.getLocalPort() + "/");
         LOG.info("wsproxy listening on {} (routes {})", uri, config.routePrefixes());
         return uri;
+    }
+
+    /**
+     * Stops a server whose start failed and takes the handler back from it: the handler keeps the server it was
+     * mounted in, and {@link #start()} refuses a handler that has one (it would be mounted elsewhere), so without this
+     * the proxy could never be started again, whatever the cause was (a port in use).
+     */
+    private void abandon(Server failed, Exception cause) {
+        try {
+            failed.stop();
+        } catch (Exception suppressed) {
+            cause.addSuppressed(suppressed);
+        }
+        try {
+            failed.setHandler((Handler) null);
+            if (handler.getServer() != null) {
+                handler.setServer(null);
+            }
+        } catch (RuntimeException suppressed) {
+            cause.addSuppressed(suppressed);
+        }
     }
 
     /**

@@ -118,6 +118,31 @@ class StoppedProxyStateTest {
     }
 
     @Test
+    void aStartThatFailsLeavesNothingAndTheProxyCanStartAgain() throws Exception {
+        try (ServerSocket taken = new ServerSocket()) {
+            taken.bind(new InetSocketAddress("127.0.0.1", 0));
+            int port = taken.getLocalPort();
+            WebSocketProxy proxy = builder().listen("127.0.0.1", port).build();
+            started.add(proxy);
+            // What the JVM opens once for good, the first time a server fails to bind, goes into the baseline.
+            assertThatThrownBy(builder().listen("127.0.0.1", port).build()::start).isInstanceOf(IOException.class);
+
+            Set<Thread> baseline = liveThreads();
+            Map<String, Long> descriptors = openDescriptors();
+            assertThatThrownBy(proxy::start).as("a start on a port in use").isInstanceOf(IOException.class);
+            assertThatThrownBy(proxy::uri).isInstanceOf(IllegalStateException.class);
+            assertBackToBaseline(baseline, descriptors);
+
+            taken.close();
+            // The handler kept the failed server, and start() said "already started, stopped or mounted" for good.
+            assertThat(proxy.start().getPort()).as("the same proxy, started again once the port is free")
+                    .isEqualTo(port);
+            runSessions(port, proxy);
+            Clients.assertNoLeaks(proxy, null);
+        }
+    }
+
+    @Test
     void stoppingAMountedProxyLeavesTheServerServingAndStoppingTheServerLeavesNothing() throws Exception {
         Function<WebSocketProxy, Server> mount = proxy -> {
             Server server = new Server(WebSocketProxy.threadPool());
