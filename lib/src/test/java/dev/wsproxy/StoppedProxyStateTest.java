@@ -22,6 +22,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
 import java.util.stream.Stream;
 
@@ -31,6 +32,7 @@ import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.jspecify.annotations.Nullable;
@@ -47,7 +49,8 @@ import dev.wsproxy.internal.WebSocketProxyHandler;
  * plain {@code ServerSocket}, and a proxy derived with {@code toBuilder()} on that port starts and relays. Mounted in
  * an application's {@code Server}, stopping the proxy ends its sessions and leaves the server running and serving
  * (upgrades refused with {@code 503}, other requests to the application); stopping the server then leaves the same
- * clean state.
+ * clean state. So does a {@code start()} that fails, at the bind (a port in use) or once the server's threads run (the
+ * handler failing to start), and the same proxy then starts.
  *
  * <p>Peers are raw sockets ({@link RawWebSocket}, {@link RawBackend}), which start no thread pool of their own, so
  * every thread left over is the proxy's (or a raw backend's connection thread, which ends only when the proxy closed
@@ -140,6 +143,29 @@ class StoppedProxyStateTest {
             runSessions(port, proxy);
             Clients.assertNoLeaks(proxy, null);
         }
+    }
+
+    @Test
+    void aStartThatFailsOnceItsThreadsRunLeavesNoThreadAndTheProxyCanStartAgain() throws Exception {
+        // The backend TLS factory is made when the handler starts, after the server's thread pool did.
+        AtomicBoolean trustStoreReady = new AtomicBoolean();
+        ProxyBuilder failing = builder().listen("127.0.0.1", 0).backendTls(BackendTls.custom(
+                () -> trustStoreReady.get() ? new SslContextFactory.Client() : null));
+        assertThatThrownBy(failing.build()::start).as("a first cycle, for the baseline")
+                .isInstanceOf(IOException.class);
+        WebSocketProxy proxy = failing.build();
+        started.add(proxy);
+
+        Set<Thread> baseline = liveThreads();
+        Map<String, Long> descriptors = openDescriptors();
+        assertThatThrownBy(proxy::start).isInstanceOf(IOException.class)
+                .hasMessageContaining("supplied no SslContextFactory.Client");
+        assertBackToBaseline(baseline, descriptors);
+
+        trustStoreReady.set(true);
+        int port = proxy.start().getPort();
+        runSessions(port, proxy);
+        Clients.assertNoLeaks(proxy, null);
     }
 
     @Test

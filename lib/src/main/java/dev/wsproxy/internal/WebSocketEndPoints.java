@@ -12,6 +12,7 @@ import java.nio.channels.ReadPendingException;
 import java.nio.channels.SelectableChannel;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
+import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.util.Map;
 import java.util.Set;
@@ -332,6 +333,20 @@ public final class WebSocketEndPoints {
 
         Connector(Server server, int selectors, ConnectionFactory... factories) {
             super(server, 0, selectors, factories);
+        }
+
+        /**
+         * Also closes the accept channel of a connector that was opened but never started. Without acceptor threads,
+         * Jetty leaves that channel to the selector manager, which closes it when it stops; but {@code Server.start()}
+         * opens every connector before it starts anything, and when a later step fails (a handler that does not
+         * start) it only calls this, with no selector manager running: the port stayed bound, listening, for good.
+         */
+        @Override
+        public void close() {
+            super.close();
+            if (isStopped() && getTransport() instanceof ServerSocketChannel channel) {
+                IO.close(channel);
+            }
         }
 
         @Override
