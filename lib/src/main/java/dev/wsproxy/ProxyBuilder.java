@@ -125,19 +125,25 @@ public final class ProxyBuilder {
      * Sets the address {@link WebSocketProxy#start()} binds to. Not used when the proxy is mounted with
      * {@link WebSocketProxy#handler()}.
      *
-     * @param host a host name or IP address; {@code 0.0.0.0} for every interface
+     * @param host a host name or IP address, an IPv6 one with or without brackets ({@code ::1} or {@code [::1]});
+     *         {@code 0.0.0.0} for every interface
      * @param port a port from 0 to 65535; 0 picks a free port, see {@link WebSocketProxy#uri()}
      * @return this builder
+     * @throws IllegalArgumentException if the host is blank, or has brackets other than around an IPv6 address
      */
     public ProxyBuilder listen(String host, int port) {
         requireNonNull(host, "host");
-        if (host.isBlank()) {
-            throw new IllegalArgumentException("host: '" + host + "' (expected: a host name or address)");
+        // The URI of the bound server adds the brackets an IPv6 address needs: keep the address bare.
+        String bare = host.length() > 2 && host.startsWith("[") && host.endsWith("]")
+                ? host.substring(1, host.length() - 1) : host;
+        if (bare.isBlank() || bare.contains("[") || bare.contains("]") || (!bare.equals(host) && !bare.contains(":"))) {
+            throw new IllegalArgumentException("host: '" + host
+                    + "' (expected: a host name or address; brackets only around an IPv6 address, like [::1])");
         }
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port: " + port + " (expected: 0 to 65535)");
         }
-        this.host = host;
+        this.host = bare;
         this.port = port;
         return this;
     }

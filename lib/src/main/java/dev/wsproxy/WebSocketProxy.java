@@ -117,17 +117,20 @@ public final class WebSocketProxy implements AutoCloseable {
         connector.setIdleTimeout(config.connectorIdleTimeout().toMillis());
         standalone.addConnector(connector);
         standalone.setHandler(handler);
+        URI bound;
         try {
             standalone.start();
+            // Before the server is published: a URI that cannot be made must not leave it running, unreachable.
+            bound = new URI(tls == null ? "http" : "https", null, config.host(), connector.getLocalPort(), "/", null,
+                    null);
         } catch (Exception e) {
             abandon(standalone, e);
             throw e instanceof IOException ? (IOException) e : new IOException("start(): " + e.getMessage(), e);
         }
         server = standalone;
-        String host = config.host().contains(":") ? "[" + config.host() + "]" : config.host();
-        uri = URI.create((tls == null ? "http://" : "https://") + host + ":" + connector.getLocalPort() + "/");
-        LOG.info("wsproxy listening on {} (routes {})", uri, config.routePrefixes());
-        return uri;
+        uri = bound;
+        LOG.info("wsproxy listening on {} (routes {})", bound, config.routePrefixes());
+        return bound;
     }
 
     /**

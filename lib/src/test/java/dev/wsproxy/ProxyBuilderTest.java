@@ -73,6 +73,11 @@ class ProxyBuilderTest {
         ProxyBuilder builder = ProxyBuilder.create();
         assertThatThrownBy(() -> builder.listen("127.0.0.1", 70000))
                 .hasMessage("port: 70000 (expected: 0 to 65535)");
+        for (String host : new String[] {"[localhost]", "[::1", "::1]", "[]", "[[::1]]", " "}) {
+            assertThatThrownBy(() -> builder.listen(host, 0)).as(host)
+                    .hasMessage("host: '" + host + "' (expected: a host name or address; brackets only around an "
+                            + "IPv6 address, like [::1])");
+        }
         assertThatThrownBy(() -> builder.maxMessageSize(0)).hasMessage("maxMessageSize: 0 (expected: > 0)");
         assertThatThrownBy(() -> builder.drainTimeout(Duration.ofSeconds(-1)))
                 .hasMessage("drainTimeout: PT-1S (expected: >= 0)");
