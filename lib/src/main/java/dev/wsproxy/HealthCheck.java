@@ -3,6 +3,7 @@ package dev.wsproxy;
 import static java.util.Objects.requireNonNull;
 
 import java.time.Duration;
+import java.util.Locale;
 
 import dev.wsproxy.internal.Durations;
 
@@ -194,7 +195,8 @@ public final class HealthCheck {
 
     @Override
     public String toString() {
-        return kind.name().toLowerCase() + " " + path + " every " + interval + " (timeout " + timeout + ", down after "
-                + unhealthyThreshold + ", up after " + healthyThreshold + ")";
+        // Locale.ROOT: the same text whatever the default locale (a Turkish one lower-cases I to a dotless ı).
+        return kind.name().toLowerCase(Locale.ROOT) + " " + path + " every " + interval + " (timeout " + timeout
+                + ", down after " + unhealthyThreshold + ", up after " + healthyThreshold + ")";
     }
 }

@@ -102,12 +102,14 @@ class LogHygieneTest {
         }
     }
 
-    private Path fork(String level) throws IOException {
+    private Path fork(String level, String... jvmOptions) throws IOException {
         Path log = dir.resolve("proxy-" + level + ".log");
-        proxy = ForkedProxy.start(backend.uri(), log, List.of(
-                        "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
-                        "-Dorg.slf4j.simpleLogger.log.dev.wsproxy=" + level,
-                        "-Dorg.slf4j.simpleLogger.log.dev.wsproxy.access=info"),
+        List<String> options = new ArrayList<>(List.of(
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+                "-Dorg.slf4j.simpleLogger.log.dev.wsproxy=" + level,
+                "-Dorg.slf4j.simpleLogger.log.dev.wsproxy.access=info"));
+        options.addAll(List.of(jvmOptions));
+        proxy = ForkedProxy.start(backend.uri(), log, options,
                 "route=/refused/=" + closed,
                 "route=/silent/=" + silent.uri(),
                 "connectTimeout=PT1S",
@@ -156,6 +158,18 @@ class LogHygieneTest {
                 assertThat(level).as("the record a stack trace line belongs to: %s", line.text()).isEqualTo("DEBUG");
             }
         }
+        assertAccessLines(log, sessions);
+    }
+
+    @Test
+    void writesTheAccessLogAsDocumentedWhateverTheDefaultLocale() throws Exception {
+        // In Turkish, "CLIENT".toLowerCase() is "clıent" (a dotless i): the initiator broke the documented format.
+        Path file = fork("info", "-Duser.language=tr", "-Duser.country=TR");
+        List<String> sessions = new ArrayList<>(sessionsThatEndCleanly());
+        sessions.addAll(aSessionOpenWhileTheProxyStops());
+        List<Line> log = stopAndRead(file);
+
+        assertNoErrorAndNoSecret(log);
         assertAccessLines(log, sessions);
     }
 

@@ -1,5 +1,7 @@
 package dev.wsproxy.internal;
 
+import java.util.Locale;
+
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -8,7 +10,8 @@ import dev.wsproxy.SessionClose;
 
 /**
  * One line per closed session on the logger {@code dev.wsproxy.access}, at INFO. Never logs payloads, headers,
- * cookies or query strings.
+ * cookies or query strings. The format is fixed, whatever the default locale (in a Turkish one, {@code "CLIENT"}
+ * lower-cases to {@code "clıent"}).
  */
 final class AccessLog {
 
@@ -26,6 +29,6 @@ final class AccessLog {
                 session.id(), session.clientAddress().getHostString(), session.route(), session.backend().uri(),
                 close.duration().toMillis(), session.clientToBackendBytes(), session.clientToBackendMessages(),
                 session.backendToClientBytes(), session.backendToClientMessages(), close.clientCode(),
-                close.backendCode(), close.initiator().name().toLowerCase());
+                close.backendCode(), close.initiator().name().toLowerCase(Locale.ROOT));
     }
 }
