@@ -394,6 +394,11 @@ public final class ProxyBuilder {
      * {@link WebSocketProxy#handler()} wraps, standalone or mounted; when mounted, {@code handler().setHandler(...)}
      * replaces it.
      *
+     * <p>The proxy starts and stops the handler with itself. A Jetty handler belongs to one server at a time, and the
+     * proxies built from this builder, or with {@link WebSocketProxy#toBuilder()}, share it: one of them may run at a
+     * time. Starting or mounting another while one runs throws {@link IllegalStateException}; once that one stopped,
+     * the other starts with the handler.
+     *
      * @param handler the next handler, for instance a {@code ResourceHandler} serving a web page
      * @return this builder
      */

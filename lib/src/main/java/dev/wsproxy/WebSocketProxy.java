@@ -84,7 +84,8 @@ public final class WebSocketProxy implements AutoCloseable {
      *
      * @return the bound URI, like {@code http://127.0.0.1:8080/}, with the real port when port 0 was asked for
      * @throws IOException if the address cannot be bound or the server does not start
-     * @throws IllegalStateException if the proxy was started, stopped or mounted before
+     * @throws IllegalStateException if the proxy was started, stopped or mounted before, or its
+     *         {@linkplain ProxyBuilder#nextHandler next handler} runs in another proxy
      */
     public synchronized URI start() throws IOException {
         if (server != null || stopped || handler.getServer() != null) {

@@ -50,7 +50,8 @@ import dev.wsproxy.internal.WebSocketProxyHandler;
  * an application's {@code Server}, stopping the proxy ends its sessions and leaves the server running and serving
  * (upgrades refused with {@code 503}, other requests to the application); stopping the server then leaves the same
  * clean state. So does a {@code start()} that fails, at the bind (a port in use) or once the server's threads run (the
- * handler failing to start), and the same proxy then starts.
+ * handler failing to start), and the same proxy then starts. A proxy derived with {@code toBuilder()} shares the next
+ * handler: it is refused, naming it, while the first runs, and starts with it once the first stopped.
  *
  * <p>Peers are raw sockets ({@link RawWebSocket}, {@link RawBackend}), which start no thread pool of their own, so
  * every thread left over is the proxy's (or a raw backend's connection thread, which ends only when the proxy closed
@@ -166,6 +167,29 @@ class StoppedProxyStateTest {
         int port = proxy.start().getPort();
         runSessions(port, proxy);
         Clients.assertNoLeaks(proxy, null);
+    }
+
+    @Test
+    void aNextHandlerServesOneRunningProxyAtATime() throws Exception {
+        // Proxies built from one builder, or with toBuilder(), share their next handler, and a Jetty handler belongs
+        // to one server: the second start failed with Jetty's bare IllegalStateException("STARTED").
+        NextHandler next = new NextHandler();
+        WebSocketProxy first = standalone(builder().listen("127.0.0.1", 0).nextHandler(next));
+        WebSocketProxy second = first.toBuilder().listen("127.0.0.1", 0).build();
+        started.add(second);
+        assertThatThrownBy(second::start).isInstanceOf(IllegalStateException.class)
+                .hasMessageStartingWith("nextHandler " + next + " runs in another server")
+                .hasMessageContaining("one running proxy at a time");
+
+        first.stop(Duration.ofSeconds(5));
+        int port = second.start().getPort();
+        assertThat(next.isStarted()).as("the next handler, started with the proxy that has it now").isTrue();
+        try (RawHttpExchange page = RawHttpExchange.send(port, "GET /page HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) {
+            assertThat(page.statusLine()).isEqualTo("HTTP/1.1 200 OK");
+        }
+        assertThat(next.requests).containsExactly("/page");
+        cleanSession(port, "/ws/second");
+        Clients.assertNoLeaks(second, null);
     }
 
     @Test

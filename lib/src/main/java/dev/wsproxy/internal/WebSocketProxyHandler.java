@@ -124,8 +124,26 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 ? null : new HandshakeGuard(limits.handshakeTimeout(), limits.maxPendingHandshakes());
     }
 
+    /**
+     * Also checks the next handler: proxies built from one builder share it, and a Jetty handler belongs to one server
+     * at a time. One that runs in another server is refused with a message naming it (Jetty would only say
+     * {@code STARTED}); one that is stopped is managed here, started and stopped with this proxy, even if it was
+     * running, and so left unmanaged by Jetty, when this proxy was built.
+     */
     @Override
     public void setServer(Server server) {
+        Handler next = getHandler();
+        if (next != null && server != null) {
+            Server other = next.getServer();
+            if (next.isRunning() && other != null && other != server) {
+                throw new IllegalStateException("nextHandler " + next + " runs in another server (expected: one "
+                        + "running proxy at a time; proxies built from one builder or with toBuilder() share it: stop "
+                        + "the other one first, or give each proxy a handler of its own)");
+            }
+            if (next.isStopped() && !isManaged(next)) {
+                manage(next);
+            }
+        }
         super.setServer(server);
         httpForwarder.setServer(server);
     }
