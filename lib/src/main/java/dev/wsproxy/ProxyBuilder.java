@@ -151,7 +151,8 @@ public final class ProxyBuilder {
     /**
      * Adds a route: upgrade requests whose path starts with {@code pathPrefix} are proxied to these backends.
      *
-     * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}
+     * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}, without {@code .} or {@code ..}
+     *         segments or {@code ;parameters} (request paths are matched without them)
      * @param backends one or more backends, each URI once (two backends with one URI would be one backend to
      *         failover, health and draining)
      * @return this builder
@@ -167,7 +168,8 @@ public final class ProxyBuilder {
      * Adds a route configured by {@code configurer}, which must set its backends and may override any proxy-wide
      * setting for this route only.
      *
-     * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}
+     * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}, without {@code .} or {@code ..}
+     *         segments or {@code ;parameters} (request paths are matched without them)
      * @param configurer sets the route up
      * @return this builder
      * @throws IllegalArgumentException if the prefix is malformed or already routed

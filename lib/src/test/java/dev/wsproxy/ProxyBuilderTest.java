@@ -66,6 +66,16 @@ class ProxyBuilderTest {
                 .isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", BACKEND).route("/ws/", BACKEND))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("not routed yet");
+        // Request paths are matched with dot segments resolved and ;parameters removed: these never matched.
+        for (String prefix : new String[] {"/ws/../admin/", "/./ws/", "/ws/..", "/ws/.", "/ws;v=1/", "/ws/x;"}) {
+            assertThatThrownBy(() -> ProxyBuilder.create().route(prefix, BACKEND)).as(prefix)
+                    .isInstanceOf(IllegalArgumentException.class).hasMessage("pathPrefix: '" + prefix
+                            + "' (expected: no . or .. segment and no ;parameter, which request paths are matched "
+                            + "without)");
+        }
+        for (String prefix : new String[] {"/.well-known/", "/ws./", "/..ws/", "/a.b/c..d"}) {
+            assertThat(ProxyBuilder.create().route(prefix, BACKEND).build()).as(prefix).isNotNull();
+        }
     }
 
     @Test

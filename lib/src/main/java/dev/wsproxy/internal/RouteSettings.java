@@ -74,6 +74,14 @@ public final class RouteSettings {
             throw new IllegalArgumentException(
                     "pathPrefix: '" + prefix + "' (expected: a path of visible ASCII starting with /, like /ws/)");
         }
+        // Routes match the canonical path, from which Jetty removes dot segments and ;parameters: a prefix with
+        // either would be accepted and never match.
+        for (String segment : prefix.split("/", -1)) {
+            if (segment.equals(".") || segment.equals("..") || segment.contains(";")) {
+                throw new IllegalArgumentException("pathPrefix: '" + prefix + "' (expected: no . or .. segment and "
+                        + "no ;parameter, which request paths are matched without)");
+            }
+        }
     }
 
     public RouteSettings copy() {
