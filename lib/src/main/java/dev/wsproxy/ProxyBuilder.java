@@ -292,7 +292,10 @@ public final class ProxyBuilder {
 
     /**
      * Sets whether backends get the client's {@code Host} header ({@code true}, the default: like nginx's
-     * {@code proxy_set_header Host $host}) or the authority of the backend URI ({@code false}).
+     * {@code proxy_set_header Host $host}) or the authority of the backend URI ({@code false}). With a {@code wss://}
+     * backend the TLS handshake names the backend's host while {@code Host} is the client's: a backend that checks
+     * {@code Host} against its certificate (Jetty's default {@code SecureRequestCustomizer}) answers {@code 400 Invalid
+     * SNI} unless its certificate also names the client's host; use {@code false} for it.
      *
      * @param preserveHost {@code true} to send the client's {@code Host}
      * @return this builder

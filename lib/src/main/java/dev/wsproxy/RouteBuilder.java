@@ -48,7 +48,8 @@ public final class RouteBuilder {
     /**
      * Takes the route's backends from DNS: the host of {@code uri} is resolved to all its addresses now and every
      * {@code refresh}, and the route gets one backend per address (same scheme, port and path), replacing the list
-     * like {@link WebSocketProxy#updateBackends} does: open sessions are not touched. This is how a Kubernetes
+     * like {@link WebSocketProxy#updateBackends} does (open sessions are not touched), except that a backend drained
+     * with {@link WebSocketProxy#drain} and still in the answer stays draining. This is how a Kubernetes
      * headless service is followed. A failed resolution keeps the last list; until the first one succeeds the route
      * answers {@code 503}.
      *
@@ -165,7 +166,8 @@ public final class RouteBuilder {
     }
 
     /**
-     * Sets whether the backend gets the client's {@code Host} header or the backend's own authority.
+     * Sets whether the backend gets the client's {@code Host} header or the backend's own authority (see
+     * {@link ProxyBuilder#preserveHost(boolean)} for {@code wss://} backends that check it).
      *
      * @param preserveHost {@code true} to send the client's {@code Host}
      * @return this builder

@@ -271,7 +271,8 @@ public final class WebSocketProxy implements AutoCloseable {
     /**
      * Drains a backend: it gets no new sessions (in every route that has it), and its open sessions are closed with
      * {@code 1001 Going Away} on both legs, spread evenly across {@code window} so that their clients do not all
-     * reconnect at the same moment. {@link #updateBackends} with the backend in the list ends the draining.
+     * reconnect at the same moment. {@link #updateBackends} with the backend in the list ends the draining; a new
+     * answer of a {@link RouteBuilder#backendsFromDns} route does not.
      *
      * @param backend a backend of some route (matched by URI)
      * @param window how long to take closing its sessions; {@link Duration#ZERO} closes them all at once
