@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.URI;
 import java.time.Duration;
@@ -125,6 +127,16 @@ final class Clients implements AutoCloseable {
                     resource.close();
                 }
             }
+        }
+    }
+
+    /** Whether the IPv6 loopback address {@code ::1} can be bound here (tests over it are skipped otherwise). */
+    static boolean ipv6LoopbackAvailable() {
+        try (ServerSocket socket = new ServerSocket()) {
+            socket.bind(new InetSocketAddress(InetAddress.getByName("::1"), 0));
+            return true;
+        } catch (IOException e) {
+            return false;
         }
     }
 

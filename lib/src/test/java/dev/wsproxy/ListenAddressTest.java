@@ -3,10 +3,6 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-import java.io.IOException;
-import java.net.InetAddress;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.net.URI;
 
 import org.junit.jupiter.api.AfterEach;
@@ -38,7 +34,7 @@ class ListenAddressTest {
     @ParameterizedTest
     @ValueSource(strings = {"::1", "[::1]"})
     void listensOnAnIpv6LoopbackWithOrWithoutBrackets(String host) throws Exception {
-        assumeTrue(canBindIpv6Loopback(), "::1 cannot be bound here");
+        assumeTrue(Clients.ipv6LoopbackAvailable(), "::1 cannot be bound here");
         // With brackets the bind succeeded, then start() threw building http://[[::1]]:port/ and left it running.
         proxy = ProxyBuilder.create().listen(host, 0).route("/ws/", backend.backend()).build();
         URI uri = proxy.start();
@@ -50,14 +46,5 @@ class ListenAddressTest {
         assertThat(client.nextText()).isEqualTo("a");
         client.session.close();
         client.nextClose();
-    }
-
-    private static boolean canBindIpv6Loopback() {
-        try (ServerSocket socket = new ServerSocket()) {
-            socket.bind(new InetSocketAddress(InetAddress.getByName("::1"), 0));
-            return true;
-        } catch (IOException e) {
-            return false;
-        }
     }
 }

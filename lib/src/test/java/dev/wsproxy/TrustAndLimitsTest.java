@@ -6,9 +6,6 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.params.provider.Arguments.arguments;
 
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -205,7 +202,7 @@ class TrustAndLimitsTest {
 
     @Test
     void namesAnIpv6ClientByItsBareShortestAddressWhetherOrNotItsPeerIsTrusted() throws Exception {
-        assumeThat(ipv6LoopbackWorks()).as("IPv6 loopback (::1) is available").isTrue();
+        assumeThat(Clients.ipv6LoopbackAvailable()).as("IPv6 loopback (::1) is available").isTrue();
         // Backends parse these headers as addresses: "[0:0:0:0:0:0:0:1]" is none, and a long form is not the
         // one nginx's $remote_addr sends ("::1", "2001:db8::1", RFC 5952).
         startOnIpv6Loopback(ProxyBuilder.create());
@@ -273,14 +270,5 @@ class TrustAndLimitsTest {
         ipv6Clients.clear();
         await().until(() -> proxy.sessions().isEmpty());
         proxy.close();
-    }
-
-    private static boolean ipv6LoopbackWorks() {
-        try (ServerSocket socket = new ServerSocket()) {
-            socket.bind(new InetSocketAddress(InetAddress.getByName("::1"), 0));
-            return true;
-        } catch (IOException e) {
-            return false;
-        }
     }
 }
