@@ -30,10 +30,13 @@ final class ForwardedHeaders {
     static final String X_FORWARDED_PROTO = "X-Forwarded-Proto";
     static final String X_FORWARDED_HOST = "X-Forwarded-Host";
 
-    /** Never copied from the client: hop-by-hop, framing, or set by the proxy or by the backend handshake. */
+    /** Hop-by-hop headers (RFC 9110 section 7.6.1): a proxy passes none on, in either direction. */
+    private static final Set<String> HOP_BY_HOP = Set.of(
+            "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade");
+
+    /** Besides the hop-by-hop ones, never copied from the client: framing, or set by the proxy or the handshake. */
     private static final Set<String> NOT_COPIED = Set.of(
-            "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host",
-            "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "proxy");
+            "content-length", "host", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "proxy");
 
     private ForwardedHeaders() {
     }
@@ -50,7 +53,7 @@ final class ForwardedHeaders {
         Set<String> named = connectionTokens(in);
         for (HttpField field : in) {
             String name = canonical(field.getLowerCaseName());
-            if (NOT_COPIED.contains(name) || named.contains(name) || name.startsWith("proxy-")
+            if (!isEndToEnd(name, named) || NOT_COPIED.contains(name)
                     || (websocket && name.startsWith("sec-websocket-"))
                     || (!identity.peerTrusted && (name.startsWith("x-forwarded-") || name.equals("forwarded")))) {
                 continue;
@@ -83,6 +86,17 @@ final class ForwardedHeaders {
             tokens.add(canonical(token.trim().toLowerCase(Locale.ROOT)));
         }
         return tokens;
+    }
+
+    /**
+     * Whether a header may pass the proxy, by its {@link #canonical} name: neither hop-by-hop, nor a {@code Proxy-*}
+     * header (meant for a proxy: {@code Proxy-Authorization}, {@code Proxy-Connection}), nor one its message names in
+     * {@code Connection} ({@code named}, from {@link #connectionTokens}). The rule for requests, refusals and interim
+     * responses alike; each drops its own framing and handshake headers besides.
+     */
+    static boolean isEndToEnd(String canonicalName, Set<String> named) {
+        return !HOP_BY_HOP.contains(canonicalName) && !canonicalName.startsWith("proxy-")
+                && !named.contains(canonicalName);
     }
 
     /** A lower-case header name with {@code _} read as {@code -} (see the class comment). */

@@ -26,9 +26,9 @@ import dev.wsproxy.BackendTls;
  * events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location (Jetty's client
  * would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a write to it
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
- * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. Interim responses
- * ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them as the backend
- * sent them, hop-by-hop and framing headers included.
+ * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list.
+ * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
+ * as the backend sent them, hop-by-hop and framing headers included.
  */
 final class HttpForwarder extends ProxyHandler {
 
@@ -39,10 +39,6 @@ final class HttpForwarder extends ProxyHandler {
 
     /** The names the response being copied on this thread lists in its {@code Connection} header. */
     private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
-
-    /** Hop-by-hop and framing headers, which an interim response must not pass on. */
-    private static final Set<String> INTERIM_DROPPED = Set.of(
-            "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length");
 
     private final BackendTls tls;
     private final int maxConnectionsPerBackend;
@@ -118,13 +114,13 @@ final class HttpForwarder extends ProxyHandler {
                 endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
     }
 
-    /** An interim response's headers without its hop-by-hop and framing ones, and those it names in Connection. */
+    /** An interim response's end-to-end headers ({@link ForwardedHeaders#isEndToEnd}), without a body's length. */
     static HttpFields endToEnd(HttpFields interim) {
         Set<String> named = ForwardedHeaders.connectionTokens(interim);
         HttpFields.Mutable kept = HttpFields.build(interim.size());
         for (HttpField field : interim) {
             String name = ForwardedHeaders.canonical(field.getLowerCaseName());
-            if (!INTERIM_DROPPED.contains(name) && !named.contains(name) && !name.startsWith("proxy-")) {
+            if (ForwardedHeaders.isEndToEnd(name, named) && !name.equals("content-length")) {
                 kept.add(field);
             }
         }

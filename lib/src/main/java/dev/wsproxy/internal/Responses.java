@@ -26,6 +26,9 @@ final class Responses {
     /** The methods a route with plain HTTP forwards, as its {@code 405} lists them (all but CONNECT and TRACE). */
     static final String ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 
+    /** Besides the hop-by-hop ones, the headers of a backend's refusal the proxy writes its own of. */
+    private static final Set<String> NOT_RELAYED = Set.of("content-length", "date", "server");
+
     private Responses() {
     }
 
@@ -60,7 +63,7 @@ final class Responses {
         if (copied != null) {
             Set<String> named = ForwardedHeaders.connectionTokens(copied);
             for (HttpField field : copied) {
-                if (isRelayable(field) && !named.contains(ForwardedHeaders.canonical(field.getLowerCaseName()))) {
+                if (isRelayable(ForwardedHeaders.canonical(field.getLowerCaseName()), named)) {
                     headers.add(field);
                 }
             }
@@ -74,23 +77,11 @@ final class Responses {
     }
 
     /**
-     * Hop-by-hop, framing and WebSocket handshake headers of a backend's refusal stay with the backend, and so do the
-     * headers it names in its {@code Connection} header (RFC 9110 section 7.6.1).
+     * A backend's refusal passes its end-to-end headers ({@link ForwardedHeaders#isEndToEnd}) but for its framing,
+     * its {@code Date} and {@code Server}, which the proxy's response has its own of, and the handshake's.
      */
-    private static boolean isRelayable(HttpField field) {
-        HttpHeader header = field.getHeader();
-        if (header != null) {
-            switch (header) {
-                case CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING,
-                        UPGRADE, CONTENT_LENGTH, DATE, SERVER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
-                        SEC_WEBSOCKET_SUBPROTOCOL, SEC_WEBSOCKET_VERSION, SEC_WEBSOCKET_KEY -> {
-                    return false;
-                }
-                default -> {
-                    return true;
-                }
-            }
-        }
-        return !ForwardedHeaders.canonical(field.getLowerCaseName()).startsWith("sec-websocket-");
+    private static boolean isRelayable(String canonicalName, Set<String> named) {
+        return ForwardedHeaders.isEndToEnd(canonicalName, named) && !NOT_RELAYED.contains(canonicalName)
+                && !canonicalName.startsWith("sec-websocket-");
     }
 }
