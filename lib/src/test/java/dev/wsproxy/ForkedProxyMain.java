@@ -13,8 +13,8 @@ import java.time.Duration;
  * {@code heap} with the heap used after a GC, and exits when standard input closes, stopping the proxy.
  *
  * <p>Arguments: the backend of the route {@code /}, then any of these settings: {@code route=PREFIX=URI} (one more
- * route), {@code connectTimeout=DURATION} (the backend connect timeout) and {@code handshakeTimeout=DURATION}, the
- * durations in ISO-8601 ({@code PT0.5S}).
+ * route), {@code connectTimeout=DURATION} (the backend connect timeout), {@code handshakeTimeout=DURATION}, the
+ * durations in ISO-8601 ({@code PT0.5S}), and {@code trustedProxies=CIDR}.
  */
 public final class ForkedProxyMain {
 
@@ -54,8 +54,9 @@ public final class ForkedProxyMain {
             case "connectTimeout" -> builder.timeoutPolicy(
                     TimeoutPolicy.custom().connect(Duration.parse(nameValue[1])).build());
             case "handshakeTimeout" -> builder.handshakeTimeout(Duration.parse(nameValue[1]));
-            default -> throw new IllegalArgumentException("setting: " + setting
-                    + " (expected: route=PREFIX=URI, connectTimeout=DURATION or handshakeTimeout=DURATION)");
+            case "trustedProxies" -> builder.trustedProxies(nameValue[1]);
+            default -> throw new IllegalArgumentException("setting: " + setting + " (expected: route=PREFIX=URI, "
+                    + "connectTimeout=DURATION, handshakeTimeout=DURATION or trustedProxies=CIDR)");
         }
     }
 }

@@ -113,7 +113,8 @@ class LogHygieneTest {
                 "route=/refused/=" + closed,
                 "route=/silent/=" + silent.uri(),
                 "connectTimeout=PT1S",
-                "handshakeTimeout=PT1S");
+                "handshakeTimeout=PT1S",
+                "trustedProxies=127.0.0.1/32");
         return log;
     }
 
@@ -171,6 +172,21 @@ class LogHygieneTest {
 
         assertNoErrorAndNoSecret(log);
         assertAccessLines(log, sessions);
+    }
+
+    @Test
+    void namesAnIpv6ClientInTheAccessLogAsTheForwardedHeadersDo() throws Exception {
+        // The access log wrote InetSocketAddress's long form (2001:db8:0:0:0:0:0:7), X-Real-IP the RFC 5952 one.
+        Path file = fork("info");
+        try (RawHttp client = connect()) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/v6").add("X-Forwarded-For", "2001:DB8:0:0::7"));
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        List<Line> log = stopAndRead(file);
+
+        assertThat(log).filteredOn(line -> "dev.wsproxy.access".equals(line.logger())).singleElement()
+                .satisfies(line -> assertThat(line.message()).contains(" client=2001:db8::7 route=/ "));
     }
 
     // ---- the inputs ----
@@ -336,11 +352,13 @@ class LogHygieneTest {
     record Line(String text, String level, String logger, String message) {
     }
 
-    /** Stops the proxy (the session still open gets 1001), and reads its log. */
+    /** Stops the proxy (the session left open, if any, gets 1001), and reads its log. */
     private List<Line> stopAndRead(Path file) throws Exception {
         proxy.close();
         assertThat(proxy.exitValue()).as("the proxy's exit code").isZero();
-        assertThat(open.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+        if (open != null) {
+            assertThat(open.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+        }
         List<Line> lines = new ArrayList<>();
         for (String text : Files.readAllLines(file, StandardCharsets.UTF_8)) {
             if (text.startsWith("WARNING: ")) {

@@ -1,5 +1,7 @@
 package dev.wsproxy.internal;
 
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.util.Locale;
 
 import org.slf4j.Logger;
@@ -26,9 +28,19 @@ final class AccessLog {
         }
         LOG.info("sid={} client={} route={} backend={} duration_ms={} c2b_bytes={} c2b_msgs={} b2c_bytes={} "
                         + "b2c_msgs={} client_close={} backend_close={} first={}",
-                session.id(), session.clientAddress().getHostString(), session.route(), session.backend().uri(),
+                session.id(), client(session.clientAddress()), session.route(), session.backend().uri(),
                 close.duration().toMillis(), session.clientToBackendBytes(), session.clientToBackendMessages(),
                 session.backendToClientBytes(), session.backendToClientMessages(), close.clientCode(),
                 close.backendCode(), close.initiator().name().toLowerCase(Locale.ROOT));
+    }
+
+    /**
+     * The client as {@code X-Real-IP} and {@code X-Forwarded-For} name it ({@link Cidr#text}): an IPv6 client is
+     * {@code 2001:db8::7}, not {@code InetSocketAddress}'s long form, so that one client reads the same in the log and
+     * at the backend.
+     */
+    private static String client(InetSocketAddress address) {
+        InetAddress ip = address.getAddress();
+        return ip == null ? address.getHostString() : Cidr.text(Cidr.normalize(ip));
     }
 }
