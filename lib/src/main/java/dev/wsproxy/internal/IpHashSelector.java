@@ -3,7 +3,6 @@ package dev.wsproxy.internal;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
-import java.util.Arrays;
 
 import org.jspecify.annotations.Nullable;
 
@@ -32,23 +31,7 @@ enum IpHashSelector implements BackendSelector {
         if (address == null) {
             return XxHash64.hash(clientAddress.getHostString().getBytes(StandardCharsets.UTF_8));
         }
-        return XxHash64.hash(normalize(address.getAddress()));
-    }
-
-    /** The IPv4 bytes of an IPv4-mapped IPv6 address; any other address as it is. */
-    static byte[] normalize(byte[] address) {
-        if (address.length != 16) {
-            return address;
-        }
-        for (int i = 0; i < 10; i++) {
-            if (address[i] != 0) {
-                return address;
-            }
-        }
-        if (address[10] != (byte) 0xFF || address[11] != (byte) 0xFF) {
-            return address;
-        }
-        return Arrays.copyOfRange(address, 12, 16);
+        return XxHash64.hash(Cidr.normalize(address));
     }
 
     @Override
