@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.net.SocketTimeoutException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -160,6 +161,33 @@ class PingLivenessTest {
     }
 
     @Test
+    void dropsEachAnswerToTheProxysPingsWhenTwoArriveTogether() throws Exception {
+        // The backend answers the first ping with one byte of its pong, which the proxy reads and waits on; an
+        // interval later it is pinged again, and then sends the rest of the first pong and the second one together.
+        // With a flag for "a ping waits for its pong", the first answer cleared it and the second went to the client.
+        byte[] pong = RawFrames.encode(RawFrames.PONG, PROXY_PING, false);
+        RawBackend backend = RawBackend.upgradingThen((socket, out) -> {
+            InputStream in = socket.getInputStream();
+            readProxyPing(in);
+            out.write(pong, 0, 1);
+            out.flush();
+            readProxyPing(in);
+            RawFrames.write(out, RawFrames.concat(Arrays.copyOfRange(pong, 1, pong.length), pong,
+                    RawFrames.text("after the pongs", false)));
+        });
+        resources.add(backend);
+        startProxy(backend.backend(), Duration.ofHours(1));
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/two-pongs"))) {
+            RawWebSocket.Frame next = skipProxyPings(client, true);
+            assertThat(next.opcode()).as("the next frame after the proxy's pings: no pong").isEqualTo(RawWebSocket.TEXT);
+            assertThat(next.text()).isEqualTo("after the pongs");
+            client.sendClose(1000, "");
+            assertThat(skipProxyPings(client, true).closeCode()).isEqualTo(1000);
+        }
+        assertThat(events.nextClose().backendCode()).isEqualTo(1000);
+    }
+
+    @Test
     void dropsAClientThatStopsAnsweringAndClosesTheBackendWith1001() throws Exception {
         TestBackend backend = startProxyToLiveBackend(Duration.ofHours(1));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/gone"))) {
@@ -244,6 +272,14 @@ class PingLivenessTest {
                 .as("with no idle timeout").isEqualTo(Duration.ofHours(2));
         assertThat(TimeoutPolicy.custom().ping(Duration.ZERO).build().pingInterval()).isZero();
         assertThat(TimeoutPolicy.ofDefaults().pingInterval()).isZero();
+    }
+
+    /** Reads the next frame the backend gets, which must be the proxy's ping. */
+    private static void readProxyPing(InputStream in) throws IOException {
+        RawFrames.Frame frame = RawFrames.read(in);
+        if (frame.opcode() != RawFrames.PING || !Arrays.equals(frame.payload(), PROXY_PING)) {
+            throw new IOException("expected the proxy's ping, got opcode " + frame.opcode());
+        }
     }
 
     /** Reads the next frame, which must be the proxy's ping, and answers it. */

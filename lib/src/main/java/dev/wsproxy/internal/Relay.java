@@ -12,6 +12,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 
 import org.eclipse.jetty.io.AbstractEndPoint;
 import org.eclipse.jetty.io.EndPoint;
@@ -110,6 +111,8 @@ final class Relay implements ProxySession {
     /** Data frames carrying less than this always count against the fragment cap. */
     static final int SMALL_FRAGMENT = 128;
     /** The payload of the proxy's own pings; a pong carrying it answers one of them and is not relayed. */
+    private static final AtomicIntegerFieldUpdater<Leg.KeepAlive> PONGS_OWED =
+            AtomicIntegerFieldUpdater.newUpdater(Leg.KeepAlive.class, "pongsOwed");
     private static final ByteBuffer PING_PAYLOAD =
             ByteBuffer.wrap("wsproxy".getBytes(StandardCharsets.US_ASCII)).asReadOnlyBuffer();
 
@@ -791,8 +794,12 @@ final class Relay implements ProxySession {
         private final class KeepAlive implements Callback {
             /** Pings and pongs relayed from this leg's peer; written by the thread handling its current frame. */
             volatile long controls;
-            /** Whether a ping was sent and its pong has not come: set by the idle expiry, cleared by the pong. */
-            volatile boolean awaitingPong;
+            /**
+             * Pings sent whose pongs have not come: counted up by the idle expiry, down by the pongs ({@link
+             * #PONGS_OWED}). A count, not a flag: a leg the relay is not reading from is pinged again while its
+             * peer's first answer waits unread, and both answers then arrive together.
+             */
+            volatile int pongsOwed;
             /** {@link #traffic()} at the last expiry, and the nanoTime since which it has not moved. */
             private long trafficSeen = -1;
             private long quietSince;
@@ -828,8 +835,23 @@ final class Relay implements ProxySession {
                 }
                 pingBytesIn = bytesIn;
                 unsent = true;
-                awaitingPong = true;
+                PONGS_OWED.incrementAndGet(this);
                 self.sendFrame(new Frame(OpCode.PING).setPayload(PING_PAYLOAD.slice()), this, false);
+            }
+
+            /** Whether {@code frame} answers one of the proxy's pings, and if so counts it as answered. */
+            boolean takesPong(Frame frame) {
+                if (frame.getOpCode() != OpCode.PONG || !PING_PAYLOAD.equals(frame.getPayload())) {
+                    return false;
+                }
+                int owed;
+                do {
+                    owed = pongsOwed;
+                    if (owed == 0) {
+                        return false;
+                    }
+                } while (!PONGS_OWED.compareAndSet(this, owed, owed - 1));
+                return true;
             }
 
             @Override
@@ -901,10 +923,8 @@ final class Relay implements ProxySession {
                 case OpCode.CLOSE -> onCloseFrame(this, frame, callback);
                 case OpCode.PING, OpCode.PONG -> {
                     KeepAlive pinger = keepAlive;
-                    if (pinger != null && pinger.awaitingPong && frame.getOpCode() == OpCode.PONG
-                            && PING_PAYLOAD.equals(frame.getPayload())) {
+                    if (pinger != null && pinger.takesPong(frame)) {
                         // The answer to the proxy's own ping, not the other peer's.
-                        pinger.awaitingPong = false;
                         callback.succeeded();
                         WebSocketEndPoints.demand(session);
                     } else if (rateInterval != 0 && overRate()) {
