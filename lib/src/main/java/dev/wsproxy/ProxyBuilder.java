@@ -154,7 +154,8 @@ public final class ProxyBuilder {
      * @param pathPrefix a path prefix starting with {@code /}, like {@code /ws/}, without {@code .} or {@code ..}
      *         segments or {@code ;parameters} (request paths are matched without them)
      * @param backends one or more backends, each URI once (two backends with one URI would be one backend to
-     *         failover, health and draining)
+     *         failover, health and draining), however spelled: {@code ws://h}, {@code ws://H:80} and {@code ws://h:80}
+     *         are one URI
      * @return this builder
      * @throws IllegalArgumentException if the prefix is malformed or already routed, no backend is given, or a URI is
      *         given twice

@@ -35,7 +35,8 @@ public final class RouteBuilder {
      * Sets the route's backends, replacing any set before.
      *
      * @param backends one or more backends, each URI once (two backends with one URI would be one backend to
-     *         failover, health and draining)
+     *         failover, health and draining), however spelled: {@code ws://h}, {@code ws://H:80} and {@code ws://h:80}
+     *         are one URI
      * @return this builder
      * @throws IllegalArgumentException if none is given, or a URI is given twice
      */

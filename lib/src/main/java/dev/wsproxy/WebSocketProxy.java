@@ -246,7 +246,7 @@ public final class WebSocketProxy implements AutoCloseable {
      * sessions use the new list. Backends that stay keep their counters and health, and stop draining.
      *
      * @param route the prefix of a route, as given to {@link ProxyBuilder#route}
-     * @param backends one or more backends, each URI once
+     * @param backends one or more backends, each URI once, however spelled (see {@link ProxyBuilder#route})
      * @throws IllegalArgumentException if there is no such route, the list is empty or has a URI twice
      */
     public void updateBackends(String route, List<Backend> backends) {

@@ -49,6 +49,16 @@ class ProxyBuilderTest {
                         Backend.of("http://127.0.0.1:9"), BACKEND.withWeight(3).asBackup())))
                 .as("one URI, however spelled and weighted").isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("ws://127.0.0.1:9 is given twice");
+        assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", Backend.of("ws://Chat.Example:80/"),
+                        Backend.of("ws://chat.example/")))
+                .as("the default port written out, the host in capitals").isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("ws://chat.example/ is given twice");
+        assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", Backend.of("wss://[::1]"),
+                        Backend.of("wss://[0:0:0:0:0:0:0:1]:443")))
+                .as("one IPv6 address in two forms").isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("wss://[0:0:0:0:0:0:0:1]:443 is given twice");
+        ProxyBuilder.create().route("/ws/", Backend.of("ws://chat.example"), Backend.of("ws://chat.example/"),
+                Backend.of("ws://chat.example:8080"), Backend.of("wss://chat.example"));
         WebSocketProxy proxy = ProxyBuilder.create().route("/ws/", BACKEND).build();
         assertThatThrownBy(() -> proxy.updateBackends("/ws/", List.of(other, BACKEND, other)))
                 .isInstanceOf(IllegalArgumentException.class)

@@ -5,7 +5,9 @@ import java.net.InetAddress;
 import java.net.URI;
 import java.net.UnknownHostException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
@@ -75,7 +77,9 @@ final class DnsBackends {
         try {
             InetAddress[] addresses = resolver.resolve(template.getHost());
             List<Backend> backends = new ArrayList<>();
-            for (InetAddress address : addresses) {
+            // Each address once: a route tells its backends apart by URI (RouteSettings.checkedBackends), and an
+            // answer may repeat an address (a hosts file listing it twice, a resolver merging A and AAAA look-ups).
+            for (InetAddress address : new LinkedHashSet<>(Arrays.asList(addresses))) {
                 String host = address instanceof Inet6Address
                         ? "[" + address.getHostAddress() + "]" : address.getHostAddress();
                 int port = template.getPort();

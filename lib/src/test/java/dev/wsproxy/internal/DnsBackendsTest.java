@@ -48,6 +48,11 @@ class DnsBackendsTest {
 
     private void answerAndAwait(InetAddress... addresses) {
         answer.set(addresses);
+        awaitBackends(addresses);
+    }
+
+    /** Waits until the route's backends are {@code addresses}, in that order, each once. */
+    private void awaitBackends(InetAddress... addresses) {
         List<String> expected = java.util.Arrays.stream(addresses)
                 .map(address -> "ws://" + address.getHostAddress() + ":8080").toList();
         await().atMost(Duration.ofSeconds(5)).until(() -> route.backends().backends().stream()
@@ -75,6 +80,16 @@ class DnsBackendsTest {
         // An explicit updateBackends with the backend in the list ends the draining, as documented.
         route.backends().replace(route.backends().backends());
         assertThat(stateOf("ws://10.0.0.1:8080").state()).isEqualTo(BackendStatus.State.UP);
+    }
+
+    @Test
+    void takesEachAddressOfAnAnswerOnce() throws Exception {
+        // Twice in the list, 10.0.0.1 had one state for two entries: failover stopped at the second as already tried.
+        answer.set(new InetAddress[] {address(1), address(2), address(1)});
+        dns.start();
+
+        awaitBackends(address(1), address(2));
+        assertThat(route.backends().states()).hasSize(2);
     }
 
     @Test
