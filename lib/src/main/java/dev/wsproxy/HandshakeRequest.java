@@ -35,8 +35,10 @@ public interface HandshakeRequest {
 
     /**
      * Returns the URI the client asked for: scheme {@code https} when {@link #secure()}, else {@code http}; host and
-     * port from the {@code Host} header (from {@code X-Forwarded-Host} when the peer is a trusted proxy); path and
-     * query.
+     * port from the {@code Host} header (from the first host of {@code X-Forwarded-Host} when the peer is a trusted
+     * proxy and that is a host with an optional port); path and query as sent, with the characters {@code URI} does
+     * not allow there percent-encoded (browsers send {@code { } | ^} unencoded in queries: {@code ?f={a}} is
+     * {@code ?f=%7Ba%7D} here).
      *
      * @return the request URI
      */

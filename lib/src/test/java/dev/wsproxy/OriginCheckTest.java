@@ -2,6 +2,7 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.net.URI;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -189,6 +190,21 @@ class OriginCheckTest {
         assertThat(seen.clientAddress().getAddress().isLoopbackAddress()).isTrue();
 
         assertUpgrades(Request.upgrade("/custom/chat", host()).add("Origin", "https://custom.example"));
+    }
+
+    @Test
+    void theRequestsUriKeepsItsHostAndPathWhenTheQueryHasWhatBrowsersSendUnencoded() throws Exception {
+        // java.net.URI refuses { } | ^ in a query, which browsers send and Jetty takes: the URI fell back to
+        // http://invalid/, so sameOrigin refused the proxy's own origin and HashKeys.path() hashed every such path as /.
+        assertRejectedBeforeConnecting(Request.upgrade("/custom/rooms/42?f={a}|b^c%zz", host())
+                .add("Origin", "https://other.example"));
+        URI seen = seenByCustomValidator.get(0).uri();
+        assertThat(seen.getHost()).isEqualTo("127.0.0.1");
+        assertThat(seen.getPort()).isEqualTo(port());
+        assertThat(seen.getRawPath()).isEqualTo("/custom/rooms/42");
+        assertThat(seen.getRawQuery()).isEqualTo("f=%7Ba%7D%7Cb%5Ec%25zz");
+
+        assertUpgrades(Request.upgrade("/same/chat?f={a}|b", host()).add("Origin", expand("http://{host}")));
     }
 
     @Test

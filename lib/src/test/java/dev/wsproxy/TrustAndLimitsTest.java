@@ -78,6 +78,24 @@ class TrustAndLimitsTest {
     }
 
     @Test
+    void takesTheFirstHostOfAForwardedHostListAndTheRequestsOwnForOneThatIsNoHost() throws Exception {
+        // Taken whole, a list (or a value with a space) was no authority: sameOrigin answered 500 to every request.
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32").originValidator(OriginValidator.sameOrigin()));
+        assertThat(upgrade("127.0.0.2", "/chat", "X-Forwarded-Host: chat.example.com, edge.internal:8080",
+                "Origin: http://chat.example.com").statusLine()).startsWith("HTTP/1.1 101");
+        assertThat(backend.nextUpgrade().header("X-Forwarded-Host")).isEqualTo("chat.example.com");
+
+        String own = "127.0.0.1:" + proxy.uri().getPort();
+        for (String noHost : List.of("chat example", "chat.example.com:99999", "user@chat.example.com",
+                "chat.example.com/path", ", chat.example.com")) {
+            assertThat(upgrade("127.0.0.2", "/chat", "X-Forwarded-Host: " + noHost, "Origin: http://" + own)
+                    .statusLine()).as("X-Forwarded-Host: %s", noHost).startsWith("HTTP/1.1 101");
+            assertThat(backend.nextUpgrade().header("X-Forwarded-Host")).as("X-Forwarded-Host: %s", noHost)
+                    .isEqualTo(own);
+        }
+    }
+
+    @Test
     void ignoresTheForwardedForOfAPeerThatIsNotTrusted() throws Exception {
         start(ProxyBuilder.create().trustedProxies("127.0.0.2/32"));
         assertThat(upgrade("127.0.0.1", "/chat", "X-Forwarded-For: 198.51.100.7", "X-Real-IP: 198.51.100.7",

@@ -1,6 +1,8 @@
 package dev.wsproxy.internal;
 
 import java.net.InetSocketAddress;
+import java.net.URI;
+import java.net.URISyntaxException;
 import java.util.List;
 
 import org.eclipse.jetty.http.HttpFields;
@@ -73,11 +75,38 @@ final class ClientIdentity {
         String proto = headers.get(HttpHeader.X_FORWARDED_PROTO);
         boolean secure = proto == null ? request.isSecure()
                 : proto.trim().equalsIgnoreCase("https") || proto.trim().equalsIgnoreCase("wss");
-        String forwardedHost = headers.get(HttpHeader.X_FORWARDED_HOST);
+        String forwardedHost = forwardedHost(headers.get(HttpHeader.X_FORWARDED_HOST));
         InetSocketAddress clientAddress = client.equals(peer) ? peerAddress
                 : new InetSocketAddress(ipAddress(client), 0);
         return new ClientIdentity(peer, true, client, clientAddress, secure,
-                forwardedHost != null && !forwardedHost.isBlank() ? forwardedHost.trim() : host);
+                forwardedHost != null ? forwardedHost : host);
+    }
+
+    /**
+     * The host a trusted proxy forwarded: the first entry of its {@code X-Forwarded-Host} (the host the client asked
+     * the first proxy for; a chain of proxies appends theirs, {@code a.example, b.example}), when it is a host with an
+     * optional port, else {@code null} (the request's {@code Host} is used). Taken whole, a list or a value with a
+     * space was no authority: the request's URI could not be built, and origin checks and path hashing failed (500).
+     */
+    static @Nullable String forwardedHost(@Nullable String value) {
+        if (value == null) {
+            return null;
+        }
+        int comma = value.indexOf(',');
+        String first = (comma < 0 ? value : value.substring(0, comma)).trim();
+        if (first.isEmpty()) {
+            return null;
+        }
+        try {
+            URI uri = new URI("http://" + first);
+            boolean hostAndPort = uri.getHost() != null && uri.getRawUserInfo() == null && uri.getRawPath().isEmpty()
+                    && uri.getRawQuery() == null && uri.getRawFragment() == null
+                    && (uri.getPort() == -1 ? first.indexOf(':', first.lastIndexOf(']') + 1) < 0
+                            : uri.getPort() <= 65_535);
+            return hostAndPort ? first : null;
+        } catch (URISyntaxException e) {
+            return null;
+        }
     }
 
     /** Walks the chain from the right: trusted hops are skipped, the first other one is the client. */

@@ -108,18 +108,36 @@ final class HandshakeRequestView implements SelectionContext {
     public URI uri() {
         URI result = uri;
         if (result == null) {
-            HttpURI.Mutable httpUri = HttpURI.build(request.getHttpURI()).scheme(identity.secure ? "https" : "http");
-            if (identity.host != null && identity.peerTrusted) {
-                httpUri.authority(identity.host);
-            }
-            try {
-                result = httpUri.toURI();
-            } catch (RuntimeException e) {
-                result = URI.create((identity.secure ? "https" : "http") + "://invalid/");
-            }
+            result = requestUri(request, identity);
             uri = result;
         }
         return result;
+    }
+
+    /**
+     * The URI the client asked for, its path and query as sent, with what {@code java.net.URI} refuses encoded
+     * ({@link PathEncoding}): browsers send {@code { } | ^} unencoded in queries, and Jetty takes them, so a URI made
+     * from the request's text alone failed for them, and {@code HashKeys.path()} and {@code sameOrigin} saw no path
+     * and no host. The authority is {@link ClientIdentity#host} from a trusted proxy (checked there), else the
+     * request's own; {@code invalid} only for one that still does not parse.
+     */
+    static URI requestUri(Request request, ClientIdentity identity) {
+        String scheme = identity.secure ? "https://" : "http://";
+        HttpURI requested = request.getHttpURI();
+        String authority = identity.peerTrusted && identity.host != null ? identity.host : requested.getAuthority();
+        String path = requested.getPath() == null || requested.getPath().isEmpty() ? "/"
+                : PathEncoding.encodeKeepingEscapes(requested.getPath());
+        String query = requested.getQuery() == null ? ""
+                : "?" + PathEncoding.encodeQueryKeepingEscapes(requested.getQuery());
+        try {
+            return URI.create(scheme + authority + path + query);
+        } catch (IllegalArgumentException e) {
+            try {
+                return URI.create(scheme + "invalid" + path + query);
+            } catch (IllegalArgumentException stillInvalid) {
+                return URI.create(scheme + "invalid/");
+            }
+        }
     }
 
     @Override
