@@ -20,7 +20,7 @@ public final class AuthDecision {
     /** Headers the proxy or the WebSocket handshake owns: an authenticator cannot set them for the backend. */
     private static final Set<String> RESERVED_BACKEND = Set.of("connection", "upgrade", "host", "content-length",
             "transfer-encoding", "te", "trailer", "keep-alive", "x-forwarded-for", "x-forwarded-proto",
-            "x-forwarded-host", "x-real-ip", "forwarded");
+            "x-forwarded-host", "x-real-ip", "forwarded", "proxy");
     /** Headers that frame or end the refusal: the proxy writes them itself. */
     private static final Set<String> RESERVED_RESPONSE = Set.of("connection", "upgrade", "content-length",
             "content-type", "transfer-encoding", "te", "trailer", "keep-alive");
@@ -86,7 +86,8 @@ public final class AuthDecision {
      *
      * @param name a header name, not a reserved one: those the proxy sets or filters ({@code Host},
      *         {@code X-Forwarded-For}, {@code X-Forwarded-Proto}, {@code X-Forwarded-Host}, {@code X-Real-IP},
-     *         {@code Forwarded}, {@code Content-Length}), hop-by-hop ones and {@code Sec-WebSocket-*} ones
+     *         {@code Forwarded}, {@code Content-Length}), hop-by-hop ones, {@code Proxy} and {@code Proxy-*} ones and
+     *         {@code Sec-WebSocket-*} ones, also when spelled with {@code _} for {@code -}
      * @param value the value, without line breaks
      * @return a new decision
      * @throws IllegalStateException if this decision refuses
@@ -94,10 +95,7 @@ public final class AuthDecision {
      */
     public AuthDecision withBackendHeader(String name, String value) {
         requireAllowed("withBackendHeader");
-        String lower = checkHeader(name, value);
-        if (RESERVED_BACKEND.contains(lower) || lower.startsWith("proxy-") || lower.startsWith("sec-websocket-")) {
-            throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself)");
-        }
+        checkBackendHeader(name, value);
         return new AuthDecision(status, append(Map.entry(name, value)), removedHeaders, attributes);
     }
 
@@ -105,17 +103,15 @@ public final class AuthDecision {
      * Removes a header the client sent from the backend's request, like the {@code Authorization} that carried a
      * token the backend should not see (also when spelled with {@code _} for {@code -}).
      *
-     * @param name a header name, not one the proxy sets, a hop-by-hop one or a {@code Sec-WebSocket-*} one
+     * @param name a header name, not one the proxy sets, a hop-by-hop one, a {@code Proxy} or {@code Proxy-*} one or a
+     *         {@code Sec-WebSocket-*} one, also when spelled with {@code _} for {@code -}
      * @return a new decision
      * @throws IllegalStateException if this decision refuses
      * @throws IllegalArgumentException if the name is reserved or malformed
      */
     public AuthDecision withoutBackendHeader(String name) {
         requireAllowed("withoutBackendHeader");
-        String lower = checkHeader(name, "");
-        if (RESERVED_BACKEND.contains(lower) || lower.startsWith("proxy-") || lower.startsWith("sec-websocket-")) {
-            throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself)");
-        }
+        checkBackendHeader(name, "");
         List<String> copy = new ArrayList<>(removedHeaders);
         copy.add(name);
         return new AuthDecision(status, headers, List.copyOf(copy), attributes);
@@ -215,6 +211,20 @@ public final class AuthDecision {
         List<Map.Entry<String, String>> copy = new ArrayList<>(headers);
         copy.add(header);
         return List.copyOf(copy);
+    }
+
+    /**
+     * Checks a header for the backend's request, its name read with {@code _} as {@code -}: the proxy removes the
+     * client's headers spelled either way before it adds an authenticator's, so {@code X_Real_IP} would have replaced
+     * the proxy's own {@code X-Real-IP}, and {@code withoutBackendHeader("X_Forwarded_For")} removed its
+     * {@code X-Forwarded-For}.
+     */
+    private static void checkBackendHeader(String name, String value) {
+        String canonical = checkHeader(name, value).replace('_', '-');
+        if (RESERVED_BACKEND.contains(canonical) || canonical.startsWith("proxy-")
+                || canonical.startsWith("sec-websocket-")) {
+            throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself)");
+        }
     }
 
     private static String checkHeader(String name, String value) {

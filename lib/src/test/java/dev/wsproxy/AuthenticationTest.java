@@ -233,9 +233,14 @@ class AuthenticationTest {
     void decisionsRefuseHeadersThatWouldBreakTheProtocolOrForgeTheProxysOwn() {
         assertThatThrownBy(() -> AuthDecision.reject(200)).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> AuthDecision.reject(101)).isInstanceOf(IllegalArgumentException.class);
+        // Also spelled with _ for -: the proxy removes the client's headers spelled either way before it adds an
+        // authenticator's, so X_Real_IP replaced the proxy's own X-Real-IP, and removing X_Forwarded_For removed it.
         for (String reserved : List.of("Host", "X-Forwarded-For", "x-real-ip", "Forwarded", "Connection", "Upgrade",
-                "Sec-WebSocket-Key", "Transfer-Encoding", "Proxy-Authorization")) {
+                "Sec-WebSocket-Key", "Transfer-Encoding", "Proxy-Authorization", "Proxy", "X_Real_IP",
+                "X_Forwarded_For", "x_forwarded_proto", "Sec_WebSocket_Key", "Proxy_Authorization", "Content_Length")) {
             assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader(reserved, "x")).as(reserved)
+                    .isInstanceOf(IllegalArgumentException.class);
+            assertThatThrownBy(() -> AuthDecision.allow().withoutBackendHeader(reserved)).as(reserved)
                     .isInstanceOf(IllegalArgumentException.class);
         }
         for (String reserved : List.of("Content-Length", "Connection", "Content-Type", "Sec-WebSocket-Accept")) {
