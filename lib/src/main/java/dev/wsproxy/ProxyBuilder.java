@@ -505,14 +505,15 @@ public final class ProxyBuilder {
      * {@link WebSocketProxy#handler()}, and every request on them, whichever handler takes it. Default:
      * {@link #DEFAULT_HANDSHAKE_TIMEOUT}, five times a slow mobile TLS handshake, under Jetty's 30 s idle timeout.
      *
-     * @param timeout a positive duration; {@link Duration#ZERO} turns the deadline off
+     * @param timeout a positive duration (under a millisecond counts as one); {@link Duration#ZERO} turns the
+     *         deadline off
      * @return this builder
      * @see #maxPendingHandshakes(int)
      */
     public ProxyBuilder handshakeTimeout(Duration timeout) {
         requireNonNull(timeout, "timeout");
-        if (timeout.isNegative() || (!timeout.isZero() && timeout.compareTo(Duration.ofMillis(1)) < 0)) {
-            throw new IllegalArgumentException("handshakeTimeout: " + timeout + " (expected: >= 1ms, or 0 for none)");
+        if (timeout.isNegative()) {
+            throw new IllegalArgumentException("handshakeTimeout: " + timeout + " (expected: positive, or 0 for none)");
         }
         this.handshakeTimeout = Durations.stored(timeout);
         return this;

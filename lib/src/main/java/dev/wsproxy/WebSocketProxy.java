@@ -42,7 +42,8 @@ import dev.wsproxy.internal.WebSocketProxyHandler;
  * }
  * }</pre>
  *
- * <p>Mounted: upgrade requests on a route are proxied; every other request goes to the wrapped handler.
+ * <p>Mounted: requests on a route are proxied (plain HTTP too, unless the route's {@link PlainHttp} is
+ * {@link PlainHttp#NEXT_HANDLER}); every other request goes to the wrapped handler.
  * <pre>{@code
  * Handler.Wrapper proxyHandler = proxy.handler();
  * proxyHandler.setHandler(myApplicationHandler);
@@ -220,8 +221,9 @@ public final class WebSocketProxy implements AutoCloseable {
     }
 
     /**
-     * Returns the proxy as a Jetty handler to mount in your own {@code Server}. Upgrade requests on a route are
-     * proxied; other requests go to the wrapped handler (set with {@link Handler.Wrapper#setHandler(Handler)} or
+     * Returns the proxy as a Jetty handler to mount in your own {@code Server}. Requests on a route are proxied:
+     * upgrades, and plain HTTP unless the route's {@link PlainHttp} is {@link PlainHttp#NEXT_HANDLER}; other requests
+     * go to the wrapped handler (set with {@link Handler.Wrapper#setHandler(Handler)} or
      * {@link ProxyBuilder#nextHandler(Handler)}). The same instance is returned on every call.
      *
      * @return the proxy handler
@@ -292,10 +294,14 @@ public final class WebSocketProxy implements AutoCloseable {
      * both legs, and sessions still open when {@code drain} has passed are dropped. Then the standalone server, if any,
      * stops. A mounted handler keeps refusing upgrades until its server stops it.
      *
-     * @param drain how long to wait for sessions to finish their close handshake
+     * @param drain how long to wait for sessions to finish their close handshake; {@link Duration#ZERO} drops them
+     * @throws IllegalArgumentException if {@code drain} is negative
      */
     public void stop(Duration drain) {
         requireNonNull(drain, "drain");
+        if (drain.isNegative()) {
+            throw new IllegalArgumentException("drain: " + drain + " (expected: >= 0)");
+        }
         Server toStop;
         synchronized (this) {
             if (stopped) {

@@ -57,6 +57,18 @@ class ShutdownTest {
     }
 
     @Test
+    void refusesANegativeDrainAndKeepsRunning() throws Exception {
+        // It was taken as no drain at all: every session dropped at once, where drain() and drainTimeout() refuse it.
+        assertThatThrownBy(() -> proxy.stop(Duration.ofSeconds(-1))).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("drain: PT-1S (expected: >= 0)");
+        WsRecorder client = clients.connect(Clients.ws(proxy, "/still-running"));
+        client.sendText("hello");
+        assertThat(client.nextText()).isEqualTo("hello");
+        client.session.close();
+        client.nextClose();
+    }
+
+    @Test
     void forgetsAClosedSessionLongBeforeTheConnectTimeout() throws Exception {
         java.util.concurrent.BlockingQueue<ProxySession> opened = new java.util.concurrent.LinkedBlockingQueue<>();
         WebSocketProxy slow = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend())

@@ -377,9 +377,7 @@ class SlowlorisTest {
     void validatesTheSettingsAtOnceAndCanBeTurnedOff() throws Exception {
         ProxyBuilder builder = ProxyBuilder.create();
         assertThatThrownBy(() -> builder.handshakeTimeout(Duration.ofSeconds(-1)))
-                .hasMessage("handshakeTimeout: PT-1S (expected: >= 1ms, or 0 for none)");
-        assertThatThrownBy(() -> builder.handshakeTimeout(Duration.ofNanos(10)))
-                .hasMessage("handshakeTimeout: PT0.00000001S (expected: >= 1ms, or 0 for none)");
+                .hasMessage("handshakeTimeout: PT-1S (expected: positive, or 0 for none)");
         assertThatThrownBy(() -> builder.maxPendingHandshakes(0))
                 .hasMessage("maxPendingHandshakes: 0 (expected: >= 1)");
         assertThatThrownBy(() -> builder.handshakeTimeout(null)).isInstanceOf(NullPointerException.class);
@@ -388,6 +386,11 @@ class SlowlorisTest {
         for (Connector connector : proxy.handler().getServer().getConnectors()) {
             assertThat(connector.getBean(HandshakeGuard.class)).as("guard with both limits off").isNull();
         }
+        proxy.close();
+        proxy = null;
+        // Under a millisecond counts as one, as every duration of the API does (it was refused).
+        startProxy(ProxyBuilder.create().handshakeTimeout(Duration.ofNanos(10)));
+        assertThat(guard(proxy.handler().getServer()).toString()).startsWith("HandshakeGuard[timeout=1ms,");
         proxy.close();
         proxy = null;
         startProxy(ProxyBuilder.create());
