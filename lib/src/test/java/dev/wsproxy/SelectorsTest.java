@@ -182,6 +182,16 @@ class SelectorsTest {
     }
 
     @Test
+    void leastConnectionsGivesEachTiedCandidateItsTurnWhereverTheOthersStand() {
+        // Starting the scan one candidate further on each pick gave the first of [0, 0, 1, 1] three picks in four.
+        BackendSelector selector = BackendSelector.leastConnections().forRoute("/ws/");
+        StubSelectionContext context = StubSelectionContext.ofSize(4);
+        context.active(0, 0, 1, 1);
+
+        assertThat(picks(selector, context, 8)).containsExactly(0, 1, 0, 1, 0, 1, 0, 1);
+    }
+
+    @Test
     void leastConnectionsFollowsTheFewestActiveSessionsUnderUnevenCloses() {
         BackendSelector selector = BackendSelector.leastConnections().forRoute("/ws/");
         StubSelectionContext context = StubSelectionContext.ofSize(3);

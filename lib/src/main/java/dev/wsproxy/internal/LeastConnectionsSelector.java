@@ -14,10 +14,9 @@ import dev.wsproxy.SelectionContext;
  * Picks the candidate with the fewest {@link BackendStatus#activeSessions() active sessions} per unit of weight.
  *
  * <p>The counts are the proxy's own: a session counts from the start of its backend handshake, so a burst of
- * concurrent handshakes sees each other. Ties are broken round-robin: the scan starts one candidate further on each
- * pick, and the first candidate with the lowest load wins. Without that, every pick of a burst that reads the counts
- * before the previous picks took effect would go to the first backend of the list. Lock-free: one atomic increment per
- * pick. One instance per route ({@link #forRoute(String)}) for the rotation.
+ * concurrent handshakes sees each other. Ties are broken round-robin among the tied candidates: without that, every
+ * pick of a burst that reads the counts before the previous picks took effect would go to the first backend of the
+ * list. Lock-free: one atomic increment per pick that has a tie. One instance per route ({@link #forRoute(String)}) for the rotation.
  */
 final class LeastConnectionsSelector implements BackendSelector {
 
@@ -33,19 +32,35 @@ final class LeastConnectionsSelector implements BackendSelector {
         if (size == 0) {
             return null;
         }
-        int start = Math.floorMod(next.getAndIncrement(), size);
-        BackendStatus best = candidates.get(start);
+        BackendStatus best = candidates.get(0);
         long bestActive = best.activeSessions();
         long bestWeight = best.backend().weight();
+        int ties = 1;
         for (int i = 1; i < size; i++) {
-            BackendStatus candidate = candidates.get((start + i) % size);
+            BackendStatus candidate = candidates.get(i);
             long active = candidate.activeSessions();
             long weight = candidate.backend().weight();
-            // active / weight < bestActive / bestWeight, without division
-            if (active * bestWeight < bestActive * weight) {
+            // active / weight against bestActive / bestWeight, without division
+            long difference = active * bestWeight - bestActive * weight;
+            if (difference < 0) {
                 best = candidate;
                 bestActive = active;
                 bestWeight = weight;
+                ties = 1;
+            } else if (difference == 0) {
+                ties++;
+            }
+        }
+        if (ties == 1) {
+            return best.backend();
+        }
+        // The turn goes round the tied candidates only: starting the scan one candidate further on instead handed a
+        // tie to whichever tied candidate followed the most loaded ones ([0, 0, 1, 1]: the first won three times in
+        // four). The counts may move meanwhile; then the best of the first scan stands.
+        int turn = Math.floorMod(next.getAndIncrement(), ties);
+        for (BackendStatus candidate : candidates) {
+            if (candidate.activeSessions() * bestWeight == bestActive * candidate.backend().weight() && turn-- == 0) {
+                return candidate.backend();
             }
         }
         return best.backend();
