@@ -374,6 +374,36 @@ class SlowlorisTest {
     }
 
     @Test
+    void closesAtTheDeadlineAConnectionWhoseClientKeepsItOpenAfterARefusal() throws Exception {
+        // Every refusal says Connection: close; Jetty then half-closes and, when the response was written before the
+        // handler returned, waits for the client's end. A client that never closes held its connection until the
+        // connector's idle timeout (35 s), neither pending nor capped: a flood of refused handshakes held sockets
+        // without bound.
+        startProxy(ProxyBuilder.create().handshakeTimeout(Duration.ofMillis(500))
+                .originValidator(OriginValidator.allowList("https://app.example")));
+        ServerConnector connector = (ServerConnector) proxy.handler().getServer().getConnectors()[0];
+        List<Socket> refused = new ArrayList<>();
+        try {
+            for (int i = 0; i < 20; i++) {
+                Socket socket = new Socket("127.0.0.1", proxy.uri().getPort());
+                refused.add(socket);
+                socket.setSoTimeout(10_000);
+                socket.getOutputStream().write(("GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        + "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                        + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: https://evil.example\r\n\r\n")
+                        .getBytes(StandardCharsets.US_ASCII));
+                assertThat(readUntilClosed(socket.getInputStream())).startsWith("HTTP/1.1 403 ");
+            }
+            await().atMost(Duration.ofSeconds(5)).untilAsserted(() -> assertThat(connector.getConnectedEndPoints())
+                    .as("the refused connections, their clients silent and their sockets open").isEmpty());
+        } finally {
+            for (Socket socket : refused) {
+                socket.close();
+            }
+        }
+    }
+
+    @Test
     void validatesTheSettingsAtOnceAndCanBeTurnedOff() throws Exception {
         ProxyBuilder builder = ProxyBuilder.create();
         assertThatThrownBy(() -> builder.handshakeTimeout(Duration.ofSeconds(-1)))

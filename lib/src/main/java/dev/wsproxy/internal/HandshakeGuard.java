@@ -207,15 +207,16 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     /**
      * Runs when an exchange has completed, just before Jetty reads the next request or swaps in the upgraded
      * connection: a keep-alive connection is pending again, an upgraded one never again.
+     *
+     * <p>So is a connection that is not persistent (every refusal of the proxy says {@code Connection: close}): Jetty
+     * shuts its output and, when the response was written before the handler returned, waits for the client's end of
+     * the stream, which a client that keeps its socket open never sends. Left alone, such a connection lived until the
+     * connector's idle timeout, counted nowhere; pending, it gets the deadline and the cap like a client that sends
+     * nothing, and a client that closes at once is forgotten at once.
      */
     private void onExchangeEnd(Watch watch, Request request, @Nullable Throwable failure) {
-        if (request.getAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE) != null) {
-            return;
-        }
-        if (failure != null || !request.getConnectionMetaData().isPersistent()) {
-            // The connection closes after this exchange (every refusal of the proxy says Connection: close): it will
-            // not wait for another head, and must not evict a connection that does.
-            return;
+        if (request.getAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE) != null || failure != null) {
+            return; // upgraded, or failed: Jetty closes a connection whose exchange failed
         }
         Connection evicted;
         synchronized (lock) {
