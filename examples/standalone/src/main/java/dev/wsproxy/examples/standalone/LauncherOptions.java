@@ -785,7 +785,9 @@ final class LauncherOptions {
         }
 
         private void route(String value) throws UsageException {
-            int equals = value.indexOf('=');
+            // PATH ends at the = before the first URL: a PATH may hold = itself (/ws;v=1/), a URL's host cannot.
+            int scheme = value.indexOf("://");
+            int equals = scheme < 0 ? value.indexOf('=') : value.lastIndexOf('=', scheme);
             if (equals <= 0 || equals == value.length() - 1) {
                 throw UsageException.badValue("--route", value, ROUTE_FORM);
             }
@@ -798,10 +800,11 @@ final class LauncherOptions {
                 backends.add(parseBackend(url));
             }
             try {
-                // Let the library check the path with its own rules.
+                // Let the library check the route with its own rules, and pass its message on: it names the cause
+                // (a . or .. segment, a ;parameter, a backend given twice), which a fixed form here would hide.
                 ProxyBuilder.create().route(path, backends.toArray(new Backend[0]));
             } catch (IllegalArgumentException e) {
-                throw UsageException.badValue("--route", path, "a PATH starting with /, like /ws/");
+                throw new UsageException("--route: '" + value + "': " + e.getMessage());
             }
             routes.put(path, List.copyOf(backends));
         }

@@ -127,13 +127,36 @@ class LauncherOptionsTest {
         "/ws/                    | --route: '/ws/' (expected: PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000)",
         "=ws://127.0.0.1:3000    | --route: '=ws://127.0.0.1:3000' (expected: PATH=URL[,URL...]",
         "/ws/=                   | --route: '/ws/=' (expected: PATH=URL[,URL...]",
-        "ws/=ws://127.0.0.1:3000 | --route: 'ws/' (expected: a PATH starting with /, like /ws/)",
+        "ws/=ws://127.0.0.1:3000 | --route: 'ws/=ws://127.0.0.1:3000': pathPrefix: 'ws/' (expected: a path of",
         "/ws/=ftp://host:21      | --route: 'ftp://host:21' (expected: a ws://, wss://, http:// or https:// URL",
         "/ws/=ws://a:1,,ws://b:2 | --route: '' (expected: a ws://, wss://, http:// or https:// URL",
         "/ws/=127.0.0.1:3000     | --route: '127.0.0.1:3000' (expected: a ws://",
     })
     void rejectsMalformedRoutes(String route, String message) {
         assertUsageError(new String[] {ROUTE, route.strip()}, message.strip());
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "/ws/=ws://a:3000,http://a:3000 | backends: [ws://a:3000, ws://a:3000] (expected: each URI once;"
+                + " ws://a:3000 is given twice)",
+        "/ws/../x/=ws://a:3000          | pathPrefix: '/ws/../x/' (expected: no . or .. segment and no ;parameter",
+        "/ws/./=ws://a:3000             | pathPrefix: '/ws/./' (expected: no . or .. segment",
+        "/ws;v=1/=ws://a:3000           | pathPrefix: '/ws;v=1/' (expected: no . or .. segment and no ;parameter",
+        "/a//b/=ws://a:3000             | pathPrefix: '/a//b/' (expected: a path of visible ASCII starting with /",
+    })
+    void namesTheCauseTheLibraryGivesForARefusedRoute(String route, String cause) {
+        // The flag and the whole value, then the library's own words: a fixed "a PATH starting with /" was printed
+        // for all of these, though each starts with /.
+        assertUsageError(new String[] {ROUTE, route.strip()}, "--route: '" + route.strip() + "': " + cause.strip());
+    }
+
+    @Test
+    void keepsAnEqualsSignInThePath() throws Exception {
+        // PATH ends at the = before the first URL, not at the first =.
+        LauncherOptions options = LauncherOptions.parse(ROUTE, "/rooms=a/=ws://127.0.0.1:3000");
+
+        assertThat(options.routes()).containsExactly(entry("/rooms=a/", List.of(Backend.of("ws://127.0.0.1:3000"))));
     }
 
     @Test

@@ -109,6 +109,18 @@ class LauncherTest {
     }
 
     @Test
+    void printsTheLibrarysCauseAndExits2OnARefusedRoute() {
+        assertThat(launcher.run("--route", "/ws/=ws://127.0.0.1:3000,http://127.0.0.1:3000"))
+                .isEqualTo(Launcher.EXIT_USAGE);
+
+        assertThat(out.toString(UTF_8)).isEmpty();
+        assertThat(err.toString(UTF_8).lines()).containsExactly(
+                "wsproxy: --route: '/ws/=ws://127.0.0.1:3000,http://127.0.0.1:3000': backends: [ws://127.0.0.1:3000,"
+                        + " ws://127.0.0.1:3000] (expected: each URI once; ws://127.0.0.1:3000 is given twice)",
+                "Run with --help for usage.");
+    }
+
+    @Test
     void exits2WithoutARoute() {
         assertThat(launcher.run()).isEqualTo(Launcher.EXIT_USAGE);
 
