@@ -191,7 +191,8 @@ final class LauncherOptions {
      * Parses a command line.
      *
      * @param args the arguments of {@code main}
-     * @return the options; {@link #help()} is {@code true} if {@code --help} was given, and nothing else is checked
+     * @return the options; {@link #help()} is {@code true} if {@code --help} or {@code -h} is among the arguments,
+     *     wherever it is, and then nothing else is checked
      * @throws UsageException if a flag is unknown, lacks its value, has a malformed one, or no route is given
      */
     static LauncherOptions parse(String... args) throws UsageException {
@@ -595,12 +596,17 @@ final class LauncherOptions {
         }
 
         LauncherOptions parse(String[] args) throws UsageException {
+            // Help first, before any flag is checked: someone adding --help to a command line that fails wants to
+            // read the usage, not the same error again.
             for (int i = 0; i < args.length; i++) {
                 String arg = requireNonNull(args[i], "args[" + i + "]");
                 if (arg.equals("--help") || arg.equals("-h")) {
                     help = true;
                     return new LauncherOptions(this);
                 }
+            }
+            for (int i = 0; i < args.length; i++) {
+                String arg = args[i];
                 if (!arg.startsWith("--")) {
                     throw new UsageException("unexpected argument '" + arg + "' (expected: a flag like --route)");
                 }

@@ -65,6 +65,14 @@ class LauncherOptionsTest {
     }
 
     @Test
+    void helpWinsOverBadFlagsBeforeIt() throws Exception {
+        assertThat(LauncherOptions.parse("--listen", "bad", "--help").help()).isTrue();
+        assertThat(LauncherOptions.parse("--bogus", "stray", "-h").help()).isTrue();
+        assertThat(LauncherOptions.parse(Map.of(), "--route", "/ws/=ws://a:1", "--tls-keystore", "p.p12",
+                "--tls-password-env", "UNSET", "--help").help()).as("the password variable is not read").isTrue();
+    }
+
+    @Test
     void usageListsEveryFlag() {
         assertThat(LauncherOptions.usage()).contains("--listen HOST:PORT", "--route PATH=URL[,URL...]",
                 "--balance NAME", "least-connections", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",

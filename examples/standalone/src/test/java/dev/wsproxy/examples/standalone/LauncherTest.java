@@ -81,6 +81,14 @@ class LauncherTest {
     }
 
     @Test
+    void printsUsageAndExits0OnHelpAfterABadFlag() {
+        assertThat(launcher.run("--listen", "bad", "--help")).isEqualTo(Launcher.EXIT_OK);
+
+        assertThat(out.toString(UTF_8)).isEqualTo(LauncherOptions.usage());
+        assertThat(err.toString(UTF_8)).isEmpty();
+    }
+
+    @Test
     void printsOneLineErrorAndHintToStderrAndExits2OnBadFlag() {
         assertThat(launcher.run("--route", "/ws/=ws://127.0.0.1:3000", "--idle-timeout", "soon"))
                 .isEqualTo(Launcher.EXIT_USAGE);
