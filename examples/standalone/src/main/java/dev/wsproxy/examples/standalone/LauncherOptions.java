@@ -205,7 +205,8 @@ final class LauncherOptions {
      * @param env the environment
      * @param args the arguments of {@code main}
      * @return the options
-     * @throws UsageException as {@link #parse(String...)}, and when a named variable is not set
+     * @throws UsageException as {@link #parse(String...)}, and when a named variable is not set (set but empty, it
+     *     holds an empty password)
      */
     static LauncherOptions parse(Map<String, String> env, String... args) throws UsageException {
         requireNonNull(env, "env");
@@ -658,7 +659,9 @@ final class LauncherOptions {
             for (String flag : List.of("--tls-password-env", "--backend-truststore-password-env",
                     "--backend-keystore-password-env")) {
                 String variable = values.get(flag);
-                if (variable != null && (env.get(variable) == null || env.get(variable).isEmpty())) {
+                // Set but empty is a password: openssl pkcs12 -export takes an empty one, and the JDK opens such a
+                // store with it. A wrong one is reported when the store is read, naming its flag.
+                if (variable != null && env.get(variable) == null) {
                     throw new UsageException(flag + ": the environment variable " + variable
                             + " is not set (expected: the password in it)");
                 }

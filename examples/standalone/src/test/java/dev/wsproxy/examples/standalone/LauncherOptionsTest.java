@@ -516,15 +516,13 @@ class LauncherOptionsTest {
 
     @Test
     void rejectsIncompleteTlsFlagsAndUnsetPasswordVariables() {
-        Map<String, String> env = Map.of("PW", "secret", "EMPTY", "");
+        Map<String, String> env = Map.of("PW", "secret");
         assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12"},
                 "--tls-keystore: given without --tls-password-env (expected: both)");
         assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-password-env", "PW"},
                 "--tls-password-env: given without --tls-keystore (expected: both)");
         assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env", "NOPE"},
                 "--tls-password-env: the environment variable NOPE is not set (expected: the password in it)");
-        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env", "EMPTY"},
-                "--tls-password-env: the environment variable EMPTY is not set");
         assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env",
                 "secret value"}, "--tls-password-env: 'secret value' (expected: the name of an environment variable");
         assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--backend-keystore", "c.p12"},
@@ -533,6 +531,18 @@ class LauncherOptionsTest {
                 "--backend-truststore-password-env: given without --backend-truststore");
         assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "a", "--tls-keystore", "b",
                 "--tls-password-env", "PW"}, "--tls-keystore: given twice");
+    }
+
+    @Test
+    void takesAnEmptyPasswordVariableAsAnEmptyPassword() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(Map.of("EMPTY", ""), ROUTE, WS_ROUTE,
+                "--tls-keystore", "proxy.p12", "--tls-password-env", "EMPTY",
+                "--backend-truststore", "ca.p12", "--backend-truststore-password-env", "EMPTY",
+                "--backend-keystore", "client.p12", "--backend-keystore-password-env", "EMPTY");
+
+        assertThat(options.tlsKeyStore()).isEqualTo(new LauncherOptions.Secured(Path.of("proxy.p12"), ""));
+        assertThat(options.backendTrustStore()).isEqualTo(new LauncherOptions.Secured(Path.of("ca.p12"), ""));
+        assertThat(options.backendKeyStore()).isEqualTo(new LauncherOptions.Secured(Path.of("client.p12"), ""));
     }
 
     @Test

@@ -5,11 +5,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.InstanceOfAssertFactories.STRING;
 
 import java.io.ByteArrayOutputStream;
+import java.io.OutputStream;
 import java.io.PrintStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.URI;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.KeyStore;
 import java.net.http.HttpClient;
@@ -43,11 +45,12 @@ class LauncherTest {
     private static final Pattern LISTENING = Pattern.compile("listening on (https?)://127\\.0\\.0\\.1:(\\d+)\\R");
     private static final String PASSWORD_VARIABLE = "WSPROXY_TEST_TLS_PASSWORD";
     private static final String PASSWORD = "launcher-test-only";
+    private static final String EMPTY_PASSWORD_VARIABLE = "WSPROXY_TEST_EMPTY_PASSWORD";
 
     private final ReadyLineOutput out = new ReadyLineOutput();
     private final ByteArrayOutputStream err = new ByteArrayOutputStream();
     private final Launcher launcher = new Launcher(new PrintStream(out, true, UTF_8), new PrintStream(err, true, UTF_8),
-            Map.of(PASSWORD_VARIABLE, PASSWORD));
+            Map.of(PASSWORD_VARIABLE, PASSWORD, EMPTY_PASSWORD_VARIABLE, ""));
     private String scheme;
 
     private final HttpClient http = HttpClient.newHttpClient();
@@ -213,7 +216,22 @@ class LauncherTest {
         int port = serve("--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE);
         assertThat(scheme).isEqualTo("https");
 
-        KeyStore trusted = KeyStore.getInstance(keyStore.toFile(), PASSWORD.toCharArray());
+        assertEchoesOverWss(port, KeyStore.getInstance(keyStore.toFile(), PASSWORD.toCharArray()));
+    }
+
+    @Test
+    void servesWssWithAKeyStoreWhosePasswordIsEmpty(@TempDir Path dir) throws Exception {
+        // As openssl pkcs12 -export makes it when its password prompt is left empty: a set, empty variable is that
+        // password, not a missing one.
+        Path keyStore = withEmptyPassword(keyStore(dir), dir.resolve("empty-password.p12"));
+        int port = serve("--tls-keystore", keyStore.toString(), "--tls-password-env", EMPTY_PASSWORD_VARIABLE);
+        assertThat(scheme).isEqualTo("https");
+
+        assertEchoesOverWss(port, KeyStore.getInstance(keyStore.toFile(), new char[0]));
+    }
+
+    /** Opens a {@code wss://} session trusting the certificates of {@code trusted}, and checks that it echoes. */
+    private void assertEchoesOverWss(int port, KeyStore trusted) throws Exception {
         TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
         trust.init(trusted);
         SSLContext tls = SSLContext.getInstance("TLS");
@@ -252,6 +270,22 @@ class LauncherTest {
         assertThat(keytool.waitFor(60, TimeUnit.SECONDS)).as("keytool finished").isTrue();
         assertThat(keytool.exitValue()).as("keytool: %s", output).isZero();
         return keyStore;
+    }
+
+    /**
+     * Writes the key and certificate of {@link #keyStore} to a PKCS#12 store at {@code target} whose password is
+     * empty (keytool refuses one shorter than 6 characters; the JDK's KeyStore writes it as openssl does).
+     */
+    private static Path withEmptyPassword(Path source, Path target) throws Exception {
+        KeyStore original = KeyStore.getInstance(source.toFile(), PASSWORD.toCharArray());
+        KeyStore empty = KeyStore.getInstance("PKCS12");
+        empty.load(null, null);
+        empty.setKeyEntry("proxy", original.getKey("proxy", PASSWORD.toCharArray()), new char[0],
+                original.getCertificateChain("proxy"));
+        try (OutputStream file = Files.newOutputStream(target)) {
+            empty.store(file, new char[0]);
+        }
+        return target;
     }
 
     @Test
