@@ -27,12 +27,12 @@ final class ConnectionLimits {
         this.maxTotal = maxTotal;
     }
 
-    /** Takes a slot for {@code address}; the result is a {@link Permit} or a {@link Refusal}. */
+    /**
+     * Takes a slot for {@code address}; the result is a {@link Permit} or a {@link Refusal}. The address's slot first,
+     * then the total's, which is never counted beyond its limit: counted first, even for a moment, each refused retry
+     * of an address at its limit held a slot of the total, and another client with a free one got 503.
+     */
     Object acquire(String address) {
-        if (total.incrementAndGet() > maxTotal) {
-            total.decrementAndGet();
-            return Refusal.TOTAL;
-        }
         boolean[] refused = {false};
         perAddress.compute(address, (key, count) -> {
             AtomicInteger current = count == null ? new AtomicInteger() : count;
@@ -44,8 +44,11 @@ final class ConnectionLimits {
             return current.get() == 0 ? null : current;
         });
         if (refused[0]) {
-            total.decrementAndGet();
             return Refusal.PER_ADDRESS;
+        }
+        if (total.getAndUpdate(count -> count < maxTotal ? count + 1 : count) >= maxTotal) {
+            perAddress.computeIfPresent(address, (key, count) -> count.decrementAndGet() == 0 ? null : count);
+            return Refusal.TOTAL;
         }
         return new Permit(address);
     }
