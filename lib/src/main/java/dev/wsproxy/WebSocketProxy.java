@@ -250,6 +250,8 @@ public final class WebSocketProxy implements AutoCloseable {
      * @param route the prefix of a route, as given to {@link ProxyBuilder#route}
      * @param backends one or more backends, each URI once, however spelled (see {@link ProxyBuilder#route})
      * @throws IllegalArgumentException if there is no such route, the list is empty or has a URI twice
+     * @throws IllegalStateException if the route follows a DNS name ({@link RouteBuilder#backendsFromDns}): each
+     *         answer would replace the list
      */
     public void updateBackends(String route, List<Backend> backends) {
         requireNonNull(route, "route");

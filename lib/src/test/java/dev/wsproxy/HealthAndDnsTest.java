@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import java.time.Duration;
@@ -179,6 +180,12 @@ class HealthAndDnsTest {
         List<WsRecorder> open = new ArrayList<>();
         assertThat(whoServes(open)).isEqualTo("a");
         closeAll(open);
+
+        // A list of the operator's would last until the next answer, without a word: refused, the list unchanged.
+        assertThatThrownBy(() -> proxy.updateBackends("/ws/", List.of(Backend.of("ws://127.0.0.1:9"))))
+                .isInstanceOf(IllegalStateException.class).hasMessageContaining("backendsFromDns");
+        assertThat(proxy.backendStatus("/ws/")).extracting(status -> status.backend().uri().toString())
+                .contains("ws://127.0.0.1:" + a.port());
     }
 
     @Test

@@ -543,7 +543,14 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     /** Replaces a route's backends at once; open sessions are not touched. */
     public void updateBackends(String prefix, List<Backend> backends) {
         List<Backend> checked = RouteSettings.checkedBackends(backends);
-        routeNamed(prefix).backends().replace(checked);
+        Route route = routeNamed(prefix);
+        Route.Dns dns = route.dns();
+        if (dns != null) {
+            // The next answer would replace the list without a word.
+            throw new IllegalStateException("route " + prefix + " follows the DNS name of " + dns.template().uri()
+                    + " (backendsFromDns): its backends are the name's addresses");
+        }
+        route.backends().replace(checked);
         LOG.info("Route {} now has backends {}", prefix, backends);
     }
 
