@@ -27,7 +27,7 @@ public interface HandshakeRequest {
      * Returns the client's address: the peer that connected to the proxy or, when that peer is one of
      * {@link ProxyBuilder#trustedProxies(String...)}, the client it names, with port 0: the right-most hop of its
      * {@code X-Forwarded-For} that is not a trusted proxy, or its {@code X-Real-IP} when it sends no
-     * {@code X-Forwarded-For}.
+     * {@code X-Forwarded-For}. When the client it names is the peer itself, the peer's address with its port.
      *
      * @return the client's socket address
      */

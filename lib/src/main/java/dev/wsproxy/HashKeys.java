@@ -72,7 +72,9 @@ public final class HashKeys {
 
     /**
      * Returns the request path, without the query, as the key, like nginx's {@code hash $uri consistent}: every
-     * session of {@code /ws/rooms/42} meets the same backend.
+     * session of {@code /ws/rooms/42} meets the same backend. The path is the one the client sent, escapes and all
+     * ({@link java.net.URI#getRawPath()}), where nginx's {@code $uri} is decoded and normalized: {@code /ws/rooms/%34%32}
+     * is another key.
      *
      * @return a key function
      */
