@@ -125,6 +125,9 @@ final class HandshakeRequestView implements SelectionContext {
         String scheme = identity.secure ? "https://" : "http://";
         HttpURI requested = request.getHttpURI();
         String authority = identity.peerTrusted && identity.host != null ? identity.host : requested.getAuthority();
+        if (authority == null || authority.isEmpty()) {
+            authority = "invalid"; // no Host (HTTP/1.0): not the host "null"
+        }
         String path = requested.getPath() == null || requested.getPath().isEmpty() ? "/"
                 : PathEncoding.encodeKeepingEscapes(requested.getPath());
         String query = requested.getQuery() == null ? ""
