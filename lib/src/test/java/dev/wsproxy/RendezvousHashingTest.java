@@ -128,6 +128,27 @@ class RendezvousHashingTest {
     }
 
     @Test
+    void theCaseOfABackendsHostDoesNotChangeItsKeys() {
+        // Backend.equals ignores the host's case (URI.equals does): so must the hash, or two instances configured with
+        // the two spellings, or an updateBackends that only changed the case, would send a user to two backends.
+        String[] hosts = {"Chat-1.Example", "chat-2.example", "CHAT-3.EXAMPLE", "[::A]", "10.0.0.5"};
+        Backend[] written = new Backend[hosts.length];
+        Backend[] lowered = new Backend[hosts.length];
+        for (int i = 0; i < hosts.length; i++) {
+            written[i] = Backend.of("ws://" + hosts[i] + ":9000/chat");
+            lowered[i] = Backend.of("ws://" + hosts[i].toLowerCase(java.util.Locale.ROOT) + ":9000/chat");
+            assertThat(written[i]).isEqualTo(lowered[i]);
+        }
+
+        Backend[] picksWritten = pickAll(new StubSelectionContext(written));
+        Backend[] picksLowered = pickAll(new StubSelectionContext(lowered));
+        for (int i = 0; i < KEYS; i++) {
+            assertThat(picksWritten[i].uri().getHost()).as("key user-%d", i)
+                    .isEqualToIgnoringCase(picksLowered[i].uri().getHost());
+        }
+    }
+
+    @Test
     void thePicksArePinnedAcrossReleases() {
         // Changing the hash would move every sticky client of every deployment on upgrade: these must never change.
         StubSelectionContext context = StubSelectionContext.ofSize(5);
