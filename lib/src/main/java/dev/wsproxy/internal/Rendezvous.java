@@ -67,9 +67,17 @@ final class Rendezvous {
     }
 
     static double score(long keyHash, String backendUri, int weight) {
-        long hash = XxHash64.hash(keyHash, XxHash64.hash(backendUri.getBytes(StandardCharsets.UTF_8)));
-        // In (0, 1): never 0, whose logarithm is infinite, and never 1, whose logarithm is 0.
-        double u = ((hash >>> 11) + 0.5) * UNIT;
+        return scoreOf(XxHash64.hash(keyHash, XxHash64.hash(backendUri.getBytes(StandardCharsets.UTF_8))), weight);
+    }
+
+    /** The score of the combined hash of a key and a backend: a finite positive number. */
+    static double scoreOf(long hash, int weight) {
+        // u must be in (0, 1): never 0, whose logarithm is infinite, and never 1, whose logarithm is 0 (a score of
+        // -Infinity, the lowest of all where it should be the highest). The + 0.5 keeps it above 0, but at the top
+        // the sum rounds: (2^53 - 1) + 0.5 is halfway between two doubles and rounds to the even one, 2^53, so the
+        // largest hash gave exactly 1. Clamping to the double just below 1 changes that one value only (every other
+        // u stays as it was, so the picks do not move) and keeps the order of the scores.
+        double u = Math.min(((hash >>> 11) + 0.5) * UNIT, Math.nextDown(1.0));
         return -weight / Math.log(u);
     }
 }
