@@ -5,7 +5,16 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import java.io.ByteArrayInputStream;
+import java.io.BufferedInputStream;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.WebSocket;
 import java.net.http.WebSocketHandshakeException;
@@ -547,6 +556,86 @@ class BackendHandshakeTest {
         backend.nextRequest();
         assertThat(backend.nextEnd(3)).as("backend connection").isIn("eof", "reset");
         assertConnectFailedReported(504);
+    }
+
+    @Test
+    void waitsForABackendSilentPastJettysIdleTimeoutWhileTheRouteAllowsIt() throws Exception {
+        // Jetty gives a backend socket an idle timeout of 30 s; this route gives the handshake 45 s (failover 60 s).
+        // The backend says nothing for 32 s after the request, then answers 101, unless the proxy gave up first.
+        BlockingQueue<String> backendSaw = new LinkedBlockingQueue<>();
+        ServerSocket server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        resources.add(server);
+        Thread backendThread = new Thread(() -> answerAfterSilence(server, 32_000, backendSaw), "silent-backend");
+        backendThread.setDaemon(true);
+        backendThread.start();
+        Backend backend = Backend.of("ws://127.0.0.1:" + server.getLocalPort());
+        startProxy(Duration.ofSeconds(45), builder -> builder.route("/ws/", route -> route.backends(backend)
+                .failover(1, Duration.ofSeconds(60))));
+        URI uri = proxy.uri();
+        try (Socket socket = new Socket(uri.getHost(), uri.getPort()); RawHttp client = RawHttp.over(socket)) {
+            socket.setSoTimeout(45_000);
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(backendSaw.poll(5, TimeUnit.SECONDS)).isEqualTo("answered after its silence");
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            client.sendText("late but alive");
+            assertThat(client.readFrame().text()).isEqualTo("late but alive");
+            assertThat(client.closeHandshake(1000, "bye").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backendSaw.poll(5, TimeUnit.SECONDS)).isEqualTo("close:1000");
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).isEmpty();
+        assertThat(proxy.backendStatus("/ws/")).singleElement().satisfies(status -> {
+            assertThat(status.state()).isEqualTo(BackendStatus.State.UP);
+            assertThat(status.recentFailures()).isZero();
+        });
+    }
+
+    /**
+     * One connection: reads the request head, reads nothing more for {@code silenceMillis} (an end of stream then
+     * means that the proxy gave up), answers {@code 101}, echoes text frames and answers the close frame. Tells
+     * {@code saw} what happened.
+     */
+    private static void answerAfterSilence(ServerSocket server, int silenceMillis, BlockingQueue<String> saw) {
+        try (Socket socket = server.accept()) {
+            InputStream in = new BufferedInputStream(socket.getInputStream());
+            OutputStream out = socket.getOutputStream();
+            ByteArrayOutputStream head = new ByteArrayOutputStream();
+            while (!head.toString(StandardCharsets.ISO_8859_1).endsWith("\r\n\r\n")) {
+                int b = in.read();
+                if (b == -1) {
+                    saw.add("no request");
+                    return;
+                }
+                head.write(b);
+            }
+            socket.setSoTimeout(silenceMillis);
+            long started = System.nanoTime();
+            try {
+                int b = in.read();
+                saw.add((b == -1 ? "the proxy gave up after " : "a byte from the proxy after ")
+                        + TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started) + " ms");
+                return;
+            } catch (SocketTimeoutException expected) {
+                // Silent for the whole time, and the proxy still waits.
+            }
+            socket.setSoTimeout(10_000);
+            RawBackend.Request request = new RawBackend.Request(head.toString(StandardCharsets.ISO_8859_1));
+            out.write(RawBackend.switching(null).response(request).getBytes(StandardCharsets.ISO_8859_1));
+            out.flush();
+            saw.add("answered after its silence");
+            while (true) {
+                RawFrames.Frame frame = RawFrames.read(in);
+                if (frame.opcode() == RawFrames.CLOSE) {
+                    RawFrames.write(out, RawFrames.encode(RawFrames.CLOSE, frame.payload(), false));
+                    saw.add("close:" + frame.closeCode());
+                    return;
+                }
+                RawFrames.write(out, RawFrames.encode(frame.opcode(), frame.payload(), false));
+            }
+        } catch (IOException e) {
+            saw.add("error: " + e);
+        }
     }
 
     @Test

@@ -18,6 +18,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeoutException;
 
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpException;
@@ -649,6 +650,19 @@ final class BackendHandshake {
         public void onFillInterestedFailed(Throwable cause) {
             attempt.fail(cause);
             super.onFillInterestedFailed(cause);
+        }
+
+        /**
+         * Ignores the end point's idle timeout: the proxy's timer (the connect timeout, or what is left of the
+         * failover time) bounds the handshake, and always runs. The end point has the backend connector's idle
+         * timeout, Jetty's 30 s, which failed the read of a backend silent that long with a {@code TimeoutException}
+         * (504, a passive-health failure) though the route allowed longer. Over TLS, {@code SslConnection} asks this
+         * connection too. Once upgraded, the WebSocket connection answers instead, with the leg's own idle timeout,
+         * which its session sets when it opens.
+         */
+        @Override
+        public boolean onIdleExpired(TimeoutException timeout) {
+            return false;
         }
 
         // ---- HttpParser.ResponseHandler: record only, see parse() ----
