@@ -136,6 +136,53 @@ class BackendHandshakeWireTest {
         }
     }
 
+    @Test
+    void relaysARefusalWithAHeaderTooLargeForTheClientsConnectionWithoutThatHeader() throws Exception {
+        // 20,000 bytes in one header: more than Jetty writes in a response head (16 KiB by default), less than the
+        // proxy reads (64 KiB). The headers that fit are relayed, also after the one dropped.
+        RawBackend backend = resource(RawBackend.answering(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
+                + "Content-Type: text/plain\r\nX-Big: " + "a".repeat(20_000) + "\r\nX-Small: kept\r\n"
+                + "Content-Length: 6\r\n\r\ndenied")));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(403);
+            assertThat(response.bodyText()).isEqualTo("denied");
+            assertThat(response.header("X-Big")).isNull();
+            assertThat(response.header("X-Small")).isEqualTo("kept");
+            assertThat(response.header("Content-Type")).isEqualTo("text/plain");
+            assertThat(response.header("Connection")).containsIgnoringCase("close");
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).isTrue();
+        }
+        assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(403);
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+    }
+
+    @Test
+    void relaysARefusalWhoseHeadGoesPastTheProxysLimitWithTheHeadersThatFit() throws Exception {
+        // 800 headers of 100 bytes: the proxy stops reading at 64 KiB and relays the 401 as far as it came, with
+        // what the client's connection can write of it.
+        StringBuilder head = new StringBuilder("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\n");
+        for (int i = 0; i < 800; i++) {
+            head.append(String.format("X-Pad-%03d: %s\r\n", i, "p".repeat(86)));
+        }
+        RawBackend backend = resource(RawBackend.answering(RawBackend.raw(head.append("\r\n").toString())));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(401);
+            assertThat(response.header("WWW-Authenticate")).isEqualTo("Bearer");
+            assertThat(response.header("X-Pad-000")).isEqualTo("p".repeat(86));
+            assertThat(response.header("X-Pad-799")).isNull();
+            assertThat(response.bodyText()).isEmpty();
+        }
+        assertThat(listener.all(RecordingListener.Rejected.class))
+                .extracting(RecordingListener.Rejected::status).containsExactly(401);
+    }
+
     /** Answers after which the backend closes: none at all (empty), a 101 cut short, not HTTP, a broken interim. */
     @ParameterizedTest
     @ValueSource(strings = {"", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConn",

@@ -99,7 +99,8 @@ import org.slf4j.LoggerFactory;
  * {@code 101}) and from a failure before any response (status 0: DNS, connect, TLS, closed response). A response the
  * parser rejects after an error status line (a TLS backend spoken to in plain text answers its own {@code 400}, then
  * bytes the parser refuses; a head over the limit) is relayed with that status as far as it came; any other garbled
- * answer counts as no answer ({@code 502}).
+ * answer counts as no answer ({@code 502}). Of a refusal's headers, the client gets those that fit in the response
+ * head its connection can write, 16 KiB by default ({@link Responses#relay}); the others are dropped.
  * Completing the future from outside (the proxy's timer, a cancellation on shutdown) closes the connection, or closes
  * it as soon as a connect in progress opens it.
  *
@@ -114,7 +115,10 @@ final class BackendHandshake {
 
     private static final Logger LOG = LoggerFactory.getLogger(BackendHandshake.class);
 
-    /** The largest response head accepted (Jetty's client sets no limit; the client leg relays at most 8 KiB). */
+    /**
+     * The largest response head accepted (Jetty's client sets no limit). More than the client leg writes, 16 KiB by
+     * default: a refusal's headers that do not fit there are dropped ({@link Responses#relay}).
+     */
     static final int MAX_RESPONSE_HEAD = 64 * 1024;
     private static final String ATTEMPT_CONTEXT_KEY = BackendHandshake.class.getName() + ".attempt";
 

@@ -10,15 +10,20 @@ import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpHeaderValue;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.MimeTypes;
+import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
 import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Writes the proxy's answers to upgrade requests it does not upgrade. Every such answer closes the connection, so
  * that bytes a client pipelined after its handshake are never read as another request.
  */
 final class Responses {
+
+    private static final Logger LOG = LoggerFactory.getLogger(Responses.class);
 
     /** Seconds a client is asked to wait with {@code 503}. */
     static final String RETRY_AFTER_SECONDS = "5";
@@ -28,6 +33,12 @@ final class Responses {
 
     /** Besides the hop-by-hop ones, the headers of a backend's refusal the proxy writes its own of. */
     private static final Set<String> NOT_RELAYED = Set.of("content-length", "date", "server");
+
+    /**
+     * Bytes of a response head kept for what the proxy writes besides the response's headers so far: the status line,
+     * {@code Connection}, {@code Content-Length} and the blank line (about 90 bytes), with margin.
+     */
+    private static final int OWN_HEAD_BYTES = 256;
 
     private Responses() {
     }
@@ -51,7 +62,16 @@ final class Responses {
                 .getBytes(StandardCharsets.UTF_8)), MimeTypes.Type.TEXT_PLAIN_UTF_8.asString());
     }
 
-    /** Relays a backend's refusal: its status, the headers a client may see, and its (capped) body. */
+    /**
+     * Relays a backend's refusal: its status, the headers a client may see, and its (capped) body. The headers go in
+     * the backend's order while they fit in the head the client's connection can write (see {@link #headRoom}); one
+     * that does not fit is dropped, and a smaller one after it still goes. The backend's head may be up to
+     * {@link BackendHandshake#MAX_RESPONSE_HEAD}, four times what Jetty writes by default: copied whole, it made
+     * Jetty's generator overflow, and the response, not committed yet, became Jetty's {@code 500} error page, while
+     * listeners had been told of the backend's status. Dropping what does not fit keeps the status, the body and the
+     * headers that matter most to a client ({@code WWW-Authenticate}, {@code Retry-After}, {@code Content-Type}),
+     * which are short.
+     */
     static void relay(Response response, Callback callback, int status, HttpFields backendHeaders, ByteBuffer body) {
         write(response, callback, status, backendHeaders, body, null);
     }
@@ -62,10 +82,21 @@ final class Responses {
         HttpFields.Mutable headers = response.getHeaders();
         if (copied != null) {
             Set<String> named = ForwardedHeaders.connectionTokens(copied);
+            int room = headRoom(response);
             for (HttpField field : copied) {
-                if (isRelayable(ForwardedHeaders.canonical(field.getLowerCaseName()), named)) {
-                    headers.add(field);
+                if (!isRelayable(ForwardedHeaders.canonical(field.getLowerCaseName()), named)) {
+                    continue;
                 }
+                int size = size(field);
+                if (size > room) {
+                    if (LOG.isDebugEnabled()) {
+                        LOG.debug("Header {} of a relayed refusal dropped: {} bytes, {} left of the client's head",
+                                field.getName(), size, Math.max(0, room));
+                    }
+                    continue;
+                }
+                headers.add(field);
+                room -= size;
             }
         }
         if (contentType != null) {
@@ -74,6 +105,29 @@ final class Responses {
         headers.put(HttpHeader.CONNECTION, HttpHeaderValue.CLOSE.asString());
         headers.put(HttpHeader.CONTENT_LENGTH, body.remaining());
         response.write(true, body, callback);
+    }
+
+    /**
+     * Bytes left for relayed headers in the response head the client's connection can write: Jetty's HTTP/1.1
+     * generator fails a head larger than the connection's {@code maxResponseHeaderSize} (16 KiB by default), or than
+     * its {@code responseHeaderSize} (8 KiB by default) when that maximum is not positive; less the headers the
+     * response has already (Jetty's {@code Server} and {@code Date}, a customizer's) and {@link #OWN_HEAD_BYTES}.
+     */
+    private static int headRoom(Response response) {
+        HttpConfiguration configuration = response.getRequest().getConnectionMetaData().getHttpConfiguration();
+        int limit = configuration.getMaxResponseHeaderSize() > 0 ? configuration.getMaxResponseHeaderSize()
+                : configuration.getResponseHeaderSize();
+        int room = limit - OWN_HEAD_BYTES;
+        for (HttpField field : response.getHeaders()) {
+            room -= size(field);
+        }
+        return room;
+    }
+
+    /** The bytes of {@code field} in a response head, {@code name: value} and CRLF, as Jetty's generator writes it. */
+    private static int size(HttpField field) {
+        String value = field.getValue();
+        return field.getName().length() + (value == null ? 0 : value.length()) + 4;
     }
 
     /**
