@@ -8,6 +8,7 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Predicate;
 
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.client.transport.HttpClientTransportOverHTTP;
@@ -27,7 +28,9 @@ import org.eclipse.jetty.util.thread.Invocable;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.WebSocketComponents;
+import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
 import org.eclipse.jetty.websocket.core.client.WebSocketCoreClient;
+import org.eclipse.jetty.websocket.core.exception.WebSocketTimeoutException;
 import org.eclipse.jetty.websocket.core.server.WebSocketServerComponents;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
@@ -463,8 +466,27 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 + (query == null ? "" : "?" + PathEncoding.encodeQueryKeepingEscapes(query)));
     }
 
+    /** An idle expiry a leg's session ignores before the relay's listener is there (see {@link #legConfiguration}). */
+    private static final Predicate<WebSocketTimeoutException> NOT_YET = timeout -> false;
+
+    /**
+     * The configuration of both legs' sessions. Each session also ignores idle expiry until the relay's own listener
+     * decides ({@link Relay}, from the leg's {@code onOpen}): Jetty applies a session's idle timeout in its
+     * {@code onOpen}, before the handler's, and checks it at once, so a timeout shorter than the time since the
+     * connection's last byte (1 ms after a handshake on a cold JVM) closed the session in the middle of its opening:
+     * the backend blamed for an "invalid 101: CLOSED" (502), or a client upgraded and then dropped without a close
+     * frame, its session left in {@code sessions()}. Ignored, the expiry comes again one timeout later.
+     */
     static Configuration.ConfigurationCustomizer legConfiguration(Timeouts timeouts) {
-        Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer();
+        Configuration.ConfigurationCustomizer configuration = new Configuration.ConfigurationCustomizer() {
+            @Override
+            public void customize(Configuration configurable) {
+                super.customize(configurable);
+                if (configurable instanceof WebSocketCoreSession session) {
+                    session.addIdleTimeoutListener(NOT_YET);
+                }
+            }
+        };
         configuration.setIdleTimeout(timeouts.connectionIdleTimeout());
         configuration.setInputBufferSize(INITIAL_INPUT_BUFFER_SIZE);
         configuration.setMaxFrameSize(FRAME_BUFFER_SIZE);
