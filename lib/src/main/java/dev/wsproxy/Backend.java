@@ -6,6 +6,8 @@ import java.net.URI;
 import java.net.URISyntaxException;
 import java.util.Locale;
 
+import dev.wsproxy.internal.Cidr;
+
 /**
  * A backend WebSocket server that the proxy forwards sessions to: a {@code ws://} or {@code wss://} URI, a weight,
  * and whether it is a backup.
@@ -22,7 +24,8 @@ import java.util.Locale;
  * its route can take one: none is up and not draining, below its cap of handshakes in flight and not already tried by
  * the handshake (failover).
  *
- * <p>Instances are immutable values: two backends are equal when their URI, weight and backup flag are equal.
+ * <p>Instances are immutable values: two backends are equal when their URI ({@link #uri()}, normalised, so
+ * {@code ws://Chat.Example:80} and {@code ws://chat.example} are one), weight and backup flag are equal.
  *
  * <pre>{@code
  * Backend a = Backend.of("ws://10.0.0.1:8080");
@@ -97,7 +100,10 @@ public final class Backend {
             throw new IllegalArgumentException("uri: " + uri + " (expected: no query; the client's query is forwarded)");
         }
         String path = uri.getRawPath() == null ? "" : uri.getRawPath();
-        URI normalized = URI.create(wsScheme + "://" + uri.getRawAuthority() + path);
+        // One spelling for one backend, so that equality, the duplicate check of a route and sticky hashing agree.
+        int port = uri.getPort() == ("ws".equals(wsScheme) ? 80 : 443) ? -1 : uri.getPort();
+        URI normalized = URI.create(wsScheme + "://" + Cidr.canonicalHost(uri.getHost()) + (port < 0 ? "" : ":" + port)
+                + path);
         return new Backend(normalized, DEFAULT_WEIGHT, false);
     }
 
@@ -136,7 +142,9 @@ public final class Backend {
     }
 
     /**
-     * Returns the URI, with the scheme normalised to {@code ws} or {@code wss}.
+     * Returns the URI, normalised: the scheme {@code ws} or {@code wss}, the host in lower case (an IPv6 literal in
+     * its RFC 5952 form), no default port ({@code ws://chat.example:80} is {@code ws://chat.example}), the path as
+     * given.
      *
      * @return the backend URI
      */

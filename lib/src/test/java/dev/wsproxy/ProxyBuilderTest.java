@@ -56,7 +56,7 @@ class ProxyBuilderTest {
         assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", Backend.of("wss://[::1]"),
                         Backend.of("wss://[0:0:0:0:0:0:0:1]:443")))
                 .as("one IPv6 address in two forms").isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("wss://[0:0:0:0:0:0:0:1]:443 is given twice");
+                .hasMessageContaining("wss://[::1] is given twice");
         ProxyBuilder.create().route("/ws/", Backend.of("ws://chat.example"), Backend.of("ws://chat.example/"),
                 Backend.of("ws://chat.example:8080"), Backend.of("wss://chat.example"));
         WebSocketProxy proxy = ProxyBuilder.create().route("/ws/", BACKEND).build();
@@ -141,6 +141,12 @@ class ProxyBuilderTest {
         assertThat(Backend.of("ws://h:1").withWeight(3).weight()).isEqualTo(3);
         assertThat(Backend.of("ws://h:1")).isEqualTo(Backend.of("http://h:1"));
         assertThat(Backend.of("ws://h:1").withWeight(2)).isNotEqualTo(Backend.of("ws://h:1"));
+        // One spelling for one backend (compared as text: URI.equals ignores the host's case already).
+        assertThat(Backend.of("ws://Chat.Example:80/base").uri()).hasToString("ws://chat.example/base");
+        assertThat(Backend.of("https://Chat.Example:443").uri()).hasToString("wss://chat.example");
+        assertThat(Backend.of("wss://[0:0:0:0:0:0:0:1]:443/").uri()).hasToString("wss://[::1]/");
+        assertThat(Backend.of("ws://[2001:DB8::A]:8080").uri()).hasToString("ws://[2001:db8::a]:8080");
+        assertThat(Backend.of("ws://h:443").uri()).as("not the default port of ws").hasToString("ws://h:443");
         assertThatThrownBy(() -> Backend.of("ftp://h")).hasMessageContaining("expected: scheme ws, wss, http or https");
         assertThatThrownBy(() -> Backend.of("ws:///path")).hasMessageContaining("expected: a host");
         assertThatThrownBy(() -> Backend.of("ws://user@h")).hasMessageContaining("no user info");

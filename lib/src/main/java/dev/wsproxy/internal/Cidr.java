@@ -3,6 +3,7 @@ package dev.wsproxy.internal;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.util.List;
+import java.util.Locale;
 
 import org.jspecify.annotations.Nullable;
 
@@ -39,6 +40,15 @@ public final class Cidr {
                     "cidr: '" + value + "' (expected: a prefix length from 0 to " + bytes.length * 8 + ")");
         }
         return new Cidr(bytes, prefix, trimmed);
+    }
+
+    /**
+     * A URI host in one spelling for one host: an IPv6 literal in brackets in its RFC 5952 form ({@code [::1]} for
+     * {@code [0:0:0:0:0:0:0:1]}), any other host in lower case (host names are case-insensitive).
+     */
+    public static String canonicalHost(String host) {
+        byte[] literal = host.startsWith("[") ? literal(host) : null;
+        return literal != null && literal.length == 16 ? "[" + text(literal) + "]" : host.toLowerCase(Locale.ROOT);
     }
 
     /**

@@ -1,9 +1,7 @@
 package dev.wsproxy.internal;
 
-import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
-import java.util.Locale;
 
 import org.jspecify.annotations.Nullable;
 
@@ -37,7 +35,7 @@ final class Rendezvous {
         String bestUri = null;
         for (BackendStatus candidate : candidates) {
             Backend backend = candidate.backend();
-            String uri = hashedUri(backend);
+            String uri = backend.uri().toString(); // normalised by Backend.of: the host's case does not count
             double score = score(keyHash, uri, backend.weight());
             // Equal scores (practically never) go to the smaller URI, so that the order of the list does not matter.
             if (best == null || score > bestScore || score == bestScore && uri.compareTo(bestUri) < 0) {
@@ -47,19 +45,6 @@ final class Rendezvous {
             }
         }
         return best;
-    }
-
-    /**
-     * The backend's URI as it is hashed: its host in lower case, because {@link Backend#equals} (that is,
-     * {@link java.net.URI#equals}) ignores the host's case. Hashing the URI as written made two instances configured
-     * with {@code ws://Chat-1:9000} and {@code ws://chat-1:9000} pick differently for the same key, and an update that
-     * only changed the case moved that backend's keys. A backend URI has no user info, query or fragment and its
-     * scheme is already {@code ws} or {@code wss} ({@link Backend#of}), so its authority is the host and port, and a
-     * lower-case URI hashes as it always did.
-     */
-    private static String hashedUri(Backend backend) {
-        URI uri = backend.uri();
-        return uri.getScheme() + "://" + uri.getRawAuthority().toLowerCase(Locale.ROOT) + uri.getRawPath();
     }
 
     static long keyHash(String key) {

@@ -5,7 +5,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
-import java.util.Locale;
 import java.util.Set;
 
 import org.jspecify.annotations.Nullable;
@@ -155,27 +154,15 @@ public final class RouteSettings {
         if (backends.isEmpty()) {
             throw new IllegalArgumentException("backends: [] (expected: at least one backend)");
         }
-        Set<String> endpoints = new HashSet<>();
+        Set<URI> uris = new HashSet<>();
         for (Backend backend : backends) {
-            if (!endpoints.add(endpoint(backend.uri()))) {
+            // Backend.of normalises the URI: ws://h and ws://H:80 are one here.
+            if (!uris.add(backend.uri())) {
                 throw new IllegalArgumentException("backends: " + backends + " (expected: each URI once; "
                         + backend.uri() + " is given twice)");
             }
         }
         return List.copyOf(backends);
-    }
-
-    /**
-     * What a backend URI connects to and asks for, however spelled: {@code ws://h}, {@code ws://H:80} and {@code
-     * ws://h:80} are one backend, and so are {@code ws://[::1]} and {@code ws://[0:0:0:0:0:0:0:1]}. The path is kept as
-     * written: a backend with a path and one without map requests differently.
-     */
-    private static String endpoint(URI uri) {
-        String host = uri.getHost();
-        byte[] literal = host.startsWith("[") ? Cidr.literal(host.substring(1, host.length() - 1)) : null;
-        String canonicalHost = literal != null ? "[" + Cidr.text(literal) + "]" : host.toLowerCase(Locale.ROOT);
-        int port = uri.getPort() >= 0 ? uri.getPort() : "wss".equals(uri.getScheme()) ? 443 : 80;
-        return uri.getScheme() + "://" + canonicalHost + ":" + port + uri.getRawPath();
     }
 
     public void backends(List<Backend> backends) {
