@@ -80,6 +80,11 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     private final List<Connector> connectors = new ArrayList<>();
     private final List<HttpConfiguration> configurations = new ArrayList<>();
     private Scheduler.@Nullable Task sweep;
+    /**
+     * Counts the deadline tasks scheduled; a task runs only if it is still the latest. A task that has started when it
+     * is cancelled (waiting for the lock) would otherwise schedule a second chain beside the one that replaced it.
+     */
+    private long sweeps;
     private @Nullable Scheduler scheduler;
     private volatile @Nullable Executor executor;
     private long evictions;
@@ -261,21 +266,26 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
         }
         Watch oldest = pending.iterator().next();
         long delay = Math.max(0, timeoutNanos - NanoTime.since(oldest.since));
-        sweep = timer.schedule(this::sweep, delay, TimeUnit.NANOSECONDS);
+        long generation = ++sweeps;
+        sweep = timer.schedule(() -> sweep(generation), delay, TimeUnit.NANOSECONDS);
     }
 
     private void cancelSweepLocked() {
         Scheduler.Task task = sweep;
         sweep = null;
+        sweeps++;
         if (task != null) {
             task.cancel();
         }
     }
 
     /** The deadline task: closes every overdue connection, then waits for the next one to be due. */
-    private void sweep() {
+    private void sweep(long generation) {
         List<Connection> overdue = new ArrayList<>();
         synchronized (lock) {
+            if (generation != sweeps) {
+                return; // cancelled, or replaced, while it waited for the lock
+            }
             sweep = null;
             long now = NanoTime.now();
             Iterator<Watch> oldestFirst = pending.iterator();
