@@ -28,8 +28,15 @@ import dev.wsproxy.BackendStatus;
 public final class RouteBackends {
 
     private volatile List<BackendState> states;
-    /** Backends a custom selector picked that are not in the list: one state each, so their counts add up. */
+    /**
+     * Backends a custom selector picked that are not in the list: one state each, so their counts add up. Kept while
+     * they hold sessions or handshakes: a selector that builds its backends from request data (a tenant's host) would
+     * otherwise add one state per value it ever saw ({@link #pruneOthers}).
+     */
     private final Map<Backend, BackendState> others = new java.util.concurrent.ConcurrentHashMap<>();
+    /** The size of {@link #others} at which idle states are dropped; doubles with the live ones, so pruning is rare. */
+    private int pruneOthersAt = MIN_PRUNE_AT;
+    static final int MIN_PRUNE_AT = 64;
     /** Removed backends whose sessions or handshakes were still open at their removal, by URI (see above). */
     private final Map<java.net.URI, BackendState> retired = new java.util.concurrent.ConcurrentHashMap<>();
 
@@ -101,7 +108,25 @@ public final class RouteBackends {
                 return state;
             }
         }
+        BackendState other = others.get(backend);
+        if (other != null) {
+            return other;
+        }
+        pruneOthers();
         return others.computeIfAbsent(backend, BackendState::new);
+    }
+
+    /**
+     * Drops the states of backends outside the list that hold no session and no handshake, once there are
+     * {@link #pruneOthersAt} of them. A state handed out just before it is dropped still counts and releases its
+     * session; only {@link #allStates} no longer sees it, and the backend's next pick gets a fresh one.
+     */
+    private synchronized void pruneOthers() {
+        if (others.size() < pruneOthersAt) {
+            return;
+        }
+        others.values().removeIf(state -> state.activeSessions() == 0 && state.pendingHandshakes() == 0);
+        pruneOthersAt = Math.max(MIN_PRUNE_AT, 2 * others.size());
     }
 
     /**
