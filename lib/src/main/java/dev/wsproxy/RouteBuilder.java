@@ -50,7 +50,8 @@ public final class RouteBuilder {
      * Takes the route's backends from DNS: the host of {@code uri} is resolved to all its addresses now and every
      * {@code refresh}, and the route gets one backend per address (same scheme, port and path), replacing the list
      * like {@link WebSocketProxy#updateBackends} does (open sessions are not touched), except that a backend drained
-     * with {@link WebSocketProxy#drain} and still in the answer stays draining. This is how a Kubernetes
+     * with {@link WebSocketProxy#drain} and still in the answer stays draining (one that leaves the answer with no
+     * session open is forgotten, and is a new backend if its address comes back). This is how a Kubernetes
      * headless service is followed. A failed resolution keeps the last list; until the first one succeeds the route
      * answers {@code 503}.
      *
