@@ -33,7 +33,9 @@ public interface ProxyListener {
     }
 
     /**
-     * Called once when both legs of an opened session have ended.
+     * Called once when both legs of an opened session have ended: for each session reported to
+     * {@link #onSessionOpened}, and only for those, after {@code onSessionOpened} has returned on every listener (a
+     * listener may close the session from there: its close is reported when the open has reached them all).
      *
      * @param session the session, with its final counters
      * @param close how it ended

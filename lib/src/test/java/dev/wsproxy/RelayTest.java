@@ -1,13 +1,16 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.websocket.api.Callback;
@@ -70,6 +73,58 @@ class RelayTest {
         assertThat(session.clientToBackendMessages()).isEqualTo(1);
         assertThat(session.clientToBackendBytes()).isEqualTo(5);
         assertThat(session.backendToClientMessages()).isEqualTo(1);
+    }
+
+    @Test
+    void reportsEachOpenBeforeItsCloseToEveryListenerWhenAListenerClosesTheSessionAsItOpens() throws Exception {
+        // A listener that closes with an error code from onSessionOpened (a duplicate login kicked) ends both legs on
+        // its own thread: the close was reported to every listener before the open reached the listeners after it,
+        // so a registry adding on open and removing on close kept the session for ever.
+        List<String> kickerSaw = new CopyOnWriteArrayList<>();
+        List<String> recorderSaw = new CopyOnWriteArrayList<>();
+        ProxyListener kicker = new ProxyListener() {
+            @Override
+            public void onSessionOpened(ProxySession session) {
+                kickerSaw.add("open");
+                session.close(1008, "kicked");
+            }
+
+            @Override
+            public void onSessionClosed(ProxySession session, SessionClose close) {
+                kickerSaw.add("close");
+            }
+        };
+        ProxyListener recorder = new ProxyListener() {
+            @Override
+            public void onSessionOpened(ProxySession session) {
+                recorderSaw.add("open");
+            }
+
+            @Override
+            public void onSessionClosed(ProxySession session, SessionClose close) {
+                recorderSaw.add("close");
+            }
+        };
+        WebSocketProxy kicking = ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend())
+                .listener(kicker).listener(recorder).build();
+        try {
+            kicking.start();
+            for (int i = 0; i < 5; i++) {
+                WsRecorder client = new WsRecorder();
+                // Upgraded, then closed at once: the session may be closed by the time the connect completes.
+                clients.client.connect(client, Clients.ws(kicking, "/ws/echo")).get(10, TimeUnit.SECONDS);
+                assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1008, "kicked"));
+                int reported = 2 * (i + 1);
+                await().atMost(Duration.ofSeconds(10)).until(() -> recorderSaw.size() >= reported);
+            }
+            List<String> inOrder = List.of("open", "close", "open", "close", "open", "close", "open", "close", "open",
+                    "close");
+            assertThat(recorderSaw).as("the listener after the one that closed").isEqualTo(inOrder);
+            assertThat(kickerSaw).as("the listener that closed").isEqualTo(inOrder);
+            Clients.assertNoLeaks(kicking, clients, backend);
+        } finally {
+            kicking.close();
+        }
     }
 
     @ParameterizedTest

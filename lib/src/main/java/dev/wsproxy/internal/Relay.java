@@ -140,6 +140,10 @@ final class Relay implements ProxySession {
     // Guarded by this.
     private boolean opened;
     private boolean finished;
+    /** {@link #reportOpened} has returned: the close may be reported. */
+    private boolean openReported;
+    /** The session ended while its open was still being reported: reported when that returns. */
+    private @Nullable SessionClose closeToReport;
     private SessionClose.@Nullable Initiator initiator;
     private @Nullable CloseStatus pendingClientClose;
     private Scheduler.@Nullable Task closeTimer;
@@ -371,6 +375,11 @@ final class Relay implements ProxySession {
     private void onClientOpened() {
         List<Runnable> actions = new ArrayList<>();
         synchronized (this) {
+            if (finished) {
+                // Both legs ended between the client leg's session being published and here (a close from another
+                // thread): finish() reported nothing, and nothing is reported now either, an open without its close.
+                return;
+            }
             opened = true;
             openedAt = Instant.now();
             openedNanos = NanoTime.now();
@@ -414,13 +423,29 @@ final class Relay implements ProxySession {
         actions.forEach(Runnable::run);
     }
 
+    /**
+     * Reports the open to the selector and the listeners; a close that came while they ran (a listener closing the
+     * session with an error code ends both legs on this very thread) is reported after them, never before.
+     */
     private void reportOpened() {
+        SessionClose close;
         try {
-            route.selector().onSessionOpened(backend);
-        } catch (Throwable e) {
-            LOG.warn("[{}] Backend selector failed in onSessionOpened", id, e);
+            try {
+                route.selector().onSessionOpened(backend);
+            } catch (Throwable e) {
+                LOG.warn("[{}] Backend selector failed in onSessionOpened", id, e);
+            }
+            route.listener().onSessionOpened(this);
+        } finally {
+            synchronized (this) {
+                openReported = true;
+                close = closeToReport;
+                closeToReport = null;
+            }
         }
-        route.listener().onSessionOpened(this);
+        if (close != null) {
+            reportClosed(close);
+        }
     }
 
     private void onLifetimeExceeded() {
@@ -705,12 +730,23 @@ final class Relay implements ProxySession {
             held.release();
         }
         owner.onRelayFinished(this);
-        if (!opened) {
-            return;
+        SessionClose close;
+        synchronized (this) {
+            if (!opened) {
+                return;
+            }
+            SessionClose.Initiator who = initiator == null ? SessionClose.Initiator.PROXY : initiator;
+            close = new SessionClose(who, clientLeg.peerCode, clientLeg.peerReason, backendLeg.peerCode,
+                    backendLeg.peerReason, Duration.ofNanos(NanoTime.since(openedNanos)));
+            if (!openReported) {
+                closeToReport = close;
+                return;
+            }
         }
-        SessionClose.Initiator who = initiator == null ? SessionClose.Initiator.PROXY : initiator;
-        SessionClose close = new SessionClose(who, clientLeg.peerCode, clientLeg.peerReason, backendLeg.peerCode,
-                backendLeg.peerReason, Duration.ofNanos(NanoTime.since(openedNanos)));
+        reportClosed(close);
+    }
+
+    private void reportClosed(SessionClose close) {
         try {
             route.selector().onSessionClosed(backend);
         } catch (Throwable e) {
