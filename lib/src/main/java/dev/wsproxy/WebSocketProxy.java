@@ -293,8 +293,14 @@ public final class WebSocketProxy implements AutoCloseable {
 
     /**
      * Stops the proxy: new upgrade requests get {@code 503}, open sessions are closed with {@code 1001 Going Away} on
-     * both legs, and sessions still open when {@code drain} has passed are dropped. Then the standalone server, if any,
-     * stops. A mounted handler keeps refusing upgrades until its server stops it.
+     * both legs, and sessions still open when {@code drain} has passed are dropped. Its health checks and DNS look-ups
+     * stop at once. Then the standalone server, if any, stops.
+     *
+     * <p>A stopped proxy stays stopped: {@link #start()} refuses it. Mounted, its handler stays in your server, which
+     * goes on running, and keeps refusing for good, also after your server is stopped and started again: upgrades
+     * (and plain HTTP it would forward) on its routes get {@code 503}, every other request goes to the next handler,
+     * and no probe or look-up runs. To proxy again, mount the handler of a new proxy, such as
+     * {@code toBuilder().build()}.
      *
      * @param drain how long to wait for sessions to finish their close handshake; {@link Duration#ZERO} drops them
      * @throws IllegalArgumentException if {@code drain} is negative
@@ -312,7 +318,7 @@ public final class WebSocketProxy implements AutoCloseable {
             stopped = true;
             toStop = server;
         }
-        handler.drain(Durations.stored(drain));
+        handler.stopProxy(Durations.stored(drain));
         if (toStop != null) {
             try {
                 toStop.stop();

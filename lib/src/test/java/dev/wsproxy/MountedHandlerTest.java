@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -32,9 +33,14 @@ class MountedHandlerTest {
     @BeforeEach
     void start() throws Exception {
         backend = new TestBackend("b1");
-        proxy = ProxyBuilder.create()
-                .route("/ws/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER))
-                .build();
+        clients = new Clients();
+        mount(ProxyBuilder.create()
+                .route("/ws/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER)));
+    }
+
+    /** Builds the proxy and mounts it in a started server of the test's, in front of an application handler. */
+    private void mount(ProxyBuilder builder) throws Exception {
+        proxy = builder.build();
         // The pool and connector the proxy recommends for mounting: WebSocket frames relayed on the selector threads.
         server = new Server(WebSocketProxy.threadPool());
         connector = WebSocketProxy.serverConnector(server);
@@ -51,7 +57,6 @@ class MountedHandlerTest {
         });
         server.setHandler(proxyHandler);
         server.start();
-        clients = new Clients();
     }
 
     @AfterEach
@@ -102,6 +107,44 @@ class MountedHandlerTest {
         HttpResponse<String> page = HttpClient.newHttpClient().send(HttpRequest.newBuilder(uri("http", "/page"))
                 .build(), HttpResponse.BodyHandlers.ofString());
         assertThat(page.body()).as("the application keeps serving").isEqualTo("app:/page");
+    }
+
+    @Test
+    void aStoppedProxyStopsProbingAndStaysStoppedWhenTheServerRestarts() throws Exception {
+        // stop() only drained a mounted proxy: its health checks went on probing the backends until the server stopped,
+        // and the server's next start reset the handler, which answered upgrades with 101 again.
+        server.stop();
+        mount(ProxyBuilder.create()
+                .route("/ws/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER))
+                .healthCheck(HealthCheck.webSocket("/health").interval(Duration.ofMillis(50))));
+        await().atMost(Duration.ofSeconds(10)).until(() -> backend.upgrades.size() >= 2);
+
+        proxy.stop(Duration.ZERO);
+        long stoppedAt = System.nanoTime();
+        // One probe in flight at the stop may still arrive (one per backend at a time); ten intervals see no other.
+        await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(5))
+                .until(() -> probesSince(stoppedAt) <= 1);
+
+        server.stop();
+        server.start();
+        long restartedAt = System.nanoTime();
+        try (RawHttpExchange exchange = RawHttpExchange.upgrade(connector.getLocalPort(), "/ws/x")) {
+            assertThat(exchange.statusLine()).as("an upgrade to the stopped proxy, its server restarted")
+                    .startsWith("HTTP/1.1 503");
+        }
+        HttpResponse<String> page = HttpClient.newHttpClient().send(HttpRequest.newBuilder(uri("http", "/page"))
+                .build(), HttpResponse.BodyHandlers.ofString());
+        assertThat(page.body()).as("the application, as before the restart").isEqualTo("app:/page");
+        await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(5))
+                .until(() -> probesSince(restartedAt) == 0);
+        assertThat(backend.upgrades).as("upgrades that reached the backend")
+                .allMatch(upgrade -> upgrade.pathQuery().equals("/health"));
+    }
+
+    /** Health probes that reached the backend at or after {@code nanos} ({@link System#nanoTime()}). */
+    private long probesSince(long nanos) {
+        return backend.upgrades.stream().filter(u -> u.pathQuery().equals("/health"))
+                .filter(u -> u.arrivedNanos() - nanos >= 0).count();
     }
 
     @Test

@@ -34,8 +34,8 @@ import org.eclipse.jetty.websocket.server.WebSocketUpgradeHandler;
  */
 public final class TestBackend implements AutoCloseable {
 
-    /** What the backend saw of one upgrade request. */
-    record Upgrade(String pathQuery, Map<String, List<String>> headers, List<String> subprotocols) {
+    /** What the backend saw of one upgrade request, and when ({@link System#nanoTime()}). */
+    record Upgrade(String pathQuery, Map<String, List<String>> headers, List<String> subprotocols, long arrivedNanos) {
         String header(String name) {
             List<String> values = headers.get(name.toLowerCase());
             return values == null ? null : String.join(", ", values);
@@ -97,7 +97,7 @@ public final class TestBackend implements AutoCloseable {
                 }
                 String pathQuery = rq.getHttpURI().getPathQuery();
                 List<String> offered = rq.getSubProtocols();
-                upgrades.add(new Upgrade(pathQuery, headers, offered));
+                upgrades.add(new Upgrade(pathQuery, headers, offered, System.nanoTime()));
                 if (pathQuery.startsWith("/reject401")) {
                     rs.setStatus(401);
                     rs.getHeaders().put("WWW-Authenticate", "Bearer realm=\"test\"");

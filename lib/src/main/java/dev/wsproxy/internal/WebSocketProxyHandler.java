@@ -96,6 +96,16 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final AtomicLong sessionIds = new AtomicLong();
     private final Object drainLock = new Object();
     private volatile boolean draining;
+    /**
+     * Guards {@link #stopped}, {@link #draining}'s reset at start, and the start and stop of health checks and DNS
+     * look-ups: a {@link #stopProxy} that runs while the server starts the handler must not let probes start after it.
+     */
+    private final Object lifecycleLock = new Object();
+    /**
+     * Set for good by {@link #stopProxy} ({@code WebSocketProxy.stop}): a restart of the server the handler is mounted
+     * in then starts it refusing (no probes, no DNS look-ups), instead of proxying again.
+     */
+    private boolean stopped;
     private final List<Cidr> trustedProxies;
     private final @Nullable ConnectionLimits connectionLimits;
     private final @Nullable HandshakeRateLimiter rateLimiter;
@@ -194,7 +204,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         client.start();
         backendClient = client;
         backendHandshake = new BackendHandshake(http, backendComponents, client.getClassLoader());
-        draining = false;
+        synchronized (lifecycleLock) {
+            draining = stopped;
+        }
         super.doStart();
         HandshakeRateLimiter limiter = rateLimiter;
         if (limiter != null) {
@@ -205,18 +217,25 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             // On the server's connectors, standalone or mounted: request heads are timed whichever handler gets them.
             guard.install(server);
         }
-        for (Route route : config.routes()) {
-            Route.Dns dns = route.dns();
-            if (dns != null) {
-                DnsBackends source = new DnsBackends(route, dns, server.getThreadPool(), server.getScheduler());
-                dnsSources.add(source);
-                source.start();
+        synchronized (lifecycleLock) {
+            if (stopped) {
+                LOG.info("wsproxy handler started for a stopped proxy: its routes answer 503 (routes {})",
+                        config.routePrefixes());
+                return;
             }
-            HealthCheck check = route.healthCheck();
-            if (check != null) {
-                HealthChecker checker = new HealthChecker(route, check, client, http, server.getScheduler());
-                healthCheckers.add(checker);
-                checker.start();
+            for (Route route : config.routes()) {
+                Route.Dns dns = route.dns();
+                if (dns != null) {
+                    DnsBackends source = new DnsBackends(route, dns, server.getThreadPool(), server.getScheduler());
+                    dnsSources.add(source);
+                    source.start();
+                }
+                HealthCheck check = route.healthCheck();
+                if (check != null) {
+                    HealthChecker checker = new HealthChecker(route, check, client, http, server.getScheduler());
+                    healthCheckers.add(checker);
+                    checker.start();
+                }
             }
         }
         LOG.info("wsproxy handler started (routes {})", config.routePrefixes());
@@ -233,14 +252,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (sweeper != null) {
             sweeper.cancel();
         }
-        for (HealthChecker checker : healthCheckers) {
-            checker.stop();
-        }
-        healthCheckers.clear();
-        for (DnsBackends source : dnsSources) {
-            source.stop();
-        }
-        dnsSources.clear();
+        stopProbes();
         for (Relay relay : relays) {
             relay.abort();
         }
@@ -252,6 +264,20 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         HttpClient http = backendHttpClient;
         if (http != null) {
             http.stop();
+        }
+    }
+
+    /** Stops the health checks and DNS look-ups; a probe or look-up in flight ends without effect. */
+    private void stopProbes() {
+        synchronized (lifecycleLock) {
+            for (HealthChecker checker : healthCheckers) {
+                checker.stop();
+            }
+            healthCheckers.clear();
+            for (DnsBackends source : dnsSources) {
+                source.stop();
+            }
+            dnsSources.clear();
         }
     }
 
@@ -643,10 +669,26 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     }
 
     /**
+     * Stops the proxy for good ({@code WebSocketProxy.stop}): stops its health checks and DNS look-ups, then
+     * {@linkplain #drain drains} it. Mounted, the handler stays in its server, which goes on running; a later start of
+     * that server (the application's {@code server.stop(); server.start()}) starts the handler still refusing, with no
+     * probes or look-ups: the proxy was stopped, not its server, and only the server's own stop ends the handler's
+     * resources (its backend client, the request-head guard).
+     */
+    public void stopProxy(Duration timeout) {
+        synchronized (lifecycleLock) {
+            stopped = true;
+            draining = true;
+        }
+        stopProbes();
+        drain(timeout);
+    }
+
+    /**
      * Refuses new upgrades with {@code 503}, closes every session with {@code 1001} on both legs, and waits until
      * they have ended or {@code timeout} has passed; then drops the connections of those left.
      */
-    public void drain(Duration timeout) {
+    private void drain(Duration timeout) {
         draining = true;
         long deadline = NanoTime.now() + timeout.toNanos();
         for (Relay relay : relays) {
