@@ -122,6 +122,20 @@ public final class ProxyBuilder {
     }
 
     /**
+     * Gives routes of this builder other backends ({@link WebSocketProxy#toBuilder()}: a proxy's current ones); a
+     * route not in {@code backends} keeps its own, and so does one that does not exist here.
+     */
+    ProxyBuilder withBackends(Map<String, List<Backend>> backends) {
+        backends.forEach((prefix, list) -> {
+            RouteSettings settings = routes.get(prefix);
+            if (settings != null) {
+                settings.backends(list);
+            }
+        });
+        return this;
+    }
+
+    /**
      * Sets the address {@link WebSocketProxy#start()} binds to. Not used when the proxy is mounted with
      * {@link WebSocketProxy#handler()}.
      *

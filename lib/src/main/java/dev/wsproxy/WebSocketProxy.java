@@ -335,11 +335,16 @@ public final class WebSocketProxy implements AutoCloseable {
     }
 
     /**
-     * Returns a builder with this proxy's settings, every one of them (a route's DNS name too), to derive a variant.
+     * Returns a builder with this proxy's settings, every one of them, to derive a variant, or to start the proxy
+     * again once it is stopped ({@code proxy.toBuilder().build().start()}). Each route has its backends as they are
+     * now: as {@link #updateBackends} last left them, or as built. A route that follows a DNS name
+     * ({@link RouteBuilder#backendsFromDns}) keeps the name, which the new proxy resolves afresh. What the proxy
+     * learned at runtime is not a setting: the new proxy's backends start {@code UP}, with no sessions, failures or
+     * draining.
      *
      * @return a new builder
      */
     public ProxyBuilder toBuilder() {
-        return builder.copy();
+        return builder.copy().withBackends(handler.currentBackends());
     }
 }

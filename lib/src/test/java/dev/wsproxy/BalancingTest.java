@@ -226,6 +226,22 @@ class BalancingTest {
     }
 
     @Test
+    void aProxyDerivedWithToBuilderHasTheBackendsUpdateBackendsLeft() throws Exception {
+        // The proxy kept a copy of its builder from build(): the derived proxy went back to the built list, [a].
+        start(ProxyBuilder.create().route("/ws/", a.backend()));
+        proxy.updateBackends("/ws/", List.of(b.backend()));
+        proxy.stop(Duration.ofSeconds(5));
+        proxy = proxy.toBuilder().build();
+        proxy.start();
+
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("b");
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::backend).containsExactly(b.backend());
+        assertThat(a.upgrades).as("upgrades that reached a").isEmpty();
+        closeAll(open);
+    }
+
+    @Test
     void drainClosesABackendsSessionsWith1001AcrossTheWindow() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
         List<WsRecorder> open = new ArrayList<>();

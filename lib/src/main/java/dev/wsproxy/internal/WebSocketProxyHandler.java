@@ -602,6 +602,20 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         LOG.info("Route {} now has backends {}", prefix, backends);
     }
 
+    /**
+     * The backends of each route that has its own list, as they are now ({@link #updateBackends} included), by
+     * prefix; a route that follows a DNS name is left out (its name is its setting).
+     */
+    public Map<String, List<Backend>> currentBackends() {
+        Map<String, List<Backend>> current = new java.util.LinkedHashMap<>();
+        for (Route route : config.routes()) {
+            if (route.dns() == null) {
+                current.put(route.prefix(), route.backends().backends());
+            }
+        }
+        return current;
+    }
+
     /** A live view of a route's backends. */
     public List<BackendStatus> backendStatus(String prefix) {
         return List.copyOf(routeNamed(prefix).backends().states());
