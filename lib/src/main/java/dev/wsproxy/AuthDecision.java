@@ -137,7 +137,10 @@ public final class AuthDecision {
     }
 
     /**
-     * Adds a header to the refusal the client gets, like {@code WWW-Authenticate} with a {@code 401}.
+     * Adds a header to the refusal the client gets, like {@code WWW-Authenticate} with a {@code 401}. The headers go
+     * in the order they were added while they fit in the response head the client's connection can write (its
+     * {@code maxResponseHeaderSize}, 16 KiB by default, less the proxy's own headers); one that does not fit is left
+     * out, and the client still gets the refusal's status with the headers after it that fit.
      *
      * @param name a header name, not a framing or hop-by-hop one, nor {@code Content-Type}
      * @param value the value, without line breaks

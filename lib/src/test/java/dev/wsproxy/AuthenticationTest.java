@@ -90,6 +90,27 @@ class AuthenticationTest {
     }
 
     @Test
+    void refusesWithTheAuthenticatorsStatusWhenAHeaderIsTooLargeForTheClientsConnectionWithoutThatHeader()
+            throws Exception {
+        // Every header was added, and Jetty's generator, whose head holds 16 KiB by default, failed: the client got
+        // Jetty's 500 while listeners had been told 401.
+        start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(
+                request -> CompletableFuture.completedFuture(AuthDecision.reject(401)
+                        .withResponseHeader("X-Big", "b".repeat(20_000))
+                        .withResponseHeader("WWW-Authenticate", "Bearer realm=\"chat\"")))));
+
+        RawHttp.Response response = exchange("/chat");
+
+        assertThat(response.status()).isEqualTo(401);
+        assertThat(response.header("X-Big")).as("the header too large for the head").isNull();
+        assertThat(response.header("WWW-Authenticate")).as("the header after it").isEqualTo("Bearer realm=\"chat\"");
+        assertThat(response.header("Connection")).isEqualTo("close");
+        assertThat(response.bodyText()).isEqualTo("401 Unauthorized\n");
+        assertThat(listener.first(RecordingListener.Rejected.class).status()).isEqualTo(401);
+        assertThat(backend.httpConnections.get()).isZero();
+    }
+
+    @Test
     void readsAQueryThatDoesNotDecodeStrictlyAsTheBackendWillNotAsTheAuthenticatorsFailure() throws Exception {
         // Jetty throws "Bad query" for a % that starts no escape and for bytes that are not UTF-8 (a 500 and a logged
         // stack trace before). Decoded leniently, the bad parameter is not the token, and the others read as the

@@ -2,6 +2,8 @@ package dev.wsproxy.internal;
 
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import org.eclipse.jetty.http.HttpField;
@@ -36,11 +38,30 @@ final class Responses {
 
     /**
      * Bytes of a response head kept for what the proxy writes besides the response's headers so far: the status line,
-     * {@code Connection}, {@code Content-Length} and the blank line (about 90 bytes), with margin.
+     * {@code Connection}, {@code Content-Length} and the blank line (about 90 bytes), and for one of its own refusals
+     * {@code Content-Type} and the status's own header ({@code Allow}, the longest, 53 bytes): at most 170, with
+     * margin.
      */
     private static final int OWN_HEAD_BYTES = 256;
 
     private Responses() {
+    }
+
+    /**
+     * Writes {@code status} with a short plain-text body, after {@code added} headers (an authenticator's): in their
+     * order while they fit in the head the client's connection can write (see {@link #headRoom}), as
+     * {@link #relay} does with a backend's. An authenticator's header of 20,000 bytes overflowed Jetty's generator,
+     * and the client got Jetty's {@code 500} while listeners had been told of the authenticator's status.
+     */
+    static void error(Response response, Callback callback, int status, List<Map.Entry<String, String>> added) {
+        if (!added.isEmpty()) {
+            HttpFields.Mutable headers = response.getHeaders();
+            int room = headRoom(response);
+            for (Map.Entry<String, String> header : added) {
+                room = addIfItFits(headers, new HttpField(header.getKey(), header.getValue()), room, "a refusal");
+            }
+        }
+        error(response, callback, status);
     }
 
     /** Writes {@code status} with a short plain-text body that carries no detail of the failure. */
@@ -87,16 +108,7 @@ final class Responses {
                 if (!isRelayable(ForwardedHeaders.canonical(field.getLowerCaseName()), named)) {
                     continue;
                 }
-                int size = size(field);
-                if (size > room) {
-                    if (LOG.isDebugEnabled()) {
-                        LOG.debug("Header {} of a relayed refusal dropped: {} bytes, {} left of the client's head",
-                                field.getName(), size, Math.max(0, room));
-                    }
-                    continue;
-                }
-                headers.add(field);
-                room -= size;
+                room = addIfItFits(headers, field, room, "a relayed refusal");
             }
         }
         if (contentType != null) {
@@ -108,7 +120,24 @@ final class Responses {
     }
 
     /**
-     * Bytes left for relayed headers in the response head the client's connection can write: Jetty's HTTP/1.1
+     * Adds {@code field} when it fits in {@code room} bytes of the response head, and returns the bytes left; drops
+     * it otherwise (DEBUG, its name and size, not its value), so that a smaller header after it still goes.
+     */
+    private static int addIfItFits(HttpFields.Mutable headers, HttpField field, int room, String of) {
+        int size = size(field);
+        if (size > room) {
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("Header {} of {} dropped: {} bytes, {} left of the client's head", field.getName(), of, size,
+                        Math.max(0, room));
+            }
+            return room;
+        }
+        headers.add(field);
+        return room - size;
+    }
+
+    /**
+     * Bytes left for added headers in the response head the client's connection can write: Jetty's HTTP/1.1
      * generator fails a head larger than the connection's {@code maxResponseHeaderSize} (16 KiB by default), or than
      * its {@code responseHeaderSize} (8 KiB by default) when that maximum is not positive; less the headers the
      * response has already (Jetty's {@code Server} and {@code Date}, a customizer's) and {@link #OWN_HEAD_BYTES}.

@@ -456,17 +456,17 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         reject(view, response, callback, route, status, reason, List.of());
     }
 
-    /** Refuses with {@code status}, adding {@code headers} (an authenticator's) to the answer. */
+    /**
+     * Refuses with {@code status}, adding {@code headers} (an authenticator's) to the answer while they fit in the
+     * client's response head ({@link Responses#error(Response, Callback, int, List)}).
+     */
     void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
             @Nullable String reason, List<Map.Entry<String, String>> headers) {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Refused {}: {} ({})", view, status, reason);
         }
         route.listener().onHandshakeRejected(view, status, reason);
-        for (Map.Entry<String, String> header : headers) {
-            response.getHeaders().add(header.getKey(), header.getValue());
-        }
-        Responses.error(response, callback, status);
+        Responses.error(response, callback, status, headers);
     }
 
     /**
