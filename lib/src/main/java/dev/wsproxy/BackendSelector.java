@@ -85,7 +85,8 @@ public interface BackendSelector {
      * Returns the instance that serves one route. Called once per route when the proxy is built.
      *
      * @param route the route's path prefix
-     * @return {@code this} by default; stateful selectors return a fresh instance
+     * @return {@code this} by default; stateful selectors return a fresh instance; never {@code null}
+     *         ({@link ProxyBuilder#build()} throws {@link IllegalStateException} for it)
      */
     default BackendSelector forRoute(String route) {
         return this;

@@ -602,7 +602,8 @@ public final class ProxyBuilder {
      * Returns the proxy. The builder can be changed and built again afterwards without affecting it.
      *
      * @return an immutable, not yet started proxy
-     * @throws IllegalStateException if no route was added or a route has no backend
+     * @throws IllegalStateException if no route was added, a route has no backend, or a route's
+     *         {@link BackendSelector#forRoute(String)} returned {@code null}
      */
     public WebSocketProxy build() {
         if (routes.isEmpty()) {

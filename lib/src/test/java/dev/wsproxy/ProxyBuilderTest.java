@@ -37,6 +37,30 @@ class ProxyBuilderTest {
     }
 
     @Test
+    void refusesASelectorWhoseForRouteReturnsNull() {
+        // Accepted, the null selector failed every request on the route with 500 ("Backend selector null failed").
+        class NoSelector implements BackendSelector {
+            @Override
+            public Backend select(SelectionContext context) {
+                return context.candidates().isEmpty() ? null : context.candidates().get(0).backend();
+            }
+
+            @Override
+            public BackendSelector forRoute(String route) {
+                return null;
+            }
+        }
+        assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", BACKEND).backendSelector(new NoSelector()).build())
+                .isInstanceOf(IllegalStateException.class)
+                .hasMessageStartingWith("backendSelector " + NoSelector.class.getName()
+                        + ".forRoute(\"/ws/\") returned null");
+        assertThatThrownBy(() -> ProxyBuilder.create().route("/ws/", BACKEND)
+                        .route("/other/", r -> r.backends(BACKEND).backendSelector(new NoSelector())).build())
+                .as("a route's own selector").isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining(".forRoute(\"/other/\") returned null");
+    }
+
+    @Test
     void refusesABackendUriGivenTwiceInARoute() {
         // Two entries with one URI shared a state: failover stopped at the second as already tried (502 while
         // another backend was up), and failures counted on the first only.

@@ -273,7 +273,13 @@ public final class RouteSettings {
         all.addAll(listeners);
         TimeoutPolicy timeouts = merged.timeouts;
         Route.Dns dns = dnsTemplate == null ? null : new Route.Dns(dnsTemplate, dnsRefresh);
-        return new Route(prefix, new RouteBackends(backends), merged.selector.forRoute(prefix), timeouts,
+        BackendSelector selector = merged.selector.forRoute(prefix);
+        if (selector == null) {
+            // Accepted, it failed every request on the route with 500 ("Backend selector null failed").
+            throw new IllegalStateException("backendSelector " + merged.selector.getClass().getName() + ".forRoute(\""
+                    + prefix + "\") returned null (expected: the selector for the route, this by default)");
+        }
+        return new Route(prefix, new RouteBackends(backends), selector, timeouts,
                 merged.originValidator, merged.maxMessageSize, merged.maxFragmentsPerMessage,
                 merged.messageRateLimit, merged.plainHttp, merged.preserveHost,
                 merged.passiveHealth, merged.failover, merged.maxPendingBackendHandshakes, merged.healthCheck, dns,
