@@ -10,6 +10,8 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 
+import dev.wsproxy.internal.HttpTokens;
+
 /**
  * What an {@link Authenticator} decided about one upgrade request: {@link #allow()}, possibly with headers for the
  * backend and attributes for the selector, or {@link #reject(int)} with a status and response headers. Immutable:
@@ -233,17 +235,13 @@ public final class AuthDecision {
     private static String checkHeader(String name, String value) {
         requireNonNull(name, "name");
         requireNonNull(value, "value");
-        if (name.isEmpty() || !name.chars().allMatch(AuthDecision::isTokenChar)) {
+        if (!HttpTokens.isToken(name)) {
             throw new IllegalArgumentException("name: '" + name + "' (expected: an HTTP header name)");
         }
         if (value.chars().anyMatch(c -> (c < 0x20 && c != '\t') || c == 0x7f)) {
             throw new IllegalArgumentException("value of " + name + " (expected: no control characters or line breaks)");
         }
         return name.toLowerCase(Locale.ROOT);
-    }
-
-    private static boolean isTokenChar(int c) {
-        return c > 0x20 && c < 0x7f && "\"(),/:;<=>?@[\\]{}".indexOf(c) < 0;
     }
 
     @Override

@@ -6,6 +6,8 @@ import java.util.function.Function;
 
 import org.jspecify.annotations.Nullable;
 
+import dev.wsproxy.internal.HttpTokens;
+
 /**
  * Ready keys for {@link BackendSelector#consistentHash(Function)}: a header, a cookie, a query parameter, the path.
  *
@@ -37,24 +39,32 @@ public final class HashKeys {
     /**
      * Returns the first value of a request header as the key, like nginx's {@code hash $http_x_user consistent}.
      *
-     * @param name the header name, case-insensitive, like {@code X-User}
+     * @param name the header name, case-insensitive, like {@code X-User}: an RFC 9110 token (letters, digits and
+     *         {@code !#$%&'*+-.^_`|~}), without the colon
      * @return a key function
+     * @throws IllegalArgumentException if the name is not a token ({@code "X-User:"}, {@code "X User"}): no request
+     *         could carry it, and every pick would fall back to round robin
      */
     public static Function<SelectionContext, @Nullable String> header(String name) {
         requireNonNull(name, "name");
         checkName("header", name);
+        checkToken("header", name, "a header name, an RFC 9110 token");
         return new Key("header " + name, context -> context.header(name));
     }
 
     /**
      * Returns the value of a cookie as the key, like nginx's {@code hash $cookie_session consistent}.
      *
-     * @param name the cookie name, case-sensitive, like {@code session}
+     * @param name the cookie name, case-sensitive, like {@code session}: an RFC 6265 token (letters, digits and
+     *         {@code !#$%&'*+-.^_`|~}), without the {@code =}
      * @return a key function
+     * @throws IllegalArgumentException if the name is not a token ({@code "session="}, {@code "my session"}): no
+     *         cookie could have it, and every pick would fall back to round robin
      */
     public static Function<SelectionContext, @Nullable String> cookie(String name) {
         requireNonNull(name, "name");
         checkName("cookie", name);
+        checkToken("cookie", name, "a cookie name, an RFC 6265 token");
         return new Key("cookie " + name, context -> context.cookie(name));
     }
 
@@ -85,6 +95,13 @@ public final class HashKeys {
     private static void checkName(String what, String name) {
         if (name.isEmpty()) {
             throw new IllegalArgumentException(what + ": '' (expected: a name)");
+        }
+    }
+
+    private static void checkToken(String what, String name, String expected) {
+        if (!HttpTokens.isToken(name)) {
+            throw new IllegalArgumentException(what + ": '" + name + "' (expected: " + expected + " of "
+                    + HttpTokens.CHARACTERS + ")");
         }
     }
 

@@ -343,6 +343,25 @@ class SelectorsTest {
                 .hasMessage("queryParameter: '' (expected: a name)");
     }
 
+    @Test
+    void refusesHeaderAndCookieNamesNoRequestCanCarry() {
+        // Accepted, such a name never matched: every pick fell back to round robin without a word.
+        for (String name : List.of("X-User:", "X User", " X-User", "X-User\t", "X-User\r\n", "X/User", "X(User)",
+                "X-Üser", "\"X-User\"")) {
+            assertThatThrownBy(() -> HashKeys.header(name)).as(name).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageStartingWith("header: '" + name + "' (expected: a header name, an RFC 9110 token");
+        }
+        for (String name : List.of("session=", "my session", "session;", "a,b", "sess\u0000", "[session]",
+                "s\u00e9ssion")) {
+            assertThatThrownBy(() -> HashKeys.cookie(name)).as(name).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageStartingWith("cookie: '" + name + "' (expected: a cookie name, an RFC 6265 token");
+        }
+        // Every token character is taken.
+        String token = "!#$%&'*+-.^_`|~09AZaz";
+        assertThat(HashKeys.header(token)).hasToString("header " + token);
+        assertThat(HashKeys.cookie(token)).hasToString("cookie " + token);
+    }
+
     /** The indexes of {@code count} successive picks, with nothing counted in between. */
     private static List<Integer> picks(BackendSelector selector, StubSelectionContext context, int count) {
         List<Integer> picks = new ArrayList<>(count);
