@@ -18,11 +18,10 @@ import dev.wsproxy.internal.Timeouts;
  *   <li>{@link #custom()}: a builder for all five.</li>
  * </ul>
  *
- * <p>The proxy reads the policy once per session, at the handshake. You can also implement your own, for instance
- * to read the values from live configuration. Implementations must be thread-safe and must not block. A duration
- * longer than 100 years counts as 100 years, so {@code ChronoUnit.FOREVER.getDuration()} means "never" wherever
- * {@link Duration#ZERO} does not; the built-in policies return the capped value ({@code idle(FOREVER).idleTimeout()}
- * is 100 years).
+ * <p>You can also implement your own, for instance to read the values from live configuration (when the proxy reads
+ * a policy is said below). Implementations must be thread-safe and must not block. A duration longer than 100 years
+ * counts as 100 years, so {@code ChronoUnit.FOREVER.getDuration()} means "never" wherever {@link Duration#ZERO} does
+ * not; the built-in policies return the capped value ({@code idle(FOREVER).idleTimeout()} is 100 years).
  *
  * <p>What each timeout does:
  * <ul>
@@ -56,8 +55,23 @@ import dev.wsproxy.internal.Timeouts;
  *       must be at least {@link #MIN_PING_INTERVAL} and shorter than the idle timeout.</li>
  * </ul>
  *
- * <p>A policy is read once per session, at the handshake. A value out of range is replaced by its default, and a
- * policy that throws gives that session the defaults; either is logged at WARN, once per policy class.
+ * <p>When the proxy reads the policy:
+ * <ul>
+ *   <li>Once per upgrade request on the route, when it arrives (before the {@link Authenticator}, whose deadline is
+ *       the connect timeout): the session keeps these values for its whole life.</li>
+ *   <li>Once per plain HTTP request the route forwards ({@link PlainHttp#PROXY_TO_BACKEND}): the authenticator's
+ *       deadline, and the idle timeout that bounds the backend's response.</li>
+ *   <li>When the proxy starts ({@link WebSocketProxy#start()}, or the start of the server a mounted
+ *       {@link WebSocketProxy#handler()} is in), each route's {@link #connectTimeout()}, for two values fixed until
+ *       the next start: the TCP connect timeout of every backend connection, the longest connect timeout of the
+ *       routes and at least {@link #DEFAULT_CONNECT_TIMEOUT} (a session whose policy later returns a longer one has
+ *       its TCP connect cut there all the same); and the idle timeout of the standalone server's connector, above
+ *       every route's handshake budget (connect timeout, failover, authenticator) and at least 30 seconds, under
+ *       which a pending handshake must end (a mounted proxy's connectors are yours).</li>
+ * </ul>
+ * A value out of range is replaced by its default, and a policy that throws gives that session or request the
+ * defaults; either is logged at WARN, once per policy class. A policy that throws when the proxy starts is logged at
+ * WARN each time and does not count toward that once, so the failures of its sessions are still logged.
  */
 public interface TimeoutPolicy {
 
@@ -74,7 +88,8 @@ public interface TimeoutPolicy {
     Duration MIN_PING_INTERVAL = Duration.ofMillis(100);
 
     /**
-     * Returns the time allowed from the start of the backend connection to its {@code 101}.
+     * Returns the time allowed from the start of the backend connection to its {@code 101}. Also read when the proxy
+     * starts, to bound the TCP connect of every backend connection until the next start (see the class comment).
      *
      * @return a positive duration
      */

@@ -78,6 +78,41 @@ class TimeoutsAndLimitsTest {
     }
 
     @Test
+    void logsAFailingPolicyForItsSessionsAlsoWhenItFailedAtStart() throws Exception {
+        // Read at build and at start as a session reads it, the policy's failure there took its once-per-class WARN:
+        // a policy that failed before its live configuration was loaded had every later session failure unlogged.
+        class NotLoaded implements TimeoutPolicy {
+            @Override
+            public Duration connectTimeout() {
+                throw new IllegalStateException("configuration not loaded");
+            }
+
+            @Override
+            public Duration idleTimeout() {
+                return Duration.ofMinutes(1);
+            }
+        }
+        String atStart = StandardError.of(() -> {
+            proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend())
+                    .timeoutPolicy(new NotLoaded()).build();
+            proxy.start();
+        });
+        String atSession = StandardError.of(() -> {
+            WsRecorder client = clients.connect(Clients.ws(proxy, "/ws/s"));
+            client.sendText("hello");
+            assertThat(client.nextText()).as("a session on the defaults").isEqualTo("hello");
+            client.session.close();
+            assertThat(client.nextClose().code()).isEqualTo(1000);
+        });
+
+        assertThat(atSession).as("the session's log").contains("WARN",
+                "TimeoutPolicy " + NotLoaded.class.getName() + " failed; using the defaults");
+        assertThat(atStart).as("the start's log").contains("WARN",
+                "TimeoutPolicy " + NotLoaded.class.getName() + " failed when the proxy started")
+                .doesNotContain("failed; using the defaults");
+    }
+
+    @Test
     void closesSessionsAtTheirMaximumLifetime() throws Exception {
         WsRecorder client = connect(b -> b.timeoutPolicy(
                 TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(400)).build()));

@@ -15,6 +15,7 @@ import org.eclipse.jetty.util.Callback;
 import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.BackendTls;
+import dev.wsproxy.TimeoutPolicy;
 
 /**
  * Proxies plain HTTP requests on a route (the nginx {@code map $http_upgrade} case) with Jetty's {@link ProxyHandler}.
@@ -36,19 +37,32 @@ final class HttpForwarder extends ProxyHandler {
     static final String ROUTE_ATTRIBUTE = HttpForwarder.class.getName() + ".route";
     /** The request's {@link HandshakeRequestView}, carrying what the route's authenticator allowed. */
     static final String VIEW_ATTRIBUTE = HttpForwarder.class.getName() + ".view";
+    /** The route's {@link Timeouts}, read once for the request. */
+    static final String TIMEOUTS_ATTRIBUTE = HttpForwarder.class.getName() + ".timeouts";
 
     /** The names the response being copied on this thread lists in its {@code Connection} header. */
     private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
 
     private final BackendTls tls;
     private final int maxConnectionsPerBackend;
-    private final Duration connectTimeout;
+    private volatile Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
 
-    HttpForwarder(BackendTls tls, int maxConnectionsPerBackend, Duration connectTimeout) {
+    HttpForwarder(BackendTls tls, int maxConnectionsPerBackend) {
         this.tls = tls;
         this.maxConnectionsPerBackend = maxConnectionsPerBackend;
-        this.connectTimeout = connectTimeout;
         setUseServerThreadPool(true);
+    }
+
+    /**
+     * Sets the TCP connect timeout of the next start: the longest of the routes, which the proxy reads when it starts
+     * (its policies may change in between). Jetty keeps the client of the first start for the next ones.
+     */
+    void connectTimeout(Duration timeout) {
+        this.connectTimeout = timeout;
+        HttpClient client = getHttpClient();
+        if (client != null) {
+            client.setConnectTimeout(timeout.toMillis());
+        }
     }
 
     @Override
@@ -71,10 +85,9 @@ final class HttpForwarder extends ProxyHandler {
     protected void sendProxyToServerRequest(Request clientToProxyRequest,
             org.eclipse.jetty.client.Request proxyToServerRequest, Response proxyToClientResponse,
             Callback proxyToClientCallback) {
-        Route route = (Route) clientToProxyRequest.getAttribute(ROUTE_ATTRIBUTE);
+        Timeouts timeouts = (Timeouts) clientToProxyRequest.getAttribute(TIMEOUTS_ATTRIBUTE);
         // 0 (no idle timeout on the route) is none for Jetty's client too.
-        proxyToServerRequest.idleTimeout(Timeouts.copyOf(route.timeouts()).idleTimeout().toMillis(),
-                TimeUnit.MILLISECONDS);
+        proxyToServerRequest.idleTimeout(timeouts.idleTimeout().toMillis(), TimeUnit.MILLISECONDS);
         super.sendProxyToServerRequest(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
                 proxyToClientCallback);
     }

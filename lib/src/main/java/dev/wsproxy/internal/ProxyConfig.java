@@ -84,12 +84,15 @@ public final class ProxyConfig {
         return routes.stream().map(Route::prefix).toList();
     }
 
-    /** The standalone connector's idle timeout: above every route's handshake budget, and at least 30 s. */
+    /**
+     * The standalone connector's idle timeout: above every route's handshake budget, and at least 30 s. Read when the
+     * proxy starts, and fixed from then on.
+     */
     public Duration connectorIdleTimeout() {
         Duration max = Duration.ofSeconds(30);
         for (Route route : routes) {
             // A user's policy read as a session reads it: checked, and capped at Durations.LONGEST.
-            Duration connect = Timeouts.copyOf(route.timeouts()).connectTimeout();
+            Duration connect = Timeouts.copyAtStart(route.timeouts(), "the connector's idle timeout").connectTimeout();
             Duration budget = route.failover().maxTime().compareTo(connect) > 0 ? route.failover().maxTime() : connect;
             if (route.authenticator() != null) {
                 // The authenticator may take up to a connect timeout before the backend handshake starts.

@@ -5,6 +5,7 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.random.RandomGenerator;
 
+import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,12 +38,27 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     }
 
     /**
-     * Reads a policy once, for one session, and checks what a user implementation returned; a value out of range is
-     * replaced by the default so that one bad answer cannot wedge a session, and a ping interval the proxy cannot
-     * use means no pings; a policy that throws means the defaults. Each is logged at WARN, once per policy class; a
-     * value capped at {@link Durations#LONGEST} is not.
+     * Reads a policy once, for one session (or one plain HTTP request), and checks what a user implementation
+     * returned; a value out of range is replaced by the default so that one bad answer cannot wedge a session, and a
+     * ping interval the proxy cannot use means no pings; a policy that throws means the defaults. Each is logged at
+     * WARN, once per policy class; a value capped at {@link Durations#LONGEST} is not.
      */
     static Timeouts copyOf(TimeoutPolicy policy) {
+        return read(policy, null);
+    }
+
+    /**
+     * Reads a policy when the proxy starts, for {@code what} (the bound of the backend clients' connect timeout, the
+     * standalone connector's idle timeout), checked as {@link #copyOf} checks it. A policy that throws is logged at
+     * WARN each time (a start is rare); a value out of range is left for the sessions to report. Neither takes the
+     * once-per-class WARN of the sessions: a policy that failed at start (its live configuration not loaded yet)
+     * had every later failure of its sessions go unlogged.
+     */
+    static Timeouts copyAtStart(TimeoutPolicy policy, String what) {
+        return read(policy, what);
+    }
+
+    private static Timeouts read(TimeoutPolicy policy, @Nullable String atStart) {
         if (policy instanceof Timeouts timeouts) {
             return timeouts;
         }
@@ -60,7 +76,10 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
         } catch (Throwable e) {
             // A policy reading live configuration may fail: the session gets the defaults rather than an error that
             // would leave its connection slot taken.
-            if (WARNED.add(policy.getClass())) {
+            if (atStart != null) {
+                LOG.warn("TimeoutPolicy {} failed when the proxy started; using the default connect timeout {} for {}",
+                        policy.getClass().getName(), DEFAULT_CONNECT_TIMEOUT, atStart, e);
+            } else if (WARNED.add(policy.getClass())) {
                 LOG.warn("TimeoutPolicy {} failed; using the defaults. Logged once per policy class.",
                         policy.getClass().getName(), e);
             }
@@ -78,7 +97,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
         Timeouts copy = new Timeouts(connectUsed, idleUsed, closeUsed, lifetimeUsed, pingUsed);
         // Judged before the cap: an interval of 200 years under an idle timeout of 300 is usable, if pointless.
         boolean unusablePing = !pingUsed.isZero() && !usablePing(pingUsed, idleUsed);
-        if ((replaced || unusablePing) && WARNED.add(policy.getClass())) {
+        if ((replaced || unusablePing) && atStart == null && WARNED.add(policy.getClass())) {
             LOG.warn("TimeoutPolicy {} returned connect {}, idle {}, close {}, max lifetime {}, ping {}; using connect"
                     + " {}, idle {}, close {}, max lifetime {}, {} (expected: connect and close positive, idle and"
                     + " max lifetime 0 or more, ping 0 or at least {} and shorter than the idle timeout). Logged once"

@@ -120,8 +120,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     public WebSocketProxyHandler(ProxyConfig config) {
         this.config = config;
-        this.httpForwarder = new HttpForwarder(config.tls().backend(), MAX_PENDING_HANDSHAKES_PER_BACKEND,
-                maxConnectTimeout());
+        this.httpForwarder = new HttpForwarder(config.tls().backend(), MAX_PENDING_HANDSHAKES_PER_BACKEND);
         Handler next = config.nextHandler();
         if (next != null) {
             setHandler(next);
@@ -186,7 +185,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         http.setUserAgentField(null);
         http.setMaxConnectionsPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND);
         http.setMaxRequestsQueuedPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND * 4);
-        http.setConnectTimeout(maxConnectTimeout().toMillis());
+        // Fixed at start: the TCP connect of every backend connection (proxied sessions, plain HTTP, probes) gives up
+        // by then, whatever a session's policy says later; each session's own connect timeout is the proxy's timer.
+        Duration connectBound = maxConnectTimeout();
+        http.setConnectTimeout(connectBound.toMillis());
+        httpForwarder.connectTimeout(connectBound); // started by super.doStart(), below
         BackendTls backendTls = config.tls().backend();
         if (backendTls.isInsecure()) {
             LOG.warn("Backend TLS certificates are NOT verified ({}): anyone on the path to a wss:// backend can read "
@@ -410,14 +413,16 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route,
                 ClientIdentity.of(request, trustedProxies));
+        // The route's policy, read once for this request: the authenticator's deadline and the backend's idle timeout.
+        Timeouts timeouts = Timeouts.copyOf(route.timeouts());
         Authenticator authenticator = route.authenticator();
         if (authenticator == null) {
-            return forwardAuthorized(request, response, callback, route, view);
+            return forwardAuthorized(request, response, callback, route, view, timeouts);
         }
-        Authentication.run(this, authenticator, route, Timeouts.copyOf(route.timeouts()).connectTimeout(), view,
-                response, callback, null, () -> {
+        Authentication.run(this, authenticator, route, timeouts.connectTimeout(), view, response, callback, null,
+                () -> {
             try {
-                if (!forwardAuthorized(request, response, callback, route, view)) {
+                if (!forwardAuthorized(request, response, callback, route, view, timeouts)) {
                     Responses.error(response, callback, HttpStatus.NOT_FOUND_404);
                 }
             } catch (Exception | Error e) {
@@ -433,7 +438,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     }
 
     private boolean forwardAuthorized(Request request, Response response, Callback callback, Route route,
-            HandshakeRequestView view) throws Exception {
+            HandshakeRequestView view, Timeouts timeouts) throws Exception {
         Backend backend = select(view, response, callback, route, 0, null, () -> { });
         if (backend == null) {
             return true;
@@ -448,6 +453,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         request.setAttribute(HttpForwarder.TARGET_ATTRIBUTE, HttpURI.from(target));
         request.setAttribute(HttpForwarder.ROUTE_ATTRIBUTE, route);
         request.setAttribute(HttpForwarder.VIEW_ATTRIBUTE, view);
+        request.setAttribute(HttpForwarder.TIMEOUTS_ATTRIBUTE, timeouts);
         return httpForwarder.handle(request, response, callback);
     }
 
@@ -520,10 +526,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return configuration;
     }
 
+    /** The longest connect timeout of the routes, at least the default; read when the handler starts. */
     private Duration maxConnectTimeout() {
         Duration max = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
         for (Route route : config.routes()) {
-            Duration connect = Timeouts.copyOf(route.timeouts()).connectTimeout();
+            Duration connect = Timeouts.copyAtStart(route.timeouts(), "the backend clients' connect timeout")
+                    .connectTimeout();
             if (connect.compareTo(max) > 0) {
                 max = connect;
             }

@@ -2,9 +2,6 @@ package dev.wsproxy.internal;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.temporal.ChronoUnit;
 import java.util.HashSet;
@@ -15,6 +12,7 @@ import java.util.random.RandomGenerator;
 
 import org.junit.jupiter.api.Test;
 
+import dev.wsproxy.StandardError;
 import dev.wsproxy.TimeoutPolicy;
 
 /**
@@ -181,14 +179,10 @@ class TimeoutsTest {
 
     /** What {@code action} wrote to standard error, slf4j-simple's output. */
     private static String stderrOf(Runnable action) {
-        PrintStream saved = System.err;
-        ByteArrayOutputStream captured = new ByteArrayOutputStream();
-        System.setErr(new PrintStream(captured, true, StandardCharsets.UTF_8));
         try {
-            action.run();
-        } finally {
-            System.setErr(saved);
+            return StandardError.of(action::run);
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
         }
-        return captured.toString(StandardCharsets.UTF_8);
     }
 }
