@@ -70,9 +70,14 @@ public interface HandshakeRequest {
     List<String> headers(String name);
 
     /**
-     * Returns the names of the request headers.
+     * Returns the names of the request headers, each once, in the order they first appear. Not always spelled as the
+     * client sent them: Jetty spells the headers it knows in their usual case ({@code host} comes back as
+     * {@code Host}, {@code sec-websocket-key} as {@code Sec-WebSocket-Key}), unless the server's
+     * {@code HttpCompliance} allows {@code CASE_SENSITIVE_FIELD_NAME}, and a name the client sent in several spellings
+     * ({@code X-User} and {@code x-user}) comes back once, as first spelled. Compare names ignoring case:
+     * {@code contains} on the returned set does not.
      *
-     * @return the header names as the client sent them
+     * @return the header names, a snapshot
      */
     Set<String> headerNames();
 
