@@ -275,8 +275,10 @@ public final class WebSocketProxy implements AutoCloseable {
     /**
      * Drains a backend: it gets no new sessions (in every route that has it), and its open sessions are closed with
      * {@code 1001 Going Away} on both legs, spread evenly across {@code window} so that their clients do not all
-     * reconnect at the same moment. {@link #updateBackends} with the backend in the list ends the draining; a new
-     * answer of a {@link RouteBuilder#backendsFromDns} route does not.
+     * reconnect at the same moment. A handshake still waiting for the backend's {@code 101} is given up at once and
+     * fails over to another backend, as a handshake arriving after the drain does ({@code 503} when there is none).
+     * {@link #updateBackends} with the backend in the list ends the draining; a new answer of a
+     * {@link RouteBuilder#backendsFromDns} route does not.
      *
      * @param backend a backend of some route (matched by URI)
      * @param window how long to take closing its sessions; {@link Duration#ZERO} closes them all at once

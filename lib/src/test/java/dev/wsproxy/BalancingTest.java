@@ -294,6 +294,30 @@ class BalancingTest {
     }
 
     @Test
+    void failsOverAHandshakeInFlightToABackendAsItIsDrained() throws Exception {
+        // drain() closed the sessions of the backend, handshakes in flight included: those clients got 503 ("session
+        // closed before its upgrade"), while a handshake arriving a moment later failed over to another backend.
+        RawBackend held = RawBackend.holding(RawBackend.switching(null));
+        resources.add(held);
+        start(ProxyBuilder.create().route("/ws/", held.backend(), b.backend()));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            client.send(RawHttp.Request.upgrade("/ws/x", RawHttp.host(proxy)));
+            assertThat(held.nextRequest()).as("the handshake, in flight to the held backend").isNotNull();
+
+            proxy.drain(held.backend(), Duration.ZERO);
+
+            assertThat(client.readResponse().status()).as("failed over, not refused").isEqualTo(101);
+            client.sendText("whoami");
+            assertThat(client.readFrame().text()).isEqualTo("b");
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        held.release();
+        assertThat(held.nextEnd(10)).as("the drained backend's connection, closed by the proxy").isIn("eof", "reset");
+        assertThat(failures).as("a drain is no failure of the backend").isEmpty();
+        assertThat(proxy.backendStatus("/ws/").get(0).recentFailures()).isZero();
+    }
+
+    @Test
     void relaysABackendRefusalWithoutFailingOver() throws Exception {
         start(ProxyBuilder.create().route("/reject403", a.backend(), b.backend()));
         try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/reject403")) {

@@ -125,9 +125,10 @@ final class Handshake {
             return;
         }
         if (state.state() == BackendStatus.State.DRAINING) {
-            // Drained since the selector chose it (or chosen by a selector that ignores the state): drain() closes
-            // the sessions it finds registered after marking the backend, so one registered before this check is
-            // found, and one registered after it is turned away here. Another backend, or 503.
+            // Drained since the selector chose it (or chosen by a selector that ignores the state): drain() gives up
+            // the handshakes it finds registered after marking the backend (Relay.drainBeforeUpgrade, failover in
+            // failed()), so one registered before this check is found, and one registered after it is turned away
+            // here. Another backend, or 503.
             slot.release();
             relay.onBackendFailed();
             nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend draining");
@@ -281,6 +282,15 @@ final class Handshake {
             // the application's decision, not the backend's failure (no blame, no failover).
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503,
                     draining ? "proxy is shutting down" : "session closed before its upgrade");
+            return;
+        }
+        if (cause instanceof CancellationException && relay.drainedBeforeUpgrade()) {
+            // proxy.drain(backend) while this handshake was in flight to it: another backend, as for a handshake that
+            // finds the backend draining (see attempt), or 503; not the backend's failure.
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("Backend {} drained while the handshake of {} was pending", backend, view);
+            }
+            nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend draining");
             return;
         }
         boolean timeout = isTimeout(cause);

@@ -151,6 +151,8 @@ final class Relay implements ProxySession {
     private @Nullable Runnable abortHandshake;
     /** {@link #close} was called before the client was upgraded: a backend handshake it cancels is not a failure. */
     private boolean closedBeforeUpgrade;
+    /** {@link #drainBeforeUpgrade} gave up the backend handshake: the client fails over to another backend. */
+    private boolean drainedBeforeUpgrade;
 
     private volatile @Nullable String subprotocol;
     private volatile Instant openedAt = Instant.EPOCH;
@@ -263,6 +265,37 @@ final class Relay implements ProxySession {
         return closedBeforeUpgrade;
     }
 
+    /**
+     * The backend is being drained ({@code proxy.drain}) while this relay may still be in its backend handshake: gives
+     * that handshake up, so that {@link Handshake} fails over to another backend, as it does for a handshake that
+     * finds the backend draining, with nobody blamed. Returns {@code false}, and does nothing, once the client is
+     * upgraded or the relay has finished: an open session is the drain's to close, over its window.
+     *
+     * <p>A backend handshake that completed already goes on, as after {@link #close}: the client gets its
+     * {@code 101} and then {@code 1001}, like the drained backend's other sessions.
+     */
+    boolean drainBeforeUpgrade() {
+        Runnable abort;
+        synchronized (this) {
+            if (opened || finished) {
+                return false;
+            }
+            drainedBeforeUpgrade = true;
+            abort = abortHandshake;
+        }
+        CloseStatus goingAway = new CloseStatus(CloseStatus.SHUTDOWN, "backend draining");
+        terminate(goingAway, goingAway);
+        if (abort != null) {
+            abort.run();
+        }
+        return true;
+    }
+
+    /** Whether {@link #drainBeforeUpgrade} gave up the backend handshake (see {@link Handshake}). */
+    synchronized boolean drainedBeforeUpgrade() {
+        return drainedBeforeUpgrade;
+    }
+
     @Override
     public String toString() {
         return "Relay[" + id + " " + clientAddress + " -> " + withoutQuery(backendUri) + "]";
@@ -287,12 +320,15 @@ final class Relay implements ProxySession {
         this.permit = permit;
     }
 
-    /** Remembers how to abort the pending backend handshake, for shutdown; aborts it at once after an early close. */
+    /**
+     * Remembers how to abort the pending backend handshake, for shutdown; aborts it at once after an early close or a
+     * drain.
+     */
     void onConnecting(Runnable abort) {
         boolean closed;
         synchronized (this) {
             this.abortHandshake = abort;
-            closed = closedBeforeUpgrade;
+            closed = closedBeforeUpgrade || drainedBeforeUpgrade;
         }
         if (closed) {
             abort.run();

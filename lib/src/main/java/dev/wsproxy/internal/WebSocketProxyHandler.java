@@ -631,7 +631,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     /**
      * Stops new sessions to a backend (in every route that has it) and closes its open sessions with {@code 1001},
-     * spread evenly across {@code window} so that their clients do not all reconnect at once.
+     * spread evenly across {@code window} so that their clients do not all reconnect at once. Handshakes still in
+     * flight to it fail over to another backend at once.
      */
     public void drainBackend(Backend backend, Duration window) {
         boolean known = false;
@@ -646,8 +647,22 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (!known) {
             throw new IllegalArgumentException("backend: " + backend + " (expected: a backend of a route)");
         }
-        List<Relay> sessions = relays.stream().filter(relay -> relay.backend().uri().equals(backend.uri())).toList();
-        LOG.info("Draining {}: closing {} sessions over {}", backend, sessions.size(), window);
+        // A handshake still in flight to the backend fails over at once, as one arriving now would: its client has no
+        // session to lose yet. Only open sessions are spread over the window.
+        List<Relay> sessions = new java.util.ArrayList<>();
+        int handshakes = 0;
+        for (Relay relay : relays) {
+            if (!relay.backend().uri().equals(backend.uri())) {
+                continue;
+            }
+            if (relay.drainBeforeUpgrade()) {
+                handshakes++;
+            } else {
+                sessions.add(relay);
+            }
+        }
+        LOG.info("Draining {}: {} handshakes in flight fail over; closing {} sessions over {}", backend, handshakes,
+                sessions.size(), window);
         long step = sessions.isEmpty() ? 0 : window.toNanos() / sessions.size();
         for (int i = 0; i < sessions.size(); i++) {
             Relay relay = sessions.get(i);
