@@ -280,9 +280,14 @@ public final class WebSocketProxy implements AutoCloseable {
      * {@link #updateBackends} with the backend in the list ends the draining; a new answer of a
      * {@link RouteBuilder#backendsFromDns} route does not.
      *
-     * @param backend a backend of some route (matched by URI)
+     * <p>A backend already removed from its route ({@link #updateBackends}, a DNS answer) keeps its open sessions; it
+     * can be drained as long as it has some: they are closed the same way, and if a DNS answer brings the backend back
+     * meanwhile, it comes back draining.
+     *
+     * @param backend a backend of some route, or one removed from a route whose sessions are still open (matched by
+     *        URI)
      * @param window how long to take closing its sessions; {@link Duration#ZERO} closes them all at once
-     * @throws IllegalArgumentException if no route has this backend
+     * @throws IllegalArgumentException if no route has this backend, nor had it with sessions still open
      */
     public void drain(Backend backend, Duration window) {
         requireNonNull(backend, "backend");

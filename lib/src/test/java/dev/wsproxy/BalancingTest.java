@@ -318,6 +318,29 @@ class BalancingTest {
     }
 
     @Test
+    void drainsTheSessionsOfABackendAlreadyRemovedFromTheRoute() throws Exception {
+        // A removed backend keeps its sessions open: drain() refused it (IllegalArgumentException, "expected: a
+        // backend of a route"), so they could only be closed one by one, or wait for the backend to go.
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a");
+        WsRecorder onA = open.remove(0);
+        proxy.updateBackends("/ws/", List.of(b.backend()));
+
+        proxy.drain(a.backend(), Duration.ZERO);
+
+        assertThat(onA.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "backend draining"));
+        org.awaitility.Awaitility.await().until(() -> proxy.sessions().isEmpty());
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> proxy.drain(a.backend(), Duration.ZERO))
+                .as("removed, nothing left to drain").isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(a.backend().toString());
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> proxy.drain(c.backend(), Duration.ZERO))
+                .as("never a backend of the route").isInstanceOf(IllegalArgumentException.class);
+        assertThat(whoServes(open)).isEqualTo("b");
+        closeAll(open);
+    }
+
+    @Test
     void relaysABackendRefusalWithoutFailingOver() throws Exception {
         start(ProxyBuilder.create().route("/reject403", a.backend(), b.backend()));
         try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/reject403")) {

@@ -139,6 +139,27 @@ public final class RouteBackends {
         return states.size() > 1 ? state.recordFailure(maxFails, windowNanos) : null;
     }
 
+    /**
+     * Marks draining the backend with {@code uri}: the list's, or a removed one whose sessions or handshakes are still
+     * open (its state, kept for them, then stays draining if a DNS answer brings it back while they are). Returns
+     * whether there was such a backend: one removed with nothing left open is no longer this route's.
+     */
+    synchronized boolean drain(java.net.URI uri) {
+        boolean found = false;
+        for (BackendState state : states) {
+            if (state.backend().uri().equals(uri)) {
+                state.draining(true);
+                found = true;
+            }
+        }
+        BackendState removed = retired.get(uri);
+        if (removed != null && (removed.activeSessions() != 0 || removed.pendingHandshakes() != 0)) {
+            removed.draining(true);
+            found = true;
+        }
+        return found;
+    }
+
     /** Replaces the list with the operator's: backends that stay (or come back) stop draining. */
     void replace(List<Backend> backends) {
         replace(backends, true);

@@ -632,20 +632,17 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     /**
      * Stops new sessions to a backend (in every route that has it) and closes its open sessions with {@code 1001},
      * spread evenly across {@code window} so that their clients do not all reconnect at once. Handshakes still in
-     * flight to it fail over to another backend at once.
+     * flight to it fail over to another backend at once. A backend removed from its route ({@code updateBackends}, a
+     * DNS answer) is drained too while its sessions are open ({@link RouteBackends#drain}).
      */
     public void drainBackend(Backend backend, Duration window) {
         boolean known = false;
         for (Route route : config.routes()) {
-            for (BackendState state : route.backends().states()) {
-                if (state.backend().uri().equals(backend.uri())) {
-                    state.draining(true);
-                    known = true;
-                }
-            }
+            known |= route.backends().drain(backend.uri());
         }
         if (!known) {
-            throw new IllegalArgumentException("backend: " + backend + " (expected: a backend of a route)");
+            throw new IllegalArgumentException("backend: " + backend
+                    + " (expected: a backend of a route, or one removed from it with sessions still open)");
         }
         // A handshake still in flight to the backend fails over at once, as one arriving now would: its client has no
         // session to lose yet. Only open sessions are spread over the window.
