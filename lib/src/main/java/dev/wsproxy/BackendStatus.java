@@ -50,7 +50,10 @@ public interface BackendStatus {
 
     /**
      * Returns the failed connection attempts (refused, timed out, invalid handshake) within the passive health
-     * window.
+     * window ({@link ProxyBuilder#passiveHealth}): those since the first of them, until the window has passed; while
+     * passive health keeps the backend down, those that took it down. Zero once the window has passed without a
+     * failure, whether or not anything was tried since. The only backend of a route counts its failures too, although
+     * passive health never takes it down.
      *
      * @return the recent failure count
      */

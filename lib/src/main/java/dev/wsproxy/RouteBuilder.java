@@ -184,8 +184,8 @@ public final class RouteBuilder {
      * Sets passive health checks for this route, like nginx's {@code max_fails} and {@code fail_timeout}: a backend
      * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
      * handshake) gets no new sessions for {@code failTimeout}, then is tried again. A backend's own refusal (a status
-     * other than {@code 101}) is not a failure. Routes with a single backend never take it down. Default: 1 failure,
-     * 10 seconds.
+     * other than {@code 101}) is not a failure. Routes with a single backend never take it down (its failures still
+     * show in {@link BackendStatus#recentFailures()}). Default: 1 failure, 10 seconds.
      *
      * @param maxFails failures that take a backend down; 0 turns passive health off
      * @param failTimeout the window that counts failures, and how long a backend stays down

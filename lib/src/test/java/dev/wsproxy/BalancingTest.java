@@ -167,6 +167,47 @@ class BalancingTest {
     }
 
     @Test
+    void reportsRecentFailuresWithinThePassiveHealthWindowOnly() throws Exception {
+        // The count was reset only by the next failure or success: a backend that failed twice and then got no
+        // traffic showed 2 recent failures for as long as nothing was tried.
+        Backend down = closedPort();
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(down, a.backend())
+                .backendSelector(context -> context.candidates().get(0).backend())
+                .passiveHealth(3, Duration.ofSeconds(2))));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a"); // tried `down` first, failed over
+        assertThat(whoServes(open)).isEqualTo("a");
+        BackendStatus status = proxy.backendStatus("/ws/").get(0);
+        assertThat(status.recentFailures()).isEqualTo(2);
+        assertThat(status.state()).as("2 of 3 failures").isEqualTo(BackendStatus.State.UP);
+
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> status.recentFailures() == 0);
+        assertThat(status.state()).isEqualTo(BackendStatus.State.UP);
+        closeAll(open);
+    }
+
+    @Test
+    void countsTheFailuresOfTheOnlyBackendWithoutTakingItDown() throws Exception {
+        // Passive health counted nothing for the one backend of a route: refusing every connection, it showed UP
+        // with no failure while every client got 502.
+        Backend down = closedPort();
+        start(ProxyBuilder.create().route("/ws/", down).passiveHealth(1, Duration.ofSeconds(2)));
+        for (int i = 1; i <= 2; i++) {
+            try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/ws/x")) {
+                assertThat(exchange.statusLine()).as("tried each time, never down: 502, not 503")
+                        .startsWith("HTTP/1.1 502");
+            }
+            BackendStatus status = proxy.backendStatus("/ws/").get(0);
+            assertThat(status.recentFailures()).isEqualTo(i);
+            assertThat(status.state()).isEqualTo(BackendStatus.State.UP);
+        }
+        assertThat(failures).hasSize(2);
+
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
+                .until(() -> proxy.backendStatus("/ws/").get(0).recentFailures() == 0);
+    }
+
+    @Test
     void usesBackupsOnlyWhileEveryPrimaryIsDown() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend().asBackup()));
         List<WsRecorder> open = new ArrayList<>();

@@ -33,6 +33,8 @@ public final class BackendState implements BackendStatus {
     // Passive health, guarded by this.
     private int failures;
     private long windowStart;
+    /** The window of the last failure counted: {@link #recentFailures} reads the count within it, no timer. */
+    private long windowNanos;
     private long downUntil;
     private boolean down;
 
@@ -72,9 +74,17 @@ public final class BackendState implements BackendStatus {
         return pending.get();
     }
 
+    /**
+     * The failures counted since the start of the window, while it lasts; while passive health keeps the backend down,
+     * those that took it down. Computed on reading: the count is not reset when nothing happens.
+     */
     @Override
     public synchronized int recentFailures() {
-        return failures;
+        long now = NanoTime.now();
+        if (passivelyDown(now)) {
+            return failures;
+        }
+        return failures != 0 && NanoTime.elapsed(windowStart, now) <= windowNanos ? failures : 0;
     }
 
     void draining(boolean draining) {
@@ -86,10 +96,12 @@ public final class BackendState implements BackendStatus {
     }
 
     private synchronized boolean isDown() {
-        if (probedDown) {
-            return true;
-        }
-        if (down && NanoTime.since(downUntil) >= 0) {
+        return probedDown || passivelyDown(NanoTime.now());
+    }
+
+    /** Whether passive health keeps the backend down at {@code now}; guarded by this. */
+    private boolean passivelyDown(long now) {
+        if (down && NanoTime.elapsed(downUntil, now) >= 0) {
             // The fail timeout has passed: try the backend again (nginx does the same).
             down = false;
             failures = 0;
@@ -126,7 +138,7 @@ public final class BackendState implements BackendStatus {
 
     /**
      * Counts a failed connection attempt; {@code maxFails} failures within {@code windowNanos} take the backend down
-     * for {@code windowNanos}. Returns the {@link #state()} the backend had when this failure changed it (took it
+     * for {@code windowNanos} ({@code 0}: never, the failure is only counted, for {@link #recentFailures}). Returns the {@link #state()} the backend had when this failure changed it (took it
      * down), else {@code null}, as {@link #recordProbe} does: a backend a health check took down, or draining, does
      * not change.
      */
@@ -137,6 +149,7 @@ public final class BackendState implements BackendStatus {
             failures = 0;
             windowStart = now;
         }
+        this.windowNanos = windowNanos;
         failures++;
         if (maxFails > 0 && failures >= maxFails && !down) {
             down = true;

@@ -22,8 +22,8 @@ import dev.wsproxy.BackendStatus;
  * and ends the draining of the backends it names, as documented; a DNS answer ({@link #follow}) only says which
  * addresses exist, so a backend drained with {@code proxy.drain} stays draining through it.
  *
- * <p>Passive health applies only while the route has more than one backend ({@link #recordFailure}); a replacement
- * that leaves one forgets that one's failures.
+ * <p>Passive health takes a backend down only while the route has more than one ({@link #recordFailure}; a lone
+ * backend's failures are counted, never held against it); a replacement that leaves one forgets that one's failures.
  */
 public final class RouteBackends {
 
@@ -130,13 +130,15 @@ public final class RouteBackends {
     }
 
     /**
-     * Counts a failed connection against {@code state} for passive health ({@link BackendState#recordFailure}), unless
-     * the route has one backend: passive health never takes that one down (nginx does the same). Returns the state the
-     * backend had when this failure changed it, else {@code null}. Under the lock of {@link #replace}, so that a
-     * failure counted while the route had two backends is forgotten when it shrinks to one, and none is counted after.
+     * Counts a failed connection against {@code state} for passive health ({@link BackendState#recordFailure}). When
+     * the route has one backend, the failure is only counted, for {@link BackendStatus#recentFailures()}: passive
+     * health never takes that one down (nginx does the same), but an operator still sees why its clients get
+     * {@code 502}. Returns the state the backend had when this failure changed it, else {@code null} (always for a
+     * lone backend). Under the lock of {@link #replace}, so that a failure that took a backend down while the route
+     * had two is forgotten when it shrinks to one, and none takes it down after.
      */
     synchronized BackendStatus.@Nullable State recordFailure(BackendState state, int maxFails, long windowNanos) {
-        return states.size() > 1 ? state.recordFailure(maxFails, windowNanos) : null;
+        return state.recordFailure(states.size() > 1 ? maxFails : 0, windowNanos);
     }
 
     /**
