@@ -53,7 +53,8 @@ public final class RouteBuilder {
      * with {@link WebSocketProxy#drain} and still in the answer stays draining (one that leaves the answer with no
      * session open is forgotten, and is a new backend if its address comes back). This is how a Kubernetes
      * headless service is followed. A failed resolution keeps the last list; until the first one succeeds the route
-     * answers {@code 503}.
+     * answers {@code 503}. Look-ups block, so they run on the server's thread pool; one it refuses (its queue full) is
+     * tried again one {@code refresh} later, with a warning.
      *
      * <p>The JVM caches successful look-ups for 30 seconds by default ({@code networkaddress.cache.ttl}); set it at
      * or below {@code refresh}, for instance {@code Security.setProperty("networkaddress.cache.ttl", "10")} before the

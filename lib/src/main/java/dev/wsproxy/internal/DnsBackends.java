@@ -10,6 +10,7 @@ import java.util.Comparator;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.util.thread.Scheduler;
@@ -24,6 +25,11 @@ import dev.wsproxy.Backend;
  * proxy's thread pool, never on a selector thread; the next one is scheduled when the previous one is done. A new
  * answer replaces the list as {@code updateBackends} does, but a drained backend that stays in it stays draining: the
  * answer says which addresses exist, not that the operator's drain is over ({@link RouteBackends#follow}).
+ *
+ * <p>A look-up the thread pool refuses (its queue full) is tried again one refresh later, with one warning per run of
+ * refusals: unhandled, the refusal ended in the scheduler, which drops a task's exception, and nothing scheduled a
+ * look-up again. It is not run on the scheduler's thread instead: a look-up blocks, and every timer of the proxy
+ * shares that thread.
  */
 final class DnsBackends {
 
@@ -36,6 +42,8 @@ final class DnsBackends {
     private final Resolver resolver;
     private volatile boolean stopped;
     private volatile Scheduler.@Nullable Task next;
+    /** Whether the last look-up was refused by the executor: the warning is logged once per run of refusals. */
+    private volatile boolean refused;
     private List<Backend> last = List.of(); // touched by one look-up at a time
 
     /** Resolves a host name to its addresses; blocks. */
@@ -58,7 +66,7 @@ final class DnsBackends {
     }
 
     void start() {
-        executor.execute(this::resolve);
+        submit();
     }
 
     void stop() {
@@ -97,10 +105,36 @@ final class DnsBackends {
         } catch (Exception e) {
             LOG.warn("Route {}: could not resolve {}; keeping {}", route.prefix(), template.getHost(), last, e);
         } finally {
-            if (!stopped) {
-                next = scheduler.schedule(() -> executor.execute(this::resolve), dns.refresh().toMillis(),
-                        TimeUnit.MILLISECONDS);
+            scheduleNext();
+        }
+    }
+
+    private void scheduleNext() {
+        if (!stopped) {
+            next = scheduler.schedule(this::submit, dns.refresh().toMillis(), TimeUnit.MILLISECONDS);
+        }
+    }
+
+    /** Hands a look-up to the executor; one it refuses is tried again one refresh later (see the class comment). */
+    private void submit() {
+        if (stopped) {
+            return;
+        }
+        try {
+            executor.execute(this::resolve);
+        } catch (RejectedExecutionException e) {
+            if (!refused) {
+                refused = true;
+                LOG.warn("Route {}: the thread pool refused the look-up of {} ({}); the backends stay as they are, "
+                        + "trying again every {}", route.prefix(), dns.template().uri().getHost(), e.toString(),
+                        dns.refresh());
             }
+            scheduleNext();
+            return;
+        }
+        if (refused) {
+            refused = false;
+            LOG.info("Route {}: look-ups of {} run again", route.prefix(), dns.template().uri().getHost());
         }
     }
 }

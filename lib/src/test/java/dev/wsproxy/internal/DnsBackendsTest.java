@@ -6,6 +6,9 @@ import static org.awaitility.Awaitility.await;
 import java.net.InetAddress;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.eclipse.jetty.util.thread.ScheduledExecutorScheduler;
@@ -80,6 +83,29 @@ class DnsBackendsTest {
         // An explicit updateBackends with the backend in the list ends the draining, as documented.
         route.backends().replace(route.backends().backends());
         assertThat(stateOf("ws://10.0.0.1:8080").state()).isEqualTo(BackendStatus.State.UP);
+    }
+
+    @Test
+    void keepsResolvingAfterTheExecutorRefusedALookUp() throws Exception {
+        // The scheduled task handed each look-up to the executor without a catch: one RejectedExecutionException (a
+        // full queue) went to the scheduler, which dropped it, nothing scheduled the next look-up, and the route's
+        // backends never followed the name again, without a word.
+        AtomicInteger handed = new AtomicInteger();
+        Executor refusingTheSecond = task -> {
+            if (handed.incrementAndGet() == 2) {
+                throw new RejectedExecutionException("queue full");
+            }
+            task.run();
+        };
+        dns = new DnsBackends(route, route.dns(), refusingTheSecond, scheduler, host -> answer.get());
+        answer.set(new InetAddress[] {address(1)});
+        dns.start();
+        awaitBackends(address(1));
+        await().atMost(Duration.ofSeconds(5)).until(() -> handed.get() >= 2);
+
+        answerAndAwait(address(2));
+
+        assertThat(handed.get()).as("look-ups handed to the executor").isGreaterThan(2);
     }
 
     @Test
