@@ -21,9 +21,11 @@ import dev.wsproxy.internal.Durations;
  *
  * <p>Two kinds: {@link #webSocket(String)} opens a WebSocket handshake on the path and closes it with {@code 1000}
  * as soon as it is upgraded (the check a WebSocket backend cannot fake); {@link #http(String)} sends a {@code GET}
- * and expects a {@code 2xx}. A probe that does not finish within {@link #timeout()} fails. Probes are asynchronous
- * and share the proxy's backend client and threads. A backend has one probe at a time: with a timeout longer than the
- * interval, a backend whose probe is still pending skips the next rounds until it ends. Passive health
+ * and expects a {@code 2xx}. A probe that does not finish within {@link #timeout()} fails. A WebSocket probe counts
+ * as good at its {@code 101}; the backend then has {@link #timeout()} to answer the close, or the probe's connection
+ * is dropped. Probes are asynchronous and share the proxy's backend client and threads. A backend has one probe at a
+ * time, its connection included: with a timeout longer than the interval, a backend whose probe is still pending
+ * skips the next rounds until it ends. Passive health
  * ({@link ProxyBuilder#passiveHealth}) still applies on top: a backend is selectable only when both say it is up.
  *
  * <p>Immutable: each setter returns a copy.

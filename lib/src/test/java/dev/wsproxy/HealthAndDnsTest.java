@@ -144,6 +144,34 @@ class HealthAndDnsTest {
     }
 
     @Test
+    void dropsAProbeConnectionWhoseCloseTheBackendNeverAnswers() throws Exception {
+        // A WebSocket probe was done at its 101; its connection then waited for the answer to its close until Jetty's
+        // idle timeout (30 s), while a new probe opened each interval: a backend that ignores close frames held
+        // about 30 s / interval probe connections.
+        RawBackend deaf = RawBackend.upgradingThen((socket, out) -> {
+            java.io.InputStream in = socket.getInputStream();
+            while (in.read() != -1) {
+                // The close frame and anything after it go unanswered until the proxy drops the connection.
+            }
+        });
+        try {
+            start(ProxyBuilder.create().route("/ws/", deaf.backend())
+                    .healthCheck(HealthCheck.webSocket("/health").interval(Duration.ofMillis(50))
+                            .timeout(Duration.ofMillis(200))));
+            await().atMost(Duration.ofSeconds(10)).until(() -> deaf.connections.get() >= 5);
+
+            assertThat(deaf.mostOpen.get()).as("probe connections open at once").isLessThanOrEqualTo(2);
+            assertThat(deaf.ends).as("connections the proxy dropped").isNotEmpty().allMatch("eof"::equals);
+            assertThat(proxy.backendStatus("/ws/").get(0).state()).as("a 101 is a good probe")
+                    .isEqualTo(BackendStatus.State.UP);
+            assertThat(changes).isEmpty();
+        } finally {
+            Clients.tearDown(proxy, null, deaf);
+            proxy = null;
+        }
+    }
+
+    @Test
     void reportsNoChangeWhenPassiveHealthFailsABackendAHealthCheckTookDown() throws Exception {
         // A selector may pick a backend that is down (from backends()); its failed connect then counts for passive
         // health, but the backend was DOWN already: listeners heard UP -> DOWN a second time.

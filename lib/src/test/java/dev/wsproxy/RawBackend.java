@@ -75,6 +75,8 @@ final class RawBackend implements AutoCloseable {
     }
 
     final AtomicInteger connections = new AtomicInteger();
+    /** The most connections open at once so far. */
+    final AtomicInteger mostOpen = new AtomicInteger();
     final BlockingQueue<Request> requests = new LinkedBlockingQueue<>();
     final BlockingQueue<RawFrames.Frame> frames = new LinkedBlockingQueue<>();
     final BlockingQueue<String> ends = new LinkedBlockingQueue<>();
@@ -225,6 +227,7 @@ final class RawBackend implements AutoCloseable {
                 Socket socket = server.accept();
                 connections.incrementAndGet();
                 open.add(socket);
+                mostOpen.accumulateAndGet(open.size(), Math::max);
                 Thread handler = new Thread(() -> serve(socket), "raw-backend-conn-" + socket.getPort());
                 handler.setDaemon(true);
                 handler.start();

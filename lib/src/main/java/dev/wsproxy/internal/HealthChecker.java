@@ -4,6 +4,7 @@ import java.net.URI;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.util.Callback;
@@ -27,6 +28,11 @@ import dev.wsproxy.HealthCheck;
  * longer than the interval: with one probe per round, a stalled backend would hold timeout / interval of them, and
  * their late failures would reset the good streak of a backend that had recovered meanwhile. Each probe has its
  * timeout, so each ends and its backend is probed again.
+ *
+ * <p>A WebSocket probe's verdict is its {@code 101}, but the probe ends only when its connection has: it sends a close
+ * frame at once and waits for the answer at most the check's timeout, then drops the connection. Counted done at the
+ * {@code 101}, a probe to a backend that never answers the close left its connection to Jetty's idle timeout (30 s),
+ * and with a new probe each interval the backend held about 30 s / interval of them.
  */
 final class HealthChecker {
 
@@ -77,29 +83,44 @@ final class HealthChecker {
     }
 
     private void probe(BackendState state) {
+        Runnable end = probeEnd(state);
         URI base = state.backend().uri();
         try {
             if (check.kind() == HealthCheck.Kind.HTTP) {
                 String scheme = "wss".equals(base.getScheme()) ? "https" : "http";
                 httpClient.newRequest(URI.create(scheme + "://" + base.getRawAuthority() + check.path()))
                         .timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS)
-                        .send(result -> probed(state, result.isSucceeded()
-                                && result.getResponse().getStatus() / 100 == 2));
+                        .send(result -> {
+                            end.run();
+                            record(state, result.isSucceeded() && result.getResponse().getStatus() / 100 == 2);
+                        });
             } else {
                 URI uri = URI.create(base.getScheme() + "://" + base.getRawAuthority() + check.path());
-                CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(webSocketClient, uri, new Probe());
+                Probe probe = new Probe(end, scheduler, check.timeout().toMillis());
+                CoreClientUpgradeRequest upgrade = CoreClientUpgradeRequest.from(webSocketClient, uri, probe);
                 upgrade.timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS);
-                webSocketClient.connect(upgrade).whenComplete((session, failure) -> probed(state, failure == null));
+                webSocketClient.connect(upgrade).whenComplete((session, failure) -> {
+                    if (failure != null) {
+                        // No session: nothing else ends the probe. An open one ends in Probe.onClosed.
+                        end.run();
+                    }
+                    record(state, failure == null);
+                });
             }
         } catch (Exception e) {
-            probed(state, false);
+            end.run();
+            record(state, false);
         }
     }
 
-    /** A probe ended: the backend may be probed again. */
-    private void probed(BackendState state, boolean good) {
-        probing.remove(state);
-        record(state, good);
+    /** Ends a probe of {@code state} once, however often it runs: the backend may be probed again. */
+    private Runnable probeEnd(BackendState state) {
+        AtomicBoolean ended = new AtomicBoolean();
+        return () -> {
+            if (ended.compareAndSet(false, true)) {
+                probing.remove(state);
+            }
+        };
     }
 
     /** Counts one probe result; package-private for tests, which feed results without probing. */
@@ -115,13 +136,35 @@ final class HealthChecker {
         }
     }
 
-    /** Closes the probe session with 1000 as soon as it opens, and reads until the close answer. */
+    /**
+     * Closes the probe session with 1000 as soon as it opens, and reads until the close answer; drops the connection
+     * when that answer has not come within {@code closeMillis}. Ends the probe when the session has closed.
+     */
     private static final class Probe implements FrameHandler {
+        private final Runnable end;
+        private final Scheduler scheduler;
+        private final long closeMillis;
         private volatile @Nullable CoreSession session;
+        private volatile Scheduler.@Nullable Task closeTimer;
+
+        Probe(Runnable end, Scheduler scheduler, long closeMillis) {
+            this.end = end;
+            this.scheduler = scheduler;
+            this.closeMillis = closeMillis;
+        }
 
         @Override
         public void onOpen(CoreSession coreSession, Callback callback) {
             session = coreSession;
+            // Armed before the close is sent, so that onClosed, however soon, finds it to cancel.
+            try {
+                closeTimer = scheduler.schedule(coreSession::abort, closeMillis, TimeUnit.MILLISECONDS);
+            } catch (RuntimeException e) {
+                // The scheduler is stopping, and so is the proxy: no wait for the close answer.
+                callback.succeeded();
+                coreSession.abort();
+                return;
+            }
             callback.succeeded();
             coreSession.close(CloseStatus.NORMAL, "health check", Callback.NOOP);
             coreSession.demand();
@@ -143,7 +186,12 @@ final class HealthChecker {
 
         @Override
         public void onClosed(CloseStatus closeStatus, Callback callback) {
+            Scheduler.Task timer = closeTimer;
+            if (timer != null) {
+                timer.cancel();
+            }
             callback.succeeded();
+            end.run();
         }
     }
 }
