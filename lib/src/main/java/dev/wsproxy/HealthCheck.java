@@ -2,6 +2,8 @@ package dev.wsproxy;
 
 import static java.util.Objects.requireNonNull;
 
+import java.net.URI;
+import java.net.URISyntaxException;
 import java.time.Duration;
 import java.util.Locale;
 
@@ -69,8 +71,12 @@ public final class HealthCheck {
     /**
      * Returns a check that opens a WebSocket handshake on {@code path} of each backend.
      *
-     * @param path a path starting with {@code /}, sent as is (a backend's own path prefix is not added)
+     * @param path a path starting with {@code /}, sent as is (a backend's own path prefix is not added), so already
+     *        in URI syntax: characters a URI does not allow there ({@code |}, {@code {}, {@code ^}, {@code "}, a
+     *        {@code %} that starts no escape...) percent-encoded, and no fragment ({@code #}, never sent); it may
+     *        carry a query ({@code /health?deep=1})
      * @return the check, with the default interval, timeout and thresholds
+     * @throws IllegalArgumentException if {@code path} is not such a path; the message names the character
      */
     public static HealthCheck webSocket(String path) {
         return new HealthCheck(Kind.WEBSOCKET, validPath(path), DEFAULT_INTERVAL, DEFAULT_TIMEOUT,
@@ -80,18 +86,43 @@ public final class HealthCheck {
     /**
      * Returns a check that sends {@code GET path} to each backend over HTTP (HTTPS for {@code wss://} backends).
      *
-     * @param path a path starting with {@code /}, sent as is
+     * @param path a path starting with {@code /}, sent as is, so in URI syntax (see {@link #webSocket(String)})
      * @return the check, with the default interval, timeout and thresholds
+     * @throws IllegalArgumentException if {@code path} is not such a path; the message names the character
      */
     public static HealthCheck http(String path) {
         return new HealthCheck(Kind.HTTP, validPath(path), DEFAULT_INTERVAL, DEFAULT_TIMEOUT,
                 DEFAULT_UNHEALTHY_THRESHOLD, DEFAULT_HEALTHY_THRESHOLD);
     }
 
+    /**
+     * Checks that {@code path} can be sent as is: the probe's URI is the backend's scheme and authority followed by
+     * it, so a path {@link URI} refuses would fail every probe (every backend down). It is refused here rather than
+     * encoded: whether a {@code %} starts an escape or means itself, only its author knows.
+     */
     private static String validPath(String path) {
         requireNonNull(path, "path");
         if (!path.startsWith("/") || path.chars().anyMatch(c -> c <= ' ' || c >= 0x7f)) {
             throw new IllegalArgumentException("path: '" + path + "' (expected: a path starting with /)");
+        }
+        String prefix = "http://h";
+        URI uri;
+        try {
+            uri = new URI(prefix + path);
+        } catch (URISyntaxException e) {
+            int index = e.getIndex() - prefix.length();
+            char c = index >= 0 && index < path.length() ? path.charAt(index) : '?';
+            String why = c == '%'
+                    ? "'%' at index " + index + " starts no escape of two hex digits (a '%' itself is %25)"
+                    : "'" + c + "' at index " + index + " must be percent-encoded, as %"
+                            + String.format(Locale.ROOT, "%02X", (int) c);
+            throw new IllegalArgumentException("path: '" + path + "' (expected: a path in URI syntax, sent as is: "
+                    + why + ")");
+        }
+        if (uri.getRawFragment() != null) {
+            throw new IllegalArgumentException("path: '" + path + "' (expected: a path in URI syntax, sent as is: '#' "
+                    + "at index " + path.indexOf('#') + " starts a fragment, which is never sent; as part of the path "
+                    + "it is %23)");
         }
         return path;
     }

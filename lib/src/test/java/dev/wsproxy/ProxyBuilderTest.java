@@ -129,6 +129,25 @@ class ProxyBuilderTest {
     }
 
     @Test
+    void refusesAHealthCheckPathThatCannotBeSentAsIs() {
+        // Accepted, such a path failed every probe on building its URI (URISyntaxException, not logged): every
+        // backend of the route went down.
+        assertThatThrownBy(() -> HealthCheck.http("/ready|live")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("path: '/ready|live' (expected: a path in URI syntax, sent as is: '|' at index 6 must be "
+                        + "percent-encoded, as %7C)");
+        assertThatThrownBy(() -> HealthCheck.webSocket("/health?load=90%")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("'/health?load=90%'").hasMessageContaining("'%' at index 15 starts no escape");
+        for (String path : List.of("/{id}", "/a^b", "/a\\b", "/\"q\"", "/<x>", "/%zz")) {
+            assertThatThrownBy(() -> HealthCheck.webSocket(path)).as(path)
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(path);
+        }
+        assertThatThrownBy(() -> HealthCheck.http("/health#deep")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("fragment, which is never sent");
+        assertThat(HealthCheck.http("/ready%7Clive?deep=1").path()).as("encoded, and a query")
+                .isEqualTo("/ready%7Clive?deep=1");
+    }
+
+    @Test
     void validatesTheCapOnBackendHandshakesInFlight() {
         assertThatThrownBy(() -> ProxyBuilder.create().maxPendingBackendHandshakes(0))
                 .isInstanceOf(IllegalArgumentException.class)

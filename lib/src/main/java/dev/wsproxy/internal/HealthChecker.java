@@ -47,6 +47,8 @@ final class HealthChecker {
     private volatile Scheduler.@Nullable Task next;
     /** The backends with a probe in flight, until it ends. */
     private final Set<BackendState> probing = ConcurrentHashMap.newKeySet();
+    /** Whether the last probe could not be sent: the warning is logged once per run of such failures. */
+    private volatile boolean unsent;
 
     HealthChecker(Route route, HealthCheck check, WebSocketCoreClient webSocketClient, HttpClient httpClient,
             Scheduler scheduler) {
@@ -108,9 +110,18 @@ final class HealthChecker {
                 });
             }
         } catch (Exception e) {
+            // The proxy's own side failed, not the backend: a failed probe all the same (nothing was checked), but
+            // said, or every backend goes down without a word.
+            if (!unsent) {
+                unsent = true;
+                LOG.warn("Health check of {} (route {}) could not be sent: counted as a failed probe", state.backend(),
+                        route.prefix(), e);
+            }
             end.run();
             record(state, false);
+            return;
         }
+        unsent = false;
     }
 
     /** Ends a probe of {@code state} once, however often it runs: the backend may be probed again. */
