@@ -335,6 +335,33 @@ class BalancingTest {
     }
 
     @Test
+    void neverOpensASessionOnABackendRemovedAfterItsSelection() throws Exception {
+        // The race between updateBackends() and a handshake, made certain: the selector picks A from the candidates,
+        // then A leaves the list. Handshake looked A up in the new list, did not find it, and gave it a fresh state
+        // as a backend outside the list (UP): the session went to the backend just removed.
+        BackendSelector removingA = new BackendSelector() {
+            private int calls;
+
+            @Override
+            public synchronized Backend select(SelectionContext context) {
+                Backend picked = context.candidates().get(0).backend();
+                if (calls++ == 0) {
+                    proxy.updateBackends("/ws/", List.of(b.backend()));
+                }
+                return picked;
+            }
+        };
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
+                .backendSelector(removingA)));
+
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).as("the session, failed over from the removed backend").isEqualTo("b");
+        assertThat(a.upgrades).as("handshakes the removed backend got").isEmpty();
+        assertThat(failures).as("a removal is no failure of the backend").isEmpty();
+        closeAll(open);
+    }
+
+    @Test
     void failsOverAHandshakeInFlightToABackendAsItIsDrained() throws Exception {
         // drain() closed the sessions of the backend, handshakes in flight included: those clients got 503 ("session
         // closed before its upgrade"), while a handshake arriving a moment later failed over to another backend.

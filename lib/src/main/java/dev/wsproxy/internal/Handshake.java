@@ -92,11 +92,13 @@ final class Handshake {
 
     /** Picks the next backend and connects; after a failure, {@code lastStatus} is what the client gets if none is left. */
     private void attempt(int lastStatus, @Nullable String lastReason) {
+        view.selecting();
         Backend backend = proxy.select(view, response, callback, route, lastStatus, lastReason, this::releasePermit);
         if (backend == null) {
             return;
         }
-        BackendState state = route.backends().stateOf(backend);
+        // The state in the list the selector picked from: a backend removed since is found removed, and turned away.
+        BackendState state = route.backends().stateOf(backend, view.seenBackends());
         if (!view.tried.add(state)) {
             // The selector picked a backend this handshake already failed on: no further attempt.
             refuse(lastStatus, lastReason);
@@ -125,10 +127,10 @@ final class Handshake {
             return;
         }
         if (state.state() == BackendStatus.State.DRAINING) {
-            // Drained since the selector chose it (or chosen by a selector that ignores the state): drain() gives up
-            // the handshakes it finds registered after marking the backend (Relay.drainBeforeUpgrade, failover in
-            // failed()), so one registered before this check is found, and one registered after it is turned away
-            // here. Another backend, or 503.
+            // Drained or removed since the selector chose it (or chosen by a selector that ignores the state):
+            // drain() gives up the handshakes it finds registered after marking the backend
+            // (Relay.drainBeforeUpgrade, failover in failed()), so one registered before this check is found, and one
+            // registered after it is turned away here. Another backend, or 503.
             slot.release();
             relay.onBackendFailed();
             nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend draining");

@@ -37,6 +37,13 @@ final class HandshakeRequestView implements SelectionContext {
     private @Nullable URI uri;
     /** Backends this handshake already failed on: not candidates any more. */
     final Set<BackendState> tried = new HashSet<>();
+    /**
+     * The route's lists of backends the selector read in the current attempt ({@link #candidates}, {@link #backends};
+     * one unless the list was replaced meanwhile): a backend picked from one of them is that list's, even if it has
+     * been removed since ({@link RouteBackends#stateOf}). The selector runs on the handshake's thread, during
+     * {@code select}.
+     */
+    private final List<List<BackendState>> seen = new java.util.ArrayList<>(1);
 
     private final ClientIdentity identity;
     private AuthDecision authorization = AuthDecision.allow();
@@ -202,12 +209,29 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public List<Backend> backends() {
-        return route.backends().backends();
+        return RouteBackends.backendsOf(seen(route.backends().states()));
     }
 
     @Override
     public List<BackendStatus> candidates() {
-        return route.backends().candidates(tried, route.maxPendingBackendHandshakes());
+        return RouteBackends.candidates(seen(route.backends().states()), tried, route.maxPendingBackendHandshakes());
+    }
+
+    private List<BackendState> seen(List<BackendState> states) {
+        if (seen.isEmpty() || seen.get(seen.size() - 1) != states) {
+            seen.add(states);
+        }
+        return states;
+    }
+
+    /** Forgets the lists seen by the previous attempt's selector; called before each selection. */
+    void selecting() {
+        seen.clear();
+    }
+
+    /** The lists of backends the selector read since {@link #selecting}. */
+    List<List<BackendState>> seenBackends() {
+        return seen;
     }
 
     @Override

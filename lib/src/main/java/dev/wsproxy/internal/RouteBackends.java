@@ -61,19 +61,25 @@ public final class RouteBackends {
     }
 
     List<Backend> backends() {
-        List<BackendState> current = states;
-        List<Backend> result = new ArrayList<>(current.size());
-        for (BackendState state : current) {
+        return backendsOf(states);
+    }
+
+    /** The backends of {@code states}, a list {@link #states()} returned. */
+    static List<Backend> backendsOf(List<BackendState> states) {
+        List<Backend> result = new ArrayList<>(states.size());
+        for (BackendState state : states) {
             result.add(state.backend());
         }
         return List.copyOf(result);
     }
 
     /**
-     * The backends that may take a new session, minus {@code tried}: the up primaries with fewer than
-     * {@code maxPendingHandshakes} handshakes in flight, else such backups.
+     * The backends of {@code states} (a list {@link #states()} returned) that may take a new session, minus
+     * {@code tried}: the up primaries with fewer than {@code maxPendingHandshakes} handshakes in flight, else such
+     * backups.
      */
-    List<BackendStatus> candidates(Set<BackendState> tried, int maxPendingHandshakes) {
+    static List<BackendStatus> candidates(List<BackendState> states, Set<BackendState> tried,
+            int maxPendingHandshakes) {
         List<BackendStatus> primaries = new ArrayList<>();
         List<BackendStatus> backups = new ArrayList<>();
         for (BackendState state : states) {
@@ -98,15 +104,26 @@ public final class RouteBackends {
 
     /** The state of a backend the selector picked; a backend the route does not know gets a state of its own. */
     BackendState stateOf(Backend backend) {
-        for (BackendState state : states) {
-            if (state.backend().equals(backend)) {
+        return stateOf(backend, List.of());
+    }
+
+    /**
+     * The state of a backend the selector picked from one of the lists it read ({@code seen}), first in those: one
+     * removed since is still that list's state, removed ({@link BackendStatus.State#DRAINING}), which the handshake
+     * turns away as it does a drained one. Looked up only in the current list, it was a backend outside the list,
+     * given a fresh state ({@code UP}), and the session went to the backend just removed. Then the current list; a
+     * backend in neither (one the selector built itself) gets a state of its own.
+     */
+    BackendState stateOf(Backend backend, List<List<BackendState>> seen) {
+        for (List<BackendState> list : seen) {
+            BackendState state = find(list, backend);
+            if (state != null) {
                 return state;
             }
         }
-        for (BackendState state : states) {
-            if (state.backend().uri().equals(backend.uri())) {
-                return state;
-            }
+        BackendState listed = find(states, backend);
+        if (listed != null) {
+            return listed;
         }
         BackendState other = others.get(backend);
         if (other != null) {
@@ -114,6 +131,21 @@ public final class RouteBackends {
         }
         pruneOthers();
         return others.computeIfAbsent(backend, BackendState::new);
+    }
+
+    /** The state of {@code backend} in {@code list}: the same backend, else the same URI; {@code null} if none. */
+    private static @Nullable BackendState find(List<BackendState> list, Backend backend) {
+        for (BackendState state : list) {
+            if (state.backend().equals(backend)) {
+                return state;
+            }
+        }
+        for (BackendState state : list) {
+            if (state.backend().uri().equals(backend.uri())) {
+                return state;
+            }
+        }
+        return null;
     }
 
     /**
