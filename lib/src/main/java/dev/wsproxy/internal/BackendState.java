@@ -138,9 +138,9 @@ public final class BackendState implements BackendStatus {
 
     /**
      * Counts a failed connection attempt; {@code maxFails} failures within {@code windowNanos} take the backend down
-     * for {@code windowNanos} ({@code 0}: never, the failure is only counted, for {@link #recentFailures}). Returns the {@link #state()} the backend had when this failure changed it (took it
-     * down), else {@code null}, as {@link #recordProbe} does: a backend a health check took down, or draining, does
-     * not change.
+     * for {@code windowNanos} ({@code 0}: never, the failure is only counted, for {@link #recentFailures}). Returns
+     * the {@link #state()} the backend had when this failure changed it (took it down), else {@code null}, as
+     * {@link #recordProbe} does: a backend a health check took down, or draining, does not change.
      */
     synchronized @Nullable State recordFailure(int maxFails, long windowNanos) {
         State before = state();
