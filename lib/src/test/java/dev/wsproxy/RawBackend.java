@@ -80,11 +80,14 @@ final class RawBackend implements AutoCloseable {
     final BlockingQueue<Request> requests = new LinkedBlockingQueue<>();
     final BlockingQueue<RawFrames.Frame> frames = new LinkedBlockingQueue<>();
     final BlockingQueue<String> ends = new LinkedBlockingQueue<>();
+    /** The request bodies a {@link #readingBodies} backend read, one per request. */
+    final BlockingQueue<String> bodies = new LinkedBlockingQueue<>();
     private final ServerSocket server;
     private final Reply reply;
     private final AfterUpgrade afterUpgrade;
     private final boolean echo;
     private final boolean closeAfterReply;
+    private final boolean readsBodies;
     private final CountDownLatch gate;
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
     private final Thread acceptor;
@@ -104,7 +107,13 @@ final class RawBackend implements AutoCloseable {
 
     private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo, boolean closeAfterReply,
             SSLContext tls) throws IOException {
+        this(reply, held, afterUpgrade, echo, closeAfterReply, tls, false);
+    }
+
+    private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo, boolean closeAfterReply,
+            SSLContext tls, boolean readsBodies) throws IOException {
         this.reply = reply;
+        this.readsBodies = readsBodies;
         this.closeAfterReply = closeAfterReply;
         this.afterUpgrade = afterUpgrade;
         this.echo = echo;
@@ -127,6 +136,15 @@ final class RawBackend implements AutoCloseable {
      */
     static RawBackend answeringThenClosing(Reply reply) throws IOException {
         return new RawBackend(reply, false, (socket, out) -> { }, false, true);
+    }
+
+    /**
+     * A backend for plain HTTP requests with a body: it answers {@code 100 Continue} to a request that expects it,
+     * reads the body (framed by {@code Content-Length} or chunked), records it in {@link #bodies}, then answers with
+     * {@code reply}.
+     */
+    static RawBackend readingBodies(Reply reply) throws IOException {
+        return new RawBackend(reply, false, (socket, out) -> { }, false, false, null, true);
     }
 
     /** A backend that answers every handshake with a valid {@code 101}, then runs {@code afterUpgrade}. */
@@ -217,6 +235,15 @@ final class RawBackend implements AutoCloseable {
         return end;
     }
 
+    /** The body of the next request a {@link #readingBodies} backend read; fails after 10 s. */
+    String nextBody() throws InterruptedException {
+        String body = bodies.poll(10, TimeUnit.SECONDS);
+        if (body == null) {
+            throw new AssertionError("raw backend read no request body");
+        }
+        return body;
+    }
+
     int openConnections() {
         return open.size();
     }
@@ -249,6 +276,13 @@ final class RawBackend implements AutoCloseable {
             }
             Request request = new Request(head);
             requests.add(request);
+            if (readsBodies) {
+                if ("100-continue".equalsIgnoreCase(request.header("Expect"))) {
+                    out.write("HTTP/1.1 100 Continue\r\n\r\n".getBytes(StandardCharsets.ISO_8859_1));
+                    out.flush();
+                }
+                bodies.add(readBody(in, request));
+            }
             gate.await();
             String response = reply.response(request);
             if (response != null) {
@@ -290,6 +324,42 @@ final class RawBackend implements AutoCloseable {
                 RawFrames.write(out, RawFrames.encode(frame.opcode(), frame.payload(), false));
             }
         }
+    }
+
+    /** Reads a request body framed by its {@code Content-Length} or chunked (no body when it has neither). */
+    private static String readBody(InputStream in, Request request) throws IOException {
+        String encoding = request.header("Transfer-Encoding");
+        if (encoding != null && encoding.toLowerCase(java.util.Locale.ROOT).contains("chunked")) {
+            ByteArrayOutputStream body = new ByteArrayOutputStream();
+            while (true) {
+                String sizeLine = readLine(in);
+                int size = Integer.parseInt(sizeLine.split(";")[0].trim(), 16);
+                if (size == 0) {
+                    while (!readLine(in).isEmpty()) {
+                        // Trailers are not needed.
+                    }
+                    return body.toString(StandardCharsets.UTF_8);
+                }
+                body.write(in.readNBytes(size));
+                readLine(in);
+            }
+        }
+        String length = request.header("Content-Length");
+        return length == null ? "" : new String(in.readNBytes(Integer.parseInt(length)), StandardCharsets.UTF_8);
+    }
+
+    private static String readLine(InputStream in) throws IOException {
+        ByteArrayOutputStream line = new ByteArrayOutputStream();
+        int b;
+        while ((b = in.read()) != '\n') {
+            if (b == -1) {
+                throw new EOFException("end of stream in a chunked body");
+            }
+            if (b != '\r') {
+                line.write(b);
+            }
+        }
+        return line.toString(StandardCharsets.ISO_8859_1);
     }
 
     private static String readHead(InputStream in) throws IOException {

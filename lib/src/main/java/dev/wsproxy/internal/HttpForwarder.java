@@ -7,6 +7,7 @@ import java.util.concurrent.TimeUnit;
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
@@ -29,7 +30,9 @@ import dev.wsproxy.TimeoutPolicy;
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
  * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list.
  * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
- * as the backend sent them, hop-by-hop and framing headers included.
+ * as the backend sent them, hop-by-hop and framing headers included. A request body goes with the client's framing:
+ * its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only after the
+ * backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it came.
  */
 final class HttpForwarder extends ProxyHandler {
 
@@ -153,10 +156,19 @@ final class HttpForwarder extends ProxyHandler {
         Route route = (Route) clientToProxyRequest.getAttribute(ROUTE_ATTRIBUTE);
         ClientIdentity identity = (ClientIdentity) clientToProxyRequest.getAttribute(ClientIdentity.ATTRIBUTE);
         HandshakeRequestView view = (HandshakeRequestView) clientToProxyRequest.getAttribute(VIEW_ATTRIBUTE);
+        // The body's length as the client framed it: Jetty's client sends the length of the body it is given, and
+        // for a request that expects 100-continue ProxyHandler gives it one of unknown length (it copies the client's
+        // body only once the backend's 100 came), which went chunked. Jetty's server has checked the client's framing;
+        // a chunked request has no length (-1) and stays chunked.
+        long length = clientToProxyRequest.getLength();
+        boolean framedByLength = length >= 0 && clientToProxyRequest.getHeaders().contains(HttpHeader.CONTENT_LENGTH);
         proxyToServerRequest.headers(headers -> {
             ForwardedHeaders.copy(clientToProxyRequest, headers, route.preserveHost(), false, identity);
             if (view != null) {
                 view.addAuthorizedHeaders(headers);
+            }
+            if (framedByLength) {
+                headers.put(HttpHeader.CONTENT_LENGTH, length);
             }
         });
     }
