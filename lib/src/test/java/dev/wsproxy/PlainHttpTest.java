@@ -342,6 +342,48 @@ class PlainHttpTest {
     }
 
     @Test
+    void forwardsAsBeforeAfterTheServerItIsMountedInRestarts() throws Exception {
+        // A stopped HttpClient forgets its protocol handlers and decoders, and starts again with Jetty's defaults:
+        // following a 401 as a challenge, a Continue handler that never sends the held body, gzip decoding.
+        RawBackend answering = RawBackend.readingBodies(request -> request.requestLine().startsWith("PUT")
+                ? "HTTP/1.1 201 Created\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstored"
+                : "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n"
+                + "\r\ndenied");
+        WebSocketProxy mounted = ProxyBuilder.create()
+                .route("/", r -> r.backends(answering.backend()).timeoutPolicy(TimeoutPolicy.idle(Duration.ofSeconds(2))))
+                .build();
+        Server server = new Server();
+        ServerConnector connector = new ServerConnector(server);
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(mounted.handler());
+        try {
+            server.start();
+            server.stop();
+            server.start();
+            String host = "127.0.0.1:" + connector.getLocalPort();
+            try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
+                // Twice on one connection: a 401 taken for a challenge without one failed after its body was written.
+                for (int i = 0; i < 2; i++) {
+                    RawHttp.Response refused = client.exchange(Request.plain("GET", "/secret", host));
+
+                    assertThat(refused.status()).as("%s", refused).isEqualTo(401);
+                    assertThat(refused.bodyText()).isEqualTo("denied");
+                }
+            }
+            RawBackend.Request seen = answering.nextRequest();
+            assertThat(seen.header("Accept-Encoding")).as("%s", seen.head()).isNull();
+            RawHttp.Response stored = upload(RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort())), host,
+                    "/files/a", "hello");
+            assertThat(stored.status()).as("%s", stored).isEqualTo(201);
+            assertThat(stored.bodyText()).isEqualTo("stored");
+        } finally {
+            server.stop();
+            answering.close();
+        }
+    }
+
+    @Test
     void passesPlainHttpToTheNextHandlerOnANextHandlerRoute() throws Exception {
         RawHttp.Response response = get("/p/page?x=1");
 

@@ -58,13 +58,30 @@ final class HttpForwarder extends ProxyHandler {
 
     /**
      * Sets the TCP connect timeout of the next start: the longest of the routes, which the proxy reads when it starts
-     * (its policies may change in between). Jetty keeps the client of the first start for the next ones.
+     * (its policies may change in between); a running client takes it at once.
      */
     void connectTimeout(Duration timeout) {
         this.connectTimeout = timeout;
         HttpClient client = getHttpClient();
         if (client != null) {
             client.setConnectTimeout(timeout.toMillis());
+        }
+    }
+
+    /**
+     * Also drops the stopped client, so that the next start builds and configures a new one: {@link ProxyHandler}
+     * builds its client only when it has none, and configures it partly after starting it (no protocol handlers but
+     * its own, no content decoders), which a stopped {@code HttpClient} forgets and a restarted one replaces with
+     * Jetty's defaults: a {@code 401} without {@code WWW-Authenticate} failed as a broken challenge, an upload that
+     * expects {@code 100-continue} never sent its body, and every request offered {@code Accept-Encoding: gzip}.
+     */
+    @Override
+    protected void doStop() throws Exception {
+        super.doStop();
+        HttpClient stopped = getHttpClient();
+        if (stopped != null) {
+            removeBean(stopped);
+            setHttpClient(null);
         }
     }
 
