@@ -419,15 +419,20 @@ final class LauncherOptions {
         if (parts.length == 3 && parts[0].equals("hash") && !parts[2].isEmpty() && parts[2].strip().equals(parts[2])
                 && parts[2].chars().noneMatch(Character::isWhitespace)) {
             String name = parts[2];
-            switch (parts[1]) {
-                case "header":
-                    return BackendSelector.consistentHash(HashKeys.header(name));
-                case "cookie":
-                    return BackendSelector.consistentHash(HashKeys.cookie(name));
-                case "query":
-                    return BackendSelector.consistentHash(HashKeys.queryParameter(name));
-                default:
-                    break;
+            try {
+                switch (parts[1]) {
+                    case "header":
+                        return BackendSelector.consistentHash(HashKeys.header(name));
+                    case "cookie":
+                        return BackendSelector.consistentHash(HashKeys.cookie(name));
+                    case "query":
+                        return BackendSelector.consistentHash(HashKeys.queryParameter(name));
+                    default:
+                        break;
+                }
+            } catch (IllegalArgumentException e) {
+                // A name no request can carry (X-User:, session=): the library says why.
+                throw new UsageException("--balance: " + e.getMessage());
             }
         }
         throw UsageException.badValue("--balance", balance, BALANCE_FORM);

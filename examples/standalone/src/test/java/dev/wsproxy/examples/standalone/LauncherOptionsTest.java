@@ -206,6 +206,15 @@ class LauncherOptionsTest {
                 + " hash:header:NAME, hash:cookie:NAME or hash:query:NAME)");
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"hash:header:X-User:", "hash:cookie:session=", "hash:header:X(User)"})
+    void rejectsAHashKeyNameNoRequestCanCarryWithTheLibrarysReason(String balance) {
+        // The library refuses such names; the launcher let its IllegalArgumentException out as a stack trace.
+        String name = balance.substring(balance.lastIndexOf(':', balance.length() - 2) + 1);
+        assertThatThrownBy(() -> LauncherOptions.parse("--balance", balance, ROUTE, WS_ROUTE))
+                .isInstanceOf(UsageException.class).hasMessageStartingWith("--balance: ").hasMessageContaining(name);
+    }
+
     @Test
     void readsWeightAndBackupAfterABackendUrl() throws Exception {
         LauncherOptions options = LauncherOptions.parse(ROUTE,
