@@ -72,7 +72,7 @@ public final class HealthCheck {
      * Returns a check that opens a WebSocket handshake on {@code path} of each backend.
      *
      * @param path a path starting with {@code /}, sent as is (a backend's own path prefix is not added), so already
-     *        in URI syntax: characters a URI does not allow there ({@code |}, {@code {}, {@code ^}, {@code "}, a
+     *        in URI syntax: characters a URI does not allow there ({@code |}, <code>{</code>, {@code ^}, {@code "}, a
      *        {@code %} that starts no escape...) percent-encoded, and no fragment ({@code #}, never sent); it may
      *        carry a query ({@code /health?deep=1})
      * @return the check, with the default interval, timeout and thresholds
