@@ -57,15 +57,11 @@ final class HttpForwarder extends ProxyHandler {
     }
 
     /**
-     * Sets the TCP connect timeout of the next start: the longest of the routes, which the proxy reads when it starts
-     * (its policies may change in between); a running client takes it at once.
+     * Sets the TCP connect timeout of the client the next start builds ({@link #doStop} drops the last one): the
+     * longest of the routes, which the proxy reads when it starts (its policies may change in between).
      */
     void connectTimeout(Duration timeout) {
         this.connectTimeout = timeout;
-        HttpClient client = getHttpClient();
-        if (client != null) {
-            client.setConnectTimeout(timeout.toMillis());
-        }
     }
 
     /**

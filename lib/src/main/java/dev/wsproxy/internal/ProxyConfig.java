@@ -91,7 +91,7 @@ public final class ProxyConfig {
     public Duration connectorIdleTimeout() {
         Duration max = Duration.ofSeconds(30);
         for (Route route : routes) {
-            // A user's policy read as a session reads it: checked, and capped at Durations.LONGEST.
+            // A user's policy checked and capped at Durations.LONGEST, as for a session (Timeouts.copyAtStart).
             Duration connect = Timeouts.copyAtStart(route.timeouts(), "the connector's idle timeout").connectTimeout();
             Duration budget = route.failover().maxTime().compareTo(connect) > 0 ? route.failover().maxTime() : connect;
             if (route.authenticator() != null) {
