@@ -153,6 +153,8 @@ final class Relay implements ProxySession {
     private boolean closedBeforeUpgrade;
     /** {@link #drainBeforeUpgrade} gave up the backend handshake: the client fails over to another backend. */
     private boolean drainedBeforeUpgrade;
+    /** The backend answered its handshake: the client's upgrade is under way ({@link #onBackendConnected}). */
+    private boolean backendConnected;
 
     private volatile @Nullable String subprotocol;
     private volatile Instant openedAt = Instant.EPOCH;
@@ -268,16 +270,18 @@ final class Relay implements ProxySession {
     /**
      * The backend is being drained ({@code proxy.drain}) while this relay may still be in its backend handshake: gives
      * that handshake up, so that {@link Handshake} fails over to another backend, as it does for a handshake that
-     * finds the backend draining, with nobody blamed. Returns {@code false}, and does nothing, once the client is
-     * upgraded or the relay has finished: an open session is the drain's to close, over its window.
+     * finds the backend draining, with nobody blamed. Returns {@code false}, and does nothing, once the backend has
+     * answered ({@link #onBackendConnected}: the client's {@code 101} is on its way, and the client may hold it before
+     * the relay hears of its upgrade) or the relay has finished: such a session is the drain's to close, over its
+     * window, as an open one.
      *
-     * <p>A backend handshake that completed already goes on, as after {@link #close}: the client gets its
-     * {@code 101} and then {@code 1001}, like the drained backend's other sessions.
+     * <p>A backend handshake that completed just before, its answer not yet handed on, goes on as after
+     * {@link #close}: the client gets its {@code 101} and then {@code 1001}, like the drained backend's other sessions.
      */
     boolean drainBeforeUpgrade() {
         Runnable abort;
         synchronized (this) {
-            if (opened || finished) {
+            if (backendConnected || opened || finished) {
                 return false;
             }
             drainedBeforeUpgrade = true;
@@ -347,6 +351,9 @@ final class Relay implements ProxySession {
     /** The backend leg is open and the client's 101 is about to be written. */
     void onBackendConnected(@Nullable String subprotocol) {
         this.subprotocol = subprotocol;
+        synchronized (this) {
+            backendConnected = true;
+        }
     }
 
     /** The client leg will never open (the 101 could not be written, or the proxy answered with an error instead). */
