@@ -184,9 +184,10 @@ public final class RouteBuilder {
     /**
      * Sets passive health checks for this route, like nginx's {@code max_fails} and {@code fail_timeout}: a backend
      * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
-     * handshake) gets no new sessions for {@code failTimeout}, then is tried again. A backend's own refusal (a status
-     * other than {@code 101}) is not a failure. Routes with a single backend never take it down (its failures still
-     * show in {@link BackendStatus#recentFailures()}). Default: 1 failure, 10 seconds.
+     * handshake; also those of plain HTTP requests the route forwards) gets no new sessions (nor plain HTTP requests)
+     * for {@code failTimeout}, then is tried again. A backend's own refusal (a status other than {@code 101}) is not a
+     * failure. Routes with a single backend never take it down (its failures still show in
+     * {@link BackendStatus#recentFailures()}). Default: 1 failure, 10 seconds.
      *
      * @param maxFails failures that take a backend down; 0 turns passive health off
      * @param failTimeout the window that counts failures, and how long a backend stays down
@@ -202,7 +203,9 @@ public final class RouteBuilder {
      * Sets failover for this route, like nginx's {@code proxy_next_upstream error timeout}: when a backend connection
      * fails before its {@code 101}, the next candidate the selector offers is tried, up to {@code maxAttempts}
      * backends in all and within {@code maxTime} from the first attempt. A backend's own refusal is relayed, not
-     * retried, and nothing is retried once the client is upgraded. Default: 3 attempts, 30 seconds.
+     * retried, and nothing is retried once the client is upgraded. A plain HTTP request the route forwards goes to the
+     * next candidate likewise when no backend connection carried it (nothing of it sent, nothing of its body read),
+     * never once it went out. Default: 3 attempts, 30 seconds.
      *
      * @param maxAttempts backends to try in all, at least 1 (1 turns failover off)
      * @param maxTime the time budget of all attempts together

@@ -8,6 +8,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.net.http.HttpClient;
@@ -491,6 +492,109 @@ class PlainHttpTest {
             Clients.assertNoLeaks(bare, null, backend);
         }
         assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    @Test
+    void takesABackendThatRefusesPlainHttpDownAndFailsOverToAnother() throws Exception {
+        List<String> changes = new CopyOnWriteArrayList<>();
+        Backend dead = Backend.of("ws://127.0.0.1:" + closedPort);
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", dead, backend.backend())
+                .backendSelector(BackendSelector.roundRobin())
+                .passiveHealth(1, Duration.ofSeconds(10))
+                .listener(stateChanges(changes))
+                .build()) {
+            proxying.start();
+            for (int i = 0; i < 6; i++) {
+                try (RawHttp client = RawHttp.connect(proxying)) {
+                    RawHttp.Response response = client.exchange(Request.plain("GET", "/page?i=" + i,
+                            RawHttp.host(proxying)));
+
+                    assertThat(response.status()).as("request %d: %s", i, response).isEqualTo(200);
+                    assertThat(response.bodyText()).startsWith("plain:/page?i=" + i + " ");
+                }
+            }
+            BackendStatus deadStatus = status(proxying, dead);
+            assertThat(deadStatus.state()).isEqualTo(BackendStatus.State.DOWN);
+            assertThat(deadStatus.recentFailures()).isEqualTo(1);
+            assertThat(status(proxying, backend.backend()).state()).isEqualTo(BackendStatus.State.UP);
+            assertThat(changes).containsExactly(dead + " UP->DOWN");
+        }
+    }
+
+    @Test
+    void answers502ForARefusedPlainRequestWithoutFailoverAndTakesTheBackendDown() throws Exception {
+        Backend dead = Backend.of("ws://127.0.0.1:" + closedPort);
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", dead, backend.backend())
+                .backendSelector(BackendSelector.roundRobin())
+                .passiveHealth(1, Duration.ofSeconds(10))
+                .failover(1, Duration.ofSeconds(10))
+                .build()) {
+            proxying.start();
+            List<Integer> statuses = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                try (RawHttp client = RawHttp.connect(proxying)) {
+                    statuses.add(client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying))).status());
+                }
+            }
+
+            assertThat(statuses).as("one attempt each: the refused one's 502, then the live backend only")
+                    .containsExactly(502, 200, 200, 200, 200, 200);
+            assertThat(status(proxying, dead).state()).isEqualTo(BackendStatus.State.DOWN);
+        }
+    }
+
+    @Test
+    void failsOverAnUploadWhoseBackendRefusedTheConnectionWithItsBody() throws Exception {
+        // Nothing of the request reached the refused backend and nothing of its body was read from the client.
+        RawBackend storing = RawBackend.readingBodies(
+                RawBackend.raw("HTTP/1.1 201 Created\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstored"));
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", Backend.of("ws://127.0.0.1:" + closedPort), storing.backend())
+                .backendSelector(BackendSelector.roundRobin())
+                .passiveHealth(0, Duration.ofSeconds(10))
+                .build()) {
+            proxying.start();
+            List<String> sent = new ArrayList<>();
+            for (int i = 0; i < 2; i++) {
+                String posted = "posted-" + i;
+                try (RawHttp client = RawHttp.connect(proxying)) {
+                    RawHttp.Response response = client.exchange(Request.plain("POST", "/form", RawHttp.host(proxying))
+                            .add("Content-Type", "text/plain").add("Content-Length", String.valueOf(posted.length()))
+                            .body(posted));
+
+                    assertThat(response.status()).as("POST %d: %s", i, response).isEqualTo(201);
+                }
+                String uploaded = "uploaded-" + i;
+                RawHttp.Response response = upload(proxying, "/files/" + i, uploaded);
+                assertThat(response.status()).as("PUT %d: %s", i, response).isEqualTo(201);
+                sent.add(posted);
+                sent.add(uploaded);
+            }
+
+            List<String> received = new ArrayList<>();
+            for (int i = 0; i < sent.size(); i++) {
+                received.add(storing.nextBody());
+            }
+            assertThat(received).containsExactlyInAnyOrderElementsOf(sent);
+        } finally {
+            storing.close();
+        }
+    }
+
+    private static ProxyListener stateChanges(List<String> changes) {
+        return new ProxyListener() {
+            @Override
+            public void onBackendStateChanged(String route, BackendStatus backend, BackendStatus.State previous) {
+                changes.add(backend.backend() + " " + previous + "->" + backend.state());
+            }
+        };
+    }
+
+    private static BackendStatus status(WebSocketProxy proxying, Backend backend) {
+        return proxying.backendStatus("/").stream().filter(s -> s.backend().equals(backend)).findFirst()
+                .orElseThrow();
     }
 
     @Test

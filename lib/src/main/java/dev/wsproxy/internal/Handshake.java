@@ -306,12 +306,8 @@ final class Handshake {
                         : "backend unreachable: " + cause;
         LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
         // A timer cut short by the failover time says nothing about the backend (see the class comment).
-        BackendStatus.State previous = cause instanceof FailoverTimeUp ? null : route.backends().recordFailure(state,
-                route.passiveHealth().maxFails(), route.passiveHealth().failTimeout().toNanos());
-        if (previous != null) {
-            LOG.warn("Backend {} of route {} is down for {} after failed connections", backend, route.prefix(),
-                    route.passiveHealth().failTimeout());
-            route.listener().onBackendStateChanged(route.prefix(), state, previous);
+        if (!(cause instanceof FailoverTimeUp)) {
+            WebSocketProxyHandler.countConnectFailure(route, state);
         }
         route.listener().onBackendConnectFailed(view, backend, cause);
         nextAttemptOrRefuse(answer, reason);

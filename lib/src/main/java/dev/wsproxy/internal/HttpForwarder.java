@@ -1,19 +1,28 @@
 package dev.wsproxy.internal;
 
+import java.net.SocketException;
+import java.net.SocketTimeoutException;
+import java.net.UnknownHostException;
 import java.time.Duration;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+
+import javax.net.ssl.SSLException;
 
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.HttpURI;
+import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
 import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.BackendTls;
 import dev.wsproxy.TimeoutPolicy;
@@ -33,24 +42,42 @@ import dev.wsproxy.TimeoutPolicy;
  * as the backend sent them, hop-by-hop and framing headers included. A request body goes with the client's framing:
  * its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only after the
  * backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it came.
+ *
+ * <h2>Passive health and failover</h2>
+ * A request that no connection to its backend carried (Jetty's client failed it while it waited for the connection:
+ * refused, host unknown, connect timeout, TLS handshake) counts a failure against the backend for passive health, as a
+ * failed backend handshake does ({@link WebSocketProxyHandler#countConnectFailure}), and goes to the next candidate
+ * within the route's failover budget ({@link WebSocketProxyHandler#forwardToAnother}): nothing of it reached the
+ * backend, and nothing of its body was read from the client, so another backend gets all of it (nginx's
+ * {@code proxy_next_upstream error timeout}). The body stays unread because Jetty's client reads it only once the
+ * request is on a connection, and because {@link AttemptBody} does not pass the client's failure of an unread body on
+ * to the client's request (Jetty would fail the request's reads for good); with {@code Expect: 100-continue}
+ * {@link ProxyHandler} copies the body only after the backend's {@code 100}. A response from the backend, whatever its
+ * status, counts as a success. Nothing is retried once the request went out on a connection: a backend that fails
+ * later (a reset, its idle timeout) may have acted on it.
  */
 final class HttpForwarder extends ProxyHandler {
 
-    static final String TARGET_ATTRIBUTE = HttpForwarder.class.getName() + ".target";
-    static final String ROUTE_ATTRIBUTE = HttpForwarder.class.getName() + ".route";
-    /** The request's {@link HandshakeRequestView}, carrying what the route's authenticator allowed. */
-    static final String VIEW_ATTRIBUTE = HttpForwarder.class.getName() + ".view";
-    /** The route's {@link Timeouts}, read once for the request. */
-    static final String TIMEOUTS_ATTRIBUTE = HttpForwarder.class.getName() + ".timeouts";
+    private static final Logger LOG = LoggerFactory.getLogger(HttpForwarder.class);
+
+    /**
+     * The client request's {@link ForwardedRequest}: its route, its target, and its {@link HandshakeRequestView},
+     * carrying what the route's authenticator allowed.
+     */
+    static final String FORWARDED_ATTRIBUTE = HttpForwarder.class.getName() + ".forwarded";
+    /** The {@link Attempt} a request to a backend makes. */
+    private static final String ATTEMPT_ATTRIBUTE = HttpForwarder.class.getName() + ".attempt";
 
     /** The names the response being copied on this thread lists in its {@code Connection} header. */
     private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
 
+    private final WebSocketProxyHandler proxy;
     private final BackendTls tls;
     private final int maxConnectionsPerBackend;
     private volatile Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
 
-    HttpForwarder(BackendTls tls, int maxConnectionsPerBackend) {
+    HttpForwarder(WebSocketProxyHandler proxy, BackendTls tls, int maxConnectionsPerBackend) {
+        this.proxy = proxy;
         this.tls = tls;
         this.maxConnectionsPerBackend = maxConnectionsPerBackend;
         setUseServerThreadPool(true);
@@ -81,9 +108,33 @@ final class HttpForwarder extends ProxyHandler {
         }
     }
 
+    private static ForwardedRequest forwarded(Request clientToProxyRequest) {
+        return (ForwardedRequest) clientToProxyRequest.getAttribute(FORWARDED_ATTRIBUTE);
+    }
+
     @Override
     protected HttpURI rewriteHttpURI(Request clientToProxyRequest) {
-        return (HttpURI) clientToProxyRequest.getAttribute(TARGET_ATTRIBUTE);
+        return forwarded(clientToProxyRequest).target();
+    }
+
+    /** Also marks the request with its {@link Attempt}, which notes when a connection to the backend carries it. */
+    @Override
+    protected org.eclipse.jetty.client.Request newProxyToServerRequest(Request clientToProxyRequest,
+            HttpURI newHttpURI) {
+        Attempt attempt = new Attempt(forwarded(clientToProxyRequest).backend());
+        return super.newProxyToServerRequest(clientToProxyRequest, newHttpURI)
+                .attribute(ATTEMPT_ATTRIBUTE, attempt)
+                .onRequestBegin(request -> attempt.begun = true);
+    }
+
+    @Override
+    protected org.eclipse.jetty.client.Request.Content newProxyToServerRequestContent(Request clientToProxyRequest,
+            Response proxyToClientResponse, org.eclipse.jetty.client.Request proxyToServerRequest) {
+        return new AttemptBody(clientToProxyRequest, attempt(proxyToServerRequest));
+    }
+
+    private static Attempt attempt(org.eclipse.jetty.client.Request proxyToServerRequest) {
+        return (Attempt) proxyToServerRequest.getAttributes().get(ATTEMPT_ATTRIBUTE);
     }
 
     @Override
@@ -101,7 +152,7 @@ final class HttpForwarder extends ProxyHandler {
     protected void sendProxyToServerRequest(Request clientToProxyRequest,
             org.eclipse.jetty.client.Request proxyToServerRequest, Response proxyToClientResponse,
             Callback proxyToClientCallback) {
-        Timeouts timeouts = (Timeouts) clientToProxyRequest.getAttribute(TIMEOUTS_ATTRIBUTE);
+        Timeouts timeouts = forwarded(clientToProxyRequest).timeouts;
         // 0 (no idle timeout on the route) is none for Jetty's client too.
         proxyToServerRequest.idleTimeout(timeouts.idleTimeout().toMillis(), TimeUnit.MILLISECONDS);
         super.sendProxyToServerRequest(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
@@ -112,8 +163,16 @@ final class HttpForwarder extends ProxyHandler {
     protected org.eclipse.jetty.client.Response.CompleteListener newServerToProxyResponseListener(
             Request clientToProxyRequest, org.eclipse.jetty.client.Request proxyToServerRequest,
             Response proxyToClientResponse, Callback proxyToClientCallback) {
+        BackendState backend = attempt(proxyToServerRequest).backend;
         return new ProxyResponseListener(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
                 proxyToClientCallback) {
+            @Override
+            public void onBegin(org.eclipse.jetty.client.Response serverToProxyResponse) {
+                // The backend answered: reachable, whatever its status (as a refused handshake is not a failure).
+                backend.recordSuccess();
+                super.onBegin(serverToProxyResponse);
+            }
+
             @Override
             public void onHeaders(org.eclipse.jetty.client.Response serverToProxyResponse) {
                 // Jetty copies the headers within this call, through filterServerToProxyResponseField.
@@ -166,9 +225,10 @@ final class HttpForwarder extends ProxyHandler {
     @Override
     protected void copyRequestHeaders(Request clientToProxyRequest,
             org.eclipse.jetty.client.Request proxyToServerRequest) {
-        Route route = (Route) clientToProxyRequest.getAttribute(ROUTE_ATTRIBUTE);
+        ForwardedRequest forwarded = forwarded(clientToProxyRequest);
+        Route route = forwarded.route;
         ClientIdentity identity = (ClientIdentity) clientToProxyRequest.getAttribute(ClientIdentity.ATTRIBUTE);
-        HandshakeRequestView view = (HandshakeRequestView) clientToProxyRequest.getAttribute(VIEW_ATTRIBUTE);
+        HandshakeRequestView view = forwarded.view;
         // The body's length as the client framed it: Jetty's client sends the length of the body it is given, and
         // for a request that expects 100-continue ProxyHandler gives it one of unknown length (it copies the client's
         // body only once the backend's 100 came), which went chunked. Jetty's server has checked the client's framing;
@@ -191,5 +251,94 @@ final class HttpForwarder extends ProxyHandler {
             org.eclipse.jetty.client.Request proxyToServerRequest) {
         // X-Forwarded-* were added with the copied headers; add Via like any HTTP proxy.
         addViaHeader(clientToProxyRequest, proxyToServerRequest);
+    }
+
+    /**
+     * A request that no connection carried counts against its backend and goes to the next candidate, when the
+     * route's failover allows (see the class comment); otherwise the client gets Jetty's {@code 502}, or {@code 504}
+     * for a timeout.
+     */
+    @Override
+    protected void onServerToProxyResponseFailure(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest,
+            org.eclipse.jetty.client.Response serverToProxyResponse, Response proxyToClientResponse,
+            Callback proxyToClientCallback, Throwable failure) {
+        Attempt attempt = attempt(proxyToServerRequest);
+        if (!attempt.begun && isConnectFailure(failure) && isRunning()) {
+            ForwardedRequest forwarded = forwarded(clientToProxyRequest);
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("Backend {} failed for {}: backend unreachable: {}", attempt.backend.backend(),
+                        forwarded.view, failure.toString());
+            }
+            WebSocketProxyHandler.countConnectFailure(forwarded.route, attempt.backend);
+            if (!attempt.bodyRead && proxy.forwardToAnother(clientToProxyRequest, proxyToClientResponse,
+                    proxyToClientCallback, forwarded, HttpStatus.BAD_GATEWAY_502, "backend unreachable: " + failure)) {
+                return;
+            }
+        }
+        super.onServerToProxyResponseFailure(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
+                proxyToClientResponse, proxyToClientCallback, failure);
+    }
+
+    /**
+     * Whether a failure of a request that no connection carried came from connecting to the backend: refused,
+     * unreachable, host unknown, connect timeout, TLS handshake; not the proxy's own (the client stopping, the
+     * destination's queue full).
+     */
+    private static boolean isConnectFailure(Throwable failure) {
+        for (Throwable t = failure; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof SocketException || t instanceof UnknownHostException
+                    || t instanceof SocketTimeoutException || t instanceof SSLException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * One request to a backend: whether a connection carried it (Jetty's client began sending it) and whether its body
+     * was read from the client. Set on Jetty's client threads, read when the request has completed.
+     */
+    private static final class Attempt {
+        final BackendState backend;
+        volatile boolean begun;
+        volatile boolean bodyRead;
+
+        Attempt(BackendState backend) {
+            this.backend = backend;
+        }
+    }
+
+    /**
+     * The client's body for one attempt. Jetty's client fails the body of a request it could not send, and the
+     * client's request with it, for good (its reads fail from then on); a body not read yet is left as it is, so that
+     * another backend can still get all of it, or, if none does, it stays unread, as any handler may leave a body.
+     */
+    private static final class AttemptBody extends ProxyRequestContent {
+        private final Attempt attempt;
+
+        AttemptBody(Request clientToProxyRequest, Attempt attempt) {
+            super(clientToProxyRequest);
+            this.attempt = attempt;
+        }
+
+        @Override
+        public Content.Chunk read() {
+            attempt.bodyRead = true;
+            return super.read();
+        }
+
+        @Override
+        public void demand(Runnable demandCallback) {
+            attempt.bodyRead = true;
+            super.demand(demandCallback);
+        }
+
+        @Override
+        public void fail(Throwable failure, boolean last) {
+            if (attempt.bodyRead) {
+                super.fail(failure, last);
+            }
+        }
     }
 }

@@ -120,7 +120,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     public WebSocketProxyHandler(ProxyConfig config) {
         this.config = config;
-        this.httpForwarder = new HttpForwarder(config.tls().backend(), MAX_PENDING_HANDSHAKES_PER_BACKEND);
+        this.httpForwarder = new HttpForwarder(this, config.tls().backend(), MAX_PENDING_HANDSHAKES_PER_BACKEND);
         Handler next = config.nextHandler();
         if (next != null) {
             setHandler(next);
@@ -417,14 +417,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         Timeouts timeouts = Timeouts.copyOf(route.timeouts());
         Authenticator authenticator = route.authenticator();
         if (authenticator == null) {
-            return forwardAuthorized(request, response, callback, route, view, timeouts);
+            forwardAuthorized(request, response, callback, route, view, timeouts);
+            return true;
         }
         Authentication.run(this, authenticator, route, timeouts.connectTimeout(), view, response, callback, null,
                 () -> {
             try {
-                if (!forwardAuthorized(request, response, callback, route, view, timeouts)) {
-                    Responses.error(response, callback, HttpStatus.NOT_FOUND_404);
-                }
+                forwardAuthorized(request, response, callback, route, view, timeouts);
             } catch (Exception | Error e) {
                 LOG.warn("Could not forward {}", view, e);
                 if (!response.isCommitted()) {
@@ -437,24 +436,72 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return true;
     }
 
-    private boolean forwardAuthorized(Request request, Response response, Callback callback, Route route,
-            HandshakeRequestView view, Timeouts timeouts) throws Exception {
-        Backend backend = select(view, response, callback, route, 0, null, () -> { });
+    private void forwardAuthorized(Request request, Response response, Callback callback, Route route,
+            HandshakeRequestView view, Timeouts timeouts) {
+        ForwardedRequest forwarded = new ForwardedRequest(route, view, timeouts);
+        request.setAttribute(HttpForwarder.FORWARDED_ATTRIBUTE, forwarded);
+        forwardAttempt(request, response, callback, forwarded, 0, null);
+    }
+
+    /**
+     * Picks a backend for a plain HTTP request and forwards the request to it with {@link HttpForwarder}, as
+     * {@link Handshake} does for an upgrade: after a failed connection, {@code lastStatus} is what the client gets
+     * when no backend is left, and a backend this request already failed on ends the failover.
+     */
+    private void forwardAttempt(Request request, Response response, Callback callback, ForwardedRequest forwarded,
+            int lastStatus, @Nullable String lastReason) {
+        Route route = forwarded.route;
+        HandshakeRequestView view = forwarded.view;
+        Backend backend = select(view, response, callback, route, lastStatus, lastReason, () -> { });
         if (backend == null) {
-            return true;
+            return;
+        }
+        BackendState state = route.backends().stateOf(backend);
+        if (!view.tried.add(state)) {
+            reject(view, response, callback, route, lastStatus, lastReason);
+            return;
         }
         URI target;
         try {
             target = backendUri(request, route, backend, false);
         } catch (IllegalArgumentException e) {
             Responses.error(response, callback, HttpStatus.BAD_REQUEST_400);
-            return true;
+            return;
         }
-        request.setAttribute(HttpForwarder.TARGET_ATTRIBUTE, HttpURI.from(target));
-        request.setAttribute(HttpForwarder.ROUTE_ATTRIBUTE, route);
-        request.setAttribute(HttpForwarder.VIEW_ATTRIBUTE, view);
-        request.setAttribute(HttpForwarder.TIMEOUTS_ATTRIBUTE, timeouts);
-        return httpForwarder.handle(request, response, callback);
+        forwarded.attempt(state, HttpURI.from(target));
+        httpForwarder.handle(request, response, callback);
+    }
+
+    /**
+     * Forwards a plain HTTP request whose backend could not be connected to (nothing of the request sent, nothing of
+     * its body read) to the next candidate, when the route's failover allows another attempt, there is a candidate
+     * left and the proxy is not stopping; returns {@code false}, having done nothing, otherwise: the client then gets
+     * the failure as without failover, not a refusal for want of a backend.
+     */
+    boolean forwardToAnother(Request request, Response response, Callback callback, ForwardedRequest forwarded,
+            int status, String reason) {
+        Route route = forwarded.route;
+        if (draining || !forwarded.mayTryAnother()
+                || RouteBackends.candidates(route.backends().states(), forwarded.view.tried,
+                        route.maxPendingBackendHandshakes()).isEmpty()) {
+            return false;
+        }
+        forwardAttempt(request, response, callback, forwarded, status, reason);
+        return true;
+    }
+
+    /**
+     * Counts a failed connection to {@code state}'s backend for passive health ({@link RouteBackends#recordFailure}),
+     * and tells the route's listener when it took the backend down. For upgrades and plain HTTP alike.
+     */
+    static void countConnectFailure(Route route, BackendState state) {
+        BackendStatus.State previous = route.backends().recordFailure(state, route.passiveHealth().maxFails(),
+                route.passiveHealth().failTimeout().toNanos());
+        if (previous != null) {
+            LOG.warn("Backend {} of route {} is down for {} after failed connections", state.backend(), route.prefix(),
+                    route.passiveHealth().failTimeout());
+            route.listener().onBackendStateChanged(route.prefix(), state, previous);
+        }
     }
 
     void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
