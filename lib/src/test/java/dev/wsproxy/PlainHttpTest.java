@@ -598,6 +598,26 @@ class PlainHttpTest {
     }
 
     @Test
+    void givesUpConnectingToAPlainHttpBackendAfterTheRoutesConnectTimeout() throws Exception {
+        try (UnacceptedPort unaccepted = new UnacceptedPort();
+                WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                        .route("/", r -> r.backends(unaccepted.backend())
+                                .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMillis(500)).build()))
+                        .build()) {
+            proxying.start();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                long start = System.nanoTime();
+                RawHttp.Response response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
+                Duration waited = Duration.ofNanos(System.nanoTime() - start);
+
+                assertThat(waited).as("%s after %s", response, waited).isBetween(Duration.ofMillis(400),
+                        Duration.ofSeconds(5));
+                assertThat(response.status()).as("%s", response).isIn(502, 504);
+            }
+        }
+    }
+
+    @Test
     void answers502WithoutDetailWhenThePlainHttpBackendIsDown() throws Exception {
         RawHttp.Response response = get("/down/page");
 

@@ -187,9 +187,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         http.setMaxRequestsQueuedPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND * 4);
         // Fixed at start: the TCP connect of every backend connection (proxied sessions, plain HTTP, probes) gives up
         // by then, whatever a session's policy says later; each session's own connect timeout is the proxy's timer.
-        Duration connectBound = maxConnectTimeout();
-        http.setConnectTimeout(connectBound.toMillis());
-        httpForwarder.connectTimeout(connectBound); // started by super.doStart(), below
+        // The backend client's is at least the default, which health checks (whose probes have their own timeout) may
+        // need; plain HTTP, whose client has one for all routes, gets the routes' longest (with that floor, it waited
+        // 10 s for a backend that does not accept even on routes whose connect timeouts are all shorter).
+        Duration longest = longestRouteConnectTimeout();
+        http.setConnectTimeout(Math.max(longest.toMillis(), TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT.toMillis()));
+        httpForwarder.connectTimeout(longest); // started by super.doStart(), below
         BackendTls backendTls = config.tls().backend();
         if (backendTls.isInsecure()) {
             LOG.warn("Backend TLS certificates are NOT verified ({}): anyone on the path to a wss:// backend can read "
@@ -573,9 +576,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return configuration;
     }
 
-    /** The longest connect timeout of the routes, at least the default; read when the handler starts. */
-    private Duration maxConnectTimeout() {
-        Duration max = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
+    /** The longest connect timeout of the routes (the default without routes); read when the handler starts. */
+    private Duration longestRouteConnectTimeout() {
+        Duration max = Duration.ZERO;
         for (Route route : config.routes()) {
             Duration connect = Timeouts.copyAtStart(route.timeouts(), "the backend clients' connect timeout")
                     .connectTimeout();
@@ -583,7 +586,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 max = connect;
             }
         }
-        return max;
+        return max.isZero() ? TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT : max;
     }
 
     String nextSessionId() {
