@@ -6,6 +6,7 @@ import java.net.UnknownHostException;
 import java.time.Duration;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 import javax.net.ssl.SSLException;
 
@@ -20,6 +21,7 @@ import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.thread.Invocable.InvocationType;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -255,8 +257,10 @@ final class HttpForwarder extends ProxyHandler {
 
     /**
      * A request that no connection carried counts against its backend and goes to the next candidate, when the
-     * route's failover allows (see the class comment); otherwise the client gets Jetty's {@code 502}, or {@code 504}
-     * for a timeout.
+     * route's failover allows (see the class comment); otherwise the client gets {@code 504} for a timeout, connect
+     * timeouts included, as from the WebSocket handshake and nginx, else {@code 502}. Jetty's {@link ProxyHandler}
+     * answers {@code 504} only for a {@link TimeoutException} (the idle timeout), and a connect timeout is a
+     * {@link SocketTimeoutException} (Jetty's {@code ManagedSelector}).
      */
     @Override
     protected void onServerToProxyResponseFailure(Request clientToProxyRequest,
@@ -264,6 +268,7 @@ final class HttpForwarder extends ProxyHandler {
             org.eclipse.jetty.client.Response serverToProxyResponse, Response proxyToClientResponse,
             Callback proxyToClientCallback, Throwable failure) {
         Attempt attempt = attempt(proxyToServerRequest);
+        int status = isTimeout(failure) ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
         if (!attempt.begun && isConnectFailure(failure) && isRunning()) {
             ForwardedRequest forwarded = forwarded(clientToProxyRequest);
             if (LOG.isDebugEnabled()) {
@@ -272,12 +277,25 @@ final class HttpForwarder extends ProxyHandler {
             }
             WebSocketProxyHandler.countConnectFailure(forwarded.route, attempt.backend);
             if (!attempt.bodyRead && proxy.forwardToAnother(clientToProxyRequest, proxyToClientResponse,
-                    proxyToClientCallback, forwarded, HttpStatus.BAD_GATEWAY_502, "backend unreachable: " + failure)) {
+                    proxyToClientCallback, forwarded, status, "backend unreachable: " + failure)) {
                 return;
             }
         }
-        super.onServerToProxyResponseFailure(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
-                proxyToClientResponse, proxyToClientCallback, failure);
+        // What ProxyHandler does, with the status above.
+        Response.writeError(clientToProxyRequest, proxyToClientResponse, Callback.from(InvocationType.NON_BLOCKING,
+                () -> onProxyToClientResponseComplete(clientToProxyRequest, proxyToServerRequest,
+                        serverToProxyResponse, proxyToClientResponse, proxyToClientCallback),
+                x -> onProxyToClientResponseFailure(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
+                        proxyToClientResponse, proxyToClientCallback, x)), status);
+    }
+
+    private static boolean isTimeout(Throwable failure) {
+        for (Throwable t = failure; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof TimeoutException || t instanceof SocketTimeoutException) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /**
