@@ -332,13 +332,53 @@ class PlainHttpTest {
     }
 
     private static RawHttp.Response upload(RawHttp client, String host, String target, String body) throws Exception {
+        return upload(client, host, target, body, "text/plain");
+    }
+
+    /** Like {@link #upload(WebSocketProxy, String, String)}, with {@code contentType} or none when {@code null}. */
+    private static RawHttp.Response upload(RawHttp client, String host, String target, String body,
+            String contentType) throws Exception {
         try (client) {
-            client.send(Request.plain("PUT", target, host).add("Content-Type", "text/plain")
-                    .add("Content-Length", String.valueOf(body.length())).add("Expect", "100-continue"));
+            Request request = Request.plain("PUT", target, host);
+            if (contentType != null) {
+                request.add("Content-Type", contentType);
+            }
+            client.send(request.add("Content-Length", String.valueOf(body.length())).add("Expect", "100-continue"));
             RawHttp.Response interim = client.readResponse();
             assertThat(interim.status()).as("%s", interim).isEqualTo(100);
             client.send(body);
             return client.readResponse();
+        }
+    }
+
+    @Test
+    void addsNoContentTypeToABodyThatCameWithoutOne() throws Exception {
+        // Jetty's client would send application/octet-stream; nginx adds nothing, and the backend may sniff the body.
+        RawBackend storing = RawBackend.readingBodies(
+                RawBackend.raw("HTTP/1.1 201 Created\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstored"));
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", storing.backend())
+                .build()) {
+            proxying.start();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                RawHttp.Response posted = client.exchange(Request.plain("POST", "/form", RawHttp.host(proxying))
+                        .add("Content-Length", "5").body("hello"));
+                assertThat(posted.status()).as("%s", posted).isEqualTo(201);
+            }
+            RawBackend.Request post = storing.nextRequest();
+            assertThat(post.header("Content-Type")).as("%s", post.head()).isNull();
+            assertThat(storing.nextBody()).isEqualTo("hello");
+
+            RawHttp.Response uploaded = upload(RawHttp.connect(proxying), RawHttp.host(proxying), "/files/a", "hello",
+                    null);
+            assertThat(uploaded.status()).as("%s", uploaded).isEqualTo(201);
+            RawBackend.Request put = storing.nextRequest();
+            assertThat(put.header("Content-Type")).as("%s", put.head()).isNull();
+            assertThat(storing.nextBody()).isEqualTo("hello");
+
+            assertThat(upload(proxying, "/files/b", "typed").status()).isEqualTo(201);
+            assertThat(storing.nextRequest().header("Content-Type")).as("the client's own").isEqualTo("text/plain");
+        } finally {
+            storing.close();
         }
     }
 

@@ -43,7 +43,8 @@ import dev.wsproxy.TimeoutPolicy;
  * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
  * as the backend sent them, hop-by-hop and framing headers included. A request body goes with the client's framing:
  * its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only after the
- * backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it came.
+ * backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it came; and
+ * with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
  *
  * <h2>Passive health and failover</h2>
  * A request that no connection to its backend carried (Jetty's client failed it while it waited for the connection:
@@ -143,6 +144,8 @@ final class HttpForwarder extends ProxyHandler {
     protected void configureHttpClient(HttpClient httpClient) {
         super.configureHttpClient(httpClient);
         httpClient.setUserAgentField(null);
+        // A body the client sent without a Content-Type gets none, as from nginx (see UntypedBody).
+        httpClient.setDefaultRequestContentType(null);
         // The same verification, trust, client certificate and protocol floor as the WebSocket backend leg.
         httpClient.setSslContextFactory(tls.newSslContextFactory());
         httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
@@ -155,6 +158,13 @@ final class HttpForwarder extends ProxyHandler {
             org.eclipse.jetty.client.Request proxyToServerRequest, Response proxyToClientResponse,
             Callback proxyToClientCallback) {
         Timeouts timeouts = forwarded(clientToProxyRequest).timeouts;
+        org.eclipse.jetty.client.Request.Content body = proxyToServerRequest.getBody();
+        if (body != null && body.getContentType() != null
+                && !clientToProxyRequest.getHeaders().contains(HttpHeader.CONTENT_TYPE)) {
+            // ProxyHandler holds back the body of a request that expects 100-continue in an AsyncRequestContent,
+            // which says application/octet-stream.
+            proxyToServerRequest.body(new UntypedBody(body));
+        }
         // 0 (no idle timeout on the route) is none for Jetty's client too.
         proxyToServerRequest.idleTimeout(timeouts.idleTimeout().toMillis(), TimeUnit.MILLISECONDS);
         super.sendProxyToServerRequest(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
@@ -357,6 +367,54 @@ final class HttpForwarder extends ProxyHandler {
             if (attempt.bodyRead) {
                 super.fail(failure, last);
             }
+        }
+    }
+
+    /**
+     * A body without a content type, for a client's body that had none: Jetty's client would add the type its body
+     * names ({@code application/octet-stream} for the one {@link ProxyHandler} holds back until the backend's
+     * {@code 100}), and nginx adds none. Everything else is the body's.
+     */
+    private static final class UntypedBody implements org.eclipse.jetty.client.Request.Content {
+        private final org.eclipse.jetty.client.Request.Content body;
+
+        UntypedBody(org.eclipse.jetty.client.Request.Content body) {
+            this.body = body;
+        }
+
+        @Override
+        public @Nullable String getContentType() {
+            return null;
+        }
+
+        @Override
+        public long getLength() {
+            return body.getLength();
+        }
+
+        @Override
+        public Content.@Nullable Chunk read() {
+            return body.read();
+        }
+
+        @Override
+        public void demand(Runnable demandCallback) {
+            body.demand(demandCallback);
+        }
+
+        @Override
+        public void fail(Throwable failure) {
+            body.fail(failure);
+        }
+
+        @Override
+        public void fail(Throwable failure, boolean last) {
+            body.fail(failure, last);
+        }
+
+        @Override
+        public boolean rewind() {
+            return body.rewind();
         }
     }
 }
