@@ -204,8 +204,9 @@ public final class RouteBuilder {
      * fails before its {@code 101}, the next candidate the selector offers is tried, up to {@code maxAttempts}
      * backends in all and within {@code maxTime} from the first attempt. A backend's own refusal is relayed, not
      * retried, and nothing is retried once the client is upgraded. A plain HTTP request the route forwards goes to the
-     * next candidate likewise when no backend connection carried it (nothing of it sent, nothing of its body read),
-     * never once it went out. Default: 3 attempts, 30 seconds.
+     * next candidate likewise when it failed in connecting (refused, timed out, TLS handshake: nothing of it reached
+     * the backend) before any of its body was read from the client, never once it may have reached the backend.
+     * Default: 3 attempts, 30 seconds.
      *
      * @param maxAttempts backends to try in all, at least 1 (1 turns failover off)
      * @param maxTime the time budget of all attempts together

@@ -563,6 +563,37 @@ class PlainHttpTest {
     }
 
     @Test
+    void takesABackendWhoseTlsHandshakeFailsDownAndFailsOverToAnother() throws Exception {
+        // Jetty's client sends the request as soon as TCP is up; TLS completes on that first write, so the handshake
+        // fails after the request began, but nothing of it reached the backend.
+        List<String> changes = new CopyOnWriteArrayList<>();
+        TestBackend untrusted = new TestBackend("untrusted", TestCertificates.UNTRUSTED.server());
+        TestBackend trusted = new TestBackend("trusted", TestCertificates.LOCALHOST.server());
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", untrusted.backend(), trusted.backend())
+                .backendTls(BackendTls.trustStore(TestCertificates.LOCALHOST.pem()))
+                .backendSelector(BackendSelector.roundRobin())
+                .passiveHealth(1, Duration.ofSeconds(10))
+                .listener(stateChanges(changes))
+                .build()) {
+            proxying.start();
+            for (int i = 0; i < 4; i++) {
+                try (RawHttp client = RawHttp.connect(proxying)) {
+                    RawHttp.Response response = client.exchange(Request.plain("GET", "/page?i=" + i,
+                            RawHttp.host(proxying)));
+
+                    assertThat(response.status()).as("request %d: %s", i, response).isEqualTo(200);
+                }
+            }
+            assertThat(status(proxying, untrusted.backend()).state()).isEqualTo(BackendStatus.State.DOWN);
+            assertThat(changes).containsExactly(untrusted.backend() + " UP->DOWN");
+        } finally {
+            untrusted.close();
+            trusted.close();
+        }
+    }
+
+    @Test
     void answers502ForARefusedPlainRequestWithoutFailoverAndTakesTheBackendDown() throws Exception {
         Backend dead = Backend.of("ws://127.0.0.1:" + closedPort);
         try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)

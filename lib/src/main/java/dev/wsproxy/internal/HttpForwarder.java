@@ -9,6 +9,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 import javax.net.ssl.SSLException;
+import javax.net.ssl.SSLHandshakeException;
 
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpField;
@@ -47,17 +48,19 @@ import dev.wsproxy.TimeoutPolicy;
  * with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
  *
  * <h2>Passive health and failover</h2>
- * A request that no connection to its backend carried (Jetty's client failed it while it waited for the connection:
- * refused, host unknown, connect timeout, TLS handshake) counts a failure against the backend for passive health, as a
- * failed backend handshake does ({@link WebSocketProxyHandler#countConnectFailure}), and goes to the next candidate
- * within the route's failover budget ({@link WebSocketProxyHandler#forwardToAnother}): nothing of it reached the
- * backend, and nothing of its body was read from the client, so another backend gets all of it (nginx's
- * {@code proxy_next_upstream error timeout}). The body stays unread because Jetty's client reads it only once the
- * request is on a connection, and because {@link AttemptBody} does not pass the client's failure of an unread body on
- * to the client's request (Jetty would fail the request's reads for good); with {@code Expect: 100-continue}
- * {@link ProxyHandler} copies the body only after the backend's {@code 100}. A response from the backend, whatever its
- * status, counts as a success. Nothing is retried once the request went out on a connection: a backend that fails
- * later (a reset, its idle timeout) may have acted on it.
+ * A request that failed in connecting to its backend counts a failure against the backend for passive health, as a
+ * failed backend handshake does ({@link WebSocketProxyHandler#countConnectFailure}): one that no connection carried
+ * (Jetty's client failed it while it waited for the connection: refused, host unknown, connect timeout), or one whose
+ * TLS handshake with the backend failed (Jetty's client sends a request as soon as TCP is up, and TLS completes on its
+ * first write: the request has begun, but the backend could read none of it). Nothing of it reached the backend; when
+ * nothing of its body was read from the client either, it goes to the next candidate within the route's failover
+ * budget ({@link WebSocketProxyHandler#forwardToAnother}), which gets all of it (nginx's
+ * {@code proxy_next_upstream error timeout}). Jetty's client reads a body only once the request is on a connection,
+ * and {@link AttemptBody} notes when it does and keeps Jetty's client from failing the client's request with an unread
+ * body (Jetty would fail the request's reads for good); with {@code Expect: 100-continue} {@link ProxyHandler} copies
+ * the body only after the backend's {@code 100}. A response from the backend, whatever its status, counts as a
+ * success. Nothing is retried once the request may have reached the backend (a reset, its idle timeout): the backend
+ * may have acted on it.
  */
 final class HttpForwarder extends ProxyHandler {
 
@@ -279,7 +282,7 @@ final class HttpForwarder extends ProxyHandler {
             Callback proxyToClientCallback, Throwable failure) {
         Attempt attempt = attempt(proxyToServerRequest);
         int status = isTimeout(failure) ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
-        if (!attempt.begun && isConnectFailure(failure) && isRunning()) {
+        if (isConnectFailure(attempt, failure) && isRunning()) {
             ForwardedRequest forwarded = forwarded(clientToProxyRequest);
             if (LOG.isDebugEnabled()) {
                 LOG.debug("Backend {} failed for {}: backend unreachable: {}", attempt.backend.backend(),
@@ -309,14 +312,16 @@ final class HttpForwarder extends ProxyHandler {
     }
 
     /**
-     * Whether a failure of a request that no connection carried came from connecting to the backend: refused,
-     * unreachable, host unknown, connect timeout, TLS handshake; not the proxy's own (the client stopping, the
-     * destination's queue full).
+     * Whether a request failed in connecting to its backend, so that nothing of it reached the backend: before any
+     * connection carried it, refused, unreachable, host unknown, connect timeout (not the proxy's own failures: its
+     * client stopping, the destination's queue full); or in the TLS handshake, which Jetty's client completes on the
+     * request's first write, so that the request has begun, but the backend could read none of it.
      */
-    private static boolean isConnectFailure(Throwable failure) {
+    private static boolean isConnectFailure(Attempt attempt, Throwable failure) {
         for (Throwable t = failure; t != null; t = t.getCause() == t ? null : t.getCause()) {
-            if (t instanceof SocketException || t instanceof UnknownHostException
-                    || t instanceof SocketTimeoutException || t instanceof SSLException) {
+            if (attempt.begun ? t instanceof SSLHandshakeException
+                    : t instanceof SocketException || t instanceof UnknownHostException
+                            || t instanceof SocketTimeoutException || t instanceof SSLException) {
                 return true;
             }
         }
