@@ -489,7 +489,17 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                         route.maxPendingBackendHandshakes()).isEmpty()) {
             return false;
         }
-        forwardAttempt(request, response, callback, forwarded, status, reason);
+        try {
+            forwardAttempt(request, response, callback, forwarded, status, reason);
+        } catch (RuntimeException | Error e) {
+            // On the thread of Jetty's client, which would only log it: the client would wait for its idle timeout.
+            LOG.warn("Could not forward {}", forwarded.view, e);
+            if (response.isCommitted()) {
+                callback.failed(e);
+            } else {
+                Responses.error(response, callback, HttpStatus.BAD_GATEWAY_502);
+            }
+        }
         return true;
     }
 
