@@ -60,7 +60,8 @@ public interface ProxyListener {
     /**
      * Called when the proxy could not open the backend leg: connection refused, host unknown, timeout, or a response
      * that is not a valid {@code 101}. {@link #onHandshakeRejected} follows with the status the client got, unless
-     * failover found another backend. A backend skipped because it has its
+     * failover found another backend. A plain HTTP request a route forwards is reported here too when it failed in
+     * connecting to its backend (refused, host unknown, connect timeout, TLS handshake), then likewise. A backend skipped because it has its
      * {@linkplain ProxyBuilder#maxPendingBackendHandshakes(int) cap of handshakes in flight} did not fail and is not
      * reported here.
      *
@@ -81,8 +82,9 @@ public interface ProxyListener {
      * be upgraded ({@code 502}), or the backend's own refusal, relayed with its status. On the proxy's own connectors
      * ({@link WebSocketProxy#serverConnector}), a client that closes its connection while the proxy waits for the
      * backend's answer is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is
-     * closed at once, and the backend is not blamed. Plain HTTP requests on a route that the route's authenticator or
-     * selector refuses are reported here too.
+     * closed at once, and the backend is not blamed. Plain HTTP requests on a route are reported here too when the
+     * route's authenticator or selector refuses them, and when the proxy answers them itself with {@code 502} or
+     * {@code 504} because their backend failed before its response began.
      *
      * @param request the client's upgrade request
      * @param status the HTTP status sent to the client, or {@code 499} when the client left first

@@ -537,12 +537,14 @@ class PlainHttpTest {
     @Test
     void takesABackendThatRefusesPlainHttpDownAndFailsOverToAnother() throws Exception {
         List<String> changes = new CopyOnWriteArrayList<>();
+        RecordingListener recorded = new RecordingListener();
         Backend dead = Backend.of("ws://127.0.0.1:" + closedPort);
         try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
                 .route("/", dead, backend.backend())
                 .backendSelector(BackendSelector.roundRobin())
                 .passiveHealth(1, Duration.ofSeconds(10))
                 .listener(stateChanges(changes))
+                .listener(recorded)
                 .build()) {
             proxying.start();
             for (int i = 0; i < 6; i++) {
@@ -559,6 +561,10 @@ class PlainHttpTest {
             assertThat(deadStatus.recentFailures()).isEqualTo(1);
             assertThat(status(proxying, backend.backend()).state()).isEqualTo(BackendStatus.State.UP);
             assertThat(changes).containsExactly(dead + " UP->DOWN");
+            // Reported as a failed backend handshake is; failed over, so no request was rejected.
+            assertThat(recorded.all(RecordingListener.ConnectFailed.class)).singleElement()
+                    .satisfies(failed -> assertThat(failed.backend()).isEqualTo(dead));
+            assertThat(recorded.all(RecordingListener.Rejected.class)).isEmpty();
         }
     }
 
@@ -596,11 +602,13 @@ class PlainHttpTest {
     @Test
     void answers502ForARefusedPlainRequestWithoutFailoverAndTakesTheBackendDown() throws Exception {
         Backend dead = Backend.of("ws://127.0.0.1:" + closedPort);
+        RecordingListener recorded = new RecordingListener();
         try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
                 .route("/", dead, backend.backend())
                 .backendSelector(BackendSelector.roundRobin())
                 .passiveHealth(1, Duration.ofSeconds(10))
                 .failover(1, Duration.ofSeconds(10))
+                .listener(recorded)
                 .build()) {
             proxying.start();
             List<Integer> statuses = new ArrayList<>();
@@ -613,6 +621,13 @@ class PlainHttpTest {
             assertThat(statuses).as("one attempt each: the refused one's 502, then the live backend only")
                     .containsExactly(502, 200, 200, 200, 200, 200);
             assertThat(status(proxying, dead).state()).isEqualTo(BackendStatus.State.DOWN);
+            // Reported as a refused handshake is: the backend's failure, then the client's 502.
+            assertThat(recorded.all(RecordingListener.ConnectFailed.class)).singleElement()
+                    .satisfies(failed -> assertThat(failed.backend()).isEqualTo(dead));
+            assertThat(recorded.all(RecordingListener.Rejected.class)).singleElement().satisfies(rejected -> {
+                assertThat(rejected.status()).isEqualTo(502);
+                assertThat(rejected.pathQuery()).isEqualTo("/page");
+            });
         }
     }
 
@@ -670,10 +685,12 @@ class PlainHttpTest {
 
     @Test
     void answers504WhenAPlainHttpBackendDoesNotAcceptWithinTheRoutesConnectTimeout() throws Exception {
+        RecordingListener recorded = new RecordingListener();
         try (UnacceptedPort unaccepted = new UnacceptedPort();
                 WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
                         .route("/", r -> r.backends(unaccepted.backend())
                                 .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMillis(500)).build()))
+                        .listener(recorded)
                         .build()) {
             proxying.start();
             try (RawHttp client = RawHttp.connect(proxying)) {
@@ -685,6 +702,9 @@ class PlainHttpTest {
                         Duration.ofSeconds(5));
                 assertThat(response.status()).as("%s", response).isEqualTo(504);
             }
+            assertThat(recorded.all(RecordingListener.ConnectFailed.class)).hasSize(1);
+            assertThat(recorded.all(RecordingListener.Rejected.class)).singleElement()
+                    .satisfies(rejected -> assertThat(rejected.status()).isEqualTo(504));
         }
     }
 

@@ -281,18 +281,27 @@ final class HttpForwarder extends ProxyHandler {
             org.eclipse.jetty.client.Response serverToProxyResponse, Response proxyToClientResponse,
             Callback proxyToClientCallback, Throwable failure) {
         Attempt attempt = attempt(proxyToServerRequest);
-        int status = isTimeout(failure) ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
+        ForwardedRequest forwarded = forwarded(clientToProxyRequest);
+        boolean timeout = isTimeout(failure);
+        int status = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
+        String reason;
         if (isConnectFailure(attempt, failure) && isRunning()) {
-            ForwardedRequest forwarded = forwarded(clientToProxyRequest);
-            if (LOG.isDebugEnabled()) {
-                LOG.debug("Backend {} failed for {}: backend unreachable: {}", attempt.backend.backend(),
-                        forwarded.view, failure.toString());
-            }
+            reason = "backend unreachable: " + failure;
+            // As a failed backend handshake is logged and reported (Handshake.failed).
+            LOG.warn("Backend {} failed for {}: {}", attempt.backend.backend(), forwarded.view, reason);
             WebSocketProxyHandler.countConnectFailure(forwarded.route, attempt.backend);
+            forwarded.route.listener().onBackendConnectFailed(forwarded.view, attempt.backend.backend(), failure);
             if (!attempt.bodyRead && proxy.forwardToAnother(clientToProxyRequest, proxyToClientResponse,
-                    proxyToClientCallback, forwarded, status, "backend unreachable: " + failure)) {
+                    proxyToClientCallback, forwarded, status, reason)) {
                 return;
             }
+        } else {
+            reason = timeout ? "backend did not answer in time" : "backend failed: " + failure;
+        }
+        if (!proxyToClientResponse.isCommitted()) {
+            // The proxy's own status, as for a refused handshake; a failure once the backend's response began to
+            // reach the client is not a rejection (the connection is closed).
+            forwarded.route.listener().onHandshakeRejected(forwarded.view, status, reason);
         }
         // What ProxyHandler does, with the status above.
         Response.writeError(clientToProxyRequest, proxyToClientResponse, Callback.from(InvocationType.NON_BLOCKING,
