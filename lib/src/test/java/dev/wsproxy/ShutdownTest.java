@@ -8,6 +8,8 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -53,6 +55,34 @@ class ShutdownTest {
                     stalled.read();
                 }
             }).isInstanceOf(IOException.class);
+        }
+    }
+
+    @Test
+    void answersNewUpgradesAndPlainHttpWith503WhileStopWaitsForItsSessions() throws Exception {
+        try (RawWebSocket stalled = RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024)) {
+            stalled.send(true, RawWebSocket.TEXT, "push:4096:65536".getBytes(StandardCharsets.UTF_8));
+            backend.awaitPushStalled();
+            WsRecorder healthy = clients.connect(Clients.ws(proxy, "/healthy"));
+            int backendConnections = backend.httpConnections.get();
+
+            CompletableFuture<Void> stopping = CompletableFuture.runAsync(() -> proxy.stop(Duration.ofSeconds(60)));
+            // The healthy session's close shows the drain has begun; the stalled client, which cannot be sent its
+            // close frame, keeps stop() waiting, and the standalone server still accepts connections meanwhile.
+            assertThat(healthy.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+            try (RawHttp client = RawHttp.connect(proxy)) {
+                RawHttp.Response upgrade = client.exchange(RawHttp.Request.upgrade("/late", RawHttp.host(proxy)));
+                assertThat(upgrade.status()).as("%s", upgrade).isEqualTo(503);
+            }
+            try (RawHttp client = RawHttp.connect(proxy)) {
+                RawHttp.Response plain = client.exchange(RawHttp.Request.plain("GET", "/late", RawHttp.host(proxy)));
+                assertThat(plain.status()).as("%s", plain).isEqualTo(503);
+            }
+            assertThat(stopping).as("stop() still waits for the stalled session").isNotDone();
+            assertThat(backend.httpConnections).as("the late requests never reached the backend")
+                    .hasValue(backendConnections);
+            stalled.close();
+            stopping.get(10, TimeUnit.SECONDS);
         }
     }
 
