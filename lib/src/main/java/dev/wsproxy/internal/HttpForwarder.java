@@ -32,8 +32,8 @@ import dev.wsproxy.TimeoutPolicy;
 
 /**
  * Proxies plain HTTP requests on a route (the nginx {@code map $http_upgrade} case) with Jetty's {@link ProxyHandler}.
- * {@link WebSocketProxyHandler} picks the backend and stores the target URI and the route as request attributes;
- * this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}), and the same
+ * {@link WebSocketProxyHandler} picks the backend and stores the route, the target URI and the request's view in a
+ * request attribute ({@link ForwardedRequest}); this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}), and the same
  * limits: as many connections per backend as handshakes in flight (Jetty's client allows 64, so the 65th long poll,
  * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), and the longest connect
  * timeout of the routes. The backend may keep a request waiting, or a response quiet (a long poll, server-sent
