@@ -678,6 +678,36 @@ class PlainHttpTest {
         };
     }
 
+    @Test
+    void turnsAwayADrainedBackendAPlainRequestWasGivenAndFailsOverToAnother() throws Exception {
+        // A selector may pick from backends(), which lists drained backends: as for an upgrade, such a pick is turned
+        // away and the request goes to the next candidate.
+        TestBackend other = new TestBackend("b2");
+        java.util.concurrent.atomic.AtomicInteger picks = new java.util.concurrent.atomic.AtomicInteger();
+        BackendSelector firstListedThenCandidates = context -> picks.getAndIncrement() == 0
+                ? context.backends().get(0)
+                : context.candidates().isEmpty() ? null : context.candidates().get(0).backend();
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", backend.backend(), other.backend())
+                .backendSelector(firstListedThenCandidates)
+                .build()) {
+            proxying.start();
+            proxying.drain(backend.backend(), Duration.ZERO);
+            int drainedConnections = backend.httpConnections.get();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                RawHttp.Response response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
+
+                assertThat(response.status()).as("%s", response).isEqualTo(200);
+            }
+            assertThat(picks).as("the drained pick, then the other backend").hasValue(2);
+            assertThat(backend.httpConnections).as("nothing reached the drained backend")
+                    .hasValue(drainedConnections);
+            assertThat(other.httpConnections).hasValue(1);
+        } finally {
+            other.close();
+        }
+    }
+
     private static BackendStatus status(WebSocketProxy proxying, Backend backend) {
         return proxying.backendStatus("/").stream().filter(s -> s.backend().equals(backend)).findFirst()
                 .orElseThrow();

@@ -455,13 +455,25 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             int lastStatus, @Nullable String lastReason) {
         Route route = forwarded.route;
         HandshakeRequestView view = forwarded.view;
+        view.selecting();
         Backend backend = select(view, response, callback, route, lastStatus, lastReason, () -> { });
         if (backend == null) {
             return;
         }
-        BackendState state = route.backends().stateOf(backend);
+        // As for an upgrade (Handshake.attempt): the state in the list the selector picked from, so that a backend
+        // removed since is found removed, and a drained or removed one is turned away (a selector may pick from
+        // backends(), which lists them).
+        BackendState state = route.backends().stateOf(backend, view.seenBackends());
         if (!view.tried.add(state)) {
             reject(view, response, callback, route, lastStatus, lastReason);
+            return;
+        }
+        if (state.state() == BackendStatus.State.DRAINING) {
+            String reason = "backend draining";
+            if (!forwardToAnother(request, response, callback, forwarded, HttpStatus.SERVICE_UNAVAILABLE_503,
+                    reason)) {
+                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, reason);
+            }
             return;
         }
         URI target;
