@@ -623,6 +623,10 @@ final class LauncherOptions {
                     insecureBackendTls = true;
                     continue;
                 }
+                if (arg.startsWith(INSECURE_BACKEND_TLS + "=")) {
+                    throw new UsageException(INSECURE_BACKEND_TLS + ": takes no value (expected: "
+                            + INSECURE_BACKEND_TLS + " alone)");
+                }
                 String flag = arg;
                 @Nullable String value;
                 int equals = arg.indexOf('=');

@@ -517,6 +517,9 @@ class LauncherOptionsTest {
                 .isTrue();
         assertUsageError(Map.of(), new String[] {"--insecure-backend-tls", "yes", ROUTE, WS_ROUTE},
                 "unexpected argument 'yes'");
+        // It was "unknown flag --insecure-backend-tls", naming a flag that exists.
+        assertUsageError(Map.of(), new String[] {"--insecure-backend-tls=yes", ROUTE, WS_ROUTE},
+                "--insecure-backend-tls: takes no value (expected: --insecure-backend-tls alone)");
         assertUsageError(Map.of(), new String[] {"--insecure-backend-tls", "--insecure-backend-tls", ROUTE, WS_ROUTE},
                 "--insecure-backend-tls: given twice");
         assertUsageError(Map.of(), new String[] {"--insecure-backend-tls", "--backend-truststore", "ca.pem", ROUTE,
