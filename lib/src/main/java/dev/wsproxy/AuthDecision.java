@@ -144,7 +144,8 @@ public final class AuthDecision {
      * {@code maxResponseHeaderSize}, 16 KiB by default, less the proxy's own headers); one that does not fit is left
      * out, and the client still gets the refusal's status with the headers after it that fit.
      *
-     * @param name a header name, not a framing or hop-by-hop one, nor {@code Content-Type}
+     * @param name a header name, not a framing or hop-by-hop one, nor {@code Content-Type} or a
+     *        {@code Sec-WebSocket-*} one
      * @param value the value, without line breaks
      * @return a new decision
      * @throws IllegalStateException if this decision allows

@@ -18,7 +18,7 @@ import dev.wsproxy.internal.TlsStores;
  * <p>A backend's certificate is always verified: its chain against the trusted certificates, its names against the
  * backend URI's host (as a browser does). A backend that fails verification gets no request and the client gets
  * {@code 502}; there is no fallback to {@code ws://}. Only {@link #insecureTrustAll()} turns verification off, with a
- * warning in the log on every start.
+ * warning in the log on every start (and a {@link #custom} factory verifies as you configured it).
  *
  * <pre>{@code
  * BackendTls.trustStore(Path.of("/etc/wsproxy/backend-ca.pem"))                  // a private CA

@@ -64,8 +64,9 @@ import dev.wsproxy.internal.Timeouts;
  *   <li>When the proxy starts ({@link WebSocketProxy#start()}, or the start of the server a mounted
  *       {@link WebSocketProxy#handler()} is in), each route's {@link #connectTimeout()}, for two values fixed until
  *       the next start: the TCP connect timeout of every backend connection, the longest connect timeout of the
- *       routes and at least {@link #DEFAULT_CONNECT_TIMEOUT} (a session whose policy later returns a longer one has
- *       its TCP connect cut there all the same); and the idle timeout of the standalone server's connector, above
+ *       routes, and at least {@link #DEFAULT_CONNECT_TIMEOUT} for WebSocket sessions and health checks (a session
+ *       whose policy later returns a longer one has its TCP connect cut there all the same; plain HTTP gets the
+ *       routes' longest with no floor); and the idle timeout of the standalone server's connector, above
  *       every route's handshake budget (connect timeout, failover, authenticator) and at least 30 seconds, under
  *       which a pending handshake must end (a mounted proxy's connectors are yours).</li>
  * </ul>
@@ -97,7 +98,8 @@ public interface TimeoutPolicy {
 
     /**
      * Returns the idle timeout of each leg. Plain HTTP proxied on the route may wait this long for the backend's
-     * response, and for each of its bytes (a long poll, server-sent events), before the client gets {@code 504}.
+     * response, and for each of its bytes (a long poll, server-sent events), before the client gets {@code 504}, or,
+     * once the response has begun, has its connection closed.
      *
      * @return a positive duration, or {@link Duration#ZERO} for none
      */
