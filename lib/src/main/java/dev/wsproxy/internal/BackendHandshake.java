@@ -109,7 +109,9 @@ import org.slf4j.LoggerFactory;
  * runs the caller's completion: the proxy's completions never block. That selector is the client leg's when the
  * caller names its socket and one of the proxy's server connectors serves it ({@link WebSocketEndPoints}, one
  * selector per session), otherwise one of the client connector's. Names are resolved by the {@code HttpClient}'s
- * asynchronous resolver; IP literals are not resolved. Nothing waits.
+ * resolver, the proxy's {@link CoalescingResolver}: one look-up per name at a time, which every handshake to that
+ * name waits for without a thread, a few look-ups in all on the pool; a handshake that ends before the answer (its
+ * timer, its client leaving) withdraws from it. IP literals are not resolved. Nothing waits.
  */
 final class BackendHandshake {
 
@@ -265,7 +267,8 @@ final class BackendHandshake {
                 fail(e);
                 return;
             }
-            resolver.resolve(host, port, Map.of(), new Promise<>() {
+            // The future under GIVE_UP_CONTEXT_KEY: a handshake that ends first leaves the look-up's list at once.
+            resolver.resolve(host, port, Map.of(CoalescingResolver.GIVE_UP_CONTEXT_KEY, future), new Promise<>() {
                 @Override
                 public void succeeded(List<InetSocketAddress> resolved) {
                     if (resolved.isEmpty()) {

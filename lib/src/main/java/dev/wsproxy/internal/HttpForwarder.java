@@ -22,6 +22,7 @@ import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.SocketAddressResolver;
 import org.eclipse.jetty.util.thread.Invocable.InvocationType;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
@@ -35,8 +36,9 @@ import dev.wsproxy.TimeoutPolicy;
  * {@link WebSocketProxyHandler} picks the backend and stores the route, the target URI and the request's view in a
  * request attribute ({@link ForwardedRequest}); this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}), and the same
  * limits: as many connections per backend as handshakes in flight (Jetty's client allows 64, so the 65th long poll,
- * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), and the longest connect
- * timeout of the routes. The backend may keep a request waiting, or a response quiet (a long poll, server-sent
+ * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), the longest connect
+ * timeout of the routes, and the same resolver of backend names ({@link CoalescingResolver}: one look-up per name at
+ * a time, a few in all). The backend may keep a request waiting, or a response quiet (a long poll, server-sent
  * events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location (Jetty's client
  * would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a write to it
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
@@ -81,6 +83,7 @@ final class HttpForwarder extends ProxyHandler {
     private final BackendTls tls;
     private final int maxConnectionsPerBackend;
     private volatile Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
+    private volatile @Nullable SocketAddressResolver resolver;
 
     HttpForwarder(WebSocketProxyHandler proxy, BackendTls tls, int maxConnectionsPerBackend) {
         this.proxy = proxy;
@@ -95,6 +98,14 @@ final class HttpForwarder extends ProxyHandler {
      */
     void connectTimeout(Duration timeout) {
         this.connectTimeout = timeout;
+    }
+
+    /**
+     * Sets the resolver of the client the next start builds: the proxy's {@link CoalescingResolver}, which its
+     * WebSocket backend client shares, instead of Jetty's, which blocks a pool thread per request while DNS stalls.
+     */
+    void resolver(SocketAddressResolver resolver) {
+        this.resolver = resolver;
     }
 
     /**
@@ -154,6 +165,10 @@ final class HttpForwarder extends ProxyHandler {
         httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
         httpClient.setMaxRequestsQueuedPerDestination(maxConnectionsPerBackend * 4);
         httpClient.setConnectTimeout(connectTimeout.toMillis());
+        SocketAddressResolver names = resolver;
+        if (names != null) {
+            httpClient.setSocketAddressResolver(names);
+        }
     }
 
     @Override

@@ -1,5 +1,6 @@
 package dev.wsproxy.internal;
 
+import java.net.InetAddress;
 import java.net.URI;
 import java.time.Duration;
 import java.util.List;
@@ -63,12 +64,13 @@ import dev.wsproxy.TimeoutPolicy;
  * <h2>Shared resources</h2>
  * The backend client shares the server's thread pool, scheduler and buffer pool, follows no redirects and keeps no
  * cookies; health checks use it through Jetty's {@link WebSocketCoreClient}, proxied sessions only through its
- * connector, resolver and TLS factory ({@link BackendHandshake}). Its WebSocket connections read on a selector
- * thread ({@link WebSocketEndPoints}): the client leg's own when the proxy's server connector serves it, otherwise
- * one of the client connector's; handshake responses are handled there too
- * (read interest is {@code NON_BLOCKING}: the backend's {@code 101} upgrades the client on the thread that read it).
- * Its WebSocket connections use direct buffers only ({@link DirectBuffers}). Each leg reads with a 4 KiB buffer until
- * its first large frame, then with 64 KiB (large frames cost 2 to 3 times less CPU than with 4 KiB; see
+ * connector, resolver and TLS factory ({@link BackendHandshake}). Its resolver, which the plain HTTP forwarder's
+ * client shares, looks each backend name up once at a time, and a few names at a time ({@link CoalescingResolver}).
+ * Its WebSocket connections read on a selector thread ({@link WebSocketEndPoints}): the client leg's own when the
+ * proxy's server connector serves it, otherwise one of the client connector's; handshake responses are handled there
+ * too (read interest is {@code NON_BLOCKING}: the backend's {@code 101} upgrades the client on the thread that read
+ * it). Its WebSocket connections use direct buffers only ({@link DirectBuffers}). Each leg reads with a 4 KiB buffer
+ * until its first large frame, then with 64 KiB (large frames cost 2 to 3 times less CPU than with 4 KiB; see
  * {@link Relay} for why it starts small). Both legs offer no extensions: permessage-deflate stays off on both legs.
  */
 public final class WebSocketProxyHandler extends Handler.Wrapper {
@@ -91,6 +93,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private static final int MAX_PENDING_HANDSHAKES_PER_BACKEND = 4096;
 
     private final ProxyConfig config;
+    /** How the backend resolver looks a name up ({@link CoalescingResolver}). */
+    private final CoalescingResolver.LookUp lookUp;
     private final HttpForwarder httpForwarder;
     private final Set<Relay> relays = ConcurrentHashMap.newKeySet();
     private final AtomicLong sessionIds = new AtomicLong();
@@ -119,7 +123,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private @Nullable BackendHandshake backendHandshake;
 
     public WebSocketProxyHandler(ProxyConfig config) {
+        this(config, InetAddress::getAllByName);
+    }
+
+    /** With another look-up of backend names than the JVM's: tests block it, which the JVM's cannot be made to do. */
+    WebSocketProxyHandler(ProxyConfig config, CoalescingResolver.LookUp lookUp) {
         this.config = config;
+        this.lookUp = lookUp;
         this.httpForwarder = new HttpForwarder(this, config.tls().backend(), MAX_PENDING_HANDSHAKES_PER_BACKEND);
         Handler next = config.nextHandler();
         if (next != null) {
@@ -193,6 +203,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         Duration longest = longestRouteConnectTimeout();
         http.setConnectTimeout(Math.max(longest.toMillis(), TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT.toMillis()));
         httpForwarder.connectTimeout(longest); // started by super.doStart(), below
+        // Every backend name goes through one resolver: one look-up per name at a time, a few in all, so that a DNS
+        // stall blocks a few pool threads rather than one per handshake or request (see CoalescingResolver).
+        CoalescingResolver resolver = new CoalescingResolver(server.getThreadPool(), server.getScheduler(),
+                http.getAddressResolutionTimeout(), lookUp);
+        http.setSocketAddressResolver(resolver);
+        httpForwarder.resolver(resolver);
         BackendTls backendTls = config.tls().backend();
         if (backendTls.isInsecure()) {
             LOG.warn("Backend TLS certificates are NOT verified ({}): anyone on the path to a wss:// backend can read "
