@@ -26,8 +26,8 @@ import org.slf4j.LoggerFactory;
 /**
  * The resolver of every backend name the proxy looks up: one look-up per name at a time, shared by all who ask for it
  * meanwhile, and at most {@value #MAX_LOOK_UPS} look-ups at a time in all. The backend {@code HttpClient} (proxied
- * sessions through {@link BackendHandshake}, health checks) and the plain HTTP forwarder's ({@link HttpForwarder})
- * both use one instance, which the handler creates at each start.
+ * sessions through {@link BackendHandshake}, health checks), the plain HTTP forwarder's ({@link HttpForwarder}) and
+ * the routes that follow a DNS name ({@link DnsBackends}) use one instance, which the handler creates at each start.
  *
  * <h2>Why</h2>
  * A name is resolved with {@link InetAddress#getAllByName}, which blocks the thread that calls it, ignores interrupts

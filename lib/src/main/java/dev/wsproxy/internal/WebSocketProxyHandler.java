@@ -203,8 +203,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         Duration longest = longestRouteConnectTimeout();
         http.setConnectTimeout(Math.max(longest.toMillis(), TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT.toMillis()));
         httpForwarder.connectTimeout(longest); // started by super.doStart(), below
-        // Every backend name goes through one resolver: one look-up per name at a time, a few in all, so that a DNS
-        // stall blocks a few pool threads rather than one per handshake or request (see CoalescingResolver).
+        // Every backend name goes through one resolver (handshakes, plain HTTP, health checks, DNS routes): one
+        // look-up per name at a time, a few in all, so that a DNS stall blocks a few pool threads rather than one per
+        // handshake or request (see CoalescingResolver).
         CoalescingResolver resolver = new CoalescingResolver(server.getThreadPool(), server.getScheduler(),
                 http.getAddressResolutionTimeout(), lookUp);
         http.setSocketAddressResolver(resolver);
@@ -248,7 +249,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             for (Route route : config.routes()) {
                 Route.Dns dns = route.dns();
                 if (dns != null) {
-                    DnsBackends source = new DnsBackends(route, dns, server.getThreadPool(), server.getScheduler());
+                    DnsBackends source = new DnsBackends(route, dns, server.getScheduler(), resolver);
                     dnsSources.add(source);
                     source.start();
                 }

@@ -6,6 +6,7 @@ import static org.awaitility.Awaitility.await;
 import java.net.InetAddress;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -106,6 +107,42 @@ class DnsBackendsTest {
         answerAndAwait(address(2));
 
         assertThat(handed.get()).as("look-ups handed to the executor").isGreaterThan(2);
+    }
+
+    @Test
+    void joinsAStalledLookUpAtEachRefreshInsteadOfStartingAnother() throws Exception {
+        // Through the proxy's resolver, a look-up that stalls past the resolver's timeout keeps the list; each refresh
+        // then asks again and joins the look-up in flight: one thread blocked, however long the stall.
+        CountDownLatch release = new CountDownLatch(1);
+        AtomicInteger lookUps = new AtomicInteger();
+        AtomicInteger requests = new AtomicInteger();
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newCachedThreadPool();
+        InetAddress[] answered = {address(1)};
+        try {
+            CoalescingResolver resolver = new CoalescingResolver(pool, scheduler, 50, host -> {
+                lookUps.incrementAndGet();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                return answered;
+            });
+            dns = new DnsBackends(route, route.dns(), scheduler, (host, port, context, promise) -> {
+                requests.incrementAndGet();
+                resolver.resolve(host, port, context, promise);
+            });
+            dns.start();
+            await().atMost(Duration.ofSeconds(5)).until(() -> requests.get() >= 4);
+
+            assertThat(lookUps.get()).isOne();
+            assertThat(route.backends().backends()).isEmpty();
+            release.countDown();
+            awaitBackends(address(1));
+        } finally {
+            release.countDown();
+            pool.shutdownNow();
+        }
     }
 
     @Test

@@ -44,8 +44,8 @@ import dev.wsproxy.TimeoutPolicy;
 
 /**
  * A backend named by a host name whose DNS server stops answering, behind a proxy with a small thread pool: the
- * reconnect storm to it (and plain HTTP to it) waits for one look-up, and the proxy's other route keeps proxying
- * WebSocket and plain HTTP.
+ * reconnect storm to it, plain HTTP to it and a route that follows the name wait for one look-up, and the proxy's
+ * other route keeps proxying WebSocket and plain HTTP.
  * The look-up of that name is the test's (the handler's package-private constructor); the servers and clients are
  * real.
  */
@@ -110,11 +110,16 @@ class DnsStallTest {
         named.backends(List.of(Backend.of("ws://" + NAME + ":" + port)));
         // Longer than the test takes: the handshakes wait for the name, not for their timer.
         named.timeouts(TimeoutPolicy.custom().connect(Duration.ofSeconds(60)).build());
+        // A route that follows the name (backendsFromDns): its look-up is the one the storm waits for. Refreshed
+        // after the test, so that the storm's look-up stays the only one.
+        RouteSettings followed = new RouteSettings("/followed/");
+        followed.dns(Backend.of("ws://" + NAME + ":" + port), Duration.ofHours(1));
         RouteSettings literal = new RouteSettings("/ip/");
         literal.backends(List.of(Backend.of("ws://127.0.0.1:" + port)));
         RouteSettings defaults = RouteSettings.proxyDefaults(65_536);
         ProxyConfig config = new ProxyConfig("127.0.0.1", 0, List.of(named.resolve(defaults),
-                literal.resolve(defaults)), null, Duration.ofSeconds(1), ProxyConfig.Limits.NONE, ProxyConfig.Tls.NONE);
+                followed.resolve(defaults), literal.resolve(defaults)), null, Duration.ofSeconds(1),
+                ProxyConfig.Limits.NONE, ProxyConfig.Tls.NONE);
 
         QueuedThreadPool threads = WebSocketEndPoints.threadPool();
         threads.setName("dns-stall-proxy");
@@ -203,7 +208,12 @@ class DnsStallTest {
         HttpResponse<String> named = plainToName.get(WAIT.toSeconds(), TimeUnit.SECONDS);
         assertThat(named.statusCode()).isEqualTo(200);
         assertThat(named.body()).isEqualTo("plain:/named/hello");
-        assertThat(lookUps.get()).as("one look-up for the whole storm").isOne();
+        // The route that follows the name got the same answer.
+        BlockingQueue<String> followedReceived = new LinkedBlockingQueue<>();
+        WebSocket followedSocket = connect("/followed/chat", followedReceived).get(WAIT.toSeconds(), TimeUnit.SECONDS);
+        assertThat(echo(followedSocket, followedReceived, "followed")).isEqualTo("followed");
+        assertThat(lookUps.get()).as("one look-up for the whole storm, plain HTTP and the route that follows the name")
+                .isOne();
     }
 
     /** Echoes text; public: Jetty binds endpoint methods with method handles. */
