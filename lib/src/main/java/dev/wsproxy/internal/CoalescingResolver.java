@@ -69,9 +69,9 @@ import org.slf4j.LoggerFactory;
  * <h2>Threads</h2>
  * {@link #resolve} never blocks and may be called on any thread. Look-ups run on the executor (the server's thread
  * pool); the answer, or the failure, is handed to every request of the name on the thread that looked it up (or that
- * the executor refused), the failure of a full queue on the caller's, and a timeout on the scheduler's. The promises called must not block (the
- * proxy's and Jetty's client's only start a non-blocking connect). The state is guarded by one lock, never held while
- * a promise or the look-up runs.
+ * the executor refused), the failure of a full queue on the caller's, and a timeout on the scheduler's. The promises
+ * called must not block (the proxy's and Jetty's client's only start a non-blocking connect). The state is guarded by
+ * one lock, never held while a promise or the look-up runs.
  */
 final class CoalescingResolver implements SocketAddressResolver {
 

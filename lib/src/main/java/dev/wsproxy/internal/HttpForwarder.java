@@ -34,11 +34,11 @@ import dev.wsproxy.TimeoutPolicy;
 /**
  * Proxies plain HTTP requests on a route (the nginx {@code map $http_upgrade} case) with Jetty's {@link ProxyHandler}.
  * {@link WebSocketProxyHandler} picks the backend and stores the route, the target URI and the request's view in a
- * request attribute ({@link ForwardedRequest}); this handler applies the same header policy as the WebSocket handshake ({@link ForwardedHeaders}), and the same
- * limits: as many connections per backend as handshakes in flight (Jetty's client allows 64, so the 65th long poll,
- * such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), the longest connect
- * timeout of the routes, and the same resolver of backend names ({@link CoalescingResolver}: one look-up per name at
- * a time, a few in all). The backend may keep a request waiting, or a response quiet (a long poll, server-sent
+ * request attribute ({@link ForwardedRequest}); this handler applies the same header policy as the WebSocket
+ * handshake ({@link ForwardedHeaders}), and these limits: up to 4,096 connections per backend (Jetty's client
+ * allows 64, so the 65th long poll, such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the
+ * others), the longest connect timeout of the routes, and the proxy's one resolver of backend names
+ * ({@link CoalescingResolver}: one look-up per name at a time, a few in all). The backend may keep a request waiting, or a response quiet (a long poll, server-sent
  * events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location (Jetty's client
  * would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a write to it
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
