@@ -66,7 +66,7 @@ class LogHygieneTest {
     private static final Pattern THROWABLE = Pattern.compile("\\b[\\w$]+(Exception|Error)\\b");
     /** The one WARN that names an exception: a refused backend connection, documented as one WARN line. */
     private static final Pattern REFUSED_WARN = Pattern.compile("Backend ws://127\\.0\\.0\\.1:\\d+ failed for GET "
-            + "/refused/s\\d+ from /127\\.0\\.0\\.1:\\d+: backend unreachable: java\\.net\\.ConnectException: "
+            + "/refused/(s\\d+|plain) from /127\\.0\\.0\\.1:\\d+: backend unreachable: java\\.net\\.ConnectException: "
             + "Connection refused");
     private static final Pattern SILENT_WARN = Pattern.compile("WARN Backend ws://127\\.0\\.0\\.1:\\d+ failed for GET "
             + "/silent/s from /127\\.0\\.0\\.1:\\d+: backend did not complete the handshake in time");
@@ -133,7 +133,7 @@ class LogHygieneTest {
                         && !REFUSED_WARN.matcher(line.message()).matches())
                 .as("records naming an exception, other than the refused backend's WARN").isEmpty();
         assertThat(log).filteredOn(line -> REFUSED_WARN.matcher(line.message()).matches())
-                .as("the refused backend's WARN, path only, one per refused handshake").hasSize(2)
+                .as("the refused backend's WARN, path only, one per refused handshake and plain request").hasSize(3)
                 .allSatisfy(line -> assertThat(line.level()).isEqualTo("WARN"));
         assertThat(log).filteredOn(line -> line.message().contains("/silent/s "))
                 .as("the silent backend's WARN").singleElement()
