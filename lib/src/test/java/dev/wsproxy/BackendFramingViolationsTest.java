@@ -31,9 +31,11 @@ import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * A hostile or broken backend after its {@code 101} (matrix rows F1 to F9 on the backend leg, M2, M3): the client gets
- * {@code 1014} (or, for the proxy's own limits, {@code 1001} as for a client at fault), the bad frame never reaches
- * it, no message is completed on its side, and the session, its backend count and its connection slots are released.
+ * A hostile or broken backend after its {@code 101} (matrix rows F1 to F9 on the backend leg, M2, M3): the backend gets
+ * a close frame, {@code 1002} for a protocol error, {@code 1007} for invalid UTF-8, {@code 1009} for a size the proxy
+ * will not take; the client gets {@code 1014} (or, for the proxy's own limits, {@code 1001} as for a client at fault),
+ * the bad frame never reaches it, no message is completed on its side, and the session, its backend count and its
+ * connection slots are released.
  * Row M9 on the backend leg: a data frame a backend sends after its close frame is dropped and the close completes end
  * to end; a close from each peer at the same moment (raw sockets on both sides, each writing its close before reading
  * anything) is answered by the other's, one close frame per leg.
@@ -75,63 +77,77 @@ class BackendFramingViolationsTest {
         proxy.start();
     }
 
-    /** Frames written by the backend after its {@code 101}: code the client must get, whether a prefix may pass. */
+    /**
+     * Frames written by the backend after its {@code 101}: the code the client must get, and the code of the close
+     * frame the backend must get (RFC 6455 section 7.1.7: the proxy fails the backend's connection with a close frame,
+     * 1002 for a protocol error, 1007 for invalid UTF-8, 1009 for a size the proxy will not take).
+     */
     static Stream<Arguments> violations() {
         return Stream.of(
                 // F1: server frames must not be masked.
-                Arguments.of("masked server frame", bytes(0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2), 1014),
+                Arguments.of("masked server frame", bytes(0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2), 1014, 1002),
                 // F2
-                Arguments.of("RSV1 without an extension", server(0xC1, "hi"), 1014),
-                Arguments.of("RSV2 set", server(0xA1, "hi"), 1014),
-                Arguments.of("RSV3 set", server(0x91, "hi"), 1014),
+                Arguments.of("RSV1 without an extension", server(0xC1, "hi"), 1014, 1002),
+                Arguments.of("RSV2 set", server(0xA1, "hi"), 1014, 1002),
+                Arguments.of("RSV3 set", server(0x91, "hi"), 1014, 1002),
                 // F3
-                Arguments.of("unknown data opcode 0x3", server(0x83, "hi"), 1014),
-                Arguments.of("unknown control opcode 0xB", server(0x8B, ""), 1014),
-                Arguments.of("unknown opcode 0xF", server(0x8F, "x"), 1014),
+                Arguments.of("unknown data opcode 0x3", server(0x83, "hi"), 1014, 1002),
+                Arguments.of("unknown control opcode 0xB", server(0x8B, ""), 1014, 1002),
+                Arguments.of("unknown opcode 0xF", server(0x8F, "x"), 1014, 1002),
                 Arguments.of("huge unknown-opcode frame (CVE-2026-19204)",
-                        bytes(0x83, 0x7F, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF), 1014),
+                        bytes(0x83, 0x7F, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF), 1014, 1002),
                 // F4
-                Arguments.of("fragmented ping", server(0x09, "p"), 1014),
-                Arguments.of("ping of 126 bytes", concat(bytes(0x89, 0x7E, 0, 126), new byte[126]), 1014),
+                Arguments.of("fragmented ping", server(0x09, "p"), 1014, 1002),
+                Arguments.of("ping of 126 bytes", concat(bytes(0x89, 0x7E, 0, 126), new byte[126]), 1014, 1002),
                 // F5
-                Arguments.of("continuation without a start", server(0x80, "x"), 1014),
+                Arguments.of("continuation without a start", server(0x80, "x"), 1014, 1002),
                 Arguments.of("new text inside a fragmented message", concat(server(0x01, "a"), server(0x81, "b")),
-                        1014),
-                // F6: the relay's UTF-8 check; the backend gets 1007.
-                Arguments.of("invalid UTF-8", serverBytes(0x81, bytes(0xC3, 0x28)), 1014),
+                        1014, 1002),
+                // F6: the relay's UTF-8 check.
+                Arguments.of("invalid UTF-8", serverBytes(0x81, bytes(0xC3, 0x28)), 1014, 1007),
                 Arguments.of("invalid UTF-8 split across fragments",
-                        concat(serverBytes(0x01, bytes('o', 'k', 0xE2)), serverBytes(0x80, bytes(0x28))), 1014),
-                Arguments.of("overlong UTF-8", serverBytes(0x81, bytes(0xC0, 0xAF)), 1014),
-                Arguments.of("UTF-16 surrogate U+D800", serverBytes(0x81, bytes(0xED, 0xA0, 0x80)), 1014),
+                        concat(serverBytes(0x01, bytes('o', 'k', 0xE2)), serverBytes(0x80, bytes(0x28))), 1014, 1007),
+                Arguments.of("overlong UTF-8", serverBytes(0x81, bytes(0xC0, 0xAF)), 1014, 1007),
+                Arguments.of("UTF-16 surrogate U+D800", serverBytes(0x81, bytes(0xED, 0xA0, 0x80)), 1014, 1007),
                 // F7
-                Arguments.of("close code 0", closeWith(0), 1014),
-                Arguments.of("close code 999", closeWith(999), 1014),
-                Arguments.of("close code 1004", closeWith(1004), 1014),
-                Arguments.of("close code 1005 on the wire", closeWith(1005), 1014),
-                Arguments.of("close code 1006 on the wire", closeWith(1006), 1014),
-                Arguments.of("close code 1015 on the wire", closeWith(1015), 1014),
-                Arguments.of("close code 1016", closeWith(1016), 1014),
-                Arguments.of("close code 2999", closeWith(2999), 1014),
-                Arguments.of("close code 5000", closeWith(5000), 1014),
-                Arguments.of("one-byte close payload", serverBytes(0x88, bytes(0x03)), 1014),
-                Arguments.of("close reason not UTF-8", serverBytes(0x88, bytes(0x0F, 0xA0, 0xC3, 0x28)), 1014),
+                Arguments.of("close code 0", closeWith(0), 1014, 1002),
+                Arguments.of("close code 999", closeWith(999), 1014, 1002),
+                Arguments.of("close code 1004", closeWith(1004), 1014, 1002),
+                Arguments.of("close code 1005 on the wire", closeWith(1005), 1014, 1002),
+                Arguments.of("close code 1006 on the wire", closeWith(1006), 1014, 1002),
+                Arguments.of("close code 1015 on the wire", closeWith(1015), 1014, 1002),
+                Arguments.of("close code 1016", closeWith(1016), 1014, 1002),
+                Arguments.of("close code 2999", closeWith(2999), 1014, 1002),
+                Arguments.of("close code 5000", closeWith(5000), 1014, 1002),
+                Arguments.of("one-byte close payload", serverBytes(0x88, bytes(0x03)), 1014, 1002),
+                Arguments.of("close reason not UTF-8", serverBytes(0x88, bytes(0x0F, 0xA0, 0xC3, 0x28)), 1014,
+                        1007),
                 // F8: the proxy's size cap is the contract of maxMessageSize (sender 1009, other leg 1001).
                 Arguments.of("message over maxMessageSize", RawFrames.encode(RawFrames.BINARY, new byte[1001], false),
-                        1001),
-                Arguments.of("64-bit length with the top bit set", bytes(0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0), 1014),
+                        1001, 1009),
+                Arguments.of("64-bit length with the top bit set", bytes(0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0), 1014,
+                        1009),
                 // F9: the fragment cap, same contract as the size cap.
                 Arguments.of("flood of empty continuations", concat(server(0x01, "a"), repeat(bytes(0x00, 0x00), 2_000)),
-                        1001));
+                        1001, 1009));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("violations")
-    void closesTheClientAndNeverRelaysTheBadFrame(String name, byte[] script, int clientCode) throws Exception {
+    void closesBothPeersAndNeverRelaysTheBadFrame(String name, byte[] script, int clientCode, int backendCode)
+            throws Exception {
         start((socket, out) -> RawFrames.write(out, script));
         List<RawWebSocket.Frame> data = new ArrayList<>();
         RawWebSocket.Frame close = readUntilClose(data);
 
         assertThat(close.closeCode()).as("close code for %s", name).isEqualTo(clientCode);
+        // The raw backend records every frame the proxy writes to it: the first must be the close that fails its
+        // connection, not a dropped connection (the backend would then see no frame) and not a relayed frame.
+        RawFrames.Frame toBackend = backend.frames.poll(10, TimeUnit.SECONDS);
+        assertThat(toBackend).as("the backend got a frame for %s", name).isNotNull();
+        assertThat(toBackend.opcode()).as("the backend's first frame for %s", name).isEqualTo(RawFrames.CLOSE);
+        assertThat(toBackend.closeCode()).as("the backend's close code for %s", name).isEqualTo(backendCode);
+        assertThat(backend.nextEnd(10)).as("the backend answered the proxy's close").isEqualTo("close:" + backendCode);
         assertThat(data).as("no message completed on the client").noneMatch(RawWebSocket.Frame::fin);
         // Only the valid start of a fragmented message may pass: "a", then empty continuations, or "ok" + 0xE2.
         assertThat(data).as("nothing but a valid prefix relayed").allSatisfy(frame ->
