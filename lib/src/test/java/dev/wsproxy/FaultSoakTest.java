@@ -26,6 +26,9 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 
 import org.awaitility.core.ConditionTimeoutException;
+import org.eclipse.jetty.io.ArrayByteBufferPool;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.websocket.api.Callback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -50,6 +53,15 @@ import org.junit.jupiter.api.Test;
  * backend; and each backend counts exactly the sessions it served, the closed port none. The seed is in every failure
  * message; {@code -Dwsproxy.soak.seed=N} replays another, and {@code -Dwsproxy.soak.sessions=N} runs another number of
  * sessions.
+ *
+ * <p>No buffer may be left either (the matrix's leak check, {@code ArrayByteBufferPool.Tracking.getLeaks()} empty):
+ * the proxy is mounted in a {@link Server} of the test's, built as {@link WebSocketProxy#handler()} recommends
+ * ({@link WebSocketProxy#threadPool()}, {@link WebSocketProxy#serverConnector}) but with a tracking buffer pool, as a
+ * standalone proxy's server takes no pool from outside. Every buffer the proxy takes comes from its server's pool: the
+ * client legs' (Jetty's server-side WebSocket components), the backend handshakes' (the backend {@code HttpClient})
+ * and the backend legs' (their WebSocket components read and flush through a direct-buffer view of the same pool), so
+ * the one pool covers both legs. A frame callback the relay never completes, on either leg, leaves its network buffer
+ * in it. The test's own clients and backends use pools of their own, not tracked.
  */
 class FaultSoakTest {
 
@@ -139,6 +151,9 @@ class FaultSoakTest {
     private Backend closed;
     private WebSocketProxy proxy;
     private Clients clients;
+    private ArrayByteBufferPool.Tracking buffers;
+    private Server server;
+    private ServerConnector connector;
 
     @BeforeEach
     void start() throws Exception {
@@ -167,7 +182,6 @@ class FaultSoakTest {
             return null;
         };
         proxy = ProxyBuilder.create()
-                .listen("127.0.0.1", 0)
                 // Limits on, so that the slots they take are counted and must all be given back.
                 .maxConnections(10_000)
                 .maxConnectionsPerIp(10_000)
@@ -196,13 +210,25 @@ class FaultSoakTest {
                     }
                 })
                 .build();
-        proxy.start();
+        buffers = new ArrayByteBufferPool.Tracking();
+        server = new Server(WebSocketProxy.threadPool(), null, buffers);
+        connector = WebSocketProxy.serverConnector(server);
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(proxy.handler());
+        server.start();
         clients = new Clients();
     }
 
     @AfterEach
     void stop() throws Exception {
-        Clients.tearDown(proxy, clients, b1, b2, raw);
+        try {
+            Clients.tearDown(proxy, clients, b1, b2, raw);
+        } finally {
+            if (server != null) {
+                server.stop();
+            }
+        }
     }
 
     @Test
@@ -249,6 +275,22 @@ class FaultSoakTest {
         assertNoFailures("what the proxy reported");
         checkBackends(plans);
         assertNoFailures("what the backends saw");
+        assertNoBufferLeaks();
+    }
+
+    /**
+     * Every buffer the proxy took from its server's pool was given back, once every session and connection has ended
+     * (a connection may still be closing when its session is reported: waits up to 10 s).
+     */
+    private void assertNoBufferLeaks() {
+        try {
+            await().atMost(Duration.ofSeconds(10)).until(() -> buffers.getLeaks().isEmpty());
+        } catch (ConditionTimeoutException e) {
+            List<ArrayByteBufferPool.Tracking.TrackedBuffer> leaks = new ArrayList<>(buffers.getLeaks());
+            throw new AssertionError("seed " + SEED + ": " + leaks.size() + " buffers never released; the first:\n"
+                    + leaks.stream().limit(2).map(ArrayByteBufferPool.Tracking.TrackedBuffer::dump)
+                            .reduce((a, b) -> a + "\n" + b).orElse(""), e);
+        }
     }
 
     private static List<Plan> plans(Random random) {
@@ -262,7 +304,12 @@ class FaultSoakTest {
     }
 
     private URI uri(Plan plan) {
-        return Clients.ws(proxy, plan.path() + "?to=" + plan.to());
+        return URI.create("ws://" + authority() + plan.path() + "?to=" + plan.to());
+    }
+
+    /** The test server's connector, which the proxy is mounted behind. */
+    private String authority() {
+        return "127.0.0.1:" + connector.getLocalPort();
     }
 
     /** Runs one session and checks what its client sees; throws on anything else. */
@@ -334,9 +381,9 @@ class FaultSoakTest {
                 }
             }
             case BACKEND_REFUSES -> {
-                try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", proxy.uri().getPort()))) {
+                try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
                     RawHttp.Response response = client.exchange(RawHttp.Request.upgrade(
-                            plan.path() + "?to=" + plan.to(), RawHttp.host(proxy)));
+                            plan.path() + "?to=" + plan.to(), authority()));
                     assertThat(response.status()).as(response.toString()).isEqualTo(502);
                     assertThat(response.header("Connection")).isEqualTo("close");
                 }
