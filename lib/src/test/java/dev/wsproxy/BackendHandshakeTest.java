@@ -328,6 +328,8 @@ class BackendHandshakeTest {
             assertThat(client.closedWithin(Duration.ofSeconds(5))).as("closed after the one response").isTrue();
         }
         assertThat(backend.nextRequest().requestLine()).isEqualTo("GET /ws/chat HTTP/1.1");
+        // The raw backend records whatever arrives after its refusal until the proxy closes the connection.
+        assertThat(backend.nextEnd(5)).as("the refused handshake's connection closed").isIn("eof", "reset");
         assertThat(backend.requests).as("requests after the handshake").isEmpty();
         assertThat(backend.connections).hasValue(1);
         assertThat(listener.all(RecordingListener.Rejected.class))
@@ -868,7 +870,9 @@ class BackendHandshakeTest {
             backend.nextRequest();
             client.send(RawFrames.text("while pending", true));
             client.send(RawFrames.text("still pending", true));
-            assertThat(backend.frames.poll(300, TimeUnit.MILLISECONDS)).as("frame before the backend's 101").isNull();
+            // The held backend reads while it waits: nothing may reach it before its 101.
+            assertThat(backend.beforeReply.poll(300, TimeUnit.MILLISECONDS)).as("bytes before the backend's 101")
+                    .isNull();
 
             backend.release();
             assertThat(client.readResponse().status()).isEqualTo(101);

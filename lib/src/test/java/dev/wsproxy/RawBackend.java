@@ -1,19 +1,23 @@
 package dev.wsproxy;
 
 import java.io.BufferedInputStream;
+import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.io.SequenceInputStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
+import java.net.SocketTimeoutException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.security.KeyStore;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
@@ -37,6 +41,11 @@ import javax.net.ssl.SSLServerSocket;
  * unfragmented data frames and answers a close frame with the same close frame, then closes its socket. How each connection ended
  * is recorded in {@link #ends}: {@code eof} (the proxy closed the socket), {@code reset}, or {@code close:CODE} (the
  * proxy sent a close frame with CODE). Every frame the proxy sends after a {@code 101} is recorded in {@link #frames}.
+ *
+ * <p>It also reads what a proxy should not send, so that a test can see that nothing came: while a {@link #holding}
+ * backend waits for its gate, whatever arrives is recorded in {@link #beforeReply} (and then read as usual, after the
+ * reply); after any reply other than a {@code 101}, every further request head (or bytes that end the connection
+ * before a head is complete) is recorded in {@link #requests} like the first.
  */
 final class RawBackend implements AutoCloseable {
 
@@ -79,6 +88,8 @@ final class RawBackend implements AutoCloseable {
     final AtomicInteger mostOpen = new AtomicInteger();
     final BlockingQueue<Request> requests = new LinkedBlockingQueue<>();
     final BlockingQueue<RawFrames.Frame> frames = new LinkedBlockingQueue<>();
+    /** Bytes the proxy sent after the request head while the backend was held, one entry per read. */
+    final BlockingQueue<byte[]> beforeReply = new LinkedBlockingQueue<>();
     final BlockingQueue<String> ends = new LinkedBlockingQueue<>();
     /** The request bodies a {@link #readingBodies} backend read, one per request. */
     final BlockingQueue<String> bodies = new LinkedBlockingQueue<>();
@@ -283,7 +294,7 @@ final class RawBackend implements AutoCloseable {
                 }
                 bodies.add(readBody(in, request));
             }
-            gate.await();
+            in = awaitGate(socket, in);
             String response = reply.response(request);
             if (response != null) {
                 out.write(response.getBytes(StandardCharsets.ISO_8859_1));
@@ -296,8 +307,10 @@ final class RawBackend implements AutoCloseable {
                 afterUpgrade.run(socket, out);
                 end = speakWebSocket(in, out);
             } else {
-                while (in.read() != -1) {
-                    // Whatever the proxy sends after the request is ignored; we wait for it to close.
+                // Nothing more should come on this connection: record whatever does, until the proxy closes it.
+                String next;
+                while ((next = readHead(in, true)) != null) {
+                    requests.add(new Request(next));
                 }
             }
         } catch (EOFException e) {
@@ -310,6 +323,43 @@ final class RawBackend implements AutoCloseable {
             open.remove(socket);
             ends.add(end);
         }
+    }
+
+    /**
+     * Waits for the gate while reading what the proxy sends meanwhile (a socket read timeout of 10 ms lets it look at
+     * the gate between reads), records it in {@link #beforeReply}, and returns the stream to go on with: those bytes
+     * first, then the socket's. Once the proxy has closed the connection, it only waits.
+     */
+    private InputStream awaitGate(Socket socket, InputStream in) throws IOException, InterruptedException {
+        if (gate.getCount() == 0) {
+            return in;
+        }
+        ByteArrayOutputStream early = new ByteArrayOutputStream();
+        int timeout = socket.getSoTimeout();
+        socket.setSoTimeout(10);
+        byte[] chunk = new byte[4096];
+        try {
+            while (gate.getCount() != 0) {
+                int read;
+                try {
+                    read = in.read(chunk);
+                } catch (SocketTimeoutException e) {
+                    continue;
+                }
+                if (read == -1) {
+                    gate.await();
+                    break;
+                }
+                early.write(chunk, 0, read);
+                beforeReply.add(Arrays.copyOf(chunk, read));
+            }
+        } finally {
+            if (!socket.isClosed()) {
+                socket.setSoTimeout(timeout);
+            }
+        }
+        return early.size() == 0 ? in
+                : new SequenceInputStream(new ByteArrayInputStream(early.toByteArray()), in);
     }
 
     private String speakWebSocket(InputStream in, OutputStream out) throws IOException {
@@ -363,6 +413,11 @@ final class RawBackend implements AutoCloseable {
     }
 
     private static String readHead(InputStream in) throws IOException {
+        return readHead(in, false);
+    }
+
+    /** A request head; at the end of the stream {@code null}, or with {@code partial} the bytes read, if any. */
+    private static String readHead(InputStream in, boolean partial) throws IOException {
         ByteArrayOutputStream head = new ByteArrayOutputStream();
         int matched = 0;
         int b;
@@ -374,7 +429,7 @@ final class RawBackend implements AutoCloseable {
                 return head.toString(StandardCharsets.ISO_8859_1);
             }
         }
-        return null;
+        return partial && head.size() > 0 ? head.toString(StandardCharsets.ISO_8859_1) : null;
     }
 
     @Override
