@@ -106,7 +106,9 @@ public interface TimeoutPolicy {
     Duration idleTimeout();
 
     /**
-     * Returns how long a leg may take to answer a close frame.
+     * Returns how long a leg may take to answer a close frame. A peer that takes longer has its connection dropped;
+     * when the other peer started the close, it gets the proxy's answer instead ({@code 1014} to a client, {@code 1001}
+     * to a backend, as for a lost peer) and one more close timeout to take it.
      *
      * @return a positive duration; {@link #DEFAULT_CLOSE_TIMEOUT} unless overridden
      */

@@ -53,8 +53,10 @@ import dev.wsproxy.SessionClose;
  * cannot be sent are mapped: a peer that vanished without a close frame (1006) becomes {@code 1014} towards the client
  * or {@code 1001} towards the backend; a close frame with no code is relayed as an empty close frame. The proxy itself
  * closes both legs for idle timeouts, limits, protocol errors, shutdown and the maximum lifetime. A leg that does not
- * answer a close within the close timeout is dropped. All close state is guarded by {@code this}; actions on sessions
- * run after the lock is released, because Jetty may call back into the relay from inside them.
+ * answer a close within the close timeout is dropped; a peer waiting for its answer then gets the proxy's, as for a
+ * lost peer, and whatever is still open one more close timeout later is dropped ({@link #onCloseTimeout}). All close
+ * state is guarded by {@code this}; actions on sessions run after the lock is released, because Jetty may call back
+ * into the relay from inside them.
  *
  * <h2>Input buffers</h2>
  * A held close frame keeps the network buffer it was read into until the other peer answers, and when many sessions
@@ -147,6 +149,8 @@ final class Relay implements ProxySession {
     private SessionClose.@Nullable Initiator initiator;
     private @Nullable CloseStatus pendingClientClose;
     private Scheduler.@Nullable Task closeTimer;
+    /** The close timer has fired once: an answer owed to a peer had one more close timeout to be written. */
+    private boolean closeTimedOut;
     private Scheduler.@Nullable Task lifetimeTimer;
     private @Nullable Runnable abortHandshake;
     /** {@link #close} was called before the client was upgraded: a backend handshake it cancels is not a failure. */
@@ -737,11 +741,41 @@ final class Relay implements ProxySession {
         }
     }
 
+    /**
+     * The close handshake has not ended within the close timeout. When a peer started it and waits for the proxy's
+     * answer (a held close), only the other leg is dropped, the one whose peer never answered the close relayed to it:
+     * its end answers the held close as for a lost peer ({@link #onLegClosed}: 1014 to the client, 1001 to the
+     * backend), so that a peer which did its part gets its close handshake completed instead of a dropped connection
+     * (RFC 6455 section 5.5.1), and the timer runs once more, for that answer to be written. Otherwise, or the second
+     * time, both connections are dropped.
+     */
     private void onCloseTimeout() {
+        Leg silent = null;
+        CoreSession silentSession = null;
         synchronized (this) {
             if (finished) {
                 return;
             }
+            if (!closeTimedOut) {
+                closeTimedOut = true;
+                Leg waiting = clientLeg.heldClose != null ? clientLeg
+                        : backendLeg.heldClose != null ? backendLeg : null;
+                if (waiting != null && !waiting.done && !waiting.other().done) {
+                    silent = waiting.other();
+                    silentSession = silent.session;
+                }
+                if (silentSession != null) {
+                    closeTimer = owner.scheduler().schedule(this::onCloseTimeout,
+                            timeouts.closeTimeout().toMillis(), TimeUnit.MILLISECONDS);
+                }
+            }
+        }
+        if (silent != null && silentSession != null) {
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("[{}] The {} did not answer the close: dropping its connection", id, silent.side);
+            }
+            WebSocketEndPoints.abort(silentSession);
+            return;
         }
         if (LOG.isDebugEnabled()) {
             LOG.debug("[{}] Close handshake timed out: dropping the connections", id);
