@@ -19,8 +19,11 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.junit.jupiter.api.AfterEach;
@@ -49,6 +52,14 @@ import org.junit.jupiter.api.Test;
  * with {@code 1001} as soon as it passes its burst, while it is still flooding and has not read a byte: the session
  * ends on the proxy without waiting for the client ({@link RelayLimitsTest} sends a single burst from a client that
  * reads, to a backend that answers nothing).
+ *
+ * <p>The same flood from the backend (F11 on the backend leg; the rate limit is the client leg's only): a backend that
+ * pings as fast as its socket takes them and reads nothing, and a client that reads at its own pace, answering every
+ * ping with a pong before it reads the next frame (as Jetty and browsers answer pings). The pongs back up into the
+ * backend, the proxy stops reading the client, the client blocks writing a pong and reads no more pings, and the
+ * backend is held back, with the proxy's heap bounded. Once the backend reads, every ping reaches the client and every
+ * pong the backend, in order, and the backend's close goes through end to end; a backend that vanishes instead leaves
+ * the client the pings the proxy had read, then {@code 1014}.
  */
 class PingFloodTest {
 
@@ -60,16 +71,23 @@ class PingFloodTest {
 
     private final List<AutoCloseable> resources = new ArrayList<>();
     private RawBackend backend;
-    private PongingBackend ponging;
+    /** The backend of every session but a backend flood's. */
+    private PongingPeer ponging;
+    private FloodingBackend flooding;
+    /** The client of a backend flood, which answers every ping. */
+    private PongingPeer pongingClient;
     private ForkedProxy forked;
     private WebSocketProxy proxy;
-    /** The flooding client, and its writes: batches of {@value #BATCH} numbered pings. */
+    /** The flooding client, or the client of a flooding backend, and the flood: batches of {@value #BATCH} pings. */
     private RawWebSocket client;
     private Writes flood;
 
     @AfterEach
     void stop() throws Exception {
         try {
+            if (flooding != null) {
+                flooding.readNow.countDown();
+            }
             if (flood != null) {
                 flood.stop();
                 if (!client.socket.isClosed()) {
@@ -156,12 +174,94 @@ class PingFloodTest {
         assertCloseFrame(frame, 1008, "message rate exceeded");
     }
 
+    @Test
+    void holdsBackAPingFloodFromABackendThatNeverReadsItsPongsAndDeliversEveryPingAndPong() throws Exception {
+        startBackendFlood();
+        long heldBackAt = awaitBackendHeldBack();
+
+        assertServesANewSession(forked.ws("/other"));
+
+        // The backend stops flooding and reads: every ping reached the client and every pong the backend, in order.
+        flood.stop();
+        flooding.readNow.countDown();
+        assertThat(flood.done).succeedsWithin(Duration.ofSeconds(30));
+        long written = pingsWritten();
+        assertThat(written).isGreaterThanOrEqualTo(heldBackAt);
+        await().atMost(Duration.ofSeconds(30)).until(() -> flooding.pongs.get() >= written || flooding.failed());
+        assertThat(flooding.failure).as("what the backend read").isEmpty();
+        assertThat(flooding.pongs.get()).as("pongs the backend read, in order").isEqualTo(written);
+        assertThat(pongingClient.pings.get()).as("pings the client answered").isEqualTo(written);
+
+        // The backend's close goes through end to end, after the last pong.
+        RawFrames.write(flooding.out, RawFrames.close(1000, "done", false));
+        assertThat(pongingClient.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1000 done");
+        assertThat(flooding.closes.poll(10, TimeUnit.SECONDS)).as("the client's answer").isEqualTo("1000 done");
+        assertThat(backend.nextEnd(10)).isEqualTo("eof");
+        assertThat(forked.isAlive()).isTrue();
+    }
+
+    @Test
+    void endsTheSessionWhenTheHeldBackBackendVanishes() throws Exception {
+        startBackendFlood();
+        awaitBackendHeldBack();
+
+        flooding.vanish = true;
+        flooding.readNow.countDown();
+        assertThat(flood.done).failsWithin(Duration.ofSeconds(10));
+        // The pings the proxy had read still reach the client, its pongs dropped; then it hears of the loss.
+        assertThat(pongingClient.closes.poll(10, TimeUnit.SECONDS)).isEqualTo("1014 backend connection lost");
+        assertThat(backend.nextEnd(10)).isEqualTo("reset");
+        assertServesANewSession(forked.ws("/after"));
+        forked.assertHeapBounded("once the flood ended");
+    }
+
     // ---- set-up ----
 
     private void startPongingBackend() throws IOException {
-        ponging = new PongingBackend();
+        ponging = new PongingPeer(false);
         backend = RawBackend.upgradingThen(ponging);
         resources.add(backend);
+    }
+
+    /**
+     * A forked proxy in front of a {@link FloodingBackend}, and a client whose {@link PongingPeer} answers on a thread
+     * of its own; returns once the backend's flood has started.
+     */
+    private void startBackendFlood() throws Exception {
+        ponging = new PongingPeer(false);
+        flooding = new FloodingBackend();
+        backend = RawBackend.upgradingThen(flooding);
+        resources.add(backend);
+        forked = ForkedProxy.start(backend.uri());
+        client = RawWebSocket.connect(forked.ws("/backend-flood"), 16 * 1024);
+        // A small send buffer: the pongs the client cannot write wait in the proxy's buffers, not in its own.
+        client.socket.setSendBufferSize(64 * 1024);
+        pongingClient = new PongingPeer(true);
+        Thread answers = new Thread(() -> {
+            try {
+                pongingClient.run(client.socket, client.socket.getOutputStream());
+            } catch (IOException e) {
+                // The connection ended: what the client read is in its counters.
+            }
+        }, "client-pongs");
+        answers.setDaemon(true);
+        answers.start();
+        flood = flooding.flood.get(10, TimeUnit.SECONDS);
+    }
+
+    /**
+     * Waits until the backend's writes stop completing, and checks that the proxy held it back far short of the flood
+     * with a bounded heap; returns the pings written by then.
+     */
+    private long awaitBackendHeldBack() throws IOException {
+        long heldBackAt = flood.awaitHeldBack("the backend's flood, held back", Duration.ofSeconds(30)) * BATCH;
+        assertThat(heldBackAt).as("pings the backend could write without reading a pong").isLessThan(MAX_PINGS / 2);
+        long heap = forked.assertHeapBounded("while the backend's flood is held back");
+        System.out.printf("backend ping flood: backend held back after %d pings (%d KiB), client answered %d; proxy"
+                + " heap after GC %d KiB%n", heldBackAt, heldBackAt * (PING_PAYLOAD + 2) / 1024,
+                pongingClient.pings.get(), heap / 1024);
+        assertThat(pingsWritten()).as("pings written, after the proxy's full GC").isEqualTo(heldBackAt);
+        return heldBackAt;
     }
 
     private void startForked() throws IOException {
@@ -226,9 +326,14 @@ class PingFloodTest {
     }
 
     private static byte[] ping(long sequence) {
+        return ping(sequence, true);
+    }
+
+    /** A numbered ping; {@code masked} for a client's. */
+    private static byte[] ping(long sequence, boolean masked) {
         byte[] payload = new byte[PING_PAYLOAD];
         ByteBuffer.wrap(payload).putLong(sequence);
-        return RawFrames.encode(RawFrames.PING, payload, true);
+        return RawFrames.encode(RawFrames.PING, payload, masked);
     }
 
     private static long sequence(byte[] payload) {
@@ -256,15 +361,21 @@ class PingFloodTest {
     }
 
     /**
-     * The backend's side of each connection after its {@code 101}: answers every ping with a pong, written before the
-     * next frame is read (so a backend whose pongs cannot be written reads nothing), echoes whole data messages, and
-     * answers a close frame with the same frame; then the raw backend waits for the proxy to close the connection.
+     * One peer's side of a connection after its {@code 101}: answers every ping with a pong, written before the next
+     * frame is read (so a peer whose pongs cannot be written reads nothing), echoes whole data messages, and answers a
+     * close frame with the same frame; then, as a backend, the raw backend waits for the proxy to close the connection.
+     * A client's frames are masked.
      */
-    private static final class PongingBackend implements RawBackend.AfterUpgrade {
+    private static final class PongingPeer implements RawBackend.AfterUpgrade {
+        private final boolean masked;
         /** Pings answered, over all connections. */
         final AtomicLong pings = new AtomicLong();
-        /** {@code CODE REASON} of each close frame the backend got. */
+        /** {@code CODE REASON} of each close frame the peer got. */
         final BlockingQueue<String> closes = new LinkedBlockingQueue<>();
+
+        PongingPeer(boolean masked) {
+            this.masked = masked;
+        }
 
         @Override
         public void run(Socket socket, OutputStream socketOut) throws IOException {
@@ -283,14 +394,14 @@ class PingFloodTest {
                 }
                 switch (frame.opcode()) {
                     case RawFrames.PING -> {
-                        out.write(RawFrames.encode(RawFrames.PONG, frame.payload(), false));
+                        out.write(RawFrames.encode(RawFrames.PONG, frame.payload(), masked));
                         pings.incrementAndGet();
                     }
                     case RawFrames.TEXT, RawFrames.BINARY -> out.write(
-                            RawFrames.encode(frame.opcode(), frame.payload(), false));
+                            RawFrames.encode(frame.opcode(), frame.payload(), masked));
                     case RawFrames.CLOSE -> {
                         closes.add(frame.closeCode() + " " + frame.closeReason());
-                        out.write(RawFrames.encode(RawFrames.CLOSE, frame.payload(), false));
+                        out.write(RawFrames.encode(RawFrames.CLOSE, frame.payload(), masked));
                         out.flush();
                         return;
                     }
@@ -299,6 +410,72 @@ class PingFloodTest {
                 if (in.available() == 0) {
                     out.flush();
                 }
+            }
+        }
+    }
+
+    /**
+     * A backend whose first connection, after its {@code 101}, floods numbered pings from a thread of its own and
+     * reads nothing until {@link #readNow}; then it reads the pongs, checking their order, up to a close frame (or,
+     * with {@link #vanish}, resets its connection instead). Every other connection is {@link #ponging}'s.
+     */
+    private final class FloodingBackend implements RawBackend.AfterUpgrade {
+        final CompletableFuture<Writes> flood = new CompletableFuture<>();
+        final CountDownLatch readNow = new CountDownLatch(1);
+        volatile boolean vanish;
+        /** The flooded connection's output, for the test's close once the flood has ended. */
+        volatile OutputStream out;
+        /** Pongs read in order, and the first thing read that was not the next pong. */
+        final AtomicLong pongs = new AtomicLong();
+        final BlockingQueue<String> failure = new LinkedBlockingQueue<>();
+        final BlockingQueue<String> closes = new LinkedBlockingQueue<>();
+        private final AtomicInteger connections = new AtomicInteger();
+
+        boolean failed() {
+            return !failure.isEmpty();
+        }
+
+        @Override
+        public void run(Socket socket, OutputStream socketOut) throws IOException {
+            if (connections.getAndIncrement() > 0) {
+                ponging.run(socket, socketOut);
+                return;
+            }
+            // A small receive buffer: the pongs the proxy could write to it are few.
+            socket.setReceiveBufferSize(64 * 1024);
+            out = socketOut;
+            flood.complete(Writes.start("backend-ping-flood", MAX_PINGS / BATCH, batch -> {
+                ByteArrayOutputStream pings = new ByteArrayOutputStream(BATCH * (PING_PAYLOAD + 2));
+                for (int j = 0; j < BATCH; j++) {
+                    pings.writeBytes(ping((long) batch * BATCH + j, false));
+                }
+                socketOut.write(pings.toByteArray());
+                socketOut.flush();
+            }));
+            try {
+                readNow.await();
+            } catch (InterruptedException e) {
+                throw new IOException(e);
+            }
+            if (vanish) {
+                socket.setSoLinger(true, 0);
+                socket.close();
+                return;
+            }
+            InputStream in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
+            while (true) {
+                RawFrames.Frame frame = RawFrames.read(in);
+                if (frame.opcode() == RawFrames.CLOSE) {
+                    closes.add(frame.closeCode() + " " + frame.closeReason());
+                    return;
+                }
+                long expected = pongs.get();
+                if (frame.opcode() != RawFrames.PONG || frame.payload().length != PING_PAYLOAD
+                        || ByteBuffer.wrap(frame.payload()).getLong() != expected) {
+                    failure.add("frame " + expected + ": " + frame + " instead of pong " + expected);
+                    return;
+                }
+                pongs.incrementAndGet();
             }
         }
     }

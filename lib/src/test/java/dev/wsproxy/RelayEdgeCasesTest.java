@@ -18,13 +18,17 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Legal but unusual traffic relayed exactly (matrix rows F12 and F13): control frames inside fragmented messages,
- * unsolicited pongs, large and small messages interleaved, every byte value and 4-byte UTF-8.
+ * unsolicited pongs, large and small messages interleaved, every byte value and 4-byte UTF-8. F12 from both peers:
+ * from the client to a Jetty backend, and from a raw backend (a {@link RawBackend} writing the frames right after its
+ * {@code 101}) to the client, on a proxy of its own.
  */
 class RelayEdgeCasesTest {
 
     private TestBackend backend;
     private WebSocketProxy proxy;
     private Clients clients;
+    private RawBackend rawBackend;
+    private WebSocketProxy rawProxy;
 
     @BeforeEach
     void start() throws Exception {
@@ -36,7 +40,18 @@ class RelayEdgeCasesTest {
 
     @AfterEach
     void stop() throws Exception {
-        Clients.tearDown(proxy, clients, backend);
+        try {
+            Clients.tearDown(rawProxy, null, rawBackend);
+        } finally {
+            Clients.tearDown(proxy, clients, backend);
+        }
+    }
+
+    /** A proxy in front of a raw backend that runs {@code script} right after its {@code 101}, then echoes. */
+    private void startRawBackend(RawBackend.AfterUpgrade script) throws Exception {
+        rawBackend = RawBackend.upgradingThen(script);
+        rawProxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", rawBackend.backend()).build();
+        rawProxy.start();
     }
 
     @Test
@@ -59,6 +74,58 @@ class RelayEdgeCasesTest {
             assertThat(raw.readClose().closeCode()).isEqualTo(1000);
         }
         assertThat(backend.texts.poll(10, TimeUnit.SECONDS)).isEqualTo("frag-ment");
+    }
+
+    /**
+     * F12 from the backend: its ping between the two frames of a text message reaches the client as a ping, where the
+     * backend sent it, and the message's frames around it are relayed as they came (no frame completed early, none
+     * merged or reordered). The client's pong reaches the backend, and the session goes on to a clean close.
+     */
+    @Test
+    void relaysAPingInsideAFragmentedMessageFromTheBackendAndKeepsTheMessageIntact() throws Exception {
+        startRawBackend((socket, out) -> RawFrames.write(out, RawFrames.concat(
+                RawFrames.encode(false, RawFrames.TEXT, "frag-".getBytes(StandardCharsets.UTF_8), false),
+                RawFrames.encode(true, RawFrames.PING, "p1".getBytes(StandardCharsets.UTF_8), false),
+                RawFrames.encode(true, RawFrames.CONTINUATION, "ment".getBytes(StandardCharsets.UTF_8), false))));
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(rawProxy, "/f12"))) {
+            List<String> seen = new ArrayList<>();
+            for (int i = 0; i < 3; i++) {
+                RawWebSocket.Frame frame = raw.read();
+                seen.add(frame.opcode() + (frame.fin() ? " fin " : " ") + frame.text());
+            }
+            assertThat(seen).as("opcode, FIN and payload of each frame the client got").containsExactly(
+                    RawWebSocket.TEXT + " frag-", RawWebSocket.PING + " fin p1",
+                    RawWebSocket.CONTINUATION + " fin ment");
+            raw.send(true, RawWebSocket.PONG, "p1".getBytes(StandardCharsets.UTF_8));
+            RawFrames.Frame pong = rawBackend.frames.poll(10, TimeUnit.SECONDS);
+            assertThat(pong).as("the client's pong at the backend").isNotNull();
+            assertThat(List.of(pong.opcode(), pong.text())).containsExactly(RawFrames.PONG, "p1");
+            raw.sendClose(1000, "bye");
+            assertThat(raw.readClose().closeCode()).isEqualTo(1000);
+        }
+        assertThat(rawBackend.nextEnd(10)).isEqualTo("close:1000");
+    }
+
+    /**
+     * F12 from the backend: a pong that answers no ping reaches the client as a pong, and the session goes on (a
+     * message echoed by the backend, a clean close), no error on either leg.
+     */
+    @Test
+    void relaysAnUnsolicitedPongFromTheBackendWithoutError() throws Exception {
+        startRawBackend((socket, out) -> RawFrames.write(out,
+                RawFrames.encode(RawFrames.PONG, "u1".getBytes(StandardCharsets.UTF_8), false)));
+        WsRecorder client = clients.connect(Clients.ws(rawProxy, "/f12"));
+        assertThat(client.next()).as("the client's first event").isEqualTo(new WsRecorder.Pong("u1"));
+        client.sendText("still open");
+        assertThat(client.nextText()).isEqualTo("still open");
+        client.session.close(1000, "bye", Callback.NOOP);
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1000, "bye"));
+        assertThat(rawBackend.nextEnd(10)).isEqualTo("close:1000");
+        List<RawFrames.Frame> atBackend = new ArrayList<>(rawBackend.frames);
+        assertThat(atBackend).as("frames the backend got").hasSize(2);
+        assertThat(List.of(atBackend.get(0).opcode(), atBackend.get(0).text()))
+                .containsExactly(RawFrames.TEXT, "still open");
+        RawFrames.assertCloseFrame(atBackend.get(1), 1000, "bye");
     }
 
     /**
