@@ -37,9 +37,7 @@ class ShutdownTest {
 
     @Test
     void returnsByTheDeadlineWhenAClientDoesNotReadItsCloseFrame() throws Exception {
-        try (RawWebSocket stalled = RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024)) {
-            stalled.send(true, RawWebSocket.TEXT, "push:4096:65536".getBytes(StandardCharsets.UTF_8));
-            backend.awaitPushStalled();
+        try (RawWebSocket stalled = stalledClient()) {
             WsRecorder healthy = clients.connect(Clients.ws(proxy, "/healthy"));
 
             long start = System.nanoTime();
@@ -60,9 +58,7 @@ class ShutdownTest {
 
     @Test
     void answersNewUpgradesAndPlainHttpWith503WhileStopWaitsForItsSessions() throws Exception {
-        try (RawWebSocket stalled = RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024)) {
-            stalled.send(true, RawWebSocket.TEXT, "push:4096:65536".getBytes(StandardCharsets.UTF_8));
-            backend.awaitPushStalled();
+        try (RawWebSocket stalled = stalledClient()) {
             WsRecorder healthy = clients.connect(Clients.ws(proxy, "/healthy"));
             int backendConnections = backend.httpConnections.get();
 
@@ -83,6 +79,22 @@ class ShutdownTest {
                     .hasValue(backendConnections);
             stalled.close();
             stopping.get(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /**
+     * A client that reads nothing while the backend pushes to it, until the proxy can write no more: a close frame to
+     * it cannot be written either.
+     */
+    private RawWebSocket stalledClient() throws Exception {
+        RawWebSocket stalled = RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024);
+        try {
+            stalled.send(true, RawWebSocket.TEXT, "push:4096:65536".getBytes(StandardCharsets.UTF_8));
+            backend.awaitPushStalled();
+            return stalled;
+        } catch (Exception | Error e) {
+            stalled.close();
+            throw e;
         }
     }
 
