@@ -6,7 +6,10 @@ import java.net.Socket;
 import java.net.URI;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
@@ -703,6 +706,43 @@ class PlainHttpTest {
             assertThat(backend.httpConnections).as("nothing reached the drained backend")
                     .hasValue(drainedConnections);
             assertThat(other.httpConnections).hasValue(1);
+        } finally {
+            other.close();
+        }
+    }
+
+    @Test
+    void aDrainedPickSpendsAnAttemptOfThePlainRequestAsOfAnUpgrade() throws Exception {
+        // failover(1): the selector's one pick is the drained backend. Both paths share one failover budget, in which
+        // a pick turned away is an attempt, so neither goes on to the other backend: 503 for both. (The plain path
+        // did not count such a pick, and sent the request to the second backend anyway.)
+        TestBackend other = new TestBackend("b2");
+        Set<SelectionContext> seen = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
+        BackendSelector drainedFirst = context -> seen.add(context)
+                ? context.backends().get(0)
+                : context.candidates().isEmpty() ? null : context.candidates().get(0).backend();
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", backend.backend(), other.backend())
+                .backendSelector(drainedFirst)
+                .failover(1, Duration.ofSeconds(10))
+                .build()) {
+            proxying.start();
+            proxying.drain(backend.backend(), Duration.ZERO);
+            int drainedConnections = backend.httpConnections.get();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                RawHttp.Response plain = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
+
+                assertThat(plain.status()).as("%s", plain).isEqualTo(503);
+            }
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                RawHttp.Response upgrade = client.exchange(Request.upgrade("/chat", RawHttp.host(proxying)));
+
+                assertThat(upgrade.status()).as("%s", upgrade).isEqualTo(503);
+            }
+            assertThat(backend.httpConnections).as("nothing reached the drained backend")
+                    .hasValue(drainedConnections);
+            assertThat(other.httpConnections).as("nor the other: the one attempt was spent").hasValue(0);
+            assertThat(other.upgrades).isEmpty();
         } finally {
             other.close();
         }

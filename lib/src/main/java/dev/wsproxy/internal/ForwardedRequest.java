@@ -3,14 +3,13 @@ package dev.wsproxy.internal;
 import java.util.Objects;
 
 import org.eclipse.jetty.http.HttpURI;
-import org.eclipse.jetty.util.NanoTime;
 import org.jspecify.annotations.Nullable;
 
 /**
  * One plain HTTP request forwarded on a route, across its attempts: the backend of the current attempt (for passive
- * health) and the route's failover budget, as a {@link Handshake} has for an upgrade. An attempt starts on the thread
- * that handles the request, or on the one that saw the attempt before it fail; attempts never overlap, but they run
- * on different threads, hence the volatile fields.
+ * health) and the route's {@link FailoverBudget}, the one a {@link Handshake} spends for an upgrade. An attempt starts
+ * on the thread that handles the request, or on the one that saw the attempt before it fail; attempts never overlap,
+ * but they run on different threads, hence the volatile fields.
  */
 final class ForwardedRequest {
 
@@ -18,8 +17,8 @@ final class ForwardedRequest {
     final HandshakeRequestView view;
     /** The route's {@link Timeouts}, read once for the request. */
     final Timeouts timeouts;
-    private final long deadline;
-    private volatile int attempts;
+    /** The route's failover budget, spent by every backend picked for the request. */
+    final FailoverBudget budget;
     private volatile @Nullable BackendState backend;
     private volatile @Nullable HttpURI target;
 
@@ -27,14 +26,13 @@ final class ForwardedRequest {
         this.route = route;
         this.view = view;
         this.timeouts = timeouts;
-        this.deadline = NanoTime.now() + route.failover().maxTime().toNanos();
+        this.budget = new FailoverBudget(route.failover());
     }
 
-    /** Starts an attempt on {@code state}'s backend, at {@code target}. */
+    /** Sends the current attempt, counted in {@link #budget} when its backend was picked, to {@code target}. */
     void attempt(BackendState state, HttpURI target) {
         this.backend = state;
         this.target = target;
-        attempts++;
     }
 
     /** The backend of the current attempt. */
@@ -45,10 +43,5 @@ final class ForwardedRequest {
     /** The URI of the current attempt. */
     HttpURI target() {
         return Objects.requireNonNull(target, "no attempt started");
-    }
-
-    /** Whether the route's failover allows another attempt: attempts and time left. */
-    boolean mayTryAnother() {
-        return attempts < route.failover().maxAttempts() && NanoTime.now() - deadline < 0;
     }
 }

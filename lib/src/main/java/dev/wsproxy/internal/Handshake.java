@@ -14,7 +14,6 @@ import org.eclipse.jetty.io.EofException;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
-import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
 import org.eclipse.jetty.websocket.core.CoreSession;
@@ -55,9 +54,8 @@ final class Handshake {
     private final Route route;
     private final HandshakeRequestView view;
     private final Timeouts timeouts;
-    private final long deadline;
+    private final FailoverBudget budget;
     private final ConnectionLimits.@Nullable Permit permit;
-    private int attempts;
     /** Whether an earlier attempt of this handshake connected, spending failover time. */
     private boolean connectedBefore;
 
@@ -70,7 +68,7 @@ final class Handshake {
         this.route = route;
         this.view = view;
         this.timeouts = timeouts;
-        this.deadline = NanoTime.now() + route.failover().maxTime().toNanos();
+        this.budget = new FailoverBudget(route.failover());
         this.permit = permit;
     }
 
@@ -104,7 +102,7 @@ final class Handshake {
             refuse(lastStatus, lastReason);
             return;
         }
-        attempts++;
+        budget.attempt();
         URI backendUri;
         try {
             backendUri = WebSocketProxyHandler.backendUri(request, route, backend, true);
@@ -152,7 +150,7 @@ final class Handshake {
     private void connect(Relay relay, BackendState state, BackendState.HandshakeSlot slot, Backend backend,
             URI backendUri) {
         long connectMillis = timeouts.connectTimeout().toMillis();
-        long remainingMillis = TimeUnit.NANOSECONDS.toMillis(deadline - NanoTime.now());
+        long remainingMillis = budget.remainingMillis();
         long timeoutMillis = Math.max(1, Math.min(connectMillis, remainingMillis));
         // A first connect cut short by a failover time below the connect timeout had all the time the route allows.
         boolean cutShort = connectedBefore && remainingMillis < connectMillis;
@@ -166,7 +164,8 @@ final class Handshake {
         view.addAuthorizedHeaders(headers);
         BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri), attempts);
+            LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri),
+                    budget.attempts());
         }
         // On the client's own selector when its connector allows (see WebSocketEndPoints, one selector per session).
         Object home = WebSocketEndPoints.home(request);
@@ -315,7 +314,7 @@ final class Handshake {
 
     /** Tries the next backend while the failover budget lasts; otherwise the client gets {@code status}. */
     private void nextAttemptOrRefuse(int status, String reason) {
-        if (attempts < route.failover().maxAttempts() && NanoTime.now() - deadline < 0 && !proxy.isDraining()) {
+        if (budget.allowsAnother() && !proxy.isDraining()) {
             attempt(status, reason);
         } else {
             refuse(status, reason);

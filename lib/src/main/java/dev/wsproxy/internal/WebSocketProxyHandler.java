@@ -485,6 +485,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             reject(view, response, callback, route, lastStatus, lastReason);
             return;
         }
+        forwarded.budget.attempt();
         if (state.state() == BackendStatus.State.DRAINING) {
             String reason = "backend draining";
             if (!forwardToAnother(request, response, callback, forwarded, HttpStatus.SERVICE_UNAVAILABLE_503,
@@ -513,7 +514,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     boolean forwardToAnother(Request request, Response response, Callback callback, ForwardedRequest forwarded,
             int status, String reason) {
         Route route = forwarded.route;
-        if (draining || !forwarded.mayTryAnother()
+        if (draining || !forwarded.budget.allowsAnother()
                 || RouteBackends.candidates(route.backends().states(), forwarded.view.tried,
                         route.maxPendingBackendHandshakes()).isEmpty()) {
             return false;
