@@ -52,8 +52,8 @@ public final class Backend {
      *
      * @param uri a {@code ws}, {@code wss}, {@code http} or {@code https} URI with a host
      * @return the backend, with weight {@value #DEFAULT_WEIGHT}
-     * @throws IllegalArgumentException if the URI is malformed, has another scheme, no host, user info, a query or a
-     *         fragment
+     * @throws IllegalArgumentException if the URI is malformed, has another scheme, no host, a port outside 1 to 65535,
+     *         user info, a query or a fragment
      */
     public static Backend of(String uri) {
         requireNonNull(uri, "uri");
@@ -69,7 +69,8 @@ public final class Backend {
      *
      * @param uri a {@code ws}, {@code wss}, {@code http} or {@code https} URI with a host
      * @return the backend, with weight {@value #DEFAULT_WEIGHT}
-     * @throws IllegalArgumentException if the URI has another scheme, no host, user info, a query or a fragment
+     * @throws IllegalArgumentException if the URI has another scheme, no host, a port outside 1 to 65535, user info, a
+     *         query or a fragment
      */
     public static Backend of(URI uri) {
         requireNonNull(uri, "uri");
@@ -91,7 +92,12 @@ public final class Backend {
             throw new IllegalArgumentException("uri: " + uri + " (expected: a host)");
         }
         if (uri.getRawUserInfo() != null) {
-            throw new IllegalArgumentException("uri: " + uri + " (expected: no user info)");
+            // Not echoed: user info is often a password, and this message ends up in logs.
+            throw new IllegalArgumentException("uri: " + uri.toString().replace(uri.getRawUserInfo() + "@", "***@")
+                    + " (expected: no user info)");
+        }
+        if (uri.getPort() == 0 || uri.getPort() > 65_535) {
+            throw new IllegalArgumentException("uri: " + uri + " (expected: a port from 1 to 65535)");
         }
         if (uri.getRawFragment() != null) {
             throw new IllegalArgumentException("uri: " + uri + " (expected: no fragment)");

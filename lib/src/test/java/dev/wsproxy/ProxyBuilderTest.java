@@ -193,6 +193,13 @@ class ProxyBuilderTest {
         assertThatThrownBy(() -> Backend.of("ftp://h")).hasMessageContaining("expected: scheme ws, wss, http or https");
         assertThatThrownBy(() -> Backend.of("ws:///path")).hasMessageContaining("expected: a host");
         assertThatThrownBy(() -> Backend.of("ws://user@h")).hasMessageContaining("no user info");
+        assertThatThrownBy(() -> Backend.of("ws://admin:s3cret@h:1/p")).as("a password is not echoed into logs")
+                .hasMessage("uri: ws://***@h:1/p (expected: no user info)");
+        // URI takes any port that fits an int: a typo such as :300000 started a proxy that answered 502 to everyone.
+        assertThatThrownBy(() -> Backend.of("ws://127.0.0.1:70000")).hasMessageContaining("a port from 1 to 65535");
+        assertThatThrownBy(() -> Backend.of("ws://h:65536")).hasMessageContaining("a port from 1 to 65535");
+        assertThatThrownBy(() -> Backend.of("wss://h:0")).hasMessageContaining("a port from 1 to 65535");
+        assertThat(Backend.of("ws://h:65535").uri().getPort()).isEqualTo(65535);
         assertThatThrownBy(() -> Backend.of("ws://h/?q=1")).hasMessageContaining("no query");
         assertThatThrownBy(() -> Backend.of("ws://h").withWeight(0)).hasMessageContaining("1 to 1000");
     }
