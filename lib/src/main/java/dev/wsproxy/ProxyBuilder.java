@@ -238,7 +238,9 @@ public final class ProxyBuilder {
     /**
      * Sets the largest data message, in bytes, relayed in either direction on routes that set none. The sender of a
      * larger message gets close code {@code 1009 Message Too Big} and the other leg {@code 1001 Going Away}. Messages
-     * are relayed frame by frame as they arrive, so this limit is a policy, not a buffer size. Default:
+     * are relayed frame by frame as they arrive, so this limit is a policy, not a buffer size. It must fit what the
+     * backend sends as well: a backend that wraps or escapes what clients send (a chat broadcasting each text in JSON)
+     * sends larger messages than it accepts, and a limit set to what it accepts closes its receivers. Default:
      * {@link #DEFAULT_MAX_MESSAGE_SIZE}.
      *
      * @param bytes a positive size; {@link Long#MAX_VALUE} for no limit

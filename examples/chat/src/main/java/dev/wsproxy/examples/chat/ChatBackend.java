@@ -42,6 +42,16 @@ public final class ChatBackend implements AutoCloseable {
     /** The largest text message the backend accepts, in bytes: {@value}. Larger ones close the session with 1009. */
     static final int MAX_MESSAGE_SIZE = 16 * 1024;
 
+    /**
+     * The largest event the backend sends, in bytes: {@value}. A message event carries a text of up to
+     * {@link #MAX_MESSAGE_SIZE} bytes and a nickname of up to {@link #MAX_NICK_LENGTH} characters, both JSON-escaped,
+     * and escaping can make a text six times longer: a control character, one byte, becomes a backslash, a {@code u}
+     * and four hex digits. The proxy's message limit applies to what the backend sends as well, so it must be at
+     * least this (see {@link ChatDemo}), or a client's legal message would make the proxy close every session it is
+     * broadcast to.
+     */
+    static final int MAX_EVENT_SIZE = 6 * MAX_MESSAGE_SIZE + 6 * MAX_NICK_LENGTH + 64;
+
     /** Events queued for one session beyond which it is closed as too slow: {@value}. */
     static final int MAX_QUEUED_EVENTS = 256;
 

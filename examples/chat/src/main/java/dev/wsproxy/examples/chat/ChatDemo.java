@@ -58,7 +58,11 @@ public final class ChatDemo implements AutoCloseable {
                     // vanished one within a minute and keeps the socket alive through load balancers and NAT.
                     .timeoutPolicy(TimeoutPolicy.custom().idle(Duration.ofMinutes(10)).ping(Duration.ofSeconds(30))
                             .build())
-                    .maxMessageSize(ChatBackend.MAX_MESSAGE_SIZE)
+                    // The limit holds both ways, so it must fit the backend's largest broadcast, which wraps and
+                    // escapes a client's text; the backend itself refuses texts over 16 KiB with 1009.
+                    .maxMessageSize(ChatBackend.MAX_EVENT_SIZE)
+                    // One client may not flood the room: over 20 messages a second (bursts of 20) closes it, 1008.
+                    .messageRateLimit(20)
                     // Everything outside /ws/ is the chat page.
                     .nextHandler(staticFiles())
                     .drainTimeout(Duration.ofSeconds(5))

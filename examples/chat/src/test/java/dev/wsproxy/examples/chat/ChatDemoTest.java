@@ -10,6 +10,7 @@ import java.net.http.HttpResponse;
 import java.net.http.WebSocket;
 import java.net.http.WebSocketHandshakeException;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -123,6 +124,60 @@ class ChatDemoTest {
             assertThat(demo.proxy().sessions()).isEmpty();
             assertThat(demo.backend().onlineCount()).isZero();
         });
+    }
+
+    @Test
+    void broadcastsTheLargestMessagesTheBackendAcceptsEvenWhenEscapingMakesThemLonger() throws Exception {
+        // The proxy's limit applies to the backend's broadcasts too. It was the backend's 16 KiB: a 3,000-byte text
+        // of control characters (six bytes each once escaped) or a text of 16 KiB made an event over it, and the
+        // proxy closed every session it was broadcast to with 1001, the sender's included.
+        WebSocketRecorder alice = new WebSocketRecorder();
+        WebSocket aliceSocket = connect("alice", alice);
+        assertThat(alice.nextEvent()).contains("\"join\"");
+        WebSocketRecorder bob = new WebSocketRecorder();
+        connect("bob", bob);
+        assertThat(bob.nextEvent()).contains("\"join\"");
+        assertThat(alice.nextEvent()).contains("\"join\"");
+
+        int max = ChatBackend.MAX_MESSAGE_SIZE;
+        for (String text : List.of("\u0001".repeat(max), "x".repeat(max), "\"".repeat(max))) {
+            aliceSocket.sendText(text, true).get(5, TimeUnit.SECONDS);
+
+            String expected = "{\"type\":\"message\",\"nick\":\"alice\",\"text\":" + ChatBackend.json(text) + "}";
+            assertThat(bob.nextEvent()).isEqualTo(expected);
+            assertThat(alice.nextEvent()).isEqualTo(expected);
+        }
+        assertThat(demo.proxy().sessions()).hasSize(2);
+    }
+
+    @Test
+    void closesAClientThatFloodsTheRoomWith1008AndTellsTheOthers() throws Exception {
+        WebSocketRecorder bob = new WebSocketRecorder();
+        connect("bob", bob);
+        assertThat(bob.nextEvent()).contains("\"join\"");
+        WebSocketRecorder eve = new WebSocketRecorder();
+        WebSocket eveSocket = connect("eve", eve);
+        assertThat(eve.nextEvent()).contains("\"join\"");
+        assertThat(bob.nextEvent()).contains("\"join\"");
+
+        // Far more than the 20 a second the route allows, sent as fast as the socket takes them; sends fail once the
+        // proxy has closed the session.
+        for (int i = 0; i < 200 && !eve.closed(); i++) {
+            try {
+                eveSocket.sendText("spam " + i, true).get(5, TimeUnit.SECONDS);
+            } catch (ExecutionException e) {
+                break;
+            }
+        }
+
+        assertThat(eve.awaitClose()).isEqualTo(1008);
+        // Bob gets the messages the rate let through, then eve's leave.
+        String event;
+        do {
+            event = bob.nextEvent();
+        } while (event.startsWith("{\"type\":\"message\""));
+        assertThat(event).isEqualTo("{\"type\":\"leave\",\"nick\":\"eve\",\"online\":1}");
+        assertThat(demo.proxy().sessions()).hasSize(1);
     }
 
     @Test

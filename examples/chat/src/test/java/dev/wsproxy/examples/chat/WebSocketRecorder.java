@@ -57,6 +57,11 @@ final class WebSocketRecorder implements WebSocket.Listener {
         return rest;
     }
 
+    /** Returns whether the peer closed the connection (or it failed). */
+    boolean closed() {
+        return closeCode.isDone();
+    }
+
     /** Returns the close code the peer sent, failing if the connection does not close in time. */
     int awaitClose() {
         assertThat(closeCode).succeedsWithin(TIMEOUT);
