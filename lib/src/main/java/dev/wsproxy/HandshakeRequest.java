@@ -38,7 +38,9 @@ public interface HandshakeRequest {
      * port from the {@code Host} header (from the first host of {@code X-Forwarded-Host} when the peer is a trusted
      * proxy and that is a host with an optional port); path and query as sent, with the characters {@code URI} does
      * not allow there percent-encoded (browsers send {@code { } | ^} unencoded in queries: {@code ?f={a}} is
-     * {@code ?f=%7Ba%7D} here).
+     * {@code ?f=%7Ba%7D} here). The path has no dot segments: a request with a {@code .} or {@code ..} segment is
+     * refused with {@code 400} before any hook runs, so a check on the path sees what the route matched and the
+     * backend gets.
      *
      * @return the request URI
      */

@@ -117,6 +117,36 @@ class HandshakeValidationTest {
     }
 
     /**
+     * A route is matched on the path with dot segments resolved, but an authenticator saw the path as sent, as did a
+     * backend without a base path: a check on {@code /ws/admin/} passed {@code /ws/x/../admin/panel}, which the
+     * backend served as {@code /ws/admin/panel}. Such paths are refused; dots inside names are not segments. (Jetty
+     * refuses {@code ..;p} and encoded dots itself by default; UpgradeChecksTest has those spellings.)
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"/ws/x/../admin/panel", "/ws/./chat", "/ws/chat/..", "/other/../ws/chat",
+            "/ws/x/../admin?q=1"})
+    void refusesAPathWithDotSegmentsWith400BeforeConnecting(String target) throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade(target));
+
+            assertRefusedBeforeConnecting(response, 400);
+        }
+        assertThat(listener.first(RecordingListener.Rejected.class).reason()).isEqualTo("path with dot segments");
+    }
+
+    @Test
+    void upgradesAPathWithDotsInsideItsSegments() throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/a.b/..c/.../chat."));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(backend.nextUpgrade().pathQuery()).isEqualTo("/ws/a.b/..c/.../chat.");
+            client.closeHandshake(1000, "");
+            backend.nextClose();
+        }
+    }
+
+    /**
      * Jetty's HTTP/1.1 connection refuses an {@code Upgrade} without {@code Connection: upgrade} itself ("Invalid h2c
      * upgrade headers"), before the proxy's handler runs; the client still gets a 400 that closes the connection and
      * no backend is contacted. (Such refusals are not reported to the listener: the proxy never sees them.)

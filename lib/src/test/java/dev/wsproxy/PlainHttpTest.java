@@ -264,6 +264,22 @@ class PlainHttpTest {
     }
 
     @Test
+    void refusesAPathWithDotSegmentsWith400AndForwardsNothing() throws Exception {
+        // As for an upgrade (HandshakeValidationTest): the route matched /raw/admin, the authenticator would have
+        // seen /raw/x/../admin, and the backend got the path as sent.
+        int before = backend.httpConnections.get();
+        for (String target : List.of("/ws/x/../plain", "/raw/./x", "/raw/x/..;p/y")) {
+            RawHttp.Response response = get(Request.plain("GET", target, RawHttp.host(proxy)));
+
+            assertThat(response.status()).as("%s: %s", target, response).isEqualTo(400);
+        }
+        assertThat(raw.requests).as("requests the raw backend got").isEmpty();
+        assertThat(backend.httpConnections).hasValue(before);
+        assertThat(get(Request.plain("GET", "/ws/a.b/..c/plain", RawHttp.host(proxy))).status())
+                .as("dots inside names").isEqualTo(200);
+    }
+
+    @Test
     void replacesTheForwardedForOfAnUntrustedPeerOnPlainHttp() throws Exception {
         RawHttp.Response response = get(Request.plain("GET", "/ws/plain", RawHttp.host(proxy))
                 .add("X-Forwarded-For", "1.2.3.4"));

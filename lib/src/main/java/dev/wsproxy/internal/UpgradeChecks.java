@@ -2,6 +2,7 @@ package dev.wsproxy.internal;
 
 import java.util.Base64;
 import java.util.List;
+import java.util.Locale;
 
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
@@ -57,7 +58,43 @@ final class UpgradeChecks {
                 || (headers.contains(HttpHeader.CONTENT_LENGTH) && headers.getLongField(HttpHeader.CONTENT_LENGTH) != 0)) {
             return bad("upgrade request has a body");
         }
+        if (hasDotSegment(request.getHttpURI().getPath())) {
+            return bad(DOT_SEGMENTS);
+        }
         return null;
+    }
+
+    /** The reason a request whose path has dot segments is refused. */
+    static final String DOT_SEGMENTS = "path with dot segments";
+
+    /**
+     * Tells whether a raw request path has a {@code .} or {@code ..} segment, also with path parameters
+     * ({@code ..;x}) or with its dots percent-encoded ({@code %2e}, {@code %u002e}, when the connector's URI compliance
+     * lets those through). A route is matched on the path with such segments resolved, but an authenticator or
+     * selector sees the path as sent, as does a backend without a base path, which resolves them its own way (Tomcat
+     * drops path parameters first): a check on {@code /ws/tenant/mine/../other/} passed what the backend served as
+     * {@code /ws/tenant/other/}. Browsers and WebSocket clients resolve dot segments before they send a request, so
+     * such a path is refused with {@code 400} rather than rewritten.
+     */
+    static boolean hasDotSegment(@Nullable String rawPath) {
+        if (rawPath == null || rawPath.indexOf('.') < 0 && rawPath.indexOf('%') < 0) {
+            return false;
+        }
+        int start = 0;
+        while (start <= rawPath.length()) {
+            int end = rawPath.indexOf('/', start);
+            if (end < 0) {
+                end = rawPath.length();
+            }
+            int parameters = rawPath.indexOf(';', start);
+            String segment = rawPath.substring(start, parameters >= 0 && parameters < end ? parameters : end)
+                    .toLowerCase(Locale.ROOT).replace("%u002e", ".").replace("%2e", ".");
+            if (segment.equals(".") || segment.equals("..")) {
+                return true;
+            }
+            start = end + 1;
+        }
+        return false;
     }
 
     /** A key is 16 random bytes in base64: 24 characters ending in {@code ==}. */

@@ -433,6 +433,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route,
                 ClientIdentity.of(request, trustedProxies));
+        if (UpgradeChecks.hasDotSegment(request.getHttpURI().getPath())) {
+            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, UpgradeChecks.DOT_SEGMENTS);
+            return true;
+        }
         // The route's policy, read once for this request: the authenticator's deadline and the backend's idle timeout.
         Timeouts timeouts = Timeouts.copyOf(route.timeouts());
         Authenticator authenticator = route.authenticator();
