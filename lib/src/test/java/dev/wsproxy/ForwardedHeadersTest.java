@@ -3,7 +3,9 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.util.Base64;
+import java.util.List;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 
 import org.eclipse.jetty.websocket.api.Callback;
 import org.junit.jupiter.api.AfterEach;
@@ -11,6 +13,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import dev.wsproxy.RawHttp.Request;
@@ -18,7 +21,8 @@ import dev.wsproxy.RawHttp.Request;
 /**
  * What the backend sees of a client's handshake (matrix rows H1, H8, H9): the client's end-to-end headers, the proxy's
  * own {@code X-Forwarded-*} and {@code X-Real-IP}, never a hop-by-hop header or the client's WebSocket key and
- * extensions; and the path the route maps the request to.
+ * extensions; and the path the route maps the request to. The hop-by-hop cases run for a plain {@code GET} on the same
+ * route too, which the proxy forwards on another path ({@link PlainHttp#PROXY_TO_BACKEND}).
  */
 class ForwardedHeadersTest {
 
@@ -26,16 +30,22 @@ class ForwardedHeadersTest {
 
     private TestBackend backend;
     private TestBackend admin;
+    /** Answers an upgrade with a {@code 101} (then echoes and answers a close), any other request with {@code 200}. */
+    private RawBackend raw;
     private WebSocketProxy proxy;
 
     @BeforeEach
     void start() throws Exception {
         backend = new TestBackend("b1");
         admin = new TestBackend("admin");
+        RawBackend.Reply switching = RawBackend.switching(null);
+        raw = RawBackend.answering(request -> request.header("Upgrade") != null ? switching.response(request)
+                : "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nplain");
         proxy = ProxyBuilder.create()
                 .listen("127.0.0.1", 0)
                 .route("/ws/", backend.backend())
                 .route("/ws/admin/", admin.backend())
+                .route("/raw/", raw.backend())
                 .route("/nohost/", r -> r.backends(backend.backend()).preserveHost(false))
                 .route("/mapped/", Backend.of(backend.uri() + "/base/"))
                 .build();
@@ -44,7 +54,7 @@ class ForwardedHeadersTest {
 
     @AfterEach
     void stop() throws Exception {
-        Clients.tearDown(proxy, null, backend, admin);
+        Clients.tearDown(proxy, null, backend, admin, raw);
     }
 
     /** Upgrades the raw request, checks the 101, closes cleanly and returns what the backend saw. */
@@ -61,6 +71,37 @@ class ForwardedHeadersTest {
 
     private TestBackend.Upgrade upgradeAndClose(Request request) throws Exception {
         return upgradeAndClose(request, backend);
+    }
+
+    /** The two ways a request on a route reaches its backend: relayed as an upgrade, or proxied as plain HTTP. */
+    enum Kind {
+        UPGRADE, PLAIN_GET
+    }
+
+    /**
+     * Sends a request for {@code /raw/chat} to the raw backend, as an upgrade (completed and closed cleanly) or as a
+     * plain {@code GET}, with {@code connection} in its {@code Connection} header (after {@code Upgrade} for an
+     * upgrade) and the headers {@code headers} adds; returns the request head as the backend received it.
+     */
+    private RawBackend.Request forward(Kind kind, String host, String connection, UnaryOperator<Request> headers)
+            throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            if (kind == Kind.UPGRADE) {
+                Request request = headers.apply(Request.upgrade("/raw/chat", host)
+                        .set("Connection", "Upgrade, " + connection));
+                RawHttp.Response response = client.exchange(request);
+                assertThat(response.status()).as("%s\nfor\n%s", response, request).isEqualTo(101);
+                assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+            } else {
+                Request request = headers.apply(Request.plain("GET", "/raw/chat", host).add("Connection", connection));
+                RawHttp.Response response = client.exchange(request);
+                assertThat(response.status()).as("%s\nfor\n%s", response, request).isEqualTo(200);
+                assertThat(response.bodyText()).isEqualTo("plain");
+            }
+        }
+        RawBackend.Request seen = raw.nextRequest();
+        assertThat(seen.requestLine()).startsWith("GET /raw/chat ");
+        return seen;
     }
 
     @Test
@@ -189,36 +230,47 @@ class ForwardedHeadersTest {
         assertThat(brotli.headers().get("accept-encoding")).containsExactly("br");
     }
 
-    @Test
-    void stripsHopByHopHeaders() throws Exception {
-        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", RawHttp.host(proxy))
-                .set("Connection", "Upgrade, X-Hop, keep-alive")
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void stripsHopByHopHeaders(Kind kind) throws Exception {
+        Map<String, List<String>> seen = forward(kind, RawHttp.host(proxy), "X-Hop, keep-alive", request -> request
                 .add("X-Hop", "for the proxy only")
                 .add("Keep-Alive", "timeout=5")
                 .add("TE", "trailers")
                 .add("Trailer", "X-Checksum")
                 .add("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0")
-                .add("Proxy-Connection", "keep-alive"));
+                .add("Proxy-Connection", "keep-alive")
+                .add("Proxy", "http://evil.example:8080")
+                .add("X-Kept", "end to end")).headers();
 
-        assertThat(seen.headers()).doesNotContainKeys(
-                "x-hop", "keep-alive", "te", "trailer", "proxy-authorization", "proxy-connection");
-        assertThat(seen.header("Connection")).as("the proxy's own Connection").containsIgnoringCase("upgrade")
+        assertThat(seen).doesNotContainKeys(
+                "x-hop", "keep-alive", "te", "trailer", "proxy-authorization", "proxy-connection", "proxy");
+        assertThat(seen.get("x-kept")).as("an end-to-end header beside them").containsExactly("end to end");
+        String connection = String.join(", ", seen.getOrDefault("connection", List.of()));
+        assertThat(connection).as("the proxy's own Connection")
                 .doesNotContainIgnoringCase("x-hop").doesNotContainIgnoringCase("keep-alive");
-        assertThat(seen.header("Upgrade")).isEqualToIgnoringCase("websocket");
+        if (kind == Kind.UPGRADE) {
+            assertThat(connection).containsIgnoringCase("upgrade");
+            assertThat(seen.get("upgrade")).singleElement().asString().isEqualToIgnoringCase("websocket");
+        } else {
+            assertThat(seen).as("nothing of an upgrade on a plain request").doesNotContainKey("upgrade");
+        }
     }
 
-    @Test
-    void clientCannotStripTheProxysHeadersByNamingThemInConnection() throws Exception {
-        TestBackend.Upgrade seen = upgradeAndClose(Request.upgrade("/ws/chat", "app.example")
-                .set("Connection", "Upgrade, X-Forwarded-For, x-real-ip, X-Forwarded-Proto, X-Forwarded-Host, Cookie")
-                .add("X-Forwarded-For", "1.2.3.4")
-                .add("Cookie", "session=abc"));
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(Kind.class)
+    void clientCannotStripTheProxysHeadersByNamingThemInConnection(Kind kind) throws Exception {
+        Map<String, List<String>> seen = forward(kind, "app.example",
+                "X-Forwarded-For, x-real-ip, X-Forwarded-Proto, X-Forwarded-Host, Cookie", request -> request
+                        .add("X-Forwarded-For", "1.2.3.4")
+                        .add("Cookie", "session=abc")).headers();
 
-        assertThat(seen.header("X-Forwarded-For")).as("X-Forwarded-For, the forged hop dropped").isEqualTo(CLIENT_IP);
-        assertThat(seen.header("X-Real-IP")).isEqualTo(CLIENT_IP);
-        assertThat(seen.header("X-Forwarded-Proto")).isEqualTo("http");
-        assertThat(seen.header("X-Forwarded-Host")).isEqualTo("app.example");
-        assertThat(seen.headers()).as("Cookie, named hop-by-hop by the client").doesNotContainKey("cookie");
+        assertThat(seen.get("x-forwarded-for")).as("X-Forwarded-For, the forged hop dropped")
+                .containsExactly(CLIENT_IP);
+        assertThat(seen.get("x-real-ip")).containsExactly(CLIENT_IP);
+        assertThat(seen.get("x-forwarded-proto")).containsExactly("http");
+        assertThat(seen.get("x-forwarded-host")).containsExactly("app.example");
+        assertThat(seen).as("Cookie, named hop-by-hop by the client").doesNotContainKey("cookie");
     }
 
     @Test

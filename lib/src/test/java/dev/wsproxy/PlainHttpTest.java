@@ -288,6 +288,55 @@ class PlainHttpTest {
     }
 
     @Test
+    void takesTheClientFromTheForwardedForChainOfATrustedProxyOnPlainHttp() throws Exception {
+        // The left-most hop is the client's own claim; the right-most that is not a trusted proxy is the client.
+        String chain = "6.6.6.6, 198.51.100.7, 10.1.2.3";
+        // One connection per request: this backend answers one request a connection.
+        RawBackend heads = RawBackend.answering(
+                RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"));
+        try (heads; WebSocketProxy behindBalancer = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .trustedProxies("127.0.0.2/32", "10.0.0.0/8")
+                .route("/", heads.backend())
+                .build()) {
+            behindBalancer.start();
+            RawBackend.Request fromTrusted = getFrom("127.0.0.2", behindBalancer, heads, chain);
+
+            assertThat(fromTrusted.header("X-Real-IP")).as("the right-most untrusted hop").isEqualTo("198.51.100.7");
+            assertThat(fromTrusted.header("X-Forwarded-For")).as("the trusted chain, then the peer")
+                    .isEqualTo(chain + ", 127.0.0.2");
+            assertThat(fromTrusted.header("X-Forwarded-Proto")).isEqualTo("https");
+            assertThat(fromTrusted.header("X-Forwarded-Host")).isEqualTo("chat.example.com");
+
+            RawBackend.Request fromUntrusted = getFrom("127.0.0.1", behindBalancer, heads, chain);
+
+            assertThat(fromUntrusted.header("X-Real-IP")).isEqualTo("127.0.0.1");
+            assertThat(fromUntrusted.header("X-Forwarded-For")).isEqualTo("127.0.0.1");
+            assertThat(fromUntrusted.header("X-Forwarded-Proto")).isEqualTo("http");
+            assertThat(fromUntrusted.header("X-Forwarded-Host")).isEqualTo(RawHttp.host(behindBalancer));
+        }
+    }
+
+    /**
+     * A plain {@code GET} from a socket bound to {@code from} (a balancer at 127.0.0.2, say) carrying the forwarded
+     * headers a balancer sets; returns the head {@code backend} received.
+     */
+    private static RawBackend.Request getFrom(String from, WebSocketProxy target, RawBackend backend,
+            String forwardedFor) throws Exception {
+        Socket socket = new Socket();
+        socket.bind(new java.net.InetSocketAddress(from, 0));
+        socket.connect(new java.net.InetSocketAddress("127.0.0.1", target.uri().getPort()), 5_000);
+        try (RawHttp client = RawHttp.over(socket)) {
+            RawHttp.Response response = client.exchange(Request.plain("GET", "/page", RawHttp.host(target))
+                    .add("X-Forwarded-For", forwardedFor)
+                    .add("X-Forwarded-Proto", "https")
+                    .add("X-Forwarded-Host", "chat.example.com"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(200);
+        }
+        return backend.nextRequest();
+    }
+
+    @Test
     void mapsPlainHttpOntoTheBackendBasePath() throws Exception {
         RawHttp.Response response = get("/mapped/plain?q=1");
 

@@ -18,7 +18,10 @@ import java.nio.charset.StandardCharsets;
 import java.security.KeyStore;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
@@ -80,6 +83,19 @@ final class RawBackend implements AutoCloseable {
                 }
             }
             return values.isEmpty() ? null : String.join(", ", values);
+        }
+
+        /** Every header line by lower-case name, the values of repeated lines in order. */
+        Map<String, List<String>> headers() {
+            Map<String, List<String>> headers = new LinkedHashMap<>();
+            for (String line : head.split("\r\n")) {
+                int colon = line.indexOf(':');
+                if (colon > 0) {
+                    headers.computeIfAbsent(line.substring(0, colon).trim().toLowerCase(Locale.ROOT),
+                            name -> new ArrayList<>()).add(line.substring(colon + 1).trim());
+                }
+            }
+            return headers;
         }
     }
 
@@ -379,7 +395,7 @@ final class RawBackend implements AutoCloseable {
     /** Reads a request body framed by its {@code Content-Length} or chunked (no body when it has neither). */
     private static String readBody(InputStream in, Request request) throws IOException {
         String encoding = request.header("Transfer-Encoding");
-        if (encoding != null && encoding.toLowerCase(java.util.Locale.ROOT).contains("chunked")) {
+        if (encoding != null && encoding.toLowerCase(Locale.ROOT).contains("chunked")) {
             ByteArrayOutputStream body = new ByteArrayOutputStream();
             while (true) {
                 String sizeLine = readLine(in);
