@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 
 import org.eclipse.jetty.websocket.api.Callback;
@@ -38,12 +40,59 @@ class TimeoutsAndLimitsTest {
 
     @Test
     void closesBothLegsWith1001WhenIdle() throws Exception {
-        WsRecorder client = connect(b -> b.timeoutPolicy(TimeoutPolicy.idle(Duration.ofMillis(300))));
+        // Matrix C4: 1001 on both legs at the idle timeout, timed from the last traffic. The echo below is the last
+        // traffic on either leg, so it happened after `sent` and before `echoed`. No close may come sooner than the
+        // timeout after `sent`, less 5 ms (Jetty counts idleness in whole milliseconds). The upper bound is a second
+        // after the timeout from `echoed`: far looser than the matrix's 10 %, which the scheduling and GC pauses of a
+        // shared two-core machine can exceed, but with a 1.5 s timeout it still catches a close that waits for a
+        // second period of idleness (3 s) or for anything but the timeout.
+        Duration idle = Duration.ofMillis(1_500);
+        Duration early = Duration.ofMillis(5);
+        Duration late = Duration.ofSeconds(1);
+        WsRecorder client = connect(b -> b.timeoutPolicy(TimeoutPolicy.idle(idle)));
+        CompletableFuture<BackendClose> backendClose = awaitBackendClose();
+
+        long sent = System.nanoTime();
         client.sendText("hello");
         assertThat(client.nextText()).isEqualTo("hello");
+        long echoed = System.nanoTime();
         WsRecorder.Closed close = client.nextClose();
+        long clientClosedAt = System.nanoTime();
+        BackendClose atBackend = backendClose.get(10, TimeUnit.SECONDS);
+
         assertThat(close).isEqualTo(new WsRecorder.Closed(1001, "idle timeout"));
-        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, "idle timeout"));
+        assertThat(atBackend.closed()).isEqualTo(new TestBackend.Closed(1001, "idle timeout"));
+        assertThat(Duration.ofNanos(clientClosedAt - sent)).as("the client's close after the last traffic")
+                .isGreaterThanOrEqualTo(idle.minus(early));
+        assertThat(Duration.ofNanos(clientClosedAt - echoed)).as("the client's close after the last traffic")
+                .isLessThanOrEqualTo(idle.plus(late));
+        assertThat(Duration.ofNanos(atBackend.arrivedNanos() - sent)).as("the backend's close after the last traffic")
+                .isGreaterThanOrEqualTo(idle.minus(early));
+        assertThat(Duration.ofNanos(atBackend.arrivedNanos() - echoed))
+                .as("the backend's close after the last traffic").isLessThanOrEqualTo(idle.plus(late));
+    }
+
+    /** A close the backend received, and when ({@link System#nanoTime()}). */
+    private record BackendClose(TestBackend.Closed closed, long arrivedNanos) {
+    }
+
+    /**
+     * Waits on a thread of its own for the backend's next close, so that its arrival is timed while the test waits for
+     * the client's.
+     */
+    private CompletableFuture<BackendClose> awaitBackendClose() {
+        CompletableFuture<BackendClose> arrival = new CompletableFuture<>();
+        Thread waiter = new Thread(() -> {
+            try {
+                TestBackend.Closed closed = backend.nextClose();
+                arrival.complete(new BackendClose(closed, System.nanoTime()));
+            } catch (Throwable e) {
+                arrival.completeExceptionally(e);
+            }
+        }, "backend-close-waiter");
+        waiter.setDaemon(true);
+        waiter.start();
+        return arrival;
     }
 
     @Test
