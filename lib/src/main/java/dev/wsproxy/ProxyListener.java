@@ -82,9 +82,12 @@ public interface ProxyListener {
      * be upgraded ({@code 502}), or the backend's own refusal, relayed with its status. On the proxy's own connectors
      * ({@link WebSocketProxy#serverConnector}), a client that closes its connection while the proxy waits for the
      * backend's answer is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is
-     * closed at once, and the backend is not blamed. Plain HTTP requests on a route are reported here too when the
-     * route's authenticator or selector refuses them, and when the proxy answers them itself with {@code 502} or
-     * {@code 504} because their backend failed before its response began.
+     * closed at once, and the backend is not blamed. Behind another connector such a client is noticed only when its
+     * {@code 101} is written: one that reset its connection is reported with {@code 499} then, one that closed it
+     * normally gets its {@code 101} and is reported as a session that opened and closed at once (client code
+     * {@code 1006}). Plain HTTP requests on a route are reported here too when the route's authenticator or selector
+     * refuses them, and when the proxy answers them itself with {@code 502} or {@code 504} because their backend
+     * failed before its response began.
      *
      * @param request the client's upgrade request
      * @param status the HTTP status sent to the client, or {@code 499} when the client left first

@@ -3,6 +3,7 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -10,6 +11,7 @@ import java.net.http.HttpResponse;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.function.Function;
 
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.Request;
@@ -20,6 +22,8 @@ import org.eclipse.jetty.util.Callback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** The proxy mounted as a Handler in a user's own Server, in front of the user's application handler. */
 class MountedHandlerTest {
@@ -40,10 +44,15 @@ class MountedHandlerTest {
 
     /** Builds the proxy and mounts it in a started server of the test's, in front of an application handler. */
     private void mount(ProxyBuilder builder) throws Exception {
+        // The connector the proxy recommends for mounting: WebSocket frames relayed on the selector threads.
+        mount(builder, WebSocketProxy::serverConnector);
+    }
+
+    /** {@link #mount(ProxyBuilder)} behind a connector of the test's choosing. */
+    private void mount(ProxyBuilder builder, Function<Server, ServerConnector> connectorFactory) throws Exception {
         proxy = builder.build();
-        // The pool and connector the proxy recommends for mounting: WebSocket frames relayed on the selector threads.
         server = new Server(WebSocketProxy.threadPool());
-        connector = WebSocketProxy.serverConnector(server);
+        connector = connectorFactory.apply(server);
         connector.setHost("127.0.0.1");
         server.addConnector(connector);
         Handler.Wrapper proxyHandler = proxy.handler();
@@ -145,6 +154,52 @@ class MountedHandlerTest {
     private long probesSince(long nanos) {
         return backend.upgrades.stream().filter(u -> u.pathQuery().equals("/health"))
                 .filter(u -> u.arrivedNanos() - nanos >= 0).count();
+    }
+
+    /**
+     * Behind the application's own {@code ServerConnector} nothing watches a client waiting for its backend: one that
+     * left is found out when its {@code 101} is written. A reset fails that write, and is reported 499 like a client
+     * gone on the proxy's own connector; a plain close cannot be told from a client that still reads, so the 101 goes
+     * out and the session ends at once, with the client's 1006. Either way the backend's session, which it saw open
+     * and closed with 1001, is reported exactly once.
+     */
+    @ParameterizedTest(name = "client {0}")
+    @ValueSource(strings = {"resets", "closes"})
+    void reportsAClientThatLeftDuringTheBackendHandshakeBehindAPlainConnector(String how) throws Exception {
+        RecordingListener listener = new RecordingListener();
+        SessionEvents sessions = new SessionEvents();
+        try (RawBackend held = RawBackend.holding(RawBackend.switching(null))) {
+            server.stop();
+            mount(ProxyBuilder.create().listener(listener).listener(sessions).route("/ws/", held.backend()),
+                    ServerConnector::new);
+            RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()));
+            client.send(RawHttp.Request.upgrade("/ws/chat", "127.0.0.1:" + connector.getLocalPort()));
+            held.nextRequest();
+            if (how.equals("resets")) {
+                client.reset();
+            } else {
+                client.close();
+            }
+
+            held.release();
+            assertThat(held.nextEnd(10)).as("the backend's session, closed by the proxy").isEqualTo("close:1001");
+            if (how.equals("resets")) {
+                assertThat(listener.first(RecordingListener.Rejected.class))
+                        .isEqualTo(new RecordingListener.Rejected("/ws/", "/ws/chat", 499,
+                                "client connection lost before its 101 was written"));
+                // The relay is gone once the backend's close is answered: every event it would report is in.
+                Clients.assertNoLeaks(proxy, null);
+                assertThat(listener.events).as("the only event").hasSize(1);
+            } else {
+                SessionClose close = sessions.nextClose();
+                assertThat(close.initiator()).isEqualTo(SessionClose.Initiator.CLIENT);
+                assertThat(close.clientCode()).isEqualTo(1006);
+                Clients.assertNoLeaks(proxy, null);
+                String id = listener.first(RecordingListener.Opened.class).sessionId();
+                assertThat(listener.events).as("one session, opened and closed")
+                        .containsExactly(new RecordingListener.Opened(id), new RecordingListener.Closed(id));
+            }
+        }
     }
 
     @Test

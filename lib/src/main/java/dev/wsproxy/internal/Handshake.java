@@ -6,6 +6,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
@@ -224,8 +225,17 @@ final class Handshake {
         }
         String subprotocol = backendSession.getNegotiatedSubProtocol();
         relay.onBackendConnected(subprotocol);
-        Callback upgraded = Callback.from(callback::succeeded, failure -> {
+        // The 101's write ends once: written (Jetty upgrades the connection, the session opens and is reported), or
+        // failed, or ClientUpgrade threw after committing it; only the first of the two failures is reported.
+        AtomicBoolean ended = new AtomicBoolean();
+        Callback upgraded = Callback.from(() -> {
+            ended.set(true);
+            callback.succeeded();
+        }, failure -> {
             relay.onClientUpgradeFailed("client connection lost during the handshake");
+            if (ended.compareAndSet(false, true)) {
+                clientLostBefore101("client connection lost before its 101 was written");
+            }
             callback.failed(failure);
         });
         try {
@@ -235,11 +245,28 @@ final class Handshake {
             LOG.warn("[{}] Could not upgrade the client", relay.id(), e);
             relay.onClientUpgradeFailed("client upgrade failed");
             if (response.isCommitted()) {
+                if (ended.compareAndSet(false, true)) {
+                    clientLostBefore101("client upgrade failed after its 101 was committed");
+                }
                 callback.failed(e);
             } else {
                 proxy.reject(view, response, callback, route, HttpStatus.BAD_GATEWAY_502, "client upgrade failed");
             }
         }
+    }
+
+    /**
+     * The backend accepted, but the client's {@code 101} could not be written: a connection that is not watched
+     * (behind a connector that is not the proxy's, see {@link WebSocketEndPoints#watchClient}) is found gone only
+     * now, when the write fails. The backend leg is closed with {@code 1001} ({@link Relay#onClientUpgradeFailed}), no
+     * session opens, and listeners hear of it as {@link #CLIENT_CLOSED_REQUEST}, as of a client gone while the backend
+     * handshake was pending ({@link #clientGone}): nothing usable reached the client.
+     */
+    private void clientLostBefore101(String reason) {
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Client of {} not upgraded: {}", view, reason);
+        }
+        route.listener().onHandshakeRejected(view, CLIENT_CLOSED_REQUEST, reason);
     }
 
     /**
