@@ -208,6 +208,35 @@ class BalancingTest {
     }
 
     @Test
+    void givesABackendOutsideTheListNoPassiveHealth() throws Exception {
+        // A backend the selector builds itself has no passive health (docs/load-balancing.md). Its failures took it
+        // down all the same: reported UP -> DOWN (and "is down for PT5M" at WARN), while every handshake still went
+        // to it and no DOWN -> UP ever followed.
+        Backend outside = closedPort();
+        List<String> changes = new java.util.concurrent.CopyOnWriteArrayList<>();
+        start(ProxyBuilder.create()
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onBackendStateChanged(String route, BackendStatus backend,
+                            BackendStatus.State previous) {
+                        changes.add(backend.backend() + " " + previous + " -> " + backend.state());
+                    }
+                })
+                .route("/ws/", r -> r.backends(a.backend(), b.backend()).backendSelector(context -> outside)
+                        .passiveHealth(1, Duration.ofMinutes(5))));
+        for (int i = 0; i < 2; i++) {
+            try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/ws/x")) {
+                assertThat(exchange.statusLine()).as("tried each time").startsWith("HTTP/1.1 502");
+            }
+        }
+        assertThat(failures).as("each connect failure is still reported")
+                .containsExactly(outside.uri().toString(), outside.uri().toString());
+        // Both reported before the 502 was written.
+        assertThat(changes).as("state changes").isEmpty();
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::recentFailures).containsExactly(0, 0);
+    }
+
+    @Test
     void usesBackupsOnlyWhileEveryPrimaryIsDown() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend().asBackup()));
         List<WsRecorder> open = new ArrayList<>();

@@ -168,8 +168,16 @@ public final class RouteBackends {
      * {@code 502}. Returns the state the backend had when this failure changed it, else {@code null} (always for a
      * lone backend). Under the lock of {@link #replace}, so that a failure that took a backend down while the route
      * had two is forgotten when it shrinks to one, and none takes it down after.
+     *
+     * <p>A backend outside the list, one the selector built itself ({@link #others}), has no passive health, as
+     * documented: nothing is counted, and it never goes down. Counted, it went down and was reported so, yet the
+     * handshake still connected to it (it turns away only a draining backend: the selector chose it, not the
+     * candidates), and no listener heard of it coming back.
      */
     synchronized BackendStatus.@Nullable State recordFailure(BackendState state, int maxFails, long windowNanos) {
+        if (!states.contains(state) && retired.get(state.backend().uri()) != state) {
+            return null;
+        }
         return state.recordFailure(states.size() > 1 ? maxFails : 0, windowNanos);
     }
 
