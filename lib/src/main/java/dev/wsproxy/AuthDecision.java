@@ -90,10 +90,15 @@ public final class AuthDecision {
      *         {@code X-Forwarded-For}, {@code X-Forwarded-Proto}, {@code X-Forwarded-Host}, {@code X-Real-IP},
      *         {@code Forwarded}, {@code Content-Length}), hop-by-hop ones, {@code Proxy} and {@code Proxy-*} ones and
      *         {@code Sec-WebSocket-*} ones, also when spelled with {@code _} for {@code -}
-     * @param value the value, without line breaks
+     * @param value the value: visible ASCII, with spaces and tabs inside but not at either end. Encode anything else
+     *         yourself, a user id with non-ASCII characters for instance, with percent-encoding or as RFC 8187 does
+     *         ({@code UTF-8''caf%C3%A9}), and decode it in the backend: HTTP carries no other characters reliably
+     *         (Jetty writes a space for each character above {@code 0xFF}, and the backend trims spaces at the ends, so
+     *         {@code alice} followed by a CJK character would reach it as {@code alice})
      * @return a new decision
      * @throws IllegalStateException if this decision refuses
-     * @throws IllegalArgumentException if the name is reserved or malformed, or the value has control characters
+     * @throws IllegalArgumentException if the name is reserved or malformed, or the value has a character other than
+     *         visible ASCII, space and tab, or a space or tab at either end
      */
     public AuthDecision withBackendHeader(String name, String value) {
         requireAllowed("withBackendHeader");
@@ -146,10 +151,12 @@ public final class AuthDecision {
      *
      * @param name a header name, not a framing or hop-by-hop one, nor {@code Content-Type} or a
      *        {@code Sec-WebSocket-*} one
-     * @param value the value, without line breaks
+     * @param value the value: visible ASCII, with spaces and tabs inside but not at either end, as for
+     *        {@link #withBackendHeader}; encode anything else (percent-encoding, or as RFC 8187 does)
      * @return a new decision
      * @throws IllegalStateException if this decision allows
-     * @throws IllegalArgumentException if the name is reserved or malformed, or the value has control characters
+     * @throws IllegalArgumentException if the name is reserved or malformed, or the value has a character other than
+     *         visible ASCII, space and tab, or a space or tab at either end
      */
     public AuthDecision withResponseHeader(String name, String value) {
         if (status == 0) {
@@ -239,10 +246,38 @@ public final class AuthDecision {
         if (!HttpTokens.isToken(name)) {
             throw new IllegalArgumentException("name: '" + name + "' (expected: an HTTP header name)");
         }
-        if (value.chars().anyMatch(c -> (c < 0x20 && c != '\t') || c == 0x7f)) {
-            throw new IllegalArgumentException("value of " + name + " (expected: no control characters or line breaks)");
-        }
+        checkValue(name, value);
         return name.toLowerCase(Locale.ROOT);
+    }
+
+    /**
+     * Refuses a value that would not reach the peer as given. HTTP carries visible ASCII, spaces and tabs reliably; a
+     * control character would end the header early (header injection), and a character above {@code 0x7E} is either
+     * not a byte at all or read by each server its own way: Jetty writes a space for each character above
+     * {@code 0xFF}, in its generator (plain HTTP, refusals) and in {@code BackendHandshake}'s copy of it, so
+     * {@code alice} followed by a CJK character went as {@code "alice "}, which the backend's parser trims to
+     * {@code alice}, another user. Leading and trailing spaces and tabs are trimmed by every parser (RFC 9110 section
+     * 5.5), so {@code "alice "} would pass for {@code alice} too. The value is not in the message: it may be a
+     * credential.
+     */
+    private static void checkValue(String name, String value) {
+        for (int i = 0; i < value.length(); i++) {
+            char c = value.charAt(i);
+            if ((c < 0x20 && c != '\t') || c > 0x7e) {
+                throw new IllegalArgumentException("value of " + name + ": U+"
+                        + String.format(Locale.ROOT, "%04X", (int) c) + " at index " + i
+                        + " (expected: visible ASCII, spaces and tabs; encode other text, with percent-encoding or as"
+                        + " RFC 8187 does)");
+            }
+        }
+        if (!value.isEmpty() && (isBlank(value.charAt(0)) || isBlank(value.charAt(value.length() - 1)))) {
+            throw new IllegalArgumentException("value of " + name
+                    + " (expected: no space or tab at either end, which the receiving parser strips)");
+        }
+    }
+
+    private static boolean isBlank(char c) {
+        return c == ' ' || c == '\t';
     }
 
     @Override

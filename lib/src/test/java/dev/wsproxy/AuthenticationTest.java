@@ -232,6 +232,51 @@ class AuthenticationTest {
     }
 
     @Test
+    void answers500WhenTheDecisionHasAHeaderValueTheBackendWouldReadAsAnotherUser() throws Exception {
+        // Both values were accepted: the first went as "alice " (Jetty writes a space for a character above 0xFF), the
+        // second as it was, and the backend's parser trimmed both to "alice".
+        start(ProxyBuilder.create()
+                .route("/unicode/", r -> r.backends(backend.backend()).authenticator(Authenticator.of(
+                        request -> AuthDecision.allow().withBackendHeader("X-User-Id", "alice\u738B"))))
+                .route("/padded/", r -> r.backends(backend.backend()).authenticator(request ->
+                        CompletableFuture.supplyAsync(() -> AuthDecision.allow().withBackendHeader("X-User-Id",
+                                "alice ")))));
+
+        for (String path : List.of("/unicode/", "/padded/")) {
+            RawHttp.Response response = exchange(path);
+            assertThat(response.status()).as(path).isEqualTo(500);
+            assertThat(response.bodyText()).as(path).doesNotContain("alice").doesNotContain("X-User-Id");
+        }
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                .containsExactly(500, 500);
+        assertThat(backend.httpConnections.get()).isZero();
+    }
+
+    @Test
+    void decisionsRefuseHeaderValuesTheWireWouldChange() {
+        for (String value : List.of("alice\u738B", "caf\u00e9", "\u00a0", "x\u007f", "x\u0000", "x\r\ny", "alice ",
+                " alice", "alice\t", "\tx", " ")) {
+            assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader("X-User-Id", value)).as("[%s]", value)
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageStartingWith("value of X-User-Id");
+            assertThatThrownBy(() -> AuthDecision.reject(401).withResponseHeader("WWW-Authenticate", value))
+                    .as("[%s]", value).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageStartingWith("value of WWW-Authenticate");
+        }
+        assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader("X-User-Id", "alice\u738B"))
+                .hasMessageContaining("U+738B").hasMessageContaining("percent-encoding").hasMessageContaining("RFC 8187");
+        assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader("X-User-Id", "alice "))
+                .hasMessageContaining("either end");
+        // What may go: visible ASCII with spaces and tabs inside, an empty value, and the encoded forms.
+        for (String value : List.of("alice", "", "Bearer realm=\"chat\", error=\"invalid_token\"", "a\tb",
+                "alice%E7%8E%8B", "UTF-8''alice%E7%8E%8B", "~!@#$%^&*()_+`-={}|[]\\:;'<>?,./")) {
+            assertThat(AuthDecision.allow().withBackendHeader("X-User-Id", value).headers())
+                    .containsExactly(Map.entry("X-User-Id", value));
+            assertThat(AuthDecision.reject(401).withResponseHeader("WWW-Authenticate", value).headers())
+                    .containsExactly(Map.entry("WWW-Authenticate", value));
+        }
+    }
+
+    @Test
     void runsAfterTheOriginCheckAndCanBeTurnedOffPerRoute() throws Exception {
         start(ProxyBuilder.create()
                 .authenticator(bearer())
