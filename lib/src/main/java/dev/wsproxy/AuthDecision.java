@@ -23,6 +23,13 @@ public final class AuthDecision {
     private static final Set<String> RESERVED_BACKEND = Set.of("connection", "upgrade", "host", "content-length",
             "transfer-encoding", "te", "trailer", "keep-alive", "x-forwarded-for", "x-forwarded-proto",
             "x-forwarded-host", "x-real-ip", "forwarded", "proxy");
+    /**
+     * Headers the backend handshake writes itself or never sends: it writes {@code Cache-Control: no-cache} and
+     * {@code Pragma: no-cache} (as RFC 6455 section 4.1's example, browsers and Jetty's client do) and sends no
+     * {@code Expect}, which is about a body (an upgrade has none; on plain HTTP, {@code 100-continue} is the client's
+     * to ask for). Accepted here, they reached the backend on plain HTTP and were dropped from upgrades without a word.
+     */
+    private static final Set<String> RESERVED_HANDSHAKE = Set.of("cache-control", "pragma", "expect");
     /** Headers that frame or end the refusal: the proxy writes them itself. */
     private static final Set<String> RESERVED_RESPONSE = Set.of("connection", "upgrade", "content-length",
             "content-type", "transfer-encoding", "te", "trailer", "keep-alive");
@@ -88,8 +95,10 @@ public final class AuthDecision {
      *
      * @param name a header name, not a reserved one: those the proxy sets or filters ({@code Host},
      *         {@code X-Forwarded-For}, {@code X-Forwarded-Proto}, {@code X-Forwarded-Host}, {@code X-Real-IP},
-     *         {@code Forwarded}, {@code Content-Length}), hop-by-hop ones, {@code Proxy} and {@code Proxy-*} ones and
-     *         {@code Sec-WebSocket-*} ones, also when spelled with {@code _} for {@code -}
+     *         {@code Forwarded}, {@code Content-Length}), those the WebSocket handshake writes itself or never sends
+     *         ({@code Cache-Control}, {@code Pragma}, {@code Expect}: sent on plain HTTP only, they would differ
+     *         between the two), hop-by-hop ones, {@code Proxy} and {@code Proxy-*} ones and {@code Sec-WebSocket-*}
+     *         ones, also when spelled with {@code _} for {@code -}
      * @param value the value: visible ASCII, with spaces and tabs inside but not at either end. Encode anything else
      *         yourself, a user id with non-ASCII characters for instance, with percent-encoding or as RFC 8187 does
      *         ({@code UTF-8''caf%C3%A9}), and decode it in the backend: HTTP carries no other characters reliably
@@ -110,8 +119,9 @@ public final class AuthDecision {
      * Removes a header the client sent from the backend's request, like the {@code Authorization} that carried a
      * token the backend should not see (also when spelled with {@code _} for {@code -}).
      *
-     * @param name a header name, not one the proxy sets, a hop-by-hop one, a {@code Proxy} or {@code Proxy-*} one or a
-     *         {@code Sec-WebSocket-*} one, also when spelled with {@code _} for {@code -}
+     * @param name a header name, not one the proxy sets, {@code Cache-Control}, {@code Pragma} or {@code Expect}, a
+     *         hop-by-hop one, a {@code Proxy} or {@code Proxy-*} one or a {@code Sec-WebSocket-*} one, also when
+     *         spelled with {@code _} for {@code -} (see {@link #withBackendHeader})
      * @return a new decision
      * @throws IllegalStateException if this decision refuses
      * @throws IllegalArgumentException if the name is reserved or malformed
@@ -237,6 +247,10 @@ public final class AuthDecision {
         if (RESERVED_BACKEND.contains(canonical) || canonical.startsWith("proxy-")
                 || canonical.startsWith("sec-websocket-")) {
             throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself)");
+        }
+        if (RESERVED_HANDSHAKE.contains(canonical)) {
+            throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not set itself;"
+                    + " the WebSocket handshake writes its own Cache-Control and Pragma and sends no Expect)");
         }
     }
 

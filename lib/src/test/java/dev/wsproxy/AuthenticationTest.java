@@ -277,6 +277,21 @@ class AuthenticationTest {
     }
 
     @Test
+    void decisionsRefuseTheHeadersTheBackendHandshakeWritesItselfOrNeverSends() {
+        // Accepted before, they reached the backend on plain HTTP and were dropped from upgrades (BackendHandshake
+        // writes its own Cache-Control and Pragma, no-cache, and no Expect).
+        for (String owned : List.of("Cache-Control", "pragma", "Expect", "Cache_Control", "EXPECT")) {
+            assertThatThrownBy(() -> AuthDecision.allow().withBackendHeader(owned, "no-store")).as(owned)
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("WebSocket handshake");
+            assertThatThrownBy(() -> AuthDecision.allow().withoutBackendHeader(owned)).as(owned)
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("WebSocket handshake");
+        }
+        // In a refusal they are the authenticator's to send.
+        assertThat(AuthDecision.reject(401).withResponseHeader("Cache-Control", "no-store").headers())
+                .containsExactly(Map.entry("Cache-Control", "no-store"));
+    }
+
+    @Test
     void runsAfterTheOriginCheckAndCanBeTurnedOffPerRoute() throws Exception {
         start(ProxyBuilder.create()
                 .authenticator(bearer())

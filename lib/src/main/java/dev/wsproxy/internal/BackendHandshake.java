@@ -400,6 +400,8 @@ final class BackendHandshake {
             }
             for (HttpField field : headers) {
                 HttpHeader known = field.getHeader();
+                // The handshake's own, written below; the client's are dropped, and an authenticator cannot set these
+                // (AuthDecision reserves them, so that plain HTTP does not send what an upgrade drops).
                 if (known != null) {
                     switch (known) {
                         case UPGRADE, CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, PRAGMA, CACHE_CONTROL,
