@@ -92,14 +92,29 @@ public interface HandshakeRequest {
     @Nullable String cookie(String name);
 
     /**
-     * Returns the value of a query parameter, decoded.
+     * Returns the first value of a query parameter, decoded.
+     *
+     * <p>A parameter may be repeated ({@code ?room=mine&room=victim}), the query goes to the backend as it came, and
+     * backends do not agree on which value is the parameter: PHP and Rails read the last, Express an array. An
+     * authorization decision on a parameter should read {@link #queryParameters(String)} and refuse a repeated one,
+     * or rest on credentials rather than on the shape of the request.
      *
      * @param name the parameter name, case-sensitive
      * @return the first value, or {@code null} when the query has no such parameter. A query that does not decode
      *     strictly (a {@code %} that starts no escape, bytes that are not UTF-8) is decoded leniently: the bad escape
      *     kept as it is, bad bytes as U+FFFD, the other parameters as the backend reads them
+     * @see #queryParameters(String)
      */
     @Nullable String queryParameter(String name);
+
+    /**
+     * Returns every value of a query parameter, decoded, in the order they appear: {@code ?room=mine&room=victim}
+     * gives {@code [mine, victim]}. Decoded as {@link #queryParameter(String)} decodes them.
+     *
+     * @param name the parameter name, case-sensitive
+     * @return the values, empty when the query has no such parameter
+     */
+    List<String> queryParameters(String name);
 
     /**
      * Returns the subprotocols the client offered in {@code Sec-WebSocket-Protocol}, in order.

@@ -128,6 +128,34 @@ class AuthenticationTest {
     }
 
     @Test
+    void seesEveryValueOfARepeatedQueryParameterSoItCanRefuseWhatTheBackendMayReadOtherwise() throws Exception {
+        // ?room=mine&room=victim: queryParameter gives mine, and the query goes to the backend as it came, where PHP
+        // and Rails read victim. The authenticator refuses a repeated room, which it could not see before.
+        List<List<String>> rooms = new CopyOnWriteArrayList<>();
+        start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(Authenticator.of(
+                request -> {
+                    List<String> room = request.queryParameters("room");
+                    rooms.add(room);
+                    assertThat(request.queryParameter("room")).isEqualTo(room.isEmpty() ? null : room.get(0));
+                    return room.size() == 1 && room.get(0).equals("mine")
+                            ? AuthDecision.allow() : AuthDecision.reject(403);
+                }))));
+
+        assertThat(exchange("/chat?room=mine&room=victim").status()).isEqualTo(403);
+        assertThat(exchange("/chat?room=mine&x=1&room=%76ictim&room=").status()).isEqualTo(403);
+        assertThat(exchange("/chat?room=%&room=mine").status()).as("a query that does not decode strictly")
+                .isEqualTo(403);
+        assertThat(exchange("/chat?other=mine").status()).isEqualTo(403);
+        assertThat(exchange("/chat").status()).isEqualTo(403);
+        assertThat(backend.httpConnections.get()).isZero();
+        assertThat(exchange("/chat?x=1&room=mine").status()).isEqualTo(101);
+
+        assertThat(rooms).containsExactly(List.of("mine", "victim"), List.of("mine", "victim", ""),
+                List.of("%", "mine"), List.of(), List.of(), List.of("mine"));
+        assertThat(backend.nextUpgrade().pathQuery()).isEqualTo("/chat?x=1&room=mine");
+    }
+
+    @Test
     void addsVerifiedHeadersForTheBackendReplacingForgedOnes() throws Exception {
         start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(bearer())));
 

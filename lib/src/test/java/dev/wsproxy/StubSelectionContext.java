@@ -225,6 +225,12 @@ final class StubSelectionContext implements SelectionContext {
     }
 
     @Override
+    public List<String> queryParameters(String name) {
+        String value = queryParameter(name);
+        return value == null ? List.of() : List.of(value);
+    }
+
+    @Override
     public List<String> subprotocols() {
         return List.of();
     }

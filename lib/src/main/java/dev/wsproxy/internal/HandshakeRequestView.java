@@ -182,12 +182,24 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public @Nullable String queryParameter(String name) {
+        Fields fields = queryFields();
+        return fields == null ? null : fields.getValue(name);
+    }
+
+    @Override
+    public List<String> queryParameters(String name) {
+        Fields fields = queryFields();
+        return fields == null ? List.of() : List.copyOf(fields.getValuesOrEmpty(name));
+    }
+
+    /** The query's parameters, each with its values in the order they came; {@code null} without a query. */
+    private @Nullable Fields queryFields() {
         String query = request.getHttpURI().getQuery();
         if (query == null) {
             return null;
         }
         try {
-            return Request.extractQueryParameters(request).getValue(name);
+            return Request.extractQueryParameters(request);
         } catch (RuntimeException e) {
             if (!(e instanceof HttpException)) {
                 throw e;
@@ -198,7 +210,7 @@ final class HandshakeRequestView implements SelectionContext {
             // the query, with a lone % encoded): ?x=%&room=admin has room=admin on both sides.
             Fields fields = new Fields(true);
             UrlEncoded.decodeUtf8To(query, 0, query.length(), fields::add, true, true, true);
-            return fields.getValue(name);
+            return fields;
         }
     }
 

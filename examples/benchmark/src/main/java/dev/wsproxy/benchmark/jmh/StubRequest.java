@@ -114,6 +114,11 @@ final class StubRequest implements SelectionContext {
     }
 
     @Override
+    public List<String> queryParameters(String name) {
+        return List.of();
+    }
+
+    @Override
     public List<String> subprotocols() {
         return List.of();
     }
