@@ -62,10 +62,7 @@ final class Launcher {
         try {
             options = LauncherOptions.parse(env, args);
         } catch (UsageException e) {
-            err.println("wsproxy: " + e.getMessage());
-            err.println(USAGE_HINT);
-            err.flush();
-            return EXIT_USAGE;
+            return usageError(e.getMessage());
         }
         if (options.help()) {
             out.print(LauncherOptions.usage());
@@ -80,6 +77,10 @@ final class Launcher {
             err.println("wsproxy: " + e.getMessage());
             err.flush();
             return EXIT_USAGE;
+        } catch (IllegalArgumentException e) {
+            // A value parse() let through and the library refuses: still the command line's fault, so one line and
+            // exit 2 as the contract says, not a stack trace and exit 1. parse() is meant to catch them all first.
+            return usageError(e.getMessage());
         }
         URI uri;
         try {
@@ -109,6 +110,13 @@ final class Launcher {
         }
         LOG.info("Stopped");
         return EXIT_OK;
+    }
+
+    private int usageError(String message) {
+        err.println("wsproxy: " + message);
+        err.println(USAGE_HINT);
+        err.flush();
+        return EXIT_USAGE;
     }
 
     /** Asks {@link #run} to drain the proxy and return. Callable from any thread, any number of times. */

@@ -60,7 +60,7 @@ final class LauncherOptions {
     static final String PENDING_FORM = "a whole number of connections, at least 1, like 4096";
 
     private static final String INSECURE_BACKEND_TLS = "--insecure-backend-tls";
-    private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]]+)]|([^:\\[\\]]+)):(\\d{1,5})");
+    private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]\\s]+)]|([^:\\[\\]\\s]+)):(\\d{1,5})");
     private static final Pattern DURATION = Pattern.compile("(\\d{1,9})(ms|s|m|h)");
     private static final Pattern SIZE = Pattern.compile("(\\d{1,18})([kKmM]?)");
     private static final Pattern COUNT = Pattern.compile("\\d{1,10}");
@@ -785,6 +785,14 @@ final class LauncherOptions {
             Matcher m = LISTEN.matcher(value);
             int parsedPort = m.matches() ? Integer.parseInt(m.group(3)) : -1;
             if (parsedPort < 0 || parsedPort > 65535) {
+                throw UsageException.badValue("--listen", value, LISTEN_FORM);
+            }
+            try {
+                // Let the library check the host with its own rules, brackets included (it takes them around an
+                // IPv6 address only): a blank host (--listen "$HOST:8080" with a space in $HOST) passed the pattern
+                // and was refused only when the proxy was built, as a stack trace with exit 1.
+                ProxyBuilder.create().listen(m.group(1) != null ? "[" + m.group(1) + "]" : m.group(2), parsedPort);
+            } catch (IllegalArgumentException e) {
                 throw UsageException.badValue("--listen", value, LISTEN_FORM);
             }
             host = m.group(1) != null ? m.group(1) : m.group(2);

@@ -107,6 +107,16 @@ class LauncherOptionsTest {
                 + "' (expected: HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080)");
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {" :8080", "[ ]:8080", "\t:8080", "my host:8080", " 127.0.0.1:8080", "[::1 ]:8080",
+        "[127.0.0.1]:8080", "[localhost]:8080"})
+    void rejectsABlankOrSpacedHostAndBracketsAroundANonIpv6Host(String listen) {
+        // These passed parse() and failed when the proxy was built: a stack trace and exit 1 for a blank host, a
+        // listening failure for a spaced one; brackets were stripped before the library could refuse them.
+        assertUsageError(new String[] {"--listen", listen, ROUTE, WS_ROUTE}, "--listen: '" + listen
+                + "' (expected: HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080)");
+    }
+
     @Test
     void acceptsFlagEqualsValue() throws Exception {
         LauncherOptions options = LauncherOptions.parse("--listen=0.0.0.0:9000", "--route=/ws/=ws://a:1,ws://b:2");

@@ -132,6 +132,18 @@ class LauncherTest {
     }
 
     @Test
+    void printsOneLineErrorAndExits2OnABlankListenHost() {
+        // It was a stack trace (IllegalArgumentException from ProxyBuilder.listen) and exit 1.
+        assertThat(launcher.run("--listen", " :8080", "--route", "/ws/=ws://127.0.0.1:3000"))
+                .isEqualTo(Launcher.EXIT_USAGE);
+
+        assertThat(out.toString(UTF_8)).isEmpty();
+        assertThat(err.toString(UTF_8).lines()).containsExactly(
+                "wsproxy: --listen: ' :8080' (expected: HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080)",
+                "Run with --help for usage.");
+    }
+
+    @Test
     void exits2WithoutARoute() {
         assertThat(launcher.run()).isEqualTo(Launcher.EXIT_USAGE);
 
