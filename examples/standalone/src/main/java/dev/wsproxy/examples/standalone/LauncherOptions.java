@@ -65,6 +65,10 @@ final class LauncherOptions {
     private static final Pattern SIZE = Pattern.compile("(\\d{1,18})([kKmM]?)");
     private static final Pattern COUNT = Pattern.compile("\\d{1,10}");
     private static final Pattern RATE = Pattern.compile("(\\d{1,10})(?:/s)?");
+    /** The user info of a URL in a message, up to its last {@code @}: a password, often. */
+    private static final Pattern USER_INFO = Pattern.compile("//[^/?#\\s']*@");
+    /** The host of a URL, unchecked: for what {@link java.net.URI} refuses to call a host. */
+    private static final Pattern URL_HOST = Pattern.compile("[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#]*@)?([^/?#:\\[\\]]*)");
 
     private static final String USAGE = String.join("\n",
             "Usage: java -jar wsproxy-standalone.jar --route PATH=URL[,URL...] [options]",
@@ -445,11 +449,25 @@ final class LauncherOptions {
      */
     static Backend parseBackend(String value) throws UsageException {
         String[] parts = value.strip().split(";", -1);
+        String url = parts[0].strip();
+        if (url.isEmpty()) {
+            throw UsageException.badValue("--route", url, URL_FORM);
+        }
+        Matcher host = URL_HOST.matcher(url);
+        if (host.lookingAt() && host.group(1).contains("_")) {
+            // A Docker Compose service name like my_backend: java.net.URI sees no host in it, and "expected: a host"
+            // would leave the user looking at one.
+            throw new UsageException("--route: '" + withoutUserInfo(url) + "': the host " + host.group(1)
+                    + " has an _, which java.net.URI takes in no host name (expected: letters, digits, - and ., or"
+                    + " an IP address)");
+        }
         Backend backend;
         try {
-            backend = Backend.of(parts[0].strip());
+            backend = Backend.of(url);
         } catch (IllegalArgumentException e) {
-            throw UsageException.badValue("--route", parts[0].strip(), URL_FORM);
+            // The library names the cause (a query, user info, a port out of range, no host), which a fixed form here
+            // would hide, as route() does for a refused route.
+            throw new UsageException("--route: '" + withoutUserInfo(url) + "': " + withoutUserInfo(e.getMessage()));
         }
         boolean weighted = false;
         boolean backup = false;
@@ -471,6 +489,14 @@ final class LauncherOptions {
             }
         }
         return backend;
+    }
+
+    /**
+     * Masks the user info of every URL in {@code text} as the library does, {@code ws://admin:s3cret@host} becoming
+     * {@code ws://***@host}: error messages go to stderr, and from there to journald or container logs.
+     */
+    static String withoutUserInfo(String text) {
+        return USER_INFO.matcher(text).replaceAll("//***@");
     }
 
     /**
@@ -811,6 +837,15 @@ final class LauncherOptions {
         }
 
         private void route(String value) throws UsageException {
+            try {
+                parseRoute(value);
+            } catch (UsageException e) {
+                // Every message echoes the value or a URL of it; a URL may carry a password (refused, but printed).
+                throw new UsageException(withoutUserInfo(e.getMessage()));
+            }
+        }
+
+        private void parseRoute(String value) throws UsageException {
             // PATH ends at the = before the first URL: a PATH may hold = itself (/ws;v=1/), a URL's host cannot.
             int scheme = value.indexOf("://");
             int equals = scheme < 0 ? value.indexOf('=') : value.lastIndexOf('=', scheme);

@@ -146,12 +146,50 @@ class LauncherOptionsTest {
         "=ws://127.0.0.1:3000    | --route: '=ws://127.0.0.1:3000' (expected: PATH=URL[,URL...]",
         "/ws/=                   | --route: '/ws/=' (expected: PATH=URL[,URL...]",
         "ws/=ws://127.0.0.1:3000 | --route: 'ws/=ws://127.0.0.1:3000': pathPrefix: 'ws/' (expected: a path of",
-        "/ws/=ftp://host:21      | --route: 'ftp://host:21' (expected: a ws://, wss://, http:// or https:// URL",
+        "/ws/=ftp://host:21      | --route: 'ftp://host:21': uri: ftp://host:21 (expected: scheme ws, wss, http or https)",
         "/ws/=ws://a:1,,ws://b:2 | --route: '' (expected: a ws://, wss://, http:// or https:// URL",
-        "/ws/=127.0.0.1:3000     | --route: '127.0.0.1:3000' (expected: a ws://",
+        "/ws/=127.0.0.1:3000     | --route: '127.0.0.1:3000': uri: 127.0.0.1:3000 (expected: a ws:// or wss:// URI)",
     })
     void rejectsMalformedRoutes(String route, String message) {
         assertUsageError(new String[] {ROUTE, route.strip()}, message.strip());
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "ws://127.0.0.1:3000/chat?room=1 | (expected: no query; the client's query is forwarded)",
+        "ws://127.0.0.1:3000/#top        | (expected: no fragment)",
+        "ws://127.0.0.1:70000            | (expected: a port from 1 to 65535)",
+        "ws://:3000                      | (expected: a host)",
+    })
+    void namesTheCauseTheLibraryGivesForARefusedUrl(String url, String cause) {
+        // It was the fixed "expected: a ws://, wss://, http:// or https:// URL with a host", for URLs that have both.
+        assertUsageError(new String[] {ROUTE, "/ws/=ws://127.0.0.1:3001," + url.strip() + ";weight=2"},
+                "--route: '" + url.strip() + "': uri: " + url.strip() + " " + cause.strip());
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "/ws/=ws://admin:s3cret@127.0.0.1:3000   | --route: 'ws://***@127.0.0.1:3000': uri: ws://***@127.0.0.1:3000"
+                + " (expected: no user info)",
+        "/ws/=ws://admin:s3cret@127.0.0.1/a b    | --route: 'ws://***@127.0.0.1/a b': uri: ws://***@127.0.0.1/a b"
+                + " (expected: a ws:// or wss:// URI)",
+        "/ws/=ws://admin:s3cr@t@127.0.0.1:3000   | --route: 'ws://***@127.0.0.1:3000': uri: ws://***@127.0.0.1:3000",
+        "ws://admin:s3cret@127.0.0.1:3000        | --route: 'ws://***@127.0.0.1:3000' (expected: PATH=URL[,URL...]",
+        "/ws/=https://admin:s3cret@my_backend:1  | --route: 'https://***@my_backend:1': the host my_backend has an _",
+    })
+    void masksTheUserInfoOfAUrlInItsMessage(String route, String message) {
+        // The password went to stderr, and from there to journald or container logs.
+        assertUsageError(new String[] {ROUTE, route.strip()}, message.strip());
+        assertThatThrownBy(() -> LauncherOptions.parse(ROUTE, route.strip()))
+                .message().doesNotContain("s3cr").doesNotContain("admin");
+    }
+
+    @Test
+    void explainsThatAHostNameWithAnUnderscoreIsNoHostToJavaNetUri() {
+        // A Docker Compose service name: the library's "expected: a host" had the user look at one.
+        assertUsageError(new String[] {ROUTE, "/ws/=ws://my_backend:3000"}, "--route: 'ws://my_backend:3000': the"
+                + " host my_backend has an _, which java.net.URI takes in no host name (expected: letters, digits, -"
+                + " and ., or an IP address)");
     }
 
     @ParameterizedTest
