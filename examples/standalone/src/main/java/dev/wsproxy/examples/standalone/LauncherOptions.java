@@ -40,8 +40,11 @@ final class LauncherOptions {
     /** The address used without {@code --listen}. */
     static final String DEFAULT_LISTEN = ProxyBuilder.DEFAULT_HOST + ":" + ProxyBuilder.DEFAULT_PORT;
 
-    /** The default {@code --balance} strategy. */
+    /** The default {@code --balance} strategy when every backend has the default weight. */
     static final String ROUND_ROBIN = "round-robin";
+
+    /** The default {@code --balance} strategy when a backend has a {@code ;weight=N} other than 1, as in nginx. */
+    static final String WEIGHTED_ROUND_ROBIN = "weighted-round-robin";
 
     static final String LISTEN_FORM = "HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080";
     static final String ROUTE_FORM = "PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000";
@@ -85,11 +88,13 @@ final class LauncherOptions {
             "                              only while no primary backend can take one): quote the flag for",
             "                              the shell, like '/ws/=ws://a:3000;weight=2,ws://b:3000;backup'",
             "  --balance NAME              how to pick a route's backend for each new session: round-robin",
-            "                              (default), weighted-round-robin, random, two-choices (the less busy",
-            "                              of two random backends), least-connections (fewest open sessions per",
-            "                              weight), ip-hash (sticky by client address), hash:header:NAME,",
-            "                              hash:cookie:NAME, hash:query:NAME (sticky by that value, the same",
-            "                              on every proxy instance)",
+            "                              (in turn, ignoring weights; the default), weighted-round-robin (the",
+            "                              default when a backend has a ;weight=N), random, two-choices (the",
+            "                              less busy of two random backends), least-connections (fewest open",
+            "                              sessions per weight), ip-hash (sticky by client address),",
+            "                              hash:header:NAME, hash:cookie:NAME, hash:query:NAME (sticky by that",
+            "                              value, the same on every proxy instance). All but round-robin honour",
+            "                              weights; round-robin with a ;weight=N is refused",
             "  --allow-origin ORIGIN       accept browser pages from ORIGIN only, like https://app.example.com;",
             "                              repeatable (default: any origin)",
             "  --connect-timeout DURATION  backend connect and handshake timeout, like 500ms, 5s, 2m (default "
@@ -246,7 +251,10 @@ final class LauncherOptions {
         return routes;
     }
 
-    /** Returns the {@code --balance} strategy as given, {@link #ROUND_ROBIN} by default. */
+    /**
+     * Returns the {@code --balance} strategy as given; without one, {@link #ROUND_ROBIN}, or
+     * {@link #WEIGHTED_ROUND_ROBIN} when a backend of any route has a {@code ;weight=N} other than 1.
+     */
     String balance() {
         return balance;
     }
@@ -406,7 +414,7 @@ final class LauncherOptions {
         switch (balance) {
             case ROUND_ROBIN:
                 return BackendSelector.roundRobin();
-            case "weighted-round-robin":
+            case WEIGHTED_ROUND_ROBIN:
                 return BackendSelector.weightedRoundRobin();
             case "random":
                 return BackendSelector.random();
@@ -673,8 +681,30 @@ final class LauncherOptions {
                 throw new UsageException("--ping-interval: " + format(pingInterval) + " (expected: shorter than"
                         + " --idle-timeout " + format(idleTimeout) + ", or 0)");
             }
+            balanceWeights();
             checkTlsFlags();
             return new LauncherOptions(this);
+        }
+
+        /**
+         * Lets weights count, as nginx does under its default balancing: round-robin ignores them, so without
+         * {@code --balance} a weight picks weighted round-robin (the same order as round-robin while every weight is
+         * 1), and {@code --balance round-robin} with a weight is refused rather than silently ignoring it.
+         */
+        private void balanceWeights() throws UsageException {
+            Backend weighted = routes.values().stream().flatMap(List::stream)
+                    .filter(backend -> backend.weight() != Backend.DEFAULT_WEIGHT).findFirst().orElse(null);
+            if (weighted == null) {
+                return;
+            }
+            if (!seen.contains("--balance")) {
+                balance = WEIGHTED_ROUND_ROBIN;
+            } else if (balance.equals(ROUND_ROBIN)) {
+                throw new UsageException("--balance: round-robin ignores weights, and --route gives "
+                        + weighted.uri() + ";weight=" + weighted.weight() + " (expected: weighted-round-robin or"
+                        + " another strategy, which all honour weights, or no --balance, which then picks"
+                        + " weighted-round-robin)");
+            }
         }
 
         private void checkTlsFlags() throws UsageException {

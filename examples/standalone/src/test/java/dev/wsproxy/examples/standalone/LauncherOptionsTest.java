@@ -75,7 +75,8 @@ class LauncherOptionsTest {
     @Test
     void usageListsEveryFlag() {
         assertThat(LauncherOptions.usage()).contains("--listen HOST:PORT", "--route PATH=URL[,URL...]",
-                "--balance NAME", "least-connections", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",
+                "--balance NAME", "least-connections", "default when a backend has a ;weight=N",
+                "round-robin with a ;weight=N is refused", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",
                 "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION", "--ping-interval DURATION",
                 "--max-message-size BYTES", "--trusted-proxy CIDR", "--max-connections-per-ip N",
                 "--max-connections N", "--handshake-rate-per-ip N/s", "--handshake-timeout DURATION",
@@ -243,6 +244,39 @@ class LauncherOptionsTest {
     @Test
     void roundRobinIsTheDefaultSelector() throws Exception {
         assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE).selector()).hasToString("roundRobin");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"/ws/=ws://a:1;weight=3,ws://b:1", "/ws/=ws://a:1,ws://b:1;backup;weight=2"})
+    void picksWeightedRoundRobinWhenABackendHasAWeightAndNoBalanceIsGiven(String route) throws Exception {
+        // As nginx's default balancing honours weight=; round-robin ignored it without a word.
+        LauncherOptions options = LauncherOptions.parse(ROUTE, route);
+
+        assertThat(options.balance()).isEqualTo("weighted-round-robin");
+        assertThat(options.selector()).hasToString("weightedRoundRobin");
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, ROUTE, "/chat/=" + route.substring(5)).selector())
+                .as("a weight on any route: --balance applies to every route").hasToString("weightedRoundRobin");
+    }
+
+    @Test
+    void keepsRoundRobinWhenEveryWeightIsOne() throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, "/ws/=ws://a:1;weight=1,ws://b:1").balance()).isEqualTo("round-robin");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"weighted-round-robin", "least-connections", "two-choices", "random", "ip-hash",
+        "hash:cookie:sid"})
+    void keepsTheBalanceGivenWithWeights(String balance) throws Exception {
+        assertThat(LauncherOptions.parse("--balance", balance, ROUTE, "/ws/=ws://a:1;weight=3,ws://b:1").balance())
+                .isEqualTo(balance);
+    }
+
+    @Test
+    void refusesRoundRobinGivenWithAWeightItWouldIgnore() {
+        assertUsageError(new String[] {"--balance", "round-robin", ROUTE, WS_ROUTE, ROUTE,
+                "/chat/=ws://a:1,ws://b:1;weight=3"}, "--balance: round-robin ignores weights, and --route gives"
+                + " ws://b:1;weight=3 (expected: weighted-round-robin or another strategy, which all honour weights,"
+                + " or no --balance, which then picks weighted-round-robin)");
     }
 
     @ParameterizedTest
