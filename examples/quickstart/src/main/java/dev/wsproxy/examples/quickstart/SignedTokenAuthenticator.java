@@ -34,8 +34,12 @@ import dev.wsproxy.HandshakeRequest;
  *         .authenticator(new SignedTokenAuthenticator(secret, Clock.systemUTC()));
  * }</pre>
  *
- * <p>A token is {@code base64url(user:tenant:expiry-epoch-seconds) + "." + base64url(hmac)}; {@link #issue} makes
- * one. It decides at once (no I/O), so it is safe to run on the request thread. Thread-safe.
+ * <p>A token is {@code payload + "." + base64url(hmac(payload))} with {@code payload} being
+ * {@code base64url(user:tenant:expiry-epoch-seconds)}, both without padding; {@link #issue} makes one. As in a JWT,
+ * the MAC covers the payload's text, not its decoded bytes, and the signature is compared as text, so each token has
+ * exactly one accepted spelling: base64url decoders also take padding and ignore the unused low bits of the last
+ * character, and a second spelling of a token would slip past anything keyed on the token string, like a revocation
+ * list or a replay cache. It decides at once (no I/O), so it is safe to run on the request thread. Thread-safe.
  */
 public final class SignedTokenAuthenticator implements Authenticator {
 
@@ -74,9 +78,8 @@ public final class SignedTokenAuthenticator implements Authenticator {
         if (user.contains(":") || tenant.contains(":")) {
             throw new IllegalArgumentException("user and tenant must not contain ':'");
         }
-        byte[] payload = (user + ":" + tenant + ":" + expires.getEpochSecond()).getBytes(UTF_8);
-        return ENCODER.encodeToString(payload) + "." + ENCODER.encodeToString(mac(new SecretKeySpec(secret, ALGORITHM),
-                payload));
+        String payload = ENCODER.encodeToString((user + ":" + tenant + ":" + expires.getEpochSecond()).getBytes(UTF_8));
+        return payload + "." + signature(new SecretKeySpec(secret, ALGORITHM), payload);
     }
 
     @Override
@@ -110,16 +113,18 @@ public final class SignedTokenAuthenticator implements Authenticator {
         if (dot <= 0 || dot != token.lastIndexOf('.')) {
             return null;
         }
-        byte[] payload;
-        byte[] signature;
-        try {
-            payload = DECODER.decode(token.substring(0, dot));
-            signature = DECODER.decode(token.substring(dot + 1));
-        } catch (IllegalArgumentException notBase64) {
+        String encodedPayload = token.substring(0, dot);
+        // The signature as text, over the payload as text: another spelling of either part fails here (see the class
+        // comment). Constant time, so that the signature cannot be guessed character by character from response
+        // times.
+        if (!MessageDigest.isEqual(signature(key, encodedPayload).getBytes(UTF_8),
+                token.substring(dot + 1).getBytes(UTF_8))) {
             return null;
         }
-        // Constant time, so that the signature cannot be guessed byte by byte from response times.
-        if (!MessageDigest.isEqual(mac(key, payload), signature)) {
+        byte[] payload;
+        try {
+            payload = DECODER.decode(encodedPayload);
+        } catch (IllegalArgumentException notBase64) {
             return null;
         }
         String[] claims = new String(payload, UTF_8).split(":", -1);
@@ -138,11 +143,11 @@ public final class SignedTokenAuthenticator implements Authenticator {
         return token.isEmpty() ? null : token;
     }
 
-    private static byte[] mac(SecretKeySpec key, byte[] payload) {
+    private static String signature(SecretKeySpec key, String encodedPayload) {
         try {
             Mac mac = Mac.getInstance(ALGORITHM);
             mac.init(key);
-            return mac.doFinal(payload);
+            return ENCODER.encodeToString(mac.doFinal(encodedPayload.getBytes(UTF_8)));
         } catch (GeneralSecurityException e) {
             throw new IllegalStateException("HmacSHA256 is part of every JDK", e);
         }

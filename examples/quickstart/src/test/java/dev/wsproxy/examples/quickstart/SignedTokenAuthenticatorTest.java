@@ -14,6 +14,7 @@ import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.ZoneOffset;
+import java.util.Base64;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
@@ -118,6 +119,39 @@ class SignedTokenAuthenticatorTest {
                     .hasValue("Bearer realm=\"ws\", error=\"invalid_token\"");
         }
         assertThat(tenantsSelected).as("selections: the backend was never asked").isEmpty();
+    }
+
+    @Test
+    void refusesEveryOtherSpellingOfAValidTokenWith401() throws Exception {
+        // 22 bytes of payload (30 characters, 4 unused bits) and 32 of HMAC (43 characters, 2 unused bits).
+        String token = SignedTokenAuthenticator.issue(SECRET, "alice", "green", NOW.plus(Duration.ofMinutes(5)));
+        String payload = token.substring(0, token.indexOf('.'));
+        String signature = token.substring(token.indexOf('.') + 1);
+        assertThat(payload).hasSize(30);
+        assertThat(signature).hasSize(43);
+
+        for (String respelled : new String[] {
+            payload + "." + otherLastCharacter(signature),
+            payload + "." + signature + "=",
+            otherLastCharacter(payload) + "." + signature,
+            payload + "==." + signature,
+        }) {
+            // The same bytes, which the decoder takes: a revocation list or replay cache keyed on the token string
+            // would not know this token.
+            String[] parts = respelled.split("\\.");
+            assertThat(Base64.getUrlDecoder().decode(parts[0])).isEqualTo(Base64.getUrlDecoder().decode(payload));
+            assertThat(Base64.getUrlDecoder().decode(parts[1])).isEqualTo(Base64.getUrlDecoder().decode(signature));
+            assertThat(refused(query(respelled)).headers().firstValue("WWW-Authenticate")).as(respelled)
+                    .hasValue("Bearer realm=\"ws\", error=\"invalid_token\"");
+        }
+        assertThat(ask(query(token), null)).as("the token as issued").isEqualTo("user=alice");
+    }
+
+    /** The text with its last base64url character changed in its lowest bit, one the decoder ignores here. */
+    private static String otherLastCharacter(String base64url) {
+        String alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        int last = alphabet.indexOf(base64url.charAt(base64url.length() - 1));
+        return base64url.substring(0, base64url.length() - 1) + alphabet.charAt(last ^ 1);
     }
 
     private URI query(String token) {
