@@ -74,9 +74,8 @@ final class Launcher {
         try {
             proxy = options.toProxyBuilder().build();
         } catch (UsageException e) {
-            err.println("wsproxy: " + e.getMessage());
-            err.flush();
-            return EXIT_USAGE;
+            // A key or trust store that cannot be read: a bad value of its flag, reported like any other.
+            return usageError(e.getMessage());
         } catch (IllegalArgumentException e) {
             // A value parse() let through and the library refuses: still the command line's fault, so one line and
             // exit 2 as the contract says, not a stack trace and exit 1. parse() is meant to catch them all first.

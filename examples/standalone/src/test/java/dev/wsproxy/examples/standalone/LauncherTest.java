@@ -268,6 +268,8 @@ class LauncherTest {
         assertThat(status).isEqualTo(Launcher.EXIT_USAGE);
         assertThat(err.toString(UTF_8)).startsWith("wsproxy: --tls-keystore: keyStore: " + keyStore)
                 .contains("wrong password").doesNotContain("not-the-password");
+        // Followed by the hint, as every other error: it was missing for store errors alone.
+        assertThat(err.toString(UTF_8).lines()).hasSize(2).last().isEqualTo(Launcher.USAGE_HINT);
         assertThat(out.toString(UTF_8)).isEmpty();
     }
 
