@@ -657,9 +657,10 @@ final class LauncherOptions {
                     insecureBackendTls = true;
                     continue;
                 }
-                if (arg.startsWith(INSECURE_BACKEND_TLS + "=")) {
-                    throw new UsageException(INSECURE_BACKEND_TLS + ": takes no value (expected: "
-                            + INSECURE_BACKEND_TLS + " alone)");
+                for (String alone : List.of(INSECURE_BACKEND_TLS, "--help")) {
+                    if (arg.startsWith(alone + "=")) {
+                        throw new UsageException(alone + ": takes no value (expected: " + alone + " alone)");
+                    }
                 }
                 String flag = arg;
                 @Nullable String value;

@@ -73,6 +73,13 @@ class LauncherOptionsTest {
     }
 
     @Test
+    void saysThatHelpTakesNoValue() {
+        // It was "unknown flag --help (expected: see --help)", naming a flag that exists.
+        assertUsageError(new String[] {"--help=yes"}, "--help: takes no value (expected: --help alone)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--help="}, "--help: takes no value (expected: --help alone)");
+    }
+
+    @Test
     void usageListsEveryFlag() {
         assertThat(LauncherOptions.usage()).contains("--listen HOST:PORT", "--route PATH=URL[,URL...]",
                 "--balance NAME", "least-connections", "default when a backend has a ;weight=N",
