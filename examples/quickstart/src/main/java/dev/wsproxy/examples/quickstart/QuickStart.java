@@ -22,7 +22,8 @@ public final class QuickStart {
                 .listen("127.0.0.1", port)
                 .route("/ws/", Backend.of(backend))
                 .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMinutes(30)))
-                .originValidator(OriginValidator.allowList("http://localhost:" + port))
+                // The pages that may open sessions: your site's origin; here, pages on the proxy's own address.
+                .originValidator(OriginValidator.allowList("http://127.0.0.1:" + port, "http://localhost:" + port))
                 .build();
         // quick start ends
         return proxy;

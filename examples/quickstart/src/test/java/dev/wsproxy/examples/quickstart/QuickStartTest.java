@@ -1,12 +1,17 @@
 package dev.wsproxy.examples.quickstart;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.catchThrowable;
 
+import java.net.InetAddress;
+import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.WebSocket;
+import java.net.http.WebSocketHandshakeException;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
@@ -44,24 +49,42 @@ class QuickStartTest {
         backend.addConnector(connector);
         backend.setHandler(WebSocketUpgradeHandler.from(backend, c -> c.addMapping("/*", (rq, rs, cb) -> new Echo())));
         backend.start();
-        try (WebSocketProxy proxy = QuickStart.proxy(0, URI.create("ws://127.0.0.1:" + connector.getLocalPort()))) {
-            URI bound = proxy.start();
-            BlockingQueue<String> received = new LinkedBlockingQueue<>();
-            WebSocket socket = HttpClient.newHttpClient().newWebSocketBuilder()
-                    .header("Origin", "http://localhost:0")
-                    .buildAsync(URI.create("ws://127.0.0.1:" + bound.getPort() + "/ws/echo"), new WebSocket.Listener() {
-                        @Override
-                        public CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
-                            received.add(data.toString());
-                            webSocket.request(1);
-                            return null;
-                        }
-                    }).get(10, TimeUnit.SECONDS);
-            socket.sendText("hello through wsproxy", true);
-            assertThat(received.poll(10, TimeUnit.SECONDS)).isEqualTo("hello through wsproxy");
-            socket.sendClose(WebSocket.NORMAL_CLOSURE, "").get(10, TimeUnit.SECONDS);
+        // Not port 0: the allowed origins name the port the proxy listens on, as they do with 8080 in main.
+        int port;
+        try (ServerSocket free = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            port = free.getLocalPort();
+        }
+        try (WebSocketProxy proxy = QuickStart.proxy(port, URI.create("ws://127.0.0.1:" + connector.getLocalPort()))) {
+            URI uri = URI.create("ws://127.0.0.1:" + proxy.start().getPort() + "/ws/echo");
+
+            // The address the proxy binds and prints, and the name a browser user may type for it; 127.0.0.1 got 403.
+            for (String origin : new String[] {"http://127.0.0.1:" + port, "http://localhost:" + port}) {
+                assertThat(echo(uri, origin)).as(origin).isEqualTo("hello through wsproxy");
+            }
+            Throwable refused = catchThrowable(() -> echo(uri, "http://evil.example"));
+            assertThat(refused).isInstanceOf(ExecutionException.class)
+                    .cause().isInstanceOf(WebSocketHandshakeException.class);
+            assertThat(((WebSocketHandshakeException) refused.getCause()).getResponse().statusCode()).isEqualTo(403);
         } finally {
             backend.stop();
         }
+    }
+
+    private static String echo(URI uri, String origin) throws Exception {
+        BlockingQueue<String> received = new LinkedBlockingQueue<>();
+        WebSocket socket = HttpClient.newHttpClient().newWebSocketBuilder()
+                .header("Origin", origin)
+                .buildAsync(uri, new WebSocket.Listener() {
+                    @Override
+                    public CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
+                        received.add(data.toString());
+                        webSocket.request(1);
+                        return null;
+                    }
+                }).get(10, TimeUnit.SECONDS);
+        socket.sendText("hello through wsproxy", true);
+        String answer = received.poll(10, TimeUnit.SECONDS);
+        socket.sendClose(WebSocket.NORMAL_CLOSURE, "").get(10, TimeUnit.SECONDS);
+        return answer;
     }
 }
