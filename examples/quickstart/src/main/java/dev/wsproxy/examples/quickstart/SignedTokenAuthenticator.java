@@ -24,8 +24,10 @@ import dev.wsproxy.HandshakeRequest;
  * An authenticator of your own: accepts upgrade requests that carry a token signed with a shared secret (HMAC-SHA256)
  * in {@code Authorization: Bearer ...} or, since browsers cannot set headers on a WebSocket, in the
  * {@code access_token} query parameter. A valid token's user goes to the backend as {@code X-User-Id} (replacing any
- * header of that name the client sent) and its tenant becomes the {@code tenant} attribute, which a selector reads
- * with {@code request.attribute("tenant")}. A missing, forged or expired token gets {@code 401} with
+ * header of that name the client sent), the {@code Authorization} header does not (the backend needs the user, not a
+ * token it could replay), and its tenant becomes the {@code tenant} attribute, which a selector reads with
+ * {@code request.attribute("tenant")}. A token in the query does reach the backend, as the proxy forwards the client's
+ * query: backends must keep it out of their logs. A missing, forged or expired token gets {@code 401} with
  * {@code WWW-Authenticate}, before any backend connection.
  *
  * <pre>{@code
@@ -103,6 +105,7 @@ public final class SignedTokenAuthenticator implements Authenticator {
         }
         return AuthDecision.allow()
                 .withBackendHeader("X-User-Id", claims[0])
+                .withoutBackendHeader("Authorization")
                 .withAttribute("tenant", claims[1]);
         // authenticator ends
     }

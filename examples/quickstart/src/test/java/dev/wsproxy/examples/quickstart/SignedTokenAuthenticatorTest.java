@@ -44,13 +44,18 @@ class SignedTokenAuthenticatorTest {
     private static final byte[] SECRET = "a test secret of at least 32 bytes!".getBytes(StandardCharsets.UTF_8);
     private static final Instant NOW = Instant.parse("2026-11-21T12:00:00Z");
 
-    /** Answers every text with the {@code X-User-Id} of its upgrade request. Public: Jetty binds it. */
+    /**
+     * Answers every text with the {@code X-User-Id} of its upgrade request, and its {@code Authorization} if it has
+     * one. Public: Jetty binds it.
+     */
     public static final class WhoAmI implements Session.Listener.AutoDemanding {
         private final String user;
+        private final String authorization;
         private Session session;
 
-        WhoAmI(String user) {
+        WhoAmI(String user, String authorization) {
             this.user = user;
+            this.authorization = authorization;
         }
 
         @Override
@@ -60,7 +65,8 @@ class SignedTokenAuthenticatorTest {
 
         @Override
         public void onWebSocketText(String message) {
-            session.sendText("user=" + user, Callback.NOOP);
+            session.sendText("user=" + user + (authorization == null ? "" : " authorization=" + authorization),
+                    Callback.NOOP);
         }
     }
 
@@ -76,7 +82,8 @@ class SignedTokenAuthenticatorTest {
         connector.setHost("127.0.0.1");
         backend.addConnector(connector);
         backend.setHandler(WebSocketUpgradeHandler.from(backend,
-                c -> c.addMapping("/*", (rq, rs, cb) -> new WhoAmI(rq.getHeaders().get("X-User-Id")))));
+                c -> c.addMapping("/*", (rq, rs, cb) -> new WhoAmI(rq.getHeaders().get("X-User-Id"),
+                        rq.getHeaders().get("Authorization")))));
         backend.start();
         Backend only = Backend.of("ws://127.0.0.1:" + connector.getLocalPort());
         proxy = ProxyBuilder.create()
@@ -103,7 +110,7 @@ class SignedTokenAuthenticatorTest {
 
         assertThat(ask(query(token), null)).isEqualTo("user=alice");
         assertThat(tenantsSelected.poll(10, TimeUnit.SECONDS)).isEqualTo("blue");
-        // A header the client sets itself is replaced by the verified one.
+        // A header the client sets itself is replaced by the verified one, and the token stays with the proxy.
         assertThat(ask(uri, "Bearer " + token)).isEqualTo("user=alice");
     }
 
