@@ -23,8 +23,8 @@ import dev.wsproxy.HandshakeRequest;
 /**
  * An authenticator of your own: accepts upgrade requests that carry a token signed with a shared secret (HMAC-SHA256)
  * in {@code Authorization: Bearer ...} or, since browsers cannot set headers on a WebSocket, in the
- * {@code access_token} query parameter. A valid token's user goes to the backend as {@code X-User-Id} (replacing any
- * header of that name the client sent), the {@code Authorization} header does not (the backend needs the user, not a
+ * {@code access_token} query parameter. A valid token's user goes to the backend as {@code X-User-Id}, percent-encoded
+ * UTF-8 (replacing any header of that name the client sent), the {@code Authorization} header does not (the backend needs the user, not a
  * token it could replay), and its tenant becomes the {@code tenant} attribute, which a selector reads with
  * {@code request.attribute("tenant")}. A token in the query does reach the backend, as the proxy forwards the client's
  * query: backends must keep it out of their logs. A missing, forged or expired token gets {@code 401} with
@@ -104,7 +104,7 @@ public final class SignedTokenAuthenticator implements Authenticator {
                     .withResponseHeader("WWW-Authenticate", "Bearer realm=\"ws\", error=\"invalid_token\"");
         }
         return AuthDecision.allow()
-                .withBackendHeader("X-User-Id", claims[0])
+                .withBackendHeader("X-User-Id", percentEncoded(claims[0]))
                 .withoutBackendHeader("Authorization")
                 .withAttribute("tenant", claims[1]);
         // authenticator ends
@@ -137,6 +137,27 @@ public final class SignedTokenAuthenticator implements Authenticator {
         }
         return new String[] {claims[0], claims[1]};
     }
+
+    /**
+     * The user as a header value: its UTF-8 bytes, percent-encoded but for RFC 3986's unreserved characters
+     * ({@code alice} stays {@code alice}, {@code 王伟} is {@code %E7%8E%8B%E4%BC%9F}). A header carries visible ASCII
+     * only ({@link AuthDecision#withBackendHeader} refuses anything else): raw, a name with other characters would
+     * reach the backend changed, as another user.
+     */
+    static String percentEncoded(String user) {
+        StringBuilder encoded = new StringBuilder(user.length());
+        for (byte b : user.getBytes(UTF_8)) {
+            int c = b & 0xFF;
+            if (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || "-._~".indexOf(c) >= 0) {
+                encoded.append((char) c);
+            } else {
+                encoded.append('%').append(HEX.charAt(c >> 4)).append(HEX.charAt(c & 0xF));
+            }
+        }
+        return encoded.toString();
+    }
+
+    private static final String HEX = "0123456789ABCDEF";
 
     private static @Nullable String bearerToken(@Nullable String authorization) {
         if (authorization == null || !authorization.regionMatches(true, 0, "Bearer ", 0, 7)) {

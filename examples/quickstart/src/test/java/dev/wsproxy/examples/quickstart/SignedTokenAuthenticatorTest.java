@@ -115,6 +115,16 @@ class SignedTokenAuthenticatorTest {
     }
 
     @Test
+    void sendsAUserNameOutsideAsciiPercentEncodedSoItArrivesIntact() throws Exception {
+        // Raw, such a name was refused by AuthDecision (a header carries visible ASCII only), and before that the wire
+        // turned each character above U+00FF into a space: "alice\u738B" reached the backend as "alice".
+        String token = SignedTokenAuthenticator.issue(SECRET, "alice\u738B", "blue", NOW.plus(Duration.ofMinutes(5)));
+
+        assertThat(ask(query(token), null)).isEqualTo("user=alice%E7%8E%8B");
+        assertThat(SignedTokenAuthenticator.percentEncoded("a b%~é")).isEqualTo("a%20b%25~%C3%A9");
+    }
+
+    @Test
     void refusesMissingForgedAndExpiredTokensWith401BeforeAnyBackendConnection() throws Exception {
         String expired = SignedTokenAuthenticator.issue(SECRET, "alice", "blue", NOW.minusSeconds(1));
         String forged = SignedTokenAuthenticator.issue("another secret, also 32 bytes long".getBytes(
