@@ -60,7 +60,9 @@ public final class Backend {
         try {
             return of(new URI(uri));
         } catch (URISyntaxException e) {
-            throw new IllegalArgumentException("uri: " + uri + " (expected: a ws:// or wss:// URI)", e);
+            // Not the cause, nor its index: its message repeats the URI, user info included, which is not shown.
+            throw new IllegalArgumentException("uri: " + withoutUserInfo(uri) + " (expected: a ws:// or wss:// URI): "
+                    + e.getReason());
         }
     }
 
@@ -86,24 +88,22 @@ public final class Backend {
                 wsScheme = "wss";
                 break;
             default:
-                throw new IllegalArgumentException("uri: " + uri + " (expected: scheme ws, wss, http or https)");
+                throw refused(uri, "scheme ws, wss, http or https");
         }
         if (uri.getHost() == null || uri.getHost().isEmpty()) {
-            throw new IllegalArgumentException("uri: " + uri + " (expected: a host)");
+            throw refused(uri, "a host");
         }
         if (uri.getRawUserInfo() != null) {
-            // Not echoed: user info is often a password, and this message ends up in logs.
-            throw new IllegalArgumentException("uri: " + uri.toString().replace(uri.getRawUserInfo() + "@", "***@")
-                    + " (expected: no user info)");
+            throw refused(uri, "no user info");
         }
         if (uri.getPort() == 0 || uri.getPort() > 65_535) {
-            throw new IllegalArgumentException("uri: " + uri + " (expected: a port from 1 to 65535)");
+            throw refused(uri, "a port from 1 to 65535");
         }
         if (uri.getRawFragment() != null) {
-            throw new IllegalArgumentException("uri: " + uri + " (expected: no fragment)");
+            throw refused(uri, "no fragment");
         }
         if (uri.getRawQuery() != null) {
-            throw new IllegalArgumentException("uri: " + uri + " (expected: no query; the client's query is forwarded)");
+            throw refused(uri, "no query; the client's query is forwarded");
         }
         String path = uri.getRawPath() == null ? "" : uri.getRawPath();
         // One spelling for one backend, so that equality, the duplicate check of a route and sticky hashing agree.
@@ -111,6 +111,29 @@ public final class Backend {
         URI normalized = URI.create(wsScheme + "://" + Cidr.canonicalHost(uri.getHost()) + (port < 0 ? "" : ":" + port)
                 + path);
         return new Backend(normalized, DEFAULT_WEIGHT, false);
+    }
+
+    private static IllegalArgumentException refused(URI uri, String expected) {
+        return new IllegalArgumentException("uri: " + withoutUserInfo(uri.toString()) + " (expected: " + expected + ")");
+    }
+
+    /**
+     * {@code uri} with what stands between {@code //} and the last {@code @} of its authority replaced by {@code ***}:
+     * user info is often a password, and these messages end up in logs. Done on the text, as a URI that fails to
+     * parse, or parses without a host ({@code ws://u:p@ss@h}), has no user info to ask for.
+     */
+    private static String withoutUserInfo(String uri) {
+        int start = uri.indexOf("//");
+        if (start < 0) {
+            return uri;
+        }
+        start += 2;
+        int end = start;
+        while (end < uri.length() && "/?#".indexOf(uri.charAt(end)) < 0) {
+            end++;
+        }
+        int at = uri.lastIndexOf('@', end - 1);
+        return at < start ? uri : uri.substring(0, start) + "***" + uri.substring(at);
     }
 
     /**

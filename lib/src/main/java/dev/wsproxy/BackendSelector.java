@@ -37,12 +37,12 @@ import dev.wsproxy.internal.Selectors;
  *       ({@link HashKeys}); the same on every proxy instance.</li>
  * </ul>
  *
- * <p>You can also implement your own; a selector that routes on a tenant header to the backend whose host or path
- * starts with the tenant is a few lines (from {@code examples/quickstart}):
+ * <p>You can also implement your own; a selector that routes on the tenant your {@link Authenticator} verified (an
+ * attribute, never a header the client could write) to the backend whose host or path starts with the tenant is a few
+ * lines (from {@code examples/quickstart}):
  * <pre>{@code
  * BackendSelector byTenant = context -> {
- *     String tenant = context.header("X-Tenant");
- *     if (tenant == null) {
+ *     if (!(context.attribute("tenant") instanceof String tenant) || tenant.isEmpty()) {
  *         return null;
  *     }
  *     for (BackendStatus candidate : context.candidates()) {

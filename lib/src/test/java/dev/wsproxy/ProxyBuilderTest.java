@@ -195,6 +195,13 @@ class ProxyBuilderTest {
         assertThatThrownBy(() -> Backend.of("ws://user@h")).hasMessageContaining("no user info");
         assertThatThrownBy(() -> Backend.of("ws://admin:s3cret@h:1/p")).as("a password is not echoed into logs")
                 .hasMessage("uri: ws://***@h:1/p (expected: no user info)");
+        for (String secret : List.of("ws://admin:s3cret@h:1/a b", "ws://admin:s3cret@my_backend:1",
+                "ws://admin:s3c@ret@h:1", "ftp://admin:s3cret@h", "ws://admin:s3cret@h:70000")) {
+            assertThatThrownBy(() -> Backend.of(secret)).as(secret).hasMessageNotContaining("s3c")
+                    .hasMessageContaining("***@").hasNoCause();
+        }
+        assertThatThrownBy(() -> Backend.of("ws://h:1/a b")).hasMessage(
+                "uri: ws://h:1/a b (expected: a ws:// or wss:// URI): Illegal character in path");
         // URI takes any port that fits an int: a typo such as :300000 started a proxy that answered 502 to everyone.
         assertThatThrownBy(() -> Backend.of("ws://127.0.0.1:70000")).hasMessageContaining("a port from 1 to 65535");
         assertThatThrownBy(() -> Backend.of("ws://h:65536")).hasMessageContaining("a port from 1 to 65535");
