@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.Socket;
+import java.net.SocketTimeoutException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -35,6 +36,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
@@ -225,7 +227,8 @@ class TlsTest {
         garbage[0] = 0x16; // looks like a handshake record, then nonsense
         for (byte[] bytes : List.of(RawHttp.Request.upgrade("/", authority).bytes(), garbage)) {
             try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
-                socket.setSoTimeout(10_000);
+                socket.setSoTimeout(20_000);
+                long start = System.nanoTime();
                 OutputStream out = socket.getOutputStream();
                 try {
                     out.write(bytes);
@@ -234,6 +237,9 @@ class TlsTest {
                 }
                 assertThat(readUntilClosed(socket.getInputStream())).as("bytes before the close")
                         .doesNotContain("HTTP/1.1 101").doesNotContain("Sec-WebSocket-Accept");
+                assertThat(Duration.ofNanos(System.nanoTime() - start))
+                        .as("closed on what came, long before the 10 s handshake deadline")
+                        .isLessThan(Duration.ofSeconds(2));
             }
         }
         assertThat(backend.httpConnections.get()).isZero();
@@ -241,6 +247,93 @@ class TlsTest {
         WsRecorder recorder = clients.connect(Clients.ws(proxy, "/"));
         recorder.session.close();
         recorder.nextClose();
+    }
+
+    @Test
+    void refusesWeakCipherSuitesWithAHandshakeFailure() throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        // CBC with SHA-1 MACs, for the proxy's EC key: suites the JDK's client still offers when asked to.
+        try (SSLSocket socket = tlsSocket("TLSv1.2")) {
+            socket.setEnabledCipherSuites(new String[] {
+                "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA"});
+
+            // The proxy's fatal alert, not a failure of the client's own.
+            assertThatThrownBy(socket::startHandshake).isInstanceOf(SSLHandshakeException.class)
+                    .hasMessageContaining("handshake_failure");
+        }
+        try (SSLSocket socket = tlsSocket("TLSv1.2")) {
+            socket.setEnabledCipherSuites(new String[] {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"});
+            socket.startHandshake();
+
+            assertThat(socket.getSession().getCipherSuite()).as("a strong suite on the same protocol")
+                    .isEqualTo("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
+        }
+        assertThat(backend.httpConnections.get()).isZero();
+    }
+
+    /**
+     * A TLS record longer than any may be (2^14 + 2048 bytes of ciphertext): the proxy closes at once, with a fatal
+     * alert and no ServerHello, long before its handshake deadline, and serves the next client. Sent whole, the record
+     * is judged once it has arrived; a header alone announcing more than the JDK's engine would ever take is judged on
+     * the header. (A header alone announcing 18,433 bytes is not: the engine waits for them, and the handshake deadline
+     * ends the wait, see {@link #closesARecordHeaderWhoseBytesNeverComeAtTheHandshakeTimeout}.) Either way the proxy
+     * has read all that was sent when it closes, so its alert is not lost to a reset.
+     */
+    @ParameterizedTest(name = "record length {0}, {1} bytes of it sent")
+    @CsvSource({"18433, 18433", "65535, 0"})
+    void closesAnOversizedTlsRecordAtOnceAndKeepsServing(int length, int sent) throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .handshakeTimeout(Duration.ofSeconds(30))
+                .route("/", backend.backend()));
+        try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+            socket.setSoTimeout(5_000);
+            long start = System.nanoTime();
+            try {
+                socket.getOutputStream().write(handshakeRecord(length, sent));
+            } catch (IOException closedWhileWriting) {
+                // The proxy may close before it has read everything: that is a refusal too.
+            }
+            byte[] answer = readUntilClosed(socket.getInputStream()).getBytes(StandardCharsets.ISO_8859_1);
+
+            assertThat(Duration.ofNanos(System.nanoTime() - start)).as("closed, not waiting for the 30 s deadline")
+                    .isLessThan(Duration.ofSeconds(2));
+            assertThat(answer).as("one fatal alert").hasSize(7);
+            assertThat(answer[0]).as("record type: an alert, not a handshake").isEqualTo((byte) 0x15);
+            assertThat(answer[5]).as("alert level").isEqualTo((byte) 2);
+        }
+        assertThat(backend.httpConnections.get()).isZero();
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/"));
+        recorder.sendText("after the oversized record");
+        assertThat(recorder.nextText()).isEqualTo("after the oversized record");
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void closesARecordHeaderWhoseBytesNeverComeAtTheHandshakeTimeout() throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .handshakeTimeout(Duration.ofSeconds(1))
+                .route("/", backend.backend()));
+        long opened = System.nanoTime(); // before the connect: the proxy's timer starts at its accept
+        try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+            socket.setSoTimeout(20_000);
+            // One byte over the largest legal record; within what the JDK's engine buffers for a record (its packet
+            // buffer, about 33 KiB), so it waits for the bytes, held to the deadline like a slow ClientHello.
+            socket.getOutputStream().write(handshakeRecord(16_384 + 2_048 + 1, 0));
+
+            assertThat(readUntilClosed(socket.getInputStream())).doesNotStartWith("\u0016");
+            assertThat(Duration.ofNanos(System.nanoTime() - opened)).as("closed at the 1 s deadline")
+                    .isGreaterThanOrEqualTo(Duration.ofSeconds(1)).isLessThan(Duration.ofSeconds(10));
+        }
+        assertThat(backend.httpConnections.get()).isZero();
     }
 
     @Test
@@ -468,6 +561,18 @@ class TlsTest {
         return record;
     }
 
+    /** A TLS 1.2 handshake record header announcing {@code length} bytes, and {@code sent} random bytes of them. */
+    private static byte[] handshakeRecord(int length, int sent) {
+        byte[] record = new byte[5 + sent];
+        new java.util.Random(7).nextBytes(record);
+        record[0] = 0x16;
+        record[1] = 3;
+        record[2] = 3;
+        record[3] = (byte) (length >> 8);
+        record[4] = (byte) length;
+        return record;
+    }
+
     private static String readUntilClosed(InputStream in) throws IOException {
         StringBuilder text = new StringBuilder();
         byte[] buffer = new byte[4096];
@@ -475,6 +580,8 @@ class TlsTest {
             for (int n; (n = in.read(buffer)) >= 0; ) {
                 text.append(new String(buffer, 0, n, StandardCharsets.ISO_8859_1));
             }
+        } catch (SocketTimeoutException stillOpen) {
+            throw stillOpen; // the socket's read timeout: not closed
         } catch (IOException reset) {
             // A reset is a close too.
         }
