@@ -456,7 +456,10 @@ public final class ProxyBuilder {
      * client is the peer. From a peer inside them, the client is the right-most {@code X-Forwarded-For} hop that is
      * not a trusted proxy, and {@code X-Forwarded-Proto} / {@code X-Forwarded-Host} give the external scheme and host.
      * That client address is the one selectors ({@link BackendSelector#ipHash()}), per-address limits, logs and
-     * {@code X-Real-IP} use.
+     * {@code X-Real-IP} use. Either way the backend gets the proxy's own {@code X-Forwarded-For}, {@code X-Real-IP},
+     * {@code X-Forwarded-Proto} and {@code X-Forwarded-Host}, and no other forwarding header: a trusted proxy's
+     * {@code Forwarded}, {@code X-Forwarded-Port}, {@code -Prefix} and the like are dropped too, since a balancer that
+     * does not set them passes on the client's.
      *
      * @param cidrs address blocks like {@code 10.0.0.0/8}, {@code 192.168.1.7} or {@code fd00::/8}
      * @return this builder

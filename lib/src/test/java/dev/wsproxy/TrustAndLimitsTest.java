@@ -96,6 +96,45 @@ class TrustAndLimitsTest {
     }
 
     @Test
+    void sendsOnlyTheForwardingHeadersItComputesFromATrustedProxyOnUpgradesAndPlainHttp() throws Exception {
+        // Forwarded and the X-Forwarded-* the proxy does not compute passed as the trusted peer sent them, next to
+        // the proxy's own: balancers that neither set nor strip them pass the client's on, and a backend that prefers
+        // RFC 7239 read for=6.6.6.6 where the proxy had computed 198.51.100.7.
+        String[] sent = {"X-Forwarded-For: 198.51.100.7", "X-Forwarded-Proto: https",
+            "X-Forwarded-Host: chat.example.com", "X-Real-IP: 6.6.6.6",
+            "Forwarded: for=6.6.6.6;proto=http;host=admin.internal", "X-Forwarded-Port: 8443",
+            "X-Forwarded-Prefix: /admin", "X-Forwarded-Ssl: off", "X-Forwarded-Server: admin.internal",
+            "X_Forwarded_Port: 8443", "X-Forwarded-Client-Cert: Hash=forged"};
+        try (RawBackend plain = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))) {
+            start(ProxyBuilder.create().trustedProxies("127.0.0.2/32").route("/plain/", plain.backend()));
+
+            assertThat(upgrade("127.0.0.2", "/chat", sent).statusLine()).startsWith("HTTP/1.1 101");
+            TestBackend.Upgrade upgraded = backend.nextUpgrade();
+            assertThat(upgraded.headers()).doesNotContainKeys("forwarded", "x-forwarded-port", "x-forwarded-prefix",
+                    "x-forwarded-ssl", "x-forwarded-server", "x_forwarded_port", "x-forwarded-client-cert");
+            assertThat(upgraded.headers().get("x-forwarded-for")).containsExactly("198.51.100.7, 127.0.0.2");
+            assertThat(upgraded.headers().get("x-real-ip")).containsExactly("198.51.100.7");
+            assertThat(upgraded.headers().get("x-forwarded-proto")).containsExactly("https");
+            assertThat(upgraded.headers().get("x-forwarded-host")).containsExactly("chat.example.com");
+
+            int port = proxy.uri().getPort();
+            RawHttpExchange exchange = RawHttpExchange.send(port, "GET /plain/status HTTP/1.1\r\nHost: 127.0.0.1:"
+                    + port + "\r\n" + String.join("\r\n", sent) + "\r\n\r\n", "127.0.0.2");
+            exchanges.add(exchange);
+            assertThat(exchange.statusLine()).startsWith("HTTP/1.1 200");
+            RawBackend.Request request = plain.nextRequest();
+            for (String dropped : List.of("Forwarded", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl",
+                    "X-Forwarded-Server", "X_Forwarded_Port", "X-Forwarded-Client-Cert")) {
+                assertThat(request.header(dropped)).as("%s in\n%s", dropped, request.head()).isNull();
+            }
+            assertThat(request.header("X-Forwarded-For")).isEqualTo("198.51.100.7, 127.0.0.2");
+            assertThat(request.header("X-Real-IP")).isEqualTo("198.51.100.7");
+            assertThat(request.header("X-Forwarded-Proto")).isEqualTo("https");
+            assertThat(request.header("X-Forwarded-Host")).isEqualTo("chat.example.com");
+        }
+    }
+
+    @Test
     void ignoresTheForwardedForOfAPeerThatIsNotTrusted() throws Exception {
         start(ProxyBuilder.create().trustedProxies("127.0.0.2/32"));
         assertThat(upgrade("127.0.0.1", "/chat", "X-Forwarded-For: 198.51.100.7", "X-Real-IP: 198.51.100.7",

@@ -14,8 +14,16 @@ import org.eclipse.jetty.server.Request;
  * The headers a backend gets: the client's end-to-end headers, then the proxy's own. Hop-by-hop headers (RFC 9110
  * section 7.6.1), any header the client names in {@code Connection}, and the client's WebSocket handshake headers
  * are dropped first, so a client can never remove a header the proxy sets by naming it in {@code Connection}.
- * Forwarding headers ({@code X-Forwarded-*}, {@code X-Real-IP}, {@code Forwarded}) from a peer that is not a trusted
- * proxy are dropped and replaced, so a client cannot forge who it is; a trusted proxy's chain is extended.
+ *
+ * <p>Forwarding headers ({@code X-Forwarded-*}, {@code X-Real-IP}, {@code Forwarded}) never pass as they came, from
+ * any peer: the proxy sets {@code X-Forwarded-For}, {@code X-Real-IP}, {@code X-Forwarded-Proto} and
+ * {@code X-Forwarded-Host} from the {@link ClientIdentity} it computed (a trusted proxy's chain extended, its scheme
+ * and host taken when valid), and drops the rest. A trusted proxy's {@code Forwarded}, {@code X-Forwarded-Port},
+ * {@code -Prefix}, {@code -Ssl} or {@code -Server} passed before, next to the computed headers: load balancers that
+ * neither set nor strip them (an AWS ALB or a GCP load balancer and {@code Forwarded}) let the client's own through,
+ * and a backend that prefers RFC 7239 (Jetty's {@code ForwardedRequestCustomizer}, Spring's
+ * {@code ForwardedHeaderFilter}) read the client's forgery instead of the proxy's answer. So the backend never gets a
+ * forwarding header the client wrote next to the ones the proxy computed.
  *
  * <p>Names are compared with {@code _} read as {@code -}: backends that map header names to CGI-style variables
  * ({@code HTTP_X_FORWARDED_FOR}: Rack, many WSGI servers) read {@code X_Forwarded_For} as {@code X-Forwarded-For}, so
@@ -34,9 +42,11 @@ final class ForwardedHeaders {
     private static final Set<String> HOP_BY_HOP = Set.of(
             "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade");
 
-    /** Besides the hop-by-hop ones, never copied from the client: framing, or set by the proxy or the handshake. */
-    private static final Set<String> NOT_COPIED = Set.of(
-            "content-length", "host", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "proxy");
+    /**
+     * Besides the hop-by-hop ones and the forwarding ones ({@link #isForwarding}), never copied from the client:
+     * framing, or set by the proxy.
+     */
+    private static final Set<String> NOT_COPIED = Set.of("content-length", "host", "proxy");
 
     private ForwardedHeaders() {
     }
@@ -53,9 +63,8 @@ final class ForwardedHeaders {
         Set<String> named = connectionTokens(in);
         for (HttpField field : in) {
             String name = canonical(field.getLowerCaseName());
-            if (!isEndToEnd(name, named) || NOT_COPIED.contains(name)
-                    || (websocket && name.startsWith("sec-websocket-"))
-                    || (!identity.peerTrusted && (name.startsWith("x-forwarded-") || name.equals("forwarded")))) {
+            if (!isEndToEnd(name, named) || NOT_COPIED.contains(name) || isForwarding(name)
+                    || (websocket && name.startsWith("sec-websocket-"))) {
                 continue;
             }
             out.add(field);
@@ -78,6 +87,16 @@ final class ForwardedHeaders {
         if (identity.host != null) {
             out.put(X_FORWARDED_HOST, identity.host);
         }
+    }
+
+    /**
+     * Whether a {@link #canonical} name is a forwarding header: {@code X-Forwarded-*}, {@code X-Real-IP} or
+     * {@code Forwarded}. None is copied from any peer (see the class comment); a trusted proxy's are read by
+     * {@link ClientIdentity}, not passed on.
+     */
+    private static boolean isForwarding(String canonicalName) {
+        return canonicalName.startsWith("x-forwarded-") || canonicalName.equals("x-real-ip")
+                || canonicalName.equals("forwarded");
     }
 
     static Set<String> connectionTokens(HttpFields headers) {
