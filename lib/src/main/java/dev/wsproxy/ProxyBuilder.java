@@ -461,7 +461,9 @@ public final class ProxyBuilder {
      * {@code Forwarded}, {@code X-Forwarded-Port}, {@code -Prefix} and the like are dropped too, since a balancer that
      * does not set them passes on the client's.
      *
-     * @param cidrs address blocks like {@code 10.0.0.0/8}, {@code 192.168.1.7} or {@code fd00::/8}
+     * @param cidrs address blocks like {@code 10.0.0.0/8}, {@code 192.168.1.7} or {@code fd00::/8}; an IPv4-mapped
+     *         block ({@code ::ffff:10.0.0.0/104}) is the IPv4 block it maps ({@code 10.0.0.0/8}), as IPv4-mapped peers
+     *         count as their IPv4 address
      * @return this builder
      * @throws IllegalArgumentException if a block is malformed (host names are not accepted)
      */

@@ -20,7 +20,12 @@ public final class Cidr {
         this.text = text;
     }
 
-    /** Parses {@code 10.0.0.0/8}, {@code 192.168.1.7}, {@code fd00::/8} or {@code ::1}; no host names. */
+    /**
+     * Parses {@code 10.0.0.0/8}, {@code 192.168.1.7}, {@code fd00::/8} or {@code ::1}; no host names. An IPv4-mapped
+     * block ({@code ::ffff:10.0.0.0/104}) is its IPv4 block ({@code 10.0.0.0/8}, the prefix less 96), as mapped
+     * addresses are read as IPv4 ({@link #literal}); its prefix is 96 to 128, since a shorter one would also cover
+     * addresses that are not IPv4-mapped.
+     */
     public static Cidr parse(String value) {
         String trimmed = value.trim();
         int slash = trimmed.indexOf('/');
@@ -29,17 +34,20 @@ public final class Cidr {
         if (bytes == null) {
             throw new IllegalArgumentException("cidr: '" + value + "' (expected: an IP address or block, like 10.0.0.0/8)");
         }
+        // literal() reads an IPv4-mapped address as its 4 bytes; its prefix still counts the 96 bits before them.
+        int mappedBits = bytes.length == 4 && address.indexOf(':') >= 0 ? 96 : 0;
+        int bits = mappedBits + bytes.length * 8;
         int prefix;
         try {
-            prefix = slash < 0 ? bytes.length * 8 : Integer.parseInt(trimmed.substring(slash + 1));
+            prefix = slash < 0 ? bits : Integer.parseInt(trimmed.substring(slash + 1));
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("cidr: '" + value + "' (expected: a prefix length after /)");
         }
-        if (prefix < 0 || prefix > bytes.length * 8) {
-            throw new IllegalArgumentException(
-                    "cidr: '" + value + "' (expected: a prefix length from 0 to " + bytes.length * 8 + ")");
+        if (prefix < mappedBits || prefix > bits) {
+            throw new IllegalArgumentException("cidr: '" + value + "' (expected: a prefix length from " + mappedBits
+                    + " to " + bits + (mappedBits == 0 ? ")" : " for an IPv4-mapped address, like ::ffff:10.0.0.0/104)"));
         }
-        return new Cidr(bytes, prefix, trimmed);
+        return new Cidr(bytes, prefix - mappedBits, trimmed);
     }
 
     /**

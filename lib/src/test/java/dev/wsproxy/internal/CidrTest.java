@@ -30,6 +30,30 @@ class CidrTest {
         assertThat(Cidr.parse("10.0.0.0/8").contains(Cidr.literal("[::ffff:10.1.2.3]"))).isTrue();
     }
 
+    @Test
+    void readsAnIpv4MappedBlockAsTheIpv4BlockItMaps() {
+        // Refused before with "a prefix length from 0 to 32": the mapped address was read as its 4 bytes, the prefix
+        // as if it were an IPv4 one.
+        Cidr mapped = Cidr.parse("::ffff:10.0.0.0/104");
+        assertThat(mapped.contains(Cidr.literal("10.200.3.4"))).isTrue();
+        assertThat(mapped.contains(Cidr.literal("::ffff:10.200.3.4"))).isTrue();
+        assertThat(mapped.contains(Cidr.literal("11.0.0.1"))).isFalse();
+        assertThat(Cidr.parse("[::ffff:192.168.1.0]/120").contains(Cidr.literal("192.168.1.77"))).isTrue();
+        assertThat(Cidr.parse("[::ffff:192.168.1.0]/120").contains(Cidr.literal("192.168.2.1"))).isFalse();
+        assertThat(Cidr.parse("::ffff:192.168.1.7").contains(Cidr.literal("192.168.1.7"))).isTrue();
+        assertThat(Cidr.parse("::ffff:192.168.1.7").contains(Cidr.literal("192.168.1.8"))).isFalse();
+        assertThat(Cidr.parse("::ffff:0.0.0.0/96").contains(Cidr.literal("8.8.8.8"))).isTrue();
+        assertThat(Cidr.parse("::ffff:0.0.0.0/96").contains(Cidr.literal("2001:db8::1"))).isFalse();
+        assertThat(mapped).hasToString("::ffff:10.0.0.0/104");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"::ffff:10.0.0.0/95", "::ffff:10.0.0.0/80", "::ffff:10.0.0.0/129", "::ffff:10.0.0.0/0"})
+    void namesTheRangeOfAnIpv4MappedBlocksPrefix(String value) {
+        assertThatThrownBy(() -> Cidr.parse(value)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("from 96 to 128 for an IPv4-mapped address");
+    }
+
     /** The text backends get in X-Real-IP and X-Forwarded-For: bare, and RFC 5952's form, as nginx's $remote_addr. */
     @ParameterizedTest(name = "{0} is written {1}")
     @CsvSource({
