@@ -14,10 +14,16 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.thread.ScheduledExecutorScheduler;
+import org.eclipse.jetty.util.thread.Scheduler;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -252,6 +258,60 @@ class BackendHandshakeCapTest {
         assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
                 .containsExactly(503);
         await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+    }
+
+    /**
+     * The same close, made certain to come just after the backend handshake failed and before the proxy handled that
+     * failure: the proxy is mounted in a server whose scheduler fires the connect timer as it is set, and the
+     * application closes the pending session right then. Its cancel came too late to turn the failure into a
+     * cancellation, so the handshake took the timeout for the backend's failure: blamed it and failed over, and the
+     * client got its 101 from another backend, the application's close lost.
+     */
+    @Test
+    void aSessionClosedJustAfterItsBackendHandshakeFailedGets503WithoutBlameOrFailover() throws Exception {
+        RawBackend silent = silentBackend();
+        TestBackend a = testBackend("a");
+        Duration firedAtOnce = Duration.ofMillis(7_777); // no other task of the server is set for this long
+        AtomicBoolean fired = new AtomicBoolean();
+        Scheduler scheduler = new ScheduledExecutorScheduler() {
+            @Override
+            public Task schedule(Runnable task, long delay, TimeUnit unit) {
+                if (unit.toMillis(delay) != firedAtOnce.toMillis() || !fired.compareAndSet(false, true)) {
+                    return super.schedule(task, delay, unit);
+                }
+                task.run(); // the first connect timer fires: its future fails with a TimeoutException
+                proxy.sessions().forEach(session -> session.close(4001, "kicked"));
+                return () -> false;
+            }
+        };
+        proxy = ProxyBuilder.create()
+                .timeoutPolicy(TimeoutPolicy.custom().connect(firedAtOnce).build())
+                .listener(listener)
+                .passiveHealth(1, Duration.ofMinutes(1))
+                .route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                        .backendSelector(context -> context.candidates().get(0).backend())
+                        .failover(2, Duration.ofMinutes(1)))
+                .build();
+        Server server = new Server(WebSocketProxy.threadPool(), scheduler, null);
+        resources.add(server::stop);
+        ServerConnector connector = WebSocketProxy.serverConnector(server);
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(proxy.handler());
+        server.start();
+
+        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
+            RawHttp.Response response = client.exchange(
+                    Request.upgrade("/ws/x", "127.0.0.1:" + connector.getLocalPort()));
+            assertThat(response.status()).as("%s", response).isEqualTo(503);
+        }
+        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
+        assertThat(status(0).recentFailures()).isZero();
+        assertThat(status(1).totalSessions()).as("no failover").isZero();
+        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
+                .containsExactly("session closed before its upgrade");
     }
 
     /**

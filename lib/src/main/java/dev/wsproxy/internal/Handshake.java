@@ -304,12 +304,19 @@ final class Handshake {
             Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
             return;
         }
+        if (relay.closedBeforeUpgrade()) {
+            // ProxySession.close on a session still in its backend handshake: the application's decision, kept
+            // whatever ended the handshake (no blame, no failover). Its cancel usually ends it (a
+            // CancellationException); a close that comes just after the handshake failed (refused, the proxy's timer)
+            // cancels nothing, and the failure it finds here would otherwise fail over, and the client get its 101 on
+            // another backend as a session the application never saw.
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "session closed before its upgrade");
+            return;
+        }
         boolean draining = proxy.isDraining();
-        if (cause instanceof CancellationException && (draining || relay.closedBeforeUpgrade())) {
-            // The proxy stopping, or ProxySession.close on a session still in its backend handshake: the proxy's or
-            // the application's decision, not the backend's failure (no blame, no failover).
-            refuse(HttpStatus.SERVICE_UNAVAILABLE_503,
-                    draining ? "proxy is shutting down" : "session closed before its upgrade");
+        if (cause instanceof CancellationException && draining) {
+            // The proxy stopping: its decision, not the backend's failure (no blame, no failover).
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
             return;
         }
         if (cause instanceof CancellationException && relay.drainedBeforeUpgrade()) {
