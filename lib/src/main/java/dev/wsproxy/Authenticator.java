@@ -57,14 +57,25 @@ public interface Authenticator {
 
     /**
      * Adapts a function that decides at once, on the thread that handles the request: for checks that do not block,
-     * like verifying a signed token.
+     * like verifying a signed token. Its {@code toString()} names {@code check}, so the warning logged when the check
+     * fails names your class.
      *
      * @param check the decision function
      * @return an authenticator
      */
     static Authenticator of(Function<? super HandshakeRequest, AuthDecision> check) {
         requireNonNull(check, "check");
-        return request -> CompletableFuture.completedFuture(check.apply(request));
+        return new Authenticator() {
+            @Override
+            public CompletionStage<AuthDecision> authenticate(HandshakeRequest request) {
+                return CompletableFuture.completedFuture(check.apply(request));
+            }
+
+            @Override
+            public String toString() {
+                return "Authenticator.of(" + check + ")";
+            }
+        };
     }
 
     /**

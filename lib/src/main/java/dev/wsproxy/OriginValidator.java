@@ -42,14 +42,26 @@ public interface OriginValidator {
     boolean isAllowed(@Nullable String origin, HandshakeRequest request);
 
     /**
-     * Returns a validator that allows what this one or {@code other} allows.
+     * Returns a validator that allows what this one or {@code other} allows. Its {@code toString()} names both, so the
+     * warning logged when one of them throws names your class.
      *
      * @param other the second validator
      * @return the combination
      */
     default OriginValidator or(OriginValidator other) {
         requireNonNull(other, "other");
-        return (origin, request) -> isAllowed(origin, request) || other.isAllowed(origin, request);
+        OriginValidator self = this;
+        return new OriginValidator() {
+            @Override
+            public boolean isAllowed(@Nullable String origin, HandshakeRequest request) {
+                return self.isAllowed(origin, request) || other.isAllowed(origin, request);
+            }
+
+            @Override
+            public String toString() {
+                return self + ".or(" + other + ")";
+            }
+        };
     }
 
     /**

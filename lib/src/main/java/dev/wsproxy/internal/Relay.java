@@ -480,7 +480,7 @@ final class Relay implements ProxySession {
             try {
                 route.selector().onSessionOpened(backend);
             } catch (Throwable e) {
-                LOG.warn("[{}] Backend selector failed in onSessionOpened", id, e);
+                LOG.warn("[{}] Backend selector {} failed in onSessionOpened", id, route.selector(), e);
             }
             route.listener().onSessionOpened(this);
         } finally {
@@ -827,7 +827,7 @@ final class Relay implements ProxySession {
         try {
             route.selector().onSessionClosed(backend);
         } catch (Throwable e) {
-            LOG.warn("[{}] Backend selector failed in onSessionClosed", id, e);
+            LOG.warn("[{}] Backend selector {} failed in onSessionClosed", id, route.selector(), e);
         }
         route.listener().onSessionClosed(this, close);
         AccessLog.log(this, close);
