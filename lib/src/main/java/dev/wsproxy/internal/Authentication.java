@@ -133,7 +133,36 @@ final class Authentication {
             refuse(decision.status(), "authentication refused", decision);
         } else {
             view.authorized(decision);
+            proceed();
+        }
+    }
+
+    /**
+     * Goes on with the handshake or the plain request, answering {@code 500} if that throws. Nothing is known to
+     * throw there (the selector, listeners and policies are each guarded where they are called), but an exception
+     * would otherwise be lost after a later decision, inside the authenticator's stage (a dependent future nobody
+     * reads): the callback never completed, and Jetty does not time out a request it handles that has no read or
+     * write pending, so the client's connection and its connection slot were held until the client left. After an
+     * immediate decision it reached Jetty, which answered 500 but kept the slot.
+     */
+    private void proceed() {
+        try {
             proceed.run();
+        } catch (Throwable e) {
+            LOG.warn("Could not go on with {} after authentication", view, e);
+            if (permit != null) {
+                permit.release();
+            }
+            try {
+                if (!response.isCommitted()) {
+                    proxy.reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500,
+                            "internal error after authentication");
+                    return;
+                }
+            } catch (Throwable again) {
+                e.addSuppressed(again);
+            }
+            callback.failed(e);
         }
     }
 
