@@ -22,8 +22,15 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     static final int SPREAD_PERCENT = 15;
 
     private static final Logger LOG = LoggerFactory.getLogger(Timeouts.class);
-    /** The classes of the user policies a value out of range was logged for: once each, not once per session. */
-    private static final Set<Class<?>> WARNED = ConcurrentHashMap.newKeySet();
+    /**
+     * The classes of the user policies a value out of range was logged for: once each, not once per session. The
+     * other warning has a set of its own ({@link #WARNED_THREW}): with one set for both, a policy that once returned
+     * a value out of range (a {@code null} before its live configuration loaded) never had its later exceptions,
+     * and their stack traces, logged, nor the other way round.
+     */
+    private static final Set<Class<?>> WARNED_OUT_OF_RANGE = ConcurrentHashMap.newKeySet();
+    /** The classes of the user policies an exception was logged for: once each, not once per session. */
+    private static final Set<Class<?>> WARNED_THREW = ConcurrentHashMap.newKeySet();
 
     /**
      * Caps each duration at {@link Durations#LONGEST} (longer ones mean "forever" and would overflow) and rounds a
@@ -40,8 +47,9 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
     /**
      * Reads a policy once, for one session (or one plain HTTP request), and checks what a user implementation
      * returned; a value out of range is replaced by the default so that one bad answer cannot wedge a session, and a
-     * ping interval the proxy cannot use means no pings; a policy that throws means the defaults. Each is logged at
-     * WARN, once per policy class; a value capped at {@link Durations#LONGEST} is not.
+     * ping interval the proxy cannot use means no pings; a policy that throws means the defaults. Each of the two is
+     * logged at WARN once per policy class, whatever the other did; a value capped at {@link Durations#LONGEST} is
+     * not.
      */
     static Timeouts copyOf(TimeoutPolicy policy) {
         return read(policy, null);
@@ -79,7 +87,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
             if (atStart != null) {
                 LOG.warn("TimeoutPolicy {} failed when the proxy started; using the default connect timeout {} for {}",
                         policy.getClass().getName(), DEFAULT_CONNECT_TIMEOUT, atStart, e);
-            } else if (WARNED.add(policy.getClass())) {
+            } else if (WARNED_THREW.add(policy.getClass())) {
                 LOG.warn("TimeoutPolicy {} failed; using the defaults. Logged once per policy class.",
                         policy.getClass().getName(), e);
             }
@@ -97,7 +105,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
         Timeouts copy = new Timeouts(connectUsed, idleUsed, closeUsed, lifetimeUsed, pingUsed);
         // Judged before the cap: an interval of 200 years under an idle timeout of 300 is usable, if pointless.
         boolean unusablePing = !pingUsed.isZero() && !usablePing(pingUsed, idleUsed);
-        if ((replaced || unusablePing) && atStart == null && WARNED.add(policy.getClass())) {
+        if ((replaced || unusablePing) && atStart == null && WARNED_OUT_OF_RANGE.add(policy.getClass())) {
             LOG.warn("TimeoutPolicy {} returned connect {}, idle {}, close {}, max lifetime {}, ping {}; using connect"
                     + " {}, idle {}, close {}, max lifetime {}, {} (expected: connect and close positive, idle and"
                     + " max lifetime 0 or more, ping 0 or at least {} and shorter than the idle timeout). Logged once"

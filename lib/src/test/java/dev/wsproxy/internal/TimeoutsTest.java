@@ -83,6 +83,43 @@ class TimeoutsTest {
     }
 
     @Test
+    void logsAValueOutOfRangeAndAnExceptionOncePerPolicyClassEach() {
+        // Both warnings shared one set: a policy whose value was out of range once (null before its live
+        // configuration loaded) never had its later exceptions logged, nor their stack traces.
+        final class NotLoadedThenBroken implements TimeoutPolicy {
+            private final boolean loaded;
+
+            NotLoadedThenBroken(boolean loaded) {
+                this.loaded = loaded;
+            }
+
+            @Override
+            public Duration connectTimeout() {
+                if (loaded) {
+                    throw new IllegalStateException("configuration service down");
+                }
+                return null;
+            }
+
+            @Override
+            public Duration idleTimeout() {
+                return Duration.ofMinutes(1);
+            }
+        }
+        String outOfRange = stderrOf(() -> Timeouts.copyOf(new NotLoadedThenBroken(false)));
+        String threw = stderrOf(() -> Timeouts.copyOf(new NotLoadedThenBroken(true)));
+        String again = stderrOf(() -> {
+            Timeouts.copyOf(new NotLoadedThenBroken(false));
+            Timeouts.copyOf(new NotLoadedThenBroken(true));
+        });
+
+        assertThat(outOfRange).contains("WARN", NotLoadedThenBroken.class.getName(), "returned connect null");
+        assertThat(threw).contains("WARN", NotLoadedThenBroken.class.getName(), "failed; using the defaults",
+                "configuration service down");
+        assertThat(again).as("each logged once per class").isEmpty();
+    }
+
+    @Test
     void capsDurationsMeantAsForeverAndLogsNothing() {
         // Forever everywhere, and pings every 200 years under an idle timeout of 300: in range, if pointless.
         record Forever(Duration idleTimeout, Duration pingInterval) implements TimeoutPolicy {
