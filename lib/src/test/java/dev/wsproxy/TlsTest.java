@@ -325,8 +325,9 @@ class TlsTest {
         long opened = System.nanoTime(); // before the connect: the proxy's timer starts at its accept
         try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
             socket.setSoTimeout(20_000);
-            // One byte over the largest legal record; within what the JDK's engine buffers for a record (its packet
-            // buffer, about 33 KiB), so it waits for the bytes, held to the deadline like a slow ClientHello.
+            // One byte over the largest legal record; within what the JDK's engine takes for a record (about 33,000
+            // bytes: 33,000 waits, 33,093 is refused at once), so it waits for the bytes, held to the deadline like a
+            // slow ClientHello.
             socket.getOutputStream().write(handshakeRecord(16_384 + 2_048 + 1, 0));
 
             assertThat(readUntilClosed(socket.getInputStream())).doesNotStartWith("\u0016");
