@@ -80,8 +80,18 @@ final class ForkedProxy implements AutoCloseable {
         return heap;
     }
 
+    /**
+     * The bytes of heap the proxy's live threads have allocated so far (the JVM's per-thread counts, summed): two
+     * readings bound what the proxy allocated between them, garbage included, which the heap after a GC does not see.
+     */
+    long allocated() throws IOException {
+        in.write("allocated\n");
+        in.flush();
+        return Long.parseLong(line("allocated"));
+    }
+
     /** The heap the proxy uses after a full GC. */
-    private long heapAfterGc() throws IOException {
+    long heapAfterGc() throws IOException {
         in.write("heap\n");
         in.flush();
         return Long.parseLong(line("heap"));

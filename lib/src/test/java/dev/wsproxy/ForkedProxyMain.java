@@ -7,10 +7,13 @@ import java.lang.management.MemoryUsage;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 
+import javax.management.ObjectName;
+
 /**
  * A proxy alone in a JVM of its own, started by {@link ForkedProxy} with a small heap, so that an unbounded
  * buffer ends the process with an OutOfMemoryError instead of passing by luck. Prints {@code listening PORT}, answers
- * {@code heap} with the heap used after a GC, and exits when standard input closes, stopping the proxy.
+ * {@code heap} with the heap used after a GC and {@code allocated} with the bytes its live threads have allocated so
+ * far, and exits when standard input closes, stopping the proxy.
  *
  * <p>Arguments: the backend of the route {@code /}, then any of these settings: {@code route=PREFIX=URI} (one more
  * route), {@code connectTimeout=DURATION} (the backend connect timeout), {@code handshakeTimeout=DURATION}, the
@@ -39,9 +42,29 @@ public final class ForkedProxyMain {
                     MemoryUsage heap = ManagementFactory.getMemoryMXBean().getHeapMemoryUsage();
                     System.out.println("heap " + heap.getUsed());
                     System.out.flush();
+                } else if (command.equals("allocated")) {
+                    System.out.println("allocated " + allocatedByLiveThreads());
+                    System.out.flush();
                 }
             }
         }
+    }
+
+    /**
+     * The sum of {@code com.sun.management.ThreadMXBean.getThreadAllocatedBytes} over the live threads, asked through
+     * the platform MBean server: the test module does not read {@code jdk.management}. A thread that ended is not
+     * counted, so a difference of two sums can only be too small by what such a thread allocated.
+     */
+    private static long allocatedByLiveThreads() throws Exception {
+        long[] ids = ManagementFactory.getThreadMXBean().getAllThreadIds();
+        long[] each = (long[]) ManagementFactory.getPlatformMBeanServer().invoke(
+                new ObjectName(ManagementFactory.THREAD_MXBEAN_NAME), "getThreadAllocatedBytes",
+                new Object[] {ids}, new String[] {long[].class.getName()});
+        long total = 0;
+        for (long bytes : each) {
+            total += Math.max(0, bytes); // -1 for a thread that ended meanwhile
+        }
+        return total;
     }
 
     private static void apply(ProxyBuilder builder, String setting) {
