@@ -175,7 +175,7 @@ public final class RouteBackends {
      * candidates), and no listener heard of it coming back.
      */
     synchronized BackendStatus.@Nullable State recordFailure(BackendState state, int maxFails, long windowNanos) {
-        if (!states.contains(state) && retired.get(state.backend().uri()) != state) {
+        if (others.get(state.backend()) == state) {
             return null;
         }
         return state.recordFailure(states.size() > 1 ? maxFails : 0, windowNanos);
