@@ -20,6 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
 
 import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSocket;
@@ -63,6 +64,18 @@ class TlsTest {
         return backend;
     }
 
+    /**
+     * Starts a proxy with the test certificate on its listener ({@code wss://}), set up further by {@code settings},
+     * routing {@code /} to a plain backend, which it returns.
+     */
+    private TestBackend startTlsProxy(UnaryOperator<ProxyBuilder> settings) throws Exception {
+        TestBackend backend = backend("plain", null);
+        startProxy(settings.apply(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD)))
+                .route("/", backend.backend()));
+        return backend;
+    }
+
     private void startProxy(ProxyBuilder builder) throws Exception {
         proxy = builder.listen("127.0.0.1", 0).listener(listener).build();
         proxy.start();
@@ -86,10 +99,7 @@ class TlsTest {
 
     @Test
     void servesWssClientsAndTellsBackendsTheClientUsedHttps() throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder);
         clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
 
         assertThat(proxy.uri().getScheme()).isEqualTo("https");
@@ -103,11 +113,7 @@ class TlsTest {
 
     @Test
     void sameOriginOnATlsListenerMeansTheHttpsOrigin() throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .originValidator(OriginValidator.sameOrigin())
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder.originValidator(OriginValidator.sameOrigin()));
         String authority = proxy.uri().getRawAuthority();
         try (RawHttp https = RawHttp.over(tlsSocket(null))) {
             assertThat(https.exchange(RawHttp.Request.upgrade("/", authority).add("Origin", "http://" + authority))
@@ -121,10 +127,7 @@ class TlsTest {
 
     @Test
     void speaksTls13And12AndRefusesOlderProtocolsWithAnAlert() throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder);
         for (String protocol : List.of("TLSv1.3", "TLSv1.2")) {
             try (SSLSocket socket = tlsSocket(protocol)) {
                 socket.startHandshake();
@@ -179,11 +182,7 @@ class TlsTest {
 
     @Test
     void closesASlowTlsHandshakeAtTheHandshakeTimeout() throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .handshakeTimeout(Duration.ofSeconds(1))
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder.handshakeTimeout(Duration.ofSeconds(1)));
         long opened = System.nanoTime(); // before the connect: the proxy's timer starts at its accept
         try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
             socket.setSoTimeout(20_000);
@@ -217,10 +216,7 @@ class TlsTest {
 
     @Test
     void closesPlainTextAndGarbageOnTheTlsPortAndKeepsServing() throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder);
         String authority = proxy.uri().getRawAuthority();
         byte[] garbage = new byte[4096];
         new java.util.Random(7).nextBytes(garbage);
@@ -251,10 +247,7 @@ class TlsTest {
 
     @Test
     void refusesWeakCipherSuitesWithAHandshakeFailure() throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder);
         // CBC with SHA-1 MACs, for the proxy's EC key: suites the JDK's client still offers when asked to.
         try (SSLSocket socket = tlsSocket("TLSv1.2")) {
             socket.setEnabledCipherSuites(new String[] {
@@ -285,11 +278,7 @@ class TlsTest {
     @ParameterizedTest(name = "record length {0}, {1} bytes of it sent")
     @CsvSource({"18433, 18433", "65535, 0"})
     void closesAnOversizedTlsRecordAtOnceAndKeepsServing(int length, int sent) throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .handshakeTimeout(Duration.ofSeconds(30))
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder.handshakeTimeout(Duration.ofSeconds(30)));
         try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
             socket.setSoTimeout(5_000);
             long start = System.nanoTime();
@@ -317,11 +306,7 @@ class TlsTest {
 
     @Test
     void closesARecordHeaderWhoseBytesNeverComeAtTheHandshakeTimeout() throws Exception {
-        TestBackend backend = backend("plain", null);
-        startProxy(ProxyBuilder.create()
-                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
-                .handshakeTimeout(Duration.ofSeconds(1))
-                .route("/", backend.backend()));
+        TestBackend backend = startTlsProxy(builder -> builder.handshakeTimeout(Duration.ofSeconds(1)));
         long opened = System.nanoTime(); // before the connect: the proxy's timer starts at its accept
         try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
             socket.setSoTimeout(20_000);
