@@ -16,7 +16,6 @@ import java.time.Instant;
 import java.time.ZoneOffset;
 import java.util.Base64;
 import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
@@ -185,22 +184,10 @@ class SignedTokenAuthenticatorTest {
     }
 
     private String ask(URI target, String authorization) throws Exception {
-        BlockingQueue<String> received = new LinkedBlockingQueue<>();
         WebSocket.Builder builder = http.newWebSocketBuilder().header("X-User-Id", "admin");
         if (authorization != null) {
             builder.header("Authorization", authorization);
         }
-        WebSocket socket = builder.buildAsync(target, new WebSocket.Listener() {
-            @Override
-            public CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
-                received.add(data.toString());
-                webSocket.request(1);
-                return null;
-            }
-        }).get(10, TimeUnit.SECONDS);
-        socket.sendText("who am I?", true);
-        String answer = received.poll(10, TimeUnit.SECONDS);
-        socket.sendClose(WebSocket.NORMAL_CLOSURE, "").get(10, TimeUnit.SECONDS);
-        return answer;
+        return OneExchange.ask(builder, target, "who am I?");
     }
 }

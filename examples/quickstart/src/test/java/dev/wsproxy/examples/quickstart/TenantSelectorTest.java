@@ -11,11 +11,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
@@ -138,7 +134,6 @@ class TenantSelectorTest {
     }
 
     private String ask(URI uri, String token, String headerTenant) throws Exception {
-        BlockingQueue<String> received = new LinkedBlockingQueue<>();
         WebSocket.Builder builder = http.newWebSocketBuilder();
         if (token != null) {
             builder.header("Authorization", "Bearer " + token);
@@ -146,17 +141,6 @@ class TenantSelectorTest {
         if (headerTenant != null) {
             builder.header("X-Tenant", headerTenant);
         }
-        WebSocket socket = builder.buildAsync(uri, new WebSocket.Listener() {
-            @Override
-            public CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
-                received.add(data.toString());
-                webSocket.request(1);
-                return null;
-            }
-        }).get(10, TimeUnit.SECONDS);
-        socket.sendText("which backend?", true);
-        String answer = received.poll(10, TimeUnit.SECONDS);
-        socket.sendClose(WebSocket.NORMAL_CLOSURE, "").get(10, TimeUnit.SECONDS);
-        return answer;
+        return OneExchange.ask(builder, uri, "which backend?");
     }
 }
