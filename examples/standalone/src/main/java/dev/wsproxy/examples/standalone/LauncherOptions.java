@@ -453,7 +453,8 @@ final class LauncherOptions {
     /**
      * Parses one backend of {@code --route}: a URL, then optionally {@code ;weight=N} and {@code ;backup}.
      *
-     * @throws UsageException naming the part that is wrong
+     * @throws UsageException naming the part that is wrong; its message echoes the URL as given, user info included,
+     *         which {@code Parser.route} masks for every {@code --route} message
      */
     static Backend parseBackend(String value) throws UsageException {
         String[] parts = value.strip().split(";", -1);
@@ -465,7 +466,7 @@ final class LauncherOptions {
         if (host.lookingAt() && host.group(1).contains("_")) {
             // A Docker Compose service name like my_backend: java.net.URI sees no host in it, and "expected: a host"
             // would leave the user looking at one.
-            throw new UsageException("--route: '" + withoutUserInfo(url) + "': the host " + host.group(1)
+            throw new UsageException("--route: '" + url + "': the host " + host.group(1)
                     + " has an _, which java.net.URI takes in no host name (expected: letters, digits, - and ., or"
                     + " an IP address)");
         }
@@ -475,7 +476,7 @@ final class LauncherOptions {
         } catch (IllegalArgumentException e) {
             // The library names the cause (a query, user info, a port out of range, no host), which a fixed form here
             // would hide, as route() does for a refused route.
-            throw new UsageException("--route: '" + withoutUserInfo(url) + "': " + withoutUserInfo(e.getMessage()));
+            throw new UsageException("--route: '" + url + "': " + e.getMessage());
         }
         boolean weighted = false;
         boolean backup = false;
