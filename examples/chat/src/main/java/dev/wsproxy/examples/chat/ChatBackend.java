@@ -36,7 +36,10 @@ public final class ChatBackend implements AutoCloseable {
     /** The path the chat endpoint is mapped to. The proxy forwards {@code /ws/...} with the path unchanged. */
     public static final String PATH = "/ws/chat";
 
-    /** Longer nicknames are cut to this many characters: {@value}. */
+    /**
+     * Longer nicknames are cut to this many UTF-16 units: {@value}; one fewer when the last would be the first half
+     * of a surrogate pair (an emoji), which is dropped whole.
+     */
     static final int MAX_NICK_LENGTH = 32;
 
     /** The largest text message the backend accepts, in bytes: {@value}. Larger ones close the session with 1009. */
@@ -145,7 +148,14 @@ public final class ChatBackend implements AutoCloseable {
             return "anonymous";
         }
         nick = nick.strip();
-        return nick.length() > MAX_NICK_LENGTH ? nick.substring(0, MAX_NICK_LENGTH) : nick;
+        if (nick.length() <= MAX_NICK_LENGTH) {
+            return nick;
+        }
+        // Cut between code points: the first half of a surrogate pair (an emoji) alone reaches the clients as '?',
+        // what Jetty's UTF-8 encoder makes of it. A grapheme of several code points (a letter and a combining mark,
+        // a flag) may still be cut between them, leaving valid text.
+        int end = Character.isHighSurrogate(nick.charAt(MAX_NICK_LENGTH - 1)) ? MAX_NICK_LENGTH - 1 : MAX_NICK_LENGTH;
+        return nick.substring(0, end);
     }
 
     /** Returns {@code value} as a JSON string literal. */

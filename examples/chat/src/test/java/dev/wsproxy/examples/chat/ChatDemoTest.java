@@ -4,11 +4,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import java.net.URI;
+import java.net.URLEncoder;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.net.http.WebSocket;
 import java.net.http.WebSocketHandshakeException;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletionException;
@@ -96,6 +98,22 @@ class ChatDemoTest {
         });
         assertThat(alice.events()).isEmpty();
         assertThat(bob.events()).isEmpty();
+    }
+
+    @Test
+    void cutsALongNicknameBeforeAnEmojiRatherThanThroughIt() throws Exception {
+        // The backend cut nicknames at 32 UTF-16 units: 31 letters and an emoji (a surrogate pair) kept only the
+        // emoji's first half, which Jetty's UTF-8 encoder sends as '?'. The cut falls before the emoji now.
+        String letters = "a".repeat(ChatBackend.MAX_NICK_LENGTH - 1);
+        WebSocketRecorder cut = new WebSocketRecorder();
+        connect(letters + "\uD83D\uDE00", cut);
+        assertThat(cut.nextEvent()).isEqualTo("{\"type\":\"join\",\"nick\":\"" + letters + "\",\"online\":1}");
+
+        // An emoji that ends at the limit is kept whole.
+        String fits = "a".repeat(ChatBackend.MAX_NICK_LENGTH - 2) + "\uD83D\uDE00";
+        WebSocketRecorder whole = new WebSocketRecorder();
+        connect(fits + "b", whole);
+        assertThat(whole.nextEvent()).isEqualTo("{\"type\":\"join\",\"nick\":\"" + fits + "\",\"online\":2}");
     }
 
     @Test
@@ -206,6 +224,7 @@ class ChatDemoTest {
     }
 
     private URI chatUri(String nick) {
-        return URI.create("ws://" + uri.getAuthority() + "/ws/chat?nick=" + nick);
+        String query = "nick=" + URLEncoder.encode(nick, StandardCharsets.UTF_8);
+        return URI.create("ws://" + uri.getAuthority() + "/ws/chat?" + query);
     }
 }
