@@ -6,7 +6,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.net.URI;
 import java.util.Map;
-import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.CompletableFuture;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -37,7 +37,10 @@ final class Launcher {
 
     private final PrintStream out;
     private final PrintStream err;
-    private final CountDownLatch stopRequested = new CountDownLatch(1);
+    /** Completed by the first {@link #stop()}: drain. */
+    private final CompletableFuture<Void> stopRequested = new CompletableFuture<>();
+    /** Completed by any later one: stop waiting for the drain. */
+    private final CompletableFuture<Void> stoppedAgain = new CompletableFuture<>();
     private final Map<String, String> env;
 
     Launcher(PrintStream out, PrintStream err) {
@@ -52,7 +55,9 @@ final class Launcher {
     }
 
     /**
-     * Parses {@code args}, starts the proxy and blocks until {@link #stop()} is called, then drains it.
+     * Parses {@code args}, starts the proxy and blocks until {@link #stop()} is called, then drains it. A second
+     * {@link #stop()} during the drain makes it return at once, with {@link #EXIT_OK}: the drain goes on, on a daemon
+     * thread, until its timeout or the JVM's exit ({@link Main} exits at once), which drops the connections left.
      *
      * @param args the command line
      * @return the exit status: {@link #EXIT_OK}, {@link #EXIT_FAILURE} or {@link #EXIT_USAGE}
@@ -99,13 +104,26 @@ final class Launcher {
         out.println("listening on " + address.substring(0, address.length() - 1));
         out.flush();
 
-        awaitStop();
-        LOG.info("Stopping: closing {} open sessions with 1001 Going Away", proxy.sessions().size());
-        proxy.close();
+        // join(), unlike await(), cannot be interrupted: nothing but stop() ends the wait.
+        stopRequested.join();
+        LOG.info("Stopping: closing {} open sessions with 1001 Going Away (stop again not to wait for them)",
+                proxy.sessions().size());
+        // On its own thread, so that a second stop need not wait for it: the drain waits up to its timeout for peers
+        // that read nothing, and a stopped proxy's close() returns at once, so nothing else can cut it short.
+        CompletableFuture<Void> drained = CompletableFuture.runAsync(proxy::close, task -> {
+            Thread drain = new Thread(task, "wsproxy-drain");
+            drain.setDaemon(true);
+            drain.start();
+        });
+        CompletableFuture.anyOf(drained, stoppedAgain).join();
         try {
             Runtime.getRuntime().removeShutdownHook(fallback);
         } catch (IllegalStateException shuttingDown) {
             // The JVM is already exiting: the hook runs and returns at once, as the proxy is stopped.
+        }
+        if (!drained.isDone()) {
+            LOG.info("Stopped again: drain cut short, exiting with {} sessions still open", proxy.sessions().size());
+            return EXIT_OK;
         }
         LOG.info("Stopped");
         return EXIT_OK;
@@ -118,23 +136,13 @@ final class Launcher {
         return EXIT_USAGE;
     }
 
-    /** Asks {@link #run} to drain the proxy and return. Callable from any thread, any number of times. */
+    /**
+     * Asks {@link #run} to drain the proxy and return; asked again, to return without waiting for the drain to end.
+     * Callable from any thread, any number of times.
+     */
     void stop() {
-        stopRequested.countDown();
-    }
-
-    private void awaitStop() {
-        boolean interrupted = false;
-        while (true) {
-            try {
-                stopRequested.await();
-                break;
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
+        if (!stopRequested.complete(null)) {
+            stoppedAgain.complete(null);
         }
     }
 }

@@ -6,8 +6,9 @@ import org.slf4j.LoggerFactory;
 /**
  * The command-line launcher: {@code java -jar wsproxy-standalone.jar --route /ws/=ws://127.0.0.1:3000}.
  *
- * <p>Exit status: 0 after {@code --help} or after {@code SIGTERM}/{@code SIGINT} drained the proxy, 1 if it could not
- * start, 2 for a bad command line. See {@code --help} and {@code examples/standalone/README.md} for the flags.
+ * <p>Exit status: 0 after {@code --help} or after {@code SIGTERM}/{@code SIGINT} drained the proxy (or a second one
+ * cut the drain short), 1 if it could not start, 2 for a bad command line. See {@code --help} and
+ * {@code examples/standalone/README.md} for the flags.
  */
 public final class Main {
 

@@ -9,7 +9,7 @@ import sun.misc.Signal;
 
 /**
  * Turns {@code SIGTERM} and {@code SIGINT} (Ctrl-C) into a call of our own, so that the launcher drains and exits
- * with status 0.
+ * with status 0; each signal is one call, and a second one during the drain makes the launcher exit at once.
  *
  * <p>Why not a shutdown hook alone: the JVM's own handler for these signals runs the shutdown hooks and then exits with
  * {@code 128 + signal} (143 for {@code SIGTERM}, 130 for {@code SIGINT}) whatever the hooks do, and a hook cannot

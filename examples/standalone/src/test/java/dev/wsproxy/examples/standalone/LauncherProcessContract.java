@@ -101,6 +101,30 @@ abstract class LauncherProcessContract {
     }
 
     @Test
+    void exitsAtOnceWith0OnASecondSigtermDuringTheDrain() throws Exception {
+        start("--listen", "127.0.0.1:0", "--route", "/ws/=" + backendAUri);
+        int port = awaitListeningPort();
+        // A client that reads nothing while the backend pushes to it: its close frame cannot be written, and the drain
+        // waits for it until the drain timeout (10 s).
+        WebSocket stalled = connect(port, "/ws/stalled", WebSocketRecorder.notReading());
+        stalled.sendText("push:4096:65536", true).get(5, TimeUnit.SECONDS);
+        backendA.awaitPushStalled();
+        WebSocketRecorder healthy = new WebSocketRecorder();
+        connect(port, "/ws/healthy", healthy);
+
+        process.destroy(); // SIGTERM
+        assertThat(healthy.awaitClose()).as("the drain has begun").isEqualTo(1001);
+        assertThat(process.isAlive()).as("the drain waits for the stalled client").isTrue();
+        process.destroy(); // SIGTERM again
+
+        // It exited after the whole drain, 10 s.
+        assertThat(process.waitFor(5, TimeUnit.SECONDS)).as(() -> "exited; stderr: " + stderrText()).isTrue();
+        assertThat(process.exitValue()).as(() -> "exit status; stderr: " + stderrText()).isZero();
+        assertThat(stderrText()).contains("Stopped again: drain cut short");
+        stalled.abort();
+    }
+
+    @Test
     void keepsTheClientPathWhenTheBackendUrlHasNone() throws Exception {
         start("--listen", "127.0.0.1:0", "--route", "/chat/=" + backendAUri + "/rooms/");
         int port = awaitListeningPort();

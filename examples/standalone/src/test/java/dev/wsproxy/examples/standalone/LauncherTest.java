@@ -223,6 +223,27 @@ class LauncherTest {
     }
 
     @Test
+    void aSecondStopDuringTheDrainReturnsWithoutWaitingForIt() throws Exception {
+        int port = serve();
+        // A client that reads nothing while the backend pushes to it: its close frame cannot be written, and the drain
+        // waits for it until the drain timeout (10 s).
+        connect(port, "/ws/stalled", WebSocketRecorder.notReading()).sendText("push:4096:65536", true)
+                .get(5, TimeUnit.SECONDS);
+        backend.awaitPushStalled();
+        WebSocketRecorder healthy = new WebSocketRecorder();
+        connect(port, "/ws/healthy", healthy);
+
+        launcher.stop();
+        assertThat(healthy.awaitClose()).as("the drain has begun").isEqualTo(1001);
+        assertThat(exitStatus).as("the drain waits for the stalled client").isNotDone();
+
+        launcher.stop();
+
+        // It was run()'s return after the whole drain, 10 s.
+        assertThat(exitStatus).succeedsWithin(Duration.ofSeconds(3)).isEqualTo(Launcher.EXIT_OK);
+    }
+
+    @Test
     void servesWssWithTheKeyStoreAndThePasswordFromTheEnvironment(@TempDir Path dir) throws Exception {
         Path keyStore = keyStore(dir);
         int port = serve("--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE);

@@ -20,6 +20,30 @@ final class WebSocketRecorder implements WebSocket.Listener {
     private final BlockingQueue<String> texts = new LinkedBlockingQueue<>();
     private final CompletableFuture<Integer> closeCode = new CompletableFuture<>();
     private final StringBuilder partial = new StringBuilder();
+    private final boolean reads;
+
+    WebSocketRecorder() {
+        this(true);
+    }
+
+    private WebSocketRecorder(boolean reads) {
+        this.reads = reads;
+    }
+
+    /**
+     * Returns a recorder that never asks for a message: the JDK client then reads nothing from its socket, so that
+     * once the peer has filled the buffers between them, it cannot be written to, not even a close frame.
+     */
+    static WebSocketRecorder notReading() {
+        return new WebSocketRecorder(false);
+    }
+
+    @Override
+    public void onOpen(WebSocket webSocket) {
+        if (reads) {
+            webSocket.request(1);
+        }
+    }
 
     @Override
     public CompletionStage<?> onText(WebSocket webSocket, CharSequence data, boolean last) {
