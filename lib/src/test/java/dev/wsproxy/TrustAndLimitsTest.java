@@ -6,6 +6,7 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.params.provider.Arguments.arguments;
 
 import java.io.IOException;
+import java.net.InetAddress;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -75,6 +76,34 @@ class TrustAndLimitsTest {
         assertThat(seen.header("X-Forwarded-Host")).isEqualTo("chat.example.com");
         await().until(() -> proxy.sessions().size() == 1);
         assertThat(proxy.sessions().get(0).clientAddress().getAddress().getHostAddress()).isEqualTo("198.51.100.7");
+    }
+
+    @ParameterizedTest(name = "from {0}: {1} -> {2}")
+    @MethodSource("realIpCases")
+    void takesTheClientFromTheRealIpOfATrustedProxyThatSendsNoForwardedFor(String from, List<String> headers,
+            String client) throws Exception {
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32"));
+        assertThat(upgrade(from, "/chat", headers.toArray(new String[0])).statusLine()).startsWith("HTTP/1.1 101");
+        assertThat(backend.nextUpgrade().header("X-Real-IP")).isEqualTo(client);
+        await().until(() -> proxy.sessions().size() == 1);
+        assertThat(proxy.sessions().get(0).clientAddress().getAddress()).isEqualTo(InetAddress.getByName(client));
+    }
+
+    static Stream<Arguments> realIpCases() {
+        return Stream.of(
+                // nginx's "proxy_set_header X-Real-IP $remote_addr" alone: read as an X-Forwarded-For hop is.
+                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7"), "198.51.100.7"),
+                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7:51234"), "198.51.100.7"),
+                arguments("127.0.0.2", List.of("X-Real-IP: [2001:db8::7]:443"), "2001:db8::7"),
+                // X-Forwarded-For wins, even when it has no hop to read.
+                arguments("127.0.0.2", List.of("X-Forwarded-For: 203.0.113.9", "X-Real-IP: 198.51.100.7"),
+                        "203.0.113.9"),
+                arguments("127.0.0.2", List.of("X-Forwarded-For: unknown", "X-Real-IP: 198.51.100.7"), "127.0.0.2"),
+                // No address: the trusted proxy is the client.
+                arguments("127.0.0.2", List.of("X-Real-IP: unknown"), "127.0.0.2"),
+                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7, 203.0.113.9"), "127.0.0.2"),
+                // From a peer that is not trusted, ignored.
+                arguments("127.0.0.1", List.of("X-Real-IP: 198.51.100.7"), "127.0.0.1"));
     }
 
     @Test
