@@ -81,10 +81,13 @@ class TrustAndLimitsTest {
     @ParameterizedTest(name = "from {0}: {1} -> {2}")
     @MethodSource("realIpCases")
     void takesTheClientFromTheRealIpOfATrustedProxyThatSendsNoForwardedFor(String from, List<String> headers,
-            String client) throws Exception {
+            String client, String forwardedFor) throws Exception {
         start(ProxyBuilder.create().trustedProxies("127.0.0.2/32"));
         assertThat(upgrade(from, "/chat", headers.toArray(new String[0])).statusLine()).startsWith("HTTP/1.1 101");
-        assertThat(backend.nextUpgrade().header("X-Real-IP")).isEqualTo(client);
+        TestBackend.Upgrade upgraded = backend.nextUpgrade();
+        assertThat(upgraded.header("X-Real-IP")).isEqualTo(client);
+        // The chain names the client before the trusted proxy, as if that proxy had sent it in X-Forwarded-For.
+        assertThat(upgraded.header("X-Forwarded-For")).isEqualTo(forwardedFor);
         await().until(() -> proxy.sessions().size() == 1);
         assertThat(proxy.sessions().get(0).clientAddress().getAddress()).isEqualTo(InetAddress.getByName(client));
     }
@@ -92,18 +95,20 @@ class TrustAndLimitsTest {
     static Stream<Arguments> realIpCases() {
         return Stream.of(
                 // nginx's "proxy_set_header X-Real-IP $remote_addr" alone: read as an X-Forwarded-For hop is.
-                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7"), "198.51.100.7"),
-                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7:51234"), "198.51.100.7"),
-                arguments("127.0.0.2", List.of("X-Real-IP: [2001:db8::7]:443"), "2001:db8::7"),
+                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7"), "198.51.100.7", "198.51.100.7, 127.0.0.2"),
+                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7:51234"), "198.51.100.7",
+                        "198.51.100.7, 127.0.0.2"),
+                arguments("127.0.0.2", List.of("X-Real-IP: [2001:db8::7]:443"), "2001:db8::7", "2001:db8::7, 127.0.0.2"),
                 // X-Forwarded-For wins, even when it has no hop to read.
                 arguments("127.0.0.2", List.of("X-Forwarded-For: 203.0.113.9", "X-Real-IP: 198.51.100.7"),
-                        "203.0.113.9"),
-                arguments("127.0.0.2", List.of("X-Forwarded-For: unknown", "X-Real-IP: 198.51.100.7"), "127.0.0.2"),
+                        "203.0.113.9", "203.0.113.9, 127.0.0.2"),
+                arguments("127.0.0.2", List.of("X-Forwarded-For: unknown", "X-Real-IP: 198.51.100.7"), "127.0.0.2",
+                        "unknown, 127.0.0.2"),
                 // No address: the trusted proxy is the client.
-                arguments("127.0.0.2", List.of("X-Real-IP: unknown"), "127.0.0.2"),
-                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7, 203.0.113.9"), "127.0.0.2"),
+                arguments("127.0.0.2", List.of("X-Real-IP: unknown"), "127.0.0.2", "127.0.0.2"),
+                arguments("127.0.0.2", List.of("X-Real-IP: 198.51.100.7, 203.0.113.9"), "127.0.0.2", "127.0.0.2"),
                 // From a peer that is not trusted, ignored.
-                arguments("127.0.0.1", List.of("X-Real-IP: 198.51.100.7"), "127.0.0.1"));
+                arguments("127.0.0.1", List.of("X-Real-IP: 198.51.100.7"), "127.0.0.1", "127.0.0.1"));
     }
 
     @Test

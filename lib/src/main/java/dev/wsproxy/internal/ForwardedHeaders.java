@@ -80,7 +80,15 @@ final class ForwardedHeaders {
             HttpFields.Mutable out) {
         List<String> earlier = !identity.peerTrusted || named.contains("x-forwarded-for")
                 ? List.of() : in.getValuesList(X_FORWARDED_FOR);
-        String chain = earlier.isEmpty() ? identity.peer : String.join(", ", earlier) + ", " + identity.peer;
+        String chain;
+        if (!earlier.isEmpty()) {
+            chain = String.join(", ", earlier) + ", " + identity.peer;
+        } else if (identity.peerTrusted && !identity.clientIp.equals(identity.peer)) {
+            // A trusted proxy that named its client in X-Real-IP alone: the chain it would have sent, extended.
+            chain = identity.clientIp + ", " + identity.peer;
+        } else {
+            chain = identity.peer;
+        }
         out.put(X_FORWARDED_FOR, chain);
         out.put(X_REAL_IP, identity.clientIp);
         out.put(X_FORWARDED_PROTO, identity.secure ? "https" : "http");
