@@ -1,8 +1,11 @@
 package dev.wsproxy.internal;
 
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.URI;
 import java.net.URISyntaxException;
+import java.net.UnknownHostException;
+import java.util.Arrays;
 import java.util.List;
 
 import org.eclipse.jetty.http.HttpFields;
@@ -23,15 +26,21 @@ final class ClientIdentity {
     final String peer;
     final boolean peerTrusted;
     final String clientIp;
+    /**
+     * The client's address as {@link Cidr#normalize} gives it (4 bytes for IPv4 and IPv4-mapped IPv6, else 16), the
+     * one {@link #clientIp} writes; {@code null} for a peer without an IP address (a Unix-domain socket).
+     */
+    final byte @Nullable [] clientBytes;
     final InetSocketAddress clientAddress;
     final boolean secure;
     final @Nullable String host;
 
-    private ClientIdentity(String peer, boolean peerTrusted, String clientIp, InetSocketAddress clientAddress,
-            boolean secure, @Nullable String host) {
+    private ClientIdentity(String peer, boolean peerTrusted, String clientIp, byte @Nullable [] clientBytes,
+            InetSocketAddress clientAddress, boolean secure, @Nullable String host) {
         this.peer = peer;
         this.peerTrusted = peerTrusted;
         this.clientIp = clientIp;
+        this.clientBytes = clientBytes;
         this.clientAddress = clientAddress;
         this.secure = secure;
         this.host = host;
@@ -58,27 +67,28 @@ final class ClientIdentity {
         HttpFields headers = request.getHeaders();
         if (trusted.isEmpty()) {
             // The common case: nothing to parse, the peer is the client.
-            return new ClientIdentity(peer, false, peer, peerAddress, request.isSecure(), headers.get(HttpHeader.HOST));
+            return new ClientIdentity(peer, false, peer, peerBytes, peerAddress, request.isSecure(),
+                    headers.get(HttpHeader.HOST));
         }
         String host = headers.get(HttpHeader.HOST);
-        if (!Cidr.anyContains(trusted, peerBytes)) {
-            return new ClientIdentity(peer, false, peer, peerAddress, request.isSecure(), host);
+        if (peerBytes == null || !Cidr.anyContains(trusted, peerBytes)) {
+            return new ClientIdentity(peer, false, peer, peerBytes, peerAddress, request.isSecure(), host);
         }
-        String client = rightmostUntrusted(headers.getCSV(HttpHeader.X_FORWARDED_FOR, false), trusted, peer);
-        if (client.equals(peer)) {
+        byte[] client = rightmostUntrusted(headers.getCSV(HttpHeader.X_FORWARDED_FOR, false), trusted, peerBytes);
+        if (Arrays.equals(client, peerBytes)) {
             String realIp = headers.get("X-Real-IP");
             byte[] realBytes = realIp == null ? null : hop(realIp);
             if (realBytes != null && headers.get(HttpHeader.X_FORWARDED_FOR) == null) {
-                client = Cidr.text(realBytes);
+                client = realBytes;
             }
         }
         String proto = headers.get(HttpHeader.X_FORWARDED_PROTO);
         boolean secure = proto == null ? request.isSecure()
                 : proto.trim().equalsIgnoreCase("https") || proto.trim().equalsIgnoreCase("wss");
         String forwardedHost = forwardedHost(headers.get(HttpHeader.X_FORWARDED_HOST));
-        InetSocketAddress clientAddress = client.equals(peer) ? peerAddress
-                : new InetSocketAddress(ipAddress(client), 0);
-        return new ClientIdentity(peer, true, client, clientAddress, secure,
+        boolean clientIsPeer = Arrays.equals(client, peerBytes);
+        return new ClientIdentity(peer, true, clientIsPeer ? peer : Cidr.text(client), client,
+                clientIsPeer ? peerAddress : new InetSocketAddress(ipAddress(client), 0), secure,
                 forwardedHost != null ? forwardedHost : host);
     }
 
@@ -110,15 +120,15 @@ final class ClientIdentity {
     }
 
     /** Walks the chain from the right: trusted hops are skipped, the first other one is the client. */
-    private static String rightmostUntrusted(List<String> chain, List<Cidr> trusted, String peer) {
-        String candidate = peer;
+    private static byte[] rightmostUntrusted(List<String> chain, List<Cidr> trusted, byte[] peer) {
+        byte[] candidate = peer;
         for (int i = chain.size() - 1; i >= 0; i--) {
             byte[] hop = hop(chain.get(i));
             if (hop == null) {
                 // Garbage in the chain: stop at the last hop we could read.
                 return candidate;
             }
-            candidate = Cidr.text(hop);
+            candidate = hop;
             if (!Cidr.anyContains(trusted, hop)) {
                 return candidate;
             }
@@ -170,11 +180,11 @@ final class ClientIdentity {
         return Integer.parseInt(text, from + 1, text.length(), 10) <= 65535;
     }
 
-    private static java.net.InetAddress ipAddress(String literal) {
+    private static InetAddress ipAddress(byte[] address) {
         try {
-            return java.net.InetAddress.getByAddress(Cidr.literal(literal));
-        } catch (Exception e) {
-            throw new IllegalStateException(e);
+            return InetAddress.getByAddress(address);
+        } catch (UnknownHostException e) {
+            throw new IllegalStateException(e); // never: Cidr gives 4 or 16 bytes, the lengths this takes
         }
     }
 }
