@@ -64,6 +64,14 @@ public final class ProxyBuilder {
      */
     public static final int DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES = 1024;
 
+    /**
+     * The leading bits of an IPv6 client address that make one client for the per-address limits unless set:
+     * {@value}.
+     *
+     * @see #perIpIpv6Prefix(int)
+     */
+    public static final int DEFAULT_PER_IP_IPV6_PREFIX = 64;
+
     /** How long {@link WebSocketProxy#close()} lets sessions close before dropping them: 10 seconds. */
     public static final Duration DEFAULT_DRAIN_TIMEOUT = Duration.ofSeconds(10);
 
@@ -83,6 +91,7 @@ public final class ProxyBuilder {
     private int maxConnectionsPerIp = Integer.MAX_VALUE;
     private int maxConnections = Integer.MAX_VALUE;
     private int handshakeRatePerIp;
+    private int perIpIpv6Prefix = DEFAULT_PER_IP_IPV6_PREFIX;
     private Duration handshakeTimeout = DEFAULT_HANDSHAKE_TIMEOUT;
     private int maxPendingHandshakes = DEFAULT_MAX_PENDING_HANDSHAKES;
     private @Nullable ServerTls tls;
@@ -114,6 +123,7 @@ public final class ProxyBuilder {
         copy.maxConnectionsPerIp = maxConnectionsPerIp;
         copy.maxConnections = maxConnections;
         copy.handshakeRatePerIp = handshakeRatePerIp;
+        copy.perIpIpv6Prefix = perIpIpv6Prefix;
         copy.handshakeTimeout = handshakeTimeout;
         copy.maxPendingHandshakes = maxPendingHandshakes;
         copy.tls = tls;
@@ -455,11 +465,11 @@ public final class ProxyBuilder {
      * {@code X-Forwarded-*}, {@code X-Real-IP} and {@code Forwarded} headers are discarded and replaced, and the
      * client is the peer. From a peer inside them, the client is the right-most {@code X-Forwarded-For} hop that is
      * not a trusted proxy, and {@code X-Forwarded-Proto} / {@code X-Forwarded-Host} give the external scheme and host.
-     * That client address is the one selectors ({@link BackendSelector#ipHash()}), per-address limits, logs and
-     * {@code X-Real-IP} use. Either way the backend gets the proxy's own {@code X-Forwarded-For}, {@code X-Real-IP},
-     * {@code X-Forwarded-Proto} and {@code X-Forwarded-Host}, and no other forwarding header: a trusted proxy's
-     * {@code Forwarded}, {@code X-Forwarded-Port}, {@code -Prefix} and the like are dropped too, since a balancer that
-     * does not set them passes on the client's.
+     * That client address is the one selectors ({@link BackendSelector#ipHash()}), per-address limits (an IPv6 one by
+     * its block, {@link #perIpIpv6Prefix(int)}), logs and {@code X-Real-IP} use. Either way the backend gets the
+     * proxy's own {@code X-Forwarded-For}, {@code X-Real-IP}, {@code X-Forwarded-Proto} and {@code X-Forwarded-Host},
+     * and no other forwarding header: a trusted proxy's {@code Forwarded}, {@code X-Forwarded-Port}, {@code -Prefix}
+     * and the like are dropped too, since a balancer that does not set them passes on the client's.
      *
      * @param cidrs address blocks like {@code 10.0.0.0/8}, {@code 192.168.1.7} or {@code fd00::/8}; an IPv4-mapped
      *         block ({@code ::ffff:10.0.0.0/104}) is the IPv4 block it maps ({@code 10.0.0.0/8}), as IPv4-mapped peers
@@ -480,10 +490,13 @@ public final class ProxyBuilder {
     /**
      * Limits the concurrent sessions of one client address (nginx's {@code limit_conn}): one more gets
      * {@code 429 Too Many Requests} before any backend connection. A session holds its slot from its handshake to its
-     * end, and gives it back on every path (close, error, drop, failed handshake). Default: no limit.
+     * end, and gives it back on every path (close, error, drop, failed handshake). The client address is the one
+     * {@link #trustedProxies(String...)} decides; an IPv6 client counts with every address of its /64
+     * ({@link #perIpIpv6Prefix(int)}). Default: no limit.
      *
      * @param max the most sessions per client address, at least 1
      * @return this builder
+     * @see #handshakeRatePerIp(int)
      */
     public ProxyBuilder maxConnectionsPerIp(int max) {
         this.maxConnectionsPerIp = atLeastOne("maxConnectionsPerIp", max);
@@ -506,13 +519,40 @@ public final class ProxyBuilder {
      * Limits how fast one client address may start handshakes: a token bucket of {@code perSecond} tokens a second
      * with a burst of {@code perSecond}. A handshake over the rate gets {@code 429} with {@code Retry-After: 1} right
      * after the request is validated as an upgrade (and the proxy found not shutting down), before any other check.
-     * Default: no limit.
+     * The client address is the one {@link #trustedProxies(String...)} decides; an IPv6 client shares the bucket of
+     * its /64 ({@link #perIpIpv6Prefix(int)}). Default: no limit.
      *
      * @param perSecond handshakes per second per client address, at least 1
      * @return this builder
+     * @see #maxConnectionsPerIp(int)
      */
     public ProxyBuilder handshakeRatePerIp(int perSecond) {
         this.handshakeRatePerIp = atLeastOne("handshakeRatePerIp", perSecond);
+        return this;
+    }
+
+    /**
+     * Sets how many leading bits of an IPv6 client address make one client for {@link #maxConnectionsPerIp(int)} and
+     * {@link #handshakeRatePerIp(int)}: every address in that block counts against one limit. An IPv6 host gets a
+     * whole /64 (a home network, a cloud VM), so counted by its full address one client could open sessions from
+     * 2^64 addresses, each with a limit of its own; the devices of one home share one /64 as they share one NATed
+     * IPv4 address (Cloudflare and many rate limiters count IPv6 clients by /64). An IPv4 client, and an IPv4-mapped
+     * IPv6 one ({@code ::ffff:192.0.2.7}, counted as {@code 192.0.2.7}), is always counted by its address. Only the
+     * limits count by the block: listeners, {@link ProxySession#clientAddress()}, the access log and the
+     * {@code X-Real-IP} and {@code X-Forwarded-For} the backends get name the full address (a refusal's reason to
+     * listeners names both: {@code too many sessions from 2001:db8::2 in 2001:db8::/64}). Default:
+     * {@link #DEFAULT_PER_IP_IPV6_PREFIX}.
+     *
+     * @param bits the prefix length, 1 to 128; 128 counts each IPv6 address on its own
+     * @return this builder
+     * @see #maxConnectionsPerIp(int)
+     * @see #handshakeRatePerIp(int)
+     */
+    public ProxyBuilder perIpIpv6Prefix(int bits) {
+        if (bits < 1 || bits > 128) {
+            throw new IllegalArgumentException("perIpIpv6Prefix: " + bits + " (expected: 1 to 128)");
+        }
+        this.perIpIpv6Prefix = bits;
         return this;
     }
 
@@ -625,8 +665,8 @@ public final class ProxyBuilder {
             resolved.add(route.resolve(defaults));
         }
         ProxyConfig config = new ProxyConfig(host, port, resolved, nextHandler, drainTimeout, new ProxyConfig.Limits(
-                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp, handshakeTimeout,
-                maxPendingHandshakes), new ProxyConfig.Tls(tls, backendTls));
+                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp, perIpIpv6Prefix,
+                handshakeTimeout, maxPendingHandshakes), new ProxyConfig.Tls(tls, backendTls));
         return new WebSocketProxy(config, copy());
     }
 }

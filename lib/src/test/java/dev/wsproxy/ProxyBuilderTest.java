@@ -125,6 +125,11 @@ class ProxyBuilderTest {
         assertThatThrownBy(() -> builder.maxMessageSize(0)).hasMessage("maxMessageSize: 0 (expected: > 0)");
         assertThatThrownBy(() -> builder.drainTimeout(Duration.ofSeconds(-1)))
                 .hasMessage("drainTimeout: PT-1S (expected: >= 0)");
+        for (int bits : new int[] {0, -1, 129, Integer.MAX_VALUE}) {
+            assertThatThrownBy(() -> builder.perIpIpv6Prefix(bits)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessage("perIpIpv6Prefix: " + bits + " (expected: 1 to 128)");
+        }
+        assertThat(builder.perIpIpv6Prefix(1).perIpIpv6Prefix(128)).isSameAs(builder);
         assertThatThrownBy(() -> builder.backendSelector(null)).isInstanceOf(NullPointerException.class);
     }
 
@@ -266,6 +271,7 @@ class ProxyBuilderTest {
                 .maxConnectionsPerIp(5)
                 .maxConnections(50)
                 .handshakeRatePerIp(8)
+                .perIpIpv6Prefix(56)
                 .handshakeTimeout(Duration.ofSeconds(2))
                 .maxPendingHandshakes(77)
                 .tls(ServerTls.custom(SslContextFactory.Server::new))

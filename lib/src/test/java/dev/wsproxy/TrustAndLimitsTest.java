@@ -19,6 +19,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import dev.wsproxy.RawHttp.Request;
@@ -26,8 +27,9 @@ import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /**
  * Trusted proxies decide who the client is; per-address and global session limits and the handshake rate refuse
- * before any backend connection, and give their slots back on every path. Clients are played by sockets bound to
- * different loopback addresses (127.0.0.1, 127.0.0.2, ...), and by {@code ::1} for IPv6.
+ * before any backend connection, and give their slots back on every path; an IPv6 client counts with the other
+ * addresses of its /64. Clients are played by sockets bound to different loopback addresses (127.0.0.1, 127.0.0.2,
+ * ...), by {@code ::1} for IPv6, and by the {@code X-Forwarded-For} of a trusted proxy for other IPv6 addresses.
  */
 class TrustAndLimitsTest {
 
@@ -292,6 +294,55 @@ class TrustAndLimitsTest {
     }
 
     @Test
+    void countsAnIpv6ClientWithTheOtherAddressesOfItsSlash64AndAnIpv4ClientByItsAddress() throws Exception {
+        // Counted by its full address, one IPv6 host, which has a whole /64, had a slot for each of its 2^64 addresses.
+        RecordingListener listener = new RecordingListener();
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32").maxConnectionsPerIp(1).listener(listener));
+        RawHttpExchange first = upgrade("127.0.0.2", "/a", "X-Forwarded-For: 2001:db8::1");
+        assertThat(first.statusLine()).startsWith("HTTP/1.1 101");
+        RawHttpExchange sameBlock = upgrade("127.0.0.2", "/b", "X-Forwarded-For: 2001:db8::2");
+        assertThat(sameBlock.statusLine()).as("another address of the same /64").startsWith("HTTP/1.1 429");
+        assertThat(sameBlock.head()).containsIgnoringCase("Retry-After: 1");
+        assertThat(listener.first(RecordingListener.Rejected.class).reason())
+                .isEqualTo("too many sessions from 2001:db8::2 in 2001:db8::/64");
+        assertThat(upgrade("127.0.0.2", "/c", "X-Forwarded-For: 2001:db8:0:1::1").statusLine())
+                .as("an address of another /64").startsWith("HTTP/1.1 101");
+        assertThat(backend.httpConnections.get()).as("no backend connection for the refused one").isEqualTo(2);
+        assertThat(backend.nextUpgrade().header("X-Real-IP")).as("the full address").isEqualTo("2001:db8::1");
+        assertThat(backend.nextUpgrade().header("X-Real-IP")).isEqualTo("2001:db8:0:1::1");
+
+        // An IPv4-mapped client and its IPv4 form are one client; IPv4 clients are never counted by a block.
+        assertThat(upgrade("127.0.0.2", "/d", "X-Forwarded-For: ::ffff:198.51.100.7").statusLine())
+                .startsWith("HTTP/1.1 101");
+        assertThat(upgrade("127.0.0.2", "/e", "X-Forwarded-For: 198.51.100.7").statusLine())
+                .startsWith("HTTP/1.1 429");
+        assertThat(upgrade("127.0.0.2", "/f", "X-Forwarded-For: 198.51.100.8").statusLine())
+                .startsWith("HTTP/1.1 101");
+
+        first.close(); // the /64's session ends: its slot comes back, to another of its addresses
+        await().until(() -> proxy.sessions().size() == 3);
+        assertThat(upgrade("127.0.0.2", "/g", "X-Forwarded-For: 2001:db8::2").statusLine())
+                .startsWith("HTTP/1.1 101");
+        await().until(() -> proxy.sessions().size() == 4);
+        assertThat(proxy.sessions()).extracting(s -> s.clientAddress().getAddress())
+                .as("sessions name their client's full address")
+                .containsExactlyInAnyOrder(InetAddress.getByName("2001:db8:0:1::1"),
+                        InetAddress.getByName("198.51.100.7"), InetAddress.getByName("198.51.100.8"),
+                        InetAddress.getByName("2001:db8::2"));
+    }
+
+    @ParameterizedTest(name = "/{0}: {1} after 2001:db8::1 gets {2}")
+    @CsvSource({"128, 2001:db8::2, 101", "64, 2001:db8::ffff:ffff:ffff:ffff, 429", "64, 2001:db8:0:1::, 101",
+            "48, 2001:db8:0:ffff::1, 429", "48, 2001:db8:1::1, 101", "1, 7fff::1, 429", "1, 8000::1, 101"})
+    void countsAnIpv6ClientByTheBlockOfItsConfiguredPrefix(int bits, String second, int status) throws Exception {
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32").maxConnectionsPerIp(1).perIpIpv6Prefix(bits));
+        assertThat(upgrade("127.0.0.2", "/a", "X-Forwarded-For: 2001:db8::1").statusLine())
+                .startsWith("HTTP/1.1 101");
+        assertThat(upgrade("127.0.0.2", "/b", "X-Forwarded-For: " + second).statusLine())
+                .startsWith("HTTP/1.1 " + status);
+    }
+
+    @Test
     void namesAnIpv6ClientByItsBareShortestAddressWhetherOrNotItsPeerIsTrusted() throws Exception {
         assumeThat(Clients.ipv6LoopbackAvailable()).as("IPv6 loopback (::1) is available").isTrue();
         // Backends parse these headers as addresses: "[0:0:0:0:0:0:0:1]" is none, and a long form is not the
@@ -338,6 +389,26 @@ class TrustAndLimitsTest {
         assertThat(backend.upgrades).as("the limited handshake never reached the backend").hasSize(1);
         assertThat(upgrade("127.0.0.3", "/reject403").statusLine()).as("another address has its own rate")
                 .startsWith("HTTP/1.1 403");
+    }
+
+    @Test
+    void ratesAnIpv6ClientWithTheOtherAddressesOfItsSlash64AndAnIpv4ClientByItsAddress() throws Exception {
+        // Each refusal follows the handshake it is counted with at once: the bucket gets a token back after 1 s.
+        start(ProxyBuilder.create().trustedProxies("127.0.0.2/32").handshakeRatePerIp(1));
+        assertThat(upgrade("127.0.0.2", "/reject403", "X-Forwarded-For: 2001:db8::1").statusLine())
+                .startsWith("HTTP/1.1 403");
+        assertThat(upgrade("127.0.0.2", "/reject403", "X-Forwarded-For: 2001:db8::2").statusLine())
+                .as("another address of the same /64").startsWith("HTTP/1.1 429");
+        assertThat(upgrade("127.0.0.2", "/reject403", "X-Forwarded-For: 2001:db8:0:1::1").statusLine())
+                .as("an address of another /64 has its own rate").startsWith("HTTP/1.1 403");
+
+        assertThat(upgrade("127.0.0.2", "/reject403", "X-Forwarded-For: ::ffff:198.51.100.7").statusLine())
+                .startsWith("HTTP/1.1 403");
+        assertThat(upgrade("127.0.0.2", "/reject403", "X-Forwarded-For: 198.51.100.7").statusLine())
+                .as("the IPv4 form of the IPv4-mapped client").startsWith("HTTP/1.1 429");
+        assertThat(upgrade("127.0.0.2", "/reject403", "X-Forwarded-For: 198.51.100.6").statusLine())
+                .as("an IPv4 neighbour").startsWith("HTTP/1.1 403");
+        assertThat(backend.upgrades).as("the limited handshakes never reached the backend").hasSize(4);
     }
 
     private void startOnIpv6Loopback(ProxyBuilder builder) throws Exception {

@@ -94,7 +94,8 @@ class TrustedProxyHashTest {
     void readsAHopThatCarriesAPortAsItsAddress() throws Exception {
         // Azure Application Gateway, among others, sends "203.0.113.7:51234" and "[2001:db8::1]:443". Read as
         // garbage, such a hop made every client the balancer itself: one backend for all, one per-address count.
-        start(b -> b.backendSelector(BackendSelector.ipHash()).maxConnectionsPerIp(1));
+        // The IPv6 clients share 2001:db8::/64: counted one address each, as the IPv4 ones are.
+        start(b -> b.backendSelector(BackendSelector.ipHash()).maxConnectionsPerIp(1).perIpIpv6Prefix(128));
         List<String> v4 = oneAddressPerBackend("198.51.100.");
         List<String> v6 = oneAddressPerBackend("2001:db8::");
         for (int k = 0; k < 3; k++) {

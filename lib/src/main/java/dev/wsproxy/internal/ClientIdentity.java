@@ -61,7 +61,7 @@ final class ClientIdentity {
         InetSocketAddress peerAddress = HandshakeRequestView.socketAddress(request);
         // The peer's text is the canonical one of its bytes, never Request.getRemoteAddr's: Jetty brackets IPv6
         // ("[0:0:0:0:0:0:0:1]"), which backends cannot parse in X-Real-IP, and which would name the same client
-        // differently with and without trusted proxies (per-address limits and rates are keyed by this text).
+        // differently with and without trusted proxies. The per-address limits count by the bytes (ClientKey).
         byte[] peerBytes = peerAddress.getAddress() == null ? null : Cidr.normalize(peerAddress.getAddress());
         String peer = peerBytes == null ? Request.getRemoteAddr(request) : Cidr.text(peerBytes);
         HttpFields headers = request.getHeaders();

@@ -6,9 +6,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Concurrent sessions per client address and in all (nginx {@code limit_conn}). A session holds one {@link Permit}
- * from its handshake to its end; {@link Permit#release()} is idempotent, so every path can call it. Per-address
- * entries are removed when their count drops to zero, so the map holds only addresses with sessions.
+ * Concurrent sessions per client address and in all (nginx {@code limit_conn}). A client address is a
+ * {@link ClientKey}: an IPv6 client counts with the others of its block (its /64 by default). A session holds one
+ * {@link Permit} from its handshake to its end; {@link Permit#release()} is idempotent, so every path can call it.
+ * Per-address entries are removed when their count drops to zero, so the map holds only addresses with sessions.
  */
 final class ConnectionLimits {
 
@@ -19,7 +20,7 @@ final class ConnectionLimits {
 
     private final int maxPerAddress;
     private final int maxTotal;
-    private final Map<String, AtomicInteger> perAddress = new ConcurrentHashMap<>();
+    private final Map<ClientKey, AtomicInteger> perAddress = new ConcurrentHashMap<>();
     private final AtomicInteger total = new AtomicInteger();
 
     ConnectionLimits(int maxPerAddress, int maxTotal) {
@@ -32,7 +33,7 @@ final class ConnectionLimits {
      * then the total's, which is never counted beyond its limit: counted first, even for a moment, each refused retry
      * of an address at its limit held a slot of the total, and another client with a free one got 503.
      */
-    Object acquire(String address) {
+    Object acquire(ClientKey address) {
         boolean[] refused = {false};
         perAddress.compute(address, (key, count) -> {
             AtomicInteger current = count == null ? new AtomicInteger() : count;
@@ -53,9 +54,14 @@ final class ConnectionLimits {
         return new Permit(address);
     }
 
-    int sessions(String address) {
+    int sessions(ClientKey address) {
         AtomicInteger count = perAddress.get(address);
         return count == null ? 0 : count.get();
+    }
+
+    /** The addresses that hold sessions now. */
+    int addresses() {
+        return perAddress.size();
     }
 
     int total() {
@@ -64,10 +70,10 @@ final class ConnectionLimits {
 
     /** One session's slot. */
     final class Permit {
-        private final String address;
+        private final ClientKey address;
         private final AtomicBoolean released = new AtomicBoolean();
 
-        private Permit(String address) {
+        private Permit(ClientKey address) {
             this.address = address;
         }
 

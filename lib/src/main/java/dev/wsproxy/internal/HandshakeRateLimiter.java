@@ -7,20 +7,21 @@ import org.eclipse.jetty.util.NanoTime;
 
 /**
  * Handshakes per second per client address: a token bucket per address, {@code perSecond} tokens a second up to a
- * burst of {@code perSecond}. Buckets that have refilled are dropped by {@link #sweep()}, so the map holds only the
+ * burst of {@code perSecond}. A client address is a {@link ClientKey}: an IPv6 client shares the bucket of its block
+ * (its /64 by default). Buckets that have refilled are dropped by {@link #sweep()}, so the map holds only the
  * addresses that handshook recently.
  */
 final class HandshakeRateLimiter {
 
     private final double perSecond;
-    private final Map<String, Bucket> buckets = new ConcurrentHashMap<>();
+    private final Map<ClientKey, Bucket> buckets = new ConcurrentHashMap<>();
 
     HandshakeRateLimiter(int perSecond) {
         this.perSecond = perSecond;
     }
 
     /** Takes a token for {@code address}; {@code false} when the address is over its rate. */
-    boolean tryAcquire(String address) {
+    boolean tryAcquire(ClientKey address) {
         return buckets.computeIfAbsent(address, key -> new Bucket()).take();
     }
 

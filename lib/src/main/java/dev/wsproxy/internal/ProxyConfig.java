@@ -9,6 +9,7 @@ import org.eclipse.jetty.server.Handler;
 import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.BackendTls;
+import dev.wsproxy.ProxyBuilder;
 import dev.wsproxy.ServerTls;
 
 /** Everything a {@link dev.wsproxy.WebSocketProxy} was built with; immutable. */
@@ -22,11 +23,14 @@ public final class ProxyConfig {
     private final Limits limits;
     private final Tls tls;
 
-    /** Proxy-wide limits and trust; 0, {@link Duration#ZERO} and {@link Integer#MAX_VALUE} mean none. */
+    /**
+     * Proxy-wide limits and trust; 0, {@link Duration#ZERO} and {@link Integer#MAX_VALUE} mean none.
+     * {@code perIpIpv6Prefix} is the IPv6 block (1 to 128 bits) the per-address limits count a client by.
+     */
     public record Limits(List<String> trustedProxies, int maxConnectionsPerIp, int maxConnections,
-            int handshakeRatePerIp, Duration handshakeTimeout, int maxPendingHandshakes) {
+            int handshakeRatePerIp, int perIpIpv6Prefix, Duration handshakeTimeout, int maxPendingHandshakes) {
         public static final Limits NONE = new Limits(List.of(), Integer.MAX_VALUE, Integer.MAX_VALUE, 0,
-                Duration.ZERO, Integer.MAX_VALUE);
+                ProxyBuilder.DEFAULT_PER_IP_IPV6_PREFIX, Duration.ZERO, Integer.MAX_VALUE);
 
         public Limits {
             trustedProxies = List.copyOf(trustedProxies);

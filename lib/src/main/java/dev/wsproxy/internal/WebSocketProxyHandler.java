@@ -113,6 +113,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final List<Cidr> trustedProxies;
     private final @Nullable ConnectionLimits connectionLimits;
     private final @Nullable HandshakeRateLimiter rateLimiter;
+    /** The leading bits of an IPv6 client address the per-address limits count a client by ({@link ClientKey}). */
+    private final int perIpIpv6Prefix;
     private Scheduler.@Nullable Task rateSweeper;
     private final @Nullable HandshakeGuard handshakeGuard;
     private final List<HealthChecker> healthCheckers = new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -142,6 +144,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 && limits.maxConnectionsPerIp() == Integer.MAX_VALUE
                 ? null : new ConnectionLimits(limits.maxConnectionsPerIp(), limits.maxConnections());
         this.rateLimiter = limits.handshakeRatePerIp() > 0 ? new HandshakeRateLimiter(limits.handshakeRatePerIp()) : null;
+        this.perIpIpv6Prefix = limits.perIpIpv6Prefix();
         this.handshakeGuard = limits.handshakeTimeout().isZero() && limits.maxPendingHandshakes() == Integer.MAX_VALUE
                 ? null : new HandshakeGuard(limits.handshakeTimeout(), limits.maxPendingHandshakes());
     }
@@ -335,10 +338,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
             return true;
         }
-        String clientIp = view.identity().clientIp;
-        if (rateLimiter != null && !rateLimiter.tryAcquire(clientIp)) {
+        // One key for both per-address limits, made once (two longs, no text): an IPv6 client counts with its block.
+        ClientKey client = ClientKey.of(view.identity(), perIpIpv6Prefix);
+        if (rateLimiter != null && !rateLimiter.tryAcquire(client)) {
             reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429,
-                    "handshake rate of " + clientIp + " exceeded");
+                    "handshake rate of " + countedAs(view.identity(), client) + " exceeded");
             return true;
         }
         String origin = request.getHeaders().get(HttpHeader.ORIGIN);
@@ -356,10 +360,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         ConnectionLimits.Permit permit = null;
         if (connectionLimits != null) {
-            Object granted = connectionLimits.acquire(clientIp);
+            Object granted = connectionLimits.acquire(client);
             if (granted == ConnectionLimits.Refusal.PER_ADDRESS) {
                 reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429,
-                        "too many sessions from " + clientIp);
+                        "too many sessions from " + countedAs(view.identity(), client));
                 return true;
             }
             if (granted == ConnectionLimits.Refusal.TOTAL) {
@@ -381,6 +385,16 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                     handshake);
         }
         return true;
+    }
+
+    /**
+     * The client as a per-address refusal names it to listeners: its address, and for an IPv6 client counted with
+     * others, the block it is counted with ({@code 2001:db8::2 in 2001:db8::/64}). Made only for a refusal.
+     */
+    private String countedAs(ClientIdentity identity, ClientKey client) {
+        byte[] address = identity.clientBytes;
+        return address == null || address.length == 4 || perIpIpv6Prefix == 128 ? identity.clientIp
+                : identity.clientIp + " in " + client.ipv6Block(perIpIpv6Prefix);
     }
 
     /**
