@@ -26,6 +26,14 @@ import dev.wsproxy.internal.Origins;
  * client, which no cross-site attack can drive, so the built-ins allow it. The literal origin {@code null} (sandboxed
  * frames, {@code file:} pages) is refused by all built-ins but {@link #allowAny()}.
  *
+ * <p>The built-ins read an origin as RFC 6454 section 6.1 writes it, {@code scheme://host[:port]} (a trailing
+ * {@code /} tolerated), and compare scheme, host and port, case-insensitively, with the default port of {@code http}
+ * and {@code https} filled in and {@code ws}/{@code wss} read as {@code http}/{@code https}. A host is a name of
+ * dot-separated labels of letters, digits, {@code -} and {@code _} (docker-compose service names such as
+ * {@code chat_app} included), an IPv4 address or an IPv6 address in brackets (compared as written); a port is 1 to
+ * 65535. Anything else (user info, a path, a query, a fragment, non-ASCII or percent-encoded hosts) is no origin:
+ * refused, and refused as an entry of {@link #allowList(String...)} or {@link #allowPattern(String...)}.
+ *
  * <p>You can also implement your own. It is called on a Jetty thread for every upgrade request, concurrently; it must
  * be thread-safe and must not block.
  */

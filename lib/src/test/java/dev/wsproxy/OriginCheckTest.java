@@ -98,6 +98,23 @@ class OriginCheckTest {
         assertUpgrades(Request.upgrade("/same/chat", hostHeader).add("Origin", origin));
     }
 
+    /**
+     * A host name with {@code _} in a label (a docker-compose service name) is one {@code java.net.URI} cannot parse as
+     * a host: {@code sameOrigin} refused every origin of such a site, its own included.
+     */
+    @Test
+    void sameOriginAllowsAHostNameWithAnUnderscore() throws Exception {
+        assertUpgrades(Request.upgrade("/same/chat", expand("chat_app:{port}"))
+                .add("Origin", expand("http://chat_app:{port}")));
+        assertUpgrades(Request.upgrade("/same/chat", "Chat_App").add("Origin", "ws://chat_app"));
+        assertRejectedBeforeConnecting(Request.upgrade("/same/chat", expand("chat_app:{port}"))
+                .add("Origin", expand("http://chat_app:{otherPort}")));
+        assertRejectedBeforeConnecting(Request.upgrade("/same/chat", expand("chat_app:{port}"))
+                .add("Origin", expand("http://other_app:{port}")));
+        assertRejectedBeforeConnecting(Request.upgrade("/same/chat", expand("chat_app:{port}"))
+                .add("Origin", expand("https://chat_app:{port}")));
+    }
+
     @ParameterizedTest(name = "Origin: {0}")
     @ValueSource(strings = {
         "https://{host}",

@@ -3,11 +3,12 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.provider.ValueSource;
 
-/** Subdomain patterns and the missing-Origin policy; pure, no network. */
+/** Subdomain patterns, the missing-Origin policy and the syntax of origins; pure, no network. */
 class OriginPatternsTest {
 
     private final HandshakeRequest request = new StubSelectionContext(Backend.of("ws://127.0.0.1:9"));
@@ -50,5 +51,54 @@ class OriginPatternsTest {
                 .hasMessageContaining("expected: scheme://host[:port] or scheme://*.domain[:port]");
         assertThatThrownBy(() -> OriginValidator.allowPattern("example.com"))
                 .isInstanceOf(IllegalArgumentException.class);
+    }
+
+    /** {@code java.net.URI} has no host for {@code chat_app} (a docker-compose service name): both threw at build. */
+    @Test
+    void allowListAndPatternsTakeHostNamesWithAnUnderscore() {
+        OriginValidator list = OriginValidator.allowList("http://chat_app:8080");
+        assertThat(list.isAllowed("http://chat_app:8080", request)).isTrue();
+        assertThat(list.isAllowed("ws://Chat_App:8080/", request)).isTrue();
+        assertThat(list.isAllowed("http://chat_app:8081", request)).isFalse();
+        assertThat(list.isAllowed("http://chat-app:8080", request)).isFalse();
+
+        OriginValidator patterns = OriginValidator.allowPattern("http://*.my_stack.internal", "http://chat_app:8080");
+        assertThat(patterns.isAllowed("http://web_1.my_stack.internal", request)).isTrue();
+        assertThat(patterns.isAllowed("http://a.b_c.my_stack.internal", request)).isTrue();
+        assertThat(patterns.isAllowed("http://chat_app:8080", request)).isTrue();
+        assertThat(patterns.isAllowed("http://my_stack.internal", request)).isFalse();
+        assertThat(patterns.isAllowed("http://evil_my_stack.internal", request)).isFalse();
+        assertThat(patterns.isAllowed("http://chat_app", request)).isFalse();
+    }
+
+    /**
+     * What is no {@code scheme://host[:port]} is refused when the validator is built. Ports 0 and above 65535 were
+     * taken before, as {@code java.net.URI} reads them; no browser sends them.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"http://a.example:0", "http://a.example:65536", "http://a.example:99999",
+            "http://a.example:+80", "http://a b.example", "http://a.example/x", "http://a.example//",
+            "http://user@a.example", "http://a.example?x", "http://a.example#x", "http://a..example",
+            "http://-a.example", "http://a%41.example", "http://\u212a.example", "http://b\u00fccher.example",
+            "http://1.2.3", "http://256.1.1.1", "http://[::1", "http://[1:2:3:4:5:6:7:8:9]", "http://[::1]x", "http://",
+            "http://:80", "ftp://a.example", "a.example", "null"})
+    void refusesWhatIsNoOriginAtBuild(String origin) {
+        assertThatThrownBy(() -> OriginValidator.allowList(origin))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("expected: scheme://host[:port]");
+    }
+
+    /** The forms java.net.URI parsed compare as before the parser was replaced (green before and after). */
+    @ParameterizedTest(name = "{0} allows {1}: {2}")
+    @CsvSource({
+            "http://a.example, HTTP://A.Example:080/, true",
+            "http://a.example, http://a.example:, true",
+            "http://a.example, http://a.example., false",
+            "http://1.2.3.4:8080, ws://1.2.3.4:8080, true",
+            "http://[::1]:8080, http://[::1]:8080/, true",
+            "http://[::1]:8080, http://[0:0:0:0:0:0:0:1]:8080, false",
+            "http://[::FFFF:1.2.3.4], http://[::ffff:1.2.3.4]:80, true",
+            "http://localhost:3000, http://localhost:3000?, false"})
+    void comparesTheFormsItTookBeforeAsBefore(String listed, String origin, boolean allowed) {
+        assertThat(OriginValidator.allowList(listed).isAllowed(origin, request)).isEqualTo(allowed);
     }
 }
