@@ -56,7 +56,8 @@ public interface HandshakeRequest {
     boolean secure();
 
     /**
-     * Returns the first value of a request header.
+     * Returns the first value of a request header. {@code Authorization} and {@code Origin} have one value at most: a
+     * request that repeats either is refused with {@code 400} before any hook sees it.
      *
      * @param name the header name, case-insensitive
      * @return the value, or {@code null} when the header is absent

@@ -6,6 +6,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 
@@ -14,6 +15,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -31,6 +33,8 @@ class HandshakeValidationTest {
     private TestBackend backend;
     private RecordingListener listener;
     private NextHandler next;
+    /** What the route's origin validator and authenticator saw, in order; both allow everything. */
+    private final List<String> hooks = new CopyOnWriteArrayList<>();
     private WebSocketProxy proxy;
 
     @BeforeEach
@@ -40,7 +44,12 @@ class HandshakeValidationTest {
         next = new NextHandler();
         proxy = ProxyBuilder.create()
                 .listen("127.0.0.1", 0)
-                .route("/ws/", backend.backend())
+                .route("/ws/", r -> r.backends(backend.backend())
+                        .originValidator((origin, request) -> hooks.add("origin " + origin))
+                        .authenticator(Authenticator.of(request -> {
+                            hooks.add("authenticator " + request.header("Authorization"));
+                            return AuthDecision.allow();
+                        })))
                 .listener(listener)
                 .nextHandler(next)
                 .build();
@@ -132,6 +141,44 @@ class HandshakeValidationTest {
             assertRefusedBeforeConnecting(response, 400);
         }
         assertThat(listener.first(RecordingListener.Rejected.class).reason()).isEqualTo("path with dot segments");
+    }
+
+    /**
+     * The proxy, the authenticator and the origin validator read the first of two {@code Authorization} or
+     * {@code Origin} lines, and the backend got both: one that reads the last saw a credential or an origin nobody
+     * checked. Refused as nginx refuses a repeated {@code Authorization}; RFC 6454 section 7.2 lets a browser send one
+     * {@code Origin}.
+     */
+    @ParameterizedTest(name = "{0}: {2}, {1}: {3}")
+    @CsvSource({
+        "Authorization, Authorization, Bearer mine, Bearer admin, repeated Authorization header",
+        "Authorization, AUTHORIZATION, Bearer mine, Bearer admin, repeated Authorization header",
+        "Authorization, Authorization, Bearer mine, '', repeated Authorization header",
+        "Origin, Origin, https://app.example, https://evil.example, repeated Origin header",
+        "Origin, origin, https://app.example, https://evil.example, repeated Origin header"})
+    void refusesARepeatedAuthorizationOrOriginWith400BeforeAnyHook(String name, String again, String first,
+            String second, String reason) throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat").add(name, first).add(again, second));
+
+            assertRefusedBeforeConnecting(response, 400);
+            assertThat(client.closedWithin(Duration.ofSeconds(5))).as("connection closed after the 400").isTrue();
+        }
+        assertThat(listener.first(RecordingListener.Rejected.class).reason()).isEqualTo(reason);
+    }
+
+    @Test
+    void upgradesWithOneAuthorizationAndOneOriginAsTheHooksAndTheBackendSeeThem() throws Exception {
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat")
+                    .add("Origin", "https://app.example").add("Authorization", "Bearer mine"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(backend.nextUpgrade().header("Authorization")).isEqualTo("Bearer mine");
+            client.closeHandshake(1000, "");
+            backend.nextClose();
+        }
+        assertThat(hooks).containsExactly("origin https://app.example", "authenticator Bearer mine");
     }
 
     @Test
@@ -338,6 +385,7 @@ class HandshakeValidationTest {
                 .extracting(RecordingListener.Rejected::status).containsExactly(status);
         assertThat(listener.first(RecordingListener.Rejected.class).route()).isEqualTo("/ws/");
         assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(hooks).as("origin validator and authenticator calls").isEmpty();
     }
 
     /** Jetty's parser refused the request: the page is the status in plain text, not Jetty's HTML with the reason. */

@@ -280,6 +280,32 @@ class PlainHttpTest {
     }
 
     @Test
+    void refusesARepeatedAuthorizationOrOriginWith400AndForwardsNothing() throws Exception {
+        // As for an upgrade (HandshakeValidationTest): an authenticator read the first line, the backend got both.
+        String host = RawHttp.host(proxy);
+        List<Request> repeated = List.of(
+                Request.plain("GET", "/raw/poll", host).add("Authorization", "Bearer mine")
+                        .add("Authorization", "Bearer admin"),
+                Request.plain("GET", "/raw/poll", host).add("authorization", "Bearer mine")
+                        .add("Authorization", "Bearer admin"),
+                Request.plain("GET", "/raw/poll", host).add("Origin", "https://app.example")
+                        .add("Origin", "https://evil.example"));
+        for (Request request : repeated) {
+            RawHttp.Response response = get(request);
+
+            assertThat(response.status()).as("%s: %s", request, response).isEqualTo(400);
+        }
+        assertThat(raw.requests).as("requests the raw backend got").isEmpty();
+
+        RawHttp.Response single = get(Request.plain("GET", "/raw/poll", host)
+                .add("Authorization", "Bearer mine").add("Origin", "https://app.example"));
+        assertThat(single.status()).as("%s", single).isEqualTo(200);
+        RawBackend.Request seen = raw.nextRequest();
+        assertThat(seen.headers().get("authorization")).containsExactly("Bearer mine");
+        assertThat(seen.headers().get("origin")).containsExactly("https://app.example");
+    }
+
+    @Test
     void replacesTheForwardedForOfAnUntrustedPeerOnPlainHttp() throws Exception {
         RawHttp.Response response = get(Request.plain("GET", "/ws/plain", RawHttp.host(proxy))
                 .add("X-Forwarded-For", "1.2.3.4"));

@@ -4,6 +4,7 @@ import java.util.Base64;
 import java.util.List;
 import java.util.Locale;
 
+import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpMethod;
@@ -58,10 +59,23 @@ final class UpgradeChecks {
                 || (headers.contains(HttpHeader.CONTENT_LENGTH) && headers.getLongField(HttpHeader.CONTENT_LENGTH) != 0)) {
             return bad("upgrade request has a body");
         }
-        if (hasDotSegment(request.getHttpURI().getPath())) {
-            return bad(DOT_SEGMENTS);
+        String ambiguity = ambiguity(request);
+        if (ambiguity != null) {
+            return bad(ambiguity);
         }
         return null;
+    }
+
+    /**
+     * Returns why a request on a route, an upgrade or plain HTTP, must be refused with {@code 400} before any hook
+     * runs because the hooks and the backend could read it differently, or {@code null}: a path with dot segments
+     * ({@link #hasDotSegment}), or a repeated {@code Authorization} or {@code Origin} ({@link #repeatedHeader}).
+     */
+    static @Nullable String ambiguity(Request request) {
+        if (hasDotSegment(request.getHttpURI().getPath())) {
+            return DOT_SEGMENTS;
+        }
+        return repeatedHeader(request.getHeaders());
     }
 
     /** The reason a request whose path has dot segments is refused. */
@@ -95,6 +109,32 @@ final class UpgradeChecks {
             start = end + 1;
         }
         return false;
+    }
+
+    /**
+     * Returns the reason a request with more than one {@code Authorization} or {@code Origin} line is refused, or
+     * {@code null}. The proxy, an authenticator and an origin validator read the first, and the backend got every
+     * line: one that reads the last saw a credential or an origin the proxy never checked. nginx refuses a repeated
+     * {@code Authorization} ("client sent duplicate header line"); RFC 6454 section 7.2 lets a user agent send one
+     * {@code Origin} at most. Names compare case-insensitively.
+     */
+    static @Nullable String repeatedHeader(HttpFields headers) {
+        boolean authorization = false;
+        boolean origin = false;
+        for (HttpField field : headers) {
+            if (field.is(HttpHeader.AUTHORIZATION.asString())) {
+                if (authorization) {
+                    return "repeated Authorization header";
+                }
+                authorization = true;
+            } else if (field.is(HttpHeader.ORIGIN.asString())) {
+                if (origin) {
+                    return "repeated Origin header";
+                }
+                origin = true;
+            }
+        }
+        return null;
     }
 
     /** A key is 16 random bytes in base64: 24 characters ending in {@code ==}. */

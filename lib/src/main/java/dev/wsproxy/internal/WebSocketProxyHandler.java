@@ -447,8 +447,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route,
                 ClientIdentity.of(request, trustedProxies));
-        if (UpgradeChecks.hasDotSegment(request.getHttpURI().getPath())) {
-            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, UpgradeChecks.DOT_SEGMENTS);
+        String ambiguity = UpgradeChecks.ambiguity(request);
+        if (ambiguity != null) {
+            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, ambiguity);
             return true;
         }
         // The route's policy, read once for this request: the authenticator's deadline and the backend's idle timeout.
