@@ -120,10 +120,14 @@ class TrustAndLimitsTest {
         assertThat(upgrade("127.0.0.2", "/chat", "X-Forwarded-Host: chat.example.com, edge.internal:8080",
                 "Origin: http://chat.example.com").statusLine()).startsWith("HTTP/1.1 101");
         assertThat(backend.nextUpgrade().header("X-Forwarded-Host")).isEqualTo("chat.example.com");
+        // A docker-compose service name: a host, though java.net.URI takes it for none.
+        assertThat(upgrade("127.0.0.2", "/chat", "X-Forwarded-Host: chat_app:8080", "Origin: http://chat_app:8080")
+                .statusLine()).startsWith("HTTP/1.1 101");
+        assertThat(backend.nextUpgrade().header("X-Forwarded-Host")).isEqualTo("chat_app:8080");
 
         String own = "127.0.0.1:" + proxy.uri().getPort();
         for (String noHost : List.of("chat example", "chat.example.com:99999", "user@chat.example.com",
-                "chat.example.com/path", ", chat.example.com")) {
+                "chat.example.com/path", ", chat.example.com", "chat.example.com/", "chat.example.com:")) {
             assertThat(upgrade("127.0.0.2", "/chat", "X-Forwarded-Host: " + noHost, "Origin: http://" + own)
                     .statusLine()).as("X-Forwarded-Host: %s", noHost).startsWith("HTTP/1.1 101");
             assertThat(backend.nextUpgrade().header("X-Forwarded-Host")).as("X-Forwarded-Host: %s", noHost)

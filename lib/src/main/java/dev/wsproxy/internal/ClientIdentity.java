@@ -2,8 +2,6 @@ package dev.wsproxy.internal;
 
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.URI;
-import java.net.URISyntaxException;
 import java.net.UnknownHostException;
 import java.util.Arrays;
 import java.util.List;
@@ -107,16 +105,11 @@ final class ClientIdentity {
         if (first.isEmpty()) {
             return null;
         }
-        try {
-            URI uri = new URI("http://" + first);
-            boolean hostAndPort = uri.getHost() != null && uri.getRawUserInfo() == null && uri.getRawPath().isEmpty()
-                    && uri.getRawQuery() == null && uri.getRawFragment() == null
-                    && (uri.getPort() == -1 ? first.indexOf(':', first.lastIndexOf(']') + 1) < 0
-                            : uri.getPort() <= 65_535);
-            return hostAndPort ? first : null;
-        } catch (URISyntaxException e) {
-            return null;
-        }
+        // A host and an optional port, as an origin's (so chat_app:8080, a docker-compose name java.net.URI takes for
+        // no host, is one): no path, not even "/", and no empty port.
+        boolean hostAndPort = !first.endsWith("/") && !first.endsWith(":")
+                && Origins.normalize("http://" + first) != null;
+        return hostAndPort ? first : null;
     }
 
     /** Walks the chain from the right: trusted hops are skipped, the first other one is the client. */
