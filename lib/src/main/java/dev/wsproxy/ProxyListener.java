@@ -36,6 +36,8 @@ public interface ProxyListener {
      * Called once when both legs of an opened session have ended: for each session reported to
      * {@link #onSessionOpened}, and only for those, after {@code onSessionOpened} has returned on every listener (a
      * listener may close the session from there: its close is reported when the open has reached them all).
+     * {@link WebSocketProxy#stop(java.time.Duration)} returns after every session's close has reached every listener, within
+     * its drain timeout (see there).
      *
      * @param session the session, with its final counters
      * @param close how it ended

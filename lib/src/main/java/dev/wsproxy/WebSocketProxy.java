@@ -309,7 +309,19 @@ public final class WebSocketProxy implements AutoCloseable {
      * and no probe or look-up runs. To proxy again, mount the handler of a new proxy, such as
      * {@code toBuilder().build()}.
      *
-     * @param drain how long to wait for sessions to finish their close handshake; {@link Duration#ZERO} drops them
+     * <p>When {@code stop} returns, every session reported to {@link ProxyListener#onSessionOpened} has been reported
+     * to {@link ProxyListener#onSessionClosed} on every listener, once, and they have returned: metrics read or an
+     * audit log flushed after {@code stop} count every session. A session's close is reported on the thread that
+     * ended it: this one when its close completed at once, a Jetty thread when it completed later (its peer read the
+     * close frame late); {@code stop} waits for those reports as it waits for the sessions, until {@code drain} has
+     * passed, then drops the sessions left and waits 100 ms more. A listener still running by then is no longer waited
+     * for (it reports after {@code stop} returned), so a listener that blocks on another thread holds {@code stop} for
+     * {@code drain} plus 100 ms at most; one that blocks on this thread holds it as long as it blocks, and so does one
+     * that blocks a selector thread of the standalone server, which Jetty's stop waits for (listeners must not block:
+     * see {@link ProxyListener}).
+     *
+     * @param drain how long to wait for sessions to finish their close handshake and for their closes to reach the
+     *        listeners; {@link Duration#ZERO} drops them
      * @throws IllegalArgumentException if {@code drain} is negative
      */
     public void stop(Duration drain) {

@@ -2,15 +2,21 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import java.io.IOException;
+import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -87,7 +93,10 @@ class ShutdownTest {
      * it cannot be written either.
      */
     private RawWebSocket stalledClient() throws Exception {
-        RawWebSocket stalled = RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024);
+        return stalledClient(RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024));
+    }
+
+    private RawWebSocket stalledClient(RawWebSocket stalled) throws Exception {
         try {
             stalled.send(true, RawWebSocket.TEXT, "push:4096:65536".getBytes(StandardCharsets.UTF_8));
             backend.awaitPushStalled();
@@ -96,6 +105,125 @@ class ShutdownTest {
             stalled.close();
             throw e;
         }
+    }
+
+    @Test
+    void reportsEveryCloseToEveryListenerBeforeStopReturns() throws Exception {
+        // stop() waited for the sessions to be deregistered, which each was before its listeners were told: a close
+        // that completed on another thread than stop()'s (here the stalled client's, once it reads again, held a
+        // moment by a slow listener) was still on its way when stop() returned. Mounted, as the stop of a standalone
+        // server then waits for its selector threads, and so for the listeners running there.
+        CountDownLatch stopReturned = new CountDownLatch(1);
+        RecordingListener recorder = new RecordingListener();
+        WebSocketProxy mounted = ProxyBuilder.create().route("/", backend.backend())
+                .listener(slowStalledClose(stopReturned, Duration.ofMillis(500))).listener(recorder).build();
+        Server server = mount(mounted);
+        try (RawWebSocket stalled = stalledClient(RawWebSocket.connect(uri(server, "/stalled"), 16 * 1024))) {
+            List<WsRecorder> healthy = new ArrayList<>();
+            for (int i = 0; i < 19; i++) {
+                healthy.add(clients.connect(uri(server, "/healthy-" + i)));
+            }
+            await().atMost(Duration.ofSeconds(10))
+                    .until(() -> recorder.all(RecordingListener.Opened.class).size() == 20);
+            List<String> opened = recorder.all(RecordingListener.Opened.class).stream()
+                    .map(RecordingListener.Opened::sessionId).toList();
+            CompletableFuture<RawWebSocket.Frame> unstalled = readCloseOnceTheDrainBegan(healthy, stalled);
+
+            mounted.stop(Duration.ofSeconds(10));
+            List<RecordingListener.Closed> closed = recorder.all(RecordingListener.Closed.class);
+            stopReturned.countDown();
+
+            assertThat(closed).as("closes reported when stop() returned, each once")
+                    .extracting(RecordingListener.Closed::sessionId).containsExactlyInAnyOrderElementsOf(opened);
+            assertThat(unstalled.get(10, TimeUnit.SECONDS).closeCode()).isEqualTo(1001);
+        } finally {
+            stopReturned.countDown();
+            server.stop();
+        }
+    }
+
+    @Test
+    void waitsForABlockedListenerUntilTheDrainDeadlineOnly() throws Exception {
+        // Mounted, so that the stop is the proxy's alone: a standalone server's stop then closes its connections on
+        // each selector thread, one of which the listener holds.
+        CountDownLatch release = new CountDownLatch(1);
+        RecordingListener recorder = new RecordingListener();
+        WebSocketProxy mounted = ProxyBuilder.create().route("/", backend.backend())
+                .listener(slowStalledClose(release, Duration.ofSeconds(30))).listener(recorder).build();
+        Server server = mount(mounted);
+        try (RawWebSocket stalled = stalledClient(RawWebSocket.connect(uri(server, "/stalled"), 16 * 1024))) {
+            List<WsRecorder> healthy = List.of(clients.connect(uri(server, "/healthy")));
+            CompletableFuture<RawWebSocket.Frame> unstalled = readCloseOnceTheDrainBegan(healthy, stalled);
+            Duration drain = Duration.ofMillis(500);
+
+            long start = System.nanoTime();
+            mounted.stop(drain);
+            Duration took = Duration.ofNanos(System.nanoTime() - start);
+            release.countDown();
+
+            assertThat(took).as("stop() waits for the blocked listener until its deadline (whole milliseconds)")
+                    .isGreaterThanOrEqualTo(drain.minusMillis(1));
+            assertThat(took).as("and returns then, plus the 100 ms it gives dropped sessions and a margin")
+                    .isLessThan(drain.plusMillis(100 + 2_000));
+            assertThat(unstalled.get(10, TimeUnit.SECONDS).closeCode()).isEqualTo(1001);
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(
+                    recorder.all(RecordingListener.Closed.class)).as("both closes, once released").hasSize(2));
+        } finally {
+            release.countDown();
+            server.stop();
+        }
+    }
+
+    /** Mounts {@code mounted} in a started server of the test's, on the connector the proxy recommends. */
+    private static Server mount(WebSocketProxy mounted) throws Exception {
+        Server server = new Server(WebSocketProxy.threadPool());
+        ServerConnector connector = WebSocketProxy.serverConnector(server);
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(mounted.handler());
+        server.start();
+        return server;
+    }
+
+    private static URI uri(Server server, String path) {
+        return URI.create("ws://127.0.0.1:" + ((ServerConnector) server.getConnectors()[0]).getLocalPort() + path);
+    }
+
+    /**
+     * A listener whose {@code onSessionClosed} for the session of {@code /stalled} waits until {@code release} is
+     * counted down, or {@code atMost} has passed.
+     */
+    private static ProxyListener slowStalledClose(CountDownLatch release, Duration atMost) {
+        return new ProxyListener() {
+            @Override
+            public void onSessionClosed(ProxySession session, SessionClose close) {
+                if (session.backendUri().getPath().equals("/stalled")) {
+                    try {
+                        release.await(atMost.toMillis(), TimeUnit.MILLISECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+            }
+        };
+    }
+
+    /**
+     * Once the healthy clients got their {@code 1001} (the drain has begun), reads the stalled client until its close
+     * frame, on another thread: its close then completes on the proxy's selector thread, not on the one stopping.
+     */
+    private static CompletableFuture<RawWebSocket.Frame> readCloseOnceTheDrainBegan(List<WsRecorder> healthy,
+            RawWebSocket stalled) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                for (WsRecorder client : healthy) {
+                    assertThat(client.nextClose().code()).isEqualTo(1001);
+                }
+                return stalled.readClose();
+            } catch (Exception e) {
+                throw new java.util.concurrent.CompletionException(e);
+            }
+        });
     }
 
     @Test

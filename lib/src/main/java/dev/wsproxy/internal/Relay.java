@@ -806,12 +806,17 @@ final class Relay implements ProxySession {
         if (held != null) {
             held.release();
         }
-        owner.onRelayFinished(this);
+        boolean toReport;
+        synchronized (this) {
+            // Set before finished is, if ever (onClientOpened): it cannot change any more.
+            toReport = opened;
+        }
+        owner.onRelayFinished(this, toReport);
+        if (!toReport) {
+            return;
+        }
         SessionClose close;
         synchronized (this) {
-            if (!opened) {
-                return;
-            }
             SessionClose.Initiator who = initiator == null ? SessionClose.Initiator.PROXY : initiator;
             close = new SessionClose(who, clientLeg.peerCode, clientLeg.peerReason, backendLeg.peerCode,
                     backendLeg.peerReason, Duration.ofNanos(NanoTime.since(openedNanos)));
@@ -823,14 +828,19 @@ final class Relay implements ProxySession {
         reportClosed(close);
     }
 
+    /** Reports the close; a stopping proxy waits for it ({@link WebSocketProxyHandler#stopProxy}). */
     private void reportClosed(SessionClose close) {
         try {
-            route.selector().onSessionClosed(backend);
-        } catch (Throwable e) {
-            LOG.warn("[{}] Backend selector {} failed in onSessionClosed", id, route.selector(), e);
+            try {
+                route.selector().onSessionClosed(backend);
+            } catch (Throwable e) {
+                LOG.warn("[{}] Backend selector {} failed in onSessionClosed", id, route.selector(), e);
+            }
+            route.listener().onSessionClosed(this, close);
+            AccessLog.log(this, close);
+        } finally {
+            owner.onCloseReported();
         }
-        route.listener().onSessionClosed(this, close);
-        AccessLog.log(this, close);
     }
 
     /** Returns a status that can be sent on the other leg for one received from {@code from}'s peer. */

@@ -8,6 +8,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Predicate;
 
@@ -97,6 +98,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final CoalescingResolver.LookUp lookUp;
     private final HttpForwarder httpForwarder;
     private final Set<Relay> relays = ConcurrentHashMap.newKeySet();
+    /**
+     * Sessions that ended (deregistered from {@link #relays}) and whose close the listeners have not all been told
+     * yet: {@link #drain} waits for them too, so that {@code stop()} returns after the last {@code onSessionClosed}.
+     */
+    private final AtomicInteger closesToReport = new AtomicInteger();
     private final AtomicLong sessionIds = new AtomicLong();
     private final Object drainLock = new Object();
     private volatile boolean draining;
@@ -688,8 +694,26 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         return getServer().getScheduler();
     }
 
-    void onRelayFinished(Relay relay) {
+    /**
+     * Deregisters a relay whose legs have both ended; {@code closeToReport} when it opened, and so has its close to
+     * report, which it does next, on this thread or on the one reporting its open ({@link #onCloseReported} then).
+     */
+    void onRelayFinished(Relay relay, boolean closeToReport) {
+        if (closeToReport) {
+            // Counted before the relay leaves the set: a drain never finds the session in neither.
+            closesToReport.incrementAndGet();
+        }
         relays.remove(relay);
+        wakeDrain();
+    }
+
+    /** A relay's close reached every listener (or threw): the drain need not wait for it any more. */
+    void onCloseReported() {
+        closesToReport.decrementAndGet();
+        wakeDrain();
+    }
+
+    private void wakeDrain() {
         if (draining) {
             synchronized (drainLock) {
                 drainLock.notifyAll();
@@ -829,7 +853,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     /**
      * Refuses new upgrades with {@code 503}, closes every session with {@code 1001} on both legs, and waits until
-     * they have ended or {@code timeout} has passed; then drops the connections of those left.
+     * they have ended and their closes have reached the listeners, or {@code timeout} has passed; then drops the
+     * connections of the sessions left, and gives them (and listeners still running) 100 ms more. A session's close is
+     * reported on the thread that ended it: {@code stop()}'s own when its close completed at once, otherwise a Jetty
+     * thread (the write of its close frame completed, its peer answered), which stop() must wait for too.
      */
     private void drain(Duration timeout) {
         draining = true;
@@ -837,19 +864,21 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         for (Relay relay : relays) {
             relay.shutdown();
         }
-        if (!awaitNoRelays(deadline)) {
-            LOG.info("Drain timeout: dropping {} sessions", relays.size());
+        if (!awaitAllReported(deadline)) {
+            LOG.info("Drain timeout: dropping {} sessions ({} closes still being reported to listeners)",
+                    relays.size(), closesToReport.get());
             for (Relay relay : relays) {
                 relay.abort();
             }
             // Aborting closes the sockets at once; the relays finish on Jetty's threads moments later.
-            awaitNoRelays(NanoTime.now() + TimeUnit.MILLISECONDS.toNanos(100));
+            awaitAllReported(NanoTime.now() + TimeUnit.MILLISECONDS.toNanos(100));
         }
     }
 
-    private boolean awaitNoRelays(long deadline) {
+    /** Waits until no relay is registered and every close was reported, or {@code deadline}; returns which. */
+    private boolean awaitAllReported(long deadline) {
         synchronized (drainLock) {
-            while (!relays.isEmpty()) {
+            while (!relays.isEmpty() || closesToReport.get() > 0) {
                 long millis = TimeUnit.NANOSECONDS.toMillis(deadline - NanoTime.now());
                 if (millis <= 0) {
                     return false;
@@ -858,7 +887,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                     drainLock.wait(millis);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
-                    return relays.isEmpty();
+                    return relays.isEmpty() && closesToReport.get() == 0;
                 }
             }
             return true;
