@@ -84,7 +84,9 @@ public interface ProxyListener {
      * be upgraded ({@code 502}), or the backend's own refusal, relayed with its status. On the proxy's own connectors
      * ({@link WebSocketProxy#serverConnector}), a client that closes its connection while the proxy waits for the
      * backend's answer is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is
-     * closed at once, and the backend is not blamed. Behind another connector such a client is noticed only when its
+     * closed at once, and the backend is not blamed. So is one that closes it while the route's
+     * {@link Authenticator} has not decided yet: its decision, when it comes, is ignored, and no backend connection is
+     * made. Behind another connector such a client is noticed only when its
      * {@code 101} is written: one that reset its connection is reported with {@code 499} then, one that closed it
      * normally gets its {@code 101} and is reported as a session that opened and closed at once (client code
      * {@code 1006}). Plain HTTP requests on a route are reported here too when the route's authenticator or selector

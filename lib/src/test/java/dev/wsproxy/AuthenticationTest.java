@@ -2,6 +2,7 @@ package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -16,6 +17,10 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /**
  * The authentication hook: an {@link Authenticator} sees each upgrade request after the handshake, Origin and limit
@@ -237,6 +242,49 @@ class AuthenticationTest {
         WsRecorder recorder = clients.connect(Clients.ws(proxy, "/open/"));
         recorder.session.close();
         recorder.nextClose();
+    }
+
+    @ParameterizedTest(name = "client {0}")
+    @ValueSource(strings = {"closes", "resets"})
+    void reports499AndFreesTheSlotWhenTheClientLeavesBeforeALaterDecision(String how) throws Exception {
+        // Nothing watched the client while its authenticator decided: listeners heard nothing until the decision (or
+        // a 504 at the connect timeout, a minute here), and the address's one connection slot was held until then.
+        BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
+        start(ProxyBuilder.create()
+                .maxConnectionsPerIp(1)
+                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> {
+                    CompletableFuture<AuthDecision> decision = new CompletableFuture<>();
+                    pending.add(decision);
+                    return decision;
+                }).timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build()))
+                .route("/open/", backend.backend()));
+        RawHttp client = RawHttp.connect(proxy);
+        client.send(RawHttp.Request.upgrade("/slow/chat", RawHttp.host(proxy)));
+        CompletableFuture<AuthDecision> decision = pending.poll(10, TimeUnit.SECONDS);
+        assertThat(decision).as("the authenticator was asked").isNotNull();
+        if (how.equals("resets")) {
+            client.reset();
+        } else {
+            client.close();
+        }
+
+        await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
+                .containsExactly(new RecordingListener.Rejected("/slow/", "/slow/chat", 499,
+                        "client connection closed during authentication")));
+        WsRecorder next = clients.connect(Clients.ws(proxy, "/open/"));
+        next.session.close();
+        next.nextClose();
+        assertThat(backend.httpConnections.get()).as("backend connections: the next client's").isEqualTo(1);
+        Clients.assertNoLeaks(proxy, clients, backend);
+
+        // Completed on this thread, the decision's dependents run here before complete() returns: had it gone on,
+        // a session would be registered and a backend handshake slot taken now.
+        decision.complete(AuthDecision.allow());
+        assertThat(((WebSocketProxyHandler) proxy.handler()).held()).as("what the late decision left")
+                .isEqualTo(new WebSocketProxyHandler.Held(0, 0, 0, 0));
+        assertThat(backend.httpConnections.get()).as("backend connections after the late decision").isEqualTo(1);
+        assertThat(listener.all(RecordingListener.Rejected.class)).as("reported once").hasSize(1);
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
     }
 
     @Test

@@ -10,6 +10,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.io.EofException;
+import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.thread.Scheduler;
@@ -24,6 +26,14 @@ import dev.wsproxy.Authenticator;
  * Runs a route's {@link Authenticator} on one upgrade request, then goes on with the handshake or refuses it, on
  * whichever thread decides: the request thread when the decision is immediate, the authenticator's thread when it
  * completes later, the scheduler's when it is late ({@code 504}). Exactly one of them acts.
+ *
+ * <p>While a later decision is pending, an upgrade's client socket is watched as during the backend handshake
+ * ({@link WebSocketEndPoints#watchClient}): a client that leaves ends the attempt at once, on the selector thread that
+ * saw it, as the fourth of those that may act: its connection slot is given back, listeners get {@code 499}, nothing
+ * is written, and the decision that comes later is ignored (the authenticator's stage is not cancelled: it is the
+ * authenticator's, and may serve other requests). The watch is armed before the timer and the stage can act, and
+ * disarmed by whichever acts before it answers the client or goes on, so that the handshake's own watch, armed next,
+ * is never undone. Plain HTTP requests are not watched: the socket may carry their body.
  */
 final class Authentication {
 
@@ -38,11 +48,17 @@ final class Authentication {
     private final Callback callback;
     private final ConnectionLimits.@Nullable Permit permit;
     private final Runnable proceed;
+    /** The client socket watched while a decision is pending ({@link WebSocketEndPoints#home}); {@code null}: none. */
+    private final @Nullable Object watched;
     private final AtomicBoolean decided = new AtomicBoolean();
+    /** The deadline's timer, once scheduled: a client gone first cancels it. */
+    private volatile Scheduler.@Nullable Task timer;
 
     private Authentication(WebSocketProxyHandler proxy, Route route, Duration timeout, HandshakeRequestView view,
-            Response response, Callback callback, ConnectionLimits.@Nullable Permit permit, Runnable proceed) {
+            Response response, Callback callback, ConnectionLimits.@Nullable Permit permit, @Nullable Object watched,
+            Runnable proceed) {
         this.proxy = proxy;
+        this.watched = watched;
         this.route = route;
         this.timeout = timeout;
         this.view = view;
@@ -56,7 +72,19 @@ final class Authentication {
     static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, Duration timeout,
             HandshakeRequestView view, Response response, Callback callback, ConnectionLimits.@Nullable Permit permit,
             Runnable proceed) {
-        new Authentication(proxy, route, timeout, view, response, callback, permit, proceed).start(authenticator);
+        run(proxy, authenticator, route, timeout, view, response, callback, permit, null, proceed);
+    }
+
+    /**
+     * {@link #run(WebSocketProxyHandler, Authenticator, Route, Duration, HandshakeRequestView, Response, Callback,
+     * ConnectionLimits.Permit, Runnable)}, watching the client socket {@code watched} (an upgrade's
+     * {@link WebSocketEndPoints#home}) while a later decision is pending.
+     */
+    static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, Duration timeout,
+            HandshakeRequestView view, Response response, Callback callback, ConnectionLimits.@Nullable Permit permit,
+            @Nullable Object watched, Runnable proceed) {
+        new Authentication(proxy, route, timeout, view, response, callback, permit, watched, proceed)
+                .start(authenticator);
     }
 
     private void start(Authenticator authenticator) {
@@ -92,11 +120,17 @@ final class Authentication {
             complete(authenticator, decision, failure);
             return;
         }
+        // Before anything else can act (see the class comment); runs clientGone at once if the client left already.
+        WebSocketEndPoints.watchClient(watched, this::clientGone);
+        if (decided.get()) {
+            return;
+        }
         long timeoutMillis = timeout.toMillis();
-        Scheduler.Task timer;
+        Scheduler.Task deadline;
         try {
-            timer = proxy.scheduler().schedule(() -> {
+            deadline = proxy.scheduler().schedule(() -> {
                 if (decided.compareAndSet(false, true)) {
+                    WebSocketEndPoints.unwatchClient(watched);
                     refuse(HttpStatus.GATEWAY_TIMEOUT_504, "authentication took more than " + timeoutMillis + " ms",
                             null);
                 }
@@ -104,23 +138,57 @@ final class Authentication {
         } catch (RuntimeException e) {
             // The scheduler refuses tasks once it stops: the proxy is stopping.
             if (decided.compareAndSet(false, true)) {
+                WebSocketEndPoints.unwatchClient(watched);
                 refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down", null);
             }
             return;
         }
+        timer = deadline;
+        if (decided.get()) {
+            // The client left while the timer was being scheduled (clientGone found no timer to cancel), or the
+            // timer ran already (cancelling is then a no-op).
+            deadline.cancel();
+        }
         try {
             stage.whenComplete((decision, failure) -> {
                 if (decided.compareAndSet(false, true)) {
-                    timer.cancel();
+                    deadline.cancel();
+                    WebSocketEndPoints.unwatchClient(watched);
                     complete(authenticator, decision, failure);
                 }
             });
         } catch (Throwable e) {
             if (decided.compareAndSet(false, true)) {
-                timer.cancel();
+                deadline.cancel();
+                WebSocketEndPoints.unwatchClient(watched);
                 failed(authenticator, e);
             }
         }
+    }
+
+    /**
+     * The client's connection ended while the decision was pending (see the class comment): as
+     * {@link Handshake}'s client gone during the backend handshake, with the same status for listeners.
+     */
+    private void clientGone() {
+        if (!decided.compareAndSet(false, true)) {
+            return;
+        }
+        Scheduler.Task deadline = timer;
+        if (deadline != null) {
+            deadline.cancel();
+        }
+        if (permit != null) {
+            permit.release();
+        }
+        if (LOG.isDebugEnabled()) {
+            LOG.debug("Client of {} left while its authentication was pending", view);
+        }
+        route.listener().onHandshakeRejected(view, Handshake.CLIENT_CLOSED_REQUEST,
+                "client connection closed during authentication");
+        // An abort: Jetty closes the connection without writing an error page to a client that may still read.
+        callback.failed(new Request.Handler.AbortException(new EofException(
+                "client closed the connection during authentication")));
     }
 
     private void complete(Authenticator authenticator, @Nullable AuthDecision decision, @Nullable Throwable failure) {

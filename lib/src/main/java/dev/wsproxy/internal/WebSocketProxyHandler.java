@@ -387,8 +387,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (authenticator == null) {
             handshake.run();
         } else {
+            // A client that leaves while a later decision is pending is watched for, as during the backend handshake.
             Authentication.run(this, authenticator, route, timeouts.connectTimeout(), view, response, callback, permit,
-                    handshake);
+                    WebSocketEndPoints.home(request), handshake);
         }
         return true;
     }
