@@ -320,6 +320,12 @@ public final class WebSocketProxy implements AutoCloseable {
      * that blocks a selector thread of the standalone server, which Jetty's stop waits for (listeners must not block:
      * see {@link ProxyListener}).
      *
+     * <p>Called again while a stop drains, from another thread, {@code stop} ends that drain {@code drain} from now if
+     * that is earlier than its own deadline, and returns at once; the first call then returns as above, its sessions
+     * left dropped at the earlier deadline. A second Ctrl-C of an application that drains on the first:
+     * {@code stop(Duration.ZERO)} drops the sessions still open, and the first {@code stop} returns moments later,
+     * every close reported. Called again once the proxy is stopped, it does nothing.
+     *
      * @param drain how long to wait for sessions to finish their close handshake and for their closes to reach the
      *        listeners; {@link Duration#ZERO} drops them
      * @throws IllegalArgumentException if {@code drain} is negative
@@ -332,6 +338,7 @@ public final class WebSocketProxy implements AutoCloseable {
         Server toStop;
         synchronized (this) {
             if (stopped) {
+                handler.cutDrain(Durations.stored(drain));
                 return;
             }
             stopped = true;

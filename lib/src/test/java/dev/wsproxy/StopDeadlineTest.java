@@ -185,6 +185,29 @@ class StopDeadlineTest {
         assertNothingLeft(backend);
     }
 
+    @Test
+    void aSecondStopCutsTheDrainOfTheFirstShort() throws Exception {
+        RawBackend backend = start(RawBackend.upgradingThen((socket, out) -> {
+            thaw.await();
+            readUntilTheEnd(socket, out);
+        }));
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stalled"))) {
+            byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], true);
+            push = Writes.start("client-pushes", MAX_FRAMES, i -> client.sendRaw(frame));
+            push.awaitHeldBack("the client's push", Duration.ofSeconds(30));
+            CompletableFuture<Void> first = CompletableFuture.runAsync(() -> proxy.stop(Duration.ofMinutes(10)));
+            // The drain has begun: the client has its 1001, the backend that reads nothing holds the session.
+            assertCloseFrame(client.read(), 1001, "proxy shutting down");
+
+            proxy.stop(Duration.ZERO);
+
+            assertThat(first).as("the first stop(), its 10-minute drain cut short").succeedsWithin(LONG_DRAIN);
+            assertThat(push.done).failsWithin(Duration.ofSeconds(10));
+            thaw.release();
+        }
+        assertNothingLeft(backend);
+    }
+
     // ---- set-up and helpers ----
 
     /** Starts a proxy to {@code backend}, taking the threads alive just before as the baseline. */

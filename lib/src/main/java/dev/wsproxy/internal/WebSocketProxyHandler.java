@@ -105,6 +105,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private final AtomicInteger closesToReport = new AtomicInteger();
     private final AtomicLong sessionIds = new AtomicLong();
     private final Object drainLock = new Object();
+    /**
+     * When the drain of {@link #stopProxy} gives up on the sessions left ({@link NanoTime}), once a stop set it;
+     * a later stop can only bring it earlier ({@link #cutDrain}). Guarded by {@link #drainLock}.
+     */
+    private long drainDeadline;
+    private boolean drainDeadlineSet;
     private volatile boolean draining;
     /**
      * Guards {@link #stopped}, {@link #draining}'s reset at start, and the start and stop of health checks and DNS
@@ -861,11 +867,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      */
     private void drain(Duration timeout) {
         draining = true;
-        long deadline = NanoTime.now() + timeout.toNanos();
+        cutDrain(timeout);
         for (Relay relay : relays) {
             relay.shutdown();
         }
-        if (!awaitAllReported(deadline)) {
+        if (!awaitAllReported(null)) {
             LOG.info("Drain timeout: dropping {} sessions ({} closes still being reported to listeners)",
                     relays.size(), closesToReport.get());
             for (Relay relay : relays) {
@@ -876,11 +882,31 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
     }
 
-    /** Waits until no relay is registered and every close was reported, or {@code deadline}; returns which. */
-    private boolean awaitAllReported(long deadline) {
+    /**
+     * Ends the drain of a stop {@code timeout} from now, unless it ends earlier already: {@code stop()} called again
+     * while the first one drains ({@code stop(Duration.ZERO)} drops the sessions left at once), and the first stop's
+     * own deadline. Returns at once.
+     */
+    public void cutDrain(Duration timeout) {
+        long deadline = NanoTime.now() + timeout.toNanos();
+        synchronized (drainLock) {
+            if (!drainDeadlineSet || NanoTime.isBefore(deadline, drainDeadline)) {
+                drainDeadline = deadline;
+                drainDeadlineSet = true;
+                drainLock.notifyAll();
+            }
+        }
+    }
+
+    /**
+     * Waits until no relay is registered and every close was reported, or {@code deadline} (the drain's, which a
+     * later stop may bring earlier, when {@code null}); returns which.
+     */
+    private boolean awaitAllReported(@Nullable Long deadline) {
         synchronized (drainLock) {
             while (!relays.isEmpty() || closesToReport.get() > 0) {
-                long millis = TimeUnit.NANOSECONDS.toMillis(deadline - NanoTime.now());
+                long millis = TimeUnit.NANOSECONDS.toMillis((deadline != null ? deadline : drainDeadline)
+                        - NanoTime.now());
                 if (millis <= 0) {
                     return false;
                 }

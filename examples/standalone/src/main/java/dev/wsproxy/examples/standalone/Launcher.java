@@ -5,6 +5,7 @@ import static java.util.Objects.requireNonNull;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.net.URI;
+import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
@@ -56,8 +57,8 @@ final class Launcher {
 
     /**
      * Parses {@code args}, starts the proxy and blocks until {@link #stop()} is called, then drains it. A second
-     * {@link #stop()} during the drain makes it return at once, with {@link #EXIT_OK}: the drain goes on, on a daemon
-     * thread, until its timeout or the JVM's exit ({@link Main} exits at once), which drops the connections left.
+     * {@link #stop()} during the drain cuts it short ({@code WebSocketProxy.stop(Duration.ZERO)} during a stop): the
+     * sessions left are dropped, and it returns moments later, with {@link #EXIT_OK}.
      *
      * @param args the command line
      * @return the exit status: {@link #EXIT_OK}, {@link #EXIT_FAILURE} or {@link #EXIT_USAGE}
@@ -108,22 +109,24 @@ final class Launcher {
         stopRequested.join();
         LOG.info("Stopping: closing {} open sessions with 1001 Going Away (stop again not to wait for them)",
                 proxy.sessions().size());
-        // On its own thread, so that a second stop need not wait for it: the drain waits up to its timeout for peers
-        // that read nothing, and a stopped proxy's close() returns at once, so nothing else can cut it short.
+        // On its own thread, so that this one can cut it short on a second stop: the drain waits up to its timeout
+        // for peers that read nothing.
         CompletableFuture<Void> drained = CompletableFuture.runAsync(proxy::close, task -> {
             Thread drain = new Thread(task, "wsproxy-drain");
             drain.setDaemon(true);
             drain.start();
         });
         CompletableFuture.anyOf(drained, stoppedAgain).join();
+        if (!drained.isDone()) {
+            LOG.info("Stopped again: drain cut short, dropping {} sessions", proxy.sessions().size());
+            // A stop during a stop ends its drain now: the sessions left are dropped, their closes reported.
+            proxy.stop(Duration.ZERO);
+            drained.join();
+        }
         try {
             Runtime.getRuntime().removeShutdownHook(fallback);
         } catch (IllegalStateException shuttingDown) {
             // The JVM is already exiting: the hook runs and returns at once, as the proxy is stopped.
-        }
-        if (!drained.isDone()) {
-            LOG.info("Stopped again: drain cut short, exiting with {} sessions still open", proxy.sessions().size());
-            return EXIT_OK;
         }
         LOG.info("Stopped");
         return EXIT_OK;
@@ -137,7 +140,7 @@ final class Launcher {
     }
 
     /**
-     * Asks {@link #run} to drain the proxy and return; asked again, to return without waiting for the drain to end.
+     * Asks {@link #run} to drain the proxy and return; asked again, to drop the sessions the drain still waits for.
      * Callable from any thread, any number of times.
      */
     void stop() {
