@@ -62,8 +62,9 @@ public final class BackendTls {
     /**
      * Trusts the certificates of a file instead of the JVM's: a PEM bundle (one or more
      * {@code -----BEGIN CERTIFICATE-----} blocks, like nginx's {@code proxy_ssl_trusted_certificate}; text before and
-     * between them is skipped, as in curl's {@code cacert.pem} or {@code openssl x509 -text} output) or a PKCS#12 or
-     * JKS store whose certificates can be read without a password. The file is read now.
+     * between them is skipped, as in curl's {@code cacert.pem} or {@code openssl x509 -text} output), a DER certificate
+     * ({@code .cer}, {@code .crt}) or PKCS#7 bundle ({@code .p7b}), or a PKCS#12 or JKS store whose certificates can be
+     * read without a password. The file is read now, to fail here rather than at start.
      *
      * @param path the trusted certificates
      * @return the configuration
@@ -122,7 +123,8 @@ public final class BackendTls {
      * @param password the store's password, also used for its key
      * @return a new configuration
      * @throws IllegalArgumentException if the store or one of its keys cannot be read with {@code password} (a JKS
-     *         key with a password of its own), or it holds no private key
+     *         key with a password of its own), or it holds no private key with its certificate chain (a secret key is
+     *         not one)
      * @throws IllegalStateException on a {@link #custom} configuration (set the key store on your factory), or on
      *         {@link #insecureTrustAll()}
      */

@@ -47,7 +47,7 @@ public final class ServerTls {
      * @param password the store's password, also used for its keys
      * @return the configuration
      * @throws IllegalArgumentException if the store or one of its keys cannot be read with {@code password}, or it
-     *         holds no private key
+     *         holds no private key with its certificate chain (a secret key is not one)
      */
     public static ServerTls keyStore(Path path, String password) {
         requireNonNull(path, "path");

@@ -10,9 +10,13 @@ import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.FileSystem;
+import java.nio.file.FileSystems;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -22,6 +26,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 
+import javax.crypto.spec.SecretKeySpec;
 import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSocket;
 
@@ -362,6 +367,73 @@ class TlsTest {
                 .withClientCertificate(path, TestCertificates.PASSWORD))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(path.toString())
                 .hasMessageContaining("wrong password");
+    }
+
+    @Test
+    void aStoreWithASecretKeyButNoPrivateKeyFailsWhenConfiguredNamingTheFile(@TempDir Path dir) throws Exception {
+        // As keytool -genseckey makes it: such a store passed as a key store, the proxy started, and every handshake
+        // then failed with no certificate and no word in the log.
+        KeyStore secretOnly = KeyStore.getInstance("PKCS12");
+        secretOnly.load(null, null);
+        secretOnly.setEntry("secret", new KeyStore.SecretKeyEntry(new SecretKeySpec(new byte[32], "AES")),
+                new KeyStore.PasswordProtection(TestCertificates.PASSWORD.toCharArray()));
+        Path path = dir.resolve("secret.p12");
+        try (OutputStream out = Files.newOutputStream(path)) {
+            secretOnly.store(out, TestCertificates.PASSWORD.toCharArray());
+        }
+
+        assertThatThrownBy(() -> ServerTls.keyStore(path, TestCertificates.PASSWORD))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(path.toString())
+                .hasMessageContaining("private key");
+        assertThatThrownBy(() -> BackendTls.trustStore(TestCertificates.LOCALHOST.pem())
+                .withClientCertificate(path, TestCertificates.PASSWORD))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(path.toString())
+                .hasMessageContaining("private key");
+    }
+
+    @Test
+    void readsKeyAndTrustStoresOnAnyFileSystem(@TempDir Path dir) throws Exception {
+        // A zip file system (jimfs in a user's tests): the stores were opened through Path.toFile(), which only the
+        // default file system has, and failed with "expected: a PKCS#12 or JKS store; null".
+        try (FileSystem zip = FileSystems.newFileSystem(dir.resolve("certs.zip"), Map.of("create", "true"))) {
+            Path keyStore = Files.copy(TestCertificates.LOCALHOST.keyStore(), zip.getPath("/proxy.p12"));
+            Path trustStore = Files.copy(TestCertificates.LOCALHOST.trustStore(), zip.getPath("/trust.p12"));
+            TestBackend backend = backend("tls", TestCertificates.LOCALHOST.server());
+            startProxy(ProxyBuilder.create()
+                    .tls(ServerTls.keyStore(keyStore, TestCertificates.PASSWORD))
+                    .backendTls(BackendTls.trustStore(trustStore, TestCertificates.PASSWORD))
+                    .route("/", backend.backend()));
+            clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+
+            WsRecorder recorder = clients.connect(Clients.ws(proxy, "/zip"));
+            recorder.sendText("stores from a zip");
+            assertThat(recorder.nextText()).isEqualTo("stores from a zip");
+            recorder.session.close();
+            recorder.nextClose();
+        }
+    }
+
+    @Test
+    void trustsADerCertificateFile(@TempDir Path dir) throws Exception {
+        // A .cer or .crt as browsers and Windows export them: the JDK's message was "Please load it with a specified
+        // type", an option the proxy does not have.
+        Certificate certificate;
+        try (InputStream in = Files.newInputStream(TestCertificates.LOCALHOST.pem())) {
+            certificate = CertificateFactory.getInstance("X.509").generateCertificate(in);
+        }
+        Path der = Files.write(dir.resolve("backend.cer"), certificate.getEncoded());
+        TestBackend backend = backend("tls", TestCertificates.LOCALHOST.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(der)).route("/", backend.backend()));
+        clients = new Clients();
+
+        WsRecorder recorder = clients.connect(Clients.ws(proxy, "/der"));
+        recorder.sendText("trusted by a DER certificate");
+        assertThat(recorder.nextText()).isEqualTo("trusted by a DER certificate");
+        recorder.session.close();
+        recorder.nextClose();
+        assertThatThrownBy(() -> ServerTls.keyStore(der, TestCertificates.PASSWORD))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(der.toString())
+                .hasMessageContaining("certificate without its private key").hasMessageNotContaining("specified type");
     }
 
     // ---- the backend leg ----

@@ -33,19 +33,29 @@ public final class TlsStores {
     }
 
     /**
-     * Loads a PKCS#12 or JKS store that must hold at least one private key, every key readable with the store's
-     * password. Jetty's key manager reads every key with that one password when the proxy starts: a JKS store whose
-     * keys have passwords of their own ({@code keytool -keypass}) would open here and fail there with "Cannot recover
-     * key", naming no file. So each key is recovered now.
+     * Loads a PKCS#12 or JKS store that must hold at least one private key with its certificate chain, every key
+     * readable with the store's password. Jetty's key manager reads every key with that one password when the proxy
+     * starts: a JKS store whose keys have passwords of their own ({@code keytool -keypass}) would open here and fail
+     * there with "Cannot recover key", naming no file. So each key is recovered now. A secret key ({@code keytool
+     * -genseckey}) is a key entry too, but serves nothing: a store with no other key started, and every handshake
+     * then failed without a word in the log.
      */
     public static KeyStore loadKeyStore(Path path, String password) {
-        KeyStore store = load(path, password.toCharArray(), "keyStore", "a PKCS#12 or JKS store");
+        byte[] bytes = read(path, "keyStore");
+        KeyStore store = load(path, bytes, password.toCharArray(), "keyStore", "a PKCS#12 or JKS store");
         boolean hasKey = false;
+        boolean hasOtherKey = false;
         try {
             for (String alias : Collections.list(store.aliases())) {
                 if (store.isKeyEntry(alias)) {
                     recoverKey(path, store, alias, password);
-                    hasKey = true;
+                    Certificate[] chain = store.getCertificateChain(alias);
+                    if (store.entryInstanceOf(alias, KeyStore.PrivateKeyEntry.class) && chain != null
+                            && chain.length > 0) {
+                        hasKey = true;
+                    } else {
+                        hasOtherKey = true;
+                    }
                 }
             }
         } catch (GeneralSecurityException e) {
@@ -53,7 +63,8 @@ public final class TlsStores {
         }
         if (!hasKey) {
             throw new IllegalArgumentException("keyStore: " + path + " (expected: a store with a private key and its "
-                    + "certificate chain; this one holds certificates only)");
+                    + "certificate chain; this one holds " + (hasOtherKey
+                            ? "no private key with a certificate chain, only secret keys" : "certificates only") + ")");
         }
         return store;
     }
@@ -69,17 +80,21 @@ public final class TlsStores {
     }
 
     /**
-     * Loads trusted certificates: a PEM bundle, or a PKCS#12 / JKS store ({@code password} may be {@code null} when
-     * its certificates are not encrypted).
+     * Loads trusted certificates: a PEM bundle, DER certificates ({@code .cer}, {@code .crt}, also a PKCS#7
+     * {@code .p7b}), or a PKCS#12 / JKS store ({@code password} may be {@code null} when its certificates are not
+     * encrypted).
      */
     public static KeyStore loadTrustStore(Path path, @Nullable String password) {
         byte[] bytes = read(path, "trustStore");
         KeyStore store;
+        Collection<? extends Certificate> der;
         if (isPem(bytes)) {
             store = fromPem(path, bytes);
+        } else if (bytes.length > 0 && bytes[0] == 0x30 && (der = derCertificates(bytes)) != null) {
+            store = inMemory(der);
         } else {
-            store = load(path, password == null ? null : password.toCharArray(), "trustStore",
-                    "PEM certificates (-----BEGIN CERTIFICATE-----), or a PKCS#12 or JKS store");
+            store = load(path, bytes, password == null ? null : password.toCharArray(), "trustStore",
+                    "PEM certificates (-----BEGIN CERTIFICATE-----), DER certificates, or a PKCS#12 or JKS store");
         }
         try {
             for (String alias : Collections.list(store.aliases())) {
@@ -142,6 +157,25 @@ public final class TlsStores {
             throw new IllegalArgumentException("trustStore: " + path + " (expected: PEM certificates; "
                     + e.getMessage() + ")", e);
         }
+        return inMemory(certificates);
+    }
+
+    /**
+     * The certificates of a DER file (one certificate, or a PKCS#7 bundle), or {@code null} when it holds none: a
+     * PKCS#12 store starts with a DER {@code SEQUENCE} too. (The JDK's own message for a certificate given as a store
+     * was "Please load it with a specified type", an option the proxy does not have.)
+     */
+    private static @Nullable Collection<? extends Certificate> derCertificates(byte[] bytes) {
+        try {
+            Collection<? extends Certificate> certificates = CertificateFactory.getInstance("X.509")
+                    .generateCertificates(new ByteArrayInputStream(bytes));
+            return certificates.isEmpty() ? null : certificates;
+        } catch (GeneralSecurityException | RuntimeException notCertificates) {
+            return null;
+        }
+    }
+
+    private static KeyStore inMemory(Collection<? extends Certificate> certificates) {
         try {
             KeyStore store = KeyStore.getInstance(KeyStore.getDefaultType());
             store.load(null, null);
@@ -155,17 +189,32 @@ public final class TlsStores {
         }
     }
 
-    private static KeyStore load(Path path, char @Nullable [] password, String what, String expected) {
-        if (!Files.isReadable(path)) {
-            throw new IllegalArgumentException(what + ": " + path + " (expected: a readable file)");
+    /**
+     * Loads a store from the bytes already read, of the type its first bytes say: from a path of any file system (a
+     * zip, an in-memory one), where the JDK's {@code KeyStore.getInstance(File, char[])}, which probes the type itself,
+     * needs a {@code File} and failed on them.
+     */
+    private static KeyStore load(Path path, byte[] bytes, char @Nullable [] password, String what, String expected) {
+        String type = startsWith(bytes, JKS_MAGIC) ? "JKS" : startsWith(bytes, JCEKS_MAGIC) ? "JCEKS"
+                : bytes.length > 0 && bytes[0] == 0x30 ? "PKCS12" : null;
+        if (type == null) {
+            throw new IllegalArgumentException(what + ": " + path + " (expected: " + expected + "; "
+                    + (isPem(bytes) ? "this one is PEM: make a store of the certificate and its key with openssl "
+                            + "pkcs12 -export -in cert.pem -inkey key.pem -out proxy.p12)"
+                            : "its first bytes are not those of one)"));
         }
         try {
-            return KeyStore.getInstance(path.toFile(), password);
+            KeyStore store = KeyStore.getInstance(type);
+            store.load(new ByteArrayInputStream(bytes), password);
+            return store;
         } catch (IOException e) {
-            String detail = e.getCause() instanceof UnrecoverableKeyException
-                    || String.valueOf(e.getMessage()).contains("password")
-                    ? "wrong password" : e.getMessage();
-            throw new IllegalArgumentException(what + ": " + path + " (cannot be read: " + detail + ")", e);
+            if (e.getCause() instanceof UnrecoverableKeyException
+                    || String.valueOf(e.getMessage()).contains("password")) {
+                throw new IllegalArgumentException(what + ": " + path + " (cannot be read: wrong password)", e);
+            }
+            throw new IllegalArgumentException(what + ": " + path + " (expected: " + expected + "; "
+                    + (derCertificates(bytes) != null ? "this one is a certificate without its private key (DER)"
+                            : "not a readable " + type + " store: " + e.getMessage()) + ")", e);
         } catch (GeneralSecurityException | RuntimeException e) {
             throw new IllegalArgumentException(what + ": " + path + " (expected: " + expected + "; "
                     + e.getMessage() + ")", e);
