@@ -3,7 +3,6 @@ package dev.wsproxy;
 import static java.util.Objects.requireNonNull;
 
 import java.nio.file.Path;
-import java.security.KeyStore;
 import java.util.function.Supplier;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
@@ -29,19 +28,21 @@ import dev.wsproxy.internal.TlsStores;
  */
 public final class BackendTls {
 
-    private static final BackendTls SYSTEM = new BackendTls(null, null, null, false, null, "systemTrust()");
+    private static final BackendTls SYSTEM = new BackendTls(null, null, null, null, false, null, "systemTrust()");
 
-    private final @Nullable KeyStore trustStore;
-    private final @Nullable KeyStore clientKeyStore;
+    private final @Nullable Path trustStore;
+    private final @Nullable String trustStorePassword;
+    private final @Nullable Path clientKeyStore;
     private final @Nullable String clientKeyPassword;
     private final boolean trustAll;
     private final @Nullable Supplier<SslContextFactory.Client> custom;
     private final String description;
 
-    private BackendTls(@Nullable KeyStore trustStore, @Nullable KeyStore clientKeyStore,
+    private BackendTls(@Nullable Path trustStore, @Nullable String trustStorePassword, @Nullable Path clientKeyStore,
             @Nullable String clientKeyPassword, boolean trustAll, @Nullable Supplier<SslContextFactory.Client> custom,
             String description) {
         this.trustStore = trustStore;
+        this.trustStorePassword = trustStorePassword;
         this.clientKeyStore = clientKeyStore;
         this.clientKeyPassword = clientKeyPassword;
         this.trustAll = trustAll;
@@ -64,7 +65,8 @@ public final class BackendTls {
      * {@code -----BEGIN CERTIFICATE-----} blocks, like nginx's {@code proxy_ssl_trusted_certificate}; text before and
      * between them is skipped, as in curl's {@code cacert.pem} or {@code openssl x509 -text} output), a DER certificate
      * ({@code .cer}, {@code .crt}) or PKCS#7 bundle ({@code .p7b}), or a PKCS#12 or JKS store whose certificates can be
-     * read without a password. The file is read now, to fail here rather than at start.
+     * read without a password. The file is read now, to fail here rather than at start, and again on each start (a
+     * proxy started again with {@code toBuilder().build().start()} trusts the file as it is then).
      *
      * @param path the trusted certificates
      * @return the configuration
@@ -72,12 +74,13 @@ public final class BackendTls {
      */
     public static BackendTls trustStore(Path path) {
         requireNonNull(path, "path");
-        return new BackendTls(TlsStores.loadTrustStore(path, null), null, null, false, null,
-                "trustStore(" + path + ")");
+        TlsStores.loadTrustStore(path, null);
+        return new BackendTls(path, null, null, null, false, null, "trustStore(" + path + ")");
     }
 
     /**
-     * Trusts the certificates of a PKCS#12 or JKS store protected by a password. The file is read now.
+     * Trusts the certificates of a PKCS#12 or JKS store protected by a password. The file is read now, and again on
+     * each start, as {@link #trustStore(Path)}'s.
      *
      * @param path the trust store
      * @param password its password
@@ -87,8 +90,8 @@ public final class BackendTls {
     public static BackendTls trustStore(Path path, String password) {
         requireNonNull(path, "path");
         requireNonNull(password, "password");
-        return new BackendTls(TlsStores.loadTrustStore(path, password), null, null, false, null,
-                "trustStore(" + path + ")");
+        TlsStores.loadTrustStore(path, password);
+        return new BackendTls(path, password, null, null, false, null, "trustStore(" + path + ")");
     }
 
     /**
@@ -98,7 +101,7 @@ public final class BackendTls {
      * @return the configuration
      */
     public static BackendTls insecureTrustAll() {
-        return new BackendTls(null, null, null, true, null, "insecureTrustAll()");
+        return new BackendTls(null, null, null, null, true, null, "insecureTrustAll()");
     }
 
     /**
@@ -112,12 +115,12 @@ public final class BackendTls {
      */
     public static BackendTls custom(Supplier<SslContextFactory.Client> factory) {
         requireNonNull(factory, "factory");
-        return new BackendTls(null, null, null, false, factory, "custom(" + factory + ")");
+        return new BackendTls(null, null, null, null, false, factory, "custom(" + factory + ")");
     }
 
     /**
      * Returns this configuration with a client certificate, for backends that require one (mutual TLS). The store
-     * is read now.
+     * is read now, and again on each start, so a renewed certificate is presented once the proxy is started again.
      *
      * @param path a PKCS#12 or JKS key store with the proxy's private key and certificate chain
      * @param password the store's password, also used for its key
@@ -139,7 +142,8 @@ public final class BackendTls {
             throw new IllegalStateException("withClientCertificate: not with insecureTrustAll() (expected: a trust "
                     + "store that holds the backends' certificates)");
         }
-        return new BackendTls(trustStore, TlsStores.loadKeyStore(path, password), password, trustAll, null,
+        TlsStores.loadKeyStore(path, password);
+        return new BackendTls(trustStore, trustStorePassword, path, password, trustAll, null,
                 description + ".withClientCertificate(" + path + ")");
     }
 
@@ -154,9 +158,10 @@ public final class BackendTls {
 
     /**
      * Returns a new Jetty factory for this configuration, with protocols older than TLS 1.2 excluded. Called by the
-     * proxy on start.
+     * proxy on start; the files of {@link #trustStore} and {@link #withClientCertificate} are read again here.
      *
      * @return an unstarted factory, or the one a {@link #custom} supplier returned
+     * @throws IllegalArgumentException if a file cannot be read any more, naming it
      * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}
      */
     public SslContextFactory.Client newSslContextFactory() {
@@ -169,10 +174,10 @@ public final class BackendTls {
         } else {
             client = new SslContextFactory.Client(trustAll);
             if (trustStore != null) {
-                client.setTrustStore(trustStore);
+                client.setTrustStore(TlsStores.loadTrustStore(trustStore, trustStorePassword));
             }
             if (clientKeyStore != null) {
-                client.setKeyStore(clientKeyStore);
+                client.setKeyStore(TlsStores.loadKeyStore(clientKeyStore, requireNonNull(clientKeyPassword)));
                 client.setKeyStorePassword(clientKeyPassword);
             }
             client.setIncludeProtocols("TLSv1.3", "TLSv1.2");

@@ -7,6 +7,7 @@ import java.security.KeyStore;
 import java.util.function.Supplier;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
+import org.jspecify.annotations.Nullable;
 
 import dev.wsproxy.internal.TlsStores;
 
@@ -28,19 +29,26 @@ import dev.wsproxy.internal.TlsStores;
  */
 public final class ServerTls {
 
-    private final Supplier<SslContextFactory.Server> factory;
+    private final @Nullable Supplier<SslContextFactory.Server> custom;
+    private final @Nullable Path path;
+    private final @Nullable String password;
     private final String description;
 
-    private ServerTls(Supplier<SslContextFactory.Server> factory, String description) {
-        this.factory = factory;
+    private ServerTls(@Nullable Supplier<SslContextFactory.Server> custom, @Nullable Path path,
+            @Nullable String password, String description) {
+        this.custom = custom;
+        this.path = path;
+        this.password = password;
         this.description = description;
     }
 
     /**
      * Serves the certificate and private key of a key store. The store is read now, so a missing file, a wrong
      * password (also a key whose password is not the store's, as {@code keytool -keypass} makes in JKS) or a store
-     * without a private key fails here rather than at start; a store with several keys serves
-     * the one whose certificate matches the name the client asks for (SNI). Protocols: TLS 1.3 and 1.2.
+     * without a private key fails here rather than at start; and it is read again on each start, so a proxy started
+     * again ({@code toBuilder().build().start()}) serves the file as it is then (a renewed certificate). A store with
+     * several keys serves the one whose certificate matches the name the client asks for (SNI). Protocols: TLS 1.3
+     * and 1.2.
      *
      * @param path a PKCS#12 or JKS key store (convert PEM files with
      *         {@code openssl pkcs12 -export -in cert.pem -inkey key.pem -out proxy.p12})
@@ -52,14 +60,8 @@ public final class ServerTls {
     public static ServerTls keyStore(Path path, String password) {
         requireNonNull(path, "path");
         requireNonNull(password, "password");
-        KeyStore store = TlsStores.loadKeyStore(path, password);
-        return new ServerTls(() -> {
-            SslContextFactory.Server server = new SslContextFactory.Server();
-            server.setKeyStore(store);
-            server.setKeyStorePassword(password);
-            server.setIncludeProtocols("TLSv1.3", "TLSv1.2");
-            return server;
-        }, "keyStore(" + path + ")");
+        TlsStores.loadKeyStore(path, password);
+        return new ServerTls(null, path, password, "keyStore(" + path + ")");
     }
 
     /**
@@ -73,22 +75,36 @@ public final class ServerTls {
      */
     public static ServerTls custom(Supplier<SslContextFactory.Server> factory) {
         requireNonNull(factory, "factory");
-        return new ServerTls(factory, "custom(" + factory + ")");
+        return new ServerTls(factory, null, null, "custom(" + factory + ")");
     }
 
     /**
      * Returns a new Jetty factory for this configuration, with protocols older than TLS 1.2 excluded. Called by the
-     * proxy on start.
+     * proxy on start; a {@link #keyStore} is read again here.
      *
      * @return an unstarted factory, or the one a {@link #custom} supplier returned
+     * @throws IllegalArgumentException if the {@link #keyStore} cannot be read any more, naming it
      * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}
      */
     public SslContextFactory.Server newSslContextFactory() {
-        SslContextFactory.Server server = factory.get();
-        if (server == null) {
-            throw new IllegalStateException("ServerTls." + description + " supplied no SslContextFactory.Server");
+        SslContextFactory.Server server;
+        if (custom == null) {
+            server = keyStoreFactory(TlsStores.loadKeyStore(requireNonNull(path), requireNonNull(password)));
+        } else {
+            server = custom.get();
+            if (server == null) {
+                throw new IllegalStateException("ServerTls." + description + " supplied no SslContextFactory.Server");
+            }
         }
         TlsStores.excludeOldProtocols(server);
+        return server;
+    }
+
+    private SslContextFactory.Server keyStoreFactory(KeyStore store) {
+        SslContextFactory.Server server = new SslContextFactory.Server();
+        server.setKeyStore(store);
+        server.setKeyStorePassword(password);
+        server.setIncludeProtocols("TLSv1.3", "TLSv1.2");
         return server;
     }
 

@@ -16,6 +16,7 @@ import org.eclipse.jetty.server.SecureRequestCustomizer;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.server.SslConnectionFactory;
+import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.eclipse.jetty.util.thread.QueuedThreadPool;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
@@ -84,7 +85,9 @@ public final class WebSocketProxy implements AutoCloseable {
      * again, once the port is free for instance.
      *
      * @return the bound URI, like {@code http://127.0.0.1:8080/}, with the real port when port 0 was asked for
-     * @throws IOException if the address cannot be bound or the server does not start
+     * @throws IOException if the address cannot be bound, a key or trust store of {@link ProxyBuilder#tls} or
+     *         {@link ProxyBuilder#backendTls} cannot be read any more (each is read again on each start), or the
+     *         server does not start
      * @throws IllegalStateException if the proxy was started, stopped or mounted before, or its
      *         {@linkplain ProxyBuilder#nextHandler next handler} runs in another proxy
      */
@@ -107,8 +110,14 @@ public final class WebSocketProxy implements AutoCloseable {
         } else {
             http.setSecureScheme("https");
             http.addCustomizer(new SecureRequestCustomizer());
-            connector = WebSocketEndPoints.serverConnector(standalone, new SslConnectionFactory(
-                    tls.newSslContextFactory(), HttpVersion.HTTP_1_1.asString()), new HttpConnectionFactory(http));
+            SslContextFactory.Server factory;
+            try {
+                factory = tls.newSslContextFactory(); // reads a key store again: a renewed certificate is served
+            } catch (IllegalArgumentException unreadable) {
+                throw new IOException("start(): " + unreadable.getMessage(), unreadable);
+            }
+            connector = WebSocketEndPoints.serverConnector(standalone, new SslConnectionFactory(factory,
+                    HttpVersion.HTTP_1_1.asString()), new HttpConnectionFactory(http));
         }
         connector.setHost(config.host());
         connector.setPort(config.port());
@@ -366,7 +375,8 @@ public final class WebSocketProxy implements AutoCloseable {
      * now: as {@link #updateBackends} last left them, or as built. A route that follows a DNS name
      * ({@link RouteBuilder#backendsFromDns}) keeps the name, which the new proxy resolves afresh. What the proxy
      * learned at runtime is not a setting: the new proxy's backends start {@code UP}, with no sessions, failures or
-     * draining.
+     * draining. Key and trust stores given by path ({@link ServerTls#keyStore}, {@link BackendTls#trustStore},
+     * {@link BackendTls#withClientCertificate}) are read again when the new proxy starts.
      *
      * @return a new builder
      */

@@ -14,9 +14,11 @@ import java.nio.file.FileSystem;
 import java.nio.file.FileSystems;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.security.KeyStore;
 import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
+import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -27,8 +29,11 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 
 import javax.crypto.spec.SecretKeySpec;
+import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLHandshakeException;
 import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManager;
+import javax.net.ssl.X509TrustManager;
 
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
@@ -436,6 +441,45 @@ class TlsTest {
                 .hasMessageContaining("certificate without its private key").hasMessageNotContaining("specified type");
     }
 
+    @Test
+    void servesTheRotatedCertificateWhenStartedAgainThroughToBuilder(@TempDir Path dir) throws Exception {
+        // toBuilder().build().start() is how a stopped proxy starts again; it served the key store as it was read
+        // when configured, so a renewed certificate was never served, and the old one expired in front of clients.
+        Path live = Files.copy(TestCertificates.LOCALHOST.keyStore(), dir.resolve("live.p12"));
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create().tls(ServerTls.keyStore(live, TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        assertThat(servedSubject()).isEqualTo("CN=localhost");
+        ProxyBuilder again = proxy.toBuilder();
+        proxy.close();
+
+        Files.write(live, Arrays.copyOf(Files.readAllBytes(TestCertificates.UNTRUSTED.keyStore()), 100));
+        assertThatThrownBy(() -> again.build().start()).as("a half-written store").isInstanceOf(IOException.class)
+                .hasMessageContaining(live.toString());
+        Files.copy(TestCertificates.UNTRUSTED.keyStore(), live, StandardCopyOption.REPLACE_EXISTING);
+        proxy = again.build();
+        proxy.start();
+
+        assertThat(servedSubject()).isEqualTo("CN=untrusted");
+    }
+
+    @Test
+    void readsTheBackendTrustStoreAgainWhenStartedAgainThroughToBuilder(@TempDir Path dir) throws Exception {
+        Path trust = Files.copy(TestCertificates.LOCALHOST.pem(), dir.resolve("backend-ca.pem"));
+        TestBackend backend = backend("untrusted", TestCertificates.UNTRUSTED.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(trust)).route("/", backend.backend()));
+        clients = new Clients();
+        assertThat(upgradeStatus("/")).as("before the backend's CA is added").isEqualTo(502);
+        ProxyBuilder again = proxy.toBuilder();
+        proxy.close();
+
+        Files.copy(TestCertificates.UNTRUSTED.pem(), trust, StandardCopyOption.REPLACE_EXISTING);
+        proxy = again.build();
+        proxy.start();
+
+        assertThat(upgradeStatus("/")).as("started again, with the file as it is now").isEqualTo(101);
+    }
+
     // ---- the backend leg ----
 
     @Test
@@ -587,6 +631,32 @@ class TlsTest {
             socket.setEnabledProtocols(new String[] {protocol});
         }
         return socket;
+    }
+
+    /** The subject of the certificate the proxy serves now, read by a JDK client that trusts any. */
+    private String servedSubject() throws Exception {
+        SSLContext context = SSLContext.getInstance("TLS");
+        context.init(null, new TrustManager[] {new X509TrustManager() {
+            @Override
+            public void checkClientTrusted(X509Certificate[] chain, String authType) {
+            }
+
+            @Override
+            public void checkServerTrusted(X509Certificate[] chain, String authType) {
+            }
+
+            @Override
+            public X509Certificate[] getAcceptedIssuers() {
+                return new X509Certificate[0];
+            }
+        }}, null);
+        try (SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket("127.0.0.1",
+                proxy.uri().getPort())) {
+            socket.setSoTimeout(10_000);
+            socket.startHandshake();
+            return ((X509Certificate) socket.getSession().getPeerCertificates()[0]).getSubjectX500Principal()
+                    .getName();
+        }
     }
 
     /** A minimal ClientHello offering TLS 1.{@code minor - 1} and two RSA/AES suites, with no extension. */
