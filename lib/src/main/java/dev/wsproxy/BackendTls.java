@@ -105,10 +105,12 @@ public final class BackendTls {
     }
 
     /**
-     * Uses a Jetty {@code SslContextFactory.Client} of your own. The supplier is called each time the proxy starts; a
-     * factory it returns unstarted is started and stopped with the proxy. {@code TLSv1} and {@code TLSv1.1} are added
-     * to its excluded protocols. Host-name verification is yours to keep: Jetty's default
-     * ({@code setEndpointIdentificationAlgorithm("HTTPS")}) does it.
+     * Uses a Jetty {@code SslContextFactory.Client} of your own. The supplier is called once each time the proxy
+     * starts, and its factory serves every backend connection: WebSocket sessions, plain HTTP and health checks.
+     * {@code TLSv1} and {@code TLSv1.1} are added to its excluded protocols, and the proxy starts it if it is not
+     * started; it never stops it: the factory stays yours, as a {@link ServerTls#custom} one does (share it, reload
+     * it, drop it without {@code stop()}; see there how to reload it safely). Host-name verification is yours to
+     * keep: Jetty's default ({@code setEndpointIdentificationAlgorithm("HTTPS")}) does it.
      *
      * @param factory supplies the factory
      * @return the configuration
@@ -160,9 +162,11 @@ public final class BackendTls {
      * Returns a new Jetty factory for this configuration, with protocols older than TLS 1.2 excluded. Called by the
      * proxy on start; the files of {@link #trustStore} and {@link #withClientCertificate} are read again here.
      *
-     * @return an unstarted factory, or the one a {@link #custom} supplier returned
+     * @return an unstarted factory, which the proxy starts and stops; or the one a {@link #custom} supplier returned,
+     *         started, which no proxy stops
      * @throws IllegalArgumentException if a file cannot be read any more, naming it
-     * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}
+     * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}, or a factory that does not
+     *         start, or one started with TLS 1.0 or 1.1
      */
     public SslContextFactory.Client newSslContextFactory() {
         SslContextFactory.Client client;
@@ -183,6 +187,9 @@ public final class BackendTls {
             client.setIncludeProtocols("TLSv1.3", "TLSv1.2");
         }
         TlsStores.excludeOldProtocols(client);
+        if (custom != null) {
+            TlsStores.startYours(client, this);
+        }
         return client;
     }
 

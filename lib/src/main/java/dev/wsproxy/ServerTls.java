@@ -66,9 +66,16 @@ public final class ServerTls {
 
     /**
      * Uses a Jetty {@code SslContextFactory.Server} of your own, for settings the other forms do not offer (client
-     * certificates, cipher suites, key store reloading). The supplier is called on each {@link WebSocketProxy#start()};
-     * a factory it returns unstarted is started and stopped with the proxy's server, one already started is left to
-     * you. {@code TLSv1} and {@code TLSv1.1} are added to its excluded protocols.
+     * certificates, cipher suites). The supplier is called on each {@link WebSocketProxy#start()}. {@code TLSv1} and
+     * {@code TLSv1.1} are added to the factory's excluded protocols, and the proxy starts it if it is not started; it
+     * never stops it: the factory stays yours. So one factory can serve a proxy and the one made from it with
+     * {@code toBuilder()}, whichever stops first, and you can reload it while proxies use it. A started factory holds no
+     * thread or socket: one you drop needs no {@code stop()}.
+     *
+     * <p>To reload it (a renewed certificate), read and check the new store first, then hand it over, for instance
+     * {@code KeyStore fresh = ...; factory.reload(f -> f.setKeyStore(fresh))}: Jetty's {@code reload} empties the
+     * factory before it loads, and when that load fails (a half-written file), every new connection fails until a
+     * reload succeeds. {@link #keyStore} with {@link WebSocketProxy#reloadTls()} does this for you.
      *
      * @param factory supplies the factory
      * @return the configuration
@@ -82,9 +89,11 @@ public final class ServerTls {
      * Returns a new Jetty factory for this configuration, with protocols older than TLS 1.2 excluded. Called by the
      * proxy on start; a {@link #keyStore} is read again here.
      *
-     * @return an unstarted factory, or the one a {@link #custom} supplier returned
+     * @return an unstarted factory, which the proxy's server starts and stops; or the one a {@link #custom} supplier
+     *         returned, started, which no proxy stops
      * @throws IllegalArgumentException if the {@link #keyStore} cannot be read any more, naming it
-     * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}
+     * @throws IllegalStateException if a {@link #custom} supplier returned {@code null}, or a factory that does not
+     *         start, or one started with TLS 1.0 or 1.1
      */
     public SslContextFactory.Server newSslContextFactory() {
         SslContextFactory.Server server;
@@ -97,6 +106,9 @@ public final class ServerTls {
             }
         }
         TlsStores.excludeOldProtocols(server);
+        if (custom != null) {
+            TlsStores.startYours(server, this);
+        }
         return server;
     }
 

@@ -113,8 +113,8 @@ public final class WebSocketProxy implements AutoCloseable {
             SslContextFactory.Server factory;
             try {
                 factory = tls.newSslContextFactory(); // reads a key store again: a renewed certificate is served
-            } catch (IllegalArgumentException unreadable) {
-                throw new IOException("start(): " + unreadable.getMessage(), unreadable);
+            } catch (IllegalArgumentException | IllegalStateException unusable) {
+                throw new IOException("start(): " + unusable.getMessage(), unusable);
             }
             connector = WebSocketEndPoints.serverConnector(standalone, new SslConnectionFactory(factory,
                     HttpVersion.HTTP_1_1.asString()), new HttpConnectionFactory(http));

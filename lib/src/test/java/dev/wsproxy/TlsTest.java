@@ -26,6 +26,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.UnaryOperator;
 
 import javax.crypto.spec.SecretKeySpec;
@@ -449,7 +450,7 @@ class TlsTest {
         TestBackend backend = backend("plain", null);
         startProxy(ProxyBuilder.create().tls(ServerTls.keyStore(live, TestCertificates.PASSWORD))
                 .route("/", backend.backend()));
-        assertThat(servedSubject()).isEqualTo("CN=localhost");
+        assertThat(servedSubject(proxy.uri())).isEqualTo("CN=localhost");
         ProxyBuilder again = proxy.toBuilder();
         proxy.close();
 
@@ -460,7 +461,7 @@ class TlsTest {
         proxy = again.build();
         proxy.start();
 
-        assertThat(servedSubject()).isEqualTo("CN=untrusted");
+        assertThat(servedSubject(proxy.uri())).isEqualTo("CN=untrusted");
     }
 
     @Test
@@ -478,6 +479,54 @@ class TlsTest {
         proxy.start();
 
         assertThat(upgradeStatus("/")).as("started again, with the file as it is now").isEqualTo(101);
+    }
+
+    @Test
+    void customFactoriesSharedWithADerivedProxySurviveTheFirstProxysStop() throws Exception {
+        // A factory the user keeps (to reload it) or shares with a proxy made by toBuilder(): the first proxy started
+        // it and so stopped it, under the second, whose handshakes then failed on both legs without a log line.
+        SslContextFactory.Server server = TestCertificates.LOCALHOST.server();
+        SslContextFactory.Client client = TestCertificates.LOCALHOST.trustingClient();
+        resources.add(server::stop);
+        resources.add(client::stop);
+        TestBackend backend = backend("tls", TestCertificates.LOCALHOST.server());
+        startProxy(ProxyBuilder.create().tls(ServerTls.custom(() -> server)).backendTls(BackendTls.custom(() -> client))
+                .route("/", backend.backend()));
+        WebSocketProxy derived = proxy.toBuilder().build();
+        resources.add(derived);
+        derived.start();
+
+        proxy.stop(Duration.ZERO);
+
+        assertThat(server.isStarted()).as("the server factory, still the user's").isTrue();
+        assertThat(client.isStarted()).as("the client factory, still the user's").isTrue();
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+        WsRecorder recorder = clients.connect(Clients.ws(derived, "/derived"));
+        recorder.sendText("through the derived proxy");
+        assertThat(recorder.nextText()).isEqualTo("through the derived proxy");
+        recorder.session.close();
+        recorder.nextClose();
+    }
+
+    @Test
+    void asksACustomBackendFactoryOncePerStartForBothLegs() throws Exception {
+        // The WebSocket leg and plain HTTP each asked the supplier for a factory: a user reloading "the" factory
+        // reloaded one leg, and the other went on with the old client certificate or trust.
+        AtomicInteger asked = new AtomicInteger();
+        TestBackend backend = backend("tls", TestCertificates.LOCALHOST.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.custom(() -> {
+            asked.incrementAndGet();
+            return TestCertificates.LOCALHOST.trustingClient();
+        })).route("/", backend.backend()));
+        clients = new Clients();
+
+        assertThat(asked).as("suppliers asked by one start").hasValue(1);
+        assertThat(upgradeStatus("/")).isEqualTo(101);
+        try (RawHttp http = RawHttp.connect(proxy)) {
+            assertThat(http.exchange(RawHttp.Request.plain("GET", "/plain", RawHttp.host(proxy))).status())
+                    .isEqualTo(200);
+        }
+        assertThat(asked).hasValue(1);
     }
 
     // ---- the backend leg ----
@@ -634,7 +683,7 @@ class TlsTest {
     }
 
     /** The subject of the certificate the proxy serves now, read by a JDK client that trusts any. */
-    private String servedSubject() throws Exception {
+    private static String servedSubject(URI uri) throws Exception {
         SSLContext context = SSLContext.getInstance("TLS");
         context.init(null, new TrustManager[] {new X509TrustManager() {
             @Override
@@ -650,8 +699,7 @@ class TlsTest {
                 return new X509Certificate[0];
             }
         }}, null);
-        try (SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket("127.0.0.1",
-                proxy.uri().getPort())) {
+        try (SSLSocket socket = (SSLSocket) context.getSocketFactory().createSocket("127.0.0.1", uri.getPort())) {
             socket.setSoTimeout(10_000);
             socket.startHandshake();
             return ((X509Certificate) socket.getSession().getPeerCertificates()[0]).getSubjectX500Principal()

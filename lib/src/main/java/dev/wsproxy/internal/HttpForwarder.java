@@ -23,12 +23,12 @@ import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.SocketAddressResolver;
+import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.eclipse.jetty.util.thread.Invocable.InvocationType;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import dev.wsproxy.BackendTls;
 import dev.wsproxy.TimeoutPolicy;
 
 /**
@@ -80,14 +80,13 @@ final class HttpForwarder extends ProxyHandler {
     private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
 
     private final WebSocketProxyHandler proxy;
-    private final BackendTls tls;
     private final int maxConnectionsPerBackend;
     private volatile Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
     private volatile @Nullable SocketAddressResolver resolver;
+    private volatile SslContextFactory.@Nullable Client tls;
 
-    HttpForwarder(WebSocketProxyHandler proxy, BackendTls tls, int maxConnectionsPerBackend) {
+    HttpForwarder(WebSocketProxyHandler proxy, int maxConnectionsPerBackend) {
         this.proxy = proxy;
-        this.tls = tls;
         this.maxConnectionsPerBackend = maxConnectionsPerBackend;
         setUseServerThreadPool(true);
     }
@@ -106,6 +105,16 @@ final class HttpForwarder extends ProxyHandler {
      */
     void resolver(SocketAddressResolver resolver) {
         this.resolver = resolver;
+    }
+
+    /**
+     * Sets the TLS factory of the client the next start builds: the one of the proxy's WebSocket backend client,
+     * started already, so that both legs have one verification, trust and client certificate, made once per start
+     * (a {@code BackendTls.custom} supplier is asked once) and reloaded at one place. That client
+     * manages it; this one leaves it alone (Jetty manages only a bean that is not running when it is added).
+     */
+    void sslContextFactory(SslContextFactory.Client factory) {
+        this.tls = factory;
     }
 
     /**
@@ -160,8 +169,11 @@ final class HttpForwarder extends ProxyHandler {
         httpClient.setUserAgentField(null);
         // A body the client sent without a Content-Type gets none, as from nginx (see UntypedBody).
         httpClient.setDefaultRequestContentType(null);
-        // The same verification, trust, client certificate and protocol floor as the WebSocket backend leg.
-        httpClient.setSslContextFactory(tls.newSslContextFactory());
+        // The same factory as the WebSocket backend leg: its verification, trust, client certificate, protocol floor.
+        SslContextFactory.Client factory = tls;
+        if (factory != null) {
+            httpClient.setSslContextFactory(factory);
+        }
         httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
         httpClient.setMaxRequestsQueuedPerDestination(maxConnectionsPerBackend * 4);
         httpClient.setConnectTimeout(connectTimeout.toMillis());

@@ -131,6 +131,23 @@ public final class TlsStores {
     }
 
     /**
+     * Starts a factory of the user's ({@code ServerTls.custom}, {@code BackendTls.custom}) unless it is started, so
+     * that no proxy stops it: Jetty's containers manage a bean only when it is not running as they add it. A factory
+     * the proxy started and stopped with itself was stopped under the proxy made from it with {@code toBuilder()},
+     * which found it running and shared it, and under a user who kept it to reload it.
+     *
+     * @throws IllegalStateException if the factory does not start
+     */
+    public static void startYours(SslContextFactory factory, Object configuration) {
+        try {
+            factory.start();
+        } catch (Exception e) {
+            throw new IllegalStateException(configuration + ": the SslContextFactory did not start: " + e.getMessage(),
+                    e);
+        }
+    }
+
+    /**
      * Whether a file is PEM: {@code -----BEGIN} anywhere in it, not only near the start. Bundles often open with
      * text: curl's {@code cacert.pem} with a page of comments, {@code openssl x509 -text} with the decoded
      * certificate, {@code openssl pkcs12 -nokeys} with {@code Bag Attributes}; the JDK's parser skips it. The whole

@@ -26,6 +26,7 @@ import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.component.LifeCycle;
+import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.eclipse.jetty.util.thread.Invocable;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.Configuration;
@@ -135,6 +136,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private @Nullable HttpClient backendHttpClient;
     private @Nullable WebSocketCoreClient backendClient;
     private @Nullable BackendHandshake backendHandshake;
+    private volatile SslContextFactory.@Nullable Client backendTlsFactory;
 
     public WebSocketProxyHandler(ProxyConfig config) {
         this(config, InetAddress::getAllByName);
@@ -144,7 +146,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     WebSocketProxyHandler(ProxyConfig config, CoalescingResolver.LookUp lookUp) {
         this.config = config;
         this.lookUp = lookUp;
-        this.httpForwarder = new HttpForwarder(this, config.tls().backend(), MAX_PENDING_HANDSHAKES_PER_BACKEND);
+        this.httpForwarder = new HttpForwarder(this, MAX_PENDING_HANDSHAKES_PER_BACKEND);
         Handler next = config.nextHandler();
         if (next != null) {
             setHandler(next);
@@ -230,8 +232,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             LOG.warn("Backend TLS certificates are NOT verified ({}): anyone on the path to a wss:// backend can read "
                     + "and change its traffic. For development only.", backendTls);
         }
-        http.setSslContextFactory(backendTls.newSslContextFactory());
+        // One factory per start for every backend connection (sessions, plain HTTP, probes): a custom supplier is
+        // asked once, and a reload has one factory to reload. This client manages it unless it came started.
+        SslContextFactory.Client tls = backendTls.newSslContextFactory();
+        http.setSslContextFactory(tls);
         http.start();
+        backendTlsFactory = tls;
+        httpForwarder.sslContextFactory(tls); // started by super.doStart(), below
         // Start installs a gzip decoder when none is set: remove it, to add no Accept-Encoding the client did not send.
         http.getContentDecoderFactories().clear();
         backendHttpClient = http;
@@ -303,6 +310,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (http != null) {
             http.stop();
         }
+        backendTlsFactory = null;
     }
 
     /** Stops the health checks and DNS look-ups; a probe or look-up in flight ends without effect. */
