@@ -3,6 +3,8 @@ package dev.wsproxy;
 import static java.util.Objects.requireNonNull;
 
 import java.nio.file.Path;
+import java.security.KeyStore;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
@@ -176,21 +178,53 @@ public final class BackendTls {
                 throw new IllegalStateException("BackendTls." + description + " supplied no SslContextFactory.Client");
             }
         } else {
-            client = new SslContextFactory.Client(trustAll);
-            if (trustStore != null) {
-                client.setTrustStore(TlsStores.loadTrustStore(trustStore, trustStorePassword));
-            }
-            if (clientKeyStore != null) {
-                client.setKeyStore(TlsStores.loadKeyStore(clientKeyStore, requireNonNull(clientKeyPassword)));
-                client.setKeyStorePassword(clientKeyPassword);
-            }
-            client.setIncludeProtocols("TLSv1.3", "TLSv1.2");
+            client = ownFactory(trustStore == null ? null : TlsStores.loadTrustStore(trustStore, trustStorePassword),
+                    clientKeyStore == null ? null
+                            : TlsStores.loadKeyStore(clientKeyStore, requireNonNull(clientKeyPassword)));
         }
         TlsStores.excludeOldProtocols(client);
         if (custom != null) {
             TlsStores.startYours(client, this);
         }
         return client;
+    }
+
+    private SslContextFactory.Client ownFactory(@Nullable KeyStore trusted, @Nullable KeyStore clientKey) {
+        SslContextFactory.Client client = new SslContextFactory.Client(trustAll);
+        if (trusted != null) {
+            client.setTrustStore(trusted);
+        }
+        if (clientKey != null) {
+            client.setKeyStore(clientKey);
+            client.setKeyStorePassword(clientKeyPassword);
+        }
+        client.setIncludeProtocols("TLSv1.3", "TLSv1.2");
+        return client;
+    }
+
+    /**
+     * For {@link WebSocketProxy#reloadTls()}: reads the trust store and client certificate again and checks that a
+     * factory starts with them; returns what hands them to the running factory, or {@code null} when there is no file
+     * to read ({@link #systemTrust()}, {@link #insecureTrustAll()}, {@link #custom}).
+     *
+     * @throws IllegalArgumentException if a file cannot be read or used, naming it
+     */
+    @Nullable Consumer<SslContextFactory> reloader() {
+        if (custom != null || (trustStore == null && clientKeyStore == null)) {
+            return null;
+        }
+        KeyStore trusted = trustStore == null ? null : TlsStores.loadTrustStore(trustStore, trustStorePassword);
+        KeyStore clientKey = clientKeyStore == null ? null
+                : TlsStores.loadKeyStore(clientKeyStore, requireNonNull(clientKeyPassword));
+        TlsStores.tryOut(ownFactory(trusted, clientKey), this);
+        return factory -> {
+            if (trusted != null) {
+                factory.setTrustStore(trusted);
+            }
+            if (clientKey != null) {
+                factory.setKeyStore(clientKey);
+            }
+        };
     }
 
     @Override

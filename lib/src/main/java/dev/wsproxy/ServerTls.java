@@ -4,6 +4,7 @@ import static java.util.Objects.requireNonNull;
 
 import java.nio.file.Path;
 import java.security.KeyStore;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
@@ -69,8 +70,8 @@ public final class ServerTls {
      * certificates, cipher suites). The supplier is called on each {@link WebSocketProxy#start()}. {@code TLSv1} and
      * {@code TLSv1.1} are added to the factory's excluded protocols, and the proxy starts it if it is not started; it
      * never stops it: the factory stays yours. So one factory can serve a proxy and the one made from it with
-     * {@code toBuilder()}, whichever stops first, and you can reload it while proxies use it. A started factory holds no
-     * thread or socket: one you drop needs no {@code stop()}.
+     * {@code toBuilder()}, whichever stops first, and you can reload it while proxies use it. A started factory holds
+     * no thread or socket: one you drop needs no {@code stop()}.
      *
      * <p>To reload it (a renewed certificate), read and check the new store first, then hand it over, for instance
      * {@code KeyStore fresh = ...; factory.reload(f -> f.setKeyStore(fresh))}: Jetty's {@code reload} empties the
@@ -110,6 +111,21 @@ public final class ServerTls {
             TlsStores.startYours(server, this);
         }
         return server;
+    }
+
+    /**
+     * For {@link WebSocketProxy#reloadTls()}: reads the key store again and checks that a factory starts with it;
+     * returns what hands it to the running factory, or {@code null} for {@link #custom} (the user's to reload).
+     *
+     * @throws IllegalArgumentException if the store cannot be read or used, naming it
+     */
+    @Nullable Consumer<SslContextFactory> reloader() {
+        if (custom != null) {
+            return null;
+        }
+        KeyStore fresh = TlsStores.loadKeyStore(requireNonNull(path), requireNonNull(password));
+        TlsStores.tryOut(keyStoreFactory(fresh), this);
+        return factory -> factory.setKeyStore(fresh);
     }
 
     private SslContextFactory.Server keyStoreFactory(KeyStore store) {

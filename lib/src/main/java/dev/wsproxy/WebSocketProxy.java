@@ -5,7 +5,9 @@ import static java.util.Objects.requireNonNull;
 import java.io.IOException;
 import java.net.URI;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 
 import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.server.ConnectionFactory;
@@ -24,6 +26,7 @@ import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.internal.Durations;
 import dev.wsproxy.internal.PlainErrorHandler;
+import dev.wsproxy.internal.TlsStores;
 import dev.wsproxy.internal.ProxyConfig;
 import dev.wsproxy.internal.WebSocketEndPoints;
 import dev.wsproxy.internal.WebSocketProxyHandler;
@@ -70,6 +73,8 @@ public final class WebSocketProxy implements AutoCloseable {
     private final WebSocketProxyHandler handler;
     private @Nullable Server server;
     private @Nullable URI uri;
+    /** The listener's TLS factory, which {@link #reloadTls()} reloads when {@link ServerTls#keyStore} made it. */
+    private SslContextFactory.@Nullable Server servedTls;
     private boolean stopped;
 
     WebSocketProxy(ProxyConfig config, ProxyBuilder builder) {
@@ -105,12 +110,12 @@ public final class WebSocketProxy implements AutoCloseable {
         ServerTls tls = config.tls().server();
         // WebSocket reads run on the selector threads (see WebSocketEndPoints); HTTP keeps Jetty's defaults.
         ServerConnector connector;
+        SslContextFactory.Server factory = null;
         if (tls == null) {
             connector = WebSocketEndPoints.serverConnector(standalone, new HttpConnectionFactory(http));
         } else {
             http.setSecureScheme("https");
             http.addCustomizer(new SecureRequestCustomizer());
-            SslContextFactory.Server factory;
             try {
                 factory = tls.newSslContextFactory(); // reads a key store again: a renewed certificate is served
             } catch (IllegalArgumentException | IllegalStateException unusable) {
@@ -140,8 +145,58 @@ public final class WebSocketProxy implements AutoCloseable {
         }
         server = standalone;
         uri = bound;
+        servedTls = factory;
         LOG.info("wsproxy listening on {} (routes {})", bound, config.routePrefixes());
         return bound;
+    }
+
+    /**
+     * Reads the proxy's key and trust stores again and uses them from now on, without a restart: the key store of
+     * {@link ServerTls#keyStore} (a renewed certificate, as Let's Encrypt issues every 60 to 90 days), and the files of
+     * {@link BackendTls#trustStore} and {@link BackendTls#withClientCertificate}, for every backend connection
+     * (WebSocket sessions, plain HTTP, health checks). New connections get them; open sessions, and backend
+     * connections that plain HTTP keeps alive, go on undisturbed with the ones they began with.
+     *
+     * <p>Every file is read and checked first, as when it was configured (its password, a private key with its
+     * certificate chain), and a TLS context is made from it; only when all of them pass are they handed to the running
+     * factories. So a bad file (missing, half-written, another password) changes nothing: the proxy goes on with what
+     * it had, and the exception names the file. Factories of your own ({@link ServerTls#custom},
+     * {@link BackendTls#custom}) are not touched: reload them yourself, as {@link ServerTls#custom} says. Mounted, the
+     * listener's TLS is your connector's, and the backend files alone are read.
+     *
+     * <pre>{@code
+     * // after certbot renewed the certificate and the store was rebuilt:
+     * proxy.reloadTls();
+     * }</pre>
+     *
+     * <p>Thread-safe: call it from a file watcher, a scheduled task or an admin endpoint.
+     *
+     * @throws IllegalArgumentException if a file cannot be read or used, naming it; nothing was changed
+     * @throws IllegalStateException if the proxy is not running: not started (nor its handler started in your server),
+     *         or stopped
+     */
+    public synchronized void reloadTls() {
+        if (stopped || !handler.isRunning()) {
+            throw new IllegalStateException("reloadTls(): the proxy is not running");
+        }
+        ServerTls tls = config.tls().server();
+        SslContextFactory.Server served = servedTls;
+        Consumer<SslContextFactory> serverChange = tls == null || served == null ? null : tls.reloader();
+        BackendTls backendTls = config.tls().backend();
+        SslContextFactory.Client backend = handler.backendTlsFactory();
+        Consumer<SslContextFactory> backendChange = backend == null ? null : backendTls.reloader();
+        // Every file passed: only now does a running factory change.
+        List<Object> reloaded = new ArrayList<>();
+        if (serverChange != null) {
+            TlsStores.reload(served, serverChange, tls);
+            reloaded.add(tls);
+        }
+        if (backendChange != null) {
+            TlsStores.reload(backend, backendChange, backendTls);
+            reloaded.add(backendTls);
+        }
+        LOG.info("TLS reloaded: {}", reloaded.isEmpty() ? "no file to read (custom factories are yours to reload)"
+                : reloaded);
     }
 
     /**

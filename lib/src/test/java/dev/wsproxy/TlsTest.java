@@ -482,6 +482,92 @@ class TlsTest {
     }
 
     @Test
+    void reloadTlsServesTheRenewedCertificateToNewConnectionsWhileOpenSessionsGoOn(@TempDir Path dir)
+            throws Exception {
+        Path live = Files.copy(TestCertificates.LOCALHOST.keyStore(), dir.resolve("live.p12"));
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create().tls(ServerTls.keyStore(live, TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+        WsRecorder before = clients.connect(Clients.ws(proxy, "/before"));
+        before.sendText("before the reload");
+        assertThat(before.nextText()).isEqualTo("before the reload");
+
+        Files.copy(TestCertificates.UNTRUSTED.keyStore(), live, StandardCopyOption.REPLACE_EXISTING);
+        proxy.reloadTls();
+
+        assertThat(servedSubject(proxy.uri())).as("a new connection").isEqualTo("CN=untrusted");
+        before.sendText("after the reload");
+        assertThat(before.nextText()).as("the session opened before, on its connection").isEqualTo("after the reload");
+        before.session.close();
+        assertThat(before.nextClose().code()).isEqualTo(1000);
+    }
+
+    @Test
+    void reloadTlsKeepsServingTheOldCertificateWhenTheNewFileIsBad(@TempDir Path dir) throws Exception {
+        Path live = Files.copy(TestCertificates.LOCALHOST.keyStore(), dir.resolve("live.p12"));
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create().tls(ServerTls.keyStore(live, TestCertificates.PASSWORD))
+                .route("/", backend.backend()));
+        byte[] renewed = Files.readAllBytes(TestCertificates.UNTRUSTED.keyStore());
+        Map<String, byte[]> bad = Map.of(
+                "half-written", Arrays.copyOf(renewed, renewed.length / 2),
+                "empty", new byte[0],
+                "a certificate without its key", Files.readAllBytes(TestCertificates.UNTRUSTED.pem()),
+                "another password", withPassword(TestCertificates.UNTRUSTED.keyStore(), "another-password"));
+        clients = new Clients(TestCertificates.LOCALHOST.trustingClient());
+
+        for (Map.Entry<String, byte[]> file : bad.entrySet()) {
+            Files.write(live, file.getValue());
+
+            assertThatThrownBy(proxy::reloadTls).as(file.getKey()).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining(live.toString());
+            assertThat(servedSubject(proxy.uri())).as(file.getKey()).isEqualTo("CN=localhost");
+            WsRecorder recorder = clients.connect(Clients.ws(proxy, "/"));
+            recorder.sendText(file.getKey());
+            assertThat(recorder.nextText()).isEqualTo(file.getKey());
+            recorder.session.close();
+            recorder.nextClose();
+        }
+        Files.write(live, renewed);
+        proxy.reloadTls();
+        assertThat(servedSubject(proxy.uri())).as("once the file is good").isEqualTo("CN=untrusted");
+    }
+
+    @Test
+    void reloadTlsReadsTheBackendTrustStoreAgainForSessionsAndPlainHttp(@TempDir Path dir) throws Exception {
+        Path trust = Files.copy(TestCertificates.LOCALHOST.pem(), dir.resolve("backend-ca.pem"));
+        TestBackend backend = backend("untrusted", TestCertificates.UNTRUSTED.server());
+        startProxy(ProxyBuilder.create().backendTls(BackendTls.trustStore(trust)).route("/", backend.backend()));
+        clients = new Clients();
+        assertThat(upgradeStatus("/")).as("before the backend's CA is added").isEqualTo(502);
+        assertThat(plainStatus()).as("plain HTTP before").isEqualTo(502);
+
+        Files.writeString(trust, "-----BEGIN CERTIFICATE-----\nhalf");
+        assertThatThrownBy(proxy::reloadTls).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(trust.toString());
+        Files.copy(TestCertificates.UNTRUSTED.pem(), trust, StandardCopyOption.REPLACE_EXISTING);
+        proxy.reloadTls();
+
+        assertThat(upgradeStatus("/")).as("a session after the reload").isEqualTo(101);
+        assertThat(plainStatus()).as("plain HTTP after the reload").isEqualTo(200);
+    }
+
+    @Test
+    void reloadTlsRefusesAProxyThatIsNotRunning() throws Exception {
+        WebSocketProxy built = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                .route("/", Backend.of("ws://127.0.0.1:1")).build();
+        assertThatThrownBy(built::reloadTls).as("not started").isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("not running");
+        built.start();
+        built.reloadTls();
+        built.stop(Duration.ZERO);
+        assertThatThrownBy(built::reloadTls).as("stopped").isInstanceOf(IllegalStateException.class)
+                .hasMessageContaining("not running");
+    }
+
+    @Test
     void customFactoriesSharedWithADerivedProxySurviveTheFirstProxysStop() throws Exception {
         // A factory the user keeps (to reload it) or shares with a proxy made by toBuilder(): the first proxy started
         // it and so stopped it, under the second, whose handshakes then failed on both legs without a log line.
@@ -522,10 +608,7 @@ class TlsTest {
 
         assertThat(asked).as("suppliers asked by one start").hasValue(1);
         assertThat(upgradeStatus("/")).isEqualTo(101);
-        try (RawHttp http = RawHttp.connect(proxy)) {
-            assertThat(http.exchange(RawHttp.Request.plain("GET", "/plain", RawHttp.host(proxy))).status())
-                    .isEqualTo(200);
-        }
+        assertThat(plainStatus()).isEqualTo(200);
         assertThat(asked).hasValue(1);
     }
 
@@ -680,6 +763,26 @@ class TlsTest {
             socket.setEnabledProtocols(new String[] {protocol});
         }
         return socket;
+    }
+
+    /** The status of a plain GET through the proxy, to the test backend's {@code /plain}. */
+    private int plainStatus() throws IOException {
+        try (RawHttp http = RawHttp.connect(proxy)) {
+            return http.exchange(RawHttp.Request.plain("GET", "/plain", RawHttp.host(proxy))).status();
+        }
+    }
+
+    /** The bytes of a PKCS#12 copy of {@code keyStore} whose store and key passwords are {@code password}. */
+    private static byte[] withPassword(Path keyStore, String password) throws Exception {
+        KeyStore source = KeyStore.getInstance(keyStore.toFile(), TestCertificates.PASSWORD.toCharArray());
+        String alias = source.aliases().nextElement();
+        KeyStore copy = KeyStore.getInstance("PKCS12");
+        copy.load(null, null);
+        copy.setKeyEntry(alias, source.getKey(alias, TestCertificates.PASSWORD.toCharArray()), password.toCharArray(),
+                source.getCertificateChain(alias));
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        copy.store(out, password.toCharArray());
+        return out.toByteArray();
     }
 
     /** The subject of the certificate the proxy serves now, read by a JDK client that trusts any. */

@@ -15,6 +15,7 @@ import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.List;
+import java.util.function.Consumer;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.jspecify.annotations.Nullable;
@@ -144,6 +145,37 @@ public final class TlsStores {
         } catch (Exception e) {
             throw new IllegalStateException(configuration + ": the SslContextFactory did not start: " + e.getMessage(),
                     e);
+        }
+    }
+
+    /**
+     * Starts and stops a factory made with stores read for a reload, to find what would fail in the running factory's
+     * {@code reload}: Jetty's reload empties the factory before it loads, and a load that fails leaves it failing
+     * every connection ("SslContextFactory reload failed") until a reload succeeds. The running factory then loads
+     * the same stores the same way.
+     *
+     * @throws IllegalArgumentException if the factory does not start
+     */
+    public static void tryOut(SslContextFactory factory, Object configuration) {
+        try {
+            factory.start();
+            factory.stop();
+        } catch (Exception e) {
+            throw new IllegalArgumentException(configuration + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Hands stores that {@link #tryOut} accepted to a running factory: connections it makes from now on use them;
+     * those made before keep theirs.
+     *
+     * @throws IllegalStateException if the factory's reload fails all the same
+     */
+    public static void reload(SslContextFactory factory, Consumer<SslContextFactory> change, Object configuration) {
+        try {
+            factory.reload(change);
+        } catch (Exception e) {
+            throw new IllegalStateException(configuration + ": the reload failed: " + e.getMessage(), e);
         }
     }
 

@@ -313,6 +313,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         backendTlsFactory = null;
     }
 
+    /** The factory of every backend connection, made at the last start; {@code null} while stopped. */
+    public SslContextFactory.@Nullable Client backendTlsFactory() {
+        return backendTlsFactory;
+    }
+
     /** Stops the health checks and DNS look-ups; a probe or look-up in flight ends without effect. */
     private void stopProbes() {
         synchronized (lifecycleLock) {
