@@ -604,7 +604,8 @@ public final class ProxyBuilder {
      * Serves {@code wss://} (TLS) instead of {@code ws://} on the address of {@link #listen(String, int)}. Backends
      * then get {@code X-Forwarded-Proto: https}, and {@link WebSocketProxy#uri()} is an {@code https} URI. Used by
      * {@link WebSocketProxy#start()} only: when the proxy is mounted with {@link WebSocketProxy#handler()}, TLS is
-     * your connector's, and the proxy sees it through the request. Default: none.
+     * your connector's, and the proxy sees it through the request; a {@code tls} setting is then ignored, with a
+     * warning in the log each time the handler starts. Default: none.
      *
      * @param tls the certificate and settings, for instance {@link ServerTls#keyStore(java.nio.file.Path, String)}
      * @return this builder

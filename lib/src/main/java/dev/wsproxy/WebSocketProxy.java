@@ -133,6 +133,7 @@ public final class WebSocketProxy implements AutoCloseable {
         connector.setIdleTimeout(config.connectorIdleTimeout().toMillis());
         standalone.addConnector(connector);
         standalone.setHandler(handler);
+        handler.standalone(true);
         URI bound;
         try {
             standalone.start();
@@ -210,6 +211,7 @@ public final class WebSocketProxy implements AutoCloseable {
         } catch (Exception suppressed) {
             cause.addSuppressed(suppressed);
         }
+        handler.standalone(false);
         try {
             failed.setHandler((Handler) null);
             if (handler.getServer() != null) {

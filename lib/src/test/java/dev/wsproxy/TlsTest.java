@@ -192,6 +192,26 @@ class TlsTest {
     }
 
     @Test
+    void warnsThatTlsIsIgnoredWhenMountedAndOnlyThen() throws Exception {
+        // The setting reads as "encrypted"; mounted in a server with a plain connector, it was dropped without a word.
+        ServerTls tls = ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD);
+        WebSocketProxy mounted = ProxyBuilder.create().tls(tls).route("/", Backend.of("ws://127.0.0.1:1")).build();
+        Server server = new Server();
+        ServerConnector connector = new ServerConnector(server);
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(mounted.handler());
+        resources.add(server::stop);
+
+        String logged = StandardError.of(server::start);
+        String standalone = StandardError.of(() -> startTlsProxy(builder -> builder));
+
+        assertThat(logged.lines().filter(line -> line.contains("WARN")))
+                .singleElement().asString().contains("tls(" + tls + ") is ignored").contains("mounted");
+        assertThat(standalone).doesNotContain("is ignored");
+    }
+
+    @Test
     void closesASlowTlsHandshakeAtTheHandshakeTimeout() throws Exception {
         TestBackend backend = startTlsProxy(builder -> builder.handshakeTimeout(Duration.ofSeconds(1)));
         long opened = System.nanoTime(); // before the connect: the proxy's timer starts at its accept

@@ -137,6 +137,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     private @Nullable WebSocketCoreClient backendClient;
     private @Nullable BackendHandshake backendHandshake;
     private volatile SslContextFactory.@Nullable Client backendTlsFactory;
+    /** Whether the handler runs in {@code WebSocketProxy.start()}'s own server, whose listener serves {@code tls}. */
+    private volatile boolean standalone;
 
     public WebSocketProxyHandler(ProxyConfig config) {
         this(config, InetAddress::getAllByName);
@@ -227,6 +229,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 http.getAddressResolutionTimeout(), lookUp);
         http.setSocketAddressResolver(resolver);
         httpForwarder.resolver(resolver);
+        if (config.tls().server() != null && !standalone) {
+            // Not refused: a builder may serve both ways (tests, a launcher), as listen(...) is ignored when mounted.
+            // But a setting that reads as "encrypted" must not be dropped without a word.
+            LOG.warn("tls({}) is ignored: the proxy is mounted in a server of yours, whose connectors decide TLS",
+                    config.tls().server());
+        }
         BackendTls backendTls = config.tls().backend();
         if (backendTls.isInsecure()) {
             LOG.warn("Backend TLS certificates are NOT verified ({}): anyone on the path to a wss:// backend can read "
@@ -311,6 +319,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             http.stop();
         }
         backendTlsFactory = null;
+    }
+
+    /** Tells the handler whether it runs in the proxy's own server ({@code WebSocketProxy.start()}). */
+    public void standalone(boolean standalone) {
+        this.standalone = standalone;
     }
 
     /** The factory of every backend connection, made at the last start; {@code null} while stopped. */
