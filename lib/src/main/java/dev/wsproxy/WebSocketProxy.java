@@ -147,6 +147,9 @@ public final class WebSocketProxy implements AutoCloseable {
         server = standalone;
         uri = bound;
         servedTls = factory;
+        if (factory != null) {
+            TlsStores.warnIfNotValid(factory, served(factory), LOG);
+        }
         LOG.info("wsproxy listening on {} (routes {})", bound, config.routePrefixes());
         return bound;
     }
@@ -191,13 +194,21 @@ public final class WebSocketProxy implements AutoCloseable {
         if (serverChange != null) {
             TlsStores.reload(served, serverChange, tls);
             reloaded.add(tls);
+            TlsStores.warnIfNotValid(served, tls, LOG);
         }
         if (backendChange != null) {
             TlsStores.reload(backend, backendChange, backendTls);
             reloaded.add(backendTls);
+            TlsStores.warnIfNotValid(backend, backendTls, LOG);
         }
         LOG.info("TLS reloaded: {}", reloaded.isEmpty() ? "no file to read (custom factories are yours to reload)"
                 : reloaded);
+    }
+
+    /** What names a served certificate's file: a custom factory's key store path, or the configuration. */
+    private Object served(SslContextFactory.Server factory) {
+        String path = factory.getKeyStorePath();
+        return path != null ? path : String.valueOf(config.tls().server());
     }
 
     /**

@@ -20,6 +20,7 @@ import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
 import java.security.cert.X509Certificate;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -226,6 +227,52 @@ class TlsTest {
                     + "30 s idle timeout").isGreaterThanOrEqualTo(Duration.ofSeconds(1)).isLessThan(Duration.ofSeconds(10));
         }
         assertThat(backend.httpConnections.get()).isZero();
+    }
+
+    @Test
+    void disconnectsATls12ClientThatAsksToRenegotiate() throws Exception {
+        TestBackend backend = startTlsProxy(builder -> builder);
+        String authority = proxy.uri().getRawAuthority();
+        byte[] request = RawHttp.Request.plain("GET", "/plain", authority).add("Connection", "close").bytes();
+        try (SSLSocket socket = tlsSocket("TLSv1.2")) {
+            socket.startHandshake();
+            socket.getOutputStream().write(request);
+            assertThat(readUntilClosed(socket.getInputStream())).as("without renegotiation").startsWith("HTTP/1.1 200");
+        }
+        try (SSLSocket socket = tlsSocket("TLSv1.2")) {
+            socket.startHandshake();
+            socket.startHandshake(); // on an established TLS 1.2 session: a new ClientHello, a renegotiation
+
+            try {
+                socket.getOutputStream().write(request);
+            } catch (IOException closedWhileWriting) {
+                // The proxy may have closed already: a refusal too.
+            }
+            assertThat(readUntilClosed(socket.getInputStream())).as("after asking to renegotiate").isEmpty();
+        }
+    }
+
+    @Test
+    void warnsAtStartAboutAServedOrClientCertificateThatHasExpired() throws Exception {
+        KeyStore store = KeyStore.getInstance(TestCertificates.EXPIRED.keyStore().toFile(),
+                TestCertificates.PASSWORD.toCharArray());
+        Instant notAfter = ((X509Certificate) store.getCertificate("expired")).getNotAfter().toInstant();
+        TestBackend backend = backend("plain", null);
+
+        String logged = StandardError.of(() -> startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.EXPIRED.keyStore(), TestCertificates.PASSWORD))
+                .backendTls(BackendTls.trustStore(TestCertificates.LOCALHOST.pem())
+                        .withClientCertificate(TestCertificates.EXPIRED.keyStore(), TestCertificates.PASSWORD))
+                .route("/", backend.backend())));
+
+        List<String> warnings = logged.lines().filter(line -> line.contains("WARN")).toList();
+        assertThat(warnings).hasSize(2).allSatisfy(line -> assertThat(line)
+                .contains(TestCertificates.EXPIRED.keyStore().toString()).contains("expired on " + notAfter));
+        assertThat(warnings).anySatisfy(line -> assertThat(line).contains("ServerTls.keyStore("))
+                .anySatisfy(line -> assertThat(line).contains("withClientCertificate("));
+        proxy.close();
+        String valid = StandardError.of(() -> startTlsProxy(builder -> builder));
+        assertThat(valid).doesNotContain("expired");
     }
 
     @Test

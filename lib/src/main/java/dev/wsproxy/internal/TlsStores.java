@@ -10,15 +10,18 @@ import java.security.KeyStore;
 import java.security.UnrecoverableKeyException;
 import java.security.cert.Certificate;
 import java.security.cert.CertificateFactory;
+import java.security.cert.X509Certificate;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
+import java.util.Date;
 import java.util.List;
 import java.util.function.Consumer;
 
 import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.jspecify.annotations.Nullable;
+import org.slf4j.Logger;
 
 /**
  * Reads key and trust stores eagerly, so that a configuration mistake fails when the proxy is configured, with a
@@ -176,6 +179,40 @@ public final class TlsStores {
             factory.reload(change);
         } catch (Exception e) {
             throw new IllegalStateException(configuration + ": the reload failed: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Logs a warning for each certificate of a started factory's keys that is not valid now (expired, or not yet
+     * valid), naming {@code source} (the file) and the dates: the proxy serves it all the same, as nginx does, and
+     * clients (backends, for a client certificate) refuse it, so the log is where an operator learns why.
+     */
+    public static void warnIfNotValid(SslContextFactory factory, Object source, Logger log) {
+        KeyStore store;
+        try {
+            store = factory.getKeyStore();
+        } catch (RuntimeException e) {
+            return; // not started, or failed: its own error says why
+        }
+        if (store == null) {
+            return;
+        }
+        Date now = new Date();
+        try {
+            for (String alias : Collections.list(store.aliases())) {
+                if (store.isKeyEntry(alias) && store.getCertificate(alias) instanceof X509Certificate certificate) {
+                    if (now.after(certificate.getNotAfter())) {
+                        log.warn("{}: the certificate of '{}' ({}) expired on {}: clients refuse it", source, alias,
+                                certificate.getSubjectX500Principal().getName(), certificate.getNotAfter().toInstant());
+                    } else if (now.before(certificate.getNotBefore())) {
+                        log.warn("{}: the certificate of '{}' ({}) is not valid before {} (until {}): clients refuse "
+                                + "it", source, alias, certificate.getSubjectX500Principal().getName(),
+                                certificate.getNotBefore().toInstant(), certificate.getNotAfter().toInstant());
+                    }
+                }
+            }
+        } catch (GeneralSecurityException e) {
+            log.debug("Could not read the certificates of {}", source, e);
         }
     }
 

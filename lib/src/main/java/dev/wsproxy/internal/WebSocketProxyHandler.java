@@ -245,6 +245,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         SslContextFactory.Client tls = backendTls.newSslContextFactory();
         http.setSslContextFactory(tls);
         http.start();
+        TlsStores.warnIfNotValid(tls, backendTls, LOG); // a client certificate that backends will refuse
         backendTlsFactory = tls;
         httpForwarder.sslContextFactory(tls); // started by super.doStart(), below
         // Start installs a gzip decoder when none is set: remove it, to add no Accept-Encoding the client did not send.
