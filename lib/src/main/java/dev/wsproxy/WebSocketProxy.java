@@ -26,8 +26,8 @@ import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.internal.Durations;
 import dev.wsproxy.internal.PlainErrorHandler;
-import dev.wsproxy.internal.TlsStores;
 import dev.wsproxy.internal.ProxyConfig;
+import dev.wsproxy.internal.TlsStores;
 import dev.wsproxy.internal.WebSocketEndPoints;
 import dev.wsproxy.internal.WebSocketProxyHandler;
 
