@@ -43,6 +43,8 @@ final class Launcher {
     /** Completed by any later one: stop waiting for the drain. */
     private final CompletableFuture<Void> stoppedAgain = new CompletableFuture<>();
     private final Map<String, String> env;
+    /** The proxy while it runs, for {@link #reloadTls()}; {@code null} before it started and once it stopped. */
+    private volatile WebSocketProxy running;
 
     Launcher(PrintStream out, PrintStream err) {
         this(out, err, System.getenv());
@@ -96,6 +98,7 @@ final class Launcher {
             err.flush();
             return EXIT_FAILURE;
         }
+        running = proxy;
         LOG.info("New sessions go to a route's backends by {}", options.balance());
         // For the ways to end the JVM that do not go through stop(): SIGHUP, System.exit elsewhere.
         Thread fallback = new Thread(proxy::close, "wsproxy-shutdown-hook");
@@ -107,6 +110,7 @@ final class Launcher {
 
         // join(), unlike await(), cannot be interrupted: nothing but stop() ends the wait.
         stopRequested.join();
+        running = null;
         LOG.info("Stopping: closing {} open sessions with 1001 Going Away (stop again not to wait for them)",
                 proxy.sessions().size());
         // On its own thread, so that this one can cut it short on a second stop: the drain waits up to its timeout
@@ -137,6 +141,28 @@ final class Launcher {
         err.println(USAGE_HINT);
         err.flush();
         return EXIT_USAGE;
+    }
+
+    /**
+     * Reads the TLS files of the command line again ({@code --tls-keystore}, {@code --backend-truststore},
+     * {@code --backend-keystore}) and uses them for new connections, open sessions kept
+     * ({@code WebSocketProxy.reloadTls()}); {@code SIGHUP} calls it, as it makes nginx read its certificates again. A
+     * file that cannot be used changes nothing: one warning names it, and the proxy goes on with the files it had.
+     * Callable from any thread; does nothing when the proxy is not running.
+     */
+    void reloadTls() {
+        WebSocketProxy proxy = running;
+        if (proxy == null) {
+            LOG.info("Not reloading TLS: the proxy is not running");
+            return;
+        }
+        try {
+            proxy.reloadTls();
+        } catch (IllegalArgumentException e) {
+            LOG.warn("TLS not reloaded, the files in use stay: {}", e.getMessage());
+        } catch (IllegalStateException stopping) {
+            LOG.info("Not reloading TLS: the proxy is stopping");
+        }
     }
 
     /**

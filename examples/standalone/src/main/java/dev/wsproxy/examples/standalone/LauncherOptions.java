@@ -142,7 +142,8 @@ final class LauncherOptions {
             "Prints 'listening on http://HOST:PORT' (https:// with --tls-keystore) once ready. SIGTERM or",
             "Ctrl-C closes open sessions with 1001 (up to " + format(ProxyBuilder.DEFAULT_DRAIN_TIMEOUT)
                     + ") and exits with 0; a second one exits at once,",
-            "dropping the connections still open. Bad flags exit with 2.",
+            "dropping the connections still open. SIGHUP reads the TLS files again (open sessions kept).",
+            "Bad flags exit with 2.",
             "");
 
     private final boolean help;

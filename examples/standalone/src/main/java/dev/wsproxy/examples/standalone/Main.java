@@ -28,6 +28,10 @@ public final class Main {
             LOG.info("Received SIG{}", signal);
             launcher.stop();
         });
+        StopSignals.installReload(() -> {
+            LOG.info("Received SIGHUP: reading the TLS files again");
+            launcher.reloadTls();
+        });
         System.exit(launcher.run(args));
     }
 }

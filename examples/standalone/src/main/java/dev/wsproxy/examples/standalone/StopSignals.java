@@ -22,8 +22,8 @@ import sun.misc.Signal;
  * (not even with {@code @SuppressWarnings}), and it is expected. The class is exported by {@code jdk.unsupported}
  * precisely so that applications can use it until a standard replacement exists.
  *
- * <p>Other ways the JVM ends ({@code SIGHUP}, {@code System.exit} elsewhere) still run the shutdown hook the
- * launcher registers as a fallback.
+ * <p>{@code SIGHUP} reads the TLS files again ({@link #installReload}), as it makes nginx do. Other ways the JVM ends
+ * ({@code System.exit} elsewhere) still run the shutdown hook the launcher registers as a fallback.
  */
 final class StopSignals {
 
@@ -51,5 +51,22 @@ final class StopSignals {
             }
         }
         return all;
+    }
+
+    /**
+     * Makes {@code SIGHUP} call {@code onReload} on a thread of its own, instead of shutting the JVM down.
+     *
+     * @param onReload what a {@code SIGHUP} does; may take a while (it reads files)
+     * @return {@code true} if the signal is handled; {@code false} if the JVM refused it, which then keeps its
+     *         default behaviour
+     */
+    static boolean installReload(Runnable onReload) {
+        try {
+            Signal.handle(new Signal("HUP"), signal -> new Thread(onReload, "wsproxy-reload").start());
+            return true;
+        } catch (IllegalArgumentException e) {
+            LOG.warn("Cannot handle SIGHUP: the JVM's default applies ({})", e.getMessage());
+            return false;
+        }
     }
 }

@@ -13,7 +13,9 @@ import java.net.Socket;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.security.KeyStore;
+import java.security.cert.X509Certificate;
 import java.net.http.HttpClient;
 import java.net.http.HttpResponse;
 import java.net.http.WebSocket;
@@ -29,7 +31,10 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManager;
 import javax.net.ssl.TrustManagerFactory;
+import javax.net.ssl.X509TrustManager;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -263,6 +268,50 @@ class LauncherTest {
         assertEchoesOverWss(port, KeyStore.getInstance(keyStore.toFile(), new char[0]));
     }
 
+    @Test
+    void readsTheKeyStoreAgainOnReloadAndKeepsTheOldOneWhenTheNewFileIsBad(@TempDir Path dir) throws Exception {
+        Path keyStore = keyStore(dir, "CN=localhost");
+        int port = serve("--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE);
+        assertThat(servedSubject(port)).isEqualTo("CN=localhost");
+
+        // A renewed certificate, written as certbot's hooks do: a new file moved over the old one.
+        Path renewed = keyStore(Files.createDirectories(dir.resolve("renewed")), "CN=renewed");
+        Files.move(renewed, keyStore, StandardCopyOption.REPLACE_EXISTING);
+        launcher.reloadTls();
+        assertThat(servedSubject(port)).isEqualTo("CN=renewed");
+
+        Files.write(keyStore, new byte[] {1, 2, 3});
+        launcher.reloadTls();
+        assertThat(servedSubject(port)).as("after a reload of a broken file").isEqualTo("CN=renewed");
+        assertThat(exitStatus).as("the launcher still runs").isNotDone();
+    }
+
+    /** The subject of the certificate the proxy serves on {@code port}, read by a client that trusts any. */
+    private static String servedSubject(int port) throws Exception {
+        X509TrustManager anyCertificate = new X509TrustManager() {
+            @Override
+            public void checkClientTrusted(X509Certificate[] chain, String authType) {
+            }
+
+            @Override
+            public void checkServerTrusted(X509Certificate[] chain, String authType) {
+            }
+
+            @Override
+            public X509Certificate[] getAcceptedIssuers() {
+                return new X509Certificate[0];
+            }
+        };
+        SSLContext tls = SSLContext.getInstance("TLS");
+        tls.init(null, new TrustManager[] {anyCertificate}, null);
+        try (SSLSocket socket = (SSLSocket) tls.getSocketFactory().createSocket("127.0.0.1", port)) {
+            socket.setSoTimeout(5_000);
+            socket.startHandshake();
+            return ((X509Certificate) socket.getSession().getPeerCertificates()[0]).getSubjectX500Principal()
+                    .getName();
+        }
+    }
+
     /** Opens a {@code wss://} session trusting the certificates of {@code trusted}, and checks that it echoes. */
     private void assertEchoesOverWss(int port, KeyStore trusted) throws Exception {
         TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
@@ -296,10 +345,15 @@ class LauncherTest {
 
     /** A PKCS#12 key store for 127.0.0.1, made by keytool in {@code dir}. */
     private static Path keyStore(Path dir) throws Exception {
+        return keyStore(dir, "CN=localhost");
+    }
+
+    /** A PKCS#12 key store for 127.0.0.1 whose certificate's subject is {@code subject}, made by keytool in {@code dir}. */
+    private static Path keyStore(Path dir, String subject) throws Exception {
         Path keyStore = dir.resolve("proxy.p12");
         Process keytool = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "keytool").toString(),
                 "-genkeypair", "-alias", "proxy", "-keyalg", "EC", "-groupname", "secp256r1", "-dname",
-                "CN=localhost", "-ext", "SAN=dns:localhost,ip:127.0.0.1", "-validity", "2", "-keystore",
+                subject, "-ext", "SAN=dns:localhost,ip:127.0.0.1", "-validity", "2", "-keystore",
                 keyStore.toString(), "-storetype", "PKCS12", "-storepass", PASSWORD).redirectErrorStream(true).start();
         String output = new String(keytool.getInputStream().readAllBytes(), UTF_8);
         assertThat(keytool.waitFor(60, TimeUnit.SECONDS)).as("keytool finished").isTrue();
