@@ -95,7 +95,10 @@ public interface ProxyListener {
      *
      * @param request the client's upgrade request
      * @param status the HTTP status sent to the client, or {@code 499} when the client left first
-     * @param reason a short explanation, for logs (never sent to the client)
+     * @param reason a short explanation, for logs (never sent to the client): the proxy's own text, in printable
+     *     ASCII and at most 300 characters, anything else written as <code>&#92;uXXXX</code>; the only text of the
+     *     client's it quotes, a refused {@code Origin}, is cut to 100 characters (read the whole value with
+     *     {@code request.header("Origin")})
      */
     default void onHandshakeRejected(HandshakeRequest request, int status, String reason) {
     }

@@ -66,10 +66,10 @@ class LogHygieneTest {
     private static final Pattern THROWABLE = Pattern.compile("\\b[\\w$]+(Exception|Error)\\b");
     /** The one WARN that names an exception: a refused backend connection, documented as one WARN line. */
     private static final Pattern REFUSED_WARN = Pattern.compile("Backend ws://127\\.0\\.0\\.1:\\d+ failed for GET "
-            + "/refused/(s\\d+|plain) from /127\\.0\\.0\\.1:\\d+: backend unreachable: java\\.net\\.ConnectException: "
+            + "/refused/(s\\d+|plain) from 127\\.0\\.0\\.1: backend unreachable: java\\.net\\.ConnectException: "
             + "Connection refused");
     private static final Pattern SILENT_WARN = Pattern.compile("WARN Backend ws://127\\.0\\.0\\.1:\\d+ failed for GET "
-            + "/silent/s from /127\\.0\\.0\\.1:\\d+: backend did not complete the handshake in time");
+            + "/silent/s from 127\\.0\\.0\\.1: backend did not complete the handshake in time");
 
     @TempDir
     Path dir;
@@ -187,6 +187,39 @@ class LogHygieneTest {
 
         assertThat(log).filteredOn(line -> "dev.wsproxy.access".equals(line.logger())).singleElement()
                 .satisfies(line -> assertThat(line.message()).contains(" client=2001:db8::7 route=/ "));
+    }
+
+    @Test
+    void writesABackendFailureWithItsPathCutAndItsClientAsTheAccessLogNamesIt() throws Exception {
+        // One WARN of 7 KB for each request with a long path while a lone backend is down, and the client in
+        // InetSocketAddress's form (/2001:db8:0:0:0:0:0:7:0), which no access line matches.
+        Path file = fork("info");
+        String path = "/refused/" + "p".repeat(7000);
+        assertThat(exchange(upgrade(path).add("X-Forwarded-For", "2001:DB8:0:0::7")).status()).isEqualTo(502);
+        List<Line> log = stopAndRead(file);
+
+        assertThat(log).filteredOn(line -> "WARN".equals(line.level()) && line.message().contains("/refused/pp"))
+                .singleElement().satisfies(line -> {
+                    assertThat(line.text()).hasSizeLessThan(1024);
+                    assertThat(line.message()).contains(" failed for GET " + path.substring(0, 200) + "... from "
+                            + "2001:db8::7: backend unreachable: ");
+                });
+    }
+
+    @Test
+    void escapesAPeersCloseReasonInDebugLines() throws Exception {
+        // A close reason is any UTF-8 the peer likes: the DEBUG line wrote its line break and its ESC as they came.
+        Path file = fork("debug");
+        try (RawHttp client = upgraded("/ws/reason")) {
+            assertThat(client.closeHandshake(1000, "bye\nforged\u001B[31m").closeCode()).isEqualTo(1000);
+        }
+        List<Line> log = stopAndRead(file);
+
+        assertThat(log).filteredOn(line -> line.text().contains("\u001B") || line.text().startsWith("forged"))
+                .as("lines with the reason's ESC or starting after its line break").isEmpty();
+        assertThat(log).filteredOn(line -> line.message() != null && line.message().contains("Close frame from the"))
+                .extracting(Line::message)
+                .anySatisfy(message -> assertThat(message).endsWith(": 1000 bye\\u000aforged\\u001b[31m"));
     }
 
     // ---- the inputs ----

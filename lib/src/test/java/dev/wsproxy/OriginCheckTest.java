@@ -224,6 +224,21 @@ class OriginCheckTest {
         assertUpgrades(Request.upgrade("/same/chat?f={a}|b", host()).add("Origin", expand("http://{host}")));
     }
 
+    /**
+     * Jetty lets header bytes 0x80 to 0xFF through (obs-text, read as ISO-8859-1): the reason, documented as "a short
+     * explanation, for logs", carried the client's whole Origin, U+0085 (NEL, a line break to some log pipelines) and
+     * U+009B (the 8-bit CSI escape) included, 4 KiB of it.
+     */
+    @Test
+    void refusedOriginReasonIsShortAndPrintable() throws Exception {
+        String origin = "https://evil\u0085\u009B31m FAKE LINE" + "B".repeat(4096);
+        assertRejectedBeforeConnecting(Request.upgrade("/list/chat", host()).add("Origin", origin));
+
+        String reason = listener.all(RecordingListener.Rejected.class).get(0).reason();
+        assertThat(reason).doesNotContainPattern("[\\u0000-\\u001F\\u007F-\\u009F]").hasSizeLessThanOrEqualTo(150)
+                .startsWith("origin not allowed: https://evil\\u0085\\u009b31m FAKE LINEBBB").endsWith("...");
+    }
+
     @Test
     void validatorThatThrowsGivesA500WithoutDetailBeforeConnecting() throws Exception {
         try (RawHttp client = RawHttp.connect(proxy)) {

@@ -39,7 +39,7 @@ final class AccessLog {
      * {@code 2001:db8::7}, not {@code InetSocketAddress}'s long form, so that one client reads the same in the log and
      * at the backend.
      */
-    private static String client(InetSocketAddress address) {
+    static String client(InetSocketAddress address) {
         InetAddress ip = address.getAddress();
         return ip == null ? address.getHostString() : Cidr.text(Cidr.normalize(ip));
     }

@@ -246,9 +246,21 @@ final class HandshakeRequestView implements SelectionContext {
         return seen;
     }
 
+    /** The most of a request's path {@link #toString} writes. */
+    static final int MAX_LOGGED_PATH = 200;
+    /** The most of a request's method {@link #toString} writes (any token is a method to Jetty). */
+    static final int MAX_LOGGED_METHOD = 20;
+
+    /**
+     * The request for a log line ({@code Backend ... failed for GET /ws/chat from 203.0.113.7}): the path only, a query
+     * may carry a token ({@code access_token=...}); cut to {@value #MAX_LOGGED_PATH} chars, as a client may send one of
+     * several KiB on each request; and the client as the access log names it ({@link AccessLog#client}), without the
+     * port of {@code InetSocketAddress}'s form ({@code /127.0.0.1:60556}, {@code /[0:0:0:0:0:0:0:1]:60556}).
+     */
     @Override
     public String toString() {
-        // The path only: a query may carry a token (access_token=...), and this is logged.
-        return request.getMethod() + " " + request.getHttpURI().getPath() + " from " + clientAddress();
+        return LogText.printable(request.getMethod(), MAX_LOGGED_METHOD) + " "
+                + LogText.printable(request.getHttpURI().getPath(), MAX_LOGGED_PATH) + " from "
+                + AccessLog.client(clientAddress());
     }
 }

@@ -328,7 +328,8 @@ final class HttpForwarder extends ProxyHandler {
         if (!proxyToClientResponse.isCommitted()) {
             // The proxy's own status, as for a refused handshake; a failure once the backend's response began to
             // reach the client is not a rejection (the connection is closed).
-            forwarded.route.listener().onHandshakeRejected(forwarded.view, status, reason);
+            forwarded.route.listener().onHandshakeRejected(forwarded.view, status,
+                    LogText.printable(reason, WebSocketProxyHandler.MAX_REASON));
         }
         // What ProxyHandler does, with the status above.
         Response.writeError(clientToProxyRequest, proxyToClientResponse, Callback.from(InvocationType.NON_BLOCKING,

@@ -465,7 +465,8 @@ final class Relay implements ProxySession {
             }
         }
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, clientAddress, withoutQuery(backendUri), subprotocol);
+            LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, AccessLog.client(clientAddress),
+                    withoutQuery(backendUri), subprotocol);
         }
         actions.forEach(Runnable::run);
     }
@@ -675,7 +676,7 @@ final class Relay implements ProxySession {
             }
         }
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] Close frame from the {}: {}", id, from.side, status);
+            LOG.debug("[{}] Close frame from the {}: {}", id, from.side, describe(status));
         }
         action.run();
         if (arm) {
@@ -722,7 +723,7 @@ final class Relay implements ProxySession {
             }
         }
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] The {} leg ended: {}", id, leg.side, status);
+            LOG.debug("[{}] The {} leg ended: {}", id, leg.side, describe(status));
         }
         actions.forEach(Runnable::run);
         if (arm) {
@@ -841,6 +842,16 @@ final class Relay implements ProxySession {
         } finally {
             owner.onCloseReported();
         }
+    }
+
+    /**
+     * A close status for a DEBUG line: its code and its reason, which a peer wrote (any UTF-8, {@code \n} and ESC
+     * included), escaped and cut as {@link LogText#printable} does.
+     */
+    private static String describe(CloseStatus status) {
+        String reason = status.getReason();
+        return reason == null ? String.valueOf(status.getCode())
+                : status.getCode() + " " + LogText.printable(reason, MAX_REASON_BYTES);
     }
 
     /** Returns a status that can be sent on the other leg for one received from {@code from}'s peer. */

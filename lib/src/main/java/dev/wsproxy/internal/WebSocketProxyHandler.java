@@ -86,6 +86,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     static final int FRAME_BUFFER_SIZE = 64 * 1024;
     /** Input buffer of a leg until it carries a large frame (see {@link Relay}). */
     static final int INITIAL_INPUT_BUFFER_SIZE = 4 * 1024;
+    /** The most of a refused {@code Origin} its reason quotes ({@link LogText#printable}). */
+    static final int MAX_ORIGIN_IN_REASON = 100;
+    /**
+     * The longest reason listeners get, escaped as {@link LogText#printable} does: a backend's exception message may be
+     * long, and a backend or a client may write what is not printable.
+     */
+    static final int MAX_REASON = 300;
     /** The most of a backend's refusal body relayed to the client. */
     static final int MAX_REFUSAL_BODY = 64 * 1024;
     /**
@@ -394,7 +401,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             return true;
         }
         if (!allowed) {
-            reject(view, response, callback, route, HttpStatus.FORBIDDEN_403, "origin not allowed: " + origin);
+            // The client's own text, cut and escaped (see LogText): the reason goes to listeners "for logs".
+            reject(view, response, callback, route, HttpStatus.FORBIDDEN_403,
+                    "origin not allowed: " + LogText.printable(origin, MAX_ORIGIN_IN_REASON));
             return true;
         }
         ConnectionLimits.Permit permit = null;
@@ -617,10 +626,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      */
     void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
             @Nullable String reason, List<Map.Entry<String, String>> headers) {
+        String printable = reason == null ? null : LogText.printable(reason, MAX_REASON);
         if (LOG.isDebugEnabled()) {
-            LOG.debug("Refused {}: {} ({})", view, status, reason);
+            LOG.debug("Refused {}: {} ({})", view, status, printable);
         }
-        route.listener().onHandshakeRejected(view, status, reason);
+        route.listener().onHandshakeRejected(view, status, printable);
         Responses.error(response, callback, status, headers);
     }
 
