@@ -70,28 +70,34 @@ public interface ProxySession {
     Instant openedAt();
 
     /**
-     * Returns the payload bytes relayed from the client to the backend.
+     * Returns the payload bytes relayed from the client to the backend: handed to the backend's connection, not
+     * received only. Frames that arrive once the backend's leg is closed for output are dropped and not counted: the
+     * proxy has sent the backend its close (it ended the session: an idle timeout, a limit, a stop,
+     * {@link #close(int, String)}), or the backend's connection is gone. A frame being written when the connection
+     * breaks is counted.
      *
      * @return the byte count
      */
     long clientToBackendBytes();
 
     /**
-     * Returns the complete data messages relayed from the client to the backend.
+     * Returns the complete data messages relayed from the client to the backend, counted as
+     * {@link #clientToBackendBytes()} counts their bytes: a message whose last frame was dropped is not.
      *
      * @return the message count
      */
     long clientToBackendMessages();
 
     /**
-     * Returns the payload bytes relayed from the backend to the client.
+     * Returns the payload bytes relayed from the backend to the client, counted as {@link #clientToBackendBytes()}.
      *
      * @return the byte count
      */
     long backendToClientBytes();
 
     /**
-     * Returns the complete data messages relayed from the backend to the client.
+     * Returns the complete data messages relayed from the backend to the client, counted as
+     * {@link #clientToBackendMessages()}.
      *
      * @return the message count
      */

@@ -76,6 +76,31 @@ class RelayTest {
     }
 
     @Test
+    void countsOnlyTheMessagesRelayedNotThoseDroppedAfterTheProxyClosedTheSession() throws Exception {
+        // The relay counted each data frame as it arrived, before forwarding it, and forwarding drops frames once the
+        // other leg is closed for output: the six messages below were counted, the backend read one.
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            assertThat(client.exchange(RawHttp.Request.upgrade("/ws/echo", RawHttp.host(proxy))).status())
+                    .isEqualTo(101);
+            client.sendText("relayed");
+            assertThat(client.readFrame().text()).isEqualTo("relayed");
+            ProxySession session = opened.poll(10, TimeUnit.SECONDS);
+            assertThat(session).isNotNull();
+            // Sent to both legs on this thread: the backend's leg is closed for output when close returns.
+            session.close(4000, "closed by the application");
+            for (int i = 0; i < 5; i++) {
+                client.sendText("dropped");
+            }
+            assertThat(client.closeHandshake(4000, "").closeCode()).isEqualTo(4000);
+            events.nextClose();
+            assertThat(backend.texts).containsExactly("relayed");
+            assertThat(session.clientToBackendMessages()).isEqualTo(1);
+            assertThat(session.clientToBackendBytes()).isEqualTo("relayed".length());
+            assertThat(session.backendToClientMessages()).isEqualTo(1);
+        }
+    }
+
+    @Test
     void reportsEachOpenBeforeItsCloseToEveryListenerWhenAListenerClosesTheSessionAsItOpens() throws Exception {
         // A listener that closes with an error code from onSessionOpened (a duplicate login kicked) ends both legs on
         // its own thread: the close was reported to every listener before the open reached the listeners after it,

@@ -890,7 +890,8 @@ final class Relay implements ProxySession {
         int peerCode = CloseStatus.NO_CLOSE;
         String peerReason = "";
 
-        // Written by the thread handling this leg's current frame.
+        // Written by the thread handling this leg's current frame: what was relayed to the other leg, payload bytes
+        // and complete data messages (a frame the other leg's close made forward() drop is taken back off).
         volatile long bytes;
         volatile long messages;
         private long messageSize;
@@ -1220,7 +1221,15 @@ final class Relay implements ProxySession {
             CoreSession self = session;
             CoreSession target = other().session;
             if (target == null || !target.isOutputOpen()) {
-                // The other leg is closing: drop the frame but keep reading, to see this peer's close frame.
+                // The other leg is closing: drop the frame but keep reading, to see this peer's close frame. A data
+                // frame was counted as it arrived (onDataFrame counts before handing it on, while its leg is still
+                // the only writer of the counters): it was not relayed. Only here, so the relayed ones cost nothing.
+                if (frame.isDataFrame()) {
+                    bytes -= frame.getPayloadLength();
+                    if (frame.isFin()) {
+                        messages--;
+                    }
+                }
                 callback.succeeded();
                 WebSocketEndPoints.demand(self);
                 return;
