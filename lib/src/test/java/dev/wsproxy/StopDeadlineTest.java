@@ -157,14 +157,9 @@ class StopDeadlineTest {
 
     @Test
     void dropsABackendThatDoesNotReadAtTheDeadlineAndGivesItsClientA1001AtOnce() throws Exception {
-        RawBackend backend = start(RawBackend.upgradingThen((socket, out) -> {
-            thaw.await();
-            readUntilTheEnd(socket, out);
-        }));
+        RawBackend backend = start(RawBackend.upgradingThen(this::readAfterTheThaw));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stalled"))) {
-            byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], true);
-            push = Writes.start("client-pushes", MAX_FRAMES, i -> client.sendRaw(frame));
-            push.awaitHeldBack("the client's push", Duration.ofSeconds(30));
+            pushUntilHeldBack(client);
 
             Duration took = stop(DRAIN);
 
@@ -187,14 +182,9 @@ class StopDeadlineTest {
 
     @Test
     void aSecondStopCutsTheDrainOfTheFirstShort() throws Exception {
-        RawBackend backend = start(RawBackend.upgradingThen((socket, out) -> {
-            thaw.await();
-            readUntilTheEnd(socket, out);
-        }));
+        RawBackend backend = start(RawBackend.upgradingThen(this::readAfterTheThaw));
         try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/stalled"))) {
-            byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], true);
-            push = Writes.start("client-pushes", MAX_FRAMES, i -> client.sendRaw(frame));
-            push.awaitHeldBack("the client's push", Duration.ofSeconds(30));
+            pushUntilHeldBack(client);
             CompletableFuture<Void> first = CompletableFuture.runAsync(() -> proxy.stop(Duration.ofMinutes(10)));
             // The drain has begun: the client has its 1001, the backend that reads nothing holds the session.
             assertCloseFrame(client.read(), 1001, "proxy shutting down");
@@ -217,6 +207,19 @@ class StopDeadlineTest {
         proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).build();
         proxy.start();
         return backend;
+    }
+
+    /** A backend that reads nothing until {@link #thaw} is released, then as {@link #readUntilTheEnd}. */
+    private void readAfterTheThaw(Socket socket, OutputStream out) throws IOException {
+        thaw.await();
+        readUntilTheEnd(socket, out);
+    }
+
+    /** Makes {@code client} push binary frames until the backend that reads nothing holds them back. */
+    private void pushUntilHeldBack(RawWebSocket client) throws Exception {
+        byte[] frame = RawFrames.encode(RawFrames.BINARY, new byte[FRAME_SIZE], true);
+        push = Writes.start("client-pushes", MAX_FRAMES, i -> client.sendRaw(frame));
+        push.awaitHeldBack("the client's push", Duration.ofSeconds(30));
     }
 
     /** Stops the proxy on a thread of its own, to fail instead of hanging; returns how long the stop took. */
