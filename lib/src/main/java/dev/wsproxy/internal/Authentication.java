@@ -10,8 +10,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.eclipse.jetty.http.HttpStatus;
-import org.eclipse.jetty.io.EofException;
-import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.thread.Scheduler;
@@ -68,17 +66,10 @@ final class Authentication {
         this.proceed = proceed;
     }
 
-    /** Authenticates; runs {@code proceed} if allowed, otherwise answers the client and gives the permit back. */
-    static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, Duration timeout,
-            HandshakeRequestView view, Response response, Callback callback, ConnectionLimits.@Nullable Permit permit,
-            Runnable proceed) {
-        run(proxy, authenticator, route, timeout, view, response, callback, permit, null, proceed);
-    }
-
     /**
-     * {@link #run(WebSocketProxyHandler, Authenticator, Route, Duration, HandshakeRequestView, Response, Callback,
-     * ConnectionLimits.Permit, Runnable)}, watching the client socket {@code watched} (an upgrade's
-     * {@link WebSocketEndPoints#home}) while a later decision is pending.
+     * Authenticates; runs {@code proceed} if allowed, otherwise answers the client and gives the permit back. Watches
+     * the client socket {@code watched} (an upgrade's {@link WebSocketEndPoints#home}, or {@code null}: none) while a
+     * later decision is pending.
      */
     static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, Duration timeout,
             HandshakeRequestView view, Response response, Callback callback, ConnectionLimits.@Nullable Permit permit,
@@ -184,11 +175,8 @@ final class Authentication {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Client of {} left while its authentication was pending", view);
         }
-        route.listener().onHandshakeRejected(view, Handshake.CLIENT_CLOSED_REQUEST,
-                "client connection closed during authentication");
-        // An abort: Jetty closes the connection without writing an error page to a client that may still read.
-        callback.failed(new Request.Handler.AbortException(new EofException(
-                "client closed the connection during authentication")));
+        Handshake.abandon(route, view, callback, "client connection closed during authentication",
+                new Handshake.ClientGone("authentication"));
     }
 
     private void complete(Authenticator authenticator, @Nullable AuthDecision decision, @Nullable Throwable failure) {

@@ -176,7 +176,7 @@ final class Handshake {
         // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
         Scheduler.Task timer = timeout(future, timeoutMillis, cutShort);
         // A client that leaves meanwhile ends the attempt at once, rather than when its 101 is written.
-        WebSocketEndPoints.watchClient(home, () -> future.completeExceptionally(new ClientGone()));
+        WebSocketEndPoints.watchClient(home, () -> future.completeExceptionally(new ClientGone("the backend handshake")));
         future.whenComplete((backendSession, failure) -> {
             // Before anything is written to the client: from here the connection reads its own socket.
             WebSocketEndPoints.unwatchClient(home);
@@ -280,9 +280,17 @@ final class Handshake {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Client of {} left while the handshake with {} was pending", view, backend);
         }
-        route.listener().onHandshakeRejected(view, CLIENT_CLOSED_REQUEST,
-                "client connection closed before the backend answered");
-        // An abort: Jetty closes the connection without writing an error page to a client that may still read.
+        abandon(route, view, callback, "client connection closed before the backend answered", gone);
+    }
+
+    /**
+     * Ends the exchange of a client whose connection ended while it waited (for the backend here, for its
+     * authenticator in {@link Authentication}): listeners hear of it as {@link #CLIENT_CLOSED_REQUEST}, and the
+     * request is aborted, so that Jetty closes the connection without writing an error page to a client that may
+     * still read.
+     */
+    static void abandon(Route route, HandshakeRequestView view, Callback callback, String reason, EofException gone) {
+        route.listener().onHandshakeRejected(view, CLIENT_CLOSED_REQUEST, reason);
         callback.failed(new Request.Handler.AbortException(gone));
     }
 
@@ -358,13 +366,13 @@ final class Handshake {
     /** The status listeners get for a client that left before the backend answered: nothing is sent. */
     static final int CLIENT_CLOSED_REQUEST = 499;
 
-    /** A client gone while its backend handshake was pending; no stack trace, it tells nothing. */
-    private static final class ClientGone extends EofException {
+    /** A client gone while it waited; no stack trace, it tells nothing. */
+    static final class ClientGone extends EofException {
 
         private static final long serialVersionUID = 1L;
 
-        ClientGone() {
-            super("client closed the connection during the backend handshake");
+        ClientGone(String during) {
+            super("client closed the connection during " + during);
         }
 
         @Override

@@ -508,8 +508,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             forwardAuthorized(request, response, callback, route, view, timeouts);
             return true;
         }
+        // No connection slot to hold, and no watch of the socket, which may carry the request's body.
         Authentication.run(this, authenticator, route, timeouts.connectTimeout(), view, response, callback, null,
-                () -> {
+                null, () -> {
             try {
                 forwardAuthorized(request, response, callback, route, view, timeouts);
             } catch (Exception | Error e) {
