@@ -17,7 +17,9 @@ import javax.management.ObjectName;
  *
  * <p>Arguments: the backend of the route {@code /}, then any of these settings: {@code route=PREFIX=URI} (one more
  * route), {@code connectTimeout=DURATION} (the backend connect timeout), {@code handshakeTimeout=DURATION}, the
- * durations in ISO-8601 ({@code PT0.5S}), and {@code trustedProxies=CIDR}.
+ * durations in ISO-8601 ({@code PT0.5S}), {@code trustedProxies=CIDR}, {@code originRoute=PREFIX} (a route to the
+ * backend that allows the origin {@code https://app.example} only) and {@code authRoute=PREFIX} (a route to the
+ * backend whose authenticator refuses with {@code 401} unless {@code Authorization} is {@code Bearer open-sesame}).
  */
 public final class ForkedProxyMain {
 
@@ -29,7 +31,7 @@ public final class ForkedProxyMain {
                 .listen("127.0.0.1", 0)
                 .route("/", Backend.of(args[0]));
         for (int i = 1; i < args.length; i++) {
-            apply(builder, args[i]);
+            apply(builder, Backend.of(args[0]), args[i]);
         }
         try (WebSocketProxy proxy = builder.build()) {
             System.out.println("listening " + proxy.start().getPort());
@@ -67,7 +69,7 @@ public final class ForkedProxyMain {
         return total;
     }
 
-    private static void apply(ProxyBuilder builder, String setting) {
+    private static void apply(ProxyBuilder builder, Backend backend, String setting) {
         String[] nameValue = setting.split("=", 2);
         switch (nameValue[0]) {
             case "route" -> {
@@ -78,8 +80,14 @@ public final class ForkedProxyMain {
                     TimeoutPolicy.custom().connect(Duration.parse(nameValue[1])).build());
             case "handshakeTimeout" -> builder.handshakeTimeout(Duration.parse(nameValue[1]));
             case "trustedProxies" -> builder.trustedProxies(nameValue[1]);
+            case "originRoute" -> builder.route(nameValue[1], r -> r.backends(backend)
+                    .originValidator(OriginValidator.allowList("https://app.example")));
+            case "authRoute" -> builder.route(nameValue[1], r -> r.backends(backend).authenticator(Authenticator.of(
+                    request -> "Bearer open-sesame".equals(request.header("Authorization"))
+                            ? AuthDecision.allow() : AuthDecision.reject(401))));
             default -> throw new IllegalArgumentException("setting: " + setting + " (expected: route=PREFIX=URI, "
-                    + "connectTimeout=DURATION, handshakeTimeout=DURATION or trustedProxies=CIDR)");
+                    + "connectTimeout=DURATION, handshakeTimeout=DURATION, trustedProxies=CIDR, originRoute=PREFIX or "
+                    + "authRoute=PREFIX)");
         }
     }
 }

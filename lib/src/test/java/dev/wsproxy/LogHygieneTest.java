@@ -61,7 +61,14 @@ class LogHygieneTest {
     /** docs/configuration.md's access-log line, for a session of this test. */
     private static final Pattern ACCESS = Pattern.compile("sid=[0-9a-f]+ client=127\\.0\\.0\\.1 route=/ "
             + "backend=ws://127\\.0\\.0\\.1:\\d+ duration_ms=\\d+ c2b_bytes=\\d+ c2b_msgs=\\d+ b2c_bytes=\\d+ "
-            + "b2c_msgs=\\d+ client_close=(\\d+) backend_close=(\\d+) first=(client|backend|proxy)");
+            + "b2c_msgs=\\d+ client_close=(\\d+) backend_close=(\\d+) first=(client|backend|proxy) status=101");
+    /**
+     * docs/configuration.md's access-log line for a request of this test without a session: refused, or plain HTTP
+     * (with its bytes); the route, backend, bytes, status and reason as groups.
+     */
+    private static final Pattern REQUEST = Pattern.compile("sid=- client=127\\.0\\.0\\.1 route=(/|/\\w+/) "
+            + "backend=(-|ws://127\\.0\\.0\\.1:\\d+) duration_ms=\\d+ (?:c2b_bytes=(\\d+) b2c_bytes=(\\d+) )?"
+            + "method=[A-Z]+ status=(\\d{3}) reason=([a-z0-9_]+|-)");
     /** A class name of an exception or error, as a stack trace or a cause's {@code toString()} shows it. */
     private static final Pattern THROWABLE = Pattern.compile("\\b[\\w$]+(Exception|Error)\\b");
     /** The one WARN that names an exception: a refused backend connection, documented as one WARN line. */
@@ -80,6 +87,8 @@ class LogHygieneTest {
     private ForkedProxy proxy;
     private Clients clients;
     private WsRecorder open;
+    /** The requests without a session thrown at the proxy so far, as their access lines must show them. */
+    private final List<String> requests = new ArrayList<>();
 
     @BeforeEach
     void start() throws Exception {
@@ -114,7 +123,9 @@ class LogHygieneTest {
                 "route=/silent/=" + silent.uri(),
                 "connectTimeout=PT1S",
                 "handshakeTimeout=PT1S",
-                "trustedProxies=127.0.0.1/32");
+                "trustedProxies=127.0.0.1/32",
+                "originRoute=/origin/",
+                "authRoute=/auth/");
         return log;
     }
 
@@ -190,6 +201,42 @@ class LogHygieneTest {
     }
 
     @Test
+    void writesOneAccessLineForEachRequestOnARouteRefusedFailedOrForwarded() throws Exception {
+        // Only sessions had an access line: a refused origin, an authenticator's refusal (token guessing), a client
+        // gone during the backend handshake, a backend failure and every plain HTTP request left nothing at INFO.
+        Path file = fork("info");
+        assertThat(exchange(upgrade("/origin/s").add("Origin", "https://evil.example")).status()).isEqualTo(403);
+        assertThat(exchange(upgrade("/auth/s")).status()).isEqualTo(401);
+        assertThat(exchange(upgrade("/refused/s")).status()).isEqualTo(502);
+        clientGoneDuringTheBackendHandshake();
+        assertThat(silent.nextEnd(5)).isEqualTo("eof");
+        RawHttp.Response plain = exchange(Request.plain("GET", "/plain", "127.0.0.1"));
+        assertThat(plain.status()).isEqualTo(200);
+        try (RawHttp client = upgraded("/ws/one")) {
+            echo(client);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        List<Line> log = stopAndRead(file);
+
+        String start = "sid=- client=127\\.0\\.0\\.1 ";
+        String backend = "ws://127\\.0\\.0\\.1:\\d+";
+        assertThat(log).filteredOn(line -> "dev.wsproxy.access".equals(line.logger())).extracting(Line::message)
+                .satisfiesExactlyInAnyOrder(
+                        line -> assertThat(line).matches(start + "route=/origin/ backend=- duration_ms=\\d+ method=GET "
+                                + "status=403 reason=origin_refused"),
+                        line -> assertThat(line).matches(start + "route=/auth/ backend=- duration_ms=\\d+ method=GET "
+                                + "status=401 reason=auth_refused"),
+                        line -> assertThat(line).matches(start + "route=/refused/ backend=" + backend
+                                + " duration_ms=\\d+ method=GET status=502 reason=backend_unreachable"),
+                        line -> assertThat(line).matches(start + "route=/silent/ backend=" + backend
+                                + " duration_ms=\\d+ method=GET status=499 reason=client_left"),
+                        line -> assertThat(line).matches(start + "route=/ backend=" + backend + " duration_ms=\\d+ "
+                                + "c2b_bytes=0 b2c_bytes=" + plain.body().length + " method=GET status=200 reason=-"),
+                        line -> assertThat(line).matches(ACCESS).contains(" client_close=1000 backend_close=1000 "
+                                + "first=client "));
+    }
+
+    @Test
     void writesABackendFailureWithItsPathCutAndItsClientAsTheAccessLogNamesIt() throws Exception {
         // One WARN of 7 KB for each request with a long path while a lone backend is down, and the client in
         // InetSocketAddress's form (/2001:db8:0:0:0:0:0:7:0), which no access line matches.
@@ -242,35 +289,47 @@ class LogHygieneTest {
     }
 
     private void handshakesRefusedByTheProxy() throws IOException {
-        assertThat(exchange(upgrade("/ws/s").remove("Sec-WebSocket-Key")).status()).isEqualTo(400);
-        assertThat(exchange(upgrade("/ws/s").set("Sec-WebSocket-Key", "AAAA")).status()).isEqualTo(400);
-        assertThat(exchange(upgrade("/ws/s").method("POST").add("Content-Length", "0")).status()).isEqualTo(400);
-        assertThat(exchange(upgrade("/ws/s").add("Content-Length", "5").body("hello")).status()).isEqualTo(400);
-        assertThat(exchange(upgrade("/ws/s").version("HTTP/1.0")).status()).isEqualTo(400);
+        assertThat(logged(upgrade("/ws/s").remove("Sec-WebSocket-Key"), "bad_request").status()).isEqualTo(400);
+        assertThat(logged(upgrade("/ws/s").set("Sec-WebSocket-Key", "AAAA"), "bad_request").status()).isEqualTo(400);
+        assertThat(logged(upgrade("/ws/s").method("POST").add("Content-Length", "0"), "bad_request").status())
+                .isEqualTo(400);
+        assertThat(logged(upgrade("/ws/s").add("Content-Length", "5").body("hello"), "bad_request").status())
+                .isEqualTo(400);
+        assertThat(logged(upgrade("/ws/s").version("HTTP/1.0"), "bad_request").status()).isEqualTo(400);
+        // Refused by Jetty's parser before the proxy runs: no access line (docs/configuration.md says so).
         assertThat(exchange(upgrade("/ws/s").add("Host", "other.example")).status()).isEqualTo(400);
-        RawHttp.Response version8 = exchange(upgrade("/ws/s").set("Sec-WebSocket-Version", "8"));
+        RawHttp.Response version8 = logged(upgrade("/ws/s").set("Sec-WebSocket-Version", "8"), "bad_version");
         assertThat(version8.status()).isEqualTo(426);
         assertThat(version8.header("Sec-WebSocket-Version")).isEqualTo("13");
-        assertThat(exchange(upgrade("/ws/s").set("Sec-WebSocket-Version", "1337")).status()).isEqualTo(426);
+        assertThat(logged(upgrade("/ws/s").set("Sec-WebSocket-Version", "1337"), "bad_version").status())
+                .isEqualTo(426);
         assertThat(exchange(upgrade("/ws/s").add("X-Padding", "x".repeat(64 * 1024))).status()).isEqualTo(431);
+        assertThat(logged(upgrade("/origin/s").add("Origin", "https://evil.example"), "origin_refused").status())
+                .isEqualTo(403);
+        assertThat(logged(upgrade("/auth/s"), "auth_refused").status()).isEqualTo(401);
     }
 
     private void handshakesThatFailAtTheBackend() throws Exception {
         for (int i = 0; i < 2; i++) {
-            assertThat(exchange(upgrade("/refused/s" + i)).status()).isEqualTo(502);
+            assertThat(logged(upgrade("/refused/s" + i), "backend_unreachable").status()).isEqualTo(502);
         }
-        assertThat(exchange(upgrade("/silent/s")).status()).isEqualTo(504);
-        // A client that leaves while the backend has not answered: nothing is sent, the backend connection is closed.
+        assertThat(logged(upgrade("/silent/s"), "backend_timeout").status()).isEqualTo(504);
+        clientGoneDuringTheBackendHandshake();
+        assertThat(silent.nextEnd(5)).isEqualTo("eof"); // the 504's connection
+        assertThat(silent.nextEnd(5)).isEqualTo("eof");
+        RawHttp.Response refusal = logged(upgrade("/reject401/s"), "backend_refused");
+        assertThat(refusal.status()).isEqualTo(401);
+        assertThat(refusal.bodyText()).isEqualTo("token required");
+    }
+
+    /** A client that leaves while the backend has not answered: nothing is sent, the backend connection is closed. */
+    private void clientGoneDuringTheBackendHandshake() throws Exception {
         try (RawHttp client = connect()) {
             client.send(upgrade("/silent/gone"));
             silent.nextRequest();
             client.reset();
         }
-        assertThat(silent.nextEnd(5)).isEqualTo("eof"); // the 504's connection
-        assertThat(silent.nextEnd(5)).isEqualTo("eof");
-        RawHttp.Response refusal = exchange(upgrade("/reject401/s"));
-        assertThat(refusal.status()).isEqualTo(401);
-        assertThat(refusal.bodyText()).isEqualTo("token required");
+        requests.add("499 client_left");
     }
 
     private void slowloris() throws IOException {
@@ -293,11 +352,11 @@ class LogHygieneTest {
     }
 
     private void plainHttp() throws IOException {
-        RawHttp.Response plain = exchange(withSecrets(Request.plain("GET", "/plain?token=" + TOKEN, "127.0.0.1")));
+        RawHttp.Response plain = logged(withSecrets(Request.plain("GET", "/plain?token=" + TOKEN, "127.0.0.1")), "-");
         assertThat(plain.status()).isEqualTo(200);
         assertThat(plain.bodyText()).startsWith("plain:/plain?token=" + TOKEN);
-        assertThat(exchange(withSecrets(Request.plain("GET", "/refused/plain?token=" + TOKEN, "127.0.0.1")))
-                .status()).isEqualTo(502);
+        assertThat(logged(withSecrets(Request.plain("GET", "/refused/plain?token=" + TOKEN, "127.0.0.1")),
+                "backend_unreachable").status()).isEqualTo(502);
     }
 
     private List<String> sessionsThatEndCleanly() throws Exception {
@@ -415,20 +474,30 @@ class LogHygieneTest {
         assertThat(log).filteredOn(line -> line.text().contains("token=")).as("lines with a query").isEmpty();
     }
 
-    /** One access line per session, in the documented format, with each session's close codes and initiator. */
-    private static void assertAccessLines(List<Line> log, List<String> sessions) {
+    /**
+     * One access line per session, in the documented format, with each session's close codes and initiator, and one
+     * per request without a session ({@link #requests}), with its status and reason; nothing else.
+     */
+    private void assertAccessLines(List<Line> log, List<String> sessions) {
         List<Line> access = log.stream().filter(line -> "dev.wsproxy.access".equals(line.logger())).toList();
-        assertThat(access).allSatisfy(line -> {
-            assertThat(line.level()).isEqualTo("INFO");
-            assertThat(line.message()).matches(ACCESS);
-        });
-        List<String> outcomes = access.stream().map(line -> {
-            Matcher fields = ACCESS.matcher(line.message());
-            assertThat(fields.matches()).isTrue();
-            return fields.group(1) + " " + fields.group(2) + " " + fields.group(3);
-        }).toList();
-        assertThat(outcomes).as("access lines: client_close backend_close first")
+        assertThat(access).allSatisfy(line -> assertThat(line.level()).isEqualTo("INFO"));
+        List<String> sessionOutcomes = new ArrayList<>();
+        List<String> requestOutcomes = new ArrayList<>();
+        for (Line line : access) {
+            Matcher session = ACCESS.matcher(line.message());
+            Matcher request = REQUEST.matcher(line.message());
+            if (session.matches()) {
+                sessionOutcomes.add(session.group(1) + " " + session.group(2) + " " + session.group(3));
+            } else {
+                assertThat(request.matches()).as("a session's or a request's access line: %s", line.message())
+                        .isTrue();
+                requestOutcomes.add(request.group(5) + " " + request.group(6));
+            }
+        }
+        assertThat(sessionOutcomes).as("sessions' access lines: client_close backend_close first")
                 .containsExactlyInAnyOrderElementsOf(sessions);
+        assertThat(requestOutcomes).as("requests' access lines: status reason")
+                .containsExactlyInAnyOrderElementsOf(requests);
     }
 
     // ---- helpers ----
@@ -454,6 +523,16 @@ class LogHygieneTest {
         try (RawHttp client = connect()) {
             return client.exchange(request);
         }
+    }
+
+    /**
+     * Exchanges {@code request}, which the proxy answers without a session, and notes the access line it must get:
+     * the status it got, and {@code reason}.
+     */
+    private RawHttp.Response logged(Request request, String reason) throws IOException {
+        RawHttp.Response response = exchange(request);
+        requests.add(response.status() + " " + reason);
+        return response;
     }
 
     private RawHttp upgraded(String path) throws IOException {

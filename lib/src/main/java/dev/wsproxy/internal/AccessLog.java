@@ -4,34 +4,87 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.util.Locale;
 
+import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import dev.wsproxy.Backend;
 import dev.wsproxy.ProxySession;
 import dev.wsproxy.SessionClose;
 
 /**
- * One line per closed session on the logger {@code dev.wsproxy.access}, at INFO. Never logs payloads, headers,
- * cookies or query strings. The format is fixed, whatever the default locale (in a Turkish one, {@code "CLIENT"}
- * lower-cases to {@code "clıent"}).
+ * One line per request the proxy handled on a route, on the logger {@code dev.wsproxy.access}, at INFO: a session at
+ * its end, a refused or failed upgrade when it is refused (the client left, {@code 499}, included), a plain HTTP
+ * request when its response is complete, or refused. Lines share their fields' names and order ({@code sid},
+ * {@code client}, {@code route}, {@code backend}, {@code duration_ms}, then each kind's own, then {@code status} and
+ * {@code reason}), {@code -} for a field that has no value. Never logs payloads, headers, cookies or query strings:
+ * every field is a number, the proxy's configuration, a client address made from parsed bytes, a token of the proxy's
+ * own ({@code reason}) or a method, which Jetty admits only as an HTTP token, cut to 20 characters. The format is
+ * fixed, whatever the default locale (in a Turkish one, {@code "CLIENT"} lower-cases to {@code "clıent"}).
+ *
+ * <p>A session's line is written on the selector thread that ends it, a refusal's on the thread that refuses it: an
+ * appender that blocks (a disk, a network) holds them, so production set-ups should write this logger through an
+ * asynchronous appender.
  */
 final class AccessLog {
 
     static final Logger LOG = LoggerFactory.getLogger("dev.wsproxy.access");
 
+    /** The value of a field that has none. */
+    static final String NONE = "-";
+
     private AccessLog() {
     }
 
-    static void log(ProxySession session, SessionClose close) {
+    /** A session's line, once both legs have ended. */
+    static void session(ProxySession session, SessionClose close) {
         if (!LOG.isInfoEnabled()) {
             return;
         }
         LOG.info("sid={} client={} route={} backend={} duration_ms={} c2b_bytes={} c2b_msgs={} b2c_bytes={} "
-                        + "b2c_msgs={} client_close={} backend_close={} first={}",
+                        + "b2c_msgs={} client_close={} backend_close={} first={} status=101",
                 session.id(), client(session.clientAddress()), session.route(), session.backend().uri(),
                 close.duration().toMillis(), session.clientToBackendBytes(), session.clientToBackendMessages(),
                 session.backendToClientBytes(), session.backendToClientMessages(), close.clientCode(),
                 close.backendCode(), close.initiator().name().toLowerCase(Locale.ROOT));
+    }
+
+    /**
+     * The line of a request that got {@code status} from the proxy, or {@code 499} when its client left first, with no
+     * session: {@code reason} is one of the proxy's tokens ({@code origin_refused}, {@code backend_unreachable}, ...).
+     * The backend is the last one tried, if any.
+     */
+    static void refused(HandshakeRequestView view, int status, String reason) {
+        if (!LOG.isInfoEnabled()) {
+            return;
+        }
+        Backend backend = view.attempted();
+        LOG.info("sid=- client={} route={} backend={} duration_ms={} method={} status={} reason={}",
+                client(view.clientAddress()), view.route(), backend == null ? NONE : backend.uri(),
+                view.elapsedMillis(), method(view.method()), status, reason);
+    }
+
+    /**
+     * The line of a plain HTTP request forwarded to {@code backend}, once its response is complete (or failed):
+     * {@code c2bBytes} of body read from the client, {@code b2cBytes} written to it, {@code status} the one the client
+     * got ({@code 499} when it left before its response began), {@code reason} a token or {@link #NONE}.
+     */
+    static void forwarded(HandshakeRequestView view, Backend backend, long c2bBytes, long b2cBytes, int status,
+            @Nullable String reason) {
+        if (!LOG.isInfoEnabled()) {
+            return;
+        }
+        LOG.info("sid=- client={} route={} backend={} duration_ms={} c2b_bytes={} b2c_bytes={} method={} status={} "
+                        + "reason={}", client(view.clientAddress()), view.route(), backend.uri(), view.elapsedMillis(),
+                c2bBytes, b2cBytes, method(view.method()), status, reason == null ? NONE : reason);
+    }
+
+    /**
+     * A method for a line: an HTTP token to Jetty, which holds no space or control character but may be long, cut to
+     * {@value HandshakeRequestView#MAX_LOGGED_METHOD} characters.
+     */
+    static String method(String method) {
+        return LogText.printable(method, HandshakeRequestView.MAX_LOGGED_METHOD);
     }
 
     /**

@@ -122,15 +122,15 @@ final class Authentication {
             deadline = proxy.scheduler().schedule(() -> {
                 if (decided.compareAndSet(false, true)) {
                     WebSocketEndPoints.unwatchClient(watched);
-                    refuse(HttpStatus.GATEWAY_TIMEOUT_504, "authentication took more than " + timeoutMillis + " ms",
-                            null);
+                    refuse(HttpStatus.GATEWAY_TIMEOUT_504, "auth_timeout",
+                            "authentication took more than " + timeoutMillis + " ms", null);
                 }
             }, timeoutMillis, TimeUnit.MILLISECONDS);
         } catch (RuntimeException e) {
             // The scheduler refuses tasks once it stops: the proxy is stopping.
             if (decided.compareAndSet(false, true)) {
                 WebSocketEndPoints.unwatchClient(watched);
-                refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down", null);
+                refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down", null);
             }
             return;
         }
@@ -175,7 +175,7 @@ final class Authentication {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Client of {} left while its authentication was pending", view);
         }
-        Handshake.abandon(route, view, callback, "client connection closed during authentication",
+        Handshake.abandon(proxy, route, view, callback, "client connection closed during authentication",
                 new Handshake.ClientGone("authentication"));
     }
 
@@ -186,7 +186,7 @@ final class Authentication {
         } else if (decision == null) {
             failed(authenticator, new NullPointerException("the decision was null"));
         } else if (!decision.isAllowed()) {
-            refuse(decision.status(), "authentication refused", decision);
+            refuse(decision.status(), "auth_refused", "authentication refused", decision);
         } else {
             view.authorized(decision);
             proceed();
@@ -212,7 +212,7 @@ final class Authentication {
             try {
                 if (!response.isCommitted()) {
                     proxy.reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500,
-                            "internal error after authentication");
+                            "internal_error", "internal error after authentication");
                     return;
                 }
             } catch (Throwable again) {
@@ -225,14 +225,14 @@ final class Authentication {
     private void failed(Authenticator authenticator, Throwable failure) {
         decided.set(true);
         LOG.warn("Authenticator {} failed on {}", authenticator, view, failure);
-        refuse(HttpStatus.INTERNAL_SERVER_ERROR_500, "authenticator failed", null);
+        refuse(HttpStatus.INTERNAL_SERVER_ERROR_500, "auth_failed", "authenticator failed", null);
     }
 
-    private void refuse(int status, String reason, @Nullable AuthDecision decision) {
+    private void refuse(int status, String token, String reason, @Nullable AuthDecision decision) {
         if (permit != null) {
             permit.release();
         }
-        proxy.reject(view, response, callback, route, status, reason,
+        proxy.reject(view, response, callback, route, status, token, reason,
                 decision == null ? List.of() : decision.headers());
     }
 }

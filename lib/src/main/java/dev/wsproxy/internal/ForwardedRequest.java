@@ -21,6 +21,8 @@ final class ForwardedRequest {
     final FailoverBudget budget;
     private volatile @Nullable BackendState backend;
     private volatile @Nullable HttpURI target;
+    /** The access log's token for how the current attempt failed; {@code null} while it has not. */
+    private volatile @Nullable String failure;
 
     ForwardedRequest(Route route, HandshakeRequestView view, Timeouts timeouts) {
         this.route = route;
@@ -33,6 +35,17 @@ final class ForwardedRequest {
     void attempt(BackendState state, HttpURI target) {
         this.backend = state;
         this.target = target;
+        this.failure = null;
+    }
+
+    /** Notes how the current attempt failed, as the access log's token ({@code backend_unreachable}). */
+    void failed(String token) {
+        this.failure = token;
+    }
+
+    /** How the current attempt failed, or {@code null}. */
+    @Nullable String failure() {
+        return failure;
     }
 
     /** The backend of the current attempt. */

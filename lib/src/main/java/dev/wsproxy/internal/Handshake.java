@@ -74,9 +74,9 @@ final class Handshake {
     }
 
     /** Answers the client without a session: the connection slot is given back. */
-    private void refuse(int status, @Nullable String reason) {
+    private void refuse(int status, String token, @Nullable String reason) {
         releasePermit();
-        proxy.reject(view, response, callback, route, status, reason);
+        proxy.reject(view, response, callback, route, status, token, reason);
     }
 
     private void releasePermit() {
@@ -86,21 +86,25 @@ final class Handshake {
     }
 
     void start() {
-        attempt(0, null);
+        attempt(0, AccessLog.NONE, null);
     }
 
-    /** Picks the next backend and connects; after a failure, {@code lastStatus} is what the client gets if none is left. */
-    private void attempt(int lastStatus, @Nullable String lastReason) {
+    /**
+     * Picks the next backend and connects; after a failure, {@code lastStatus} is what the client gets if none is left
+     * ({@code lastToken} for the access log, {@code lastReason} for listeners).
+     */
+    private void attempt(int lastStatus, String lastToken, @Nullable String lastReason) {
         view.selecting();
-        Backend backend = proxy.select(view, response, callback, route, lastStatus, lastReason, this::releasePermit);
+        Backend backend = proxy.select(view, response, callback, route, lastStatus, lastToken, lastReason,
+                this::releasePermit);
         if (backend == null) {
             return;
         }
         // The state in the list the selector picked from: a backend removed since is found removed, and turned away.
         BackendState state = route.backends().stateOf(backend, view.seenBackends());
-        if (!view.tried.add(state)) {
+        if (!view.attempt(state)) {
             // The selector picked a backend this handshake already failed on: no further attempt.
-            refuse(lastStatus, lastReason);
+            refuse(lastStatus, lastToken, lastReason);
             return;
         }
         budget.attempt();
@@ -108,7 +112,7 @@ final class Handshake {
         try {
             backendUri = WebSocketProxyHandler.backendUri(request, route, backend, true);
         } catch (IllegalArgumentException e) {
-            refuse(HttpStatus.BAD_REQUEST_400, "request path cannot be forwarded");
+            refuse(HttpStatus.BAD_REQUEST_400, "bad_path", "request path cannot be forwarded");
             return;
         }
         BackendState.HandshakeSlot slot = state.tryStartHandshake(route.maxPendingBackendHandshakes());
@@ -122,7 +126,7 @@ final class Handshake {
         if (!proxy.register(relay)) {
             slot.release();
             relay.onBackendFailed();
-            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down");
             return;
         }
         if (state.state() == BackendStatus.State.DRAINING) {
@@ -132,7 +136,7 @@ final class Handshake {
             // registered after it is turned away here. Another backend, or 503.
             slot.release();
             relay.onBackendFailed();
-            nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend draining");
+            nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend_draining", "backend draining");
             return;
         }
         connect(relay, state, slot, backend, backendUri);
@@ -145,7 +149,7 @@ final class Handshake {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Backend {} not tried for {}: {}", backend, view, reason);
         }
-        nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, reason);
+        nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend_busy", reason);
     }
 
     private void connect(Relay relay, BackendState state, BackendState.HandshakeSlot slot, Backend backend,
@@ -220,7 +224,8 @@ final class Handshake {
         relay.holdPermit(permit);
         if (proxy.isDraining()) {
             relay.onClientUpgradeFailed("proxy shutting down");
-            proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            proxy.reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown",
+                    "proxy is shutting down");
             return;
         }
         String subprotocol = backendSession.getNegotiatedSubProtocol();
@@ -250,7 +255,8 @@ final class Handshake {
                 }
                 callback.failed(e);
             } else {
-                proxy.reject(view, response, callback, route, HttpStatus.BAD_GATEWAY_502, "client upgrade failed");
+                proxy.reject(view, response, callback, route, HttpStatus.BAD_GATEWAY_502, "upgrade_failed",
+                        "client upgrade failed");
             }
         }
     }
@@ -266,7 +272,7 @@ final class Handshake {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Client of {} not upgraded: {}", view, reason);
         }
-        route.listener().onHandshakeRejected(view, CLIENT_CLOSED_REQUEST, reason);
+        proxy.refused(view, route, CLIENT_CLOSED_REQUEST, "client_left", reason);
     }
 
     /**
@@ -280,17 +286,18 @@ final class Handshake {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Client of {} left while the handshake with {} was pending", view, backend);
         }
-        abandon(route, view, callback, "client connection closed before the backend answered", gone);
+        abandon(proxy, route, view, callback, "client connection closed before the backend answered", gone);
     }
 
     /**
      * Ends the exchange of a client whose connection ended while it waited (for the backend here, for its
-     * authenticator in {@link Authentication}): listeners hear of it as {@link #CLIENT_CLOSED_REQUEST}, and the
-     * request is aborted, so that Jetty closes the connection without writing an error page to a client that may
-     * still read.
+     * authenticator in {@link Authentication}): listeners and the access log hear of it as
+     * {@link #CLIENT_CLOSED_REQUEST}, and the request is aborted, so that Jetty closes the connection without writing
+     * an error page to a client that may still read.
      */
-    static void abandon(Route route, HandshakeRequestView view, Callback callback, String reason, EofException gone) {
-        route.listener().onHandshakeRejected(view, CLIENT_CLOSED_REQUEST, reason);
+    static void abandon(WebSocketProxyHandler proxy, Route route, HandshakeRequestView view, Callback callback,
+            String reason, EofException gone) {
+        proxy.refused(view, route, CLIENT_CLOSED_REQUEST, "client_left", reason);
         callback.failed(new Request.Handler.AbortException(gone));
     }
 
@@ -308,7 +315,7 @@ final class Handshake {
                 LOG.debug("Backend {} refused {} with {}", backend, view, status);
             }
             releasePermit();
-            route.listener().onHandshakeRejected(view, status, "backend refused the upgrade with " + status);
+            proxy.refused(view, route, status, "backend_refused", "backend refused the upgrade with " + status);
             Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
             return;
         }
@@ -318,13 +325,13 @@ final class Handshake {
             // CancellationException); a close that comes just after the handshake failed (refused, the proxy's timer)
             // cancels nothing, and the failure it finds here would otherwise fail over, and the client get its 101 on
             // another backend as a session the application never saw.
-            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "session closed before its upgrade");
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "closed_by_app", "session closed before its upgrade");
             return;
         }
         boolean draining = proxy.isDraining();
         if (cause instanceof CancellationException && draining) {
             // The proxy stopping: its decision, not the backend's failure (no blame, no failover).
-            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down");
             return;
         }
         if (cause instanceof CancellationException && relay.drainedBeforeUpgrade()) {
@@ -333,16 +340,19 @@ final class Handshake {
             if (LOG.isDebugEnabled()) {
                 LOG.debug("Backend {} drained while the handshake of {} was pending", backend, view);
             }
-            nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend draining");
+            nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend_draining", "backend draining");
             return;
         }
         boolean timeout = isTimeout(cause);
         int answer = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
+        boolean invalid101 = status == HttpStatus.SWITCHING_PROTOCOLS_101;
+        String token = cause instanceof FailoverTimeUp ? "failover_timeout"
+                : timeout ? "backend_timeout" : invalid101 ? "backend_invalid_101" : "backend_unreachable";
         String reason = cause instanceof FailoverTimeUp
                 ? "failover time ran out while the backend handshake was pending"
                 : timeout
                 ? "backend did not complete the handshake in time"
-                : status == HttpStatus.SWITCHING_PROTOCOLS_101
+                : invalid101
                         ? "backend sent an invalid 101: " + cause.getMessage()
                         : "backend unreachable: " + cause;
         LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
@@ -351,15 +361,15 @@ final class Handshake {
             WebSocketProxyHandler.countConnectFailure(route, state);
         }
         route.listener().onBackendConnectFailed(view, backend, cause);
-        nextAttemptOrRefuse(answer, reason);
+        nextAttemptOrRefuse(answer, token, reason);
     }
 
     /** Tries the next backend while the failover budget lasts; otherwise the client gets {@code status}. */
-    private void nextAttemptOrRefuse(int status, String reason) {
+    private void nextAttemptOrRefuse(int status, String token, String reason) {
         if (budget.allowsAnother() && !proxy.isDraining()) {
-            attempt(status, reason);
+            attempt(status, token, reason);
         } else {
-            refuse(status, reason);
+            refuse(status, token, reason);
         }
     }
 

@@ -19,6 +19,7 @@ import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.util.Fields;
+import org.eclipse.jetty.util.NanoTime;
 import org.eclipse.jetty.util.UrlEncoded;
 import org.jspecify.annotations.Nullable;
 
@@ -37,6 +38,8 @@ final class HandshakeRequestView implements SelectionContext {
     private @Nullable URI uri;
     /** Backends this handshake already failed on: not candidates any more. */
     final Set<BackendState> tried = new HashSet<>();
+    /** The backend of the last attempt ({@link #attempt}), for the access log; {@code null} before the first. */
+    private volatile @Nullable Backend attempted;
     /**
      * The route's lists of backends the selector read in the current attempt ({@link #candidates}, {@link #backends};
      * one unless the list was replaced meanwhile): a backend picked from one of them is that list's, even if it has
@@ -234,6 +237,30 @@ final class HandshakeRequestView implements SelectionContext {
             seen.add(states);
         }
         return states;
+    }
+
+    /**
+     * Starts an attempt on {@code state}'s backend: adds it to {@link #tried} and returns {@code true}, or returns
+     * {@code false} when this request tried it already. The backend is the one the access log names from then on.
+     */
+    boolean attempt(BackendState state) {
+        attempted = state.backend();
+        return tried.add(state);
+    }
+
+    /** The backend of the last attempt, or {@code null} when none was made. */
+    @Nullable Backend attempted() {
+        return attempted;
+    }
+
+    /** The request's method, as the client sent it. */
+    String method() {
+        return request.getMethod();
+    }
+
+    /** The milliseconds since the request began (its first byte was read). */
+    long elapsedMillis() {
+        return NanoTime.millisSince(request.getBeginNanoTime());
     }
 
     /** Forgets the lists seen by the previous attempt's selector; called before each selection. */

@@ -63,6 +63,10 @@ import dev.wsproxy.TimeoutPolicy;
  * the body only after the backend's {@code 100}. A response from the backend, whatever its status, counts as a
  * success. Nothing is retried once the request may have reached the backend (a reset, its idle timeout): the backend
  * may have acted on it.
+ *
+ * <p>Each request's access line ({@link AccessLog#forwarded}) is written once its response has completed or failed
+ * ({@link #onProxyToClientResponseComplete}, {@link #onProxyToClientResponseFailure}), whichever attempt gave it;
+ * a request refused before any attempt, or after failover ran out of backends, is logged where it is refused.
  */
 final class HttpForwarder extends ProxyHandler {
 
@@ -312,19 +316,24 @@ final class HttpForwarder extends ProxyHandler {
         boolean timeout = isTimeout(failure);
         int status = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
         String reason;
+        String token;
         if (isConnectFailure(attempt, failure) && isRunning()) {
             reason = "backend unreachable: " + failure;
+            token = timeout ? "backend_timeout" : "backend_unreachable";
             // As a failed backend handshake is logged and reported (Handshake.failed).
             LOG.warn("Backend {} failed for {}: {}", attempt.backend.backend(), forwarded.view, reason);
             WebSocketProxyHandler.countConnectFailure(forwarded.route, attempt.backend);
             forwarded.route.listener().onBackendConnectFailed(forwarded.view, attempt.backend.backend(), failure);
             if (!attempt.bodyRead && proxy.forwardToAnother(clientToProxyRequest, proxyToClientResponse,
-                    proxyToClientCallback, forwarded, status, reason)) {
+                    proxyToClientCallback, forwarded, status, token, reason)) {
                 return;
             }
         } else {
             reason = timeout ? "backend did not answer in time" : "backend failed: " + failure;
+            token = timeout ? "backend_timeout" : "backend_failed";
         }
+        // Logged when the response completes (onProxyToClientResponseComplete or Failure), with what it wrote.
+        forwarded.failed(token);
         if (!proxyToClientResponse.isCommitted()) {
             // The proxy's own status, as for a refused handshake; a failure once the backend's response began to
             // reach the client is not a rejection (the connection is closed).
@@ -337,6 +346,56 @@ final class HttpForwarder extends ProxyHandler {
                         serverToProxyResponse, proxyToClientResponse, proxyToClientCallback),
                 x -> onProxyToClientResponseFailure(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
                         proxyToClientResponse, proxyToClientCallback, x)), status);
+    }
+
+    /** Writes the request's access line: its response is complete. */
+    @Override
+    protected void onProxyToClientResponseComplete(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest,
+            org.eclipse.jetty.client.Response serverToProxyResponse, Response proxyToClientResponse,
+            Callback proxyToClientCallback) {
+        logCompleted(clientToProxyRequest, proxyToClientResponse, false);
+        super.onProxyToClientResponseComplete(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
+                proxyToClientResponse, proxyToClientCallback);
+    }
+
+    /**
+     * Writes the request's access line: its response could not be written to the client, gone (or its connection
+     * failed), with {@code 499} if nothing of the response had been sent, as nginx logs it.
+     */
+    @Override
+    protected void onProxyToClientResponseFailure(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest,
+            org.eclipse.jetty.client.Response serverToProxyResponse, Response proxyToClientResponse,
+            Callback proxyToClientCallback, Throwable failure) {
+        logCompleted(clientToProxyRequest, proxyToClientResponse, true);
+        super.onProxyToClientResponseFailure(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
+                proxyToClientResponse, proxyToClientCallback, failure);
+    }
+
+    /**
+     * The access line of a forwarded request, once: the status the client got, the bytes of body read from it and
+     * written to it (Jetty's own counts of the exchange), and how it failed, if it did: the backend
+     * ({@link ForwardedRequest#failure}), or else the client ({@code client_left}).
+     */
+    private static void logCompleted(Request clientToProxyRequest, Response proxyToClientResponse, boolean failed) {
+        if (!AccessLog.LOG.isInfoEnabled()) {
+            return;
+        }
+        ForwardedRequest forwarded = forwarded(clientToProxyRequest);
+        String reason = forwarded.failure();
+        int status = proxyToClientResponse.getStatus();
+        if (failed) {
+            if (reason == null) {
+                reason = "client_left";
+            }
+            if (!proxyToClientResponse.isCommitted()) {
+                status = Handshake.CLIENT_CLOSED_REQUEST;
+            }
+        }
+        AccessLog.forwarded(forwarded.view, forwarded.backend().backend(),
+                Request.getContentBytesRead(clientToProxyRequest),
+                Response.getContentBytesWritten(proxyToClientResponse), status, reason);
     }
 
     private static boolean isTimeout(Throwable failure) {

@@ -838,7 +838,7 @@ final class Relay implements ProxySession {
                 LOG.warn("[{}] Backend selector {} failed in onSessionClosed", id, route.selector(), e);
             }
             route.listener().onSessionClosed(this, close);
-            AccessLog.log(this, close);
+            AccessLog.session(this, close);
         } finally {
             owner.onCloseReported();
         }

@@ -377,17 +377,20 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
                 ClientIdentity.of(request, trustedProxies));
         UpgradeChecks.Refusal refusal = UpgradeChecks.check(request);
         if (refusal != null) {
-            reject(view, response, callback, route, refusal.status(), refusal.reason());
+            reject(view, response, callback, route, refusal.status(),
+                    refusal.status() == HttpStatus.UPGRADE_REQUIRED_426 ? "bad_version" : "bad_request",
+                    refusal.reason());
             return true;
         }
         if (draining) {
-            reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "proxy is shutting down");
+            reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown",
+                    "proxy is shutting down");
             return true;
         }
         // One key for both per-address limits, made once (two longs, no text): an IPv6 client counts with its block.
         ClientKey client = ClientKey.of(view.identity(), perIpIpv6Prefix);
         if (rateLimiter != null && !rateLimiter.tryAcquire(client)) {
-            reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429,
+            reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429, "rate_limited",
                     "handshake rate of " + countedAs(view.identity(), client) + " exceeded");
             return true;
         }
@@ -397,12 +400,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             allowed = route.originValidator().isAllowed(origin, view);
         } catch (Throwable e) {
             LOG.warn("Origin validator {} failed", route.originValidator(), e);
-            reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "origin validator failed");
+            reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "origin_validator_failed",
+                    "origin validator failed");
             return true;
         }
         if (!allowed) {
             // The client's own text, cut and escaped (see LogText): the reason goes to listeners "for logs".
-            reject(view, response, callback, route, HttpStatus.FORBIDDEN_403,
+            reject(view, response, callback, route, HttpStatus.FORBIDDEN_403, "origin_refused",
                     "origin not allowed: " + LogText.printable(origin, MAX_ORIGIN_IN_REASON));
             return true;
         }
@@ -410,12 +414,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (connectionLimits != null) {
             Object granted = connectionLimits.acquire(client);
             if (granted == ConnectionLimits.Refusal.PER_ADDRESS) {
-                reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429,
+                reject(view, response, callback, route, HttpStatus.TOO_MANY_REQUESTS_429, "too_many_sessions",
                         "too many sessions from " + countedAs(view.identity(), client));
                 return true;
             }
             if (granted == ConnectionLimits.Refusal.TOTAL) {
-                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "session limit reached");
+                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "session_limit",
+                        "session limit reached");
                 return true;
             }
             permit = (ConnectionLimits.Permit) granted;
@@ -453,25 +458,27 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      * connection slot free).
      */
     @Nullable Backend select(HandshakeRequestView view, Response response, Callback callback, Route route,
-            int lastStatus, @Nullable String lastReason, Runnable beforeRefusal) {
+            int lastStatus, String lastToken, @Nullable String lastReason, Runnable beforeRefusal) {
         Backend backend;
         try {
             backend = route.selector().select(view);
         } catch (Throwable e) {
             LOG.warn("Backend selector {} failed", route.selector(), e);
             beforeRefusal.run();
-            reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "backend selector failed");
+            reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "selector_failed",
+                    "backend selector failed");
             return null;
         }
         if (backend == null) {
             beforeRefusal.run();
             if (lastStatus == 0) {
                 int cap = route.maxPendingBackendHandshakes();
+                boolean busy = route.backends().anyBusy(cap);
                 reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503,
-                        route.backends().anyBusy(cap) ? "every backend busy: " + cap + " handshakes pending to each"
-                                : "no backend available");
+                        busy ? "backends_busy" : "no_backend",
+                        busy ? "every backend busy: " + cap + " handshakes pending to each" : "no backend available");
             } else {
-                reject(view, response, callback, route, lastStatus, lastReason);
+                reject(view, response, callback, route, lastStatus, lastToken, lastReason);
             }
         }
         return backend;
@@ -485,20 +492,22 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      * for the backend) get {@code 405}, as from nginx.
      */
     private boolean forwardHttp(Request request, Response response, Callback callback, Route route) throws Exception {
+        HandshakeRequestView view = new HandshakeRequestView(request, route,
+                ClientIdentity.of(request, trustedProxies));
         if (draining) {
+            AccessLog.refused(view, HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown");
             Responses.error(response, callback, HttpStatus.SERVICE_UNAVAILABLE_503);
             return true;
         }
         String method = request.getMethod();
         if (HttpMethod.CONNECT.is(method) || HttpMethod.TRACE.is(method)) {
+            AccessLog.refused(view, HttpStatus.METHOD_NOT_ALLOWED_405, "method_not_allowed");
             Responses.error(response, callback, HttpStatus.METHOD_NOT_ALLOWED_405);
             return true;
         }
-        HandshakeRequestView view = new HandshakeRequestView(request, route,
-                ClientIdentity.of(request, trustedProxies));
         String ambiguity = UpgradeChecks.ambiguity(request);
         if (ambiguity != null) {
-            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, ambiguity);
+            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "bad_request", ambiguity);
             return true;
         }
         // The route's policy, read once for this request: the authenticator's deadline and the backend's idle timeout.
@@ -514,12 +523,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             try {
                 forwardAuthorized(request, response, callback, route, view, timeouts);
             } catch (Exception | Error e) {
-                LOG.warn("Could not forward {}", view, e);
-                if (!response.isCommitted()) {
-                    Responses.error(response, callback, HttpStatus.BAD_GATEWAY_502);
-                } else {
-                    callback.failed(e);
-                }
+                couldNotForward(view, response, callback, e);
             }
         });
         return true;
@@ -529,7 +533,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             HandshakeRequestView view, Timeouts timeouts) {
         ForwardedRequest forwarded = new ForwardedRequest(route, view, timeouts);
         request.setAttribute(HttpForwarder.FORWARDED_ATTRIBUTE, forwarded);
-        forwardAttempt(request, response, callback, forwarded, 0, null);
+        forwardAttempt(request, response, callback, forwarded, 0, AccessLog.NONE, null);
     }
 
     /**
@@ -538,11 +542,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      * when no backend is left, and a backend this request already failed on ends the failover.
      */
     private void forwardAttempt(Request request, Response response, Callback callback, ForwardedRequest forwarded,
-            int lastStatus, @Nullable String lastReason) {
+            int lastStatus, String lastToken, @Nullable String lastReason) {
         Route route = forwarded.route;
         HandshakeRequestView view = forwarded.view;
         view.selecting();
-        Backend backend = select(view, response, callback, route, lastStatus, lastReason, () -> { });
+        Backend backend = select(view, response, callback, route, lastStatus, lastToken, lastReason, () -> { });
         if (backend == null) {
             return;
         }
@@ -550,16 +554,17 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         // removed since is found removed, and a drained or removed one is turned away (a selector may pick from
         // backends(), which lists them).
         BackendState state = route.backends().stateOf(backend, view.seenBackends());
-        if (!view.tried.add(state)) {
-            reject(view, response, callback, route, lastStatus, lastReason);
+        if (!view.attempt(state)) {
+            reject(view, response, callback, route, lastStatus, lastToken, lastReason);
             return;
         }
         forwarded.budget.attempt();
         if (state.state() == BackendStatus.State.DRAINING) {
             String reason = "backend draining";
             if (!forwardToAnother(request, response, callback, forwarded, HttpStatus.SERVICE_UNAVAILABLE_503,
-                    reason)) {
-                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, reason);
+                    "backend_draining", reason)) {
+                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "backend_draining",
+                        reason);
             }
             return;
         }
@@ -567,6 +572,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         try {
             target = backendUri(request, route, backend, false);
         } catch (IllegalArgumentException e) {
+            AccessLog.refused(view, HttpStatus.BAD_REQUEST_400, "bad_path");
             Responses.error(response, callback, HttpStatus.BAD_REQUEST_400);
             return;
         }
@@ -581,7 +587,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      * the failure as without failover, not a refusal for want of a backend.
      */
     boolean forwardToAnother(Request request, Response response, Callback callback, ForwardedRequest forwarded,
-            int status, String reason) {
+            int status, String token, String reason) {
         Route route = forwarded.route;
         if (draining || !forwarded.budget.allowsAnother()
                 || RouteBackends.candidates(route.backends().states(), forwarded.view.tried,
@@ -589,17 +595,24 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             return false;
         }
         try {
-            forwardAttempt(request, response, callback, forwarded, status, reason);
+            forwardAttempt(request, response, callback, forwarded, status, token, reason);
         } catch (RuntimeException | Error e) {
             // On the thread of Jetty's client, which would only log it: the client would wait for its idle timeout.
-            LOG.warn("Could not forward {}", forwarded.view, e);
-            if (response.isCommitted()) {
-                callback.failed(e);
-            } else {
-                Responses.error(response, callback, HttpStatus.BAD_GATEWAY_502);
-            }
+            couldNotForward(forwarded.view, response, callback, e);
         }
         return true;
+    }
+
+    /** A plain HTTP request the proxy failed to forward: {@code 502}, or a failure once its response is committed. */
+    private static void couldNotForward(HandshakeRequestView view, Response response, Callback callback, Throwable e) {
+        LOG.warn("Could not forward {}", view, e);
+        boolean committed = response.isCommitted();
+        AccessLog.refused(view, committed ? response.getStatus() : HttpStatus.BAD_GATEWAY_502, "forward_failed");
+        if (committed) {
+            callback.failed(e);
+        } else {
+            Responses.error(response, callback, HttpStatus.BAD_GATEWAY_502);
+        }
     }
 
     /**
@@ -616,9 +629,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         }
     }
 
+    /**
+     * Refuses with {@code status}: reports it ({@link #refused}), then answers the client. {@code token} is the access
+     * log's {@code reason}, one of the proxy's own words ({@code origin_refused}); {@code reason} the listeners'.
+     */
     void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
-            @Nullable String reason) {
-        reject(view, response, callback, route, status, reason, List.of());
+            String token, @Nullable String reason) {
+        reject(view, response, callback, route, status, token, reason, List.of());
     }
 
     /**
@@ -626,13 +643,26 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      * client's response head ({@link Responses#error(Response, Callback, int, List)}).
      */
     void reject(HandshakeRequestView view, Response response, Callback callback, Route route, int status,
-            @Nullable String reason, List<Map.Entry<String, String>> headers) {
+            String token, @Nullable String reason, List<Map.Entry<String, String>> headers) {
+        refused(view, route, status, token, reason);
+        Responses.error(response, callback, status, headers);
+    }
+
+    /**
+     * Reports a request on a route that got {@code status} from the proxy instead of a session or a backend's
+     * response ({@code 499}: its client left first): to the route's listeners with {@code reason}, made printable and
+     * short ({@link LogText#printable}), and to the access log with {@code token}. Every request refused on a route
+     * goes through here once, whoever answers the client (a backend's refusal is relayed, a client gone gets nothing),
+     * but the plain HTTP requests {@link HttpForwarder} answers after their backend failed: those are logged when their
+     * response completes.
+     */
+    void refused(HandshakeRequestView view, Route route, int status, String token, @Nullable String reason) {
         String printable = reason == null ? null : LogText.printable(reason, MAX_REASON);
         if (LOG.isDebugEnabled()) {
             LOG.debug("Refused {}: {} ({})", view, status, printable);
         }
         route.listener().onHandshakeRejected(view, status, printable);
-        Responses.error(response, callback, status, headers);
+        AccessLog.refused(view, status, token);
     }
 
     /**
