@@ -19,6 +19,34 @@ public final class StandardError {
     private StandardError() {
     }
 
+    /**
+     * Standard error captured from now until {@link Capture#close()}, and readable meanwhile: a test awaits a line that
+     * another thread writes.
+     */
+    public static Capture capture() {
+        return new Capture();
+    }
+
+    /** What is written to standard error while it is open; closing it restores standard error. */
+    public static final class Capture implements AutoCloseable {
+        private final PrintStream saved = System.err;
+        private final ByteArrayOutputStream captured = new ByteArrayOutputStream();
+
+        private Capture() {
+            System.setErr(new PrintStream(captured, true, StandardCharsets.UTF_8));
+        }
+
+        /** What was written so far. */
+        public String text() {
+            return captured.toString(StandardCharsets.UTF_8);
+        }
+
+        @Override
+        public void close() {
+            System.setErr(saved);
+        }
+    }
+
     /** Runs {@code action} and returns what was written to standard error meanwhile. */
     public static String of(Action action) throws Exception {
         PrintStream saved = System.err;

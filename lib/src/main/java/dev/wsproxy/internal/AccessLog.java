@@ -9,7 +9,6 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.Backend;
-import dev.wsproxy.ProxySession;
 import dev.wsproxy.SessionClose;
 
 /**
@@ -36,17 +35,24 @@ final class AccessLog {
     private AccessLog() {
     }
 
-    /** A session's line, once both legs have ended. */
-    static void session(ProxySession session, SessionClose close) {
+    /**
+     * A session's line, once both legs have ended: when the proxy started the end, the code it sent the client
+     * ({@code proxy_close}, {@code -} if it sent none) and why ({@code reason}: {@code idle_timeout}, ...).
+     */
+    static void session(Relay session, SessionClose close) {
         if (!LOG.isInfoEnabled()) {
             return;
         }
+        int proxyClose = session.proxyClose();
+        String reason = session.proxyCloseReason();
         LOG.info("sid={} client={} route={} backend={} duration_ms={} c2b_bytes={} c2b_msgs={} b2c_bytes={} "
-                        + "b2c_msgs={} client_close={} backend_close={} first={} status=101",
+                        + "b2c_msgs={} client_close={} backend_close={} first={} status=101 proxy_close={} reason={}",
                 session.id(), client(session.clientAddress()), session.route(), session.backend().uri(),
                 close.duration().toMillis(), session.clientToBackendBytes(), session.clientToBackendMessages(),
                 session.backendToClientBytes(), session.backendToClientMessages(), close.clientCode(),
-                close.backendCode(), close.initiator().name().toLowerCase(Locale.ROOT));
+                close.backendCode(), close.initiator().name().toLowerCase(Locale.ROOT),
+                proxyClose == Relay.NO_PROXY_CLOSE ? NONE : Integer.toString(proxyClose),
+                reason == null ? NONE : reason);
     }
 
     /**

@@ -15,8 +15,8 @@ final class LogText {
 
     /**
      * {@code text} with every char outside printable ASCII (below U+0020, above U+007E) written as
-     * <code>&#92;uXXXX</code>, cut to {@code max} chars followed by {@code ...} when longer; {@code text} itself when it
-     * is both printable and short (no copy), {@code "null"} for {@code null}.
+     * <code>&#92;uXXXX</code>, cut to {@code max} chars followed by {@code ...} when longer; {@code text} itself
+     * when it is both printable and short (no copy), {@code "null"} for {@code null}.
      */
     static String printable(@Nullable String text, int max) {
         if (text == null) {

@@ -110,6 +110,8 @@ final class Relay implements ProxySession {
 
     private static final Logger LOG = LoggerFactory.getLogger(Relay.class);
     private static final int MAX_REASON_BYTES = Frame.MAX_CONTROL_PAYLOAD - 2;
+    /** {@link #proxyClose} when the proxy sent the client no close code. */
+    static final int NO_PROXY_CLOSE = 0;
     /** Data frames carrying less than this always count against the fragment cap. */
     static final int SMALL_FRAGMENT = 128;
     /** The payload of the proxy's own pings; a pong carrying it answers one of them and is not relayed. */
@@ -147,6 +149,13 @@ final class Relay implements ProxySession {
     /** The session ended while its open was still being reported: reported when that returns. */
     private @Nullable SessionClose closeToReport;
     private SessionClose.@Nullable Initiator initiator;
+    /**
+     * When the proxy started the end ({@link #initiator} {@code PROXY}): the code it sent the client
+     * ({@link #NO_PROXY_CLOSE} when it dropped the client's connection without one) and why, a token for the access
+     * log ({@code idle_timeout}). Set with the initiator, once, on the close paths only.
+     */
+    private int proxyClose = NO_PROXY_CLOSE;
+    private @Nullable String proxyCloseReason;
     private @Nullable CloseStatus pendingClientClose;
     private Scheduler.@Nullable Task closeTimer;
     /** The close timer has fired once: an answer owed to a peer had one more close timeout to be written. */
@@ -250,7 +259,14 @@ final class Relay implements ProxySession {
                     "reason: " + reason.length() + " chars (expected: at most " + MAX_REASON_BYTES
                             + " UTF-8 bytes)");
         }
-        CloseStatus status = new CloseStatus(code, reason);
+        close(new CloseStatus(code, reason), "closed_by_app");
+    }
+
+    /**
+     * Closes both legs with {@code status} ({@link #close(int, String)}), {@code why} being the access log's reason
+     * should this close start the session's end.
+     */
+    private void close(CloseStatus status, String why) {
         Runnable abort = null;
         synchronized (this) {
             if (!opened && !finished) {
@@ -258,12 +274,20 @@ final class Relay implements ProxySession {
                 abort = abortHandshake;
             }
         }
-        terminate(status, status);
+        terminate(status, status, why);
         if (abort != null) {
             // A backend handshake in progress ends now (503 to the client, nobody blamed, no failover); one that
             // completed already goes on, and the client gets its 101 and then this close.
             abort.run();
         }
+    }
+
+    /**
+     * The backend is drained ({@code proxy.drain(backend)}) and this session is one of its open ones: closed with
+     * {@code 1001} as by {@link #close(int, String)}, the access log saying {@code backend_draining}.
+     */
+    void closeForDrain() {
+        close(new CloseStatus(CloseStatus.SHUTDOWN, "backend draining"), "backend_draining");
     }
 
     /** Whether {@link #close} was called before the client was upgraded (see {@link Handshake}). */
@@ -292,7 +316,7 @@ final class Relay implements ProxySession {
             abort = abortHandshake;
         }
         CloseStatus goingAway = new CloseStatus(CloseStatus.SHUTDOWN, "backend draining");
-        terminate(goingAway, goingAway);
+        terminate(goingAway, goingAway, "backend_draining");
         if (abort != null) {
             abort.run();
         }
@@ -393,7 +417,7 @@ final class Relay implements ProxySession {
             abort.run();
         }
         CloseStatus goingAway = new CloseStatus(CloseStatus.SHUTDOWN, "proxy shutting down");
-        terminate(goingAway, goingAway);
+        terminate(goingAway, goingAway, "shutdown");
     }
 
     /** Drops both connections at once, without close frames: the drain deadline has passed. */
@@ -498,7 +522,7 @@ final class Relay implements ProxySession {
 
     private void onLifetimeExceeded() {
         CloseStatus status = new CloseStatus(CloseStatus.SHUTDOWN, "session lifetime exceeded");
-        terminate(status, status);
+        terminate(status, status, "max_lifetime");
     }
 
     /** What the relay has carried so far, both ways: it moves whenever a frame or a piece of one is relayed. */
@@ -509,16 +533,16 @@ final class Relay implements ProxySession {
 
     /** A peer did not answer the proxy's ping: its connection is dropped, the other peer told (see TimeoutPolicy). */
     private boolean onUnresponsive(Leg dead) {
-        return drop(dead, dead.side == Side.BACKEND
-                ? new CloseStatus(CloseStatus.BAD_GATEWAY, "backend not responding")
-                : new CloseStatus(CloseStatus.SHUTDOWN, "client not responding"));
+        return dead.side == Side.BACKEND
+                ? drop(dead, new CloseStatus(CloseStatus.BAD_GATEWAY, "backend not responding"), "backend_unresponsive")
+                : drop(dead, new CloseStatus(CloseStatus.SHUTDOWN, "client not responding"), "client_unresponsive");
     }
 
     /**
      * Drops the connection of {@code dead}, whose peer would read no close frame, and closes the other leg with
      * {@code notice}; nothing when a close is under way (the close timeout sees to it). Returns whether it dropped.
      */
-    private boolean drop(Leg dead, CloseStatus notice) {
+    private boolean drop(Leg dead, CloseStatus notice, String why) {
         CoreSession deadSession;
         List<Runnable> actions = new ArrayList<>();
         synchronized (this) {
@@ -528,6 +552,8 @@ final class Relay implements ProxySession {
             }
             if (initiator == null) {
                 initiator = SessionClose.Initiator.PROXY;
+                proxyClose = dead.side == Side.CLIENT ? NO_PROXY_CLOSE : notice.getCode();
+                proxyCloseReason = why;
             }
             dead.closeSent = true;
             closeLeg(dead.other(), notice, actions);
@@ -554,7 +580,7 @@ final class Relay implements ProxySession {
         }
         return pings
                 ? onUnresponsive(stalled)
-                : drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"));
+                : drop(stalled, new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout"), "write_timeout");
     }
 
     private void onIdle(Side side) {
@@ -562,11 +588,11 @@ final class Relay implements ProxySession {
             LOG.debug("[{}] Idle timeout on the {} leg", id, side);
         }
         CloseStatus status = new CloseStatus(CloseStatus.SHUTDOWN, "idle timeout");
-        terminate(status, status);
+        terminate(status, status, "idle_timeout");
     }
 
     /** A peer broke a rule the proxy enforces (message size, UTF-8): it gets {@code code}, the other leg a mapping. */
-    private void onViolation(Side offender, int code, String reason) {
+    private void onViolation(Side offender, int code, String reason, String why) {
         if (LOG.isDebugEnabled()) {
             LOG.debug("[{}] The {} broke the protocol: {} {}", id, offender, code, reason);
         }
@@ -583,9 +609,9 @@ final class Relay implements ProxySession {
             owesClose = leg.closeSent && !leg.done;
         }
         if (offender == Side.CLIENT) {
-            terminate(toOffender, toOther);
+            terminate(toOffender, toOther, why);
         } else {
-            terminate(toOther, toOffender);
+            terminate(toOther, toOffender, why);
         }
         CoreSession session = leg.session;
         if (owesClose && session != null) {
@@ -595,8 +621,11 @@ final class Relay implements ProxySession {
         }
     }
 
-    /** The proxy closes both legs; legs already closing are answered or left to finish. */
-    private void terminate(CloseStatus toClient, CloseStatus toBackend) {
+    /**
+     * The proxy closes both legs; legs already closing are answered or left to finish. {@code why} is the access log's
+     * reason for the end, kept when this close starts it.
+     */
+    private void terminate(CloseStatus toClient, CloseStatus toBackend, String why) {
         List<Runnable> actions = new ArrayList<>();
         synchronized (this) {
             if (finished) {
@@ -604,6 +633,8 @@ final class Relay implements ProxySession {
             }
             if (initiator == null) {
                 initiator = SessionClose.Initiator.PROXY;
+                proxyClose = toClient.getCode();
+                proxyCloseReason = why;
             }
             if (clientLeg.session == null && !clientLeg.done) {
                 pendingClientClose = toClient;
@@ -854,6 +885,16 @@ final class Relay implements ProxySession {
                 : status.getCode() + " " + LogText.printable(reason, MAX_REASON_BYTES);
     }
 
+    /** The code the proxy sent the client when it started the session's end, or {@link #NO_PROXY_CLOSE}. */
+    synchronized int proxyClose() {
+        return proxyClose;
+    }
+
+    /** Why the proxy started the session's end, a token for the access log; {@code null} when it did not. */
+    synchronized @Nullable String proxyCloseReason() {
+        return proxyCloseReason;
+    }
+
     /** Returns a status that can be sent on the other leg for one received from {@code from}'s peer. */
     private static CloseStatus relayable(CloseStatus status, Side from) {
         int code = status.getCode();
@@ -1064,7 +1105,7 @@ final class Relay implements ProxySession {
                         WebSocketEndPoints.demand(session);
                     } else if (rateInterval != 0 && overRate()) {
                         callback.succeeded();
-                        onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded");
+                        onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded", "rate_limited");
                     } else {
                         if (pinger != null) {
                             pinger.controls++;
@@ -1165,7 +1206,7 @@ final class Relay implements ProxySession {
             if (opCode != OpCode.CONTINUATION) {
                 if (rateInterval != 0 && overRate()) {
                     callback.succeeded();
-                    onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded");
+                    onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded", "rate_limited");
                     return;
                 }
                 messageSize = 0;
@@ -1195,18 +1236,18 @@ final class Relay implements ProxySession {
             messageSize += length;
             if (messageSize > route.maxMessageSize()) {
                 callback.succeeded();
-                onViolation(side, CloseStatus.MESSAGE_TOO_LARGE, "message too big");
+                onViolation(side, CloseStatus.MESSAGE_TOO_LARGE, "message too big", "message_too_big");
                 return;
             }
             if (messageFragments > route.maxFragmentsPerMessage() + (messageSize >>> 10)) {
                 callback.succeeded();
-                onViolation(side, CloseStatus.MESSAGE_TOO_LARGE, "too many fragments");
+                onViolation(side, CloseStatus.MESSAGE_TOO_LARGE, "too many fragments", "too_many_fragments");
                 return;
             }
             if (textMessage && ((frame.hasPayload() && !utf8.feed(frame.getPayload()))
                     || (frame.isFin() && !utf8.isComplete()))) {
                 callback.succeeded();
-                onViolation(side, CloseStatus.BAD_PAYLOAD, "invalid UTF-8");
+                onViolation(side, CloseStatus.BAD_PAYLOAD, "invalid UTF-8", "invalid_utf8");
                 return;
             }
             bytes += length;

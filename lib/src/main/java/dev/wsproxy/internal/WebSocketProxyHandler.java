@@ -871,7 +871,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         long step = sessions.isEmpty() ? 0 : window.toNanos() / sessions.size();
         for (int i = 0; i < sessions.size(); i++) {
             Relay relay = sessions.get(i);
-            Runnable close = () -> relay.close(1001, "backend draining");
+            Runnable close = relay::closeForDrain;
             if (i == 0) {
                 close.run();
             } else {

@@ -1,0 +1,148 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.jetty.websocket.api.Callback;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * What a session's access line says of how the proxy ended it: the code it sent the client ({@code proxy_close}) and
+ * why ({@code reason}), for each end the relay decides, and {@code -} for both when a peer ended it. An in-process
+ * proxy; its lines are read on standard error, where slf4j-simple writes them ({@link StandardError}). The
+ * hostile-input ends (invalid UTF-8, a stop) are {@link LogHygieneTest}'s.
+ */
+class AccessLogTest {
+
+    private final SessionEvents events = new SessionEvents();
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+    private Clients clients;
+    private StandardError.Capture log;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        proxy = ProxyBuilder.create()
+                .listen("127.0.0.1", 0)
+                .route("/ws/", backend.backend())
+                .route("/idle/", r -> r.backends(backend.backend())
+                        .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMillis(300))))
+                .route("/lifetime/", r -> r.backends(backend.backend())
+                        .timeoutPolicy(TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(300)).build()))
+                .route("/small/", r -> r.backends(backend.backend()).maxMessageSize(16))
+                .route("/rate/", r -> r.backends(backend.backend()).messageRateLimit(1))
+                .listener(events)
+                .build();
+        proxy.start();
+        clients = new Clients();
+        log = StandardError.capture();
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        log.close();
+        Clients.tearDown(proxy, clients, backend);
+    }
+
+    /** Opens a session on {@code path}, runs {@code end}, and returns its access line once the session has ended. */
+    private String sessionLine(String path, ClientAction end) throws Exception {
+        WsRecorder client = clients.connect(Clients.ws(proxy, path));
+        ProxySession session = events.opened.poll(10, TimeUnit.SECONDS);
+        assertThat(session).isNotNull();
+        end.run(client, session);
+        String prefix = "sid=" + session.id() + " ";
+        await().atMost(Duration.ofSeconds(10)).until(() -> accessLines().stream().anyMatch(l -> l.startsWith(prefix)));
+        return accessLines().stream().filter(line -> line.startsWith(prefix)).findFirst().orElseThrow();
+    }
+
+    /** The messages of the access lines written so far. */
+    private List<String> accessLines() {
+        String marker = " dev.wsproxy.access - ";
+        return log.text().lines().filter(line -> line.contains(marker))
+                .map(line -> line.substring(line.indexOf(marker) + marker.length())).toList();
+    }
+
+    @FunctionalInterface
+    interface ClientAction {
+        void run(WsRecorder client, ProxySession session) throws Exception;
+    }
+
+    @Test
+    void namesNoProxyCloseWhenAPeerEndedTheSession() throws Exception {
+        String line = sessionLine("/ws/x", (client, session) -> {
+            client.session.close(1000, "bye", Callback.NOOP);
+            assertThat(client.nextClose().code()).isEqualTo(1000);
+        });
+        assertThat(line).endsWith(" client_close=1000 backend_close=1000 first=client status=101 proxy_close=- "
+                + "reason=-");
+    }
+
+    @Test
+    void namesTheApplicationsCloseAndItsCode() throws Exception {
+        String line = sessionLine("/ws/x", (client, session) -> {
+            session.close(4000, "kicked");
+            assertThat(client.nextClose().code()).isEqualTo(4000);
+        });
+        assertThat(line).endsWith(" first=proxy status=101 proxy_close=4000 reason=closed_by_app");
+    }
+
+    @Test
+    void namesTheIdleTimeout() throws Exception {
+        String line = sessionLine("/idle/x", (client, session) ->
+                assertThat(client.nextClose().code()).isEqualTo(1001));
+        assertThat(line).endsWith(" first=proxy status=101 proxy_close=1001 reason=idle_timeout");
+    }
+
+    @Test
+    void namesTheMaximumLifetime() throws Exception {
+        String line = sessionLine("/lifetime/x", (client, session) ->
+                assertThat(client.nextClose().code()).isEqualTo(1001));
+        assertThat(line).endsWith(" first=proxy status=101 proxy_close=1001 reason=max_lifetime");
+    }
+
+    @Test
+    void namesAMessageTooBigAndByItsCodeWhichPeerSentIt() throws Exception {
+        String fromClient = sessionLine("/small/x", (client, session) -> {
+            client.sendText("x".repeat(17));
+            assertThat(client.nextClose().code()).isEqualTo(1009);
+        });
+        assertThat(fromClient).endsWith(" first=proxy status=101 proxy_close=1009 reason=message_too_big");
+        // The backend broke the rule: the client is told 1001, the backend 1009.
+        String fromBackend = sessionLine("/small/x", (client, session) -> {
+            client.sendText("push:1:64");
+            assertThat(client.nextClose().code()).isEqualTo(1001);
+        });
+        assertThat(fromBackend).endsWith(" first=proxy status=101 proxy_close=1001 reason=message_too_big");
+    }
+
+    @Test
+    void namesTheMessageRateLimit() throws Exception {
+        String line = sessionLine("/rate/x", (client, session) -> {
+            for (int i = 0; i < 3; i++) {
+                client.sendText("m" + i);
+            }
+            Object event;
+            do {
+                event = client.next(); // the echo of the first message, maybe of the second
+            } while (event instanceof WsRecorder.Text);
+            assertThat(event).isEqualTo(new WsRecorder.Closed(1008, "message rate exceeded"));
+        });
+        assertThat(line).endsWith(" first=proxy status=101 proxy_close=1008 reason=rate_limited");
+    }
+
+    @Test
+    void namesABackendDrain() throws Exception {
+        String line = sessionLine("/ws/x", (client, session) -> {
+            proxy.drain(backend.backend(), Duration.ZERO);
+            assertThat(client.nextClose().code()).isEqualTo(1001);
+        });
+        assertThat(line).endsWith(" first=proxy status=101 proxy_close=1001 reason=backend_draining");
+    }
+}
