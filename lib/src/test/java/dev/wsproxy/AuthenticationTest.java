@@ -259,18 +259,25 @@ class AuthenticationTest {
                 }).timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build()))
                 .route("/open/", backend.backend()));
         RawHttp client = RawHttp.connect(proxy);
-        client.send(RawHttp.Request.upgrade("/slow/chat", RawHttp.host(proxy)));
-        CompletableFuture<AuthDecision> decision = pending.poll(10, TimeUnit.SECONDS);
-        assertThat(decision).as("the authenticator was asked").isNotNull();
-        if (how.equals("resets")) {
-            client.reset();
-        } else {
-            client.close();
-        }
+        CompletableFuture<AuthDecision> decision;
+        try (StandardError.Capture log = StandardError.capture()) {
+            client.send(RawHttp.Request.upgrade("/slow/chat", RawHttp.host(proxy)));
+            decision = pending.poll(10, TimeUnit.SECONDS);
+            assertThat(decision).as("the authenticator was asked").isNotNull();
+            if (how.equals("resets")) {
+                client.reset();
+            } else {
+                client.close();
+            }
 
-        await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
-                .containsExactly(new RecordingListener.Rejected("/slow/", "/slow/chat", 499,
-                        "client connection closed during authentication")));
+            await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
+                    .containsExactly(new RecordingListener.Rejected("/slow/", "/slow/chat", 499,
+                            "client connection closed during authentication")));
+            // The access line is written just after the listener hears of it.
+            await().untilAsserted(() -> assertThat(log.text().lines().filter(l -> l.contains(" dev.wsproxy.access - ")))
+                    .singleElement().asString().containsPattern(
+                            " route=/slow/ backend=- duration_ms=\\d+ method=GET status=499 reason=client_left$"));
+        }
         WsRecorder next = clients.connect(Clients.ws(proxy, "/open/"));
         next.session.close();
         next.nextClose();
