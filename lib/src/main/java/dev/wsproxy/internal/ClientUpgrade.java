@@ -9,6 +9,7 @@ import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.http.PreEncodedHttpField;
+import org.eclipse.jetty.io.EndPoint;
 import org.eclipse.jetty.server.ConnectionMetaData;
 import org.eclipse.jetty.server.Connector;
 import org.eclipse.jetty.server.Context;
@@ -16,6 +17,7 @@ import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpStream;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.server.TunnelSupport;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.websocket.core.Behavior;
 import org.eclipse.jetty.websocket.core.Configuration;
@@ -59,6 +61,48 @@ final class ClientUpgrade {
         if (key == null) {
             throw new IllegalStateException("upgrade request without Sec-WebSocket-Key");
         }
+        WebSocketConnection connection = newConnection(request, request.getConnectionMetaData().getConnection()
+                .getEndPoint(), handler, subprotocol, components, configuration);
+
+        response.setStatus(HttpStatus.SWITCHING_PROTOCOLS_101);
+        HttpFields.Mutable headers = response.getHeaders();
+        headers.put(UPGRADE_WEBSOCKET);
+        headers.put(CONNECTION_UPGRADE);
+        headers.put(HttpHeader.SEC_WEBSOCKET_ACCEPT, WebSocketUtils.hashKey(key.trim()));
+        if (subprotocol != null) {
+            headers.put(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
+        }
+        request.setAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE, connection);
+        response.write(true, null, callback);
+    }
+
+    /**
+     * Answers an RFC 8441 extended {@code CONNECT} (checked by {@link UpgradeChecks#checkExtendedConnect}) with
+     * {@code 200} and makes {@code handler}'s session the connection of the request's HTTP/2 stream, what Jetty's
+     * {@code RFC8441Handshaker} does: the connection reads and writes the stream's DATA frames through the tunnel's end
+     * point, which HTTP/2 flow control paces, and the stream's other neighbours on the TCP connection go on as before.
+     * Jetty's HTTP/2 stream switches to the WebSocket connection once the {@code 200} is written, and {@code callback}
+     * then completes. The answer has no {@code Sec-WebSocket-Accept} (RFC 8441 section 5 has no key to hash).
+     */
+    static void upgradeStream(Request request, Response response, Callback callback, FrameHandler handler,
+            @Nullable String subprotocol, WebSocketComponents components, Configuration.Customizer configuration) {
+        TunnelSupport tunnel = request.getTunnelSupport();
+        if (tunnel == null) {
+            throw new IllegalStateException("extended CONNECT without tunnel support");
+        }
+        WebSocketConnection connection = newConnection(request, tunnel.getEndPoint(), handler, subprotocol,
+                components, configuration);
+        response.setStatus(HttpStatus.OK_200);
+        if (subprotocol != null) {
+            response.getHeaders().put(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
+        }
+        request.setAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE, connection);
+        response.write(true, null, callback);
+    }
+
+    /** The session of {@code handler} and its connection on {@code endPoint}, as Jetty's handshakers make them. */
+    private static WebSocketConnection newConnection(Request request, EndPoint endPoint, FrameHandler handler,
+            @Nullable String subprotocol, WebSocketComponents components, Configuration.Customizer configuration) {
         Negotiated negotiated = negotiated(components, Behavior.SERVER, webSocketUri(request), subprotocol,
                 request.isSecure());
         Context context = request.getContext();
@@ -72,24 +116,14 @@ final class ClientUpgrade {
 
         ConnectionMetaData metaData = request.getConnectionMetaData();
         Connector connector = metaData.getConnector();
-        WebSocketConnection connection = new WebSocketConnection(metaData.getConnection().getEndPoint(),
-                connector.getExecutor(), connector.getScheduler(), connector.getByteBufferPool(), session);
+        WebSocketConnection connection = new WebSocketConnection(endPoint, connector.getExecutor(),
+                connector.getScheduler(), connector.getByteBufferPool(), session);
         session.setWebSocketConnection(connection);
         HttpConfiguration http = metaData.getHttpConfiguration();
         connection.setUseInputDirectByteBuffers(http.isUseInputDirectByteBuffers());
         connection.setUseOutputDirectByteBuffers(http.isUseOutputDirectByteBuffers());
         connector.getEventListeners().forEach(connection::addEventListener);
-
-        response.setStatus(HttpStatus.SWITCHING_PROTOCOLS_101);
-        HttpFields.Mutable headers = response.getHeaders();
-        headers.put(UPGRADE_WEBSOCKET);
-        headers.put(CONNECTION_UPGRADE);
-        headers.put(HttpHeader.SEC_WEBSOCKET_ACCEPT, WebSocketUtils.hashKey(key.trim()));
-        if (subprotocol != null) {
-            headers.put(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
-        }
-        request.setAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE, connection);
-        response.write(true, null, callback);
+        return connection;
     }
 
     /**

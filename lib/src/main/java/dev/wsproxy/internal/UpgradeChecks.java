@@ -11,6 +11,7 @@ import org.eclipse.jetty.http.HttpMethod;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.TunnelSupport;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -133,6 +134,46 @@ final class UpgradeChecks {
                 }
                 origin = true;
             }
+        }
+        return null;
+    }
+
+    /**
+     * Tells whether a request that is not an HTTP/1.1 upgrade ({@link #isUpgradeAttempt}) opens a WebSocket over
+     * HTTP/2 (RFC 8441): an extended {@code CONNECT} whose {@code :protocol} is {@code websocket}. Browsers send one on
+     * an h2 connection whose server advertises {@code SETTINGS_ENABLE_CONNECT_PROTOCOL}, which Jetty's HTTP/2
+     * connection factories do by default, and do not fall back to HTTP/1.1 when it fails. A {@code CONNECT} with
+     * another protocol, or none (a plain tunnel), is not one: plain HTTP, which the forwarder refuses.
+     */
+    static boolean isExtendedConnect(Request request) {
+        if (!HttpMethod.CONNECT.is(request.getMethod())) {
+            return false;
+        }
+        TunnelSupport tunnel = request.getTunnelSupport();
+        return tunnel != null && "websocket".equalsIgnoreCase(tunnel.getProtocol());
+    }
+
+    /**
+     * Returns why an extended {@code CONNECT} ({@link #isExtendedConnect}) must be refused, or {@code null} when it is
+     * a valid RFC 8441 handshake: section 5's counterpart of {@link #check}, with the same statuses. It has no
+     * {@code Connection}, {@code Upgrade} or {@code Sec-WebSocket-Key} (RFC 8441 section 5 leaves them out); the
+     * stream's DATA frames are the tunnel, so a {@code Content-Length} other than 0 is a body, as in {@link #check}.
+     */
+    static @Nullable Refusal checkExtendedConnect(Request request) {
+        if (request.getConnectionMetaData().getHttpVersion() != HttpVersion.HTTP_2) {
+            return bad("extended CONNECT is not HTTP/2");
+        }
+        HttpFields headers = request.getHeaders();
+        List<String> versions = headers.getValuesList(HttpHeader.SEC_WEBSOCKET_VERSION);
+        if (versions.size() != 1 || !"13".equals(versions.get(0).trim())) {
+            return new Refusal(HttpStatus.UPGRADE_REQUIRED_426, "Sec-WebSocket-Version is not 13");
+        }
+        if (headers.contains(HttpHeader.CONTENT_LENGTH) && headers.getLongField(HttpHeader.CONTENT_LENGTH) != 0) {
+            return bad("upgrade request has a body");
+        }
+        String ambiguity = ambiguity(request);
+        if (ambiguity != null) {
+            return bad(ambiguity);
         }
         return null;
     }

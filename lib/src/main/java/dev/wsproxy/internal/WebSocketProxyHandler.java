@@ -63,6 +63,14 @@ import dev.wsproxy.TimeoutPolicy;
  * client's {@code 101} is written; if that write fails, the backend leg is closed. While the backend handshake is
  * pending, the client's socket is watched ({@link WebSocketEndPoints#watchClient}): a client that leaves ends it.
  *
+ * <h2>WebSockets over HTTP/2</h2>
+ * A server the proxy is mounted in may serve HTTP/2, and browsers then open WebSockets on the h2 connection with an
+ * RFC 8441 extended {@code CONNECT} ({@link UpgradeChecks#isExtendedConnect}), looked for only in requests that are not
+ * HTTP/1.1 upgrades. It takes the same path, with its own checks ({@link UpgradeChecks#checkExtendedConnect}, same
+ * statuses) and the same hooks and backend leg (an HTTP/1.1 upgrade); the client gets {@code 200} instead of
+ * {@code 101}, its session runs on the request's HTTP/2 stream ({@link ClientUpgrade#upgradeStream}), and while the
+ * backend handshake is pending that stream is watched, not the socket, which carries other streams.
+ *
  * <h2>Shared resources</h2>
  * The backend client shares the server's thread pool, scheduler and buffer pool, follows no redirects and keeps no
  * cookies; health checks use it through Jetty's {@link WebSocketCoreClient}, proxied sessions only through its
@@ -367,15 +375,21 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         if (route == null) {
             return super.handle(request, response, callback);
         }
+        // RFC 8441 (a WebSocket over HTTP/2) is looked for only in what is not an HTTP/1.1 upgrade.
+        boolean extendedConnect = false;
         if (!UpgradeChecks.isUpgradeAttempt(request)) {
-            if (route.plainHttp() == PlainHttp.NEXT_HANDLER) {
-                return super.handle(request, response, callback);
+            extendedConnect = UpgradeChecks.isExtendedConnect(request);
+            if (!extendedConnect) {
+                if (route.plainHttp() == PlainHttp.NEXT_HANDLER) {
+                    return super.handle(request, response, callback);
+                }
+                return forwardHttp(request, response, callback, route);
             }
-            return forwardHttp(request, response, callback, route);
         }
         HandshakeRequestView view = new HandshakeRequestView(request, route,
                 ClientIdentity.of(request, trustedProxies));
-        UpgradeChecks.Refusal refusal = UpgradeChecks.check(request);
+        UpgradeChecks.Refusal refusal = extendedConnect ? UpgradeChecks.checkExtendedConnect(request)
+                : UpgradeChecks.check(request);
         if (refusal != null) {
             reject(view, response, callback, route, refusal.status(),
                     refusal.status() == HttpStatus.UPGRADE_REQUIRED_426 ? "bad_version" : "bad_request",
@@ -428,8 +442,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         ConnectionLimits.Permit slot = permit;
         // The route's policy, read once for this session: the authenticator's deadline and the handshake's.
         Timeouts timeouts = Timeouts.copyOf(route.timeouts());
-        Runnable handshake = () -> new Handshake(this, request, response, callback, route, timeouts, view, slot)
-                .start();
+        boolean overHttp2 = extendedConnect;
+        Runnable handshake = () -> new Handshake(this, request, response, callback, route, timeouts, view, slot,
+                overHttp2).start();
         Authenticator authenticator = route.authenticator();
         if (authenticator == null) {
             handshake.run();

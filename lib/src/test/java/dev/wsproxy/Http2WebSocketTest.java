@@ -1,0 +1,346 @@
+package dev.wsproxy;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
+
+import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.MetaData;
+import org.eclipse.jetty.http2.api.Session;
+import org.eclipse.jetty.http2.client.HTTP2Client;
+import org.eclipse.jetty.http2.server.HTTP2CServerConnectionFactory;
+import org.eclipse.jetty.server.HttpConfiguration;
+import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * WebSockets over HTTP/2 (RFC 8441: an extended {@code CONNECT} with {@code :protocol websocket}) to the proxy mounted
+ * in a server that serves HTTP/2, as browsers open them on an h2 connection whose server advertises
+ * {@code SETTINGS_ENABLE_CONNECT_PROTOCOL} (Jetty's HTTP/2 factories do by default), without falling back to HTTP/1.1.
+ * Before, the proxy took such a request for plain HTTP and answered {@code 405}: the browser's WebSocket failed.
+ * Plain-text h2c stands in for h2 over TLS: once ALPN chose h2, the streams are the same. The backend leg stays an
+ * HTTP/1.1 upgrade. The client is {@link RawH2WebSocket} (see there why not Jetty's WebSocket client).
+ */
+class Http2WebSocketTest {
+
+    private final RecordingListener listener = new RecordingListener();
+    private TestBackend backend;
+    private WebSocketProxy proxy;
+    private Server server;
+    private ServerConnector connector;
+    private HTTP2Client h2;
+
+    @BeforeEach
+    void start() throws Exception {
+        backend = new TestBackend("b1");
+        h2 = new HTTP2Client();
+        h2.start();
+    }
+
+    /** Mounts the proxy in a server whose connector offers HTTP/1.1 and h2c: the proxy's or Jetty's ({@code kind}). */
+    private void mount(String kind, UnaryOperator<ProxyBuilder> configuration) throws Exception {
+        proxy = configuration.apply(ProxyBuilder.create().listener(listener)).build();
+        server = new Server(WebSocketProxy.threadPool());
+        HttpConfiguration http = new HttpConfiguration();
+        connector = kind.equals("proxy's")
+                ? WebSocketProxy.serverConnector(server, new HttpConnectionFactory(http),
+                        new HTTP2CServerConnectionFactory(http))
+                : new ServerConnector(server, new HttpConnectionFactory(http), new HTTP2CServerConnectionFactory(http));
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(proxy.handler());
+        server.start();
+    }
+
+    private void mount(UnaryOperator<ProxyBuilder> configuration) throws Exception {
+        mount("proxy's", configuration);
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        try {
+            if (proxy != null) {
+                Clients.assertNoLeaks(proxy, null, backend);
+            }
+        } finally {
+            h2.stop();
+            if (server != null) {
+                server.stop();
+            }
+            backend.close();
+        }
+    }
+
+    private RawH2WebSocket open(String path) throws Exception {
+        return open(path, HttpFields.EMPTY);
+    }
+
+    private RawH2WebSocket open(String path, HttpFields headers) throws Exception {
+        return RawH2WebSocket.open(h2, connector.getLocalPort(), path, headers);
+    }
+
+    /** Ends a session from the client: its close, the proxy's answer with the same code, the end of the stream. */
+    private static void closeFromClient(RawH2WebSocket ws) throws Exception {
+        ws.sendClose(1000, "");
+        RawFrames.assertCloseFrame(ws.read(), 1000, "");
+        assertThat(ws.awaitEnd()).as("the stream ended").isTrue();
+    }
+
+    @ParameterizedTest(name = "{0} connector")
+    @ValueSource(strings = {"proxy's", "plain"})
+    void relaysTextAndBinaryOverHttp2(String kind) throws Exception {
+        mount(kind, builder -> builder.route("/ws/", backend.backend()));
+        RawH2WebSocket ws = open("/ws/chat").accepted();
+        assertThat(ws.head().getHttpFields().get(HttpHeader.SEC_WEBSOCKET_ACCEPT)).as("no key to answer").isNull();
+        ws.sendText("hello");
+        assertThat(ws.readText()).isEqualTo("hello");
+        ws.send(RawFrames.encode(RawFrames.BINARY, new byte[] {1, 2, 3}, true));
+        RawFrames.Frame binary = ws.readMessage();
+        assertThat(binary.opcode()).isEqualTo(RawFrames.BINARY);
+        assertThat(binary.payload()).containsExactly(1, 2, 3);
+        ws.sendText("whoami");
+        assertThat(ws.readText()).as("through the backend").isEqualTo("b1");
+        closeFromClient(ws);
+        TestBackend.Upgrade upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
+        assertThat(upgrade.header("sec-websocket-version")).as("the backend leg is an HTTP/1.1 upgrade")
+                .isEqualTo("13");
+        assertThat(upgrade.header("sec-websocket-key")).isNotNull();
+    }
+
+    @ParameterizedTest(name = "{0} connector")
+    @ValueSource(strings = {"proxy's", "plain"})
+    void relaysAOneMebibyteMessageIntact(String kind) throws Exception {
+        mount(kind, builder -> builder.route("/ws/", backend.backend()));
+        RawH2WebSocket ws = open("/ws/big").accepted();
+        byte[] message = new byte[1024 * 1024];
+        for (int i = 0; i < message.length; i++) {
+            message[i] = (byte) (i * 31 + (i >>> 11));
+        }
+        ws.send(RawFrames.encode(RawFrames.BINARY, message, true));
+        RawFrames.Frame echo = ws.readMessage();
+        assertThat(echo.payload().length).isEqualTo(message.length);
+        assertThat(java.util.Arrays.equals(echo.payload(), message)).as("echoed byte for byte").isTrue();
+        closeFromClient(ws);
+    }
+
+    @Test
+    void relaysTheBackendsSubprotocol() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()));
+        RawH2WebSocket ws = open("/ws/chat?room=1", HttpFields.build()
+                .add(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, "v1.other, chat.v2")).accepted();
+        assertThat(ws.head().getHttpFields().get(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL)).isEqualTo("chat.v2");
+        TestBackend.Upgrade upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
+        assertThat(upgrade.subprotocols()).containsExactly("v1.other", "chat.v2");
+        assertThat(upgrade.pathQuery()).isEqualTo("/ws/chat?room=1");
+        closeFromClient(ws);
+    }
+
+    @Test
+    void relaysTheBackendsRefusalAsTheStreamsStatus() throws Exception {
+        // The backend at its root: /ws/reject403 reaches it as /reject403, which it refuses.
+        mount(builder -> builder.route("/ws/", Backend.of(backend.uri() + "/")));
+        RawH2WebSocket refused = open("/ws/reject403");
+        assertThat(refused.status()).isEqualTo(403);
+        assertThat(refused.head().getHttpFields().get("X-Backend-Reason")).isEqualTo("forbidden tenant");
+        assertThat(refused.body()).isEqualTo("forbidden by backend");
+
+        RawH2WebSocket unauthorized = open("/ws/reject401");
+        assertThat(unauthorized.status()).isEqualTo(401);
+        assertThat(unauthorized.head().getHttpFields().get(HttpHeader.WWW_AUTHENTICATE))
+                .isEqualTo("Bearer realm=\"test\"");
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                .containsExactly(403, 401);
+    }
+
+    @Test
+    void refusesBeforeConnectingAsForAnHttp11Upgrade() throws Exception {
+        mount(builder -> builder.route("/ws/", r -> r.backends(backend.backend())
+                .originValidator(OriginValidator.allowList("https://app.example"))));
+        HttpFields allowed = HttpFields.build().put(HttpHeader.ORIGIN, "https://app.example");
+        assertThat(open("/ws/chat", HttpFields.build().put(HttpHeader.ORIGIN, "https://evil.example")).status())
+                .as("a foreign Origin").isEqualTo(403);
+        Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+        MetaData.Response oldVersion = RawH2WebSocket.open(session, connector.getLocalPort(), "/ws/chat", allowed,
+                "8", true).head();
+        assertThat(oldVersion.getStatus()).isEqualTo(426);
+        assertThat(oldVersion.getHttpFields().get(HttpHeader.SEC_WEBSOCKET_VERSION)).isEqualTo("13");
+        assertThat(RawH2WebSocket.open(session, connector.getLocalPort(), "/ws/chat", allowed, null, true).status())
+                .as("no version").isEqualTo(426);
+        assertThat(open("/ws/a/../chat", allowed).status()).as("dot segments").isEqualTo(400);
+        assertThat(open("/ws/chat", HttpFields.build().add(allowed).put(HttpHeader.CONTENT_LENGTH, "5")).status())
+                .as("a body").isEqualTo(400);
+        assertThat(open("/ws/chat", HttpFields.build().add(allowed).add(HttpHeader.ORIGIN, "https://evil.example"))
+                .status()).as("a second Origin").isEqualTo(400);
+        assertThat(open("/ws/chat", HttpFields.build().add(allowed).add(HttpHeader.AUTHORIZATION, "Bearer a")
+                .add(HttpHeader.AUTHORIZATION, "Bearer b")).status()).as("a second Authorization").isEqualTo(400);
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                .containsExactly(403, 426, 426, 400, 400, 400, 400);
+        assertThat(backend.upgrades).as("no backend connection").isEmpty();
+    }
+
+    @Test
+    void answersBackendFailuresAsForAnHttp11Upgrade() throws Exception {
+        int closedPort = Clients.closedPort();
+        try (RawBackend silent = RawBackend.answering(RawBackend.silent())) {
+            mount(builder -> builder
+                    .route("/down/", Backend.of("ws://127.0.0.1:" + closedPort))
+                    .route("/slow/", r -> r.backends(silent.backend())
+                            .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMillis(300)).build())));
+            assertThat(open("/down/x").status()).as("backend unreachable").isEqualTo(502);
+            assertThat(open("/slow/x").status()).as("backend silent").isEqualTo(504);
+            assertThat(silent.nextEnd(10)).isIn("eof", "reset");
+        }
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                .containsExactly(502, 504);
+    }
+
+    @Test
+    void runsTheRoutesAuthenticatorAsForAnHttp11Upgrade() throws Exception {
+        mount(builder -> builder.route("/ws/", r -> r.backends(backend.backend()).authenticator(Authenticator.of(
+                request -> "good".equals(request.queryParameter("token"))
+                        ? AuthDecision.allow().withBackendHeader("X-User-Id", "42")
+                        : AuthDecision.reject(401).withResponseHeader("WWW-Authenticate", "Bearer realm=\"chat\"")))));
+        RawH2WebSocket refused = open("/ws/chat?token=bad");
+        assertThat(refused.status()).isEqualTo(401);
+        assertThat(refused.head().getHttpFields().get(HttpHeader.WWW_AUTHENTICATE)).isEqualTo("Bearer realm=\"chat\"");
+        assertThat(backend.upgrades).isEmpty();
+
+        RawH2WebSocket allowed = open("/ws/chat?token=good").accepted();
+        assertThat(backend.upgrades.poll(10, TimeUnit.SECONDS).header("x-user-id")).isEqualTo("42");
+        closeFromClient(allowed);
+    }
+
+    @Test
+    void relaysCloseCodesAndReasonsBothWays() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()));
+        RawH2WebSocket clientFirst = open("/ws/a").accepted();
+        clientFirst.sendClose(4000, "client done");
+        assertThat(backend.closes.poll(10, TimeUnit.SECONDS)).isEqualTo(new TestBackend.Closed(4000, "client done"));
+        RawFrames.assertCloseFrame(clientFirst.read(), 4100, "backend-reply");
+        assertThat(clientFirst.awaitEnd()).isTrue();
+
+        RawH2WebSocket backendFirst = open("/ws/b").accepted();
+        backendFirst.sendText("close:4001:backend done");
+        RawFrames.assertCloseFrame(backendFirst.read(), 4001, "backend done");
+        backendFirst.sendClose(4001, "backend done");
+        assertThat(backendFirst.awaitEnd()).isTrue();
+    }
+
+    @Test
+    void multiplexesTwoWebSocketsOnOneConnection() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()));
+        Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+        int port = connector.getLocalPort();
+        RawH2WebSocket first = RawH2WebSocket.open(session, port, "/ws/one", HttpFields.EMPTY, "13", true).accepted();
+        RawH2WebSocket second = RawH2WebSocket.open(session, port, "/ws/two", HttpFields.EMPTY, "13", true).accepted();
+        assertThat(connector.getConnectedEndPoints()).as("one h2 connection carries both").hasSize(1);
+        assertThat(proxy.sessions()).hasSize(2);
+        first.sendText("to one");
+        second.sendText("to two");
+        assertThat(first.readText()).isEqualTo("to one");
+        assertThat(second.readText()).isEqualTo("to two");
+
+        closeFromClient(first);
+        await().atMost(Duration.ofSeconds(10)).until(() -> proxy.sessions().size() == 1);
+        second.sendText("still there");
+        assertThat(second.readText()).as("the other stream goes on").isEqualTo("still there");
+        assertThat(connector.getConnectedEndPoints()).hasSize(1);
+        closeFromClient(second);
+    }
+
+    /**
+     * The request-head guard follows HTTP/1 connections only: an h2c connection that began as one (the client's
+     * preface read by the HTTP/1.1 factory, which hands the connection over) must not be closed at the guard's deadline
+     * while its WebSockets are open.
+     */
+    @Test
+    void keepsHttp2WebSocketsOpenPastTheRequestHeadDeadline() throws Exception {
+        mount(builder -> builder.handshakeTimeout(Duration.ofMillis(200)).route("/ws/", backend.backend()));
+        RawH2WebSocket ws = open("/ws/chat").accepted();
+        await().during(Duration.ofSeconds(1)).atMost(Duration.ofSeconds(2))
+                .until(() -> ws.stream.getSession().getStreams().size() == 1);
+        ws.sendText("still open");
+        assertThat(ws.readText()).isEqualTo("still open");
+        closeFromClient(ws);
+    }
+
+    /**
+     * A client that leaves while the backend handshake is pending ends it at once, as on HTTP/1.1, where the proxy
+     * watches the client's socket; here the stream is watched, not the socket, which carries other streams.
+     */
+    @ParameterizedTest(name = "client {1}, {0} connector")
+    @CsvSource({"proxy's, resets its stream", "proxy's, closes its connection", "plain, resets its stream",
+            "plain, closes its connection"})
+    void reportsAClientGoneDuringTheBackendHandshakeOnceAs499(String kind, String how) throws Exception {
+        try (RawBackend silent = RawBackend.answering(RawBackend.silent())) {
+            mount(kind, builder -> builder.timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build())
+                    .route("/ws/", r -> r.backends(silent.backend()).maxPendingBackendHandshakes(1)));
+            RawH2WebSocket pending = open("/ws/chat");
+            silent.nextRequest();
+            if (how.equals("resets its stream")) {
+                pending.reset();
+            } else {
+                pending.disconnect();
+            }
+
+            assertThat(silent.nextEnd(20)).as("the backend connection, closed long before its timeout")
+                    .isIn("eof", "reset");
+            await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
+                    .containsExactly(new RecordingListener.Rejected("/ws/", "/ws/chat", 499,
+                            "client connection closed before the backend answered")));
+            assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+            assertThat(proxy.backendStatus("/ws/").get(0).recentFailures()).isZero();
+            Clients.assertNoLeaks(proxy, null);
+
+            // The backend's one handshake slot was given back: the next stream's handshake reaches it.
+            RawH2WebSocket next = open("/ws/next");
+            assertThat(silent.nextRequest().head()).startsWith("GET /ws/next ");
+            assertThat(listener.all(RecordingListener.Rejected.class)).as("reported once").hasSize(1);
+            next.reset();
+            assertThat(silent.nextEnd(20)).isIn("eof", "reset");
+            await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
+                    .extracting(RecordingListener.Rejected::status).containsExactly(499, 499));
+        }
+    }
+
+    /**
+     * HTTP/2 flow control holds the backend back when the client does not read: the proxy's writes to the stream wait
+     * for the client's window, and the proxy stops reading the backend meanwhile, as TCP holds it on HTTP/1.1.
+     */
+    @Test
+    void holdsBackTheBackendWhileTheHttp2ClientDoesNotRead() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()));
+        int messages = 1024;
+        int size = 64 * 1024;
+        RawH2WebSocket reader = RawH2WebSocket.open(RawH2WebSocket.session(h2, connector.getLocalPort()),
+                connector.getLocalPort(), "/ws/push", HttpFields.EMPTY, "13", false).accepted();
+        reader.sendText("push:" + messages + ":" + size);
+
+        long stalledAt = backend.awaitPushStalled();
+        assertThat(stalledAt).as("bytes the backend could send to an HTTP/2 client that reads nothing")
+                .isLessThan(32L * 1024 * 1024);
+
+        reader.startReading();
+        long received = 0;
+        int fins = 0;
+        while (received < (long) messages * size) {
+            RawFrames.Frame frame = reader.read();
+            received += frame.payload().length;
+            fins += frame.fin() ? 1 : 0;
+        }
+        assertThat(received).isEqualTo((long) messages * size);
+        assertThat(fins).isEqualTo(messages);
+        closeFromClient(reader);
+    }
+}
