@@ -146,6 +146,38 @@ class Http2WebSocketTest {
         closeFromClient(ws);
     }
 
+    /**
+     * HTTP/2 has no {@code Host}: the backend gets the client's {@code :authority} as {@code Host} and
+     * {@code X-Forwarded-Host} (RFC 9113 section 8.3.1), as it gets an HTTP/1.1 client's {@code Host}. Before, it got
+     * its own address as {@code Host} and no {@code X-Forwarded-Host}: a backend that serves several hosts, or builds
+     * links from the host, saw the wrong one.
+     */
+    @Test
+    void passesTheClientsAuthorityAsHost() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()));
+        RawH2WebSocket ws = open("/ws/chat").accepted();
+        TestBackend.Upgrade upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
+        String authority = "127.0.0.1:" + connector.getLocalPort();
+        assertThat(upgrade.header("host")).isEqualTo(authority);
+        assertThat(upgrade.header("x-forwarded-host")).isEqualTo(authority);
+        closeFromClient(ws);
+    }
+
+    /**
+     * Browsers send each cookie in a field of its own over HTTP/2 (RFC 9113 section 8.2.3); an HTTP/1.1 backend gets
+     * them joined into one {@code Cookie}, as RFC 9113 requires of an intermediary: many backends read only the first.
+     */
+    @Test
+    void joinsTheClientsCookieFieldsIntoOneCookie() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()));
+        RawH2WebSocket ws = open("/ws/chat", HttpFields.build().add(HttpHeader.COOKIE, "a=1")
+                .add(HttpHeader.COOKIE, "b=2").add("X-Other", "kept")).accepted();
+        TestBackend.Upgrade upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
+        assertThat(upgrade.headers().get("cookie")).containsExactly("a=1; b=2");
+        assertThat(upgrade.header("x-other")).isEqualTo("kept");
+        closeFromClient(ws);
+    }
+
     @Test
     void relaysTheBackendsRefusalAsTheStreamsStatus() throws Exception {
         // The backend at its root: /ws/reject403 reaches it as /reject403, which it refuses.

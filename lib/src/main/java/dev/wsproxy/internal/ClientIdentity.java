@@ -66,9 +66,9 @@ final class ClientIdentity {
         if (trusted.isEmpty()) {
             // The common case: nothing to parse, the peer is the client.
             return new ClientIdentity(peer, false, peer, peerBytes, peerAddress, request.isSecure(),
-                    headers.get(HttpHeader.HOST));
+                    ForwardedHeaders.host(request, headers));
         }
-        String host = headers.get(HttpHeader.HOST);
+        String host = ForwardedHeaders.host(request, headers);
         if (peerBytes == null || !Cidr.anyContains(trusted, peerBytes)) {
             return new ClientIdentity(peer, false, peer, peerBytes, peerAddress, request.isSecure(), host);
         }

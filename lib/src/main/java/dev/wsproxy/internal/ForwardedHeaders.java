@@ -8,7 +8,9 @@ import java.util.Set;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.server.Request;
+import org.jspecify.annotations.Nullable;
 
 /**
  * The headers a backend gets: the client's end-to-end headers, then the proxy's own. Hop-by-hop headers (RFC 9110
@@ -61,19 +63,45 @@ final class ForwardedHeaders {
             ClientIdentity identity) {
         HttpFields in = client.getHeaders();
         Set<String> named = connectionTokens(in);
+        boolean http2 = client.getConnectionMetaData().getHttpVersion() == HttpVersion.HTTP_2;
+        StringBuilder cookies = null;
         for (HttpField field : in) {
             String name = canonical(field.getLowerCaseName());
             if (!isEndToEnd(name, named) || NOT_COPIED.contains(name) || isForwarding(name)
                     || (websocket && name.startsWith("sec-websocket-"))) {
                 continue;
             }
+            if (http2 && name.equals("cookie")) {
+                // HTTP/2 clients split their cookies into one field each (browsers do, RFC 9113 section 8.2.3), which
+                // must be joined into one Cookie for an HTTP/1.1 backend: many read only the first.
+                cookies = cookies == null ? new StringBuilder(field.getValue()) : cookies.append("; ")
+                        .append(field.getValue());
+                continue;
+            }
             out.add(field);
         }
-        String host = in.get(HttpHeader.HOST);
+        if (cookies != null) {
+            out.add(HttpHeader.COOKIE, cookies.toString());
+        }
+        String host = host(client, in);
         if (preserveHost && host != null) {
             out.put(HttpHeader.HOST, host);
         }
         addProxyHeaders(in, named, identity, out);
+    }
+
+    /**
+     * The host the client asked for: its {@code Host}, or, from an HTTP/2 client, which sends none, its
+     * {@code :authority}, which RFC 9113 section 8.3.1 has an intermediary turn into the {@code Host} of an HTTP/1.1
+     * request. {@code null} when there is neither (HTTP/1.0).
+     */
+    static @Nullable String host(Request client, HttpFields headers) {
+        String host = headers.get(HttpHeader.HOST);
+        if (host == null && client.getConnectionMetaData().getHttpVersion() == HttpVersion.HTTP_2) {
+            String authority = client.getHttpURI().getAuthority();
+            return authority == null || authority.isEmpty() ? null : authority;
+        }
+        return host;
     }
 
     private static void addProxyHeaders(HttpFields in, Set<String> named, ClientIdentity identity,
