@@ -375,4 +375,22 @@ class Http2WebSocketTest {
         assertThat(fins).isEqualTo(messages);
         closeFromClient(reader);
     }
+
+    /**
+     * A session whose client reads nothing is dropped at the drain deadline; on HTTP/2 that must reach the client as
+     * the end of its stream (a reset). Before, the proxy only forgot the stream: the client kept it open, and the
+     * session, its write pending for good, stayed in {@code sessions()} until the server stopped.
+     */
+    @Test
+    void resetsANonReadingHttp2ClientsStreamAtTheDrainDeadline() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()));
+        RawH2WebSocket stalled = RawH2WebSocket.open(RawH2WebSocket.session(h2, connector.getLocalPort()),
+                connector.getLocalPort(), "/ws/push", HttpFields.EMPTY, "13", false).accepted();
+        stalled.sendText("push:1024:65536");
+        backend.awaitPushStalled();
+
+        proxy.stop(Duration.ofMillis(200));
+        assertThat(stalled.awaitEnd()).as("the client's stream, reset").isFalse();
+        Clients.assertNoLeaks(proxy, null);
+    }
 }

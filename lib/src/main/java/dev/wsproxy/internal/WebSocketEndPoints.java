@@ -25,6 +25,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
+import org.eclipse.jetty.io.AbstractEndPoint;
 import org.eclipse.jetty.io.ClientConnector;
 import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.io.EndPoint;
@@ -1011,10 +1012,31 @@ public final class WebSocketEndPoints {
      */
     static void abort(CoreSession session) {
         WebSocketConnection connection = session instanceof WebSocketCoreSession core ? core.getConnection() : null;
-        if (connection != null && connection.getEndPoint() instanceof SelectorReadEndPoint socket) {
-            socket.lingers(false);
+        if (connection != null) {
+            EndPoint endPoint = connection.getEndPoint();
+            if (endPoint instanceof SelectorReadEndPoint socket) {
+                socket.lingers(false);
+            } else if (!(endPoint instanceof AbstractEndPoint)) {
+                resetStream(endPoint);
+            }
         }
         session.abort();
+    }
+
+    /**
+     * Resets the stream under {@code endPoint}, a stream of a multiplexed connection (an HTTP/2 client's WebSocket,
+     * RFC 8441): closing such an end point only forgets the stream, with no word to the peer, and leaves a write that
+     * waits for the peer's flow-control window pending for good, and with it the session, which then never ended:
+     * a client that stopped reading held its stream, its session and its connection slot after the drain deadline,
+     * until the server stopped. Cancelling the write resets the stream ({@code RST_STREAM}) and fails the pending
+     * write; socket end points are closed as they were.
+     */
+    private static void resetStream(EndPoint endPoint) {
+        ClosedChannelException cause = new Closed();
+        Callback pending = endPoint.cancelWrite(cause);
+        if (pending != null) {
+            pending.failed(cause);
+        }
     }
 
     /** How many sockets linger now, in this JVM. */
