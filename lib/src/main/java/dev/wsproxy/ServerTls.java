@@ -24,7 +24,8 @@ import dev.wsproxy.internal.TlsStores;
  * }</pre>
  *
  * <p>Whatever the configuration, the proxy never speaks a protocol older than TLS 1.2: {@code TLSv1} and
- * {@code TLSv1.1} are always excluded. The connection is HTTP/1.1 (WebSocket over HTTP/2 is not offered). Requests whose
+ * {@code TLSv1.1} are always excluded. The connection is HTTP/1.1 (the standalone server offers no HTTP/2; a server you
+ * mount {@link WebSocketProxy#handler()} in may, and WebSockets over HTTP/2 are proxied there). Requests whose
  * {@code Host} does not match the certificate are refused with {@code 400} (Jetty's SNI host check), so a certificate
  * for one name cannot front requests for another. Immutable and thread-safe.
  */

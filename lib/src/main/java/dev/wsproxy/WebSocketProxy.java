@@ -255,7 +255,9 @@ public final class WebSocketProxy implements AutoCloseable {
      * processor (as many as a plain connector and the backend client would have together), as nginx runs one worker
      * per core. HTTP requests, including
      * the upgrade requests themselves, are handled as on a plain connector. TLS works as usual: pass an
-     * {@code SslConnectionFactory} before the {@code HttpConnectionFactory}.
+     * {@code SslConnectionFactory} before the {@code HttpConnectionFactory}; so does HTTP/2 (ALPN and an
+     * {@code HTTP2ServerConnectionFactory}), whose WebSockets (see {@link #handler()}) are relayed by the h2
+     * connection's threads rather than on the selector.
      *
      * <pre>{@code
      * Server server = new Server();
@@ -302,6 +304,13 @@ public final class WebSocketProxy implements AutoCloseable {
      * upgrades, and plain HTTP unless the route's {@link PlainHttp} is {@link PlainHttp#NEXT_HANDLER}; other requests
      * go to the wrapped handler (set with {@link Handler.Wrapper#setHandler(Handler)} or
      * {@link ProxyBuilder#nextHandler(Handler)}). The same instance is returned on every call.
+     *
+     * <p>A server that serves HTTP/2 also gets WebSockets over HTTP/2 (RFC 8441): Jetty's HTTP/2 connection factories
+     * offer them by default, and browsers then open theirs on the h2 connection with an extended {@code CONNECT}. They
+     * are proxied as HTTP/1.1 upgrades are (the same checks, hooks, refusals and events, the backend connected first
+     * with an HTTP/1.1 upgrade); the client is answered {@code 200} instead of {@code 101}, and each WebSocket is a
+     * stream of the connection, held back by HTTP/2 flow control. {@code setConnectProtocolEnabled(false)} on the
+     * {@code HTTP2ServerConnectionFactory} keeps browsers on HTTP/1.1 for WebSockets instead.
      *
      * @return the proxy handler
      */
