@@ -35,9 +35,10 @@ import java.util.function.Function;
  *
  * <p>The stage may complete later, on any thread: an authenticator that asks a remote service returns that call's
  * future, and no proxy thread waits for it. It must complete within the route's connect timeout
- * ({@link TimeoutPolicy#connectTimeout()}), or the client gets {@code 504} (a decision after that is ignored). An authenticator that throws, or whose stage
- * completes exceptionally or with {@code null}, gets the client {@code 500}; the exception is logged, never sent. On
- * the proxy's own connectors ({@link WebSocketProxy#serverConnector}) a client that closes its connection while the
+ * ({@link TimeoutPolicy#connectTimeout()}), or the client gets {@code 504} (a decision after that is ignored). An
+ * authenticator that throws, or whose stage completes exceptionally or with {@code null}, gets the client {@code 500};
+ * the exception is logged, never sent. On the proxy's own connectors ({@link WebSocketProxy#serverConnector}), and for
+ * a WebSocket over HTTP/2 behind any connector, a client that closes its connection (or resets its stream) while the
  * stage is pending is noticed at once: listeners get {@code 499} ({@link ProxyListener#onHandshakeRejected}), its
  * connection slot is given back, and the decision that comes after is ignored, no backend connection made; the stage
  * is not cancelled. The request passed in can be read until the stage completes or the timeout has answered the

@@ -86,7 +86,8 @@ public interface ProxyListener {
      * backend's answer is reported with {@code 499}, as nginx logs it: nothing is sent, the backend connection is
      * closed at once, and the backend is not blamed. So is one that closes it while the route's
      * {@link Authenticator} has not decided yet: its decision, when it comes, is ignored, and no backend connection is
-     * made. Behind another connector such a client is noticed only when its
+     * made. A WebSocket over HTTP/2 (RFC 8441) is watched so behind any connector, through its stream. Behind another
+     * connector an HTTP/1.1 client is noticed only when its
      * {@code 101} is written: one that reset its connection is reported with {@code 499} then, one that closed it
      * normally gets its {@code 101} and is reported as a session that opened and closed at once (client code
      * {@code 1006}). Plain HTTP requests on a route are reported here too when the route's authenticator or selector

@@ -4,6 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import java.time.Duration;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 
@@ -23,6 +26,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /**
  * WebSockets over HTTP/2 (RFC 8441: an extended {@code CONNECT} with {@code :protocol websocket}) to the proxy mounted
@@ -305,6 +310,50 @@ class Http2WebSocketTest {
         ws.sendText("still open");
         assertThat(ws.readText()).isEqualTo("still open");
         closeFromClient(ws);
+    }
+
+    /**
+     * A client that resets its stream while an asynchronous authenticator decides ends the wait at once (499, its
+     * slot given back), as on HTTP/1.1, and the connection's other streams go on: the stream is watched, never the
+     * socket, which carries them. Before, the authentication watched the shared socket of the proxy's connector (none
+     * behind a plain one), and the reset was then missed by the failure listener the backend handshake added after it:
+     * the backend saw a session open and close, and 499 came only when the 200 could not be written.
+     */
+    @ParameterizedTest(name = "{0} connector")
+    @ValueSource(strings = {"proxy's", "plain"})
+    void reportsAClientGoneDuringAuthenticationOnceAs499AndKeepsItsConnection(String kind) throws Exception {
+        BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
+        mount(kind, builder -> builder.maxConnectionsPerIp(1).route("/ws/", r -> r.backends(backend.backend())
+                .authenticator(request -> {
+                    CompletableFuture<AuthDecision> decision = new CompletableFuture<>();
+                    pending.add(decision);
+                    return decision;
+                })));
+        int port = connector.getLocalPort();
+        Session session = RawH2WebSocket.session(h2, port);
+        RawH2WebSocket waiting = RawH2WebSocket.open(session, port, "/ws/chat", HttpFields.EMPTY, "13", true);
+        CompletableFuture<AuthDecision> decision = pending.poll(10, TimeUnit.SECONDS);
+        assertThat(decision).as("the authenticator was asked").isNotNull();
+        waiting.reset();
+
+        await().untilAsserted(() -> assertThat(listener.all(RecordingListener.Rejected.class))
+                .containsExactly(new RecordingListener.Rejected("/ws/", "/ws/chat", 499,
+                        "client connection closed during authentication")));
+        // Completed on this thread, the decision's dependents run here: had it gone on, a backend handshake slot
+        // would be taken now.
+        decision.complete(AuthDecision.allow());
+        assertThat(((WebSocketProxyHandler) proxy.handler()).held()).as("what the late decision left")
+                .isEqualTo(new WebSocketProxyHandler.Held(0, 0, 0, 0));
+
+        RawH2WebSocket next = RawH2WebSocket.open(session, port, "/ws/next", HttpFields.EMPTY, "13", true);
+        pending.poll(10, TimeUnit.SECONDS).complete(AuthDecision.allow());
+        next.accepted();
+        assertThat(backend.upgrades.poll(10, TimeUnit.SECONDS).pathQuery()).isEqualTo("/ws/next");
+        next.sendText("after the reset");
+        assertThat(next.readText()).as("the connection's next stream").isEqualTo("after the reset");
+        closeFromClient(next);
+        assertThat(backend.upgrades).as("the backend's only upgrade").isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).as("reported once").hasSize(1);
     }
 
     /**

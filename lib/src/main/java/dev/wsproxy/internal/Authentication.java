@@ -25,8 +25,8 @@ import dev.wsproxy.Authenticator;
  * whichever thread decides: the request thread when the decision is immediate, the authenticator's thread when it
  * completes later, the scheduler's when it is late ({@code 504}). Exactly one of them acts.
  *
- * <p>While a later decision is pending, an upgrade's client socket is watched as during the backend handshake
- * ({@link WebSocketEndPoints#watchClient}): a client that leaves ends the attempt at once, on the selector thread that
+ * <p>While a later decision is pending, an upgrade's client is watched as during the backend handshake
+ * ({@link ClientWatch}: its socket, or its HTTP/2 stream): a client that leaves ends the attempt at once, on the selector thread that
  * saw it, as the fourth of those that may act: its connection slot is given back, listeners get {@code 499}, nothing
  * is written, and the decision that comes later is ignored (the authenticator's stage is not cancelled: it is the
  * authenticator's, and may serve other requests). The watch is armed before the timer and the stage can act, and
@@ -46,15 +46,15 @@ final class Authentication {
     private final Callback callback;
     private final ConnectionLimits.@Nullable Permit permit;
     private final Runnable proceed;
-    /** The client socket watched while a decision is pending ({@link WebSocketEndPoints#home}); {@code null}: none. */
-    private final @Nullable Object watched;
+    /** The client watched while a decision is pending; {@code null}: none. */
+    private final @Nullable ClientWatch watched;
     private final AtomicBoolean decided = new AtomicBoolean();
     /** The deadline's timer, once scheduled: a client gone first cancels it. */
     private volatile Scheduler.@Nullable Task timer;
 
     private Authentication(WebSocketProxyHandler proxy, Route route, Duration timeout, HandshakeRequestView view,
-            Response response, Callback callback, ConnectionLimits.@Nullable Permit permit, @Nullable Object watched,
-            Runnable proceed) {
+            Response response, Callback callback, ConnectionLimits.@Nullable Permit permit,
+            @Nullable ClientWatch watched, Runnable proceed) {
         this.proxy = proxy;
         this.watched = watched;
         this.route = route;
@@ -68,14 +68,20 @@ final class Authentication {
 
     /**
      * Authenticates; runs {@code proceed} if allowed, otherwise answers the client and gives the permit back. Watches
-     * the client socket {@code watched} (an upgrade's {@link WebSocketEndPoints#home}, or {@code null}: none) while a
-     * later decision is pending.
+     * the client ({@code watched}: an upgrade's {@link ClientWatch}, or {@code null}: none) while a later decision is
+     * pending.
      */
     static void run(WebSocketProxyHandler proxy, Authenticator authenticator, Route route, Duration timeout,
             HandshakeRequestView view, Response response, Callback callback, ConnectionLimits.@Nullable Permit permit,
-            @Nullable Object watched, Runnable proceed) {
+            @Nullable ClientWatch watched, Runnable proceed) {
         new Authentication(proxy, route, timeout, view, response, callback, permit, watched, proceed)
                 .start(authenticator);
+    }
+
+    private void unwatch() {
+        if (watched != null) {
+            watched.unwatch();
+        }
     }
 
     private void start(Authenticator authenticator) {
@@ -112,7 +118,9 @@ final class Authentication {
             return;
         }
         // Before anything else can act (see the class comment); runs clientGone at once if the client left already.
-        WebSocketEndPoints.watchClient(watched, this::clientGone);
+        if (watched != null) {
+            watched.watch(this::clientGone);
+        }
         if (decided.get()) {
             return;
         }
@@ -121,7 +129,7 @@ final class Authentication {
         try {
             deadline = proxy.scheduler().schedule(() -> {
                 if (decided.compareAndSet(false, true)) {
-                    WebSocketEndPoints.unwatchClient(watched);
+                    unwatch();
                     refuse(HttpStatus.GATEWAY_TIMEOUT_504, "auth_timeout",
                             "authentication took more than " + timeoutMillis + " ms", null);
                 }
@@ -129,7 +137,7 @@ final class Authentication {
         } catch (RuntimeException e) {
             // The scheduler refuses tasks once it stops: the proxy is stopping.
             if (decided.compareAndSet(false, true)) {
-                WebSocketEndPoints.unwatchClient(watched);
+                unwatch();
                 refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down", null);
             }
             return;
@@ -144,14 +152,14 @@ final class Authentication {
             stage.whenComplete((decision, failure) -> {
                 if (decided.compareAndSet(false, true)) {
                     deadline.cancel();
-                    WebSocketEndPoints.unwatchClient(watched);
+                    unwatch();
                     complete(authenticator, decision, failure);
                 }
             });
         } catch (Throwable e) {
             if (decided.compareAndSet(false, true)) {
                 deadline.cancel();
-                WebSocketEndPoints.unwatchClient(watched);
+                unwatch();
                 failed(authenticator, e);
             }
         }

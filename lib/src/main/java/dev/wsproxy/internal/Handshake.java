@@ -59,12 +59,14 @@ final class Handshake {
     private final ConnectionLimits.@Nullable Permit permit;
     /** Whether the client's handshake is an RFC 8441 extended {@code CONNECT} on an HTTP/2 stream. */
     private final boolean overHttp2;
+    /** The client's socket or stream, watched while a backend handshake is pending. */
+    private final ClientWatch watch;
     /** Whether an earlier attempt of this handshake connected, spending failover time. */
     private boolean connectedBefore;
 
     Handshake(WebSocketProxyHandler proxy, Request request, Response response, Callback callback, Route route,
             Timeouts timeouts, HandshakeRequestView view, ConnectionLimits.@Nullable Permit permit,
-            boolean overHttp2) {
+            boolean overHttp2, ClientWatch watch) {
         this.proxy = proxy;
         this.request = request;
         this.response = response;
@@ -75,6 +77,7 @@ final class Handshake {
         this.budget = new FailoverBudget(route.failover());
         this.permit = permit;
         this.overHttp2 = overHttp2;
+        this.watch = watch;
     }
 
     /** Answers the client without a session: the connection slot is given back. */
@@ -184,17 +187,10 @@ final class Handshake {
         // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
         Scheduler.Task timer = timeout(future, timeoutMillis, cutShort);
         // A client that leaves meanwhile ends the attempt at once, rather than when its 101 is written.
-        if (overHttp2) {
-            watchStream(future);
-        } else {
-            WebSocketEndPoints.watchClient(home,
-                    () -> future.completeExceptionally(new ClientGone("the backend handshake")));
-        }
+        watch.watch(() -> future.completeExceptionally(new ClientGone("the backend handshake")));
         future.whenComplete((backendSession, failure) -> {
-            if (!overHttp2) {
-                // Before anything is written to the client: from here the connection reads its own socket.
-                WebSocketEndPoints.unwatchClient(home);
-            }
+            // Before anything is written to the client: from here an HTTP/1.1 connection reads its own socket.
+            watch.unwatch();
             if (timer != null) {
                 timer.cancel();
             }
@@ -210,18 +206,6 @@ final class Handshake {
                 upgradeClient(relay, backendSession, legConfiguration);
             }
         });
-    }
-
-    /**
-     * Watches an HTTP/2 client's stream while its backend handshake is pending, as
-     * {@link WebSocketEndPoints#watchClient} watches an HTTP/1.1 client's socket, which must not be done here: the
-     * socket carries the connection's other streams, and its HTTP/2 connection reads it all along. That connection
-     * sees the stream end (a reset, the connection closed, the stream's idle timeout) and fails the request, which
-     * tells its failure listeners: the attempt then ends at once. A failure after the handshake ended finds the future
-     * complete and does nothing.
-     */
-    private void watchStream(CompletableFuture<CoreSession> future) {
-        request.addFailureListener(failure -> future.completeExceptionally(new ClientGone("the backend handshake")));
     }
 
     /**

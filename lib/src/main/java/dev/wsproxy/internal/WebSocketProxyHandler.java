@@ -443,15 +443,17 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         // The route's policy, read once for this session: the authenticator's deadline and the handshake's.
         Timeouts timeouts = Timeouts.copyOf(route.timeouts());
         boolean overHttp2 = extendedConnect;
+        // One watch for both waits: an HTTP/2 stream's failure listener is added now, before either can miss a reset.
+        ClientWatch watch = ClientWatch.of(request, overHttp2);
         Runnable handshake = () -> new Handshake(this, request, response, callback, route, timeouts, view, slot,
-                overHttp2).start();
+                overHttp2, watch).start();
         Authenticator authenticator = route.authenticator();
         if (authenticator == null) {
             handshake.run();
         } else {
             // A client that leaves while a later decision is pending is watched for, as during the backend handshake.
             Authentication.run(this, authenticator, route, timeouts.connectTimeout(), view, response, callback, permit,
-                    WebSocketEndPoints.home(request), handshake);
+                    watch, handshake);
         }
         return true;
     }
