@@ -12,8 +12,12 @@ import java.util.function.UnaryOperator;
 
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpURI;
+import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.http.MetaData;
 import org.eclipse.jetty.http2.api.Session;
+import org.eclipse.jetty.http2.api.Stream;
+import org.eclipse.jetty.http2.frames.HeadersFrame;
 import org.eclipse.jetty.http2.client.HTTP2Client;
 import org.eclipse.jetty.http2.server.HTTP2CServerConnectionFactory;
 import org.eclipse.jetty.server.HttpConfiguration;
@@ -310,6 +314,49 @@ class Http2WebSocketTest {
         ws.sendText("still open");
         assertThat(ws.readText()).isEqualTo("still open");
         closeFromClient(ws);
+    }
+
+    /**
+     * A plain request over HTTP/2 whose {@code :method} is not a token is refused with 400, and its access line escapes
+     * the method's spaces. An HTTP/1 parser admits only a token, but an h2 field value may hold spaces, and Jetty's
+     * client wrote the method into the backend's request line as it was: {@code GET /admin?} on {@code /api/x} reached
+     * the backend as {@code GET /ADMIN? /api/x HTTP/1.1}, a target the route never saw, and the access line read
+     * {@code method=GET /admin? status=...}.
+     */
+    @Test
+    void refusesAPlainRequestWhoseMethodIsNotATokenWith400() throws Exception {
+        String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        try (RawBackend plain = RawBackend.answering(RawBackend.raw(ok));
+                StandardError.Capture log = StandardError.capture()) {
+            mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
+                    .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
+            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            assertThat(plainStatus(session, "GET /admin?", "/api/x")).isEqualTo(400);
+            assertThat(plainStatus(session, "GET", "/api/y")).as("a valid request after it").isEqualTo(200);
+
+            assertThat(plain.nextRequest().head()).as("the backend's first request").startsWith("GET /api/y HTTP/1.1");
+            assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(
+                    new RecordingListener.Rejected("/api/", "/api/x", 400, "method is not a token"));
+            await().untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=GET\\\\u0020/admin\\? status=400 reason=bad_request\n"));
+        }
+    }
+
+    /** Sends a plain request on {@code session} and returns its status. */
+    private int plainStatus(Session session, String method, String path) throws Exception {
+        CompletableFuture<Integer> status = new CompletableFuture<>();
+        MetaData.Request request = new MetaData.Request(method,
+                HttpURI.build("http://127.0.0.1:" + connector.getLocalPort() + path), HttpVersion.HTTP_2,
+                HttpFields.EMPTY);
+        session.newStream(new HeadersFrame(request, null, true), new Stream.Listener() {
+            @Override
+            public void onHeaders(Stream stream, HeadersFrame frame) {
+                if (frame.getMetaData() instanceof MetaData.Response response) {
+                    status.complete(response.getStatus());
+                }
+            }
+        }).get(10, TimeUnit.SECONDS);
+        return status.get(10, TimeUnit.SECONDS);
     }
 
     /**

@@ -86,11 +86,13 @@ final class AccessLog {
     }
 
     /**
-     * A method for a line: an HTTP token to Jetty, which holds no space or control character but may be long, cut to
-     * {@value HandshakeRequestView#MAX_LOGGED_METHOD} characters.
+     * A method for a line, cut to {@value HandshakeRequestView#MAX_LOGGED_METHOD} characters: an HTTP token over
+     * HTTP/1, but any field value over HTTP/2 (refused with {@code 400}), whose spaces are escaped so that it cannot
+     * forge the fields after it ({@code GET status=200}).
      */
     static String method(String method) {
-        return LogText.printable(method, HandshakeRequestView.MAX_LOGGED_METHOD);
+        return LogText.printable(HttpTokens.isToken(method) ? method : method.replace(" ", "\\u0020"),
+                HandshakeRequestView.MAX_LOGGED_METHOD);
     }
 
     /**

@@ -517,6 +517,14 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             return true;
         }
         String method = request.getMethod();
+        if (!HttpTokens.isToken(method)) {
+            // An HTTP/1 parser admits only a token, but HTTP/2's :method is any field value, spaces included, which
+            // Jetty's client writes into the backend's request line as it is: "GET /admin?" on /api/x reached the
+            // backend as "GET /ADMIN? /api/x HTTP/1.1", a target the route and the authenticator never saw.
+            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "bad_request",
+                    "method is not a token");
+            return true;
+        }
         if (HttpMethod.CONNECT.is(method) || HttpMethod.TRACE.is(method)) {
             AccessLog.refused(view, HttpStatus.METHOD_NOT_ALLOWED_405, "method_not_allowed");
             Responses.error(response, callback, HttpStatus.METHOD_NOT_ALLOWED_405);
