@@ -30,9 +30,12 @@ import dev.wsproxy.internal.Origins;
  * {@code /} tolerated), and compare scheme, host and port, case-insensitively, with the default port of {@code http}
  * and {@code https} filled in and {@code ws}/{@code wss} read as {@code http}/{@code https}. A host is a name of
  * dot-separated labels of letters, digits, {@code -} and {@code _} (docker-compose service names such as
- * {@code chat_app} included), an IPv4 address or an IPv6 address in brackets (compared as written); a port is 1 to
- * 65535. Anything else (user info, a path, a query, a fragment, non-ASCII or percent-encoded hosts) is no origin:
- * refused, and refused as an entry of {@link #allowList(String...)} or {@link #allowPattern(String...)}.
+ * {@code chat_app} included), an IPv4 address, or an IPv6 address in brackets, compared by address in any spelling
+ * ({@code [0:0:0:0:0:0:0:1]} is {@code [::1]}, as browsers write it; in the {@code Host} that {@link #sameOrigin()}
+ * compares with too); a port is 1 to 65535. Anything else (user info, a path, a query, a fragment, non-ASCII or
+ * percent-encoded hosts, an IPv6 zone such as {@code %25eth0}, an IPv4 address with leading zeros, which browsers
+ * read as octal, or another number as host, such as {@code 2130706433}) is no origin: refused, and refused as an entry
+ * of {@link #allowList(String...)} or {@link #allowPattern(String...)}.
  *
  * <p>You can also implement your own. It is called on a Jetty thread for every upgrade request, concurrently; it must
  * be thread-safe and must not block.

@@ -99,6 +99,21 @@ class OriginCheckTest {
     }
 
     /**
+     * The {@code Host} and the {@code Origin} name an IPv6 host by its address: browsers send the origin in RFC 5952
+     * form, other clients write the {@code Host} as they like. Compared as written before, the proxy's own origin was
+     * refused.
+     */
+    @ParameterizedTest(name = "Host: {0}, Origin: {1}")
+    @CsvSource({
+        "'[0:0:0:0:0:0:0:1]:8080', http://[::1]:8080",
+        "'[::1]:8080', http://[0:0:0:0:0:0:0:1]:8080",
+        "'[2001:DB8:0:0:0:0:0:A]', http://[2001:db8::a]",
+        "'[::FFFF:127.0.0.1]:8080', http://[::ffff:7f00:1]:8080"})
+    void sameOriginComparesAnIpv6HostByAddress(String hostHeader, String origin) throws Exception {
+        assertUpgrades(Request.upgrade("/same/chat", hostHeader).add("Origin", origin));
+    }
+
+    /**
      * A host name with {@code _} in a label (a docker-compose service name) is one {@code java.net.URI} cannot parse as
      * a host: {@code sameOrigin} refused every origin of such a site, its own included.
      */

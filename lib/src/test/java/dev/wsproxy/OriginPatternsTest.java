@@ -81,10 +81,43 @@ class OriginPatternsTest {
             "http://user@a.example", "http://a.example?x", "http://a.example#x", "http://a..example",
             "http://-a.example", "http://a%41.example", "http://\u212a.example", "http://b\u00fccher.example",
             "http://1.2.3", "http://256.1.1.1", "http://[::1", "http://[1:2:3:4:5:6:7:8:9]", "http://[::1]x", "http://",
-            "http://:80", "ftp://a.example", "a.example", "null"})
+            "http://:80", "ftp://a.example", "a.example", "null", "http://[fe80::1%25eth0]", "http://[fe80::1%eth0]:80",
+            "http://127.000.000.001", "http://010.0.0.1", "http://2130706433", "http://0x7f000001"})
     void refusesWhatIsNoOriginAtBuild(String origin) {
         assertThatThrownBy(() -> OriginValidator.allowList(origin))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("expected: scheme://host[:port]");
+    }
+
+    /**
+     * An IPv6 host is its address, however it is written: browsers send the RFC 5952 form, people and other clients
+     * write others. Compared as written before, {@code http://[0:0:0:0:0:0:0:1]:8080} in a list refused the
+     * {@code http://[::1]:8080} of every browser.
+     */
+    @ParameterizedTest(name = "{0} allows {1}")
+    @CsvSource({
+            "http://[0:0:0:0:0:0:0:1]:8080, http://[::1]:8080",
+            "http://[::1]:8080, ws://[0::0:1]:8080/",
+            "https://[2001:DB8::A], https://[2001:db8:0:0:0:0:0:a]:443",
+            "http://[2001:db8:0:0:1:0:0:1], http://[2001:db8::1:0:0:1]",
+            "http://[::ffff:127.0.0.1]:3000, http://[::ffff:7f00:1]:3000",
+            "http://[::FFFF:7F00:1]:3000, http://[::ffff:127.0.0.1]:3000"})
+    void comparesIpv6HostsByAddress(String listed, String origin) {
+        assertThat(OriginValidator.allowList(listed).isAllowed(origin, request)).isTrue();
+        assertThat(OriginValidator.allowPattern(listed).isAllowed(origin, request)).isTrue();
+    }
+
+    /** Compared by address, and on scheme and port still; an IPv4-mapped address is not its IPv4 origin. */
+    @Test
+    void tellsIpv6OriginsApartByAddressSchemeAndPort() {
+        OriginValidator list = OriginValidator.allowList("http://[0:0:0:0:0:0:0:1]:8080", "http://[::ffff:7f00:1]");
+        assertThat(list.isAllowed("http://[::1]:8080", request)).isTrue();
+        assertThat(list.isAllowed("http://[::2]:8080", request)).isFalse();
+        assertThat(list.isAllowed("http://[::1]:8081", request)).isFalse();
+        assertThat(list.isAllowed("https://[::1]:8080", request)).isFalse();
+        assertThat(list.isAllowed("http://[::ffff:127.0.0.1]", request)).isTrue();
+        assertThat(list.isAllowed("http://127.0.0.1", request)).isFalse();
+        assertThat(list.isAllowed("http://[::127.0.0.1]", request)).isFalse();
+        assertThat(list.isAllowed("http://[::1%25lo]:8080", request)).as("a zone").isFalse();
     }
 
     /** The forms java.net.URI parsed compare as before the parser was replaced (green before and after). */
@@ -95,7 +128,6 @@ class OriginPatternsTest {
             "http://a.example, http://a.example., false",
             "http://1.2.3.4:8080, ws://1.2.3.4:8080, true",
             "http://[::1]:8080, http://[::1]:8080/, true",
-            "http://[::1]:8080, http://[0:0:0:0:0:0:0:1]:8080, false",
             "http://[::FFFF:1.2.3.4], http://[::ffff:1.2.3.4]:80, true",
             "http://localhost:3000, http://localhost:3000?, false"})
     void comparesTheFormsItTookBeforeAsBefore(String listed, String origin, boolean allowed) {

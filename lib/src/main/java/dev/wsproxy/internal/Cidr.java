@@ -60,6 +60,27 @@ public final class Cidr {
     }
 
     /**
+     * The RFC 5952 text of an IPv6 address written without brackets ({@code ::1} for {@code 0:0:0:0:0:0:0:1} or
+     * {@code 0::1}), an IPv4-mapped one kept as IPv6 and written in hex as browsers write it ({@code ::ffff:7f00:1} for
+     * {@code ::FFFF:127.0.0.1}); {@code null} for anything else, a zone ({@code %eth0}) included. Never looks a name
+     * up: text without a {@code :} is refused before {@link #literal} is asked.
+     */
+    static @Nullable String ipv6Text(String address) {
+        if (address.indexOf(':') < 0 || address.indexOf('%') >= 0) {
+            return null;
+        }
+        byte[] bytes = literal("[" + address + "]");
+        if (bytes != null && bytes.length == 4) { // literal() reads an IPv4-mapped address as its IPv4 one
+            byte[] mapped = new byte[16];
+            mapped[10] = (byte) 0xFF;
+            mapped[11] = (byte) 0xFF;
+            System.arraycopy(bytes, 0, mapped, 12, 4);
+            bytes = mapped;
+        }
+        return bytes == null ? null : text(bytes);
+    }
+
+    /**
      * The bytes of an IP literal, IPv4-mapped IPv6 reduced to IPv4; {@code null} for anything else. Never looks a name
      * up: IPv4 is parsed here (exactly four decimal octets), IPv6 only as a bracketed literal.
      */

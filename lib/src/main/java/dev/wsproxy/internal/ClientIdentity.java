@@ -108,7 +108,7 @@ final class ClientIdentity {
         // A host and an optional port, as an origin's (so chat_app:8080, a docker-compose name java.net.URI takes for
         // no host, is one): no path, not even "/", and no empty port.
         boolean hostAndPort = !first.endsWith("/") && !first.endsWith(":")
-                && Origins.normalize("http://" + first) != null;
+                && Origins.parse("http://" + first) != null;
         return hostAndPort ? first : null;
     }
 
