@@ -37,6 +37,14 @@ import dev.wsproxy.internal.Origins;
  * read as octal, or another number as host, such as {@code 2130706433}) is no origin: refused, and refused as an entry
  * of {@link #allowList(String...)} or {@link #allowPattern(String...)}.
  *
+ * <p>Any scheme is read so. A browser sends {@code null} for a page of a scheme it gives no origin of its own, but
+ * {@code scheme://host} for browser extensions ({@code chrome-extension://id}, {@code moz-extension://id}) and for apps
+ * that serve their pages from a scheme they register ({@code capacitor://localhost}, Electron's {@code app://host},
+ * {@code tauri://localhost}): list those as they are sent. Such a scheme has no default port ({@code app://host} and
+ * {@code app://host:99} are two origins; {@code ftp} has 21); a {@code file} origin is no origin ({@code file:} pages
+ * send {@code null}). {@link #sameOrigin()} allows {@code http} and {@code https} origins only, the schemes a client
+ * reaches the proxy with.
+ *
  * <p>You can also implement your own. It is called on a Jetty thread for every upgrade request, concurrently; it must
  * be thread-safe and must not block.
  */
@@ -118,9 +126,10 @@ public interface OriginValidator {
 
     /**
      * Returns a validator that allows the listed origins only, compared on scheme, host and port (default ports
-     * filled in, case-insensitive).
+     * filled in, case-insensitive, IPv6 hosts by address).
      *
-     * @param origins origins like {@code https://app.example.com} or {@code http://localhost:3000}
+     * @param origins origins like {@code https://app.example.com}, {@code http://localhost:3000} or
+     *     {@code capacitor://localhost}
      * @return the allow-list validator
      * @throws IllegalArgumentException if the list is empty or an origin is not {@code scheme://host[:port]}
      */

@@ -81,7 +81,7 @@ class OriginPatternsTest {
             "http://user@a.example", "http://a.example?x", "http://a.example#x", "http://a..example",
             "http://-a.example", "http://a%41.example", "http://\u212a.example", "http://b\u00fccher.example",
             "http://1.2.3", "http://256.1.1.1", "http://[::1", "http://[1:2:3:4:5:6:7:8:9]", "http://[::1]x", "http://",
-            "http://:80", "ftp://a.example", "a.example", "null", "http://[fe80::1%25eth0]", "http://[fe80::1%eth0]:80",
+            "http://:80", "file://server:99", "a.example", "null", "http://[fe80::1%25eth0]", "http://[fe80::1%eth0]:80",
             "http://127.000.000.001", "http://010.0.0.1", "http://2130706433", "http://0x7f000001"})
     void refusesWhatIsNoOriginAtBuild(String origin) {
         assertThatThrownBy(() -> OriginValidator.allowList(origin))
@@ -118,6 +118,41 @@ class OriginPatternsTest {
         assertThat(list.isAllowed("http://127.0.0.1", request)).isFalse();
         assertThat(list.isAllowed("http://[::127.0.0.1]", request)).isFalse();
         assertThat(list.isAllowed("http://[::1%25lo]:8080", request)).as("a zone").isFalse();
+    }
+
+    /**
+     * Browser extensions and apps that serve their pages from a scheme of their own (Capacitor, Electron, Tauri) send
+     * {@code scheme://host} as their origin, with no port: such an entry threw at build, and those origins could not
+     * be listed. A scheme other than {@code http(s)}, {@code ws(s)} and {@code ftp} has no default port.
+     */
+    @ParameterizedTest(name = "{0} allows {1}")
+    @CsvSource({
+            "capacitor://localhost, capacitor://localhost",
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop, chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+            "moz-extension://0b3e5c1a-7d2f-4c8e-9a61-2f4b8d9e1c30, moz-extension://0b3e5c1a-7d2f-4c8e-9a61-2f4b8d9e1c30/",
+            "app://main, APP://Main",
+            "ftp://a.example, ftp://a.example:21"})
+    void allowListsTheOriginsOfExtensionsAndAppsWithoutAPort(String listed, String origin) {
+        assertThat(OriginValidator.allowList(listed).isAllowed(origin, request)).isTrue();
+        assertThat(OriginValidator.allowPattern(listed).isAllowed(origin, request)).isTrue();
+    }
+
+    @Test
+    void comparesTheOriginsOfOtherSchemesOnSchemeHostAndPortWithNoDefaultPort() {
+        OriginValidator list = OriginValidator.allowList("app://main", "app://tools:99");
+        assertThat(list.isAllowed("app://main", request)).isTrue();
+        assertThat(list.isAllowed("app://tools:99", request)).isTrue();
+        assertThat(list.isAllowed("app://main:80", request)).isFalse();
+        assertThat(list.isAllowed("app://tools", request)).isFalse();
+        assertThat(list.isAllowed("http://main", request)).isFalse();
+        assertThat(list.isAllowed("tauri://main", request)).isFalse();
+        assertThat(list.isAllowed("app://other", request)).isFalse();
+
+        OriginValidator patterns = OriginValidator.allowPattern("app://*.example");
+        assertThat(patterns.isAllowed("app://a.example", request)).isTrue();
+        assertThat(patterns.isAllowed("app://example", request)).isFalse();
+        assertThat(patterns.isAllowed("app://a.example:1", request)).isFalse();
+        assertThat(patterns.isAllowed("https://a.example", request)).isFalse();
     }
 
     /** The forms java.net.URI parsed compare as before the parser was replaced (green before and after). */

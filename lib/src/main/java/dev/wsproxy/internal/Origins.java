@@ -143,7 +143,8 @@ public final class Origins {
     /**
      * An origin as the built-ins compare it, each part in one spelling: the scheme and host in lower case ({@code ws}
      * read as {@code http}, {@code wss} as {@code https}), an IPv6 host in its RFC 5952 form, and the port filled in
-     * for the schemes that have a default one. Its text is {@code scheme://host:port}.
+     * for the schemes that have a default one; {@code port} is {@code -1} for an origin of another scheme written
+     * without one. Its text is {@code scheme://host[:port]}.
      */
     record Origin(String scheme, String host, int port) {
         @Override
@@ -176,7 +177,11 @@ public final class Origins {
      * {@code 8.0.0.1} and {@code 2130706433} or {@code 127.1} as {@code 127.0.0.1}, and send the dotted form they
      * read: a list entry or a {@code Host} written otherwise is ambiguous, never what a browser sends, and refused.
      *
-     * <p>A port is required for schemes other than {@code http}, {@code https}, {@code ws} and {@code wss}.
+     * <p>{@code http}, {@code https}, {@code ws}, {@code wss} and {@code ftp} have a default port, filled in; a
+     * {@code file} origin is opaque (browsers send {@code null}) and refused. Other schemes, those of browser
+     * extensions ({@code chrome-extension://id}, {@code moz-extension://id}) and of apps that serve their pages from
+     * a scheme of their own ({@code capacitor://localhost}, Electron's {@code app://host}, {@code tauri://localhost}),
+     * have none: {@code app://host} and {@code app://host:99} are two origins.
      */
     static @Nullable Origin parse(String origin) {
         String text = origin.trim();
@@ -215,13 +220,14 @@ public final class Origins {
                 scheme = "https";
                 defaultPort = 443;
             }
+            case "ftp" -> defaultPort = 21;
+            case "file" -> {
+                return null;
+            }
             default -> defaultPort = -1;
         }
         int port;
         if (hostEnd == end || hostEnd == end - 1 && text.charAt(hostEnd) == ':') { // no port, or an empty one
-            if (defaultPort < 0) {
-                return null;
-            }
             port = defaultPort;
         } else {
             port = text.charAt(hostEnd) == ':' ? port(text, hostEnd + 1, end) : -1;
