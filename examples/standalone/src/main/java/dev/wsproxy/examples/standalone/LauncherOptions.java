@@ -58,6 +58,7 @@ final class LauncherOptions {
     static final String CIDR_FORM = "an IP address or block, like 10.0.0.0/8, 192.168.1.7 or fd00::/8";
     static final String COUNT_FORM = "a whole number of sessions, at least 1, like 100";
     static final String RATE_FORM = "handshakes per second, at least 1, like 10/s or 10";
+    static final String PREFIX_FORM = "a prefix length in bits, 1 to 128, like 64, 56 or 128";
     static final String PATH_FORM = "a file path, like /etc/wsproxy/proxy.p12";
     static final String ENV_FORM = "the name of an environment variable holding the password, like WSPROXY_TLS_PASSWORD";
     static final String PENDING_FORM = "a whole number of connections, at least 1, like 4096";
@@ -115,6 +116,10 @@ final class LauncherOptions {
             "  --max-connections N         at most N open sessions in all; more get 503 (default: no limit)",
             "  --handshake-rate-per-ip N/s at most N handshakes a second per client address, in bursts of up",
             "                              to N, like 10/s or 10; more get 429 (default: no limit)",
+            "  --per-ip-ipv6-prefix BITS   for the two per-address limits, count an IPv6 client with every",
+            "                              address that shares its first BITS bits, 1 to 128; 128 counts each",
+            "                              address alone (default " + ProxyBuilder.DEFAULT_PER_IP_IPV6_PREFIX
+                    + ", the block one host or home gets)",
             "  --tls-keystore PATH         serve wss:// (TLS 1.2 and 1.3) with the key and certificate of this",
             "                              PKCS#12 or JKS store; needs --tls-password-env",
             "  --tls-password-env VAR      the environment variable holding the --tls-keystore password (never",
@@ -160,6 +165,7 @@ final class LauncherOptions {
     private final OptionalInt maxConnectionsPerIp;
     private final OptionalInt maxConnections;
     private final OptionalInt handshakeRatePerIp;
+    private final int perIpIpv6Prefix;
     private final @Nullable Secured tlsKeyStore;
     private final @Nullable Secured backendTrustStore;
     private final @Nullable Secured backendKeyStore;
@@ -190,6 +196,7 @@ final class LauncherOptions {
         this.maxConnectionsPerIp = parser.maxConnectionsPerIp;
         this.maxConnections = parser.maxConnections;
         this.handshakeRatePerIp = parser.handshakeRatePerIp;
+        this.perIpIpv6Prefix = parser.perIpIpv6Prefix;
         this.tlsKeyStore = parser.tlsKeyStore();
         this.backendTrustStore = parser.backendTrustStore();
         this.backendKeyStore = parser.backendKeyStore();
@@ -313,6 +320,14 @@ final class LauncherOptions {
         return handshakeRatePerIp;
     }
 
+    /**
+     * Returns the {@code --per-ip-ipv6-prefix}: how many leading bits of an IPv6 client address make one client for
+     * the per-address limits.
+     */
+    int perIpIpv6Prefix() {
+        return perIpIpv6Prefix;
+    }
+
     /** Returns the {@code --tls-keystore} and its password; {@code null} for plain {@code ws://}. */
     @Nullable Secured tlsKeyStore() {
         return tlsKeyStore;
@@ -370,6 +385,7 @@ final class LauncherOptions {
         maxConnectionsPerIp.ifPresent(builder::maxConnectionsPerIp);
         maxConnections.ifPresent(builder::maxConnections);
         handshakeRatePerIp.ifPresent(builder::handshakeRatePerIp);
+        builder.perIpIpv6Prefix(perIpIpv6Prefix);
         if (tlsKeyStore != null) {
             builder.tls(readStore("--tls-keystore", () -> ServerTls.keyStore(tlsKeyStore.path(),
                     requireNonNull(tlsKeyStore.password()))));
@@ -627,6 +643,7 @@ final class LauncherOptions {
         private OptionalInt maxConnectionsPerIp = OptionalInt.empty();
         private OptionalInt maxConnections = OptionalInt.empty();
         private OptionalInt handshakeRatePerIp = OptionalInt.empty();
+        private int perIpIpv6Prefix = ProxyBuilder.DEFAULT_PER_IP_IPV6_PREFIX;
         private final Map<String, String> values = new LinkedHashMap<>();
         private boolean insecureBackendTls;
         private Duration handshakeTimeout = ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT;
@@ -779,6 +796,7 @@ final class LauncherOptions {
                 case "--trusted-proxy" -> CIDR_FORM;
                 case "--max-connections-per-ip", "--max-connections" -> COUNT_FORM;
                 case "--handshake-rate-per-ip" -> RATE_FORM;
+                case "--per-ip-ipv6-prefix" -> PREFIX_FORM;
                 case "--tls-keystore", "--backend-truststore", "--backend-keystore" -> PATH_FORM;
                 case "--tls-password-env", "--backend-truststore-password-env", "--backend-keystore-password-env" ->
                         ENV_FORM;
@@ -828,6 +846,12 @@ final class LauncherOptions {
                 case "--trusted-proxy" -> trustedProxy(value);
                 case "--max-connections-per-ip" -> maxConnectionsPerIp = OptionalInt.of(parseCount(flag, value));
                 case "--max-connections" -> maxConnections = OptionalInt.of(parseCount(flag, value));
+                case "--per-ip-ipv6-prefix" -> {
+                    perIpIpv6Prefix = parseCount(flag, value, PREFIX_FORM);
+                    if (perIpIpv6Prefix > 128) {
+                        throw UsageException.badValue(flag, value, PREFIX_FORM);
+                    }
+                }
                 case "--tls-keystore", "--backend-truststore", "--backend-keystore" -> values.put(flag, value);
                 case "--tls-password-env", "--backend-truststore-password-env", "--backend-keystore-password-env" -> {
                     if (!value.matches("[A-Za-z_][A-Za-z0-9_]*")) {

@@ -45,6 +45,7 @@ class LauncherOptionsTest {
         assertThat(options.maxConnectionsPerIp()).isEmpty();
         assertThat(options.maxConnections()).isEmpty();
         assertThat(options.handshakeRatePerIp()).isEmpty();
+        assertThat(options.perIpIpv6Prefix()).isEqualTo(ProxyBuilder.DEFAULT_PER_IP_IPV6_PREFIX);
         assertThat(options.handshakeTimeout()).isEqualTo(ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT);
         assertThat(options.maxPendingHandshakes()).isEqualTo(ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES);
         assertThat(options.routes()).containsExactly(entry("/ws/", List.of(Backend.of("ws://127.0.0.1:3000"))));
@@ -86,7 +87,8 @@ class LauncherOptionsTest {
                 "round-robin with a ;weight=N is refused", "ip-hash", "hash:header:NAME", ";weight=N", ";backup",
                 "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION", "--ping-interval DURATION",
                 "--max-message-size BYTES", "--trusted-proxy CIDR", "--max-connections-per-ip N",
-                "--max-connections N", "--handshake-rate-per-ip N/s", "--handshake-timeout DURATION",
+                "--max-connections N", "--handshake-rate-per-ip N/s", "--per-ip-ipv6-prefix BITS", "default 64,",
+                "--handshake-timeout DURATION",
                 "--max-pending-handshakes N", "slowloris", "default 4096", "429", "503", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
                 "default 64m").endsWith("\n");
     }
@@ -480,6 +482,22 @@ class LauncherOptionsTest {
     }
 
     @ParameterizedTest
+    @CsvSource({"64, 64", "1, 1", "48, 48", "56, 56", "128, 128", "0128, 128"})
+    void parsesPerIpIpv6Prefixes(String value, int expected) throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--per-ip-ipv6-prefix", value).perIpIpv6Prefix())
+                .isEqualTo(expected);
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--per-ip-ipv6-prefix=" + value).toProxyBuilder().build())
+                .isNotNull();
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"0", "129", "-1", "-64", "64.5", "/64", "sixty-four", "2147483648", "+64", "64 ", "ff"})
+    void rejectsMalformedPerIpIpv6Prefixes(String value) {
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--per-ip-ipv6-prefix", value}, "--per-ip-ipv6-prefix: '"
+                + value + "' (expected: a prefix length in bits, 1 to 128, like 64, 56 or 128)");
+    }
+
+    @ParameterizedTest
     @CsvSource({"5s, PT5S", "500ms, PT0.5S", "2m, PT2M", "0, PT0S", "0s, PT0S"})
     void parsesHandshakeTimeouts(String value, Duration expected) throws Exception {
         assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--handshake-timeout", value).handshakeTimeout())
@@ -523,11 +541,13 @@ class LauncherOptionsTest {
                 "--handshake-timeout: missing value (expected: a duration like 500ms, 5s, 2m or 1h; 0 disables)");
         assertUsageError(new String[] {ROUTE, WS_ROUTE, "--max-pending-handshakes="},
                 "--max-pending-handshakes: missing value (expected: a whole number of connections, at least 1,");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--per-ip-ipv6-prefix"},
+                "--per-ip-ipv6-prefix: missing value (expected: a prefix length in bits, 1 to 128, like 64, 56 or 128)");
     }
 
     @ParameterizedTest
     @CsvSource({"--max-connections-per-ip, 5", "--max-connections, 5", "--handshake-rate-per-ip, 5/s",
-        "--handshake-timeout, 5s", "--max-pending-handshakes, 5"})
+        "--handshake-timeout, 5s", "--max-pending-handshakes, 5", "--per-ip-ipv6-prefix, 56"})
     void rejectsLimitsGivenTwice(String flag, String value) {
         assertUsageError(new String[] {ROUTE, WS_ROUTE, flag, value, flag, value},
                 flag + ": given twice (expected: once)");
@@ -565,7 +585,7 @@ class LauncherOptionsTest {
         LauncherOptions limited = LauncherOptions.parse("--listen", "127.0.0.1:0", ROUTE, WS_ROUTE,
                 "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1", "--max-connections-per-ip", "2",
                 "--max-connections", "1000", "--handshake-rate-per-ip", "5/s", "--handshake-timeout", "5s",
-                "--max-pending-handshakes", "100");
+                "--max-pending-handshakes", "100", "--per-ip-ipv6-prefix", "56");
         assertThat(limited.toProxyBuilder().build()).isNotNull();
         LauncherOptions balanced = LauncherOptions.parse("--listen", "127.0.0.1:0", "--balance", "hash:cookie:sid",
                 ROUTE, "/ws/=ws://127.0.0.1:3000;weight=2,ws://127.0.0.1:3001;backup");

@@ -113,6 +113,8 @@ class LauncherTest {
                 .isEqualTo(Launcher.EXIT_USAGE);
         assertThat(launcher.run("--route", "/ws/=ws://127.0.0.1:3000", "--trusted-proxy", "proxy.internal"))
                 .isEqualTo(Launcher.EXIT_USAGE);
+        assertThat(launcher.run("--route", "/ws/=ws://127.0.0.1:3000", "--per-ip-ipv6-prefix", "129"))
+                .isEqualTo(Launcher.EXIT_USAGE);
 
         assertThat(out.toString(UTF_8)).isEmpty();
         assertThat(err.toString(UTF_8).lines()).containsExactly(
@@ -121,6 +123,9 @@ class LauncherTest {
                 "Run with --help for usage.",
                 "wsproxy: --trusted-proxy: 'proxy.internal' (expected: an IP address or block, like 10.0.0.0/8,"
                         + " 192.168.1.7 or fd00::/8)",
+                "Run with --help for usage.",
+                "wsproxy: --per-ip-ipv6-prefix: '129' (expected: a prefix length in bits, 1 to 128, like 64, 56 or"
+                        + " 128)",
                 "Run with --help for usage.");
     }
 
@@ -203,6 +208,26 @@ class LauncherTest {
         assertThat(bob.nextText()).isEqualTo("echo:/ws/b:hi");
         assertThat(refusedHandshake(port, "/ws/c", "X-Forwarded-For", "198.51.100.7").statusCode())
                 .as("a second session of the first client").isEqualTo(429);
+    }
+
+    /**
+     * {@code --per-ip-ipv6-prefix 48} counts the IPv6 clients of one /48 as one for {@code --max-connections-per-ip}:
+     * two /64s of it share one slot (each would have its own at the default 64), another /48 has its own.
+     */
+    @Test
+    void countsTheIpv6ClientsOfOneBlockOfThePrefixGivenAsOne() throws Exception {
+        int port = serve("--trusted-proxy", "127.0.0.1", "--max-connections-per-ip", "1", "--per-ip-ipv6-prefix", "48");
+
+        WebSocketRecorder first = new WebSocketRecorder();
+        connect(port, "/ws/a", first, "X-Forwarded-For", "2001:db8:1:1::7").sendText("hi", true)
+                .get(5, TimeUnit.SECONDS);
+        assertThat(first.nextText()).isEqualTo("echo:/ws/a:hi");
+        assertThat(refusedHandshake(port, "/ws/b", "X-Forwarded-For", "2001:db8:1:2::8").statusCode())
+                .as("another /64 of the same /48").isEqualTo(429);
+        WebSocketRecorder other = new WebSocketRecorder();
+        connect(port, "/ws/c", other, "X-Forwarded-For", "2001:db8:2::7").sendText("hi", true)
+                .get(5, TimeUnit.SECONDS);
+        assertThat(other.nextText()).as("another /48").isEqualTo("echo:/ws/c:hi");
     }
 
     @Test
