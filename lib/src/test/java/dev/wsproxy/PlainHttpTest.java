@@ -1,9 +1,11 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.net.Socket;
 import java.net.URI;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -152,6 +154,31 @@ class PlainHttpTest {
             assertThat(response.header("X-Trace")).as("named with _ for -").isNull();
         } finally {
             naming.close();
+        }
+    }
+
+    @Test
+    void logsAClientThatLeavesDuringItsResponseAsGoneNotAsABackendFailure() throws Exception {
+        // ProxyHandler aborts the backend's response when a write to the client fails: the access line read
+        // status=200 reason=backend_failed for a download the client cut, and the backend was fine.
+        int size = 16 << 20;
+        RawBackend large = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: " + size
+                + "\r\n\r\n" + "x".repeat(size)));
+        try (large; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", large.backend()).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            try (Socket client = new Socket("127.0.0.1", proxying.uri().getPort())) {
+                client.getOutputStream().write(("GET /download HTTP/1.1\r\nHost: " + RawHttp.host(proxying)
+                        + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+                byte[] head = client.getInputStream().readNBytes(12);
+                assertThat(new String(head, StandardCharsets.US_ASCII)).isEqualTo("HTTP/1.1 200");
+                client.setSoLinger(true, 0); // a reset: the proxy's next write fails
+            }
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
+                    .containsPattern(" dev\\.wsproxy\\.access - sid=- .* route=/ .* method=GET status=200 "
+                            + "reason=client_left\n"));
+            assertThat(log.text()).doesNotContain("backend_failed");
         }
     }
 

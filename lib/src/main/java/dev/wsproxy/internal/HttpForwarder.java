@@ -3,6 +3,7 @@ package dev.wsproxy.internal;
 import java.net.SocketException;
 import java.net.SocketTimeoutException;
 import java.net.UnknownHostException;
+import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
@@ -82,6 +83,9 @@ final class HttpForwarder extends ProxyHandler {
 
     /** The names the response being copied on this thread lists in its {@code Connection} header. */
     private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
+
+    /** The access log's token for a client gone before its response was written. */
+    private static final String CLIENT_LEFT = "client_left";
 
     private final WebSocketProxyHandler proxy;
     private final int maxConnectionsPerBackend;
@@ -210,7 +214,16 @@ final class HttpForwarder extends ProxyHandler {
             Request clientToProxyRequest, org.eclipse.jetty.client.Request proxyToServerRequest,
             Response proxyToClientResponse, Callback proxyToClientCallback) {
         BackendState backend = attempt(proxyToServerRequest).backend;
-        return new ProxyResponseListener(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
+        ForwardedRequest forwarded = forwarded(clientToProxyRequest);
+        // ProxyHandler aborts the backend's response when a write to the client fails, which reads as the backend's
+        // failure (onServerToProxyResponseFailure): the client's failed write is noted first, for the access log.
+        Response toClient = new Response.Wrapper(clientToProxyRequest, proxyToClientResponse) {
+            @Override
+            public void write(boolean last, ByteBuffer content, Callback callback) {
+                super.write(last, content, new ClientWrite(forwarded, callback));
+            }
+        };
+        return new ProxyResponseListener(clientToProxyRequest, proxyToServerRequest, toClient,
                 proxyToClientCallback) {
             @Override
             public void onBegin(org.eclipse.jetty.client.Response serverToProxyResponse) {
@@ -328,13 +341,17 @@ final class HttpForwarder extends ProxyHandler {
                     proxyToClientCallback, forwarded, status, token, reason)) {
                 return;
             }
+        } else if (CLIENT_LEFT.equals(forwarded.failure())) {
+            // The abort of a response whose write to the client failed (ClientWrite): nothing failed at the backend.
+            reason = "client connection lost during the response";
+            token = CLIENT_LEFT;
         } else {
             reason = timeout ? "backend did not answer in time" : "backend failed: " + failure;
             token = timeout ? "backend_timeout" : "backend_failed";
         }
         // Logged when the response completes (onProxyToClientResponseComplete or Failure), with what it wrote.
         forwarded.failed(token);
-        if (!proxyToClientResponse.isCommitted()) {
+        if (!proxyToClientResponse.isCommitted() && !CLIENT_LEFT.equals(token)) {
             // The proxy's own status, as for a refused handshake; a failure once the backend's response began to
             // reach the client is not a rejection (the connection is closed).
             forwarded.route.listener().onHandshakeRejected(forwarded.view, status,
@@ -387,7 +404,7 @@ final class HttpForwarder extends ProxyHandler {
         int status = proxyToClientResponse.getStatus();
         if (failed) {
             if (reason == null) {
-                reason = "client_left";
+                reason = CLIENT_LEFT;
             }
             if (!proxyToClientResponse.isCommitted()) {
                 status = Handshake.CLIENT_CLOSED_REQUEST;
@@ -396,6 +413,36 @@ final class HttpForwarder extends ProxyHandler {
         AccessLog.forwarded(forwarded.view, forwarded.backend().backend(),
                 Request.getContentBytesRead(clientToProxyRequest),
                 Response.getContentBytesWritten(proxyToClientResponse), status, reason);
+    }
+
+    /**
+     * A write of the backend's response to the client that, when it fails, notes that the client failed it
+     * ({@code client_left}) before the write's own callback has the backend's response aborted.
+     */
+    private static final class ClientWrite implements Callback {
+        private final ForwardedRequest forwarded;
+        private final Callback callback;
+
+        ClientWrite(ForwardedRequest forwarded, Callback callback) {
+            this.forwarded = forwarded;
+            this.callback = callback;
+        }
+
+        @Override
+        public void succeeded() {
+            callback.succeeded();
+        }
+
+        @Override
+        public void failed(Throwable failure) {
+            forwarded.failed(CLIENT_LEFT);
+            callback.failed(failure);
+        }
+
+        @Override
+        public InvocationType getInvocationType() {
+            return callback.getInvocationType();
+        }
     }
 
     private static boolean isTimeout(Throwable failure) {
