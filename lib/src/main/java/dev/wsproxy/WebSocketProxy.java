@@ -86,6 +86,10 @@ public final class WebSocketProxy implements AutoCloseable {
     /**
      * Starts a Jetty server of the proxy's own on the address set by {@link ProxyBuilder#listen(String, int)}.
      *
+     * <p>Requests that no route (nor the {@linkplain ProxyBuilder#nextHandler next handler}) takes get {@code 404}.
+     * The access log ({@code dev.wsproxy.access}) has a line for those, and for each request Jetty refuses before the
+     * proxy runs (a bad or repeated {@code Host}, oversized headers, ...), as for the requests on a route.
+     *
      * <p>A start that fails leaves nothing behind (no thread, socket or server), and the proxy can be started
      * again, once the port is free for instance.
      *
@@ -104,7 +108,7 @@ public final class WebSocketProxy implements AutoCloseable {
         QueuedThreadPool threads = WebSocketEndPoints.threadPool();
         threads.setName("wsproxy");
         Server standalone = new Server(threads);
-        standalone.setErrorHandler(new PlainErrorHandler());
+        standalone.setErrorHandler(new PlainErrorHandler(handler));
         HttpConfiguration http = new HttpConfiguration();
         http.setSendServerVersion(false);
         ServerTls tls = config.tls().server();

@@ -19,7 +19,9 @@ import javax.management.ObjectName;
  * route), {@code connectTimeout=DURATION} (the backend connect timeout), {@code handshakeTimeout=DURATION}, the
  * durations in ISO-8601 ({@code PT0.5S}), {@code trustedProxies=CIDR}, {@code originRoute=PREFIX} (a route to the
  * backend that allows the origin {@code https://app.example} only) and {@code authRoute=PREFIX} (a route to the
- * backend whose authenticator refuses with {@code 401} unless {@code Authorization} is {@code Bearer open-sesame}).
+ * backend whose authenticator refuses with {@code 401} unless {@code Authorization} is {@code Bearer open-sesame}) and
+ * {@code nextHandlerRoute=PREFIX} (a route to the backend that passes plain HTTP to the next handler, of which there is
+ * none: {@code 404}).
  */
 public final class ForkedProxyMain {
 
@@ -85,9 +87,11 @@ public final class ForkedProxyMain {
             case "authRoute" -> builder.route(nameValue[1], r -> r.backends(backend).authenticator(Authenticator.of(
                     request -> "Bearer open-sesame".equals(request.header("Authorization"))
                             ? AuthDecision.allow() : AuthDecision.reject(401))));
+            case "nextHandlerRoute" -> builder.route(nameValue[1], r -> r.backends(backend)
+                    .plainHttp(PlainHttp.NEXT_HANDLER));
             default -> throw new IllegalArgumentException("setting: " + setting + " (expected: route=PREFIX=URI, "
-                    + "connectTimeout=DURATION, handshakeTimeout=DURATION, trustedProxies=CIDR, originRoute=PREFIX or "
-                    + "authRoute=PREFIX)");
+                    + "connectTimeout=DURATION, handshakeTimeout=DURATION, trustedProxies=CIDR, originRoute=PREFIX, "
+                    + "authRoute=PREFIX or nextHandlerRoute=PREFIX)");
         }
     }
 }

@@ -31,22 +31,24 @@ import dev.wsproxy.RawHttp.Request;
  * writes, goes to a file: the log holds the proxy's lines only, and is read once the proxy has stopped.
  *
  * <p>Each input is checked for the answer it must get, so that it really happened: malformed handshakes (400), bad
- * versions (426), oversized headers (431), a duplicate {@code Host} (400), a refused backend (502, also for plain
- * HTTP), a silent backend (504), a client gone while its backend handshake is pending, a backend's own refusal (401),
- * sessions that end cleanly from either side, a client reset and a client half-close, a backend that drops its
- * connection (1014), invalid frames (1002, 1007, 1009), data after a close, a close inside a fragmented message,
- * slowloris sockets (one the client closes, two the proxy closes at the handshake deadline), a session open while the
- * proxy stops, and plain HTTP. Requests carry secrets in {@code Authorization}, in a {@code Cookie} and in a
- * {@code token=} query parameter, and messages one in their payload.
+ * versions (426), what Jetty refuses before the proxy runs (oversized headers: 431, a duplicate or a bad {@code Host},
+ * an ambiguous target, an unreadable request line: 400, a target too long: 414), plain HTTP on a route that passes it
+ * to a next handler when there is none (404), a refused backend (502, also for plain HTTP), a silent backend (504), a
+ * client gone while its backend handshake is pending, a backend's own refusal (401), sessions that end cleanly from
+ * either side, a client reset and a client half-close, a backend that drops its connection (1014), invalid frames
+ * (1002, 1007, 1009), data after a close, a close inside a fragmented message, slowloris sockets (one the client
+ * closes, two the proxy closes at the handshake deadline), a session open while the proxy stops, and plain HTTP.
+ * Requests carry secrets in {@code Authorization}, in a {@code Cookie} and in a {@code token=} query parameter, and
+ * messages one in their payload.
  *
  * <p>At INFO, every line must be a log record (no stack trace, nothing printed past the logger), none at ERROR, and
  * none naming an exception class but the refused backend's WARN, which ends with its cause as documented
  * ({@code backend unreachable: java.net.ConnectException: Connection refused}, a class name in one line, not a stack
  * trace). At DEBUG a stack trace may follow a DEBUG record only. At both, none of the secrets appears, and the access
  * log has one line per session in the documented format with the close codes, the initiator and the proxy's close
- * each session must show, one per request without a session with its status and reason, and none for the requests
- * Jetty refuses before the proxy runs. The JVM's own warnings ({@code WARNING: ...}, as JDK 26 prints once for the final fields {@code Masking} sets)
- * are not the proxy's records and are left out.
+ * each session must show, and one per request without a session with its status and reason, Jetty's own refusals and
+ * its 404 included. The JVM's own warnings ({@code WARNING: ...}, as JDK 26 prints once for the final fields
+ * {@code Masking} sets) are not the proxy's records and are left out.
  */
 class LogHygieneTest {
 
@@ -65,12 +67,13 @@ class LogHygieneTest {
             + "b2c_msgs=\\d+ client_close=(\\d+) backend_close=(\\d+) first=(client|backend|proxy) status=101 "
             + "proxy_close=(\\d+|-) reason=([a-z0-9_]+|-)");
     /**
-     * docs/configuration.md's access-log line for a request of this test without a session: refused, or plain HTTP
-     * (with its bytes); the route, backend, bytes, status and reason as groups.
+     * docs/configuration.md's access-log line for a request of this test without a session: refused (by the proxy on a
+     * route, or by Jetty before any route: {@code route=-}, and {@code method=-} when the request line was unreadable),
+     * or plain HTTP (with its bytes); the route, backend, bytes, status and reason as groups.
      */
-    private static final Pattern REQUEST = Pattern.compile("sid=- client=127\\.0\\.0\\.1 route=(/|/\\w+/) "
+    private static final Pattern REQUEST = Pattern.compile("sid=- client=127\\.0\\.0\\.1 route=(-|/|/\\w+/) "
             + "backend=(-|ws://127\\.0\\.0\\.1:\\d+) duration_ms=\\d+ (?:c2b_bytes=(\\d+) b2c_bytes=(\\d+) )?"
-            + "method=[A-Z]+ status=(\\d{3}) reason=([a-z0-9_]+|-)");
+            + "method=(?:[A-Z]+|-) status=(\\d{3}) reason=([a-z0-9_]+|-)");
     /** A class name of an exception or error, as a stack trace or a cause's {@code toString()} shows it. */
     private static final Pattern THROWABLE = Pattern.compile("\\b[\\w$]+(Exception|Error)\\b");
     /** The one WARN that names an exception: a refused backend connection, documented as one WARN line. */
@@ -127,7 +130,8 @@ class LogHygieneTest {
                 "handshakeTimeout=PT1S",
                 "trustedProxies=127.0.0.1/32",
                 "originRoute=/origin/",
-                "authRoute=/auth/");
+                "authRoute=/auth/",
+                "nextHandlerRoute=/pages/");
         return log;
     }
 
@@ -239,6 +243,33 @@ class LogHygieneTest {
     }
 
     @Test
+    void writesAnAccessLineForEachRequestJettyRefusesOrNoHandlerTakes() throws Exception {
+        // Jetty's own refusals and its 404 had no access line: a scan, a broken client or a balancer sending oversized
+        // headers left nothing at INFO.
+        Path file = fork("info");
+        assertThat(exchange(upgrade("/ws/s").add("X-Forwarded-For", "203.0.113.7")
+                .add("X-Padding", "x".repeat(64 * 1024))).status()).isEqualTo(431);
+        assertThat(exchange(upgrade("/ws/%2e%2e/s").add("X-Forwarded-For", "203.0.113.7")).status()).isEqualTo(400);
+        assertThat(exchange(upgrade("/ws/s").method("G(T")).status()).isEqualTo(400);
+        assertThat(exchange(withSecrets(Request.plain("DELETE", "/pages/p", host()))).status()).isEqualTo(404);
+        List<Line> log = stopAndRead(file);
+
+        // No route and no backend; the client forwarded by the trusted proxy when Jetty read the headers (a URI it
+        // refuses), the peer when it did not (headers too large); no method when the request line was unreadable.
+        String none = " route=- backend=- duration_ms=\\d+ ";
+        assertThat(log).filteredOn(line -> "dev.wsproxy.access".equals(line.logger())).extracting(Line::message)
+                .satisfiesExactlyInAnyOrder(
+                        line -> assertThat(line).matches("sid=- client=127\\.0\\.0\\.1" + none
+                                + "method=GET status=431 reason=headers_too_large"),
+                        line -> assertThat(line).matches("sid=- client=203\\.0\\.113\\.7" + none
+                                + "method=GET status=400 reason=bad_uri"),
+                        line -> assertThat(line).matches("sid=- client=127\\.0\\.0\\.1" + none
+                                + "method=- status=400 reason=bad_request"),
+                        line -> assertThat(line).matches("sid=- client=127\\.0\\.0\\.1" + none
+                                + "method=DELETE status=404 reason=no_route"));
+    }
+
+    @Test
     void writesABackendFailureWithItsPathCutAndItsClientAsTheAccessLogNamesIt() throws Exception {
         // One WARN of 7 KB for each request with a long path while a lone backend is down, and the client in
         // InetSocketAddress's form (/2001:db8:0:0:0:0:0:7:0), which no access line matches.
@@ -279,6 +310,7 @@ class LogHygieneTest {
      */
     private List<String> throwEverythingAt() throws Exception {
         handshakesRefusedByTheProxy();
+        requestsJettyRefusesOrNoHandlerTakes();
         handshakesThatFailAtTheBackend();
         slowloris();
         plainHttp();
@@ -298,17 +330,30 @@ class LogHygieneTest {
         assertThat(logged(upgrade("/ws/s").add("Content-Length", "5").body("hello"), "bad_request").status())
                 .isEqualTo(400);
         assertThat(logged(upgrade("/ws/s").version("HTTP/1.0"), "bad_request").status()).isEqualTo(400);
-        // Refused by Jetty's parser before the proxy runs: no access line (docs/configuration.md says so).
-        assertThat(exchange(upgrade("/ws/s").add("Host", "other.example")).status()).isEqualTo(400);
         RawHttp.Response version8 = logged(upgrade("/ws/s").set("Sec-WebSocket-Version", "8"), "bad_version");
         assertThat(version8.status()).isEqualTo(426);
         assertThat(version8.header("Sec-WebSocket-Version")).isEqualTo("13");
         assertThat(logged(upgrade("/ws/s").set("Sec-WebSocket-Version", "1337"), "bad_version").status())
                 .isEqualTo(426);
-        assertThat(exchange(upgrade("/ws/s").add("X-Padding", "x".repeat(64 * 1024))).status()).isEqualTo(431);
         assertThat(logged(upgrade("/origin/s").add("Origin", "https://evil.example"), "origin_refused").status())
                 .isEqualTo(403);
         assertThat(logged(upgrade("/auth/s"), "auth_refused").status()).isEqualTo(401);
+    }
+
+    /**
+     * Requests Jetty answers itself, before the proxy runs (its parser, its URI compliance), or when no handler takes
+     * them: each has its access line from the standalone server's error handler, without a route.
+     */
+    private void requestsJettyRefusesOrNoHandlerTakes() throws IOException {
+        assertThat(logged(upgrade("/ws/s").add("Host", "other.example"), "bad_host").status()).isEqualTo(400);
+        assertThat(logged(upgrade("/ws/s").set("Host", "bad host"), "bad_host").status()).isEqualTo(400);
+        assertThat(logged(upgrade("/ws/s").add("X-Padding", "x".repeat(64 * 1024)), "headers_too_large").status())
+                .isEqualTo(431);
+        assertThat(logged(upgrade("/ws/%2e%2e/s"), "bad_uri").status()).isEqualTo(400);
+        assertThat(logged(upgrade("/ws/" + "u".repeat(64 * 1024)), "uri_too_long").status()).isEqualTo(414);
+        assertThat(logged(upgrade("/ws/s").method("G(T"), "bad_request").status()).isEqualTo(400);
+        assertThat(logged(withSecrets(Request.plain("GET", "/pages/p?token=" + TOKEN, host())), "no_route").status())
+                .isEqualTo(404);
     }
 
     private void handshakesThatFailAtTheBackend() throws Exception {

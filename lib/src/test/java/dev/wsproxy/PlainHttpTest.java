@@ -20,6 +20,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 
+import org.eclipse.jetty.http.HttpException;
 import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.Response;
@@ -636,9 +637,12 @@ class PlainHttpTest {
     }
 
     @Test
-    void answers404OutsideEveryRouteWithoutANextHandler() throws Exception {
+    void answers404WithAnAccessLineOutsideEveryRouteWithoutANextHandler() throws Exception {
+        // The 404s had no access line: a scan of paths outside the routes left nothing in the log.
         try (WebSocketProxy bare = ProxyBuilder.create().listen("127.0.0.1", 0)
-                .route("/ws/", backend.backend()).build()) {
+                .route("/ws/", backend.backend())
+                .route("/p/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER)).build();
+                StandardError.Capture log = StandardError.capture()) {
             bare.start();
             try (RawHttp client = RawHttp.connect(bare)) {
                 RawHttp.Response response = client.exchange(Request.plain("GET", "/index.html", RawHttp.host(bare)));
@@ -650,9 +654,70 @@ class PlainHttpTest {
 
                 assertThat(response.status()).isEqualTo(404);
             }
+            try (RawHttp client = RawHttp.connect(bare)) {
+                // A route that passes plain HTTP on, with nothing to pass it to.
+                RawHttp.Response response = client.exchange(Request.plain("PUT", "/p/page", RawHttp.host(bare)));
+
+                assertThat(response.status()).isEqualTo(404);
+            }
+            assertThat(accessLines(log)).containsExactly(
+                    "sid=- client=127.0.0.1 route=- backend=- duration_ms=* method=GET status=404 reason=no_route",
+                    "sid=- client=127.0.0.1 route=- backend=- duration_ms=* method=GET status=404 reason=no_route",
+                    "sid=- client=127.0.0.1 route=- backend=- duration_ms=* method=PUT status=404 reason=no_route");
             Clients.assertNoLeaks(bare, null, backend);
         }
         assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    @Test
+    void leavesTheNextHandlersOwnErrorsUnloggedAndLogsWhatItDoesNotTake() throws Exception {
+        // The next handler's requests are its own to log, its error pages too (a page it does not have, a request it
+        // refuses as Jetty's parser would); one it does not take gets Jetty's 404, which no handler answered: that one
+        // has its access line.
+        Handler failing = new Handler.Abstract() {
+            @Override
+            public boolean handle(org.eclipse.jetty.server.Request request, Response response, Callback callback) {
+                switch (request.getHttpURI().getPath()) {
+                    case "/declined" -> {
+                        return false;
+                    }
+                    case "/refused" -> throw new HttpException.RuntimeException(400, "bad form");
+                    default -> {
+                        Response.writeError(request, response, callback, 404);
+                        return true;
+                    }
+                }
+            }
+        };
+        try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/ws/", backend.backend()).nextHandler(failing).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                assertThat(client.exchange(Request.plain("GET", "/missing", RawHttp.host(proxying))).status())
+                        .isEqualTo(404);
+            }
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                assertThat(client.exchange(Request.plain("GET", "/refused", RawHttp.host(proxying))).status())
+                        .isEqualTo(400);
+            }
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                assertThat(client.exchange(Request.plain("GET", "/declined", RawHttp.host(proxying))).status())
+                        .isEqualTo(404);
+            }
+            assertThat(accessLines(log)).containsExactly(
+                    "sid=- client=127.0.0.1 route=- backend=- duration_ms=* method=GET status=404 reason=no_route");
+        }
+        assertThat(backend.httpConnections).hasValue(0);
+    }
+
+    /** The access lines written so far, each {@code duration_ms} as {@code *}. */
+    private static List<String> accessLines(StandardError.Capture log) {
+        String marker = " dev.wsproxy.access - ";
+        return log.text().lines().filter(line -> line.contains(marker))
+                .map(line -> line.substring(line.indexOf(marker) + marker.length())
+                        .replaceFirst("duration_ms=\\d+", "duration_ms=*"))
+                .toList();
     }
 
     @Test

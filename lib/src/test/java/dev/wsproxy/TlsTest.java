@@ -138,6 +138,24 @@ class TlsTest {
     }
 
     @Test
+    void refusesAHostTheServedCertificateDoesNotNameWithAnAccessLine() throws Exception {
+        // Jetty's SecureRequestCustomizer refuses it before the proxy runs: it had no access line.
+        TestBackend backend = startTlsProxy(builder -> builder);
+        try (StandardError.Capture log = StandardError.capture();
+                RawHttp https = RawHttp.over(tlsSocket(null))) {
+            RawHttp.Response response = https.exchange(RawHttp.Request.upgrade("/chat", "other.example"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(400);
+            assertThat(response.bodyText()).isEqualTo("400 Bad Request\n");
+            assertThat(log.text().lines().filter(line -> line.contains(" dev.wsproxy.access - ")))
+                    .singleElement().satisfies(line -> assertThat(line).matches(".* dev\\.wsproxy\\.access - sid=- "
+                            + "client=127\\.0\\.0\\.1 route=- backend=- duration_ms=\\d+ method=GET status=400 "
+                            + "reason=invalid_sni"));
+        }
+        assertThat(backend.upgrades).isEmpty();
+    }
+
+    @Test
     void speaksTls13And12AndRefusesOlderProtocolsWithAnAlert() throws Exception {
         TestBackend backend = startTlsProxy(builder -> builder);
         for (String protocol : List.of("TLSv1.3", "TLSv1.2")) {

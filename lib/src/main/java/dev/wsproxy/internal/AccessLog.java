@@ -14,12 +14,14 @@ import dev.wsproxy.SessionClose;
 /**
  * One line per request the proxy handled on a route, on the logger {@code dev.wsproxy.access}, at INFO: a session at
  * its end, a refused or failed upgrade when it is refused (the client left, {@code 499}, included), a plain HTTP
- * request when its response is complete, or refused. Lines share their fields' names and order ({@code sid},
- * {@code client}, {@code route}, {@code backend}, {@code duration_ms}, then each kind's own, then {@code status} and
- * {@code reason}), {@code -} for a field that has no value. Never logs payloads, headers, cookies or query strings:
- * every field is a number, the proxy's configuration, a client address made from parsed bytes, a token of the proxy's
- * own ({@code reason}) or a method, which Jetty admits only as an HTTP token, cut to 20 characters. The format is
- * fixed, whatever the default locale (in a Turkish one, {@code "CLIENT"} lower-cases to {@code "clıent"}).
+ * request when its response is complete, or refused; and, standalone, one per request its server answered without a
+ * route ({@link #unrouted}, from {@link PlainErrorHandler}): Jetty's own refusals and its {@code 404}. Lines share
+ * their fields' names and order ({@code sid}, {@code client}, {@code route}, {@code backend}, {@code duration_ms}, then
+ * each kind's own, then {@code status} and {@code reason}), {@code -} for a field that has no value. Never logs
+ * payloads, headers, cookies or query strings: every field is a number, the proxy's configuration, a client address
+ * made from parsed bytes, a token of the proxy's own ({@code reason}) or a method, which Jetty admits only as an HTTP
+ * token, cut to 20 characters. The format is fixed, whatever the default locale (in a Turkish one, {@code "CLIENT"}
+ * lower-cases to {@code "clıent"}).
  *
  * <p>A session's line is written on the selector thread that ends it, a refusal's on the thread that refuses it: an
  * appender that blocks (a disk, a network) holds them, so production set-ups should write this logger through an
@@ -83,6 +85,21 @@ final class AccessLog {
         LOG.info("sid=- client={} route={} backend={} duration_ms={} c2b_bytes={} b2c_bytes={} method={} status={} "
                         + "reason={}", client(view.clientAddress()), view.route(), backend.uri(), view.elapsedMillis(),
                 c2bBytes, b2cBytes, method(view.method()), status, reason == null ? NONE : reason);
+    }
+
+    /**
+     * The line of a request the proxy's route handling never took, answered by the standalone server instead: one
+     * Jetty refused before any handler ran ({@code bad_host}, {@code headers_too_large}, ...), or one that no route
+     * nor the next handler took ({@code 404}, {@code no_route}). There is no route and no backend; {@code method} is
+     * {@code null} for a request whose request line Jetty could not read.
+     */
+    static void unrouted(InetSocketAddress client, long elapsedMillis, @Nullable String method, int status,
+            String reason) {
+        if (!LOG.isInfoEnabled()) {
+            return;
+        }
+        LOG.info("sid=- client={} route=- backend=- duration_ms={} method={} status={} reason={}", client(client),
+                elapsedMillis, method == null ? NONE : method(method), status, reason);
     }
 
     /**

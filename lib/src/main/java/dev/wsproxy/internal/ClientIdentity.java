@@ -44,7 +44,11 @@ final class ClientIdentity {
         this.host = host;
     }
 
-    /** The identity of the request, computed on first use and kept as a request attribute. */
+    /**
+     * The identity of the request, computed on first use and kept as a request attribute. The proxy's route handling
+     * computes it first thing, so that attribute also tells the standalone server's error handler that the proxy took
+     * the request, and logs it ({@link WebSocketProxyHandler#tookRequest}).
+     */
     static ClientIdentity of(Request request, List<Cidr> trusted) {
         Object cached = request.getAttribute(ATTRIBUTE);
         if (cached instanceof ClientIdentity identity) {

@@ -1,6 +1,7 @@
 package dev.wsproxy.internal;
 
 import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.URI;
 import java.time.Duration;
 import java.util.List;
@@ -101,6 +102,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      * long, and a backend or a client may write what is not printable.
      */
     static final int MAX_REASON = 300;
+    /** The mark of a request the standalone proxy passed on to its next handler, which took it ({@link #passOn}). */
+    private static final String PASSED_ON_ATTRIBUTE = WebSocketProxyHandler.class.getName() + ".passedOn";
     /** The most of a backend's refusal body relayed to the client. */
     static final int MAX_REFUSAL_BODY = 64 * 1024;
     /**
@@ -373,7 +376,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     public boolean handle(Request request, Response response, Callback callback) throws Exception {
         Route route = config.match(Request.getPathInContext(request));
         if (route == null) {
-            return super.handle(request, response, callback);
+            return passOn(request, response, callback);
         }
         // RFC 8441 (a WebSocket over HTTP/2) is looked for only in what is not an HTTP/1.1 upgrade.
         boolean extendedConnect = false;
@@ -381,7 +384,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             extendedConnect = UpgradeChecks.isExtendedConnect(request);
             if (!extendedConnect) {
                 if (route.plainHttp() == PlainHttp.NEXT_HANDLER) {
-                    return super.handle(request, response, callback);
+                    return passOn(request, response, callback);
                 }
                 return forwardHttp(request, response, callback, route);
             }
@@ -499,6 +502,42 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
             }
         }
         return backend;
+    }
+
+    /**
+     * Passes a request the routes do not take to the next handler, if any. Standalone, a request the next handler
+     * took is marked as such, for the server's error handler ({@link #tookRequest}): a request of the next handler's
+     * is not the proxy's to log. The mark is taken off when the next handler does not take it, as Jetty then answers
+     * {@code 404}, which the error handler logs. Mounted, the server's error handler is the user's: no mark.
+     */
+    private boolean passOn(Request request, Response response, Callback callback) throws Exception {
+        if (!standalone || getHandler() == null) {
+            return super.handle(request, response, callback);
+        }
+        request.setAttribute(PASSED_ON_ATTRIBUTE, Boolean.TRUE);
+        boolean taken = super.handle(request, response, callback);
+        if (!taken) {
+            request.removeAttribute(PASSED_ON_ATTRIBUTE);
+        }
+        return taken;
+    }
+
+    /**
+     * Whether the proxy's route handling took {@code request}, which logs it (every request on a route has its
+     * {@link ClientIdentity} computed before anything else is done with it), or, standalone, the next handler did
+     * ({@link #passOn}): the standalone server's error handler writes an access line for the other requests only.
+     */
+    boolean tookRequest(Request request) {
+        return request.getAttribute(ClientIdentity.ATTRIBUTE) != null
+                || request.getAttribute(PASSED_ON_ATTRIBUTE) != null;
+    }
+
+    /**
+     * The client of a request the routes did not take, as an access line names it: behind trusted proxies the
+     * forwarded client, when Jetty read the request's headers.
+     */
+    InetSocketAddress clientAddress(Request request) {
+        return ClientIdentity.of(request, trustedProxies).clientAddress;
     }
 
     /**
