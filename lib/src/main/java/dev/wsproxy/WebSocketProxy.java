@@ -316,6 +316,10 @@ public final class WebSocketProxy implements AutoCloseable {
      * stream of the connection, held back by HTTP/2 flow control. {@code setConnectProtocolEnabled(false)} on the
      * {@code HTTP2ServerConnectionFactory} keeps browsers on HTTP/1.1 for WebSockets instead.
      *
+     * <p>The access log ({@code dev.wsproxy.access}) has a line for each request on a route. What Jetty refuses before
+     * any handler runs (a bad or repeated {@code Host}, oversized headers, ...) and the {@code 404}s of your server
+     * are your server's to answer (its error handler) and to log: set a {@code RequestLog} on it.
+     *
      * @return the proxy handler
      */
     public Handler.Wrapper handler() {
