@@ -320,6 +320,12 @@ public final class WebSocketProxy implements AutoCloseable {
      * any handler runs (a bad or repeated {@code Host}, oversized headers, ...) and the {@code 404}s of your server
      * are your server's to answer (its error handler) and to log: set a {@code RequestLog} on it.
      *
+     * <p>When your server stops with a stop timeout ({@code server.setStopTimeout(...)}), the proxy takes part in its
+     * graceful shutdown as Jetty's own WebSocket container does: it refuses new upgrades with {@code 503}, sends
+     * {@code 1001 Going Away} to both legs of every session, and the server waits for them to end, up to that timeout,
+     * before it closes its connectors. Without a stop timeout the server drops every connection at once. Either way the
+     * proxy serves again when the server starts again; {@link #stop(Duration)} stops it for good.
+     *
      * @return the proxy handler
      */
     public Handler.Wrapper handler() {

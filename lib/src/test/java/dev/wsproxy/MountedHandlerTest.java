@@ -11,6 +11,7 @@ import java.net.http.HttpResponse;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 
 import org.eclipse.jetty.server.Handler;
@@ -100,6 +101,48 @@ class MountedHandlerTest {
         assertThat(onRoute.body()).as("plain HTTP on the route goes to the app with NEXT_HANDLER")
                 .isEqualTo("app:/ws/status");
         assertThat(backend.httpConnections.get()).as("only the WebSocket reached the backend").isEqualTo(1);
+    }
+
+    @Test
+    void logsTheSessionsAServerStopDropsAsEndedByTheProxy() throws Exception {
+        // The user's server stopped without proxy.stop() and without a stop timeout drops every connection: the
+        // access lines read first=client proxy_close=- reason=-, a peer's end.
+        WsRecorder client = clients.connect(uri("ws", "/ws/chat"));
+        await().atMost(Duration.ofSeconds(10)).until(() -> proxy.sessions().size() == 1);
+        String id = proxy.sessions().get(0).id();
+        try (StandardError.Capture log = StandardError.capture()) {
+            server.stop();
+            assertThat(client.nextClose().code()).as("dropped, no close frame").isEqualTo(1006);
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
+                    .containsPattern(" dev\\.wsproxy\\.access - sid=" + id + " .* first=proxy status=101 "
+                            + "proxy_close=- reason=shutdown\n"));
+        }
+    }
+
+    @Test
+    void closesItsSessionsWith1001WhenTheServerStopsGracefullyAndServesAgainAfterARestart() throws Exception {
+        // A server stopped with a stop timeout waits for its Graceful components, as Jetty's own WebSocket container,
+        // which sends 1001: the proxy was none, and its server dropped every session without a close frame.
+        server.setStopTimeout(10_000);
+        WsRecorder client = clients.connect(uri("ws", "/ws/chat"));
+        await().atMost(Duration.ofSeconds(10)).until(() -> proxy.sessions().size() == 1);
+        String id = proxy.sessions().get(0).id();
+        try (StandardError.Capture log = StandardError.capture()) {
+            server.stop();
+            assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+            assertThat(backend.closes.poll(10, TimeUnit.SECONDS))
+                    .isEqualTo(new TestBackend.Closed(1001, "proxy shutting down"));
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
+                    .containsPattern(" dev\\.wsproxy\\.access - sid=" + id + " .* first=proxy status=101 "
+                            + "proxy_close=1001 reason=shutdown\n"));
+        }
+
+        server.start();
+        WsRecorder again = clients.connect(uri("ws", "/ws/chat"));
+        again.sendText("whoami");
+        assertThat(again.nextText()).as("served after the restart").isEqualTo("b1");
+        again.session.close();
+        assertThat(again.nextClose().code()).isEqualTo(1000);
     }
 
     @Test

@@ -420,12 +420,17 @@ final class Relay implements ProxySession {
         terminate(goingAway, goingAway, "shutdown");
     }
 
-    /** Drops both connections at once, without close frames: the drain deadline has passed. */
+    /**
+     * Drops both connections at once, without close frames: the drain deadline has passed, a close timed out, or the
+     * handler stops with sessions still open (a mounted proxy's server stopped without {@code proxy.stop()}), the one
+     * case where nothing named the end before.
+     */
     void abort() {
         CoreSession client;
         CoreSession backendSession;
         Runnable abort;
         synchronized (this) {
+            droppedAtShutdown();
             client = clientLeg.done ? null : clientLeg.session;
             backendSession = backendLeg.done ? null : backendLeg.session;
             abort = opened ? null : abortHandshake;
@@ -438,6 +443,26 @@ final class Relay implements ProxySession {
         }
         if (backendSession != null) {
             WebSocketEndPoints.abort(backendSession);
+        }
+    }
+
+    /**
+     * The server stops and will drop this session's connections without close frames (a mounted proxy's server stopped
+     * without a graceful stop): the session is named as the proxy's end, {@code shutdown}, unless a peer or the proxy
+     * began to end it already.
+     */
+    void serverStopping() {
+        synchronized (this) {
+            droppedAtShutdown();
+        }
+    }
+
+    /** Names a drop of the connections as the proxy's end ({@code shutdown}), when nothing named the end before. */
+    private void droppedAtShutdown() {
+        if (initiator == null) {
+            initiator = SessionClose.Initiator.PROXY;
+            proxyClose = NO_PROXY_CLOSE;
+            proxyCloseReason = "shutdown";
         }
     }
 

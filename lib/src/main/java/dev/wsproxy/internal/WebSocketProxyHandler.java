@@ -7,6 +7,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -26,6 +27,7 @@ import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.NanoTime;
+import org.eclipse.jetty.util.component.Graceful;
 import org.eclipse.jetty.util.component.LifeCycle;
 import org.eclipse.jetty.util.ssl.SslContextFactory;
 import org.eclipse.jetty.util.thread.Invocable;
@@ -83,8 +85,16 @@ import dev.wsproxy.TimeoutPolicy;
  * it). Its WebSocket connections use direct buffers only ({@link DirectBuffers}). Each leg reads with a 4 KiB buffer
  * until its first large frame, then with 64 KiB (large frames cost 2 to 3 times less CPU than with 4 KiB; see
  * {@link Relay} for why it starts small). Both legs offer no extensions: permessage-deflate stays off on both legs.
+ *
+ * <h2>The server's stop</h2>
+ * A server stopped with a stop timeout ({@code Server.setStopTimeout}) shuts its {@link Graceful} components down first
+ * and waits for them up to that timeout: this handler refuses new upgrades with {@code 503} and closes every session
+ * with {@code 1001} on both legs ({@link #shutdown}), as Jetty's own WebSocket container does; then the server stops
+ * its connectors, which drops what is left. A server stopped without one drops every connection at once: the sessions
+ * are named as the proxy's end ({@code shutdown}) first. Unlike {@link #stopProxy}, neither keeps the proxy stopped:
+ * it serves again when the server starts again.
  */
-public final class WebSocketProxyHandler extends Handler.Wrapper {
+public final class WebSocketProxyHandler extends Handler.Wrapper implements Graceful {
 
     private static final Logger LOG = LoggerFactory.getLogger(WebSocketProxyHandler.class);
 
@@ -130,6 +140,15 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
      */
     private long drainDeadline;
     private boolean drainDeadlineSet;
+    /** Completed when the sessions have ended after the server's graceful {@link #shutdown}. Guarded by drainLock. */
+    private @Nullable CompletableFuture<Void> gracefulStop;
+    /** Tells the relays that the server stops, before it drops their connections ({@link #serverStopping}). */
+    private final LifeCycle.Listener serverStop = new LifeCycle.Listener() {
+        @Override
+        public void lifeCycleStopping(LifeCycle event) {
+            serverStopping();
+        }
+    };
     private volatile boolean draining;
     /**
      * Guards {@link #stopped}, {@link #draining}'s reset at start, and the start and stop of health checks and DNS
@@ -279,6 +298,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
         synchronized (lifecycleLock) {
             draining = stopped;
         }
+        synchronized (drainLock) {
+            gracefulStop = null;
+        }
+        server.addEventListener(serverStop);
         super.doStart();
         HandshakeRateLimiter limiter = rateLimiter;
         if (limiter != null) {
@@ -316,6 +339,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
     @Override
     protected void doStop() throws Exception {
         draining = true;
+        getServer().removeEventListener(serverStop);
         HandshakeGuard guard = handshakeGuard;
         if (guard != null) {
             guard.uninstall();
@@ -854,8 +878,55 @@ public final class WebSocketProxyHandler extends Handler.Wrapper {
 
     private void wakeDrain() {
         if (draining) {
+            CompletableFuture<Void> ended = null;
             synchronized (drainLock) {
                 drainLock.notifyAll();
+                if (gracefulStop != null && relays.isEmpty() && closesToReport.get() == 0) {
+                    ended = gracefulStop;
+                }
+            }
+            if (ended != null) {
+                ended.complete(null);
+            }
+        }
+    }
+
+    /**
+     * The server's graceful stop (see "The server's stop" above): refuses new upgrades, closes every session with
+     * {@code 1001} on both legs, and returns a future completed once they have ended and their closes have reached the
+     * listeners. The server waits for it up to its stop timeout; it never waits on a thread of the proxy's.
+     */
+    @Override
+    public CompletableFuture<Void> shutdown() {
+        CompletableFuture<Void> ended;
+        synchronized (drainLock) {
+            if (gracefulStop == null) {
+                gracefulStop = new CompletableFuture<>();
+            }
+            ended = gracefulStop;
+        }
+        draining = true;
+        for (Relay relay : relays) {
+            relay.shutdown();
+        }
+        wakeDrain(); // no session open
+        return ended;
+    }
+
+    @Override
+    public boolean isShutdown() {
+        return draining;
+    }
+
+    /**
+     * The server is stopping: without a stop timeout it drops every connection without close frames, and the sessions
+     * are named as the proxy's end ({@link Relay#serverStopping}); with one, {@link #shutdown} closes them first.
+     */
+    private void serverStopping() {
+        Server server = getServer();
+        if (server == null || server.getStopTimeout() <= 0) {
+            for (Relay relay : relays) {
+                relay.serverStopping();
             }
         }
     }
