@@ -115,8 +115,9 @@ public interface OriginValidator {
 
     /**
      * Returns a validator that allows only the origin the client reached the proxy at: the same host and port as the
-     * request's {@code Host} header (its {@code X-Forwarded-Host} from a trusted proxy) and {@code https} for TLS
-     * clients, {@code http} otherwise (as a trusted proxy's {@code X-Forwarded-Proto} says).
+     * request's {@code Host} header (its {@code :authority} over HTTP/2, its {@code X-Forwarded-Host} from a trusted
+     * proxy) and {@code https} for TLS clients, {@code http} otherwise (as a trusted proxy's {@code X-Forwarded-Proto}
+     * says).
      *
      * @return the same-origin validator
      */
