@@ -15,10 +15,13 @@ import javax.net.ssl.SSLHandshakeException;
 import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpException;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.io.Connection;
+import org.eclipse.jetty.io.EndPoint;
 import org.eclipse.jetty.proxy.ProxyHandler;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
@@ -330,7 +333,23 @@ final class HttpForwarder extends ProxyHandler {
         int status = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
         String reason;
         String token;
-        if (isConnectFailure(attempt, failure) && isRunning()) {
+        Throwable bodyFailure = attempt.bodyFailure;
+        if (bodyFailure != null) {
+            // The client's body failed, not the backend. A client still connected sent what Jetty's parser refused
+            // (a malformed chunk): it gets 400, as from nginx. A client gone is not answered.
+            if (!clientGone(clientToProxyRequest)) {
+                status = bodyFailure instanceof HttpException refused && refused.getCode() >= 400
+                        && refused.getCode() < 500 ? refused.getCode() : HttpStatus.BAD_REQUEST_400;
+                reason = "malformed request body";
+                token = "bad_request";
+            } else {
+                // Nothing to answer: the request ends as a response the client could not get (499 in the log).
+                forwarded.failed(CLIENT_LEFT);
+                onProxyToClientResponseFailure(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
+                        proxyToClientResponse, proxyToClientCallback, bodyFailure);
+                return;
+            }
+        } else if (isConnectFailure(attempt, failure) && isRunning()) {
             reason = "backend unreachable: " + failure;
             token = timeout ? "backend_timeout" : "backend_unreachable";
             // As a failed backend handshake is logged and reported (Handshake.failed).
@@ -445,6 +464,17 @@ final class HttpForwarder extends ProxyHandler {
         }
     }
 
+    /**
+     * Tells whether the client's connection has ended (closed, reset, or its input shut down): how a body that failed
+     * because the client left is told from one Jetty's parser refused, which both end in an "Early EOF" of code 400
+     * (the parser stops reading a connection whose request it refused).
+     */
+    private static boolean clientGone(Request request) {
+        Connection connection = request.getConnectionMetaData().getConnection();
+        EndPoint endPoint = connection == null ? null : connection.getEndPoint();
+        return endPoint == null || !endPoint.isOpen() || endPoint.isInputShutdown();
+    }
+
     private static boolean isTimeout(Throwable failure) {
         for (Throwable t = failure; t != null; t = t.getCause() == t ? null : t.getCause()) {
             if (t instanceof TimeoutException || t instanceof SocketTimeoutException) {
@@ -479,6 +509,8 @@ final class HttpForwarder extends ProxyHandler {
         final BackendState backend;
         volatile boolean begun;
         volatile boolean bodyRead;
+        /** How reading the client's body failed (a malformed body, the client gone), or {@code null}. */
+        volatile @Nullable Throwable bodyFailure;
 
         Attempt(BackendState backend) {
             this.backend = backend;
@@ -501,7 +533,11 @@ final class HttpForwarder extends ProxyHandler {
         @Override
         public Content.Chunk read() {
             attempt.bodyRead = true;
-            return super.read();
+            Content.Chunk chunk = super.read();
+            if (Content.Chunk.isFailure(chunk)) {
+                attempt.bodyFailure = chunk.getFailure();
+            }
+            return chunk;
         }
 
         @Override
