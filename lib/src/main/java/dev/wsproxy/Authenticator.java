@@ -33,6 +33,35 @@ import java.util.function.Function;
  * });
  * }</pre>
  *
+ * <p>With mutual TLS ({@link ServerTls#withClientCertificates(java.nio.file.Path)}, or your connector's
+ * {@code setNeedClientAuth} when mounted), the TLS handshake has verified the client's certificate against the
+ * trusted CA, and {@link HandshakeRequest#clientCertificates()} says who it was issued to: the authenticator decides
+ * whom of them to let in, as nginx's {@code $ssl_client_s_dn} and {@code $ssl_client_i_dn} are checked. To pass the
+ * identity to the backend (nginx's {@code proxy_set_header X-SSL-Client-S-DN $ssl_client_s_dn}), add it as a backend
+ * header: one the client sent under that name is removed, so it cannot be forged.
+ *
+ * <pre>{@code
+ * X500Principal clientCa = new X500Principal("CN=Example Client CA,O=Example");
+ * Set<X500Principal> allowed = Set.of(new X500Principal("CN=billing-service,O=Example"));
+ * Authenticator mtls = Authenticator.of(request -> {
+ *     List<X509Certificate> chain = request.clientCertificates();
+ *     if (chain.isEmpty()) {
+ *         return AuthDecision.reject(403);   // no certificate: only with withOptionalClientCertificates
+ *     }
+ *     X509Certificate client = chain.get(0);
+ *     if (!client.getIssuerX500Principal().equals(clientCa)
+ *             || !allowed.contains(client.getSubjectX500Principal())) {
+ *         return AuthDecision.reject(403);
+ *     }
+ *     return AuthDecision.allow()
+ *             .withBackendHeader("X-SSL-Client-S-DN", client.getSubjectX500Principal().getName());
+ * });
+ * }</pre>
+ *
+ * <p>Compare {@code X500Principal}s (or their {@code getName()}, the RFC 2253 form) rather than text you format:
+ * the same name has several spellings. A backend header's value is visible ASCII: a subject with other characters
+ * must be encoded (percent-encoding, for instance) or sent as something else, such as a user id you map it to.
+ *
  * <p>The stage may complete later, on any thread: an authenticator that asks a remote service returns that call's
  * future, and no proxy thread waits for it. It must complete within the route's connect timeout
  * ({@link TimeoutPolicy#connectTimeout()}), or the client gets {@code 504} (a decision after that is ignored). An

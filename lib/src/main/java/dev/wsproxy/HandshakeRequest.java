@@ -2,6 +2,7 @@ package dev.wsproxy;
 
 import java.net.InetSocketAddress;
 import java.net.URI;
+import java.security.cert.X509Certificate;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -11,8 +12,8 @@ import org.jspecify.annotations.Nullable;
 /**
  * A read-only view of a client's WebSocket upgrade request, as the proxy received it.
  *
- * <p>Given to {@link OriginValidator}s, to {@link BackendSelector}s (through {@link SelectionContext}) and to
- * {@link ProxyListener}s. It stays valid only during the call it is passed to.
+ * <p>Given to {@link OriginValidator}s, to {@link Authenticator}s, to {@link BackendSelector}s (through
+ * {@link SelectionContext}) and to {@link ProxyListener}s. It stays valid only during the call it is passed to.
  */
 public interface HandshakeRequest {
 
@@ -54,6 +55,33 @@ public interface HandshakeRequest {
      * @return {@code true} for {@code wss://} clients
      */
     boolean secure();
+
+    /**
+     * Returns the certificate chain the client presented in its TLS handshake with this server, leaf first: who the
+     * client is under mutual TLS (nginx's {@code $ssl_client_cert}, {@code $ssl_client_s_dn} from the first
+     * certificate's {@code getSubjectX500Principal()}, {@code $ssl_client_i_dn} from its
+     * {@code getIssuerX500Principal()}).
+     *
+     * <p>The chain was verified by the TLS handshake against the trusted certificates the server was configured with
+     * ({@link ServerTls#withClientCertificates(java.nio.file.Path)}, or your own {@code SslContextFactory.Server}'s
+     * trust store with {@code setNeedClientAuth} or {@code setWantClientAuth}, on the proxy's listener or, when
+     * mounted, on your connector): a client whose certificate does not verify never reaches a hook. It is verified
+     * as the server was told to: a factory of your own that trusts all ({@code setTrustAll(true)}) passes any chain
+     * here. Checking who it names (its subject, its issuer, a name in its {@code getSubjectAlternativeNames()}) is
+     * the hook's job: a certificate the trusted CA issued to anyone verifies. The same over HTTP/1.1 and HTTP/2
+     * (RFC 8441), and for the plain HTTP requests a route forwards.
+     *
+     * <p>The certificates are those of the TLS connection this server accepted: behind a load balancer or a trusted
+     * proxy that ends TLS ({@link ProxyBuilder#trustedProxies(String...)}), that is its certificate if it presents
+     * one, not the client's of {@link #clientAddress()}; the client's identity then comes in a header that proxy
+     * sets.
+     *
+     * @return the client's certificates, leaf first; empty when the connection is not TLS, or the client sent none
+     *     (the server asked for none, or only asked)
+     */
+    default List<X509Certificate> clientCertificates() {
+        return List.of();
+    }
 
     /**
      * Returns the first value of a request header. {@code Authorization} and {@code Origin} have one value at most: a

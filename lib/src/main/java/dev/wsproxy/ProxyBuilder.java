@@ -605,7 +605,10 @@ public final class ProxyBuilder {
      * then get {@code X-Forwarded-Proto: https}, and {@link WebSocketProxy#uri()} is an {@code https} URI. Used by
      * {@link WebSocketProxy#start()} only: when the proxy is mounted with {@link WebSocketProxy#handler()}, TLS is
      * your connector's, and the proxy sees it through the request; a {@code tls} setting is then ignored, with a
-     * warning in the log each time the handler starts. Default: none.
+     * warning in the log each time the handler starts. Clients may be asked for certificates (mutual TLS:
+     * {@link ServerTls#withClientCertificates(java.nio.file.Path)}), which hooks read with
+     * {@link HandshakeRequest#clientCertificates()}, as they read those your connector verified when mounted.
+     * Default: none.
      *
      * @param tls the certificate and settings, for instance {@link ServerTls#keyStore(java.nio.file.Path, String)}
      * @return this builder

@@ -27,20 +27,29 @@ import dev.wsproxy.internal.TlsStores;
  * {@code TLSv1.1} are always excluded. The connection is HTTP/1.1 (the standalone server offers no HTTP/2; a server you
  * mount {@link WebSocketProxy#handler()} in may, and WebSockets over HTTP/2 are proxied there). Requests whose
  * {@code Host} does not match the certificate are refused with {@code 400} (Jetty's SNI host check), so a certificate
- * for one name cannot front requests for another. Immutable and thread-safe.
+ * for one name cannot front requests for another. Clients may be asked for certificates (mutual TLS,
+ * {@link #withClientCertificates(Path)}), which hooks read with {@link HandshakeRequest#clientCertificates()}.
+ * Immutable and thread-safe.
  */
 public final class ServerTls {
 
     private final @Nullable Supplier<SslContextFactory.Server> custom;
     private final @Nullable Path path;
     private final @Nullable String password;
+    /** The certificates client certificates are verified against; {@code null}: clients are asked for none. */
+    private final @Nullable Path clientTrust;
+    /** With {@link #clientTrust}: whether a client without a certificate is refused (else it is only asked). */
+    private final boolean clientCertificateRequired;
     private final String description;
 
     private ServerTls(@Nullable Supplier<SslContextFactory.Server> custom, @Nullable Path path,
-            @Nullable String password, String description) {
+            @Nullable String password, @Nullable Path clientTrust, boolean clientCertificateRequired,
+            String description) {
         this.custom = custom;
         this.path = path;
         this.password = password;
+        this.clientTrust = clientTrust;
+        this.clientCertificateRequired = clientCertificateRequired;
         this.description = description;
     }
 
@@ -64,12 +73,12 @@ public final class ServerTls {
         requireNonNull(path, "path");
         requireNonNull(password, "password");
         TlsStores.loadKeyStore(path, password);
-        return new ServerTls(null, path, password, "keyStore(" + path + ")");
+        return new ServerTls(null, path, password, null, false, "keyStore(" + path + ")");
     }
 
     /**
-     * Uses a Jetty {@code SslContextFactory.Server} of your own, for settings the other forms do not offer (client
-     * certificates, cipher suites). The supplier is called on each {@link WebSocketProxy#start()}. {@code TLSv1} and
+     * Uses a Jetty {@code SslContextFactory.Server} of your own, for settings the other forms do not offer (cipher
+     * suites, revocation lists for client certificates). The supplier is called on each {@link WebSocketProxy#start()}. {@code TLSv1} and
      * {@code TLSv1.1} are added to the factory's excluded protocols, and the proxy starts it if it is not started; it
      * never stops it: the factory stays yours. So one factory can serve a proxy and the one made from it with
      * {@code toBuilder()}, whichever stops first, and you can reload it while proxies use it. A started factory holds
@@ -85,7 +94,68 @@ public final class ServerTls {
      */
     public static ServerTls custom(Supplier<SslContextFactory.Server> factory) {
         requireNonNull(factory, "factory");
-        return new ServerTls(factory, null, null, "custom(" + factory + ")");
+        return new ServerTls(factory, null, null, null, false, "custom(" + factory + ")");
+    }
+
+    /**
+     * Returns this configuration requiring a client certificate (mutual TLS, nginx's {@code ssl_verify_client on}
+     * with {@code ssl_client_certificate}): the TLS handshake of a client that sends none, one whose chain does not
+     * end in a certificate of {@code trustedCertificates}, or one whose certificate has expired fails, and no hook,
+     * backend or access log line ever sees it. (A certificate that is itself in the file is trusted as it is: the JDK
+     * does not check a trusted certificate's dates, so trust a CA rather than each client's certificate.) Who an
+     * accepted client is, {@link HandshakeRequest#clientCertificates()} tells the route's {@link Authenticator}, which
+     * decides what that client may do: any certificate the trusted CA issued is accepted here.
+     *
+     * <pre>{@code
+     * ServerTls.keyStore(Path.of("/etc/wsproxy/proxy.p12"), password)
+     *         .withClientCertificates(Path.of("/etc/wsproxy/client-ca.pem"));
+     * }</pre>
+     *
+     * <p>The file is read now, to fail here rather than at start, again on each start and by
+     * {@link WebSocketProxy#reloadTls()}, as the key store is. Each client certificate is verified when its
+     * connection is made: a session stays open when its certificate expires, as under nginx.
+     *
+     * @param trustedCertificates the certificates that client certificates must chain to, usually the CA that issues
+     *     them: a PEM bundle, a DER certificate or PKCS#7 bundle, or a JKS or PKCS#12 store whose certificates can be
+     *     read without a password (as {@link BackendTls#trustStore(Path)} reads)
+     * @return a new configuration
+     * @throws IllegalArgumentException if the file cannot be read or holds no certificate
+     * @throws IllegalStateException on a {@link #custom} configuration (set {@code setNeedClientAuth(true)} and a trust
+     *     store on your factory)
+     * @see #withOptionalClientCertificates(Path)
+     */
+    public ServerTls withClientCertificates(Path trustedCertificates) {
+        return withClientTrust(trustedCertificates, true, "withClientCertificates");
+    }
+
+    /**
+     * Returns this configuration asking clients for a certificate without requiring one (nginx's
+     * {@code ssl_verify_client optional}): a client that sends none is served, and
+     * {@link HandshakeRequest#clientCertificates()} is empty for it; one that sends a certificate that does not chain
+     * to {@code trustedCertificates}, or has expired, fails its TLS handshake, as with
+     * {@link #withClientCertificates(Path)}, which says how the file is read. For listeners where some clients (a
+     * service) present a certificate and others (browsers) sign in another way, which the {@link Authenticator} tells
+     * apart. Browsers that hold a certificate the server's CA list matches may show their user a prompt.
+     *
+     * @param trustedCertificates the certificates that client certificates must chain to
+     * @return a new configuration
+     * @throws IllegalArgumentException if the file cannot be read or holds no certificate
+     * @throws IllegalStateException on a {@link #custom} configuration (set {@code setWantClientAuth(true)} and a trust
+     *     store on your factory)
+     */
+    public ServerTls withOptionalClientCertificates(Path trustedCertificates) {
+        return withClientTrust(trustedCertificates, false, "withOptionalClientCertificates");
+    }
+
+    private ServerTls withClientTrust(Path trustedCertificates, boolean required, String method) {
+        requireNonNull(trustedCertificates, "trustedCertificates");
+        if (custom != null) {
+            throw new IllegalStateException(method + ": set " + (required ? "setNeedClientAuth" : "setWantClientAuth")
+                    + "(true) and the trust store on your own SslContextFactory");
+        }
+        TlsStores.loadTrustStore(trustedCertificates, null);
+        return new ServerTls(null, path, password, trustedCertificates, required,
+                "keyStore(" + path + ")." + method + "(" + trustedCertificates + ")");
     }
 
     /**
@@ -101,7 +171,8 @@ public final class ServerTls {
     public SslContextFactory.Server newSslContextFactory() {
         SslContextFactory.Server server;
         if (custom == null) {
-            server = keyStoreFactory(TlsStores.loadKeyStore(requireNonNull(path), requireNonNull(password)));
+            server = keyStoreFactory(TlsStores.loadKeyStore(requireNonNull(path), requireNonNull(password)),
+                    clientTrust == null ? null : TlsStores.loadTrustStore(clientTrust, null));
         } else {
             server = custom.get();
             if (server == null) {
@@ -116,24 +187,39 @@ public final class ServerTls {
     }
 
     /**
-     * For {@link WebSocketProxy#reloadTls()}: reads the key store again and checks that a factory starts with it;
-     * returns what hands it to the running factory, or {@code null} for {@link #custom} (the user's to reload).
+     * For {@link WebSocketProxy#reloadTls()}: reads the key store (and the client certificates' trusted certificates)
+     * again and checks that a factory starts with them; returns what hands them to the running factory, or
+     * {@code null} for {@link #custom} (the user's to reload).
      *
-     * @throws IllegalArgumentException if the store cannot be read or used, naming it
+     * @throws IllegalArgumentException if a file cannot be read or used, naming it
      */
     @Nullable Consumer<SslContextFactory> reloader() {
         if (custom != null) {
             return null;
         }
         KeyStore fresh = TlsStores.loadKeyStore(requireNonNull(path), requireNonNull(password));
-        TlsStores.tryOut(keyStoreFactory(fresh), this);
-        return factory -> factory.setKeyStore(fresh);
+        KeyStore trusted = clientTrust == null ? null : TlsStores.loadTrustStore(clientTrust, null);
+        TlsStores.tryOut(keyStoreFactory(fresh, trusted), this);
+        return factory -> {
+            factory.setKeyStore(fresh);
+            if (trusted != null) {
+                factory.setTrustStore(trusted);
+            }
+        };
     }
 
-    private SslContextFactory.Server keyStoreFactory(KeyStore store) {
+    private SslContextFactory.Server keyStoreFactory(KeyStore store, @Nullable KeyStore clientTrusted) {
         SslContextFactory.Server server = new SslContextFactory.Server();
         server.setKeyStore(store);
         server.setKeyStorePassword(password);
+        if (clientTrusted != null) {
+            server.setTrustStore(clientTrusted);
+            if (clientCertificateRequired) {
+                server.setNeedClientAuth(true);
+            } else {
+                server.setWantClientAuth(true);
+            }
+        }
         server.setIncludeProtocols("TLSv1.3", "TLSv1.2");
         // Jetty's default, kept whatever it becomes: TLS 1.2 renegotiation started by a client costs the server a full
         // handshake for each, on demand, and has had its attacks; nginx refuses it too. (TLS 1.3 has none.)

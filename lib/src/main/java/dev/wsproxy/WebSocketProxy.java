@@ -160,7 +160,8 @@ public final class WebSocketProxy implements AutoCloseable {
 
     /**
      * Reads the proxy's key and trust stores again and uses them from now on, without a restart: the key store of
-     * {@link ServerTls#keyStore} (a renewed certificate, as Let's Encrypt issues every 60 to 90 days), and the files of
+     * {@link ServerTls#keyStore} (a renewed certificate, as Let's Encrypt issues every 60 to 90 days) and the file of
+     * its {@link ServerTls#withClientCertificates} (a client CA added or replaced), and the files of
      * {@link BackendTls#trustStore} and {@link BackendTls#withClientCertificate}, for every backend connection
      * (WebSocket sessions, plain HTTP, health checks). New connections get them; open sessions, and backend
      * connections that plain HTTP keeps alive, go on undisturbed with the ones they began with.

@@ -69,6 +69,58 @@ final class TestCertificates {
             client.setTrustStorePassword(PASSWORD);
             return client;
         }
+
+        /** A client factory that presents this certificate (mutual TLS) and trusts {@code server}'s only. */
+        SslContextFactory.Client presentedTo(Certificate server) {
+            SslContextFactory.Client client = server.trustingClient();
+            client.setKeyStorePath(keyStore.toString());
+            client.setKeyStorePassword(PASSWORD);
+            return client;
+        }
+    }
+
+    /**
+     * Client certificates for mutual TLS, made the first time a test uses one (this holder class is initialised
+     * then), so that the other TLS tests do not wait for their keytool runs.
+     */
+    static final class ClientCertificates {
+
+        /** A CA for client certificates, {@code CN=client-ca}: its {@code pem} is what a server trusts. */
+        static final Certificate CA;
+        /** {@code CN=alice}, issued by {@link #CA}; its key store holds the chain (alice, the CA), its pem the leaf. */
+        static final Certificate ALICE;
+        /** {@code CN=bob}, issued by {@link #CA}. */
+        static final Certificate BOB;
+        /** {@code CN=alice} too, but self-signed: from a CA no server here trusts. */
+        static final Certificate IMPOSTOR;
+
+        static {
+            try {
+                // As above, the tasks are Keytool's: a lambda here is a method of this class, which another thread
+                // cannot run until this initialisation is over.
+                ExecutorService pool = Executors.newFixedThreadPool(2);
+                try {
+                    Future<Certificate> impostor = pool.submit(Keytool.selfSigned(DIR, "alice-impostor",
+                            "EKU=clientAuth", "CN=alice"));
+                    CA = Keytool.create(DIR, "client-ca", "bc:c", "CN=client-ca");
+                    Future<Certificate> alice = pool.submit(Keytool.issuedBy(DIR, CA, "alice"));
+                    Future<Certificate> bob = pool.submit(Keytool.issuedBy(DIR, CA, "bob"));
+                    ALICE = alice.get();
+                    BOB = bob.get();
+                    IMPOSTOR = impostor.get();
+                } finally {
+                    pool.shutdownNow();
+                }
+            } catch (IOException | ExecutionException e) {
+                throw new ExceptionInInitializerError(e);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        private ClientCertificates() {
+        }
     }
 
     private static final String LOCAL_NAMES = "SAN=dns:localhost,ip:127.0.0.1";
@@ -128,6 +180,14 @@ final class TestCertificates {
             return () -> create(dir, name, san);
         }
 
+        static Callable<Certificate> selfSigned(Path dir, String name, String san, String subject) {
+            return () -> create(dir, name, san, subject);
+        }
+
+        static Callable<Certificate> issuedBy(Path dir, Certificate ca, String name) {
+            return () -> issued(dir, ca, name);
+        }
+
         static Callable<Certificate> expired(Path dir) {
             return () -> expiredNow(dir);
         }
@@ -154,12 +214,42 @@ final class TestCertificates {
             return new Certificate(keyStore, ca.pem(), ca.trustStore());
         }
 
+        /**
+         * A client certificate {@code CN=name} for TLS client authentication, valid for two days, issued by
+         * {@code ca} (made by {@link #create}): its key store holds the chain, its pem the leaf alone.
+         */
+        static Certificate issued(Path dir, Certificate ca, String name) throws IOException {
+            Path keyStore = dir.resolve(name + ".p12");
+            Path request = dir.resolve(name + ".csr");
+            Path pem = dir.resolve(name + ".pem");
+            String caAlias = ca.keyStore().getFileName().toString().replace(".p12", "");
+            keytool(List.of("-genkeypair", "-alias", name, "-keyalg", "EC", "-groupname", "secp256r1", "-dname",
+                    "CN=" + name, "-keystore", keyStore.toString(), "-storetype", "PKCS12", "-storepass", PASSWORD));
+            keytool(List.of("-certreq", "-alias", name, "-keystore", keyStore.toString(), "-storepass", PASSWORD,
+                    "-file", request.toString()));
+            keytool(List.of("-gencert", "-alias", caAlias, "-keystore", ca.keyStore().toString(), "-storepass",
+                    PASSWORD, "-infile", request.toString(), "-outfile", pem.toString(), "-rfc", "-validity", "2",
+                    "-ext", "EKU=clientAuth"));
+            keytool(List.of("-importcert", "-noprompt", "-alias", caAlias, "-file", ca.pem().toString(), "-keystore",
+                    keyStore.toString(), "-storepass", PASSWORD));
+            keytool(List.of("-importcert", "-alias", name, "-file", pem.toString(), "-keystore", keyStore.toString(),
+                    "-storepass", PASSWORD));
+            for (Path path : List.of(keyStore, request, pem)) {
+                path.toFile().deleteOnExit();
+            }
+            return new Certificate(keyStore, pem, ca.trustStore());
+        }
+
         static Certificate create(Path dir, String name, String san) throws IOException {
+            return create(dir, name, san, "CN=" + name);
+        }
+
+        static Certificate create(Path dir, String name, String san, String subject) throws IOException {
             Path keyStore = dir.resolve(name + ".p12");
             Path pem = dir.resolve(name + ".pem");
             Path trustStore = dir.resolve(name + "-trust.p12");
             List<String> generate = new ArrayList<>(List.of("-genkeypair", "-alias", name, "-keyalg", "EC",
-                    "-groupname", "secp256r1", "-dname", "CN=" + name, "-ext", san, "-keystore", keyStore.toString(),
+                    "-groupname", "secp256r1", "-dname", subject, "-ext", san, "-keystore", keyStore.toString(),
                     "-storetype", "PKCS12", "-storepass", PASSWORD, "-validity", "2"));
             keytool(generate);
             keytool(List.of("-exportcert", "-rfc", "-alias", name, "-keystore", keyStore.toString(), "-storepass",

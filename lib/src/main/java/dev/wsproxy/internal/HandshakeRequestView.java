@@ -3,6 +3,7 @@ package dev.wsproxy.internal;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.URI;
+import java.security.cert.X509Certificate;
 import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashSet;
@@ -17,6 +18,8 @@ import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpException;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
+import org.eclipse.jetty.io.Connection;
+import org.eclipse.jetty.io.EndPoint;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.util.Fields;
 import org.eclipse.jetty.util.NanoTime;
@@ -36,6 +39,8 @@ final class HandshakeRequestView implements SelectionContext {
     private final Request request;
     private final Route route;
     private @Nullable URI uri;
+    /** {@link #clientCertificates()}, read when first asked for. */
+    private @Nullable List<X509Certificate> clientCertificates;
     /** Backends this handshake already failed on: not candidates any more. */
     final Set<BackendState> tried = new HashSet<>();
     /** The backend of the last attempt ({@link #attempt}), for the access log; {@code null} before the first. */
@@ -156,6 +161,36 @@ final class HandshakeRequestView implements SelectionContext {
     @Override
     public boolean secure() {
         return identity.secure;
+    }
+
+    @Override
+    public List<X509Certificate> clientCertificates() {
+        List<X509Certificate> result = clientCertificates;
+        if (result == null) {
+            result = peerCertificates(request);
+            clientCertificates = result; // an immutable list: safe to publish through a race, like uri
+        }
+        return result;
+    }
+
+    /**
+     * The certificates the TLS connection's peer presented, leaf first. From the request's
+     * {@code EndPoint.SslSessionData} attribute, which Jetty's {@code SecureRequestCustomizer} sets (the proxy's own
+     * listener has one) and a {@code ForwardedRequestCustomizer} replaces with what a front proxy's headers say (then
+     * none: the connection's certificate is the front proxy's); without a customizer (a user's connector when
+     * mounted), from the connection's end point, which is the TLS one over HTTP/1.1 and HTTP/2 alike. Jetty reads the
+     * chain from the {@code SSLSession} once per connection and keeps it.
+     */
+    static List<X509Certificate> peerCertificates(Request request) {
+        EndPoint.SslSessionData tls = request.getAttribute(EndPoint.SslSessionData.ATTRIBUTE)
+                instanceof EndPoint.SslSessionData data ? data : null;
+        if (tls == null) {
+            Connection connection = request.getConnectionMetaData().getConnection();
+            EndPoint endPoint = connection == null ? null : connection.getEndPoint();
+            tls = endPoint == null ? null : endPoint.getSslSessionData();
+        }
+        X509Certificate[] chain = tls == null ? null : tls.peerCertificates();
+        return chain == null ? List.of() : List.of(chain);
     }
 
     @Override
