@@ -68,7 +68,9 @@ public final class BackendTls {
      * between them is skipped, as in curl's {@code cacert.pem} or {@code openssl x509 -text} output), a DER certificate
      * ({@code .cer}, {@code .crt}) or PKCS#7 bundle ({@code .p7b}), or a PKCS#12 or JKS store whose certificates can be
      * read without a password. The file is read now, to fail here rather than at start, and again on each start (a
-     * proxy started again with {@code toBuilder().build().start()} trusts the file as it is then).
+     * proxy started again with {@code toBuilder().build().start()} trusts the file as it is then). A certificate in it
+     * that has expired, or is not valid yet, is logged as a warning at each start and reload: the JDK does not check
+     * a trusted certificate's dates, and goes on accepting the chains that end in it, which OpenSSL refuses.
      *
      * @param path the trusted certificates
      * @return the configuration

@@ -112,8 +112,9 @@ public final class ServerTls {
      * }</pre>
      *
      * <p>The file is read now, to fail here rather than at start, again on each start and by
-     * {@link WebSocketProxy#reloadTls()}, as the key store is. Each client certificate is verified when its
-     * connection is made: a session stays open when its certificate expires, as under nginx.
+     * {@link WebSocketProxy#reloadTls()}, as the key store is; a trusted certificate that has expired, or is not valid
+     * yet, is logged as a warning then. Each client certificate is verified when its connection is made: a session
+     * stays open when its certificate expires, as under nginx.
      *
      * @param trustedCertificates the certificates that client certificates must chain to, usually the CA that issues
      *     them: a PEM bundle, a DER certificate or PKCS#7 bundle, or a JKS or PKCS#12 store whose certificates can be

@@ -294,6 +294,51 @@ class TlsTest {
     }
 
     @Test
+    void warnsAtStartAndReloadAboutATrustedCertificateThatHasExpired(@TempDir Path dir) throws Exception {
+        // The JDK does not check the dates of a trusted certificate, so a trust store that kept an expired CA (or an
+        // expired certificate trusted as itself) failed nothing and was never mentioned, where OpenSSL refuses.
+        KeyStore store = KeyStore.getInstance(TestCertificates.EXPIRED.keyStore().toFile(),
+                TestCertificates.PASSWORD.toCharArray());
+        X509Certificate expired = (X509Certificate) store.getCertificate("expired");
+        Path trusted = Files.writeString(dir.resolve("trusted.pem"), "-----BEGIN CERTIFICATE-----\n"
+                + java.util.Base64.getMimeEncoder(64, new byte[] {'\n'}).encodeToString(expired.getEncoded())
+                + "\n-----END CERTIFICATE-----\n");
+        String expiredOn = "(CN=expired) expired on " + expired.getNotAfter().toInstant();
+        TestBackend backend = backend("plain", null);
+
+        String logged = StandardError.of(() -> startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD)
+                        .withClientCertificates(trusted))
+                .backendTls(BackendTls.trustStore(trusted))
+                .route("/", backend.backend())));
+        String reloaded = StandardError.of(proxy::reloadTls);
+
+        for (String log : List.of(logged, reloaded)) {
+            List<String> warnings = log.lines().filter(line -> line.contains("WARN")).toList();
+            assertThat(warnings).hasSize(2).allSatisfy(line -> assertThat(line).contains(trusted.toString())
+                    .contains("the trusted certificate").contains(expiredOn));
+            assertThat(warnings).anySatisfy(line -> assertThat(line).contains("withClientCertificates("))
+                    .anySatisfy(line -> assertThat(line).contains("BackendTls.trustStore("));
+        }
+        proxy.close();
+        // A server factory's trust store is used only when it asks clients for certificates.
+        Path unused = dir.resolve("unused-trust.p12");
+        KeyStore unusedStore = KeyStore.getInstance("PKCS12");
+        unusedStore.load(null, null);
+        unusedStore.setCertificateEntry("expired", expired);
+        try (OutputStream out = Files.newOutputStream(unused)) {
+            unusedStore.store(out, TestCertificates.PASSWORD.toCharArray());
+        }
+        String quiet = StandardError.of(() -> startTlsProxy(builder -> builder.tls(ServerTls.custom(() -> {
+            SslContextFactory.Server factory = TestCertificates.LOCALHOST.server();
+            factory.setTrustStorePath(unused.toString());
+            factory.setTrustStorePassword(TestCertificates.PASSWORD);
+            return factory;
+        }))));
+        assertThat(quiet).doesNotContain("expired");
+    }
+
+    @Test
     void neverSpeaksTlsBelow12EvenWithACustomFactoryThatAsksForIt() {
         ServerTls server = ServerTls.custom(() -> {
             SslContextFactory.Server factory = TestCertificates.LOCALHOST.server();

@@ -185,34 +185,73 @@ public final class TlsStores {
     /**
      * Logs a warning for each certificate of a started factory's keys that is not valid now (expired, or not yet
      * valid), naming {@code source} (the file) and the dates: the proxy serves it all the same, as nginx does, and
-     * clients (backends, for a client certificate) refuse it, so the log is where an operator learns why.
+     * clients (backends, for a client certificate) refuse it, so the log is where an operator learns why. Then the
+     * same for the trusted certificates the factory verifies peers with: a client factory's unless it trusts all, a
+     * server factory's only when it asks clients for certificates (else its trust store, by default its key store, is
+     * not used). The JDK does not check the dates of the trusted certificate a chain ends in (checked: an expired
+     * CA's chains, and an expired self-signed certificate trusted as itself, are accepted), so nothing fails; but
+     * OpenSSL checks them, so the same chains fail elsewhere, and a CA's certificate that has expired usually means
+     * that a successor now issues the certificates, which this store may not trust.
      */
     public static void warnIfNotValid(SslContextFactory factory, Object source, Logger log) {
         KeyStore store;
+        KeyStore trusted;
         try {
             store = factory.getKeyStore();
+            trusted = verifiesPeers(factory) ? factory.getTrustStore() : null;
         } catch (RuntimeException e) {
             return; // not started, or failed: its own error says why
         }
-        if (store == null) {
-            return;
-        }
         Date now = new Date();
-        try {
-            for (String alias : Collections.list(store.aliases())) {
-                if (store.isKeyEntry(alias) && store.getCertificate(alias) instanceof X509Certificate certificate) {
-                    if (now.after(certificate.getNotAfter())) {
-                        log.warn("{}: the certificate of '{}' ({}) expired on {}: clients refuse it", source, alias,
-                                certificate.getSubjectX500Principal().getName(), certificate.getNotAfter().toInstant());
-                    } else if (now.before(certificate.getNotBefore())) {
-                        log.warn("{}: the certificate of '{}' ({}) is not valid before {} (until {}): clients refuse "
-                                + "it", source, alias, certificate.getSubjectX500Principal().getName(),
-                                certificate.getNotBefore().toInstant(), certificate.getNotAfter().toInstant());
+        if (store != null) {
+            try {
+                for (String alias : Collections.list(store.aliases())) {
+                    if (store.isKeyEntry(alias) && store.getCertificate(alias) instanceof X509Certificate certificate) {
+                        warnIfNotValid(certificate, now, source, "the certificate of '" + alias + "'",
+                                "clients refuse it", log);
                     }
                 }
+            } catch (GeneralSecurityException e) {
+                log.debug("Could not read the certificates of {}", source, e);
             }
-        } catch (GeneralSecurityException e) {
-            log.debug("Could not read the certificates of {}", source, e);
+        }
+        if (trusted != null) {
+            String path = factory.getTrustStorePath();
+            Object trustSource = path != null ? path : source;
+            try {
+                for (String alias : Collections.list(trusted.aliases())) {
+                    if (trusted.isCertificateEntry(alias)
+                            && trusted.getCertificate(alias) instanceof X509Certificate certificate) {
+                        warnIfNotValid(certificate, now, trustSource, "the trusted certificate '" + alias + "'",
+                                TRUSTED_NOT_VALID, log);
+                    }
+                }
+            } catch (GeneralSecurityException e) {
+                log.debug("Could not read the trusted certificates of {}", trustSource, e);
+            }
+        }
+    }
+
+    private static final String TRUSTED_NOT_VALID = "chains that end in it are still accepted (the JDK does not "
+            + "check a trusted certificate's dates; OpenSSL does): renew or remove it";
+
+    /** Whether a factory verifies its peers' certificates against its trust store. */
+    private static boolean verifiesPeers(SslContextFactory factory) {
+        if (factory instanceof SslContextFactory.Server server) {
+            return server.getNeedClientAuth() || server.getWantClientAuth();
+        }
+        return !factory.isTrustAll();
+    }
+
+    private static void warnIfNotValid(X509Certificate certificate, Date now, Object source, String what,
+            String consequence, Logger log) {
+        if (now.after(certificate.getNotAfter())) {
+            log.warn("{}: {} ({}) expired on {}: {}", source, what, certificate.getSubjectX500Principal().getName(),
+                    certificate.getNotAfter().toInstant(), consequence);
+        } else if (now.before(certificate.getNotBefore())) {
+            log.warn("{}: {} ({}) is not valid before {} (until {}): {}", source, what,
+                    certificate.getSubjectX500Principal().getName(), certificate.getNotBefore().toInstant(),
+                    certificate.getNotAfter().toInstant(), consequence);
         }
     }
 

@@ -282,7 +282,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         SslContextFactory.Client tls = backendTls.newSslContextFactory();
         http.setSslContextFactory(tls);
         http.start();
-        TlsStores.warnIfNotValid(tls, backendTls, LOG); // a client certificate that backends will refuse
+        // A client certificate that backends will refuse, a trusted certificate past its dates.
+        TlsStores.warnIfNotValid(tls, backendTls, LOG);
         backendTlsFactory = tls;
         httpForwarder.sslContextFactory(tls); // started by super.doStart(), below
         // Start installs a gzip decoder when none is set: remove it, to add no Accept-Encoding the client did not send.
