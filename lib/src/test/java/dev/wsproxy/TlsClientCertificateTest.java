@@ -156,8 +156,12 @@ class TlsClientCertificateTest {
     }
 
     @Test
-    void refusesAtTlsAClientWithoutACertificateOrWithOneFromAnotherCaBeforeAnyHook() throws Exception {
-        startTlsProxy(tls -> tls.withClientCertificates(ClientCertificates.CA.pem()));
+    void refusesAtTlsAClientWithoutACertificateOrWithOneFromAnotherCaOrExpiredBeforeAnyHook(@TempDir Path dir)
+            throws Exception {
+        // The client CA, and the CA of the expired certificate (TestCertificates.EXPIRED's pem).
+        Path trusted = Files.writeString(dir.resolve("client-cas.pem"), Files.readString(ClientCertificates.CA.pem())
+                + Files.readString(TestCertificates.EXPIRED.pem()));
+        startTlsProxy(tls -> tls.withClientCertificates(trusted));
 
         // TLS 1.3: the client's handshake completes before the server has checked its certificate, so the refusal
         // (a fatal alert: bad_certificate from JDK 17, certificate_required from later ones) comes at the first read.
@@ -165,6 +169,9 @@ class TlsClientCertificateTest {
                 .containsAnyOf("bad_certificate", "certificate_required");
         assertThat(refusal(ClientCertificates.IMPOSTOR)).as("CN=alice from a CA the proxy does not trust")
                 .startsWith("Received fatal alert: ").containsAnyOf("bad_certificate", "certificate_unknown");
+        assertThat(refusal(TestCertificates.EXPIRED)).as("expired, from a trusted CA")
+                .startsWith("Received fatal alert: ").containsAnyOf("bad_certificate", "certificate_expired",
+                        "certificate_unknown");
         Clients impostor = clientsOf(ClientCertificates.IMPOSTOR);
         assertThatThrownBy(() -> impostor.connect(Clients.ws(proxy, "/chat"))).as("Jetty's client, the impostor")
                 .isInstanceOf(ExecutionException.class).hasRootCauseInstanceOf(SSLHandshakeException.class);
