@@ -48,7 +48,8 @@ import dev.wsproxy.internal.Timeouts;
  *       written, counts as dead too, even while it keeps sending (as nginx's {@code proxy_send_timeout}; with pings
  *       this bound replaces the idle timeout's). A peer must take a frame (at most 64 KiB) within two intervals, and
  *       before it about a third of the socket's send buffer (which Linux grows up to 4 MiB by default), which the
- *       kernel drains before it lets a write resume: about 25 KiB/s at 30 s in the worst case. A peer the proxy is
+ *       kernel drains before it lets a write resume: about 25 KiB/s at 30 s in the worst case; a client on an
+ *       HTTP/2 stream (RFC 8441) must also open its flow-control window by that frame. A peer the proxy is
  *       not reading from because the other peer is slow is never judged by its silence (only by its reading). The
  *       idle timeout is then checked at each interval, so it fires up to one interval late.
  *       {@link Duration#ZERO} (the default) sends no pings. 20 to 60 seconds suits most deployments; the interval

@@ -3,10 +3,13 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 
@@ -488,5 +491,67 @@ class Http2WebSocketTest {
         proxy.stop(Duration.ofMillis(200));
         assertThat(stalled.awaitEnd()).as("the client's stream, reset").isFalse();
         Clients.assertNoLeaks(proxy, null);
+    }
+
+    /**
+     * A client that reads nothing while it keeps its stream busy (a heartbeat thread's ping every 20 ms while its
+     * reader is stuck) is dropped once a write to it has waited for the write timeout, as on HTTP/1.1
+     * ({@link SendingNonReaderTest}): its stream reset, the backend closed as for a socket, the access line's reason.
+     * Before, nothing found it: its frames kept the stream from being idle (the stream's idle timeout counts what the
+     * client sends) or quiet enough to be pinged, and the write timeout had no write flusher to ask; the session, and
+     * the backend's output held back behind it, lived for as long as the client sent.
+     */
+    @ParameterizedTest(name = "pings {0}")
+    @CsvSource({"off, 1000, idle timeout, write_timeout", "200 ms, 400, client not responding, client_unresponsive"})
+    void dropsAnHttp2ClientThatPingsButReadsNothing(String pings, long timeoutMillis, String reason, String token)
+            throws Exception {
+        TimeoutPolicy policy = pings.equals("off") ? TimeoutPolicy.idle(Duration.ofMillis(timeoutMillis))
+                : TimeoutPolicy.custom().ping(Duration.ofMillis(timeoutMillis / 2)).idle(Duration.ofHours(1)).build();
+        mount(builder -> builder.timeoutPolicy(policy).route("/ws/", backend.backend()));
+        ScheduledExecutorService pacer = Executors.newSingleThreadScheduledExecutor();
+        try (StandardError.Capture log = StandardError.capture()) {
+            RawH2WebSocket stalled = RawH2WebSocket.open(RawH2WebSocket.session(h2, connector.getLocalPort()),
+                    connector.getLocalPort(), "/ws/push", HttpFields.EMPTY, "13", false).accepted();
+            stalled.sendText("push:1024:65536");
+            long beatingSince = System.nanoTime();
+            CompletableFuture<Void> beating = heartbeat(pacer, stalled);
+
+            assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(1001, reason));
+            assertThat(Duration.ofNanos(System.nanoTime() - beatingSince)).as("the verdict, no sooner than the timeout")
+                    .isGreaterThanOrEqualTo(Duration.ofMillis(timeoutMillis));
+            assertThat(stalled.awaitEnd()).as("the client's stream, reset").isFalse();
+            assertThat(beating).as("the client's heartbeats, once its stream is reset")
+                    .failsWithin(Duration.ofSeconds(10));
+            await().atMost(Duration.ofSeconds(10)).until(() -> log.text().contains(" dev.wsproxy.access - "));
+            assertThat(log.text().lines().filter(line -> line.contains(" dev.wsproxy.access - ")))
+                    .singleElement().asString()
+                    .endsWith(" first=proxy status=101 proxy_close=- reason=" + token);
+        } finally {
+            pacer.shutdownNow();
+        }
+    }
+
+    /**
+     * Sends {@code ws} a ping every 20 ms on {@code pacer}, at most 1,500 (30 s); the future fails with the first
+     * send that fails.
+     */
+    private static CompletableFuture<Void> heartbeat(ScheduledExecutorService pacer, RawH2WebSocket ws) {
+        CompletableFuture<Void> beating = new CompletableFuture<>();
+        byte[] ping = RawFrames.encode(RawFrames.PING, "heartbeat".getBytes(StandardCharsets.US_ASCII), true);
+        int[] beats = {0};
+        pacer.scheduleAtFixedRate(() -> {
+            try {
+                if (beats[0]++ == 1500) {
+                    beating.complete(null);
+                } else {
+                    ws.send(ping);
+                    return;
+                }
+            } catch (Exception e) {
+                beating.completeExceptionally(e);
+            }
+            throw new IllegalStateException("done"); // no further runs
+        }, 0, 20, TimeUnit.MILLISECONDS);
+        return beating;
     }
 }

@@ -90,8 +90,9 @@ final class ClientUpgrade {
         if (tunnel == null) {
             throw new IllegalStateException("extended CONNECT without tunnel support");
         }
-        WebSocketConnection connection = newConnection(request, tunnel.getEndPoint(), handler, subprotocol,
-                components, configuration);
+        // Through a StreamEndPoint, which tells the relay's write timeout that a write waits for the client's window.
+        WebSocketConnection connection = newConnection(request, new StreamEndPoint(tunnel.getEndPoint()), handler,
+                subprotocol, components, configuration);
         response.setStatus(HttpStatus.OK_200);
         if (subprotocol != null) {
             response.getHeaders().put(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);

@@ -100,7 +100,9 @@ import dev.wsproxy.SessionClose;
  * write flusher, and only when a write to the peer is pending does it read the clock, remembering the bytes handed
  * out and since when; a write still pending, with nothing handed out since, {@link Timeouts#writeTimeoutNanos()} later
  * means the peer has taken no frame for that long ({@link #onWriteTimeout}). So the check costs one volatile read per
- * frame while writes complete, and a peer that sends nothing is left to the idle timeout and the pings.
+ * frame while writes complete, and a peer that sends nothing is left to the idle timeout and the pings. A client on
+ * an HTTP/2 stream (RFC 8441) has no write flusher: its end point, a {@link StreamEndPoint}, says instead whether a
+ * write waits, for the client's flow-control window; its frames keep the stream from being idle just the same.
  *
  * <h2>End</h2>
  * The relay ends once both legs have ended (or will never open); {@link #finish()} then runs exactly once: it
@@ -973,10 +975,12 @@ final class Relay implements ProxySession {
         private @Nullable KeepAlive keepAlive;
         /**
          * The write flusher of this leg's end point, when the relay can see it (see "Write timeout" in the class
-         * comment); and, while a write to the peer is pending, the connection's bytes handed out when it was first
-         * seen pending (-1: none is) and the nanoTime since then. Only the thread handling this leg's frames.
+         * comment), or, on a client's HTTP/2 stream, the stream's end point, which has none but tells the same; and,
+         * while a write to the peer is pending, the connection's bytes handed out when it was first seen pending (-1:
+         * none is) and the nanoTime since then. Only the thread handling this leg's frames.
          */
         private @Nullable WriteFlusher writes;
+        private @Nullable StreamEndPoint stream;
         private long pendingBytesOut = -1;
         private long pendingSince;
         /** Message rate limit, client leg only: GCRA, the nanoTime at which the bucket is full again. */
@@ -1087,7 +1091,12 @@ final class Relay implements ProxySession {
                 connection = core.getConnection();
                 Masking.install(connection, core, core.getBehavior());
                 if (writeTimeoutNanos != 0) {
-                    writes = writeFlusher(connection.getEndPoint());
+                    EndPoint endPoint = connection.getEndPoint();
+                    if (endPoint instanceof StreamEndPoint h2) {
+                        stream = h2;
+                    } else {
+                        writes = writeFlusher(endPoint);
+                    }
                 }
             }
             session = coreSession;
@@ -1111,7 +1120,7 @@ final class Relay implements ProxySession {
         @Override
         public void onFrame(Frame frame, Callback callback) {
             WriteFlusher flusher = writes;
-            if (flusher != null && flusher.isPending()) {
+            if (flusher != null ? flusher.isPending() : streamWritePending()) {
                 // A close frame is relayed whatever the writes: the close handshake has a timeout of its own.
                 if (frame.getOpCode() != OpCode.CLOSE && writeStalled() && onWriteTimeout(this)) {
                     callback.succeeded();
@@ -1172,6 +1181,12 @@ final class Relay implements ProxySession {
                 LOG.debug("No write flusher behind {}: no write timeout", endPoint);
             }
             return null;
+        }
+
+        /** Whether a write waits on this leg's HTTP/2 stream; {@code false} on a socket. */
+        private boolean streamWritePending() {
+            StreamEndPoint h2 = stream;
+            return h2 != null && h2.isWritePending();
         }
 
         /**
