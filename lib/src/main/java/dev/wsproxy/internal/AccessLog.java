@@ -48,11 +48,11 @@ final class AccessLog {
         int proxyClose = session.proxyClose();
         String reason = session.proxyCloseReason();
         LOG.info("sid={} client={} route={} backend={} duration_ms={} c2b_bytes={} c2b_msgs={} b2c_bytes={} "
-                        + "b2c_msgs={} client_close={} backend_close={} first={} status=101 proxy_close={} reason={}",
+                        + "b2c_msgs={} client_close={} backend_close={} first={} status={} proxy_close={} reason={}",
                 session.id(), client(session.clientAddress()), session.route(), session.backend().uri(),
                 close.duration().toMillis(), session.clientToBackendBytes(), session.clientToBackendMessages(),
                 session.backendToClientBytes(), session.backendToClientMessages(), close.clientCode(),
-                close.backendCode(), close.initiator().name().toLowerCase(Locale.ROOT),
+                close.backendCode(), close.initiator().name().toLowerCase(Locale.ROOT), session.upgradeStatus(),
                 proxyClose == Relay.NO_PROXY_CLOSE ? NONE : Integer.toString(proxyClose),
                 reason == null ? NONE : reason);
     }

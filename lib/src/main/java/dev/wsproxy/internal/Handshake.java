@@ -128,7 +128,7 @@ final class Handshake {
             return;
         }
         Relay relay = new Relay(proxy, proxy.nextSessionId(), route, timeouts, view.clientAddress(), backend,
-                backendUri, state.acquire());
+                backendUri, state.acquire(), overHttp2);
         relay.attributes(view.attributes());
         if (!proxy.register(relay)) {
             slot.release();

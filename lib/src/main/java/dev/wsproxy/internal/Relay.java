@@ -171,13 +171,16 @@ final class Relay implements ProxySession {
     /** The backend answered its handshake: the client's upgrade is under way ({@link #onBackendConnected}). */
     private boolean backendConnected;
 
+    /** Whether the client came over HTTP/2 (RFC 8441), answered {@code 200} rather than {@code 101}. */
+    private final boolean overHttp2;
     private volatile @Nullable String subprotocol;
     private volatile Instant openedAt = Instant.EPOCH;
     private volatile long openedNanos;
 
     Relay(WebSocketProxyHandler owner, String id, Route route, Timeouts timeouts, InetSocketAddress clientAddress,
-            Backend backend, URI backendUri, BackendState.Lease lease) {
+            Backend backend, URI backendUri, BackendState.Lease lease, boolean overHttp2) {
         this.owner = owner;
+        this.overHttp2 = overHttp2;
         this.id = id;
         this.route = route;
         this.timeouts = timeouts;
@@ -910,6 +913,11 @@ final class Relay implements ProxySession {
         String reason = status.getReason();
         return reason == null ? String.valueOf(status.getCode())
                 : status.getCode() + " " + LogText.printable(reason, MAX_REASON_BYTES);
+    }
+
+    /** The status the client's upgrade was answered with: {@code 101}, or {@code 200} over HTTP/2 (RFC 8441). */
+    int upgradeStatus() {
+        return overHttp2 ? 200 : 101;
     }
 
     /** The code the proxy sent the client when it started the session's end, or {@link #NO_PROXY_CLOSE}. */
