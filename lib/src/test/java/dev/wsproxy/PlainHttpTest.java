@@ -477,17 +477,9 @@ class PlainHttpTest {
     void answersAMalformedRequestBodyWith400NotAsTheBackendsFailure() throws Exception {
         // The client's chunked body breaks off in a bad chunk size: ProxyHandler's forward fails, which read as the
         // backend's failure, 502 reason=backend_failed, while the backend was fine and the request was the client's.
-        RawBackend storing = RawBackend.readingBodies(
-                RawBackend.raw("HTTP/1.1 201 Created\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstored"));
-        RecordingListener listener = new RecordingListener();
-        try (storing; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
-                .route("/", storing.backend()).build();
-                StandardError.Capture log = StandardError.capture()) {
-            proxying.start();
+        uploadingInChunks((proxying, storing, listener, log) -> {
             RawHttp.Response response;
-            try (RawHttp client = RawHttp.connect(proxying)) {
-                client.send(Request.plain("POST", "/upload", RawHttp.host(proxying))
-                        .add("Transfer-Encoding", "chunked"));
+            try (RawHttp client = startUpload(proxying)) {
                 client.send("5\r\nhello\r\nzz\r\n");
                 response = client.readResponse();
             }
@@ -497,23 +489,15 @@ class PlainHttpTest {
             assertThat(proxying.backendStatus("/").get(0).recentFailures()).as("not the backend's failure").isZero();
             await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
                     " dev\\.wsproxy\\.access - sid=- .* method=POST status=400 reason=bad_request\n"));
-        }
+        });
     }
 
     @Test
     void logsAClientThatLeavesDuringItsRequestBodyAsGone() throws Exception {
         // The client resets its connection in the middle of its body: the forward failed as the backend's, 502
         // reason=backend_failed in the log, and a 502 reported to listeners that no one received.
-        RawBackend storing = RawBackend.readingBodies(
-                RawBackend.raw("HTTP/1.1 201 Created\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstored"));
-        RecordingListener listener = new RecordingListener();
-        try (storing; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
-                .route("/", storing.backend()).build();
-                StandardError.Capture log = StandardError.capture()) {
-            proxying.start();
-            try (RawHttp client = RawHttp.connect(proxying)) {
-                client.send(Request.plain("POST", "/upload", RawHttp.host(proxying))
-                        .add("Transfer-Encoding", "chunked"));
+        uploadingInChunks((proxying, storing, listener, log) -> {
+            try (RawHttp client = startUpload(proxying)) {
                 client.send("5\r\nhello\r\n");
                 assertThat(storing.nextRequest().head()).as("the forward began").startsWith("POST /upload ");
                 client.reset();
@@ -522,7 +506,33 @@ class PlainHttpTest {
                     " dev\\.wsproxy\\.access - sid=- .* method=POST status=499 reason=client_left\n"));
             assertThat(listener.all(RecordingListener.Rejected.class)).as("no refusal that no one received").isEmpty();
             assertThat(proxying.backendStatus("/").get(0).recentFailures()).as("not the backend's failure").isZero();
+        });
+    }
+
+    /** A test of a chunked upload through a proxy with a listener, to a backend that reads bodies. */
+    @FunctionalInterface
+    private interface ChunkedUpload {
+        void run(WebSocketProxy proxying, RawBackend storing, RecordingListener listener, StandardError.Capture log)
+                throws Exception;
+    }
+
+    private static void uploadingInChunks(ChunkedUpload test) throws Exception {
+        RawBackend storing = RawBackend.readingBodies(
+                RawBackend.raw("HTTP/1.1 201 Created\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstored"));
+        RecordingListener listener = new RecordingListener();
+        try (storing; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
+                .route("/", storing.backend()).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            test.run(proxying, storing, listener, log);
         }
+    }
+
+    /** Sends the head of a chunked POST; the test sends the chunks. */
+    private static RawHttp startUpload(WebSocketProxy proxying) throws Exception {
+        RawHttp client = RawHttp.connect(proxying);
+        client.send(Request.plain("POST", "/upload", RawHttp.host(proxying)).add("Transfer-Encoding", "chunked"));
+        return client;
     }
 
     @Test
