@@ -144,8 +144,8 @@ final class Launcher {
     }
 
     /**
-     * Reads the TLS files of the command line again ({@code --tls-keystore}, {@code --backend-truststore},
-     * {@code --backend-keystore}) and uses them for new connections, open sessions kept
+     * Reads the TLS files of the command line again ({@code --tls-keystore}, {@code --tls-client-ca},
+     * {@code --backend-truststore}, {@code --backend-keystore}) and uses them for new connections, open sessions kept
      * ({@code WebSocketProxy.reloadTls()}); {@code SIGHUP} calls it, as it makes nginx read its certificates again. A
      * file that cannot be used changes nothing: one warning names it, and the proxy goes on with the files it had.
      * Callable from any thread; does nothing when the proxy is not running.

@@ -124,6 +124,9 @@ final class LauncherOptions {
             "                              PKCS#12 or JKS store; needs --tls-password-env",
             "  --tls-password-env VAR      the environment variable holding the --tls-keystore password (never",
             "                              the password itself: command lines are visible to other users)",
+            "  --tls-client-ca PATH        require clients to present a certificate (mutual TLS) that chains to",
+            "                              these certificates, usually the CA that issues them (a PEM bundle);",
+            "                              other clients fail the TLS handshake; needs --tls-keystore",
             "  --backend-truststore PATH   verify wss:// backends against these certificates (a PEM bundle or a",
             "                              PKCS#12/JKS store) instead of the JVM's; host names are always checked",
             "  --backend-truststore-password-env VAR",
@@ -167,6 +170,7 @@ final class LauncherOptions {
     private final OptionalInt handshakeRatePerIp;
     private final int perIpIpv6Prefix;
     private final @Nullable Secured tlsKeyStore;
+    private final @Nullable Path tlsClientCa;
     private final @Nullable Secured backendTrustStore;
     private final @Nullable Secured backendKeyStore;
     private final boolean insecureBackendTls;
@@ -198,6 +202,7 @@ final class LauncherOptions {
         this.handshakeRatePerIp = parser.handshakeRatePerIp;
         this.perIpIpv6Prefix = parser.perIpIpv6Prefix;
         this.tlsKeyStore = parser.tlsKeyStore();
+        this.tlsClientCa = parser.tlsClientCa();
         this.backendTrustStore = parser.backendTrustStore();
         this.backendKeyStore = parser.backendKeyStore();
         this.insecureBackendTls = parser.insecureBackendTls;
@@ -333,6 +338,14 @@ final class LauncherOptions {
         return tlsKeyStore;
     }
 
+    /**
+     * Returns the {@code --tls-client-ca}: the certificates a client certificate must chain to; {@code null} when
+     * clients are asked for none.
+     */
+    @Nullable Path tlsClientCa() {
+        return tlsClientCa;
+    }
+
     /** Returns the {@code --backend-truststore} and its password, if any; {@code null} for the JVM's. */
     @Nullable Secured backendTrustStore() {
         return backendTrustStore;
@@ -387,8 +400,13 @@ final class LauncherOptions {
         handshakeRatePerIp.ifPresent(builder::handshakeRatePerIp);
         builder.perIpIpv6Prefix(perIpIpv6Prefix);
         if (tlsKeyStore != null) {
-            builder.tls(readStore("--tls-keystore", () -> ServerTls.keyStore(tlsKeyStore.path(),
-                    requireNonNull(tlsKeyStore.password()))));
+            ServerTls tls = readStore("--tls-keystore", () -> ServerTls.keyStore(tlsKeyStore.path(),
+                    requireNonNull(tlsKeyStore.password())));
+            Path clientCa = tlsClientCa;
+            // Required, never optional: with no authenticator here to tell clients apart, a certificate only asked
+            // for would let every client in all the same.
+            builder.tls(clientCa == null ? tls
+                    : readStore("--tls-client-ca", () -> tls.withClientCertificates(clientCa)));
         }
         builder.backendTls(backendTls());
         builder.handshakeTimeout(handshakeTimeout).maxPendingHandshakes(maxPendingHandshakes);
@@ -734,6 +752,9 @@ final class LauncherOptions {
             if (values.containsKey("--backend-truststore-password-env") && !values.containsKey("--backend-truststore")) {
                 throw new UsageException("--backend-truststore-password-env: given without --backend-truststore");
             }
+            if (values.containsKey("--tls-client-ca") && !values.containsKey("--tls-keystore")) {
+                throw new UsageException("--tls-client-ca: given without --tls-keystore");
+            }
             if (insecureBackendTls) {
                 for (String flag : List.of("--backend-truststore", "--backend-keystore")) {
                     if (values.containsKey(flag)) {
@@ -775,6 +796,11 @@ final class LauncherOptions {
             return secured("--tls-keystore", "--tls-password-env");
         }
 
+        @Nullable Path tlsClientCa() {
+            String path = values.get("--tls-client-ca");
+            return path == null ? null : Path.of(path);
+        }
+
         @Nullable Secured backendTrustStore() {
             return secured("--backend-truststore", "--backend-truststore-password-env");
         }
@@ -797,7 +823,7 @@ final class LauncherOptions {
                 case "--max-connections-per-ip", "--max-connections" -> COUNT_FORM;
                 case "--handshake-rate-per-ip" -> RATE_FORM;
                 case "--per-ip-ipv6-prefix" -> PREFIX_FORM;
-                case "--tls-keystore", "--backend-truststore", "--backend-keystore" -> PATH_FORM;
+                case "--tls-keystore", "--tls-client-ca", "--backend-truststore", "--backend-keystore" -> PATH_FORM;
                 case "--tls-password-env", "--backend-truststore-password-env", "--backend-keystore-password-env" ->
                         ENV_FORM;
                 case "--handshake-timeout" -> DURATION_FORM + "; 0 disables";
@@ -852,7 +878,8 @@ final class LauncherOptions {
                         throw UsageException.badValue(flag, value, PREFIX_FORM);
                     }
                 }
-                case "--tls-keystore", "--backend-truststore", "--backend-keystore" -> values.put(flag, value);
+                case "--tls-keystore", "--tls-client-ca", "--backend-truststore", "--backend-keystore" ->
+                        values.put(flag, value);
                 case "--tls-password-env", "--backend-truststore-password-env", "--backend-keystore-password-env" -> {
                     if (!value.matches("[A-Za-z_][A-Za-z0-9_]*")) {
                         throw UsageException.badValue(flag, value, ENV_FORM);

@@ -88,6 +88,7 @@ class LauncherOptionsTest {
                 "--allow-origin ORIGIN", "--connect-timeout DURATION", "--idle-timeout DURATION", "--ping-interval DURATION",
                 "--max-message-size BYTES", "--trusted-proxy CIDR", "--max-connections-per-ip N",
                 "--max-connections N", "--handshake-rate-per-ip N/s", "--per-ip-ipv6-prefix BITS", "default 64,",
+                "--tls-keystore PATH", "--tls-client-ca PATH", "mutual TLS",
                 "--handshake-timeout DURATION",
                 "--max-pending-handshakes N", "slowloris", "default 4096", "429", "503", "--help", "default 127.0.0.1:8080", "default 10s", "default 1h",
                 "default 64m").endsWith("\n");
@@ -652,6 +653,37 @@ class LauncherOptionsTest {
                 "--backend-truststore-password-env: given without --backend-truststore");
         assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "a", "--tls-keystore", "b",
                 "--tls-password-env", "PW"}, "--tls-keystore: given twice");
+    }
+
+    @Test
+    void takesTheClientCaWithTheKeyStoreAndRequiresNoneWithoutIt() throws Exception {
+        Map<String, String> env = Map.of("PW", "secret");
+        LauncherOptions options = LauncherOptions.parse(env, ROUTE, WS_ROUTE, "--tls-keystore", "proxy.p12",
+                "--tls-password-env", "PW", "--tls-client-ca", "/etc/wsproxy/client-ca.pem");
+        assertThat(options.tlsClientCa()).isEqualTo(Path.of("/etc/wsproxy/client-ca.pem"));
+        assertThat(LauncherOptions.parse(env, ROUTE, WS_ROUTE, "--tls-client-ca=ca.pem", "--tls-keystore=proxy.p12",
+                "--tls-password-env=PW").tlsClientCa()).as("after =, before --tls-keystore")
+                .isEqualTo(Path.of("ca.pem"));
+        assertThat(LauncherOptions.parse(env, ROUTE, WS_ROUTE, "--tls-keystore", "proxy.p12", "--tls-password-env",
+                "PW").tlsClientCa()).as("the default: no client certificate asked for").isNull();
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE).tlsClientCa()).isNull();
+    }
+
+    @Test
+    void rejectsAClientCaWithoutTheKeyStoreGivenTwiceOrWithoutAValue() {
+        Map<String, String> env = Map.of("PW", "secret");
+        // Plain ws:// has no TLS handshake to ask for a certificate in: the flag would require nothing.
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-client-ca", "ca.pem"},
+                "--tls-client-ca: given without --tls-keystore");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env", "PW",
+                "--tls-client-ca", "a.pem", "--tls-client-ca", "b.pem"},
+                "--tls-client-ca: given twice (expected: once)");
+        assertUsageError(env, new String[] {ROUTE, WS_ROUTE, "--tls-keystore", "p.p12", "--tls-password-env", "PW",
+                "--tls-client-ca"}, "--tls-client-ca: missing value (expected: a file path, like ");
+        assertUsageError(env, new String[] {"--tls-client-ca=", ROUTE, WS_ROUTE, "--tls-keystore", "p.p12",
+                "--tls-password-env", "PW"}, "--tls-client-ca: missing value (expected: a file path, like ");
+        assertUsageError(env, new String[] {"--tls-client-ca", "--tls-keystore", "p.p12", "--tls-password-env", "PW",
+                ROUTE, WS_ROUTE}, "--tls-client-ca: missing value");
     }
 
     @Test

@@ -10,6 +10,7 @@ import java.io.PrintStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.net.SocketException;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -30,7 +31,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
+import javax.net.ssl.KeyManager;
+import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLException;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManager;
 import javax.net.ssl.TrustManagerFactory;
@@ -339,16 +343,131 @@ class LauncherTest {
 
     /** Opens a {@code wss://} session trusting the certificates of {@code trusted}, and checks that it echoes. */
     private void assertEchoesOverWss(int port, KeyStore trusted) throws Exception {
-        TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
-        trust.init(trusted);
-        SSLContext tls = SSLContext.getInstance("TLS");
-        tls.init(null, trust.getTrustManagers(), null);
+        assertEchoesOverWss(port, trusted, null);
+    }
+
+    /**
+     * Opens a {@code wss://} session trusting the certificates of {@code trusted} and presenting the key and chain of
+     * {@code presented} ({@code null}: none), and checks that it echoes.
+     */
+    private void assertEchoesOverWss(int port, KeyStore trusted, KeyStore presented) throws Exception {
         WebSocketRecorder recorder = new WebSocketRecorder();
-        WebSocket socket = HttpClient.newBuilder().sslContext(tls).build().newWebSocketBuilder()
+        WebSocket socket = HttpClient.newBuilder().sslContext(tls(trusted, presented)).build().newWebSocketBuilder()
                 .buildAsync(URI.create("wss://127.0.0.1:" + port + "/ws/tls"), recorder).get(5, TimeUnit.SECONDS);
         openSockets.add(socket);
         socket.sendText("secure", true).get(5, TimeUnit.SECONDS);
         assertThat(recorder.nextText()).isEqualTo("echo:/ws/tls:secure");
+    }
+
+    /**
+     * What a client that trusts {@code trusted} and presents {@code presented} ({@code null}: no certificate) reads
+     * after its TLS handshake with the proxy: the message of the TLS failure. (With TLS 1.3 the client's handshake
+     * completes before the proxy has checked its certificate, so the refusal, a fatal alert, comes at the first read;
+     * a client that writes its certificate apart from the rest of its handshake, as JDK 25 does, may instead find the
+     * connection closed under its next write. An accepted client reads nothing, as the proxy awaits a request, and
+     * fails here with a timeout.)
+     */
+    private static String tlsRefusal(int port, KeyStore trusted, KeyStore presented) throws Exception {
+        try (SSLSocket socket = (SSLSocket) tls(trusted, presented).getSocketFactory().createSocket("127.0.0.1",
+                port)) {
+            socket.setSoTimeout(10_000);
+            socket.startHandshake();
+            return "read " + socket.getInputStream().read();
+        } catch (SSLException refused) {
+            return refused.getMessage();
+        } catch (SocketException closed) {
+            return "closed in the TLS handshake: " + closed.getMessage();
+        }
+    }
+
+    /** A TLS context that trusts the certificates of {@code trusted} and presents {@code presented} (null: none). */
+    private static SSLContext tls(KeyStore trusted, KeyStore presented) throws Exception {
+        TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+        trust.init(trusted);
+        KeyManager[] keys = null;
+        if (presented != null) {
+            KeyManagerFactory keyManagers = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+            keyManagers.init(presented, PASSWORD.toCharArray());
+            keys = keyManagers.getKeyManagers();
+        }
+        SSLContext tls = SSLContext.getInstance("TLS");
+        tls.init(keys, trust.getTrustManagers(), null);
+        return tls;
+    }
+
+    @Test
+    void requiresAClientCertificateIssuedByTheClientCa(@TempDir Path dir) throws Exception {
+        Path keyStore = keyStore(dir);
+        Path clientCa = clientCa(dir);
+        KeyStore alice = clientCertificate(dir, "alice");
+        // Self-signed under the client CA's name, not issued by it: a JDK client sends a certificate only when its
+        // chain names an issuer the proxy asks for (the client CA), so one from any other CA would not be sent at all.
+        Path impostorStore = selfSigned(dir.resolve("impostor.p12"), "impostor", "CN=client-ca", "EKU=clientAuth");
+        KeyStore impostor = KeyStore.getInstance(impostorStore.toFile(), PASSWORD.toCharArray());
+        int port = serve("--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE,
+                "--tls-client-ca", clientCa.toString());
+        KeyStore served = KeyStore.getInstance(keyStore.toFile(), PASSWORD.toCharArray());
+
+        assertEchoesOverWss(port, served, alice);
+        // A fatal alert: bad_certificate from JDK 17 for none, certificate_required from later ones (which prefix the
+        // message with it); certificate_unknown for a certificate sent that does not verify.
+        assertThat(tlsRefusal(port, served, null)).as("no certificate").contains("Received fatal alert: ")
+                .containsAnyOf("bad_certificate", "certificate_required");
+        assertThat(tlsRefusal(port, served, impostor)).as("self-signed, sent and not verified")
+                .containsAnyOf("Received fatal alert: certificate_unknown", "closed in the TLS handshake");
+    }
+
+    @Test
+    void readsTheClientCaAgainOnReloadAndKeepsTheOldOneWhenTheNewFileIsBad(@TempDir Path dir) throws Exception {
+        Path keyStore = keyStore(dir);
+        Path clientCa = clientCa(dir);
+        KeyStore alice = clientCertificate(dir, "alice");
+        // At first the file holds another certificate only (the proxy's own): alice's CA is not trusted yet.
+        Path trusted = Files.copy(pem(keyStore, "proxy"), dir.resolve("trusted-clients.pem"));
+        int port = serve("--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE,
+                "--tls-client-ca", trusted.toString());
+        KeyStore served = KeyStore.getInstance(keyStore.toFile(), PASSWORD.toCharArray());
+        assertThat(tlsRefusal(port, served, alice)).as("before her CA is trusted").contains("Received fatal alert: ");
+
+        // The new file moved over the old one, as a deploy hook does; then what SIGHUP calls.
+        Files.move(Files.copy(clientCa, dir.resolve("new-trusted-clients.pem")), trusted,
+                StandardCopyOption.REPLACE_EXISTING);
+        launcher.reloadTls();
+        assertEchoesOverWss(port, served, alice);
+
+        Files.writeString(trusted, "-----BEGIN CERTIFICATE-----\nhalf");
+        launcher.reloadTls();
+        assertEchoesOverWss(port, served, alice);
+        assertThat(tlsRefusal(port, served, null)).as("after a reload of a broken file, still required")
+                .contains("Received fatal alert: ");
+        assertThat(exitStatus).as("the launcher still runs").isNotDone();
+    }
+
+    @Test
+    void exits2NamingTheFlagWhenTheClientCaCannotBeReadOrComesWithoutTheKeyStore(@TempDir Path dir)
+            throws Exception {
+        Path keyStore = keyStore(dir);
+        Path missing = dir.resolve("missing-ca.pem");
+        Path notACertificate = Files.writeString(dir.resolve("ca.pem"), "not a certificate");
+        List<String> withKeyStore = List.of("--listen", "127.0.0.1:0", "--route", "/ws/=ws://127.0.0.1:3000",
+                "--tls-keystore", keyStore.toString(), "--tls-password-env", PASSWORD_VARIABLE);
+
+        for (Path clientCa : List.of(missing, notACertificate)) {
+            List<String> args = new ArrayList<>(withKeyStore);
+            args.addAll(List.of("--tls-client-ca", clientCa.toString()));
+            assertThat(launcher.run(args.toArray(new String[0]))).as("%s", clientCa).isEqualTo(Launcher.EXIT_USAGE);
+        }
+        assertThat(launcher.run("--listen", "127.0.0.1:0", "--route", "/ws/=ws://127.0.0.1:3000", "--tls-client-ca",
+                notACertificate.toString())).isEqualTo(Launcher.EXIT_USAGE);
+
+        assertThat(out.toString(UTF_8)).isEmpty();
+        List<String> lines = err.toString(UTF_8).lines().toList();
+        assertThat(lines).hasSize(6);
+        assertThat(lines.get(0)).startsWith("wsproxy: --tls-client-ca: trustStore: " + missing + " (expected: ");
+        assertThat(lines.get(2)).startsWith("wsproxy: --tls-client-ca: trustStore: " + notACertificate
+                + " (expected: ");
+        assertThat(lines.get(4)).isEqualTo("wsproxy: --tls-client-ca: given without --tls-keystore");
+        assertThat(List.of(lines.get(1), lines.get(3), lines.get(5))).containsOnly(Launcher.USAGE_HINT);
     }
 
     @Test
@@ -375,15 +494,59 @@ class LauncherTest {
 
     /** A PKCS#12 key store for 127.0.0.1 whose certificate's subject is {@code subject}, made by keytool in {@code dir}. */
     private static Path keyStore(Path dir, String subject) throws Exception {
-        Path keyStore = dir.resolve("proxy.p12");
-        Process keytool = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "keytool").toString(),
-                "-genkeypair", "-alias", "proxy", "-keyalg", "EC", "-groupname", "secp256r1", "-dname",
-                subject, "-ext", "SAN=dns:localhost,ip:127.0.0.1", "-validity", "2", "-keystore",
-                keyStore.toString(), "-storetype", "PKCS12", "-storepass", PASSWORD).redirectErrorStream(true).start();
+        return selfSigned(dir.resolve("proxy.p12"), "proxy", subject, "SAN=dns:localhost,ip:127.0.0.1");
+    }
+
+    /** A PKCS#12 key store at {@code keyStore} with one self-signed certificate valid for two days, made by keytool. */
+    private static Path selfSigned(Path keyStore, String alias, String subject, String extension) throws Exception {
+        keytool("-genkeypair", "-alias", alias, "-keyalg", "EC", "-groupname", "secp256r1", "-dname", subject,
+                "-ext", extension, "-validity", "2", "-keystore", keyStore.toString(), "-storetype", "PKCS12",
+                "-storepass", PASSWORD);
+        return keyStore;
+    }
+
+    /** The certificate of {@code alias} in {@code keyStore}, written in PEM next to it. */
+    private static Path pem(Path keyStore, String alias) throws Exception {
+        Path pem = keyStore.resolveSibling(alias + ".pem");
+        keytool("-exportcert", "-rfc", "-alias", alias, "-keystore", keyStore.toString(), "-storepass", PASSWORD,
+                "-file", pem.toString());
+        return pem;
+    }
+
+    /** A CA for client certificates, {@code CN=client-ca}, made in {@code dir}: its certificate in PEM. */
+    private static Path clientCa(Path dir) throws Exception {
+        return pem(selfSigned(dir.resolve("client-ca.p12"), "client-ca", "CN=client-ca", "bc:c"), "client-ca");
+    }
+
+    /**
+     * A client certificate {@code CN=name} for TLS client authentication, valid for two days, issued by the
+     * {@link #clientCa} made in {@code dir}: a key store with its key and the chain (its certificate, the CA's).
+     */
+    private static KeyStore clientCertificate(Path dir, String name) throws Exception {
+        Path keyStore = dir.resolve(name + ".p12");
+        Path request = dir.resolve(name + ".csr");
+        Path issued = dir.resolve(name + "-issued.pem");
+        selfSigned(keyStore, name, "CN=" + name, "EKU=clientAuth");
+        keytool("-certreq", "-alias", name, "-keystore", keyStore.toString(), "-storepass", PASSWORD, "-file",
+                request.toString());
+        keytool("-gencert", "-alias", "client-ca", "-keystore", dir.resolve("client-ca.p12").toString(), "-storepass",
+                PASSWORD, "-infile", request.toString(), "-outfile", issued.toString(), "-rfc", "-validity", "2",
+                "-ext", "EKU=clientAuth");
+        keytool("-importcert", "-noprompt", "-alias", "client-ca", "-file", dir.resolve("client-ca.pem").toString(),
+                "-keystore", keyStore.toString(), "-storepass", PASSWORD);
+        keytool("-importcert", "-alias", name, "-file", issued.toString(), "-keystore", keyStore.toString(),
+                "-storepass", PASSWORD);
+        return KeyStore.getInstance(keyStore.toFile(), PASSWORD.toCharArray());
+    }
+
+    private static void keytool(String... arguments) throws Exception {
+        List<String> command = new ArrayList<>(List.of(
+                Path.of(System.getProperty("java.home"), "bin", "keytool").toString()));
+        command.addAll(List.of(arguments));
+        Process keytool = new ProcessBuilder(command).redirectErrorStream(true).start();
         String output = new String(keytool.getInputStream().readAllBytes(), UTF_8);
         assertThat(keytool.waitFor(60, TimeUnit.SECONDS)).as("keytool finished").isTrue();
         assertThat(keytool.exitValue()).as("keytool: %s", output).isZero();
-        return keyStore;
     }
 
     /**
