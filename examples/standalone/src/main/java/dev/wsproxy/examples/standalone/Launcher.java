@@ -100,7 +100,8 @@ final class Launcher {
         }
         running = proxy;
         LOG.info("New sessions go to a route's backends by {}", options.balance());
-        // For the ways to end the JVM that do not go through stop(): SIGHUP, System.exit elsewhere.
+        // For the ways to end the JVM that do not go through stop(): System.exit elsewhere, or SIGHUP where the JVM
+        // refused its reload handler (StopSignals.installReload).
         Thread fallback = new Thread(proxy::close, "wsproxy-shutdown-hook");
         Runtime.getRuntime().addShutdownHook(fallback);
 
