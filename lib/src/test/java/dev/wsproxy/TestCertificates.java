@@ -91,7 +91,11 @@ final class TestCertificates {
         static final Certificate ALICE;
         /** {@code CN=bob}, issued by {@link #CA}. */
         static final Certificate BOB;
-        /** {@code CN=alice} too, but self-signed: from a CA no server here trusts. */
+        /**
+         * {@code CN=alice-impostor}, issued by another CA that is also named {@code CN=client-ca}, with a key no server
+         * here trusts. A JDK client sends only a certificate whose issuer is one the server names in its request:
+         * a self-signed one would never be sent, and its refusal would be that of a client without a certificate.
+         */
         static final Certificate IMPOSTOR;
 
         static {
@@ -100,8 +104,8 @@ final class TestCertificates {
                 // cannot run until this initialisation is over.
                 ExecutorService pool = Executors.newFixedThreadPool(2);
                 try {
-                    Future<Certificate> impostor = pool.submit(Keytool.selfSigned(DIR, "alice-impostor",
-                            "EKU=clientAuth", "CN=alice"));
+                    Future<Certificate> impostor = pool.submit(Keytool.issuedByAnImpostorOf(DIR, "client-ca",
+                            "alice-impostor"));
                     CA = Keytool.create(DIR, "client-ca", "bc:c", "CN=client-ca");
                     Future<Certificate> alice = pool.submit(Keytool.issuedBy(DIR, CA, "alice"));
                     Future<Certificate> bob = pool.submit(Keytool.issuedBy(DIR, CA, "bob"));
@@ -180,12 +184,13 @@ final class TestCertificates {
             return () -> create(dir, name, san);
         }
 
-        static Callable<Certificate> selfSigned(Path dir, String name, String san, String subject) {
-            return () -> create(dir, name, san, subject);
-        }
-
         static Callable<Certificate> issuedBy(Path dir, Certificate ca, String name) {
             return () -> issued(dir, ca, name);
+        }
+
+        /** A certificate {@code name} issued by a new CA whose subject is {@code CN=caName}, as a real CA's may be. */
+        static Callable<Certificate> issuedByAnImpostorOf(Path dir, String caName, String name) {
+            return () -> issued(dir, create(dir, caName + "-impostor", "bc:c", "CN=" + caName), name);
         }
 
         static Callable<Certificate> expired(Path dir) {
