@@ -41,16 +41,15 @@ public record SessionClose(
 
     /** Who started the end of a session. */
     public enum Initiator {
-        /**
-         * The client sent a close frame or its connection ended, also when Jetty's parser ended it for a frame that
-         * breaks RFC 6455 (a bad opcode, mask, close code or close reason: its code is then 1006).
-         */
+        /** The client sent a close frame or its connection ended. */
         CLIENT,
-        /** The backend sent a close frame or its connection ended, as for {@link #CLIENT}. */
+        /** The backend sent a close frame or its connection ended. */
         BACKEND,
         /**
          * The proxy closed both legs: idle timeout, a dead peer (keep-alive pings), a limit or check of its own
-         * (message size, fragments, UTF-8 of a message, message rate), shutdown or {@link ProxySession#close}.
+         * (message size, fragments, UTF-8 of a message, message rate), a frame that breaks RFC 6455, which Jetty's
+         * parser refuses from either peer (a bad opcode, mask, close code or close reason, an impossible length: the
+         * offender's code is then 1006), shutdown or {@link ProxySession#close}.
          */
         PROXY
     }

@@ -1,5 +1,6 @@
 package dev.wsproxy;
 
+import static dev.wsproxy.RawFrames.bytes;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -14,14 +15,18 @@ import org.junit.jupiter.api.Test;
 
 /**
  * What a session's access line says of how the proxy ended it: the code it sent the client ({@code proxy_close}) and
- * why ({@code reason}), for each end the relay decides, and {@code -} for both when a peer ended it. An in-process
- * proxy; its lines are read on standard error, where slf4j-simple writes them ({@link StandardError}). The
- * hostile-input ends (invalid UTF-8, a stop) are {@link LogHygieneTest}'s.
+ * why ({@code reason}), for each end the relay decides, a frame Jetty's parser refuses from either peer included, and
+ * {@code -} for both when a peer ended it. An in-process proxy; its lines are read on standard error, where
+ * slf4j-simple writes them ({@link StandardError}). A raw backend ({@code /raw/}) writes {@link #backendFrames} after
+ * its {@code 101}. The other hostile-input ends (each invalid frame from a client, a stop) are {@link LogHygieneTest}'s.
  */
 class AccessLogTest {
 
     private final SessionEvents events = new SessionEvents();
     private TestBackend backend;
+    private RawBackend rawBackend;
+    /** What the raw backend writes after its {@code 101}, before it echoes. */
+    private volatile byte[] backendFrames = new byte[0];
     private WebSocketProxy proxy;
     private Clients clients;
     private StandardError.Capture log;
@@ -29,6 +34,7 @@ class AccessLogTest {
     @BeforeEach
     void start() throws Exception {
         backend = new TestBackend("b1");
+        rawBackend = RawBackend.upgradingThen((socket, out) -> RawFrames.write(out, backendFrames));
         proxy = ProxyBuilder.create()
                 .listen("127.0.0.1", 0)
                 .route("/ws/", backend.backend())
@@ -38,6 +44,7 @@ class AccessLogTest {
                         .timeoutPolicy(TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(300)).build()))
                 .route("/small/", r -> r.backends(backend.backend()).maxMessageSize(16))
                 .route("/rate/", r -> r.backends(backend.backend()).messageRateLimit(1))
+                .route("/raw/", rawBackend.backend())
                 .listener(events)
                 .build();
         proxy.start();
@@ -48,18 +55,48 @@ class AccessLogTest {
     @AfterEach
     void stop() throws Exception {
         log.close();
-        Clients.tearDown(proxy, clients, backend);
+        Clients.tearDown(proxy, clients, backend, rawBackend);
     }
 
     /** Opens a session on {@code path}, runs {@code end}, and returns its access line once the session has ended. */
     private String sessionLine(String path, ClientAction end) throws Exception {
         WsRecorder client = clients.connect(Clients.ws(proxy, path));
-        ProxySession session = events.opened.poll(10, TimeUnit.SECONDS);
-        assertThat(session).isNotNull();
+        ProxySession session = nextOpened();
         end.run(client, session);
+        return lineOf(session);
+    }
+
+    private ProxySession nextOpened() throws InterruptedException {
+        ProxySession session = events.opened.poll(10, TimeUnit.SECONDS);
+        assertThat(session).as("a session opened").isNotNull();
+        return session;
+    }
+
+    /** The access line of {@code session}, once it is written. */
+    private String lineOf(ProxySession session) {
         String prefix = "sid=" + session.id() + " ";
         await().atMost(Duration.ofSeconds(10)).until(() -> accessLines().stream().anyMatch(l -> l.startsWith(prefix)));
         return accessLines().stream().filter(line -> line.startsWith(prefix)).findFirst().orElseThrow();
+    }
+
+    /**
+     * Opens a session from a raw client on {@code path}, which sends {@code frames} (if any), and returns its access line
+     * once the client got {@code code}; the listener must name the proxy as who ended it, as the line does.
+     */
+    private String rawClientLine(String path, byte[] frames, int code) throws Exception {
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, path))) {
+            ProxySession session = nextOpened();
+            client.sendRaw(frames);
+            assertThat(client.readClose().closeCode()).isEqualTo(code);
+            assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+            return lineOf(session);
+        }
+    }
+
+    /** Like {@link #rawClientLine} with {@code frames} from the raw backend instead: the client gets 1014. */
+    private String backendFrameLine(byte[] frames) throws Exception {
+        backendFrames = frames;
+        return rawClientLine("/raw/x", new byte[0], 1014);
     }
 
     /** The messages of the access lines written so far. */
@@ -144,5 +181,29 @@ class AccessLogTest {
             assertThat(client.nextClose().code()).isEqualTo(1001);
         });
         assertThat(line).endsWith(" first=proxy status=101 proxy_close=1001 reason=backend_draining");
+    }
+
+    @Test
+    void namesAFrameJettysParserRefusesFromTheClientWithTheCodeTheClientGot() throws Exception {
+        // Unmasked: the proxy ended the session, as for invalid UTF-8, not the client who sent it.
+        assertThat(rawClientLine("/ws/x", bytes(0x81, 0x02, 'h', 'i'), 1002))
+                .endsWith(" first=proxy status=101 proxy_close=1002 reason=protocol_error");
+        // A 64-bit length with its top bit set, which Jetty refuses as too big.
+        assertThat(rawClientLine("/ws/x", bytes(0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4), 1009))
+                .endsWith(" first=proxy status=101 proxy_close=1009 reason=message_too_big");
+        // A close reason that is not UTF-8, which Jetty checks (the relay checks text messages).
+        assertThat(rawClientLine("/ws/x", bytes(0x88, 0x84, 0, 0, 0, 0, 0x0F, 0xA0, 0xC3, 0x28), 1007))
+                .endsWith(" first=proxy status=101 proxy_close=1007 reason=invalid_utf8");
+    }
+
+    @Test
+    void namesAFrameJettysParserRefusesFromTheBackendWithThe1014TheClientGot() throws Exception {
+        // A masked frame from a server: 1002 to the backend, 1014 to the client.
+        assertThat(backendFrameLine(bytes(0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2)))
+                .endsWith(" first=proxy status=101 proxy_close=1014 reason=protocol_error");
+        assertThat(backendFrameLine(bytes(0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0)))
+                .endsWith(" first=proxy status=101 proxy_close=1014 reason=message_too_big");
+        assertThat(backendFrameLine(bytes(0x88, 0x04, 0x0F, 0xA0, 0xC3, 0x28)))
+                .endsWith(" first=proxy status=101 proxy_close=1014 reason=invalid_utf8");
     }
 }

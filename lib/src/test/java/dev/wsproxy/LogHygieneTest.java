@@ -456,20 +456,23 @@ class LogHygieneTest {
 
     private List<String> invalidFrames() throws Exception {
         List<InvalidFrame> frames = List.of(
-                new InvalidFrame(bytes(0x81, 0x02, 'h', 'i'), 1002),                                // unmasked
-                new InvalidFrame(bytes(0xC1, 0x82, 0, 0, 0, 0, 'h', 'i'), 1002),                    // RSV1
-                new InvalidFrame(bytes(0x83, 0xFF, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4), 1002), // CVE
-                new InvalidFrame(bytes(0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4), 1009),   // length's top bit
-                new InvalidFrame(bytes(0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE7), 1002),                  // close code 999
-                new InvalidFrame(bytes(0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28), 1007));                 // invalid UTF-8
+                new InvalidFrame(bytes(0x81, 0x02, 'h', 'i'), 1002, "protocol_error"),              // unmasked
+                new InvalidFrame(bytes(0xC1, 0x82, 0, 0, 0, 0, 'h', 'i'), 1002, "protocol_error"),  // RSV1
+                new InvalidFrame(bytes(0x83, 0xFF, 0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4), 1002,
+                        "protocol_error"),                                                          // CVE
+                new InvalidFrame(bytes(0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4), 1009,
+                        "message_too_big"),                                                         // length's top bit
+                new InvalidFrame(bytes(0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE7), 1002, "protocol_error"), // close code 999
+                new InvalidFrame(bytes(0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28), 1007, "invalid_utf8")); // invalid UTF-8
         List<String> sessions = new ArrayList<>();
         for (InvalidFrame frame : frames) {
             try (RawHttp client = upgraded("/ws/invalid")) {
                 client.send(frame.bytes());
                 assertThat(client.readFrame().closeCode()).isEqualTo(frame.code());
             }
-            // Jetty's parser fails the client leg for the protocol errors; the proxy checks UTF-8 itself.
-            sessions.add(frame.code() == 1007 ? "1006 1006 proxy 1007 invalid_utf8" : "1006 1006 client - -");
+            // Jetty's parser fails the client leg for the protocol errors and the impossible length, the relay checks
+            // UTF-8 itself: the proxy ended each session, with the code the client got.
+            sessions.add("1006 1006 proxy " + frame.code() + " " + frame.reason());
         }
         return sessions;
     }
@@ -483,8 +486,8 @@ class LogHygieneTest {
         return List.of("1006 1006 proxy 1001 shutdown");
     }
 
-    /** A frame that breaks RFC 6455 and the close code it gets. */
-    record InvalidFrame(byte[] bytes, int code) {
+    /** A frame that breaks RFC 6455, the close code it gets and the reason its session's access line gives. */
+    record InvalidFrame(byte[] bytes, int code, String reason) {
     }
 
     // ---- the log ----

@@ -27,6 +27,7 @@ import org.eclipse.jetty.websocket.core.FrameHandler;
 import org.eclipse.jetty.websocket.core.OpCode;
 import org.eclipse.jetty.websocket.core.WebSocketConnection;
 import org.eclipse.jetty.websocket.core.WebSocketCoreSession;
+import org.eclipse.jetty.websocket.core.exception.CloseException;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -752,7 +753,17 @@ final class Relay implements ProxySession {
         synchronized (this) {
             leg.done = true;
             if (initiator == null) {
-                initiator = leg.initiator();
+                String fault = peerFault(status);
+                if (fault == null) {
+                    initiator = leg.initiator();
+                } else {
+                    // Jetty failed the leg for a frame its peer sent, with a close frame to the offender: the proxy
+                    // ended the session, as for a rule of its own. The client got the code, or for a backend at fault
+                    // what it is told next (below, or at its open): its connection lost.
+                    initiator = SessionClose.Initiator.PROXY;
+                    proxyClose = leg.side == Side.CLIENT ? status.getCode() : CloseStatus.BAD_GATEWAY;
+                    proxyCloseReason = fault;
+                }
             }
             Callback ownHeld = leg.heldClose;
             if (ownHeld != null) {
@@ -791,6 +802,25 @@ final class Relay implements ProxySession {
             armCloseTimer();
         }
         finishIfDone();
+    }
+
+    /**
+     * The access log's reason when Jetty ended a leg for what its peer sent ({@code status} carries the
+     * {@link CloseException} its parser or its frame checks threw, and the peer got its code): {@code protocol_error}
+     * (1002: a mask, reserved bits, an opcode, a control frame, a continuation out of sequence, a close code),
+     * {@code message_too_big} (1009: a frame length over 2^31 - 1) or {@code invalid_utf8} (1007: a close reason);
+     * {@code null} for any other end, a lost connection included. The relay's own checks close without a cause.
+     */
+    private static @Nullable String peerFault(CloseStatus status) {
+        if (!(status.getCause() instanceof CloseException)) {
+            return null;
+        }
+        return switch (status.getCode()) {
+            case CloseStatus.PROTOCOL -> "protocol_error";
+            case CloseStatus.MESSAGE_TOO_LARGE -> "message_too_big";
+            case CloseStatus.BAD_PAYLOAD -> "invalid_utf8";
+            default -> null;
+        };
     }
 
     private void armCloseTimer() {
