@@ -4,11 +4,17 @@ import static dev.wsproxy.RawFrames.bytes;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.lang.management.LockInfo;
+import java.lang.management.ManagementFactory;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
+import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.websocket.api.Callback;
+import org.eclipse.jetty.websocket.core.WebSocketConnection;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -18,7 +24,9 @@ import org.junit.jupiter.api.Test;
  * why ({@code reason}), for each end the relay decides, a frame Jetty's parser refuses from either peer included, and
  * {@code -} for both when a peer ended it. An in-process proxy; its lines are read on standard error, where
  * slf4j-simple writes them ({@link StandardError}). A raw backend ({@code /raw/}) writes {@link #backendFrames} after
- * its {@code 101}. The other hostile-input ends (each invalid frame from a client, a stop) are {@link LogHygieneTest}'s.
+ * its {@code 101}. A close that comes as the client's leg opens is held at that moment through the connector's
+ * connection listeners and the relay's lock. The other hostile-input ends (each invalid frame from a client, a stop)
+ * are {@link LogHygieneTest}'s.
  */
 class AccessLogTest {
 
@@ -205,5 +213,56 @@ class AccessLogTest {
                 .endsWith(" first=proxy status=101 proxy_close=1014 reason=message_too_big");
         assertThat(backendFrameLine(bytes(0x88, 0x04, 0x0F, 0xA0, 0xC3, 0x28)))
                 .endsWith(" first=proxy status=101 proxy_close=1014 reason=invalid_utf8");
+    }
+
+    @Test
+    void reportsAndLogsASessionClosedWhileItsClientLegOpens() throws Exception {
+        // The client's connection tells the connector's listeners it opened just before its leg opens: held there
+        // until this thread holds the relay's lock, and then until the leg's open waits for that lock.
+        CountDownLatch opening = new CountDownLatch(1);
+        CountDownLatch resume = new CountDownLatch(1);
+        Connection.Listener pause = new Connection.Listener() {
+            @Override
+            public void onOpened(Connection connection) {
+                if (connection instanceof WebSocketConnection) {
+                    opening.countDown();
+                    try {
+                        resume.await(10, TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+            }
+        };
+        proxy.handler().getServer().getConnectors()[0].addEventListener(pause);
+        ProxySession relay;
+        try (RawWebSocket client = RawWebSocket.connect(Clients.ws(proxy, "/ws/x"))) {
+            assertThat(opening.await(10, TimeUnit.SECONDS)).as("the client's connection opening").isTrue();
+            assertThat(proxy.sessions()).hasSize(1);
+            relay = proxy.sessions().get(0);
+            synchronized (relay) {
+                resume.countDown();
+                awaitBlockedAt(relay, "onClientOpened");
+                // The close of a stop, a drain or the application, at that moment.
+                relay.close(1001, "closed as it opens");
+            }
+            assertThat(client.readClose().closeCode()).isEqualTo(1001);
+        }
+        // The client got its 101 and then 1001: a session that opened and closed, reported and logged as such.
+        assertThat(events.opened.poll(10, TimeUnit.SECONDS)).as("the session's open reported").isSameAs(relay);
+        assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+        assertThat(lineOf(relay)).endsWith(" first=proxy status=101 proxy_close=1001 reason=closed_by_app");
+    }
+
+    /** Waits for a thread to wait for {@code relay}'s lock in the relay's {@code method}. */
+    private static void awaitBlockedAt(Object relay, String method) {
+        await().atMost(Duration.ofSeconds(10)).pollInterval(Duration.ofMillis(1)).until(() ->
+                Arrays.stream(ManagementFactory.getThreadMXBean().dumpAllThreads(false, false, 1)).anyMatch(thread -> {
+                    LockInfo waitedFor = thread.getLockInfo();
+                    StackTraceElement[] stack = thread.getStackTrace();
+                    return thread.getThreadState() == Thread.State.BLOCKED && waitedFor != null
+                            && waitedFor.getIdentityHashCode() == System.identityHashCode(relay) && stack.length > 0
+                            && stack[0].getMethodName().equals(method);
+                }));
     }
 }

@@ -474,52 +474,62 @@ final class Relay implements ProxySession {
 
     // ---- relay logic ----
 
-    private void onClientOpened() {
+    /**
+     * The client has its {@code 101} and its leg is open: the session opens. The leg's session is published here, in
+     * the same locked step that marks the relay opened, so that a close from another thread (a stop, a drain,
+     * {@link #close(int, String)}) either comes before, finds no client session and leaves its close pending
+     * ({@link #pendingClientClose}, sent below), or comes after, on an opened session. It cannot end both legs in
+     * between, which left a client that got its {@code 101} with no session reported and no access line.
+     */
+    private void onClientOpened(CoreSession client) {
         List<Runnable> actions = new ArrayList<>();
+        boolean givenUp;
         synchronized (this) {
-            if (finished) {
-                // Both legs ended between the client leg's session being published and here (a close from another
-                // thread): finish() reported nothing, and nothing is reported now either, an open without its close.
-                return;
-            }
-            opened = true;
-            openedAt = Instant.now();
-            openedNanos = NanoTime.now();
-            CoreSession client = clientLeg.session;
-            // The client has its 101: an opened session, whatever happens next, so that every close reported in
-            // finish() follows an open reported here.
-            lease.state().opened();
-            actions.add(this::reportOpened);
-            if (backendLeg.done || pendingClientClose != null) {
-                // The backend leg ended (or the proxy closed the session) before the client leg was upgraded.
-                CloseStatus status = pendingClientClose != null ? pendingClientClose : lost(Side.BACKEND);
-                if (initiator == null) {
-                    initiator = pendingClientClose != null ? SessionClose.Initiator.PROXY
-                            : SessionClose.Initiator.BACKEND;
-                }
-                clientLeg.closeSent = true;
-                clientLeg.sentStatus = status;
-                actions.add(() -> clientLeg.sendClose(client, status));
-                actions.add(() -> WebSocketEndPoints.demand(client));
-                CoreSession backendSession = backendLeg.session;
-                if (!backendLeg.done && backendSession != null) {
-                    // The proxy's close went to the backend too: its answer must be read.
-                    actions.add(() -> WebSocketEndPoints.demand(backendSession));
-                }
-                actions.add(this::armCloseTimer);
+            givenUp = clientLeg.done;
+            if (givenUp) {
+                // The handshake gave the client up before its leg opened (onClientUpgradeFailed: its refusal has the
+                // request's access line), and closed the backend leg: nobody will relay this connection.
+                actions.add(() -> WebSocketEndPoints.abort(client));
             } else {
-                CoreSession backendSession = backendLeg.session;
-                actions.add(() -> WebSocketEndPoints.demand(client));
-                actions.add(() -> WebSocketEndPoints.demand(backendSession));
-                // Drawn per session (see Timeouts): sessions opened together are not closed together.
-                long lifetimeMillis = timeouts.sessionLifetimeMillis(ThreadLocalRandom.current());
-                if (lifetimeMillis != 0) {
-                    lifetimeTimer = owner.scheduler().schedule(this::onLifetimeExceeded, lifetimeMillis,
-                            TimeUnit.MILLISECONDS);
+                opened = true;
+                clientLeg.session = client;
+                openedAt = Instant.now();
+                openedNanos = NanoTime.now();
+                // The client has its 101: an opened session, whatever happens next, so that every close reported in
+                // finish() follows an open reported here.
+                lease.state().opened();
+                actions.add(this::reportOpened);
+                if (backendLeg.done || pendingClientClose != null) {
+                    // The backend leg ended (or the proxy closed the session) before the client leg was upgraded.
+                    CloseStatus status = pendingClientClose != null ? pendingClientClose : lost(Side.BACKEND);
+                    if (initiator == null) {
+                        initiator = pendingClientClose != null ? SessionClose.Initiator.PROXY
+                                : SessionClose.Initiator.BACKEND;
+                    }
+                    clientLeg.closeSent = true;
+                    clientLeg.sentStatus = status;
+                    actions.add(() -> clientLeg.sendClose(client, status));
+                    actions.add(() -> WebSocketEndPoints.demand(client));
+                    CoreSession backendSession = backendLeg.session;
+                    if (!backendLeg.done && backendSession != null) {
+                        // The proxy's close went to the backend too: its answer must be read.
+                        actions.add(() -> WebSocketEndPoints.demand(backendSession));
+                    }
+                    actions.add(this::armCloseTimer);
+                } else {
+                    CoreSession backendSession = backendLeg.session;
+                    actions.add(() -> WebSocketEndPoints.demand(client));
+                    actions.add(() -> WebSocketEndPoints.demand(backendSession));
+                    // Drawn per session (see Timeouts): sessions opened together are not closed together.
+                    long lifetimeMillis = timeouts.sessionLifetimeMillis(ThreadLocalRandom.current());
+                    if (lifetimeMillis != 0) {
+                        lifetimeTimer = owner.scheduler().schedule(this::onLifetimeExceeded, lifetimeMillis,
+                                TimeUnit.MILLISECONDS);
+                    }
                 }
             }
         }
-        if (LOG.isDebugEnabled()) {
+        if (!givenUp && LOG.isDebugEnabled()) {
             LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, AccessLog.client(clientAddress),
                     withoutQuery(backendUri), subprotocol);
         }
@@ -986,6 +996,7 @@ final class Relay implements ProxySession {
     final class Leg implements FrameHandler {
 
         final Side side;
+        /** The backend leg's session from its open; the client leg's from the session's ({@link #onClientOpened}). */
         volatile @Nullable CoreSession session;
 
         // Guarded by Relay.this.
@@ -1137,7 +1148,9 @@ final class Relay implements ProxySession {
                     }
                 }
             }
-            session = coreSession;
+            if (side == Side.BACKEND) {
+                session = coreSession;
+            }
             int rate = route.messageRateLimit();
             if (side == Side.CLIENT && rate > 0) {
                 rateInterval = 1_000_000_000L / rate;
@@ -1151,7 +1164,8 @@ final class Relay implements ProxySession {
             });
             callback.succeeded();
             if (side == Side.CLIENT) {
-                onClientOpened();
+                // Published there, under the relay's lock, as the session opens (see onClientOpened).
+                onClientOpened(coreSession);
             }
         }
 
