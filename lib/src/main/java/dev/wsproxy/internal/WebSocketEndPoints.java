@@ -25,7 +25,6 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
-import org.eclipse.jetty.io.AbstractEndPoint;
 import org.eclipse.jetty.io.ClientConnector;
 import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.io.EndPoint;
@@ -1014,10 +1013,16 @@ public final class WebSocketEndPoints {
         WebSocketConnection connection = session instanceof WebSocketCoreSession core ? core.getConnection() : null;
         if (connection != null) {
             EndPoint endPoint = connection.getEndPoint();
-            if (endPoint instanceof SelectorReadEndPoint socket) {
-                socket.lingers(false);
-            } else if (!(endPoint instanceof AbstractEndPoint)) {
+            if (endPoint instanceof StreamEndPoint) {
                 resetStream(endPoint);
+            } else {
+                // A socket, perhaps under a wrapper (the PROXY protocol's end point): no lingering for a dropped leg.
+                while (endPoint instanceof EndPoint.Wrapper wrapper) {
+                    endPoint = wrapper.unwrap();
+                }
+                if (endPoint instanceof SelectorReadEndPoint socket) {
+                    socket.lingers(false);
+                }
             }
         }
         session.abort();
