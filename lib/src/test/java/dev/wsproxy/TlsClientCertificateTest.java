@@ -164,15 +164,16 @@ class TlsClientCertificateTest {
         startTlsProxy(tls -> tls.withClientCertificates(trusted));
 
         // TLS 1.3: the client's handshake completes before the server has checked its certificate, so the refusal
-        // (a fatal alert: bad_certificate from JDK 17, certificate_required from later ones) comes at the first read.
-        assertThat(refusal(null)).as("no certificate").startsWith("Received fatal alert: ")
+        // (a fatal alert: bad_certificate from JDK 17, certificate_required from later ones, whose message names it
+        // before "Received fatal alert") comes at the first read.
+        assertThat(refusal(null)).as("no certificate").contains("Received fatal alert: ")
                 .containsAnyOf("bad_certificate", "certificate_required");
         // Sent (its issuer's name is the one the proxy asks for) and refused when checked: not the alert of no
         // certificate.
         assertThat(refusal(ClientCertificates.IMPOSTOR)).as("from another CA of the trusted CA's name")
-                .startsWith("Received fatal alert: ").contains("certificate_unknown");
+                .contains("Received fatal alert: ").contains("certificate_unknown");
         assertThat(refusal(TestCertificates.EXPIRED)).as("expired, from a trusted CA")
-                .startsWith("Received fatal alert: ").containsAnyOf("bad_certificate", "certificate_expired",
+                .contains("Received fatal alert: ").containsAnyOf("bad_certificate", "certificate_expired",
                         "certificate_unknown");
         Clients impostor = clientsOf(ClientCertificates.IMPOSTOR);
         assertThatThrownBy(() -> impostor.connect(Clients.ws(proxy, "/chat"))).as("Jetty's client, the impostor")
