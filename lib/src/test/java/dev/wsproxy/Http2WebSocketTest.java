@@ -483,13 +483,18 @@ class Http2WebSocketTest {
     @Test
     void resetsANonReadingHttp2ClientsStreamAtTheDrainDeadline() throws Exception {
         mount(builder -> builder.route("/ws/", backend.backend()));
-        RawH2WebSocket stalled = RawH2WebSocket.open(RawH2WebSocket.session(h2, connector.getLocalPort()),
-                connector.getLocalPort(), "/ws/push", HttpFields.EMPTY, "13", false).accepted();
+        int port = connector.getLocalPort();
+        Session session = RawH2WebSocket.session(h2, port);
+        RawH2WebSocket stalled = RawH2WebSocket.open(session, port, "/ws/push", HttpFields.EMPTY, "13", false)
+                .accepted();
         stalled.sendText("push:1024:65536");
         backend.awaitPushStalled();
 
         proxy.stop(Duration.ofMillis(200));
         assertThat(stalled.awaitEnd()).as("the client's stream, reset").isFalse();
+        // The stream alone: the connection goes on, and a new stream on it gets the stopped proxy's 503.
+        assertThat(RawH2WebSocket.open(session, port, "/ws/next", HttpFields.EMPTY, "13", true).status())
+                .as("a new stream on the same connection").isEqualTo(503);
         Clients.assertNoLeaks(proxy, null);
     }
 
