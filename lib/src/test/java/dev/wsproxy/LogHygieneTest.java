@@ -37,7 +37,8 @@ import dev.wsproxy.RawHttp.Request;
  * client gone while its backend handshake is pending, a backend's own refusal (401), sessions that end cleanly from
  * either side, a client reset and a client half-close, a backend that drops its connection (1014), invalid frames
  * (1002, 1007, 1009), data after a close, a close inside a fragmented message, slowloris sockets (one the client
- * closes, two the proxy closes at the handshake deadline), a session open while the proxy stops, and plain HTTP.
+ * closes in the middle of its head: 400, two the proxy closes at the handshake deadline: 408 for the one that sent
+ * part of a head, no line for the one that sent nothing), a session open while the proxy stops, and plain HTTP.
  * Requests carry secrets in {@code Authorization}, in a {@code Cookie} and in a {@code token=} query parameter, and
  * messages one in their payload.
  *
@@ -386,13 +387,15 @@ class LogHygieneTest {
                     + BEARER + "\r\n");
             client.reset();
         }
+        requests.add("400 incomplete_head");
         // Half a request head, then nothing: closed at the handshake deadline, long before the read timeout.
         try (RawHttp client = connect()) {
             client.send("GET /ws/slow?token=" + TOKEN + " HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session="
                     + COOKIE + "\r\n");
             assertThat(client.closedWithin(Duration.ofSeconds(8))).as("closed at the handshake deadline").isTrue();
         }
-        // Nothing at all.
+        requests.add("408 header_timeout");
+        // Nothing at all: no line.
         try (RawHttp client = connect()) {
             assertThat(client.closedWithin(Duration.ofSeconds(8))).as("closed at the handshake deadline").isTrue();
         }

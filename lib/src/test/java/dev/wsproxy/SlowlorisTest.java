@@ -214,6 +214,78 @@ class SlowlorisTest {
     }
 
     @Test
+    void writesA408AccessLineForAHeadNotFinishedByTheDeadline() throws Exception {
+        // An operator under a slowloris attack saw nothing in the access log: nginx logs 408 for such a connection.
+        Duration deadline = Duration.ofMillis(500);
+        startProxy(ProxyBuilder.create().handshakeTimeout(deadline));
+        try (StandardError.Capture log = StandardError.capture();
+                Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+            socket.setSoTimeout(10_000);
+            socket.getOutputStream().write(StalledSockets.PARTIAL_HEAD.getBytes(StandardCharsets.ISO_8859_1));
+            assertThat(readUntilClosed(socket.getInputStream())).as("bytes before the close").isEmpty();
+
+            await().atMost(Duration.ofSeconds(5)).until(() -> !accessLines(log).isEmpty());
+            assertThat(accessLines(log)).singleElement().satisfies(line -> {
+                assertThat(line).matches("sid=- client=127\\.0\\.0\\.1 route=- backend=- duration_ms=\\d+ method=- "
+                        + "status=408 reason=header_timeout");
+                assertThat(durationMillis(line)).isGreaterThanOrEqualTo(deadline.toMillis());
+            });
+        }
+    }
+
+    @Test
+    void writesA400AccessLineForAHeadItsClientEnded() throws Exception {
+        // A client that gave up in the middle of its head left nothing, where nginx logs 400.
+        startProxy(ProxyBuilder.create().handshakeTimeout(Duration.ofSeconds(30)));
+        try (StandardError.Capture log = StandardError.capture()) {
+            // Its request line complete, then a half-close; then a request line cut short, then a close.
+            try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+                socket.setSoTimeout(10_000);
+                socket.getOutputStream().write(StalledSockets.PARTIAL_HEAD.getBytes(StandardCharsets.ISO_8859_1));
+                socket.shutdownOutput();
+                readUntilClosed(socket.getInputStream());
+            }
+            try (Socket socket = new Socket("127.0.0.1", proxy.uri().getPort())) {
+                socket.getOutputStream().write("GET /ws/sta".getBytes(StandardCharsets.ISO_8859_1));
+            }
+
+            String none = "sid=- client=127\\.0\\.0\\.1 route=- backend=- duration_ms=\\d+ ";
+            await().atMost(Duration.ofSeconds(5)).until(() -> accessLines(log).size() >= 2);
+            assertThat(accessLines(log)).satisfiesExactlyInAnyOrder(
+                    line -> assertThat(line).matches(none + "method=GET status=400 reason=incomplete_head"),
+                    line -> assertThat(line).matches(none + "method=- status=400 reason=incomplete_head"));
+        }
+    }
+
+    @Test
+    void writesNoAccessLineForAConnectionThatSentNoByteOfAHead() throws Exception {
+        // A browser's speculative preconnect, a keep-alive connection idle after its request: nothing to log, as nginx.
+        Duration deadline = Duration.ofMillis(500);
+        startProxy(ProxyBuilder.create().handshakeTimeout(deadline));
+        HandshakeGuard guard = guard(proxy.handler().getServer());
+        try (StandardError.Capture log = StandardError.capture()) {
+            try (Socket closedAtOnce = new Socket("127.0.0.1", proxy.uri().getPort())) {
+                await().atMost(Duration.ofSeconds(5)).until(() -> guard.watched() == 1);
+            }
+            await().atMost(Duration.ofSeconds(5)).until(() -> guard.watched() == 0);
+            try (Socket silent = new Socket("127.0.0.1", proxy.uri().getPort());
+                    Socket keptAlive = new Socket("127.0.0.1", proxy.uri().getPort())) {
+                silent.setSoTimeout(10_000);
+                keptAlive.setSoTimeout(10_000);
+                keptAlive.getOutputStream().write("GET /none HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                        .getBytes(StandardCharsets.ISO_8859_1));
+                assertThat(readResponse(keptAlive.getInputStream())).startsWith("HTTP/1.1 404 ")
+                        .doesNotContainIgnoringCase("Connection: close");
+                assertThat(readUntilClosed(silent.getInputStream())).as("closed at the deadline").isEmpty();
+                assertThat(readUntilClosed(keptAlive.getInputStream())).as("closed at the deadline").isEmpty();
+            }
+            await().atMost(Duration.ofSeconds(5)).until(() -> guard.watched() == 0);
+            assertThat(accessLines(log)).as("access lines: the 404's only").singleElement()
+                    .satisfies(line -> assertThat(line).endsWith(" method=GET status=404 reason=no_route"));
+        }
+    }
+
+    @Test
     void closesTheOldestPendingConnectionBeyondTheCapSoThatARealClientGetsThrough() throws Exception {
         startProxy(ProxyBuilder.create().handshakeTimeout(Duration.ofSeconds(30)).maxPendingHandshakes(4));
         HandshakeGuard guard = guard(proxy.handler().getServer());
@@ -346,6 +418,8 @@ class SlowlorisTest {
                 ProxyBuilder.create().handshakeTimeout(deadline).maxPendingHandshakes(100), 1, 0);
         Handler.Wrapper proxyHandler = proxy.handler();
         int port = connector.getLocalPort();
+        StandardError.Capture log = StandardError.capture();
+        resources.add(log);
 
         StalledSockets stalled = stalledSockets(port);
         stalled.open(20);
@@ -361,6 +435,9 @@ class SlowlorisTest {
         for (StalledSockets.Stalled socket : stalled.snapshot()) {
             assertThat(socket.lifetime()).isGreaterThanOrEqualTo(deadline).isLessThan(deadline.plusSeconds(8));
         }
+        // Mounted, the user's server logs requests its own way: no line for a connection the proxy did not route.
+        assertThat(accessLines(log)).as("access lines of the mounted proxy, but its session's")
+                .filteredOn(line -> line.contains(" route=- ")).isEmpty();
 
         HandshakeGuard guard = guard(userServer);
         HttpConfiguration configuration = connector.getConnectionFactory(HttpConnectionFactory.class)
@@ -428,6 +505,19 @@ class SlowlorisTest {
                 .hasToString("HandshakeGuard[timeout=" + ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT.toMillis()
                         + "ms, pending=0/" + ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES
                         + ", watched=0, expired=0, evicted=0]");
+    }
+
+    /** The messages of the access lines written to the captured standard error so far. */
+    private static List<String> accessLines(StandardError.Capture log) {
+        String marker = " dev.wsproxy.access - ";
+        return log.text().lines().filter(line -> line.contains(marker))
+                .map(line -> line.substring(line.indexOf(marker) + marker.length())).toList();
+    }
+
+    private static long durationMillis(String line) {
+        java.util.regex.Matcher duration = java.util.regex.Pattern.compile(" duration_ms=(\\d+) ").matcher(line);
+        assertThat(duration.find()).as("duration_ms in %s", line).isTrue();
+        return Long.parseLong(duration.group(1));
     }
 
     /** Reads to the end of the stream; a reset counts as the end. Fails on the socket timeout. */

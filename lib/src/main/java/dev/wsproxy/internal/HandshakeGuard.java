@@ -1,5 +1,7 @@
 package dev.wsproxy.internal;
 
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -13,9 +15,11 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 import org.eclipse.jetty.http.HttpFields;
+import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.server.AbstractMetaDataConnection;
 import org.eclipse.jetty.server.ConnectionFactory;
+import org.eclipse.jetty.server.ConnectionMetaData;
 import org.eclipse.jetty.server.Connector;
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
@@ -54,6 +58,18 @@ import org.slf4j.LoggerFactory;
  * scheduler task at a time, set for the oldest's deadline, closes every overdue connection and re-arms for the next;
  * it is cancelled when nothing is pending. No thread waits; a connection that closes is forgotten at once.
  *
+ * <h2>Access line</h2>
+ * Standalone ({@code accessLog} at {@link #install}), a connection closed at the deadline after it sent part of a
+ * request head gets an access line, {@code status=408 reason=header_timeout} ({@link AccessLog#unrouted}), as from
+ * nginx when its {@code client_header_timeout} expires. One that sent nothing since it became pending gets none: a
+ * browser's speculative preconnect, or a keep-alive connection idle between requests. Nor does one Jetty has already
+ * answered (its parser's refusal, logged by the error handler) or one that waits only for its client's end after a
+ * non-persistent exchange. The bytes are Jetty's counts of the connection, read when it becomes pending and at the
+ * deadline: nothing more per request. A connection its client ends in the middle of a head is logged by the error
+ * handler, which Jetty calls with its "Early EOF" ({@link PlainErrorHandler}); one the deadline closes is marked
+ * ({@link #EXPIRED}) so that the error handler does not log it too, when Jetty fails its head so. Mounted, there is no line: the user's
+ * server has its own request log, and Jetty's refusals are not logged either.
+ *
  * <h2>Cap</h2>
  * When a connection would become pending while {@code maxPending} are, the oldest pending connection is closed (not
  * the new one). A flood of stalled sockets then mostly evicts itself, while a real client, whose head follows its
@@ -66,6 +82,12 @@ import org.slf4j.LoggerFactory;
 public final class HandshakeGuard implements Connection.Listener, HttpConfiguration.Customizer {
 
     private static final Logger LOG = LoggerFactory.getLogger(HandshakeGuard.class);
+
+    /**
+     * The attribute of a connection the deadline closed, set before the close: Jetty may then fail its request head
+     * with an "Early EOF", as if its client had ended it, and the error handler must not log it twice.
+     */
+    static final String EXPIRED = HandshakeGuard.class.getName() + ".expired";
 
     /** The least time between two INFO lines about evictions, during a flood. */
     private static final long EVICTION_LOG_INTERVAL = TimeUnit.SECONDS.toNanos(10);
@@ -87,6 +109,8 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     private long sweeps;
     private @Nullable Scheduler scheduler;
     private volatile @Nullable Executor executor;
+    /** Whether a connection closed at the deadline in the middle of a head gets an access line. */
+    private volatile boolean accessLog;
     private long evictions;
     private long evictionsLogged;
     private long lastEvictionLog;
@@ -101,8 +125,14 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
         this.maxPending = maxPending;
     }
 
-    /** Starts guarding the connectors the server has now: those with an HTTP/1 connection factory. */
-    public void install(Server server) {
+    /**
+     * Starts guarding the connectors the server has now: those with an HTTP/1 connection factory.
+     *
+     * @param accessLog whether a connection closed at the deadline in the middle of a request head gets an access
+     *        line: the standalone proxy's, whose server has no request log of its own
+     */
+    public void install(Server server, boolean accessLog) {
+        this.accessLog = accessLog;
         synchronized (lock) {
             scheduler = server.getScheduler();
             executor = server.getThreadPool();
@@ -176,7 +206,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
             }
             Watch watch = new Watch(connection);
             watched.put(connection, watch);
-            evicted = makePendingLocked(watch);
+            evicted = makePendingLocked(watch, true);
         }
         close(evicted, "evicted: too many connections waiting for a request head");
     }
@@ -223,18 +253,23 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
         if (request.getAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE) != null || failure != null) {
             return; // upgraded, or failed: Jetty closes a connection whose exchange failed
         }
+        // Read before Jetty resets its generator for the next exchange, just after this listener.
+        boolean nextHead = request.getConnectionMetaData().isPersistent();
         Connection evicted;
         synchronized (lock) {
             if (watched.get(watch.connection) != watch) {
                 return; // closed meanwhile
             }
-            evicted = makePendingLocked(watch);
+            evicted = makePendingLocked(watch, nextHead);
         }
         close(evicted, "evicted: too many connections waiting for a request head");
     }
 
-    /** Makes the connection pending from now on; returns the oldest pending connection if it must make room. */
-    private @Nullable Connection makePendingLocked(Watch watch) {
+    /**
+     * Makes the connection pending from now on; returns the oldest pending connection if it must make room.
+     * {@code nextHead} is false when Jetty reads no more requests on it, only its client's end.
+     */
+    private @Nullable Connection makePendingLocked(Watch watch, boolean nextHead) {
         Connection evicted = null;
         if (pending.size() >= maxPending) {
             Iterator<Watch> oldest = pending.iterator();
@@ -252,6 +287,8 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
         }
         pending.remove(watch);
         watch.since = NanoTime.now();
+        watch.bytesIn = nextHead ? watch.connection.getBytesIn() : Watch.NO_HEAD;
+        watch.bytesOut = watch.connection.getBytesOut();
         pending.add(watch);
         if (timeoutNanos > 0 && sweep == null) {
             scheduleSweepLocked();
@@ -281,7 +318,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
 
     /** The deadline task: closes every overdue connection, then waits for the next one to be due. */
     private void sweep(long generation) {
-        List<Connection> overdue = new ArrayList<>();
+        List<Watch> overdue = new ArrayList<>();
         synchronized (lock) {
             if (generation != sweeps) {
                 return; // cancelled, or replaced, while it waited for the lock
@@ -295,7 +332,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
                     break;
                 }
                 oldestFirst.remove();
-                overdue.add(watch.connection);
+                overdue.add(watch);
             }
             expirations += overdue.size();
             scheduleSweepLocked();
@@ -308,7 +345,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
                     TimeUnit.NANOSECONDS.toMillis(timeoutNanos));
         }
         // Closing many sockets is not work for the scheduler's thread.
-        Runnable closeAll = () -> overdue.forEach(connection -> close(connection, "no request head in time"));
+        Runnable closeAll = () -> overdue.forEach(this::expire);
         Executor pool = executor;
         try {
             if (pool == null) {
@@ -318,6 +355,25 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
             }
         } catch (RejectedExecutionException stopping) {
             closeAll.run();
+        }
+    }
+
+    /**
+     * Closes a connection at the deadline and, standalone, writes the access line of one that sent part of a head,
+     * {@code 408} as from nginx; its duration is the time it waited for its head: since it opened, or since its last
+     * exchange ended on a keep-alive connection.
+     */
+    private void expire(Watch watch) {
+        // Read before the close: once closed, the connection reads nothing more and names no peer.
+        boolean logged = accessLog && watch.startedHead();
+        SocketAddress peer = logged ? watch.connection.getEndPoint().getRemoteSocketAddress() : null;
+        if (watch.connection instanceof ConnectionMetaData connection) {
+            connection.setAttribute(EXPIRED, Boolean.TRUE);
+        }
+        close(watch.connection, "no request head in time");
+        if (logged) {
+            AccessLog.unrouted(peer instanceof InetSocketAddress inet ? inet : HandshakeRequestView.UNKNOWN,
+                    NanoTime.millisSince(watch.since), null, HttpStatus.REQUEST_TIMEOUT_408, "header_timeout");
         }
     }
 
@@ -337,13 +393,30 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
         }
     }
 
-    /** One followed connection; {@link #since} is when it last became pending. */
+    /**
+     * One followed connection; {@link #since} is when it last became pending, {@link #bytesIn} and {@link #bytesOut}
+     * what Jetty had read from it and written to it then (guarded by the guard's lock; read after they are published
+     * under it, by the deadline task that took the watch under the lock).
+     */
     private static final class Watch {
+        /** The {@link #bytesIn} of a connection on which Jetty reads no more requests. */
+        static final long NO_HEAD = -1;
+
         final Connection connection;
         long since;
+        long bytesIn;
+        long bytesOut;
 
         Watch(Connection connection) {
             this.connection = connection;
+        }
+
+        /**
+         * Whether the client sent bytes of a request head since the connection became pending, and Jetty answered
+         * nothing (its refusal of a bad head, which has its own line).
+         */
+        boolean startedHead() {
+            return bytesIn != NO_HEAD && connection.getBytesIn() > bytesIn && connection.getBytesOut() == bytesOut;
         }
     }
 

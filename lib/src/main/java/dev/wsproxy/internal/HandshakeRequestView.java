@@ -34,7 +34,7 @@ import dev.wsproxy.SelectionContext;
 /** The public view of a Jetty request, for validators, selectors and listeners. */
 final class HandshakeRequestView implements SelectionContext {
 
-    private static final InetSocketAddress UNKNOWN = InetSocketAddress.createUnresolved("unknown", 0);
+    static final InetSocketAddress UNKNOWN = InetSocketAddress.createUnresolved("unknown", 0);
 
     private final Request request;
     private final Route route;

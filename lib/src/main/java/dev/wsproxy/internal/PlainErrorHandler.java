@@ -32,9 +32,12 @@ import org.jspecify.annotations.Nullable;
  * the status, the {@code 404} with none. Every other error page of the server comes here too: a request the proxy
  * handled on a route (which it logs itself, and which ends here when its response fails before it is committed) and
  * one the next handler took (the user's to log) are told apart by what they carry
- * ({@link WebSocketProxyHandler#tookRequest}); a connection that ends before its request head does (a reset or a
- * half-close, Jetty's "Early EOF"; the handshake deadline) gets no line: no request was read, and its client is
- * gone. Nothing of this runs for a request that gets no error page, so the proxy's hot paths pay nothing for it.
+ * ({@link WebSocketProxyHandler#tookRequest}). A connection that its client ends in the middle of its request head
+ * (a reset or a half-close, Jetty's "Early EOF") gets {@code 400 incomplete_head}, as from nginx, with the method if
+ * its request line was complete; one the handshake deadline closed in the middle of its head has its {@code 408}
+ * from {@link HandshakeGuard} instead (the guard marks its connection, {@link HandshakeGuard#EXPIRED}), and one that
+ * sent no byte reaches no error page. Nothing of this runs for a request that gets no error page, so the proxy's hot
+ * paths pay nothing for it.
  */
 public final class PlainErrorHandler extends ErrorHandler {
 
@@ -68,7 +71,8 @@ public final class PlainErrorHandler extends ErrorHandler {
 
     /**
      * The access log's token for a request no handler took, from what Jetty failed it with: {@code null} when it is
-     * no answer of Jetty's to the request (the connection ended or failed before the request head was complete).
+     * no answer of Jetty's to the request, or the handshake deadline's close (whose line {@link HandshakeGuard}
+     * writes).
      */
     static @Nullable String reason(Request request, int status, @Nullable Throwable cause) {
         if (!(cause instanceof HttpException refusal)) {
@@ -77,8 +81,10 @@ public final class PlainErrorHandler extends ErrorHandler {
         }
         String message = refusal.getReason();
         if (EARLY_EOF.equals(message)) {
-            // The client ended its connection (a reset or a half-close) in the middle of its request head.
-            return null;
+            // The client ended its connection (a reset, a half-close or a close) in the middle of its request head; or
+            // the handshake deadline closed it, and a read racing the close saw its end: HandshakeGuard logs that one.
+            return request.getConnectionMetaData().getAttribute(HandshakeGuard.EXPIRED) == null
+                    ? "incomplete_head" : null;
         }
         if (status == HttpStatus.REQUEST_HEADER_FIELDS_TOO_LARGE_431) {
             return "headers_too_large";

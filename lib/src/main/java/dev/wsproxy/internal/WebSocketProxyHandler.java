@@ -311,7 +311,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         HandshakeGuard guard = handshakeGuard;
         if (guard != null) {
             // On the server's connectors, standalone or mounted: request heads are timed whichever handler gets them.
-            guard.install(server);
+            // Standalone only, a head cut by the deadline gets an access line, as Jetty's refusals do.
+            guard.install(server, standalone);
         }
         synchronized (lifecycleLock) {
             if (stopped) {

@@ -51,7 +51,7 @@ class HandshakeGuardTest {
         connector.setPort(0);
         server.addConnector(connector);
         server.start();
-        guard.install(server);
+        guard.install(server, false);
         InetAddress loopback = InetAddress.getByName("127.0.0.1");
 
         HandTask first;
