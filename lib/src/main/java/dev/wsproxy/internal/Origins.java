@@ -195,8 +195,7 @@ public final class Origins {
         String host;
         if (hostStart < end && text.charAt(hostStart) == '[') {
             hostEnd = text.indexOf(']', hostStart) + 1;
-            String address = hostEnd == 0 || !isIpv6Address(text, hostStart + 1, hostEnd - 1) ? null
-                    : Cidr.ipv6Text(text.substring(hostStart + 1, hostEnd - 1));
+            String address = hostEnd == 0 ? null : Cidr.ipv6Text(text.substring(hostStart + 1, hostEnd - 1));
             if (address == null) {
                 return null;
             }
@@ -315,54 +314,6 @@ public final class Origins {
             }
         }
         return i == end;
-    }
-
-    /**
-     * An IPv6 address as written between brackets in a URL (RFC 4291 section 2.2: eight groups of one to four hex
-     * digits, the last two possibly an IPv4 address, or fewer with one {@code ::}). No zone: {@code java.net.URI}
-     * takes {@code [fe80::1%eth0]}, but a zone only means something on one machine, RFC 6874's {@code %25} form is
-     * not in the URL Standard, and browsers refuse both.
-     */
-    private static boolean isIpv6Address(String text, int start, int end) {
-        int compressed = text.indexOf("::", start);
-        if (compressed >= end - 1) {
-            compressed = -1;
-        }
-        if (compressed < 0) {
-            return ipv6Groups(text, start, end, true) == 8;
-        }
-        int before = compressed == start ? 0 : ipv6Groups(text, start, compressed, false);
-        int after = compressed + 2 == end ? 0 : ipv6Groups(text, compressed + 2, end, true);
-        return before >= 0 && after >= 0 && before + after < 8;
-    }
-
-    /**
-     * Counts the groups of a {@code :}-separated run of one to four hex digits each, an IPv4 address counting for two
-     * when {@code ipv4Last} allows one at the end; {@code -1} if the run is anything else (a {@code ::} included).
-     */
-    private static int ipv6Groups(String text, int start, int end, boolean ipv4Last) {
-        int groups = 0;
-        int i = start;
-        while (true) {
-            int group = i;
-            while (i < end && i - group < 4 && isHexDigit(text.charAt(i))) {
-                i++;
-            }
-            if (ipv4Last && i < end && text.charAt(i) == '.') {
-                return isIpv4Address(text, group, end) ? groups + 2 : -1;
-            }
-            if (i == group) {
-                return -1;
-            }
-            groups++;
-            if (i == end) {
-                return groups;
-            }
-            if (text.charAt(i) != ':') {
-                return -1;
-            }
-            i++;
-        }
     }
 
     /** The port in {@code text[start, end)}: 1 to 65535 in decimal digits; {@code -1} for anything else. */
