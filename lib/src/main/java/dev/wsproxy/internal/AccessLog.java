@@ -67,9 +67,8 @@ final class AccessLog {
             return;
         }
         Backend backend = view.attempted();
-        LOG.info("sid=- client={} route={} backend={} duration_ms={} method={} status={} reason={}",
-                client(view.clientAddress()), view.route(), backend == null ? NONE : backend.uri(),
-                view.elapsedMillis(), method(view.method()), status, reason);
+        request(view.clientAddress(), view.route(), backend == null ? NONE : backend.uri(), view.elapsedMillis(),
+                view.method(), status, reason);
     }
 
     /**
@@ -98,8 +97,14 @@ final class AccessLog {
         if (!LOG.isInfoEnabled()) {
             return;
         }
-        LOG.info("sid=- client={} route=- backend=- duration_ms={} method={} status={} reason={}", client(client),
-                elapsedMillis, method == null ? NONE : method(method), status, reason);
+        request(client, NONE, NONE, elapsedMillis, method, status, reason);
+    }
+
+    /** The line of a request answered without a session or a backend's response: a refused or an unrouted one. */
+    private static void request(InetSocketAddress client, String route, Object backend, long elapsedMillis,
+            @Nullable String method, int status, String reason) {
+        LOG.info("sid=- client={} route={} backend={} duration_ms={} method={} status={} reason={}", client(client),
+                route, backend, elapsedMillis, method == null ? NONE : method(method), status, reason);
     }
 
     /**
