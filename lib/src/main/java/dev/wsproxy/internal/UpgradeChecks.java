@@ -48,23 +48,32 @@ final class UpgradeChecks {
         if (!headers.contains(HttpHeader.CONNECTION, "upgrade")) {
             return bad("Connection does not list upgrade");
         }
-        List<String> versions = headers.getValuesList(HttpHeader.SEC_WEBSOCKET_VERSION);
-        if (versions.size() != 1 || !"13".equals(versions.get(0).trim())) {
-            return new Refusal(HttpStatus.UPGRADE_REQUIRED_426, "Sec-WebSocket-Version is not 13");
+        Refusal version = version(headers);
+        if (version != null) {
+            return version;
         }
         List<String> keys = headers.getValuesList(HttpHeader.SEC_WEBSOCKET_KEY);
         if (keys.size() != 1 || !isValidKey(keys.get(0))) {
             return bad("Sec-WebSocket-Key is missing or malformed");
         }
+        return bodyOrAmbiguity(request, headers);
+    }
+
+    /** {@code 426} unless the request asks for version 13 of the protocol, once. */
+    private static @Nullable Refusal version(HttpFields headers) {
+        List<String> versions = headers.getValuesList(HttpHeader.SEC_WEBSOCKET_VERSION);
+        return versions.size() == 1 && "13".equals(versions.get(0).trim()) ? null
+                : new Refusal(HttpStatus.UPGRADE_REQUIRED_426, "Sec-WebSocket-Version is not 13");
+    }
+
+    /** The last checks of a handshake, either kind: no body, and nothing the hooks and the backend could read apart. */
+    private static @Nullable Refusal bodyOrAmbiguity(Request request, HttpFields headers) {
         if (headers.contains(HttpHeader.TRANSFER_ENCODING)
                 || (headers.contains(HttpHeader.CONTENT_LENGTH) && headers.getLongField(HttpHeader.CONTENT_LENGTH) != 0)) {
             return bad("upgrade request has a body");
         }
         String ambiguity = ambiguity(request);
-        if (ambiguity != null) {
-            return bad(ambiguity);
-        }
-        return null;
+        return ambiguity == null ? null : bad(ambiguity);
     }
 
     /**
@@ -164,18 +173,8 @@ final class UpgradeChecks {
             return bad("extended CONNECT is not HTTP/2");
         }
         HttpFields headers = request.getHeaders();
-        List<String> versions = headers.getValuesList(HttpHeader.SEC_WEBSOCKET_VERSION);
-        if (versions.size() != 1 || !"13".equals(versions.get(0).trim())) {
-            return new Refusal(HttpStatus.UPGRADE_REQUIRED_426, "Sec-WebSocket-Version is not 13");
-        }
-        if (headers.contains(HttpHeader.CONTENT_LENGTH) && headers.getLongField(HttpHeader.CONTENT_LENGTH) != 0) {
-            return bad("upgrade request has a body");
-        }
-        String ambiguity = ambiguity(request);
-        if (ambiguity != null) {
-            return bad(ambiguity);
-        }
-        return null;
+        Refusal version = version(headers);
+        return version != null ? version : bodyOrAmbiguity(request, headers);
     }
 
     /** A key is 16 random bytes in base64: 24 characters ending in {@code ==}. */
