@@ -99,28 +99,17 @@ final class TestCertificates {
         static final Certificate IMPOSTOR;
 
         static {
-            try {
-                // As above, the tasks are Keytool's: a lambda here is a method of this class, which another thread
-                // cannot run until this initialisation is over.
-                ExecutorService pool = Executors.newFixedThreadPool(2);
-                try {
-                    Future<Certificate> impostor = pool.submit(Keytool.issuedByAnImpostorOf(DIR, "client-ca",
-                            "alice-impostor"));
-                    CA = Keytool.create(DIR, "client-ca", "bc:c", "CN=client-ca");
-                    Future<Certificate> alice = pool.submit(Keytool.issuedBy(DIR, CA, "alice"));
-                    Future<Certificate> bob = pool.submit(Keytool.issuedBy(DIR, CA, "bob"));
-                    ALICE = alice.get();
-                    BOB = bob.get();
-                    IMPOSTOR = impostor.get();
-                } finally {
-                    pool.shutdownNow();
-                }
-            } catch (IOException | ExecutionException e) {
-                throw new ExceptionInInitializerError(e);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new ExceptionInInitializerError(e);
-            }
+            // The tasks are Keytool's: a lambda here is a method of this class, which another thread cannot run until
+            // this initialisation is over. The two CAs side by side, then what they issue.
+            List<Certificate> authorities = madeSideBySide(List.of(
+                    Keytool.authority(DIR, "client-ca", "CN=client-ca"),
+                    Keytool.authority(DIR, "client-ca-impostor", "CN=client-ca")));
+            CA = authorities.get(0);
+            List<Certificate> issued = madeSideBySide(List.of(Keytool.issuedBy(DIR, CA, "alice"),
+                    Keytool.issuedBy(DIR, CA, "bob"), Keytool.issuedBy(DIR, authorities.get(1), "alice-impostor")));
+            ALICE = issued.get(0);
+            BOB = issued.get(1);
+            IMPOSTOR = issued.get(2);
         }
 
         private ClientCertificates() {
@@ -146,35 +135,51 @@ final class TestCertificates {
     static {
         try {
             DIR = Files.createTempDirectory("wsproxy-certs");
-            DIR.toFile().deleteOnExit();
-            // keytool is a JVM start per call: the independent certificates are made side by side. The tasks call
-            // Keytool only: a method of this class would wait for this very initialisation to finish.
-            ExecutorService pool = Executors.newFixedThreadPool(5);
-            try {
-                Future<Certificate> localhost = pool.submit(Keytool.selfSigned(DIR, "localhost", LOCAL_NAMES));
-                Future<Certificate> untrusted = pool.submit(Keytool.selfSigned(DIR, "untrusted", LOCAL_NAMES));
-                Future<Certificate> wrongHost = pool.submit(Keytool.selfSigned(DIR, "wrong-host",
-                        "SAN=dns:wrong.example"));
-                Future<Certificate> expired = pool.submit(Keytool.expired(DIR));
-                Future<Certificate> client = pool.submit(Keytool.selfSigned(DIR, "proxy-client",
-                        "SAN=dns:proxy.internal"));
-                LOCALHOST = localhost.get();
-                UNTRUSTED = untrusted.get();
-                WRONG_HOST = wrongHost.get();
-                EXPIRED = expired.get();
-                PROXY_CLIENT = client.get();
-            } finally {
-                pool.shutdownNow();
+        } catch (IOException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+        DIR.toFile().deleteOnExit();
+        // The tasks call Keytool only: a method of this class would wait for this very initialisation to finish.
+        List<Certificate> made = madeSideBySide(List.of(Keytool.selfSigned(DIR, "localhost", LOCAL_NAMES),
+                Keytool.selfSigned(DIR, "untrusted", LOCAL_NAMES),
+                Keytool.selfSigned(DIR, "wrong-host", "SAN=dns:wrong.example"),
+                Keytool.expired(DIR),
+                Keytool.selfSigned(DIR, "proxy-client", "SAN=dns:proxy.internal")));
+        LOCALHOST = made.get(0);
+        UNTRUSTED = made.get(1);
+        WRONG_HOST = made.get(2);
+        EXPIRED = made.get(3);
+        PROXY_CLIENT = made.get(4);
+    }
+
+    private TestCertificates() {
+    }
+
+    /**
+     * The certificates of {@code tasks}, in their order, made side by side: keytool is a JVM start per call. For the
+     * static initialisers, whose failure this is. The tasks run on other threads, so they must be {@link Keytool}'s:
+     * a lambda or method of a class still being initialised would wait for that initialisation, which waits for it.
+     */
+    private static List<Certificate> madeSideBySide(List<Callable<Certificate>> tasks) {
+        ExecutorService pool = Executors.newFixedThreadPool(tasks.size());
+        try {
+            List<Future<Certificate>> futures = new ArrayList<>();
+            for (Callable<Certificate> task : tasks) {
+                futures.add(pool.submit(task));
             }
-        } catch (IOException | ExecutionException e) {
+            List<Certificate> made = new ArrayList<>();
+            for (Future<Certificate> future : futures) {
+                made.add(future.get());
+            }
+            return made;
+        } catch (ExecutionException e) {
             throw new ExceptionInInitializerError(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new ExceptionInInitializerError(e);
+        } finally {
+            pool.shutdownNow();
         }
-    }
-
-    private TestCertificates() {
     }
 
     /** Runs keytool; nothing here touches {@link TestCertificates}' static state. */
@@ -188,9 +193,9 @@ final class TestCertificates {
             return () -> issued(dir, ca, name);
         }
 
-        /** A certificate {@code name} issued by a new CA whose subject is {@code CN=caName}, as a real CA's may be. */
-        static Callable<Certificate> issuedByAnImpostorOf(Path dir, String caName, String name) {
-            return () -> issued(dir, create(dir, caName + "-impostor", "bc:c", "CN=" + caName), name);
+        /** A CA {@code name} whose subject is {@code subject}, which another CA's may be too. */
+        static Callable<Certificate> authority(Path dir, String name, String subject) {
+            return () -> create(dir, name, "bc:c", subject);
         }
 
         static Callable<Certificate> expired(Path dir) {
