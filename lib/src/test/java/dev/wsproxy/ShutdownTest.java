@@ -93,10 +93,12 @@ class ShutdownTest {
      * it cannot be written either.
      */
     private RawWebSocket stalledClient() throws Exception {
-        return stalledClient(RawWebSocket.connect(Clients.ws(proxy, "/stalled"), 16 * 1024));
+        return stalledClient(Clients.ws(proxy, "/stalled"));
     }
 
-    private RawWebSocket stalledClient(RawWebSocket stalled) throws Exception {
+    /** Like {@link #stalledClient()} to {@code uri}, whose path is {@code /stalled}. */
+    private RawWebSocket stalledClient(URI uri) throws Exception {
+        RawWebSocket stalled = RawWebSocket.connect(uri, 16 * 1024);
         try {
             stalled.send(true, RawWebSocket.TEXT, "push:4096:65536".getBytes(StandardCharsets.UTF_8));
             backend.awaitPushStalled();
@@ -118,7 +120,7 @@ class ShutdownTest {
         WebSocketProxy mounted = ProxyBuilder.create().route("/", backend.backend())
                 .listener(slowStalledClose(stopReturned, Duration.ofMillis(500))).listener(recorder).build();
         Server server = mount(mounted);
-        try (RawWebSocket stalled = stalledClient(RawWebSocket.connect(uri(server, "/stalled"), 16 * 1024))) {
+        try (RawWebSocket stalled = stalledClient(uri(server, "/stalled"))) {
             List<WsRecorder> healthy = new ArrayList<>();
             for (int i = 0; i < 19; i++) {
                 healthy.add(clients.connect(uri(server, "/healthy-" + i)));
@@ -151,7 +153,7 @@ class ShutdownTest {
         WebSocketProxy mounted = ProxyBuilder.create().route("/", backend.backend())
                 .listener(slowStalledClose(release, Duration.ofSeconds(30))).listener(recorder).build();
         Server server = mount(mounted);
-        try (RawWebSocket stalled = stalledClient(RawWebSocket.connect(uri(server, "/stalled"), 16 * 1024))) {
+        try (RawWebSocket stalled = stalledClient(uri(server, "/stalled"))) {
             List<WsRecorder> healthy = List.of(clients.connect(uri(server, "/healthy")));
             CompletableFuture<RawWebSocket.Frame> unstalled = readCloseOnceTheDrainBegan(healthy, stalled);
             Duration drain = Duration.ofMillis(500);
