@@ -209,25 +209,9 @@ final class Authentication {
      * write pending, so the client's connection and its connection slot were held until the client left. After an
      * immediate decision it reached Jetty, which answered 500 but kept the slot.
      */
+    /** Goes on: the handshake and the plain HTTP forward each answer a failure of their own start themselves. */
     private void proceed() {
-        try {
-            proceed.run();
-        } catch (Throwable e) {
-            LOG.warn("Could not go on with {} after authentication", view, e);
-            if (permit != null) {
-                permit.release();
-            }
-            try {
-                if (!response.isCommitted()) {
-                    proxy.reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500,
-                            "internal_error", "internal error after authentication");
-                    return;
-                }
-            } catch (Throwable again) {
-                e.addSuppressed(again);
-            }
-            callback.failed(e);
-        }
+        proceed.run();
     }
 
     private void failed(Authenticator authenticator, Throwable failure) {

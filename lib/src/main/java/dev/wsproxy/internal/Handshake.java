@@ -92,8 +92,28 @@ final class Handshake {
         }
     }
 
+    /**
+     * Starts the handshake, with or without an authenticator before it: a failure of the proxy's own (nothing a client
+     * or a backend can cause) gives the connection slot back and answers {@code 500}, or fails the request once its
+     * response is committed, rather than reaching Jetty with the slot held.
+     */
     void start() {
-        attempt(0, AccessLog.NONE, null);
+        try {
+            attempt(0, AccessLog.NONE, null);
+        } catch (Throwable e) {
+            LOG.warn("Could not start the handshake of {}", view, e);
+            releasePermit();
+            try {
+                if (!response.isCommitted()) {
+                    proxy.reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500,
+                            "internal_error", "internal error");
+                    return;
+                }
+            } catch (Throwable again) {
+                e.addSuppressed(again);
+            }
+            callback.failed(e);
+        }
     }
 
     /**
