@@ -27,14 +27,35 @@ import org.jspecify.annotations.Nullable;
  * reads a write flusher's state, with the connection's bytes handed out to tell one write from the next.
  *
  * <h2>Cost</h2>
- * One callback per write of an h2 client leg, and a volatile write on each side of it; socket end points have no such
- * wrapper and pay nothing. One write at a time, as Jetty's frame flusher writes: a second write while one is pending
- * fails (the stream end point's {@link WritePendingException}) and clears the mark early.
+ * No allocation per write: one write at a time, as Jetty's frame flusher writes, so one callback of this end point's
+ * completes each write in turn for the caller's ({@link #completion}); a second write while one is pending fails with
+ * {@link WritePendingException}, as the stream end point's own would, and changes nothing. Socket end points have no
+ * such wrapper and pay nothing.
  */
 final class StreamEndPoint implements EndPoint, EndPoint.Wrapper {
 
     private final EndPoint endPoint;
     private volatile boolean writing;
+    /** The caller's callback of the write in flight; {@code null} when none is. */
+    private volatile @Nullable Callback pending;
+    /** Completes the write in flight: clears the mark, then completes the caller's callback. */
+    private final Callback completion = new Callback() {
+        @Override
+        public void succeeded() {
+            done().succeeded(); // the mark cleared first: the flusher's next write may start in this call
+        }
+
+        @Override
+        public void failed(Throwable x) {
+            done().failed(x);
+        }
+
+        @Override
+        public InvocationType getInvocationType() {
+            Callback callback = pending;
+            return callback == null ? InvocationType.BLOCKING : callback.getInvocationType();
+        }
+    };
 
     StreamEndPoint(EndPoint endPoint) {
         this.endPoint = endPoint;
@@ -47,25 +68,25 @@ final class StreamEndPoint implements EndPoint, EndPoint.Wrapper {
 
     @Override
     public void write(Callback callback, ByteBuffer... buffers) throws WritePendingException {
+        if (writing) {
+            throw new WritePendingException();
+        }
+        pending = callback;
         writing = true;
-        endPoint.write(new Callback() {
-            @Override
-            public void succeeded() {
-                writing = false; // before the flusher's next write, which this may start
-                callback.succeeded();
-            }
+        try {
+            endPoint.write(completion, buffers);
+        } catch (RuntimeException e) {
+            done();
+            throw e;
+        }
+    }
 
-            @Override
-            public void failed(Throwable x) {
-                writing = false;
-                callback.failed(x);
-            }
-
-            @Override
-            public InvocationType getInvocationType() {
-                return callback.getInvocationType();
-            }
-        }, buffers);
+    /** Ends the write in flight and returns its caller's callback ({@link Callback#NOOP} if it ended already). */
+    private Callback done() {
+        Callback callback = pending;
+        pending = null;
+        writing = false;
+        return callback == null ? Callback.NOOP : callback;
     }
 
     @Override
