@@ -5,13 +5,16 @@ import static java.util.Objects.requireNonNull;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.net.URI;
+import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import dev.wsproxy.Backend;
 import dev.wsproxy.WebSocketProxy;
 
 /**
@@ -43,8 +46,10 @@ final class Launcher {
     /** Completed by any later one: stop waiting for the drain. */
     private final CompletableFuture<Void> stoppedAgain = new CompletableFuture<>();
     private final Map<String, String> env;
-    /** The proxy while it runs, for {@link #reloadTls()}; {@code null} before it started and once it stopped. */
+    /** The proxy while it runs, for {@link #reload()}; {@code null} before it started and once it stopped. */
     private volatile WebSocketProxy running;
+    /** The options of the proxy that runs, for {@link #reloadBackends()}; set before {@link #running}. */
+    private volatile LauncherOptions runningOptions;
 
     Launcher(PrintStream out, PrintStream err) {
         this(out, err, System.getenv());
@@ -98,6 +103,7 @@ final class Launcher {
             err.flush();
             return EXIT_FAILURE;
         }
+        runningOptions = options;
         running = proxy;
         LOG.info("New sessions go to a route's backends by {}", options.balance());
         // For the ways to end the JVM that do not go through stop(): System.exit elsewhere, or SIGHUP where the JVM
@@ -142,6 +148,44 @@ final class Launcher {
         err.println(USAGE_HINT);
         err.flush();
         return EXIT_USAGE;
+    }
+
+    /**
+     * What {@code SIGHUP} does: {@link #reloadTls()}, then {@link #reloadBackends()}, each on its own (a bad TLS file
+     * does not keep a backend file from being read). Callable from any thread; one reload at a time.
+     */
+    synchronized void reload() {
+        reloadTls();
+        reloadBackends();
+    }
+
+    /**
+     * Reads the backend file of each {@code --route PATH=@FILE} again and gives the route the backends it lists
+     * ({@code WebSocketProxy.updateBackends}): new sessions go to them, open sessions are kept, on backends removed
+     * too, and the backends that stay keep their counters. A file that cannot be used changes nothing for its route:
+     * one warning names it (and the line), and the route goes on with the backends it had. Does nothing when the
+     * proxy is not running.
+     */
+    private void reloadBackends() {
+        WebSocketProxy proxy = running;
+        LauncherOptions options = runningOptions;
+        if (proxy == null || options == null) {
+            LOG.info("Not reloading backends: the proxy is not running");
+            return;
+        }
+        for (Map.Entry<String, Path> route : options.backendFiles().entrySet()) {
+            List<Backend> backends;
+            try {
+                backends = LauncherOptions.readBackendFile(route.getKey(), route.getValue());
+                LauncherOptions.checkWeights(options.balance(), backends);
+            } catch (UsageException e) {
+                LOG.warn("Backends of route {} not reloaded, the list in use stays: {}", route.getKey(),
+                        e.getMessage());
+                continue;
+            }
+            // The library logs the new list; backends that stay keep their sessions and counters.
+            proxy.updateBackends(route.getKey(), backends);
+        }
     }
 
     /**

@@ -1,10 +1,17 @@
 package dev.wsproxy.examples.standalone;
 
+import static java.nio.charset.StandardCharsets.UTF_8;
 import static java.util.Objects.requireNonNull;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -26,7 +33,8 @@ import dev.wsproxy.ServerTls;
 import dev.wsproxy.TimeoutPolicy;
 
 /**
- * The launcher's command line, parsed and checked: no I/O, no network. {@link #parse(String...)} throws a
+ * The launcher's command line, parsed and checked: no network, and no I/O but the backend files a {@code --route}
+ * names ({@link #readBackendFile}). {@link #parse(String...)} throws a
  * {@link UsageException} naming the flag and the expected form; {@link #toProxyBuilder()} turns valid options into a
  * {@link ProxyBuilder}.
  *
@@ -47,7 +55,11 @@ final class LauncherOptions {
     static final String WEIGHTED_ROUND_ROBIN = "weighted-round-robin";
 
     static final String LISTEN_FORM = "HOST:PORT, like 127.0.0.1:8080, 0.0.0.0:0 or [::1]:8080";
-    static final String ROUTE_FORM = "PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000";
+    static final String ROUTE_FORM = "PATH=URL[,URL...] or PATH=@FILE, like /ws/=ws://127.0.0.1:3000";
+    static final String BACKEND_FILE_FORM = "one URL per line, like ws://10.0.0.5:3000;weight=2, # for a comment";
+
+    /** The largest backend file read: a list of backends is a few kilobytes, and a mistaken path is refused fast. */
+    static final int MAX_BACKEND_FILE_BYTES = 1 << 20;
     static final String BALANCE_FORM = "round-robin, weighted-round-robin, random, two-choices, least-connections,"
             + " ip-hash, hash:header:NAME, hash:cookie:NAME or hash:query:NAME";
     static final String URL_FORM = "a ws://, wss://, http:// or https:// URL with a host, like ws://127.0.0.1:3000";
@@ -75,7 +87,7 @@ final class LauncherOptions {
     private static final Pattern URL_HOST = Pattern.compile("[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#]*@)?([^/?#:\\[\\]]*)");
 
     private static final String USAGE = String.join("\n",
-            "Usage: java -jar wsproxy-standalone.jar --route PATH=URL[,URL...] [options]",
+            "Usage: java -jar wsproxy-standalone.jar --route PATH=URL[,URL...]|PATH=@FILE [options]",
             "",
             "A WebSocket reverse proxy: upgrade requests whose path starts with PATH go to the backends at URL.",
             "",
@@ -88,6 +100,9 @@ final class LauncherOptions {
             "                              A URL may end with ;weight=N (1 to 1000, default 1) and ;backup (used",
             "                              only while no primary backend can take one): quote the flag for",
             "                              the shell, like '/ws/=ws://a:3000;weight=2,ws://b:3000;backup'",
+            "  --route PATH=@FILE          the same, with the backends listed in FILE, one URL per line (# starts",
+            "                              a comment), read again on SIGHUP: new sessions go to the new list,",
+            "                              open ones stay; a file that cannot be used keeps the list in use",
             "  --balance NAME              how to pick a route's backend for each new session: round-robin",
             "                              (in turn, ignoring weights; the default), weighted-round-robin (the",
             "                              default when a backend has a ;weight=N), random, two-choices (the",
@@ -150,7 +165,8 @@ final class LauncherOptions {
             "Prints 'listening on http://HOST:PORT' (https:// with --tls-keystore) once ready. SIGTERM or",
             "Ctrl-C closes open sessions with 1001 (up to " + format(ProxyBuilder.DEFAULT_DRAIN_TIMEOUT)
                     + ") and exits with 0; a second one exits at once,",
-            "dropping the connections still open. SIGHUP reads the TLS files again (open sessions kept).",
+            "dropping the connections still open. SIGHUP reads the TLS files and the backend files again",
+            "(open sessions kept).",
             "Bad flags exit with 2.",
             "");
 
@@ -158,6 +174,7 @@ final class LauncherOptions {
     private final String host;
     private final int port;
     private final Map<String, List<Backend>> routes;
+    private final Map<String, Path> backendFiles;
     private final String balance;
     private final List<String> allowedOrigins;
     private final Duration connectTimeout;
@@ -190,6 +207,7 @@ final class LauncherOptions {
         this.host = parser.host;
         this.port = parser.port;
         this.routes = Collections.unmodifiableMap(new LinkedHashMap<>(parser.routes));
+        this.backendFiles = Collections.unmodifiableMap(new LinkedHashMap<>(parser.backendFiles));
         this.balance = parser.balance;
         this.allowedOrigins = List.copyOf(parser.allowedOrigins);
         this.connectTimeout = parser.connectTimeout;
@@ -260,14 +278,23 @@ final class LauncherOptions {
         return (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
     }
 
-    /** Returns the routes in the order given: path prefix to backends. */
+    /** Returns the routes in the order given: path prefix to backends (for a file route, as its file was read). */
     Map<String, List<Backend>> routes() {
         return routes;
     }
 
     /**
+     * Returns the routes whose backends come from a file ({@code --route PATH=@FILE}), path prefix to file, in the
+     * order given: the launcher reads them again on reload ({@link #readBackendFile}).
+     */
+    Map<String, Path> backendFiles() {
+        return backendFiles;
+    }
+
+    /**
      * Returns the {@code --balance} strategy as given; without one, {@link #ROUND_ROBIN}, or
-     * {@link #WEIGHTED_ROUND_ROBIN} when a backend of any route has a {@code ;weight=N} other than 1.
+     * {@link #WEIGHTED_ROUND_ROBIN} when a backend of any route has a {@code ;weight=N} other than 1 or a route reads
+     * its backends from a file (a reload may bring weights; with every weight 1 it picks in the same order).
      */
     String balance() {
         return balance;
@@ -537,6 +564,87 @@ final class LauncherOptions {
     }
 
     /**
+     * Reads the backends of a {@code --route PATH=@FILE}: one per line, as after {@code PATH=} in {@code --route}
+     * ({@code URL[;weight=N][;backup]}); {@code #} starts a comment, blank lines are skipped. The list must have a
+     * backend and pass the library's checks of a route's list (no backend twice, one scheme family), like a
+     * {@code --route} with URLs. Called at the start and again on each reload.
+     *
+     * @param route the route's path prefix
+     * @param file the file
+     * @return the backends, in the file's order
+     * @throws UsageException naming the file (and the line, for a bad backend), user info masked: it cannot be read,
+     *         is larger than {@link #MAX_BACKEND_FILE_BYTES}, lists no backend, or the list is refused
+     */
+    static List<Backend> readBackendFile(String route, Path file) throws UsageException {
+        byte[] bytes;
+        try (InputStream in = Files.newInputStream(file)) {
+            // Bounded: a path mistaken for the list (a log, /dev/zero) is refused instead of filling the heap.
+            bytes = in.readNBytes(MAX_BACKEND_FILE_BYTES + 1);
+        } catch (NoSuchFileException e) {
+            throw new UsageException("--route: " + file + ": no such file (expected: " + BACKEND_FILE_FORM + ")");
+        } catch (AccessDeniedException e) {
+            throw new UsageException("--route: " + file + ": permission denied");
+        } catch (IOException e) {
+            throw new UsageException("--route: " + file + ": cannot be read (" + e.getMessage() + ")");
+        }
+        if (bytes.length > MAX_BACKEND_FILE_BYTES) {
+            throw new UsageException("--route: " + file + ": larger than " + (MAX_BACKEND_FILE_BYTES >> 20)
+                    + " MiB (expected: " + BACKEND_FILE_FORM + ")");
+        }
+        List<Backend> backends = new ArrayList<>();
+        String[] lines = new String(bytes, UTF_8).split("\\R", -1);
+        for (int i = 0; i < lines.length; i++) {
+            String line = lines[i];
+            int comment = line.indexOf('#');
+            String backend = (comment < 0 ? line : line.substring(0, comment)).strip();
+            if (i == 0 && backend.startsWith("\uFEFF")) {
+                // A byte order mark, which some Windows editors write.
+                backend = backend.substring(1).strip();
+            }
+            if (backend.isEmpty()) {
+                continue;
+            }
+            try {
+                backends.add(parseBackend(backend));
+            } catch (UsageException e) {
+                String cause = e.getMessage().startsWith("--route: ")
+                        ? e.getMessage().substring("--route: ".length()) : e.getMessage();
+                throw new UsageException(withoutUserInfo("--route: " + file + " line " + (i + 1) + ": " + cause));
+            }
+        }
+        if (backends.isEmpty()) {
+            throw new UsageException("--route: " + file + ": no backend in it (expected: " + BACKEND_FILE_FORM + ")");
+        }
+        try {
+            // The library's checks of a route's list, with its message, as for a --route with URLs.
+            ProxyBuilder.create().route(route, backends.toArray(new Backend[0]));
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(withoutUserInfo("--route: " + file + ": " + e.getMessage()));
+        }
+        return List.copyOf(backends);
+    }
+
+    /**
+     * Refuses weights under {@code --balance round-robin}, which would ignore them: for a backend file read again,
+     * whose weights {@code parse} could not see.
+     *
+     * @throws UsageException naming the first backend with a weight other than 1
+     */
+    static void checkWeights(String balance, Collection<Backend> backends) throws UsageException {
+        if (!balance.equals(ROUND_ROBIN)) {
+            return;
+        }
+        for (Backend backend : backends) {
+            if (backend.weight() != Backend.DEFAULT_WEIGHT) {
+                throw new UsageException("--balance: round-robin ignores weights, and --route gives "
+                        + backend.uri() + ";weight=" + backend.weight() + " (expected: weighted-round-robin or"
+                        + " another strategy, which all honour weights, or no --balance, which then picks"
+                        + " weighted-round-robin)");
+            }
+        }
+    }
+
+    /**
      * Masks the user info of every URL in {@code text} as the library does, {@code ws://admin:s3cret@host} becoming
      * {@code ws://***@host}: error messages go to stderr, and from there to journald or container logs.
      */
@@ -651,6 +759,7 @@ final class LauncherOptions {
         private String host = ProxyBuilder.DEFAULT_HOST;
         private int port = ProxyBuilder.DEFAULT_PORT;
         private final Map<String, List<Backend>> routes = new LinkedHashMap<>();
+        private final Map<String, Path> backendFiles = new LinkedHashMap<>();
         private String balance = ROUND_ROBIN;
         private final List<String> allowedOrigins = new ArrayList<>();
         private Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
@@ -731,18 +840,13 @@ final class LauncherOptions {
          * 1), and {@code --balance round-robin} with a weight is refused rather than silently ignoring it.
          */
         private void balanceWeights() throws UsageException {
-            Backend weighted = routes.values().stream().flatMap(List::stream)
-                    .filter(backend -> backend.weight() != Backend.DEFAULT_WEIGHT).findFirst().orElse(null);
-            if (weighted == null) {
-                return;
-            }
-            if (!seen.contains("--balance")) {
+            List<Backend> all = routes.values().stream().flatMap(List::stream).toList();
+            if (seen.contains("--balance")) {
+                checkWeights(balance, all);
+            } else if (!backendFiles.isEmpty()
+                    || all.stream().anyMatch(backend -> backend.weight() != Backend.DEFAULT_WEIGHT)) {
+                // A backend file may bring weights on a reload, when the strategy can no longer change.
                 balance = WEIGHTED_ROUND_ROBIN;
-            } else if (balance.equals(ROUND_ROBIN)) {
-                throw new UsageException("--balance: round-robin ignores weights, and --route gives "
-                        + weighted.uri() + ";weight=" + weighted.weight() + " (expected: weighted-round-robin or"
-                        + " another strategy, which all honour weights, or no --balance, which then picks"
-                        + " weighted-round-robin)");
             }
         }
 
@@ -933,14 +1037,17 @@ final class LauncherOptions {
         private void parseRoute(String value) throws UsageException {
             // PATH ends at the = before the first URL: a PATH may hold = itself (/ws;v=1/), a URL's host cannot.
             int scheme = value.indexOf("://");
+            int file = value.indexOf("=@");
+            if (file > 0 && (scheme < 0 || file < scheme)) {
+                fileRoute(value, value.substring(0, file), value.substring(file + 2));
+                return;
+            }
             int equals = scheme < 0 ? value.indexOf('=') : value.lastIndexOf('=', scheme);
             if (equals <= 0 || equals == value.length() - 1) {
                 throw UsageException.badValue("--route", value, ROUTE_FORM);
             }
             String path = value.substring(0, equals);
-            if (routes.containsKey(path)) {
-                throw new UsageException("--route: " + path + " routed twice (expected: each PATH once)");
-            }
+            checkNewRoute(path);
             List<Backend> backends = new ArrayList<>();
             for (String url : value.substring(equals + 1).split(",", -1)) {
                 backends.add(parseBackend(url));
@@ -953,6 +1060,29 @@ final class LauncherOptions {
                 throw new UsageException("--route: '" + value + "': " + e.getMessage());
             }
             routes.put(path, List.copyOf(backends));
+        }
+
+        /** A {@code --route PATH=@FILE}: the backends listed in a file, read again on reload. */
+        private void fileRoute(String value, String path, String name) throws UsageException {
+            checkNewRoute(path);
+            Path file;
+            try {
+                file = Path.of(name);
+            } catch (IllegalArgumentException e) {
+                // InvalidPathException: a NUL character, say.
+                throw UsageException.badValue("--route", value, ROUTE_FORM);
+            }
+            if (name.isBlank()) {
+                throw UsageException.badValue("--route", value, ROUTE_FORM);
+            }
+            routes.put(path, readBackendFile(path, file));
+            backendFiles.put(path, file);
+        }
+
+        private void checkNewRoute(String path) throws UsageException {
+            if (routes.containsKey(path)) {
+                throw new UsageException("--route: " + path + " routed twice (expected: each PATH once)");
+            }
         }
     }
 }

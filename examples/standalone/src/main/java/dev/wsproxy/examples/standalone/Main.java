@@ -29,8 +29,8 @@ public final class Main {
             launcher.stop();
         });
         StopSignals.installReload(() -> {
-            LOG.info("Received SIGHUP: reading the TLS files again");
-            launcher.reloadTls();
+            LOG.info("Received SIGHUP: reading the TLS and backend files again");
+            launcher.reload();
         });
         System.exit(launcher.run(args));
     }

@@ -22,7 +22,8 @@ import sun.misc.Signal;
  * (not even with {@code @SuppressWarnings}), and it is expected. The class is exported by {@code jdk.unsupported}
  * precisely so that applications can use it until a standard replacement exists.
  *
- * <p>{@code SIGHUP} reads the TLS files again ({@link #installReload}), as it makes nginx do. Other ways the JVM ends
+ * <p>{@code SIGHUP} reads the TLS and backend files again ({@link #installReload}), as it makes nginx read its
+ * configuration. Other ways the JVM ends
  * ({@code System.exit} elsewhere) still run the shutdown hook the launcher registers as a fallback.
  */
 final class StopSignals {

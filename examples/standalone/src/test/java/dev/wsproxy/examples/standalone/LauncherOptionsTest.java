@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.entry;
 
 import java.net.URI;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -54,7 +55,8 @@ class LauncherOptionsTest {
     @Test
     void requiresAtLeastOneRoute() {
         assertUsageError(new String[] {"--listen", "127.0.0.1:8080"},
-                "--route: missing (expected: at least one --route PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000)");
+                "--route: missing (expected: at least one --route PATH=URL[,URL...] or PATH=@FILE, like"
+                        + " /ws/=ws://127.0.0.1:3000)");
         assertUsageError(new String[0], "--route: missing");
     }
 
@@ -153,7 +155,8 @@ class LauncherOptionsTest {
 
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
-        "/ws/                    | --route: '/ws/' (expected: PATH=URL[,URL...], like /ws/=ws://127.0.0.1:3000)",
+        "/ws/                    | --route: '/ws/' (expected: PATH=URL[,URL...] or PATH=@FILE, like /ws/=ws://127.0.0.1:3000)",
+        "/ws/=@                  | --route: '/ws/=@' (expected: PATH=URL[,URL...] or PATH=@FILE",
         "=ws://127.0.0.1:3000    | --route: '=ws://127.0.0.1:3000' (expected: PATH=URL[,URL...]",
         "/ws/=                   | --route: '/ws/=' (expected: PATH=URL[,URL...]",
         "ws/=ws://127.0.0.1:3000 | --route: 'ws/=ws://127.0.0.1:3000': pathPrefix: 'ws/' (expected: a path of",
@@ -305,6 +308,77 @@ class LauncherOptionsTest {
         String name = balance.substring(balance.lastIndexOf(':', balance.length() - 2) + 1);
         assertThatThrownBy(() -> LauncherOptions.parse("--balance", balance, ROUTE, WS_ROUTE))
                 .isInstanceOf(UsageException.class).hasMessageStartingWith("--balance: ").hasMessageContaining(name);
+    }
+
+    @Test
+    void readsTheBackendsOfARouteFromAFileOnePerLineWithComments(@TempDir Path dir) throws Exception {
+        Path file = Files.writeString(dir.resolve("chat.backends"), String.join("\n",
+                "\uFEFF# chat backends, one per line",
+                "ws://10.0.0.1:3000;weight=3   # the big one",
+                "",
+                "  ws://10.0.0.2:3000  ",
+                "ws://10.0.0.3:3000;backup\r",
+                "# ws://10.0.0.4:3000 is out for repairs",
+                ""));
+
+        LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE, ROUTE, "/chat/=@" + file);
+
+        assertThat(options.routes().get("/chat/")).containsExactly(
+                Backend.of("ws://10.0.0.1:3000").withWeight(3),
+                Backend.of("ws://10.0.0.2:3000"),
+                Backend.of("ws://10.0.0.3:3000").asBackup());
+        assertThat(options.backendFiles()).containsExactly(entry("/chat/", file));
+        assertThat(options.routes().keySet()).containsExactly("/ws/", "/chat/");
+    }
+
+    @Test
+    void picksWeightedRoundRobinForAFileRouteWithoutWeightsSoThatAReloadCanBringThem(@TempDir Path dir)
+            throws Exception {
+        Path file = Files.writeString(dir.resolve("backends"), "ws://a:1\nws://b:1\n");
+
+        assertThat(LauncherOptions.parse(ROUTE, "/ws/=@" + file).balance()).isEqualTo("weighted-round-robin");
+        assertThat(LauncherOptions.parse(ROUTE, "/ws/=@" + file, "--balance", "round-robin").balance())
+                .as("given, it stays; a weight a reload brings is then refused (checkWeights)")
+                .isEqualTo("round-robin");
+        assertThatThrownBy(() -> LauncherOptions.checkWeights("round-robin",
+                List.of(Backend.of("ws://a:1"), Backend.of("ws://b:1").withWeight(2))))
+                .isInstanceOf(UsageException.class)
+                .hasMessageStartingWith("--balance: round-robin ignores weights, and --route gives ws://b:1;weight=2");
+        LauncherOptions.checkWeights("least-connections", List.of(Backend.of("ws://b:1").withWeight(2)));
+    }
+
+    @Test
+    void namesTheFileAndTheLineOfABadBackendInABackendFile(@TempDir Path dir) throws Exception {
+        Path file = Files.writeString(dir.resolve("backends"), "ws://a:1\n# fine so far\nftp://b:21\n");
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + file}, "--route: " + file + " line 3: 'ftp://b:21': uri:"
+                + " ftp://b:21 (expected: scheme ws, wss, http or https)");
+
+        Files.writeString(file, "ws://a:1;weight=2000\n");
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + file}, "--route: " + file + " line 1: ';weight=2000'"
+                + " (expected: ;weight=N (N from 1 to 1000)");
+
+        Files.writeString(file, "ws://admin:s3cret@a:1\n");
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + file}, "--route: " + file + " line 1: 'ws://***@a:1'");
+        assertThatThrownBy(() -> LauncherOptions.parse(ROUTE, "/ws/=@" + file)).message().doesNotContain("s3cret");
+
+        Files.writeString(file, "ws://a:1\nws://a:1\n");
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + file}, "--route: " + file + ": backends: [ws://a:1, ws://a:1] (expected: each URI once");
+    }
+
+    @Test
+    void refusesABackendFileThatIsMissingEmptyADirectoryOrTooLarge(@TempDir Path dir) throws Exception {
+        Path missing = dir.resolve("missing");
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + missing}, "--route: " + missing + ": no such file"
+                + " (expected: one URL per line, like ws://10.0.0.5:3000;weight=2, # for a comment)");
+
+        Path empty = Files.writeString(dir.resolve("empty"), "# nothing yet\n\n");
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + empty}, "--route: " + empty + ": no backend in it (expected:"
+                + " one URL per line");
+
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + dir}, "--route: " + dir + ": cannot be read (");
+
+        Path large = Files.write(dir.resolve("large"), new byte[LauncherOptions.MAX_BACKEND_FILE_BYTES + 1]);
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + large}, "--route: " + large + ": larger than 1 MiB");
     }
 
     @Test

@@ -11,6 +11,7 @@ import java.net.http.WebSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -125,6 +126,30 @@ abstract class LauncherProcessContract {
     }
 
     @Test
+    void readsTheBackendFileAgainOnSighupKeepingOpenSessions() throws Exception {
+        Path backends = Files.writeString(dir.resolve("chat.backends"), backendAUri + "\n");
+        start("--listen", "127.0.0.1:0", "--route", "/ws/=@" + backends);
+        int port = awaitListeningPort();
+        WebSocketRecorder onA = new WebSocketRecorder();
+        WebSocket first = connect(port, "/ws/one", onA);
+        first.sendText("hi", true).get(5, TimeUnit.SECONDS);
+        assertThat(onA.nextText()).isEqualTo("a:/ws/one:hi");
+
+        Path next = Files.writeString(dir.resolve("next.backends"), backendBUri + "\n");
+        Files.move(next, backends, StandardCopyOption.REPLACE_EXISTING);
+        Process hup = new ProcessBuilder("kill", "-HUP", Long.toString(process.pid())).inheritIO().start();
+        assertThat(hup.waitFor(10, TimeUnit.SECONDS) && hup.exitValue() == 0).as("kill -HUP sent").isTrue();
+
+        // The signal is handled on a thread of its own: new sessions reach b once it has been.
+        await().atMost(STARTUP).failFast("the launcher exited", () -> !process.isAlive())
+                .until(() -> echoOnce(port, "/ws/next").startsWith("b:"));
+        first.sendText("still here", true).get(5, TimeUnit.SECONDS);
+        assertThat(onA.nextText()).as("the open session stays on a").isEqualTo("a:/ws/one:still here");
+        assertThat(stderrText()).contains("Received SIGHUP");
+        assertThat(process.isAlive()).as("SIGHUP does not end the launcher").isTrue();
+    }
+
+    @Test
     void keepsTheClientPathWhenTheBackendUrlHasNone() throws Exception {
         start("--listen", "127.0.0.1:0", "--route", "/chat/=" + backendAUri + "/rooms/");
         int port = awaitListeningPort();
@@ -198,6 +223,16 @@ abstract class LauncherProcessContract {
     private WebSocket connect(int port, String pathAndQuery, WebSocketRecorder recorder) throws Exception {
         URI uri = URI.create("ws://127.0.0.1:" + port + pathAndQuery);
         return http.newWebSocketBuilder().buildAsync(uri, recorder).get(5, TimeUnit.SECONDS);
+    }
+
+    /** Opens a session on {@code path}, sends {@code hi}, and returns the echo after closing the session. */
+    private String echoOnce(int port, String path) throws Exception {
+        WebSocketRecorder recorder = new WebSocketRecorder();
+        WebSocket socket = connect(port, path, recorder);
+        socket.sendText("hi", true).get(5, TimeUnit.SECONDS);
+        String echo = recorder.nextText();
+        socket.sendClose(WebSocket.NORMAL_CLOSURE, "").get(5, TimeUnit.SECONDS);
+        return echo;
     }
 
     private String stdoutText() throws IOException {

@@ -306,13 +306,74 @@ class LauncherTest {
         // A renewed certificate, written as certbot's hooks do: a new file moved over the old one.
         Path renewed = keyStore(Files.createDirectories(dir.resolve("renewed")), "CN=renewed");
         Files.move(renewed, keyStore, StandardCopyOption.REPLACE_EXISTING);
-        launcher.reloadTls();
+        launcher.reload();
         assertThat(servedSubject(port)).isEqualTo("CN=renewed");
 
         Files.write(keyStore, new byte[] {1, 2, 3});
-        launcher.reloadTls();
+        launcher.reload();
         assertThat(servedSubject(port)).as("after a reload of a broken file").isEqualTo("CN=renewed");
         assertThat(exitStatus).as("the launcher still runs").isNotDone();
+    }
+
+    @Test
+    void givesAFileRouteTheBackendsOfItsFileOnReloadKeepingOpenSessionsAndTheListWhenTheFileIsBad(@TempDir Path dir)
+            throws Exception {
+        EchoBackend a = new EchoBackend("a");
+        EchoBackend b = new EchoBackend("b");
+        try {
+            Path file = Files.writeString(dir.resolve("chat.backends"), a.start() + "\n");
+            URI bUri = b.start();
+            int port = serve("--route", "/chat/=@" + file);
+            WebSocketRecorder onA = new WebSocketRecorder();
+            WebSocket first = connect(port, "/chat/one", onA);
+            first.sendText("hi", true).get(5, TimeUnit.SECONDS);
+            assertThat(onA.nextText()).isEqualTo("a:/chat/one:hi");
+
+            // The new list moved over the old one, as a deploy tool writes it; then what SIGHUP calls.
+            Path next = Files.writeString(dir.resolve("next.backends"), "# a is retired\n" + bUri + "\n");
+            Files.move(next, file, StandardCopyOption.REPLACE_EXISTING);
+            launcher.reload();
+
+            assertThat(echoOnce(port, "/chat/two")).isEqualTo("b:/chat/two:hi");
+            first.sendText("still here", true).get(5, TimeUnit.SECONDS);
+            assertThat(onA.nextText()).as("the open session stays on the backend taken out of the list")
+                    .isEqualTo("a:/chat/one:still here");
+
+            Files.writeString(file, "ftp://nowhere:21\n");
+            launcher.reload();
+            assertThat(echoOnce(port, "/chat/three")).as("after a reload of a broken file")
+                    .isEqualTo("b:/chat/three:hi");
+            assertThat(exitStatus).as("the launcher still runs").isNotDone();
+        } finally {
+            a.stop();
+            b.stop();
+        }
+    }
+
+    @Test
+    void keepsTheListOnAReloadThatBringsAWeightRoundRobinWouldIgnore(@TempDir Path dir) throws Exception {
+        EchoBackend a = new EchoBackend("a");
+        EchoBackend b = new EchoBackend("b");
+        try {
+            Path file = Files.writeString(dir.resolve("chat.backends"), a.start() + "\n");
+            URI bUri = b.start();
+            int port = serve("--balance", "round-robin", "--route", "/chat/=@" + file);
+
+            Files.writeString(file, bUri + ";weight=2\n");
+            launcher.reload();
+
+            assertThat(echoOnce(port, "/chat/one")).isEqualTo("a:/chat/one:hi");
+        } finally {
+            a.stop();
+            b.stop();
+        }
+    }
+
+    /** Opens a session on {@code path}, sends {@code hi} and returns the echo. */
+    private String echoOnce(int port, String path) throws Exception {
+        WebSocketRecorder recorder = new WebSocketRecorder();
+        connect(port, path, recorder).sendText("hi", true).get(5, TimeUnit.SECONDS);
+        return recorder.nextText();
     }
 
     /** The subject of the certificate the proxy serves on {@code port}, read by a client that trusts any. */
