@@ -90,9 +90,10 @@ public interface ProxyListener {
      * connector an HTTP/1.1 client is noticed only when its
      * {@code 101} is written: one that reset its connection is reported with {@code 499} then, one that closed it
      * normally gets its {@code 101} and is reported as a session that opened and closed at once (client code
-     * {@code 1006}). Plain HTTP requests on a route are reported here too when the route's authenticator or selector
-     * refuses them, and when the proxy answers them itself with {@code 502} or {@code 504} because their backend
-     * failed before its response began.
+     * {@code 1006}). Plain HTTP requests on a route are reported here too when the proxy refuses them itself (a
+     * malformed request, {@code 400}; {@code CONNECT} or {@code TRACE}, {@code 405}; shutdown, {@code 503}), when the
+     * route's authenticator or selector refuses them, and when the proxy answers them itself with {@code 502} or
+     * {@code 504} because their backend failed before its response began.
      *
      * @param request the client's upgrade request
      * @param status the HTTP status sent to the client, or {@code 499} when the client left first

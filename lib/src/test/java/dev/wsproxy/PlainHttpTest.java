@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.tuple;
 import static org.awaitility.Awaitility.await;
 
 import java.net.Socket;
@@ -280,14 +281,23 @@ class PlainHttpTest {
         assertThat(trace.header("Allow")).as("RFC 9110 section 15.5.6").contains("GET").contains("POST")
                 .doesNotContain("TRACE").doesNotContain("CONNECT");
         assertThat(get(Request.plain("TRACE", "/raw/x", RawHttp.host(proxy))).status()).isEqualTo(405);
-        try (WebSocketProxy tunnels = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", raw.backend()).build()) {
+        RecordingListener recorded = new RecordingListener();
+        try (WebSocketProxy tunnels = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", raw.backend())
+                .listener(recorded).build()) {
             tunnels.start();
             try (RawHttp client = RawHttp.connect(tunnels)) {
                 RawHttp.Response response = client.exchange(
                         Request.plain("CONNECT", "example.com:443", "example.com:443"));
                 assertThat(response.status()).as("%s", response).isEqualTo(405);
             }
+            try (RawHttp client = RawHttp.connect(tunnels)) {
+                assertThat(client.exchange(Request.plain("TRACE", "/x", RawHttp.host(tunnels))).status())
+                        .isEqualTo(405);
+            }
         }
+        assertThat(recorded.all(RecordingListener.Rejected.class)).as("reported, as every refusal on a route")
+                .extracting(RecordingListener.Rejected::status, RecordingListener.Rejected::reason)
+                .containsExactly(tuple(405, "CONNECT is not forwarded"), tuple(405, "TRACE is not forwarded"));
         assertThat(raw.requests).as("requests the raw backend got").isEmpty();
     }
 

@@ -27,11 +27,12 @@ class ShutdownTest {
     private TestBackend backend;
     private WebSocketProxy proxy;
     private Clients clients;
+    private final RecordingListener listener = new RecordingListener();
 
     @BeforeEach
     void start() throws Exception {
         backend = new TestBackend("b1");
-        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).build();
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend()).listener(listener).build();
         proxy.start();
         clients = new Clients();
     }
@@ -80,6 +81,9 @@ class ShutdownTest {
                 RawHttp.Response plain = client.exchange(RawHttp.Request.plain("GET", "/late", RawHttp.host(proxy)));
                 assertThat(plain.status()).as("%s", plain).isEqualTo(503);
             }
+            assertThat(listener.all(RecordingListener.Rejected.class)).as("both refusals reported")
+                    .containsExactly(new RecordingListener.Rejected("/", "/late", 503, "proxy is shutting down"),
+                            new RecordingListener.Rejected("/", "/late", 503, "proxy is shutting down"));
             assertThat(stopping).as("stop() still waits for the stalled session").isNotDone();
             assertThat(backend.httpConnections).as("the late requests never reached the backend")
                     .hasValue(backendConnections);

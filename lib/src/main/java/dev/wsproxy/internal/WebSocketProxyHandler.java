@@ -577,8 +577,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         HandshakeRequestView view = new HandshakeRequestView(request, route,
                 ClientIdentity.of(request, trustedProxies));
         if (draining) {
-            AccessLog.refused(view, HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown");
-            Responses.error(response, callback, HttpStatus.SERVICE_UNAVAILABLE_503);
+            reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown",
+                    "proxy is shutting down");
             return true;
         }
         String method = request.getMethod();
@@ -591,8 +591,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             return true;
         }
         if (HttpMethod.CONNECT.is(method) || HttpMethod.TRACE.is(method)) {
-            AccessLog.refused(view, HttpStatus.METHOD_NOT_ALLOWED_405, "method_not_allowed");
-            Responses.error(response, callback, HttpStatus.METHOD_NOT_ALLOWED_405);
+            reject(view, response, callback, route, HttpStatus.METHOD_NOT_ALLOWED_405, "method_not_allowed",
+                    method + " is not forwarded");
             return true;
         }
         String ambiguity = UpgradeChecks.ambiguity(request);
