@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.net.URI;
 import java.nio.file.Path;
+import java.security.Security;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -38,6 +39,7 @@ final class Launcher {
     static final String USAGE_HINT = "Run with --help for usage.";
 
     private static final Logger LOG = LoggerFactory.getLogger(Launcher.class);
+    private static final String DNS_CACHE_TTL = "networkaddress.cache.ttl";
 
     private final PrintStream out;
     private final PrintStream err;
@@ -83,6 +85,9 @@ final class Launcher {
             return EXIT_OK;
         }
 
+        if (!options.dnsRoutes().isEmpty()) {
+            limitDnsCache(options.dnsRefresh());
+        }
         WebSocketProxy proxy;
         try {
             proxy = options.toProxyBuilder().build();
@@ -141,6 +146,23 @@ final class Launcher {
         }
         LOG.info("Stopped");
         return EXIT_OK;
+    }
+
+    /**
+     * Has the JVM keep DNS answers no longer than {@code refresh} (in whole seconds, at least one), unless it was given
+     * a time of its own ({@code networkaddress.cache.ttl}, {@code sun.net.inetaddr.ttl}): with its default, 30 s, a
+     * {@code ;resolve} route refreshed more often would see the same addresses for 30 s. The JVM reads the setting at
+     * its first look-up of a name, which comes after this: parsing the command line resolves no name.
+     */
+    private static void limitDnsCache(Duration refresh) {
+        if (Security.getProperty(DNS_CACHE_TTL) != null || System.getProperty("sun.net.inetaddr.ttl") != null) {
+            LOG.info("DNS answers are cached as the JVM was told (networkaddress.cache.ttl or sun.net.inetaddr.ttl),"
+                    + " whatever --dns-refresh says");
+            return;
+        }
+        long seconds = Math.max(1, (refresh.toMillis() + 999) / 1000);
+        Security.setProperty(DNS_CACHE_TTL, Long.toString(seconds));
+        LOG.info("DNS answers are cached for {} s at most, for the routes that follow a name", seconds);
     }
 
     private int usageError(String message) {

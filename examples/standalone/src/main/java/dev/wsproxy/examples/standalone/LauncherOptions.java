@@ -45,6 +45,9 @@ import dev.wsproxy.TimeoutPolicy;
  */
 final class LauncherOptions {
 
+    /** How often a {@code ;resolve} route resolves its name again without {@code --dns-refresh}. */
+    static final Duration DEFAULT_DNS_REFRESH = Duration.ofSeconds(10);
+
     /** The address used without {@code --listen}. */
     static final String DEFAULT_LISTEN = ProxyBuilder.DEFAULT_HOST + ":" + ProxyBuilder.DEFAULT_PORT;
 
@@ -64,6 +67,7 @@ final class LauncherOptions {
             + " ip-hash, hash:header:NAME, hash:cookie:NAME or hash:query:NAME";
     static final String URL_FORM = "a ws://, wss://, http:// or https:// URL with a host, like ws://127.0.0.1:3000";
     static final String BACKEND_OPTION_FORM = ";weight=N (N from 1 to 1000) or ;backup after a URL, each once";
+    static final String RESOLVE_FORM = ";resolve alone, after a route's only URL, whose host is a DNS name";
     static final String ORIGIN_FORM = "scheme://host[:port], like https://app.example.com";
     static final String DURATION_FORM = "a duration like 500ms, 5s, 2m or 1h";
     static final String SIZE_FORM = "a positive number of bytes, like 65536, 64k or 16m";
@@ -100,6 +104,8 @@ final class LauncherOptions {
             "                              A URL may end with ;weight=N (1 to 1000, default 1) and ;backup (used",
             "                              only while no primary backend can take one): quote the flag for",
             "                              the shell, like '/ws/=ws://a:3000;weight=2,ws://b:3000;backup'",
+            "  --route PATH=URL;resolve    the same, with one backend per address of URL's host name, resolved",
+            "                              again every --dns-refresh (a Kubernetes headless service, say)",
             "  --route PATH=@FILE          the same, with the backends listed in FILE, one URL per line (# starts",
             "                              a comment), read again on SIGHUP: new sessions go to the new list,",
             "                              open ones stay; a file that cannot be used keeps the list in use",
@@ -111,6 +117,9 @@ final class LauncherOptions {
             "                              hash:header:NAME, hash:cookie:NAME, hash:query:NAME (sticky by that",
             "                              value, the same on every proxy instance). All but round-robin honour",
             "                              weights; round-robin with a ;weight=N is refused",
+            "  --dns-refresh DURATION      how often ;resolve routes resolve their name again, like 5s (default "
+                    + format(DEFAULT_DNS_REFRESH) + ");",
+            "                              the JVM's DNS cache is set to it unless set already",
             "  --allow-origin ORIGIN       accept browser pages from ORIGIN only, like https://app.example.com;",
             "                              repeatable (default: any origin)",
             "  --connect-timeout DURATION  backend connect and handshake timeout, like 500ms, 5s, 2m (default "
@@ -175,6 +184,8 @@ final class LauncherOptions {
     private final int port;
     private final Map<String, List<Backend>> routes;
     private final Map<String, Path> backendFiles;
+    private final Map<String, Backend> dnsRoutes;
+    private final Duration dnsRefresh;
     private final String balance;
     private final List<String> allowedOrigins;
     private final Duration connectTimeout;
@@ -208,6 +219,8 @@ final class LauncherOptions {
         this.port = parser.port;
         this.routes = Collections.unmodifiableMap(new LinkedHashMap<>(parser.routes));
         this.backendFiles = Collections.unmodifiableMap(new LinkedHashMap<>(parser.backendFiles));
+        this.dnsRoutes = Collections.unmodifiableMap(new LinkedHashMap<>(parser.dnsRoutes));
+        this.dnsRefresh = parser.dnsRefresh;
         this.balance = parser.balance;
         this.allowedOrigins = List.copyOf(parser.allowedOrigins);
         this.connectTimeout = parser.connectTimeout;
@@ -289,6 +302,19 @@ final class LauncherOptions {
      */
     Map<String, Path> backendFiles() {
         return backendFiles;
+    }
+
+    /**
+     * Returns the routes that follow a DNS name ({@code --route PATH=URL;resolve}), path prefix to the URL whose host
+     * is resolved, in the order given; they are not in {@link #routes()}.
+     */
+    Map<String, Backend> dnsRoutes() {
+        return dnsRoutes;
+    }
+
+    /** Returns how often the {@link #dnsRoutes()} resolve their names again. */
+    Duration dnsRefresh() {
+        return dnsRefresh;
     }
 
     /**
@@ -416,6 +442,8 @@ final class LauncherOptions {
                         .build())
                 .maxMessageSize(maxMessageSize);
         routes.forEach((path, backends) -> builder.route(path, backends.toArray(new Backend[0])));
+        dnsRoutes.forEach((path, name) -> builder.route(path,
+                route -> route.backendsFromDns(name.uri().toString(), dnsRefresh)));
         if (!allowedOrigins.isEmpty()) {
             builder.originValidator(OriginValidator.allowList(allowedOrigins.toArray(new String[0])));
         }
@@ -556,6 +584,8 @@ final class LauncherOptions {
                     throw UsageException.badValue("--route", ";" + option, BACKEND_OPTION_FORM);
                 }
                 backend = backend.withWeight(weight);
+            } else if (option.equals("resolve")) {
+                throw UsageException.badValue("--route", ";" + option, RESOLVE_FORM);
             } else {
                 throw UsageException.badValue("--route", ";" + option, BACKEND_OPTION_FORM);
             }
@@ -760,6 +790,8 @@ final class LauncherOptions {
         private int port = ProxyBuilder.DEFAULT_PORT;
         private final Map<String, List<Backend>> routes = new LinkedHashMap<>();
         private final Map<String, Path> backendFiles = new LinkedHashMap<>();
+        private final Map<String, Backend> dnsRoutes = new LinkedHashMap<>();
+        private Duration dnsRefresh = DEFAULT_DNS_REFRESH;
         private String balance = ROUND_ROBIN;
         private final List<String> allowedOrigins = new ArrayList<>();
         private Duration connectTimeout = TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
@@ -822,7 +854,10 @@ final class LauncherOptions {
                 }
                 apply(flag, value);
             }
-            if (routes.isEmpty()) {
+            if (seen.contains("--dns-refresh") && dnsRoutes.isEmpty()) {
+                throw new UsageException("--dns-refresh: given without a --route PATH=URL;resolve");
+            }
+            if (routes.isEmpty() && dnsRoutes.isEmpty()) {
                 throw new UsageException("--route: missing (expected: at least one --route " + ROUTE_FORM + ")");
             }
             if (!pingInterval.isZero() && !idleTimeout.isZero() && pingInterval.compareTo(idleTimeout) >= 0) {
@@ -918,6 +953,7 @@ final class LauncherOptions {
                 case "--listen" -> LISTEN_FORM;
                 case "--route" -> ROUTE_FORM;
                 case "--balance" -> BALANCE_FORM;
+                case "--dns-refresh" -> DURATION_FORM + ", more than 0";
                 case "--allow-origin" -> ORIGIN_FORM;
                 case "--connect-timeout" -> DURATION_FORM;
                 case "--idle-timeout" -> DURATION_FORM + "; 0 disables";
@@ -957,6 +993,12 @@ final class LauncherOptions {
                         throw UsageException.badValue(flag, value, ORIGIN_FORM);
                     }
                     allowedOrigins.add(value);
+                }
+                case "--dns-refresh" -> {
+                    dnsRefresh = parseDuration(flag, value);
+                    if (dnsRefresh.isZero()) {
+                        throw UsageException.badValue(flag, value, DURATION_FORM + ", more than 0");
+                    }
                 }
                 case "--connect-timeout" -> {
                     connectTimeout = parseDuration(flag, value);
@@ -1048,8 +1090,13 @@ final class LauncherOptions {
             }
             String path = value.substring(0, equals);
             checkNewRoute(path);
+            String[] urls = value.substring(equals + 1).split(",", -1);
+            if (urls.length == 1 && urls[0].strip().endsWith(";resolve")) {
+                dnsRoute(value, path, urls[0].strip());
+                return;
+            }
             List<Backend> backends = new ArrayList<>();
-            for (String url : value.substring(equals + 1).split(",", -1)) {
+            for (String url : urls) {
                 backends.add(parseBackend(url));
             }
             try {
@@ -1079,8 +1126,26 @@ final class LauncherOptions {
             backendFiles.put(path, file);
         }
 
+        /** A {@code --route PATH=URL;resolve}: a backend per address of the URL's host, resolved again and again. */
+        private void dnsRoute(String value, String path, String urlAndOption) throws UsageException {
+            String url = urlAndOption.substring(0, urlAndOption.length() - ";resolve".length());
+            // ;weight and ;backup do not go with it: every address is one more backend of the same kind.
+            Backend name = parseBackend(url);
+            if (name.weight() != Backend.DEFAULT_WEIGHT || name.isBackup()) {
+                throw UsageException.badValue("--route", urlAndOption.substring(urlAndOption.indexOf(';')),
+                        RESOLVE_FORM);
+            }
+            try {
+                // The library's checks of the route, with its message.
+                ProxyBuilder.create().route(path, route -> route.backendsFromDns(url.strip(), dnsRefresh));
+            } catch (IllegalArgumentException e) {
+                throw new UsageException("--route: '" + value + "': " + e.getMessage());
+            }
+            dnsRoutes.put(path, name);
+        }
+
         private void checkNewRoute(String path) throws UsageException {
-            if (routes.containsKey(path)) {
+            if (routes.containsKey(path) || dnsRoutes.containsKey(path)) {
                 throw new UsageException("--route: " + path + " routed twice (expected: each PATH once)");
             }
         }

@@ -382,6 +382,41 @@ class LauncherOptionsTest {
     }
 
     @Test
+    void followsTheDnsNameOfARouteMarkedResolve() throws Exception {
+        LauncherOptions options = LauncherOptions.parse(ROUTE, WS_ROUTE,
+                ROUTE, "/chat/=ws://chat.default.svc.cluster.local:8080/rooms/ ;resolve", "--dns-refresh", "5s");
+
+        assertThat(options.dnsRoutes()).containsExactly(
+                entry("/chat/", Backend.of("ws://chat.default.svc.cluster.local:8080/rooms/")));
+        assertThat(options.routes()).containsOnlyKeys("/ws/");
+        assertThat(options.dnsRefresh()).isEqualTo(Duration.ofSeconds(5));
+        assertThat(LauncherOptions.parse(ROUTE, "/chat/=ws://chat:8080;resolve").dnsRefresh())
+                .isEqualTo(LauncherOptions.DEFAULT_DNS_REFRESH).isEqualTo(Duration.ofSeconds(10));
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+        "/ws/=ws://a:1;resolve,ws://b:1         | --route: ';resolve' (expected: ;resolve alone, after a route's only URL",
+        "/ws/=ws://a:1;weight=2;resolve         | --route: ';weight=2;resolve' (expected: ;resolve alone",
+        "/ws/=ws://a:1;backup;resolve           | --route: ';backup;resolve' (expected: ;resolve alone",
+        "/ws/=ws://a:1;resolve;resolve          | --route: ';resolve' (expected: ;resolve alone",
+        "/ws/=ws://a:1?x=1;resolve              | --route: 'ws://a:1?x=1': uri: ws://a:1?x=1 (expected: no query",
+    })
+    void refusesResolveWhereItCannotGo(String route, String message) {
+        assertUsageError(new String[] {ROUTE, route.strip()}, message.strip());
+    }
+
+    @Test
+    void refusesADnsRefreshOfZeroOrWithoutARouteToRefresh() {
+        assertUsageError(new String[] {ROUTE, "/ws/=ws://a:1;resolve", "--dns-refresh", "0"},
+                "--dns-refresh: '0' (expected: a duration like 500ms, 5s, 2m or 1h, more than 0)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--dns-refresh", "5s"},
+                "--dns-refresh: given without a --route PATH=URL;resolve");
+        assertUsageError(new String[] {ROUTE, "/ws/=ws://a:1;resolve", ROUTE, WS_ROUTE},
+                "--route: /ws/ routed twice");
+    }
+
+    @Test
     void readsWeightAndBackupAfterABackendUrl() throws Exception {
         LauncherOptions options = LauncherOptions.parse(ROUTE,
                 "/ws/=ws://a:1;weight=3,ws://b:1;backup, ws://c:1 ; backup ; weight=1000 ,ws://d:1;weight=1");

@@ -150,6 +150,18 @@ abstract class LauncherProcessContract {
     }
 
     @Test
+    void followsTheDnsNameOfARouteMarkedResolveWithTheJvmsDnsCacheSetToTheRefresh() throws Exception {
+        start("--listen", "127.0.0.1:0", "--route", "/ws/=ws://localhost:" + backendAUri.getPort() + ";resolve",
+                "--dns-refresh", "2s");
+        int port = awaitListeningPort();
+
+        // Until its first answer the route answers 503; it comes at the start, on the server's thread pool.
+        await().atMost(STARTUP).failFast("the launcher exited", () -> !process.isAlive())
+                .ignoreExceptions().until(() -> echoOnce(port, "/ws/named").equals("a:/ws/named:hi"));
+        assertThat(stderrText()).contains("DNS answers are cached for 2 s at most");
+    }
+
+    @Test
     void keepsTheClientPathWhenTheBackendUrlHasNone() throws Exception {
         start("--listen", "127.0.0.1:0", "--route", "/chat/=" + backendAUri + "/rooms/");
         int port = awaitListeningPort();
