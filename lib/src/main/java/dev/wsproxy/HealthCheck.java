@@ -23,11 +23,12 @@ import dev.wsproxy.internal.Durations;
  *
  * <p>Two kinds: {@link #webSocket(String)} opens a WebSocket handshake on the path and closes it with {@code 1000}
  * as soon as it is upgraded (the check a WebSocket backend cannot fake); {@link #http(String)} sends a {@code GET}
- * and expects a {@code 2xx}. A probe that does not finish within {@link #timeout()} fails. A WebSocket probe counts
- * as good at its {@code 101}; the backend then has {@link #timeout()} to answer the close, or the probe's connection
- * is dropped. Probes are asynchronous and share the proxy's backend client and threads. A backend has one probe at a
- * time, its connection included: with a timeout longer than the interval, a backend whose probe is still pending
- * skips the next rounds until it ends. Passive health
+ * and expects a {@code 2xx}. Each probe opens a connection of its own, as a handshake does (an HTTP probe asks for
+ * {@code Connection: close}), so a backend that stops taking connections fails its probes. A probe that does not
+ * finish within {@link #timeout()} fails. A WebSocket probe counts as good at its {@code 101}; the backend then has
+ * {@link #timeout()} to answer the close, or the probe's connection is dropped. Probes are asynchronous and share the
+ * proxy's backend client and threads. A backend has one probe at a time, its connection included: with a timeout
+ * longer than the interval, a backend whose probe is still pending skips the next rounds until it ends. Passive health
  * ({@link ProxyBuilder#passiveHealth}) still applies on top: a backend is selectable only when both say it is up.
  *
  * <p>Immutable: each setter returns a copy.
@@ -84,7 +85,8 @@ public final class HealthCheck {
     }
 
     /**
-     * Returns a check that sends {@code GET path} to each backend over HTTP (HTTPS for {@code wss://} backends).
+     * Returns a check that sends {@code GET path} to each backend over HTTP (HTTPS for {@code wss://} backends), with
+     * {@code Connection: close}: each probe on a new connection.
      *
      * @param path a path starting with {@code /}, sent as is, so in URI syntax (see {@link #webSocket(String)})
      * @return the check, with the default interval, timeout and thresholds

@@ -107,6 +107,25 @@ class HealthAndDnsTest {
     }
 
     @Test
+    void httpHealthCheckTakesDownABackendThatStopsAcceptingThoughAnEarlierProbesConnectionStillAnswers()
+            throws Exception {
+        // Each probe is on a new connection, as a handshake is: the probes reused the backend client's kept-alive
+        // connection, which went on answering 200 while the backend took no new connection, so the backend stayed UP
+        // and every handshake sent to it waited for its connect timeout.
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend())
+                .healthCheck(HealthCheck.http("/status").interval(Duration.ofMillis(100))
+                        .timeout(Duration.ofMillis(500)).thresholds(1, 1)));
+        await().atMost(Duration.ofSeconds(5)).until(() -> a.httpConnections.get() > 0);
+
+        a.stopAccepting();
+
+        assertThat(nextChange()).isEqualTo(new Change(a.uri().toString(), BackendStatus.State.UP,
+                BackendStatus.State.DOWN));
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::state)
+                .containsExactly(BackendStatus.State.DOWN, BackendStatus.State.UP);
+    }
+
+    @Test
     void takesASubMillisecondTimeoutAsOneMillisecondNotAsNone() throws Exception {
         // Jetty reads a timeout of 0 ms as none: a backend that accepts and never answers stayed UP forever.
         RawBackend silent = RawBackend.holding(RawBackend.silent());

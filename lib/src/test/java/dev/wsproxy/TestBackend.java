@@ -185,6 +185,15 @@ public final class TestBackend implements AutoCloseable {
         server.stop();
     }
 
+    /**
+     * Stops taking new connections while those open go on being served, as a backend whose accept loop has stalled:
+     * the kernel still completes new TCP handshakes, but nothing reads them. The acceptor blocked in its accept may
+     * take one more.
+     */
+    void stopAccepting() {
+        connector.setAccepting(false);
+    }
+
     /** Starts the server again on the port it had. */
     void restartServer(int port) throws Exception {
         connector.setPort(port);

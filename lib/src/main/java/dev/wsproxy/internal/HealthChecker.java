@@ -7,6 +7,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpHeaderValue;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.thread.Scheduler;
 import org.eclipse.jetty.websocket.core.CloseStatus;
@@ -90,7 +92,10 @@ final class HealthChecker {
         try {
             if (check.kind() == HealthCheck.Kind.HTTP) {
                 String scheme = "wss".equals(base.getScheme()) ? "https" : "http";
+                // Each probe on a connection of its own, as each handshake is: over a kept-alive one, a backend that
+                // took no new connection (its accept loop stalled, its listener closed) still answered 200, and UP.
                 httpClient.newRequest(URI.create(scheme + "://" + base.getRawAuthority() + check.path()))
+                        .headers(headers -> headers.put(HttpHeader.CONNECTION, HttpHeaderValue.CLOSE.asString()))
                         .timeout(check.timeout().toMillis(), TimeUnit.MILLISECONDS)
                         .send(result -> {
                             end.run();
