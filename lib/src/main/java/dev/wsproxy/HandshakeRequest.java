@@ -116,7 +116,10 @@ public interface HandshakeRequest {
      * Returns the value of a cookie sent with the request.
      *
      * @param name the cookie name, case-sensitive
-     * @return the first value, or {@code null} when the request has no such cookie
+     * @return the first value, or {@code null} when the request has no such cookie. A {@code Cookie} header that the
+     *     connector's cookie compliance refuses (a space in a value under a server's {@code RFC6265_STRICT}) is read as
+     *     Jetty's default compliance reads it, the cookies it cannot read skipped: the client's header is not the
+     *     hook's failure, and goes to the backend as it came
      */
     @Nullable String cookie(String name);
 

@@ -11,10 +11,15 @@ import java.net.http.HttpResponse;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 
+import org.eclipse.jetty.http.CookieCompliance;
 import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.HttpConfiguration;
+import org.eclipse.jetty.server.HttpConnectionFactory;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
@@ -143,6 +148,34 @@ class MountedHandlerTest {
         assertThat(again.nextText()).as("served after the restart").isEqualTo("b1");
         again.session.close();
         assertThat(again.nextClose().code()).isEqualTo(1000);
+    }
+
+    @Test
+    void readsACookieKeyUnderTheServersStrictCookieComplianceAsUnderTheDefaultOne() throws Exception {
+        // A server of the user's that parses cookies strictly (RFC6265_STRICT) refuses a Cookie header with a space in
+        // a value, as a third-party script may set: Jetty's parse threw in the selector's key, and every upgrade with
+        // such a cookie got 500 selector_failed and a WARN with a stack trace, the client's header blamed on the
+        // selector. The key is read as the default compliance reads it; the header goes to the backend as it came.
+        server.stop();
+        Queue<String> keys = new ConcurrentLinkedQueue<>();
+        Function<SelectionContext, String> session = HashKeys.cookie("session");
+        mount(ProxyBuilder.create().route("/ws/", r -> r.backends(backend.backend())
+                .backendSelector(BackendSelector.consistentHash(context -> {
+                    String key = session.apply(context);
+                    keys.add(String.valueOf(key));
+                    return key;
+                }))), strict -> {
+                    HttpConfiguration http = new HttpConfiguration();
+                    http.setRequestCookieCompliance(CookieCompliance.RFC6265_STRICT);
+                    return WebSocketProxy.serverConnector(strict, new HttpConnectionFactory(http));
+                });
+
+        try (RawHttpExchange exchange = RawHttpExchange.upgradeFrom(null, connector.getLocalPort(), "/ws/x",
+                "Cookie: theme=dark blue; session=abc")) {
+            assertThat(exchange.statusLine()).startsWith("HTTP/1.1 101");
+        }
+        assertThat(keys).as("the key the selector read").containsExactly("abc");
+        assertThat(backend.nextUpgrade().header("Cookie")).isEqualTo("theme=dark blue; session=abc");
     }
 
     @Test

@@ -12,6 +12,8 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 
+import org.eclipse.jetty.http.ComplianceViolation;
+import org.eclipse.jetty.http.CookieCompliance;
 import org.eclipse.jetty.http.HttpCookie;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
@@ -20,6 +22,7 @@ import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.io.EndPoint;
+import org.eclipse.jetty.server.CookieCache;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.util.Fields;
 import org.eclipse.jetty.util.NanoTime;
@@ -210,12 +213,32 @@ final class HandshakeRequestView implements SelectionContext {
 
     @Override
     public @Nullable String cookie(String name) {
-        for (HttpCookie cookie : Request.getCookies(request)) {
+        for (HttpCookie cookie : cookies()) {
             if (cookie.getName().equals(name)) {
                 return cookie.getValue();
             }
         }
         return null;
+    }
+
+    /**
+     * The request's cookies, parsed with the connector's cookie compliance. One a strict compliance refuses (a space in
+     * a value under {@code RFC6265_STRICT}), Jetty's {@code 400} thrown at the first read, is the client's doing, not
+     * the selector's or the authenticator's failure: parsed as the default compliance parses it instead, the
+     * cookies it cannot read skipped, as for a query that does not decode strictly ({@link #queryFields}). The
+     * header goes to the backend as it came, which applies its own rules.
+     */
+    private List<HttpCookie> cookies() {
+        try {
+            return Request.getCookies(request);
+        } catch (RuntimeException e) {
+            if (!(e instanceof HttpException)) {
+                throw e;
+            }
+            CookieCache lenient = new CookieCache(CookieCompliance.RFC6265);
+            lenient.parseCookies(request.getHeaders(), ComplianceViolation.Listener.NOOP);
+            return lenient;
+        }
     }
 
     @Override
