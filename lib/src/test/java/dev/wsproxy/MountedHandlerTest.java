@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.tuple;
 import static org.awaitility.Awaitility.await;
 
 import java.net.Socket;
@@ -17,6 +18,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 
 import org.eclipse.jetty.http.CookieCompliance;
+import org.eclipse.jetty.http.UriCompliance;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
@@ -176,6 +178,31 @@ class MountedHandlerTest {
         }
         assertThat(keys).as("the key the selector read").containsExactly("abc");
         assertThat(backend.nextUpgrade().header("Cookie")).isEqualTo("theme=dark blue; session=abc");
+    }
+
+    @Test
+    void refusesAPathNoBackendUriCanCarryWith400AndReportsIt() throws Exception {
+        // A server of the user's whose URI compliance lets a | into a path, which java.net.URI refuses: the backend's
+        // URI cannot be made. The 400 went to the access log alone, not to the listeners as every other refusal.
+        server.stop();
+        RecordingListener recorded = new RecordingListener();
+        mount(ProxyBuilder.create().route("/ws/", backend.backend()).listener(recorded), lenient -> {
+            HttpConfiguration http = new HttpConfiguration();
+            http.setUriCompliance(UriCompliance.UNSAFE);
+            return WebSocketProxy.serverConnector(lenient, new HttpConnectionFactory(http));
+        });
+
+        for (boolean upgrade : new boolean[] {false, true}) {
+            try (RawHttpExchange exchange = upgrade ? RawHttpExchange.upgrade(connector.getLocalPort(), "/ws/a|b")
+                    : RawHttpExchange.send(connector.getLocalPort(),
+                            "GET /ws/a|b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) {
+                assertThat(exchange.statusLine()).as("upgrade %s", upgrade).startsWith("HTTP/1.1 400");
+            }
+        }
+        assertThat(recorded.all(RecordingListener.Rejected.class)).as("plain HTTP, then the upgrade")
+                .extracting(RecordingListener.Rejected::status, RecordingListener.Rejected::reason)
+                .containsExactly(tuple(400, "request path cannot be forwarded"),
+                        tuple(400, "request path cannot be forwarded"));
     }
 
     @Test

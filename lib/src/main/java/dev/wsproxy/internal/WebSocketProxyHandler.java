@@ -662,8 +662,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         try {
             target = backendUri(request, route, backend, false);
         } catch (IllegalArgumentException e) {
-            AccessLog.refused(view, HttpStatus.BAD_REQUEST_400, "bad_path");
-            Responses.error(response, callback, HttpStatus.BAD_REQUEST_400);
+            reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "bad_path",
+                    "request path cannot be forwarded");
             return;
         }
         forwarded.attempt(state, HttpURI.from(target));
