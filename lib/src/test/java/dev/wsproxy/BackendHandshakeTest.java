@@ -45,7 +45,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import dev.wsproxy.RawHttp.Request;
 
 /**
- * The backend handshake comes first (matrix rows H1, H12, B1 to B7, M7, M8): the client gets {@code 101} only after
+ * The backend handshake comes first (matrix rows H1, H12, B1 to B7, M4, M7, M8): the client gets {@code 101} only after
  * the backend's {@code 101}, with the backend's subprotocol; any other backend answer is relayed as the backend sent
  * it; a broken {@code 101}, an unreachable backend or one that does not answer in time gives {@code 502} or
  * {@code 504}; and the proxy never leaves a backend connection behind.
@@ -889,6 +889,74 @@ class BackendHandshakeTest {
             assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
         }
         assertThat(backend.nextEnd(5)).isEqualTo("close:1000");
+    }
+
+    /**
+     * Matrix row M4: a backend that speaks first, its frames in the same write as its {@code 101} (the proxy reads
+     * them with the response head, and hands them to the backend leg as it upgrades), among them one larger than
+     * that first read, a fragmented message with a ping inside it and, last, its close. The client gets its
+     * {@code 101} and then every frame, in order and byte for byte (a frame may come in pieces, the relay forwarding
+     * what has arrived), the close last; its answer reaches the backend. Over {@code ws://} and {@code wss://}, whose
+     * leftover bytes come from TLS's decrypted buffer instead of the socket's.
+     */
+    @ParameterizedTest(name = "backend over TLS: {0}")
+    @ValueSource(booleans = {false, true})
+    void relaysFramesTheBackendSendsInTheSameWriteAsIts101InOrder(boolean tls) throws Exception {
+        byte[] everyByte = new byte[256];
+        for (int i = 0; i < everyByte.length; i++) {
+            everyByte[i] = (byte) i;
+        }
+        byte[] large = new byte[40 * 1024];
+        new java.util.Random(4).nextBytes(large);
+        byte[] frames = RawFrames.concat(
+                RawFrames.text("first", false),
+                RawFrames.encode(RawFrames.BINARY, everyByte, false),
+                RawFrames.encode(false, RawFrames.TEXT, "frag-".getBytes(StandardCharsets.UTF_8), false),
+                RawFrames.encode(RawFrames.PING, "p".getBytes(StandardCharsets.UTF_8), false),
+                RawFrames.encode(true, RawFrames.CONTINUATION, "ment".getBytes(StandardCharsets.UTF_8), false),
+                RawFrames.encode(RawFrames.BINARY, large, false),
+                RawFrames.close(4000, "bye", false));
+        RawBackend.Reply speaksFirst = request -> RawBackend.switching(null).response(request)
+                + new String(frames, StandardCharsets.ISO_8859_1);
+        RawBackend backend = rawBackend(tls ? RawBackend.answeringOverTls(speaksFirst, TestCertificates.LOCALHOST)
+                : RawBackend.answering(speaksFirst));
+        startProxy(builder -> builder.backendTls(BackendTls.trustStore(TestCertificates.LOCALHOST.pem()))
+                .route("/ws/", backend.backend()));
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            assertThat(client.exchange(upgrade("/ws/chat")).status()).isEqualTo(101);
+            List<String> messages = new ArrayList<>();
+            ByteArrayOutputStream message = new ByteArrayOutputStream();
+            int messageOpcode = -1;
+            RawFrames.Frame frame;
+            while ((frame = client.readFrame()).opcode() != RawFrames.CLOSE) {
+                if (frame.opcode() >= RawFrames.CLOSE) {
+                    messages.add("opcode " + frame.opcode() + ": " + frame.text());
+                    continue;
+                }
+                if (frame.opcode() != RawFrames.CONTINUATION) {
+                    assertThat(messageOpcode).as("a new message while one is open").isEqualTo(-1);
+                    messageOpcode = frame.opcode();
+                }
+                message.writeBytes(frame.payload());
+                if (frame.fin()) {
+                    byte[] whole = message.toByteArray();
+                    messages.add(messageOpcode == RawFrames.TEXT ? "text: " + new String(whole, StandardCharsets.UTF_8)
+                            : "binary: " + java.util.HexFormat.of().formatHex(whole));
+                    message.reset();
+                    messageOpcode = -1;
+                }
+            }
+            RawFrames.assertCloseFrame(frame, 4000, "bye");
+            assertThat(messages).as("what the client got before the close").containsExactly(
+                    "text: first",
+                    "binary: " + java.util.HexFormat.of().formatHex(everyByte),
+                    "opcode " + RawFrames.PING + ": p",
+                    "text: frag-ment",
+                    "binary: " + java.util.HexFormat.of().formatHex(large));
+            client.send(RawFrames.close(4000, "bye", true));
+            assertThat(client.closedWithin(Duration.ofSeconds(10))).as("the client's connection ended").isTrue();
+        }
+        assertThat(backend.nextEnd(10)).as("the client's answer at the backend").isEqualTo("close:4000");
     }
 
     // ---- helpers ----

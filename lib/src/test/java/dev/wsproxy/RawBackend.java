@@ -182,13 +182,22 @@ final class RawBackend implements AutoCloseable {
     /** Like {@link #upgradingThen}, over TLS with {@code certificate}'s key: a {@code wss://} backend. */
     static RawBackend upgradingThenOverTls(AfterUpgrade afterUpgrade, TestCertificates.Certificate certificate)
             throws Exception {
+        return new RawBackend(switching(null), false, afterUpgrade, true, false, serverTls(certificate));
+    }
+
+    /** Like {@link #answering}, over TLS with {@code certificate}'s key: a {@code wss://} backend. */
+    static RawBackend answeringOverTls(Reply reply, TestCertificates.Certificate certificate) throws Exception {
+        return new RawBackend(reply, false, (socket, out) -> { }, true, false, serverTls(certificate));
+    }
+
+    private static SSLContext serverTls(TestCertificates.Certificate certificate) throws Exception {
         KeyStore keys = KeyStore.getInstance(certificate.keyStore().toFile(),
                 TestCertificates.PASSWORD.toCharArray());
         KeyManagerFactory keyManagers = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
         keyManagers.init(keys, TestCertificates.PASSWORD.toCharArray());
         SSLContext tls = SSLContext.getInstance("TLS");
         tls.init(keyManagers.getKeyManagers(), null, null);
-        return new RawBackend(switching(null), false, afterUpgrade, true, false, tls);
+        return tls;
     }
 
     /**
