@@ -8,25 +8,33 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 import java.util.zip.CRC32;
 
 import org.eclipse.jetty.websocket.api.Callback;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Legal but unusual traffic relayed exactly (matrix rows F12 and F13): control frames inside fragmented messages,
- * unsolicited pongs, large and small messages interleaved, every byte value and 4-byte UTF-8. F12 from both peers:
- * from the client to a Jetty backend, and from a raw backend (a {@link RawBackend} writing the frames right after its
- * {@code 101}) to the client, on a proxy of its own.
+ * Legal but unusual traffic relayed exactly (matrix rows F12 and F13, and F7's valid closes from the backend):
+ * control frames inside fragmented messages, unsolicited pongs, large and small messages interleaved, every byte value
+ * and 4-byte UTF-8, close frames with no code or a long reason. F12 from both peers: from the client to a Jetty
+ * backend, and from a raw backend (a {@link RawBackend} writing the frames right after its {@code 101}) to the client,
+ * on a proxy of its own.
  */
 class RelayEdgeCasesTest {
 
     private TestBackend backend;
     private WebSocketProxy proxy;
     private Clients clients;
+    private final SessionEvents rawEvents = new SessionEvents();
     private RawBackend rawBackend;
     private WebSocketProxy rawProxy;
 
@@ -50,7 +58,8 @@ class RelayEdgeCasesTest {
     /** A proxy in front of a raw backend that runs {@code script} right after its {@code 101}, then echoes. */
     private void startRawBackend(RawBackend.AfterUpgrade script) throws Exception {
         rawBackend = RawBackend.upgradingThen(script);
-        rawProxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", rawBackend.backend()).build();
+        rawProxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", rawBackend.backend()).listener(rawEvents)
+                .build();
         rawProxy.start();
     }
 
@@ -165,6 +174,56 @@ class RelayEdgeCasesTest {
         assertThat(client.nextText()).isEqualTo("still open");
         client.session.close(1000, "bye", Callback.NOOP);
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1000, "bye"));
+    }
+
+    /**
+     * The backend's close reaches the client as the backend sent it, payload byte for byte: an empty close frame (no
+     * code, 1005) as an empty close frame, not a made-up 1000; 1000, 3000 and 4999 with a reason of multi-byte UTF-8,
+     * up to the 123 bytes a close frame carries, or none. The client's answer reaches the backend the same way, and the
+     * listener reports both as the peers sent them, the backend as the initiator. The mirror of {@code
+     * ClientFramingVariantsTest}'s valid closes.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backendCloses")
+    void relaysTheBackendsCloseVerbatimAndTheClientsAnswerBack(String name, byte[] payload, int code, String reason)
+            throws Exception {
+        BlockingQueue<RawFrames.Frame> answers = new LinkedBlockingQueue<>();
+        startRawBackend((socket, out) -> {
+            RawFrames.write(out, RawFrames.encode(RawFrames.CLOSE, payload, false));
+            answers.add(RawFrames.read(socket.getInputStream()));
+        });
+        try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(rawProxy, "/bye"))) {
+            RawWebSocket.Frame close = raw.read();
+            assertThat(close.opcode()).as("a close frame").isEqualTo(RawWebSocket.CLOSE);
+            assertThat(close.payload()).as("the close payload the client got").isEqualTo(payload);
+            raw.send(true, RawWebSocket.CLOSE, payload);
+            RawFrames.Frame answer = answers.poll(10, TimeUnit.SECONDS);
+            assertThat(answer).as("the client's answer at the backend").isNotNull();
+            assertThat(answer.opcode()).isEqualTo(RawFrames.CLOSE);
+            assertThat(answer.payload()).as("the close payload the backend got").isEqualTo(payload);
+        }
+        SessionClose close = rawEvents.nextClose();
+        assertThat(List.of(close.initiator(), close.backendCode(), close.backendReason(), close.clientCode(),
+                close.clientReason())).containsExactly(SessionClose.Initiator.BACKEND, code, reason, code, reason);
+    }
+
+    static Stream<Arguments> backendCloses() {
+        String longest = "\u00FC".repeat(61) + "!"; // 123 bytes, the most a close frame carries
+        return Stream.of(
+                Arguments.of("no code", new byte[0], 1005, ""),
+                Arguments.of("1000 with a reason", closePayload(1000, "bye \u2713 \uD83D\uDE00"), 1000,
+                        "bye \u2713 \uD83D\uDE00"),
+                Arguments.of("3000 without a reason", closePayload(3000, ""), 3000, ""),
+                Arguments.of("4999 with a 123-byte reason", closePayload(4999, longest), 4999, longest));
+    }
+
+    private static byte[] closePayload(int code, String reason) {
+        byte[] text = reason.getBytes(StandardCharsets.UTF_8);
+        byte[] payload = new byte[2 + text.length];
+        payload[0] = (byte) (code >>> 8);
+        payload[1] = (byte) code;
+        System.arraycopy(text, 0, payload, 2, text.length);
+        return payload;
     }
 
     /** nginx's proxy_websocket.t pattern: large and small messages interleaved, checked byte for byte by CRC. */
