@@ -123,6 +123,49 @@ class FramingViolationsTest {
         }
     }
 
+    /**
+     * Matrix row F8 on the client leg, with the frames that reached the backend: a message over {@code maxMessageSize}
+     * (1000 bytes here) in one frame, or in two fragments of 600, gets {@code 1009 message too big} and the backend
+     * {@code 1001 client: message too big} while the client is still connected. What passes the limit is never
+     * relayed: the backend gets at most the 1000 bytes before it (none of the single frame when it arrives in one read,
+     * the first fragment of the two), never a final frame, then the close (the relay counts the message before it
+     * forwards a frame or a piece of one, and does not rely on Jetty's whole-message limits, which its frame-by-frame
+     * relay skips).
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("oversized")
+    void neverRelaysTheFrameThatTakesAMessageOverTheLimit(String name, byte[] frames, int relayed)
+            throws Exception {
+        RawBackend small = RawBackend.recording();
+        try (WebSocketProxy smallProxy = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", small.backend())
+                .maxMessageSize(1000).build()) {
+            smallProxy.start();
+            try (RawWebSocket raw = RawWebSocket.connect(Clients.ws(smallProxy, "/big"))) {
+                raw.sendRaw(frames);
+                RawWebSocket.assertCloseFrame(raw.readClose(), 1009, "message too big");
+                assertThat(small.nextEnd(5)).as("the backend's leg, the client still connected")
+                        .isEqualTo("close:1001");
+            }
+            List<RawFrames.Frame> atBackend = List.copyOf(small.frames);
+            RawFrames.assertCloseFrame(atBackend.get(atBackend.size() - 1), 1001, "client: message too big");
+            List<RawFrames.Frame> data = atBackend.subList(0, atBackend.size() - 1);
+            assertThat(data).as("no message completed at the backend").noneMatch(RawFrames.Frame::fin);
+            assertThat(data.stream().mapToInt(frame -> frame.payload().length).sum()).as("bytes relayed")
+                    .isEqualTo(relayed);
+            Clients.assertNoLeaks(smallProxy, null);
+        } finally {
+            small.close();
+        }
+    }
+
+    static Stream<Arguments> oversized() {
+        return Stream.of(
+                Arguments.of("one frame of 1001 bytes", RawFrames.encode(RawFrames.BINARY, new byte[1001], true), 0),
+                Arguments.of("two fragments of 600 bytes", concat(
+                        RawFrames.encode(false, RawFrames.BINARY, new byte[600], true),
+                        RawFrames.encode(true, RawFrames.CONTINUATION, new byte[600], true)), 600));
+    }
+
     private static byte[] masked(int first, String payload) {
         return maskedBytes(first, payload.getBytes(StandardCharsets.UTF_8));
     }
