@@ -83,7 +83,9 @@ class BackendFramingViolationsTest {
      * 1002 for a protocol error, 1007 for invalid UTF-8, 1009 for a size the proxy will not take).
      */
     static Stream<Arguments> violations() {
-        return Stream.of(
+        Stream<Arguments> otherOpcodes = Stream.of(0x4, 0x5, 0x6, 0x7, 0xC, 0xD, 0xE).map(opcode ->
+                Arguments.of(String.format("unknown opcode 0x%X", opcode), server(0x80 | opcode, "x"), 1014, 1002));
+        return Stream.concat(otherOpcodes, Stream.of(
                 // F1: server frames must not be masked.
                 Arguments.of("masked server frame", bytes(0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2), 1014, 1002),
                 // F2
@@ -129,7 +131,7 @@ class BackendFramingViolationsTest {
                         1009),
                 // F9: the fragment cap, same contract as the size cap.
                 Arguments.of("flood of empty continuations", concat(server(0x01, "a"), repeat(bytes(0x00, 0x00), 2_000)),
-                        1001, 1009));
+                        1001, 1009)));
     }
 
     @ParameterizedTest(name = "{0}")

@@ -42,9 +42,12 @@ class FramingViolationsTest {
     }
 
     static Stream<Arguments> violations() {
-        return Stream.of(
+        Stream<Arguments> otherOpcodes = Stream.of(0x4, 0x5, 0x6, 0x7, 0xC, 0xD, 0xE, 0xF).map(opcode ->
+                Arguments.of(String.format("unknown opcode 0x%X", opcode), 1002, masked(0x80 | opcode, "x")));
+        return Stream.concat(otherOpcodes, Stream.of(
                 Arguments.of("unmasked text frame", 1002, bytes(0x81, 0x02, 'h', 'i')),
                 Arguments.of("RSV1 without an extension", 1002, masked(0xC1, "hi")),
+                Arguments.of("RSV2 set", 1002, masked(0xA1, "hi")),
                 Arguments.of("RSV3 set", 1002, masked(0x91, "hi")),
                 Arguments.of("unknown data opcode 0x3", 1002, masked(0x83, "hi")),
                 Arguments.of("unknown control opcode 0xB", 1002, masked(0x8B, "")),
@@ -59,7 +62,7 @@ class FramingViolationsTest {
                 Arguments.of(FRAGMENT_THEN_TEXT, 1002, concat(masked(0x01, "a"), masked(0x81, "b"))),
                 Arguments.of("close code 1005 on the wire", 1002, maskedBytes(0x88, bytes(0x03, 0xED))),
                 Arguments.of("close code 999", 1002, maskedBytes(0x88, bytes(0x03, 0xE7))),
-                Arguments.of("one-byte close payload", 1002, maskedBytes(0x88, bytes(0x03))));
+                Arguments.of("one-byte close payload", 1002, maskedBytes(0x88, bytes(0x03)))));
     }
 
     @ParameterizedTest(name = "{0}")
