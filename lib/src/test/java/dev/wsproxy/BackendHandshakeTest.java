@@ -892,6 +892,55 @@ class BackendHandshakeTest {
     }
 
     /**
+     * Matrix row M8 past the proxy's watch on a waiting client, which holds the first 4 KiB a client sends before its
+     * {@code 101} and then stops reading: 48 KiB of frames sent while the backend handshake is pending (some held by
+     * the watch, the rest left in the socket) reach the backend only after its {@code 101}, all of them, in order,
+     * and the session goes on to a clean close.
+     */
+    @ParameterizedTest(name = "over TLS: {0}")
+    @ValueSource(booleans = {false, true})
+    void deliversMoreThanTheWatchHoldsSentBeforeThe101InOrder(boolean tls) throws Exception {
+        RawBackend backend = rawBackend(RawBackend.holding(RawBackend.switching(null)));
+        startProxy(builder -> (tls
+                ? builder.tls(ServerTls.keyStore(TestCertificates.LOCALHOST.keyStore(), TestCertificates.PASSWORD))
+                : builder).route("/ws/", backend.backend()));
+        List<String> sent = new ArrayList<>();
+        for (int i = 0; i < 16; i++) {
+            sent.add(i + ":" + String.valueOf((char) ('a' + i)).repeat(3_000));
+        }
+        try (RawHttp client = tls ? RawHttp.over(TestCertificates.LOCALHOST.socketTo(proxy.uri()))
+                : RawHttp.connect(proxy)) {
+            client.send(upgrade("/ws/chat"));
+            backend.nextRequest();
+            for (String text : sent) {
+                client.sendText(text);
+            }
+            assertThat(backend.beforeReply.poll(300, TimeUnit.MILLISECONDS)).as("bytes before the backend's 101")
+                    .isNull();
+
+            backend.release();
+            assertThat(client.readResponse().status()).isEqualTo(101);
+            // A frame may reach the backend in pieces (the relay forwards what has arrived); the backend echoes whole
+            // frames only, so its echoes are not compared.
+            List<String> relayed = new ArrayList<>();
+            StringBuilder message = new StringBuilder();
+            while (relayed.size() < sent.size()) {
+                RawFrames.Frame frame = backend.frames.poll(5, TimeUnit.SECONDS);
+                assertThat(frame).as("message %d at the backend", relayed.size()).isNotNull();
+                assertThat(frame.opcode()).isEqualTo(message.length() == 0 ? RawFrames.TEXT : RawFrames.CONTINUATION);
+                message.append(frame.text());
+                if (frame.fin()) {
+                    relayed.add(message.toString());
+                    message.setLength(0);
+                }
+            }
+            assertThat(relayed).containsExactlyElementsOf(sent);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        assertThat(backend.nextEnd(5)).isEqualTo("close:1000");
+    }
+
+    /**
      * Matrix row M4: a backend that speaks first, its frames in the same write as its {@code 101} (the proxy reads
      * them with the response head, and hands them to the backend leg as it upgrades), among them one larger than
      * that first read, a fragmented message with a ping inside it and, last, its close. The client gets its
