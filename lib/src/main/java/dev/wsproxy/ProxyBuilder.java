@@ -83,6 +83,7 @@ public final class ProxyBuilder {
 
     private String host = DEFAULT_HOST;
     private int port = DEFAULT_PORT;
+    private boolean reusePort;
     private final Map<String, RouteSettings> routes = new LinkedHashMap<>();
     private final RouteSettings defaults = RouteSettings.proxyDefaults(DEFAULT_MAX_MESSAGE_SIZE);
     private @Nullable Handler nextHandler;
@@ -115,6 +116,7 @@ public final class ProxyBuilder {
         ProxyBuilder copy = new ProxyBuilder();
         copy.host = host;
         copy.port = port;
+        copy.reusePort = reusePort;
         routes.forEach((prefix, settings) -> copy.routes.put(prefix, settings.copy()));
         copy.defaults.overrideWith(defaults);
         copy.nextHandler = nextHandler;
@@ -169,6 +171,27 @@ public final class ProxyBuilder {
         }
         this.host = bare;
         this.port = port;
+        return this;
+    }
+
+    /**
+     * Lets another process listen on the same address while this proxy runs ({@code SO_REUSEPORT}, on Linux and
+     * macOS), for a restart that refuses no client: start the new proxy (another JVM, a new version) on the same
+     * {@link #listen address}, wait until it listens, then stop this one. The kernel spreads new connections over both
+     * while both listen; {@link WebSocketProxy#stop(Duration)} then closes this proxy's listening socket before it
+     * drains, so from that moment every new connection goes to the new proxy, while this one's sessions get their
+     * {@code 1001} and end. Without it, a stopping proxy answers new upgrades {@code 503} until its drain ends, and a
+     * second process cannot bind the address at all. (Connections the kernel had queued on the closed socket but the
+     * proxy had not yet accepted are reset, as with nginx's and HAProxy's {@code reuseport}: a client retries them.)
+     *
+     * <p>Every process bound to the address must set it, and run as the same user. Not used when the proxy is mounted
+     * with {@link WebSocketProxy#handler()}: your connector's {@code setReusePort} does it there. Default: off.
+     *
+     * @param reusePort whether to bind with {@code SO_REUSEPORT} and close the listening socket when the stop begins
+     * @return this builder
+     */
+    public ProxyBuilder reusePort(boolean reusePort) {
+        this.reusePort = reusePort;
         return this;
     }
 
@@ -668,7 +691,7 @@ public final class ProxyBuilder {
         for (RouteSettings route : routes.values()) {
             resolved.add(route.resolve(defaults));
         }
-        ProxyConfig config = new ProxyConfig(host, port, resolved, nextHandler, drainTimeout, new ProxyConfig.Limits(
+        ProxyConfig config = new ProxyConfig(host, port, reusePort, resolved, nextHandler, drainTimeout, new ProxyConfig.Limits(
                 trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp, perIpIpv6Prefix,
                 handshakeTimeout, maxPendingHandshakes), new ProxyConfig.Tls(tls, backendTls));
         return new WebSocketProxy(config, copy());

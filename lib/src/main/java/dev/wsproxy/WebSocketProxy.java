@@ -11,6 +11,7 @@ import java.util.function.Consumer;
 
 import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.server.ConnectionFactory;
+import org.eclipse.jetty.server.Connector;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
@@ -130,6 +131,7 @@ public final class WebSocketProxy implements AutoCloseable {
         }
         connector.setHost(config.host());
         connector.setPort(config.port());
+        connector.setReusePort(config.reusePort());
         // The JVM's default backlog of 50 drops SYNs under a burst of connections (real clients then wait out a 1 s
         // retransmission); the kernel still caps it at net.core.somaxconn.
         connector.setAcceptQueueSize(1024);
@@ -402,7 +404,9 @@ public final class WebSocketProxy implements AutoCloseable {
     /**
      * Stops the proxy: new upgrade requests get {@code 503}, open sessions are closed with {@code 1001 Going Away} on
      * both legs, and sessions still open when {@code drain} has passed are dropped. Its health checks and DNS look-ups
-     * stop at once. Then the standalone server, if any, stops.
+     * stop at once. Then the standalone server, if any, stops. A standalone proxy built with
+     * {@link ProxyBuilder#reusePort(boolean) reusePort(true)} first closes its listening socket, so that new connections
+     * go to a successor bound to the same address rather than to its {@code 503}.
      *
      * <p>A stopped proxy stays stopped: {@link #start()} refuses it. Mounted, its handler stays in your server, which
      * goes on running, and keeps refusing for good, also after your server is stopped and started again: upgrades
@@ -444,6 +448,12 @@ public final class WebSocketProxy implements AutoCloseable {
             }
             stopped = true;
             toStop = server;
+        }
+        if (toStop != null && config.reusePort()) {
+            // A successor bound to the address takes every new connection from now on (ProxyBuilder.reusePort).
+            for (Connector connector : toStop.getConnectors()) {
+                WebSocketEndPoints.closeListener(connector);
+            }
         }
         handler.stopProxy(Durations.stored(drain));
         if (toStop != null) {

@@ -235,6 +235,7 @@ class ProxyBuilderTest {
         // here: the DNS name of a route was not, and a proxy derived from one served 503 forever.
         ProxyBuilder builder = ProxyBuilder.create()
                 .listen("127.0.0.2", 9001)
+                .reusePort(true)
                 .route("/dns/", r -> r.backendsFromDns("ws://localhost:9", Duration.ofSeconds(7))
                         .backendSelector(BackendSelector.leastConnections())
                         .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMinutes(5)))

@@ -92,6 +92,36 @@ class ShutdownTest {
         }
     }
 
+    @Test
+    void aProxyThatReusesItsPortHandsEveryNewConnectionToItsSuccessorWhileItDrains() throws Exception {
+        // A restart that refuses no client: the successor binds the same port, then the first proxy stops. While it
+        // drained, it went on accepting about half of the new connections (the kernel spreads them over both
+        // sockets) and answered their upgrades 503.
+        try (WebSocketProxy first = ProxyBuilder.create().listen("127.0.0.1", 0).reusePort(true)
+                .route("/", backend.backend()).build()) {
+            int port = first.start().getPort();
+            // Connected before the successor listens, so the first proxy's: one that reads nothing holds its drain.
+            try (RawWebSocket stalled = stalledClient(Clients.ws(first, "/stalled"));
+                    WebSocketProxy successor = ProxyBuilder.create().listen("127.0.0.1", port).reusePort(true)
+                            .route("/", backend.backend()).build()) {
+                WsRecorder healthy = clients.connect(Clients.ws(first, "/healthy"));
+                successor.start();
+                CompletableFuture<Void> stopping = CompletableFuture.runAsync(() -> first.stop(Duration.ofSeconds(60)));
+                assertThat(healthy.nextClose()).as("the first proxy drains")
+                        .isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+
+                for (int i = 0; i < 20; i++) {
+                    try (RawHttpExchange exchange = RawHttpExchange.upgrade(port, "/late")) {
+                        assertThat(exchange.statusLine()).as("new connection %d", i).startsWith("HTTP/1.1 101");
+                    }
+                }
+                assertThat(stopping).as("the first proxy still waits for its stalled session").isNotDone();
+                stalled.close();
+                stopping.get(10, TimeUnit.SECONDS);
+            }
+        }
+    }
+
     /**
      * A client that reads nothing while the backend pushes to it, until the proxy can write no more: a close frame to
      * it cannot be written either.

@@ -17,6 +17,7 @@ public final class ProxyConfig {
 
     private final String host;
     private final int port;
+    private final boolean reusePort;
     private final List<Route> routes;
     private final @Nullable Handler nextHandler;
     private final Duration drainTimeout;
@@ -42,10 +43,11 @@ public final class ProxyConfig {
         public static final Tls NONE = new Tls(null, BackendTls.systemTrust());
     }
 
-    public ProxyConfig(String host, int port, List<Route> routes, @Nullable Handler nextHandler, Duration drainTimeout,
-            Limits limits, Tls tls) {
+    public ProxyConfig(String host, int port, boolean reusePort, List<Route> routes, @Nullable Handler nextHandler,
+            Duration drainTimeout, Limits limits, Tls tls) {
         this.host = host;
         this.port = port;
+        this.reusePort = reusePort;
         List<Route> sorted = new ArrayList<>(routes);
         // Longest prefix first: the first match is the longest.
         sorted.sort(Comparator.comparingInt((Route r) -> r.prefix().length()).reversed());
@@ -70,6 +72,11 @@ public final class ProxyConfig {
 
     public int port() {
         return port;
+    }
+
+    /** Whether the standalone server binds with {@code SO_REUSEPORT} and closes its listener when its stop begins. */
+    public boolean reusePort() {
+        return reusePort;
     }
 
     public List<Route> routes() {

@@ -188,6 +188,17 @@ public final class WebSocketEndPoints {
         return new Connector(server, selectors, factories);
     }
 
+    /**
+     * Closes the listening socket of a started {@link #serverConnector}, so that it accepts no more connections while
+     * the ones it accepted go on; its stop closes it again, harmlessly. Jetty's own {@code close()} leaves the socket of
+     * a connector without acceptor threads to its selector manager's stop, listening until then.
+     */
+    public static void closeListener(org.eclipse.jetty.server.Connector connector) {
+        if (connector instanceof ServerConnector server && server.getTransport() instanceof ServerSocketChannel channel) {
+            IO.close(channel);
+        }
+    }
+
     /** {@link #serverConnector(Server, ConnectionFactory...)} with {@code selectors} selectors (for tests). */
     public static ServerConnector serverConnector(Server server, int selectors, ConnectionFactory... factories) {
         return new Connector(server, selectors, factories);

@@ -117,7 +117,7 @@ class DnsStallTest {
         RouteSettings literal = new RouteSettings("/ip/");
         literal.backends(List.of(Backend.of("ws://127.0.0.1:" + port)));
         RouteSettings defaults = RouteSettings.proxyDefaults(65_536);
-        ProxyConfig config = new ProxyConfig("127.0.0.1", 0, List.of(named.resolve(defaults),
+        ProxyConfig config = new ProxyConfig("127.0.0.1", 0, false, List.of(named.resolve(defaults),
                 followed.resolve(defaults), literal.resolve(defaults)), null, Duration.ofSeconds(1),
                 ProxyConfig.Limits.NONE, ProxyConfig.Tls.NONE);
 

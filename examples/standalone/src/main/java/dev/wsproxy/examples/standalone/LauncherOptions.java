@@ -80,6 +80,7 @@ final class LauncherOptions {
     static final String PENDING_FORM = "a whole number of connections, at least 1, like 4096";
 
     private static final String INSECURE_BACKEND_TLS = "--insecure-backend-tls";
+    private static final String REUSE_PORT = "--reuse-port";
     private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]\\s]+)]|([^:\\[\\]\\s]+)):(\\d{1,5})");
     private static final Pattern DURATION = Pattern.compile("(\\d{1,9})(ms|s|m|h)");
     private static final Pattern SIZE = Pattern.compile("(\\d{1,18})([kKmM]?)");
@@ -122,6 +123,10 @@ final class LauncherOptions {
             "                              the JVM's DNS cache is set to it unless set already",
             "  --allow-origin ORIGIN       accept browser pages from ORIGIN only, like https://app.example.com;",
             "                              repeatable (default: any origin)",
+            "  --reuse-port                let a new launcher listen on the same address while this one runs,",
+            "                              for a restart that refuses no client: start the new one, then send",
+            "                              this one SIGTERM; it stops accepting at once and drains (Linux,",
+            "                              macOS); takes no value",
             "  --connect-timeout DURATION  backend connect and handshake timeout, like 500ms, 5s, 2m (default "
                     + format(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT) + ")",
             "  --idle-timeout DURATION     close sessions idle this long, like 30s, 10m, 1h; 0 disables (default "
@@ -202,6 +207,7 @@ final class LauncherOptions {
     private final @Nullable Secured backendTrustStore;
     private final @Nullable Secured backendKeyStore;
     private final boolean insecureBackendTls;
+    private final boolean reusePort;
 
     /** A file named on the command line with the password read from the environment variable named with it. */
     record Secured(Path path, @Nullable String password) {
@@ -237,6 +243,7 @@ final class LauncherOptions {
         this.backendTrustStore = parser.backendTrustStore();
         this.backendKeyStore = parser.backendKeyStore();
         this.insecureBackendTls = parser.insecureBackendTls;
+        this.reusePort = parser.reusePort;
         this.handshakeTimeout = parser.handshakeTimeout;
         this.maxPendingHandshakes = parser.maxPendingHandshakes;
     }
@@ -413,6 +420,11 @@ final class LauncherOptions {
         return insecureBackendTls;
     }
 
+    /** Returns whether {@code --reuse-port} was given: {@code ProxyBuilder.reusePort(true)}. */
+    boolean reusePort() {
+        return reusePort;
+    }
+
     /** Returns the {@code --handshake-timeout}; {@link Duration#ZERO} means none. */
     Duration handshakeTimeout() {
         return handshakeTimeout;
@@ -437,6 +449,7 @@ final class LauncherOptions {
         }
         ProxyBuilder builder = ProxyBuilder.create()
                 .listen(host, port)
+                .reusePort(reusePort)
                 .backendSelector(selector())
                 .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).idle(idleTimeout).ping(pingInterval)
                         .build())
@@ -805,6 +818,7 @@ final class LauncherOptions {
         private int perIpIpv6Prefix = ProxyBuilder.DEFAULT_PER_IP_IPV6_PREFIX;
         private final Map<String, String> values = new LinkedHashMap<>();
         private boolean insecureBackendTls;
+        private boolean reusePort;
         private Duration handshakeTimeout = ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT;
         private int maxPendingHandshakes = ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES;
         private final List<String> seen = new ArrayList<>();
@@ -829,14 +843,19 @@ final class LauncherOptions {
                 if (!arg.startsWith("--")) {
                     throw new UsageException("unexpected argument '" + arg + "' (expected: a flag like --route)");
                 }
-                if (arg.equals(INSECURE_BACKEND_TLS)) {
-                    if (insecureBackendTls) {
+                if (arg.equals(INSECURE_BACKEND_TLS) || arg.equals(REUSE_PORT)) {
+                    if (seen.contains(arg)) {
                         throw new UsageException(arg + ": given twice (expected: once)");
                     }
-                    insecureBackendTls = true;
+                    seen.add(arg);
+                    if (arg.equals(REUSE_PORT)) {
+                        reusePort = true;
+                    } else {
+                        insecureBackendTls = true;
+                    }
                     continue;
                 }
-                for (String alone : List.of(INSECURE_BACKEND_TLS, "--help")) {
+                for (String alone : List.of(INSECURE_BACKEND_TLS, REUSE_PORT, "--help")) {
                     if (arg.startsWith(alone + "=")) {
                         throw new UsageException(alone + ": takes no value (expected: " + alone + " alone)");
                     }

@@ -417,6 +417,16 @@ class LauncherOptionsTest {
     }
 
     @Test
+    void reusesThePortOnlyWhenAsked() throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE).reusePort()).isFalse();
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--reuse-port").reusePort()).isTrue();
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--reuse-port", "--reuse-port"},
+                "--reuse-port: given twice (expected: once)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--reuse-port=true"},
+                "--reuse-port: takes no value (expected: --reuse-port alone)");
+    }
+
+    @Test
     void readsWeightAndBackupAfterABackendUrl() throws Exception {
         LauncherOptions options = LauncherOptions.parse(ROUTE,
                 "/ws/=ws://a:1;weight=3,ws://b:1;backup, ws://c:1 ; backup ; weight=1000 ,ws://d:1;weight=1");

@@ -66,6 +66,7 @@ class LauncherTest {
     private final List<WebSocket> openSockets = new ArrayList<>();
     private final CompletableFuture<Integer> exitStatus = new CompletableFuture<>();
     private EchoBackend backend;
+    private URI backendUri;
     private boolean serving;
 
     @AfterEach
@@ -366,6 +367,38 @@ class LauncherTest {
         } finally {
             a.stop();
             b.stop();
+        }
+    }
+
+    @Test
+    void aSecondLauncherWithReusePortListensOnTheSamePortAndServesOnceTheFirstStops() throws Exception {
+        int port = serve("--reuse-port");
+        WebSocketRecorder first = new WebSocketRecorder();
+        connect(port, "/ws/first", first).sendText("hi", true).get(5, TimeUnit.SECONDS);
+        assertThat(first.nextText()).isEqualTo("echo:/ws/first:hi");
+
+        // The new version of a deploy: started on the same address before the old one is told to stop.
+        ReadyLineOutput successorOut = new ReadyLineOutput();
+        ByteArrayOutputStream successorErr = new ByteArrayOutputStream();
+        Launcher successor = new Launcher(new PrintStream(successorOut, true, UTF_8),
+                new PrintStream(successorErr, true, UTF_8), Map.of());
+        CompletableFuture<Integer> successorExit = CompletableFuture.supplyAsync(() -> successor.run("--listen",
+                "127.0.0.1:" + port, "--reuse-port", "--route", "/ws/=" + backendUri));
+        try {
+            CompletableFuture.anyOf(successorOut.readyLine, successorExit).get(TIMEOUT.toMillis(),
+                    TimeUnit.MILLISECONDS);
+            assertThat(successorOut.readyLine).as(() -> "the successor listens; its stderr: "
+                    + successorErr.toString(UTF_8)).isDone();
+
+            launcher.stop();
+            assertThat(exitStatus.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)).isEqualTo(Launcher.EXIT_OK);
+            serving = false;
+            assertThat(first.awaitClose()).isEqualTo(1001);
+            assertThat(echoOnce(port, "/ws/second")).as("served by the successor").isEqualTo("echo:/ws/second:hi");
+            successor.stop();
+            assertThat(successorExit.get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)).isEqualTo(Launcher.EXIT_OK);
+        } finally {
+            successor.stop();
         }
     }
 
@@ -690,7 +723,7 @@ class LauncherTest {
      */
     private int serve(String... flags) throws Exception {
         backend = new EchoBackend("echo");
-        URI backendUri = backend.start();
+        backendUri = backend.start();
         List<String> args = new ArrayList<>(List.of("--listen", "127.0.0.1:0", "--route", "/ws/=" + backendUri));
         args.addAll(List.of(flags));
         Thread thread = new Thread(() -> {
