@@ -356,6 +356,31 @@ public final class ProxyBuilder {
     }
 
     /**
+     * Sets whether routes that set nothing let clients and backends agree on {@code permessage-deflate} (RFC 7692)
+     * through the proxy, which then relays their compressed frames as they are, as a byte tunnel like nginx would.
+     * The proxy never inflates nor deflates: it offers the backend the client's {@code permessage-deflate} offers
+     * (those that are valid; other extensions never), checks that the backend's {@code 101} accepts at most one of
+     * them ({@code 502} otherwise) and gives the client that answer. Default: {@code false}, and neither leg then
+     * negotiates any extension.
+     *
+     * <p>The trade-off: the proxy cannot look inside a compressed message. It does not check the UTF-8 of compressed
+     * text messages (uncompressed ones in the same session still are, {@code 1007}), and {@link #maxMessageSize(long)}
+     * and {@link #maxFragmentsPerMessage(int)} count the compressed bytes on the wire, so a small message that inflates
+     * to gigabytes (a decompression bomb) reaches the peer whole: each peer must bound what it inflates itself, as
+     * behind nginx (Jetty's {@code maxTextMessageSize} and {@code maxBinaryMessageSize} do, on the inflated size). A
+     * compressed frame costs the proxy no more than another; RSV1 on a continuation or a control frame is a protocol
+     * error ({@code 1002}). Clients over HTTP/2 (RFC 8441) negotiate it the same way.
+     *
+     * @param passThrough {@code true} to let the peers negotiate {@code permessage-deflate} end to end
+     * @return this builder
+     * @see RouteBuilder#compressionPassThrough(boolean)
+     */
+    public ProxyBuilder compressionPassThrough(boolean passThrough) {
+        defaults.compressionPassThrough(passThrough);
+        return this;
+    }
+
+    /**
      * Sets passive health checks for routes that set none, like nginx's {@code max_fails} and {@code fail_timeout}: a backend
      * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
      * handshake; also those of plain HTTP requests the route forwards) gets no new sessions (nor plain HTTP requests)

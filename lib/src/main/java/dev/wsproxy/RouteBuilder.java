@@ -182,6 +182,20 @@ public final class RouteBuilder {
     }
 
     /**
+     * Sets whether the route lets clients and backends agree on {@code permessage-deflate} through the proxy, whose
+     * compressed frames it then relays as they are (see {@link ProxyBuilder#compressionPassThrough(boolean)} for the
+     * trade-off: the peers must bound what they inflate).
+     *
+     * @param passThrough {@code true} to let the peers negotiate {@code permessage-deflate} end to end
+     * @return this builder
+     * @see ProxyBuilder#compressionPassThrough(boolean)
+     */
+    public RouteBuilder compressionPassThrough(boolean passThrough) {
+        settings.compressionPassThrough(passThrough);
+        return this;
+    }
+
+    /**
      * Sets passive health checks for this route, like nginx's {@code max_fails} and {@code fail_timeout}: a backend
      * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
      * handshake; also those of plain HTTP requests the route forwards) gets no new sessions (nor plain HTTP requests)

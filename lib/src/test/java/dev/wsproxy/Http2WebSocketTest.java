@@ -146,6 +146,40 @@ class Http2WebSocketTest {
         closeFromClient(ws);
     }
 
+    /**
+     * {@link ProxyBuilder#compressionPassThrough(boolean)} over HTTP/2: the client's {@code permessage-deflate} offer
+     * reaches the backend, the stream's {@code 200} carries the backend's answer, and compressed frames pass both
+     * ways, RSV1 and all (the Jetty backend inflates the client's text, and compresses its echo).
+     */
+    @Test
+    void passesDeflateThroughOverHttp2() throws Exception {
+        mount(builder -> builder.route("/ws/", backend.backend()).compressionPassThrough(true));
+        RawH2WebSocket ws = open("/ws/deflate", HttpFields.build()
+                .add(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, "permessage-deflate")).accepted();
+        assertThat(ws.head().getHttpFields().get(HttpHeader.SEC_WEBSOCKET_EXTENSIONS)).isEqualTo("permessage-deflate");
+        String text = "deflated over h2 ".repeat(40);
+        java.util.zip.Deflater deflater = new java.util.zip.Deflater(java.util.zip.Deflater.DEFAULT_COMPRESSION, true);
+        deflater.setInput(text.getBytes(StandardCharsets.UTF_8));
+        byte[] buffer = new byte[4096];
+        int length = deflater.deflate(buffer, 0, buffer.length, java.util.zip.Deflater.SYNC_FLUSH);
+        deflater.end();
+        // RFC 7692 section 7.2.1: the trailing 00 00 FF FF of the flush is left out.
+        byte[] compressed = java.util.Arrays.copyOf(buffer, length - 4);
+        ws.send(RawFrames.rsv1(RawFrames.encode(RawFrames.TEXT, compressed, true)));
+        assertThat(backend.texts.poll(10, TimeUnit.SECONDS)).as("what the backend inflated").isEqualTo(text);
+        RawFrames.Frame echo = ws.read();
+        assertThat(echo.rsv1()).as("the backend's echo, compressed").isTrue();
+        java.util.zip.Inflater inflater = new java.util.zip.Inflater(true);
+        inflater.setInput(RawFrames.concat(echo.payload(), RawFrames.bytes(0, 0, 0xFF, 0xFF)));
+        byte[] inflated = new byte[4096];
+        int inflatedLength = inflater.inflate(inflated);
+        inflater.end();
+        assertThat(new String(inflated, 0, inflatedLength, StandardCharsets.UTF_8)).isEqualTo(text);
+        assertThat(backend.upgrades.poll(10, TimeUnit.SECONDS).header("sec-websocket-extensions"))
+                .isEqualTo("permessage-deflate");
+        closeFromClient(ws);
+    }
+
     @Test
     void relaysTheBackendsSubprotocol() throws Exception {
         mount(builder -> builder.route("/ws/", backend.backend()));

@@ -179,6 +179,11 @@ final class RawBackend implements AutoCloseable {
         return new RawBackend(switching(null), false, afterUpgrade, true);
     }
 
+    /** A backend that answers every handshake with {@code reply}, a {@code 101}, then runs {@code afterUpgrade}. */
+    static RawBackend answeringThen(Reply reply, AfterUpgrade afterUpgrade) throws IOException {
+        return new RawBackend(reply, false, afterUpgrade, true);
+    }
+
     /** Like {@link #upgradingThen}, over TLS with {@code certificate}'s key: a {@code wss://} backend. */
     static RawBackend upgradingThenOverTls(AfterUpgrade afterUpgrade, TestCertificates.Certificate certificate)
             throws Exception {
@@ -206,6 +211,11 @@ final class RawBackend implements AutoCloseable {
      */
     static RawBackend recording() throws IOException {
         return new RawBackend(switching(null), false, (socket, out) -> { }, false);
+    }
+
+    /** Like {@link #recording()}, answering every handshake with {@code reply}, a {@code 101}. */
+    static RawBackend recording(Reply reply) throws IOException {
+        return new RawBackend(reply, false, (socket, out) -> { }, false);
     }
 
     /** A backend that records each handshake but answers only after {@link #release()}. */
@@ -396,7 +406,9 @@ final class RawBackend implements AutoCloseable {
                 return "close:" + frame.closeCode();
             }
             if (echo && frame.fin() && (frame.opcode() == RawFrames.TEXT || frame.opcode() == RawFrames.BINARY)) {
-                RawFrames.write(out, RawFrames.encode(frame.opcode(), frame.payload(), false));
+                // A compressed frame (permessage-deflate agreed through the proxy) is echoed compressed.
+                byte[] echoed = RawFrames.encode(frame.opcode(), frame.payload(), false);
+                RawFrames.write(out, frame.rsv1() ? RawFrames.rsv1(echoed) : echoed);
             }
         }
     }

@@ -27,8 +27,12 @@ final class RawFrames {
     static final String SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ==";
     static final String SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-    /** One frame as read from the wire, unmasked. */
-    record Frame(int opcode, boolean fin, byte[] payload) {
+    /** One frame as read from the wire, unmasked; {@code rsv1} set on a frame a permessage-deflate peer compressed. */
+    record Frame(int opcode, boolean fin, byte[] payload, boolean rsv1) {
+        Frame(int opcode, boolean fin, byte[] payload) {
+            this(opcode, fin, payload, false);
+        }
+
         String text() {
             return new String(payload, StandardCharsets.UTF_8);
         }
@@ -108,6 +112,12 @@ final class RawFrames {
         return frame;
     }
 
+    /** {@code frame}, an encoded frame, with RSV1 set: compressed, for a permessage-deflate peer. */
+    static byte[] rsv1(byte[] frame) {
+        frame[0] |= 0x40;
+        return frame;
+    }
+
     static byte[] text(String text, boolean masked) {
         return encode(TEXT, text.getBytes(StandardCharsets.UTF_8), masked);
     }
@@ -152,7 +162,7 @@ final class RawFrames {
                 payload[j] ^= mask[j & 3];
             }
         }
-        return new Frame(b0 & 0x0F, (b0 & 0x80) != 0, payload);
+        return new Frame(b0 & 0x0F, (b0 & 0x80) != 0, payload, (b0 & 0x40) != 0);
     }
 
     /** The bytes given as ints (0-255), for frames and payloads written byte by byte. */

@@ -74,7 +74,7 @@ import org.slf4j.LoggerFactory;
  * stream-based extension parsing, the URI parsed again, and a {@code new SecureRandom()} per connection. In a profile
  * of a handshake storm (connect, one echo, close, repeated) that machinery was about 26 % of the proxy's CPU per
  * cycle. The proxy needs none of it: it opens one connection per handshake, never reuses it for HTTP, offers no
- * extensions and relays any refusal as it is.
+ * extensions of its own and relays any refusal as it is.
  *
  * <h2>What is sent</h2>
  * {@code GET} with the backend URI's path and query, {@code Host} (the URI's authority unless the forwarded headers
@@ -82,13 +82,15 @@ import org.slf4j.LoggerFactory;
  * {@code Sec-WebSocket-Protocol} per offered subprotocol), then, replacing any of the same name as Jetty's client
  * does: {@code Upgrade: websocket}, {@code Connection: Upgrade}, a random {@code Sec-WebSocket-Key},
  * {@code Sec-WebSocket-Version: 13}, {@code Pragma} and {@code Cache-Control: no-cache}. No {@code Expect}, no
- * {@code User-Agent}, no {@code Accept-Encoding}, no extensions. CR, LF and NUL in header names and values are
+ * {@code User-Agent}, no {@code Accept-Encoding}, and no extensions but the client's {@code permessage-deflate} offers
+ * when the route passes compression through (the caller's headers carry them). CR, LF and NUL in header names and values are
  * replaced, as Jetty's generator does.
  *
  * <h2>What is validated</h2>
  * What Jetty's client validates, and what the proxy added on top: status {@code 101}; {@code Upgrade} names
  * {@code websocket}; {@code Connection} contains {@code upgrade}; {@code Sec-WebSocket-Accept} is the hash of the key
- * sent; at most one subprotocol, one of those offered; no extension (none was offered). Interim responses
+ * sent; at most one subprotocol, one of those offered; no extension, or, when the route passes compression through,
+ * one {@code permessage-deflate} element that an offer allows ({@link DeflatePassThrough}). Interim responses
  * ({@code 100}, {@code 103}...) are skipped. The response head is limited to {@link #MAX_RESPONSE_HEAD} bytes.
  *
  * <h2>Outcomes</h2>
@@ -424,8 +426,9 @@ final class BackendHandshake {
          * Validates a {@code 101} as RFC 6455 section 4.1 says a client must, more strictly than
          * {@code CoreClientUpgradeRequest.upgrade}: one {@code Upgrade} value, {@code websocket} in any case (not
          * {@code h2c, websocket}); one {@code Sec-WebSocket-Accept}, compared exactly (base64 has case); no extension
-         * at all (the proxy offers none; Jetty's client lets names starting with {@code @} through, its internal
-         * ones); one subprotocol among those offered. Returns the failure's description when it is not valid.
+         * at all (Jetty's client lets names starting with {@code @} through, its internal ones) but one
+         * {@code permessage-deflate} element that one of the proxy's offers allows, when it made any; one subprotocol
+         * among those offered. Returns the failure's description when it is not valid.
          */
         @Nullable String validate(HttpFields answer) {
             List<String> upgrade = answer.getValuesList(HttpHeader.UPGRADE);
@@ -439,8 +442,9 @@ final class BackendHandshake {
             if (accept.size() != 1 || !WebSocketUtils.hashKey(key).equals(accept.get(0).trim())) {
                 return "Invalid Sec-WebSocket-Accept hash";
             }
-            if (!answer.getCSV(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, false).isEmpty()) {
-                return "Sec-WebSocket-Extensions contained extension not requested";
+            String extensions = DeflatePassThrough.invalidAnswer(answer, headers);
+            if (extensions != null) {
+                return extensions;
             }
             List<String> chosen = answer.getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
             if (chosen.size() > 1) {
@@ -455,8 +459,10 @@ final class BackendHandshake {
 
         WebSocketCoreSession newSession(EndPoint endPoint, HttpFields answer) {
             List<String> chosen = answer.getCSV(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, true);
+            // A valid answer (validate) with an extension accepted one of the proxy's permessage-deflate offers.
+            boolean deflate = DeflatePassThrough.accepted(answer) != null;
             Negotiated negotiated = ClientUpgrade.negotiated(components, Behavior.CLIENT, uri,
-                    chosen.isEmpty() ? null : chosen.get(0), secure);
+                    chosen.isEmpty() ? null : chosen.get(0), deflate, secure);
             WebSocketCoreSession session = new WebSocketCoreSession(handler, Behavior.CLIENT, negotiated, components);
             if (classLoader != null) {
                 session.setClassLoader(classLoader);

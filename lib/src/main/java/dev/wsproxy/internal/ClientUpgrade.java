@@ -37,13 +37,14 @@ import org.jspecify.annotations.Nullable;
  * the backend chose among the client's offers ({@link BackendHandshake} checked it), as {@link BackendHandshake} does
  * for the backend leg. It leaves out what the proxy has decided by then: Jetty's negotiation (which parses the
  * subprotocol and extension offers again and validates the request again), the extension negotiation (the proxy
- * accepts none), and the request URI parsed twice (as an {@code http} URI, then as a {@code ws} one). In a storm of
+ * accepts none, or relays the backend's {@code permessage-deflate} answer, see {@link DeflatePassThrough}), and the request URI parsed twice (as an {@code http} URI, then as a {@code ws} one). In a storm of
  * handshakes those were a third of the client upgrade's cost beside Jetty's response path.
  *
  * <p>The session, the connection and the {@code 101} are Jetty's handshaker's: the session runs its handler's calls
  * in the request's context, the connection takes the connector's executor, scheduler, buffer pool, direct-buffer
  * settings and listeners, and the response carries {@code Upgrade}, {@code Connection}, {@code Sec-WebSocket-Accept}
- * and the subprotocol, with no {@code Sec-WebSocket-Extensions}. Jetty's HTTP connection switches to the WebSocket
+ * and the subprotocol, with no {@code Sec-WebSocket-Extensions} but the backend's accepted
+ * {@code permessage-deflate} element when the route passes compression through. Jetty's HTTP connection switches to the WebSocket
  * connection once the {@code 101} is written, and {@code callback} then completes.
  */
 final class ClientUpgrade {
@@ -56,13 +57,14 @@ final class ClientUpgrade {
 
     /** Writes the {@code 101} and makes {@code handler}'s session the connection's once it is written. */
     static void upgrade(Request request, Response response, Callback callback, FrameHandler handler,
-            @Nullable String subprotocol, WebSocketComponents components, Configuration.Customizer configuration) {
+            @Nullable String subprotocol, @Nullable String extension, WebSocketComponents components,
+            Configuration.Customizer configuration) {
         String key = request.getHeaders().get(HttpHeader.SEC_WEBSOCKET_KEY);
         if (key == null) {
             throw new IllegalStateException("upgrade request without Sec-WebSocket-Key");
         }
         WebSocketConnection connection = newConnection(request, request.getConnectionMetaData().getConnection()
-                .getEndPoint(), handler, subprotocol, components, configuration);
+                .getEndPoint(), handler, subprotocol, extension != null, components, configuration);
 
         response.setStatus(HttpStatus.SWITCHING_PROTOCOLS_101);
         HttpFields.Mutable headers = response.getHeaders();
@@ -71,6 +73,9 @@ final class ClientUpgrade {
         headers.put(HttpHeader.SEC_WEBSOCKET_ACCEPT, WebSocketUtils.hashKey(key.trim()));
         if (subprotocol != null) {
             headers.put(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
+        }
+        if (extension != null) {
+            headers.put(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, extension);
         }
         request.setAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE, connection);
         response.write(true, null, callback);
@@ -85,17 +90,21 @@ final class ClientUpgrade {
      * then completes. The answer has no {@code Sec-WebSocket-Accept} (RFC 8441 section 5 has no key to hash).
      */
     static void upgradeStream(Request request, Response response, Callback callback, FrameHandler handler,
-            @Nullable String subprotocol, WebSocketComponents components, Configuration.Customizer configuration) {
+            @Nullable String subprotocol, @Nullable String extension, WebSocketComponents components,
+            Configuration.Customizer configuration) {
         TunnelSupport tunnel = request.getTunnelSupport();
         if (tunnel == null) {
             throw new IllegalStateException("extended CONNECT without tunnel support");
         }
         // Through a StreamEndPoint, which tells the relay's write timeout that a write waits for the client's window.
         WebSocketConnection connection = newConnection(request, new StreamEndPoint(tunnel.getEndPoint()), handler,
-                subprotocol, components, configuration);
+                subprotocol, extension != null, components, configuration);
         response.setStatus(HttpStatus.OK_200);
         if (subprotocol != null) {
             response.getHeaders().put(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
+        }
+        if (extension != null) {
+            response.getHeaders().put(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, extension);
         }
         request.setAttribute(HttpStream.UPGRADE_CONNECTION_ATTRIBUTE, connection);
         response.write(true, null, callback);
@@ -103,9 +112,10 @@ final class ClientUpgrade {
 
     /** The session of {@code handler} and its connection on {@code endPoint}, as Jetty's handshakers make them. */
     private static WebSocketConnection newConnection(Request request, EndPoint endPoint, FrameHandler handler,
-            @Nullable String subprotocol, WebSocketComponents components, Configuration.Customizer configuration) {
+            @Nullable String subprotocol, boolean deflate, WebSocketComponents components,
+            Configuration.Customizer configuration) {
         Negotiated negotiated = negotiated(components, Behavior.SERVER, webSocketUri(request), subprotocol,
-                request.isSecure());
+                deflate, request.isSecure());
         Context context = request.getContext();
         WebSocketCoreSession session = new WebSocketCoreSession(handler, Behavior.SERVER, negotiated, components) {
             @Override
@@ -128,16 +138,16 @@ final class ClientUpgrade {
     }
 
     /**
-     * What a relay leg's session negotiated, on either side: {@code subprotocol}, no extension, and {@code uri}
+     * What a relay leg's session negotiated, on either side: {@code subprotocol}, no extension in the frames' way
+     * (RSV1 allowed when the peers agreed on {@code permessage-deflate}, see {@link DeflatePassThrough}), and {@code uri}
      * without its query. Jetty decodes a session's query into its parameter map as UTF-8 and throws on bytes that are
      * not: a client's {@code ?x=%FF} would fail the backend leg after the backend's valid {@code 101}, counted against
      * that backend. Nothing of the proxy reads that map or the session's URI; the backend still gets the query in its
      * request line. {@code uri} is parsed again only when it has a query.
      */
     static Negotiated negotiated(WebSocketComponents components, Behavior behavior, URI uri,
-            @Nullable String subprotocol, boolean secure) {
-        ExtensionStack extensions = new ExtensionStack(components, behavior);
-        extensions.negotiate(List.of(), List.of());
+            @Nullable String subprotocol, boolean deflate, boolean secure) {
+        ExtensionStack extensions = DeflatePassThrough.negotiated(components, behavior, deflate);
         URI withoutQuery = uri;
         if (uri.getRawQuery() != null) {
             String text = uri.toString();

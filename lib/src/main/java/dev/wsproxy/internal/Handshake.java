@@ -192,6 +192,12 @@ final class Handshake {
         for (String subprotocol : view.subprotocols()) {
             headers.add(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
         }
+        if (route.compressionPassThrough()) {
+            // The client's valid permessage-deflate offers only (see DeflatePassThrough), one line each.
+            for (String offer : DeflatePassThrough.offers(request.getHeaders())) {
+                headers.add(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, offer);
+            }
+        }
         ForwardedHeaders.copy(request, headers, route.preserveHost(), true, view.identity());
         view.addAuthorizedHeaders(headers);
         BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
@@ -223,7 +229,8 @@ final class Handshake {
                 failed(relay, state, backend, backendResponse, failure);
             } else {
                 state.recordSuccess();
-                upgradeClient(relay, backendSession, legConfiguration);
+                upgradeClient(relay, backendSession, legConfiguration,
+                        DeflatePassThrough.accepted(backendResponse.headers()));
             }
         });
     }
@@ -245,8 +252,9 @@ final class Handshake {
         }
     }
 
+    /** Upgrades the client; {@code extension} is the {@code permessage-deflate} element the backend accepted. */
     private void upgradeClient(Relay relay, CoreSession backendSession,
-            Configuration.ConfigurationCustomizer legConfiguration) {
+            Configuration.ConfigurationCustomizer legConfiguration, @Nullable String extension) {
         // From here the relay owns the connection slot: it gives it back when it finishes, whatever happens.
         relay.holdPermit(permit);
         if (proxy.isDraining()) {
@@ -272,11 +280,11 @@ final class Handshake {
         });
         try {
             if (overHttp2) {
-                ClientUpgrade.upgradeStream(request, response, upgraded, relay.clientLeg, subprotocol,
+                ClientUpgrade.upgradeStream(request, response, upgraded, relay.clientLeg, subprotocol, extension,
                         proxy.components(), legConfiguration);
             } else {
-                ClientUpgrade.upgrade(request, response, upgraded, relay.clientLeg, subprotocol, proxy.components(),
-                        legConfiguration);
+                ClientUpgrade.upgrade(request, response, upgraded, relay.clientLeg, subprotocol, extension,
+                        proxy.components(), legConfiguration);
             }
         } catch (Exception | Error e) {
             LOG.warn("[{}] Could not upgrade the client", relay.id(), e);

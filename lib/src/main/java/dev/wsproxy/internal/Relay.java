@@ -70,7 +70,8 @@ import dev.wsproxy.SessionClose;
  * <h2>Limits</h2>
  * Each leg polices what its peer sends, on the thread handling its current frame and without allocation or locks:
  * the message size and UTF-8 of text; the fragments per message; and, on the client leg only, a message rate (GCRA: a
- * single timestamp). Fragments are counted as the peer sent them, not as Jetty delivers them. With autoFragment on,
+ * single timestamp). A compressed message (permessage-deflate passed through, {@link DeflatePassThrough}) is sized as
+ * it is on the wire and its text is not checked: the proxy never inflates it. Fragments are counted as the peer sent them, not as Jetty delivers them. With autoFragment on,
  * Jetty's {@code Parser} delivers a data frame whose payload has not fully arrived as pieces: each piece is non-empty,
  * takes everything left in the network buffer, and the next piece comes only after another read. So a data frame
  * that is empty, or that was parsed from the same read as the data frame before it (the connection's
@@ -1295,7 +1296,15 @@ final class Relay implements ProxySession {
 
         private void onDataFrame(Frame frame, Callback callback) {
             byte opCode = frame.getOpCode();
-            if (opCode != OpCode.CONTINUATION) {
+            if (opCode == OpCode.CONTINUATION) {
+                if (frame.isRsv1()) {
+                    // Only a message's first frame says it is compressed (RFC 7692 section 6.1); Jetty lets RSV1
+                    // through on any data frame once the peers agreed on permessage-deflate (DeflatePassThrough).
+                    callback.succeeded();
+                    onViolation(side, CloseStatus.PROTOCOL, "RSV1 on a continuation frame", "protocol_error");
+                    return;
+                }
+            } else {
                 if (rateInterval != 0 && overRate()) {
                     callback.succeeded();
                     onViolation(side, CloseStatus.POLICY_VIOLATION, "message rate exceeded", "rate_limited");
@@ -1303,7 +1312,9 @@ final class Relay implements ProxySession {
                 }
                 messageSize = 0;
                 messageFragments = 0;
-                textMessage = opCode == OpCode.TEXT;
+                // A compressed text message (RSV1, only ever set when the peers agreed on permessage-deflate) is
+                // relayed unchecked: the proxy never inflates, and its peer checks the text it inflates.
+                textMessage = opCode == OpCode.TEXT && !frame.isRsv1();
                 if (textMessage) {
                     utf8.reset();
                 }

@@ -25,6 +25,7 @@ public record Route(
         int messageRateLimit,
         PlainHttp plainHttp,
         boolean preserveHost,
+        boolean compressionPassThrough,
         PassiveHealth passiveHealth,
         Failover failover,
         int maxPendingBackendHandshakes,

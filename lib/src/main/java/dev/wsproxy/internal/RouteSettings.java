@@ -38,6 +38,7 @@ public final class RouteSettings {
     private @Nullable Integer messageRateLimit;
     private @Nullable PlainHttp plainHttp;
     private @Nullable Boolean preserveHost;
+    private @Nullable Boolean compressionPassThrough;
     private Route.@Nullable PassiveHealth passiveHealth;
     private Route.@Nullable Failover failover;
     private @Nullable Integer maxPendingBackendHandshakes;
@@ -62,6 +63,7 @@ public final class RouteSettings {
         defaults.messageRateLimit = 0;
         defaults.plainHttp = PlainHttp.PROXY_TO_BACKEND;
         defaults.preserveHost = true;
+        defaults.compressionPassThrough = false;
         defaults.passiveHealth = Route.PassiveHealth.DEFAULT;
         defaults.failover = Route.Failover.DEFAULT;
         defaults.maxPendingBackendHandshakes = ProxyBuilder.DEFAULT_MAX_PENDING_BACKEND_HANDSHAKES;
@@ -124,6 +126,9 @@ public final class RouteSettings {
         }
         if (other.preserveHost != null) {
             preserveHost = other.preserveHost;
+        }
+        if (other.compressionPassThrough != null) {
+            compressionPassThrough = other.compressionPassThrough;
         }
         if (other.passiveHealth != null) {
             passiveHealth = other.passiveHealth;
@@ -213,6 +218,10 @@ public final class RouteSettings {
         this.preserveHost = preserveHost;
     }
 
+    public void compressionPassThrough(boolean passThrough) {
+        this.compressionPassThrough = passThrough;
+    }
+
     public void passiveHealth(int maxFails, Duration failTimeout) {
         if (maxFails < 0) {
             throw new IllegalArgumentException("maxFails: " + maxFails + " (expected: >= 0; 0 disables)");
@@ -281,7 +290,7 @@ public final class RouteSettings {
         }
         return new Route(prefix, new RouteBackends(backends), selector, timeouts,
                 merged.originValidator, merged.maxMessageSize, merged.maxFragmentsPerMessage,
-                merged.messageRateLimit, merged.plainHttp, merged.preserveHost,
+                merged.messageRateLimit, merged.plainHttp, merged.preserveHost, merged.compressionPassThrough,
                 merged.passiveHealth, merged.failover, merged.maxPendingBackendHandshakes, merged.healthCheck, dns,
                 Listeners.of(all),
                 merged.authenticator == Authenticator.allowAll() ? null : merged.authenticator);
