@@ -12,7 +12,9 @@ import org.junit.jupiter.api.Test;
 import dev.wsproxy.RawHttp.Request;
 
 /**
- * No extension is ever negotiated (matrix rows F2 and F10): a client that offers {@code permessage-deflate} gets a
+ * With {@link ProxyBuilder#compressionPassThrough(boolean)} off, the default, no extension is ever negotiated (matrix
+ * rows F2 and F10; {@link CompressionPassThroughTest} for the setting on): a client that offers
+ * {@code permessage-deflate} gets a
  * {@code 101} without it, and a compressed frame from it is a protocol error; a backend that accepts an extension
  * the proxy never offered is refused with {@code 502}. So no payload is ever inflated, and there is nothing to bomb.
  */

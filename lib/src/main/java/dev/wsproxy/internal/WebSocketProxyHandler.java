@@ -84,7 +84,9 @@ import dev.wsproxy.TimeoutPolicy;
  * too (read interest is {@code NON_BLOCKING}: the backend's {@code 101} upgrades the client on the thread that read
  * it). Its WebSocket connections use direct buffers only ({@link DirectBuffers}). Each leg reads with a 4 KiB buffer
  * until its first large frame, then with 64 KiB (large frames cost 2 to 3 times less CPU than with 4 KiB; see
- * {@link Relay} for why it starts small). Both legs offer no extensions: permessage-deflate stays off on both legs.
+ * {@link Relay} for why it starts small). Neither leg negotiates an extension of the proxy's own: permessage-deflate
+ * is off on both legs, or, on a route that passes compression through, agreed by the client and the backend end to end
+ * and relayed compressed ({@link DeflatePassThrough}).
  *
  * <h2>The server's stop</h2>
  * A server stopped with a stop timeout ({@code Server.setStopTimeout}) shuts its {@link Graceful} components down first
