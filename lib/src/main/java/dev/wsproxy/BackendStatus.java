@@ -16,7 +16,9 @@ public interface BackendStatus {
     Backend backend();
 
     /**
-     * Returns whether the backend takes new sessions.
+     * Returns whether the backend takes new sessions. A backend back from passive health's down is {@code UP} on
+     * trial: it takes one handshake at a time until one succeeds, and is left out of
+     * {@link SelectionContext#candidates()} while that one is in flight ({@link ProxyBuilder#passiveHealth}).
      *
      * @return the state
      */
@@ -53,7 +55,8 @@ public interface BackendStatus {
      * window ({@link ProxyBuilder#passiveHealth}): those since the first of them, until the window has passed; while
      * passive health keeps the backend down, those that took it down. Zero once the window has passed without a
      * failure, whether or not anything was tried since. The only backend of a route counts its failures too, although
-     * passive health never takes it down.
+     * passive health never takes it down. A backend on trial after its window (see {@link #state()}) shows {@code 0}
+     * until its trial fails, then that one failure, which took it down again.
      *
      * @return the recent failure count
      */

@@ -384,9 +384,18 @@ public final class ProxyBuilder {
      * Sets passive health checks for routes that set none, like nginx's {@code max_fails} and {@code fail_timeout}: a backend
      * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
      * handshake; also those of plain HTTP requests the route forwards) gets no new sessions (nor plain HTTP requests)
-     * for {@code failTimeout}, then is tried again. A backend's own refusal (a status other than {@code 101}) is not a
-     * failure. Routes with a single backend never take it down (its failures still show in
-     * {@link BackendStatus#recentFailures()}). Default: 1 failure, 10 seconds.
+     * for {@code failTimeout}. Then it is on trial, as nginx lets the first request after {@code fail_timeout} test a
+     * server: one handshake at a time goes to it, and the others skip it as if it were down
+     * (left out of {@link SelectionContext#candidates()} while that one is in flight); the first success brings it
+     * back for good, the first failure takes it down for another {@code failTimeout} at once, whatever
+     * {@code maxFails}. So a backend that swallows connection attempts costs one client a connect timeout per window,
+     * not every client that arrives during one. On trial, the backend's {@link BackendStatus#state()} is
+     * {@link BackendStatus.State#UP UP} and its {@link BackendStatus#recentFailures()} {@code 0}; the trial's attempt
+     * shows in {@link BackendStatus#pendingHandshakes()}. A backend's own refusal (a status other than {@code 101})
+     * is not a failure: the backend answered, a success. Routes with a single backend never take it down (its
+     * failures still show in {@link BackendStatus#recentFailures()}), so never put it on trial. Active
+     * {@linkplain HealthCheck health checks} keep their own verdict: their probes neither start nor end a trial.
+     * Default: 1 failure, 10 seconds.
      *
      * @param maxFails failures that take a backend down; 0 turns passive health off
      * @param failTimeout the window that counts failures, and how long a backend stays down

@@ -48,7 +48,8 @@ public interface ProxyListener {
     /**
      * Called when a backend of a route goes down or comes back: an active {@link HealthCheck} crossed a threshold, or
      * passive health took it down after failed connections (it comes back silently when its fail timeout has passed,
-     * or when its route is left with it alone). Only changes of {@link BackendStatus#state()} are reported, each from
+     * on trial, or when its route is left with it alone; a trial that fails takes it down again, reported
+     * {@code UP -> DOWN}). Only changes of {@link BackendStatus#state()} are reported, each from
      * the state the backend had: a verdict that changes under another one (a health check's on a backend passive
      * health keeps down, or on a draining one) is not, and neither are drains.
      *

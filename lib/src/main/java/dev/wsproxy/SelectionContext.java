@@ -19,8 +19,10 @@ public interface SelectionContext extends HandshakeRequest {
     /**
      * Returns the backends that may take this session now, in configuration order: the primary backends that are
      * {@link BackendStatus.State#UP up} and not at their cap of handshakes in flight
-     * ({@link RouteBuilder#maxPendingBackendHandshakes(int)}), or such backups when no primary is, minus those this
-     * handshake already failed on (failover). Built-in selectors pick from this list.
+     * ({@link RouteBuilder#maxPendingBackendHandshakes(int)}) nor testing a trial's handshake (a backend back from
+     * {@linkplain ProxyBuilder#passiveHealth(int, java.time.Duration) passive health}'s down takes one at a time until
+     * one succeeds), or such backups when no primary is, minus those this handshake already failed on (failover).
+     * Built-in selectors pick from this list.
      *
      * @return the candidates with their live state; empty when no backend is available
      */

@@ -146,6 +146,66 @@ class BalancingTest {
     }
 
     @Test
+    void sendsOneHandshakeAtATimeToABackendBackFromPassiveHealthsDownAndTakesItDownAgainAtItsFailure()
+            throws Exception {
+        // When the window passed, the backend was fully up again: every handshake until maxFails new failures were
+        // counted went to it, so for one that swallows connection attempts, all those of a whole connect timeout, each
+        // client waiting for that timeout before failing over, after every window. nginx lets one request test it.
+        RawBackend silent = RawBackend.answering(RawBackend.silent());
+        resources.add(silent);
+        Duration connectTimeout = Duration.ofSeconds(2);
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                .backendSelector(context -> context.candidates().get(0).backend())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
+                .passiveHealth(2, Duration.ofSeconds(2))));
+        List<WsRecorder> open = java.util.Collections.synchronizedList(new ArrayList<>());
+        for (java.util.concurrent.Future<String> handshake : concurrently(2, open)) {
+            assertThat(handshake.get(10, TimeUnit.SECONDS)).isEqualTo("a"); // the silent one first, failed over
+        }
+        BackendStatus silentStatus = proxy.backendStatus("/ws/").get(0);
+        assertThat(silentStatus.state()).as("2 failures of 2").isEqualTo(BackendStatus.State.DOWN);
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
+                .until(() -> silentStatus.state() == BackendStatus.State.UP);
+        assertThat(silent.connections).hasValue(2);
+
+        int handshakes = 4;
+        List<java.util.concurrent.Future<String>> served = concurrently(handshakes, open);
+
+        // All but the trial's reach the healthy backend while the trial still waits at the silent one.
+        org.awaitility.Awaitility.await().atMost(connectTimeout.minusMillis(500))
+                .until(() -> served.stream().filter(java.util.concurrent.Future::isDone).count() == handshakes - 1);
+        assertThat(silent.connections).as("one handshake tests the silent backend").hasValue(3);
+        assertThat(silentStatus.pendingHandshakes()).as("the trial, still waiting").isOne();
+        assertThat(failures).as("the first two failures only").hasSize(2);
+        for (java.util.concurrent.Future<String> handshake : served) {
+            assertThat(handshake.get(10, TimeUnit.SECONDS)).isEqualTo("a");
+        }
+        assertThat(failures).as("the trial's failure too").hasSize(3);
+        assertThat(silentStatus.state()).as("down again for a window at the trial's one failure, maxFails 2")
+                .isEqualTo(BackendStatus.State.DOWN);
+        assertThat(silentStatus.recentFailures()).isOne();
+        assertThat(whoServes(open)).isEqualTo("a");
+        assertThat(silent.connections).as("not tried while down").hasValue(3);
+        closeAll(open);
+    }
+
+    /** Starts {@code count} sessions at once, each asking which backend serves it ({@link #whoServes}). */
+    private List<java.util.concurrent.Future<String>> concurrently(int count, List<WsRecorder> open) {
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(count);
+        resources.add(pool::shutdownNow);
+        java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(count);
+        List<java.util.concurrent.Future<String>> served = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            served.add(pool.submit(() -> {
+                go.countDown();
+                go.await();
+                return whoServes(open);
+            }));
+        }
+        return served;
+    }
+
+    @Test
     void neverKeepsTheOnlyBackendOfARouteDownForEarlierFailures() throws Exception {
         // Passive health never takes down the one backend of a route; a route shrunk to one must not keep it down
         // either, or it answers 503 until the fail timeout although its backend is back.

@@ -13,6 +13,23 @@ import dev.wsproxy.BackendStatus;
 /**
  * The live state of one backend in one route: active sessions, backend handshakes in flight, passive health (nginx
  * {@code max_fails} / {@code fail_timeout}) and draining. Thread-safe.
+ *
+ * <h2>Passive health</h2>
+ * Up, a backend counts its failed connections within a window; {@code maxFails} of them take it down for the window
+ * ({@link #recordFailure}). When the window has passed, it is <em>on trial</em> (half-open), as with nginx, which
+ * lets the first pick after {@code fail_timeout} probe the backend: one attempt at a time may go to it
+ * ({@link #tryTrial}, whose {@link Trial} every attempt releases when it ends, however it ends), and the others skip it
+ * as if it were down ({@link RouteBackends#candidates}); a success ends the trial (up, failures forgotten), and a
+ * failure takes it down for another window at once, whatever {@code maxFails}. An attempt that ends otherwise (its
+ * client gone, the proxy stopping, a drain, the failover time cut its connect short) says nothing about the backend:
+ * its release lets the next attempt try. Without the trial, every handshake arriving until {@code maxFails} new
+ * failures were counted went to the backend: for one that drops connection attempts, all those of a whole connect
+ * timeout, each client waiting for that timeout before failing over, after every window.
+ *
+ * <p>On trial, the backend's {@link #state()} is {@code UP} (it takes new sessions, one at a time) and
+ * {@link #recentFailures()} is {@code 0} (the window has passed): a trial is not a state of its own, and is reported
+ * to no listener; its attempt shows in {@link #pendingHandshakes()}. A trial whose attempt failed takes it down as
+ * {@code maxFails} failures do, reported as such ({@code UP -> DOWN}).
  */
 public final class BackendState implements BackendStatus {
 
@@ -37,6 +54,10 @@ public final class BackendState implements BackendStatus {
     private long windowNanos;
     private long downUntil;
     private boolean down;
+    /** Back from {@link #down} after its window: one attempt at a time, until one succeeds or fails. */
+    private boolean trial;
+    /** The attempt the backend's trial is waiting for, while it is in flight; {@code null} when none is. */
+    private @Nullable Trial trialAttempt;
 
     BackendState(Backend backend) {
         this.backend = backend;
@@ -102,11 +123,62 @@ public final class BackendState implements BackendStatus {
     /** Whether passive health keeps the backend down at {@code now}; guarded by this. */
     private boolean passivelyDown(long now) {
         if (down && NanoTime.elapsed(downUntil, now) >= 0) {
-            // The fail timeout has passed: try the backend again (nginx does the same).
+            // The fail timeout has passed: the backend is on trial, one attempt at a time (see the class comment).
             down = false;
             failures = 0;
+            trial = true;
         }
         return down;
+    }
+
+    /** Ends the trial, if the backend is on one: it is down again, or up for good; guarded by this. */
+    private void endTrial() {
+        trial = false;
+        trialAttempt = null;
+    }
+
+    /**
+     * Whether the backend is on trial with its attempt in flight: not a candidate until that attempt ends (nor busy,
+     * for {@link RouteBackends#anyBusy}: skipped as if down).
+     */
+    synchronized boolean trialInFlight() {
+        if (!onTrial()) {
+            return false;
+        }
+        Trial attempt = trialAttempt;
+        if (attempt != null && NanoTime.elapsed(attempt.lapsesAt, NanoTime.now()) >= 0) {
+            // An attempt that has not ended in time (see tryTrial) no longer holds the trial.
+            trialAttempt = null;
+        }
+        return trialAttempt != null;
+    }
+
+    /**
+     * Starts an attempt on this backend as far as passive health goes: when the backend is on trial, the attempt
+     * becomes the trial's, unless another is in flight: then returns {@code null} and holds nothing (the backend is
+     * to be skipped, as if down). Otherwise returns {@link Trial#NONE}, which holds nothing. The returned trial is
+     * released by {@link Trial#release()} (idempotent) when the attempt ends, however it ends, and after its success
+     * or failure was recorded ({@link #recordSuccess}, {@link #recordFailure}, which end the trial), so that no other
+     * attempt starts in between. An attempt that has not released it after {@code maxNanos} (a backstop: the callers'
+     * own timers end every attempt before) no longer holds the trial, and the next attempt takes it; at most the sum of
+     * two durations {@link Durations#stored} caps, so that it adds to the clock without overflow.
+     */
+    synchronized @Nullable Trial tryTrial(long maxNanos) {
+        if (!onTrial()) {
+            return Trial.NONE;
+        }
+        if (trialInFlight()) {
+            return null;
+        }
+        Trial attempt = new Trial(this, NanoTime.now() + maxNanos);
+        trialAttempt = attempt;
+        return attempt;
+    }
+
+    private synchronized void released(Trial attempt) {
+        if (trialAttempt == attempt) {
+            trialAttempt = null;
+        }
     }
 
     /**
@@ -141,6 +213,9 @@ public final class BackendState implements BackendStatus {
      * for {@code windowNanos} ({@code 0}: never, the failure is only counted, for {@link #recentFailures}). Returns
      * the {@link #state()} the backend had when this failure changed it (took it down), else {@code null}, as
      * {@link #recordProbe} does: a backend a health check took down, or draining, does not change.
+     *
+     * <p>On trial, one failure takes the backend down again, whatever {@code maxFails} (unless {@code 0}: passive
+     * health does not apply, and the trial ends, the backend up).
      */
     synchronized @Nullable State recordFailure(int maxFails, long windowNanos) {
         State before = state();
@@ -151,7 +226,13 @@ public final class BackendState implements BackendStatus {
         }
         this.windowNanos = windowNanos;
         failures++;
-        if (maxFails > 0 && failures >= maxFails && !down) {
+        boolean onTrial = trial;
+        if (maxFails == 0 || down) {
+            endTrial();
+            return null;
+        }
+        if (failures >= maxFails || onTrial) {
+            endTrial();
             down = true;
             downUntil = now + windowNanos;
             return changedFrom(before);
@@ -159,15 +240,25 @@ public final class BackendState implements BackendStatus {
         return null;
     }
 
-    /** Forgets the failures and brings the backend back from passive health's down (not from a health check's). */
+    /**
+     * Forgets the failures and brings the backend back from passive health's down (not from a health check's), trial
+     * included: up for good.
+     */
     synchronized void forgetFailures() {
         failures = 0;
         down = false;
+        endTrial();
     }
 
+    /**
+     * Counts a connection the backend took (its {@code 101}, its refusal, a plain HTTP request it read): forgets the
+     * failures and ends a trial, unless passive health keeps the backend down (nginx, too, forgets them only for an
+     * attempt started after the window).
+     */
     synchronized void recordSuccess() {
-        if (!down) {
+        if (!passivelyDown(NanoTime.now())) {
             failures = 0;
+            endTrial();
         }
     }
 
@@ -198,7 +289,37 @@ public final class BackendState implements BackendStatus {
 
     @Override
     public String toString() {
-        return backend + " " + state() + " active=" + active.get() + " pending=" + pending.get();
+        return backend + " " + state() + (onTrial() ? " (on trial)" : "") + " active=" + active.get() + " pending="
+                + pending.get();
+    }
+
+    /** Whether the backend is on trial (see the class comment); for tests and {@link #toString}. */
+    synchronized boolean onTrial() {
+        return !passivelyDown(NanoTime.now()) && trial;
+    }
+
+    /**
+     * One attempt's hold on its backend's trial, or none ({@link #NONE}): {@link #release()} is idempotent, and
+     * frees the trial for the next attempt unless the attempt's success or failure has ended it already.
+     */
+    static final class Trial {
+        /** The hold of an attempt on a backend that is not on trial: nothing to release. */
+        static final Trial NONE = new Trial(null, 0);
+
+        private final @Nullable BackendState state;
+        final long lapsesAt;
+        private final AtomicBoolean released = new AtomicBoolean();
+
+        private Trial(@Nullable BackendState state, long lapsesAt) {
+            this.state = state;
+            this.lapsesAt = lapsesAt;
+        }
+
+        void release() {
+            if (state != null && released.compareAndSet(false, true)) {
+                state.released(this);
+            }
+        }
     }
 
     /** One active session; {@link #release()} is idempotent. */

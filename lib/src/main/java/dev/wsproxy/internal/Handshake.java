@@ -39,6 +39,13 @@ import dev.wsproxy.BackendStatus;
  * slots are all taken is not connected to: that attempt fails with {@code 503} and moves on like a failed connection,
  * without counting against passive health.
  *
+ * <p>A backend back from passive health's down is on trial ({@link BackendState}): a connect to it also holds its
+ * trial ({@link BackendState#tryTrial}), given back once the connect's success or failure has been recorded, so that
+ * no other handshake tests the backend in between, or at once when the connect ended otherwise (the client gone, the
+ * proxy stopping, a drain, a timer the failover time cut short). A backend whose trial another handshake holds is
+ * not connected to: that attempt fails with {@code 503} and moves on, as for a busy backend. A backend's refusal (a
+ * status other than {@code 101}) is a success for passive health: the backend was reachable and decided.
+ *
  * <p>Each connect's timer is the connect timeout, or what is left of the failover time when that is shorter. A timeout
  * counts against the backend only when the backend had the time a first connect gets: one whose timer was cut short
  * because earlier attempts spent the failover time did not exceed its own timeout, and counting it would take a healthy
@@ -144,7 +151,19 @@ final class Handshake {
         }
         BackendState.HandshakeSlot slot = state.tryStartHandshake(route.maxPendingBackendHandshakes());
         if (slot == null) {
-            busy(backend);
+            busy(backend, "backend busy: " + route.maxPendingBackendHandshakes() + " handshakes pending to "
+                    + backend.uri());
+            return;
+        }
+        // Held until the attempt's success or failure is recorded, or it ends otherwise; the connect timer ends it
+        // within the connect timeout, well before the hold would lapse.
+        BackendState.Trial trial = state.tryTrial(timeouts.connectTimeout().toNanos()
+                + route.passiveHealth().failTimeout().toNanos());
+        if (trial == null) {
+            // Back from passive health's down, and another attempt is testing it (picked by a selector that read
+            // the candidates before that attempt started, or that picks from backends()).
+            slot.release();
+            busy(backend, "backend on trial: another handshake is testing " + backend.uri());
             return;
         }
         Relay relay = new Relay(proxy, proxy.nextSessionId(), route, timeouts, view.clientAddress(), backend,
@@ -152,6 +171,7 @@ final class Handshake {
         relay.attributes(view.attributes());
         if (!proxy.register(relay)) {
             slot.release();
+            trial.release();
             relay.onBackendFailed();
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down");
             return;
@@ -162,25 +182,27 @@ final class Handshake {
             // (Relay.drainBeforeUpgrade, failover in failed()), so one registered before this check is found, and one
             // registered after it is turned away here. Another backend, or 503.
             slot.release();
+            trial.release();
             relay.onBackendFailed();
             nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend_draining", "backend draining");
             return;
         }
-        connect(relay, state, slot, backend, backendUri);
+        connect(relay, state, slot, trial, backend, backendUri);
     }
 
-    /** The backend has its cap of handshakes in flight: a failed attempt, but the backend is busy, not broken. */
-    private void busy(Backend backend) {
-        String reason = "backend busy: " + route.maxPendingBackendHandshakes() + " handshakes pending to "
-                + backend.uri();
+    /**
+     * The backend has its cap of handshakes in flight, or its trial's one: a failed attempt, but the backend is busy,
+     * not broken.
+     */
+    private void busy(Backend backend, String reason) {
         if (LOG.isDebugEnabled()) {
             LOG.debug("Backend {} not tried for {}: {}", backend, view, reason);
         }
         nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend_busy", reason);
     }
 
-    private void connect(Relay relay, BackendState state, BackendState.HandshakeSlot slot, Backend backend,
-            URI backendUri) {
+    private void connect(Relay relay, BackendState state, BackendState.HandshakeSlot slot, BackendState.Trial trial,
+            Backend backend, URI backendUri) {
         long connectMillis = timeouts.connectTimeout().toMillis();
         long remainingMillis = budget.remainingMillis();
         long timeoutMillis = Math.max(1, Math.min(connectMillis, remainingMillis));
@@ -221,16 +243,24 @@ final class Handshake {
                 timer.cancel();
             }
             slot.release();
-            if (failure instanceof ClientGone gone) {
-                relay.onBackendFailed();
-                clientGone(backend, gone);
-            } else if (failure != null) {
-                relay.onBackendFailed();
-                failed(relay, state, backend, backendResponse, failure);
-            } else {
-                state.recordSuccess();
-                upgradeClient(relay, backendSession, legConfiguration,
-                        DeflatePassThrough.accepted(backendResponse.headers()));
+            // The trial's hold outlives the recording of this attempt's success or failure (which ends the trial),
+            // so that no other attempt takes the backend's trial in between; released whatever happens here.
+            try {
+                if (failure instanceof ClientGone gone) {
+                    trial.release();
+                    relay.onBackendFailed();
+                    clientGone(backend, gone);
+                } else if (failure != null) {
+                    relay.onBackendFailed();
+                    failed(relay, state, trial, backend, backendResponse, failure);
+                } else {
+                    state.recordSuccess();
+                    trial.release();
+                    upgradeClient(relay, backendSession, legConfiguration,
+                            DeflatePassThrough.accepted(backendResponse.headers()));
+                }
+            } finally {
+                trial.release();
             }
         });
     }
@@ -341,8 +371,8 @@ final class Handshake {
         callback.failed(new Request.Handler.AbortException(gone));
     }
 
-    private void failed(Relay relay, BackendState state, Backend backend, BackendResponse backendResponse,
-            Throwable failure) {
+    private void failed(Relay relay, BackendState state, BackendState.Trial trial, Backend backend,
+            BackendResponse backendResponse, Throwable failure) {
         Throwable cause = failure instanceof CompletionException && failure.getCause() != null
                 ? failure.getCause() : failure;
         int status = backendResponse.status();
@@ -350,27 +380,33 @@ final class Handshake {
             backendResponse.closeConnection();
         }
         if (status > 0 && status != HttpStatus.SWITCHING_PROTOCOLS_101) {
-            // The backend refused the upgrade: the client gets the backend's own answer; no retry.
+            // The backend refused the upgrade: the client gets the backend's own answer; no retry. The backend was
+            // reachable and decided: a success for passive health, as any response to a plain HTTP request is.
             if (LOG.isDebugEnabled()) {
                 LOG.debug("Backend {} refused {} with {}", backend, view, status);
             }
+            state.recordSuccess();
+            trial.release();
             releasePermit();
             proxy.refused(view, route, status, "backend_refused", "backend refused the upgrade with " + status);
             Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
             return;
         }
+        // The ends below that say nothing about the backend leave its trial, if this attempt was it, to the next one.
         if (relay.closedBeforeUpgrade()) {
             // ProxySession.close on a session still in its backend handshake: the application's decision, kept
             // whatever ended the handshake (no blame, no failover). Its cancel usually ends it (a
             // CancellationException); a close that comes just after the handshake failed (refused, the proxy's timer)
             // cancels nothing, and the failure it finds here would otherwise fail over, and the client get its 101 on
             // another backend as a session the application never saw.
+            trial.release();
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "closed_by_app", "session closed before its upgrade");
             return;
         }
         boolean draining = proxy.isDraining();
         if (cause instanceof CancellationException && draining) {
             // The proxy stopping: its decision, not the backend's failure (no blame, no failover).
+            trial.release();
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down");
             return;
         }
@@ -380,6 +416,7 @@ final class Handshake {
             if (LOG.isDebugEnabled()) {
                 LOG.debug("Backend {} drained while the handshake of {} was pending", backend, view);
             }
+            trial.release();
             nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend_draining", "backend draining");
             return;
         }
@@ -396,10 +433,12 @@ final class Handshake {
                         ? "backend sent an invalid 101: " + cause.getMessage()
                         : "backend unreachable: " + cause;
         LOG.warn("Backend {} failed for {}: {}", backend, view, reason);
-        // A timer cut short by the failover time says nothing about the backend (see the class comment).
+        // A timer cut short by the failover time says nothing about the backend (see the class comment). A failure
+        // counted on trial takes the backend down again: the trial's hold is released after, not before.
         if (!(cause instanceof FailoverTimeUp)) {
             WebSocketProxyHandler.countConnectFailure(route, state);
         }
+        trial.release();
         route.listener().onBackendConnectFailed(view, backend, cause);
         nextAttemptOrRefuse(answer, token, reason);
     }

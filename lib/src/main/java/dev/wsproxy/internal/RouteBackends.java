@@ -23,7 +23,8 @@ import dev.wsproxy.BackendStatus;
  * addresses exist, so a backend drained with {@code proxy.drain} stays draining through it.
  *
  * <p>Passive health takes a backend down only while the route has more than one ({@link #recordFailure}; a lone
- * backend's failures are counted, never held against it); a replacement that leaves one forgets that one's failures.
+ * backend's failures are counted, never held against it); a replacement that leaves one forgets that one's failures,
+ * and ends its trial ({@link BackendState}): a lone backend is never skipped, not even while an attempt tests it.
  */
 public final class RouteBackends {
 
@@ -75,8 +76,9 @@ public final class RouteBackends {
 
     /**
      * The backends of {@code states} (a list {@link #states()} returned) that may take a new session, minus
-     * {@code tried}: the up primaries with fewer than {@code maxPendingHandshakes} handshakes in flight, else such
-     * backups.
+     * {@code tried}: the up primaries with fewer than {@code maxPendingHandshakes} handshakes in flight and no trial
+     * in flight ({@link BackendState#trialInFlight}: a backend back from passive health's down takes one attempt at a
+     * time until one succeeds), else such backups.
      */
     static List<BackendStatus> candidates(List<BackendState> states, Set<BackendState> tried,
             int maxPendingHandshakes) {
@@ -84,7 +86,7 @@ public final class RouteBackends {
         List<BackendStatus> backups = new ArrayList<>();
         for (BackendState state : states) {
             if (tried.contains(state) || state.state() != BackendStatus.State.UP
-                    || state.pendingHandshakes() >= maxPendingHandshakes) {
+                    || state.pendingHandshakes() >= maxPendingHandshakes || state.trialInFlight()) {
                 continue;
             }
             (state.backend().isBackup() ? backups : primaries).add(state);

@@ -70,6 +70,21 @@ class HealthCheckerTest {
     }
 
     @Test
+    void neitherStartsNorEndsPassiveHealthsTrialAndReportsTheTrialsFailureUnderItsDownNot() {
+        state.recordFailure(1, 1); // a window of 1 ns, passed at once: on trial
+        checker.record(state, true);
+        assertThat(state.onTrial()).as("a good probe is no attempt of the trial's").isTrue();
+
+        checker.record(state, false);
+        assertThat(state.recordFailure(3, Duration.ofMinutes(1).toNanos())).as("DOWN already").isNull();
+        checker.record(state, true);
+
+        assertThat(changes).containsExactly(new Change(State.UP, State.DOWN));
+        assertThat(state.state()).as("the trial's failure: down for its window").isEqualTo(State.DOWN);
+        assertThat(state.onTrial()).isFalse();
+    }
+
+    @Test
     void reportsNothingWhileABackendIsDraining() {
         state.draining(true);
 
