@@ -200,7 +200,7 @@ public final class RouteBuilder {
      * whose connections fail {@code maxFails} times within {@code failTimeout} (refused, timed out, invalid
      * handshake; also those of plain HTTP requests the route forwards) gets no new sessions (nor plain HTTP requests)
      * for {@code failTimeout}. Then it is on trial, as nginx lets the first request after {@code fail_timeout} test a
-     * server: one handshake at a time goes to it, and the others skip it as if it were down
+     * server: one handshake or plain HTTP request at a time goes to it, and the others skip it as if it were down
      * (left out of {@link SelectionContext#candidates()} while that one is in flight); the first success brings it
      * back for good, the first failure takes it down for another {@code failTimeout} at once, whatever
      * {@code maxFails}. So a backend that swallows connection attempts costs one client a connect timeout per window,

@@ -827,6 +827,57 @@ class PlainHttpTest {
     }
 
     @Test
+    void sendsOnePlainRequestAtATimeToABackendBackFromPassiveHealthsDown() throws Exception {
+        // As for upgrades (BalancingTest): when the window passed, every request went to a backend that does not
+        // answer SYNs until a new failure was counted, each waiting for the connect timeout before failing over.
+        RecordingListener recorded = new RecordingListener();
+        Duration connectTimeout = Duration.ofSeconds(2);
+        try (UnacceptedPort unaccepted = new UnacceptedPort();
+                WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                        .route("/", r -> r.backends(unaccepted.backend(), backend.backend())
+                                .backendSelector(context -> context.candidates().get(0).backend())
+                                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
+                                .passiveHealth(1, Duration.ofSeconds(2)))
+                        .listener(recorded)
+                        .build()) {
+            proxying.start();
+            assertThat(get(proxying, "/first").status()).isEqualTo(200); // the unaccepted one first, failed over
+            BackendStatus blackHole = status(proxying, unaccepted.backend());
+            assertThat(blackHole.state()).isEqualTo(BackendStatus.State.DOWN);
+            await().atMost(Duration.ofSeconds(10)).until(() -> blackHole.state() == BackendStatus.State.UP);
+
+            int requests = 4;
+            List<CompletableFuture<Integer>> answered = new ArrayList<>();
+            for (int i = 0; i < requests; i++) {
+                String target = "/page?i=" + i;
+                answered.add(CompletableFuture.supplyAsync(() -> {
+                    try {
+                        return get(proxying, target).status();
+                    } catch (Exception e) {
+                        throw new java.util.concurrent.CompletionException(e);
+                    }
+                }));
+            }
+
+            // All but the trial's reach the live backend while the trial still waits for its connection.
+            await().atMost(connectTimeout.minusMillis(500))
+                    .until(() -> answered.stream().filter(CompletableFuture::isDone).count() == requests - 1);
+            assertThat(recorded.all(RecordingListener.ConnectFailed.class)).as("the first failure only").hasSize(1);
+            for (CompletableFuture<Integer> status : answered) {
+                assertThat(status.get(10, TimeUnit.SECONDS)).isEqualTo(200);
+            }
+            assertThat(recorded.all(RecordingListener.ConnectFailed.class)).as("and the trial's").hasSize(2);
+            assertThat(blackHole.state()).as("down again for a window").isEqualTo(BackendStatus.State.DOWN);
+        }
+    }
+
+    private static RawHttp.Response get(WebSocketProxy proxying, String target) throws Exception {
+        try (RawHttp client = RawHttp.connect(proxying)) {
+            return client.exchange(Request.plain("GET", target, RawHttp.host(proxying)));
+        }
+    }
+
+    @Test
     void takesABackendWhoseTlsHandshakeFailsDownAndFailsOverToAnother() throws Exception {
         // Jetty's client sends the request as soon as TCP is up; TLS completes on that first write, so the handshake
         // fails after the request began, but nothing of it reached the backend.

@@ -21,6 +21,7 @@ final class ForwardedRequest {
     final FailoverBudget budget;
     private volatile @Nullable BackendState backend;
     private volatile @Nullable HttpURI target;
+    private volatile BackendState.Trial trial = BackendState.Trial.NONE;
     /** The access log's token for how the current attempt failed; {@code null} while it has not. */
     private volatile @Nullable String failure;
 
@@ -31,11 +32,26 @@ final class ForwardedRequest {
         this.budget = new FailoverBudget(route.failover());
     }
 
-    /** Sends the current attempt, counted in {@link #budget} when its backend was picked, to {@code target}. */
-    void attempt(BackendState state, HttpURI target) {
+    /**
+     * Sends the current attempt, counted in {@link #budget} when its backend was picked, to {@code target}, holding
+     * {@code trial} (its backend's, or {@link BackendState.Trial#NONE}); the previous attempt's is released, if it
+     * was not yet.
+     */
+    void attempt(BackendState state, HttpURI target, BackendState.Trial trial) {
+        BackendState.Trial previous = this.trial;
         this.backend = state;
         this.target = target;
+        this.trial = trial;
         this.failure = null;
+        previous.release();
+    }
+
+    /**
+     * The current attempt's hold on its backend's trial: released when the attempt reached the backend or failed,
+     * after its success or failure was recorded, and at the latest when the request's response ends.
+     */
+    BackendState.Trial trial() {
+        return trial;
     }
 
     /** Notes how the current attempt failed, as the access log's token ({@code backend_unreachable}). */

@@ -64,9 +64,15 @@ import dev.wsproxy.TimeoutPolicy;
  * {@code proxy_next_upstream error timeout}). Jetty's client reads a body only once the request is on a connection,
  * and {@link AttemptBody} notes when it does and keeps Jetty's client from failing the client's request with an unread
  * body (Jetty would fail the request's reads for good); with {@code Expect: 100-continue} {@link ProxyHandler} copies
- * the body only after the backend's {@code 100}. A response from the backend, whatever its status, counts as a
- * success. Nothing is retried once the request may have reached the backend (a reset, its idle timeout): the backend
- * may have acted on it.
+ * the body only after the backend's {@code 100}. A request whose head the backend's connection took (TCP and TLS
+ * done), or a response from the backend, whatever its status, counts as a success. Nothing is retried once the request
+ * may have reached the backend (a reset, its idle timeout): the backend may have acted on it.
+ *
+ * <p>A request to a backend on trial (back from passive health's down, see {@link BackendState}) holds the trial
+ * ({@link ForwardedRequest#trial}) until its head is written to the backend (a success, which ends the trial: a long
+ * poll does not keep the backend on trial while it waits for its response), or its connection failed (after that
+ * failure was counted, which takes the backend down again), or it failed otherwise; at the latest when its response
+ * ends.
  *
  * <p>Each request's access line ({@link AccessLog#forwarded}) is written once its response has completed or failed
  * ({@link #onProxyToClientResponseComplete}, {@link #onProxyToClientResponseFailure}), whichever attempt gave it;
@@ -108,6 +114,11 @@ final class HttpForwarder extends ProxyHandler {
      */
     void connectTimeout(Duration timeout) {
         this.connectTimeout = timeout;
+    }
+
+    /** The TCP connect timeout of the client the next start builds, or of the running one if none was set since. */
+    Duration connectTimeout() {
+        return connectTimeout;
     }
 
     /**
@@ -158,10 +169,13 @@ final class HttpForwarder extends ProxyHandler {
     @Override
     protected org.eclipse.jetty.client.Request newProxyToServerRequest(Request clientToProxyRequest,
             HttpURI newHttpURI) {
-        Attempt attempt = new Attempt(forwarded(clientToProxyRequest).backend());
+        ForwardedRequest forwarded = forwarded(clientToProxyRequest);
+        Attempt attempt = new Attempt(forwarded.backend(), forwarded.trial());
         return super.newProxyToServerRequest(clientToProxyRequest, newHttpURI)
                 .attribute(ATTEMPT_ATTRIBUTE, attempt)
-                .onRequestBegin(request -> attempt.begun = true);
+                .onRequestBegin(request -> attempt.begun = true)
+                // Its head written: the backend took the connection (and its TLS handshake), whatever comes next.
+                .onRequestCommit(request -> attempt.reached());
     }
 
     @Override
@@ -216,7 +230,6 @@ final class HttpForwarder extends ProxyHandler {
     protected org.eclipse.jetty.client.Response.CompleteListener newServerToProxyResponseListener(
             Request clientToProxyRequest, org.eclipse.jetty.client.Request proxyToServerRequest,
             Response proxyToClientResponse, Callback proxyToClientCallback) {
-        BackendState backend = attempt(proxyToServerRequest).backend;
         ForwardedRequest forwarded = forwarded(clientToProxyRequest);
         // ProxyHandler aborts the backend's response when a write to the client fails, which reads as the backend's
         // failure (onServerToProxyResponseFailure): the client's failed write is noted first, for the access log.
@@ -231,7 +244,7 @@ final class HttpForwarder extends ProxyHandler {
             @Override
             public void onBegin(org.eclipse.jetty.client.Response serverToProxyResponse) {
                 // The backend answered: reachable, whatever its status (as a refused handshake is not a failure).
-                backend.recordSuccess();
+                attempt(proxyToServerRequest).reached();
                 super.onBegin(serverToProxyResponse);
             }
 
@@ -328,6 +341,19 @@ final class HttpForwarder extends ProxyHandler {
             org.eclipse.jetty.client.Response serverToProxyResponse, Response proxyToClientResponse,
             Callback proxyToClientCallback, Throwable failure) {
         Attempt attempt = attempt(proxyToServerRequest);
+        try {
+            serverToProxyResponseFailed(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
+                    proxyToClientResponse, proxyToClientCallback, attempt, failure);
+        } finally {
+            // A failure that says nothing about the backend leaves its trial to the next request.
+            attempt.trial.release();
+        }
+    }
+
+    private void serverToProxyResponseFailed(Request clientToProxyRequest,
+            org.eclipse.jetty.client.Request proxyToServerRequest,
+            org.eclipse.jetty.client.Response serverToProxyResponse, Response proxyToClientResponse,
+            Callback proxyToClientCallback, Attempt attempt, Throwable failure) {
         ForwardedRequest forwarded = forwarded(clientToProxyRequest);
         boolean timeout = isTimeout(failure);
         int status = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
@@ -355,6 +381,8 @@ final class HttpForwarder extends ProxyHandler {
             // As a failed backend handshake is logged and reported (Handshake.failed).
             LOG.warn("Backend {} failed for {}: {}", attempt.backend.backend(), forwarded.view, reason);
             WebSocketProxyHandler.countConnectFailure(forwarded.route, attempt.backend);
+            // After the failure was counted: on trial, the backend is down again before another request may try it.
+            attempt.trial.release();
             forwarded.route.listener().onBackendConnectFailed(forwarded.view, attempt.backend.backend(), failure);
             if (!attempt.bodyRead && proxy.forwardToAnother(clientToProxyRequest, proxyToClientResponse,
                     proxyToClientCallback, forwarded, status, token, reason)) {
@@ -415,10 +443,12 @@ final class HttpForwarder extends ProxyHandler {
      * ({@link ForwardedRequest#failure}), or else the client ({@code client_left}).
      */
     private static void logCompleted(Request clientToProxyRequest, Response proxyToClientResponse, boolean failed) {
+        ForwardedRequest forwarded = forwarded(clientToProxyRequest);
+        // The request's last attempt has ended, whatever it was: its trial, if it held one, too.
+        forwarded.trial().release();
         if (!AccessLog.LOG.isInfoEnabled()) {
             return;
         }
-        ForwardedRequest forwarded = forwarded(clientToProxyRequest);
         String reason = forwarded.failure();
         int status = proxyToClientResponse.getStatus();
         if (failed) {
@@ -507,13 +537,22 @@ final class HttpForwarder extends ProxyHandler {
      */
     private static final class Attempt {
         final BackendState backend;
+        /** The attempt's hold on its backend's trial ({@link BackendState#tryTrial}), or none. */
+        final BackendState.Trial trial;
         volatile boolean begun;
         volatile boolean bodyRead;
         /** How reading the client's body failed (a malformed body, the client gone), or {@code null}. */
         volatile @Nullable Throwable bodyFailure;
 
-        Attempt(BackendState backend) {
+        Attempt(BackendState backend, BackendState.Trial trial) {
             this.backend = backend;
+            this.trial = trial;
+        }
+
+        /** The backend took the request (its head written) or answered: a success, which ends a trial. */
+        void reached() {
+            backend.recordSuccess();
+            trial.release();
         }
     }
 

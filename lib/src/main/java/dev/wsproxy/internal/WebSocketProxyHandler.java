@@ -668,8 +668,25 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
                     "request path cannot be forwarded");
             return;
         }
-        forwarded.attempt(state, HttpURI.from(target));
-        httpForwarder.handle(request, response, callback);
+        // As for an upgrade (Handshake.attempt): a backend on trial takes one request at a time, until one reaches
+        // it (HttpForwarder ends the trial) or fails to.
+        BackendState.Trial trial = state.tryTrial(httpForwarder.connectTimeout().toNanos()
+                + route.passiveHealth().failTimeout().toNanos());
+        if (trial == null) {
+            String reason = "backend on trial: another request is testing " + backend.uri();
+            if (!forwardToAnother(request, response, callback, forwarded, HttpStatus.SERVICE_UNAVAILABLE_503,
+                    "backend_busy", reason)) {
+                reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503, "backend_busy", reason);
+            }
+            return;
+        }
+        forwarded.attempt(state, HttpURI.from(target), trial);
+        try {
+            httpForwarder.handle(request, response, callback);
+        } catch (RuntimeException | Error e) {
+            trial.release();
+            throw e;
+        }
     }
 
     /**
