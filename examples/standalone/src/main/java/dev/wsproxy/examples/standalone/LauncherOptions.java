@@ -81,6 +81,9 @@ final class LauncherOptions {
 
     private static final String INSECURE_BACKEND_TLS = "--insecure-backend-tls";
     private static final String REUSE_PORT = "--reuse-port";
+    private static final String COMPRESSION_PASS_THROUGH = "--compression-pass-through";
+    /** The flags that take no value. */
+    private static final List<String> SWITCHES = List.of(INSECURE_BACKEND_TLS, REUSE_PORT, COMPRESSION_PASS_THROUGH);
     private static final Pattern LISTEN = Pattern.compile("(?:\\[([^\\[\\]\\s]+)]|([^:\\[\\]\\s]+)):(\\d{1,5})");
     private static final Pattern DURATION = Pattern.compile("(\\d{1,9})(ms|s|m|h)");
     private static final Pattern SIZE = Pattern.compile("(\\d{1,18})([kKmM]?)");
@@ -127,6 +130,10 @@ final class LauncherOptions {
             "                              for a restart that refuses no client: start the new one, then send",
             "                              this one SIGTERM; it stops accepting at once and drains (Linux,",
             "                              macOS); takes no value",
+            "  --compression-pass-through  let clients and backends that both speak permessage-deflate use it",
+            "                              end to end; the proxy relays the compressed frames without inflating",
+            "                              them, so it cannot check their UTF-8 or inflated size (each peer must",
+            "                              bound what it inflates, as behind nginx); takes no value",
             "  --connect-timeout DURATION  backend connect and handshake timeout, like 500ms, 5s, 2m (default "
                     + format(TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT) + ")",
             "  --idle-timeout DURATION     close sessions idle this long, like 30s, 10m, 1h; 0 disables (default "
@@ -208,6 +215,7 @@ final class LauncherOptions {
     private final @Nullable Secured backendKeyStore;
     private final boolean insecureBackendTls;
     private final boolean reusePort;
+    private final boolean compressionPassThrough;
 
     /** A file named on the command line with the password read from the environment variable named with it. */
     record Secured(Path path, @Nullable String password) {
@@ -244,6 +252,7 @@ final class LauncherOptions {
         this.backendKeyStore = parser.backendKeyStore();
         this.insecureBackendTls = parser.insecureBackendTls;
         this.reusePort = parser.reusePort;
+        this.compressionPassThrough = parser.compressionPassThrough;
         this.handshakeTimeout = parser.handshakeTimeout;
         this.maxPendingHandshakes = parser.maxPendingHandshakes;
     }
@@ -425,6 +434,13 @@ final class LauncherOptions {
         return reusePort;
     }
 
+    /**
+     * Returns whether {@code --compression-pass-through} was given: {@code ProxyBuilder.compressionPassThrough(true)}.
+     */
+    boolean compressionPassThrough() {
+        return compressionPassThrough;
+    }
+
     /** Returns the {@code --handshake-timeout}; {@link Duration#ZERO} means none. */
     Duration handshakeTimeout() {
         return handshakeTimeout;
@@ -450,6 +466,7 @@ final class LauncherOptions {
         ProxyBuilder builder = ProxyBuilder.create()
                 .listen(host, port)
                 .reusePort(reusePort)
+                .compressionPassThrough(compressionPassThrough)
                 .backendSelector(selector())
                 .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).idle(idleTimeout).ping(pingInterval)
                         .build())
@@ -819,6 +836,7 @@ final class LauncherOptions {
         private final Map<String, String> values = new LinkedHashMap<>();
         private boolean insecureBackendTls;
         private boolean reusePort;
+        private boolean compressionPassThrough;
         private Duration handshakeTimeout = ProxyBuilder.DEFAULT_HANDSHAKE_TIMEOUT;
         private int maxPendingHandshakes = ProxyBuilder.DEFAULT_MAX_PENDING_HANDSHAKES;
         private final List<String> seen = new ArrayList<>();
@@ -843,19 +861,19 @@ final class LauncherOptions {
                 if (!arg.startsWith("--")) {
                     throw new UsageException("unexpected argument '" + arg + "' (expected: a flag like --route)");
                 }
-                if (arg.equals(INSECURE_BACKEND_TLS) || arg.equals(REUSE_PORT)) {
+                if (SWITCHES.contains(arg)) {
                     if (seen.contains(arg)) {
                         throw new UsageException(arg + ": given twice (expected: once)");
                     }
                     seen.add(arg);
-                    if (arg.equals(REUSE_PORT)) {
-                        reusePort = true;
-                    } else {
-                        insecureBackendTls = true;
+                    switch (arg) {
+                        case REUSE_PORT -> reusePort = true;
+                        case COMPRESSION_PASS_THROUGH -> compressionPassThrough = true;
+                        default -> insecureBackendTls = true;
                     }
                     continue;
                 }
-                for (String alone : List.of(INSECURE_BACKEND_TLS, REUSE_PORT, "--help")) {
+                for (String alone : List.of(INSECURE_BACKEND_TLS, REUSE_PORT, COMPRESSION_PASS_THROUGH, "--help")) {
                     if (arg.startsWith(alone + "=")) {
                         throw new UsageException(alone + ": takes no value (expected: " + alone + " alone)");
                     }

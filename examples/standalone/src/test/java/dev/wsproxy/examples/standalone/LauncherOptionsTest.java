@@ -417,6 +417,17 @@ class LauncherOptionsTest {
     }
 
     @Test
+    void passesCompressionThroughOnlyWhenAsked() throws Exception {
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE).compressionPassThrough()).isFalse();
+        assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--compression-pass-through").compressionPassThrough())
+                .isTrue();
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--compression-pass-through=yes"},
+                "--compression-pass-through: takes no value (expected: --compression-pass-through alone)");
+        assertUsageError(new String[] {ROUTE, WS_ROUTE, "--compression-pass-through", "--compression-pass-through"},
+                "--compression-pass-through: given twice (expected: once)");
+    }
+
+    @Test
     void reusesThePortOnlyWhenAsked() throws Exception {
         assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE).reusePort()).isFalse();
         assertThat(LauncherOptions.parse(ROUTE, WS_ROUTE, "--reuse-port").reusePort()).isTrue();

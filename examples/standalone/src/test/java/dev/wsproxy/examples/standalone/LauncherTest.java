@@ -698,6 +698,38 @@ class LauncherTest {
         }
     }
 
+    @Test
+    void letsClientAndBackendAgreeOnDeflateWithCompressionPassThroughOnly() throws Exception {
+        int port = serve("--compression-pass-through");
+        assertThat(upgradeResponseHead(port)).as("the echo backend's answer, relayed")
+                .containsIgnoringCase("Sec-WebSocket-Extensions: permessage-deflate");
+    }
+
+    @Test
+    void negotiatesNoExtensionWithoutCompressionPassThrough() throws Exception {
+        int port = serve();
+        assertThat(upgradeResponseHead(port)).startsWith("HTTP/1.1 101").doesNotContainIgnoringCase("Extensions");
+    }
+
+    /** The head of the proxy's answer to an upgrade that offers permessage-deflate, as browsers do. */
+    private static String upgradeResponseHead(int port) throws Exception {
+        try (Socket socket = new Socket("127.0.0.1", port)) {
+            socket.setSoTimeout((int) TIMEOUT.toMillis());
+            socket.getOutputStream().write(("GET /ws/deflate HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    + "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    + "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").getBytes(UTF_8));
+            StringBuilder head = new StringBuilder();
+            while (head.indexOf("\r\n\r\n") < 0) {
+                int b = socket.getInputStream().read();
+                if (b < 0) {
+                    break;
+                }
+                head.append((char) b);
+            }
+            return head.toString();
+        }
+    }
+
     /** Opens a connection that sends the start of a request head and no more. */
     private static Socket stalledSocket(int port) throws Exception {
         Socket socket = new Socket("127.0.0.1", port);
