@@ -258,6 +258,29 @@ class PlainHttpTest {
         assertThat(responses[1].bodyText()).isEqualTo("ok");
     }
 
+    @Test
+    void dropsAnInterimResponseOtherThan102Or103AndRelaysTheFinalOne() throws Exception {
+        // A 1xx none of Jetty's client handlers takes (104 Upload Resumption Supported, from resumable upload
+        // servers) reached ProxyHandler as the final response: the client got "104 104" and then nothing, not even
+        // the backend's 201, and no access line was written.
+        RawBackend resumable = RawBackend.answering(RawBackend.raw("HTTP/1.1 104 Upload Resumption Supported\r\n"
+                + "Location: /uploads/1\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"));
+        try (resumable; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", resumable.backend()).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("POST", "/uploads", RawHttp.host(proxying))
+                        .add("Content-Length", "5").body("hello"));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(201);
+            assertThat(response.bodyText()).isEqualTo("ok");
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
+                    .containsPattern(" dev\\.wsproxy\\.access - sid=- .* method=POST status=201 reason=-\n"));
+        }
+    }
+
     /** A backend answers {@code 103} with {@code hintHeaders}, then {@code 200 ok}; returns what a client reads. */
     private static RawHttp.Response[] hintsThenPage(String hintHeaders) throws Exception {
         RawBackend hinting = RawBackend.answering(RawBackend.raw("HTTP/1.1 103 Early Hints\r\n" + hintHeaders

@@ -13,6 +13,9 @@ import javax.net.ssl.SSLException;
 import javax.net.ssl.SSLHandshakeException;
 
 import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.client.transport.HttpConversation;
+import org.eclipse.jetty.client.transport.HttpExchange;
+import org.eclipse.jetty.client.transport.HttpRequest;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpException;
@@ -48,7 +51,8 @@ import dev.wsproxy.TimeoutPolicy;
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
  * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list.
  * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
- * as the backend sent them, hop-by-hop and framing headers included. A request body goes with the client's framing:
+ * as the backend sent them, hop-by-hop and framing headers included; any other {@code 1xx} but {@code 100} is dropped,
+ * which ProxyHandler wrote as the final response. A request body goes with the client's framing:
  * its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only after the
  * backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it came; and
  * with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
@@ -245,17 +249,45 @@ final class HttpForwarder extends ProxyHandler {
             public void onBegin(org.eclipse.jetty.client.Response serverToProxyResponse) {
                 // The backend answered: reachable, whatever its status (as a refused handshake is not a failure).
                 attempt(proxyToServerRequest).reached();
-                super.onBegin(serverToProxyResponse);
+                if (!HttpStatus.isInterim(serverToProxyResponse.getStatus())) {
+                    super.onBegin(serverToProxyResponse);
+                }
             }
 
             @Override
             public void onHeaders(org.eclipse.jetty.client.Response serverToProxyResponse) {
+                int status = serverToProxyResponse.getStatus();
+                if (HttpStatus.isInterim(status)) {
+                    // A 1xx none of the client's protocol handlers took (104 Upload Resumption Supported): dropped,
+                    // as nginx drops it. ProxyHandler wrote it as the final response, and the client waited for the
+                    // real one for good; passed on, it would lose its headers (Jetty's server writes those of a 103
+                    // only), and a 104 without its Location is of no use.
+                    if (LOG.isDebugEnabled()) {
+                        LOG.debug("Interim {} from {} dropped for {}", status, attempt(proxyToServerRequest).backend.backend(), forwarded.view);
+                    }
+                    return;
+                }
                 // Jetty copies the headers within this call, through filterServerToProxyResponseField.
                 RESPONSE_CONNECTION_TOKENS.set(ForwardedHeaders.connectionTokens(serverToProxyResponse.getHeaders()));
                 try {
                     super.onHeaders(serverToProxyResponse);
                 } finally {
                     RESPONSE_CONNECTION_TOKENS.remove();
+                }
+            }
+
+            @Override
+            public void onSuccess(org.eclipse.jetty.client.Response serverToProxyResponse) {
+                if (!HttpStatus.isInterim(serverToProxyResponse.getStatus())) {
+                    super.onSuccess(serverToProxyResponse);
+                    return;
+                }
+                // The final response follows on the same exchange, which Jetty's client has marked complete: made
+                // ready for it as Jetty's own interim handlers do (EarlyHintsProtocolHandler), or it would be ignored.
+                HttpConversation conversation = ((HttpRequest) serverToProxyResponse.getRequest()).getConversation();
+                HttpExchange exchange = conversation.getExchanges().peekLast();
+                if (exchange != null) {
+                    exchange.resetResponse();
                 }
             }
         };
