@@ -379,12 +379,39 @@ class Http2WebSocketTest {
         }
     }
 
+    /**
+     * A request whose HEADERS frame ends its stream but whose {@code content-length} announces a body: Jetty's HTTP/2
+     * server checks DATA frames against that length, not a stream that ends without any. Jetty's client wrote the
+     * length to the backend and no body, the backend answered, and the next request on that connection went into what
+     * the backend reads as the missing body (an H2.CL desync: a request smuggled past the route and its hooks).
+     */
+    @Test
+    void refusesAPlainRequestWhoseBodyEndsShortOfItsContentLengthWith400() throws Exception {
+        String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        try (RawBackend plain = RawBackend.answering(RawBackend.raw(ok))) {
+            mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
+                    .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
+            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            assertThat(plainStatus(session, "POST", "/api/x", HttpFields.build().put(HttpHeader.CONTENT_LENGTH, "20")))
+                    .isEqualTo(400);
+            assertThat(plainStatus(session, "GET", "/api/y")).as("a valid request after it").isEqualTo(200);
+
+            assertThat(plain.nextRequest().head()).as("the backend's first request").startsWith("GET /api/y HTTP/1.1");
+            assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(
+                    new RecordingListener.Rejected("/api/", "/api/x", 400, "malformed request body"));
+        }
+    }
+
     /** Sends a plain request on {@code session} and returns its status. */
     private int plainStatus(Session session, String method, String path) throws Exception {
+        return plainStatus(session, method, path, HttpFields.EMPTY);
+    }
+
+    /** Sends a plain request with {@code headers} and no body on {@code session} and returns its status. */
+    private int plainStatus(Session session, String method, String path, HttpFields headers) throws Exception {
         CompletableFuture<Integer> status = new CompletableFuture<>();
         MetaData.Request request = new MetaData.Request(method,
-                HttpURI.build("http://127.0.0.1:" + connector.getLocalPort() + path), HttpVersion.HTTP_2,
-                HttpFields.EMPTY);
+                HttpURI.build("http://127.0.0.1:" + connector.getLocalPort() + path), HttpVersion.HTTP_2, headers);
         session.newStream(new HeadersFrame(request, null, true), new Stream.Listener() {
             @Override
             public void onHeaders(Stream stream, HeadersFrame frame) {

@@ -338,19 +338,24 @@ final class HttpForwarder extends ProxyHandler {
         HandshakeRequestView view = forwarded.view;
         // The body's length as the client framed it: Jetty's client sends the length of the body it is given, and
         // for a request that expects 100-continue ProxyHandler gives it one of unknown length (it copies the client's
-        // body only once the backend's 100 came), which went chunked. Jetty's server has checked the client's framing;
-        // a chunked request has no length (-1) and stays chunked.
-        long length = clientToProxyRequest.getLength();
-        boolean framedByLength = length >= 0 && clientToProxyRequest.getHeaders().contains(HttpHeader.CONTENT_LENGTH);
+        // body only once the backend's 100 came), which went chunked. A chunked request has no length and stays
+        // chunked; AttemptBody holds the body to its length.
+        long length = declaredLength(clientToProxyRequest);
         proxyToServerRequest.headers(headers -> {
             ForwardedHeaders.copy(clientToProxyRequest, headers, route.preserveHost(), false, identity);
             if (view != null) {
                 view.addAuthorizedHeaders(headers);
             }
-            if (framedByLength) {
+            if (length >= 0) {
                 headers.put(HttpHeader.CONTENT_LENGTH, length);
             }
         });
+    }
+
+    /** The length the client's {@code Content-Length} gives its body, or {@code -1} when it sent none (chunked). */
+    private static long declaredLength(Request clientToProxyRequest) {
+        long length = clientToProxyRequest.getLength();
+        return length >= 0 && clientToProxyRequest.getHeaders().contains(HttpHeader.CONTENT_LENGTH) ? length : -1;
     }
 
     @Override
@@ -592,19 +597,38 @@ final class HttpForwarder extends ProxyHandler {
      * The client's body for one attempt. Jetty's client fails the body of a request it could not send, and the
      * client's request with it, for good (its reads fail from then on); a body not read yet is left as it is, so that
      * another backend can still get all of it, or, if none does, it stays unread, as any handler may leave a body.
+     *
+     * <p>A body that ends short of the {@code Content-Length} the backend was sent fails, as a malformed body (400):
+     * Jetty's HTTP/1.1 parser reads exactly that length, but its HTTP/2 server checks DATA frames against
+     * {@code content-length} and not a stream that ends without them (a HEADERS frame, or trailers, that ends it). Jetty's
+     * client, which checks no length, ended the request there, and the next request on that backend connection went
+     * into what the backend reads as the rest of the body: a request smuggled past the route and its hooks.
      */
     private static final class AttemptBody extends ProxyRequestContent {
         private final Attempt attempt;
+        /** The client's {@code Content-Length}, sent to the backend, or {@code -1}. */
+        private final long declared;
+        /** Bytes of the body read so far; read by one thread at a time (Jetty's client). */
+        private long bytes;
 
         AttemptBody(Request clientToProxyRequest, Attempt attempt) {
             super(clientToProxyRequest);
             this.attempt = attempt;
+            this.declared = declaredLength(clientToProxyRequest);
         }
 
         @Override
         public Content.Chunk read() {
             attempt.bodyRead = true;
             Content.Chunk chunk = super.read();
+            if (chunk != null && declared >= 0 && !Content.Chunk.isFailure(chunk)) {
+                bytes += chunk.remaining();
+                if (bytes > declared || chunk.isLast() && bytes < declared) {
+                    chunk.release();
+                    chunk = Content.Chunk.from(new HttpException.RuntimeException(HttpStatus.BAD_REQUEST_400,
+                            "body of " + bytes + " bytes, Content-Length " + declared), true);
+                }
+            }
             if (Content.Chunk.isFailure(chunk)) {
                 attempt.bodyFailure = chunk.getFailure();
             }
