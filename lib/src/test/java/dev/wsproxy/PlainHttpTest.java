@@ -160,6 +160,32 @@ class PlainHttpTest {
     }
 
     @Test
+    void answers502ForAResponseHeadLargerThanTheClientsConnectionWrites() throws Exception {
+        // Jetty's generator failed the head at the first write: the client got Jetty's 500, the access line read
+        // status=200 reason=client_left, and Jetty logged a WARN naming the request with its query (a token in it).
+        RawBackend large = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nX-Debug: " + "d".repeat(20_000)
+                + "\r\nContent-Length: 2\r\n\r\nok"));
+        RecordingListener listener = new RecordingListener();
+        try (large; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
+                .route("/", large.backend()).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("GET", "/page?access_token=secret", RawHttp.host(proxying)));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(502);
+            assertThat(response.header("X-Debug")).isNull();
+            assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                    .containsExactly(502);
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=GET status=502 reason=backend_failed\n"));
+            assertThat(log.text()).doesNotContain("secret");
+            assertThat(proxying.backendStatus("/").get(0).recentFailures()).as("the backend answered").isZero();
+        }
+    }
+
+    @Test
     void logsAClientThatLeavesDuringItsResponseAsGoneNotAsABackendFailure() throws Exception {
         // ProxyHandler aborts the backend's response when a write to the client fails: the access line read
         // status=200 reason=backend_failed for a download the client cut, and the backend was fine.

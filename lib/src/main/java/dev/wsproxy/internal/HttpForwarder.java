@@ -49,7 +49,9 @@ import dev.wsproxy.TimeoutPolicy;
  * events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location (Jetty's client
  * would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a write to it
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
- * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list.
+ * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. A
+ * response head larger than the client's connection writes ({@link Responses#headRoom}) gets {@code 502}, as from
+ * nginx, before any of it is written.
  * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
  * as the backend sent them, hop-by-hop and framing headers included; any other {@code 1xx} but {@code 100} is dropped,
  * which ProxyHandler wrote as the final response. A request body goes with the client's framing:
@@ -267,8 +269,24 @@ final class HttpForwarder extends ProxyHandler {
                     }
                     return;
                 }
+                Set<String> named = ForwardedHeaders.connectionTokens(serverToProxyResponse.getHeaders());
+                int head = 0;
+                for (HttpField field : serverToProxyResponse.getHeaders()) {
+                    if (!named.contains(ForwardedHeaders.canonical(field.getLowerCaseName()))) {
+                        head += Responses.size(field);
+                    }
+                }
+                int room = Responses.headRoom(toClient);
+                if (head > room) {
+                    // Jetty's generator would fail the head at the first write, once committed: the client got
+                    // Jetty's 500, and Jetty logged the request with its query. A 502 instead, as from nginx ("upstream
+                    // sent too big header").
+                    serverToProxyResponse.abort(new HttpException.RuntimeException(HttpStatus.BAD_GATEWAY_502,
+                            "response head of " + head + " bytes (expected: <= " + room + ")"));
+                    return;
+                }
                 // Jetty copies the headers within this call, through filterServerToProxyResponseField.
-                RESPONSE_CONNECTION_TOKENS.set(ForwardedHeaders.connectionTokens(serverToProxyResponse.getHeaders()));
+                RESPONSE_CONNECTION_TOKENS.set(named);
                 try {
                     super.onHeaders(serverToProxyResponse);
                 } finally {

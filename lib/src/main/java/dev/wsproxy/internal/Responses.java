@@ -142,7 +142,7 @@ final class Responses {
      * its {@code responseHeaderSize} (8 KiB by default) when that maximum is not positive; less the headers the
      * response has already (Jetty's {@code Server} and {@code Date}, a customizer's) and {@link #OWN_HEAD_BYTES}.
      */
-    private static int headRoom(Response response) {
+    static int headRoom(Response response) {
         HttpConfiguration configuration = response.getRequest().getConnectionMetaData().getHttpConfiguration();
         int limit = configuration.getMaxResponseHeaderSize() > 0 ? configuration.getMaxResponseHeaderSize()
                 : configuration.getResponseHeaderSize();
@@ -154,7 +154,7 @@ final class Responses {
     }
 
     /** The bytes of {@code field} in a response head, {@code name: value} and CRLF, as Jetty's generator writes it. */
-    private static int size(HttpField field) {
+    static int size(HttpField field) {
         String value = field.getValue();
         return field.getName().length() + (value == null ? 0 : value.length()) + 4;
     }
