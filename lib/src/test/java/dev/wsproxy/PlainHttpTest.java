@@ -186,6 +186,29 @@ class PlainHttpTest {
     }
 
     @Test
+    void relaysA204ThatCameWithAContentLengthWithoutIt() throws Exception {
+        // RFC 9110 section 8.6 forbids the length on a 204, and Jetty's client reads no body after one; Jetty's server
+        // kept the length and failed the response for the bytes never written: the client got Jetty's 500, logged as
+        // 499 client_left. nginx drops the length of a 204.
+        RawBackend empty = RawBackend.answering(RawBackend.raw("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n"
+                + "X-Kept: yes\r\n\r\nhello"));
+        try (empty; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", empty.backend())
+                .build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("DELETE", "/items/1", RawHttp.host(proxying)));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(204);
+            assertThat(response.header("Content-Length")).isNull();
+            assertThat(response.header("X-Kept")).isEqualTo("yes");
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=DELETE status=204 reason=-\n"));
+        }
+    }
+
+    @Test
     void logsAClientThatLeavesDuringItsResponseAsGoneNotAsABackendFailure() throws Exception {
         // ProxyHandler aborts the backend's response when a write to the client fails: the access line read
         // status=200 reason=backend_failed for a download the client cut, and the backend was fine.

@@ -51,7 +51,7 @@ import dev.wsproxy.TimeoutPolicy;
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
  * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. A
  * response head larger than the client's connection writes ({@link Responses#headRoom}) gets {@code 502}, as from
- * nginx, before any of it is written.
+ * nginx, before any of it is written; a {@code 204} goes without the {@code Content-Length} it must not carry.
  * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
  * as the backend sent them, hop-by-hop and framing headers included; any other {@code 1xx} but {@code 100} is dropped,
  * which ProxyHandler wrote as the final response. A request body goes with the client's framing:
@@ -291,6 +291,11 @@ final class HttpForwarder extends ProxyHandler {
                     super.onHeaders(serverToProxyResponse);
                 } finally {
                     RESPONSE_CONNECTION_TOKENS.remove();
+                }
+                if (status == HttpStatus.NO_CONTENT_204) {
+                    // A length a 204 must not carry (RFC 9110 section 8.6), whose body Jetty's client does not read:
+                    // Jetty's server would fail the response for the bytes never written. nginx drops it too.
+                    toClient.getHeaders().remove(HttpHeader.CONTENT_LENGTH);
                 }
             }
 
