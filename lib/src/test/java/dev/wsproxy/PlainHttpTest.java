@@ -374,6 +374,18 @@ class PlainHttpTest {
     }
 
     @Test
+    void refusesATransferCodingOtherThanChunkedWith501AndForwardsNothing() throws Exception {
+        // Jetty's parser takes "gzip, chunked" and undoes only the chunking: the proxy dropped Transfer-Encoding, as
+        // it must, and the backend got the gzip-coded bytes as the body itself. RFC 9112 section 6.1; nginx answers
+        // 501 too.
+        RawHttp.Response response = get(Request.plain("POST", "/raw/x", RawHttp.host(proxy))
+                .add("Transfer-Encoding", "gzip, chunked").body("5\r\nhello\r\n0\r\n\r\n"));
+
+        assertThat(response.status()).as("%s", response).isEqualTo(501);
+        assertThat(raw.requests).as("requests the raw backend got").isEmpty();
+    }
+
+    @Test
     void refusesAPathWithDotSegmentsWith400AndForwardsNothing() throws Exception {
         // As for an upgrade (HandshakeValidationTest): the route matched /raw/admin, the authenticator would have
         // seen /raw/x/../admin, and the backend got the path as sent.

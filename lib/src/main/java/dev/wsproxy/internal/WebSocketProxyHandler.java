@@ -18,6 +18,7 @@ import org.eclipse.jetty.client.HttpClient;
 import org.eclipse.jetty.client.transport.HttpClientTransportOverHTTP;
 import org.eclipse.jetty.http.HttpCookieStore;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpHeaderValue;
 import org.eclipse.jetty.http.HttpMethod;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.HttpURI;
@@ -573,7 +574,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
      * route that authenticates its WebSocket sessions also guards the plain HTTP it forwards (Socket.IO's polling
      * fallback, REST calls under the same prefix), with the same backend headers. {@code CONNECT} (a tunnel, whose
      * authority-form target Jetty maps to the path {@code /}) and {@code TRACE} (which would echo the proxy's headers
-     * for the backend) get {@code 405}, as from nginx.
+     * for the backend) get {@code 405}, and a transfer coding other than {@code chunked} {@code 501}, as from nginx.
      */
     private boolean forwardHttp(Request request, Response response, Callback callback, Route route) throws Exception {
         HandshakeRequestView view = new HandshakeRequestView(request, route,
@@ -602,6 +603,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             reject(view, response, callback, route, HttpStatus.BAD_REQUEST_400, "bad_request", ambiguity);
             return true;
         }
+        if (hasTransferCodingOtherThanChunked(request)) {
+            // Jetty's parser takes "gzip, chunked" and undoes the chunking only: Transfer-Encoding dropped (hop-by-hop),
+            // the backend would get the coded bytes as the body itself. RFC 9112 section 6.1; nginx answers 501 too.
+            reject(view, response, callback, route, HttpStatus.NOT_IMPLEMENTED_501, "bad_request",
+                    "transfer coding other than chunked");
+            return true;
+        }
         // The route's policy, read once for this request: the authenticator's deadline and the backend's idle timeout.
         Timeouts timeouts = Timeouts.copyOf(route.timeouts());
         Authenticator authenticator = route.authenticator();
@@ -619,6 +627,16 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             }
         });
         return true;
+    }
+
+    /** Whether the request's {@code Transfer-Encoding} names a coding other than {@code chunked}. */
+    private static boolean hasTransferCodingOtherThanChunked(Request request) {
+        for (String coding : request.getHeaders().getCSV(HttpHeader.TRANSFER_ENCODING, false)) {
+            if (!HttpHeaderValue.CHUNKED.is(coding.trim())) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private void forwardAuthorized(Request request, Response response, Callback callback, Route route,
