@@ -209,6 +209,24 @@ class PlainHttpTest {
     }
 
     @Test
+    void answers502ForA101ToAPlainRequestAndClosesTheBackendConnection() throws Exception {
+        // The request offered no upgrade (the proxy drops Upgrade): ProxyHandler wrote the 101 to the client, bare,
+        // while its connection went on as HTTP, and Jetty's client kept the backend connection as upgraded to nobody.
+        RawBackend switching = RawBackend.answering(RawBackend.raw("HTTP/1.1 101 Switching Protocols\r\n"
+                + "Upgrade: h2c\r\nConnection: Upgrade\r\n\r\n"));
+        try (switching; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", switching.backend()).build()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(502);
+            assertThat(switching.nextEnd(5)).as("the backend connection").isEqualTo("eof");
+        }
+    }
+
+    @Test
     void logsAClientThatLeavesDuringItsResponseAsGoneNotAsABackendFailure() throws Exception {
         // ProxyHandler aborts the backend's response when a write to the client fails: the access line read
         // status=200 reason=backend_failed for a download the client cut, and the backend was fine.

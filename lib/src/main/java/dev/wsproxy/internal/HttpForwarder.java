@@ -51,7 +51,8 @@ import dev.wsproxy.TimeoutPolicy;
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
  * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. A
  * response head larger than the client's connection writes ({@link Responses#headRoom}) gets {@code 502}, as from
- * nginx, before any of it is written; a {@code 204} goes without the {@code Content-Length} it must not carry.
+ * nginx, before any of it is written; so does a {@code 101}, to a request that offered no upgrade, and its connection
+ * is closed; a {@code 204} goes without the {@code Content-Length} it must not carry.
  * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
  * as the backend sent them, hop-by-hop and framing headers included; any other {@code 1xx} but {@code 100} is dropped,
  * which ProxyHandler wrote as the final response. A request body goes with the client's framing:
@@ -251,7 +252,13 @@ final class HttpForwarder extends ProxyHandler {
             public void onBegin(org.eclipse.jetty.client.Response serverToProxyResponse) {
                 // The backend answered: reachable, whatever its status (as a refused handshake is not a failure).
                 attempt(proxyToServerRequest).reached();
-                if (!HttpStatus.isInterim(serverToProxyResponse.getStatus())) {
+                int status = serverToProxyResponse.getStatus();
+                if (status == HttpStatus.SWITCHING_PROTOCOLS_101) {
+                    // No upgrade was offered (Upgrade is hop-by-hop): ProxyHandler wrote the 101 to the client, bare,
+                    // whose connection went on as HTTP, and Jetty's client kept the connection as upgraded, to nobody.
+                    serverToProxyResponse.abort(new HttpException.RuntimeException(HttpStatus.BAD_GATEWAY_502,
+                            "101 to a request that offered no upgrade"));
+                } else if (!HttpStatus.isInterim(status)) {
                     super.onBegin(serverToProxyResponse);
                 }
             }
