@@ -557,6 +557,30 @@ class PlainHttpTest {
         }
     }
 
+    @Test
+    void logsTheBackendsFinalAnswerToAnUploadThatExpects100ContinueAsItsResponse() throws Exception {
+        // The backend refuses the upload before its body (curl expects 100-continue for any body over 1 KiB): Jetty's
+        // client then fails the request, whose body never went, and ProxyHandler took the whole exchange for failed,
+        // so the 413 the client got in full was logged reason=backend_failed.
+        RawBackend refusing = RawBackend.answering(RawBackend.raw(
+                "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!"));
+        try (refusing; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", refusing.backend()).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("PUT", "/files/a", RawHttp.host(proxying))
+                        .add("Content-Length", "5").add("Expect", "100-continue"));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(413);
+            assertThat(response.bodyText()).isEqualTo("too big!");
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=PUT status=413 reason=-\n"));
+            assertThat(log.text()).doesNotContain("backend_failed");
+        }
+    }
+
     /**
      * Sends a {@code PUT} of {@code body} with {@code Expect: 100-continue}, the body only after the proxy's
      * {@code 100}, and returns the final response.

@@ -13,6 +13,7 @@ import javax.net.ssl.SSLException;
 import javax.net.ssl.SSLHandshakeException;
 
 import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.client.Result;
 import org.eclipse.jetty.client.transport.HttpConversation;
 import org.eclipse.jetty.client.transport.HttpExchange;
 import org.eclipse.jetty.client.transport.HttpRequest;
@@ -82,7 +83,9 @@ import dev.wsproxy.TimeoutPolicy;
  * ends.
  *
  * <p>Each request's access line ({@link AccessLog#forwarded}) is written once its response has completed or failed
- * ({@link #onProxyToClientResponseComplete}, {@link #onProxyToClientResponseFailure}), whichever attempt gave it;
+ * ({@link #onProxyToClientResponseComplete}, {@link #onProxyToClientResponseFailure}), whichever attempt gave it; a
+ * response the backend sent in full before it took all of the request (a final status to an upload that expects
+ * {@code 100-continue}) has completed, though Jetty's client fails the request;
  * a request refused before any attempt, or after failover ran out of backends, is logged where it is refused.
  */
 final class HttpForwarder extends ProxyHandler {
@@ -319,6 +322,19 @@ final class HttpForwarder extends ProxyHandler {
                 if (exchange != null) {
                     exchange.resetResponse();
                 }
+            }
+
+            @Override
+            public void onComplete(Result result) {
+                Attempt attempt = attempt(proxyToServerRequest);
+                if (result.isFailed() && result.getResponseFailure() == null && attempt.bodyFailure == null) {
+                    // The backend answered in full before it took all of the request: a final status to an upload
+                    // that expects 100-continue, whose body Jetty's client then fails, or an early answer to a body
+                    // it did not read. ProxyHandler took that for the backend's failure (backend_failed), and ended
+                    // the client's exchange without waiting for the response's last write.
+                    result = new Result(result.getRequest(), null, result.getResponse(), null);
+                }
+                super.onComplete(result);
             }
         };
     }
