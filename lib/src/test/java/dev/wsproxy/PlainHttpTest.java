@@ -645,6 +645,39 @@ class PlainHttpTest {
         });
     }
 
+    @Test
+    void answers408ToAClientWhoseBodyStallsPastTheConnectorsIdleTimeout() throws Exception {
+        // Jetty fails the read of a body that stopped coming with a timeout, which was taken for a malformed body:
+        // 400, "malformed request body" to listeners, bad_request in the log. nginx answers 408 (client_body_timeout).
+        RawBackend waiting = RawBackend.answering(RawBackend.silent());
+        RecordingListener listener = new RecordingListener();
+        WebSocketProxy mounted = ProxyBuilder.create().listener(listener).route("/", waiting.backend()).build();
+        Server server = new Server();
+        ServerConnector connector = new ServerConnector(server);
+        connector.setHost("127.0.0.1");
+        connector.setIdleTimeout(300);
+        server.addConnector(connector);
+        server.setHandler(mounted.handler());
+        try (StandardError.Capture log = StandardError.capture()) {
+            server.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
+                client.send(Request.plain("POST", "/upload", "127.0.0.1:" + connector.getLocalPort())
+                        .add("Content-Length", "10").body("abc"));
+                response = client.readResponse();
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(408);
+            assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(
+                    new RecordingListener.Rejected("/", "/upload", 408, "request body timed out"));
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=POST status=408 reason=body_timeout\n"));
+            assertThat(mounted.backendStatus("/").get(0).recentFailures()).as("not the backend's failure").isZero();
+        } finally {
+            server.stop();
+            waiting.close();
+        }
+    }
+
     /** A test of a chunked upload through a proxy with a listener, to a backend that reads bodies. */
     @FunctionalInterface
     private interface ChunkedUpload {

@@ -445,8 +445,13 @@ final class HttpForwarder extends ProxyHandler {
         Throwable bodyFailure = attempt.bodyFailure;
         if (bodyFailure != null) {
             // The client's body failed, not the backend. A client still connected sent what Jetty's parser refused
-            // (a malformed chunk): it gets 400, as from nginx. A client gone is not answered.
-            if (!clientGone(clientToProxyRequest)) {
+            // (a malformed chunk): it gets 400, as from nginx; or it stopped sending for the connector's idle
+            // timeout: 408, as from nginx (client_body_timeout). A client gone is not answered.
+            if (!clientGone(clientToProxyRequest) && isTimeout(bodyFailure)) {
+                status = HttpStatus.REQUEST_TIMEOUT_408;
+                reason = "request body timed out";
+                token = "body_timeout";
+            } else if (!clientGone(clientToProxyRequest)) {
                 status = bodyFailure instanceof HttpException refused && refused.getCode() >= 400
                         && refused.getCode() < 500 ? refused.getCode() : HttpStatus.BAD_REQUEST_400;
                 reason = "malformed request body";
