@@ -52,7 +52,7 @@ import dev.wsproxy.TimeoutPolicy;
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
  * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. A
  * response head larger than the client's connection writes ({@link Responses#headRoom}) gets {@code 502}, as from
- * nginx, before any of it is written; so does a {@code 101}, to a request that offered no upgrade, and its connection
+ * nginx, before any of it is written (and none longer than {@link BackendHandshake#MAX_RESPONSE_HEAD} is read); so does a {@code 101}, to a request that offered no upgrade, and its connection
  * is closed; a {@code 204} goes without the {@code Content-Length} it must not carry.
  * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
  * as the backend sent them, hop-by-hop and framing headers included; any other {@code 1xx} but {@code 100} is dropped,
@@ -209,6 +209,9 @@ final class HttpForwarder extends ProxyHandler {
         if (factory != null) {
             httpClient.setSslContextFactory(factory);
         }
+        // Jetty's client sets no limit: a backend that never ended its head had it buffered without bound. The same
+        // limit as the WebSocket leg's; a head past what the client's connection writes gets 502 anyway (onHeaders).
+        httpClient.setMaxResponseHeadersSize(BackendHandshake.MAX_RESPONSE_HEAD);
         httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
         httpClient.setMaxRequestsQueuedPerDestination(maxConnectionsPerBackend * 4);
         httpClient.setConnectTimeout(connectTimeout.toMillis());
