@@ -103,6 +103,13 @@ final class HttpForwarder extends ProxyHandler {
     /** The names the response being copied on this thread lists in its {@code Connection} header. */
     private static final ThreadLocal<@Nullable Set<String>> RESPONSE_CONNECTION_TOKENS = new ThreadLocal<>();
 
+    /**
+     * The largest request head written to a backend; Jetty's client writes 8 KiB at most, which a head the client's
+     * connector accepted (8 KiB by default) passes once the forwarding headers, {@code Via} and an authenticator's are
+     * added. The buffer is taken from the pool only for a head that overflows the usual 4 KiB one.
+     */
+    static final int MAX_REQUEST_HEAD = 64 * 1024;
+
     /** The access log's token for a client gone before its response was written. */
     private static final String CLIENT_LEFT = "client_left";
 
@@ -212,6 +219,7 @@ final class HttpForwarder extends ProxyHandler {
         // Jetty's client sets no limit: a backend that never ended its head had it buffered without bound. The same
         // limit as the WebSocket leg's; a head past what the client's connection writes gets 502 anyway (onHeaders).
         httpClient.setMaxResponseHeadersSize(BackendHandshake.MAX_RESPONSE_HEAD);
+        httpClient.setMaxRequestHeadersSize(MAX_REQUEST_HEAD);
         httpClient.setMaxConnectionsPerDestination(maxConnectionsPerBackend);
         httpClient.setMaxRequestsQueuedPerDestination(maxConnectionsPerBackend * 4);
         httpClient.setConnectTimeout(connectTimeout.toMillis());
