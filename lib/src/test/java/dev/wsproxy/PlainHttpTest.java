@@ -366,6 +366,25 @@ class PlainHttpTest {
         assertThat(responses[1].bodyText()).isEqualTo("ok");
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"102 Processing", "103 Early Hints\r\nLink: </style.css>; rel=preload"})
+    void sendsAnHttp10ClientNoInterimResponse(String interim) throws Exception {
+        // RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client, which reads the first status line as the response
+        // (HAProxy's httpchk and ab speak HTTP/1.0). Jetty writes what ProxyHandler passes on, whatever the version.
+        RawBackend hinting = RawBackend.answering(RawBackend.raw("HTTP/1.1 " + interim
+                + "\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+        try (hinting; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", hinting.backend()).build()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)).version("HTTP/1.0"));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(200);
+            assertThat(response.bodyText()).isEqualTo("ok");
+        }
+    }
+
     @Test
     void dropsAnInterimResponseOtherThan102Or103AndRelaysTheFinalOne() throws Exception {
         // A 1xx none of Jetty's client handlers takes (104 Upload Resumption Supported, from resumable upload

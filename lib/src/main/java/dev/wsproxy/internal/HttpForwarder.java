@@ -23,6 +23,7 @@ import org.eclipse.jetty.http.HttpException;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.HttpURI;
+import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.io.Connection;
 import org.eclipse.jetty.io.EndPoint;
@@ -52,14 +53,15 @@ import dev.wsproxy.TimeoutPolicy;
  * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
  * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. A
  * response head larger than the client's connection writes ({@link Responses#headRoom}) gets {@code 502}, as from
- * nginx, before any of it is written (and none longer than {@link BackendHandshake#MAX_RESPONSE_HEAD} is read); so does a {@code 101}, to a request that offered no upgrade, and its connection
- * is closed; a {@code 204} goes without the {@code Content-Length} it must not carry.
- * Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only: Jetty writes them
- * as the backend sent them, hop-by-hop and framing headers included; any other {@code 1xx} but {@code 100} is dropped,
- * which ProxyHandler wrote as the final response. A request body goes with the client's framing:
- * its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only after the
- * backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it came; and
- * with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
+ * nginx, before any of it is written (and none longer than {@link BackendHandshake#MAX_RESPONSE_HEAD} is read); so does
+ * a {@code 101}, to a request that offered no upgrade, and its connection is closed; a {@code 204} goes without the
+ * {@code Content-Length} it must not carry. Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their
+ * end-to-end headers only (Jetty writes them as the backend sent them, hop-by-hop and framing headers included), and
+ * never to an HTTP/1.0 client, which would read one as the response (RFC 9110 section 15.2); any other {@code 1xx} but
+ * {@code 100} is dropped, which ProxyHandler wrote as the final response. A request body goes with the client's
+ * framing: its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only
+ * after the backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it
+ * came; and with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
  *
  * <h2>Passive health and failover</h2>
  * A request that failed in connecting to its backend counts a failure against the backend for passive health, as a
@@ -354,16 +356,28 @@ final class HttpForwarder extends ProxyHandler {
     protected void onServerToProxyResponse102Processing(Request clientToProxyRequest,
             org.eclipse.jetty.client.Request proxyToServerRequest, HttpFields serverToProxyResponseHeaders,
             Response proxyToClientResponse) {
-        super.onServerToProxyResponse102Processing(clientToProxyRequest, proxyToServerRequest,
-                endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+        if (!isHttp10(clientToProxyRequest)) {
+            super.onServerToProxyResponse102Processing(clientToProxyRequest, proxyToServerRequest,
+                    endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+        }
     }
 
     @Override
     protected void onServerToProxyResponse103EarlyHints(Request clientToProxyRequest,
             org.eclipse.jetty.client.Request proxyToServerRequest, HttpFields serverToProxyResponseHeaders,
             Response proxyToClientResponse) {
-        super.onServerToProxyResponse103EarlyHints(clientToProxyRequest, proxyToServerRequest,
-                endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+        if (!isHttp10(clientToProxyRequest)) {
+            super.onServerToProxyResponse103EarlyHints(clientToProxyRequest, proxyToServerRequest,
+                    endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+        }
+    }
+
+    /**
+     * Whether the client speaks HTTP/1.0, which gets no interim response (RFC 9110 section 15.2): it would read the
+     * first status line as the response. Jetty writes one whatever the version.
+     */
+    private static boolean isHttp10(Request clientToProxyRequest) {
+        return clientToProxyRequest.getConnectionMetaData().getHttpVersion() == HttpVersion.HTTP_1_0;
     }
 
     /** An interim response's end-to-end headers ({@link ForwardedHeaders#isEndToEnd}), without a body's length. */
@@ -662,9 +676,9 @@ final class HttpForwarder extends ProxyHandler {
      *
      * <p>A body that ends short of the {@code Content-Length} the backend was sent fails, as a malformed body (400):
      * Jetty's HTTP/1.1 parser reads exactly that length, but its HTTP/2 server checks DATA frames against
-     * {@code content-length} and not a stream that ends without them (a HEADERS frame, or trailers, that ends it). Jetty's
-     * client, which checks no length, ended the request there, and the next request on that backend connection went
-     * into what the backend reads as the rest of the body: a request smuggled past the route and its hooks.
+     * {@code content-length} and not a stream that ends without them (a HEADERS frame, or trailers, that ends it).
+     * Jetty's client, which checks no length, ended the request there, and the next request on that backend connection
+     * went into what the backend reads as the rest of the body: a request smuggled past the route and its hooks.
      */
     private static final class AttemptBody extends ProxyRequestContent {
         private final Attempt attempt;

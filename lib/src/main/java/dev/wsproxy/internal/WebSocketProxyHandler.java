@@ -604,8 +604,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             return true;
         }
         if (hasTransferCodingOtherThanChunked(request)) {
-            // Jetty's parser takes "gzip, chunked" and undoes the chunking only: Transfer-Encoding dropped (hop-by-hop),
-            // the backend would get the coded bytes as the body itself. RFC 9112 section 6.1; nginx answers 501 too.
+            // Jetty's parser takes "gzip, chunked" and undoes the chunking only: with Transfer-Encoding dropped
+            // (hop-by-hop), the backend would get the coded bytes as the body itself. RFC 9112 section 6.1; nginx
+            // answers 501 too.
             reject(view, response, callback, route, HttpStatus.NOT_IMPLEMENTED_501, "bad_request",
                     "transfer coding other than chunked");
             return true;
