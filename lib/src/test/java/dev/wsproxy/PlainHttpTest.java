@@ -25,9 +25,12 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 
+import org.eclipse.jetty.http.HttpCompliance;
 import org.eclipse.jetty.http.HttpException;
 import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.HttpConfiguration;
+import org.eclipse.jetty.server.HttpConnectionFactory;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
@@ -715,6 +718,35 @@ class PlainHttpTest {
             assertThat(listener.all(RecordingListener.Rejected.class)).as("no refusal that no one received").isEmpty();
             assertThat(proxying.backendStatus("/").get(0).recentFailures()).as("not the backend's failure").isZero();
         });
+    }
+
+    @Test
+    void refusesABodyLongerThanItsContentLengthBehindALenientConnector() throws Exception {
+        // A user's connector that admits Transfer-Encoding with Content-Length (RFC2616_LEGACY) reads the body
+        // chunked and leaves the length: the backend was sent "Content-Length: 3" and the 5 bytes of the body, whose
+        // last two it reads as the start of the next request on that connection (a CL.TE desync).
+        RawBackend plain = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+        WebSocketProxy mounted = ProxyBuilder.create().route("/", plain.backend()).build();
+        Server server = new Server();
+        HttpConfiguration lenient = new HttpConfiguration();
+        lenient.setHttpCompliance(HttpCompliance.RFC2616_LEGACY);
+        ServerConnector connector = new ServerConnector(server, new HttpConnectionFactory(lenient));
+        connector.setHost("127.0.0.1");
+        server.addConnector(connector);
+        server.setHandler(mounted.handler());
+        try (plain) {
+            server.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
+                response = client.exchange(Request.plain("POST", "/upload", "127.0.0.1:" + connector.getLocalPort())
+                        .add("Content-Length", "3").add("Transfer-Encoding", "chunked")
+                        .body("5\r\nhello\r\n0\r\n\r\n"));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(400);
+            assertThat(plain.requests).as("requests the backend got").isEmpty();
+        } finally {
+            server.stop();
+        }
     }
 
     @Test

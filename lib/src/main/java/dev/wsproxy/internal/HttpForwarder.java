@@ -674,11 +674,13 @@ final class HttpForwarder extends ProxyHandler {
      * client's request with it, for good (its reads fail from then on); a body not read yet is left as it is, so that
      * another backend can still get all of it, or, if none does, it stays unread, as any handler may leave a body.
      *
-     * <p>A body that ends short of the {@code Content-Length} the backend was sent fails, as a malformed body (400):
-     * Jetty's HTTP/1.1 parser reads exactly that length, but its HTTP/2 server checks DATA frames against
-     * {@code content-length} and not a stream that ends without them (a HEADERS frame, or trailers, that ends it).
-     * Jetty's client, which checks no length, ended the request there, and the next request on that backend connection
-     * went into what the backend reads as the rest of the body: a request smuggled past the route and its hooks.
+     * <p>A body that ends short of the {@code Content-Length} the backend was sent, or runs past it, fails, as a
+     * malformed body (400). Jetty's HTTP/1.1 parser reads exactly that length, but its HTTP/2 server checks DATA frames
+     * against {@code content-length} and not a stream that ends without them (a HEADERS frame, or trailers, that ends
+     * it), and a user's connector that admits {@code Transfer-Encoding} with {@code Content-Length}
+     * ({@code RFC2616_LEGACY}) reads the body chunked and keeps the length. Jetty's client, which checks no length,
+     * sent what came: the backend read the rest of a longer body, or the start of the next request on that connection
+     * for the missing part of a shorter one, as a request of its own, smuggled past the route and its hooks.
      */
     private static final class AttemptBody extends ProxyRequestContent {
         private final Attempt attempt;
