@@ -725,9 +725,10 @@ public final class ProxyBuilder {
         for (RouteSettings route : routes.values()) {
             resolved.add(route.resolve(defaults));
         }
-        ProxyConfig config = new ProxyConfig(host, port, reusePort, resolved, nextHandler, drainTimeout, new ProxyConfig.Limits(
-                trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp, perIpIpv6Prefix,
-                handshakeTimeout, maxPendingHandshakes), new ProxyConfig.Tls(tls, backendTls));
+        ProxyConfig config = new ProxyConfig(host, port, reusePort, resolved, nextHandler, drainTimeout,
+                new ProxyConfig.Limits(trustedProxies, maxConnectionsPerIp, maxConnections, handshakeRatePerIp,
+                        perIpIpv6Prefix, handshakeTimeout, maxPendingHandshakes),
+                new ProxyConfig.Tls(tls, backendTls));
         return new WebSocketProxy(config, copy());
     }
 }

@@ -404,9 +404,9 @@ public final class WebSocketProxy implements AutoCloseable {
     /**
      * Stops the proxy: new upgrade requests get {@code 503}, open sessions are closed with {@code 1001 Going Away} on
      * both legs, and sessions still open when {@code drain} has passed are dropped. Its health checks and DNS look-ups
-     * stop at once. Then the standalone server, if any, stops. A standalone proxy built with
-     * {@link ProxyBuilder#reusePort(boolean) reusePort(true)} first closes its listening socket, so that new connections
-     * go to a successor bound to the same address rather than to its {@code 503}.
+     * stop at once. Then the standalone server, if any, stops. A standalone proxy built with {@link
+     * ProxyBuilder#reusePort(boolean) reusePort(true)} first closes its listening socket, so that new connections go to
+     * a successor bound to the same address rather than to its {@code 503}.
      *
      * <p>A stopped proxy stays stopped: {@link #start()} refuses it. Mounted, its handler stays in your server, which
      * goes on running, and keeps refusing for good, also after your server is stopped and started again: upgrades

@@ -78,13 +78,13 @@ import org.slf4j.LoggerFactory;
  *
  * <h2>What is sent</h2>
  * {@code GET} with the backend URI's path and query, {@code Host} (the URI's authority unless the forwarded headers
- * carry the client's), the headers the caller built (forwarded and authenticator headers, one
- * {@code Sec-WebSocket-Protocol} per offered subprotocol), then, replacing any of the same name as Jetty's client
- * does: {@code Upgrade: websocket}, {@code Connection: Upgrade}, a random {@code Sec-WebSocket-Key},
- * {@code Sec-WebSocket-Version: 13}, {@code Pragma} and {@code Cache-Control: no-cache}. No {@code Expect}, no
- * {@code User-Agent}, no {@code Accept-Encoding}, and no extensions but the client's {@code permessage-deflate} offers
- * when the route passes compression through (the caller's headers carry them). CR, LF and NUL in header names and values are
- * replaced, as Jetty's generator does.
+ * carry the client's), the headers the caller built (forwarded and authenticator headers, one {@code
+ * Sec-WebSocket-Protocol} per offered subprotocol), then, replacing any of the same name as Jetty's client does: {@code
+ * Upgrade: websocket}, {@code Connection: Upgrade}, a random {@code Sec-WebSocket-Key}, {@code Sec-WebSocket-Version:
+ * 13}, {@code Pragma} and {@code Cache-Control: no-cache}. No {@code Expect}, no {@code User-Agent}, no {@code
+ * Accept-Encoding}, and no extensions but the client's {@code permessage-deflate} offers when the route passes
+ * compression through (the caller's headers carry them). CR, LF and NUL in header names and values are replaced, as
+ * Jetty's generator does.
  *
  * <h2>What is validated</h2>
  * What Jetty's client validates, and what the proxy added on top: status {@code 101}; {@code Upgrade} names

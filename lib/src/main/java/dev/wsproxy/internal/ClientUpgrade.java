@@ -32,20 +32,21 @@ import org.eclipse.jetty.websocket.core.util.WebSocketUtils;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Upgrades the client once the backend accepted: what Jetty's RFC 6455 handshaker
- * ({@code Handshaker.upgradeRequest}) does, for a request {@link UpgradeChecks} validated already and a subprotocol
- * the backend chose among the client's offers ({@link BackendHandshake} checked it), as {@link BackendHandshake} does
- * for the backend leg. It leaves out what the proxy has decided by then: Jetty's negotiation (which parses the
- * subprotocol and extension offers again and validates the request again), the extension negotiation (the proxy
- * accepts none, or relays the backend's {@code permessage-deflate} answer, see {@link DeflatePassThrough}), and the request URI parsed twice (as an {@code http} URI, then as a {@code ws} one). In a storm of
- * handshakes those were a third of the client upgrade's cost beside Jetty's response path.
+ * Upgrades the client once the backend accepted: what Jetty's RFC 6455 handshaker ({@code Handshaker.upgradeRequest})
+ * does, for a request {@link UpgradeChecks} validated already and a subprotocol the backend chose among the client's
+ * offers ({@link BackendHandshake} checked it), as {@link BackendHandshake} does for the backend leg. It leaves out
+ * what the proxy has decided by then: Jetty's negotiation (which parses the subprotocol and extension offers again and
+ * validates the request again), the extension negotiation (the proxy accepts none, or relays the backend's {@code
+ * permessage-deflate} answer, see {@link DeflatePassThrough}), and the request URI parsed twice (as an {@code http}
+ * URI, then as a {@code ws} one). In a storm of handshakes those were a third of the client upgrade's cost beside
+ * Jetty's response path.
  *
- * <p>The session, the connection and the {@code 101} are Jetty's handshaker's: the session runs its handler's calls
- * in the request's context, the connection takes the connector's executor, scheduler, buffer pool, direct-buffer
- * settings and listeners, and the response carries {@code Upgrade}, {@code Connection}, {@code Sec-WebSocket-Accept}
- * and the subprotocol, with no {@code Sec-WebSocket-Extensions} but the backend's accepted
- * {@code permessage-deflate} element when the route passes compression through. Jetty's HTTP connection switches to the WebSocket
- * connection once the {@code 101} is written, and {@code callback} then completes.
+ * <p>The session, the connection and the {@code 101} are Jetty's handshaker's: the session runs its handler's calls in
+ * the request's context, the connection takes the connector's executor, scheduler, buffer pool, direct-buffer settings
+ * and listeners, and the response carries {@code Upgrade}, {@code Connection}, {@code Sec-WebSocket-Accept} and the
+ * subprotocol, with no {@code Sec-WebSocket-Extensions} but the backend's accepted {@code permessage-deflate} element
+ * when the route passes compression through. Jetty's HTTP connection switches to the WebSocket connection once the
+ * {@code 101} is written, and {@code callback} then completes.
  */
 final class ClientUpgrade {
 
@@ -138,8 +139,8 @@ final class ClientUpgrade {
     }
 
     /**
-     * What a relay leg's session negotiated, on either side: {@code subprotocol}, no extension in the frames' way
-     * (RSV1 allowed when the peers agreed on {@code permessage-deflate}, see {@link DeflatePassThrough}), and {@code uri}
+     * What a relay leg's session negotiated, on either side: {@code subprotocol}, no extension in the frames' way (RSV1
+     * allowed when the peers agreed on {@code permessage-deflate}, see {@link DeflatePassThrough}), and {@code uri}
      * without its query. Jetty decodes a session's query into its parameter map as UTF-8 and throws on bytes that are
      * not: a client's {@code ?x=%FF} would fail the backend leg after the backend's valid {@code 101}, counted against
      * that backend. Nothing of the proxy reads that map or the session's URI; the backend still gets the query in its

@@ -288,7 +288,8 @@ final class HttpForwarder extends ProxyHandler {
                     // real one for good; passed on, it would lose its headers (Jetty's server writes those of a 103
                     // only), and a 104 without its Location is of no use.
                     if (LOG.isDebugEnabled()) {
-                        LOG.debug("Interim {} from {} dropped for {}", status, attempt(proxyToServerRequest).backend.backend(), forwarded.view);
+                        LOG.debug("Interim {} from {} dropped for {}", status,
+                                attempt(proxyToServerRequest).backend.backend(), forwarded.view);
                     }
                     return;
                 }

@@ -68,20 +68,20 @@ import dev.wsproxy.SessionClose;
  * ({@code docs/benchmarks.md}). Idle legs hold no buffer at all: Jetty releases it after a read that finds nothing.
  *
  * <h2>Limits</h2>
- * Each leg polices what its peer sends, on the thread handling its current frame and without allocation or locks:
- * the message size and UTF-8 of text; the fragments per message; and, on the client leg only, a message rate (GCRA: a
+ * Each leg polices what its peer sends, on the thread handling its current frame and without allocation or locks: the
+ * message size and UTF-8 of text; the fragments per message; and, on the client leg only, a message rate (GCRA: a
  * single timestamp). A compressed message (permessage-deflate passed through, {@link DeflatePassThrough}) is sized as
- * it is on the wire and its text is not checked: the proxy never inflates it. Fragments are counted as the peer sent them, not as Jetty delivers them. With autoFragment on,
- * Jetty's {@code Parser} delivers a data frame whose payload has not fully arrived as pieces: each piece is non-empty,
- * takes everything left in the network buffer, and the next piece comes only after another read. So a data frame
- * that is empty, or that was parsed from the same read as the data frame before it (the connection's
- * {@code getBytesIn()} has not moved), is certainly the start of a frame the peer sent. Those are counted, and so is
- * any data frame under {@link #SMALL_FRAGMENT} bytes whatever the reads (over TLS each record is a read of its own,
- * so a peer could otherwise send one tiny frame per record uncounted). A trickling frame, which arrives in
- * segment-sized pieces, then counts at most for its rare tiny reads, while a flood of small frames always counts.
- * The cap grows by one per KiB of the message, so
- * frames of 1 KiB or more are never limited. A violation closes the offender with 1009 (fragments, size), 1008 (rate)
- * or 1007 (UTF-8), and the other leg as {@link #onViolation} says.
+ * it is on the wire and its text is not checked: the proxy never inflates it. Fragments are counted as the peer sent
+ * them, not as Jetty delivers them. With autoFragment on, Jetty's {@code Parser} delivers a data frame whose payload
+ * has not fully arrived as pieces: each piece is non-empty, takes everything left in the network buffer, and the next
+ * piece comes only after another read. So a data frame that is empty, or that was parsed from the same read as the data
+ * frame before it (the connection's {@code getBytesIn()} has not moved), is certainly the start of a frame the peer
+ * sent. Those are counted, and so is any data frame under {@link #SMALL_FRAGMENT} bytes whatever the reads (over TLS
+ * each record is a read of its own, so a peer could otherwise send one tiny frame per record uncounted). A trickling
+ * frame, which arrives in segment-sized pieces, then counts at most for its rare tiny reads, while a flood of small
+ * frames always counts. The cap grows by one per KiB of the message, so frames of 1 KiB or more are never limited. A
+ * violation closes the offender with 1009 (fragments, size), 1008 (rate) or 1007 (UTF-8), and the other leg as {@link
+ * #onViolation} says.
  *
  * <h2>Keep-alive pings</h2>
  * With a ping interval (see {@link dev.wsproxy.TimeoutPolicy}) shorter than the idle timeout, each leg's connection

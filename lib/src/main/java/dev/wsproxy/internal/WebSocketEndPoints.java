@@ -190,11 +190,12 @@ public final class WebSocketEndPoints {
 
     /**
      * Closes the listening socket of a started {@link #serverConnector}, so that it accepts no more connections while
-     * the ones it accepted go on; its stop closes it again, harmlessly. Jetty's own {@code close()} leaves the socket of
-     * a connector without acceptor threads to its selector manager's stop, listening until then.
+     * the ones it accepted go on; its stop closes it again, harmlessly. Jetty's own {@code close()} leaves the socket
+     * of a connector without acceptor threads to its selector manager's stop, listening until then.
      */
     public static void closeListener(org.eclipse.jetty.server.Connector connector) {
-        if (connector instanceof ServerConnector server && server.getTransport() instanceof ServerSocketChannel channel) {
+        if (connector instanceof ServerConnector server
+                && server.getTransport() instanceof ServerSocketChannel channel) {
             IO.close(channel);
         }
     }
