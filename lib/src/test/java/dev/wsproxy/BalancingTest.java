@@ -189,6 +189,41 @@ class BalancingTest {
         closeAll(open);
     }
 
+    @Test
+    void keepsABackendOnTrialWhenAPlainRequestsHeadIsWrittenToIt() throws Exception {
+        // A frozen process whose kernel still takes connections takes a plain request's head. Counted as a success,
+        // that ended the trial with the backend's failures forgotten, and the handshakes after it went to it until
+        // maxFails new failures were counted, each waiting for the connect timeout. Only a response is a success.
+        RawBackend silent = RawBackend.answering(RawBackend.silent());
+        resources.add(silent);
+        Duration connectTimeout = Duration.ofSeconds(2);
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                .backendSelector(context -> context.candidates().get(0).backend())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
+                .passiveHealth(2, Duration.ofSeconds(2))));
+        List<WsRecorder> open = java.util.Collections.synchronizedList(new ArrayList<>());
+        for (java.util.concurrent.Future<String> handshake : concurrently(2, open)) {
+            assertThat(handshake.get(10, TimeUnit.SECONDS)).isEqualTo("a"); // the silent one first, failed over
+        }
+        BackendStatus silentStatus = proxy.backendStatus("/ws/").get(0);
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
+                .until(() -> silentStatus.state() == BackendStatus.State.UP);
+
+        // On trial: a long poll's head reaches the silent backend, which never answers it.
+        RawHttp poll = RawHttp.connect(proxy);
+        resources.add(poll);
+        poll.send(RawHttp.Request.plain("GET", "/ws/poll", RawHttp.host(proxy)));
+        org.awaitility.Awaitility.await("the poll's head, at the silent backend").atMost(Duration.ofSeconds(10))
+                .until(() -> silent.requests.stream().anyMatch(request -> request.head().startsWith("GET /ws/poll ")));
+
+        // The trial goes on: the next handshake tests the backend, fails over at its connect timeout, and its failure
+        // takes the backend down at once (it took one of maxFails 2 before).
+        assertThat(whoServes(open)).isEqualTo("a");
+        assertThat(silent.connections).as("the poll's and the handshake's").hasValue(4);
+        assertThat(silentStatus.state()).as("down again at the trial's one failure").isEqualTo(BackendStatus.State.DOWN);
+        closeAll(open);
+    }
+
     /** Starts {@code count} sessions at once, each asking which backend serves it ({@link #whoServes}). */
     private List<java.util.concurrent.Future<String>> concurrently(int count, List<WsRecorder> open) {
         java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(count);

@@ -47,8 +47,8 @@ final class ForwardedRequest {
     }
 
     /**
-     * The current attempt's hold on its backend's trial: released when the attempt reached the backend or failed,
-     * after its success or failure was recorded, and at the latest when the request's response ends.
+     * The current attempt's hold on its backend's trial: released when the attempt's head is written (the trial goes
+     * on) or it failed (after its failure was recorded), and at the latest when the request's response ends.
      */
     BackendState.Trial trial() {
         return trial;

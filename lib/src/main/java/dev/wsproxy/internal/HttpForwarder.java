@@ -74,15 +74,16 @@ import dev.wsproxy.TimeoutPolicy;
  * {@code proxy_next_upstream error timeout}). Jetty's client reads a body only once the request is on a connection,
  * and {@link AttemptBody} notes when it does and keeps Jetty's client from failing the client's request with an unread
  * body (Jetty would fail the request's reads for good); with {@code Expect: 100-continue} {@link ProxyHandler} copies
- * the body only after the backend's {@code 100}. A request whose head the backend's connection took (TCP and TLS
- * done), or a response from the backend, whatever its status, counts as a success. Nothing is retried once the request
- * may have reached the backend (a reset, its idle timeout): the backend may have acted on it.
+ * the body only after the backend's {@code 100}. A response from the backend, whatever its status, counts as a
+ * success; a written request head does not (a frozen process whose kernel still accepts connections takes it). Nothing
+ * is retried once the request may have reached the backend (a reset, its idle timeout): the backend may have acted on
+ * it.
  *
  * <p>A request to a backend on trial (back from passive health's down, see {@link BackendState}) holds the trial
- * ({@link ForwardedRequest#trial}) until its head is written to the backend (a success, which ends the trial: a long
- * poll does not keep the backend on trial while it waits for its response), or its connection failed (after that
- * failure was counted, which takes the backend down again), or it failed otherwise; at the latest when its response
- * ends.
+ * ({@link ForwardedRequest#trial}) until its head is written to the backend, or its connection failed (after that
+ * failure was counted, which takes the backend down again), or it failed otherwise. Written, it lets the trial go
+ * without ending it: the next request tests the backend too, one connect at a time, and a long poll does not keep
+ * the backend out while it waits for its answer; the first response ends the trial ({@link Attempt#answered}).
  *
  * <p>Each request's access line ({@link AccessLog#forwarded}) is written once its response has completed or failed
  * ({@link #onProxyToClientResponseComplete}, {@link #onProxyToClientResponseFailure}), whichever attempt gave it; a
@@ -193,8 +194,9 @@ final class HttpForwarder extends ProxyHandler {
         return super.newProxyToServerRequest(clientToProxyRequest, newHttpURI)
                 .attribute(ATTEMPT_ATTRIBUTE, attempt)
                 .onRequestBegin(request -> attempt.begun = true)
-                // Its head written: the backend took the connection (and its TLS handshake), whatever comes next.
-                .onRequestCommit(request -> attempt.reached());
+                // Its head written: the connection (and its TLS handshake) worked, which says nothing yet of the
+                // backend's health (a frozen process's kernel takes it): the trial's next request may connect now.
+                .onRequestCommit(request -> attempt.trial.release());
     }
 
     @Override
@@ -267,7 +269,7 @@ final class HttpForwarder extends ProxyHandler {
             @Override
             public void onBegin(org.eclipse.jetty.client.Response serverToProxyResponse) {
                 // The backend answered: reachable, whatever its status (as a refused handshake is not a failure).
-                attempt(proxyToServerRequest).reached();
+                attempt(proxyToServerRequest).answered();
                 int status = serverToProxyResponse.getStatus();
                 if (status == HttpStatus.SWITCHING_PROTOCOLS_101) {
                     // No upgrade was offered (Upgrade is hop-by-hop): ProxyHandler wrote the 101 to the client, bare,
@@ -663,8 +665,8 @@ final class HttpForwarder extends ProxyHandler {
             this.trial = trial;
         }
 
-        /** The backend took the request (its head written) or answered: a success, which ends a trial. */
-        void reached() {
+        /** The backend answered: a success, which ends a trial. */
+        void answered() {
             backend.recordSuccess();
             trial.release();
         }
