@@ -18,6 +18,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import dev.wsproxy.RawHttp.Request;
@@ -226,6 +227,33 @@ class CompressionPassThroughTest {
             assertThat(response.status()).as("%s", response).isEqualTo(502);
         }
         assertThat(backend.nextEnd(5)).as("backend connection").isIn("eof", "reset");
+    }
+
+    @ParameterizedTest(name = "{0}: {1}")
+    @CsvSource(delimiter = '|', value = {
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=9  | 101",
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=10 | 101",
+        "permessage-deflate; server_no_context_takeover                            | 101",
+        "permessage-deflate                                                        | 502",
+        "permessage-deflate; client_max_window_bits=10                             | 502",
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=12 | 502",
+    })
+    void holdsTheAnswerToWhatTheOfferAskedOfTheServerAndTheClientsWindow(String answer, int status) throws Exception {
+        // RFC 7692 7.1.1.1: an offer with server_no_context_takeover is accepted only by an answer with it; 7.1.2.2: a
+        // client's window the offer limited stays within that limit. A client refuses such a 101 (Chromium,
+        // python-websockets): it was relayed as a session that opened and failed at once, the backend counted a success.
+        RawBackend backend = rawBackend(RawBackend.answering(
+                RawBackend.switchingWith("Sec-WebSocket-Extensions: " + answer.strip() + "\r\n")));
+        start(backend.backend(), true);
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/deflate", RawHttp.host(proxy))
+                    .add("Sec-WebSocket-Extensions", "permessage-deflate; server_no_context_takeover; "
+                            + "client_max_window_bits=10"));
+            assertThat(response.status()).as("%s", response).isEqualTo(status);
+            if (status == 101) {
+                assertThat(response.header("Sec-WebSocket-Extensions")).isEqualTo(answer.strip());
+            }
+        }
     }
 
     /** A raw client that agreed on permessage-deflate with a raw backend through the proxy. */

@@ -207,6 +207,16 @@ final class DeflatePassThrough {
                 return false;
             }
         }
+        // An offer that asks the server to reset its context is accepted only by an answer that says it will (7.1.1.1).
+        if (offer.containsKey(SERVER_NO_CONTEXT_TAKEOVER) && !accepted.containsKey(SERVER_NO_CONTEXT_TAKEOVER)) {
+            return false;
+        }
+        // A client's window the offer limited stays within that limit (7.1.2.2): the client would refuse a larger one.
+        String offeredClientBits = offer.get(CLIENT_MAX_WINDOW_BITS);
+        if (offeredClientBits != null && accepted.containsKey(CLIENT_MAX_WINDOW_BITS)
+                && windowBits(accepted.get(CLIENT_MAX_WINDOW_BITS)) > windowBits(offeredClientBits)) {
+            return false;
+        }
         // An offer that limits the server's window is accepted only with that limit or a smaller one (7.1.2.1).
         String offeredServerBits = offer.get(SERVER_MAX_WINDOW_BITS);
         return offeredServerBits == null
