@@ -53,9 +53,14 @@ public final class BackendState implements BackendStatus {
     /** The window of the last failure counted: {@link #recentFailures} reads the count within it, no timer. */
     private long windowNanos;
     private long downUntil;
-    private boolean down;
+    /**
+     * Written under this lock; volatile so that a backend neither down nor on trial, nearly every backend nearly all
+     * the time, is told so without it ({@link #trialInFlight}, {@link #tryTrial}): read {@code down}, then
+     * {@code trial}, which {@link #passivelyDown} writes in the other order.
+     */
+    private volatile boolean down;
     /** Back from {@link #down} after its window: one attempt at a time, until one succeeds or fails. */
-    private boolean trial;
+    private volatile boolean trial;
     /** The attempt the backend's trial is waiting for, while it is in flight; {@code null} when none is. */
     private @Nullable Trial trialAttempt;
 
@@ -124,9 +129,10 @@ public final class BackendState implements BackendStatus {
     private boolean passivelyDown(long now) {
         if (down && NanoTime.elapsed(downUntil, now) >= 0) {
             // The fail timeout has passed: the backend is on trial, one attempt at a time (see the class comment).
+            // trial before down: a reader without the lock that sees down cleared sees the trial.
+            trial = true;
             down = false;
             failures = 0;
-            trial = true;
         }
         return down;
     }
@@ -141,7 +147,11 @@ public final class BackendState implements BackendStatus {
      * Whether the backend is on trial with its attempt in flight: not a candidate until that attempt ends (nor busy,
      * for {@link RouteBackends#anyBusy}: skipped as if down).
      */
-    synchronized boolean trialInFlight() {
+    boolean trialInFlight() {
+        return (down || trial) && trialInFlightLocked();
+    }
+
+    private synchronized boolean trialInFlightLocked() {
         if (!onTrial()) {
             return false;
         }
@@ -163,11 +173,15 @@ public final class BackendState implements BackendStatus {
      * own timers end every attempt before) no longer holds the trial, and the next attempt takes it; at most the sum of
      * two durations {@link Durations#stored} caps, so that it adds to the clock without overflow.
      */
-    synchronized @Nullable Trial tryTrial(long maxNanos) {
+    @Nullable Trial tryTrial(long maxNanos) {
+        return down || trial ? tryTrialLocked(maxNanos) : Trial.NONE;
+    }
+
+    private synchronized @Nullable Trial tryTrialLocked(long maxNanos) {
         if (!onTrial()) {
             return Trial.NONE;
         }
-        if (trialInFlight()) {
+        if (trialInFlightLocked()) {
             return null;
         }
         Trial attempt = new Trial(this, NanoTime.now() + maxNanos);
