@@ -192,11 +192,29 @@ public final class WebSocketEndPoints {
      * Closes the listening socket of a started {@link #serverConnector}, so that it accepts no more connections while
      * the ones it accepted go on; its stop closes it again, harmlessly. Jetty's own {@code close()} leaves the socket
      * of a connector without acceptor threads to its selector manager's stop, listening until then.
+     *
+     * <p>The socket is closed on the selector that accepts for it, between two of its selects: no accept runs on it as
+     * it closes (each would log a WARN), and the JDK, which releases a socket registered with a selector only at that
+     * selector's next select, releases it at once, as the update wakes that selector. Closed from another thread, it
+     * went on listening until its selector woke for some other reason: on an idle one, the next connection the kernel
+     * queued there was reset, not refused or taken by a successor on the same address.
      */
     public static void closeListener(org.eclipse.jetty.server.Connector connector) {
-        if (connector instanceof ServerConnector server
-                && server.getTransport() instanceof ServerSocketChannel channel) {
+        if (!(connector instanceof ServerConnector server
+                && server.getTransport() instanceof ServerSocketChannel channel)) {
+            return;
+        }
+        SelectorManager selectors = server.getSelectorManager();
+        if (selectors == null || !channel.isRegistered()) {
             IO.close(channel);
+            return;
+        }
+        for (ManagedSelector selector : selectors.getBeans(ManagedSelector.class)) {
+            selector.submit(jdkSelector -> {
+                if (channel.keyFor(jdkSelector) != null) {
+                    IO.close(channel);
+                }
+            });
         }
     }
 
