@@ -180,7 +180,10 @@ public final class ProxyBuilder {
      * {@link #listen address}, wait until it listens, then stop this one. The kernel spreads new connections over both
      * while both listen; {@link WebSocketProxy#stop(Duration)} then closes this proxy's listening socket before it
      * drains, so from that moment every new connection goes to the new proxy, while this one's sessions get their
-     * {@code 1001} and end. Without it, a stopping proxy answers new upgrades {@code 503} until its drain ends, and a
+     * {@code 1001} and end. It also closes the connections kept alive for a next request, and each connection whose
+     * exchange ends during the drain, so that their clients send their next request to the new proxy too (an HTTP
+     * client reopens a closed keep-alive connection; this needs the request-head guard, on unless both
+     * {@link #handshakeTimeout(Duration)} is zero and {@link #maxPendingHandshakes(int)} is unlimited). Without it, a stopping proxy answers new upgrades {@code 503} until its drain ends, and a
      * second process cannot bind the address at all. (Connections the kernel had queued on the closed socket but the
      * proxy had not yet accepted are reset, as with nginx's and HAProxy's {@code reuseport}: a client retries them.)
      *

@@ -454,6 +454,8 @@ public final class WebSocketProxy implements AutoCloseable {
             for (Connector connector : toStop.getConnectors()) {
                 WebSocketEndPoints.closeListener(connector);
             }
+            // And the connections kept alive for a next request: it goes to the successor too, not to a 503.
+            handler.closeIdleConnections();
         }
         handler.stopProxy(Durations.stored(drain));
         if (toStop != null) {

@@ -102,14 +102,20 @@ class ShutdownTest {
             int port = first.start().getPort();
             // Connected before the successor listens, so the first proxy's: one that reads nothing holds its drain.
             try (RawWebSocket stalled = stalledClient(Clients.ws(first, "/stalled"));
+                    RawHttp keptAlive = RawHttp.connect(first);
                     WebSocketProxy successor = ProxyBuilder.create().listen("127.0.0.1", port).reusePort(true)
                             .route("/", backend.backend()).build()) {
                 WsRecorder healthy = clients.connect(Clients.ws(first, "/healthy"));
+                assertThat(keptAlive.exchange(RawHttp.Request.plain("GET", "/plain", RawHttp.host(first))).status())
+                        .isEqualTo(200);
                 successor.start();
                 CompletableFuture<Void> stopping = CompletableFuture.runAsync(() -> first.stop(Duration.ofSeconds(60)));
                 assertThat(healthy.nextClose()).as("the first proxy drains")
                         .isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
 
+                // A connection kept alive for a next request is closed, so that its client sends it to the successor; it
+                // was kept open, and its next request got the first proxy's 503.
+                assertThat(keptAlive.closedWithin(Duration.ofSeconds(5))).as("the kept-alive connection").isTrue();
                 for (int i = 0; i < 20; i++) {
                     try (RawHttpExchange exchange = RawHttpExchange.upgrade(port, "/late")) {
                         assertThat(exchange.statusLine()).as("new connection %d", i).startsWith("HTTP/1.1 101");

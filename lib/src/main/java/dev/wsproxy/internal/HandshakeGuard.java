@@ -99,6 +99,8 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     private final Map<Connection, Watch> watched = new HashMap<>();
     /** The pending ones, oldest first; guarded by {@link #lock}. */
     private final LinkedHashSet<Watch> pending = new LinkedHashSet<>();
+    /** Set by {@link #closeIdle}: a connection whose exchange ends is closed, not made pending; guarded by lock. */
+    private boolean closingIdle;
     private final List<Connector> connectors = new ArrayList<>();
     private final List<HttpConfiguration> configurations = new ArrayList<>();
     private Scheduler.@Nullable Task sweep;
@@ -134,6 +136,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     public void install(Server server, boolean accessLog) {
         this.accessLog = accessLog;
         synchronized (lock) {
+            closingIdle = false;
             scheduler = server.getScheduler();
             executor = server.getThreadPool();
             for (Connector connector : server.getConnectors()) {
@@ -221,6 +224,34 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
         }
     }
 
+    /**
+     * Closes every pending connection whose client has sent nothing of a request head (kept alive between two
+     * exchanges, or new and silent, or waiting for its client's end after a refusal), and from now on each connection
+     * as its exchange ends instead of making it pending: for a stop that hands new connections to a successor on the
+     * same address ({@code ProxyBuilder.reusePort}), so that those clients send their next request there rather than
+     * get this proxy's {@code 503}. A connection in the middle of a head is left to finish it, and gets its answer.
+     * Closed this way, a connection gets no access line, as one that sent nothing never does.
+     */
+    public void closeIdle() {
+        List<Connection> idle = new ArrayList<>();
+        synchronized (lock) {
+            closingIdle = true;
+            for (Iterator<Watch> watches = pending.iterator(); watches.hasNext();) {
+                Watch watch = watches.next();
+                if (!watch.startedHead()) {
+                    watches.remove();
+                    idle.add(watch.connection);
+                }
+            }
+            if (pending.isEmpty()) {
+                cancelSweepLocked();
+            }
+        }
+        for (Connection connection : idle) {
+            connection.getEndPoint().close();
+        }
+    }
+
     /** Called by Jetty for every request once its head is parsed, before any handler: the head came in time. */
     @Override
     public Request customize(Request request, HttpFields.Mutable responseHeaders) {
@@ -260,7 +291,15 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
             if (watched.get(watch.connection) != watch) {
                 return; // closed meanwhile
             }
-            evicted = makePendingLocked(watch, nextHead);
+            if (closingIdle) {
+                evicted = watch.connection; // closeIdle: its next request goes to the successor
+            } else {
+                evicted = makePendingLocked(watch, nextHead);
+            }
+        }
+        if (evicted == watch.connection) {
+            evicted.getEndPoint().close();
+            return;
         }
         close(evicted, "evicted: too many connections waiting for a request head");
     }

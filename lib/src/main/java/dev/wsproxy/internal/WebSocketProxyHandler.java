@@ -994,6 +994,18 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     }
 
     /**
+     * Closes the connections that wait for a next request, and each as its exchange ends from now on
+     * ({@link HandshakeGuard#closeIdle}); nothing without the guard ({@code handshakeTimeout} zero and no
+     * {@code maxPendingHandshakes}).
+     */
+    public void closeIdleConnections() {
+        HandshakeGuard guard = handshakeGuard;
+        if (guard != null) {
+            guard.closeIdle();
+        }
+    }
+
+    /**
      * The backends of each route that has its own list, as they are now ({@link #updateBackends} included), by
      * prefix; a route that follows a DNS name is left out (its name is its setting).
      */
