@@ -286,19 +286,20 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
         }
         // Read before Jetty resets its generator for the next exchange, just after this listener.
         boolean nextHead = request.getConnectionMetaData().isPersistent();
-        Connection evicted;
+        Connection evicted = null;
+        boolean closeNow;
         synchronized (lock) {
             if (watched.get(watch.connection) != watch) {
                 return; // closed meanwhile
             }
-            if (closingIdle) {
-                evicted = watch.connection; // closeIdle: its next request goes to the successor
-            } else {
+            closeNow = closingIdle;
+            if (!closeNow) {
                 evicted = makePendingLocked(watch, nextHead);
             }
         }
-        if (evicted == watch.connection) {
-            evicted.getEndPoint().close();
+        if (closeNow) {
+            // closeIdle: its client's next request goes to the successor.
+            watch.connection.getEndPoint().close();
             return;
         }
         close(evicted, "evicted: too many connections waiting for a request head");
