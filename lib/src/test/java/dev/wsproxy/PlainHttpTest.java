@@ -656,6 +656,47 @@ class PlainHttpTest {
         }
     }
 
+    @Test
+    void relaysTheUploadWhoseBackendSendsAnotherInterimResponseBeforeIts100Continue() throws Exception {
+        // Jetty's client gives every response to a request that expects 100-continue to its continue handler, which
+        // took a 104 (or a 102, a 103) for the final answer and failed the request: the client got 502
+        // reason=backend_failed, and the backend's 100, the body and its 201 were lost. curl expects 100-continue
+        // for any body over 1 KiB; a resumable-upload server sends 104 Upload Resumption Supported first.
+        RawBackend resumable = RawBackend.readingBodiesAfter("HTTP/1.1 103 Early Hints\r\n"
+                + "Link: </style.css>; rel=preload\r\n\r\n"
+                + "HTTP/1.1 104 Upload Resumption Supported\r\nLocation: /uploads/1\r\n\r\n",
+                RawBackend.raw("HTTP/1.1 201 Created\r\nContent-Length: 6\r\nX-Upload: done\r\n\r\nstored"));
+        RecordingListener listener = new RecordingListener();
+        try (resumable; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
+                .route("/", resumable.backend()).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            RawHttp.Response hints;
+            RawHttp.Response interim;
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                client.send(Request.plain("PUT", "/uploads", RawHttp.host(proxying))
+                        .add("Content-Length", "5").add("Expect", "100-continue"));
+                hints = client.readResponse();
+                interim = client.readResponse();
+                client.send("hello");
+                response = client.readResponse();
+            }
+            assertThat(hints.status()).as("%s", hints).isEqualTo(103);
+            assertThat(hints.header("Link")).isEqualTo("</style.css>; rel=preload");
+            assertThat(interim.status()).as("%s", interim).isEqualTo(100);
+            assertThat(response.status()).as("%s", response).isEqualTo(201);
+            assertThat(response.header("X-Upload")).isEqualTo("done");
+            assertThat(response.header("Location")).as("the dropped 104's").isNull();
+            assertThat(response.bodyText()).isEqualTo("stored");
+            assertThat(resumable.nextRequest().header("Expect")).isEqualTo("100-continue");
+            assertThat(resumable.nextBody()).isEqualTo("hello");
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=PUT status=201 reason=-\n"));
+            assertThat(listener.all(RecordingListener.Rejected.class)).isEmpty();
+        }
+    }
+
     /**
      * Sends a {@code PUT} of {@code body} with {@code Expect: 100-continue}, the body only after the proxy's
      * {@code 100}, and returns the final response.

@@ -115,6 +115,8 @@ final class RawBackend implements AutoCloseable {
     private final boolean echo;
     private final boolean closeAfterReply;
     private final boolean readsBodies;
+    /** What a {@link #readingBodies} backend writes before its {@code 100 Continue}: interim responses, or nothing. */
+    private final String beforeContinue;
     private final CountDownLatch gate;
     private final Set<Socket> open = ConcurrentHashMap.newKeySet();
     private final Thread acceptor;
@@ -139,8 +141,14 @@ final class RawBackend implements AutoCloseable {
 
     private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo, boolean closeAfterReply,
             SSLContext tls, boolean readsBodies) throws IOException {
+        this(reply, held, afterUpgrade, echo, closeAfterReply, tls, readsBodies, "");
+    }
+
+    private RawBackend(Reply reply, boolean held, AfterUpgrade afterUpgrade, boolean echo, boolean closeAfterReply,
+            SSLContext tls, boolean readsBodies, String beforeContinue) throws IOException {
         this.reply = reply;
         this.readsBodies = readsBodies;
+        this.beforeContinue = beforeContinue;
         this.closeAfterReply = closeAfterReply;
         this.afterUpgrade = afterUpgrade;
         this.echo = echo;
@@ -172,6 +180,14 @@ final class RawBackend implements AutoCloseable {
      */
     static RawBackend readingBodies(Reply reply) throws IOException {
         return new RawBackend(reply, false, (socket, out) -> { }, false, false, null, true);
+    }
+
+    /**
+     * Like {@link #readingBodies}, writing the raw {@code interim} responses first, before its {@code 100 Continue}
+     * (as a resumable-upload server sends {@code 104 Upload Resumption Supported}), to a request that expects it.
+     */
+    static RawBackend readingBodiesAfter(String interim, Reply reply) throws IOException {
+        return new RawBackend(reply, false, (socket, out) -> { }, false, false, null, true, interim);
     }
 
     /** A backend that answers every handshake with a valid {@code 101}, then runs {@code afterUpgrade}. */
@@ -324,7 +340,8 @@ final class RawBackend implements AutoCloseable {
             requests.add(request);
             if (readsBodies) {
                 if ("100-continue".equalsIgnoreCase(request.header("Expect"))) {
-                    out.write("HTTP/1.1 100 Continue\r\n\r\n".getBytes(StandardCharsets.ISO_8859_1));
+                    out.write((beforeContinue + "HTTP/1.1 100 Continue\r\n\r\n")
+                            .getBytes(StandardCharsets.ISO_8859_1));
                     out.flush();
                 }
                 bodies.add(readBody(in, request));

@@ -12,7 +12,11 @@ import java.util.concurrent.TimeoutException;
 import javax.net.ssl.SSLException;
 import javax.net.ssl.SSLHandshakeException;
 
+import org.eclipse.jetty.client.ContinueProtocolHandler;
 import org.eclipse.jetty.client.HttpClient;
+import org.eclipse.jetty.client.ProcessingProtocolHandler;
+import org.eclipse.jetty.client.ProtocolHandler;
+import org.eclipse.jetty.client.ProtocolHandlers;
 import org.eclipse.jetty.client.Result;
 import org.eclipse.jetty.client.transport.HttpConversation;
 import org.eclipse.jetty.client.transport.HttpExchange;
@@ -58,7 +62,9 @@ import dev.wsproxy.TimeoutPolicy;
  * {@code Content-Length} it must not carry. Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their
  * end-to-end headers only (Jetty writes them as the backend sent them, hop-by-hop and framing headers included), and
  * never to an HTTP/1.0 client, which would read one as the response (RFC 9110 section 15.2); any other {@code 1xx} but
- * {@code 100} is dropped, which ProxyHandler wrote as the final response. A request body goes with the client's
+ * {@code 100} is dropped, which ProxyHandler wrote as the final response; so are they before the {@code 100} an upload
+ * that expects {@code 100-continue} waits for, which Jetty's client took for the final answer ({@link #doStart}). A
+ * request body goes with the client's
  * framing: its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only
  * after the backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it
  * came; and with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
@@ -157,6 +163,25 @@ final class HttpForwarder extends ProxyHandler {
      */
     void sslContextFactory(SslContextFactory.Client factory) {
         this.tls = factory;
+    }
+
+    /**
+     * Also puts the handler of {@code 100 Continue} last among the client's protocol handlers, after one for the
+     * {@code 1xx} that none of ProxyHandler's takes ({@link DroppedInterim}). Jetty's continue handler comes first and
+     * takes any response to a request that expects {@code 100-continue} until its {@code 100}: it took a {@code 104}
+     * (or a {@code 102}, a {@code 103}) for the final answer and failed the request, so the client got {@code 502} and
+     * the backend's {@code 100}, its final answer and the body were lost. ProxyHandler sets its handlers once it has
+     * configured and started its client ({@link #configureHttpClient} is too early), before it takes any request.
+     */
+    @Override
+    protected void doStart() throws Exception {
+        super.doStart();
+        ProtocolHandlers handlers = getHttpClient().getProtocolHandlers();
+        ProtocolHandler expectContinue = handlers.remove(ContinueProtocolHandler.NAME);
+        handlers.put(new DroppedInterim());
+        if (expectContinue != null) {
+            handlers.put(expectContinue);
+        }
     }
 
     /**
@@ -285,10 +310,9 @@ final class HttpForwarder extends ProxyHandler {
             public void onHeaders(org.eclipse.jetty.client.Response serverToProxyResponse) {
                 int status = serverToProxyResponse.getStatus();
                 if (HttpStatus.isInterim(status)) {
-                    // A 1xx none of the client's protocol handlers took (104 Upload Resumption Supported): dropped,
-                    // as nginx drops it. ProxyHandler wrote it as the final response, and the client waited for the
-                    // real one for good; passed on, it would lose its headers (Jetty's server writes those of a 103
-                    // only), and a 104 without its Location is of no use.
+                    // A 1xx none of the client's protocol handlers took (a 100 after the one the continue handler
+                    // took; DroppedInterim takes the others): dropped, as nginx drops it. ProxyHandler wrote it as
+                    // the final response, and the client waited for the real one for good.
                     if (LOG.isDebugEnabled()) {
                         LOG.debug("Interim {} from {} dropped for {}", status,
                                 attempt(proxyToServerRequest).backend.backend(), forwarded.view);
@@ -578,6 +602,35 @@ final class HttpForwarder extends ProxyHandler {
         AccessLog.forwarded(forwarded.view, forwarded.backend().backend(),
                 Request.getContentBytesRead(clientToProxyRequest),
                 Response.getContentBytesWritten(proxyToClientResponse), status, reason);
+    }
+
+    /**
+     * Drops a {@code 1xx} other than {@code 100}, {@code 102} and {@code 103} (which ProxyHandler's own handlers take):
+     * {@code 104 Upload Resumption Supported} and the like, as nginx drops them. Passed on, it would lose its headers
+     * (Jetty's server writes those of a {@code 103} only), and a {@code 104} without its {@code Location} is of no
+     * use. Jetty's handler of {@code 102}, whose listener makes the exchange ready for the next response (and passes a
+     * failure on to the request's own listeners), for any of them; placed before the continue handler, so that the
+     * {@code 100} an upload waits for, and its final answer, still come.
+     */
+    private static final class DroppedInterim extends ProcessingProtocolHandler {
+        @Override
+        public String getName() {
+            return "dropped-interim";
+        }
+
+        @Override
+        public boolean accept(org.eclipse.jetty.client.Request request,
+                org.eclipse.jetty.client.Response response) {
+            int status = response.getStatus();
+            return HttpStatus.isInterim(status) && status != HttpStatus.CONTINUE_100;
+        }
+
+        @Override
+        protected void onProcessing(org.eclipse.jetty.client.Request request, HttpFields responseHeaders) {
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("Interim response dropped from {}", attempt(request).backend.backend());
+            }
+        }
     }
 
     /**
