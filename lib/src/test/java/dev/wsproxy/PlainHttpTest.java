@@ -697,6 +697,38 @@ class PlainHttpTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX-Debug: %s\r\nContent-Length: 2\r\n\r\nok"})
+    void answers502ToAnUploadThatExpects100ContinueWhoseBackendAnswersWhatItRefuses(String answer) throws Exception {
+        // A backend that answers without its 100 has its response replayed by Jetty's continue handler once complete,
+        // so the abort of a 101 to a plain request, or of a head larger than the client's connection writes, failed
+        // the request only, which read as an early answer: the client got 200 (for the 101) or the backend's status
+        // and body without its headers, and the access line said reason=-.
+        RawBackend refused = RawBackend.answering(RawBackend.raw(String.format(answer, "d".repeat(20_000))));
+        RecordingListener listener = new RecordingListener();
+        try (refused; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
+                .route("/", refused.backend()).build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("PUT", "/files/a", RawHttp.host(proxying))
+                        .add("Content-Length", "5").add("Expect", "100-continue"));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(502);
+            assertThat(response.header("X-Debug")).isNull();
+            assertThat(response.header("Upgrade")).isNull();
+            assertThat(response.bodyText()).isNotEqualTo("ok");
+            assertThat(refused.nextRequest().header("Expect")).isEqualTo("100-continue");
+            assertThat(refused.nextEnd(5)).as("the backend connection").isEqualTo("eof");
+            assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                    .containsExactly(502);
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=PUT status=502 reason=backend_failed\n"));
+        }
+    }
+
     /**
      * Sends a {@code PUT} of {@code body} with {@code Expect: 100-continue}, the body only after the proxy's
      * {@code 100}, and returns the final response.

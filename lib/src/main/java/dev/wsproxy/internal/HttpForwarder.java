@@ -63,8 +63,9 @@ import dev.wsproxy.TimeoutPolicy;
  * end-to-end headers only (Jetty writes them as the backend sent them, hop-by-hop and framing headers included), and
  * never to an HTTP/1.0 client, which would read one as the response (RFC 9110 section 15.2); any other {@code 1xx} but
  * {@code 100} is dropped, which ProxyHandler wrote as the final response; so are they before the {@code 100} an upload
- * that expects {@code 100-continue} waits for, which Jetty's client took for the final answer ({@link #doStart}). A
- * request body goes with the client's
+ * that expects {@code 100-continue} waits for, which Jetty's client took for the final answer ({@link #doStart}). Such
+ * an upload answered without the {@code 100} gets {@code 502} for a head too large or a {@code 101} too, though Jetty's
+ * client has the whole response when the proxy sees it. A request body goes with the client's
  * framing: its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only
  * after the backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it
  * came; and with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
@@ -299,7 +300,7 @@ final class HttpForwarder extends ProxyHandler {
                 if (status == HttpStatus.SWITCHING_PROTOCOLS_101) {
                     // No upgrade was offered (Upgrade is hop-by-hop): ProxyHandler wrote the 101 to the client, bare,
                     // whose connection went on as HTTP, and Jetty's client kept the connection as upgraded, to nobody.
-                    serverToProxyResponse.abort(new HttpException.RuntimeException(HttpStatus.BAD_GATEWAY_502,
+                    refuse(serverToProxyResponse, new HttpException.RuntimeException(HttpStatus.BAD_GATEWAY_502,
                             "101 to a request that offered no upgrade"));
                 } else if (!HttpStatus.isInterim(status)) {
                     super.onBegin(serverToProxyResponse);
@@ -308,6 +309,9 @@ final class HttpForwarder extends ProxyHandler {
 
             @Override
             public void onHeaders(org.eclipse.jetty.client.Response serverToProxyResponse) {
+                if (attempt(proxyToServerRequest).refused) {
+                    return;
+                }
                 int status = serverToProxyResponse.getStatus();
                 if (HttpStatus.isInterim(status)) {
                     // A 1xx none of the client's protocol handlers took (a 100 after the one the continue handler
@@ -331,7 +335,7 @@ final class HttpForwarder extends ProxyHandler {
                     // Jetty's generator would fail the head at the first write, once committed: the client got
                     // Jetty's 500, and Jetty logged the request with its query. A 502 instead, as from nginx ("upstream
                     // sent too big header").
-                    serverToProxyResponse.abort(new HttpException.RuntimeException(HttpStatus.BAD_GATEWAY_502,
+                    refuse(serverToProxyResponse, new HttpException.RuntimeException(HttpStatus.BAD_GATEWAY_502,
                             "response head of " + head + " bytes (expected: <= " + room + ")"));
                     return;
                 }
@@ -350,7 +354,18 @@ final class HttpForwarder extends ProxyHandler {
             }
 
             @Override
+            public void onContent(org.eclipse.jetty.client.Response serverToProxyResponse, Content.Chunk chunk,
+                    Runnable demander) {
+                if (!attempt(proxyToServerRequest).refused) {
+                    super.onContent(serverToProxyResponse, chunk, demander);
+                }
+            }
+
+            @Override
             public void onSuccess(org.eclipse.jetty.client.Response serverToProxyResponse) {
+                if (attempt(proxyToServerRequest).refused) {
+                    return;
+                }
                 if (!HttpStatus.isInterim(serverToProxyResponse.getStatus())) {
                     super.onSuccess(serverToProxyResponse);
                     return;
@@ -367,7 +382,8 @@ final class HttpForwarder extends ProxyHandler {
             @Override
             public void onComplete(Result result) {
                 Attempt attempt = attempt(proxyToServerRequest);
-                if (result.isFailed() && result.getResponseFailure() == null && attempt.bodyFailure == null) {
+                if (result.isFailed() && result.getResponseFailure() == null && attempt.bodyFailure == null
+                        && !attempt.refused) {
                     // The backend answered in full before it took all of the request: a final status to an upload
                     // that expects 100-continue, whose body Jetty's client then fails, or an early answer to a body
                     // it did not read. ProxyHandler took that for the backend's failure (backend_failed), and ended
@@ -375,6 +391,18 @@ final class HttpForwarder extends ProxyHandler {
                     result = new Result(result.getRequest(), null, result.getResponse(), null);
                 }
                 super.onComplete(result);
+            }
+
+            /**
+             * Refuses the backend's response, with {@code 502} ({@link #onServerToProxyResponseFailure}). Noted on
+             * the attempt first: a response to an upload that expects {@code 100-continue}, answered without the
+             * {@code 100}, is complete when it comes here (Jetty's continue handler replays it once it has all of
+             * it), so that the abort fails only the request, which would read as an early answer ({@link #onComplete}),
+             * and the response's headers, body and end still come here, none of which goes to the client.
+             */
+            private void refuse(org.eclipse.jetty.client.Response serverToProxyResponse, Throwable failure) {
+                attempt(proxyToServerRequest).refused = true;
+                serverToProxyResponse.abort(failure);
             }
         };
     }
@@ -710,6 +738,8 @@ final class HttpForwarder extends ProxyHandler {
         final BackendState.Trial trial;
         volatile boolean begun;
         volatile boolean bodyRead;
+        /** Whether the proxy refused the backend's response (a {@code 101}, a head too large): {@code 502}. */
+        volatile boolean refused;
         /** How reading the client's body failed (a malformed body, the client gone), or {@code null}. */
         volatile @Nullable Throwable bodyFailure;
 
