@@ -175,17 +175,18 @@ public final class ProxyBuilder {
     }
 
     /**
-     * Lets another process listen on the same address while this proxy runs ({@code SO_REUSEPORT}, on Linux and
-     * macOS), for a restart that refuses no client: start the new proxy (another JVM, a new version) on the same
-     * {@link #listen address}, wait until it listens, then stop this one. The kernel spreads new connections over both
-     * while both listen; {@link WebSocketProxy#stop(Duration)} then closes this proxy's listening socket before it
-     * drains, so from that moment every new connection goes to the new proxy, while this one's sessions get their
-     * {@code 1001} and end. It also closes the connections kept alive for a next request, and each connection whose
-     * exchange ends during the drain, so that their clients send their next request to the new proxy too (an HTTP
-     * client reopens a closed keep-alive connection; this needs the request-head guard, on unless both
-     * {@link #handshakeTimeout(Duration)} is zero and {@link #maxPendingHandshakes(int)} is unlimited). Without it, a stopping proxy answers new upgrades {@code 503} until its drain ends, and a
-     * second process cannot bind the address at all. (Connections the kernel had queued on the closed socket but the
-     * proxy had not yet accepted are reset, as with nginx's and HAProxy's {@code reuseport}: a client retries them.)
+     * Lets another process listen on the same address while this proxy runs ({@code SO_REUSEPORT}, on Linux and macOS),
+     * for a restart that refuses no client: start the new proxy (another JVM, a new version) on the same {@link #listen
+     * address}, wait until it listens, then stop this one. The kernel spreads new connections over both while both
+     * listen; {@link WebSocketProxy#stop(Duration)} then closes this proxy's listening socket before it drains, so from
+     * that moment every new connection goes to the new proxy, while this one's sessions get their {@code 1001} and end.
+     * It also closes the connections kept alive for a next request, and each connection whose exchange ends during the
+     * drain, so that their clients send their next request to the new proxy too (an HTTP client reopens a closed
+     * keep-alive connection; this needs the request-head guard, on unless both {@link #handshakeTimeout(Duration)} is
+     * zero and {@link #maxPendingHandshakes(int)} is unlimited). Without it, a stopping proxy answers new upgrades
+     * {@code 503} until its drain ends, and a second process cannot bind the address at all. (Connections the kernel
+     * had queued on the closed socket but the proxy had not yet accepted are reset, as with nginx's and HAProxy's
+     * {@code reuseport}: a client retries them.)
      *
      * <p>Every process bound to the address must set it, and run as the same user. Not used when the proxy is mounted
      * with {@link WebSocketProxy#handler()}: your connector's {@code setReusePort} does it there. Default: off.
