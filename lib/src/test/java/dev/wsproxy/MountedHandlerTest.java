@@ -119,7 +119,9 @@ class MountedHandlerTest {
         String id = proxy.sessions().get(0).id();
         try (StandardError.Capture log = StandardError.capture()) {
             server.stop();
-            assertThat(client.nextClose().code()).as("dropped, no close frame").isEqualTo(1006);
+            // Dropped without a close frame; or, when Jetty dropped the backend's connection first, told what a
+            // graceful stop says (it was told 1014, backend lost, and the full suite once saw it).
+            assertThat(client.nextClose().code()).as("dropped, or told the proxy is going away").isIn(1006, 1001);
             await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
                     .containsPattern(" dev\\.wsproxy\\.access - sid=" + id + " .* first=proxy status=101 "
                             + "proxy_close=- reason=shutdown\n"));

@@ -797,8 +797,11 @@ final class Relay implements ProxySession {
                     held.succeeded();
                 });
             } else if (!other.done && !other.closeSent && target != null) {
-                // This leg ended without a close handshake relayed through the proxy: tell the other peer.
-                CloseStatus notice = lost(leg.side);
+                // This leg ended without a close handshake relayed through the proxy: tell the other peer. While the
+                // server drops every connection (serverStopping), that is the proxy going away, not a lost peer: the
+                // other leg, if Jetty has not dropped it yet, gets what a graceful stop sends.
+                CloseStatus notice = initiator == SessionClose.Initiator.PROXY && "shutdown".equals(proxyCloseReason)
+                        ? new CloseStatus(CloseStatus.SHUTDOWN, "proxy shutting down") : lost(leg.side);
                 other.closeSent = true;
                 other.sentStatus = notice;
                 actions.add(() -> other.sendClose(target, notice));
