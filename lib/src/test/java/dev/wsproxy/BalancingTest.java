@@ -151,22 +151,10 @@ class BalancingTest {
         // When the window passed, the backend was fully up again: every handshake until maxFails new failures were
         // counted went to it, so for one that swallows connection attempts, all those of a whole connect timeout, each
         // client waiting for that timeout before failing over, after every window. nginx lets one request test it.
-        RawBackend silent = RawBackend.answering(RawBackend.silent());
-        resources.add(silent);
         Duration connectTimeout = Duration.ofSeconds(2);
-        start(ProxyBuilder.create().route("/ws/", r -> r.backends(silent.backend(), a.backend())
-                .backendSelector(context -> context.candidates().get(0).backend())
-                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
-                .passiveHealth(2, Duration.ofSeconds(2))));
-        List<WsRecorder> open = java.util.Collections.synchronizedList(new ArrayList<>());
-        for (java.util.concurrent.Future<String> handshake : concurrently(2, open)) {
-            assertThat(handshake.get(10, TimeUnit.SECONDS)).isEqualTo("a"); // the silent one first, failed over
-        }
+        RawBackend silent = silentBackendOnTrial(connectTimeout);
         BackendStatus silentStatus = proxy.backendStatus("/ws/").get(0);
-        assertThat(silentStatus.state()).as("2 failures of 2").isEqualTo(BackendStatus.State.DOWN);
-        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
-                .until(() -> silentStatus.state() == BackendStatus.State.UP);
-        assertThat(silent.connections).hasValue(2);
+        List<WsRecorder> open = java.util.Collections.synchronizedList(new ArrayList<>());
 
         int handshakes = 4;
         List<java.util.concurrent.Future<String>> served = concurrently(handshakes, open);
@@ -194,20 +182,9 @@ class BalancingTest {
         // A frozen process whose kernel still takes connections takes a plain request's head. Counted as a success,
         // that ended the trial with the backend's failures forgotten, and the handshakes after it went to it until
         // maxFails new failures were counted, each waiting for the connect timeout. Only a response is a success.
-        RawBackend silent = RawBackend.answering(RawBackend.silent());
-        resources.add(silent);
-        Duration connectTimeout = Duration.ofSeconds(2);
-        start(ProxyBuilder.create().route("/ws/", r -> r.backends(silent.backend(), a.backend())
-                .backendSelector(context -> context.candidates().get(0).backend())
-                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
-                .passiveHealth(2, Duration.ofSeconds(2))));
-        List<WsRecorder> open = java.util.Collections.synchronizedList(new ArrayList<>());
-        for (java.util.concurrent.Future<String> handshake : concurrently(2, open)) {
-            assertThat(handshake.get(10, TimeUnit.SECONDS)).isEqualTo("a"); // the silent one first, failed over
-        }
+        RawBackend silent = silentBackendOnTrial(Duration.ofSeconds(2));
         BackendStatus silentStatus = proxy.backendStatus("/ws/").get(0);
-        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
-                .until(() -> silentStatus.state() == BackendStatus.State.UP);
+        List<WsRecorder> open = java.util.Collections.synchronizedList(new ArrayList<>());
 
         // On trial: a long poll's head reaches the silent backend, which never answers it.
         RawHttp poll = RawHttp.connect(proxy);
@@ -222,6 +199,31 @@ class BalancingTest {
         assertThat(silent.connections).as("the poll's and the handshake's").hasValue(4);
         assertThat(silentStatus.state()).as("down again at the trial's one failure").isEqualTo(BackendStatus.State.DOWN);
         closeAll(open);
+    }
+
+    /**
+     * Starts the proxy with a route of a silent backend (it takes connections and never answers) before {@link #a},
+     * picked first whenever it is a candidate, with {@code connectTimeout} and passive health of 2 failures in 2 s;
+     * takes it down with two handshakes (failed over to {@code a}) and returns it once its window has passed: on trial.
+     */
+    private RawBackend silentBackendOnTrial(Duration connectTimeout) throws Exception {
+        RawBackend silent = RawBackend.answering(RawBackend.silent());
+        resources.add(silent);
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                .backendSelector(context -> context.candidates().get(0).backend())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
+                .passiveHealth(2, Duration.ofSeconds(2))));
+        List<WsRecorder> open = java.util.Collections.synchronizedList(new ArrayList<>());
+        for (java.util.concurrent.Future<String> handshake : concurrently(2, open)) {
+            assertThat(handshake.get(10, TimeUnit.SECONDS)).isEqualTo("a"); // the silent one first, failed over
+        }
+        closeAll(open);
+        BackendStatus silentStatus = proxy.backendStatus("/ws/").get(0);
+        assertThat(silentStatus.state()).as("2 failures of 2").isEqualTo(BackendStatus.State.DOWN);
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10))
+                .until(() -> silentStatus.state() == BackendStatus.State.UP);
+        assertThat(silent.connections).hasValue(2);
+        return silent;
     }
 
     /** Starts {@code count} sessions at once, each asking which backend serves it ({@link #whoServes}). */
