@@ -402,6 +402,44 @@ class Http2WebSocketTest {
         }
     }
 
+    @Test
+    void forwardsTheBodyOfAPlainRequestThatHasNoContentLength() throws Exception {
+        // A streaming upload (fetch with a ReadableStream body): HTTP/2 has no Transfer-Encoding, and its length is
+        // unknown when it starts.
+        String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+        try (RawBackend plain = RawBackend.readingBodies(RawBackend.raw(ok))) {
+            mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
+                    .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
+            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            CompletableFuture<Integer> status = new CompletableFuture<>();
+            MetaData.Request request = new MetaData.Request("POST",
+                    HttpURI.build("http://127.0.0.1:" + connector.getLocalPort() + "/api/upload"), HttpVersion.HTTP_2,
+                    HttpFields.EMPTY);
+            Stream stream = session.newStream(new HeadersFrame(request, null, false), new Stream.Listener() {
+                @Override
+                public void onHeaders(Stream stream, HeadersFrame frame) {
+                    if (frame.getMetaData() instanceof MetaData.Response response) {
+                        status.complete(response.getStatus());
+                    }
+                }
+            }).get(10, TimeUnit.SECONDS);
+            stream.data(new org.eclipse.jetty.http2.frames.DataFrame(stream.getId(),
+                    java.nio.ByteBuffer.wrap("hello".getBytes(java.nio.charset.StandardCharsets.UTF_8)), true))
+                    .get(10, TimeUnit.SECONDS);
+
+            assertThat(status.get(10, TimeUnit.SECONDS)).isEqualTo(200);
+            assertThat(plain.bodies.poll(10, TimeUnit.SECONDS)).as("the body the backend read").isEqualTo("hello");
+            assertThat(plain.nextRequest().requestLine()).isEqualTo("POST /api/upload HTTP/1.1");
+
+            // A request whose head ends its stream has no body, and gets none.
+            assertThat(plainStatus(session, "GET", "/api/page")).isEqualTo(200);
+            RawBackend.Request get = plain.nextRequest();
+            assertThat(get.requestLine()).isEqualTo("GET /api/page HTTP/1.1");
+            assertThat(get.header("Transfer-Encoding")).isNull();
+            assertThat(get.header("Content-Length")).isNull();
+        }
+    }
+
     /** Sends a plain request on {@code session} and returns its status. */
     private int plainStatus(Session session, String method, String path) throws Exception {
         return plainStatus(session, method, path, HttpFields.EMPTY);

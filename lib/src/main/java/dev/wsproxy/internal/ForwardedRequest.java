@@ -2,6 +2,9 @@ package dev.wsproxy.internal;
 
 import java.util.Objects;
 
+import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.server.Request;
+
 import org.eclipse.jetty.http.HttpURI;
 import org.jspecify.annotations.Nullable;
 
@@ -24,12 +27,46 @@ final class ForwardedRequest {
     private volatile BackendState.Trial trial = BackendState.Trial.NONE;
     /** The access log's token for how the current attempt failed; {@code null} while it has not. */
     private volatile @Nullable String failure;
+    /** Whether a request of unknown length has a body ({@link #hasBody}); {@code null} until its first read. */
+    private @Nullable Boolean hasBody;
+    /** The chunk {@link #hasBody} read, until an attempt's body reads it ({@link #takePeeked}). */
+    private Content.@Nullable Chunk peeked;
 
     ForwardedRequest(Route route, HandshakeRequestView view, Timeouts timeouts) {
         this.route = route;
         this.view = view;
         this.timeouts = timeouts;
         this.budget = new FailoverBudget(route.failover());
+    }
+
+    /**
+     * Whether {@code request}, of unknown length and without {@code Transfer-Encoding} (HTTP/2 and later), has a body:
+     * its first read tells, the first time it is asked. A request whose head ended its stream reads the end at once (a
+     * {@code GET}): no body. Otherwise what that read gave is kept, for the attempt's body to read first
+     * ({@link #takePeeked}): nothing yet, the body's first bytes, or its failure.
+     */
+    synchronized boolean hasBody(Request request) {
+        if (hasBody == null) {
+            Content.Chunk chunk = request.read();
+            hasBody = chunk == null || Content.Chunk.isFailure(chunk) || !chunk.isLast() || chunk.hasRemaining();
+            peeked = hasBody ? chunk : null;
+        }
+        return hasBody;
+    }
+
+    /** The chunk {@link #hasBody} read, once; {@code null} when there is none, or it was taken. */
+    synchronized Content.@Nullable Chunk takePeeked() {
+        Content.Chunk chunk = peeked;
+        peeked = null;
+        return chunk;
+    }
+
+    /** Releases the chunk {@link #hasBody} read if no attempt's body took it: the request has ended. */
+    void releasePeeked() {
+        Content.Chunk chunk = takePeeked();
+        if (chunk != null) {
+            chunk.release();
+        }
     }
 
     /**

@@ -484,11 +484,25 @@ final class HttpForwarder extends ProxyHandler {
         return length >= 0 && clientToProxyRequest.getHeaders().contains(HttpHeader.CONTENT_LENGTH) ? length : -1;
     }
 
+    /**
+     * Adds {@code Via} ({@code X-Forwarded-*} were added with the copied headers). Also, called where ProxyHandler
+     * has decided on the body, gives the backend the body of a request of unknown length without
+     * {@code Transfer-Encoding}, which only HTTP/2 and later send (they have no chunked coding): a streaming upload, a
+     * {@code fetch} with a stream as its body. ProxyHandler forwards a body only when the request has a length or a
+     * {@code Transfer-Encoding}: such a body was dropped, the backend got the request without it, and the client's
+     * bytes were lost. Whether there is a body shows in the request's first read ({@link ForwardedRequest#hasBody}),
+     * whose chunk the body reads first.
+     */
     @Override
     protected void addProxyHeaders(Request clientToProxyRequest,
             org.eclipse.jetty.client.Request proxyToServerRequest) {
-        // X-Forwarded-* were added with the copied headers; add Via like any HTTP proxy.
         addViaHeader(clientToProxyRequest, proxyToServerRequest);
+        if (clientToProxyRequest.getLength() < 0
+                && !clientToProxyRequest.getHeaders().contains(HttpHeader.TRANSFER_ENCODING)
+                && clientToProxyRequest.getConnectionMetaData().getHttpVersion().getVersion() >= 20
+                && forwarded(clientToProxyRequest).hasBody(clientToProxyRequest)) {
+            proxyToServerRequest.body(new AttemptBody(clientToProxyRequest, attempt(proxyToServerRequest)));
+        }
     }
 
     /**
@@ -612,8 +626,10 @@ final class HttpForwarder extends ProxyHandler {
      */
     private static void logCompleted(Request clientToProxyRequest, Response proxyToClientResponse, boolean failed) {
         ForwardedRequest forwarded = forwarded(clientToProxyRequest);
-        // The request's last attempt has ended, whatever it was: its trial, if it held one, too.
+        // The request's last attempt has ended, whatever it was: its trial, if it held one, too, and the first chunk
+        // of a body no attempt read.
         forwarded.trial().release();
+        forwarded.releasePeeked();
         if (!AccessLog.LOG.isInfoEnabled()) {
             return;
         }
@@ -769,6 +785,7 @@ final class HttpForwarder extends ProxyHandler {
      * for the missing part of a shorter one, as a request of its own, smuggled past the route and its hooks.
      */
     private static final class AttemptBody extends ProxyRequestContent {
+        private final ForwardedRequest forwarded;
         private final Attempt attempt;
         /** The client's {@code Content-Length}, sent to the backend, or {@code -1}. */
         private final long declared;
@@ -777,6 +794,7 @@ final class HttpForwarder extends ProxyHandler {
 
         AttemptBody(Request clientToProxyRequest, Attempt attempt) {
             super(clientToProxyRequest);
+            this.forwarded = forwarded(clientToProxyRequest);
             this.attempt = attempt;
             this.declared = declaredLength(clientToProxyRequest);
         }
@@ -784,7 +802,9 @@ final class HttpForwarder extends ProxyHandler {
         @Override
         public Content.Chunk read() {
             attempt.bodyRead = true;
-            Content.Chunk chunk = super.read();
+            // First what finding the body read, if anything (see addProxyHeaders).
+            Content.Chunk peeked = forwarded.takePeeked();
+            Content.Chunk chunk = peeked != null ? peeked : super.read();
             if (chunk != null && declared >= 0 && !Content.Chunk.isFailure(chunk)) {
                 bytes += chunk.remaining();
                 if (bytes > declared || chunk.isLast() && bytes < declared) {
