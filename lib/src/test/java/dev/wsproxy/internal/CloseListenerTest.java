@@ -30,7 +30,8 @@ class CloseListenerTest {
         try {
             int port = connector.getLocalPort();
             ServerSocketChannel listener = (ServerSocketChannel) connector.getTransport();
-            assertThat(listener.isRegistered()).as("accepting on a selector").isTrue();
+            // A selector registers the listener for accepts as an update of its own, after the start returned.
+            await("accepting on a selector").atMost(Duration.ofSeconds(5)).until(listener::isRegistered);
 
             WebSocketEndPoints.closeListener(connector);
 
