@@ -193,6 +193,26 @@ class PlainHttpTest {
     }
 
     @Test
+    void stopsReadingABackendsResponseHeadPast64KibAndAnswers502() throws Exception {
+        // Jetty's client sets no limit on a response head (the WebSocket leg's parser stops at 64 KiB): a backend that
+        // never ended its head had it buffered without bound, 16 MiB here, and the client waited for the route's idle
+        // timeout. The backend answers the request it read: a reply sent before it would be Jetty's unsolicited
+        // response, dropped with its connection, and the request sent again on a connection this backend never serves.
+        String endless = "HTTP/1.1 200 OK\r\nX-Flood: " + "f".repeat(16 << 20);
+        RawBackend flooding = RawBackend.answering(RawBackend.raw(endless));
+        try (flooding; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", flooding.backend()).build()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(502);
+            assertThat(flooding.nextEnd(10)).as("the backend's write of its head was cut").isEqualTo("reset");
+        }
+    }
+
+    @Test
     void relaysA204ThatCameWithAContentLengthWithoutIt() throws Exception {
         // RFC 9110 section 8.6 forbids the length on a 204, and Jetty's client reads no body after one; Jetty's server
         // kept the length and failed the response for the bytes never written: the client got Jetty's 500, logged as
