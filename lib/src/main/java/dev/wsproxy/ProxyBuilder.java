@@ -530,7 +530,10 @@ public final class ProxyBuilder {
      * its block, {@link #perIpIpv6Prefix(int)}), logs and {@code X-Real-IP} use. Either way the backend gets the
      * proxy's own {@code X-Forwarded-For}, {@code X-Real-IP}, {@code X-Forwarded-Proto} and {@code X-Forwarded-Host},
      * and no other forwarding header: a trusted proxy's {@code Forwarded}, {@code X-Forwarded-Port}, {@code -Prefix}
-     * and the like are dropped too, since a balancer that does not set them passes on the client's.
+     * and the like are dropped too, since a balancer that does not set them passes on the client's. A client-address
+     * header of a CDN or platform ({@code True-Client-IP}, {@code CF-Connecting-IP}, {@code X-Client-IP},
+     * {@code Client-IP} and others, which many backends read first) goes on only with the client address computed
+     * here, whoever sent it.
      *
      * @param cidrs address blocks like {@code 10.0.0.0/8}, {@code 192.168.1.7} or {@code fd00::/8}; an IPv4-mapped
      *         block ({@code ::ffff:10.0.0.0/104}) is the IPv4 block it maps ({@code 10.0.0.0/8}), as IPv4-mapped peers

@@ -10,6 +10,7 @@ import java.net.InetAddress;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
@@ -171,6 +172,50 @@ class TrustAndLimitsTest {
             assertThat(request.header("X-Real-IP")).isEqualTo("198.51.100.7");
             assertThat(request.header("X-Forwarded-Proto")).isEqualTo("https");
             assertThat(request.header("X-Forwarded-Host")).isEqualTo("chat.example.com");
+        }
+    }
+
+    @Test
+    void sendsEveryClientAddressHeaderThatArrivesWithTheClientItComputedOnUpgradesAndPlainHttp() throws Exception {
+        // Backends read these before X-Forwarded-For (chi True-Client-IP, request-ip X-Client-IP, Rails Client-IP):
+        // they passed as sent, so a client named itself any address, from any peer. The list forms go.
+        String[] sent = {"X-Forwarded-For: 198.51.100.7", "True-Client-IP: 6.6.6.6", "CF-Connecting-IP: 6.6.6.6",
+            "X-Client-IP: 6.6.6.6", "Client_IP: 6.6.6.6", "Fastly-Client-IP: 6.6.6.6", "X-Cluster-Client-IP: 6.6.6.6",
+            "X-Forwarded: for=6.6.6.6", "Forwarded-For: 6.6.6.6", "X-Original-Forwarded-For: 6.6.6.6",
+            "CF-Connecting-IPv6: 2001:db8::6", "CF-Pseudo-IPv4: 240.6.6.6"};
+        List<String> replaced = List.of("True-Client-IP", "CF-Connecting-IP", "X-Client-IP", "Client-IP",
+                "Fastly-Client-IP", "X-Cluster-Client-IP");
+        List<String> dropped = List.of("X-Forwarded", "Forwarded-For", "X-Original-Forwarded-For",
+                "CF-Connecting-IPv6", "CF-Pseudo-IPv4", "Client_IP", "X-AppEngine-User-IP");
+        String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"; // a connection each
+        try (RawBackend plain = RawBackend.answering(RawBackend.raw(ok))) {
+            start(ProxyBuilder.create().trustedProxies("127.0.0.2/32").route("/plain/", plain.backend()));
+            int port = proxy.uri().getPort();
+            for (String from : List.of("127.0.0.2", "127.0.0.1")) {
+                String client = from.equals("127.0.0.2") ? "198.51.100.7" : "127.0.0.1";
+
+                assertThat(upgrade(from, "/chat", sent).statusLine()).startsWith("HTTP/1.1 101");
+                TestBackend.Upgrade upgraded = backend.nextUpgrade();
+                for (String name : replaced) {
+                    assertThat(upgraded.headers().get(name.toLowerCase(Locale.ROOT))).as("%s from %s", name, from)
+                            .containsExactly(client);
+                }
+                assertThat(upgraded.headers()).doesNotContainKeys(
+                        dropped.stream().map(name -> name.toLowerCase(Locale.ROOT)).toArray(String[]::new));
+
+                RawHttpExchange exchange = RawHttpExchange.send(port, "GET /plain/status HTTP/1.1\r\nHost: 127.0.0.1:"
+                        + port + "\r\n" + String.join("\r\n", sent) + "\r\n\r\n", from);
+                exchanges.add(exchange);
+                assertThat(exchange.statusLine()).startsWith("HTTP/1.1 200");
+                RawBackend.Request request = plain.nextRequest();
+                for (String name : replaced) {
+                    assertThat(request.header(name)).as("%s from %s in\n%s", name, from, request.head())
+                            .isEqualTo(client);
+                }
+                for (String name : dropped) {
+                    assertThat(request.header(name)).as("%s from %s in\n%s", name, from, request.head()).isNull();
+                }
+            }
         }
     }
 

@@ -1,8 +1,10 @@
 package dev.wsproxy.internal;
 
 import java.util.HashSet;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 
 import org.eclipse.jetty.http.HttpField;
@@ -27,6 +29,15 @@ import org.jspecify.annotations.Nullable;
  * {@code ForwardedHeaderFilter}) read the client's forgery instead of the proxy's answer. So the backend never gets a
  * forwarding header the client wrote next to the ones the proxy computed.
  *
+ * <p>The client-address headers of CDNs and platforms ({@link #CLIENT_ADDRESS}: {@code True-Client-IP},
+ * {@code CF-Connecting-IP}, {@code X-Client-IP}, {@code Client-IP} and others) are read by backends and their
+ * libraries before {@code X-Forwarded-For} (Go's chi reads {@code True-Client-IP} first, Node's request-ip
+ * {@code X-Client-IP}, Rails {@code Client-IP}), and a client could name any address in them. Each one that arrives
+ * goes on with the client address the proxy computed, {@code X-Real-IP}'s, whoever sent it: a backend that reads one
+ * still finds it (behind a trusted CDN that sets it, the same address), and never a value the client chose. The ones
+ * that carry a list or another form ({@code X-Forwarded}, {@code Forwarded-For}, {@code X-Original-Forwarded-For},
+ * {@code CF-Connecting-IPv6}, {@code CF-Pseudo-IPv4}) are dropped as forwarding headers.
+ *
  * <p>Names are compared with {@code _} read as {@code -}: backends that map header names to CGI-style variables
  * ({@code HTTP_X_FORWARDED_FOR}: Rack, many WSGI servers) read {@code X_Forwarded_For} as {@code X-Forwarded-For}, so
  * a client's {@code X_Forwarded_For} would otherwise stand beside the proxy's and be read first. {@code Proxy} is
@@ -50,6 +61,25 @@ final class ForwardedHeaders {
      */
     private static final Set<String> NOT_COPIED = Set.of("content-length", "host", "proxy");
 
+    /**
+     * Headers that name the client by one address, by {@link #canonical} name, with the name the proxy sends them
+     * under: never copied; each that arrives goes on with the client address the proxy computed.
+     */
+    private static final Map<String, String> CLIENT_ADDRESS = Map.of(
+            "true-client-ip", "True-Client-IP", // Akamai, Cloudflare
+            "cf-connecting-ip", "CF-Connecting-IP",
+            "fastly-client-ip", "Fastly-Client-IP",
+            "do-connecting-ip", "DO-Connecting-IP", // DigitalOcean
+            "x-appengine-user-ip", "X-AppEngine-User-IP",
+            "x-azure-clientip", "X-Azure-ClientIP", // Azure Front Door
+            "x-client-ip", "X-Client-IP",
+            "client-ip", "Client-IP",
+            "x-cluster-client-ip", "X-Cluster-Client-IP");
+
+    /** Forwarding headers by other names, all dropped: lists of hops, or a client named in another form. */
+    private static final Set<String> OTHER_FORWARDING = Set.of(
+            "x-forwarded", "forwarded-for", "x-original-forwarded-for", "cf-connecting-ipv6", "cf-pseudo-ipv4");
+
     private ForwardedHeaders() {
     }
 
@@ -65,8 +95,18 @@ final class ForwardedHeaders {
         Set<String> named = connectionTokens(in);
         boolean http2 = client.getConnectionMetaData().getHttpVersion() == HttpVersion.HTTP_2;
         StringBuilder cookies = null;
+        Set<String> clientAddress = null;
         for (HttpField field : in) {
             String name = canonical(field.getLowerCaseName());
+            String addressHeader = CLIENT_ADDRESS.get(name);
+            if (addressHeader != null) {
+                // Named in Connection, it was meant for this hop only: it goes, like any header so named.
+                if (!named.contains(name)) {
+                    clientAddress = clientAddress == null ? new LinkedHashSet<>() : clientAddress;
+                    clientAddress.add(addressHeader);
+                }
+                continue;
+            }
             if (!isEndToEnd(name, named) || NOT_COPIED.contains(name) || isForwarding(name)
                     || (websocket && name.startsWith("sec-websocket-"))) {
                 continue;
@@ -88,6 +128,11 @@ final class ForwardedHeaders {
             out.put(HttpHeader.HOST, host);
         }
         addProxyHeaders(in, named, identity, out);
+        if (clientAddress != null) {
+            for (String addressHeader : clientAddress) {
+                out.put(addressHeader, identity.clientIp);
+            }
+        }
     }
 
     /**
@@ -126,13 +171,13 @@ final class ForwardedHeaders {
     }
 
     /**
-     * Whether a {@link #canonical} name is a forwarding header: {@code X-Forwarded-*}, {@code X-Real-IP} or
-     * {@code Forwarded}. None is copied from any peer (see the class comment); a trusted proxy's are read by
-     * {@link ClientIdentity}, not passed on.
+     * Whether a {@link #canonical} name is a forwarding header: {@code X-Forwarded-*}, {@code X-Real-IP},
+     * {@code Forwarded} or one of {@link #OTHER_FORWARDING}. None is copied from any peer (see the class comment); a
+     * trusted proxy's {@code X-Forwarded-For} and {@code X-Real-IP} are read by {@link ClientIdentity}, not passed on.
      */
     private static boolean isForwarding(String canonicalName) {
         return canonicalName.startsWith("x-forwarded-") || canonicalName.equals("x-real-ip")
-                || canonicalName.equals("forwarded");
+                || canonicalName.equals("forwarded") || OTHER_FORWARDING.contains(canonicalName);
     }
 
     static Set<String> connectionTokens(HttpFields headers) {
