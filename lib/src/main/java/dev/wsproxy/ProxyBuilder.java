@@ -186,7 +186,9 @@ public final class ProxyBuilder {
      * zero and {@link #maxPendingHandshakes(int)} is unlimited). Without it, a stopping proxy answers new upgrades
      * {@code 503} until its drain ends, and a second process cannot bind the address at all. (Connections the kernel
      * had queued on the closed socket but the proxy had not yet accepted are reset, as with nginx's and HAProxy's
-     * {@code reuseport}: a client retries them.)
+     * {@code reuseport}: a client retries them. On Linux 5.14 and later, {@code sysctl net.ipv4.tcp_migrate_req=1}
+     * has the kernel hand them to the new proxy's socket instead; it is off by default and applies to the whole
+     * network namespace, so it is yours to set.)
      *
      * <p>Every process bound to the address must set it, and run as the same user. Not used when the proxy is mounted
      * with {@link WebSocketProxy#handler()}: your connector's {@code setReusePort} does it there. Default: off.
