@@ -103,8 +103,9 @@ final class LauncherOptions {
             "  --listen HOST:PORT          where to listen (default " + DEFAULT_LISTEN + "); port 0 picks any",
             "                              free port; IPv6 as [::1]:8080",
             "  --route PATH=URL[,URL...]   proxy requests under PATH (like /ws/) to these backends: ws://, wss://,",
-            "                              http:// or https:// URLs. Repeatable, at least one. A URL without a",
-            "                              path keeps the request path; a URL with a path replaces PATH by it.",
+            "                              http:// or https:// URLs. Repeatable, at least one. PATH ends at the",
+            "                              first = (it holds none). A URL without a path keeps the request path;",
+            "                              a URL with a path replaces PATH by it.",
             "                              A URL may end with ;weight=N (1 to 1000, default 1) and ;backup (used",
             "                              only while no primary backend can take one): quote the flag for",
             "                              the shell, like '/ws/=ws://a:3000;weight=2,ws://b:3000;backup'",
@@ -1114,20 +1115,27 @@ final class LauncherOptions {
         }
 
         private void parseRoute(String value) throws UsageException {
-            // PATH ends at the = before the first URL: a PATH may hold = itself (/ws;v=1/), a URL's host cannot.
-            int scheme = value.indexOf("://");
-            int file = value.indexOf("=@");
-            if (file > 0 && (scheme < 0 || file < scheme)) {
-                fileRoute(value, value.substring(0, file), value.substring(file + 2));
-                return;
-            }
-            int equals = scheme < 0 ? value.indexOf('=') : value.lastIndexOf('=', scheme);
+            // PATH ends at the first =, one rule for both forms. A PATH that held =@ was read as a file route, and one
+            // that held = only when a URL followed: the file name (which may hold = and @) cannot be told from it.
+            int equals = value.indexOf('=');
             if (equals <= 0 || equals == value.length() - 1) {
                 throw UsageException.badValue("--route", value, ROUTE_FORM);
             }
             String path = value.substring(0, equals);
+            String target = value.substring(equals + 1);
+            if (target.startsWith("@")) {
+                fileRoute(value, path, target.substring(1));
+                return;
+            }
+            String first = target.split("[,;]", 2)[0];
+            int scheme = first.indexOf("://");
+            if ((scheme < 0 ? first : first.substring(0, scheme)).contains("=")) {
+                // /rooms=a/=ws://host: the rest of the PATH would be read as a URL, and refused as none.
+                throw new UsageException("--route: '" + value + "': PATH ends at the first = (expected: a PATH"
+                        + " without =, then =URL[,URL...] or =@FILE)");
+            }
             checkNewRoute(path);
-            String[] urls = value.substring(equals + 1).split(",", -1);
+            String[] urls = target.split(",", -1);
             if (urls.length == 1 && urls[0].strip().endsWith(";resolve")) {
                 dnsRoute(value, path, urls[0].strip());
                 return;

@@ -212,7 +212,7 @@ class LauncherOptionsTest {
                 + " ws://a:3000 is given twice)",
         "/ws/../x/=ws://a:3000          | pathPrefix: '/ws/../x/' (expected: no . or .. segment and no ;parameter",
         "/ws/./=ws://a:3000             | pathPrefix: '/ws/./' (expected: no . or .. segment",
-        "/ws;v=1/=ws://a:3000           | pathPrefix: '/ws;v=1/' (expected: no . or .. segment and no ;parameter",
+        "/ws;v/=ws://a:3000             | pathPrefix: '/ws;v/' (expected: no . or .. segment and no ;parameter",
         "/a//b/=ws://a:3000             | pathPrefix: '/a//b/' (expected: a path of visible ASCII starting with /",
     })
     void namesTheCauseTheLibraryGivesForARefusedRoute(String route, String cause) {
@@ -222,11 +222,19 @@ class LauncherOptionsTest {
     }
 
     @Test
-    void keepsAnEqualsSignInThePath() throws Exception {
-        // PATH ends at the = before the first URL, not at the first =.
-        LauncherOptions options = LauncherOptions.parse(ROUTE, "/rooms=a/=ws://127.0.0.1:3000");
+    void endsThePathAtTheFirstEqualsSignWhateverFollows(@TempDir Path dir) throws Exception {
+        // It ended at the first =@ for a file and at the = before the first URL otherwise: a PATH holding =@ was read
+        // as a file route, and a first URL without its scheme had the PATH cut at its ;weight=.
+        assertUsageError(new String[] {ROUTE, "/rooms=a/=ws://127.0.0.1:3000"}, "--route: '/rooms=a/=ws://127.0.0.1:3000':"
+                + " PATH ends at the first = (expected: a PATH without =, then =URL[,URL...] or =@FILE)");
+        assertUsageError(new String[] {ROUTE, "/a=@b/=ws://127.0.0.1:3000"}, "--route: b/=ws:/127.0.0.1:3000: no such"
+                + " file");
+        assertUsageError(new String[] {ROUTE, "/ws/=127.0.0.1:3000;weight=2,ws://127.0.0.1:3001"},
+                "--route: '127.0.0.1:3000': uri: 127.0.0.1:3000 (expected: a ws:// or wss:// URI)");
 
-        assertThat(options.routes()).containsExactly(entry("/rooms=a/", List.of(Backend.of("ws://127.0.0.1:3000"))));
+        Path file = Files.writeString(dir.resolve("a=@b.backends"), "ws://127.0.0.1:3000\n");
+        assertThat(LauncherOptions.parse(ROUTE, "/ws/=@" + file).backendFiles())
+                .as("a file name holds = and @").containsExactly(entry("/ws/", file));
     }
 
     @Test
