@@ -860,6 +860,11 @@ final class LauncherOptions {
             for (int i = 0; i < args.length; i++) {
                 String arg = args[i];
                 if (!arg.startsWith("--")) {
+                    if (i > 0 && SWITCHES.contains(args[i - 1])) {
+                        // --reuse-port true: "unexpected argument 'true'" named no flag, and a flag was the cause.
+                        throw new UsageException(args[i - 1] + ": takes no value, but '" + arg + "' follows it"
+                                + " (expected: " + args[i - 1] + " alone)");
+                    }
                     throw new UsageException("unexpected argument '" + arg + "' (expected: a flag like --route)");
                 }
                 if (SWITCHES.contains(arg)) {
