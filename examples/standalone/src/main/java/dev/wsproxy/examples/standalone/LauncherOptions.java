@@ -11,6 +11,7 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -665,6 +666,12 @@ final class LauncherOptions {
             if (backend.isEmpty()) {
                 continue;
             }
+            if (Arrays.stream(backend.split(";")).skip(1).anyMatch(option -> option.strip().equals("resolve"))) {
+                // parseBackend's "expected: ;resolve alone, after a route's only URL" would fit a line that has it so.
+                throw new UsageException(withoutUserInfo("--route: " + file + " line " + (i + 1) + ": ';resolve' in a"
+                        + " backend file (expected: " + BACKEND_FILE_FORM + "; ;resolve only on the command line,"
+                        + " --route PATH=URL;resolve)"));
+            }
             try {
                 backends.add(parseBackend(backend));
             } catch (UsageException e) {
@@ -1141,7 +1148,10 @@ final class LauncherOptions {
             }
             checkNewRoute(path);
             String[] urls = target.split(",", -1);
-            if (urls.length == 1 && urls[0].strip().endsWith(";resolve")) {
+            String[] options = urls[0].split(";", -1);
+            if (urls.length == 1 && options.length > 1 && options[options.length - 1].strip().equals("resolve")) {
+                // Spaced like the other options (ws://a:1 ; resolve): only ws://a:1;resolve was taken, and the
+                // spaced one refused as a ;resolve not alone after the route's only URL, which it was.
                 dnsRoute(value, path, urls[0].strip());
                 return;
             }
@@ -1178,7 +1188,7 @@ final class LauncherOptions {
 
         /** A {@code --route PATH=URL;resolve}: a backend per address of the URL's host, resolved again and again. */
         private void dnsRoute(String value, String path, String urlAndOption) throws UsageException {
-            String url = urlAndOption.substring(0, urlAndOption.length() - ";resolve".length());
+            String url = urlAndOption.substring(0, urlAndOption.lastIndexOf(';'));
             // ;weight and ;backup do not go with it: every address is one more backend of the same kind.
             Backend name = parseBackend(url);
             if (name.weight() != Backend.DEFAULT_WEIGHT || name.isBackup()) {

@@ -412,6 +412,26 @@ class LauncherOptionsTest {
                 .isEqualTo(LauncherOptions.DEFAULT_DNS_REFRESH).isEqualTo(Duration.ofSeconds(10));
     }
 
+    @Test
+    void takesResolveSpacedAsTheOtherBackendOptionsAre() throws Exception {
+        // ws://chat:8080 ; backup was taken, and ws://chat:8080 ; resolve refused as ";resolve (expected: ;resolve
+        // alone, after a route's only URL ...)", which it was.
+        assertThat(LauncherOptions.parse(ROUTE, "/chat/=ws://chat:8080 ; resolve ").dnsRoutes())
+                .containsExactly(entry("/chat/", Backend.of("ws://chat:8080")));
+        assertUsageError(new String[] {ROUTE, "/chat/=ws://chat:8080 ; weight=2 ; resolve"},
+                "--route: '; weight=2 ; resolve' (expected: ;resolve alone");
+    }
+
+    @Test
+    void saysThatResolveGoesOnTheCommandLineNotInABackendFile(@TempDir Path dir) throws Exception {
+        // A line with only a URL and ;resolve was told "expected: ;resolve alone, after a route's only URL".
+        Path file = Files.writeString(dir.resolve("backends"), "# chat\nws://chat:8080;resolve\n");
+
+        assertUsageError(new String[] {ROUTE, "/chat/=@" + file}, "--route: " + file + " line 2: ';resolve' in a"
+                + " backend file (expected: one URL per line, like ws://10.0.0.5:3000;weight=2, # for a comment;"
+                + " ;resolve only on the command line, --route PATH=URL;resolve)");
+    }
+
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
         "/ws/=ws://a:1;resolve,ws://b:1         | --route: ';resolve' (expected: ;resolve alone, after a route's only URL",
