@@ -666,6 +666,12 @@ final class LauncherOptions {
             if (backend.isEmpty()) {
                 continue;
             }
+            if (backend.chars().anyMatch(c -> c == '\uFFFD' || c != '\t' && Character.isISOControl(c))) {
+                // A binary file named by mistake (a key store, an archive): its line was echoed, twice, to stderr or
+                // the reload's warning, escape sequences and all.
+                throw new UsageException("--route: " + file + " line " + (i + 1) + ": not text (a control character"
+                        + " or bytes that are not UTF-8; expected: " + BACKEND_FILE_FORM + ")");
+            }
             if (Arrays.stream(backend.split(";")).skip(1).anyMatch(option -> option.strip().equals("resolve"))) {
                 // parseBackend's "expected: ;resolve alone, after a route's only URL" would fit a line that has it so.
                 throw new UsageException(withoutUserInfo("--route: " + file + " line " + (i + 1) + ": ';resolve' in a"

@@ -1,5 +1,6 @@
 package dev.wsproxy.examples.standalone;
 
+import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.entry;
@@ -8,6 +9,7 @@ import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalInt;
@@ -381,6 +383,32 @@ class LauncherOptionsTest {
 
         Files.writeString(file, "ws://a:1\nws://a:1\n");
         assertUsageError(new String[] {ROUTE, "/ws/=@" + file}, "--route: " + file + ": backends: [ws://a:1, ws://a:1] (expected: each URI once");
+    }
+
+    @Test
+    void refusesABinaryLineInABackendFileWithoutEchoingIt(@TempDir Path dir) throws Exception {
+        // A key store or an archive named by mistake: its first line went to stderr twice, escape sequences included.
+        Path file = dir.resolve("proxy.p12");
+        byte[][] lines = {
+            "ws://a:1\n".getBytes(UTF_8),
+            {'w', 's', ':', '/', '/', 'b', ':', '1', 0x1b, '[', '2', 'J', 0, '\n'},
+            {'w', 's', ':', '/', '/', 'c', (byte) 0xff, (byte) 0xfe, ':', '1', '\n'},
+        };
+        for (int n = 2; n <= 3; n++) {
+            Files.write(file, concat(lines[0], lines[n - 1]));
+            assertUsageError(new String[] {ROUTE, "/ws/=@" + file}, "--route: " + file + " line 2: not text (a"
+                    + " control character or bytes that are not UTF-8; expected: one URL per line, like"
+                    + " ws://10.0.0.5:3000;weight=2, # for a comment)");
+        }
+        Files.write(file, concat(lines[0], "ws://b:1\t;\tbackup\n".getBytes(UTF_8)));
+        assertThat(LauncherOptions.parse(ROUTE, "/ws/=@" + file).routes().get("/ws/")).as("a tab is text")
+                .containsExactly(Backend.of("ws://a:1"), Backend.of("ws://b:1").asBackup());
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] both = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, both, a.length, b.length);
+        return both;
     }
 
     @Test
