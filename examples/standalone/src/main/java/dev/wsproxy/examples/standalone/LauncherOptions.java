@@ -627,15 +627,17 @@ final class LauncherOptions {
 
     /**
      * Reads the backends of a {@code --route PATH=@FILE}: one per line, as after {@code PATH=} in {@code --route}
-     * ({@code URL[;weight=N][;backup]}); {@code #} starts a comment, blank lines are skipped. The list must have a
-     * backend and pass the library's checks of a route's list (no backend twice, one scheme family), like a
-     * {@code --route} with URLs. Called at the start and again on each reload.
+     * ({@code URL[;weight=N][;backup]}, no {@code ;resolve}); {@code #} starts a comment, blank lines are skipped,
+     * and a line with a control character other than a tab, or bytes that are not UTF-8, is refused unechoed. The
+     * list must have a backend and pass the library's checks of a route's list (no backend twice, one scheme family),
+     * like a {@code --route} with URLs. Called at the start and again on each reload.
      *
      * @param route the route's path prefix
      * @param file the file
      * @return the backends, in the file's order
-     * @throws UsageException naming the file (and the line, for a bad backend), user info masked: it cannot be read,
-     *         is larger than {@link #MAX_BACKEND_FILE_BYTES}, lists no backend, or the list is refused
+     * @throws UsageException naming the file (and the line, for a bad line), user info masked: it cannot be read, is
+     *         larger than {@link #MAX_BACKEND_FILE_BYTES}, has a line that is not text or not a backend, lists no
+     *         backend, or the list is refused
      */
     static List<Backend> readBackendFile(String route, Path file) throws UsageException {
         byte[] bytes;
