@@ -635,11 +635,17 @@ final class LauncherOptions {
      * @param route the route's path prefix
      * @param file the file
      * @return the backends, in the file's order
-     * @throws UsageException naming the file (and the line, for a bad line), user info masked: it cannot be read, is
-     *         larger than {@link #MAX_BACKEND_FILE_BYTES}, has a line that is not text or not a backend, lists no
-     *         backend, or the list is refused
+     * @throws UsageException naming the file (and the line, for a bad line), user info masked: it is not a regular
+     *         file (symbolic links followed), cannot be read, is larger than {@link #MAX_BACKEND_FILE_BYTES}, has a line
+     *         that is not text or not a backend, lists no backend, or the list is refused
      */
     static List<Backend> readBackendFile(String route, Path file) throws UsageException {
+        if (Files.exists(file) && !Files.isRegularFile(file)) {
+            // A named pipe with no writer blocked the read for good: at the start SIGTERM could not end the launcher,
+            // and on a reload it held the reload's lock, so every later SIGHUP (TLS files too) waited behind it.
+            throw new UsageException("--route: " + file + ": not a regular file (a directory, a pipe or a device;"
+                    + " expected: a file of " + BACKEND_FILE_FORM + ", read again on SIGHUP)");
+        }
         byte[] bytes;
         try (InputStream in = Files.newInputStream(file)) {
             // Bounded: a path mistaken for the list (a log, /dev/zero) is refused instead of filling the heap.

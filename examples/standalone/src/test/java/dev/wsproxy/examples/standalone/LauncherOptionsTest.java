@@ -15,6 +15,7 @@ import java.util.Map;
 import java.util.OptionalInt;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -421,10 +422,23 @@ class LauncherOptionsTest {
         assertUsageError(new String[] {ROUTE, "/ws/=@" + empty}, "--route: " + empty + ": no backend in it (expected:"
                 + " one URL per line");
 
-        assertUsageError(new String[] {ROUTE, "/ws/=@" + dir}, "--route: " + dir + ": cannot be read (");
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + dir}, "--route: " + dir + ": not a regular file (a"
+                + " directory, a pipe or a device; expected: a file of one URL per line");
 
         Path large = Files.write(dir.resolve("large"), new byte[LauncherOptions.MAX_BACKEND_FILE_BYTES + 1]);
         assertUsageError(new String[] {ROUTE, "/ws/=@" + large}, "--route: " + large + ": larger than 1 MiB");
+    }
+
+    @Test
+    @Timeout(value = 10, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    void refusesANamedPipeAsABackendFileRatherThanWaitForAWriter(@TempDir Path dir) throws Exception {
+        // Read with no writer, it blocked for good: at the start SIGTERM could not end the launcher, and a reload held
+        // the reload's lock, so every later SIGHUP waited behind it.
+        Path fifo = dir.resolve("backends.fifo");
+        Process mkfifo = new ProcessBuilder("mkfifo", fifo.toString()).inheritIO().start();
+        assertThat(mkfifo.waitFor()).as("mkfifo's exit").isZero();
+
+        assertUsageError(new String[] {ROUTE, "/ws/=@" + fifo}, "--route: " + fifo + ": not a regular file");
     }
 
     @Test
