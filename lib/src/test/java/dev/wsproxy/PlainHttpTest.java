@@ -352,6 +352,21 @@ class PlainHttpTest {
         assertThat(responses[1].bodyText()).isEqualTo("ok");
     }
 
+    @Test
+    void passesEarlyHintsLargerThanTheClientsConnectionWritesWithTheHeadersThatFit() throws Exception {
+        // Passed on whole, the 103's head overflowed Jetty's generator: the client got neither the 103 nor the 200 (its
+        // read timed out), Jetty logged a WARN, and the access line read status=200 reason=client_left. Hints are
+        // optional: what does not fit is dropped, as from a refusal, and the response goes on.
+        RawHttp.Response[] responses = hintsThenPage("X-Debug: " + "d".repeat(20_000)
+                + "\r\nLink: </style.css>; rel=preload\r\n");
+
+        assertThat(responses[0].status()).as("%s", responses[0]).isEqualTo(103);
+        assertThat(responses[0].header("X-Debug")).isNull();
+        assertThat(responses[0].header("Link")).as("the header after it, which fits").isEqualTo("</style.css>; rel=preload");
+        assertThat(responses[1].status()).isEqualTo(200);
+        assertThat(responses[1].bodyText()).isEqualTo("ok");
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"102 Processing", "103 Early Hints\r\nLink: </style.css>; rel=preload"})
     void sendsAnHttp10ClientNoInterimResponse(String interim) throws Exception {

@@ -60,7 +60,8 @@ import dev.wsproxy.TimeoutPolicy;
  * nginx, before any of it is written (and none longer than {@link BackendHandshake#MAX_RESPONSE_HEAD} is read); so does
  * a {@code 101}, to a request that offered no upgrade, and its connection is closed; a {@code 204} goes without the
  * {@code Content-Length} it must not carry. Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their
- * end-to-end headers only (Jetty writes them as the backend sent them, hop-by-hop and framing headers included), and
+ * end-to-end headers only (Jetty writes them as the backend sent them, hop-by-hop and framing headers included), those
+ * that fit in the head the client's connection writes ({@link #endToEnd}), and
  * never to an HTTP/1.0 client, which would read one as the response (RFC 9110 section 15.2); any other {@code 1xx} but
  * {@code 100} is dropped, which ProxyHandler wrote as the final response; so are they before the {@code 100} an upload
  * that expects {@code 100-continue} waits for, which Jetty's client took for the final answer ({@link #doStart}). Such
@@ -413,7 +414,7 @@ final class HttpForwarder extends ProxyHandler {
             Response proxyToClientResponse) {
         if (!isHttp10(clientToProxyRequest)) {
             super.onServerToProxyResponse102Processing(clientToProxyRequest, proxyToServerRequest,
-                    endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+                    endToEnd(serverToProxyResponseHeaders, proxyToClientResponse), proxyToClientResponse);
         }
     }
 
@@ -423,7 +424,7 @@ final class HttpForwarder extends ProxyHandler {
             Response proxyToClientResponse) {
         if (!isHttp10(clientToProxyRequest)) {
             super.onServerToProxyResponse103EarlyHints(clientToProxyRequest, proxyToServerRequest,
-                    endToEnd(serverToProxyResponseHeaders), proxyToClientResponse);
+                    endToEnd(serverToProxyResponseHeaders, proxyToClientResponse), proxyToClientResponse);
         }
     }
 
@@ -435,14 +436,22 @@ final class HttpForwarder extends ProxyHandler {
         return clientToProxyRequest.getConnectionMetaData().getHttpVersion() == HttpVersion.HTTP_1_0;
     }
 
-    /** An interim response's end-to-end headers ({@link ForwardedHeaders#isEndToEnd}), without a body's length. */
-    static HttpFields endToEnd(HttpFields interim) {
+    /**
+     * An interim response's end-to-end headers ({@link ForwardedHeaders#isEndToEnd}), without a body's length, in the
+     * backend's order while they fit in the head the client's connection can write ({@link Responses#headRoom}), as
+     * a relayed refusal's: one that does not fit is dropped, and a smaller one after it still goes. Written whole, a
+     * head larger than that overflowed Jetty's generator once the interim response was committed: the client got
+     * neither it nor the final response, and the access line read {@code client_left}. Hints are optional; the final
+     * response's head is checked on its own ({@code 502} when it does not fit).
+     */
+    static HttpFields endToEnd(HttpFields interim, Response toClient) {
         Set<String> named = ForwardedHeaders.connectionTokens(interim);
         HttpFields.Mutable kept = HttpFields.build(interim.size());
+        int room = Responses.headRoom(toClient);
         for (HttpField field : interim) {
             String name = ForwardedHeaders.canonical(field.getLowerCaseName());
             if (ForwardedHeaders.isEndToEnd(name, named) && !name.equals("content-length")) {
-                kept.add(field);
+                room = Responses.addIfItFits(kept, field, room, "an interim response");
             }
         }
         return kept;

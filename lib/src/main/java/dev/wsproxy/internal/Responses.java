@@ -123,7 +123,7 @@ final class Responses {
      * Adds {@code field} when it fits in {@code room} bytes of the response head, and returns the bytes left; drops
      * it otherwise (DEBUG, its name and size, not its value), so that a smaller header after it still goes.
      */
-    private static int addIfItFits(HttpFields.Mutable headers, HttpField field, int room, String of) {
+    static int addIfItFits(HttpFields.Mutable headers, HttpField field, int room, String of) {
         int size = size(field);
         if (size > room) {
             if (LOG.isDebugEnabled()) {
