@@ -3,6 +3,7 @@ package dev.wsproxy;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.BlockingQueue;
@@ -13,6 +14,7 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 
+import org.eclipse.jetty.http.HttpCompliance;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
@@ -62,9 +64,13 @@ class Http2WebSocketTest {
 
     /** Mounts the proxy in a server whose connector offers HTTP/1.1 and h2c: the proxy's or Jetty's ({@code kind}). */
     private void mount(String kind, UnaryOperator<ProxyBuilder> configuration) throws Exception {
+        mount(kind, new HttpConfiguration(), configuration);
+    }
+
+    private void mount(String kind, HttpConfiguration http, UnaryOperator<ProxyBuilder> configuration)
+            throws Exception {
         proxy = configuration.apply(ProxyBuilder.create().listener(listener)).build();
         server = new Server(WebSocketProxy.threadPool());
-        HttpConfiguration http = new HttpConfiguration();
         connector = kind.equals("proxy's")
                 ? WebSocketProxy.serverConnector(server, new HttpConnectionFactory(http),
                         new HTTP2CServerConnectionFactory(http))
@@ -207,6 +213,39 @@ class Http2WebSocketTest {
         assertThat(upgrade.header("host")).isEqualTo(authority);
         assertThat(upgrade.header("x-forwarded-host")).isEqualTo(authority);
         closeFromClient(ws);
+    }
+
+    /**
+     * Behind a connector whose compliance lets a {@code Host} differ from the request's authority (Jetty's
+     * {@code RFC2616} and {@code LEGACY} allow {@code MISMATCHED_AUTHORITY}; its default refuses it with 400), the
+     * backend gets the authority as {@code Host} and {@code X-Forwarded-Host}: an HTTP/2 client's {@code :authority}
+     * (RFC 9113 section 8.3.1: an intermediary builds {@code Host} from it, replacing the field) and an HTTP/1.1
+     * absolute-form target's (RFC 9112 section 3.2.2: the received {@code Host} is ignored). That authority is what
+     * the proxy's checks read ({@code sameOrigin}, the request's {@code uri()} an authenticator or selector reads);
+     * before, the backend got the client's {@code Host}, a host none of them had seen.
+     */
+    @Test
+    void sendsTheRequestsAuthorityAsHostWhenALenientConnectorLetsAnotherHostBesideIt() throws Exception {
+        HttpConfiguration lenient = new HttpConfiguration();
+        lenient.setHttpCompliance(HttpCompliance.RFC2616);
+        mount("proxy's", lenient, builder -> builder.route("/ws/", backend.backend()));
+        String authority = "127.0.0.1:" + connector.getLocalPort();
+
+        RawH2WebSocket ws = open("/ws/chat", HttpFields.build().add(HttpHeader.HOST, "admin.internal")).accepted();
+        TestBackend.Upgrade upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
+        assertThat(upgrade.headers().get("host")).as("over HTTP/2").containsExactly(authority);
+        assertThat(upgrade.headers().get("x-forwarded-host")).containsExactly(authority);
+        closeFromClient(ws);
+
+        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
+            RawHttp.Response response = client.exchange(RawHttp.Request.upgrade("http://" + authority + "/ws/chat",
+                    "admin.internal"));
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
+        assertThat(upgrade.headers().get("host")).as("an HTTP/1.1 absolute-form target").containsExactly(authority);
+        assertThat(upgrade.headers().get("x-forwarded-host")).containsExactly(authority);
     }
 
     /**

@@ -10,8 +10,11 @@ import java.util.Set;
 import org.eclipse.jetty.http.HttpField;
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.util.HostPort;
+import org.eclipse.jetty.util.URIUtil;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -139,14 +142,44 @@ final class ForwardedHeaders {
      * The host the client asked for: its {@code Host}, or, from an HTTP/2 client, which sends none, its
      * {@code :authority}, which RFC 9113 section 8.3.1 has an intermediary turn into the {@code Host} of an HTTP/1.1
      * request. {@code null} when there is neither (HTTP/1.0).
+     *
+     * <p>A {@code Host} that names another authority than the request's own (an HTTP/2 client's {@code :authority},
+     * an HTTP/1.1 absolute-form target's) gives way to it, as RFC 9113 section 8.3.1 and RFC 9112 section 3.2.2 have
+     * an intermediary do: that authority is what the proxy's checks read ({@code sameOrigin}, the request's
+     * {@code uri()}). Jetty refuses such a request with 400 unless the connector's compliance allows
+     * {@code MISMATCHED_AUTHORITY} ({@code RFC2616}, {@code LEGACY}); behind one that does, the backend got a
+     * {@code Host} the proxy had checked nothing against. A {@code Host} that matches is sent as the client wrote it.
      */
     static @Nullable String host(Request client, HttpFields headers) {
         String host = headers.get(HttpHeader.HOST);
-        if (host == null && client.getConnectionMetaData().getHttpVersion() == HttpVersion.HTTP_2) {
-            String authority = client.getHttpURI().getAuthority();
-            return authority == null || authority.isEmpty() ? null : authority;
+        HttpURI uri = client.getHttpURI();
+        String authority = uri.getAuthority();
+        boolean hasAuthority = authority != null && !authority.isEmpty();
+        if (host == null) {
+            return hasAuthority && client.getConnectionMetaData().getHttpVersion() == HttpVersion.HTTP_2
+                    ? authority : null;
         }
-        return host;
+        return hasAuthority && !sameAuthority(uri, host) ? authority : host;
+    }
+
+    /**
+     * Whether {@code host} names the authority of {@code uri}, as Jetty's own check reads them: host names in any
+     * case, a missing port as the scheme's default.
+     */
+    private static boolean sameAuthority(HttpURI uri, String host) {
+        if (host.equalsIgnoreCase(uri.getAuthority())) {
+            return true;
+        }
+        HostPort hostPort;
+        try {
+            hostPort = new HostPort(host);
+        } catch (IllegalArgumentException e) {
+            return false;
+        }
+        int defaultPort = URIUtil.getDefaultPortForScheme(uri.getScheme());
+        int uriPort = uri.getPort() > 0 ? uri.getPort() : defaultPort;
+        int hostPortNumber = hostPort.getPort() > 0 ? hostPort.getPort() : defaultPort;
+        return uriPort == hostPortNumber && hostPort.getHost().equalsIgnoreCase(uri.getHost());
     }
 
     private static void addProxyHeaders(HttpFields in, Set<String> named, ClientIdentity identity,
