@@ -280,6 +280,32 @@ class Http2WebSocketTest {
                 .containsExactly(403, 401);
     }
 
+    /**
+     * A backend that answers the upgrade with a success of its own did not upgrade (an application that serves its
+     * page for any path, the WebSocket's included). Over HTTP/1.1 its status is relayed as a refusal: only a
+     * {@code 101} opens a WebSocket there. Over HTTP/2 a 2xx is what opens one (RFC 8441 section 5, RFC 9110 section
+     * 9.3.6), so the client gets {@code 502}, as for a backend's invalid {@code 101}. Before, it got the backend's
+     * {@code 200} and body: the client took its stream for an open WebSocket and read the page as frames, and the
+     * listeners were told of a refusal.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"200 OK", "204 No Content"})
+    void answersABackendsSuccessThatIsNoUpgradeWith502(String statusLine) throws Exception {
+        String body = statusLine.startsWith("204") ? "" : "<p>app</p>";
+        try (RawBackend page = RawBackend.answering(RawBackend.raw("HTTP/1.1 " + statusLine + "\r\n"
+                + "Content-Type: text/html\r\nX-From: page\r\nContent-Length: " + body.length() + "\r\n\r\n" + body))) {
+            mount(builder -> builder.route("/ws/", page.backend()));
+            RawH2WebSocket ws = open("/ws/chat");
+            assertThat(ws.status()).isEqualTo(502);
+            assertThat(ws.head().getHttpFields().get("X-From")).as("none of the backend's headers").isNull();
+            assertThat(ws.body()).as("the proxy's own body, the stream ended").isEqualTo("502 Bad Gateway\n");
+            assertThat(page.nextEnd(10)).as("the backend connection, closed").isIn("eof", "reset");
+            int status = Integer.parseInt(statusLine.substring(0, 3));
+            assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(new RecordingListener.Rejected(
+                    "/ws/", "/ws/chat", 502, "backend answered " + status + " without upgrading"));
+        }
+    }
+
     @Test
     void refusesBeforeConnectingAsForAnHttp11Upgrade() throws Exception {
         mount(builder -> builder.route("/ws/", r -> r.backends(backend.backend())

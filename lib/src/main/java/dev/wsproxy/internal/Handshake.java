@@ -29,8 +29,9 @@ import dev.wsproxy.BackendStatus;
  * One client handshake, backend first, with failover: picks a backend, connects to it asynchronously, and either
  * upgrades the client with the backend's subprotocol or, when the connection fails (refused, unknown host, timeout,
  * invalid {@code 101}), counts the failure against the backend's passive health and tries the next candidate, within
- * the route's attempt and time budget. A backend's own refusal (any status but {@code 101}) is relayed, never retried;
- * nothing is retried after the client got its {@code 101}. The backend connection is made by {@link BackendHandshake},
+ * the route's attempt and time budget. A backend's own refusal (any status but {@code 101}) is relayed, never retried,
+ * but for a 2xx to a client over HTTP/2, to whom a 2xx means the WebSocket is open (RFC 8441): that client gets
+ * {@code 502}; nothing is retried after the client got its {@code 101}. The backend connection is made by {@link BackendHandshake},
  * not Jetty's {@code WebSocketCoreClient}; the proxy's own timer bounds it.
  *
  * <p>Each connect holds one of the backend's pending handshake slots ({@link BackendState#tryStartHandshake}), given
@@ -388,6 +389,14 @@ final class Handshake {
             state.recordSuccess();
             trial.release();
             releasePermit();
+            if (overHttp2 && HttpStatus.isSuccess(status)) {
+                // Only a 101 opens a WebSocket over HTTP/1.1, so there a 2xx is a refusal like any other; but a 2xx is
+                // what opens one over HTTP/2 (RFC 8441 section 5): relayed, the client would take its stream for an
+                // open WebSocket and read the backend's body as frames. A 502, as for an invalid 101.
+                proxy.reject(view, response, callback, route, HttpStatus.BAD_GATEWAY_502, "backend_not_upgraded",
+                        "backend answered " + status + " without upgrading");
+                return;
+            }
             proxy.refused(view, route, status, "backend_refused", "backend refused the upgrade with " + status);
             Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
             return;
