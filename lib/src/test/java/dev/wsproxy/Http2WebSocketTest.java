@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import java.net.Socket;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.BlockingQueue;
@@ -22,6 +23,7 @@ import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.http.MetaData;
 import org.eclipse.jetty.http2.api.Session;
 import org.eclipse.jetty.http2.api.Stream;
+import org.eclipse.jetty.http2.frames.DataFrame;
 import org.eclipse.jetty.http2.frames.HeadersFrame;
 import org.eclipse.jetty.http2.client.HTTP2Client;
 import org.eclipse.jetty.http2.server.HTTP2CServerConnectionFactory;
@@ -29,6 +31,7 @@ import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.jspecify.annotations.Nullable;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -246,6 +249,49 @@ class Http2WebSocketTest {
         upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
         assertThat(upgrade.headers().get("host")).as("an HTTP/1.1 absolute-form target").containsExactly(authority);
         assertThat(upgrade.headers().get("x-forwarded-host")).containsExactly(authority);
+    }
+
+    /**
+     * A client over HTTP/2 that sends a {@code host} field unlike its {@code :authority}, behind a connector whose
+     * HTTP compliance lets that through (Jetty's default answers 400, {@code Authority!=Host}; {@code RFC2616} and
+     * {@code LEGACY} allow it): the backend gets the {@code :authority} as {@code Host} and {@code X-Forwarded-Host},
+     * on upgrades and plain HTTP alike, as RFC 9113 section 8.3.1 requires of an intermediary that makes an HTTP/1.1
+     * request of an HTTP/2 one, and as the route's hooks read it ({@code HandshakeRequest.uri()}, {@code sameOrigin}).
+     * Before, the backend got the {@code host} field: an authenticator allowed the client on one host while a backend
+     * that serves several served another.
+     */
+    @Test
+    void sendsTheAuthorityTheHooksReadAsHostNotAHostFieldThatDiffers() throws Exception {
+        HttpConfiguration lenient = new HttpConfiguration();
+        lenient.setHttpCompliance(HttpCompliance.RFC2616);
+        String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        try (RawBackend plain = RawBackend.answering(RawBackend.raw(ok))) {
+            BlockingQueue<String> checked = new LinkedBlockingQueue<>();
+            Authenticator recording = Authenticator.of(request -> {
+                checked.add(request.uri().getRawAuthority());
+                return AuthDecision.allow();
+            });
+            mount("proxy's", lenient, builder -> builder
+                    .route("/ws/", r -> r.backends(backend.backend()).authenticator(recording))
+                    .route("/api/", r -> r.backends(plain.backend()).plainHttp(PlainHttp.PROXY_TO_BACKEND)
+                            .authenticator(recording)));
+            String authority = "127.0.0.1:" + connector.getLocalPort();
+            HttpFields otherHost = HttpFields.build().put(HttpHeader.HOST, "other.example");
+
+            RawH2WebSocket ws = open("/ws/chat", otherHost).accepted();
+            assertThat(checked.poll(10, TimeUnit.SECONDS)).as("the host the authenticator checked").isEqualTo(authority);
+            TestBackend.Upgrade upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
+            assertThat(upgrade.header("host")).isEqualTo(authority);
+            assertThat(upgrade.header("x-forwarded-host")).isEqualTo(authority);
+            closeFromClient(ws);
+
+            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            assertThat(plainStatus(session, "GET", "/api/page", otherHost)).isEqualTo(200);
+            assertThat(checked.poll(10, TimeUnit.SECONDS)).isEqualTo(authority);
+            RawBackend.Request request = plain.nextRequest();
+            assertThat(request.header("Host")).isEqualTo(authority);
+            assertThat(request.header("X-Forwarded-Host")).isEqualTo(authority);
+        }
     }
 
     /**
@@ -476,23 +522,7 @@ class Http2WebSocketTest {
             mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
                     .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
             Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
-            CompletableFuture<Integer> status = new CompletableFuture<>();
-            MetaData.Request request = new MetaData.Request("POST",
-                    HttpURI.build("http://127.0.0.1:" + connector.getLocalPort() + "/api/upload"), HttpVersion.HTTP_2,
-                    HttpFields.EMPTY);
-            Stream stream = session.newStream(new HeadersFrame(request, null, false), new Stream.Listener() {
-                @Override
-                public void onHeaders(Stream stream, HeadersFrame frame) {
-                    if (frame.getMetaData() instanceof MetaData.Response response) {
-                        status.complete(response.getStatus());
-                    }
-                }
-            }).get(10, TimeUnit.SECONDS);
-            stream.data(new org.eclipse.jetty.http2.frames.DataFrame(stream.getId(),
-                    java.nio.ByteBuffer.wrap("hello".getBytes(java.nio.charset.StandardCharsets.UTF_8)), true))
-                    .get(10, TimeUnit.SECONDS);
-
-            assertThat(status.get(10, TimeUnit.SECONDS)).isEqualTo(200);
+            assertThat(plainStatus(session, "POST", "/api/upload", HttpFields.EMPTY, "hello")).isEqualTo(200);
             assertThat(plain.bodies.poll(10, TimeUnit.SECONDS)).as("the body the backend read").isEqualTo("hello");
             assertThat(plain.nextRequest().requestLine()).isEqualTo("POST /api/upload HTTP/1.1");
 
@@ -512,10 +542,20 @@ class Http2WebSocketTest {
 
     /** Sends a plain request with {@code headers} and no body on {@code session} and returns its status. */
     private int plainStatus(Session session, String method, String path, HttpFields headers) throws Exception {
+        return plainStatus(session, method, path, headers, null);
+    }
+
+    /**
+     * Sends a plain request with {@code headers} on {@code session} and returns its status: with no body when
+     * {@code body} is {@code null} (its HEADERS frame ends the stream), else with {@code body} in one DATA frame that
+     * ends it, and no {@code content-length} unless {@code headers} has one (a streaming upload).
+     */
+    private int plainStatus(Session session, String method, String path, HttpFields headers, @Nullable String body)
+            throws Exception {
         CompletableFuture<Integer> status = new CompletableFuture<>();
         MetaData.Request request = new MetaData.Request(method,
                 HttpURI.build("http://127.0.0.1:" + connector.getLocalPort() + path), HttpVersion.HTTP_2, headers);
-        session.newStream(new HeadersFrame(request, null, true), new Stream.Listener() {
+        Stream stream = session.newStream(new HeadersFrame(request, null, body == null), new Stream.Listener() {
             @Override
             public void onHeaders(Stream stream, HeadersFrame frame) {
                 if (frame.getMetaData() instanceof MetaData.Response response) {
@@ -523,6 +563,10 @@ class Http2WebSocketTest {
                 }
             }
         }).get(10, TimeUnit.SECONDS);
+        if (body != null) {
+            stream.data(new DataFrame(stream.getId(), ByteBuffer.wrap(body.getBytes(StandardCharsets.UTF_8)), true))
+                    .get(10, TimeUnit.SECONDS);
+        }
         return status.get(10, TimeUnit.SECONDS);
     }
 
