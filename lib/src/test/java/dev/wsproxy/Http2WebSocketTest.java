@@ -21,10 +21,12 @@ import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpURI;
 import org.eclipse.jetty.http.HttpVersion;
 import org.eclipse.jetty.http.MetaData;
+import org.eclipse.jetty.http2.ErrorCode;
 import org.eclipse.jetty.http2.api.Session;
 import org.eclipse.jetty.http2.api.Stream;
 import org.eclipse.jetty.http2.frames.DataFrame;
 import org.eclipse.jetty.http2.frames.HeadersFrame;
+import org.eclipse.jetty.http2.frames.ResetFrame;
 import org.eclipse.jetty.http2.client.HTTP2Client;
 import org.eclipse.jetty.http2.server.HTTP2CServerConnectionFactory;
 import org.eclipse.jetty.server.HttpConfiguration;
@@ -553,9 +555,23 @@ class Http2WebSocketTest {
     private int plainStatus(Session session, String method, String path, HttpFields headers, @Nullable String body)
             throws Exception {
         CompletableFuture<Integer> status = new CompletableFuture<>();
+        Stream stream = plainStream(session, method, path, headers, body == null, status);
+        if (body != null) {
+            stream.data(new DataFrame(stream.getId(), ByteBuffer.wrap(body.getBytes(StandardCharsets.UTF_8)), true))
+                    .get(10, TimeUnit.SECONDS);
+        }
+        return status.get(10, TimeUnit.SECONDS);
+    }
+
+    /**
+     * Opens the stream of a plain request with {@code headers} on {@code session}, its HEADERS frame ending it when
+     * {@code endStream}; {@code status} completes with the response's status.
+     */
+    private Stream plainStream(Session session, String method, String path, HttpFields headers, boolean endStream,
+            CompletableFuture<Integer> status) throws Exception {
         MetaData.Request request = new MetaData.Request(method,
                 HttpURI.build("http://127.0.0.1:" + connector.getLocalPort() + path), HttpVersion.HTTP_2, headers);
-        Stream stream = session.newStream(new HeadersFrame(request, null, body == null), new Stream.Listener() {
+        return session.newStream(new HeadersFrame(request, null, endStream), new Stream.Listener() {
             @Override
             public void onHeaders(Stream stream, HeadersFrame frame) {
                 if (frame.getMetaData() instanceof MetaData.Response response) {
@@ -563,11 +579,38 @@ class Http2WebSocketTest {
                 }
             }
         }).get(10, TimeUnit.SECONDS);
-        if (body != null) {
-            stream.data(new DataFrame(stream.getId(), ByteBuffer.wrap(body.getBytes(StandardCharsets.UTF_8)), true))
-                    .get(10, TimeUnit.SECONDS);
+    }
+
+    /**
+     * An HTTP/2 client that resets the stream of a plain request while it waits for the backend's answer (a long poll
+     * given up, a {@code fetch} aborted, a page left) ends the request to the backend at once, and is logged as gone
+     * ({@code 499 client_left}), not refused. A reset ends the stream only, not the connection, and nothing is being
+     * read from the client or written to it then: Jetty tells the request's failure listeners. Before, the proxy went
+     * on waiting: the backend connection stayed open, its request pending, until the backend answered or the route's
+     * idle timeout (an hour by default) passed.
+     */
+    @Test
+    void endsTheBackendRequestOfAPlainRequestWhoseClientResetsItsStream() throws Exception {
+        String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        try (RawBackend silent = RawBackend.answering(RawBackend.silent());
+                RawBackend answering = RawBackend.answering(RawBackend.raw(ok));
+                StandardError.Capture log = StandardError.capture()) {
+            mount(builder -> builder
+                    .route("/poll/", r -> r.backends(silent.backend()).plainHttp(PlainHttp.PROXY_TO_BACKEND))
+                    .route("/api/", r -> r.backends(answering.backend()).plainHttp(PlainHttp.PROXY_TO_BACKEND)));
+            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            CompletableFuture<Integer> status = new CompletableFuture<>();
+            Stream stream = plainStream(session, "GET", "/poll/wait", HttpFields.EMPTY, true, status);
+            assertThat(silent.nextRequest().requestLine()).isEqualTo("GET /poll/wait HTTP/1.1");
+            stream.reset(new ResetFrame(stream.getId(), ErrorCode.CANCEL_STREAM_ERROR.code)).get(10, TimeUnit.SECONDS);
+
+            assertThat(silent.nextEnd(10)).as("the backend connection, closed at once").isIn("eof", "reset");
+            await().untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - .* method=GET status=499 reason=client_left\n"));
+            assertThat(listener.all(RecordingListener.Rejected.class)).as("not a refusal").isEmpty();
+            assertThat(status).as("no response").isNotDone();
+            assertThat(plainStatus(session, "GET", "/api/next")).as("the connection's next stream").isEqualTo(200);
         }
-        return status.get(10, TimeUnit.SECONDS);
     }
 
     /**

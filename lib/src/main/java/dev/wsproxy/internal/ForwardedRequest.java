@@ -31,6 +31,10 @@ final class ForwardedRequest {
     private @Nullable Boolean hasBody;
     /** The chunk {@link #hasBody} read, until an attempt's body reads it ({@link #takePeeked}). */
     private Content.@Nullable Chunk peeked;
+    /** The current attempt's request to its backend, once sent ({@link #sent}). Guarded by this. */
+    private org.eclipse.jetty.client.@Nullable Request sent;
+    /** How the client left ({@link #watchClient}), or {@code null} while it has not. Guarded by this. */
+    private @Nullable Throwable gone;
 
     ForwardedRequest(Route route, HandshakeRequestView view, Timeouts timeouts) {
         this.route = route;
@@ -66,6 +70,52 @@ final class ForwardedRequest {
         Content.Chunk chunk = takePeeked();
         if (chunk != null) {
             chunk.release();
+        }
+    }
+
+    /**
+     * Watches the client of {@code request}, over HTTP/2 or later, for the end of its stream while the request waits
+     * for its backend (a reset: a {@code fetch} aborted, a long poll given up; or its connection closed): the current
+     * attempt's request to the backend is then aborted, and the request ends as one whose client left
+     * ({@link HttpForwarder#CLIENT_LEFT}). Jetty tells the request's failure listeners of that end only while nothing
+     * is read from the client or written to it (a body's read, a response's write fail instead), which is just when
+     * nothing else would notice it: the backend connection stayed open until the backend answered, or the route's
+     * idle timeout passed. Over HTTP/1 a client that leaves is not seen then (nothing reads its socket), as before.
+     * Called once per request, before its first attempt: Jetty drops a listener added after the request failed.
+     */
+    void watchClient(Request request) {
+        if (request.getConnectionMetaData().getHttpVersion().getVersion() >= 20) {
+            request.addFailureListener(this::clientGone);
+        }
+    }
+
+    private void clientGone(Throwable failure) {
+        org.eclipse.jetty.client.Request request;
+        synchronized (this) {
+            gone = failure;
+            request = sent;
+        }
+        if (request != null) {
+            this.failure = HttpForwarder.CLIENT_LEFT;
+            request.abort(failure);
+        }
+    }
+
+    /** Whether the client's stream ended while the request waited ({@link #watchClient}). */
+    synchronized boolean clientGone() {
+        return gone != null;
+    }
+
+    /** Notes the current attempt's request to its backend, sent; aborts it at once if the client left already. */
+    void sent(org.eclipse.jetty.client.Request request) {
+        Throwable left;
+        synchronized (this) {
+            sent = request;
+            left = gone;
+        }
+        if (left != null) {
+            this.failure = HttpForwarder.CLIENT_LEFT;
+            request.abort(left);
         }
     }
 

@@ -54,7 +54,8 @@ import dev.wsproxy.TimeoutPolicy;
  * ({@link CoalescingResolver}: one look-up per name at a time, a few in all). The backend may keep a request waiting, or a response quiet (a long poll, server-sent
  * events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location (Jetty's client
  * would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a write to it
- * is pending (Jetty's server ignores it otherwise). The headers a backend's response names in its {@code Connection}
+ * is pending (Jetty's server ignores it otherwise). An HTTP/2 client that resets its stream meanwhile has its request
+ * to the backend aborted at once ({@link ForwardedRequest#watchClient}), and is logged as gone. The headers a backend's response names in its {@code Connection}
  * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. A
  * response head larger than the client's connection writes ({@link Responses#headRoom}) gets {@code 502}, as from
  * nginx, before any of it is written (and none longer than {@link BackendHandshake#MAX_RESPONSE_HEAD} is read); so does
@@ -122,7 +123,7 @@ final class HttpForwarder extends ProxyHandler {
     static final int MAX_REQUEST_HEAD = 64 * 1024;
 
     /** The access log's token for a client gone before its response was written. */
-    private static final String CLIENT_LEFT = "client_left";
+    static final String CLIENT_LEFT = "client_left";
 
     private final WebSocketProxyHandler proxy;
     private final int maxConnectionsPerBackend;
@@ -276,6 +277,8 @@ final class HttpForwarder extends ProxyHandler {
         proxyToServerRequest.idleTimeout(timeouts.idleTimeout().toMillis(), TimeUnit.MILLISECONDS);
         super.sendProxyToServerRequest(clientToProxyRequest, proxyToServerRequest, proxyToClientResponse,
                 proxyToClientCallback);
+        // Aborted if the client leaves while it waits (ForwardedRequest.watchClient), at once if it has left already.
+        forwarded(clientToProxyRequest).sent(proxyToServerRequest);
     }
 
     @Override
@@ -566,6 +569,13 @@ final class HttpForwarder extends ProxyHandler {
                         proxyToClientResponse, proxyToClientCallback, bodyFailure);
                 return;
             }
+        } else if (forwarded.clientGone()) {
+            // The client's stream ended while it waited, and its request to the backend was aborted for it
+            // (ForwardedRequest.watchClient): nothing to answer, nothing failed at the backend (499 in the log).
+            forwarded.failed(CLIENT_LEFT);
+            onProxyToClientResponseFailure(clientToProxyRequest, proxyToServerRequest, serverToProxyResponse,
+                    proxyToClientResponse, proxyToClientCallback, failure);
+            return;
         } else if (isConnectFailure(attempt, failure) && isRunning()) {
             reason = "backend unreachable: " + failure;
             token = timeout ? "backend_timeout" : "backend_unreachable";

@@ -644,6 +644,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             HandshakeRequestView view, Timeouts timeouts) {
         ForwardedRequest forwarded = new ForwardedRequest(route, view, timeouts);
         request.setAttribute(HttpForwarder.FORWARDED_ATTRIBUTE, forwarded);
+        // An HTTP/2 client that resets its stream while it waits ends the request to the backend at once.
+        forwarded.watchClient(request);
         forwardAttempt(request, response, callback, forwarded, 0, AccessLog.NONE, null);
     }
 
