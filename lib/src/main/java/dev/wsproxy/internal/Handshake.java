@@ -31,8 +31,8 @@ import dev.wsproxy.BackendStatus;
  * invalid {@code 101}), counts the failure against the backend's passive health and tries the next candidate, within
  * the route's attempt and time budget. A backend's own refusal (any status but {@code 101}) is relayed, never retried,
  * but for a 2xx to a client over HTTP/2, to whom a 2xx means the WebSocket is open (RFC 8441): that client gets
- * {@code 502}; nothing is retried after the client got its {@code 101}. The backend connection is made by {@link BackendHandshake},
- * not Jetty's {@code WebSocketCoreClient}; the proxy's own timer bounds it.
+ * {@code 502}; nothing is retried after the client got its {@code 101}. The backend connection is made by
+ * {@link BackendHandshake}, not Jetty's {@code WebSocketCoreClient}; the proxy's own timer bounds it.
  *
  * <p>Each connect holds one of the backend's pending handshake slots ({@link BackendState#tryStartHandshake}), given
  * back when the connect's future completes: every end (101, refusal, failure, the timer, a cancellation on shutdown,

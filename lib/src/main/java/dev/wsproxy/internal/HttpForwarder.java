@@ -47,30 +47,30 @@ import dev.wsproxy.TimeoutPolicy;
 /**
  * Proxies plain HTTP requests on a route (the nginx {@code map $http_upgrade} case) with Jetty's {@link ProxyHandler}.
  * {@link WebSocketProxyHandler} picks the backend and stores the route, the target URI and the request's view in a
- * request attribute ({@link ForwardedRequest}); this handler applies the same header policy as the WebSocket
- * handshake ({@link ForwardedHeaders}), and these limits: up to 4,096 connections per backend (Jetty's client
- * allows 64, so the 65th long poll, such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the
- * others), the longest connect timeout of the routes, and the proxy's one resolver of backend names
- * ({@link CoalescingResolver}: one look-up per name at a time, a few in all). The backend may keep a request waiting, or a response quiet (a long poll, server-sent
- * events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location (Jetty's client
- * would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a write to it
- * is pending (Jetty's server ignores it otherwise). An HTTP/2 client that resets its stream meanwhile has its request
- * to the backend aborted at once ({@link ForwardedRequest#watchClient}), and is logged as gone. The headers a backend's response names in its {@code Connection}
- * are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not reach the client; Jetty drops only its fixed list. A
- * response head larger than the client's connection writes ({@link Responses#headRoom}) gets {@code 502}, as from
- * nginx, before any of it is written (and none longer than {@link BackendHandshake#MAX_RESPONSE_HEAD} is read); so does
- * a {@code 101}, to a request that offered no upgrade, and its connection is closed; a {@code 204} goes without the
- * {@code Content-Length} it must not carry. Interim responses ({@code 102}, {@code 103 Early Hints}) pass with their
- * end-to-end headers only (Jetty writes them as the backend sent them, hop-by-hop and framing headers included), those
- * that fit in the head the client's connection writes ({@link #endToEnd}), and
- * never to an HTTP/1.0 client, which would read one as the response (RFC 9110 section 15.2); any other {@code 1xx} but
- * {@code 100} is dropped, which ProxyHandler wrote as the final response; so are they before the {@code 100} an upload
- * that expects {@code 100-continue} waits for, which Jetty's client took for the final answer ({@link #doStart}). Such
- * an upload answered without the {@code 100} gets {@code 502} for a head too large or a {@code 101} too, though Jetty's
- * client has the whole response when the proxy sees it. A request body goes with the client's
- * framing: its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its body only
- * after the backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked as it
- * came; and with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
+ * request attribute ({@link ForwardedRequest}); this handler applies the same header policy as the WebSocket handshake
+ * ({@link ForwardedHeaders}), and these limits: up to 4,096 connections per backend (Jetty's client allows 64, so the
+ * 65th long poll, such as Socket.IO's fallback that holds a GET for 25 s, would wait behind the others), the longest
+ * connect timeout of the routes, and the proxy's one resolver of backend names ({@link CoalescingResolver}: one look-up
+ * per name at a time, a few in all). The backend may keep a request waiting, or a response quiet (a long poll,
+ * server-sent events), as long as the route's idle timeout, as nginx's {@code proxy_read_timeout} on the location
+ * (Jetty's client would allow 30 s); the connector's idle timeout cuts a request only while a read from the client or a
+ * write to it is pending (Jetty's server ignores it otherwise). An HTTP/2 client that resets its stream meanwhile has
+ * its request to the backend aborted at once ({@link ForwardedRequest#watchClient}), and is logged as gone. The headers
+ * a backend's response names in its {@code Connection} are its hop-by-hop ones (RFC 9110 section 7.6.1) and do not
+ * reach the client; Jetty drops only its fixed list. A response head larger than the client's connection writes
+ * ({@link Responses#headRoom}) gets {@code 502}, as from nginx, before any of it is written (and none longer than
+ * {@link BackendHandshake#MAX_RESPONSE_HEAD} is read); so does a {@code 101}, to a request that offered no upgrade, and
+ * its connection is closed; a {@code 204} goes without the {@code Content-Length} it must not carry. Interim responses
+ * ({@code 102}, {@code 103 Early Hints}) pass with their end-to-end headers only (Jetty writes them as the backend sent
+ * them, hop-by-hop and framing headers included), those that fit in the head the client's connection writes
+ * ({@link #endToEnd}), and never to an HTTP/1.0 client, which would read one as the response (RFC 9110 section 15.2);
+ * any other {@code 1xx} but {@code 100} is dropped, which ProxyHandler wrote as the final response; so are they before
+ * the {@code 100} an upload that expects {@code 100-continue} waits for, which Jetty's client took for the final answer
+ * ({@link #doStart}). Such an upload answered without the {@code 100} gets {@code 502} for a head too large or a
+ * {@code 101} too, though Jetty's client has the whole response when the proxy sees it. A request body goes with the
+ * client's framing: its {@code Content-Length}, also on an upload that expects {@code 100-continue} (Jetty copies its
+ * body only after the backend's {@code 100}, as one of unknown length, which its client would send chunked), or chunked
+ * as it came; and with no {@code Content-Type} when the client sent none ({@link UntypedBody}).
  *
  * <h2>Passive health and failover</h2>
  * A request that failed in connecting to its backend counts a failure against the backend for passive health, as a

@@ -636,8 +636,8 @@ final class LauncherOptions {
      * @param file the file
      * @return the backends, in the file's order
      * @throws UsageException naming the file (and the line, for a bad line), user info masked: it is not a regular
-     *         file (symbolic links followed), cannot be read, is larger than {@link #MAX_BACKEND_FILE_BYTES}, has a line
-     *         that is not text or not a backend, lists no backend, or the list is refused
+     *         file (symbolic links followed), cannot be read, is larger than {@link #MAX_BACKEND_FILE_BYTES}, has a
+     *         line that is not text or not a backend, lists no backend, or the list is refused
      */
     static List<Backend> readBackendFile(String route, Path file) throws UsageException {
         if (Files.exists(file) && !Files.isRegularFile(file)) {
