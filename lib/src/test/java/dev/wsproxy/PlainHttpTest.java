@@ -853,6 +853,32 @@ class PlainHttpTest {
         }
     }
 
+    @Test
+    void answers408ToAClientWhoseBodyStallsPastTheRoutesShorterIdleTimeout() throws Exception {
+        // The route's idle timeout, on the backend request, came first: 504 backend_timeout, "backend did not answer
+        // in time", for a backend that was waiting for the rest of the client's body.
+        RawBackend waiting = RawBackend.answering(RawBackend.silent());
+        RecordingListener listener = new RecordingListener();
+        try (waiting; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
+                .route("/", r -> r.backends(waiting.backend())
+                        .timeoutPolicy(TimeoutPolicy.idle(Duration.ofMillis(300))))
+                .build();
+                StandardError.Capture log = StandardError.capture()) {
+            proxying.start();
+            RawHttp.Response response;
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                client.send(Request.plain("POST", "/upload", RawHttp.host(proxying))
+                        .add("Content-Length", "10").body("abc"));
+                response = client.readResponse();
+            }
+            assertThat(response.status()).as("%s", response).isEqualTo(408);
+            assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(
+                    new RecordingListener.Rejected("/", "/upload", 408, "request body timed out"));
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - sid=- .* method=POST status=408 reason=body_timeout\n"));
+        }
+    }
+
     /** A test of a chunked upload through a proxy with a listener, to a backend that reads bodies. */
     @FunctionalInterface
     private interface ChunkedUpload {

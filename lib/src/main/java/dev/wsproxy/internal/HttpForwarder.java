@@ -593,6 +593,12 @@ final class HttpForwarder extends ProxyHandler {
             // The abort of a response whose write to the client failed (ClientWrite): nothing failed at the backend.
             reason = "client connection lost during the response";
             token = CLIENT_LEFT;
+        } else if (timeout && attempt.awaitingClient) {
+            // The route's idle timeout ran out while the backend waited for the rest of the body, which the client
+            // stopped sending: its stall, not the backend's, as when the connector's idle timeout comes first (408).
+            status = HttpStatus.REQUEST_TIMEOUT_408;
+            reason = "request body timed out";
+            token = "body_timeout";
         } else {
             reason = timeout ? "backend did not answer in time" : "backend failed: " + failure;
             token = timeout ? "backend_timeout" : "backend_failed";
@@ -777,6 +783,8 @@ final class HttpForwarder extends ProxyHandler {
         volatile boolean refused;
         /** How reading the client's body failed (a malformed body, the client gone), or {@code null}. */
         volatile @Nullable Throwable bodyFailure;
+        /** Whether the body waits for the client's next bytes ({@link AttemptBody#demand}): the client is behind. */
+        volatile boolean awaitingClient;
 
         Attempt(BackendState backend, BackendState.Trial trial) {
             this.backend = backend;
@@ -834,6 +842,9 @@ final class HttpForwarder extends ProxyHandler {
             }
             if (Content.Chunk.isFailure(chunk)) {
                 attempt.bodyFailure = chunk.getFailure();
+            } else if (chunk != null) {
+                // Not cleared by the demand's callback, which a failed request (the idle timeout) runs too.
+                attempt.awaitingClient = false;
             }
             return chunk;
         }
@@ -841,6 +852,7 @@ final class HttpForwarder extends ProxyHandler {
         @Override
         public void demand(Runnable demandCallback) {
             attempt.bodyRead = true;
+            attempt.awaitingClient = true;
             super.demand(demandCallback);
         }
 
