@@ -9,7 +9,9 @@ import java.time.Duration;
  *
  * <p>{@code clientCode} is the close code the client sent to the proxy and {@code backendCode} the one the backend
  * sent; {@code 1006} means that peer's connection ended without a close frame, {@code 1005} that its close frame had
- * no code.
+ * no code. A peer the proxy sent a close code other than {@code 1000} and {@code 3000}-{@code 4999} (the {@code 1001}
+ * of an idle timeout, a stop or a drain) reports {@code 1006}: Jetty ends such a connection once the close frame is
+ * written, without waiting for the peer's answer.
  *
  * @param initiator who closed first
  * @param clientCode the code in the client's close frame, 1005 or 1006
