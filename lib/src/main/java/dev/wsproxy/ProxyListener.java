@@ -1,7 +1,8 @@
 package dev.wsproxy;
 
 /**
- * Observes the proxy: sessions opening and closing, failed backend connections and refused handshakes.
+ * Observes the proxy: sessions opening and closing, failed backend connections, refused handshakes, and backends
+ * going down or coming back.
  *
  * <p>Every method has an empty default, so implement only what you need. Methods are called on Jetty threads, possibly
  * concurrently for different sessions; they must not block and should return quickly: a session's end is reported on
