@@ -15,10 +15,12 @@ import dev.wsproxy.internal.Cidr;
  * <p>{@code http://} and {@code https://} are accepted and mean {@code ws://} and {@code wss://}. The path of the URI
  * decides how request paths are mapped, exactly like nginx's {@code proxy_pass}:
  * <ul>
- *   <li>no path ({@code ws://10.0.0.1:8080}): the client's path and query are sent unchanged;</li>
+ *   <li>no path ({@code ws://10.0.0.1:8080}): the client's path and query are sent as the client sent them;</li>
  *   <li>a path ({@code ws://10.0.0.1:8080/chat/}): the matched route prefix is replaced by that path, and the rest of
  *       the client's path and its query are appended.</li>
  * </ul>
+ * Either way, characters RFC 3986 does not allow in a query, which browsers send unencoded ({@code { } | ^}), are
+ * percent-encoded: {@code ?f={a}} reaches the backend as {@code ?f=%7Ba%7D}.
  *
  * <p>A backup backend ({@link #asBackup()}, nginx's {@code backup}) gets new sessions only while no primary backend of
  * its route can take one: none is up and not draining, below its cap of handshakes in flight and not already tried by

@@ -96,7 +96,7 @@ final class LauncherOptions {
     private static final Pattern URL_HOST = Pattern.compile("[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#]*@)?([^/?#:\\[\\]]*)");
 
     private static final String USAGE = String.join("\n",
-            "Usage: java -jar wsproxy-standalone.jar --route PATH=URL[,URL...]|PATH=@FILE [options]",
+            "Usage: java -jar wsproxy-standalone.jar --route PATH=URL[,URL...]|PATH=URL;resolve|PATH=@FILE [options]",
             "",
             "A WebSocket reverse proxy: upgrade requests whose path starts with PATH go to the backends at URL.",
             "",
