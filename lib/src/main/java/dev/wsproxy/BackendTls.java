@@ -127,6 +127,8 @@ public final class BackendTls {
     /**
      * Returns this configuration with a client certificate, for backends that require one (mutual TLS). The store
      * is read now, and again on each start, so a renewed certificate is presented once the proxy is started again.
+     * A certificate of its chain that has expired, or is not valid yet, is logged as a warning at each start and
+     * reload: backends refuse the chain.
      *
      * @param path a PKCS#12 or JKS key store with the proxy's private key and certificate chain
      * @param password the store's password, also used for its key

@@ -60,7 +60,8 @@ public final class ServerTls {
      * again ({@code toBuilder().build().start()}) serves the file as it is then (a renewed certificate). A store with
      * several keys serves the one whose certificate matches the name the client asks for (SNI). Protocols: TLS 1.3
      * and 1.2; a TLS 1.2 client that asks to renegotiate is disconnected, as nginx does. A certificate that has
-     * expired, or is not valid yet, is served all the same, with a warning in the log at each start and reload.
+     * expired, or is not valid yet, is served all the same, with a warning in the log at each start and reload; so is
+     * a CA certificate of its chain in that state, for which clients refuse the chain.
      *
      * @param path a PKCS#12 or JKS key store (convert PEM files with
      *         {@code openssl pkcs12 -export -in cert.pem -inkey key.pem -out proxy.p12})

@@ -116,6 +116,27 @@ final class TestCertificates {
         }
     }
 
+    /** Made the first time a test uses it, as {@link ClientCertificates} are. */
+    static final class ExpiredIssuer {
+
+        /**
+         * For {@code localhost} and {@code 127.0.0.1}, valid now, issued by {@code CN=old-ca}, a CA that expired eight
+         * days ago: its key store holds the chain (the certificate, the CA), its {@code pem} is the CA's certificate.
+         */
+        static final Certificate CHAIN;
+
+        static {
+            try {
+                CHAIN = Keytool.issuedByExpiredCa(DIR);
+            } catch (IOException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        private ExpiredIssuer() {
+        }
+    }
+
     private static final String LOCAL_NAMES = "SAN=dns:localhost,ip:127.0.0.1";
     private static final Path DIR;
     /** For {@code localhost} and {@code 127.0.0.1}. */
@@ -222,6 +243,34 @@ final class TestCertificates {
                 path.toFile().deleteOnExit();
             }
             return new Certificate(keyStore, ca.pem(), ca.trustStore());
+        }
+
+        static Certificate issuedByExpiredCa(Path dir) throws IOException {
+            Path caStore = dir.resolve("old-ca.p12");
+            Path caPem = dir.resolve("old-ca.pem");
+            Path keyStore = dir.resolve("issued-by-old-ca.p12");
+            Path request = dir.resolve("issued-by-old-ca.csr");
+            Path signed = dir.resolve("issued-by-old-ca.pem");
+            keytool(List.of("-genkeypair", "-alias", "old-ca", "-keyalg", "EC", "-groupname", "secp256r1", "-dname",
+                    "CN=old-ca", "-ext", "bc:c", "-keystore", caStore.toString(), "-storetype", "PKCS12", "-storepass",
+                    PASSWORD, "-startdate", "-10d", "-validity", "2"));
+            keytool(List.of("-exportcert", "-rfc", "-alias", "old-ca", "-keystore", caStore.toString(), "-storepass",
+                    PASSWORD, "-file", caPem.toString()));
+            keytool(List.of("-genkeypair", "-alias", "renewed", "-keyalg", "EC", "-groupname", "secp256r1", "-dname",
+                    "CN=renewed", "-keystore", keyStore.toString(), "-storetype", "PKCS12", "-storepass", PASSWORD));
+            keytool(List.of("-certreq", "-alias", "renewed", "-keystore", keyStore.toString(), "-storepass", PASSWORD,
+                    "-file", request.toString()));
+            keytool(List.of("-gencert", "-alias", "old-ca", "-keystore", caStore.toString(), "-storepass", PASSWORD,
+                    "-infile", request.toString(), "-outfile", signed.toString(), "-rfc", "-validity", "2", "-ext",
+                    LOCAL_NAMES));
+            keytool(List.of("-importcert", "-noprompt", "-alias", "old-ca", "-file", caPem.toString(), "-keystore",
+                    keyStore.toString(), "-storepass", PASSWORD));
+            keytool(List.of("-importcert", "-alias", "renewed", "-file", signed.toString(), "-keystore",
+                    keyStore.toString(), "-storepass", PASSWORD));
+            for (Path path : List.of(caStore, caPem, keyStore, request, signed)) {
+                path.toFile().deleteOnExit();
+            }
+            return new Certificate(keyStore, caPem, caStore);
         }
 
         /**

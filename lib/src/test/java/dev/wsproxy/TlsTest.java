@@ -294,6 +294,33 @@ class TlsTest {
     }
 
     @Test
+    void warnsAtStartAndReloadAboutAnExpiredCaInTheChainOfAServedOrClientCertificate() throws Exception {
+        // A valid certificate whose issuing CA, sent with it, has expired: every client refuses the chain, and only the
+        // key's own certificate was looked at, so nothing in the log said why.
+        Path chain = TestCertificates.ExpiredIssuer.CHAIN.keyStore();
+        X509Certificate issuer = (X509Certificate) CertificateFactory.getInstance("X.509")
+                .generateCertificate(Files.newInputStream(TestCertificates.ExpiredIssuer.CHAIN.pem()));
+        String expiredOn = "certificate 2 of 2 of the chain of 'renewed' (CN=old-ca) expired on "
+                + issuer.getNotAfter().toInstant();
+        TestBackend backend = backend("plain", null);
+
+        String logged = StandardError.of(() -> startProxy(ProxyBuilder.create()
+                .tls(ServerTls.keyStore(chain, TestCertificates.PASSWORD))
+                .backendTls(BackendTls.trustStore(TestCertificates.LOCALHOST.pem())
+                        .withClientCertificate(chain, TestCertificates.PASSWORD))
+                .route("/", backend.backend())));
+        String reloaded = StandardError.of(proxy::reloadTls);
+
+        for (String log : List.of(logged, reloaded)) {
+            List<String> warnings = log.lines().filter(line -> line.contains("WARN")).toList();
+            assertThat(warnings).hasSize(2).allSatisfy(line -> assertThat(line).contains(chain.toString())
+                    .contains(expiredOn).contains("clients refuse the whole chain"));
+            assertThat(warnings).anySatisfy(line -> assertThat(line).contains("ServerTls.keyStore("))
+                    .anySatisfy(line -> assertThat(line).contains("withClientCertificate("));
+        }
+    }
+
+    @Test
     void warnsAtStartAndReloadAboutATrustedCertificateThatHasExpired(@TempDir Path dir) throws Exception {
         // The JDK does not check the dates of a trusted certificate, so a trust store that kept an expired CA (or an
         // expired certificate trusted as itself) failed nothing and was never mentioned, where OpenSSL refuses.

@@ -185,13 +185,16 @@ public final class TlsStores {
     /**
      * Logs a warning for each certificate of a started factory's keys that is not valid now (expired, or not yet
      * valid), naming {@code source} (the file) and the dates: the proxy serves it all the same, as nginx does, and
-     * clients (backends, for a client certificate) refuse it, so the log is where an operator learns why. Then the
-     * same for the trusted certificates the factory verifies peers with: a client factory's unless it trusts all, a
-     * server factory's only when it asks clients for certificates (else its trust store, by default its key store, is
-     * not used). The JDK does not check the dates of the trusted certificate a chain ends in (checked: an expired
-     * CA's chains, and an expired self-signed certificate trusted as itself, are accepted), so nothing fails; but
-     * OpenSSL checks them, so the same chains fail elsewhere, and a CA's certificate that has expired usually means
-     * that a successor now issues the certificates, which this store may not trust.
+     * clients (backends, for a client certificate) refuse it, so the log is where an operator learns why. Every
+     * certificate of each key's chain is checked, not the key's own alone: the chain is sent whole, and clients refuse
+     * a chain whose intermediate CA has expired, however valid the key's certificate is (a store rebuilt with the
+     * renewed certificate but the chain file of the last time). Then the same for the trusted certificates the factory
+     * verifies peers with: a client factory's unless it trusts all, a server factory's only when it asks clients for
+     * certificates (else its trust store, by default its key store, is not used). The JDK does not check the dates of
+     * the trusted certificate a chain ends in (checked: an expired CA's chains, and an expired self-signed certificate
+     * trusted as itself, are accepted), so nothing fails; but OpenSSL checks them, so the same chains fail elsewhere,
+     * and a CA's certificate that has expired usually means that a successor now issues the certificates, which this
+     * store may not trust.
      */
     public static void warnIfNotValid(SslContextFactory factory, Object source, Logger log) {
         KeyStore store;
@@ -206,9 +209,13 @@ public final class TlsStores {
         if (store != null) {
             try {
                 for (String alias : Collections.list(store.aliases())) {
-                    if (store.isKeyEntry(alias) && store.getCertificate(alias) instanceof X509Certificate certificate) {
-                        warnIfNotValid(certificate, now, source, "the certificate of '" + alias + "'",
-                                "clients refuse it", log);
+                    Certificate[] chain = store.isKeyEntry(alias) ? store.getCertificateChain(alias) : null;
+                    for (int i = 0; chain != null && i < chain.length; i++) {
+                        if (chain[i] instanceof X509Certificate certificate) {
+                            warnIfNotValid(certificate, now, source, i == 0 ? "the certificate of '" + alias + "'"
+                                    : "certificate " + (i + 1) + " of " + chain.length + " of the chain of '" + alias
+                                            + "'", i == 0 ? "clients refuse it" : CHAIN_NOT_VALID, log);
+                        }
                     }
                 }
             } catch (GeneralSecurityException e) {
@@ -231,6 +238,9 @@ public final class TlsStores {
             }
         }
     }
+
+    private static final String CHAIN_NOT_VALID = "clients refuse the whole chain, however valid the certificate "
+            + "it begins with is: rebuild the store with the issuer's current chain";
 
     private static final String TRUSTED_NOT_VALID = "chains that end in it are still accepted (the JDK does not "
             + "check a trusted certificate's dates; OpenSSL does): renew or remove it";
