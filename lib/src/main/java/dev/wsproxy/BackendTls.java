@@ -231,6 +231,11 @@ public final class BackendTls {
         };
     }
 
+    /** Whether the factory is the user's ({@link #custom}): the proxy never reloads it. */
+    boolean isCustom() {
+        return custom != null;
+    }
+
     @Override
     public String toString() {
         return "BackendTls." + description;

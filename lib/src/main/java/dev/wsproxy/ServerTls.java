@@ -229,6 +229,11 @@ public final class ServerTls {
         return server;
     }
 
+    /** Whether the factory is the user's ({@link #custom}): the proxy never reloads it. */
+    boolean isCustom() {
+        return custom != null;
+    }
+
     @Override
     public String toString() {
         return "ServerTls." + description;

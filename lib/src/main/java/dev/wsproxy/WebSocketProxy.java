@@ -208,8 +208,16 @@ public final class WebSocketProxy implements AutoCloseable {
             reloaded.add(backendTls);
             TlsStores.warnIfNotValid(backend, backendTls, LOG);
         }
-        LOG.info("TLS reloaded: {}", reloaded.isEmpty() ? "no file to read (custom factories are yours to reload)"
-                : reloaded);
+        if (!reloaded.isEmpty()) {
+            LOG.info("TLS reloaded: {}", reloaded);
+            return;
+        }
+        // Says why for each side: "custom factories" alone misled a proxy that has none (no TLS, the JVM's trust).
+        String listener = tls == null ? "no TLS" : served == null ? "your connector's (mounted)"
+                : tls + (tls.isCustom() ? ", yours to reload" : "");
+        String backends = backendTls + (backendTls.isCustom() ? ", yours to reload"
+                : backendTls.isInsecure() ? "" : " (the JVM's trust, read at its start)");
+        LOG.info("TLS reloaded: no file to read (listener: {}; backends: {})", listener, backends);
     }
 
     /** What names a served certificate's file: a custom factory's key store path, or the configuration. */

@@ -725,6 +725,26 @@ class TlsTest {
     }
 
     @Test
+    void reloadTlsSaysWhyItReadNoFileWithoutBlamingCustomFactoriesNobodySet() throws Exception {
+        // A proxy without TLS files was told "custom factories are yours to reload": it has none.
+        TestBackend backend = backend("plain", null);
+        startProxy(ProxyBuilder.create().route("/", backend.backend()));
+
+        assertThat(StandardError.of(proxy::reloadTls).lines().filter(line -> line.contains("TLS reloaded")))
+                .singleElement().asString().contains("no file to read (listener: no TLS; backends: "
+                        + "BackendTls.systemTrust() (the JVM's trust, read at its start))").doesNotContain("custom");
+        proxy.close();
+
+        SslContextFactory.Client client = TestCertificates.LOCALHOST.trustingClient();
+        resources.add(client::stop);
+        startProxy(ProxyBuilder.create().tls(ServerTls.custom(TestCertificates.LOCALHOST::server))
+                .backendTls(BackendTls.custom(() -> client)).route("/", backend.backend()));
+        assertThat(StandardError.of(proxy::reloadTls).lines().filter(line -> line.contains("TLS reloaded")))
+                .singleElement().asString().contains("listener: ServerTls.custom(").contains("backends: BackendTls"
+                        + ".custom(").satisfies(line -> assertThat(line.split("yours to reload")).hasSize(3));
+    }
+
+    @Test
     void customFactoriesSharedWithADerivedProxySurviveTheFirstProxysStop() throws Exception {
         // A factory the user keeps (to reload it) or shares with a proxy made by toBuilder(): the first proxy started
         // it and so stopped it, under the second, whose handshakes then failed on both legs without a log line.
