@@ -388,8 +388,8 @@ public final class WebSocketProxy implements AutoCloseable {
      * {@code 1001 Going Away} on both legs, spread evenly across {@code window} so that their clients do not all
      * reconnect at the same moment. A handshake still waiting for the backend's {@code 101} is given up at once and
      * fails over to another backend, as a handshake arriving after the drain does ({@code 503} when there is none).
-     * {@link #updateBackends} with the backend in the list ends the draining; a new answer of a
-     * {@link RouteBuilder#backendsFromDns} route does not.
+     * {@link #updateBackends} with the backend in the list ends the draining, within the window too: the sessions
+     * not closed yet stay open; a new answer of a {@link RouteBuilder#backendsFromDns} route does not.
      *
      * <p>A backend already removed from its route ({@link #updateBackends}, a DNS answer) keeps its open sessions; it
      * can be drained as long as it has some: they are closed the same way, and if a DNS answer brings the backend back

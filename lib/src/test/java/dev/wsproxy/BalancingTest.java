@@ -437,6 +437,45 @@ class BalancingTest {
     }
 
     @Test
+    void stopsClosingTheSessionsOfABackendWhoseDrainUpdateBackendsEnded() throws Exception {
+        // updateBackends with the backend listed ends its drain, but the closes drain() had spread over its window
+        // still ran: each session left went on being closed with 1001 "backend draining" until the window was over.
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
+        List<WsRecorder> open = new ArrayList<>();
+        Map<String, List<WsRecorder>> byBackend = new HashMap<>();
+        for (int i = 0; i < 4; i++) {
+            String id = whoServes(open);
+            byBackend.computeIfAbsent(id, k -> new ArrayList<>()).add(open.get(open.size() - 1));
+        }
+        List<WsRecorder> onA = byBackend.get("a");
+        List<WsRecorder> onB = byBackend.get("b");
+        assertThat(onA).hasSize(2);
+        Duration window = Duration.ofSeconds(2);
+
+        proxy.drain(a.backend(), window); // one session closed at once, the other a second later
+        org.awaitility.Awaitility.await().until(() -> onA.stream().anyMatch(client -> !client.events.isEmpty()));
+        WsRecorder closed = onA.stream().filter(client -> !client.events.isEmpty()).findFirst().orElseThrow();
+        WsRecorder left = onA.get(onA.get(0) == closed ? 1 : 0);
+        assertThat(closed.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "backend draining"));
+        proxy.updateBackends("/ws/", List.of(a.backend(), b.backend()));
+        assertThat(proxy.backendStatus("/ws/").get(0).state()).isEqualTo(BackendStatus.State.UP);
+
+        // The same window on b, begun later on the same scheduler: once b's second session is closed, the time of
+        // a's second close has passed.
+        proxy.drain(b.backend(), window);
+        for (WsRecorder client : onB) {
+            assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "backend draining"));
+        }
+        assertThat(left.events).as("the session left on a, whose drain was ended").isEmpty();
+        left.sendText("alive");
+        assertThat(left.nextText()).isEqualTo("alive");
+        assertThat(whoServes(open)).as("b draining, a taking sessions again").isEqualTo("a");
+        open.removeAll(onB);
+        open.remove(closed);
+        closeAll(open);
+    }
+
+    @Test
     void neverOpensASessionOnABackendDrainedAfterItsSelection() throws Exception {
         // The race between drain() and a handshake, made certain: the selector drains the backend it then returns.
         // drain() finds no session of it to close, so the handshake itself must see the backend draining.

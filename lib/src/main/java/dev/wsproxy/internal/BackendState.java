@@ -117,6 +117,11 @@ public final class BackendState implements BackendStatus {
         this.draining = draining;
     }
 
+    /** Whether {@code proxy.drain} marked the backend and no {@code updateBackends} listing it ended that since. */
+    boolean draining() {
+        return draining;
+    }
+
     void removed(boolean removed) {
         this.removed = removed;
     }

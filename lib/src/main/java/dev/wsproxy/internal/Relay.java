@@ -211,6 +211,11 @@ final class Relay implements ProxySession {
         return clientAddress;
     }
 
+    /** The state of the backend this session holds a lease on: the one its handshake counted in. */
+    BackendState backendState() {
+        return lease.state();
+    }
+
     @Override
     public Backend backend() {
         return backend;

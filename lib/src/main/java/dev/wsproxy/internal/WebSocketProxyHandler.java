@@ -1030,7 +1030,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
      * Stops new sessions to a backend (in every route that has it) and closes its open sessions with {@code 1001},
      * spread evenly across {@code window} so that their clients do not all reconnect at once. Handshakes still in
      * flight to it fail over to another backend at once. A backend removed from its route ({@code updateBackends}, a
-     * DNS answer) is drained too while its sessions are open ({@link RouteBackends#drain}).
+     * DNS answer) is drained too while its sessions are open ({@link RouteBackends#drain}). An {@code updateBackends}
+     * that lists the backend again within the window ends the drain: its sessions not closed yet stay open.
      */
     public void drainBackend(Backend backend, Duration window) {
         boolean known = false;
@@ -1060,7 +1061,17 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         long step = sessions.isEmpty() ? 0 : window.toNanos() / sessions.size();
         for (int i = 0; i < sessions.size(); i++) {
             Relay relay = sessions.get(i);
-            Runnable close = relay::closeForDrain;
+            // A close still to come is dropped when an updateBackends listing the backend has ended its drain
+            // meanwhile: it went on closing the sessions left until the window was over. A backend outside the
+            // route's list (a custom selector's), which no drain marks, has its sessions closed all the same.
+            BackendState state = relay.backendState();
+            Runnable close = state.draining()
+                    ? () -> {
+                        if (state.draining()) {
+                            relay.closeForDrain();
+                        }
+                    }
+                    : relay::closeForDrain;
             if (i == 0) {
                 close.run();
             } else {
