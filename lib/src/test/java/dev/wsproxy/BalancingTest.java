@@ -368,6 +368,28 @@ class BalancingTest {
     }
 
     @Test
+    void keepsTheCountsOfABackendOutsideTheListThatUpdateBackendsAdds() throws Exception {
+        // A backend a custom selector built itself, then added to the list: the list gave it a fresh state, which
+        // counted none of the sessions open on it (backendStatus 0), and least-connections sent it the next ones.
+        BackendSelector leastConnections = BackendSelector.leastConnections().forRoute("/ws/");
+        java.util.concurrent.atomic.AtomicBoolean first = new java.util.concurrent.atomic.AtomicBoolean(true);
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
+                .backendSelector(context -> first.getAndSet(false) ? c.backend() : leastConnections.select(context))));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).as("built by the selector").isEqualTo("c");
+        assertThat(List.of(whoServes(open), whoServes(open))).containsExactlyInAnyOrder("a", "b");
+
+        proxy.updateBackends("/ws/", List.of(a.backend(), b.backend(), c.backend()));
+
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::activeSessions).containsExactly(1, 1, 1);
+        assertThat(List.of(whoServes(open), whoServes(open), whoServes(open))).as("least connections, counts kept")
+                .containsExactlyInAnyOrder("a", "b", "c");
+        closeAll(open);
+        org.awaitility.Awaitility.await().until(() -> proxy.backendStatus("/ws/").stream()
+                .allMatch(status -> status.activeSessions() == 0));
+    }
+
+    @Test
     void answers503WithRetryAfterWhenNoBackendIsAvailable() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
         proxy.drain(a.backend(), Duration.ZERO);

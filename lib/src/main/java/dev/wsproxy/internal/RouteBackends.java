@@ -32,7 +32,8 @@ public final class RouteBackends {
     /**
      * Backends a custom selector picked that are not in the list: one state each, so their counts add up. Kept while
      * they hold sessions or handshakes: a selector that builds its backends from request data (a tenant's host) would
-     * otherwise add one state per value it ever saw ({@link #pruneOthers}).
+     * otherwise add one state per value it ever saw ({@link #pruneOthers}). One that a replacement lists while it
+     * holds some moves to the list ({@link #adoptOther}).
      */
     private final Map<Backend, BackendState> others = new java.util.concurrent.ConcurrentHashMap<>();
     /** The size of {@link #others} at which idle states are dropped; doubles with the live ones, so pruning is rare. */
@@ -164,6 +165,23 @@ public final class RouteBackends {
     }
 
     /**
+     * Takes out of {@link #others} the state of a backend outside the list that the list now names ({@code uri}), when
+     * it still holds sessions or handshakes: the listed backend goes on with their counts, as a removed backend that
+     * comes back does. With a fresh state it counted none of the sessions a custom selector had sent it, and
+     * least-connections would send it every new one. Returns {@code null} when there is none; guarded by this.
+     */
+    private @Nullable BackendState adoptOther(java.net.URI uri) {
+        for (Map.Entry<Backend, BackendState> other : others.entrySet()) {
+            BackendState state = other.getValue();
+            if (other.getKey().uri().equals(uri) && (state.activeSessions() != 0 || state.pendingHandshakes() != 0)
+                    && others.remove(other.getKey(), state)) {
+                return state;
+            }
+        }
+        return null;
+    }
+
+    /**
      * Counts a failed connection against {@code state} for passive health ({@link BackendState#recordFailure}). When
      * the route has one backend, the failure is only counted, for {@link BackendStatus#recentFailures()}: passive
      * health never takes that one down (nginx does the same), but an operator still sees why its clients get
@@ -227,6 +245,9 @@ public final class RouteBackends {
             BackendState state = old.remove(backend.uri());
             if (state == null) {
                 state = retired.remove(backend.uri());
+            }
+            if (state == null) {
+                state = adoptOther(backend.uri());
             }
             if (state == null) {
                 state = new BackendState(backend);
