@@ -158,9 +158,9 @@ public interface BackendSelector {
      * {@code random two least_conn}.
      *
      * <p>It balances load almost as well as {@link #leastConnections()}, yet a burst of concurrent handshakes does not
-     * converge on one backend, and it never picks the most loaded backend while another is available. Good when
-     * several proxy instances share the backends, since each sees only its own sessions. Stateless and thread-safe;
-     * one shared instance.
+     * converge on one backend, and the most loaded backend is picked only when the other one drawn is as loaded.
+     * Good when several proxy instances share the backends, since each sees only its own sessions. Stateless and
+     * thread-safe; one shared instance.
      *
      * @return a power-of-two-choices selector
      */

@@ -397,7 +397,8 @@ public final class ProxyBuilder {
      * {@code maxFails}. So a backend that swallows connection attempts costs one client a connect timeout per window,
      * not every client that arrives during one. On trial, the backend's {@link BackendStatus#state()} is
      * {@link BackendStatus.State#UP UP} and its {@link BackendStatus#recentFailures()} {@code 0}; the trial's attempt
-     * shows in {@link BackendStatus#pendingHandshakes()}. A backend's own refusal (a status other than {@code 101})
+     * shows in {@link BackendStatus#pendingHandshakes()} when it is an upgrade (a plain HTTP request holds no handshake
+     * slot). A backend's own refusal (a status other than {@code 101})
      * is not a failure: the backend answered, a success. Routes with a single backend never take it down (its
      * failures still show in {@link BackendStatus#recentFailures()}), so never put it on trial. Active
      * {@linkplain HealthCheck health checks} keep their own verdict: their probes neither start nor end a trial.
