@@ -21,6 +21,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
@@ -200,16 +201,10 @@ class PlainHttpTest {
         // response, dropped with its connection, and the request sent again on a connection this backend never serves.
         String endless = "HTTP/1.1 200 OK\r\nX-Flood: " + "f".repeat(16 << 20);
         RawBackend flooding = RawBackend.answering(RawBackend.raw(endless));
-        try (flooding; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
-                .route("/", flooding.backend()).build()) {
-            proxying.start();
-            RawHttp.Response response;
-            try (RawHttp client = RawHttp.connect(proxying)) {
-                response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
-            }
+        exchangeThrough(flooding, host -> Request.plain("GET", "/page", host), (proxying, response) -> {
             assertThat(response.status()).as("%s", response).isEqualTo(502);
             assertThat(flooding.nextEnd(10)).as("the backend's write of its head was cut").isEqualTo("reset");
-        }
+        });
     }
 
     @Test
@@ -241,16 +236,10 @@ class PlainHttpTest {
         // while its connection went on as HTTP, and Jetty's client kept the backend connection as upgraded to nobody.
         RawBackend switching = RawBackend.answering(RawBackend.raw("HTTP/1.1 101 Switching Protocols\r\n"
                 + "Upgrade: h2c\r\nConnection: Upgrade\r\n\r\n"));
-        try (switching; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
-                .route("/", switching.backend()).build()) {
-            proxying.start();
-            RawHttp.Response response;
-            try (RawHttp client = RawHttp.connect(proxying)) {
-                response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
-            }
+        exchangeThrough(switching, host -> Request.plain("GET", "/page", host), (proxying, response) -> {
             assertThat(response.status()).as("%s", response).isEqualTo(502);
             assertThat(switching.nextEnd(5)).as("the backend connection").isEqualTo("eof");
-        }
+        });
     }
 
     @Test
@@ -362,7 +351,8 @@ class PlainHttpTest {
 
         assertThat(responses[0].status()).as("%s", responses[0]).isEqualTo(103);
         assertThat(responses[0].header("X-Debug")).isNull();
-        assertThat(responses[0].header("Link")).as("the header after it, which fits").isEqualTo("</style.css>; rel=preload");
+        assertThat(responses[0].header("Link")).as("the header after it, which fits")
+                .isEqualTo("</style.css>; rel=preload");
         assertThat(responses[1].status()).isEqualTo(200);
         assertThat(responses[1].bodyText()).isEqualTo("ok");
     }
@@ -374,16 +364,11 @@ class PlainHttpTest {
         // (HAProxy's httpchk and ab speak HTTP/1.0). Jetty writes what ProxyHandler passes on, whatever the version.
         RawBackend hinting = RawBackend.answering(RawBackend.raw("HTTP/1.1 " + interim
                 + "\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
-        try (hinting; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
-                .route("/", hinting.backend()).build()) {
-            proxying.start();
-            RawHttp.Response response;
-            try (RawHttp client = RawHttp.connect(proxying)) {
-                response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)).version("HTTP/1.0"));
-            }
+        Function<String, Request> http10 = host -> Request.plain("GET", "/page", host).version("HTTP/1.0");
+        exchangeThrough(hinting, http10, (proxying, response) -> {
             assertThat(response.status()).as("%s", response).isEqualTo(200);
             assertThat(response.bodyText()).isEqualTo("ok");
-        }
+        });
     }
 
     @Test
@@ -393,19 +378,39 @@ class PlainHttpTest {
         // the backend's 201, and no access line was written.
         RawBackend resumable = RawBackend.answering(RawBackend.raw("HTTP/1.1 104 Upload Resumption Supported\r\n"
                 + "Location: /uploads/1\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"));
-        try (resumable; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
-                .route("/", resumable.backend()).build();
-                StandardError.Capture log = StandardError.capture()) {
+        Function<String, Request> upload = host -> Request.plain("POST", "/uploads", host)
+                .add("Content-Length", "5").body("hello");
+        try (StandardError.Capture log = StandardError.capture()) {
+            exchangeThrough(resumable, upload, (proxying, response) -> {
+                assertThat(response.status()).as("%s", response).isEqualTo(201);
+                assertThat(response.bodyText()).isEqualTo("ok");
+            });
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
+                    .containsPattern(" dev\\.wsproxy\\.access - sid=- .* method=POST status=201 reason=-\n"));
+        }
+    }
+
+    /** What a test checks of one exchange through a proxy, while that proxy still runs. */
+    @FunctionalInterface
+    private interface ExchangeCheck {
+        void check(WebSocketProxy proxying, RawHttp.Response response) throws Exception;
+    }
+
+    /**
+     * Starts a proxy whose one route goes to {@code backend}, sends it on a connection of its own the request that
+     * {@code request} builds for the proxy's {@code Host}, and hands the response to {@code check} before the proxy
+     * and the backend are closed.
+     */
+    private static void exchangeThrough(RawBackend backend, Function<String, Request> request, ExchangeCheck check)
+            throws Exception {
+        try (backend; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", backend.backend()).build()) {
             proxying.start();
             RawHttp.Response response;
             try (RawHttp client = RawHttp.connect(proxying)) {
-                response = client.exchange(Request.plain("POST", "/uploads", RawHttp.host(proxying))
-                        .add("Content-Length", "5").body("hello"));
+                response = client.exchange(request.apply(RawHttp.host(proxying)));
             }
-            assertThat(response.status()).as("%s", response).isEqualTo(201);
-            assertThat(response.bodyText()).isEqualTo("ok");
-            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
-                    .containsPattern(" dev\\.wsproxy\\.access - sid=- .* method=POST status=201 reason=-\n"));
+            check.check(proxying, response);
         }
     }
 
@@ -637,17 +642,13 @@ class PlainHttpTest {
         // so the 413 the client got in full was logged reason=backend_failed.
         RawBackend refusing = RawBackend.answering(RawBackend.raw(
                 "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!"));
-        try (refusing; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
-                .route("/", refusing.backend()).build();
-                StandardError.Capture log = StandardError.capture()) {
-            proxying.start();
-            RawHttp.Response response;
-            try (RawHttp client = RawHttp.connect(proxying)) {
-                response = client.exchange(Request.plain("PUT", "/files/a", RawHttp.host(proxying))
-                        .add("Content-Length", "5").add("Expect", "100-continue"));
-            }
-            assertThat(response.status()).as("%s", response).isEqualTo(413);
-            assertThat(response.bodyText()).isEqualTo("too big!");
+        Function<String, Request> upload = host -> Request.plain("PUT", "/files/a", host)
+                .add("Content-Length", "5").add("Expect", "100-continue");
+        try (StandardError.Capture log = StandardError.capture()) {
+            exchangeThrough(refusing, upload, (proxying, response) -> {
+                assertThat(response.status()).as("%s", response).isEqualTo(413);
+                assertThat(response.bodyText()).isEqualTo("too big!");
+            });
             await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
                     " dev\\.wsproxy\\.access - sid=- .* method=PUT status=413 reason=-\n"));
             assertThat(log.text()).doesNotContain("backend_failed");
