@@ -120,10 +120,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     /** The most of a backend's refusal body relayed to the client. */
     static final int MAX_REFUSAL_BODY = 64 * 1024;
     /**
-     * Connections per backend address of the backend client, which only health checks use: proxied sessions
-     * connect through {@link BackendHandshake}, capped per backend by {@link Route#maxPendingBackendHandshakes()}.
+     * Connections per backend address of the proxy's HTTP clients: the plain HTTP forwarder's ({@link HttpForwarder},
+     * long polls hold one each) and the backend client's, which only health checks use. Proxied sessions connect
+     * through {@link BackendHandshake}, their handshakes capped per backend by
+     * {@link Route#maxPendingBackendHandshakes()}.
      */
-    private static final int MAX_PENDING_HANDSHAKES_PER_BACKEND = 4096;
+    private static final int MAX_CONNECTIONS_PER_BACKEND = 4096;
 
     private final ProxyConfig config;
     /** How the backend resolver looks a name up ({@link CoalescingResolver}). */
@@ -188,7 +190,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     WebSocketProxyHandler(ProxyConfig config, CoalescingResolver.LookUp lookUp) {
         this.config = config;
         this.lookUp = lookUp;
-        this.httpForwarder = new HttpForwarder(this, MAX_PENDING_HANDSHAKES_PER_BACKEND);
+        this.httpForwarder = new HttpForwarder(this, MAX_CONNECTIONS_PER_BACKEND);
         Handler next = config.nextHandler();
         if (next != null) {
             setHandler(next);
@@ -252,8 +254,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         http.setFollowRedirects(false);
         http.setHttpCookieStore(new HttpCookieStore.Empty());
         http.setUserAgentField(null);
-        http.setMaxConnectionsPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND);
-        http.setMaxRequestsQueuedPerDestination(MAX_PENDING_HANDSHAKES_PER_BACKEND * 4);
+        http.setMaxConnectionsPerDestination(MAX_CONNECTIONS_PER_BACKEND);
+        http.setMaxRequestsQueuedPerDestination(MAX_CONNECTIONS_PER_BACKEND * 4);
         // Fixed at start: the TCP connect of every backend connection (proxied sessions, plain HTTP, probes) gives up
         // by then, whatever a session's policy says later; each session's own connect timeout is the proxy's timer.
         // The backend client's is at least the default, which health checks (whose probes have their own timeout) may
