@@ -836,17 +836,8 @@ class PlainHttpTest {
         server.setHandler(mounted.handler());
         try (StandardError.Capture log = StandardError.capture()) {
             server.start();
-            RawHttp.Response response;
-            try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
-                client.send(Request.plain("POST", "/upload", "127.0.0.1:" + connector.getLocalPort())
-                        .add("Content-Length", "10").body("abc"));
-                response = client.readResponse();
-            }
-            assertThat(response.status()).as("%s", response).isEqualTo(408);
-            assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(
-                    new RecordingListener.Rejected("/", "/upload", 408, "request body timed out"));
-            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
-                    " dev\\.wsproxy\\.access - sid=- .* method=POST status=408 reason=body_timeout\n"));
+            assertStalledUploadGets408(RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort())),
+                    "127.0.0.1:" + connector.getLocalPort(), listener, log);
             assertThat(mounted.backendStatus("/").get(0).recentFailures()).as("not the backend's failure").isZero();
         } finally {
             server.stop();
@@ -866,18 +857,26 @@ class PlainHttpTest {
                 .build();
                 StandardError.Capture log = StandardError.capture()) {
             proxying.start();
-            RawHttp.Response response;
-            try (RawHttp client = RawHttp.connect(proxying)) {
-                client.send(Request.plain("POST", "/upload", RawHttp.host(proxying))
-                        .add("Content-Length", "10").body("abc"));
-                response = client.readResponse();
-            }
-            assertThat(response.status()).as("%s", response).isEqualTo(408);
-            assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(
-                    new RecordingListener.Rejected("/", "/upload", 408, "request body timed out"));
-            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
-                    " dev\\.wsproxy\\.access - sid=- .* method=POST status=408 reason=body_timeout\n"));
+            assertStalledUploadGets408(RawHttp.connect(proxying), RawHttp.host(proxying), listener, log);
         }
+    }
+
+    /**
+     * Sends {@code client} an upload of 3 of its 10 bytes, then nothing, and checks that it gets {@code 408}, reported
+     * to {@code listener} and logged as {@code body_timeout}; closes {@code client}.
+     */
+    private static void assertStalledUploadGets408(RawHttp client, String host, RecordingListener listener,
+            StandardError.Capture log) throws Exception {
+        RawHttp.Response response;
+        try (client) {
+            client.send(Request.plain("POST", "/upload", host).add("Content-Length", "10").body("abc"));
+            response = client.readResponse();
+        }
+        assertThat(response.status()).as("%s", response).isEqualTo(408);
+        assertThat(listener.all(RecordingListener.Rejected.class)).containsExactly(
+                new RecordingListener.Rejected("/", "/upload", 408, "request body timed out"));
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text()).containsPattern(
+                " dev\\.wsproxy\\.access - sid=- .* method=POST status=408 reason=body_timeout\n"));
     }
 
     /** A test of a chunked upload through a proxy with a listener, to a backend that reads bodies. */
