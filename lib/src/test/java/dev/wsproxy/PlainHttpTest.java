@@ -231,6 +231,45 @@ class PlainHttpTest {
     }
 
     @Test
+    void answers502ToARouteWhoseBackendSpeaksAnotherProtocolFirst() throws Exception {
+        // A route pointed at the wrong port, an SSH server's: its banner comes before any request and the connection
+        // stays open. Jetty's client reads bytes that come before its request as an unsolicited response and closes
+        // that connection; the request goes on a new one, where the same happens or the banner fails it.
+        List<Socket> accepted = new CopyOnWriteArrayList<>();
+        try (ServerSocket ssh = new ServerSocket(0, 50, InetAddress.getLoopbackAddress())) {
+            Thread banners = new Thread(() -> {
+                try {
+                    while (true) {
+                        Socket socket = ssh.accept();
+                        accepted.add(socket);
+                        socket.getOutputStream().write("SSH-2.0-OpenSSH_9.2p1\r\n".getBytes(StandardCharsets.US_ASCII));
+                    }
+                } catch (IOException e) {
+                    // the test is over
+                }
+            }, "ssh-banners");
+            banners.setDaemon(true);
+            banners.start();
+            try (WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0)
+                    .route("/", Backend.of("ws://127.0.0.1:" + ssh.getLocalPort())).build()) {
+                proxying.start();
+                try (RawHttp client = RawHttp.connect(proxying)) {
+                    RawHttp.Response response = client.exchange(Request.plain("GET", "/page", RawHttp.host(proxying)));
+                    assertThat(response.status()).as("plain HTTP: %s", response).isEqualTo(502);
+                }
+                try (RawHttp client = RawHttp.connect(proxying)) {
+                    RawHttp.Response response = client.exchange(Request.upgrade("/ws", RawHttp.host(proxying)));
+                    assertThat(response.status()).as("an upgrade: %s", response).isEqualTo(502);
+                }
+            } finally {
+                for (Socket socket : accepted) {
+                    socket.close();
+                }
+            }
+        }
+    }
+
+    @Test
     void answers502ForA101ToAPlainRequestAndClosesTheBackendConnection() throws Exception {
         // The request offered no upgrade (the proxy drops Upgrade): ProxyHandler wrote the 101 to the client, bare,
         // while its connection went on as HTTP, and Jetty's client kept the backend connection as upgraded to nobody.
