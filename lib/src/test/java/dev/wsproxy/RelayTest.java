@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import java.nio.ByteBuffer;
@@ -362,6 +363,29 @@ class RelayTest {
         session.close(4002, "kicked");
         assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4002, "kicked"));
         assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(4002, "kicked"));
+        assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
+    }
+
+    @Test
+    void refusesAnUnsendableCloseNamingTheReasonsBytesAndLeavesTheSessionOpen() throws Exception {
+        // The limit is 123 UTF-8 bytes, and the message gave the reason's length in chars: a 62-char reason of 'é'
+        // (124 bytes) was refused as "62 chars (expected: at most 123 UTF-8 bytes)". A null reason failed with a bare
+        // NullPointerException from inside the relay.
+        WsRecorder client = connect();
+        ProxySession session = opened.poll(10, TimeUnit.SECONDS);
+        assertThatThrownBy(() -> session.close(1000, "\u00e9".repeat(62)))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("reason: 124 UTF-8 bytes (expected: at most 123)");
+        assertThatThrownBy(() -> session.close(1006, "lost")).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("code: 1006 (expected: 1000-1003, 1007-1014 or 3000-4999)");
+        assertThatThrownBy(() -> session.close(1000, null)).isInstanceOf(NullPointerException.class)
+                .hasMessage("reason");
+        client.sendText("still open");
+        assertThat(client.nextText()).isEqualTo("still open");
+
+        session.close(4000, "\u00e9".repeat(61) + "!"); // 123 bytes: sent whole
+        assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(4000, "\u00e9".repeat(61) + "!"));
+        assertThat(backend.nextClose()).isEqualTo(new TestBackend.Closed(4000, "\u00e9".repeat(61) + "!"));
         assertThat(events.nextClose().initiator()).isEqualTo(SessionClose.Initiator.PROXY);
     }
 

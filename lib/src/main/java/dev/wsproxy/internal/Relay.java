@@ -1,5 +1,7 @@
 package dev.wsproxy.internal;
 
+import static java.util.Objects.requireNonNull;
+
 import java.net.InetSocketAddress;
 import java.net.URI;
 import java.nio.ByteBuffer;
@@ -266,10 +268,12 @@ final class Relay implements ProxySession {
         if (!CloseStatus.isTransmittableStatusCode(code)) {
             throw new IllegalArgumentException("code: " + code + " (expected: 1000-1003, 1007-1014 or 3000-4999)");
         }
-        if (reason.getBytes(StandardCharsets.UTF_8).length > MAX_REASON_BYTES) {
+        requireNonNull(reason, "reason");
+        int reasonBytes = reason.getBytes(StandardCharsets.UTF_8).length;
+        if (reasonBytes > MAX_REASON_BYTES) {
+            // In bytes, as the limit is: a reason of 62 'é' is 124 bytes, not 62 chars of a 123 limit.
             throw new IllegalArgumentException(
-                    "reason: " + reason.length() + " chars (expected: at most " + MAX_REASON_BYTES
-                            + " UTF-8 bytes)");
+                    "reason: " + reasonBytes + " UTF-8 bytes (expected: at most " + MAX_REASON_BYTES + ")");
         }
         close(new CloseStatus(code, reason), "closed_by_app");
     }
