@@ -70,8 +70,10 @@ import java.util.function.Function;
  * a WebSocket over HTTP/2 behind any connector, a client that closes its connection (or resets its stream) while the
  * stage is pending is noticed at once: listeners get {@code 499} ({@link ProxyListener#onHandshakeRejected}), its
  * connection slot is given back, and the decision that comes after is ignored, no backend connection made; the stage
- * is not cancelled. The request passed in can be read until the stage completes or the timeout has answered the
- * client. Implementations must be thread-safe.
+ * is not cancelled. A proxy that stops while the stage is pending answers the client {@code 503} with
+ * {@code Retry-After}, as a request that arrives while it stops, and ignores the decision likewise. The request passed
+ * in can be read until the stage completes or the timeout has answered the client. Implementations must be
+ * thread-safe.
  *
  * <p>A route's authenticator guards the WebSocket upgrades on the route and the plain HTTP requests the route
  * forwards to its backends ({@link PlainHttp#PROXY_TO_BACKEND}, like Socket.IO's polling fallback), which get the

@@ -295,6 +295,40 @@ class AuthenticationTest {
     }
 
     @Test
+    void answers503WhenTheProxyStopsBeforeALaterDecisionAndGivesTheSlotBack() throws Exception {
+        // Unknown to the stop's drain, a pending decision's client had its connection closed by the server's stop with
+        // no answer, and listeners heard 499, a client that left, of a client the proxy had dropped.
+        BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
+        start(ProxyBuilder.create()
+                .maxConnectionsPerIp(1)
+                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> {
+                    CompletableFuture<AuthDecision> decision = new CompletableFuture<>();
+                    pending.add(decision);
+                    return decision;
+                }).timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build())));
+        CompletableFuture<AuthDecision> decision;
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            client.send(RawHttp.Request.upgrade("/slow/chat", RawHttp.host(proxy)));
+            decision = pending.poll(10, TimeUnit.SECONDS);
+            assertThat(decision).as("the authenticator was asked").isNotNull();
+
+            proxy.stop(Duration.ofSeconds(5));
+            assertThat(listener.all(RecordingListener.Rejected.class)).as("reported before stop returned")
+                    .containsExactly(new RecordingListener.Rejected("/slow/", "/slow/chat", 503,
+                            "proxy is shutting down"));
+            assertThat(((WebSocketProxyHandler) proxy.handler()).held())
+                    .isEqualTo(new WebSocketProxyHandler.Held(0, 0, 0, 0));
+            RawHttp.Response response = client.readResponse();
+            assertThat(response.status()).isEqualTo(503);
+            assertThat(response.header("Retry-After")).isEqualTo("5");
+        }
+
+        decision.complete(AuthDecision.allow());
+        assertThat(backend.httpConnections.get()).as("backend connections after the late decision").isZero();
+        assertThat(listener.all(RecordingListener.Rejected.class)).as("reported once").hasSize(1);
+    }
+
+    @Test
     void answers500WithoutDetailWhenTheAuthenticatorFails() throws Exception {
         start(ProxyBuilder.create()
                 .route("/throws/", r -> r.backends(backend.backend()).authenticator(request -> {

@@ -32,6 +32,12 @@ import dev.wsproxy.Authenticator;
  * authenticator's, and may serve other requests). The watch is armed before the timer and the stage can act, and
  * disarmed by whichever acts before it answers the client or goes on, so that the handshake's own watch, armed next,
  * is never undone. Plain HTTP requests are not watched: the socket may carry their body.
+ *
+ * <p>A pending decision is known to the proxy ({@link WebSocketProxyHandler#authenticationPending}) until one of them
+ * acts, so that a stop acts as a fifth: the client gets {@code 503} and the {@code Retry-After} of a request that
+ * arrives while the proxy stops, and its slot back, before the stop closes its connection. Unknown to the drain, the
+ * client's connection was closed by the server's stop without an answer, and listeners heard {@code 499}, a client
+ * that left, of a client the proxy had dropped. Decisions made at once are never pending: nothing to track.
  */
 final class Authentication {
 
@@ -124,11 +130,20 @@ final class Authentication {
         if (decided.get()) {
             return;
         }
+        if (!proxy.authenticationPending(this)) {
+            shutdown(); // the proxy started to stop: its drain may have looked for pending decisions already
+            return;
+        }
+        if (decided.get()) {
+            // The client left as the decision was being kept: kept after clientGone forgot it, forgotten here.
+            proxy.authenticationEnded(this);
+            return;
+        }
         long timeoutMillis = timeout.toMillis();
         Scheduler.Task deadline;
         try {
             deadline = proxy.scheduler().schedule(() -> {
-                if (decided.compareAndSet(false, true)) {
+                if (decide()) {
                     unwatch();
                     refuse(HttpStatus.GATEWAY_TIMEOUT_504, "auth_timeout",
                             "authentication took more than " + timeoutMillis + " ms", null);
@@ -136,7 +151,7 @@ final class Authentication {
             }, timeoutMillis, TimeUnit.MILLISECONDS);
         } catch (RuntimeException e) {
             // The scheduler refuses tasks once it stops: the proxy is stopping.
-            if (decided.compareAndSet(false, true)) {
+            if (decide()) {
                 unwatch();
                 refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down", null);
             }
@@ -150,14 +165,14 @@ final class Authentication {
         }
         try {
             stage.whenComplete((decision, failure) -> {
-                if (decided.compareAndSet(false, true)) {
+                if (decide()) {
                     deadline.cancel();
                     unwatch();
                     complete(authenticator, decision, failure);
                 }
             });
         } catch (Throwable e) {
-            if (decided.compareAndSet(false, true)) {
+            if (decide()) {
                 deadline.cancel();
                 unwatch();
                 failed(authenticator, e);
@@ -170,7 +185,7 @@ final class Authentication {
      * {@link Handshake}'s client gone during the backend handshake, with the same status for listeners.
      */
     private void clientGone() {
-        if (!decided.compareAndSet(false, true)) {
+        if (!decide()) {
             return;
         }
         Scheduler.Task deadline = timer;
@@ -185,6 +200,34 @@ final class Authentication {
         }
         Handshake.abandon(proxy, route, view, callback, "client connection closed during authentication",
                 new Handshake.ClientGone("authentication"));
+    }
+
+    /**
+     * Takes the one action on a pending decision; {@code false} when another took it. The proxy forgets the decision
+     * then: nothing is left for its stop to answer.
+     */
+    private boolean decide() {
+        if (!decided.compareAndSet(false, true)) {
+            return false;
+        }
+        proxy.authenticationEnded(this);
+        return true;
+    }
+
+    /**
+     * The proxy stops while the decision is pending (see the class comment): {@code 503}, as for a request that arrives
+     * while it stops; the decision that comes after is ignored.
+     */
+    void shutdown() {
+        if (!decide()) {
+            return;
+        }
+        Scheduler.Task deadline = timer;
+        if (deadline != null) {
+            deadline.cancel();
+        }
+        unwatch();
+        refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down", null);
     }
 
     private void complete(Authenticator authenticator, @Nullable AuthDecision decision, @Nullable Throwable failure) {

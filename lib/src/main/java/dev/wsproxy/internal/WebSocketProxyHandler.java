@@ -133,6 +133,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     private final HttpForwarder httpForwarder;
     private final Set<Relay> relays = ConcurrentHashMap.newKeySet();
     /**
+     * The authenticators' decisions still pending ({@link Authentication}): a stop answers them {@code 503}, as it does
+     * the handshakes in flight to a backend ({@link #refusePendingAuthentications}).
+     */
+    private final Set<Authentication> authentications = ConcurrentHashMap.newKeySet();
+    /**
      * Sessions that ended (deregistered from {@link #relays}) and whose close the listeners have not all been told
      * yet: {@link #drain} waits for them too, so that {@code stop()} returns after the last {@code onSessionClosed}.
      */
@@ -356,6 +361,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             sweeper.cancel();
         }
         stopProbes();
+        refusePendingAuthentications();
         for (Relay relay : relays) {
             relay.abort();
         }
@@ -870,6 +876,34 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     }
 
     /** Registers a relay; returns {@code false} (and registers nothing) when the proxy is draining. */
+    /**
+     * Keeps {@code authentication}, whose decision is pending, for a stop to answer; {@code false}, having kept
+     * nothing, once the proxy is stopping (a drain may have looked already): it is then to be answered at once.
+     */
+    boolean authenticationPending(Authentication authentication) {
+        authentications.add(authentication);
+        if (draining) {
+            authentications.remove(authentication);
+            return false;
+        }
+        return true;
+    }
+
+    /** {@code authentication}'s decision was acted on: nothing left for a stop to answer. */
+    void authenticationEnded(Authentication authentication) {
+        authentications.remove(authentication);
+    }
+
+    /**
+     * Answers {@code 503} to every request whose authenticator has not decided yet, before the server's stop closes
+     * their connections: a stop answered them nothing, and listeners heard {@code 499}, a client gone.
+     */
+    private void refusePendingAuthentications() {
+        for (Authentication authentication : authentications) {
+            authentication.shutdown();
+        }
+    }
+
     boolean register(Relay relay) {
         relays.add(relay);
         if (draining) {
@@ -950,6 +984,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             ended = gracefulStop;
         }
         draining = true;
+        refusePendingAuthentications();
         for (Relay relay : relays) {
             relay.shutdown();
         }
@@ -1129,15 +1164,17 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     }
 
     /**
-     * Refuses new upgrades with {@code 503}, closes every session with {@code 1001} on both legs, and waits until
-     * they have ended and their closes have reached the listeners, or {@code timeout} has passed; then drops the
-     * connections of the sessions left, and gives them (and listeners still running) 100 ms more. A session's close is
+     * Refuses new upgrades, and those whose authenticator has not decided yet, with {@code 503}, closes every session
+     * with {@code 1001} on both legs, and waits until they have ended and their closes have reached the listeners, or
+     * {@code timeout} has passed; then drops the connections of the sessions left, and gives them (and listeners still
+     * running) 100 ms more. A session's close is
      * reported on the thread that ended it: {@code stop()}'s own when its close completed at once, otherwise a Jetty
      * thread (the write of its close frame completed, its peer answered), which stop() must wait for too.
      */
     private void drain(Duration timeout) {
         draining = true;
         cutDrain(timeout);
+        refusePendingAuthentications();
         for (Relay relay : relays) {
             relay.shutdown();
         }
