@@ -245,14 +245,11 @@ final class Authentication {
     }
 
     /**
-     * Goes on with the handshake or the plain request, answering {@code 500} if that throws. Nothing is known to
-     * throw there (the selector, listeners and policies are each guarded where they are called), but an exception
-     * would otherwise be lost after a later decision, inside the authenticator's stage (a dependent future nobody
-     * reads): the callback never completed, and Jetty does not time out a request it handles that has no read or
-     * write pending, so the client's connection and its connection slot were held until the client left. After an
-     * immediate decision it reached Jetty, which answered 500 but kept the slot.
+     * Goes on with the handshake or the plain request. Each answers a failure of its own start itself
+     * ({@link Handshake#start()}: the slot back and {@code 500}; the plain forward's {@code 502}): an exception
+     * thrown here after a later decision would be lost inside the authenticator's stage (a dependent future nobody
+     * reads), the callback never completed and the slot held until the client left.
      */
-    /** Goes on: the handshake and the plain HTTP forward each answer a failure of their own start themselves. */
     private void proceed() {
         proceed.run();
     }
