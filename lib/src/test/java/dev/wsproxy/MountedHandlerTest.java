@@ -13,6 +13,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Queue;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
@@ -32,6 +33,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+
+import dev.wsproxy.internal.WebSocketProxyHandler;
 
 /** The proxy mounted as a Handler in a user's own Server, in front of the user's application handler. */
 class MountedHandlerTest {
@@ -125,6 +128,34 @@ class MountedHandlerTest {
             await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
                     .containsPattern(" dev\\.wsproxy\\.access - sid=" + id + " .* first=proxy status=101 "
                             + "proxy_close=- reason=shutdown\n"));
+        }
+    }
+
+    @Test
+    void givesBackTheSlotOfADecisionPendingAsTheServerStopsBehindAConnectorThatCannotWatchItsClient()
+            throws Exception {
+        // Behind a plain connector nothing notices the client leave, and the authenticator's timer went with the
+        // server's scheduler: a decision that never came held its connection slot through the restart, and the
+        // address got 429 for good.
+        server.stop();
+        mount(ProxyBuilder.create().maxConnectionsPerIp(1)
+                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> new CompletableFuture<>())
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build()))
+                .route("/ws/", backend.backend()), ServerConnector::new);
+        try (Socket client = new Socket("127.0.0.1", connector.getLocalPort())) {
+            client.getOutputStream().write(("GET /slow/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    + "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+            await().atMost(Duration.ofSeconds(10)).until(() -> ((WebSocketProxyHandler) proxy.handler()).held()
+                    .connectionSlots() == 1);
+            server.stop();
+        }
+        assertThat(((WebSocketProxyHandler) proxy.handler()).held()).as("held after the server's stop")
+                .isEqualTo(new WebSocketProxyHandler.Held(0, 0, 0, 0));
+
+        server.start();
+        try (RawHttpExchange exchange = RawHttpExchange.upgrade(connector.getLocalPort(), "/ws/chat")) {
+            assertThat(exchange.statusLine()).as("the address's one slot after the restart").startsWith("HTTP/1.1 101");
         }
     }
 
