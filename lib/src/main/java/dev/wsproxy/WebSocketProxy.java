@@ -335,7 +335,8 @@ public final class WebSocketProxy implements AutoCloseable {
      * graceful shutdown as Jetty's own WebSocket container does: it refuses new upgrades with {@code 503}, sends
      * {@code 1001 Going Away} to both legs of every session, and the server waits for them to end, up to that timeout,
      * before it closes its connectors. Without a stop timeout the server drops every connection at once. Either way the
-     * proxy serves again when the server starts again; {@link #stop(Duration)} stops it for good.
+     * requests whose {@link Authenticator} has not decided yet are answered {@code 503} first, and the proxy serves
+     * again when the server starts again; {@link #stop(Duration)} stops it for good.
      *
      * @return the proxy handler
      */

@@ -137,17 +137,8 @@ class MountedHandlerTest {
         // Behind a plain connector nothing notices the client leave, and the authenticator's timer went with the
         // server's scheduler: a decision that never came held its connection slot through the restart, and the
         // address got 429 for good.
-        server.stop();
-        mount(ProxyBuilder.create().maxConnectionsPerIp(1)
-                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> new CompletableFuture<>())
-                        .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build()))
-                .route("/ws/", backend.backend()), ServerConnector::new);
-        try (Socket client = new Socket("127.0.0.1", connector.getLocalPort())) {
-            client.getOutputStream().write(("GET /slow/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                    + "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-            await().atMost(Duration.ofSeconds(10)).until(() -> ((WebSocketProxyHandler) proxy.handler()).held()
-                    .connectionSlots() == 1);
+        remountWithAnAuthenticatorThatNeverDecides(ProxyBuilder.create(), ServerConnector::new);
+        try (Socket client = upgradeWaitingForItsDecision()) {
             server.stop();
         }
         assertThat(((WebSocketProxyHandler) proxy.handler()).held()).as("held after the server's stop")
@@ -157,6 +148,47 @@ class MountedHandlerTest {
         try (RawHttpExchange exchange = RawHttpExchange.upgrade(connector.getLocalPort(), "/ws/chat")) {
             assertThat(exchange.statusLine()).as("the address's one slot after the restart").startsWith("HTTP/1.1 101");
         }
+    }
+
+    @Test
+    void answers503ToADecisionPendingAsTheServerStopsWithoutAStopTimeout() throws Exception {
+        // The server's stop closed the waiting client's connection with no answer before the handler stopped, and
+        // listeners heard 499, a client that left, of a client the server dropped.
+        RecordingListener recorded = new RecordingListener();
+        remountWithAnAuthenticatorThatNeverDecides(ProxyBuilder.create().listener(recorded),
+                WebSocketProxy::serverConnector);
+        try (Socket client = upgradeWaitingForItsDecision()) {
+            server.stop();
+            String head = new String(client.getInputStream().readNBytes(64), StandardCharsets.ISO_8859_1);
+            assertThat(head).startsWith("HTTP/1.1 503");
+        }
+        assertThat(recorded.all(RecordingListener.Rejected.class)).containsExactly(
+                new RecordingListener.Rejected("/slow/", "/slow/chat", 503, "proxy is shutting down"));
+    }
+
+    /**
+     * Mounts anew, with one slot per address, a route {@code /slow/} whose authenticator never decides (the connect
+     * timeout, its deadline, a minute) and {@code /ws/}.
+     */
+    private void remountWithAnAuthenticatorThatNeverDecides(ProxyBuilder builder,
+            Function<Server, ServerConnector> connectorFactory) throws Exception {
+        server.stop();
+        mount(builder.maxConnectionsPerIp(1)
+                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> new CompletableFuture<>())
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build()))
+                .route("/ws/", backend.backend()), connectorFactory);
+    }
+
+    /** Sends an upgrade to {@code /slow/chat}; returns once it holds its slot, its decision pending. */
+    private Socket upgradeWaitingForItsDecision() throws Exception {
+        Socket client = new Socket("127.0.0.1", connector.getLocalPort());
+        client.setSoTimeout(10_000);
+        client.getOutputStream().write(("GET /slow/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                + "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+        await().atMost(Duration.ofSeconds(10)).until(() -> ((WebSocketProxyHandler) proxy.handler()).held()
+                .connectionSlots() == 1);
+        return client;
     }
 
     @Test

@@ -1002,6 +1002,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
      * are named as the proxy's end ({@link Relay#serverStopping}); with one, {@link #shutdown} closes them first.
      */
     private void serverStopping() {
+        // Before the connectors close: the requests whose authenticator has not decided get 503, not a dropped
+        // connection that listeners heard of as 499, a client gone.
+        refusePendingAuthentications();
         Server server = getServer();
         if (server == null || server.getStopTimeout() <= 0) {
             for (Relay relay : relays) {
