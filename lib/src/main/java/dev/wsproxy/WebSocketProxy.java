@@ -7,6 +7,10 @@ import java.net.URI;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 
 import org.eclipse.jetty.http.HttpVersion;
@@ -460,9 +464,11 @@ public final class WebSocketProxy implements AutoCloseable {
         }
         if (toStop != null && config.reusePort()) {
             // A successor bound to the address takes every new connection from now on (ProxyBuilder.reusePort).
+            List<CompletableFuture<Void>> closing = new ArrayList<>();
             for (Connector connector : toStop.getConnectors()) {
-                WebSocketEndPoints.closeListener(connector);
+                closing.add(WebSocketEndPoints.closeListener(connector));
             }
+            awaitListenersClosed(closing);
             // And the connections kept alive for a next request: it goes to the successor too, not to a 503.
             handler.closeIdleConnections();
         }
@@ -473,6 +479,21 @@ public final class WebSocketProxy implements AutoCloseable {
             } catch (Exception e) {
                 LOG.warn("Failed to stop the standalone server", e);
             }
+        }
+    }
+
+    /**
+     * Waits, a few seconds at most, until the listening sockets are closed: each is closed on its selector, and one
+     * still open when the drain began accepted connections the stopping proxy answered {@code 503} (seen on a busy
+     * machine). A selector that does not get to it in time only lets a few connections reach this proxy.
+     */
+    private static void awaitListenersClosed(List<CompletableFuture<Void>> closing) {
+        try {
+            CompletableFuture.allOf(closing.toArray(CompletableFuture[]::new)).get(5, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (ExecutionException | TimeoutException e) {
+            LOG.debug("Listening sockets not closed before the drain", e);
         }
     }
 

@@ -14,8 +14,10 @@ import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeoutException;
@@ -198,24 +200,38 @@ public final class WebSocketEndPoints {
      * selector's next select, releases it at once, as the update wakes that selector. Closed from another thread, it
      * went on listening until its selector woke for some other reason: on an idle one, the next connection the kernel
      * queued there was reset, not refused or taken by a successor on the same address.
+     *
+     * @return completed once the socket is closed (at once when it was closed here), for a stop that must not begin
+     *         its drain while the socket still accepts: a connection it took then got the stopping proxy's 503
      */
-    public static void closeListener(org.eclipse.jetty.server.Connector connector) {
+    public static CompletableFuture<Void> closeListener(org.eclipse.jetty.server.Connector connector) {
         if (!(connector instanceof ServerConnector server
                 && server.getTransport() instanceof ServerSocketChannel channel)) {
-            return;
+            return CompletableFuture.completedFuture(null);
         }
         SelectorManager selectors = server.getSelectorManager();
-        if (selectors == null || !channel.isRegistered()) {
+        List<ManagedSelector> all = selectors == null ? List.of()
+                : List.copyOf(selectors.getBeans(ManagedSelector.class));
+        if (all.isEmpty() || !channel.isRegistered()) {
             IO.close(channel);
-            return;
+            return CompletableFuture.completedFuture(null);
         }
-        for (ManagedSelector selector : selectors.getBeans(ManagedSelector.class)) {
+        CompletableFuture<Void> closed = new CompletableFuture<>();
+        AtomicInteger left = new AtomicInteger(all.size());
+        for (ManagedSelector selector : all) {
             selector.submit(jdkSelector -> {
-                if (channel.keyFor(jdkSelector) != null) {
-                    IO.close(channel);
+                try {
+                    if (channel.keyFor(jdkSelector) != null) {
+                        IO.close(channel);
+                    }
+                } finally {
+                    if (left.decrementAndGet() == 0) {
+                        closed.complete(null);
+                    }
                 }
             });
         }
+        return closed;
     }
 
     /** {@link #serverConnector(Server, ConnectionFactory...)} with {@code selectors} selectors (for tests). */

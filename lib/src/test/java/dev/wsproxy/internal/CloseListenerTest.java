@@ -8,6 +8,7 @@ import java.net.ConnectException;
 import java.net.Socket;
 import java.nio.channels.ServerSocketChannel;
 import java.time.Duration;
+import java.util.concurrent.TimeUnit;
 
 import org.eclipse.jetty.server.HttpConnectionFactory;
 import org.eclipse.jetty.server.Server;
@@ -33,7 +34,8 @@ class CloseListenerTest {
             // A selector registers the listener for accepts as an update of its own, after the start returned.
             await("accepting on a selector").atMost(Duration.ofSeconds(5)).until(listener::isRegistered);
 
-            WebSocketEndPoints.closeListener(connector);
+            WebSocketEndPoints.closeListener(connector).get(5, TimeUnit.SECONDS);
+            assertThat(listener.isOpen()).as("closed when the returned future completes").isFalse();
 
             await("released by its selector").atMost(Duration.ofSeconds(5))
                     .until(() -> !listener.isOpen() && !listener.isRegistered());
