@@ -366,8 +366,11 @@ public final class ProxyBuilder {
      * through the proxy, which then relays their compressed frames as they are, as a byte tunnel like nginx would.
      * The proxy never inflates nor deflates: it offers the backend the client's {@code permessage-deflate} offers
      * (those that are valid; other extensions never), checks that the backend's {@code 101} accepts at most one of
-     * them ({@code 502} otherwise) and gives the client that answer. Default: {@code false}, and neither leg then
-     * negotiates any extension.
+     * them ({@code 502} otherwise) and gives the client that answer. A well-formed answer on other terms than the
+     * client's offers allow (RFC 7692 section 7.1: servers such as Jetty's and gorilla's ignore an offer's
+     * {@code server_max_window_bits}, which any client may send) is a {@code 502} for that client only: neither a
+     * failure for {@link #passiveHealth(int, Duration) passive health} nor retried on another backend. Default:
+     * {@code false}, and neither leg then negotiates any extension.
      *
      * <p>The trade-off: the proxy cannot look inside a compressed message. It does not check the UTF-8 of compressed
      * text messages (uncompressed ones in the same session still are, {@code 1007}), and {@link #maxMessageSize(long)}
@@ -399,7 +402,8 @@ public final class ProxyBuilder {
      * {@link BackendStatus.State#UP UP} and its {@link BackendStatus#recentFailures()} {@code 0}; the trial's attempt
      * shows in {@link BackendStatus#pendingHandshakes()} when it is an upgrade (a plain HTTP request holds no handshake
      * slot). A backend's own refusal (a status other than {@code 101})
-     * is not a failure: the backend answered, a success. Routes with a single backend never take it down (its
+     * is not a failure: the backend answered, a success; so is a {@code 101} that accepts {@code permessage-deflate}
+     * on terms the client's offers do not allow (see {@link #compressionPassThrough(boolean)}). Routes with a single backend never take it down (its
      * failures still show in {@link BackendStatus#recentFailures()}), so never put it on trial. Active
      * {@linkplain HealthCheck health checks} keep their own verdict: their probes neither start nor end a trial.
      * Default: 1 failure, 10 seconds.

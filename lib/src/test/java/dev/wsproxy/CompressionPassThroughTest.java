@@ -229,6 +229,38 @@ class CompressionPassThroughTest {
         assertThat(backend.nextEnd(5)).as("backend connection").isIn("eof", "reset");
     }
 
+    @Test
+    void answers502ToOffersABackendDoesNotHonourWithoutTakingItDownOrTryingAnother() throws Exception {
+        // Jetty's server (as gorilla's) ignores an offer's server_max_window_bits and answers a bare permessage-deflate,
+        // which that offer does not allow (RFC 7692 7.1.2.1). Any client may send such an offer: counted against the
+        // backend with the default passive health (one failure), it took down each backend it failed over to.
+        TestBackend first = testBackend();
+        TestBackend second = new TestBackend("b2");
+        resources.add(second);
+        proxy = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", first.backend(), second.backend())
+                .compressionPassThrough(true)
+                .build();
+        proxy.start();
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/deflate", RawHttp.host(proxy))
+                    .add("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=10"));
+            assertThat(response.status()).as("%s", response).isEqualTo(502);
+            assertThat(response.header("Sec-WebSocket-Extensions")).isNull();
+        }
+        // Each attempt reached a backend's upgrade before its 101, so before the 502: all are counted by now.
+        assertThat(first.upgrades.size() + second.upgrades.size()).as("backends tried").isEqualTo(1);
+        assertThat(proxy.backendStatus("/")).as("passive health").allSatisfy(status ->
+                assertThat(status.state()).isEqualTo(BackendStatus.State.UP));
+        WsRecorder recorder = new WsRecorder();
+        Session session = connectWithDeflate(recorder);
+        assertThat(extensionNames(session)).containsExactly("permessage-deflate");
+        recorder.sendText("still served");
+        assertThat(recorder.nextText()).isEqualTo("still served");
+        session.close(1000, "done", Callback.NOOP);
+        assertThat(recorder.nextClose().code()).isEqualTo(1000);
+    }
+
     @ParameterizedTest(name = "{0}: {1}")
     @CsvSource(delimiter = '|', value = {
         "permessage-deflate; server_no_context_takeover; client_max_window_bits=9  | 101",

@@ -616,7 +616,9 @@ final class BackendHandshake {
             HttpFields answer = fields.asImmutable();
             String invalid = attempt.validate(answer);
             if (invalid != null) {
-                attempt.fail(new UpgradeException(attempt.uri, HttpStatus.SWITCHING_PROTOCOLS_101, invalid));
+                attempt.fail(DeflatePassThrough.UNMATCHED.equals(invalid)
+                        ? new DeflatePassThrough.Unmatched(attempt.uri)
+                        : new UpgradeException(attempt.uri, HttpStatus.SWITCHING_PROTOCOLS_101, invalid));
                 return;
             }
             WebSocketCoreSession session;

@@ -1,5 +1,6 @@
 package dev.wsproxy.internal;
 
+import java.net.URI;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -8,9 +9,11 @@ import java.util.Map;
 
 import org.eclipse.jetty.http.HttpFields;
 import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.websocket.core.Behavior;
 import org.eclipse.jetty.websocket.core.ExtensionStack;
 import org.eclipse.jetty.websocket.core.WebSocketComponents;
+import org.eclipse.jetty.websocket.core.exception.UpgradeException;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -26,8 +29,11 @@ import org.jspecify.annotations.Nullable;
  * forwarded rewritten in one form ({@code permessage-deflate; client_max_window_bits=10}), with the same meaning.
  * The backend's {@code 101} must then carry no extension, or exactly one {@code permessage-deflate} element that one
  * of those offers allows (section 7.1): valid parameters, each once; {@code client_max_window_bits}, with a value,
- * only if that offer had it; {@code server_max_window_bits} no larger than that offer's when it had one. Anything
- * else is an invalid {@code 101} ({@code 502}). The client's {@code 101} carries the element the backend accepted.
+ * only if that offer had it, and no larger than its value; {@code server_max_window_bits} no larger than that offer's,
+ * and present, when it had one; {@code server_no_context_takeover} when that offer had it. Anything else is an invalid
+ * {@code 101} ({@code 502}); one well-formed element that no offer allows ({@link #UNMATCHED}) is not held against the
+ * backend, since a client's offer can bring it about. The client's {@code 101} carries the element the backend
+ * accepted.
  *
  * <h2>Frames</h2>
  * Jetty's sessions refuse a data frame with RSV1 set unless an extension of theirs claims RSV1: each leg of a session
@@ -85,6 +91,9 @@ final class DeflatePassThrough {
         if (params == null) {
             return "Sec-WebSocket-Extensions contained extension not requested";
         }
+        if (!validAnswer(params)) {
+            return "Sec-WebSocket-Extensions accepted permessage-deflate with parameters RFC 7692 does not allow";
+        }
         for (String value : offered) {
             for (String offer : elements(value)) {
                 Map<String, @Nullable String> offerParams = parse(offer);
@@ -93,7 +102,30 @@ final class DeflatePassThrough {
                 }
             }
         }
-        return "Sec-WebSocket-Extensions accepted permessage-deflate with parameters not offered";
+        return UNMATCHED;
+    }
+
+    /**
+     * Why a backend's {@code 101} is invalid ({@link #invalidAnswer}) when it accepted one well-formed
+     * {@code permessage-deflate} element that none of the client's offers allows: a window or a context takeover
+     * other than an offer asked for. That depends on the client's offers as much as on the backend: servers that
+     * ignore an offer's {@code server_max_window_bits} (Jetty's, gorilla's) answer one that asks for it so, and any
+     * client can ask. So it is a {@code 502} for that client, not a failure of the backend ({@link Unmatched}).
+     */
+    static final String UNMATCHED = "Sec-WebSocket-Extensions accepted permessage-deflate on terms none of the "
+            + "client's offers allows (RFC 7692 section 7.1)";
+
+    /**
+     * A backend's {@code 101} invalid for {@link #UNMATCHED}: the backend is up and answered, as a backend that
+     * refuses does, so the proxy neither counts it against the backend's health nor tries another backend.
+     */
+    static final class Unmatched extends UpgradeException {
+
+        private static final long serialVersionUID = 1L;
+
+        Unmatched(URI uri) {
+            super(uri, HttpStatus.SWITCHING_PROTOCOLS_101, UNMATCHED);
+        }
     }
 
     /** The element a valid answer ({@link #invalidAnswer}) accepted, rewritten in one form; {@code null} for none. */
@@ -193,19 +225,30 @@ final class DeflatePassThrough {
         return true;
     }
 
-    /** Whether a response with {@code accepted}'s parameters accepts {@code offer} (RFC 7692 section 7.1). */
-    private static boolean allows(Map<String, @Nullable String> offer, Map<String, @Nullable String> accepted) {
-        for (Map.Entry<String, @Nullable String> param : accepted.entrySet()) {
+    /** A response's parameters as RFC 7692 section 7 allows them, whatever the offer: windows with a value. */
+    private static boolean validAnswer(Map<String, @Nullable String> params) {
+        for (Map.Entry<String, @Nullable String> param : params.entrySet()) {
             String value = param.getValue();
             boolean valid = switch (param.getKey()) {
                 case SERVER_NO_CONTEXT_TAKEOVER, CLIENT_NO_CONTEXT_TAKEOVER -> value == null;
-                case SERVER_MAX_WINDOW_BITS -> windowBits(value) > 0;
-                case CLIENT_MAX_WINDOW_BITS -> offer.containsKey(CLIENT_MAX_WINDOW_BITS) && windowBits(value) > 0;
+                case SERVER_MAX_WINDOW_BITS, CLIENT_MAX_WINDOW_BITS -> windowBits(value) > 0;
                 default -> false;
             };
             if (!valid) {
                 return false;
             }
+        }
+        return true;
+    }
+
+    /**
+     * Whether a response with {@code accepted}'s parameters, valid ones ({@link #validAnswer}), accepts {@code offer}
+     * (RFC 7692 section 7.1).
+     */
+    private static boolean allows(Map<String, @Nullable String> offer, Map<String, @Nullable String> accepted) {
+        // A client's window only when the offer said the client can limit it (7.1.2.2).
+        if (accepted.containsKey(CLIENT_MAX_WINDOW_BITS) && !offer.containsKey(CLIENT_MAX_WINDOW_BITS)) {
+            return false;
         }
         // An offer that asks the server to reset its context is accepted only by an answer that says it will (7.1.1.1).
         if (offer.containsKey(SERVER_NO_CONTEXT_TAKEOVER) && !accepted.containsKey(SERVER_NO_CONTEXT_TAKEOVER)) {

@@ -429,6 +429,20 @@ final class Handshake {
             nextAttemptOrRefuse(HttpStatus.SERVICE_UNAVAILABLE_503, "backend_draining", "backend draining");
             return;
         }
+        if (cause instanceof DeflatePassThrough.Unmatched) {
+            // A permessage-deflate answer the client's offers do not allow: the client would refuse this 101, so it
+            // gets 502. But the backend is up and answered what this client asked (Jetty and gorilla ignore an offer's
+            // server_max_window_bits, which any client may send): counted against it, one such request took every
+            // backend it failed over to down for passive health. A success, as a refusal is; no other backend tried.
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("Backend {} answered the deflate offers of {} on other terms", backend, view);
+            }
+            state.recordSuccess();
+            trial.release();
+            refuse(HttpStatus.BAD_GATEWAY_502, "backend_invalid_101", "backend sent an invalid 101: "
+                    + cause.getMessage());
+            return;
+        }
         boolean timeout = isTimeout(cause);
         int answer = timeout ? HttpStatus.GATEWAY_TIMEOUT_504 : HttpStatus.BAD_GATEWAY_502;
         boolean invalid101 = status == HttpStatus.SWITCHING_PROTOCOLS_101;
