@@ -35,6 +35,7 @@ class CompressionPassThroughTest {
     private static final String DEFLATE = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
 
     private final List<AutoCloseable> resources = new ArrayList<>();
+    private final RecordingListener listener = new RecordingListener();
     private WebSocketProxy proxy;
     private Clients clients;
 
@@ -49,6 +50,7 @@ class CompressionPassThroughTest {
                 .route("/", backend)
                 .compressionPassThrough(passThrough)
                 .maxConnections(1)
+                .listener(listener)
                 .build();
         proxy.start();
     }
@@ -179,30 +181,44 @@ class CompressionPassThroughTest {
         assertThat(recorder.nextClose().code()).isEqualTo(1000);
     }
 
-    /** Backend answers that no offer of {@code client_max_window_bits; server_max_window_bits=10} allows. */
+    private static final String TWO = "with more than one extension";
+    private static final String FOREIGN = "contained extension not requested";
+    private static final String MALFORMED = "with a malformed permessage-deflate element";
+    private static final String INVALID = "with parameters RFC 7692 does not allow";
+    private static final String UNMATCHED = "on terms none of the client's offers allows";
+
+    /**
+     * Backend answers that no offer of {@code client_max_window_bits; server_max_window_bits=10} allows, and what the
+     * listeners are told of each. Only a well-formed element on other terms than offered may be what a client's offer
+     * brought about (see answers502ToOffersABackendDoesNotHonourWithoutTakingItDownOrTryingAnother): not blamed.
+     */
     static Stream<Arguments> invalidAnswers() {
         return Stream.of(
-                Arguments.of("two elements", "permessage-deflate, permessage-deflate"),
-                Arguments.of("two header lines", "permessage-deflate\r\nSec-WebSocket-Extensions: permessage-deflate"),
-                Arguments.of("another extension", "x-webkit-deflate-frame"),
-                Arguments.of("deflate and another extension", "permessage-deflate, x-foo"),
-                Arguments.of("an unknown parameter", "permessage-deflate; server_max_window_bits=10; mystery"),
+                Arguments.of("two elements", "permessage-deflate, permessage-deflate", TWO),
+                Arguments.of("two header lines", "permessage-deflate\r\nSec-WebSocket-Extensions: permessage-deflate",
+                        TWO),
+                Arguments.of("another extension", "x-webkit-deflate-frame", FOREIGN),
+                Arguments.of("deflate and another extension", "permessage-deflate, x-foo", TWO),
+                Arguments.of("an unknown parameter", "permessage-deflate; server_max_window_bits=10; mystery",
+                        INVALID),
                 Arguments.of("a repeated parameter",
                         "permessage-deflate; server_max_window_bits=10; server_no_context_takeover; "
-                                + "server_no_context_takeover"),
-                Arguments.of("a wider server window than offered", "permessage-deflate; server_max_window_bits=12"),
-                Arguments.of("no server window when one was offered", "permessage-deflate"),
+                                + "server_no_context_takeover", MALFORMED),
+                Arguments.of("an empty parameter", "permessage-deflate; server_max_window_bits=10;", MALFORMED),
+                Arguments.of("a wider server window than offered", "permessage-deflate; server_max_window_bits=12",
+                        UNMATCHED),
+                Arguments.of("no server window when one was offered", "permessage-deflate", UNMATCHED),
                 Arguments.of("a window out of range",
-                        "permessage-deflate; server_max_window_bits=10; client_max_window_bits=7"),
+                        "permessage-deflate; server_max_window_bits=10; client_max_window_bits=7", INVALID),
                 Arguments.of("a client window without a value",
-                        "permessage-deflate; server_max_window_bits=10; client_max_window_bits"),
+                        "permessage-deflate; server_max_window_bits=10; client_max_window_bits", INVALID),
                 Arguments.of("a value on a flag",
-                        "permessage-deflate; server_max_window_bits=10; client_no_context_takeover=1"));
+                        "permessage-deflate; server_max_window_bits=10; client_no_context_takeover=1", INVALID));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("invalidAnswers")
-    void answers502WhenTheBackendAcceptsWhatWasNotOffered(String name, String answer) throws Exception {
+    void answers502WhenTheBackendAcceptsWhatWasNotOffered(String name, String answer, String why) throws Exception {
         RawBackend backend = rawBackend(RawBackend.answering(
                 RawBackend.switchingWith("Sec-WebSocket-Extensions: " + answer + "\r\n")));
         start(backend.backend(), true);
@@ -214,6 +230,12 @@ class CompressionPassThroughTest {
             assertThat(response.header("Sec-WebSocket-Extensions")).isNull();
         }
         assertThat(backend.nextEnd(5)).as("backend connection").isIn("eof", "reset");
+        assertThat(listener.all(RecordingListener.Rejected.class)).singleElement().satisfies(rejected -> {
+            assertThat(rejected.status()).isEqualTo(502);
+            assertThat(rejected.reason()).as(name).startsWith("backend sent an invalid 101: ").contains(why);
+        });
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).as("the backend blamed")
+                .hasSize(why.equals(UNMATCHED) ? 0 : 1);
     }
 
     @Test

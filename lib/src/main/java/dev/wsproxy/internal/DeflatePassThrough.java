@@ -87,9 +87,13 @@ final class DeflatePassThrough {
         if (accepted.size() > 1) {
             return "Sec-WebSocket-Extensions with more than one extension";
         }
-        Map<String, @Nullable String> params = parse(accepted.get(0));
+        String element = accepted.get(0);
+        Map<String, @Nullable String> params = parse(element);
         if (params == null) {
-            return "Sec-WebSocket-Extensions contained extension not requested";
+            int end = element.indexOf(';');
+            return (end < 0 ? element : element.substring(0, end)).trim().equalsIgnoreCase(NAME)
+                    ? "Sec-WebSocket-Extensions with a malformed permessage-deflate element"
+                    : "Sec-WebSocket-Extensions contained extension not requested";
         }
         if (!validAnswer(params)) {
             return "Sec-WebSocket-Extensions accepted permessage-deflate with parameters RFC 7692 does not allow";
