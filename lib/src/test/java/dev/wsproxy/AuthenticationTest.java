@@ -197,14 +197,19 @@ class AuthenticationTest {
         recorder.nextClose();
     }
 
-    @Test
-    void waitsForALaterDecisionWithoutHoldingAThreadOrTheBackend() throws Exception {
-        BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
-        start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(request -> {
+    /** An authenticator that decides later: each request's decision is a future put in {@code pending}. */
+    private static Authenticator deciding(BlockingQueue<CompletableFuture<AuthDecision>> pending) {
+        return request -> {
             CompletableFuture<AuthDecision> decision = new CompletableFuture<>();
             pending.add(decision);
             return decision;
-        })));
+        };
+    }
+
+    @Test
+    void waitsForALaterDecisionWithoutHoldingAThreadOrTheBackend() throws Exception {
+        BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
+        start(ProxyBuilder.create().route("/", r -> r.backends(backend.backend()).authenticator(deciding(pending))));
 
         CompletableFuture<WsRecorder> connecting = CompletableFuture.supplyAsync(() -> {
             try {
@@ -252,11 +257,8 @@ class AuthenticationTest {
         BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
         start(ProxyBuilder.create()
                 .maxConnectionsPerIp(1)
-                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> {
-                    CompletableFuture<AuthDecision> decision = new CompletableFuture<>();
-                    pending.add(decision);
-                    return decision;
-                }).timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build()))
+                .route("/slow/", r -> r.backends(backend.backend()).authenticator(deciding(pending))
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build()))
                 .route("/open/", backend.backend()));
         RawHttp client = RawHttp.connect(proxy);
         CompletableFuture<AuthDecision> decision;
@@ -301,11 +303,8 @@ class AuthenticationTest {
         BlockingQueue<CompletableFuture<AuthDecision>> pending = new LinkedBlockingQueue<>();
         start(ProxyBuilder.create()
                 .maxConnectionsPerIp(1)
-                .route("/slow/", r -> r.backends(backend.backend()).authenticator(request -> {
-                    CompletableFuture<AuthDecision> decision = new CompletableFuture<>();
-                    pending.add(decision);
-                    return decision;
-                }).timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build())));
+                .route("/slow/", r -> r.backends(backend.backend()).authenticator(deciding(pending))
+                        .timeoutPolicy(TimeoutPolicy.custom().connect(Duration.ofMinutes(1)).build())));
         CompletableFuture<AuthDecision> decision;
         try (RawHttp client = RawHttp.connect(proxy)) {
             client.send(RawHttp.Request.upgrade("/slow/chat", RawHttp.host(proxy)));
