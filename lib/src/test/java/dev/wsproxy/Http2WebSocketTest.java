@@ -90,6 +90,13 @@ class Http2WebSocketTest {
         mount("proxy's", configuration);
     }
 
+    /** Mounts the proxy with one route, {@code /api/}, proxying plain HTTP to {@code plain}; opens an h2 session. */
+    private Session mountPlainTo(RawBackend plain) throws Exception {
+        mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
+                .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
+        return RawH2WebSocket.session(h2, connector.getLocalPort());
+    }
+
     @AfterEach
     void stop() throws Exception {
         try {
@@ -281,7 +288,8 @@ class Http2WebSocketTest {
             HttpFields otherHost = HttpFields.build().put(HttpHeader.HOST, "other.example");
 
             RawH2WebSocket ws = open("/ws/chat", otherHost).accepted();
-            assertThat(checked.poll(10, TimeUnit.SECONDS)).as("the host the authenticator checked").isEqualTo(authority);
+            assertThat(checked.poll(10, TimeUnit.SECONDS)).as("the host the authenticator checked")
+                    .isEqualTo(authority);
             TestBackend.Upgrade upgrade = backend.upgrades.poll(10, TimeUnit.SECONDS);
             assertThat(upgrade.header("host")).isEqualTo(authority);
             assertThat(upgrade.header("x-forwarded-host")).isEqualTo(authority);
@@ -478,9 +486,7 @@ class Http2WebSocketTest {
         String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         try (RawBackend plain = RawBackend.answering(RawBackend.raw(ok));
                 StandardError.Capture log = StandardError.capture()) {
-            mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
-                    .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
-            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            Session session = mountPlainTo(plain);
             assertThat(plainStatus(session, "GET /admin?", "/api/x")).isEqualTo(400);
             assertThat(plainStatus(session, "GET", "/api/y")).as("a valid request after it").isEqualTo(200);
 
@@ -502,9 +508,7 @@ class Http2WebSocketTest {
     void refusesAPlainRequestWhoseBodyEndsShortOfItsContentLengthWith400() throws Exception {
         String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         try (RawBackend plain = RawBackend.answering(RawBackend.raw(ok))) {
-            mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
-                    .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
-            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            Session session = mountPlainTo(plain);
             assertThat(plainStatus(session, "POST", "/api/x", HttpFields.build().put(HttpHeader.CONTENT_LENGTH, "20")))
                     .isEqualTo(400);
             assertThat(plainStatus(session, "GET", "/api/y")).as("a valid request after it").isEqualTo(200);
@@ -521,9 +525,7 @@ class Http2WebSocketTest {
         // unknown when it starts.
         String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
         try (RawBackend plain = RawBackend.readingBodies(RawBackend.raw(ok))) {
-            mount(builder -> builder.route("/api/", r -> r.backends(plain.backend())
-                    .plainHttp(PlainHttp.PROXY_TO_BACKEND)));
-            Session session = RawH2WebSocket.session(h2, connector.getLocalPort());
+            Session session = mountPlainTo(plain);
             assertThat(plainStatus(session, "POST", "/api/upload", HttpFields.EMPTY, "hello")).isEqualTo(200);
             assertThat(plain.bodies.poll(10, TimeUnit.SECONDS)).as("the body the backend read").isEqualTo("hello");
             assertThat(plain.nextRequest().requestLine()).isEqualTo("POST /api/upload HTTP/1.1");
