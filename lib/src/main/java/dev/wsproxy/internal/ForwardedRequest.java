@@ -96,8 +96,7 @@ final class ForwardedRequest {
             request = sent;
         }
         if (request != null) {
-            this.failure = HttpForwarder.CLIENT_LEFT;
-            request.abort(failure);
+            abortForClient(request, failure);
         }
     }
 
@@ -114,9 +113,14 @@ final class ForwardedRequest {
             left = gone;
         }
         if (left != null) {
-            this.failure = HttpForwarder.CLIENT_LEFT;
-            request.abort(left);
+            abortForClient(request, left);
         }
+    }
+
+    /** Aborts the attempt's request to its backend for its client, gone ({@code cause}): nothing failed there. */
+    private void abortForClient(org.eclipse.jetty.client.Request request, Throwable cause) {
+        this.failure = HttpForwarder.CLIENT_LEFT;
+        request.abort(cause);
     }
 
     /**
