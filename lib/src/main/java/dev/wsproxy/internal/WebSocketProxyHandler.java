@@ -875,18 +875,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         return draining;
     }
 
-    /** Registers a relay; returns {@code false} (and registers nothing) when the proxy is draining. */
     /**
      * Keeps {@code authentication}, whose decision is pending, for a stop to answer; {@code false}, having kept
      * nothing, once the proxy is stopping (a drain may have looked already): it is then to be answered at once.
      */
     boolean authenticationPending(Authentication authentication) {
-        authentications.add(authentication);
-        if (draining) {
-            authentications.remove(authentication);
-            return false;
-        }
-        return true;
+        return keepUnlessDraining(authentications, authentication);
     }
 
     /** {@code authentication}'s decision was acted on: nothing left for a stop to answer. */
@@ -904,10 +898,20 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         }
     }
 
+    /** Registers a relay; returns {@code false} (and registers nothing) when the proxy is draining. */
     boolean register(Relay relay) {
-        relays.add(relay);
+        return keepUnlessDraining(relays, relay);
+    }
+
+    /**
+     * Adds {@code item} to {@code set}, which a drain goes through once it has set {@link #draining}, unless the proxy
+     * is draining: added first and checked after, so that a drain either finds the item or is seen here, never
+     * neither. Returns {@code false}, the item not kept, when it is draining.
+     */
+    private <T> boolean keepUnlessDraining(Set<T> set, T item) {
+        set.add(item);
         if (draining) {
-            relays.remove(relay);
+            set.remove(item);
             return false;
         }
         return true;
@@ -1105,13 +1109,12 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             // meanwhile: it went on closing the sessions left until the window was over. A backend outside the
             // route's list (a custom selector's), which no drain marks, has its sessions closed all the same.
             BackendState state = relay.backendState();
-            Runnable close = state.draining()
-                    ? () -> {
-                        if (state.draining()) {
-                            relay.closeForDrain();
-                        }
-                    }
-                    : relay::closeForDrain;
+            boolean marked = state.draining();
+            Runnable close = () -> {
+                if (!marked || state.draining()) {
+                    relay.closeForDrain();
+                }
+            };
             if (i == 0) {
                 close.run();
             } else {
