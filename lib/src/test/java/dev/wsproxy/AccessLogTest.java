@@ -25,8 +25,8 @@ import org.junit.jupiter.api.Test;
  * {@code -} for both when a peer ended it. An in-process proxy; its lines are read on standard error, where
  * slf4j-simple writes them ({@link StandardError}). A raw backend ({@code /raw/}) writes {@link #backendFrames} after
  * its {@code 101}. A close that comes as the client's leg opens is held at that moment through the connector's
- * connection listeners and the relay's lock. The other hostile-input ends (each invalid frame from a client, a stop)
- * are {@link LogHygieneTest}'s.
+ * connection listeners and the relay's lock. The other hostile-input ends (each invalid frame from a client) are
+ * {@link LogHygieneTest}'s.
  */
 class AccessLogTest {
 
@@ -52,6 +52,7 @@ class AccessLogTest {
                         .timeoutPolicy(TimeoutPolicy.custom().maxLifetime(Duration.ofMillis(300)).build()))
                 .route("/small/", r -> r.backends(backend.backend()).maxMessageSize(16))
                 .route("/rate/", r -> r.backends(backend.backend()).messageRateLimit(1))
+                .route("/fragments/", r -> r.backends(backend.backend()).maxFragmentsPerMessage(2))
                 .route("/raw/", rawBackend.backend())
                 .listener(events)
                 .build();
@@ -182,6 +183,39 @@ class AccessLogTest {
             assertThat(event).isEqualTo(new WsRecorder.Closed(1008, "message rate exceeded"));
         });
         assertThat(line).endsWith(" first=proxy status=101 proxy_close=1008 reason=rate_limited");
+    }
+
+    @Test
+    void namesTooManyFragments() throws Exception {
+        // A text message in five one-byte frames, over a cap of two: 1009 to the client.
+        byte[] fiveFrames = RawFrames.concat(bytes(0x01, 0x81, 0, 0, 0, 0, 'a'), bytes(0x00, 0x81, 0, 0, 0, 0, 'b'),
+                bytes(0x00, 0x81, 0, 0, 0, 0, 'c'), bytes(0x00, 0x81, 0, 0, 0, 0, 'd'),
+                bytes(0x80, 0x81, 0, 0, 0, 0, 'e'));
+        assertThat(rawClientLine("/fragments/x", fiveFrames, 1009))
+                .endsWith(" first=proxy status=101 proxy_close=1009 reason=too_many_fragments");
+    }
+
+    @Test
+    void namesInvalidUtf8TheRelayFindsAcrossFragmentsFromEitherPeer() throws Exception {
+        // A valid start (E2 82) whose third byte, in the next fragment, is not a continuation byte: Jetty's parser
+        // lets both frames through, the relay's own check refuses the second.
+        byte[] client = RawFrames.concat(bytes(0x01, 0x82, 0, 0, 0, 0, 0xE2, 0x82), bytes(0x80, 0x81, 0, 0, 0, 0, 0x28));
+        assertThat(rawClientLine("/ws/x", client, 1007))
+                .endsWith(" first=proxy status=101 proxy_close=1007 reason=invalid_utf8");
+        // From the backend: 1007 to it, 1014 to the client.
+        assertThat(backendFrameLine(RawFrames.concat(bytes(0x01, 0x02, 0xE2, 0x82), bytes(0x80, 0x01, 0x28))))
+                .endsWith(" first=proxy status=101 proxy_close=1014 reason=invalid_utf8");
+    }
+
+    @Test
+    void namesAStop() throws Exception {
+        String line = sessionLine("/ws/x", (client, session) -> {
+            proxy.stop(Duration.ofSeconds(5));
+            assertThat(client.nextClose().code()).isEqualTo(1001);
+        });
+        // Jetty ends a connection it sent a 1001 without reading the answer: both peers' codes are 1006.
+        assertThat(line).endsWith(" client_close=1006 backend_close=1006 first=proxy status=101 proxy_close=1001 "
+                + "reason=shutdown");
     }
 
     @Test
