@@ -301,10 +301,10 @@ public final class ProxyBuilder {
      *
      * <p>What is counted are the frames the peer sent, not the pieces Jetty delivers: Jetty hands a frame that has not
      * fully arrived to the proxy in several pieces, one per network read, so a large frame trickling in over a slow
-     * link is many pieces but still one frame here. A frame is counted when it carries less than 128 bytes, or was read
-     * together with the frame before it; a frame of 128 bytes or more that starts a network read is not, so a
-     * trickling frame counts at most once per tiny read, and a flood of tiny frames is counted whatever the reads (also
-     * over TLS, where each record is a read). Default:
+     * link is many pieces but still one frame here. Where the proxy cannot install its own frame parser (Jetty's jars
+     * on the module path without {@code --add-opens}, see {@code docs/design.md}) it guesses instead: a frame is
+     * counted when it carries less than 128 bytes, or was read together with the frame before it, so a trickling frame
+     * counts at most once per tiny read, and a flood of tiny frames is counted whatever the reads. Default:
      * {@link #DEFAULT_MAX_FRAGMENTS_PER_MESSAGE}.
      *
      * @param fragments a positive count; {@link Integer#MAX_VALUE} for no limit

@@ -83,30 +83,36 @@ public final class Masking {
      * Gives the connection the faster masking its side needs: the unmasking parser to a server-side connection, the
      * masking generator to a client-side one. Call it before the connection parses or sends a frame. Does nothing
      * when {@link #available()} is false.
+     *
+     * @return the parser now the connection's, for {@link #inFrame}; {@code null} when it is still Jetty's own
      */
-    static void install(WebSocketConnection connection, Configuration configuration, Behavior behavior) {
+    static @Nullable Object install(WebSocketConnection connection, Configuration configuration, Behavior behavior) {
         Fields fields = FIELDS;
         if (fields == null || REFUSED.get()) {
-            return;
+            return null;
         }
         try {
+            // An Object, as in Fields: typed as Jetty's, the verifier would load the parsers where it cannot.
+            Object parser;
             ByteBufferPool pool = (ByteBufferPool) fields.connectionPool.get(connection);
             WebSocketEndPoints.ParseBoundaries boundaries =
                     WebSocketEndPoints.parseBoundaries(connection.getEndPoint());
             if (behavior == Behavior.SERVER) {
-                fields.connectionParser.set(connection, new UnmaskingParser(pool, configuration, boundaries));
+                parser = new UnmaskingParser(pool, configuration, boundaries);
             } else {
                 // The flusher's generator is the one that generates (the connection's own only shows in dumps).
                 fields.flusherGenerator.set(fields.connectionFlusher.get(connection), fields.generator);
                 // Without boundaries too (a wss:// backend's end point is TLS's): it drops what follows a close.
-                fields.connectionParser.set(connection, new BoundaryParser(pool, configuration, boundaries));
+                parser = new BoundaryParser(pool, configuration, boundaries);
             }
+            fields.connectionParser.set(connection, parser);
             if (boundaries != null) {
                 // The socket's last read was the handshake's, whole: a client waits for its 101 before it sends a
                 // frame, and a backend had sent all it had when the read of its 101 came short. A bet like any short
                 // read: if bytes came meanwhile, the selector signals them at once.
                 boundaries.parsed(true);
             }
+            return parser;
         } catch (IllegalAccessException | RuntimeException e) {
             // The fields were made accessible, but a JVM may still refuse to change a final field (JEP 500, with
             // --illegal-final-field-mutation=deny). The connection keeps what it had, Jetty's own, and so do the
@@ -115,7 +121,18 @@ public final class Masking {
                 LOG.info("Masking WebSocket frames with Jetty's own loops, slower on large messages ({})",
                         e.toString());
             }
+            return null;
         }
+    }
+
+    /**
+     * Whether the data frame {@code parser} (from {@link #install}) handed out last is a piece of a frame the peer
+     * sent whose payload has more to come: Jetty's parser delivers a frame that has not fully arrived as pieces
+     * ({@code autoFragment}), and keeps the length of the rest until the frame ends. Asked from the frame's handler,
+     * before the connection parses again.
+     */
+    static boolean inFrame(Object parser) {
+        return ((Parser) parser).getPayloadLength() > 0;
     }
 
     /**

@@ -75,13 +75,15 @@ import dev.wsproxy.SessionClose;
  * single timestamp). A compressed message (permessage-deflate passed through, {@link DeflatePassThrough}) is sized as
  * it is on the wire and its text is not checked: the proxy never inflates it. Fragments are counted as the peer sent
  * them, not as Jetty delivers them. With autoFragment on, Jetty's {@code Parser} delivers a data frame whose payload
- * has not fully arrived as pieces: each piece is non-empty, takes everything left in the network buffer, and the next
- * piece comes only after another read. So a data frame that is empty, or that was parsed from the same read as the data
- * frame before it (the connection's {@code getBytesIn()} has not moved), is certainly the start of a frame the peer
- * sent. Those are counted, and so is any data frame under {@link #SMALL_FRAGMENT} bytes whatever the reads (over TLS
- * each record is a read of its own, so a peer could otherwise send one tiny frame per record uncounted). A trickling
- * frame, which arrives in segment-sized pieces, then counts at most for its rare tiny reads, while a flood of small
- * frames always counts. The cap grows by one per KiB of the message, so frames of 1 KiB or more are never limited. A
+ * has not fully arrived as pieces, and keeps the length of the rest until the frame ends: with the proxy's parser
+ * ({@link Masking#install}) only a piece that does not continue a frame counts. With Jetty's own (where it cannot be
+ * swapped), a guess: each piece is non-empty, takes everything left in the network buffer, and the next piece comes
+ * only after another read. So a data frame that is empty, or that was parsed from the same read as the data frame
+ * before it (the connection's {@code getBytesIn()} has not moved), is certainly the start of a frame the peer sent.
+ * Those are counted, and so is any data frame under {@link #SMALL_FRAGMENT} bytes whatever the reads (over TLS each
+ * record is a read of its own, so a peer could otherwise send one tiny frame per record uncounted); the tail of a frame
+ * cut by a read may be one. The cap grows by one per KiB of the message, so frames of 1 KiB or more are never limited
+ * (with Jetty's parser, nearly never: the occasional tail counted may take a message of tens of MiB over it). A
  * violation closes the offender with 1009 (fragments, size), 1008 (rate) or 1007 (UTF-8), and the other leg as {@link
  * #onViolation} says.
  *
@@ -1028,8 +1030,14 @@ final class Relay implements ProxySession {
         private long messageFragments;
         private boolean textMessage;
         private final Utf8Validator utf8 = new Utf8Validator();
-        /** The connection's bytes read when the last data frame arrived: tells frames the peer sent from pieces. */
         private @Nullable WebSocketConnection connection;
+        /**
+         * The connection's parser when it is the proxy's ({@link Masking#install}), which tells a piece of a frame the
+         * peer sent from a frame, and whether the last data frame handled was such a piece, its frame going on.
+         */
+        private @Nullable Object parser;
+        private boolean inFrame;
+        /** Without that parser: the connection's bytes read when the last data frame arrived. */
         private long lastBytesIn = -1;
         /** Whether this leg reads with the large input buffer; only the thread handling its frames touches it. */
         private boolean largeInput;
@@ -1151,7 +1159,7 @@ final class Relay implements ProxySession {
                 // Before the first frame is parsed or masked on this leg, and before the session is published to
                 // threads that could send on it (see Masking).
                 connection = core.getConnection();
-                Masking.install(connection, core, core.getBehavior());
+                parser = Masking.install(connection, core, core.getBehavior());
                 if (writeTimeoutNanos != 0) {
                     EndPoint endPoint = connection.getEndPoint();
                     if (endPoint instanceof StreamEndPoint h2) {
@@ -1337,17 +1345,26 @@ final class Relay implements ProxySession {
                 largeInput = true;
                 session.setInputBufferSize(WebSocketProxyHandler.FRAME_BUFFER_SIZE);
             }
-            // Jetty's parser delivers a frame that has not fully arrived as several pieces, each ending its network
-            // read and never empty. So a frame that is empty, or parsed from the same read as the data frame before
-            // it, is one the peer sent. A small piece counts whatever the reads: TLS hands over one record per read,
-            // so a peer writing one tiny frame per record would otherwise never be counted, while an honest
-            // trickling frame arrives in segment-sized pieces.
-            WebSocketConnection conn = connection;
-            long bytesIn = conn == null ? lastBytesIn : conn.getBytesIn();
-            if (length < SMALL_FRAGMENT || bytesIn == lastBytesIn) {
-                messageFragments++;
+            // Jetty's parser delivers a frame that has not fully arrived as several pieces: only the first counts.
+            Object frames = parser;
+            if (frames != null) {
+                if (!inFrame) {
+                    messageFragments++;
+                }
+                inFrame = Masking.inFrame(frames);
+            } else {
+                // Jetty's own parser, which does not say: each piece ends its network read and is never empty. So a
+                // frame that is empty, or parsed from the same read as the data frame before it, is one the peer
+                // sent. A small piece counts whatever the reads: TLS hands over one record per read, so a peer
+                // writing one tiny frame per record would otherwise never be counted, while an honest trickling
+                // frame arrives in segment-sized pieces.
+                WebSocketConnection conn = connection;
+                long bytesIn = conn == null ? lastBytesIn : conn.getBytesIn();
+                if (length < SMALL_FRAGMENT || bytesIn == lastBytesIn) {
+                    messageFragments++;
+                }
+                lastBytesIn = bytesIn;
             }
-            lastBytesIn = bytesIn;
             messageSize += length;
             if (messageSize > route.maxMessageSize()) {
                 callback.succeeded();
