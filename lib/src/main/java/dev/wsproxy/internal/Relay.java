@@ -612,7 +612,9 @@ final class Relay implements ProxySession {
             closeLeg(dead.other(), notice, actions);
         }
         if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] The {} is not responding: dropping its connection", id, dead.side);
+            // A write timeout without pings is a peer that reads nothing, not one that does not answer.
+            LOG.debug("[{}] The {} {}: dropping its connection", id, dead.side,
+                    "write_timeout".equals(why) ? "reads nothing" : "is not responding");
         }
         actions.forEach(Runnable::run);
         WebSocketEndPoints.abort(deadSession);
