@@ -153,9 +153,9 @@ public interface BackendSelector {
     }
 
     /**
-     * Returns a selector that draws two distinct candidates at random and picks the one with fewer
-     * {@link BackendStatus#activeSessions() active sessions} per unit of {@link Backend#weight()}, like nginx's
-     * {@code random two least_conn}.
+     * Returns a selector that draws two distinct candidates at random, each with a probability proportional to its
+     * {@link Backend#weight()}, and picks the one with fewer {@link BackendStatus#activeSessions() active sessions}
+     * per unit of weight, like nginx's {@code random two least_conn}.
      *
      * <p>It balances load almost as well as {@link #leastConnections()}, yet a burst of concurrent handshakes does not
      * converge on one backend, and the most loaded backend is picked only when the other one drawn is as loaded.
