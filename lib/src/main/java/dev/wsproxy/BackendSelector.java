@@ -218,7 +218,10 @@ public interface BackendSelector {
      * put. A backend wins keys in proportion to its {@link Backend#weight()}. The hash (xxHash64) has no seed and no
      * state, so every proxy instance with the same backend list picks the same backend for the same key: run as many
      * instances as you like behind an L4 balancer and stickiness holds. A request whose key is {@code null} or empty
-     * is handed out round-robin. Thread-safe; {@link #forRoute(String)} gives each route its own round-robin turn.
+     * is handed out by smooth weighted round robin, as {@link #weightedRoundRobin()} hands them out (nginx, too, gives
+     * a request without a key to its weighted round robin): a client's first session, before the backend set its
+     * cookie, goes to a backend in proportion to its weight. Thread-safe: a pick without a key takes that round robin's
+     * short lock; {@link #forRoute(String)} gives each route its own.
      *
      * @param key computes the key of a request; called once per pick, on a Jetty thread, must not block. See
      *     {@link HashKeys} for the usual ones

@@ -17,9 +17,9 @@ import dev.wsproxy.internal.HttpTokens;
  *         .backendSelector(BackendSelector.consistentHash(HashKeys.cookie("session")));
  * }</pre>
  *
- * <p>Each returns {@code null} when the request has no such value; the selector then hands the session out
- * round-robin. A key is any {@code Function<SelectionContext, String>}, so you can also write your own, for instance
- * a header with a cookie as fallback:
+ * <p>Each returns {@code null} when the request has no such value; the selector then hands the session out by
+ * weighted round robin. A key is any {@code Function<SelectionContext, String>}, so you can also write your own, for
+ * instance a header with a cookie as fallback:
  * <pre>{@code
  * Function<SelectionContext, String> user = context -> context.header("X-User") != null
  *         ? context.header("X-User") : context.cookie("user");

@@ -333,6 +333,19 @@ class SelectorsTest {
     }
 
     @Test
+    void consistentHashHandsOutRequestsWithoutAKeyInProportionToWeights() {
+        // A client's first session often has no key yet (the backend sets the cookie): nginx hands those out by its
+        // weighted round robin. Plain round robin gave a backend of weight 5 a third of them, as to each of weight 1.
+        BackendSelector selector = BackendSelector.consistentHash(HashKeys.cookie("session")).forRoute("/ws/");
+        StubSelectionContext context = StubSelectionContext.weighted(5, 1, 1);
+
+        assertThat(picks(selector, context, 14)).containsExactly(0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 2, 0, 0);
+        context.cookie("session", "abc");
+        assertThat(picks(selector, context, 3)).as("a key still picks by its hash")
+                .containsOnly(picks(selector, context, 1).get(0));
+    }
+
+    @Test
     void hashKeysReadTheirPartOfTheRequest() {
         StubSelectionContext context = StubSelectionContext.ofSize(1)
                 .header("X-User", "alice").cookie("session", "s1").query("room", "42")

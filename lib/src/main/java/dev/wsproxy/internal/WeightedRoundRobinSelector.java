@@ -34,7 +34,11 @@ final class WeightedRoundRobinSelector implements BackendSelector {
 
     @Override
     public @Nullable Backend select(SelectionContext context) {
-        List<BackendStatus> candidates = context.candidates();
+        return select(context.candidates(), context);
+    }
+
+    /** Picks among {@code candidates}, which {@code context} gave; for {@link ConsistentHashSelector}'s keyless picks. */
+    @Nullable Backend select(List<BackendStatus> candidates, SelectionContext context) {
         if (candidates.isEmpty()) {
             return null;
         }
