@@ -186,6 +186,33 @@ class BackendHandshakeCapTest {
         assertThat(status(0).pendingHandshakes()).as("given back when the backend failed").isZero();
     }
 
+    /**
+     * A selector that declines a session (a tenant it does not serve) while another backend of the route is at its
+     * cap: the refusal is the selector's, {@code no backend available}. It was reported as {@code every backend busy},
+     * sending an operator to a busy backend while a candidate was free and the selector had said no.
+     */
+    @Test
+    void reportsASelectorsRefusalAsSuchWhileAnotherBackendIsBusy() throws Exception {
+        RawBackend silent = silentBackend();
+        TestBackend a = testBackend("a");
+        startProxy(LONG_CONNECT_TIMEOUT, builder -> builder.maxPendingBackendHandshakes(1)
+                .route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                        .backendSelector(context -> context.header("X-Tenant") != null ? null
+                                : context.candidates().get(0).backend())));
+        RawHttp pending = pendingUpgrade(silent);
+        assertThat(status(0).pendingHandshakes()).isEqualTo(1);
+
+        try (RawHttp declined = RawHttp.connect(proxy)) {
+            assertThat(declined.exchange(upgrade().add("X-Tenant", "unknown")).status()).isEqualTo(503);
+        }
+        assertThat(listener.all(RecordingListener.Rejected.class)).singleElement()
+                .extracting(RecordingListener.Rejected::reason).isEqualTo("no backend available");
+
+        silent.close();
+        assertThat(pending.readResponse().status()).as("failed over to a").isEqualTo(101);
+        assertThat(pending.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+    }
+
     @Test
     void failsOverFromABusyBackendWithoutMarkingItDown() throws Exception {
         RawBackend silent = silentBackend();

@@ -529,8 +529,11 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         if (backend == null) {
             beforeRefusal.run();
             if (lastStatus == 0) {
+                // Busy only when there was no candidate: a selector that declined a candidate (a tenant it does not
+                // serve) refused the session itself, whatever another backend's handshakes in flight.
                 int cap = route.maxPendingBackendHandshakes();
-                boolean busy = route.backends().anyBusy(cap);
+                boolean busy = route.backends().anyBusy(cap)
+                        && RouteBackends.candidates(route.backends().states(), view.tried, cap).isEmpty();
                 reject(view, response, callback, route, HttpStatus.SERVICE_UNAVAILABLE_503,
                         busy ? "backends_busy" : "no_backend",
                         busy ? "every backend busy: " + cap + " handshakes pending to each" : "no backend available");
