@@ -41,6 +41,12 @@ public final class BackendState implements BackendStatus {
     private volatile boolean draining;
     /** No longer in the route's list: handshakes already past selection are turned away, as for a drained one. */
     private volatile boolean removed;
+    /**
+     * A backend a custom selector picked outside the route's list, with no passive health: marked on the state itself,
+     * as its handshake may outlive its place among {@link RouteBackends}'s such states (see
+     * {@link RouteBackends#recordFailure}).
+     */
+    private volatile boolean outsideList;
 
     // Active health, guarded by this: consecutive probe results.
     private boolean probedDown;
@@ -124,6 +130,15 @@ public final class BackendState implements BackendStatus {
 
     void removed(boolean removed) {
         this.removed = removed;
+    }
+
+    /** Whether the state is that of a backend outside the route's list ({@link RouteBackends#stateOf}). */
+    boolean outsideList() {
+        return outsideList;
+    }
+
+    void outsideList(boolean outsideList) {
+        this.outsideList = outsideList;
     }
 
     private synchronized boolean isDown() {

@@ -133,7 +133,13 @@ public final class RouteBackends {
             return other;
         }
         pruneOthers();
-        return others.computeIfAbsent(backend, BackendState::new);
+        return others.computeIfAbsent(backend, RouteBackends::outsideList);
+    }
+
+    private static BackendState outsideList(Backend backend) {
+        BackendState state = new BackendState(backend);
+        state.outsideList(true);
+        return state;
     }
 
     /** The state of {@code backend} in {@code list}: the same backend, else the same URI; {@code null} if none. */
@@ -192,10 +198,11 @@ public final class RouteBackends {
      * <p>A backend outside the list, one the selector built itself ({@link #others}), has no passive health, as
      * documented: nothing is counted, and it never goes down. Counted, it went down and was reported so, yet the
      * handshake still connected to it (it turns away only a draining backend: the selector chose it, not the
-     * candidates), and no listener heard of it coming back.
+     * candidates), and no listener heard of it coming back. Its state says so itself: looked up in {@link #others},
+     * a state pruned between its pick and its handshake's count (idle meanwhile) was taken for a listed one.
      */
     synchronized BackendStatus.@Nullable State recordFailure(BackendState state, int maxFails, long windowNanos) {
-        if (others.get(state.backend()) == state) {
+        if (state.outsideList()) {
             return null;
         }
         return state.recordFailure(states.size() > 1 ? maxFails : 0, windowNanos);
@@ -248,6 +255,9 @@ public final class RouteBackends {
             }
             if (state == null) {
                 state = adoptOther(backend.uri());
+                if (state != null) {
+                    state.outsideList(false); // listed from now on: passive health applies
+                }
             }
             if (state == null) {
                 state = new BackendState(backend);

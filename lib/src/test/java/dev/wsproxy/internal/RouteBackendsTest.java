@@ -7,6 +7,7 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 
 import dev.wsproxy.Backend;
+import dev.wsproxy.BackendStatus;
 
 /** The states of the backends a custom selector picks outside the route's list. */
 class RouteBackendsTest {
@@ -50,5 +51,23 @@ class RouteBackendsTest {
             assertThat(backends.stateOf(Backend.of("ws://tenant-" + i + ".tenants.internal:8080")).pendingHandshakes())
                     .as("tenant %d's handshake, counted where the next pick looks", i).isOne();
         }
+    }
+
+    @Test
+    void neverTakesDownABackendOutsideTheListWhoseStateWasDroppedBeforeItsHandshakeCounted() {
+        // Pruning drops the idle states outside the list, and the state a handshake was just handed is idle until the
+        // handshake counts itself. Dropped, it was no longer found among them: its connect failure was counted as a
+        // listed backend's, DOWN (a WARN and onBackendStateChanged) for a backend that has no passive health.
+        RouteBackends backends = new RouteBackends(List.of(Backend.of("ws://10.0.0.1:8080"),
+                Backend.of("ws://10.0.0.2:8080")));
+        for (int i = 0; i < RouteBackends.MIN_PRUNE_AT - 1; i++) {
+            backends.stateOf(Backend.of("ws://idle-" + i + ".tenants.internal:8080"));
+        }
+        BackendState picked = backends.stateOf(Backend.of("ws://picked.tenants.internal:8080"));
+        backends.stateOf(Backend.of("ws://next.tenants.internal:8080")); // prunes every idle state, picked's too
+        assertThat(backends.allStates()).doesNotContain(picked);
+
+        assertThat(backends.recordFailure(picked, 1, java.util.concurrent.TimeUnit.MINUTES.toNanos(1))).isNull();
+        assertThat(picked.state()).isEqualTo(BackendStatus.State.UP);
     }
 }
