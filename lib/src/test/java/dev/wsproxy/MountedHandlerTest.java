@@ -32,6 +32,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import dev.wsproxy.internal.WebSocketProxyHandler;
@@ -217,12 +218,18 @@ class MountedHandlerTest {
         assertThat(again.nextClose().code()).isEqualTo(1000);
     }
 
-    @Test
-    void readsACookieKeyUnderTheServersStrictCookieComplianceAsUnderTheDefaultOne() throws Exception {
-        // A server of the user's that parses cookies strictly (RFC6265_STRICT) refuses a Cookie header with a space in
-        // a value, as a third-party script may set: Jetty's parse threw in the selector's key, and every upgrade with
-        // such a cookie got 500 selector_failed and a WARN with a stack trace, the client's header blamed on the
-        // selector. The key is read as the default compliance reads it; the header goes to the backend as it came.
+    @ParameterizedTest(name = "{0}: {1}")
+    @CsvSource(delimiter = '|', value = {
+            // A space in a value, as a third-party script may set: refused by the strict parse.
+            "RFC6265_STRICT | theme=dark blue; session=abc",
+            // An obsolete attribute whose value is no number: Jetty's parse fails with a NumberFormatException.
+            "RFC2965 | $Version=abc; session=abc"})
+    void readsACookieKeyUnderTheServersCookieComplianceAsUnderTheDefaultOneWhenItsParseFails(String compliance,
+            String cookies) throws Exception {
+        // A server of the user's whose cookie compliance refuses a Cookie header the default one reads: Jetty's parse
+        // threw in the selector's key, and every upgrade with such a cookie got 500 selector_failed and a WARN with a
+        // stack trace, the client's header blamed on the selector. The key is read as the default compliance reads
+        // it; the header goes to the backend as it came.
         server.stop();
         Queue<String> keys = new ConcurrentLinkedQueue<>();
         Function<SelectionContext, String> session = HashKeys.cookie("session");
@@ -231,18 +238,18 @@ class MountedHandlerTest {
                     String key = session.apply(context);
                     keys.add(String.valueOf(key));
                     return key;
-                }))), strict -> {
+                }))), configured -> {
                     HttpConfiguration http = new HttpConfiguration();
-                    http.setRequestCookieCompliance(CookieCompliance.RFC6265_STRICT);
-                    return WebSocketProxy.serverConnector(strict, new HttpConnectionFactory(http));
+                    http.setRequestCookieCompliance(CookieCompliance.valueOf(compliance));
+                    return WebSocketProxy.serverConnector(configured, new HttpConnectionFactory(http));
                 });
 
         try (RawHttpExchange exchange = RawHttpExchange.upgradeFrom(null, connector.getLocalPort(), "/ws/x",
-                "Cookie: theme=dark blue; session=abc")) {
+                "Cookie: " + cookies)) {
             assertThat(exchange.statusLine()).startsWith("HTTP/1.1 101");
         }
         assertThat(keys).as("the key the selector read").containsExactly("abc");
-        assertThat(backend.nextUpgrade().header("Cookie")).isEqualTo("theme=dark blue; session=abc");
+        assertThat(backend.nextUpgrade().header("Cookie")).isEqualTo(cookies);
     }
 
     @Test

@@ -222,17 +222,18 @@ final class HandshakeRequestView implements SelectionContext {
     }
 
     /**
-     * The request's cookies, parsed with the connector's cookie compliance. One a strict compliance refuses (a space in
-     * a value under {@code RFC6265_STRICT}), Jetty's {@code 400} thrown at the first read, is the client's doing, not
-     * the selector's or the authenticator's failure: parsed as the default compliance parses it instead, the
-     * cookies it cannot read skipped, as for a query that does not decode strictly ({@link #queryFields}). The
-     * header goes to the backend as it came, which applies its own rules.
+     * The request's cookies, parsed with the connector's cookie compliance. A header that compliance cannot parse is
+     * the client's doing, not the selector's or the authenticator's failure: a space in a value under
+     * {@code RFC6265_STRICT} (Jetty's {@code 400} thrown at the first read), an obsolete {@code $Version} that is no
+     * number under {@code RFC2965} (a {@code NumberFormatException}). It is parsed as the default compliance parses it
+     * instead, the cookies it cannot read skipped, as for a query that does not decode strictly
+     * ({@link #queryFields}). The header goes to the backend as it came, which applies its own rules.
      */
     private List<HttpCookie> cookies() {
         try {
             return Request.getCookies(request);
         } catch (RuntimeException e) {
-            if (!(e instanceof HttpException)) {
+            if (!(e instanceof HttpException) && !(e instanceof IllegalArgumentException)) {
                 throw e;
             }
             CookieCache lenient = new CookieCache(CookieCompliance.RFC6265);
