@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -311,11 +312,66 @@ class BackendHandshakeCapTest {
                 return () -> false;
             }
         };
+        int port = mountFailingOverFrom(silent, a, firedAtOnce, scheduler);
+
+        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
+            assertThat(response.status()).as("%s", response).isEqualTo(503);
+        }
+        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
+        assertThat(status(0).recentFailures()).isZero();
+        assertThat(status(1).totalSessions()).as("no failover").isZero();
+        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
+                .containsExactly("session closed before its upgrade");
+    }
+
+    /**
+     * A scheduler that refuses the connect timer, as one does while the server stops: the proxy's end, not the
+     * backend's. The client gets {@code 503} at once, the backend is not blamed and no other backend is tried. (Before,
+     * the refusal was taken for the backend's failure: a passive-health failure, a WARN, then failover.)
+     */
+    @Test
+    void aConnectTimerTheSchedulerRefusesGets503WithoutBlameOrFailover() throws Exception {
+        RawBackend silent = silentBackend();
+        TestBackend a = testBackend("a");
+        Duration refused = Duration.ofMillis(7_777); // no other task of the server is set for this long
+        Scheduler scheduler = new ScheduledExecutorScheduler() {
+            @Override
+            public Task schedule(Runnable task, long delay, TimeUnit unit) {
+                if (unit.toMillis(delay) == refused.toMillis()) {
+                    throw new RejectedExecutionException("stopping");
+                }
+                return super.schedule(task, delay, unit);
+            }
+        };
+        int port = mountFailingOverFrom(silent, a, refused, scheduler);
+
+        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
+            assertThat(response.status()).as("%s", response).isEqualTo(503);
+        }
+        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
+        assertThat(status(0).recentFailures()).isZero();
+        assertThat(status(1).totalSessions()).as("no failover").isZero();
+        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
+                .containsExactly("proxy is shutting down");
+    }
+
+    /**
+     * Mounts a proxy in a server on {@code scheduler}, with a route that tries {@code first}, then may fail over to
+     * {@code second}, each connect bounded by {@code connectTimeout}; returns the connector's port.
+     */
+    private int mountFailingOverFrom(RawBackend first, TestBackend second, Duration connectTimeout,
+            Scheduler scheduler) throws Exception {
         proxy = ProxyBuilder.create()
-                .timeoutPolicy(TimeoutPolicy.custom().connect(firedAtOnce).build())
+                .timeoutPolicy(TimeoutPolicy.custom().connect(connectTimeout).build())
                 .listener(listener)
                 .passiveHealth(1, Duration.ofMinutes(1))
-                .route("/ws/", r -> r.backends(silent.backend(), a.backend())
+                .route("/ws/", r -> r.backends(first.backend(), second.backend())
                         .backendSelector(context -> context.candidates().get(0).backend())
                         .failover(2, Duration.ofMinutes(1)))
                 .build();
@@ -326,19 +382,7 @@ class BackendHandshakeCapTest {
         server.addConnector(connector);
         server.setHandler(proxy.handler());
         server.start();
-
-        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", connector.getLocalPort()))) {
-            RawHttp.Response response = client.exchange(
-                    Request.upgrade("/ws/x", "127.0.0.1:" + connector.getLocalPort()));
-            assertThat(response.status()).as("%s", response).isEqualTo(503);
-        }
-        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
-        assertThat(status(0).recentFailures()).isZero();
-        assertThat(status(1).totalSessions()).as("no failover").isZero();
-        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
-        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
-        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
-                .containsExactly("session closed before its upgrade");
+        return connector.getLocalPort();
     }
 
     /**

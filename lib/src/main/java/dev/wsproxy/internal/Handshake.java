@@ -268,8 +268,8 @@ final class Handshake {
 
     /**
      * Fails {@code future} with a {@link TimeoutException} after {@code millis} (a {@link FailoverTimeUp} when
-     * {@code cutShort}); fails it at once when the scheduler refuses the task (it is stopping), so that the handshake
-     * still ends and gives back what it holds.
+     * {@code cutShort}); fails it at once with a {@link TimerRefused} when the scheduler refuses the task (it is
+     * stopping), so that the handshake still ends and gives back what it holds.
      */
     private Scheduler.@Nullable Task timeout(CompletableFuture<CoreSession> future, long millis, boolean cutShort) {
         try {
@@ -278,7 +278,7 @@ final class Handshake {
                     : new TimeoutException("backend handshake took more than " + millis + " ms")),
                     millis, TimeUnit.MILLISECONDS);
         } catch (RuntimeException e) {
-            future.completeExceptionally(e);
+            future.completeExceptionally(new TimerRefused(e));
             return null;
         }
     }
@@ -413,8 +413,9 @@ final class Handshake {
             return;
         }
         boolean draining = proxy.isDraining();
-        if (cause instanceof CancellationException && draining) {
-            // The proxy stopping: its decision, not the backend's failure (no blame, no failover).
+        if ((cause instanceof CancellationException && draining) || cause instanceof TimerRefused) {
+            // The proxy stopping (a scheduler refuses tasks only then): its decision, not the backend's failure (no
+            // blame, no failover, whose attempts would find the scheduler stopped too).
             trial.release();
             refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down");
             return;
@@ -508,6 +509,19 @@ final class Handshake {
         @Override
         public synchronized Throwable fillInStackTrace() {
             return this;
+        }
+    }
+
+    /**
+     * The scheduler refused a connect's timer: it is stopping, with the server. The proxy's end of the handshake, not
+     * the backend's: the client gets {@code 503}, as from a stopping proxy, and the backend is not blamed.
+     */
+    private static final class TimerRefused extends Exception {
+
+        private static final long serialVersionUID = 1L;
+
+        TimerRefused(RuntimeException cause) {
+            super("the scheduler refused the backend handshake's timer", cause);
         }
     }
 
