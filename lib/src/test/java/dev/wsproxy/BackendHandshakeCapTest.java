@@ -362,6 +362,42 @@ class BackendHandshakeCapTest {
     }
 
     /**
+     * A fault of the proxy's own while a connect is set up, after its slots are taken and before its end is handled
+     * (here the server's scheduler throws an {@link Error} for the connect timer): the backend connection is closed,
+     * the handshake slot and the session given back, and the client gets {@code 502}; the backend is not blamed and no
+     * other backend is tried. (Before, the fault reached the handshake's start: a 500, and the slot and the pending
+     * session were never given back.)
+     */
+    @Test
+    void aFaultWhileTheConnectIsSetUpGivesBackWhatItTookAndGets502() throws Exception {
+        RawBackend silent = silentBackend();
+        TestBackend a = testBackend("a");
+        Duration faulty = Duration.ofMillis(7_777); // no other task of the server is set for this long
+        Scheduler scheduler = new ScheduledExecutorScheduler() {
+            @Override
+            public Task schedule(Runnable task, long delay, TimeUnit unit) {
+                if (unit.toMillis(delay) == faulty.toMillis()) {
+                    throw new AssertionError("a fault of the scheduler's");
+                }
+                return super.schedule(task, delay, unit);
+            }
+        };
+        int port = mountFailingOverFrom(silent, a, faulty, scheduler);
+
+        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
+            assertThat(response.status()).as("%s", response).isEqualTo(502);
+        }
+        assertThat(status(0).pendingHandshakes()).isZero();
+        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
+        assertThat(status(0).recentFailures()).isZero();
+        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
+                .containsExactly("backend handshake could not start");
+        await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+    }
+
+    /**
      * Mounts a proxy in a server on {@code scheduler}, with a route that tries {@code first}, then may fail over to
      * {@code second}, each connect bounded by {@code connectTimeout}; returns the connector's port.
      */

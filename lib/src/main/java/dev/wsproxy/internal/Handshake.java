@@ -36,7 +36,8 @@ import dev.wsproxy.BackendStatus;
  *
  * <p>Each connect holds one of the backend's pending handshake slots ({@link BackendState#tryStartHandshake}), given
  * back when the connect's future completes: every end (101, refusal, failure, the timer, a cancellation on shutdown,
- * the client leaving, which its socket's watch sees) completes it, and the timer guarantees one does. A backend whose
+ * the client leaving, which its socket's watch sees) completes it, and the timer guarantees one does; a fault of the
+ * proxy's own before the connect's end is handled gives back at once what the attempt took. A backend whose
  * slots are all taken is not connected to: that attempt fails with {@code 503} and moves on like a failed connection,
  * without counting against passive health.
  *
@@ -211,32 +212,42 @@ final class Handshake {
         boolean cutShort = connectedBefore && remainingMillis < connectMillis;
         connectedBefore = true;
         Configuration.ConfigurationCustomizer legConfiguration = WebSocketProxyHandler.legConfiguration(timeouts);
-        HttpFields.Mutable headers = HttpFields.build();
-        for (String subprotocol : view.subprotocols()) {
-            headers.add(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
-        }
-        if (route.compressionPassThrough()) {
-            // The client's valid permessage-deflate offers only (see DeflatePassThrough), one line each.
-            for (String offer : DeflatePassThrough.offers(request.getHeaders())) {
-                headers.add(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, offer);
-            }
-        }
-        ForwardedHeaders.copy(request, headers, route.preserveHost(), true, view.identity());
-        view.addAuthorizedHeaders(headers);
         BackendResponse backendResponse = new BackendResponse(WebSocketProxyHandler.MAX_REFUSAL_BODY);
-        if (LOG.isDebugEnabled()) {
-            LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri),
-                    budget.attempts());
+        CompletableFuture<CoreSession> started = null;
+        Scheduler.Task armed = null;
+        try {
+            HttpFields.Mutable headers = HttpFields.build();
+            for (String subprotocol : view.subprotocols()) {
+                headers.add(HttpHeader.SEC_WEBSOCKET_SUBPROTOCOL, subprotocol);
+            }
+            if (route.compressionPassThrough()) {
+                // The client's valid permessage-deflate offers only (see DeflatePassThrough), one line each.
+                for (String offer : DeflatePassThrough.offers(request.getHeaders())) {
+                    headers.add(HttpHeader.SEC_WEBSOCKET_EXTENSIONS, offer);
+                }
+            }
+            ForwardedHeaders.copy(request, headers, route.preserveHost(), true, view.identity());
+            view.addAuthorizedHeaders(headers);
+            if (LOG.isDebugEnabled()) {
+                LOG.debug("[{}] Connecting {} to {} (attempt {})", relay.id(), view, Relay.withoutQuery(backendUri),
+                        budget.attempts());
+            }
+            // On the client's own selector when its connector allows (WebSocketEndPoints: one selector per session).
+            Object home = WebSocketEndPoints.home(request);
+            CompletableFuture<CoreSession> connecting = proxy.backendHandshake().connect(backendUri, headers,
+                    relay.backendLeg, legConfiguration, backendResponse, home);
+            started = connecting;
+            relay.onConnecting(() -> connecting.cancel(false));
+            // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
+            armed = timeout(connecting, timeoutMillis, cutShort);
+            // A client that leaves meanwhile ends the attempt at once, rather than when its 101 is written.
+            watch.watch(() -> connecting.completeExceptionally(new ClientGone("the backend handshake")));
+        } catch (RuntimeException | Error e) {
+            notStarted(relay, slot, trial, started, armed, e);
+            return;
         }
-        // On the client's own selector when its connector allows (see WebSocketEndPoints, one selector per session).
-        Object home = WebSocketEndPoints.home(request);
-        CompletableFuture<CoreSession> future = proxy.backendHandshake().connect(backendUri, headers,
-                relay.backendLeg, legConfiguration, backendResponse, home);
-        relay.onConnecting(() -> future.cancel(false));
-        // The proxy's own timer, cancelled on completion; completing the future closes the pending connection.
-        Scheduler.Task timer = timeout(future, timeoutMillis, cutShort);
-        // A client that leaves meanwhile ends the attempt at once, rather than when its 101 is written.
-        watch.watch(() -> future.completeExceptionally(new ClientGone("the backend handshake")));
+        CompletableFuture<CoreSession> future = started;
+        Scheduler.Task timer = armed;
         future.whenComplete((backendSession, failure) -> {
             // Before anything is written to the client: from here an HTTP/1.1 connection reads its own socket.
             watch.unwatch();
@@ -264,6 +275,32 @@ final class Handshake {
                 trial.release();
             }
         });
+    }
+
+    /**
+     * A fault of the proxy's own while the connect was set up, before its end was handled (nothing a client or a
+     * backend can cause, but a bug, or an {@link Error}): nothing else would give back what the attempt holds, nor
+     * answer the client. Each is given back once (all are idempotent), the connection closed if it was started, and
+     * the client gets {@code 502}, or {@code 503} when the proxy is stopping; no blame, no failover.
+     */
+    private void notStarted(Relay relay, BackendState.HandshakeSlot slot, BackendState.Trial trial,
+            @Nullable CompletableFuture<CoreSession> future, Scheduler.@Nullable Task timer, Throwable e) {
+        LOG.warn("[{}] Could not start the backend handshake of {}", relay.id(), view, e);
+        watch.unwatch();
+        if (timer != null) {
+            timer.cancel();
+        }
+        if (future != null) {
+            future.cancel(false);
+        }
+        slot.release();
+        trial.release();
+        relay.onBackendFailed();
+        if (proxy.isDraining()) {
+            refuse(HttpStatus.SERVICE_UNAVAILABLE_503, "shutdown", "proxy is shutting down");
+        } else {
+            refuse(HttpStatus.BAD_GATEWAY_502, "upgrade_failed", "backend handshake could not start");
+        }
     }
 
     /**
