@@ -616,6 +616,34 @@ class Http2WebSocketTest {
     }
 
     /**
+     * An HTTP/2 client that resets the stream of a plain request during its upload is logged as gone
+     * ({@code 499 client_left}) and not reported as a refusal, as an HTTP/1.1 client that resets its connection during
+     * its body is ({@code PlainHttpTest.logsAClientThatLeavesDuringItsRequestBodyAsGone}), and the backend is not
+     * blamed. A reset ends the stream, not the connection, and fails the body's read. Before, listeners heard
+     * {@code 400 malformed request body}, a refusal no one received, while the access line said {@code client_left}.
+     */
+    @Test
+    void logsAClientThatResetsItsStreamDuringAPlainUploadAsGone() throws Exception {
+        String ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        try (RawBackend plain = RawBackend.readingBodies(RawBackend.raw(ok));
+                StandardError.Capture log = StandardError.capture()) {
+            Session session = mountPlainTo(plain);
+            CompletableFuture<Integer> status = new CompletableFuture<>();
+            Stream stream = plainStream(session, "POST", "/api/upload", HttpFields.EMPTY, false, status);
+            stream.data(new DataFrame(stream.getId(), ByteBuffer.wrap("hel".getBytes(StandardCharsets.UTF_8)), false))
+                    .get(10, TimeUnit.SECONDS);
+            assertThat(plain.nextRequest().requestLine()).as("the forward began").isEqualTo("POST /api/upload HTTP/1.1");
+            stream.reset(new ResetFrame(stream.getId(), ErrorCode.CANCEL_STREAM_ERROR.code)).get(10, TimeUnit.SECONDS);
+
+            await().untilAsserted(() -> assertThat(log.text()).containsPattern(
+                    " dev\\.wsproxy\\.access - .* method=POST status=499 reason=client_left\n"));
+            assertThat(listener.all(RecordingListener.Rejected.class)).as("no refusal that no one received").isEmpty();
+            assertThat(proxy.backendStatus("/api/").get(0).recentFailures()).as("not the backend's failure").isZero();
+            assertThat(status).as("no response").isNotDone();
+        }
+    }
+
+    /**
      * A client that resets its stream while an asynchronous authenticator decides ends the wait at once (499, its
      * slot given back), as on HTTP/1.1, and the connection's other streams go on: the stream is watched, never the
      * socket, which carries them. Before, the authentication watched the shared socket of the proxy's connector (none

@@ -552,12 +552,14 @@ final class HttpForwarder extends ProxyHandler {
         if (bodyFailure != null) {
             // The client's body failed, not the backend. A client still connected sent what Jetty's parser refused
             // (a malformed chunk): it gets 400, as from nginx; or it stopped sending for the connector's idle
-            // timeout: 408, as from nginx (client_body_timeout). A client gone is not answered.
-            if (!clientGone(clientToProxyRequest) && isTimeout(bodyFailure)) {
+            // timeout: 408, as from nginx (client_body_timeout). A client gone is not answered: its connection
+            // ended, or, over HTTP/2, its stream did (a reset, which its connection outlives).
+            boolean gone = clientGone(clientToProxyRequest) || isRemoteEnd(bodyFailure);
+            if (!gone && isTimeout(bodyFailure)) {
                 status = HttpStatus.REQUEST_TIMEOUT_408;
                 reason = "request body timed out";
                 token = "body_timeout";
-            } else if (!clientGone(clientToProxyRequest)) {
+            } else if (!gone) {
                 status = bodyFailure instanceof HttpException refused && refused.getCode() >= 400
                         && refused.getCode() < 500 ? refused.getCode() : HttpStatus.BAD_REQUEST_400;
                 reason = "malformed request body";
@@ -741,6 +743,25 @@ final class HttpForwarder extends ProxyHandler {
         Connection connection = request.getConnectionMetaData().getConnection();
         EndPoint endPoint = connection == null ? null : connection.getEndPoint();
         return endPoint == null || !endPoint.isOpen() || endPoint.isInputShutdown();
+    }
+
+    /**
+     * Whether a read of the client's body failed because the client ended its stream: Jetty's servers fail a read
+     * with an {@link java.io.EOFException} for the peer's end (the connection's end of file, an HTTP/2 stream's
+     * {@code RST_STREAM}, which {@code HttpStreamOverHTTP2.onFailure} tells a remote failure so), and with an
+     * {@link HttpException} for what their parser refused, even where that is an {@code EofException} too (HTTP/1.1's
+     * bad chunk, an {@code HttpEofException}).
+     */
+    private static boolean isRemoteEnd(Throwable failure) {
+        for (Throwable t = failure; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof HttpException) {
+                return false;
+            }
+            if (t instanceof java.io.EOFException) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private static boolean isTimeout(Throwable failure) {
