@@ -412,11 +412,8 @@ class BackendHandshakeTest {
 
     @Test
     void relaysACompressedRefusalBodyThatMatchesItsHeaders() throws Exception {
-        ByteArrayOutputStream gzipped = new ByteArrayOutputStream();
-        try (GZIPOutputStream gzip = new GZIPOutputStream(gzipped)) {
-            gzip.write("denied by a gzip backend".getBytes(StandardCharsets.UTF_8));
-        }
-        String body = new String(gzipped.toByteArray(), StandardCharsets.ISO_8859_1);
+        String body = new String(gzip("denied by a gzip backend".getBytes(StandardCharsets.UTF_8)),
+                StandardCharsets.ISO_8859_1);
         RawBackend backend = rawBackend(RawBackend.answering(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
                 + "Content-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: " + body.length()
                 + "\r\n\r\n" + body)));
@@ -432,6 +429,45 @@ class BackendHandshakeTest {
                     : response.bodyText();
             assertThat(decoded).isEqualTo("denied by a gzip backend");
         }
+    }
+
+    /**
+     * A compressed refusal body the proxy cannot relay whole, past the 64 KiB it reads or cut by the backend's end of
+     * file, goes without its body and its {@code Content-Encoding}, with its status and other headers: its first bytes
+     * are no gzip body, and a client that decodes it fails. (Before, the cut body went with
+     * {@code Content-Encoding: gzip}.)
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"past the proxy's cap", "cut by the backend's end of file"})
+    void relaysACompressedRefusalBodyItCannotRelayWholeWithoutIt(String how) throws Exception {
+        byte[] content = new byte[100 * 1024];
+        new java.util.Random(7).nextBytes(content); // incompressible: the gzip body is as large
+        byte[] gzipped = gzip(content);
+        int sent = how.startsWith("cut") ? gzipped.length / 2 : gzipped.length; // half: less than the cap
+        RawBackend backend = rawBackend(RawBackend.answeringThenClosing(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
+                + "Content-Type: application/json\r\nContent-Encoding: gzip\r\nX-Reason: policy\r\n"
+                + "Content-Length: " + gzipped.length + "\r\n\r\n"
+                + new String(gzipped, 0, sent, StandardCharsets.ISO_8859_1))));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat").add("Accept-Encoding", "gzip"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(403);
+            assertThat(response.header("X-Reason")).isEqualTo("policy");
+            assertThat(response.header("Content-Encoding")).isNull();
+            assertThat(response.body()).isEmpty();
+            assertThat(response.header("Content-Length")).isEqualTo("0");
+        }
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
+                .containsExactly(403);
+    }
+
+    private static byte[] gzip(byte[] content) throws IOException {
+        ByteArrayOutputStream gzipped = new ByteArrayOutputStream();
+        try (GZIPOutputStream gzip = new GZIPOutputStream(gzipped)) {
+            gzip.write(content);
+        }
+        return gzipped.toByteArray();
     }
 
     // ---- broken 101s, unreachable and silent backends ----

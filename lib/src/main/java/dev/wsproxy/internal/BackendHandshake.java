@@ -712,7 +712,7 @@ final class BackendHandshake {
         @Override
         public boolean content(ByteBuffer item) {
             if (attempt.response.append(item)) {
-                // The cap is reached: the rest is not needed (the relayed refusal gets its own length).
+                // Past the cap: the rest is not needed (the relayed refusal gets its own length, see Responses.relay).
                 refused = true;
                 return true;
             }
@@ -729,6 +729,7 @@ final class BackendHandshake {
             if (HttpStatus.isInterim(status) && status != HttpStatus.SWITCHING_PROTOCOLS_101) {
                 interimDone = true;
             } else {
+                attempt.response.complete();
                 refused = true;
             }
             return true;

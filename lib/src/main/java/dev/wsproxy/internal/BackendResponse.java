@@ -17,6 +17,8 @@ final class BackendResponse {
     private volatile HttpFields headers = HttpFields.EMPTY;
     private volatile @Nullable Runnable closer;
     private ByteBuffer collected = ByteBuffer.allocate(0); // guarded by this
+    /** Whether the body came whole: its end was read, not the cap, an end of file or a fault first. */
+    private volatile boolean whole;
 
     BackendResponse(int maxBody) {
         this.maxBody = maxBody;
@@ -33,11 +35,14 @@ final class BackendResponse {
         this.closer = closer;
     }
 
-    /** Keeps what fits under the cap of {@code content}; {@code true} once the cap is reached. */
+    /**
+     * Keeps what fits under the cap of {@code content}; {@code true} once the body goes past the cap. A body of just
+     * the cap's size is read to its end, which tells that it is whole.
+     */
     synchronized boolean append(ByteBuffer content) {
         int room = maxBody - collected.position();
         if (room <= 0) {
-            return true;
+            return content.hasRemaining();
         }
         int take = Math.min(room, content.remaining());
         if (collected.remaining() < take) {
@@ -50,7 +55,20 @@ final class BackendResponse {
         ByteBuffer slice = content.slice();
         slice.limit(take);
         collected.put(slice);
-        return collected.position() >= maxBody;
+        return take < content.remaining();
+    }
+
+    /** The body's end was read: {@link #body} is all of it. */
+    void complete() {
+        whole = true;
+    }
+
+    /**
+     * Whether {@link #body} is the whole body: not when the body went past the cap, or the connection ended or broke
+     * before its end.
+     */
+    boolean whole() {
+        return whole;
     }
 
     /**

@@ -435,7 +435,8 @@ final class Handshake {
                 return;
             }
             proxy.refused(view, route, status, "backend_refused", "backend refused the upgrade with " + status);
-            Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body());
+            Responses.relay(response, callback, status, backendResponse.headers(), backendResponse.body(),
+                    backendResponse.whole());
             return;
         }
         // The ends below that say nothing about the backend leave its trial, if this attempt was it, to the next one.

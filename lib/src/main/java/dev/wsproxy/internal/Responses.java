@@ -14,6 +14,7 @@ import org.eclipse.jetty.http.HttpStatus;
 import org.eclipse.jetty.http.MimeTypes;
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.util.BufferUtil;
 import org.eclipse.jetty.util.Callback;
 import org.jspecify.annotations.Nullable;
 import org.slf4j.Logger;
@@ -92,9 +93,31 @@ final class Responses {
      * listeners had been told of the backend's status. Dropping what does not fit keeps the status, the body and the
      * headers that matter most to a client ({@code WWW-Authenticate}, {@code Retry-After}, {@code Content-Type}),
      * which are short.
+     *
+     * <p>A body that is not {@code whole} (past the cap the proxy reads, or cut by the backend's end of file or a
+     * fault) is relayed as far as it came, unless it has a content coding ({@code Content-Encoding} other than
+     * {@code identity}): the first bytes of a gzip body are no gzip body, and a client that decodes it fails. That
+     * refusal goes with its status and other headers, and without its body and {@code Content-Encoding}.
      */
-    static void relay(Response response, Callback callback, int status, HttpFields backendHeaders, ByteBuffer body) {
+    static void relay(Response response, Callback callback, int status, HttpFields backendHeaders, ByteBuffer body,
+            boolean whole) {
+        if (!whole && isEncoded(backendHeaders)) {
+            HttpFields.Mutable uncoded = HttpFields.build(backendHeaders);
+            uncoded.remove(HttpHeader.CONTENT_ENCODING);
+            write(response, callback, status, uncoded, BufferUtil.EMPTY_BUFFER, null);
+            return;
+        }
         write(response, callback, status, backendHeaders, body, null);
+    }
+
+    /** Whether {@code headers} give the body a content coding, {@code identity} (none) aside. */
+    private static boolean isEncoded(HttpFields headers) {
+        for (String coding : headers.getCSV(HttpHeader.CONTENT_ENCODING, false)) {
+            if (!coding.isEmpty() && !coding.equalsIgnoreCase("identity")) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private static void write(Response response, Callback callback, int status, @Nullable HttpFields copied,
