@@ -632,7 +632,8 @@ class Http2WebSocketTest {
             Stream stream = plainStream(session, "POST", "/api/upload", HttpFields.EMPTY, false, status);
             stream.data(new DataFrame(stream.getId(), ByteBuffer.wrap("hel".getBytes(StandardCharsets.UTF_8)), false))
                     .get(10, TimeUnit.SECONDS);
-            assertThat(plain.nextRequest().requestLine()).as("the forward began").isEqualTo("POST /api/upload HTTP/1.1");
+            assertThat(plain.nextRequest().requestLine()).as("the forward began")
+                    .isEqualTo("POST /api/upload HTTP/1.1");
             stream.reset(new ResetFrame(stream.getId(), ErrorCode.CANCEL_STREAM_ERROR.code)).get(10, TimeUnit.SECONDS);
 
             await().untilAsserted(() -> assertThat(log.text()).containsPattern(
