@@ -52,6 +52,10 @@ final class Launcher {
     private volatile WebSocketProxy running;
     /** The options of the proxy that runs, for {@link #reloadBackends()}; set before {@link #running}. */
     private volatile LauncherOptions runningOptions;
+    /** Whether {@link #running} was set: a {@link #reload()} before it is remembered. Guarded by this. */
+    private boolean started;
+    /** A {@link #reload()} asked for before the proxy ran, to do once it runs. Guarded by this. */
+    private boolean reloadPending;
 
     Launcher(PrintStream out, PrintStream err) {
         this(out, err, System.getenv());
@@ -110,6 +114,9 @@ final class Launcher {
         }
         runningOptions = options;
         running = proxy;
+        synchronized (this) {
+            started = true;
+        }
         LOG.info("New sessions go to a route's backends by {}", options.balance());
         // For the ways to end the JVM that do not go through stop(): System.exit elsewhere, or SIGHUP where the JVM
         // refused its reload handler (StopSignals.installReload).
@@ -119,6 +126,7 @@ final class Launcher {
         String address = uri.toString();
         out.println("listening on " + address.substring(0, address.length() - 1));
         out.flush();
+        replayPendingReload();
 
         // join(), unlike await(), cannot be interrupted: nothing but stop() ends the wait.
         stopRequested.join();
@@ -174,11 +182,33 @@ final class Launcher {
 
     /**
      * What {@code SIGHUP} does: {@link #reloadTls()}, then {@link #reloadBackends()}, each on its own (a bad TLS file
-     * does not keep a backend file from being read). Callable from any thread; one reload at a time.
+     * does not keep a backend file from being read). Callable from any thread; one reload at a time. Asked for before
+     * the proxy runs (a {@code SIGHUP} while {@link #run} starts it, after it may have read a file that changed
+     * since), it is remembered and done once the proxy runs, right after its {@code listening on} line: once, however
+     * many times it was asked for.
      */
     synchronized void reload() {
+        if (!started) {
+            if (!reloadPending) {
+                LOG.info("Reload asked for while the proxy starts: done once it runs");
+            }
+            reloadPending = true;
+            return;
+        }
+        reloadPending = false;
         reloadTls();
         reloadBackends();
+    }
+
+    /**
+     * Does the {@link #reload()} asked for while the proxy started (a {@code SIGHUP} that came after a file was read,
+     * which may have changed since), unless one ran since it started.
+     */
+    private synchronized void replayPendingReload() {
+        if (reloadPending) {
+            LOG.info("Reading the TLS and backend files again: a reload was asked for while the proxy started");
+            reload();
+        }
     }
 
     /**

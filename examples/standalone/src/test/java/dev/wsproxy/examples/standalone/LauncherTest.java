@@ -3,10 +3,13 @@ package dev.wsproxy.examples.standalone;
 import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.InstanceOfAssertFactories.STRING;
+import static org.awaitility.Awaitility.await;
 
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
@@ -345,6 +348,41 @@ class LauncherTest {
             assertThat(echoOnce(port, "/chat/three")).as("after a reload of a broken file")
                     .isEqualTo("b:/chat/three:hi");
             assertThat(exitStatus).as("the launcher still runs").isNotDone();
+        } finally {
+            a.stop();
+            b.stop();
+        }
+    }
+
+    /**
+     * A {@code SIGHUP} while the launcher starts the proxy, after it read a backend file that changes before the
+     * proxy runs, is done once the proxy runs: the file is read again, once, however many came. (Before, each was
+     * logged as "the proxy is not running" and dropped: the route kept the list of the file as it was first read.) The
+     * file changes as the launcher writes its ready line, after its start read it; the reload that follows is waited
+     * for.
+     */
+    @Test
+    void readsTheBackendFilesAgainOnceTheProxyRunsForAReloadAskedForWhileItStarted(@TempDir Path dir)
+            throws Exception {
+        EchoBackend a = new EchoBackend("a");
+        EchoBackend b = new EchoBackend("b");
+        try {
+            Path file = Files.writeString(dir.resolve("chat.backends"), a.start() + "\n");
+            URI bUri = b.start();
+            launcher.reload();
+            launcher.reload();
+            out.onReadyLine = () -> {
+                try {
+                    Files.writeString(file, bUri + "\n");
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            };
+
+            int port = serve("--route", "/chat/=@" + file);
+
+            await().atMost(TIMEOUT).untilAsserted(() -> assertThat(echoOnce(port, "/chat/one"))
+                    .isEqualTo("b:/chat/one:hi"));
         } finally {
             a.stop();
             b.stop();
@@ -812,12 +850,14 @@ class LauncherTest {
     /** Collects stdout and completes {@link #readyLine} with it once a whole line was written. */
     private static final class ReadyLineOutput extends ByteArrayOutputStream {
         final CompletableFuture<String> readyLine = new CompletableFuture<>();
+        /** Run by the launcher's thread as it writes its ready line, the proxy running, before it goes on. */
+        volatile Runnable onReadyLine = () -> { };
 
         @Override
         public synchronized void write(int b) {
             super.write(b);
             if (b == '\n') {
-                readyLine.complete(toString(UTF_8));
+                ready();
             }
         }
 
@@ -826,10 +866,17 @@ class LauncherTest {
             super.write(b, off, len);
             for (int i = off; i < off + len; i++) {
                 if (b[i] == '\n') {
-                    readyLine.complete(toString(UTF_8));
+                    ready();
                     return;
                 }
             }
+        }
+
+        private void ready() {
+            if (!readyLine.isDone()) {
+                onReadyLine.run();
+            }
+            readyLine.complete(toString(UTF_8));
         }
     }
 }
