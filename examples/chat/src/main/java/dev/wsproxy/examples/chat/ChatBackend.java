@@ -1,6 +1,7 @@
 package dev.wsproxy.examples.chat;
 
 import java.net.URI;
+import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -28,6 +29,8 @@ import org.slf4j.LoggerFactory;
  * {"type":"message","nick":"alice","text":"hello"}
  * {"type":"leave","nick":"alice","online":1}
  * }</pre>
+ *
+ * <p>A text over 16 KiB closes its sender's session with {@code 1009}, a binary message with {@code 1003}.
  *
  * <p>Thread-safe: sessions come and go on Jetty threads.
  */
@@ -205,6 +208,20 @@ public final class ChatBackend implements AutoCloseable {
         @Override
         public void onWebSocketText(String message) {
             chat.say(nick, message);
+        }
+
+        /**
+         * Closes the session with {@code 1003} at the first frame of a binary message (RFC 6455 section 7.4.1: data
+         * of a type the endpoint cannot accept): the chat speaks text, and a message dropped unseen would leave its
+         * sender believing the room had read it. Taken frame by frame, so nothing of the message is buffered.
+         */
+        @Override
+        public void onWebSocketPartialBinary(ByteBuffer payload, boolean last, Callback callback) {
+            callback.succeed();
+            Session current = session;
+            if (current != null) {
+                current.close(StatusCode.BAD_DATA, "text messages only", Callback.NOOP);
+            }
         }
 
         @Override

@@ -10,6 +10,7 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.net.http.WebSocket;
 import java.net.http.WebSocketHandshakeException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
@@ -142,6 +143,25 @@ class ChatDemoTest {
             assertThat(demo.proxy().sessions()).isEmpty();
             assertThat(demo.backend().onlineCount()).isZero();
         });
+    }
+
+    @Test
+    void closesTheSessionOfAClientThatSendsABinaryMessageWith1003AndTellsTheOthers() throws Exception {
+        // The chat speaks text: a binary message was dropped unseen, and its sender, told nothing, went on as if the
+        // room had read it.
+        WebSocketRecorder bob = new WebSocketRecorder();
+        connect("bob", bob);
+        assertThat(bob.nextEvent()).contains("\"join\"");
+        WebSocketRecorder mallory = new WebSocketRecorder();
+        WebSocket socket = connect("mallory", mallory);
+        assertThat(mallory.nextEvent()).contains("\"join\"");
+        assertThat(bob.nextEvent()).contains("\"join\"");
+
+        socket.sendBinary(ByteBuffer.wrap("hello".getBytes(StandardCharsets.UTF_8)), true).get(5, TimeUnit.SECONDS);
+
+        assertThat(mallory.awaitClose()).isEqualTo(1003);
+        assertThat(bob.nextEvent()).isEqualTo("{\"type\":\"leave\",\"nick\":\"mallory\",\"online\":1}");
+        await().atMost(Duration.ofSeconds(5)).untilAsserted(() -> assertThat(demo.proxy().sessions()).hasSize(1));
     }
 
     @Test
