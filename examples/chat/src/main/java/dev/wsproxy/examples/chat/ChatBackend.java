@@ -41,7 +41,8 @@ public final class ChatBackend implements AutoCloseable {
 
     /**
      * Longer nicknames are cut to this many UTF-16 units: {@value}; one fewer when the last would be the first half
-     * of a surrogate pair (an emoji), which is dropped whole.
+     * of a surrogate pair (an emoji), which is dropped whole. Control characters and bidirectional marks are dropped
+     * first, and a nickname with nothing else is {@code anonymous}.
      */
     static final int MAX_NICK_LENGTH = 32;
 
@@ -146,11 +147,11 @@ public final class ChatBackend implements AutoCloseable {
 
     private static String nickOf(Request request) {
         Fields query = Request.extractQueryParameters(request);
-        String nick = query.getValue("nick");
-        if (nick == null || nick.isBlank()) {
+        String given = query.getValue("nick");
+        String nick = given == null ? "" : printable(given).strip();
+        if (nick.isEmpty()) {
             return "anonymous";
         }
-        nick = nick.strip();
         if (nick.length() <= MAX_NICK_LENGTH) {
             return nick;
         }
@@ -159,6 +160,25 @@ public final class ChatBackend implements AutoCloseable {
         // a flag) may still be cut between them, leaving valid text.
         int end = Character.isHighSurrogate(nick.charAt(MAX_NICK_LENGTH - 1)) ? MAX_NICK_LENGTH - 1 : MAX_NICK_LENGTH;
         return nick.substring(0, end);
+    }
+
+    /**
+     * Returns the nickname without control characters (a line break, a NUL: every page shows the name, and the log at
+     * DEBUG) and without the invisible marks that reorder text (U+202E RIGHT-TO-LEFT OVERRIDE and its kin): the page
+     * shows a name at the start of a line, and a mark left open there turns the rest of the line around, so that
+     * U+202E followed by {@code ecila} reads as {@code alice}. Names in right-to-left scripts need none of them.
+     */
+    private static String printable(String nick) {
+        StringBuilder kept = new StringBuilder(nick.length());
+        for (int i = 0; i < nick.length(); i++) {
+            char c = nick.charAt(i);
+            boolean bidiMark = c == '\u061C' || c == '\u200E' || c == '\u200F' || c >= '\u202A' && c <= '\u202E'
+                    || c >= '\u2066' && c <= '\u2069';
+            if (!Character.isISOControl(c) && !bidiMark) {
+                kept.append(c);
+            }
+        }
+        return kept.toString();
     }
 
     /** Returns {@code value} as a JSON string literal. */

@@ -118,6 +118,20 @@ class ChatDemoTest {
     }
 
     @Test
+    void dropsControlAndBidiCharactersFromNicknames() throws Exception {
+        // They reached every page and log as they were: a line break or NUL in a name, and a right-to-left override
+        // (U+202E) that turned the rest of each of its lines around, so that it and "ecila" read as "alice".
+        WebSocketRecorder spoof = new WebSocketRecorder();
+        connect("\u202Eec\u0000il\na\u2066\u200F", spoof);
+        assertThat(spoof.nextEvent()).isEqualTo("{\"type\":\"join\",\"nick\":\"ecila\",\"online\":1}");
+
+        // Nothing left: the name everyone gets without one.
+        WebSocketRecorder empty = new WebSocketRecorder();
+        connect("\u202E\u0007 \t", empty);
+        assertThat(empty.nextEvent()).isEqualTo("{\"type\":\"join\",\"nick\":\"anonymous\",\"online\":2}");
+    }
+
+    @Test
     void rejectsPagesOfOtherSitesWith403() {
         WebSocket.Builder builder = http.newWebSocketBuilder().header("Origin", "https://evil.example");
 
