@@ -3,6 +3,8 @@ package dev.wsproxy.examples.chat;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
 import java.net.URI;
 import java.net.URLEncoder;
 import java.net.http.HttpClient;
@@ -243,6 +245,24 @@ class ChatDemoTest {
 
         assertThat(carol.awaitClose()).isEqualTo(1001);
         assertThat(demo.proxy().sessions()).isEmpty();
+    }
+
+    @Test
+    void mainSaysWhyItCannotListenOnATakenPortAndExitsWith1() {
+        // Jetty's message alone, "Failed to bind to /127.0.0.1:8080", did not say why: in use, or not allowed.
+        int taken = uri.getPort();
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+
+        int status = Main.run(new String[] {String.valueOf(taken)}, new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+
+        assertThat(status).isEqualTo(1);
+        assertThat(out.toString(StandardCharsets.UTF_8)).isEmpty();
+        assertThat(err.toString(StandardCharsets.UTF_8).lines()).containsExactly(
+                "Chat demo failed to start on port " + taken + ": Failed to bind to /127.0.0.1:" + taken
+                        + ": Address already in use",
+                "Pick another port, or 0 for a free one. Usage: java [-Dport=PORT] -jar wsproxy-chat.jar [PORT]");
     }
 
     private HttpResponse<String> get(String path) throws Exception {
