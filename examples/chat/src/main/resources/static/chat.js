@@ -7,6 +7,10 @@ const messages = document.getElementById('messages');
 const form = document.getElementById('send');
 const textInput = document.getElementById('text');
 
+// The longest text the backend takes, in UTF-8 bytes (ChatBackend.MAX_MESSAGE_SIZE): it closes the connection of a
+// longer one with 1009, so the page keeps such a text in the input and says so rather than send it and lose it.
+const MAX_MESSAGE_BYTES = 16384;
+const utf8 = new TextEncoder();
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30000;
 let backoff = MIN_BACKOFF_MS;
@@ -66,11 +70,19 @@ function setStatus(text, online) {
 
 form.addEventListener('submit', (event) => {
   event.preventDefault();
+  const bytes = utf8.encode(textInput.value).length;
+  if (bytes > MAX_MESSAGE_BYTES) {
+    textInput.setCustomValidity('Too long: ' + bytes + ' bytes, at most ' + MAX_MESSAGE_BYTES);
+    textInput.reportValidity();
+    return;
+  }
   if (socket && socket.readyState === WebSocket.OPEN && textInput.value) {
     socket.send(textInput.value);
     textInput.value = '';
   }
 });
+
+textInput.addEventListener('input', () => textInput.setCustomValidity(''));
 
 nickInput.addEventListener('change', () => {
   localStorage.setItem('nick', nickInput.value);

@@ -63,6 +63,8 @@ class ChatDemoTest {
         HttpResponse<String> script = get("/chat.js");
         assertThat(script.statusCode()).isEqualTo(200);
         assertThat(script.body()).contains("'/ws/chat?nick='");
+        // The page keeps a text the backend would refuse, rather than send it and lose it with the connection (1009).
+        assertThat(script.body()).contains("const MAX_MESSAGE_BYTES = " + ChatBackend.MAX_MESSAGE_SIZE + ";");
     }
 
     @Test
