@@ -30,6 +30,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.internal.Durations;
+import dev.wsproxy.internal.Listeners;
 import dev.wsproxy.internal.PlainErrorHandler;
 import dev.wsproxy.internal.ProxyConfig;
 import dev.wsproxy.internal.TlsStores;
@@ -444,9 +445,15 @@ public final class WebSocketProxy implements AutoCloseable {
      * {@code stop(Duration.ZERO)} drops the sessions still open, and the first {@code stop} returns moments later,
      * every close reported. Called again once the proxy is stopped, it does nothing.
      *
+     * <p>A {@link ProxyListener} may not stop the proxy from its callback: the stop would wait for that very call to
+     * return (standalone, for ever, as Jetty's stop waits for the selector thread it runs on). Hand the stop to another
+     * thread: {@code executor.execute(() -> proxy.close())}.
+     *
      * @param drain how long to wait for sessions to finish their close handshake and for their closes to reach the
      *        listeners; {@link Duration#ZERO} drops them
      * @throws IllegalArgumentException if {@code drain} is negative
+     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback while the proxy runs (the
+     *         listener's exception is logged, and the proxy goes on running)
      */
     public void stop(Duration drain) {
         requireNonNull(drain, "drain");
@@ -458,6 +465,12 @@ public final class WebSocketProxy implements AutoCloseable {
             if (stopped) {
                 handler.cutDrain(Durations.stored(drain));
                 return;
+            }
+            if (Listeners.calling()) {
+                // It waited for the listener's own call to return: the whole drain, then, standalone, for ever, on
+                // Jetty's stop of the selector that runs the listener.
+                throw new IllegalStateException("stop(): called from a ProxyListener, which the stop waits for "
+                        + "(expected: a call from another thread, such as an executor of yours)");
             }
             stopped = true;
             toStop = server;
@@ -497,7 +510,12 @@ public final class WebSocketProxy implements AutoCloseable {
         }
     }
 
-    /** Stops the proxy with the drain timeout of {@link ProxyBuilder#drainTimeout(Duration)}. */
+    /**
+     * Stops the proxy with the drain timeout of {@link ProxyBuilder#drainTimeout(Duration)}.
+     *
+     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback while the proxy runs (see
+     *         {@link #stop(Duration)})
+     */
     @Override
     public void close() {
         stop(config.drainTimeout());

@@ -14,6 +14,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
@@ -266,6 +267,46 @@ class ShutdownTest {
                 throw new java.util.concurrent.CompletionException(e);
             }
         });
+    }
+
+    @Test
+    void refusesAStopFromAListenerAndKeepsRunning() throws Exception {
+        // A listener that closed the proxy hung it for good: the stop waited for that listener's own call to return,
+        // then for Jetty's stop of the selector thread the listener ran on.
+        CompletableFuture<RuntimeException> refused = new CompletableFuture<>();
+        AtomicReference<WebSocketProxy> self = new AtomicReference<>();
+        WebSocketProxy stopping = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend())
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onSessionClosed(ProxySession session, SessionClose close) {
+                        try {
+                            self.get().close();
+                            refused.complete(null);
+                        } catch (RuntimeException e) {
+                            refused.complete(e);
+                        }
+                    }
+                })
+                .build();
+        self.set(stopping);
+        try {
+            stopping.start();
+            WsRecorder client = clients.connect(Clients.ws(stopping, "/stops-the-proxy"));
+            client.session.close();
+            client.nextClose();
+
+            assertThat(refused.get(10, TimeUnit.SECONDS)).isInstanceOf(IllegalStateException.class)
+                    .hasMessage("stop(): called from a ProxyListener, which the stop waits for (expected: a call from "
+                            + "another thread, such as an executor of yours)");
+            WsRecorder next = clients.connect(Clients.ws(stopping, "/still-running"));
+            next.sendText("hello");
+            assertThat(next.nextText()).isEqualTo("hello");
+            next.session.close();
+            next.nextClose();
+            Clients.assertNoLeaks(stopping, clients, backend);
+        } finally {
+            stopping.close();
+        }
     }
 
     @Test

@@ -13,10 +13,16 @@ import dev.wsproxy.ProxyListener;
 import dev.wsproxy.ProxySession;
 import dev.wsproxy.SessionClose;
 
-/** Calls several listeners in order; an exception from one is logged and does not stop the others. */
-final class Listeners implements ProxyListener {
+/**
+ * Calls several listeners in order; an exception from one is logged and does not stop the others. It marks the thread
+ * while they run ({@link #calling()}): {@code WebSocketProxy.stop} waits for every listener call, and for the selector
+ * thread that runs one, so a stop called from a listener would wait for itself.
+ */
+public final class Listeners implements ProxyListener {
 
     private static final Logger LOG = LoggerFactory.getLogger(Listeners.class);
+    /** Set while this thread runs listeners: a session's open or close, per session, never per frame. */
+    private static final ThreadLocal<Boolean> CALLING = new ThreadLocal<>();
 
     private final List<ProxyListener> listeners;
 
@@ -28,13 +34,28 @@ final class Listeners implements ProxyListener {
         return listeners.isEmpty() ? ProxyListener.NOOP : new Listeners(List.copyOf(listeners));
     }
 
+    /** Tells whether this thread is running a listener of a proxy (one that calls back into the proxy). */
+    public static boolean calling() {
+        return CALLING.get() == Boolean.TRUE;
+    }
+
     private void each(String event, Consumer<ProxyListener> call) {
-        for (ProxyListener listener : listeners) {
-            try {
-                call.accept(listener);
-            } catch (Throwable e) {
-                // Whatever it throws (an AssertionError, a checked exception from Kotlin code): the session goes on.
-                LOG.warn("Listener {} failed in {}", listener, event, e);
+        // FALSE rather than remove() after: no entry made again on each call of this thread.
+        boolean nested = calling();
+        CALLING.set(Boolean.TRUE);
+        try {
+            for (ProxyListener listener : listeners) {
+                try {
+                    call.accept(listener);
+                } catch (Throwable e) {
+                    // Whatever it throws (an AssertionError, a checked exception from Kotlin code): the session goes
+                    // on.
+                    LOG.warn("Listener {} failed in {}", listener, event, e);
+                }
+            }
+        } finally {
+            if (!nested) {
+                CALLING.set(Boolean.FALSE);
             }
         }
     }
