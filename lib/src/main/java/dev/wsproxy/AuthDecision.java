@@ -159,8 +159,8 @@ public final class AuthDecision {
      * {@code maxResponseHeaderSize}, 16 KiB by default, less the proxy's own headers); one that does not fit is left
      * out, and the client still gets the refusal's status with the headers after it that fit.
      *
-     * @param name a header name, not a framing or hop-by-hop one, nor {@code Content-Type} or a
-     *        {@code Sec-WebSocket-*} one
+     * @param name a header name, not a framing or hop-by-hop one, nor {@code Content-Type},
+     *        {@code Content-Encoding} (the refusal's body is the proxy's plain text) or a {@code Sec-WebSocket-*} one
      * @param value the value: visible ASCII, with spaces and tabs inside but not at either end, as for
      *        {@link #withBackendHeader}; encode anything else (percent-encoding, or as RFC 8187 does)
      * @return a new decision
@@ -175,6 +175,11 @@ public final class AuthDecision {
         String lower = checkHeader(name, value);
         if (RESERVED_RESPONSE.contains(lower) || lower.startsWith("sec-websocket-")) {
             throw new IllegalArgumentException("name: " + name + " (expected: a header the proxy does not write itself)");
+        }
+        if (lower.equals("content-encoding")) {
+            // A client that decodes the body as gzip (a browser, curl --compressed) failed on the proxy's text.
+            throw new IllegalArgumentException("name: " + name + " (expected: no content coding; the refusal's body "
+                    + "is the proxy's plain text)");
         }
         return new AuthDecision(status, append(Map.entry(name, value)), removedHeaders, attributes);
     }

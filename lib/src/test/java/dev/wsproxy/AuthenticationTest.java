@@ -457,4 +457,16 @@ class AuthenticationTest {
         AuthDecision decision = AuthDecision.allow().withBackendHeader("X-User-Id", "secret-token");
         assertThat(decision.toString()).contains("X-User-Id").doesNotContain("secret-token");
     }
+
+    @Test
+    void decisionsRefuseAContentEncodingForTheProxysPlainTextRefusal() {
+        // Accepted, it went with the proxy's own "401 Unauthorized" text: a client that decodes the body as gzip
+        // (a browser, curl --compressed) failed on it instead of reading the refusal.
+        for (String coding : List.of("Content-Encoding", "content-encoding", "CONTENT-ENCODING")) {
+            assertThatThrownBy(() -> AuthDecision.reject(401).withResponseHeader(coding, "gzip")).as(coding)
+                    .isInstanceOf(IllegalArgumentException.class)
+                    .hasMessage("name: " + coding + " (expected: no content coding; the refusal's body is the proxy's "
+                            + "plain text)");
+        }
+    }
 }
