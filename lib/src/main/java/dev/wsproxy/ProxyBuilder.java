@@ -6,6 +6,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.function.Consumer;
 
@@ -155,10 +156,19 @@ public final class ProxyBuilder {
      *         {@code 0.0.0.0} for every interface
      * @param port a port from 0 to 65535; 0 picks a free port, see {@link WebSocketProxy#uri()}
      * @return this builder
-     * @throws IllegalArgumentException if the host is blank, or has brackets other than around an IPv6 address
+     * @throws IllegalArgumentException if the host is blank, has a space or a control character, or has brackets
+     *         other than around an IPv6 address
      */
     public ProxyBuilder listen(String host, int port) {
         requireNonNull(host, "host");
+        if (!host.isBlank() && host.chars().anyMatch(c -> c <= ' ' || c == 0x7f)) {
+            // Accepted, no such name could be bound: start() failed with the character in its message, raw.
+            StringBuilder shown = new StringBuilder();
+            host.chars().forEach(c -> shown.append(c < ' ' || c == 0x7f
+                    ? String.format(Locale.ROOT, "\\u%04X", c) : String.valueOf((char) c)));
+            throw new IllegalArgumentException("host: '" + shown
+                    + "' (expected: a host name or address, without spaces or control characters)");
+        }
         // The URI of the bound server adds the brackets an IPv6 address needs: keep the address bare.
         String bare = host.length() > 2 && host.startsWith("[") && host.endsWith("]")
                 ? host.substring(1, host.length() - 1) : host;

@@ -134,6 +134,20 @@ class ProxyBuilderTest {
     }
 
     @Test
+    void refusesAListenHostWithASpaceOrAControlCharacterAtOnce() {
+        // Accepted, such a host failed start() only, with an IOException that carried the character raw ("Failed to
+        // bind to 127.0.0.1" and a line break).
+        ProxyBuilder builder = ProxyBuilder.create();
+        Map<String, String> shown = Map.of("127.0.0.1\n", "127.0.0.1\\u000A", "local host", "local host",
+                "exa\tmple", "exa\\u0009mple", "::1\u0000", "::1\\u0000", "[::1\r]", "[::1\\u000D]",
+                "host\u007f", "host\\u007F");
+        shown.forEach((host, escaped) -> assertThatThrownBy(() -> builder.listen(host, 0)).as(escaped)
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("host: '" + escaped + "' (expected: a host name or address, without spaces or control "
+                        + "characters)"));
+    }
+
+    @Test
     void refusesAHealthCheckPathThatCannotBeSentAsIs() {
         // Accepted, such a path failed every probe on building its URI (URISyntaxException, not logged): every
         // backend of the route went down.
