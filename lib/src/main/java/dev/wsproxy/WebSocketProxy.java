@@ -395,7 +395,8 @@ public final class WebSocketProxy implements AutoCloseable {
      * reconnect at the same moment. A handshake still waiting for the backend's {@code 101} is given up at once and
      * fails over to another backend, as a handshake arriving after the drain does ({@code 503} when there is none).
      * {@link #updateBackends} with the backend in the list ends the draining, within the window too: the sessions
-     * not closed yet stay open; a new answer of a {@link RouteBuilder#backendsFromDns} route does not.
+     * not closed yet stay open, and a later {@code drain} of the backend closes them over its own window only; a new
+     * answer of a {@link RouteBuilder#backendsFromDns} route does not.
      *
      * <p>A backend already removed from its route ({@link #updateBackends}, a DNS answer) keeps its open sessions; it
      * can be drained as long as it has some: they are closed the same way, and if a DNS answer brings the backend back

@@ -37,8 +37,12 @@ public final class BackendState implements BackendStatus {
     private final AtomicInteger active = new AtomicInteger();
     private final AtomicLong total = new AtomicLong();
     private final AtomicInteger pending = new AtomicInteger();
-    /** {@code proxy.drain(backend)}: until an explicit {@code updateBackends} lists the backend again. */
-    private volatile boolean draining;
+    /**
+     * {@code proxy.drain(backend)}, until an explicit {@code updateBackends} lists the backend again: the drain's own
+     * mark, a new one for each drain that finds the backend not draining, so that the closes a drain spread over its
+     * window run for that drain only ({@link #drainMark}); {@code null} when the backend is not draining.
+     */
+    private volatile @Nullable Object drain;
     /** No longer in the route's list: handshakes already past selection are turned away, as for a drained one. */
     private volatile boolean removed;
     /**
@@ -85,7 +89,7 @@ public final class BackendState implements BackendStatus {
 
     @Override
     public State state() {
-        if (draining || removed) {
+        if (drain != null || removed) {
             return State.DRAINING;
         }
         return isDown() ? State.DOWN : State.UP;
@@ -119,13 +123,26 @@ public final class BackendState implements BackendStatus {
         return failures != 0 && NanoTime.elapsed(windowStart, now) <= windowNanos ? failures : 0;
     }
 
+    /**
+     * Marks the backend draining, or ends its drain. A backend already draining keeps its drain's mark: a second
+     * {@code proxy.drain} adds its closes to the first's. Called under the lock of {@link RouteBackends}.
+     */
     void draining(boolean draining) {
-        this.draining = draining;
+        if (!draining) {
+            drain = null;
+        } else if (drain == null) {
+            drain = new Object();
+        }
     }
 
-    /** Whether {@code proxy.drain} marked the backend and no {@code updateBackends} listing it ended that since. */
-    boolean draining() {
-        return draining;
+    /**
+     * The mark of the backend's drain, the same from its {@code proxy.drain} until an {@code updateBackends} listing
+     * the backend ends it; {@code null} when it is not draining. A close a drain scheduled runs only while the mark
+     * is still the one it saw: once its drain was ended, a later drain of the same backend (a new mark) does not bring
+     * it back.
+     */
+    @Nullable Object drainMark() {
+        return drain;
     }
 
     void removed(boolean removed) {

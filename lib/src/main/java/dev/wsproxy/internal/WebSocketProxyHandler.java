@@ -1078,7 +1078,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
      * spread evenly across {@code window} so that their clients do not all reconnect at once. Handshakes still in
      * flight to it fail over to another backend at once. A backend removed from its route ({@code updateBackends}, a
      * DNS answer) is drained too while its sessions are open ({@link RouteBackends#drain}). An {@code updateBackends}
-     * that lists the backend again within the window ends the drain: its sessions not closed yet stay open.
+     * that lists the backend again within the window ends the drain: its sessions not closed yet stay open, and a
+     * later drain of the backend closes them over its own window only ({@link BackendState#drainMark}).
      */
     public void drainBackend(Backend backend, Duration window) {
         boolean known = false;
@@ -1109,12 +1110,14 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         for (int i = 0; i < sessions.size(); i++) {
             Relay relay = sessions.get(i);
             // A close still to come is dropped when an updateBackends listing the backend has ended its drain
-            // meanwhile: it went on closing the sessions left until the window was over. A backend outside the
+            // meanwhile: it went on closing the sessions left until the window was over. Dropped for good: a later
+            // drain marks the backend anew, and its closes are its own (checking only that the backend was draining,
+            // the first drain's closes came back and closed the sessions on its schedule too). A backend outside the
             // route's list (a custom selector's), which no drain marks, has its sessions closed all the same.
             BackendState state = relay.backendState();
-            boolean marked = state.draining();
+            Object mark = state.drainMark();
             Runnable close = () -> {
-                if (!marked || state.draining()) {
+                if (mark == null || state.drainMark() == mark) {
                     relay.closeForDrain();
                 }
             };
