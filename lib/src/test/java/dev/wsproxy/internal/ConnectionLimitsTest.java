@@ -4,8 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.BiFunction;
 
 import org.junit.jupiter.api.Test;
 
@@ -57,6 +60,39 @@ class ConnectionLimitsTest {
         assertThat(otherAnswers).as("answers to the address at its limit other than its own limit").hasValue(0);
         assertThat(limits.total()).isOne();
         assertThat(limits.sessions(other)).isZero();
+    }
+
+    @Test
+    void refusesAHandshakeOfAnAddressBelowItsLimitFor503WhileAnotherOfItsHandshakesFindsTheTotalFull() {
+        // The address's slot was counted before the total's and given back when the total refused: a second
+        // handshake of the address in between found the address at its limit, and its client got 429 "too many
+        // sessions" for a refusal of the total (503). The second handshake comes here as soon as the first has
+        // been through the address's entry.
+        AtomicReference<ConnectionLimits> limits = new AtomicReference<>();
+        AtomicReference<Object> second = new AtomicReference<>();
+        AtomicBoolean secondComes = new AtomicBoolean();
+        ConcurrentHashMap<ClientKey, AtomicInteger> perAddress = new ConcurrentHashMap<>() {
+            @Override
+            public AtomicInteger compute(ClientKey key,
+                    BiFunction<? super ClientKey, ? super AtomicInteger, ? extends AtomicInteger> count) {
+                AtomicInteger result = super.compute(key, count);
+                if (secondComes.getAndSet(false)) {
+                    second.set(limits.get().acquire(key));
+                }
+                return result;
+            }
+        };
+        limits.set(new ConnectionLimits(2, 2, perAddress));
+        ClientKey address = key("192.0.2.1");
+        assertThat(limits.get().acquire(address)).isInstanceOf(ConnectionLimits.Permit.class);
+        assertThat(limits.get().acquire(key("192.0.2.2"))).isInstanceOf(ConnectionLimits.Permit.class);
+
+        secondComes.set(true);
+        assertThat(limits.get().acquire(address)).isEqualTo(ConnectionLimits.Refusal.TOTAL);
+        assertThat(second.get()).as("the second handshake: a session of two, the total full")
+                .isEqualTo(ConnectionLimits.Refusal.TOTAL);
+        assertThat(limits.get().sessions(address)).isOne();
+        assertThat(limits.get().total()).isEqualTo(2);
     }
 
     @Test
