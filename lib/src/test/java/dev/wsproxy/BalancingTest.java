@@ -390,6 +390,49 @@ class BalancingTest {
     }
 
     @Test
+    void countsTheSessionsACustomSelectorOpensOnARemovedBackendWithThoseItStillHas() throws Exception {
+        // A backend removed with sessions open keeps its state for them; a selector that builds the backend itself
+        // got a second, fresh state for it, outside the list. Listed again, the backend came back with the first
+        // state only: backendStatus counted 1 of its 2 sessions, and least-connections favoured it.
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
+                .backendSelector(context -> Backend.of(a.backend().uri().toString()))));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a");
+        proxy.updateBackends("/ws/", List.of(b.backend()));
+        assertThat(whoServes(open)).as("built by the selector, outside the list").isEqualTo("a");
+
+        proxy.updateBackends("/ws/", List.of(a.backend(), b.backend()));
+
+        assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::activeSessions).containsExactly(2, 0);
+        assertThat(proxy.backendStatus("/ws/").get(0).totalSessions()).isEqualTo(2);
+        closeAll(open);
+        org.awaitility.Awaitility.await().until(() -> proxy.backendStatus("/ws/").stream()
+                .allMatch(status -> status.activeSessions() == 0));
+    }
+
+    @Test
+    void turnsAwayTheSessionsACustomSelectorOpensOnARemovedBackendItDrained() throws Exception {
+        // The drain marked the removed backend's state, but a selector that builds the backend itself got a fresh
+        // state of its own for it, which no drain marks: the drained backend went on taking its new sessions (101).
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
+                .backendSelector(context -> Backend.of(a.backend().uri().toString()))));
+        List<WsRecorder> open = new ArrayList<>();
+        assertThat(whoServes(open)).isEqualTo("a");
+        assertThat(whoServes(open)).isEqualTo("a");
+        proxy.updateBackends("/ws/", List.of(b.backend()));
+
+        proxy.drain(a.backend(), Duration.ofMinutes(2)); // one session closed at once, the other after a minute
+        org.awaitility.Awaitility.await().until(() -> open.stream().anyMatch(client -> !client.events.isEmpty()));
+        open.removeIf(client -> !client.events.isEmpty());
+
+        try (RawHttpExchange exchange = RawHttpExchange.upgrade(proxy.uri().getPort(), "/ws/x")) {
+            assertThat(exchange.statusLine()).as("the selector's pick, drained").startsWith("HTTP/1.1 503");
+        }
+        assertThat(a.upgrades).as("handshakes that reached a").hasSize(2);
+        closeAll(open);
+    }
+
+    @Test
     void answers503WithRetryAfterWhenNoBackendIsAvailable() throws Exception {
         start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
         proxy.drain(a.backend(), Duration.ZERO);

@@ -115,7 +115,8 @@ public final class RouteBackends {
      * removed since is still that list's state, removed ({@link BackendStatus.State#DRAINING}), which the handshake
      * turns away as it does a drained one. Looked up only in the current list, it was a backend outside the list,
      * given a fresh state ({@code UP}), and the session went to the backend just removed. Then the current list; a
-     * backend in neither (one the selector built itself) gets a state of its own.
+     * backend in neither (one the selector built itself) gets a state of its own, unless it was removed from the list
+     * with sessions or handshakes still open: then it is that one's ({@link #reuseRetired}).
      */
     BackendState stateOf(Backend backend, List<List<BackendState>> seen) {
         for (List<BackendState> list : seen) {
@@ -132,8 +133,33 @@ public final class RouteBackends {
         if (other != null) {
             return other;
         }
+        BackendState removed = retired.get(backend.uri());
+        if (removed != null && (removed.outsideList() || reuseRetired(removed))) {
+            return removed;
+        }
         pruneOthers();
         return others.computeIfAbsent(backend, RouteBackends::outsideList);
+    }
+
+    /**
+     * Makes the state of a removed backend whose sessions or handshakes are still open ({@link #retired}) that of a
+     * backend outside the list, for a selector that builds the backend itself: its sessions count with those still
+     * open, no longer turned away as removed, without passive health, and still {@linkplain #drain drained} by URI.
+     * With a fresh state of its own outside the list, the backend had two, and when {@code updateBackends} listed it
+     * again it came back with the removed one alone: its status counted none of the sessions opened meanwhile,
+     * least-connections sent it more, and a drain of the removed backend did not stop the selector's new sessions.
+     * Returns {@code false} when the state is no longer a removed one with something open: the caller makes one of
+     * its own. A selector that picked the backend from a list it read before the removal then finds it too, no longer
+     * removed: the backend takes sessions again, as the selector's own picks do.
+     */
+    private synchronized boolean reuseRetired(BackendState state) {
+        if (retired.get(state.backend().uri()) != state
+                || (state.activeSessions() == 0 && state.pendingHandshakes() == 0)) {
+            return false;
+        }
+        state.outsideList(true);
+        state.removed(false);
+        return true;
     }
 
     private static BackendState outsideList(Backend backend) {
@@ -255,15 +281,15 @@ public final class RouteBackends {
             }
             if (state == null) {
                 state = adoptOther(backend.uri());
-                if (state != null) {
-                    state.outsideList(false); // listed from now on: passive health applies
-                }
             }
             if (state == null) {
                 state = new BackendState(backend);
             } else {
                 state.backend(backend);
                 state.removed(false);
+                // Listed from now on, passive health applies: to one outside the list (adoptOther), and to a removed
+                // one a selector built meanwhile (reuseRetired).
+                state.outsideList(false);
                 if (endDraining) {
                     state.draining(false);
                 }
