@@ -23,6 +23,9 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.eclipse.jetty.io.ManagedSelector;
+import org.eclipse.jetty.alpn.server.ALPNServerConnectionFactory;
+import org.eclipse.jetty.http2.server.HTTP2ServerConnectionFactory;
+import org.eclipse.jetty.server.ConnectionFactory;
 import org.eclipse.jetty.server.Connector;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.HttpConfiguration;
@@ -31,6 +34,7 @@ import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.server.SslConnectionFactory;
 import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.thread.QueuedThreadPool;
 import org.junit.jupiter.api.AfterEach;
@@ -155,12 +159,15 @@ class SlowlorisTest {
 
     /**
      * Mounts the proxy in a user's server, in front of {@link AppHandler}, on a connector with {@code acceptors}
-     * acceptor threads (0: the selector accepts), one selector and this accept queue (0: the JVM's default).
+     * acceptor threads (0: the selector accepts), one selector, this accept queue (0: the JVM's default) and these
+     * connection factories (none: plain HTTP/1.1).
      */
-    private ServerConnector startUserServer(ProxyBuilder builder, int acceptors, int acceptQueue) throws Exception {
+    private ServerConnector startUserServer(ProxyBuilder builder, int acceptors, int acceptQueue,
+            ConnectionFactory... factories) throws Exception {
         proxy = builder.route("/ws/", r -> r.backends(backend.backend()).plainHttp(PlainHttp.NEXT_HANDLER)).build();
         userServer = new Server();
-        ServerConnector connector = new ServerConnector(userServer, acceptors, 1);
+        ServerConnector connector = factories.length == 0 ? new ServerConnector(userServer, acceptors, 1)
+                : new ServerConnector(userServer, acceptors, 1, factories);
         connector.setHost("127.0.0.1");
         connector.setIdleTimeout(30_000);
         connector.setAcceptQueueSize(acceptQueue);
@@ -448,6 +455,56 @@ class SlowlorisTest {
         assertThat(connector.getBean(HandshakeGuard.class)).as("guard left on the user's connector").isNull();
         assertThat(configuration.getCustomizers()).as("customizers left on the user's configuration")
                 .doesNotContain(guard);
+    }
+
+    @Test
+    void closesAtTheDeadlineATlsHandshakeStalledOnAMountedConnectorWithAlpn() throws Exception {
+        // With ALPN, Jetty opens no HTTP/1 connection until the TLS handshake has chosen the protocol: the guard, which
+        // followed HTTP/1 connections only, did not see the connection negotiating it, and a client that stalled in
+        // the middle of its ClientHello was held until the connector's idle timeout (30 s here).
+        Duration deadline = Duration.ofSeconds(1);
+        HttpConfiguration http = new HttpConfiguration();
+        ALPNServerConnectionFactory alpn = new ALPNServerConnectionFactory("h2", "http/1.1");
+        alpn.setDefaultProtocol("http/1.1");
+        ServerConnector connector = startUserServer(ProxyBuilder.create().handshakeTimeout(deadline), 1, 0,
+                new SslConnectionFactory(TestCertificates.LOCALHOST.server(), alpn.getProtocol()), alpn,
+                new HTTP2ServerConnectionFactory(http), new HttpConnectionFactory(http));
+        int port = connector.getLocalPort();
+
+        long opened = System.nanoTime();
+        try (Socket socket = new Socket("127.0.0.1", port)) {
+            socket.setSoTimeout(10_000);
+            // A handshake record of 512 bytes, of which the client sends the first 16: the record header, the
+            // ClientHello's header, its version and the start of its random.
+            socket.getOutputStream().write(new byte[] {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, (byte) 0xFC,
+                0x03, 0x03, 0x11, 0x22, 0x33, 0x44, 0x55});
+            String answer = readUntilClosed(socket.getInputStream());
+            assertThat(Duration.ofNanos(System.nanoTime() - opened)).isGreaterThanOrEqualTo(deadline)
+                    .isLessThan(deadline.plusSeconds(5));
+            assertThat(answer).as("bytes before the close: a TLS alert record at most").matches("(?s)(\u0015.*)?");
+        }
+
+        java.net.URI uri = java.net.URI.create("https://127.0.0.1:" + port + "/");
+        try (javax.net.ssl.SSLSocket socket = TestCertificates.LOCALHOST.socketTo(uri)) {
+            javax.net.ssl.SSLParameters parameters = socket.getSSLParameters();
+            parameters.setApplicationProtocols(new String[] {"http/1.1"});
+            socket.setSSLParameters(parameters);
+            socket.getOutputStream().write("GET /page HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                    .getBytes(StandardCharsets.ISO_8859_1));
+            assertThat(readResponse(socket.getInputStream())).as("the application's page, over http/1.1 chosen by ALPN")
+                    .endsWith("app:/page");
+            assertThat(socket.getApplicationProtocol()).isEqualTo("http/1.1");
+        }
+        HandshakeGuard guard = guard(userServer);
+        try (javax.net.ssl.SSLSocket socket = TestCertificates.LOCALHOST.socketTo(uri)) {
+            javax.net.ssl.SSLParameters parameters = socket.getSSLParameters();
+            parameters.setApplicationProtocols(new String[] {"h2"});
+            socket.setSSLParameters(parameters);
+            socket.startHandshake();
+            assertThat(socket.getApplicationProtocol()).isEqualTo("h2");
+            await().atMost(Duration.ofSeconds(5)).untilAsserted(() -> assertThat(guard.watched())
+                    .as("connections followed once h2 was chosen (HTTP/2 is not)").isZero());
+        }
     }
 
     @Test

@@ -281,8 +281,8 @@ class TlsClientCertificateTest {
 
     @Test
     void readsTheClientCertificateOfAWebSocketOverHttp2() throws Exception {
-        // h2 straight over TLS (no ALPN implementation on the test class path): once the protocol is chosen, the
-        // streams and the TLS connection under them are the same as after ALPN.
+        // h2 straight over TLS, without ALPN (SlowlorisTest has a connector with it): once the protocol is chosen,
+        // the streams and the TLS connection under them are the same as after ALPN.
         HttpConfiguration http = new HttpConfiguration();
         http.addCustomizer(new SecureRequestCustomizer());
         int port = mount(false, new SslConnectionFactory(requiringClientCertificates(), "h2"),

@@ -24,6 +24,7 @@ import org.eclipse.jetty.server.Connector;
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
 import org.eclipse.jetty.server.HttpStream;
+import org.eclipse.jetty.server.NegotiatingServerConnection;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.util.NanoTime;
@@ -40,18 +41,26 @@ import org.slf4j.LoggerFactory;
  * A connection is <em>pending</em> while it waits for a request head: from the moment Jetty opens its HTTP/1
  * connection (at accept; over TLS that includes the TLS handshake) until the head is parsed, and again from the end of
  * each exchange until the next head on a keep-alive connection (HAProxy's {@code timeout http-request} does the same
- * when no {@code http-keep-alive} timeout is set). A connection whose request is being handled (a WebSocket upgrade
- * waiting for its backend, a long download) is not pending: the backend connect timeout and the connector's idle
- * timeout govern it. A connection upgraded to WebSocket is forgotten for good. Jetty's idle timeout cannot do this job:
- * it restarts on every byte, so a client dripping one header byte a second would hold a connection forever.
+ * when no {@code http-keep-alive} timeout is set). Over TLS with ALPN, Jetty opens no HTTP/1 connection until the
+ * TLS handshake has chosen the protocol: the connection that negotiates it ({@link NegotiatingServerConnection}) is
+ * pending through the handshake instead, so that a client stalled in the middle of it is closed at the deadline,
+ * not held until the connector's idle timeout (which a client dripping its {@code ClientHello} restarts). It is
+ * forgotten once the protocol is chosen (Jetty then swaps in the protocol's connection): an HTTP/1 one is pending
+ * from then on with a deadline of its own, so such a client has up to two deadlines in all, one for its TLS
+ * handshake and one for its head; an HTTP/2 one is not followed. A connection whose request is being handled (a
+ * WebSocket upgrade waiting for its backend, a long download) is not pending: the backend connect timeout and the
+ * connector's idle timeout govern it. A connection upgraded to WebSocket is forgotten for good. Jetty's idle timeout
+ * cannot do this job: it restarts on every byte, so a client dripping one header byte a second would hold a connection
+ * forever.
  *
  * <h2>How it hooks into Jetty</h2>
  * {@link #install(Server)} adds this object to every connector that has an {@link HttpConnectionFactory}, twice: as a
  * {@link Connection.Listener}, which Jetty attaches to each connection the connector creates (it sees the HTTP/1
- * connection open at accept and close at upgrade or disconnect), and as a {@link HttpConfiguration.Customizer} of the
- * factory's configuration, which Jetty calls for every request once its head is parsed, before any handler runs. So
- * the guard works the same for the standalone server and in a user's own {@code Server}, and for every request on the
- * connectors, whichever handler takes it. {@link #uninstall()} removes both.
+ * connection, or the ALPN one, open at accept and close at upgrade or disconnect), and as a
+ * {@link HttpConfiguration.Customizer} of the factory's configuration, which Jetty calls for every request once its
+ * head is parsed, before any handler runs. So the guard works the same for the standalone server and in a user's own
+ * {@code Server}, and for every request on the connectors, whichever handler takes it. {@link #uninstall()} removes
+ * both.
  *
  * <h2>Deadline</h2>
  * Pending connections are kept oldest first, and all have the same timeout, so the oldest is the next to expire: one
@@ -95,7 +104,7 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
     private final long timeoutNanos;
     private final int maxPending;
     private final Object lock = new Object();
-    /** Every HTTP/1 connection the guard follows, pending or not; guarded by {@link #lock}. */
+    /** Every connection the guard follows (HTTP/1, or negotiating ALPN), pending or not; guarded by {@link #lock}. */
     private final Map<Connection, Watch> watched = new HashMap<>();
     /** The pending ones, oldest first; guarded by {@link #lock}. */
     private final LinkedHashSet<Watch> pending = new LinkedHashSet<>();
@@ -197,14 +206,17 @@ public final class HandshakeGuard implements Connection.Listener, HttpConfigurat
 
     @Override
     public void onOpened(Connection connection) {
-        // HTTP/1 only (HTTP/2 multiplexes: a head does not end its waiting), and only from a guarded factory.
-        if (!(connection instanceof AbstractMetaDataConnection http1)
-                || !http1.getHttpConfiguration().getCustomizers().contains(this)) {
+        // HTTP/1 only (HTTP/2 multiplexes: a head does not end its waiting), and only from a guarded factory; and the
+        // connection that negotiates the protocol (ALPN) during a TLS handshake, on a guarded connector.
+        boolean negotiating = connection instanceof NegotiatingServerConnection;
+        if (!negotiating && (!(connection instanceof AbstractMetaDataConnection http1)
+                || !http1.getHttpConfiguration().getCustomizers().contains(this))) {
             return;
         }
         Connection evicted;
         synchronized (lock) {
-            if (scheduler == null) {
+            if (scheduler == null
+                    || negotiating && !connectors.contains(((NegotiatingServerConnection) connection).getConnector())) {
                 return;
             }
             Watch watch = new Watch(connection);
