@@ -73,7 +73,10 @@ import java.util.function.Function;
  * is not cancelled. A proxy that stops while the stage is pending answers the client {@code 503} with
  * {@code Retry-After}, as a request that arrives while it stops, and ignores the decision likewise. The request passed
  * in can be read until the stage completes or the timeout has answered the client. Implementations must be
- * thread-safe.
+ * thread-safe. {@link #authenticate} may not stop the proxy, which would wait for the Jetty thread it runs on:
+ * {@link WebSocketProxy#stop(java.time.Duration)} throws {@code IllegalStateException} there, a failure of the
+ * authenticator's like any other it lets out ({@code 500}); hand the stop to a thread of yours (the thread that
+ * completes a later stage is yours already).
  *
  * <p>A route's authenticator guards the WebSocket upgrades on the route and the plain HTTP requests the route
  * forwards to its backends ({@link PlainHttp#PROXY_TO_BACKEND}, like Socket.IO's polling fallback), which get the

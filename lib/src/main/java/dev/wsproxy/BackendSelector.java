@@ -61,7 +61,11 @@ import dev.wsproxy.internal.Selectors;
  * proxied on the route), concurrently; it must be thread-safe and must not block. A selector that keeps state
  * (counters, session counts) should return a fresh instance from {@link #forRoute(String)}, so that two routes never
  * share it. The proxy reports each session it opens and closes to the route's instance, exactly once each; the
- * built-ins need not count, as {@link BackendStatus#activeSessions()} already does.
+ * built-ins need not count, as {@link BackendStatus#activeSessions()} already does. None of its methods (nor the key
+ * of {@link #consistentHash}) may stop the proxy, which would wait for the Jetty thread they run on, and for the
+ * session being opened or closed: {@link WebSocketProxy#stop(java.time.Duration)} throws
+ * {@code IllegalStateException} there, a failure of the selector's like any other it lets out ({@code 500} from
+ * {@link #select}, logged from the others); hand the stop to a thread of yours.
  *
  * @see SelectionContext
  * @see HashKeys

@@ -46,7 +46,9 @@ import dev.wsproxy.internal.Origins;
  * reaches the proxy with.
  *
  * <p>You can also implement your own. It is called on a Jetty thread for every upgrade request, concurrently; it must
- * be thread-safe and must not block.
+ * be thread-safe and must not block. It may not stop the proxy, which would wait for that thread:
+ * {@link WebSocketProxy#stop(java.time.Duration)} throws {@code IllegalStateException} there, a failure of the
+ * validator's like any other it lets out ({@code 500}); hand the stop to a thread of yours.
  */
 @FunctionalInterface
 public interface OriginValidator {

@@ -19,7 +19,9 @@ import dev.wsproxy.internal.Timeouts;
  * </ul>
  *
  * <p>You can also implement your own, for instance to read the values from live configuration (when the proxy reads
- * a policy is said below). Implementations must be thread-safe and must not block. A duration longer than 100 years
+ * a policy is said below). Implementations must be thread-safe and must not block, and may not stop the proxy, which
+ * would wait for the Jetty thread that reads them: {@link WebSocketProxy#stop(Duration)} throws
+ * {@code IllegalStateException} there, a failure of the policy's like any other (the defaults). A duration longer than 100 years
  * counts as 100 years, so {@code ChronoUnit.FOREVER.getDuration()} means "never" wherever {@link Duration#ZERO} does
  * not; the built-in policies return the capped value ({@code idle(FOREVER).idleTimeout()} is 100 years).
  *

@@ -30,10 +30,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.wsproxy.internal.Durations;
-import dev.wsproxy.internal.Listeners;
 import dev.wsproxy.internal.PlainErrorHandler;
 import dev.wsproxy.internal.ProxyConfig;
 import dev.wsproxy.internal.TlsStores;
+import dev.wsproxy.internal.UserCode;
 import dev.wsproxy.internal.WebSocketEndPoints;
 import dev.wsproxy.internal.WebSocketProxyHandler;
 
@@ -446,15 +446,23 @@ public final class WebSocketProxy implements AutoCloseable {
      * {@code stop(Duration.ZERO)} drops the sessions still open, and the first {@code stop} returns moments later,
      * every close reported. Called again once the proxy is stopped, it does nothing.
      *
-     * <p>A {@link ProxyListener} may not stop the proxy from its callback: the stop would wait for that very call to
-     * return (standalone, for ever, as Jetty's stop waits for the selector thread it runs on). Hand the stop to another
-     * thread: {@code executor.execute(() -> proxy.close())}.
+     * <p>A {@link ProxyListener} may not stop the proxy from its callback, nor may the other hooks the proxy calls on
+     * its threads: an {@link OriginValidator}, an {@link Authenticator}'s {@code authenticate}, a
+     * {@link BackendSelector} (its {@code select}, with a {@link BackendSelector#consistentHash} key, and its
+     * {@code onSessionOpened} and {@code onSessionClosed}), a {@link TimeoutPolicy}. The stop would wait for that very
+     * call to return: standalone, for ever, as Jetty's stop waits for the selector thread it runs on; mounted, for the
+     * whole drain when the call reports a session's open or close, which the drain waits for. Such a stop throws, and
+     * the hook fails as when it throws anything else (a validator's, an authenticator's or a selector's
+     * {@code select}'s handshake gets {@code 500}, a policy's session the defaults, a listener's or a selector's
+     * session report is logged and the session goes on). Hand the stop to another thread:
+     * {@code executor.execute(() -> proxy.close())}. An authenticator's stage completed later runs on a thread of
+     * yours, from which a stop is fine.
      *
      * @param drain how long to wait for sessions to finish their close handshake and for their closes to reach the
      *        listeners; {@link Duration#ZERO} drops them
      * @throws IllegalArgumentException if {@code drain} is negative
-     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback while the proxy runs (the
-     *         listener's exception is logged, and the proxy goes on running)
+     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback or another of the proxy's hooks
+     *         (see above) while the proxy runs (the hook fails, and the proxy goes on running)
      */
     public void stop(Duration drain) {
         requireNonNull(drain, "drain");
@@ -467,10 +475,11 @@ public final class WebSocketProxy implements AutoCloseable {
                 handler.cutDrain(Durations.stored(drain));
                 return;
             }
-            if (Listeners.calling()) {
-                // It waited for the listener's own call to return: the whole drain, then, standalone, for ever, on
-                // Jetty's stop of the selector that runs the listener.
-                throw new IllegalStateException("stop(): called from a ProxyListener, which the stop waits for "
+            String hook = UserCode.running();
+            if (hook != null) {
+                // It waited for the hook's own call to return: standalone, for ever, on Jetty's stop of the selector
+                // that runs it; mounted, a listener or a selector's onSessionOpened/Closed, for the whole drain.
+                throw new IllegalStateException("stop(): called from " + hook + ", which the stop waits for "
                         + "(expected: a call from another thread, such as an executor of yours)");
             }
             stopped = true;
@@ -514,8 +523,8 @@ public final class WebSocketProxy implements AutoCloseable {
     /**
      * Stops the proxy with the drain timeout of {@link ProxyBuilder#drainTimeout(Duration)}.
      *
-     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback while the proxy runs (see
-     *         {@link #stop(Duration)})
+     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback or another of the proxy's hooks
+     *         while the proxy runs (see {@link #stop(Duration)})
      */
     @Override
     public void close() {

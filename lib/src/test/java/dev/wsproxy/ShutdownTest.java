@@ -14,6 +14,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.eclipse.jetty.server.Server;
@@ -21,6 +22,8 @@ import org.eclipse.jetty.server.ServerConnector;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** Stopping the proxy: draining, the deadline, refusing new upgrades, and the lifecycle rules. */
 class ShutdownTest {
@@ -307,6 +310,187 @@ class ShutdownTest {
         } finally {
             stopping.close();
         }
+    }
+
+    /**
+     * The user hooks a handshake runs, each set to stop the proxy from its first call and to let that refusal out, as
+     * a hook that does not catch it would: the hook fails, and its handshake gets the hook's failure, 500.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"an OriginValidator", "an Authenticator", "a BackendSelector",
+            "a BackendSelector on failover"})
+    void refusesAStopFromAHandshakeHookAndAnswersItsHandshake500(String hook) throws Exception {
+        // Standalone, each hung for good: a request, and a backend's answer on failover, is handled on a selector
+        // thread, which Jetty's stop of the server waits for.
+        AtomicReference<WebSocketProxy> self = new AtomicReference<>();
+        CompletableFuture<RuntimeException> refused = new CompletableFuture<>();
+        Runnable stop = stopOnce(self, refused);
+        Backend unreachable = Backend.of("ws://127.0.0.1:" + Clients.closedPort());
+        AtomicInteger selections = new AtomicInteger();
+        ProxyBuilder builder = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend());
+        switch (hook) {
+            case "an OriginValidator" -> builder.originValidator((origin, request) -> {
+                stop.run();
+                return true;
+            });
+            case "an Authenticator" -> builder.authenticator(Authenticator.of(request -> {
+                stop.run();
+                return AuthDecision.allow();
+            }));
+            case "a BackendSelector" -> builder.backendSelector(context -> {
+                stop.run();
+                return backend.backend();
+            });
+            default -> builder.backendSelector(context -> {
+                if (selections.getAndIncrement() == 0) {
+                    return unreachable; // its connect fails: the next select runs on the selector that saw it
+                }
+                stop.run();
+                return backend.backend();
+            });
+        }
+        WebSocketProxy stopping = builder.build();
+        try {
+            stopping.start();
+            self.set(stopping);
+            CompletableFuture<Integer> status = CompletableFuture.supplyAsync(() -> {
+                try (RawHttp client = RawHttp.connect(stopping)) {
+                    return client.exchange(RawHttp.Request.upgrade("/stops-the-proxy", RawHttp.host(stopping)))
+                            .status();
+                } catch (IOException e) {
+                    throw new java.util.concurrent.CompletionException(e);
+                }
+            });
+
+            assertThat(refused.get(10, TimeUnit.SECONDS)).isInstanceOf(IllegalStateException.class)
+                    .hasMessage("stop(): called from " + hook.replace(" on failover", "") + ", which the stop waits "
+                            + "for (expected: a call from another thread, such as an executor of yours)");
+            assertThat(status.get(10, TimeUnit.SECONDS)).as("the hook's failure").isEqualTo(500);
+            assertStillRelays(stopping, Clients.ws(stopping, "/still-running"));
+            Clients.assertNoLeaks(stopping, clients, backend);
+        } finally {
+            stopping.close();
+        }
+    }
+
+    /** The user hooks of a session's open and close, and its timeout policy: the hook fails, the session goes on. */
+    @ParameterizedTest
+    @ValueSource(strings = {"onSessionOpened", "onSessionClosed", "a TimeoutPolicy"})
+    void refusesAStopFromASessionHookAndKeepsTheSession(String hook) throws Exception {
+        // Standalone, each hung for good, as above; the selector's callbacks run on the selector thread that relays
+        // the session, and the drain waits for the very session whose open or close runs them.
+        AtomicReference<WebSocketProxy> self = new AtomicReference<>();
+        CompletableFuture<RuntimeException> refused = new CompletableFuture<>();
+        WebSocketProxy stopping = ProxyBuilder.create().listen("127.0.0.1", 0)
+                .route("/", r -> sessionHook(r.backends(backend.backend()), hook, stopOnce(self, refused))).build();
+        try {
+            stopping.start();
+            self.set(stopping);
+            assertStillRelays(stopping, Clients.ws(stopping, "/stops-the-proxy"));
+
+            assertThat(refused.get(10, TimeUnit.SECONDS)).isInstanceOf(IllegalStateException.class)
+                    .hasMessage("stop(): called from " + (hook.startsWith("on") ? "a BackendSelector" : hook)
+                            + ", which the stop waits for (expected: a call from another thread, such as an executor "
+                            + "of yours)");
+            assertStillRelays(stopping, Clients.ws(stopping, "/still-running"));
+            Clients.assertNoLeaks(stopping, clients, backend);
+        } finally {
+            stopping.close();
+        }
+    }
+
+    @Test
+    void refusesAStopFromASelectorsSessionCallbackOfAMountedProxy() throws Exception {
+        // Mounted, the stop did not stop the server, but its drain waited for the very session whose close ran the
+        // selector's callback: the whole drain, the session and every later close held by it.
+        AtomicReference<WebSocketProxy> self = new AtomicReference<>();
+        CompletableFuture<RuntimeException> refused = new CompletableFuture<>();
+        WebSocketProxy mounted = ProxyBuilder.create().drainTimeout(Duration.ofSeconds(30))
+                .route("/", r -> sessionHook(r.backends(backend.backend()), "onSessionClosed",
+                        stopOnce(self, refused)))
+                .build();
+        Server server = mount(mounted);
+        self.set(mounted);
+        try {
+            assertStillRelays(mounted, uri(server, "/stops-the-proxy"));
+
+            assertThat(refused.get(10, TimeUnit.SECONDS)).isInstanceOf(IllegalStateException.class)
+                    .hasMessageStartingWith("stop(): called from a BackendSelector, which the stop waits for");
+            assertStillRelays(mounted, uri(server, "/still-running"));
+            Clients.assertNoLeaks(mounted, clients, backend);
+        } finally {
+            mounted.close();
+            server.stop();
+        }
+    }
+
+    /**
+     * A hook's body that stops the proxy on its first call once {@code self} is set (the proxy started: a policy is
+     * read when the proxy is built and started too), records what the stop threw ({@code null}: nothing), and lets it
+     * out, as a hook that does not catch it would.
+     */
+    private static Runnable stopOnce(AtomicReference<WebSocketProxy> self,
+            CompletableFuture<RuntimeException> refused) {
+        AtomicBoolean called = new AtomicBoolean();
+        return () -> {
+            if (self.get() == null || !called.compareAndSet(false, true)) {
+                return;
+            }
+            try {
+                self.get().close();
+                refused.complete(null);
+            } catch (RuntimeException e) {
+                refused.complete(e);
+                throw e;
+            }
+        };
+    }
+
+    /** Sets on {@code route} a selector or a timeout policy whose {@code hook} runs {@code stop}. */
+    private RouteBuilder sessionHook(RouteBuilder route, String hook, Runnable stop) {
+        return switch (hook) {
+            case "onSessionOpened", "onSessionClosed" -> route.backendSelector(new BackendSelector() {
+                @Override
+                public Backend select(SelectionContext context) {
+                    return backend.backend();
+                }
+
+                @Override
+                public void onSessionOpened(Backend chosen) {
+                    if (hook.equals("onSessionOpened")) {
+                        stop.run();
+                    }
+                }
+
+                @Override
+                public void onSessionClosed(Backend chosen) {
+                    if (hook.equals("onSessionClosed")) {
+                        stop.run();
+                    }
+                }
+            });
+            default -> route.timeoutPolicy(new TimeoutPolicy() {
+                @Override
+                public Duration connectTimeout() {
+                    stop.run();
+                    return TimeoutPolicy.DEFAULT_CONNECT_TIMEOUT;
+                }
+
+                @Override
+                public Duration idleTimeout() {
+                    return TimeoutPolicy.DEFAULT_IDLE_TIMEOUT;
+                }
+            });
+        };
+    }
+
+    /** A session through {@code proxy} at {@code uri} relays a message and closes. */
+    private void assertStillRelays(WebSocketProxy proxy, URI uri) throws Exception {
+        WsRecorder client = clients.connect(uri);
+        client.sendText("hello");
+        assertThat(client.nextText()).isEqualTo("hello");
+        client.session.close();
+        client.nextClose();
     }
 
     @Test

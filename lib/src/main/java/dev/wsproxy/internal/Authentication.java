@@ -92,11 +92,14 @@ final class Authentication {
 
     private void start(Authenticator authenticator) {
         CompletionStage<AuthDecision> stage;
+        String outer = UserCode.enter(UserCode.AUTHENTICATOR);
         try {
             stage = authenticator.authenticate(view);
         } catch (Throwable e) {
             failed(authenticator, e);
             return;
+        } finally {
+            UserCode.exit(outer);
         }
         if (stage == null) {
             failed(authenticator, new NullPointerException("authenticate returned null"));

@@ -15,14 +15,12 @@ import dev.wsproxy.SessionClose;
 
 /**
  * Calls several listeners in order; an exception from one is logged and does not stop the others. It marks the thread
- * while they run ({@link #calling()}): {@code WebSocketProxy.stop} waits for every listener call, and for the selector
+ * while they run ({@link UserCode}): {@code WebSocketProxy.stop} waits for every listener call, and for the selector
  * thread that runs one, so a stop called from a listener would wait for itself.
  */
-public final class Listeners implements ProxyListener {
+final class Listeners implements ProxyListener {
 
     private static final Logger LOG = LoggerFactory.getLogger(Listeners.class);
-    /** Set while this thread runs listeners: a session's open or close, per session, never per frame. */
-    private static final ThreadLocal<Boolean> CALLING = new ThreadLocal<>();
 
     private final List<ProxyListener> listeners;
 
@@ -34,15 +32,9 @@ public final class Listeners implements ProxyListener {
         return listeners.isEmpty() ? ProxyListener.NOOP : new Listeners(List.copyOf(listeners));
     }
 
-    /** Tells whether this thread is running a listener of a proxy (one that calls back into the proxy). */
-    public static boolean calling() {
-        return CALLING.get() == Boolean.TRUE;
-    }
-
     private void each(String event, Consumer<ProxyListener> call) {
-        // FALSE rather than remove() after: no entry made again on each call of this thread.
-        boolean nested = calling();
-        CALLING.set(Boolean.TRUE);
+        // Per session's open and close (and per refusal, per backend state change), never per frame.
+        String outer = UserCode.enter(UserCode.LISTENER);
         try {
             for (ProxyListener listener : listeners) {
                 try {
@@ -54,9 +46,7 @@ public final class Listeners implements ProxyListener {
                 }
             }
         } finally {
-            if (!nested) {
-                CALLING.set(Boolean.FALSE);
-            }
+            UserCode.exit(outer);
         }
     }
 

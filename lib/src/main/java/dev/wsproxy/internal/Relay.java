@@ -555,10 +555,13 @@ final class Relay implements ProxySession {
     private void reportOpened() {
         SessionClose close;
         try {
+            String outer = UserCode.enter(UserCode.SELECTOR);
             try {
                 route.selector().onSessionOpened(backend);
             } catch (Throwable e) {
                 LOG.warn("[{}] Backend selector {} failed in onSessionOpened", id, route.selector(), e);
+            } finally {
+                UserCode.exit(outer);
             }
             route.listener().onSessionOpened(this);
         } finally {
@@ -950,10 +953,13 @@ final class Relay implements ProxySession {
     /** Reports the close; a stopping proxy waits for it ({@link WebSocketProxyHandler#stopProxy}). */
     private void reportClosed(SessionClose close) {
         try {
+            String outer = UserCode.enter(UserCode.SELECTOR);
             try {
                 route.selector().onSessionClosed(backend);
             } catch (Throwable e) {
                 LOG.warn("[{}] Backend selector {} failed in onSessionClosed", id, route.selector(), e);
+            } finally {
+                UserCode.exit(outer);
             }
             route.listener().onSessionClosed(this, close);
             AccessLog.session(this, close);

@@ -75,6 +75,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
         Duration close;
         Duration lifetime;
         Duration ping;
+        String outer = UserCode.enter(UserCode.TIMEOUT_POLICY);
         try {
             connect = policy.connectTimeout();
             idle = policy.idleTimeout();
@@ -92,6 +93,8 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
                         policy.getClass().getName(), e);
             }
             return DEFAULTS;
+        } finally {
+            UserCode.exit(outer);
         }
         Duration connectUsed = positiveOr(connect, DEFAULT_CONNECT_TIMEOUT);
         Duration idleUsed = notNegativeOr(idle, DEFAULT_IDLE_TIMEOUT);

@@ -450,6 +450,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         }
         String origin = request.getHeaders().get(HttpHeader.ORIGIN);
         boolean allowed;
+        String outer = UserCode.enter(UserCode.ORIGIN_VALIDATOR);
         try {
             allowed = route.originValidator().isAllowed(origin, view);
         } catch (Throwable e) {
@@ -457,6 +458,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "origin_validator_failed",
                     "origin validator failed");
             return true;
+        } finally {
+            UserCode.exit(outer);
         }
         if (!allowed) {
             // The client's own text, cut and escaped (see LogText): the reason goes to listeners "for logs".
@@ -517,6 +520,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     @Nullable Backend select(HandshakeRequestView view, Response response, Callback callback, Route route,
             int lastStatus, String lastToken, @Nullable String lastReason, Runnable beforeRefusal) {
         Backend backend;
+        String outer = UserCode.enter(UserCode.SELECTOR);
         try {
             backend = route.selector().select(view);
         } catch (Throwable e) {
@@ -525,6 +529,8 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             reject(view, response, callback, route, HttpStatus.INTERNAL_SERVER_ERROR_500, "selector_failed",
                     "backend selector failed");
             return null;
+        } finally {
+            UserCode.exit(outer);
         }
         if (backend == null) {
             beforeRefusal.run();
