@@ -398,6 +398,11 @@ public final class WebSocketProxy implements AutoCloseable {
      * not closed yet stay open, and a later {@code drain} of the backend closes them over its own window only; a new
      * answer of a {@link RouteBuilder#backendsFromDns} route does not.
      *
+     * <p>Called again for a backend already draining, {@code drain} applies its own window in place of the earlier
+     * one: the sessions not closed yet are spread across it from now (one of them at once), and the closes the earlier
+     * call still had to run are dropped. A shorter window speeds the closes up ({@link Duration#ZERO} closes the
+     * sessions left at once), a longer one slows them down.
+     *
      * <p>A backend already removed from its route ({@link #updateBackends}, a DNS answer) keeps its open sessions; it
      * can be drained as long as it has some: they are closed the same way, and if a DNS answer brings the backend back
      * meanwhile, it comes back draining.

@@ -586,6 +586,48 @@ class BalancingTest {
     }
 
     @Test
+    void closesTheSessionsLeftOverTheLatestDrainsWindowWhenDrainedTwice() throws Exception {
+        // A second drain without an updateBackends between added its closes to the first's: a longer second window did
+        // not slow the closes down, the sessions left being closed on the first window's schedule all the same.
+        start(ProxyBuilder.create().route("/ws/", a.backend(), b.backend()));
+        List<WsRecorder> open = new ArrayList<>();
+        Map<String, List<WsRecorder>> byBackend = new HashMap<>();
+        for (int i = 0; i < 6; i++) {
+            String id = whoServes(open);
+            byBackend.computeIfAbsent(id, k -> new ArrayList<>()).add(open.get(open.size() - 1));
+        }
+        List<WsRecorder> onA = byBackend.get("a");
+        List<WsRecorder> onB = byBackend.get("b");
+        assertThat(onA).hasSize(3);
+        Duration window = Duration.ofMillis(1500);
+
+        proxy.drain(a.backend(), window); // one session closed at once, the others after 0.5 s and 1 s
+        org.awaitility.Awaitility.await().until(() -> onA.stream().anyMatch(client -> !client.events.isEmpty()));
+        proxy.drain(a.backend(), Duration.ofMinutes(2)); // one of the two left closed at once, the other after 1 min
+        org.awaitility.Awaitility.await().until(() -> onA.stream().filter(client -> !client.events.isEmpty())
+                .count() >= 2);
+        List<WsRecorder> left = onA.stream().filter(client -> client.events.isEmpty()).toList();
+        assertThat(left).as("sessions left on a, the second drain's next close a minute away").hasSize(1);
+
+        // The first window on b, begun later on the same scheduler: once b's last session is closed, the times of
+        // the first drain's closes on a have passed.
+        proxy.drain(b.backend(), window);
+        for (WsRecorder client : onB) {
+            assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "backend draining"));
+        }
+        assertThat(left.get(0).events).as("the session left on a, on the first drain's schedule").isEmpty();
+        left.get(0).sendText("alive");
+        assertThat(left.get(0).nextText()).isEqualTo("alive");
+
+        // And a shorter window speeds the closes up: the session left goes now, not a minute from the second drain.
+        proxy.drain(a.backend(), Duration.ZERO);
+        for (WsRecorder client : onA) {
+            assertThat(client.nextClose()).isEqualTo(new WsRecorder.Closed(1001, "backend draining"));
+        }
+        open.clear();
+    }
+
+    @Test
     void neverOpensASessionOnABackendDrainedAfterItsSelection() throws Exception {
         // The race between drain() and a handshake, made certain: the selector drains the backend it then returns.
         // drain() finds no session of it to close, so the handshake itself must see the backend draining.

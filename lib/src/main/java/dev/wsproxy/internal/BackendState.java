@@ -39,8 +39,8 @@ public final class BackendState implements BackendStatus {
     private final AtomicInteger pending = new AtomicInteger();
     /**
      * {@code proxy.drain(backend)}, until an explicit {@code updateBackends} lists the backend again: the drain's own
-     * mark, a new one for each drain that finds the backend not draining, so that the closes a drain spread over its
-     * window run for that drain only ({@link #drainMark}); {@code null} when the backend is not draining.
+     * mark, a new one for each drain, so that the closes a drain spread over its window run for that drain only, until
+     * the next drain or the drain's end ({@link #drainMark}); {@code null} when the backend is not draining.
      */
     private volatile @Nullable Object drain;
     /** No longer in the route's list: handshakes already past selection are turned away, as for a drained one. */
@@ -124,22 +124,19 @@ public final class BackendState implements BackendStatus {
     }
 
     /**
-     * Marks the backend draining, or ends its drain. A backend already draining keeps its drain's mark: a second
-     * {@code proxy.drain} adds its closes to the first's. Called under the lock of {@link RouteBackends}.
+     * Marks the backend draining with a new mark, or ends its drain. A backend already draining gets a new mark too: a
+     * second {@code proxy.drain} replaces the closes of the first with its own, over its own window. Called under the
+     * lock of {@link RouteBackends}.
      */
     void draining(boolean draining) {
-        if (!draining) {
-            drain = null;
-        } else if (drain == null) {
-            drain = new Object();
-        }
+        drain = draining ? new Object() : null;
     }
 
     /**
-     * The mark of the backend's drain, the same from its {@code proxy.drain} until an {@code updateBackends} listing
-     * the backend ends it; {@code null} when it is not draining. A close a drain scheduled runs only while the mark
-     * is still the one it saw: once its drain was ended, a later drain of the same backend (a new mark) does not bring
-     * it back.
+     * The mark of the backend's latest drain, the same from its {@code proxy.drain} until the next
+     * {@code proxy.drain} of the backend, or an {@code updateBackends} listing the backend that ends it; {@code null}
+     * when it is not draining. A close a drain scheduled runs only while the mark is still the one it saw: once its
+     * drain was ended or drained again, its closes are dropped for good.
      */
     @Nullable Object drainMark() {
         return drain;

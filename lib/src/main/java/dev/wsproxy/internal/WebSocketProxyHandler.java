@@ -1085,7 +1085,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
      * flight to it fail over to another backend at once. A backend removed from its route ({@code updateBackends}, a
      * DNS answer) is drained too while its sessions are open ({@link RouteBackends#drain}). An {@code updateBackends}
      * that lists the backend again within the window ends the drain: its sessions not closed yet stay open, and a
-     * later drain of the backend closes them over its own window only ({@link BackendState#drainMark}).
+     * later drain of the backend closes them over its own window only ({@link BackendState#drainMark}). So does a
+     * second drain without an {@code updateBackends} between: the latest call's window applies to the sessions not
+     * closed yet, spread over it from now, and the closes the earlier drain still had to run are dropped.
      */
     public void drainBackend(Backend backend, Duration window) {
         boolean known = false;
@@ -1106,7 +1108,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             }
             if (relay.drainBeforeUpgrade()) {
                 handshakes++;
-            } else {
+            } else if (relay.proxyCloseReason() == null) {
+                // One an earlier drain (or anything else of the proxy's) is closing already takes no step of this
+                // window: the window is spread over the sessions it still has to close.
                 sessions.add(relay);
             }
         }
@@ -1118,7 +1122,10 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
             // A close still to come is dropped when an updateBackends listing the backend has ended its drain
             // meanwhile: it went on closing the sessions left until the window was over. Dropped for good: a later
             // drain marks the backend anew, and its closes are its own (checking only that the backend was draining,
-            // the first drain's closes came back and closed the sessions on its schedule too). A backend outside the
+            // the first drain's closes came back and closed the sessions on its schedule too). Likewise when a later
+            // drain of the backend, without an updateBackends between, marked it anew: the latest window applies (the
+            // first drain's closes ran beside the second's, so a shorter second window closed the sessions no
+            // earlier than the first one's schedule, and a longer one did not slow them). A backend outside the
             // route's list (a custom selector's), which no drain marks, has its sessions closed all the same.
             BackendState state = relay.backendState();
             Object mark = state.drainMark();
