@@ -19,8 +19,10 @@ import java.net.http.HttpClient;
 import java.net.http.WebSocket;
 import java.net.http.WebSocketHandshakeException;
 import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
@@ -460,6 +462,41 @@ class BackendHandshakeTest {
         }
         assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::status)
                 .containsExactly(403);
+    }
+
+    /**
+     * A refusal body the proxy cuts, compressed or not, past the 64 KiB it reads or cut by the backend's end of file,
+     * goes without the backend's digests of its content and of its representation, which no longer match what the
+     * client gets (a truncated body, or none and no coding), and with its other headers. (Before, they were relayed,
+     * and a client that checks them took the cut for a corruption.)
+     */
+    @ParameterizedTest
+    @CsvSource({"gzip, past the proxy's cap", "gzip, cut by the backend's end of file",
+            "identity, past the proxy's cap", "identity, cut by the backend's end of file"})
+    void dropsTheDigestsOfARefusalBodyItCannotRelayWhole(String coding, String how) throws Exception {
+        byte[] content = new byte[100 * 1024];
+        new java.util.Random(7).nextBytes(content);
+        byte[] body = coding.equals("gzip") ? gzip(content) : content;
+        int sent = how.startsWith("cut") ? body.length / 2 : body.length; // half: less than the cap
+        String digest = Base64.getEncoder().encodeToString(MessageDigest.getInstance("SHA-256").digest(body));
+        String md5 = Base64.getEncoder().encodeToString(MessageDigest.getInstance("MD5").digest(body));
+        RawBackend backend = rawBackend(RawBackend.answeringThenClosing(RawBackend.raw("HTTP/1.1 403 Forbidden\r\n"
+                + "Content-Type: application/octet-stream\r\nContent-Encoding: " + coding + "\r\n"
+                + "Content-Digest: sha-256=:" + digest + ":\r\nRepr-Digest: sha-256=:" + digest + ":\r\n"
+                + "Digest: SHA-256=" + digest + "\r\nContent-MD5: " + md5 + "\r\nX-Reason: policy\r\n"
+                + "Content-Length: " + body.length + "\r\n\r\n"
+                + new String(body, 0, sent, StandardCharsets.ISO_8859_1))));
+        startProxy(backend.backend());
+        try (RawHttp client = RawHttp.connect(proxy)) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/chat").add("Accept-Encoding", "gzip"));
+
+            assertThat(response.status()).as("%s", response).isEqualTo(403);
+            assertThat(response.body().length).as("cut").isLessThan(body.length);
+            assertThat(response.header("X-Reason")).isEqualTo("policy");
+            for (String name : List.of("Content-Digest", "Repr-Digest", "Digest", "Content-MD5")) {
+                assertThat(response.header(name)).as(name).isNull();
+            }
+        }
     }
 
     private static byte[] gzip(byte[] content) throws IOException {

@@ -38,6 +38,13 @@ final class Responses {
     private static final Set<String> NOT_RELAYED = Set.of("content-length", "date", "server");
 
     /**
+     * The digests of a body or of its representation, which a refusal body the proxy cuts no longer matches (see
+     * {@link #relay}): {@code Content-Digest} and {@code Repr-Digest} (RFC 9530), and those RFC 9530 and RFC 7231
+     * made obsolete, {@code Digest} (RFC 3230) and {@code Content-MD5} (RFC 1864).
+     */
+    private static final List<String> DIGESTS = List.of("Content-Digest", "Repr-Digest", "Digest", "Content-MD5");
+
+    /**
      * Bytes of a response head kept for what the proxy writes besides the response's headers so far: the status line,
      * {@code Connection}, {@code Content-Length} and the blank line (about 90 bytes), and for one of its own refusals
      * {@code Content-Type} and the status's own header ({@code Allow}, the longest, 53 bytes): at most 170, with
@@ -97,17 +104,31 @@ final class Responses {
      * <p>A body that is not {@code whole} (past the cap the proxy reads, or cut by the backend's end of file or a
      * fault) is relayed as far as it came, unless it has a content coding ({@code Content-Encoding} other than
      * {@code identity}): the first bytes of a gzip body are no gzip body, and a client that decodes it fails. That
-     * refusal goes with its status and other headers, and without its body and {@code Content-Encoding}.
+     * refusal goes with its status and other headers, and without its body and {@code Content-Encoding}. Either way
+     * it goes without the backend's digests ({@link #DIGESTS}), which a client that checks them would find wrong:
+     * {@code Content-Digest} (and {@code Content-MD5}) is the digest of the content, which the proxy cut or dropped;
+     * {@code Repr-Digest} (and {@code Digest}) is that of the selected representation, content coding included
+     * (RFC 9530 section 3), and in a response that is not partial ({@code 206} with {@code Content-Range}) the
+     * representation is the content the client gets: cut, or empty and without the coding the digest was taken
+     * with. Kept, they no longer described what the client got, and a client that checks them took the cut for a
+     * corruption; the proxy cannot recompute a digest of what it did not read. A whole body keeps them all.
      */
     static void relay(Response response, Callback callback, int status, HttpFields backendHeaders, ByteBuffer body,
             boolean whole) {
-        if (!whole && isEncoded(backendHeaders)) {
-            HttpFields.Mutable uncoded = HttpFields.build(backendHeaders);
-            uncoded.remove(HttpHeader.CONTENT_ENCODING);
-            write(response, callback, status, uncoded, BufferUtil.EMPTY_BUFFER, null);
+        if (whole) {
+            write(response, callback, status, backendHeaders, body, null);
             return;
         }
-        write(response, callback, status, backendHeaders, body, null);
+        HttpFields.Mutable cut = HttpFields.build(backendHeaders);
+        for (String digest : DIGESTS) {
+            cut.remove(digest);
+        }
+        if (isEncoded(backendHeaders)) {
+            cut.remove(HttpHeader.CONTENT_ENCODING);
+            write(response, callback, status, cut, BufferUtil.EMPTY_BUFFER, null);
+            return;
+        }
+        write(response, callback, status, cut, body, null);
     }
 
     /** Whether {@code headers} give the body a content coding, {@code identity} (none) aside. */
