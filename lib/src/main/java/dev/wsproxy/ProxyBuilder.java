@@ -156,18 +156,20 @@ public final class ProxyBuilder {
      *         {@code 0.0.0.0} for every interface
      * @param port a port from 0 to 65535; 0 picks a free port, see {@link WebSocketProxy#uri()}
      * @return this builder
-     * @throws IllegalArgumentException if the host is blank, has a space or a control character, or has brackets
-     *         other than around an IPv6 address
+     * @throws IllegalArgumentException if the host is blank, has a space, a control or a format character (ASCII or
+     *         not: {@code U+0085}, {@code U+00A0}, {@code U+202E}), or has brackets other than around an IPv6 address
      */
     public ProxyBuilder listen(String host, int port) {
         requireNonNull(host, "host");
-        if (!host.isBlank() && host.chars().anyMatch(c -> c <= ' ' || c == 0x7f)) {
-            // Accepted, no such name could be bound: start() failed with the character in its message, raw.
+        if (!host.isBlank() && host.chars().anyMatch(ProxyBuilder::notInHost)) {
+            // Accepted, no such name could be bound: start() failed with the character in its message, raw. Each is
+            // shown escaped but the ASCII space: a control, another space or a format character (U+202E turns the
+            // text after it around) would otherwise act on the message too.
             StringBuilder shown = new StringBuilder();
-            host.chars().forEach(c -> shown.append(c < ' ' || c == 0x7f
+            host.chars().forEach(c -> shown.append(c != ' ' && notInHost(c)
                     ? String.format(Locale.ROOT, "\\u%04X", c) : String.valueOf((char) c)));
             throw new IllegalArgumentException("host: '" + shown
-                    + "' (expected: a host name or address, without spaces or control characters)");
+                    + "' (expected: a host name or address, without spaces, control or format characters)");
         }
         // The URI of the bound server adds the brackets an IPv6 address needs: keep the address bare.
         String bare = host.length() > 2 && host.startsWith("[") && host.endsWith("]")
@@ -182,6 +184,15 @@ public final class ProxyBuilder {
         this.host = bare;
         this.port = port;
         return this;
+    }
+
+    /**
+     * Whether {@code c} has no place in a host to listen on: a space or a control character, ASCII or not
+     * ({@code U+0085}, {@code U+00A0}, {@code U+2028}), or a format character ({@code U+200B}, {@code U+202E}).
+     */
+    private static boolean notInHost(int c) {
+        return Character.isISOControl(c) || Character.isWhitespace(c) || Character.isSpaceChar(c)
+                || Character.getType(c) == Character.FORMAT;
     }
 
     /**

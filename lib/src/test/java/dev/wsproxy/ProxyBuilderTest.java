@@ -136,15 +136,20 @@ class ProxyBuilderTest {
     @Test
     void refusesAListenHostWithASpaceOrAControlCharacterAtOnce() {
         // Accepted, such a host failed start() only, with an IOException that carried the character raw ("Failed to
-        // bind to 127.0.0.1" and a line break).
+        // bind to 127.0.0.1" and a line break). Beyond ASCII too: a C1 control (U+0085, a line break to many log
+        // viewers), a space that is no ASCII one (U+00A0, U+2028) and a format character (U+202E, which turns the
+        // text after it around) went through.
         ProxyBuilder builder = ProxyBuilder.create();
-        Map<String, String> shown = Map.of("127.0.0.1\n", "127.0.0.1\\u000A", "local host", "local host",
-                "exa\tmple", "exa\\u0009mple", "::1\u0000", "::1\\u0000", "[::1\r]", "[::1\\u000D]",
-                "host\u007f", "host\\u007F");
+        Map<String, String> shown = Map.ofEntries(Map.entry("127.0.0.1\n", "127.0.0.1\\u000A"),
+                Map.entry("local host", "local host"), Map.entry("exa\tmple", "exa\\u0009mple"),
+                Map.entry("::1\u0000", "::1\\u0000"), Map.entry("[::1\r]", "[::1\\u000D]"),
+                Map.entry("host\u007f", "host\\u007F"), Map.entry("127.0.0.1\u0085", "127.0.0.1\\u0085"),
+                Map.entry("local\u00a0host", "local\\u00A0host"), Map.entry("host\u2028", "host\\u2028"),
+                Map.entry("\u202elocalhost", "\\u202Elocalhost"));
         shown.forEach((host, escaped) -> assertThatThrownBy(() -> builder.listen(host, 0)).as(escaped)
                 .isInstanceOf(IllegalArgumentException.class)
-                .hasMessage("host: '" + escaped + "' (expected: a host name or address, without spaces or control "
-                        + "characters)"));
+                .hasMessage("host: '" + escaped + "' (expected: a host name or address, without spaces, control or "
+                        + "format characters)"));
     }
 
     @Test
