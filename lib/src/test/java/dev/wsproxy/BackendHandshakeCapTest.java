@@ -337,16 +337,9 @@ class BackendHandshakeCapTest {
         RawBackend silent = silentBackend();
         TestBackend a = testBackend("a");
         Duration refused = Duration.ofMillis(7_777); // no other task of the server is set for this long
-        Scheduler scheduler = new ScheduledExecutorScheduler() {
-            @Override
-            public Task schedule(Runnable task, long delay, TimeUnit unit) {
-                if (unit.toMillis(delay) == refused.toMillis()) {
-                    throw new RejectedExecutionException("stopping");
-                }
-                return super.schedule(task, delay, unit);
-            }
-        };
-        int port = mountFailingOverFrom(silent, a, refused, scheduler);
+        int port = mountFailingOverFrom(silent, a, refused, schedulerFailingFor(refused, () -> {
+            throw new RejectedExecutionException("stopping");
+        }));
 
         try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
             RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
@@ -373,16 +366,9 @@ class BackendHandshakeCapTest {
         RawBackend silent = silentBackend();
         TestBackend a = testBackend("a");
         Duration faulty = Duration.ofMillis(7_777); // no other task of the server is set for this long
-        Scheduler scheduler = new ScheduledExecutorScheduler() {
-            @Override
-            public Task schedule(Runnable task, long delay, TimeUnit unit) {
-                if (unit.toMillis(delay) == faulty.toMillis()) {
-                    throw new AssertionError("a fault of the scheduler's");
-                }
-                return super.schedule(task, delay, unit);
-            }
-        };
-        int port = mountFailingOverFrom(silent, a, faulty, scheduler);
+        int port = mountFailingOverFrom(silent, a, faulty, schedulerFailingFor(faulty, () -> {
+            throw new AssertionError("a fault of the scheduler's");
+        }));
 
         try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
             RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
@@ -395,6 +381,45 @@ class BackendHandshakeCapTest {
         assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
                 .containsExactly("backend handshake could not start");
         await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+    }
+
+    /**
+     * A scheduler that fails the connect timer with a runtime exception other than a refusal: a fault, as above, not
+     * a stop. (Before, every runtime exception was taken for the scheduler's refusal: 503 "proxy is shutting down" from
+     * a proxy that was not stopping, and the access line's {@code shutdown}.)
+     */
+    @Test
+    void aRuntimeFaultOfTheSchedulerIsNoRefusalAndGets502() throws Exception {
+        RawBackend silent = silentBackend();
+        TestBackend a = testBackend("a");
+        Duration faulty = Duration.ofMillis(7_777); // no other task of the server is set for this long
+        int port = mountFailingOverFrom(silent, a, faulty, schedulerFailingFor(faulty, () -> {
+            throw new IllegalStateException("a fault of the scheduler's");
+        }));
+
+        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
+            RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
+            assertThat(response.status()).as("%s", response).isEqualTo(502);
+        }
+        assertThat(status(0).pendingHandshakes()).isZero();
+        assertThat(status(0).recentFailures()).isZero();
+        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
+        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
+                .containsExactly("backend handshake could not start");
+        await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+    }
+
+    /** The server's scheduler, whose task set for {@code delay} (a connect timer) runs {@code fail} instead. */
+    private static Scheduler schedulerFailingFor(Duration delay, Runnable fail) {
+        return new ScheduledExecutorScheduler() {
+            @Override
+            public Task schedule(Runnable task, long taskDelay, TimeUnit unit) {
+                if (unit.toMillis(taskDelay) == delay.toMillis()) {
+                    fail.run();
+                }
+                return super.schedule(task, taskDelay, unit);
+            }
+        };
     }
 
     /**

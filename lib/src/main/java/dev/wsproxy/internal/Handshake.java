@@ -4,6 +4,7 @@ import java.net.URI;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -305,8 +306,9 @@ final class Handshake {
 
     /**
      * Fails {@code future} with a {@link TimeoutException} after {@code millis} (a {@link FailoverTimeUp} when
-     * {@code cutShort}); fails it at once with a {@link TimerRefused} when the scheduler refuses the task (it is
-     * stopping), so that the handshake still ends and gives back what it holds.
+     * {@code cutShort}); fails it at once with a {@link TimerRefused} when the scheduler refuses the task (a
+     * {@link RejectedExecutionException}: it is stopping), so that the handshake still ends and gives back what it
+     * holds. Any other exception of the scheduler's is a fault, thrown to the caller ({@link #notStarted}).
      */
     private Scheduler.@Nullable Task timeout(CompletableFuture<CoreSession> future, long millis, boolean cutShort) {
         try {
@@ -314,7 +316,8 @@ final class Handshake {
                     ? new FailoverTimeUp(millis)
                     : new TimeoutException("backend handshake took more than " + millis + " ms")),
                     millis, TimeUnit.MILLISECONDS);
-        } catch (RuntimeException e) {
+        } catch (RejectedExecutionException e) {
+            // A refusal only: any other fault of the scheduler is the proxy's own, which notStarted answers.
             future.completeExceptionally(new TimerRefused(e));
             return null;
         }
@@ -558,7 +561,7 @@ final class Handshake {
 
         private static final long serialVersionUID = 1L;
 
-        TimerRefused(RuntimeException cause) {
+        TimerRefused(RejectedExecutionException cause) {
             super("the scheduler refused the backend handshake's timer", cause);
         }
     }
