@@ -8,9 +8,9 @@ package dev.wsproxy;
  * concurrently for different sessions; they must not block and should return quickly: a session's end is reported on
  * the selector thread that relays the frames of many other sessions, so a slow listener (or a logging appender that
  * waits for a disk or a network) delays them all. Hand slow work to an executor of your own, and so a stop of the proxy
- * ({@link WebSocketProxy#stop(java.time.Duration)} refuses to run in a listener, or any other hook of the proxy's,
- * which it would wait for). An
- * exception thrown by a listener is logged and otherwise ignored.
+ * ({@link WebSocketProxy#stop(java.time.Duration)} refuses to run in one of its own listeners, or any other hook of
+ * the proxy's, which it would wait for; another proxy's listener may stop it). An exception thrown by a listener is
+ * logged and otherwise ignored.
  *
  * <pre>{@code
  * ProxyListener metrics = new ProxyListener() {

@@ -461,13 +461,14 @@ public final class WebSocketProxy implements AutoCloseable {
      * {@code select}'s handshake gets {@code 500}, a policy's session the defaults, a listener's or a selector's
      * session report is logged and the session goes on). Hand the stop to another thread:
      * {@code executor.execute(() -> proxy.close())}. An authenticator's stage completed later runs on a thread of
-     * yours, from which a stop is fine.
+     * yours, from which a stop is fine; so is a stop of this proxy from another proxy's hooks, which it does not wait
+     * for (a hook object shared by both counts as this proxy's).
      *
      * @param drain how long to wait for sessions to finish their close handshake and for their closes to reach the
      *        listeners; {@link Duration#ZERO} drops them
      * @throws IllegalArgumentException if {@code drain} is negative
-     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback or another of the proxy's hooks
-     *         (see above) while the proxy runs (the hook fails, and the proxy goes on running)
+     * @throws IllegalStateException if called from a {@link ProxyListener}'s callback or another of this proxy's
+     *         hooks (see above) while the proxy runs (the hook fails, and the proxy goes on running)
      */
     public void stop(Duration drain) {
         requireNonNull(drain, "drain");
@@ -480,7 +481,7 @@ public final class WebSocketProxy implements AutoCloseable {
                 handler.cutDrain(Durations.stored(drain));
                 return;
             }
-            String hook = UserCode.running();
+            String hook = UserCode.runningIn(config.routes());
             if (hook != null) {
                 // It waited for the hook's own call to return: standalone, for ever, on Jetty's stop of the selector
                 // that runs it; mounted, a listener or a selector's onSessionOpened/Closed, for the whole drain.

@@ -494,6 +494,44 @@ class ShutdownTest {
     }
 
     @Test
+    void stopsAnotherProxyFromAListener() throws Exception {
+        // Only a stop of the hook's own proxy waits for the hook's call: one proxy's listener that stopped another
+        // (this class's proxy) was refused all the same, and the other proxy went on running.
+        CompletableFuture<RuntimeException> stopped = new CompletableFuture<>();
+        WebSocketProxy other = ProxyBuilder.create().listen("127.0.0.1", 0).route("/", backend.backend())
+                .listener(new ProxyListener() {
+                    @Override
+                    public void onSessionClosed(ProxySession session, SessionClose close) {
+                        try {
+                            proxy.close();
+                            stopped.complete(null);
+                        } catch (RuntimeException e) {
+                            stopped.complete(e);
+                        }
+                    }
+                })
+                .build();
+        URI stoppedUri = proxy.uri();
+        try {
+            other.start();
+            WsRecorder client = clients.connect(Clients.ws(other, "/stops-the-other-proxy"));
+            client.session.close();
+            client.nextClose();
+
+            assertThat(stopped.get(10, TimeUnit.SECONDS)).as("the stop from the other proxy's listener").isNull();
+            assertThatThrownBy(() -> new java.net.Socket(stoppedUri.getHost(), stoppedUri.getPort()).close())
+                    .as("the stopped proxy's port").isInstanceOf(IOException.class);
+            WsRecorder next = clients.connect(Clients.ws(other, "/still-running"));
+            next.sendText("hello");
+            assertThat(next.nextText()).isEqualTo("hello");
+            next.session.close();
+            next.nextClose();
+        } finally {
+            other.close();
+        }
+    }
+
+    @Test
     void refusesANegativeDrainAndKeepsRunning() throws Exception {
         // It was taken as no drain at all: every session dropped at once, where drain() and drainTimeout() refuse it.
         assertThatThrownBy(() -> proxy.stop(Duration.ofSeconds(-1))).isInstanceOf(IllegalArgumentException.class)

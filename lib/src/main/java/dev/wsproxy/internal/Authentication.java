@@ -92,7 +92,7 @@ final class Authentication {
 
     private void start(Authenticator authenticator) {
         CompletionStage<AuthDecision> stage;
-        String outer = UserCode.enter(UserCode.AUTHENTICATOR);
+        Object outer = UserCode.enter(authenticator);
         try {
             stage = authenticator.authenticate(view);
         } catch (Throwable e) {

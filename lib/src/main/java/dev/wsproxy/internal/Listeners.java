@@ -34,7 +34,7 @@ final class Listeners implements ProxyListener {
 
     private void each(String event, Consumer<ProxyListener> call) {
         // Per session's open and close (and per refusal, per backend state change), never per frame.
-        String outer = UserCode.enter(UserCode.LISTENER);
+        Object outer = UserCode.enter(this);
         try {
             for (ProxyListener listener : listeners) {
                 try {

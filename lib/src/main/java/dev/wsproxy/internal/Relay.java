@@ -555,7 +555,7 @@ final class Relay implements ProxySession {
     private void reportOpened() {
         SessionClose close;
         try {
-            String outer = UserCode.enter(UserCode.SELECTOR);
+            Object outer = UserCode.enter(route.selector());
             try {
                 route.selector().onSessionOpened(backend);
             } catch (Throwable e) {
@@ -953,7 +953,7 @@ final class Relay implements ProxySession {
     /** Reports the close; a stopping proxy waits for it ({@link WebSocketProxyHandler#stopProxy}). */
     private void reportClosed(SessionClose close) {
         try {
-            String outer = UserCode.enter(UserCode.SELECTOR);
+            Object outer = UserCode.enter(route.selector());
             try {
                 route.selector().onSessionClosed(backend);
             } catch (Throwable e) {

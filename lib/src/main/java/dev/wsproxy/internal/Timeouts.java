@@ -75,7 +75,7 @@ public record Timeouts(Duration connectTimeout, Duration idleTimeout, Duration c
         Duration close;
         Duration lifetime;
         Duration ping;
-        String outer = UserCode.enter(UserCode.TIMEOUT_POLICY);
+        Object outer = UserCode.enter(policy);
         try {
             connect = policy.connectTimeout();
             idle = policy.idleTimeout();

@@ -450,7 +450,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
         }
         String origin = request.getHeaders().get(HttpHeader.ORIGIN);
         boolean allowed;
-        String outer = UserCode.enter(UserCode.ORIGIN_VALIDATOR);
+        Object outer = UserCode.enter(route.originValidator());
         try {
             allowed = route.originValidator().isAllowed(origin, view);
         } catch (Throwable e) {
@@ -520,7 +520,7 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     @Nullable Backend select(HandshakeRequestView view, Response response, Callback callback, Route route,
             int lastStatus, String lastToken, @Nullable String lastReason, Runnable beforeRefusal) {
         Backend backend;
-        String outer = UserCode.enter(UserCode.SELECTOR);
+        Object outer = UserCode.enter(route.selector());
         try {
             backend = route.selector().select(view);
         } catch (Throwable e) {
