@@ -363,24 +363,7 @@ class BackendHandshakeCapTest {
      */
     @Test
     void aFaultWhileTheConnectIsSetUpGivesBackWhatItTookAndGets502() throws Exception {
-        RawBackend silent = silentBackend();
-        TestBackend a = testBackend("a");
-        Duration faulty = Duration.ofMillis(7_777); // no other task of the server is set for this long
-        int port = mountFailingOverFrom(silent, a, faulty, schedulerFailingFor(faulty, () -> {
-            throw new AssertionError("a fault of the scheduler's");
-        }));
-
-        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
-            RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
-            assertThat(response.status()).as("%s", response).isEqualTo(502);
-        }
-        assertThat(status(0).pendingHandshakes()).isZero();
-        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
-        assertThat(status(0).recentFailures()).isZero();
-        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
-        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
-                .containsExactly("backend handshake could not start");
-        await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+        assertASchedulerFaultGivesBackWhatTheConnectTookAndGets502(new AssertionError("a fault of the scheduler's"));
     }
 
     /**
@@ -390,11 +373,20 @@ class BackendHandshakeCapTest {
      */
     @Test
     void aRuntimeFaultOfTheSchedulerIsNoRefusalAndGets502() throws Exception {
+        assertASchedulerFaultGivesBackWhatTheConnectTookAndGets502(
+                new IllegalStateException("a fault of the scheduler's"));
+    }
+
+    /** Mounts the failover pair with a scheduler that throws {@code fault} for the connect timer, and checks the 502. */
+    private void assertASchedulerFaultGivesBackWhatTheConnectTookAndGets502(Throwable fault) throws Exception {
         RawBackend silent = silentBackend();
         TestBackend a = testBackend("a");
         Duration faulty = Duration.ofMillis(7_777); // no other task of the server is set for this long
         int port = mountFailingOverFrom(silent, a, faulty, schedulerFailingFor(faulty, () -> {
-            throw new IllegalStateException("a fault of the scheduler's");
+            if (fault instanceof Error error) {
+                throw error;
+            }
+            throw (RuntimeException) fault;
         }));
 
         try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
@@ -402,6 +394,7 @@ class BackendHandshakeCapTest {
             assertThat(response.status()).as("%s", response).isEqualTo(502);
         }
         assertThat(status(0).pendingHandshakes()).isZero();
+        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
         assertThat(status(0).recentFailures()).isZero();
         assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
         assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
