@@ -314,17 +314,8 @@ class BackendHandshakeCapTest {
         };
         int port = mountFailingOverFrom(silent, a, firedAtOnce, scheduler);
 
-        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
-            RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
-            assertThat(response.status()).as("%s", response).isEqualTo(503);
-        }
-        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
-        assertThat(status(0).recentFailures()).isZero();
-        assertThat(status(1).totalSessions()).as("no failover").isZero();
-        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
-        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
-        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
-                .containsExactly("session closed before its upgrade");
+        assertUpgradeGets(port, 503);
+        assertNeitherBlamedNorFailedOver(a, "session closed before its upgrade");
     }
 
     /**
@@ -341,17 +332,8 @@ class BackendHandshakeCapTest {
             throw new RejectedExecutionException("stopping");
         }));
 
-        try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
-            RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
-            assertThat(response.status()).as("%s", response).isEqualTo(503);
-        }
-        assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
-        assertThat(status(0).recentFailures()).isZero();
-        assertThat(status(1).totalSessions()).as("no failover").isZero();
-        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
-        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
-        assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
-                .containsExactly("proxy is shutting down");
+        assertUpgradeGets(port, 503);
+        assertNeitherBlamedNorFailedOver(a, "proxy is shutting down");
     }
 
     /**
@@ -389,17 +371,33 @@ class BackendHandshakeCapTest {
             throw (RuntimeException) fault;
         }));
 
+        assertUpgradeGets(port, 502);
+        assertThat(status(0).pendingHandshakes()).isZero();
+        assertNeitherBlamedNorFailedOver(a, "backend handshake could not start");
+        await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+    }
+
+    /** Sends one upgrade to the proxy mounted on {@code port} and checks that it gets {@code status}. */
+    private static void assertUpgradeGets(int port, int status) throws Exception {
         try (RawHttp client = RawHttp.over(new Socket("127.0.0.1", port))) {
             RawHttp.Response response = client.exchange(Request.upgrade("/ws/x", "127.0.0.1:" + port));
-            assertThat(response.status()).as("%s", response).isEqualTo(502);
+            assertThat(response.status()).as("%s", response).isEqualTo(status);
         }
-        assertThat(status(0).pendingHandshakes()).isZero();
+    }
+
+    /**
+     * The proxy's own end of a handshake failing over from the first backend to {@code other}: the first backend UP
+     * with no failure counted, no failover (the other got nothing), no connect failure reported, and one refusal
+     * reported with {@code reason}.
+     */
+    private void assertNeitherBlamedNorFailedOver(TestBackend other, String reason) {
         assertThat(status(0).state()).isEqualTo(BackendStatus.State.UP);
         assertThat(status(0).recentFailures()).isZero();
-        assertThat(a.upgrades).as("handshakes the other backend got").isEmpty();
+        assertThat(status(1).totalSessions()).as("no failover").isZero();
+        assertThat(other.upgrades).as("handshakes the other backend got").isEmpty();
+        assertThat(listener.all(RecordingListener.ConnectFailed.class)).isEmpty();
         assertThat(listener.all(RecordingListener.Rejected.class)).extracting(RecordingListener.Rejected::reason)
-                .containsExactly("backend handshake could not start");
-        await().untilAsserted(() -> assertThat(proxy.sessions()).isEmpty());
+                .containsExactly(reason);
     }
 
     /** The server's scheduler, whose task set for {@code delay} (a connect timer) runs {@code fail} instead. */

@@ -68,6 +68,19 @@ class BalancingTest {
         return Backend.of("ws://127.0.0.1:" + Clients.closedPort());
     }
 
+    /** Closes {@code open}, then waits until the route's backends count no active session (closes reported). */
+    private void closeAllAndAwaitNoActiveSessions(List<WsRecorder> open) throws Exception {
+        closeAll(open);
+        org.awaitility.Awaitility.await().until(() -> proxy.backendStatus("/ws/").stream()
+                .allMatch(status -> status.activeSessions() == 0));
+    }
+
+    /** A route of a and b whose selector builds a itself (its own Backend, not the list's) for every session. */
+    private void startWithASelectorThatBuildsA() throws Exception {
+        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
+                .backendSelector(context -> Backend.of(a.backend().uri().toString()))));
+    }
+
     private void closeAll(List<WsRecorder> open) throws Exception {
         for (WsRecorder client : open) {
             client.session.close();
@@ -386,9 +399,7 @@ class BalancingTest {
         assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::activeSessions).containsExactly(1, 1, 1);
         assertThat(List.of(whoServes(open), whoServes(open), whoServes(open))).as("least connections, counts kept")
                 .containsExactlyInAnyOrder("a", "b", "c");
-        closeAll(open);
-        org.awaitility.Awaitility.await().until(() -> proxy.backendStatus("/ws/").stream()
-                .allMatch(status -> status.activeSessions() == 0));
+        closeAllAndAwaitNoActiveSessions(open);
     }
 
     @Test
@@ -396,8 +407,7 @@ class BalancingTest {
         // A backend removed with sessions open keeps its state for them; a selector that builds the backend itself
         // got a second, fresh state for it, outside the list. Listed again, the backend came back with the first
         // state only: backendStatus counted 1 of its 2 sessions, and least-connections favoured it.
-        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
-                .backendSelector(context -> Backend.of(a.backend().uri().toString()))));
+        startWithASelectorThatBuildsA();
         List<WsRecorder> open = new ArrayList<>();
         assertThat(whoServes(open)).isEqualTo("a");
         proxy.updateBackends("/ws/", List.of(b.backend()));
@@ -407,17 +417,14 @@ class BalancingTest {
 
         assertThat(proxy.backendStatus("/ws/")).extracting(BackendStatus::activeSessions).containsExactly(2, 0);
         assertThat(proxy.backendStatus("/ws/").get(0).totalSessions()).isEqualTo(2);
-        closeAll(open);
-        org.awaitility.Awaitility.await().until(() -> proxy.backendStatus("/ws/").stream()
-                .allMatch(status -> status.activeSessions() == 0));
+        closeAllAndAwaitNoActiveSessions(open);
     }
 
     @Test
     void turnsAwayTheSessionsACustomSelectorOpensOnARemovedBackendItDrained() throws Exception {
         // The drain marked the removed backend's state, but a selector that builds the backend itself got a fresh
         // state of its own for it, which no drain marks: the drained backend went on taking its new sessions (101).
-        start(ProxyBuilder.create().route("/ws/", r -> r.backends(a.backend(), b.backend())
-                .backendSelector(context -> Backend.of(a.backend().uri().toString()))));
+        startWithASelectorThatBuildsA();
         List<WsRecorder> open = new ArrayList<>();
         assertThat(whoServes(open)).isEqualTo("a");
         assertThat(whoServes(open)).isEqualTo("a");
