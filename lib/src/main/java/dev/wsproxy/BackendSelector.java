@@ -174,14 +174,17 @@ public interface BackendSelector {
 
     /**
      * Returns a selector that picks the candidate with the fewest {@link BackendStatus#activeSessions() active
-     * sessions} per unit of {@link Backend#weight()}, like nginx's {@code least_conn}. Ties go round-robin, so a burst
-     * of new sessions does not pile onto one backend.
+     * sessions} per unit of {@link Backend#weight()}, like nginx's {@code least_conn}. Ties go in turn, so a burst
+     * of new sessions does not pile onto one backend: round-robin among tied backends of equal weight, smooth weighted
+     * round robin among tied backends of unequal weights, so that sessions ending before the next one starts (every
+     * count 0 at each pick) still land in proportion to the weights.
      *
      * <p>The usual best choice for long-lived sessions: it balances the sessions that are open, not those that were
      * opened, so a backend that was restarted, added or drained and brought back is refilled first. Sessions count
      * from the start of their backend handshake, so concurrent handshakes see each other. The counts are this proxy
-     * instance's own: behind several proxy instances each balances its own share. Lock-free;
-     * {@link #forRoute(String)} gives each route its own tie-breaking turn.
+     * instance's own: behind several proxy instances each balances its own share. Lock-free but for a tie among
+     * unequal weights (a few additions under a lock); {@link #forRoute(String)} gives each route its own tie-breaking
+     * turn.
      *
      * @return a least-connections selector
      */

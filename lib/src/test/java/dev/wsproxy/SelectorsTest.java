@@ -256,6 +256,22 @@ class SelectorsTest {
     }
 
     @Test
+    void leastConnectionsSplitsTiesInProportionToWeights() {
+        // Sessions that end before the next one starts leave every count at 0: each pick is a tie, and an even turn
+        // gave the weight-3 backend half of them. nginx's least_conn balances tied peers by weight.
+        BackendSelector selector = BackendSelector.leastConnections().forRoute("/ws/");
+        StubSelectionContext context = StubSelectionContext.weighted(3, 1);
+
+        assertThat(picks(selector, context, 8)).containsExactly(0, 0, 1, 0, 0, 0, 1, 0);
+        // Among the tied candidates only: b2 is busier and never picked, b0 and b1 share by weight.
+        StubSelectionContext three = StubSelectionContext.weighted(1, 2, 1);
+        three.active(0, 0, 5);
+        List<Integer> picked = picks(selector.forRoute("/ws/"), three, 6);
+        assertThat(picked).doesNotContain(2);
+        assertThat(picked.stream().filter(i -> i == 1).count()).isEqualTo(4);
+    }
+
+    @Test
     void leastConnectionsKeepsOpenSessionsInProportionToWeights() {
         BackendSelector selector = BackendSelector.leastConnections().forRoute("/ws/");
         StubSelectionContext context = StubSelectionContext.weighted(1, 2, 3);

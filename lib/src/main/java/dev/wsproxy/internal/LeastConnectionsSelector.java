@@ -1,5 +1,6 @@
 package dev.wsproxy.internal;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -14,13 +15,17 @@ import dev.wsproxy.SelectionContext;
  * Picks the candidate with the fewest {@link BackendStatus#activeSessions() active sessions} per unit of weight.
  *
  * <p>The counts are the proxy's own: a session counts from the start of its backend handshake, so a burst of
- * concurrent handshakes sees each other. Ties are broken round-robin among the tied candidates: without that, every
+ * concurrent handshakes sees each other. Ties are broken in turn among the tied candidates: without that, every
  * pick of a burst that reads the counts before the previous picks took effect would go to the first backend of the
- * list. Lock-free: one atomic increment per pick that has a tie. One instance per route ({@link #forRoute(String)}) for the rotation.
+ * list. Tied candidates of equal weight go round, lock-free (one atomic increment per pick that has a tie); tied
+ * candidates of unequal weights share by weight through a {@link WeightedRoundRobinSelector}, as nginx's
+ * {@code least_conn} does, so sessions that end before the next one starts (every count 0 at each pick) still land in
+ * proportion to the weights. One instance per route ({@link #forRoute(String)}) for the rotation.
  */
 final class LeastConnectionsSelector implements BackendSelector {
 
     private final AtomicInteger next = new AtomicInteger();
+    private final WeightedRoundRobinSelector weightedTies = new WeightedRoundRobinSelector();
 
     LeastConnectionsSelector() {
     }
@@ -36,6 +41,7 @@ final class LeastConnectionsSelector implements BackendSelector {
         long bestActive = best.activeSessions();
         long bestWeight = best.backend().weight();
         int ties = 1;
+        boolean unevenTie = false;
         for (int i = 1; i < size; i++) {
             BackendStatus candidate = candidates.get(i);
             long active = candidate.activeSessions();
@@ -47,12 +53,19 @@ final class LeastConnectionsSelector implements BackendSelector {
                 bestActive = active;
                 bestWeight = weight;
                 ties = 1;
+                unevenTie = false;
             } else if (difference == 0) {
                 ties++;
+                unevenTie |= weight != bestWeight;
             }
         }
         if (ties == 1) {
             return best.backend();
+        }
+        if (unevenTie) {
+            List<BackendStatus> tied = tiedWith(candidates, bestActive, bestWeight, ties);
+            // The counts may have moved since the scan and left no candidate tied: then the best of the scan stands.
+            return tied.isEmpty() ? best.backend() : weightedTies.select(tied, context);
         }
         // The turn goes round the tied candidates only: starting the scan one candidate further on instead handed a
         // tie to whichever tied candidate followed the most loaded ones ([0, 0, 1, 1]: the first won three times in
@@ -64,6 +77,16 @@ final class LeastConnectionsSelector implements BackendSelector {
             }
         }
         return best.backend();
+    }
+
+    private static List<BackendStatus> tiedWith(List<BackendStatus> candidates, long active, long weight, int ties) {
+        List<BackendStatus> tied = new ArrayList<>(ties);
+        for (BackendStatus candidate : candidates) {
+            if (candidate.activeSessions() * weight == active * candidate.backend().weight()) {
+                tied.add(candidate);
+            }
+        }
+        return tied;
     }
 
     @Override
