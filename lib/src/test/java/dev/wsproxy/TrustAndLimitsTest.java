@@ -114,6 +114,38 @@ class TrustAndLimitsTest {
                 arguments("127.0.0.1", List.of("X-Real-IP: 198.51.100.7"), "127.0.0.1", "127.0.0.1"));
     }
 
+    @ParameterizedTest(name = "X-Forwarded-For: {0}")
+    @CsvSource(delimiter = '|', quoteCharacter = '\'', value = {
+            "\"junk, 198.51.100.7|198.51.100.7",
+            "6.6.6.6, \", 198.51.100.7|198.51.100.7",
+            "6.6.6.6, \"x, 198.51.100.7, 10.1.2.3|198.51.100.7",
+            "\"198.51.100.7\"|198.51.100.7",
+            "6.6.6.6, , 198.51.100.7,|198.51.100.7"})
+    void takesTheHopAQuoteOfTheClientsCannotSwallowFromATrustedProxyOnUpgradesAndPlainHttp(String chain,
+            String client) throws Exception {
+        // A trusted proxy appends its peer to what the client sent: read as a list with quoted strings, the client's
+        // unclosed quote took the proxy's hop in, and Jetty's parser threw: 400, no access line, no listener event.
+        try (RawBackend plain = RawBackend.answering(RawBackend.raw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))) {
+            start(ProxyBuilder.create().trustedProxies("127.0.0.2/32", "10.0.0.0/8").route("/plain/", plain.backend()));
+
+            assertThat(upgrade("127.0.0.2", "/chat", "X-Forwarded-For: " + chain).statusLine())
+                    .startsWith("HTTP/1.1 101");
+            TestBackend.Upgrade upgraded = backend.nextUpgrade();
+            assertThat(upgraded.header("X-Real-IP")).isEqualTo(client);
+            assertThat(upgraded.header("X-Forwarded-For")).as("the chain goes on as sent")
+                    .isEqualTo(chain + ", 127.0.0.2");
+            await().until(() -> proxy.sessions().size() == 1);
+            assertThat(proxy.sessions().get(0).clientAddress().getAddress().getHostAddress()).isEqualTo(client);
+
+            int port = proxy.uri().getPort();
+            RawHttpExchange exchange = RawHttpExchange.send(port, "GET /plain/status HTTP/1.1\r\nHost: 127.0.0.1:"
+                    + port + "\r\nX-Forwarded-For: " + chain + "\r\n\r\n", "127.0.0.2");
+            exchanges.add(exchange);
+            assertThat(exchange.statusLine()).startsWith("HTTP/1.1 200");
+            assertThat(plain.nextRequest().header("X-Real-IP")).isEqualTo(client);
+        }
+    }
+
     @Test
     void takesTheFirstHostOfAForwardedHostListAndTheRequestsOwnForOneThatIsNoHost() throws Exception {
         // Taken whole, a list (or a value with a space) was no authority: sameOrigin answered 500 to every request.

@@ -76,7 +76,7 @@ final class ClientIdentity {
         if (peerBytes == null || !Cidr.anyContains(trusted, peerBytes)) {
             return new ClientIdentity(peer, false, peer, peerBytes, peerAddress, request.isSecure(), host);
         }
-        byte[] client = rightmostUntrusted(headers.getCSV(HttpHeader.X_FORWARDED_FOR, false), trusted, peerBytes);
+        byte[] client = rightmostUntrusted(headers.getValuesList(HttpHeader.X_FORWARDED_FOR), trusted, peerBytes);
         if (Arrays.equals(client, peerBytes)) {
             String realIp = headers.get("X-Real-IP");
             byte[] realBytes = realIp == null ? null : hop(realIp);
@@ -116,18 +116,37 @@ final class ClientIdentity {
         return hostAndPort ? first : null;
     }
 
-    /** Walks the chain from the right: trusted hops are skipped, the first other one is the client. */
-    private static byte[] rightmostUntrusted(List<String> chain, List<Cidr> trusted, byte[] peer) {
+    /**
+     * Walks the chain from the right, its lines last to first and each line's hops right to left: trusted hops are
+     * skipped, the first other one is the client. Hops are split at every comma, as nginx's realip module splits
+     * them, never read as an RFC 9110 list with quoted strings (Jetty's {@code getCSV}): a trusted proxy appends the
+     * peer it saw to the header the client sent ({@code $proxy_add_x_forwarded_for}), so a client that sent
+     * {@code X-Forwarded-For: "} had that quote swallow the proxy's hop, and Jetty's parser refused the unclosed
+     * quote with an exception: the request got Jetty's 400, with no access line and no listener event. A hop in
+     * double quotes is read without them, as that parser read it.
+     */
+    private static byte[] rightmostUntrusted(List<String> lines, List<Cidr> trusted, byte[] peer) {
         byte[] candidate = peer;
-        for (int i = chain.size() - 1; i >= 0; i--) {
-            byte[] hop = hop(chain.get(i));
-            if (hop == null) {
-                // Garbage in the chain: stop at the last hop we could read.
-                return candidate;
-            }
-            candidate = hop;
-            if (!Cidr.anyContains(trusted, hop)) {
-                return candidate;
+        for (int line = lines.size() - 1; line >= 0; line--) {
+            String value = lines.get(line);
+            int end = value.length();
+            while (end >= 0) {
+                int comma = value.lastIndexOf(',', end - 1);
+                String text = value.substring(comma + 1, end).trim();
+                end = comma;
+                if (text.isEmpty()) {
+                    continue; // "a, , b" and a trailing comma: no hop, as nginx and Jetty's parser skip them
+                }
+                byte[] hop = hop(text.length() > 1 && text.charAt(0) == '"' && text.charAt(text.length() - 1) == '"'
+                        ? text.substring(1, text.length() - 1) : text);
+                if (hop == null) {
+                    // Garbage in the chain: stop at the last hop we could read.
+                    return candidate;
+                }
+                candidate = hop;
+                if (!Cidr.anyContains(trusted, hop)) {
+                    return candidate;
+                }
             }
         }
         return candidate;
