@@ -213,10 +213,35 @@ final class ForwardedHeaders {
                 || canonicalName.equals("forwarded") || OTHER_FORWARDING.contains(canonicalName);
     }
 
+    /**
+     * The header names a message's {@code Connection} lists, by {@link #canonical} name: each comma-separated element
+     * of each {@code Connection} line, trimmed, without the double quotes around it if it has both. A
+     * {@code connection-option} is a token (RFC 9110 section 7.6.1), so an element with a quote left open names no
+     * header, and a quote does not carry across commas. Read as an RFC 9110 list with quoted strings (Jetty's
+     * {@code getCSV}), an unclosed quote made its parser throw: an upgrade with {@code Connection: Upgrade, "x}, which
+     * Jetty itself accepts, got 502 with a WARN and its stack trace for each request (its backend handshake "could not
+     * start"), a plain request Jetty's bare 400 with no access line, and a backend's response so marked failed.
+     */
     static Set<String> connectionTokens(HttpFields headers) {
         Set<String> tokens = new HashSet<>();
-        for (String token : headers.getCSV(HttpHeader.CONNECTION, false)) {
-            tokens.add(canonical(token.trim().toLowerCase(Locale.ROOT)));
+        for (HttpField field : headers) {
+            String value = field.getHeader() == HttpHeader.CONNECTION ? field.getValue() : null;
+            if (value == null) {
+                continue;
+            }
+            int start = 0;
+            while (start <= value.length()) {
+                int comma = value.indexOf(',', start);
+                int end = comma < 0 ? value.length() : comma;
+                String token = value.substring(start, end).trim();
+                if (token.length() > 1 && token.charAt(0) == '"' && token.charAt(token.length() - 1) == '"') {
+                    token = token.substring(1, token.length() - 1).trim();
+                }
+                if (!token.isEmpty()) {
+                    tokens.add(canonical(token.toLowerCase(Locale.ROOT)));
+                }
+                start = end + 1;
+            }
         }
         return tokens;
     }
