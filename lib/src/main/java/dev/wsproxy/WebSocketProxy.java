@@ -325,6 +325,11 @@ public final class WebSocketProxy implements AutoCloseable {
      * go to the wrapped handler (set with {@link Handler.Wrapper#setHandler(Handler)} or
      * {@link ProxyBuilder#nextHandler(Handler)}). The same instance is returned on every call.
      *
+     * <p>It is mounted in one server: mounting it in another one ({@code setHandler}, directly or through a wrapper)
+     * throws {@link IllegalStateException}, naming the first, while the first runs it or still holds it, stopped or
+     * not (started again, it would serve with it). Take it out of the first server ({@code setHandler(null)} there, or
+     * the wrapper's) to move it, or give each server a proxy of its own ({@code toBuilder().build()}).
+     *
      * <p>A server that serves HTTP/2 also gets WebSockets over HTTP/2 (RFC 8441): Jetty's HTTP/2 connection factories
      * offer them by default, and browsers then open theirs on the h2 connection with an extended {@code CONNECT}. They
      * are proxied as HTTP/1.1 upgrades are (the same checks, hooks, refusals and events, the backend connected first

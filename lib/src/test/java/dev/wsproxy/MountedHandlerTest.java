@@ -1,6 +1,7 @@
 package dev.wsproxy;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.tuple;
 import static org.awaitility.Awaitility.await;
 
@@ -275,6 +276,36 @@ class MountedHandlerTest {
                 .extracting(RecordingListener.Rejected::status, RecordingListener.Rejected::reason)
                 .containsExactly(tuple(400, "request path cannot be forwarded"),
                         tuple(400, "request path cannot be forwarded"));
+    }
+
+    @Test
+    void refusesASecondServerWhileTheFirstHoldsTheHandlerAndMovesOnceTakenOut() throws Exception {
+        // One handler in two servers: Jetty said only STARTED while the first ran, and once it was stopped the handler
+        // moved without a word; the first server, started again, then served with a handler of the second's.
+        Server second = new Server(WebSocketProxy.threadPool());
+        ServerConnector secondConnector = WebSocketProxy.serverConnector(second);
+        secondConnector.setHost("127.0.0.1");
+        second.addConnector(secondConnector);
+        try {
+            assertThatThrownBy(() -> second.setHandler(proxy.handler())).as("the first server running")
+                    .isInstanceOf(IllegalStateException.class)
+                    .hasMessageStartingWith("the wsproxy handler is mounted in " + server)
+                    .hasMessageContaining("one server per proxy");
+            server.stop();
+            assertThatThrownBy(() -> second.setHandler(proxy.handler())).as("the first server stopped, holding it")
+                    .isInstanceOf(IllegalStateException.class)
+                    .hasMessageStartingWith("the wsproxy handler is mounted in " + server);
+
+            server.setHandler((Handler) null);
+            second.setHandler(proxy.handler());
+            second.start();
+            try (RawHttpExchange exchange = RawHttpExchange.upgrade(secondConnector.getLocalPort(), "/ws/moved")) {
+                assertThat(exchange.statusLine()).as("served by the server it moved to").startsWith("HTTP/1.1 101");
+            }
+            await().atMost(Duration.ofSeconds(10)).until(() -> proxy.sessions().isEmpty());
+        } finally {
+            second.stop();
+        }
     }
 
     @Test

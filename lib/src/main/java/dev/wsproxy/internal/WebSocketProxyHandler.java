@@ -213,13 +213,25 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     }
 
     /**
-     * Also checks the next handler: proxies built from one builder share it, and a Jetty handler belongs to one server
+     * Refuses a second server while the first runs the handler or still holds it in its tree (a server stopped and
+     * started again would serve with it), naming that server. Also checks the next handler: proxies built from one
+     * builder share it, and a Jetty handler belongs to one server
      * at a time. One that runs in another server is refused with a message naming it (Jetty would only say
      * {@code STARTED}); one that is stopped is managed here, started and stopped with this proxy, even if it was
      * running, and so left unmanaged by Jetty, when this proxy was built.
      */
     @Override
     public void setServer(Server server) {
+        Server current = getServer();
+        if (server != null && current != null && current != server
+                && (isRunning() || current.getDescendants(WebSocketProxyHandler.class).contains(this))) {
+            // One proxy, one server: its sessions, counters and backend client are one server's. Jetty alone said
+            // STARTED while the first server ran; once it was stopped, the handler moved without a word, and the first
+            // server, started again, served with a handler of the second's (500s once that one stopped).
+            throw new IllegalStateException("the wsproxy handler is mounted in " + current + " (expected: one server "
+                    + "per proxy: take it out of that server first, or mount a proxy of its own in each, such as "
+                    + "proxy.toBuilder().build())");
+        }
         Handler next = getHandler();
         if (next != null && server != null) {
             Server other = next.getServer();
