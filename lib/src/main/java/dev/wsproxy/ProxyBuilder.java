@@ -524,6 +524,9 @@ public final class ProxyBuilder {
      * time. Starting or mounting another while one runs throws {@link IllegalStateException}; once that one stopped,
      * the other starts with the handler.
      *
+     * <p>Standalone, the handler may not stop the proxy on the thread it was called on (an admin endpoint): that
+     * {@link WebSocketProxy#stop(Duration)} throws {@link IllegalStateException}; hand it to another thread.
+     *
      * @param handler the next handler, for instance a {@code ResourceHandler} serving a web page
      * @return this builder
      */

@@ -469,11 +469,18 @@ public final class WebSocketProxy implements AutoCloseable {
      * yours, from which a stop is fine; so is a stop of this proxy from another proxy's hooks, which it does not wait
      * for (a hook object shared by both counts as this proxy's).
      *
+     * <p>Standalone, neither may the {@linkplain ProxyBuilder#nextHandler next handler}, nor anything else on a thread
+     * of the proxy's own server (a callback of that handler's): the server's stop waits for each of its selector
+     * threads, on which Jetty runs a handler it takes for non-blocking ({@code Handler.Abstract.NonBlocking}), so such
+     * a stop waited for ever (and a blocking handler stopped the server under its own request, whose answer was lost).
+     * That stop throws, and the proxy goes on running: hand it to another thread, as above, and answer the request.
+     *
      * @param drain how long to wait for sessions to finish their close handshake and for their closes to reach the
      *        listeners; {@link Duration#ZERO} drops them
      * @throws IllegalArgumentException if {@code drain} is negative
      * @throws IllegalStateException if called from a {@link ProxyListener}'s callback or another of this proxy's
-     *         hooks (see above) while the proxy runs (the hook fails, and the proxy goes on running)
+     *         hooks (see above) while the proxy runs (the hook fails, and the proxy goes on running), or, standalone,
+     *         from a thread of its own server, such as its next handler's (the proxy goes on running)
      */
     public void stop(Duration drain) {
         requireNonNull(drain, "drain");
@@ -492,6 +499,13 @@ public final class WebSocketProxy implements AutoCloseable {
                 // that runs it; mounted, a listener or a selector's onSessionOpened/Closed, for the whole drain.
                 throw new IllegalStateException("stop(): called from " + hook + ", which the stop waits for "
                         + "(expected: a call from another thread, such as an executor of yours)");
+            }
+            if (server != null && WebSocketEndPoints.runsOn(server.getThreadPool())) {
+                // Jetty's stop of the server waits for each selector's thread: on one, for ever. A next handler runs on
+                // one whenever Jetty thinks it does not block (Handler.Abstract.NonBlocking), and so may its callbacks.
+                throw new IllegalStateException("stop(): called from a thread of the proxy's own server (its next "
+                        + "handler, or a callback of it), which the server's stop waits for (expected: a call from "
+                        + "another thread, such as an executor of yours)");
             }
             stopped = true;
             toStop = server;
@@ -535,7 +549,7 @@ public final class WebSocketProxy implements AutoCloseable {
      * Stops the proxy with the drain timeout of {@link ProxyBuilder#drainTimeout(Duration)}.
      *
      * @throws IllegalStateException if called from a {@link ProxyListener}'s callback or another of the proxy's hooks
-     *         while the proxy runs (see {@link #stop(Duration)})
+     *         while the proxy runs, or from a thread of its standalone server (see {@link #stop(Duration)})
      */
     @Override
     public void close() {

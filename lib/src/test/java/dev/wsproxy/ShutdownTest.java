@@ -17,8 +17,13 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.thread.Invocable;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -307,6 +312,48 @@ class ShutdownTest {
             next.session.close();
             next.nextClose();
             Clients.assertNoLeaks(stopping, clients, backend);
+        } finally {
+            stopping.close();
+        }
+    }
+
+    /**
+     * A next handler of the standalone proxy that stops it, as an admin endpoint would: one that Jetty runs on a
+     * selector thread (non-blocking) hung there for ever, as the server's stop waited for that thread; a blocking one
+     * stopped the server under its own request, whose answer was lost. Both are refused, answer, and the proxy runs.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"NON_BLOCKING", "BLOCKING"})
+    void refusesAStopFromItsNextHandlerWhichAnswersAndTheProxyKeepsRunning(String invocationType) throws Exception {
+        CompletableFuture<RuntimeException> refused = new CompletableFuture<>();
+        AtomicReference<WebSocketProxy> self = new AtomicReference<>();
+        WebSocketProxy stopping = ProxyBuilder.create().listen("127.0.0.1", 0).route("/ws/", backend.backend())
+                .nextHandler(new Handler.Abstract(Invocable.InvocationType.valueOf(invocationType)) {
+                    @Override
+                    public boolean handle(Request request, Response response, Callback callback) {
+                        try {
+                            self.get().close();
+                            refused.complete(null);
+                        } catch (RuntimeException e) {
+                            refused.complete(e);
+                        }
+                        response.write(true, null, callback);
+                        return true;
+                    }
+                })
+                .build();
+        self.set(stopping);
+        try {
+            stopping.start();
+            try (RawHttpExchange stop = RawHttpExchange.send(stopping.uri().getPort(),
+                    "GET /admin/stop HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) {
+                assertThat(stop.statusLine()).as("the next handler's answer").isEqualTo("HTTP/1.1 200 OK");
+            }
+            assertThat(refused.get(10, TimeUnit.SECONDS)).isInstanceOf(IllegalStateException.class)
+                    .hasMessage("stop(): called from a thread of the proxy's own server (its next handler, or a "
+                            + "callback of it), which the server's stop waits for (expected: a call from another "
+                            + "thread, such as an executor of yours)");
+            assertStillRelays(stopping, Clients.ws(stopping, "/ws/still-running"));
         } finally {
             stopping.close();
         }

@@ -719,14 +719,34 @@ public final class WebSocketEndPoints {
         }
     }
 
+    /**
+     * Whether this thread is one of {@code pool}'s, when it is a {@link #threadPool()}: a server's stop called on it
+     * waits for it (on one of its selectors, for ever), so {@code WebSocketProxy.stop} refuses to stop its standalone
+     * server from there.
+     */
+    public static boolean runsOn(ThreadPool pool) {
+        return pool instanceof Pool own && Pool.OWNER.get() == own;
+    }
+
     /** The pool of {@link #threadPool()}. */
     private static final class Pool extends QueuedThreadPool {
+
+        /** The pool whose thread this is ({@link #runsOn}); set once, as the thread starts. */
+        private static final ThreadLocal<@Nullable Pool> OWNER = new ThreadLocal<>();
 
         @Override
         public void execute(Runnable job) {
             if (!runResumed(job)) {
                 super.execute(job);
             }
+        }
+
+        @Override
+        public Thread newThread(Runnable runnable) {
+            return super.newThread(() -> {
+                OWNER.set(this);
+                runnable.run();
+            });
         }
     }
 
