@@ -369,6 +369,11 @@ public final class WebSocketProxy implements AutoCloseable {
      * Replaces the backends of a route at once. Sessions already open are not touched, whatever their backend; new
      * sessions use the new list. Backends that stay keep their counters and health, and stop draining.
      *
+     * <p>It works whether the proxy runs or not, as {@link #backendStatus} and {@link #drain} do (only
+     * {@link #reloadTls()} needs a running proxy): before {@link #start()}, or before your server starts
+     * {@link #handler()}, it sets the list the proxy starts with (from service discovery, say); once the proxy is
+     * stopped, it sets the list {@link #toBuilder()} carries to a successor.
+     *
      * @param route the prefix of a route, as given to {@link ProxyBuilder#route}
      * @param backends one or more backends, each URI once, however spelled (see {@link ProxyBuilder#route})
      * @throws IllegalArgumentException if there is no such route, the list is empty or has a URI twice
@@ -383,7 +388,8 @@ public final class WebSocketProxy implements AutoCloseable {
 
     /**
      * Returns a live view of a route's backends: state (up, down, draining), active and total sessions, backend
-     * handshakes in flight, recent failures.
+     * handshakes in flight, recent failures. It works whether the proxy runs or not: before it starts, every backend
+     * as built or updated, with no sessions; once it is stopped, the totals it ended with, and no active session.
      *
      * @param route the prefix of a route
      * @return one status per backend, in configuration order
@@ -411,6 +417,11 @@ public final class WebSocketProxy implements AutoCloseable {
      * <p>A backend already removed from its route ({@link #updateBackends}, a DNS answer) keeps its open sessions; it
      * can be drained as long as it has some: they are closed the same way, and if a DNS answer brings the backend back
      * meanwhile, it comes back draining.
+     *
+     * <p>It does not throw on a proxy that is not running, so that a drain racing a stop is no error: before the proxy
+     * starts, it takes the backend out of rotation from the first session on (until {@link #updateBackends} lists it
+     * again); once the proxy is stopped, there is no session to close, and it only marks the backend draining in
+     * {@link #backendStatus}, which {@link #toBuilder()} does not carry.
      *
      * @param backend a backend of some route, or one removed from a route whose sessions are still open (matched by
      *        URI)
