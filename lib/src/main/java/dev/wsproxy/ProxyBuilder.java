@@ -557,7 +557,8 @@ public final class ProxyBuilder {
      * {@code X-Forwarded-*}, {@code X-Real-IP} and {@code Forwarded} headers are discarded and replaced, and the
      * client is the peer. From a peer inside them, the client is the right-most {@code X-Forwarded-For} hop that is
      * not a trusted proxy (hops split at every comma, as nginx splits them, so that no quote the client sends can
-     * take in the hop a trusted proxy appended), and {@code X-Forwarded-Proto} / {@code X-Forwarded-Host} give the external scheme and host.
+     * take in the hop a trusted proxy appended), and {@code X-Forwarded-Proto} / {@code X-Forwarded-Host} give the
+     * external scheme and host.
      * That client address is the one selectors ({@link BackendSelector#ipHash()}), per-address limits (an IPv6 one by
      * its block, {@link #perIpIpv6Prefix(int)}), logs and {@code X-Real-IP} use. Either way the backend gets the
      * proxy's own {@code X-Forwarded-For}, {@code X-Real-IP}, {@code X-Forwarded-Proto} and {@code X-Forwarded-Host},
