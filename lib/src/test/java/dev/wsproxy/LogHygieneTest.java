@@ -303,6 +303,32 @@ class LogHygieneTest {
                 .anySatisfy(message -> assertThat(message).endsWith(": 1000 bye\\u000aforged\\u001b[31m"));
     }
 
+    @Test
+    void escapesAndCutsTheClientsSubprotocolInDebugLines() throws Exception {
+        // A subprotocol is the client's offer, which a backend echoes: Jetty lets header bytes 0x80 to 0xFF through,
+        // and the session's DEBUG open line wrote its U+0085 (NEL, a line break to some log pipelines) and its U+009B
+        // (the 8-bit CSI) as they came, and all of its 2 KB.
+        Path file = fork("debug");
+        String subprotocol = "chat\u0085forged\u009b31m" + "p".repeat(2000);
+        try (RawHttp client = connect()) {
+            RawHttp.Response response = client.exchange(upgrade("/ws/subprotocol")
+                    .add("Sec-WebSocket-Protocol", subprotocol));
+            assertThat(response.status()).as("%s", response).isEqualTo(101);
+            assertThat(response.header("Sec-WebSocket-Protocol")).as("the backend chose the offer")
+                    .isEqualTo(subprotocol);
+            assertThat(client.closeHandshake(1000, "").closeCode()).isEqualTo(1000);
+        }
+        List<Line> log = stopAndRead(file);
+
+        assertThat(log).filteredOn(line -> line.text().contains("\u0085") || line.text().contains("\u009b")
+                        || line.text().contains("p".repeat(300)))
+                .as("lines with the subprotocol's NEL or CSI, or all of it").isEmpty();
+        assertThat(log).filteredOn(line -> line.message() != null && line.message().contains("] Open: "))
+                .extracting(Line::message).singleElement()
+                .satisfies(message -> assertThat(message).contains(" subprotocol=chat\\u0085forged\\u009b31mppp")
+                        .endsWith("p..."));
+    }
+
     // ---- the inputs ----
 
     /**

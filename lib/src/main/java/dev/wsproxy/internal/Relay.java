@@ -118,6 +118,8 @@ final class Relay implements ProxySession {
 
     private static final Logger LOG = LoggerFactory.getLogger(Relay.class);
     private static final int MAX_REASON_BYTES = Frame.MAX_CONTROL_PAYLOAD - 2;
+    /** The most of a subprotocol a DEBUG line writes: the client's offer, as long as its header allows. */
+    private static final int MAX_LOGGED_SUBPROTOCOL = 100;
     /** {@link #proxyClose} when the proxy sent the client no close code. */
     static final int NO_PROXY_CLOSE = 0;
     /** Data frames carrying less than this always count against the fragment cap. */
@@ -542,8 +544,9 @@ final class Relay implements ProxySession {
             }
         }
         if (!givenUp && LOG.isDebugEnabled()) {
+            // The subprotocol is one the client offered, which Jetty reads as ISO-8859-1 (U+0085 NEL, U+009B CSI).
             LOG.debug("[{}] Open: {} -> {} subprotocol={}", id, AccessLog.client(clientAddress),
-                    withoutQuery(backendUri), subprotocol);
+                    withoutQuery(backendUri), LogText.printable(subprotocol, MAX_LOGGED_SUBPROTOCOL));
         }
         actions.forEach(Runnable::run);
     }
