@@ -17,6 +17,7 @@ import java.util.Queue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Function;
 
 import org.eclipse.jetty.http.CookieCompliance;
@@ -29,6 +30,7 @@ import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.component.LifeCycle;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -125,11 +127,51 @@ class MountedHandlerTest {
         try (StandardError.Capture log = StandardError.capture()) {
             server.stop();
             // Dropped without a close frame; or, when Jetty dropped the backend's connection first, told what a
-            // graceful stop says (it was told 1014, backend lost, and the full suite once saw it).
-            assertThat(client.nextClose().code()).as("dropped, or told the proxy is going away").isIn(1006, 1001);
+            // graceful stop says (it was told 1014, backend lost, and the full suite once saw it), which the line then
+            // names (logsThe1001TheClientGotWhenTheServerStopDropsTheBackendsConnectionFirst).
+            int code = client.nextClose().code();
+            assertThat(code).as("dropped, or told the proxy is going away").isIn(1006, 1001);
+            String proxyClose = code == 1001 ? "1001" : "(-|1001)";
             await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
                     .containsPattern(" dev\\.wsproxy\\.access - sid=" + id + " .* first=proxy status=101 "
-                            + "proxy_close=- reason=shutdown\n"));
+                            + "proxy_close=" + proxyClose + " reason=shutdown\n"));
+        }
+    }
+
+    @Test
+    void logsThe1001TheClientGotWhenTheServerStopDropsTheBackendsConnectionFirst() throws Exception {
+        // The user's server stopped without a stop timeout, its backend connection dropped before its client's: the
+        // client was told 1001, what a graceful stop says, and the access line read proxy_close=-, as for a client
+        // dropped without a close frame.
+        AtomicReference<Socket> backendSocket = new AtomicReference<>();
+        try (RawBackend raw = RawBackend.upgradingThen((socket, out) -> backendSocket.set(socket))) {
+            server.stop();
+            mount(ProxyBuilder.create().route("/ws/", raw.backend()));
+            WsRecorder client = clients.connect(uri("ws", "/ws/chat"));
+            await().atMost(Duration.ofSeconds(10))
+                    .until(() -> proxy.sessions().size() == 1 && backendSocket.get() != null);
+            String id = proxy.sessions().get(0).id();
+            // After the proxy's own listener, which the server's start added: the stop is the proxy's end by then.
+            AtomicReference<WsRecorder.Closed> toldBeforeTheConnectorsStop = new AtomicReference<>();
+            server.addEventListener(new LifeCycle.Listener() {
+                @Override
+                public void lifeCycleStopping(LifeCycle event) {
+                    try {
+                        backendSocket.get().close();
+                        toldBeforeTheConnectorsStop.set(client.nextClose());
+                    } catch (Exception e) {
+                        throw new AssertionError(e);
+                    }
+                }
+            });
+            try (StandardError.Capture log = StandardError.capture()) {
+                server.stop();
+                assertThat(toldBeforeTheConnectorsStop.get())
+                        .isEqualTo(new WsRecorder.Closed(1001, "proxy shutting down"));
+                await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> assertThat(log.text())
+                        .containsPattern(" dev\\.wsproxy\\.access - sid=" + id + " .* first=proxy status=101 "
+                                + "proxy_close=1001 reason=shutdown\n"));
+            }
         }
     }
 

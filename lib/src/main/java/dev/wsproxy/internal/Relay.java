@@ -162,7 +162,9 @@ final class Relay implements ProxySession {
     /**
      * When the proxy started the end ({@link #initiator} {@code PROXY}): the code it sent the client
      * ({@link #NO_PROXY_CLOSE} when it dropped the client's connection without one) and why, a token for the access
-     * log ({@code idle_timeout}). Set with the initiator, once, on the close paths only.
+     * log ({@code idle_timeout}). Set with the initiator, once, on the close paths only; but a server that drops the
+     * connections ({@link #serverStopping}) names no code, and the client is sent {@code 1001} after all when the
+     * backend's connection went first ({@link #onLegClosed}).
      */
     private int proxyClose = NO_PROXY_CLOSE;
     private @Nullable String proxyCloseReason;
@@ -819,8 +821,13 @@ final class Relay implements ProxySession {
                 // This leg ended without a close handshake relayed through the proxy: tell the other peer. While the
                 // server drops every connection (serverStopping), that is the proxy going away, not a lost peer: the
                 // other leg, if Jetty has not dropped it yet, gets what a graceful stop sends.
-                CloseStatus notice = initiator == SessionClose.Initiator.PROXY && "shutdown".equals(proxyCloseReason)
-                        ? new CloseStatus(CloseStatus.SHUTDOWN, "proxy shutting down") : lost(leg.side);
+                boolean stopping = initiator == SessionClose.Initiator.PROXY && "shutdown".equals(proxyCloseReason);
+                CloseStatus notice = stopping ? new CloseStatus(CloseStatus.SHUTDOWN, "proxy shutting down")
+                        : lost(leg.side);
+                if (stopping && other.side == Side.CLIENT) {
+                    // The client is sent a close after all: the access line's proxy_close names it.
+                    proxyClose = CloseStatus.SHUTDOWN;
+                }
                 other.closeSent = true;
                 other.sentStatus = notice;
                 actions.add(() -> other.sendClose(target, notice));
