@@ -95,7 +95,8 @@ public interface ProxyListener {
      * {@code 101} is written: one that reset its connection is reported with {@code 499} then, one that closed it
      * normally gets its {@code 101} and is reported as a session that opened and closed at once (client code
      * {@code 1006}). Plain HTTP requests on a route are reported here too when the proxy refuses them itself (a
-     * malformed request, {@code 400}; {@code CONNECT} or {@code TRACE}, {@code 405}; shutdown, {@code 503}), when the
+     * malformed request or request body, {@code 400}; {@code CONNECT} or {@code TRACE}, {@code 405}; a body that stopped
+     * coming, {@code 408}; a transfer coding other than {@code chunked}, {@code 501}; shutdown, {@code 503}), when the
      * route's authenticator or selector refuses them, and when the proxy answers them itself with {@code 502} or
      * {@code 504} because their backend failed before its response began.
      *
