@@ -902,6 +902,25 @@ class PlainHttpTest {
         }
     }
 
+    @Test
+    void reportsABackendsFailureToListenersInAtMost300Characters() throws Exception {
+        // Jetty's client names the whole connection in the message of a response it cannot parse: the reason was cut
+        // to 300 characters and "..." added after them, 303, past the 300 ProxyListener.onHandshakeRejected promises.
+        RawBackend garbage = RawBackend.answeringThenClosing(RawBackend.raw("garbage\r\n\r\n"));
+        RecordingListener listener = new RecordingListener();
+        try (garbage; WebSocketProxy proxying = ProxyBuilder.create().listen("127.0.0.1", 0).listener(listener)
+                .route("/", garbage.backend()).build()) {
+            proxying.start();
+            try (RawHttp client = RawHttp.connect(proxying)) {
+                RawHttp.Response response = client.exchange(Request.plain("GET", "/x", RawHttp.host(proxying)));
+                assertThat(response.status()).as("%s", response).isEqualTo(502);
+            }
+            RecordingListener.Rejected rejected = listener.first(RecordingListener.Rejected.class);
+            assertThat(rejected.status()).isEqualTo(502);
+            assertThat(rejected.reason()).startsWith("backend failed: ").endsWith("...").hasSizeLessThanOrEqualTo(300);
+        }
+    }
+
     /**
      * Sends {@code client} an upload of 3 of its 10 bytes, then nothing, and checks that it gets {@code 408}, reported
      * to {@code listener} and logged as {@code body_timeout}; closes {@code client}.

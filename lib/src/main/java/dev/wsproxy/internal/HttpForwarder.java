@@ -611,7 +611,7 @@ final class HttpForwarder extends ProxyHandler {
             // The proxy's own status, as for a refused handshake; a failure once the backend's response began to
             // reach the client is not a rejection (the connection is closed).
             forwarded.route.listener().onHandshakeRejected(forwarded.view, status,
-                    LogText.printable(reason, WebSocketProxyHandler.MAX_REASON));
+                    LogText.within(reason, WebSocketProxyHandler.MAX_REASON));
         }
         // What ProxyHandler does, with the status above.
         Response.writeError(clientToProxyRequest, proxyToClientResponse, Callback.from(InvocationType.NON_BLOCKING,

@@ -31,7 +31,7 @@ final class LogText {
             char c = text.charAt(i);
             boolean plain = c >= 0x20 && c <= 0x7E;
             if (out.length() + (plain ? 1 : 6) > max) {
-                return out.append("...").toString();
+                return out.append(CUT).toString();
             }
             if (plain) {
                 out.append(c);
@@ -42,6 +42,17 @@ final class LogText {
         }
         return out.toString();
     }
+
+    /**
+     * {@code text} as {@link #printable} writes it, but at most {@code max} chars in all, the {@code ...} of a cut
+     * included: for a bound promised to a reader (a listener's reason). Cut shorter only when it has to be.
+     */
+    static String within(String text, int max) {
+        String printable = printable(text, max);
+        return printable.length() <= max ? printable : printable(text, max - CUT.length());
+    }
+
+    private static final String CUT = "...";
 
     private static boolean isPrintable(String text) {
         for (int i = 0; i < text.length(); i++) {

@@ -30,4 +30,12 @@ class LogTextTest {
         assertThat(LogText.printable("xxxxxxx\u0085", 10)).isEqualTo("xxxxxxx...");
         assertThat(LogText.printable("xxxx\u0085", 10)).isEqualTo("xxxx\\u0085");
     }
+
+    @Test
+    void keepsWithinMaxCharsInAllWhenCut() {
+        assertThat(LogText.within("x".repeat(10), 10)).isEqualTo("x".repeat(10));
+        assertThat(LogText.within("x".repeat(11), 10)).isEqualTo("x".repeat(7) + "...");
+        assertThat(LogText.within("xxxx\u0085", 10)).isEqualTo("xxxx\\u0085");
+        assertThat(LogText.within("xxxxx\u0085", 10)).isEqualTo("xxxxx...");
+    }
 }
