@@ -111,8 +111,9 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     /** The most of a refused {@code Origin} its reason quotes ({@link LogText#printable}). */
     static final int MAX_ORIGIN_IN_REASON = 100;
     /**
-     * The longest reason listeners get, escaped as {@link LogText#printable} does: a backend's exception message may be
-     * long, and a backend or a client may write what is not printable.
+     * The longest reason listeners get, the {@code ...} of a cut included ({@link LogText#within}), escaped as
+     * {@link LogText#printable} does: a backend's exception message may be long, and a backend or a client may write
+     * what is not printable.
      */
     static final int MAX_REASON = 300;
     /** The mark of a request the standalone proxy passed on to its next handler, which took it ({@link #passOn}). */
@@ -810,13 +811,13 @@ public final class WebSocketProxyHandler extends Handler.Wrapper implements Grac
     /**
      * Reports a request on a route that got {@code status} from the proxy instead of a session or a backend's
      * response ({@code 499}: its client left first): to the route's listeners with {@code reason}, made printable and
-     * short ({@link LogText#printable}), and to the access log with {@code token}. Every request refused on a route
+     * short ({@link LogText#within}), and to the access log with {@code token}. Every request refused on a route
      * goes through here once, whoever answers the client (a backend's refusal is relayed, a client gone gets nothing),
      * but the plain HTTP requests {@link HttpForwarder} answers after their backend failed: those are logged when their
      * response completes.
      */
     void refused(HandshakeRequestView view, Route route, int status, String token, @Nullable String reason) {
-        String printable = reason == null ? null : LogText.printable(reason, MAX_REASON);
+        String printable = reason == null ? null : LogText.within(reason, MAX_REASON);
         if (LOG.isDebugEnabled()) {
             LOG.debug("Refused {}: {} ({})", view, status, printable);
         }
